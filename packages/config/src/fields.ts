@@ -1,0 +1,70 @@
+import { z } from 'zod';
+
+/** A TCP port from an environment string, with a default. */
+export const port = (fallback: number) =>
+  z.coerce
+    .number({ message: 'expected a port number' })
+    .int('expected a whole number')
+    .min(0, 'expected a port 0-65535')
+    .max(65535, 'expected a port 0-65535')
+    .default(fallback);
+
+/** A URL with one of the given schemes. */
+export const url = (...schemes: string[]) =>
+  z.string().refine(
+    (value) => {
+      try {
+        return schemes.includes(new URL(value).protocol.replace(/:$/, ''));
+      } catch {
+        return false;
+      }
+    },
+    { message: `expected a URL starting with ${schemes.map((s) => `${s}://`).join(' or ')}` },
+  );
+
+/** "true"/"false"/"1"/"0"/"yes"/"no" → boolean. */
+export const bool = (fallback: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no', ''], { message: 'expected true or false' })
+    .default(fallback ? 'true' : 'false')
+    .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+/** A whole number within bounds, with a default. */
+export const int = (fallback: number, min: number, max: number) =>
+  z.coerce
+    .number({ message: 'expected a number' })
+    .int('expected a whole number')
+    .min(min, `expected at least ${min}`)
+    .max(max, `expected at most ${max}`)
+    .default(fallback);
+
+export const logLevel = z
+  .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+    message: 'expected one of fatal, error, warn, info, debug, trace, silent',
+  })
+  .default('info');
+
+/** Variables every process reads. */
+export const commonSchema = z.object({
+  /** PostgreSQL URL; libpq-style sslmode/sslrootcert query parameters are honoured. */
+  DATABASE_URL: url('postgres', 'postgresql'),
+  /** Redis URL (redis:// or rediss:// for TLS). */
+  REDIS_URL: url('redis', 'rediss'),
+  /** pino level; default info. */
+  LOG_LEVEL: logLevel,
+});
+
+/** Collector-token settings shared by the admin service (issues) and the edge (verifies). */
+export const jwtSchema = z.object({
+  /** HMAC-SHA256 key for collector JWTs; at least 32 characters. */
+  JWT_SECRET: z.string().min(32, 'must be at least 32 characters'),
+  /** `iss` claim of this installation; default "pganalytics-central". */
+  JWT_ISSUER: z.string().min(1).default('pganalytics-central'),
+  /** `aud` claim of this installation; default "pganalytics-collectors". */
+  JWT_AUDIENCE: z.string().min(1).default('pganalytics-collectors'),
+});
+
+/** AES-256-GCM keyring for target passwords: base64 32-byte key, or `id:key,id:key` (first is active). */
+export const encryptionSchema = z.object({
+  ENCRYPTION_KEY: z.string().min(1, 'must be set (base64 of 32 random bytes)'),
+});

@@ -1,0 +1,2 @@
+export { loadConfig, configOrExit, ConfigError } from './load-config';
+export { port, url, bool, int, logLevel, commonSchema, jwtSchema, encryptionSchema } from './fields';

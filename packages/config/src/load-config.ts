@@ -1,0 +1,48 @@
+import type { z } from 'zod';
+
+/** Raised when the environment does not satisfy a process's config schema. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/**
+ * Parses `env` with `schema` once. On failure throws a ConfigError whose message is one line naming
+ * every offending variable, e.g. `invalid environment: INGEST_PORT: expected a port 1-65535, got "abc"`.
+ * `main.ts` files catch it, print the message and exit 1.
+ */
+export function loadConfig<S extends z.ZodType>(schema: S, env: Record<string, string | undefined> = process.env): z.infer<S> {
+  const result = schema.safeParse(env);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const key = issue.path.join('.') || '(root)';
+    const value = typeof issue.path[0] === 'string' ? env[issue.path[0]] : undefined;
+    const shown = value === undefined ? 'it is not set' : `got ${JSON.stringify(redactIfSecret(key, value))}`;
+    return `${key}: ${issue.message} (${shown})`;
+  });
+  throw new ConfigError(`invalid environment: ${problems.join('; ')}`);
+}
+
+const SECRET_KEY = /PASSWORD|SECRET|KEY|TOKEN/i;
+
+function redactIfSecret(key: string, value: string): string {
+  if (SECRET_KEY.test(key)) return '[redacted]';
+  // URLs may carry a password: show them without it.
+  try {
+    const u = new URL(value);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return value;
+  }
+}
+
+/** For `main.ts`: returns the config, or prints the one-line ConfigError as `<process>: …` and exits 1. */
+export function configOrExit<T>(processName: string, read: () => T): T {
+  try {
+    return read();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    console.error(`${processName}: ${err.message}`);
+    process.exit(1);
+  }
+}

@@ -1,0 +1,105 @@
+import { z } from 'zod';
+
+/** Collector protocol v1 (shared/CONTRACT.md). */
+
+export const CollectorIdSchema = z.uuid({ message: 'expected a collector UUID' });
+
+/** Claims of a collector JWT; `sub` is the collector UUID. */
+export const CollectorTokenClaimsSchema = z.object({
+  sub: CollectorIdSchema,
+  type: z.literal('collector'),
+  iat: z.number().int(),
+  exp: z.number().int(),
+  jti: z.uuid(),
+  iss: z.string(),
+  aud: z.union([z.string(), z.array(z.string())]),
+});
+export type CollectorTokenClaims = z.infer<typeof CollectorTokenClaimsSchema>;
+
+/** `Idempotency-Key`: 1–128 printable ASCII characters. */
+export const IdempotencyKeySchema = z.string().regex(/^[\x21-\x7e]{1,128}$/, 'expected 1-128 printable characters');
+
+/** One element of an envelope's `metrics` array. Other keys are kept as sent. */
+export const MetricElementSchema = z.looseObject({
+  type: z.string().min(1).max(100),
+  timestamp: z.string().optional(),
+  database: z.string().optional(),
+});
+export type MetricElement = z.infer<typeof MetricElementSchema>;
+
+/** The pganalytics-v3 envelope. A body without a `metrics` array is a "flat" push (one row). */
+export const PushEnvelopeSchema = z.looseObject({
+  collector_id: CollectorIdSchema.optional(),
+  hostname: z.string().optional(),
+  timestamp: z.string().optional(),
+  version: z.string().optional(),
+  metrics_count: z.number().optional(),
+  push_id: z.string().min(1).max(128).optional(),
+  metrics: z.array(MetricElementSchema),
+});
+export type PushEnvelope = z.infer<typeof PushEnvelopeSchema>;
+
+export const PushAcceptedSchema = z.object({
+  status: z.literal('accepted'),
+  push_id: z.string(),
+  records: z.number().int().nonnegative(),
+  duplicate: z.boolean(),
+});
+export type PushAccepted = z.infer<typeof PushAcceptedSchema>;
+
+export const HeartbeatBodySchema = z.object({
+  timestamp: z.string().optional(),
+  status: z.enum(['active', 'error']).optional(),
+  metrics_count: z.number().int().nonnegative().optional(),
+  last_error: z.string().max(4000).nullable().optional(),
+  collection_time_ms: z.number().nonnegative().optional(),
+  version: z.string().max(100).optional(),
+});
+export type HeartbeatBody = z.infer<typeof HeartbeatBodySchema>;
+
+export const CollectorCommandActionSchema = z.enum(['stop', 'restart', 'resume']);
+export type CollectorCommandAction = z.infer<typeof CollectorCommandActionSchema>;
+
+export const HeartbeatAnswerSchema = z.object({
+  status: z.literal('ok'),
+  config_version: z.number().int(),
+  commands: z.array(z.object({ id: z.string(), action: CollectorCommandActionSchema })),
+});
+export type HeartbeatAnswer = z.infer<typeof HeartbeatAnswerSchema>;
+
+export const TargetSchema = z.object({
+  type: z.enum(['postgresql', 'mysql', 'mongodb', 'oracle']),
+  host: z.string(),
+  port: z.number().int(),
+  database: z.string(),
+  username: z.string(),
+  password: z.string(),
+  ssl_mode: z.string().nullable(),
+  ssl_certificate: z.string().nullable().optional(),
+});
+
+export const CollectorConfigSchema = z.object({
+  config_version: z.number().int(),
+  enabled: z.boolean(),
+  collection_interval: z.number().int(),
+  query_limit: z.number().int(),
+  target: TargetSchema,
+});
+export type CollectorConfig = z.infer<typeof CollectorConfigSchema>;
+
+export const EnrollRequestSchema = z.object({
+  name: z.string().trim().min(1).max(255),
+  hostname: z.string().trim().min(1).max(255),
+  version: z.string().max(100).optional(),
+});
+export type EnrollRequest = z.infer<typeof EnrollRequestSchema>;
+
+export const EnrollAnswerSchema = z.object({
+  collector_id: CollectorIdSchema,
+  token: z.string(),
+  expires_at: z.string(),
+  certificate: z.string(),
+  private_key: z.string(),
+});
+
+export const RefreshTokenAnswerSchema = z.object({ token: z.string(), expires_at: z.string() });

@@ -1,0 +1,2 @@
+export { createSecretBox, parseKeyring, type SecretBox, type Keyring } from './secret-box';
+export { sha256Hex, randomSecret, hashSecret, verifySecret } from './hashing';

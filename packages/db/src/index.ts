@@ -1,0 +1,6 @@
+export { createPool, poolConfigFromUrl, type Pool, type PoolClient } from './pool';
+export { runMigrations, type MigrationResult } from './migrate';
+export { maintainPartitions, type PartitionMaintenanceResult } from './partitions';
+export { isTransientPgError, isUniqueViolation, pgErrorCode, pgConstraint } from './pg-errors';
+export { withTransaction } from './transaction';
+export { MIGRATIONS_DIR, migrateDatabase } from './migrations-dir';

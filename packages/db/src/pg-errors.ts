@@ -1,0 +1,36 @@
+/** SQLSTATE helpers: errors are classified by code and constraint name, never by message text. */
+
+export function pgErrorCode(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
+}
+
+export function pgConstraint(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'constraint' in err && typeof err.constraint === 'string'
+    ? err.constraint
+    : undefined;
+}
+
+export function isUniqueViolation(err: unknown, constraint?: string): boolean {
+  return pgErrorCode(err) === '23505' && (constraint === undefined || pgConstraint(err) === constraint);
+}
+
+/**
+ * Worth retrying: connection exceptions (08*), serialization failure / deadlock (40001, 40P01),
+ * admin shutdown / crash shutdown / cannot connect now (57P01-57P03), insufficient resources (53*),
+ * lock not available (55P03), and Node socket errors (no SQLSTATE) such as ECONNREFUSED.
+ */
+export function isTransientPgError(err: unknown): boolean {
+  const code = pgErrorCode(err);
+  if (code === undefined) return false;
+  if (/^E[A-Z]+$/.test(code)) return true; // ECONNREFUSED, ECONNRESET, ETIMEDOUT ...
+  return (
+    code.startsWith('08') ||
+    code.startsWith('53') ||
+    code === '40001' ||
+    code === '40P01' ||
+    code === '55P03' ||
+    code === '57P01' ||
+    code === '57P02' ||
+    code === '57P03'
+  );
+}

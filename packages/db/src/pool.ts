@@ -1,0 +1,54 @@
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import type { Logger } from '@pga/logger';
+
+export type Pool = pg.Pool;
+export type PoolClient = pg.PoolClient;
+
+/**
+ * Turns a `DATABASE_URL` into pg options. libpq's `sslmode`/`sslrootcert` are honoured so RDS works
+ * with `?sslmode=verify-full&sslrootcert=/path/global-bundle.pem`; `require` encrypts without
+ * verifying (libpq semantics), `disable` or no sslmode means plain TCP.
+ */
+export function poolConfigFromUrl(databaseUrl: string): pg.PoolConfig {
+  const url = new URL(databaseUrl);
+  const sslmode = url.searchParams.get('sslmode');
+  const rootcert = url.searchParams.get('sslrootcert');
+  url.searchParams.delete('sslmode');
+  url.searchParams.delete('sslrootcert');
+  const config: pg.PoolConfig = { connectionString: url.toString() };
+  if (sslmode === 'verify-full' || sslmode === 'verify-ca') {
+    config.ssl = {
+      rejectUnauthorized: true,
+      ...(rootcert ? { ca: readFileSync(rootcert, 'utf8') } : {}),
+      ...(sslmode === 'verify-ca' ? { checkServerIdentity: () => undefined } : {}),
+    };
+  } else if (sslmode === 'require' || sslmode === 'prefer') {
+    config.ssl = { rejectUnauthorized: false };
+  }
+  return config;
+}
+
+export interface CreatePoolOptions {
+  /** Pool size; default 10. */
+  max?: number;
+  /** Shown in pg_stat_activity. */
+  applicationName?: string;
+  logger?: Logger;
+  /** Per-statement timeout in ms; default none. */
+  statementTimeoutMs?: number;
+}
+
+export function createPool(databaseUrl: string, options: CreatePoolOptions = {}): Pool {
+  const pool = new pg.Pool({
+    ...poolConfigFromUrl(databaseUrl),
+    max: options.max ?? 10,
+    application_name: options.applicationName ?? 'pganalytics-central',
+    connectionTimeoutMillis: 10_000,
+    idleTimeoutMillis: 30_000,
+    ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
+  });
+  // An idle client losing its connection must not crash the process (STYLE.md).
+  pool.on('error', (err) => options.logger?.warn({ err }, 'idle PostgreSQL client error'));
+  return pool;
+}

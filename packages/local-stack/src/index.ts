@@ -1,0 +1,5 @@
+export { startPostgres, type PostgresHandle, type StartPostgresOptions } from './postgres';
+export { startRedis, type RedisHandle, type StartRedisOptions } from './redis';
+export { freePort } from './free-port';
+export { findExecutable, POSTGRES_BIN_DIRS } from './find-executable';
+export { waitFor } from './wait-for';

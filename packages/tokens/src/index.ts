@@ -1,0 +1,1 @@
+export { hashToken, createCollectorTokens, type CollectorTokens, type IssuedToken, type TokenSettings } from './collector-tokens';

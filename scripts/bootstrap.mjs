@@ -1,0 +1,84 @@
+#!/usr/bin/env node
+// Entry point of `npm start` and `npm test`: plain Node with no dependencies, so it runs in a fresh
+// clone. It checks Node, installs npm dependencies when they are missing or stale, installs missing
+// system packages with apt when run as root (otherwise says in one line what to install), then hands
+// over to scripts/start.ts or scripts/test.ts.
+import { spawnSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const command = process.argv[2];
+if (command !== 'start' && command !== 'test') {
+  console.error('usage: node scripts/bootstrap.mjs start|test');
+  process.exit(2);
+}
+
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 20 || (major === 20 && minor < 19) || major === 21 || (major === 22 && minor < 12)) {
+  console.error(`pganalytics-central needs Node 20.19+ or 22.12+; this is ${process.version}`);
+  process.exit(1);
+}
+
+function hasPostgresServer() {
+  try {
+    return readdirSync('/usr/lib/postgresql').some((v) => existsSync(`/usr/lib/postgresql/${v}/bin/postgres`));
+  } catch {
+    return false;
+  }
+}
+const onPath = (bin) =>
+  [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr/bin'].some((d) => d && existsSync(path.join(d, bin)));
+
+// What each command needs from the system, as [Debian package, present?].
+const needs = [];
+if (command === 'test' || !process.env.REDIS_URL) needs.push(['redis-server', onPath('redis-server')]);
+if (command === 'test' || !process.env.DATABASE_URL) needs.push(['postgresql-15', hasPostgresServer()]);
+if (command === 'test') {
+  needs.push(['chromium', existsSync('/usr/bin/chromium')]);
+  needs.push(['mariadb-server', onPath('mariadbd')]);
+}
+const missing = needs.filter(([, present]) => !present).map(([pkg]) => pkg);
+if (missing.length > 0) {
+  if (process.getuid?.() === 0) {
+    console.log(`installing system packages: ${missing.join(' ')}`);
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    const update = spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
+    const install =
+      update.status === 0 &&
+      spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { stdio: 'inherit', env });
+    if (!install || install.status !== 0) {
+      console.error(`could not install ${missing.join(' ')} with apt-get; install them and run again`);
+      process.exit(1);
+    }
+  } else {
+    console.error(`missing system packages: run  sudo apt-get install -y ${missing.join(' ')}  then run again`);
+    process.exit(1);
+  }
+}
+
+// npm dependencies: (re)install when node_modules is absent or older than package-lock.json.
+const lock = path.join(root, 'package-lock.json');
+const stamp = path.join(root, 'node_modules', '.pga-lock-hash');
+const lockHash = createHash('sha256').update(readFileSync(lock)).digest('hex');
+const installed = existsSync(stamp) && readFileSync(stamp, 'utf8') === lockHash;
+if (!installed) {
+  console.log('installing npm dependencies (npm ci)…');
+  const res = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
+  if (res.status !== 0) {
+    console.error('npm ci failed');
+    process.exit(1);
+  }
+  writeFileSync(stamp, lockHash);
+}
+
+const tsx = path.join(root, 'node_modules', '.bin', 'tsx');
+const child = spawn(tsx, [path.join(root, 'scripts', `${command}.ts`), ...process.argv.slice(3)], {
+  cwd: root,
+  stdio: 'inherit',
+});
+// A terminal's Ctrl-C reaches the whole process group; a plain `kill` reaches only us: pass it on.
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
+child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

@@ -1,0 +1,43 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { hashSecret } from '@pga/crypto';
+import { createPool } from '@pga/db';
+
+/** Creates `name` on the cluster at `adminUrl` when it does not exist. */
+export async function ensureDatabase(adminUrl: string, name: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+    if (!rowCount) await client.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * Creates the first admin account when no admin exists. Returns the generated password once
+ * (undefined when the account existed or ADMIN_PASSWORD was given).
+ */
+export async function ensureFirstAdmin(
+  databaseUrl: string,
+  username: string,
+  password?: string,
+): Promise<{ username: string; createdPassword?: string }> {
+  const pool = createPool(databaseUrl, { max: 1, applicationName: 'pga-start' });
+  try {
+    const { rows } = await pool.query<{ username: string }>(
+      "SELECT username FROM users WHERE role = 'admin' AND NOT disabled ORDER BY created_at LIMIT 1",
+    );
+    if (rows[0]) return { username: rows[0].username };
+    const chosen = password ?? randomBytes(12).toString('base64url');
+    await pool.query(
+      `INSERT INTO users (username, display_name, password_hash, role) VALUES ($1, $2, $3, 'admin')
+       ON CONFLICT DO NOTHING`,
+      [username, 'Administrator', await hashSecret(chosen)],
+    );
+    return password ? { username } : { username, createdPassword: chosen };
+  } finally {
+    await pool.end();
+  }
+}

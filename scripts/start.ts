@@ -1,0 +1,162 @@
+/**
+ * `npm start`: the whole system on loopback. Without DATABASE_URL / REDIS_URL it runs a local
+ * PostgreSQL and Redis under .data/ (created on first run, reused afterwards); then it applies
+ * migrations, creates the first admin account, starts the ingest edge, the writer and the admin
+ * service, prints the URLs, and on Ctrl-C stops everything it started, by PID.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { configOrExit, loadConfig, port, url } from '@pga/config';
+import { createLogger } from '@pga/logger';
+import { migrateDatabase } from '@pga/db';
+import { startPostgres, startRedis, freePort, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
+import { ensureDatabase, ensureFirstAdmin } from './lib/setup';
+import { waitForHealth } from './lib/health';
+
+const root = path.resolve(import.meta.dirname, '..');
+
+const StartConfigSchema = z.object({
+  /** External PostgreSQL (e.g. RDS); when set no local PostgreSQL is started. */
+  DATABASE_URL: url('postgres', 'postgresql').optional(),
+  /** External Redis (e.g. ElastiCache); when set no local Redis is started. */
+  REDIS_URL: url('redis', 'rediss').optional(),
+  INGEST_PORT: port(8080),
+  ADMIN_PORT: port(3000),
+  WRITER_PORT: port(9091),
+  /** Where the local PostgreSQL/Redis data and generated secrets live; default .data */
+  DATA_DIR: z.string().default(path.join(root, '.data')),
+  ADMIN_USERNAME: z.string().min(1).default('admin'),
+  ADMIN_PASSWORD: z.string().min(12, 'must be at least 12 characters').optional(),
+  LOG_LEVEL: z.string().default('info'),
+});
+
+const config = configOrExit('start', () => loadConfig(StartConfigSchema));
+const logger = createLogger({ name: 'start', level: config.LOG_LEVEL });
+
+/** Secrets generated on first run and kept (0600) so tokens and ciphertexts stay valid across restarts. */
+function localSecrets(dataDir: string): { JWT_SECRET: string; ENCRYPTION_KEY: string; PG_PASSWORD: string } {
+  const file = path.join(dataDir, 'secrets.json');
+  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8'));
+  const secrets = {
+    JWT_SECRET: randomBytes(48).toString('base64url'),
+    ENCRYPTION_KEY: `k1:${randomBytes(32).toString('base64')}`,
+    PG_PASSWORD: randomBytes(18).toString('base64url'),
+  };
+  writeFileSync(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+  return secrets;
+}
+
+const started: { name: string; stop: () => Promise<void> }[] = [];
+let stopping = false;
+
+async function shutdown(code: number): Promise<never> {
+  if (!stopping) {
+    stopping = true;
+    logger.info('stopping…');
+    for (const item of started.reverse()) {
+      await item.stop().catch((err: unknown) => logger.warn({ err, part: item.name }, 'stop failed'));
+    }
+    logger.info('stopped');
+  }
+  process.exit(code);
+}
+process.on('SIGINT', () => void shutdown(0));
+process.on('SIGTERM', () => void shutdown(0));
+
+function startService(name: string, entry: string, env: Record<string, string>): ChildProcess {
+  const child = spawn(path.join(root, 'node_modules/.bin/tsx'), [path.join(root, entry)], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  child.on('exit', (code, signal) => {
+    if (stopping) return;
+    logger.error({ service: name, code, signal }, 'service exited unexpectedly; stopping everything');
+    void shutdown(1);
+  });
+  started.push({
+    name,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 20_000).unref();
+      }),
+  });
+  return child;
+}
+
+try {
+  mkdirSync(config.DATA_DIR, { recursive: true });
+  const secrets = localSecrets(config.DATA_DIR);
+
+  let databaseUrl = config.DATABASE_URL;
+  if (!databaseUrl) {
+    const pg: PostgresHandle = await startPostgres({
+      dataDir: path.join(config.DATA_DIR, 'postgres'),
+      port: await freePort(),
+      password: secrets.PG_PASSWORD,
+    });
+    started.push({ name: 'postgres', stop: pg.stop });
+    await ensureDatabase(pg.url, 'pganalytics');
+    databaseUrl = pg.urlFor('pganalytics');
+    logger.info({ port: pg.port, pid: pg.pid }, 'local PostgreSQL started');
+  }
+  let redisUrl = config.REDIS_URL;
+  if (!redisUrl) {
+    const redis: RedisHandle = await startRedis({ dataDir: path.join(config.DATA_DIR, 'redis'), port: await freePort() });
+    started.push({ name: 'redis', stop: redis.stop });
+    redisUrl = redis.url;
+    logger.info({ port: redis.port, pid: redis.pid }, 'local Redis started');
+  }
+
+  const migration = await migrateDatabase(databaseUrl, logger);
+  logger.info({ applied: migration.applied.length, alreadyApplied: migration.alreadyApplied }, 'database schema up to date');
+
+  const admin = await ensureFirstAdmin(databaseUrl, config.ADMIN_USERNAME, config.ADMIN_PASSWORD);
+
+  const env: Record<string, string> = {
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: redisUrl,
+    JWT_SECRET: process.env.JWT_SECRET ?? secrets.JWT_SECRET,
+    ENCRYPTION_KEY: process.env.ENCRYPTION_KEY ?? secrets.ENCRYPTION_KEY,
+    INGEST_PORT: String(config.INGEST_PORT),
+    INGEST_HOST: '127.0.0.1',
+    ADMIN_PORT: String(config.ADMIN_PORT),
+    ADMIN_HOST: '127.0.0.1',
+    WRITER_PORT: String(config.WRITER_PORT),
+    WRITER_HOST: '127.0.0.1',
+    CENTRAL_API_URL: process.env.CENTRAL_API_URL ?? `http://127.0.0.1:${config.INGEST_PORT}`,
+    LOG_LEVEL: config.LOG_LEVEL,
+  };
+  startService('admin-api', 'services/admin-api/src/main.ts', env);
+  startService('ingest-edge', 'services/ingest-edge/src/main.ts', env);
+  startService('writer', 'services/writer/src/main.ts', env);
+
+  await Promise.all([
+    waitForHealth(`http://127.0.0.1:${config.ADMIN_PORT}/healthz`),
+    waitForHealth(`http://127.0.0.1:${config.INGEST_PORT}/healthz`),
+    waitForHealth(`http://127.0.0.1:${config.WRITER_PORT}/healthz`),
+  ]);
+
+  const lines = [
+    '',
+    'pgAnalytics Central is running:',
+    `  Admin UI and API   http://127.0.0.1:${config.ADMIN_PORT}/   (tRPC under /trpc)`,
+    `  Ingest edge        http://127.0.0.1:${config.INGEST_PORT}/   (CENTRAL_API_URL for collectors)`,
+    `  Writer operations  http://127.0.0.1:${config.WRITER_PORT}/metrics`,
+    admin.createdPassword
+      ? `  First admin        ${admin.username} / ${admin.createdPassword}   (shown once: write it down)`
+      : `  Admin account      ${admin.username} (already exists)`,
+    '  Press Ctrl-C to stop everything.',
+    '',
+  ];
+  console.log(lines.join('\n'));
+} catch (err) {
+  logger.error({ err }, err instanceof Error ? err.message : 'start failed');
+  await shutdown(1);
+}

@@ -1,0 +1,52 @@
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '@pga/config';
+import { readEdgeConfig } from '../../services/ingest-edge/src/config';
+
+const root = path.resolve(import.meta.dirname, '../..');
+const goodEnv = {
+  DATABASE_URL: 'postgresql://u:p@127.0.0.1:5432/db',
+  REDIS_URL: 'redis://127.0.0.1:6379',
+  JWT_SECRET: 'x'.repeat(40),
+  ENCRYPTION_KEY: Buffer.alloc(32, 1).toString('base64'),
+};
+
+describe('process configuration', () => {
+  it('accepts a good environment and applies defaults', () => {
+    const config = readEdgeConfig(goodEnv);
+    expect(config.INGEST_PORT).toBe(8080);
+    expect(config.JWT_ISSUER).toBe('pganalytics-central');
+  });
+
+  it('names the bad variable in one line', () => {
+    expect(() => readEdgeConfig({ ...goodEnv, INGEST_PORT: 'eighty' })).toThrowError(ConfigError);
+    expect(() => readEdgeConfig({ ...goodEnv, INGEST_PORT: 'eighty' })).toThrowError(
+      /^invalid environment: INGEST_PORT: .*"eighty"/,
+    );
+    expect(() => readEdgeConfig({ ...goodEnv, DATABASE_URL: undefined })).toThrowError(/DATABASE_URL: .*not set/);
+  });
+
+  it('never echoes a secret in the error', () => {
+    let message = '';
+    try {
+      readEdgeConfig({ ...goodEnv, JWT_SECRET: 'short-secret-value' });
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/JWT_SECRET/);
+    expect(message).not.toContain('short-secret-value');
+  });
+
+  it('stops a service at start-up with one clear line', () => {
+    const res = spawnSync(path.join(root, 'node_modules/.bin/tsx'), [path.join(root, 'services/ingest-edge/src/main.ts')], {
+      env: { PATH: process.env.PATH, ...goodEnv, INGEST_PORT: '99999' },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(res.status).toBe(1);
+    const lines = res.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^ingest-edge: invalid environment: INGEST_PORT: expected a port 0-65535/);
+  });
+});

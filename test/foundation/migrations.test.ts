@@ -1,0 +1,81 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPool, runMigrations, MIGRATIONS_DIR, type Pool } from '@pga/db';
+import { createTestDatabase, type TestDatabase } from '../helpers';
+
+describe('migrations on an empty database', () => {
+  let db: TestDatabase;
+  let pool: Pool;
+
+  beforeAll(async () => {
+    db = await createTestDatabase({ migrated: false });
+    pool = createPool(db.url, { max: 4 });
+  });
+  afterAll(async () => {
+    await pool.end();
+    await db.drop();
+  });
+
+  it('apply every file, then re-apply as a no-op', async () => {
+    const first = await runMigrations(pool, MIGRATIONS_DIR);
+    expect(first.applied.length).toBeGreaterThanOrEqual(2);
+    expect(first.applied[0]).toBe('0001_init.sql');
+    const second = await runMigrations(pool, MIGRATIONS_DIR);
+    expect(second.applied).toEqual([]);
+    expect(second.alreadyApplied).toBe(first.applied.length);
+    const { rows } = await pool.query('SELECT count(*)::int AS n FROM schema_migrations');
+    expect(rows[0].n).toBe(first.applied.length);
+  });
+
+  it('two concurrent runners apply each migration exactly once', async () => {
+    const other = await createTestDatabase({ migrated: false });
+    const p2 = createPool(other.url, { max: 4 });
+    try {
+      const [a, b] = await Promise.all([runMigrations(p2, MIGRATIONS_DIR), runMigrations(p2, MIGRATIONS_DIR)]);
+      expect(a.applied.length + b.applied.length).toBe(Math.max(a.applied.length, b.applied.length));
+    } finally {
+      await p2.end();
+      await other.drop();
+    }
+  });
+
+  it('seeds the seven groups of the design', async () => {
+    const { rows } = await pool.query<{ name: string; color: string }>(
+      'SELECT name, color FROM collector_groups ORDER BY display_order',
+    );
+    expect(rows.map((r) => r.name)).toEqual([
+      'AWS RDS',
+      'On-Premises',
+      'GCP Cloud SQL',
+      'Azure Database',
+      'Development',
+      'Staging',
+      'Production',
+    ]);
+    expect(rows[0]!.color).toBe('#FF9900');
+  });
+
+  it('has the CHECK constraints of the design', async () => {
+    const insert = (type: string, environment: string, status = 'pending') =>
+      pool.query(
+        `INSERT INTO collectors (name, type, environment, host, database, username, password_encrypted, status)
+         VALUES ($1, $2, $3, 'h', 'd', 'u', 'x', $4)`,
+        [`c-${Math.random()}`, type, environment, status],
+      );
+    await expect(insert('postgresql', 'production')).resolves.toBeDefined();
+    await expect(insert('sqlite', 'production')).rejects.toMatchObject({ code: '23514', constraint: 'valid_type' });
+    await expect(insert('postgresql', 'qa')).rejects.toMatchObject({ code: '23514', constraint: 'valid_environment' });
+    await expect(insert('postgresql', 'staging', 'zombie')).rejects.toMatchObject({ code: '23514', constraint: 'valid_status' });
+  });
+
+  it('frees a soft-deleted collector name for reuse', async () => {
+    const add = () =>
+      pool.query(
+        `INSERT INTO collectors (name, type, environment, host, database, username, password_encrypted)
+         VALUES ('reused', 'postgresql', 'staging', 'h', 'd', 'u', 'x') RETURNING id`,
+      );
+    const { rows } = await add();
+    await expect(add()).rejects.toMatchObject({ code: '23505', constraint: 'collectors_name_key' });
+    await pool.query('UPDATE collectors SET deleted_at = now() WHERE id = $1', [rows[0].id]);
+    await expect(add()).resolves.toBeDefined();
+  });
+});

@@ -1,0 +1,82 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPool, maintainPartitions, type Pool } from '@pga/db';
+import { createTestDatabase, type TestDatabase } from '../helpers';
+
+const dayName = (offsetDays: number) => {
+  const d = new Date(Date.now() + offsetDays * 86_400_000);
+  return `collector_metrics_p${d.toISOString().slice(0, 10).replaceAll('-', '')}`;
+};
+
+describe('collector_metrics partitions', () => {
+  let db: TestDatabase;
+  let pool: Pool;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    pool = createPool(db.url, { max: 2 });
+  });
+  afterAll(async () => {
+    await pool.end();
+    await db.drop();
+  });
+
+  const partitions = async () =>
+    (
+      await pool.query<{ relname: string }>(
+        `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         WHERE i.inhparent = 'collector_metrics'::regclass ORDER BY 1`,
+      )
+    ).rows.map((r) => r.relname);
+
+  const insertAt = (receivedAt: string) =>
+    pool.query(
+      `INSERT INTO collector_metrics (collector_id, push_id, metric_type, metric_data, received_at)
+       VALUES ($1, $2, 'pg_stats', '{"queryid": -9223372036854775808}', $3) RETURNING tableoid::regclass::text AS part`,
+      [randomUUID(), randomUUID(), receivedAt],
+    );
+
+  it('has daily partitions for today and the next 7 days, and a DEFAULT partition', async () => {
+    const names = await partitions();
+    for (let d = 0; d <= 7; d++) expect(names).toContain(dayName(d));
+    expect(names).toContain('collector_metrics_default');
+  });
+
+  it('routes a row far in the past or future to the DEFAULT partition instead of failing', async () => {
+    expect((await insertAt('1999-01-01T00:00:00Z')).rows[0].part).toBe('collector_metrics_default');
+    expect((await insertAt('2999-01-01T00:00:00Z')).rows[0].part).toBe('collector_metrics_default');
+    expect((await insertAt(new Date().toISOString())).rows[0].part).toBe(dayName(0));
+  });
+
+  it('keeps 64-bit integers exact in metric_data', async () => {
+    const { rows } = await pool.query(
+      `SELECT metric_data->>'queryid' AS q FROM collector_metrics WHERE received_at < '2000-01-01' LIMIT 1`,
+    );
+    expect(rows[0].q).toBe('-9223372036854775808');
+  });
+
+  it('moves waiting DEFAULT rows into a partition created for their day, and drops expired days', async () => {
+    const tenDaysOut = new Date(Date.now() + 10 * 86_400_000).toISOString();
+    await insertAt(tenDaysOut);
+    await insertAt(tenDaysOut);
+    // Still beyond the horizon: stays in DEFAULT, no partition for a stray far-future day either.
+    const early = await maintainPartitions(pool, { daysAhead: 7, retentionDays: 14 });
+    expect(early.movedFromDefault).toBe(0);
+    expect(early.created).toEqual([]);
+    const result = await maintainPartitions(pool, { daysAhead: 12, retentionDays: 14 });
+    expect(result.created).toContain(dayName(10));
+    expect(result.movedFromDefault).toBe(2);
+    const { rows } = await pool.query(`SELECT count(*)::int AS n FROM ${dayName(10)}`);
+    expect(rows[0].n).toBe(2);
+
+    // Shorten retention below the age of an existing partition: it is dropped.
+    await pool
+      .query(
+        `CREATE TABLE ${dayName(-3)} PARTITION OF collector_metrics FOR VALUES FROM ('${new Date(Date.now() - 3 * 86_400_000).toISOString().slice(0, 10)}T00:00:00Z') TO ('${new Date(Date.now() - 2 * 86_400_000).toISOString().slice(0, 10)}T00:00:00Z')`,
+      )
+      .catch(() => undefined);
+    const pruned = await maintainPartitions(pool, { daysAhead: 7, retentionDays: 2 });
+    expect(pruned.dropped).toContain(dayName(-3));
+    expect(await partitions()).not.toContain(dayName(-3));
+  });
+});
