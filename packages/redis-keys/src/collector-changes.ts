@@ -1,0 +1,45 @@
+import type { Redis } from 'ioredis';
+import type { CollectorChange } from '@pga/contracts';
+import type { RedisKeys } from './keys';
+
+export interface DenyState {
+  jtis: Set<string>;
+  collectors: Set<string>;
+  version: number;
+}
+
+/**
+ * Admin side: records a change in the deny sets and tells every edge process, in one MULTI.
+ * Call it after the PostgreSQL transaction that made the change has committed.
+ * `deny`: jtis to refuse from now on; `denyCollector`/`allowCollector`: disable/delete vs enable/restore.
+ */
+export async function publishCollectorChange(
+  redis: Redis,
+  keys: RedisKeys,
+  change: CollectorChange & { denyCollector?: boolean; allowCollector?: boolean },
+): Promise<void> {
+  const multi = redis.multi();
+  if (change.jtis?.length) multi.sadd(keys.deniedJtis, ...change.jtis);
+  if (change.denyCollector) multi.sadd(keys.deniedCollectors, change.collector_id);
+  if (change.allowCollector) multi.srem(keys.deniedCollectors, change.collector_id);
+  multi.incr(keys.denyVersion);
+  const results = await multi.exec();
+  const version = Number(results?.at(-1)?.[1] ?? 0);
+  const message: CollectorChange = {
+    collector_id: change.collector_id,
+    kind: change.kind,
+    version,
+    ...(change.jtis ? { jtis: change.jtis } : {}),
+  };
+  await redis.publish(keys.changesChannel, JSON.stringify(message));
+}
+
+/** Edge side: the whole deny state, read at start and after every Redis reconnect. */
+export async function readDenyState(redis: Redis, keys: RedisKeys): Promise<DenyState> {
+  const [jtis, collectors, version] = await Promise.all([
+    redis.smembers(keys.deniedJtis),
+    redis.smembers(keys.deniedCollectors),
+    redis.get(keys.denyVersion),
+  ]);
+  return { jtis: new Set(jtis), collectors: new Set(collectors), version: Number(version ?? 0) };
+}

@@ -1,0 +1,42 @@
+/**
+ * Every Redis key and channel the processes share, in one place. `prefix` comes from
+ * REDIS_KEY_PREFIX (default "pga"); tests give each suite its own prefix.
+ */
+export function redisKeys(prefix = 'pga') {
+  return {
+    /** BullMQ `prefix` option: queues live under `${prefix}:bull:<queue>`. */
+    bullPrefix: `${prefix}:bull`,
+    /** BullMQ queue name of packed pushes (edge → writer). */
+    pushQueue: 'pushes',
+    /** BullMQ queue name of scheduled maintenance (partitions, retention, inactivity sweep). */
+    maintenanceQueue: 'maintenance',
+
+    /** SET of revoked token jtis (revocation, rotation). */
+    deniedJtis: `${prefix}:deny:jti`,
+    /** SET of collector ids whose every token is refused (disabled, deleted). */
+    deniedCollectors: `${prefix}:deny:collector`,
+    /** Counter bumped on every change to the two sets above. */
+    denyVersion: `${prefix}:deny:version`,
+    /** Pub/sub channel of CollectorChange messages (admin → every edge process). */
+    changesChannel: `${prefix}:collector-changes`,
+    /** Pub/sub channel of collector status/counter updates (writer → admin live feed). */
+    statusChannel: `${prefix}:collector-status`,
+
+    /** HASH collector id → config_version (admin writes; edge answers heartbeats from it). */
+    configVersions: `${prefix}:config-version`,
+    /** LIST of pending commands `{"id","action"}` for one collector (admin RPUSH, edge drains). */
+    commands: (collectorId: string) => `${prefix}:commands:${collectorId}`,
+    /** HASH command id → ISO time delivered (edge writes, writer flushes to PostgreSQL). */
+    deliveredCommands: `${prefix}:commands:delivered`,
+
+    /** HASH of one collector's latest heartbeat: last_seen, status, metrics_count, last_error, collection_time_ms, version. */
+    heartbeat: (collectorId: string) => `${prefix}:hb:${collectorId}`,
+    /** SET of collector ids with a heartbeat not yet flushed to PostgreSQL. */
+    heartbeatDirty: `${prefix}:hb:dirty`,
+
+    /** STRING push id, SET NX with a 24 h TTL: a replay of the same key answers duplicate. */
+    idempotency: (collectorId: string, key: string) => `${prefix}:idem:${collectorId}:${key}`,
+  };
+}
+
+export type RedisKeys = ReturnType<typeof redisKeys>;
