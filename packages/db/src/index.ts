@@ -4,3 +4,4 @@ export { maintainPartitions, type PartitionMaintenanceResult } from './partition
 export { isTransientPgError, isUniqueViolation, pgErrorCode, pgConstraint } from './pg-errors';
 export { withTransaction } from './transaction';
 export { MIGRATIONS_DIR, migrateDatabase } from './migrations-dir';
+export { recordIssuedToken, revokeCollectorTokens, type IssuedTokenRecord } from './collector-tokens';
