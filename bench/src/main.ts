@@ -1,3 +1,124 @@
-/** `npm run bench`: the bench suite arrives with the bench issue. */
-console.error('bench: no scenarios are implemented yet (see the bench issue)');
-process.exit(2);
+/**
+ * `npm run bench`: starts an isolated PostgreSQL + Redis + the services, runs every scenario
+ * `--runs` times (default 3), and writes bench/results/<timestamp>.{json,md,html}. See bench/README.md.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { SCENARIOS } from './cases/index';
+import { parseCli, USAGE } from './cli';
+import { compareResults, formatComparison } from './harness/compare';
+import { describeMachine } from './harness/machine';
+import type { BenchResult, ScenarioResult } from './harness/model';
+import { machineTicks, sampleTrees } from './harness/proc';
+import { Progress } from './harness/progress';
+import { computeRatios } from './harness/ratios';
+import { runScenario } from './harness/run-suite';
+import { BenchStack } from './harness/stack';
+import { renderHtml } from './report/html';
+import { renderMarkdown } from './report/markdown';
+
+const benchDir = path.resolve(import.meta.dirname, '..');
+let options;
+try {
+  options = parseCli(process.argv.slice(2), path.join(benchDir, 'results'));
+} catch (err) {
+  console.error(`${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
+  process.exit(2);
+}
+const unknown = options.scenarios.filter((n) => !SCENARIOS.some((s) => s.name === n));
+if (unknown.length) {
+  console.error(`unknown scenario(s): ${unknown.join(', ')}\n\n${USAGE}`);
+  process.exit(2);
+}
+const previous: BenchResult | undefined = options.compare ? JSON.parse(readFileSync(options.compare, 'utf8')) : undefined;
+const selected = options.scenarios.length ? SCENARIOS.filter((s) => options.scenarios.includes(s.name)) : SCENARIOS;
+
+const machine = describeMachine();
+const startedAt = new Date();
+const progress = new Progress();
+progress.log(
+  `bench (${options.full ? 'full' : 'quick'}): ${selected.map((s) => s.name).join(', ')} × ${options.runs} runs on ${machine.cores} cores, load ${machine.loadBefore.join('/')}`,
+);
+
+const m0 = machineTicks();
+progress.update('starting PostgreSQL and Redis');
+const stack = await BenchStack.start();
+let ourTicks = 0;
+const tickSampler = setInterval(() => {
+  // Follow our own process trees so "others" (foreign load) can be told apart at the end.
+  const t = sampleTrees({ ...stack.roots(), self: process.pid });
+  ourTicks = Math.max(
+    ourTicks,
+    Object.values(t).reduce((a, s) => a + s.ticks, 0),
+  );
+}, 1000);
+const stopAll = async (code: number) => {
+  clearInterval(tickSampler);
+  await stack.stop().catch(() => undefined);
+  process.exit(code);
+};
+process.on('SIGINT', () => void stopAll(130));
+process.on('SIGTERM', () => void stopAll(143));
+
+const results: ScenarioResult[] = [];
+const shared = new Map<string, unknown>();
+try {
+  for (const scenario of selected) {
+    const r = await runScenario(scenario, {
+      stack,
+      mode: options.full ? 'full' : 'quick',
+      runs: options.runs,
+      progress,
+      shared,
+    });
+    results.push(r);
+    progress.log(
+      `${r.status === 'ok' ? '✓' : r.status === 'skipped' ? '–' : '✗'} ${r.name} (${(r.durationMs / 1000).toFixed(0)} s)${r.reason ? `: ${r.reason}` : ''}`,
+    );
+  }
+} finally {
+  clearInterval(tickSampler);
+  progress.update('stopping the stack');
+  await stack.stop().catch((err: unknown) => progress.log(`stopping the stack: ${String(err)}`));
+}
+
+const m1 = machineTicks();
+machine.loadAfter = os.loadavg().map((v) => Math.round(v * 100) / 100);
+const seconds = (Date.now() - startedAt.getTime()) / 1000;
+// Machine busy time minus the peak cumulative ticks of our own trees (bench, postgres, redis, services).
+machine.foreignCpuCores = Math.max(0, (m1.busy - m0.busy - ourTicks) / 100 / seconds);
+
+const result: BenchResult = {
+  schema: 1,
+  startedAt: startedAt.toISOString(),
+  finishedAt: new Date().toISOString(),
+  mode: options.full ? 'full' : 'quick',
+  runsPerScenario: options.runs,
+  argv: process.argv.slice(2),
+  machine,
+  tolerancePct: options.tolerancePct,
+  scenarios: results,
+  ratios: computeRatios(results),
+};
+
+mkdirSync(options.outDir, { recursive: true });
+const stamp = result.startedAt.replace(/[:.]/g, '-');
+const base = path.join(options.outDir, stamp);
+writeFileSync(`${base}.json`, `${JSON.stringify(result, null, 2)}\n`);
+const markdown = renderMarkdown(result);
+writeFileSync(`${base}.md`, markdown);
+writeFileSync(`${base}.html`, renderHtml(result));
+console.log(`\n${markdown}`);
+console.log(`results: ${base}.json  ${base}.md  ${base}.html`);
+
+let code = results.some((r) => r.status === 'failed') ? 1 : 0;
+if (previous) {
+  const changes = compareResults(previous, result, options.tolerancePct);
+  console.log(`\n${formatComparison(changes, options.tolerancePct)}`);
+  if (changes.some((c) => c.verdict === 'regression')) {
+    console.log(`\n✗ regression beyond ${options.tolerancePct} % against ${options.compare}`);
+    code = 3;
+  }
+}
+process.exit(code);

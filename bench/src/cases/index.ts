@@ -1,0 +1,5 @@
+import type { Scenario } from '../harness/scenario';
+import { copyLimit } from './copy-limit/copy-limit';
+
+/** Every scenario, in the order the suite runs them. */
+export const SCENARIOS: Scenario[] = [copyLimit];

@@ -1,0 +1,51 @@
+import { parseArgs } from 'node:util';
+
+export interface CliOptions {
+  full: boolean;
+  scenarios: string[];
+  compare?: string;
+  tolerancePct: number;
+  runs: number;
+  outDir: string;
+}
+
+export const USAGE = `npm run bench [-- options]
+  --full               full sizes (longer steps, more load levels); default is the quick suite (≤ 5 min on 2 cores)
+  --scenario NAME      run only this scenario (repeatable): copy-limit, design-baseline, ingest-e2e,
+                       connections, admin-api, bulk-import, collector
+  --compare FILE       compare with an earlier results JSON; exit 3 when a figure regressed beyond the tolerance
+  --tolerance PCT      regression tolerance in percent for --compare; default 15
+  --runs N             runs per scenario; default 3
+  --out DIR            where results go; default bench/results`;
+
+export function parseCli(argv: string[], defaultOut: string): CliOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      full: { type: 'boolean', default: false },
+      scenario: { type: 'string', multiple: true },
+      compare: { type: 'string' },
+      tolerance: { type: 'string', default: '15' },
+      runs: { type: 'string', default: '3' },
+      out: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const tolerancePct = Number(values.tolerance);
+  const runs = Number(values.runs);
+  if (!Number.isFinite(tolerancePct) || tolerancePct < 0) throw new Error('--tolerance must be a non-negative number');
+  if (!Number.isInteger(runs) || runs < 1 || runs > 20) throw new Error('--runs must be a whole number 1–20');
+  return {
+    full: values.full ?? false,
+    scenarios: values.scenario ?? [],
+    ...(values.compare ? { compare: values.compare } : {}),
+    tolerancePct,
+    runs,
+    outDir: values.out ?? defaultOut,
+  };
+}

@@ -1,0 +1,61 @@
+import type { FigureResult, Measurement, RunOutput, ScenarioResult } from './model';
+import type { Scenario, ScenarioContext } from './scenario';
+import { spread } from './stats';
+
+/** Turns the per-run measurements of each declared figure into median / min–max. */
+export function aggregate(scenario: Scenario, outputs: RunOutput[]): FigureResult[] {
+  return scenario.figures.map((def) => {
+    const ms: (Measurement | undefined)[] = outputs.map((o) => o.figures[def.key]);
+    const runs = ms.map((m) => m?.value ?? Number.NaN);
+    const withGen = ms.filter((m): m is Measurement & { generator: NonNullable<Measurement['generator']> } => !!m?.generator);
+    return {
+      ...def,
+      ...spread(runs),
+      runs,
+      ...(withGen.length ? { generatorCpu: spread(withGen.map((m) => m.generator.cpuCores)) } : {}),
+      generatorSaturatedRuns: withGen.filter((m) => m.generator.saturated).length,
+    };
+  });
+}
+
+/** Runs one scenario `ctx.runs` times (fresh data before each run) and aggregates its figures. */
+export async function runScenario(scenario: Scenario, base: Omit<ScenarioContext, 'run' | 'label'>): Promise<ScenarioResult> {
+  const started = Date.now();
+  const result = (status: ScenarioResult['status'], extra: Partial<ScenarioResult> = {}): ScenarioResult => ({
+    name: scenario.name,
+    goal: scenario.goal,
+    status,
+    durationMs: Date.now() - started,
+    figures: [],
+    runs: [],
+    notes: [],
+    ...extra,
+  });
+  const missing = scenario.unavailable?.();
+  if (missing) return result('skipped', { reason: missing });
+  const outputs: RunOutput[] = [];
+  const ctx: ScenarioContext = { ...base, run: 0, label: scenario.name };
+  try {
+    await scenario.setup?.(ctx);
+    for (let run = 1; run <= base.runs; run++) {
+      ctx.run = run;
+      ctx.label = `${scenario.name} run ${run}/${base.runs}`;
+      base.progress.update(`${ctx.label}: resetting data`);
+      await base.stack.resetData();
+      outputs.push(await scenario.run(ctx));
+    }
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    base.progress.log(`✗ ${scenario.name} failed: ${reason}`);
+    return result('failed', { reason, figures: aggregate(scenario, outputs), runs: outputs.map(stripFigures) });
+  } finally {
+    await scenario.teardown?.(ctx).catch((err: unknown) => base.progress.log(`  teardown of ${scenario.name}: ${String(err)}`));
+  }
+  const notes = [...new Set(outputs.flatMap((o) => o.notes ?? []))];
+  return result('ok', { figures: aggregate(scenario, outputs), runs: outputs.map(stripFigures), notes });
+}
+
+function stripFigures(o: RunOutput): Omit<RunOutput, 'figures'> {
+  const { figures: _figures, ...rest } = o;
+  return rest;
+}

@@ -1,0 +1,198 @@
+import { spawn, type ChildProcess, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { migrateDatabase } from '@pga/db';
+import { freePort, startPostgres, startRedis, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
+
+export const REPO_ROOT = path.resolve(import.meta.dirname, '../../..');
+
+export interface ServiceHandle {
+  name: string;
+  pid: number;
+  port: number;
+  url: string;
+  logFile: string;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+export interface StartServiceOptions {
+  /** Entry file relative to the repository root. */
+  entry: string;
+  env: Record<string, string>;
+  port: number;
+  /** Path answering 200 when the service is up; default /healthz. */
+  healthPath?: string;
+  /** Open-file limit for the child (`ulimit -n`), e.g. for the 10,000-connection scenario. */
+  fileLimit?: number;
+  timeoutMs?: number;
+}
+
+/** The shared secrets every service of the bench stack gets. */
+export interface StackSecrets {
+  JWT_SECRET: string;
+  ENCRYPTION_KEY: string;
+  JWT_ISSUER: string;
+  JWT_AUDIENCE: string;
+}
+
+/**
+ * An isolated PostgreSQL + Redis under a temporary folder (never the developer's .data/), the
+ * migrated `pga_bench` database, and the services started as child processes on free loopback
+ * ports. Everything is stopped by PID and the folder removed at the end.
+ */
+export class BenchStack {
+  readonly services = new Map<string, ServiceHandle>();
+  readonly secrets: StackSecrets = {
+    JWT_SECRET: randomBytes(48).toString('base64url'),
+    ENCRYPTION_KEY: `k1:${randomBytes(32).toString('base64')}`,
+    JWT_ISSUER: 'pganalytics-central',
+    JWT_AUDIENCE: 'pganalytics-collectors',
+  };
+
+  private constructor(
+    readonly workDir: string,
+    readonly pg: PostgresHandle,
+    readonly redis: RedisHandle,
+    readonly databaseUrl: string,
+  ) {}
+
+  static async start(): Promise<BenchStack> {
+    const workDir = mkdtempSync(path.join(os.tmpdir(), 'pga-bench-'));
+    const [pgHandle, redis] = await Promise.all([
+      // Durable settings (fsync and synchronous_commit on): throughput figures must include the
+      // cost of commits the way production pays it; group commit is part of what is measured.
+      freePort().then((port) => startPostgres({ dataDir: path.join(workDir, 'postgres'), port })),
+      freePort().then((port) => startRedis({ dataDir: path.join(workDir, 'redis'), port })),
+    ]);
+    const admin = new pg.Client({ connectionString: pgHandle.url });
+    await admin.connect();
+    await admin.query('CREATE DATABASE pga_bench');
+    await admin.end();
+    const databaseUrl = pgHandle.urlFor('pga_bench');
+    await migrateDatabase(databaseUrl);
+    return new BenchStack(workDir, pgHandle, redis, databaseUrl);
+  }
+
+  /** Environment every service needs (DATABASE_URL, REDIS_URL, secrets, quiet logs). */
+  baseEnv(): Record<string, string> {
+    return {
+      DATABASE_URL: this.databaseUrl,
+      REDIS_URL: this.redis.url,
+      REDIS_KEY_PREFIX: 'pga',
+      LOG_LEVEL: 'warn',
+      ...this.secrets,
+    };
+  }
+
+  /** Process trees the CPU/RSS sampler follows. */
+  roots(): Record<string, number> {
+    const roots: Record<string, number> = { postgres: this.pg.pid, redis: this.redis.pid };
+    for (const s of this.services.values()) if (s.child.exitCode === null) roots[s.name] = s.pid;
+    return roots;
+  }
+
+  /** Starts `node --import tsx <entry>` (one process, no tsx wrapper whose memory would count). */
+  async startService(name: string, options: StartServiceOptions): Promise<ServiceHandle> {
+    const logFile = path.join(this.workDir, `${name}.log`);
+    const log = createWriteStream(logFile, { flags: 'a' });
+    const nodeArgs = ['--import', 'tsx', path.join(REPO_ROOT, options.entry)];
+    const command = options.fileLimit
+      ? spawn('sh', ['-c', `ulimit -n ${options.fileLimit} 2>/dev/null; exec "$0" "$@"`, process.execPath, ...nodeArgs], {
+          cwd: REPO_ROOT,
+          env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...options.env },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        })
+      : spawn(process.execPath, nodeArgs, {
+          cwd: REPO_ROOT,
+          env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...options.env },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+    command.stdout?.pipe(log);
+    command.stderr?.pipe(log);
+    const url = `http://127.0.0.1:${options.port}`;
+    const handle: ServiceHandle = {
+      name,
+      pid: command.pid!,
+      port: options.port,
+      url,
+      logFile,
+      child: command,
+      stop: () => stopByPid(command),
+    };
+    this.services.set(name, handle);
+    const deadline = Date.now() + (options.timeoutMs ?? 60_000);
+    for (;;) {
+      if (command.exitCode !== null || command.signalCode !== null)
+        throw new Error(`${name} exited at start (code ${command.exitCode ?? command.signalCode}); log: ${logFile}`);
+      try {
+        const res = await fetch(`${url}${options.healthPath ?? '/healthz'}`, { signal: AbortSignal.timeout(1000) });
+        if (res.ok) return handle;
+      } catch {
+        // not up yet
+      }
+      if (Date.now() > deadline) {
+        await handle.stop();
+        throw new Error(`${name} did not answer ${options.healthPath ?? '/healthz'} within the timeout; log: ${logFile}`);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  async stopService(name: string): Promise<void> {
+    const s = this.services.get(name);
+    if (!s) return;
+    this.services.delete(name);
+    await s.stop();
+  }
+
+  /** Empties the metrics table and ledger and checkpoints, so every run starts from the same state. */
+  async resetData(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.databaseUrl });
+    await client.connect();
+    try {
+      await client.query('TRUNCATE collector_metrics, ingest_ledger');
+      await client.query('CHECKPOINT');
+    } finally {
+      await client.end();
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const name of [...this.services.keys()].reverse()) await this.stopService(name).catch(() => undefined);
+    await this.redis.stop().catch(() => undefined);
+    await this.pg.stop().catch(() => undefined);
+    rmSync(this.workDir, { recursive: true, force: true });
+    if (this.pg.dataDir !== path.join(this.workDir, 'postgres') && existsSync(this.pg.dataDir))
+      rmSync(this.pg.dataDir, { recursive: true, force: true });
+  }
+}
+
+/** SIGTERM by PID, SIGKILL after 15 s. */
+export function stopByPid(child: ChildProcess, graceMs = 15_000): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return resolve();
+    const timer = setTimeout(() => {
+      if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL');
+    }, graceMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    process.kill(child.pid, 'SIGTERM');
+  });
+}
+
+/** `postgres --version` style output of a binary, or "unknown". */
+export function versionOf(command: string, args: string[] = ['--version']): string {
+  try {
+    return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+      .trim()
+      .split('\n')[0]!;
+  } catch {
+    return 'unknown';
+  }
+}
