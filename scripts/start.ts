@@ -15,6 +15,7 @@ import { migrateDatabase } from '@pga/db';
 import { startPostgres, startRedis, freePort, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
 import { ensureDatabase, ensureFirstAdmin } from './lib/setup';
 import { waitForHealth } from './lib/health';
+import { ensureWebBuild } from './lib/web-build';
 
 const root = path.resolve(import.meta.dirname, '..');
 
@@ -104,18 +105,20 @@ try {
     started.push({ name: 'postgres', stop: pg.stop });
     await ensureDatabase(pg.url, 'pganalytics');
     databaseUrl = pg.urlFor('pganalytics');
-    logger.info({ port: pg.port, pid: pg.pid }, 'local PostgreSQL started');
+    logger.info({ port: pg.port, serverPid: pg.pid, dataDir: pg.dataDir }, 'local PostgreSQL started');
   }
   let redisUrl = config.REDIS_URL;
   if (!redisUrl) {
     const redis: RedisHandle = await startRedis({ dataDir: path.join(config.DATA_DIR, 'redis'), port: await freePort() });
     started.push({ name: 'redis', stop: redis.stop });
     redisUrl = redis.url;
-    logger.info({ port: redis.port, pid: redis.pid }, 'local Redis started');
+    logger.info({ port: redis.port, serverPid: redis.pid }, 'local Redis started');
   }
 
   const migration = await migrateDatabase(databaseUrl, logger);
   logger.info({ applied: migration.applied.length, alreadyApplied: migration.alreadyApplied }, 'database schema up to date');
+
+  await ensureWebBuild(root, logger);
 
   const admin = await ensureFirstAdmin(databaseUrl, config.ADMIN_USERNAME, config.ADMIN_PASSWORD);
 
