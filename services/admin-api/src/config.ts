@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { loadConfig, commonSchema, jwtSchema, encryptionSchema, port, url } from '@pga/config';
+import { loadConfig, commonSchema, jwtSchema, encryptionSchema, port, url, bool, int } from '@pga/config';
 
 export const AdminConfigSchema = commonSchema
   .extend(jwtSchema.shape)
@@ -13,6 +13,36 @@ export const AdminConfigSchema = commonSchema
     CENTRAL_API_URL: url('http', 'https').default('http://127.0.0.1:8080'),
     /** Folder of the built web UI; default web/dist. */
     WEB_DIST_DIR: z.string().optional(),
+    /** Prefix of every Redis key/channel (shared with edge and writer); default "pga". */
+    REDIS_KEY_PREFIX: z.string().min(1).default('pga'),
+    /** Session lifetime in hours (absolute, not sliding); default 12. */
+    SESSION_TTL_HOURS: int(12, 1, 24 * 30),
+    /** "true": always mark the session cookie Secure; "false": only when the request came over TLS; default false. */
+    COOKIE_SECURE: bool(false),
+    /** Honour X-Forwarded-For / X-Forwarded-Proto from a reverse proxy; default false. */
+    TRUST_PROXY: bool(false),
+    /** Extra origins allowed to POST (comma-separated, e.g. the Vite dev server); default none. */
+    ALLOWED_ORIGINS: z
+      .string()
+      .default('')
+      .transform((s) =>
+        s
+          .split(',')
+          .map((o) => o.trim().replace(/\/$/, ''))
+          .filter(Boolean),
+      ),
+    /** Failed logins per username within LOGIN_WINDOW_MINUTES before refusing; default 5. */
+    LOGIN_MAX_FAILURES_PER_USER: int(5, 1, 1000),
+    /** Failed logins per client IP within LOGIN_WINDOW_MINUTES before refusing; default 20. */
+    LOGIN_MAX_FAILURES_PER_IP: int(20, 1, 100000),
+    /** Window of the login rate limit, in minutes; default 15. */
+    LOGIN_WINDOW_MINUTES: int(15, 1, 24 * 60),
+    /** Connection tests (testConnection, register, bulk import) running at once; default 4. */
+    CONNECTION_TEST_CONCURRENCY: int(4, 1, 64),
+    /** Timeout of one connection test, in milliseconds; default 5000. */
+    CONNECTION_TEST_TIMEOUT_MS: int(5000, 100, 60_000),
+    /** Largest tRPC request body in bytes (bulk import text); default 32 MiB. */
+    MAX_BODY_BYTES: int(32 * 1024 * 1024, 1024, 512 * 1024 * 1024),
   });
 export type AdminConfig = z.infer<typeof AdminConfigSchema>;
 

@@ -1,26 +1,28 @@
-import { createServer } from 'node:http';
 import { configOrExit } from '@pga/config';
 import { createLogger } from '@pga/logger';
 import { migrateDatabase } from '@pga/db';
-import path from 'node:path';
 import { readAdminConfig } from './config';
-import { createStaticHandler } from './http/static-files';
+import { createAdminService } from './create-admin-service';
 
-// Placeholder until the admin-service issue lands: applies migrations, answers /healthz.
 const config = configOrExit('admin-api', readAdminConfig);
 const logger = createLogger({ name: 'admin-api', level: config.LOG_LEVEL });
 await migrateDatabase(config.DATABASE_URL, logger);
-const serveUi = createStaticHandler(config.WEB_DIST_DIR ?? path.resolve(import.meta.dirname, '../../../web/dist'));
-if (!serveUi) logger.warn('web UI not built; serving the API only');
-const server = createServer((req, res) => {
-  if (req.url === '/healthz') {
-    res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
-    return;
-  }
-  if (serveUi) return serveUi(req, res);
-  res.writeHead(503, { 'content-type': 'text/plain' }).end('The web UI is not built: run `npm run build -w @pga/web`.\n');
-});
-server.listen(config.ADMIN_PORT, config.ADMIN_HOST, () => logger.info({ port: config.ADMIN_PORT }, 'admin service listening'));
-const stop = () => server.close(() => process.exit(0));
+const service = createAdminService({ config, logger });
+const port = await service.listen();
+logger.info({ port, host: config.ADMIN_HOST }, 'admin service listening');
+
+let stopping = false;
+const stop = () => {
+  if (stopping) return;
+  stopping = true;
+  logger.info('admin service stopping');
+  service.close().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      logger.error({ err }, 'admin service did not stop cleanly');
+      process.exit(1);
+    },
+  );
+};
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);

@@ -1,0 +1,44 @@
+import { randomSecret, sha256Hex } from '@pga/crypto';
+import type { Pool, PoolClient } from '@pga/db';
+import type { SessionUser } from '../trpc/context';
+
+/**
+ * Opaque session ids: 256 random bits in the cookie, only their SHA-256 in `admin_sessions`
+ * (migrations/0010). Looking one up also checks the user is still enabled, so disabling a user or
+ * changing their role takes effect on their next request.
+ */
+export async function createSession(
+  db: PoolClient,
+  userId: string,
+  { ttlHours, ip, userAgent }: { ttlHours: number; ip: string | null; userAgent: string | null },
+): Promise<{ id: string; hash: string }> {
+  const id = randomSecret(32);
+  const hash = sha256Hex(id);
+  await db.query(
+    `INSERT INTO admin_sessions (id_hash, user_id, expires_at, ip_address, user_agent)
+     VALUES ($1, $2, now() + make_interval(hours => $3), $4, $5)`,
+    [hash, userId, ttlHours, ip, userAgent?.slice(0, 1000) ?? null],
+  );
+  return { id, hash };
+}
+
+export async function lookupSession(db: Pool, sessionId: string): Promise<{ user: SessionUser; hash: string } | undefined> {
+  if (!/^[A-Za-z0-9_-]{20,100}$/.test(sessionId)) return undefined;
+  const hash = sha256Hex(sessionId);
+  const { rows } = await db.query<SessionUser>(
+    `SELECT u.id, u.username, u.display_name, u.role
+       FROM admin_sessions s JOIN users u ON u.id = s.user_id
+      WHERE s.id_hash = $1 AND s.expires_at > now() AND NOT u.disabled`,
+    [hash],
+  );
+  return rows[0] ? { user: rows[0], hash } : undefined;
+}
+
+export async function deleteSession(db: Pool | PoolClient, hash: string): Promise<void> {
+  await db.query('DELETE FROM admin_sessions WHERE id_hash = $1', [hash]);
+}
+
+/** Ends every session of a user (disabled, re-roled, password changed). */
+export async function deleteUserSessions(db: Pool | PoolClient, userId: string): Promise<void> {
+  await db.query('DELETE FROM admin_sessions WHERE user_id = $1', [userId]);
+}

@@ -1,0 +1,67 @@
+import { Redis } from 'ioredis';
+import { Queue } from 'bullmq';
+import { createPool, type Pool } from '@pga/db';
+import type { Logger } from '@pga/logger';
+import { createSecretBox, type SecretBox } from '@pga/crypto';
+import { createCollectorTokens, type CollectorTokens } from '@pga/tokens';
+import { redisKeys, type RedisKeys } from '@pga/redis-keys';
+import type { AdminConfig } from './config';
+import { createSemaphore, type Semaphore } from './connection-test/semaphore';
+import { createLiveFeed, type LiveFeed } from './live/live-feed';
+
+/** Everything a procedure may use; built once per process by `createDeps`. */
+export interface Deps {
+  config: AdminConfig;
+  logger: Logger;
+  pool: Pool;
+  redis: Redis;
+  keys: RedisKeys;
+  secretBox: SecretBox;
+  tokens: CollectorTokens;
+  /** Bounds concurrent connection tests across every caller. */
+  connectionTests: Semaphore;
+  liveFeed: LiveFeed;
+  /** The BullMQ push queue (dead letters), opened on first use. */
+  pushQueue(): Queue;
+  close(): Promise<void>;
+}
+
+export function createDeps(config: AdminConfig, logger: Logger): Deps {
+  const pool = createPool(config.DATABASE_URL, { max: 10, applicationName: 'pga-admin', logger });
+  const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 3, lazyConnect: false });
+  redis.on('error', (err) => logger.warn({ err }, 'redis error'));
+  const keys = redisKeys(config.REDIS_KEY_PREFIX);
+  const liveFeed = createLiveFeed({ redisUrl: config.REDIS_URL, channel: keys.statusChannel, logger });
+  let queue: Queue | undefined;
+  return {
+    config,
+    logger,
+    pool,
+    redis,
+    keys,
+    secretBox: createSecretBox(config.ENCRYPTION_KEY),
+    tokens: createCollectorTokens({ secret: config.JWT_SECRET, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE }),
+    connectionTests: createSemaphore(config.CONNECTION_TEST_CONCURRENCY),
+    liveFeed,
+    pushQueue() {
+      if (!queue) {
+        queue = new Queue(keys.pushQueue, {
+          connection: new Redis(config.REDIS_URL, { maxRetriesPerRequest: null }),
+          prefix: keys.bullPrefix,
+        });
+        queue.on('error', (err) => logger.warn({ err }, 'push queue error'));
+      }
+      return queue;
+    },
+    async close() {
+      await liveFeed.close();
+      if (queue) {
+        const connection = await queue.client;
+        await queue.close();
+        connection.disconnect();
+      }
+      redis.disconnect();
+      await pool.end();
+    },
+  };
+}

@@ -1,0 +1,25 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Deps } from '../deps';
+import type { Context } from '../trpc/context';
+import { lookupSession } from '../auth/sessions';
+import { SESSION_COOKIE, readCookie } from '../auth/session-cookie';
+import { clientIp, isTls } from './request-meta';
+
+/** Builds the tRPC context of one HTTP request: the session user (if any), IP, user agent. */
+export async function createHttpContext(deps: Deps, req: IncomingMessage, res: ServerResponse): Promise<Context> {
+  const trustProxy = deps.config.TRUST_PROXY;
+  const sessionId = readCookie(req.headers.cookie, SESSION_COOKIE);
+  const session = sessionId ? await lookupSession(deps.pool, sessionId) : undefined;
+  return {
+    deps,
+    user: session?.user ?? null,
+    sessionHash: session?.hash ?? null,
+    ip: clientIp(req, trustProxy),
+    userAgent: req.headers['user-agent'] ?? null,
+    secureCookies: deps.config.COOKIE_SECURE || isTls(req, trustProxy),
+    setCookie(cookie) {
+      const previous = res.getHeader('set-cookie');
+      res.setHeader('set-cookie', [...(Array.isArray(previous) ? previous : previous ? [String(previous)] : []), cookie]);
+    },
+  };
+}

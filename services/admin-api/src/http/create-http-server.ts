@@ -1,0 +1,44 @@
+import { createServer, type Server } from 'node:http';
+import { createHTTPHandler } from '@trpc/server/adapters/standalone';
+import type { Deps } from '../deps';
+import type { AppRouter } from '../routers/app-router';
+import { createHttpContext } from './create-http-context';
+import { csrfRefusal } from './csrf';
+import { createStaticHandler } from './static-files';
+
+/** The admin service's one HTTP server: /healthz, /trpc/*, and the built web UI for everything else. */
+export function createHttpServer(deps: Deps, appRouter: AppRouter, { webDistDir }: { webDistDir: string }): Server {
+  const { logger, config } = deps;
+  const trpc = createHTTPHandler({
+    router: appRouter,
+    basePath: '/trpc/',
+    maxBodySize: config.MAX_BODY_BYTES,
+    createContext: ({ req, res }) => createHttpContext(deps, req, res),
+    onError({ error, path }) {
+      if (error.code === 'INTERNAL_SERVER_ERROR') logger.error({ err: error.cause ?? error, path }, 'procedure failed');
+    },
+  });
+  const serveUi = createStaticHandler(webDistDir);
+  if (!serveUi) logger.warn({ webDistDir }, 'web UI not built; serving the API only');
+  return createServer((req, res) => {
+    const pathname = (req.url ?? '/').split('?')[0]!;
+    if (pathname === '/healthz') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+      return;
+    }
+    if (pathname === '/trpc' || pathname.startsWith('/trpc/')) {
+      const refusal = csrfRefusal(req, { trustProxy: config.TRUST_PROXY, allowedOrigins: config.ALLOWED_ORIGINS });
+      if (refusal) {
+        res.writeHead(refusal.httpStatus, { 'content-type': 'application/json' }).end(JSON.stringify(refusal.toBody()));
+        req.resume();
+        return;
+      }
+      res.setHeader('cache-control', 'no-store');
+      res.setHeader('x-content-type-options', 'nosniff');
+      trpc(req, res);
+      return;
+    }
+    if (serveUi) return serveUi(req, res);
+    res.writeHead(503, { 'content-type': 'text/plain' }).end('The web UI is not built: run `npm run build -w @pga/web`.\n');
+  });
+}

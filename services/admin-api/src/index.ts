@@ -1,0 +1,7 @@
+export type { AppRouter } from './routers/app-router';
+export { appRouter } from './routers/app-router';
+export { createAdminService, type AdminService } from './create-admin-service';
+export { readAdminConfig, AdminConfigSchema, type AdminConfig } from './config';
+export { createCallerFactory } from './trpc/init';
+export type { Context, SessionUser } from './trpc/context';
+export { createDeps, type Deps } from './deps';

@@ -1,0 +1,48 @@
+import { EventEmitter } from 'node:events';
+import { Redis } from 'ioredis';
+import type { Logger } from '@pga/logger';
+import { LiveStatusEventSchema, type LiveStatusEvent } from './live-status-event';
+
+export interface LiveFeed {
+  /** Emits 'status' with a LiveStatusEvent for each valid message on the status channel. */
+  readonly events: EventEmitter;
+  /** Resolves once the Redis subscription is active (tests wait on it). */
+  ready(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * One Redis subscriber per process, fanned out in memory to every SSE subscriber: 1,000 open
+ * browser tabs cost one Redis connection, not 1,000. Malformed messages are dropped and counted.
+ */
+export function createLiveFeed({ redisUrl, channel, logger }: { redisUrl: string; channel: string; logger: Logger }): LiveFeed {
+  const events = new EventEmitter();
+  events.setMaxListeners(0);
+  const subscriber = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  subscriber.on('error', (err) => logger.warn({ err }, 'live feed redis error'));
+  let dropped = 0;
+  subscriber.on('message', (_channel: string, message: string) => {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(message);
+    } catch {
+      parsed = undefined;
+    }
+    const event = LiveStatusEventSchema.safeParse(parsed);
+    if (!event.success) {
+      if (++dropped % 100 === 1) logger.warn({ dropped }, 'malformed collector status messages dropped');
+      return;
+    }
+    events.emit('status', event.data satisfies LiveStatusEvent);
+  });
+  const subscribed = subscriber.subscribe(channel).then(() => undefined);
+  subscribed.catch((err: unknown) => logger.warn({ err }, 'live feed could not subscribe'));
+  return {
+    events,
+    ready: () => subscribed,
+    async close() {
+      events.removeAllListeners();
+      subscriber.disconnect();
+    },
+  };
+}

@@ -1,0 +1,11 @@
+import { router } from '../trpc/init';
+import { authRouter } from './auth';
+import { usersRouter } from './users';
+
+/** The whole API: routers are nouns, procedures verbs (STYLE.md). */
+export const appRouter = router({
+  auth: authRouter,
+  users: usersRouter,
+});
+
+export type AppRouter = typeof appRouter;

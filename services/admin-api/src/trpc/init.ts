@@ -1,0 +1,79 @@
+import { initTRPC, TRPCError } from '@trpc/server';
+import { AppError, type ErrorCode } from '@pga/contracts';
+import type { Context } from './context';
+import { APP_CODE, TRPC_CODE } from './error-codes';
+
+interface Issue {
+  path?: readonly PropertyKey[];
+  message: string;
+}
+
+function validationIssues(cause: unknown): Issue[] | undefined {
+  if (typeof cause === 'object' && cause !== null && 'issues' in cause && Array.isArray(cause.issues))
+    return cause.issues as Issue[];
+  return undefined;
+}
+
+const fieldOf = (issue: Issue | undefined) => (issue?.path?.length ? issue.path.map(String).join('.') : undefined);
+
+const t = initTRPC.context<Context>().create({
+  // Never a stack trace, SQL text or driver message in an answer (CONTRACT.md); details go to the log.
+  isDev: false,
+  sse: { ping: { enabled: true, intervalMs: 15_000 }, client: { reconnectAfterInactivityMs: 30_000 } },
+  errorFormatter({ shape, error }) {
+    const cause = error.cause;
+    let appCode: ErrorCode = APP_CODE[error.code] ?? 'INTERNAL';
+    let message = error.message;
+    let field: string | undefined;
+    let retryAfterSeconds: number | undefined;
+    if (cause instanceof AppError) {
+      appCode = cause.code;
+      field = cause.details.field;
+      retryAfterSeconds = cause.details.retryAfterSeconds;
+    } else if (error.code === 'BAD_REQUEST' && validationIssues(cause)) {
+      const first = validationIssues(cause)![0];
+      field = fieldOf(first);
+      message = field ? `${field}: ${first!.message}` : (first?.message ?? 'invalid input');
+    } else if (error.code === 'INTERNAL_SERVER_ERROR') {
+      message = 'internal error; the administrator can find the details in the service log';
+    }
+    return {
+      message,
+      code: shape.code,
+      data: {
+        code: shape.data.code,
+        httpStatus: shape.data.httpStatus,
+        path: shape.data.path,
+        appCode,
+        ...(field ? { field } : {}),
+        ...(retryAfterSeconds ? { retryAfterSeconds } : {}),
+      },
+    };
+  },
+});
+
+/** Domain code throws AppError; only here does it become a TRPCError (STYLE.md). */
+const appErrors = t.middleware(async ({ next }) => {
+  const result = await next();
+  if (!result.ok && result.error.cause instanceof AppError) {
+    const cause = result.error.cause;
+    throw new TRPCError({ code: TRPC_CODE[cause.code], message: cause.message, cause });
+  }
+  return result;
+});
+
+export const router = t.router;
+export const createCallerFactory = t.createCallerFactory;
+export const publicProcedure = t.procedure.use(appErrors);
+
+/** Any signed-in user (admin or viewer): reads. */
+export const authedProcedure = publicProcedure.use(({ ctx, next }) => {
+  if (!ctx.user) throw new AppError('UNAUTHORIZED', 'sign in first');
+  return next({ ctx: { ...ctx, user: ctx.user } });
+});
+
+/** Admins only: every mutation and connection tests. */
+export const adminProcedure = authedProcedure.use(({ ctx, next }) => {
+  if (ctx.user.role !== 'admin') throw new AppError('FORBIDDEN', 'this needs the admin role; your account is read-only');
+  return next({ ctx });
+});

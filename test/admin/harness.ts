@@ -1,0 +1,132 @@
+import { randomBytes } from 'node:crypto';
+import { hashSecret } from '@pga/crypto';
+import { createLogger } from '@pga/logger';
+import {
+  createAdminService,
+  createCallerFactory,
+  appRouter,
+  readAdminConfig,
+  type AdminService,
+  type Context,
+  type SessionUser,
+} from '@pga/admin-api';
+import { createTestDatabase, testEnv, uniquePrefix, type TestDatabase } from '../helpers';
+
+export const ADMIN_PASSWORD = 'correct horse battery staple';
+export const VIEWER_PASSWORD = 'viewer password 123';
+
+export interface Harness extends AsyncDisposable {
+  db: TestDatabase;
+  service: AdminService;
+  admin: SessionUser;
+  viewer: SessionUser;
+  /** A createCaller bound to a user (or anonymous), with captured Set-Cookie headers. */
+  caller(user: SessionUser | null, extra?: Partial<Context>): ReturnType<typeof createCaller>;
+  /** Base URL once `listen()` ran. */
+  url: string;
+  listen(): Promise<string>;
+}
+
+const createCaller = createCallerFactory(appRouter);
+
+async function insertUser(
+  service: AdminService,
+  username: string,
+  password: string,
+  role: 'admin' | 'viewer',
+): Promise<SessionUser> {
+  const { rows } = await service.deps.pool.query<SessionUser>(
+    `INSERT INTO users (username, display_name, password_hash, role) VALUES ($1, $1, $2, $3)
+     RETURNING id, username, display_name, role`,
+    [username, await hashSecret(password), role],
+  );
+  return rows[0]!;
+}
+
+/** A fresh database, its own Redis prefix, an admin service (not yet listening), an admin and a viewer. */
+export async function createHarness(env: Record<string, string> = {}): Promise<Harness> {
+  const db = await createTestDatabase();
+  const config = readAdminConfig({
+    DATABASE_URL: db.url,
+    REDIS_URL: testEnv.redisUrl,
+    REDIS_KEY_PREFIX: uniquePrefix('admin'),
+    JWT_SECRET: randomBytes(40).toString('base64url'),
+    ENCRYPTION_KEY: `k1:${randomBytes(32).toString('base64')}`,
+    ADMIN_PORT: '0',
+    ADMIN_HOST: '127.0.0.1',
+    CENTRAL_API_URL: 'http://127.0.0.1:18080',
+    LOG_LEVEL: 'silent',
+    ...env,
+  });
+  const service = createAdminService({ config, logger: createLogger({ name: 'admin-test', level: 'silent', pretty: false }) });
+  const [admin, viewer] = await Promise.all([
+    insertUser(service, 'alice', ADMIN_PASSWORD, 'admin'),
+    insertUser(service, 'victor', VIEWER_PASSWORD, 'viewer'),
+  ]);
+  const harness: Harness = {
+    db,
+    service,
+    admin,
+    viewer,
+    url: '',
+    caller(user, extra = {}) {
+      return createCaller({
+        deps: service.deps,
+        user,
+        sessionHash: null,
+        ip: '127.0.0.1',
+        userAgent: 'vitest',
+        secureCookies: false,
+        setCookie: () => undefined,
+        ...extra,
+      });
+    },
+    async listen() {
+      const port = await service.listen();
+      harness.url = `http://127.0.0.1:${port}`;
+      return harness.url;
+    },
+    async [Symbol.asyncDispose]() {
+      await service.close();
+      await db.drop();
+    },
+  };
+  return harness;
+}
+
+/** POST/GET helper for /trpc over HTTP (non-batched), sending the same-origin Origin by default. */
+export async function trpcHttp(
+  baseUrl: string,
+  kind: 'query' | 'mutation',
+  path: string,
+  input?: unknown,
+  { cookie, headers = {} }: { cookie?: string; headers?: Record<string, string> } = {},
+): Promise<{ status: number; body: any; text: string; setCookie: string[] }> {
+  const common: Record<string, string> = { ...(cookie ? { cookie } : {}) };
+  let res: Response;
+  if (kind === 'query') {
+    const qs = input === undefined ? '' : `?input=${encodeURIComponent(JSON.stringify(input))}`;
+    res = await fetch(`${baseUrl}/trpc/${path}${qs}`, { headers: { ...common, ...headers } });
+  } else {
+    res = await fetch(`${baseUrl}/trpc/${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', origin: baseUrl, ...common, ...headers },
+      body: input === undefined ? '' : JSON.stringify(input),
+    });
+  }
+  const text = await res.text();
+  let body: any;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  return { status: res.status, body, text, setCookie: res.headers.getSetCookie() };
+}
+
+/** Signs in over HTTP and returns the `name=value` cookie to send back. */
+export async function httpLogin(baseUrl: string, username: string, password: string): Promise<string> {
+  const res = await trpcHttp(baseUrl, 'mutation', 'auth.login', { username, password });
+  if (res.status !== 200) throw new Error(`login failed: ${res.status} ${res.text}`);
+  return res.setCookie[0]!.split(';')[0]!;
+}
