@@ -1,0 +1,270 @@
+import { promisify } from 'node:util';
+import { gzip as gzipCb } from 'node:zlib';
+import type { CollectorCommandAction } from '@pga/contracts';
+import type { Logger } from '@pga/logger';
+import type { CentralClient } from '../central/central-client';
+import { COLLECTOR_VERSION, createSnapshotCollector, type Snapshot, type SnapshotCollector } from '../collect/collect-snapshot';
+import {
+  openTargetConnection,
+  StageError,
+  targetKey,
+  type TargetConnection,
+  type TargetSpec,
+} from '../collect/target-connection';
+import { stringifyJson } from '../json/stringify-json';
+import type { Pusher } from '../push/pusher';
+import type { Spool } from '../spool/spool';
+import type { TokenHolder } from './credentials';
+
+const gzip = promisify(gzipCb);
+
+/** The settings the central hands out (GET …/config), as applied by the agent. */
+export interface EffectiveConfig {
+  configVersion: number;
+  enabled: boolean;
+  intervalSeconds: number;
+  queryLimit: number;
+  target: TargetSpec | undefined;
+}
+
+export interface AgentOptions {
+  central: CentralClient;
+  tokens: TokenHolder;
+  spool: Spool;
+  pusher: Pusher;
+  logger: Logger;
+  defaults: { intervalSeconds: number; queryLimit: number };
+  /** Local target override (TARGET_DATABASE_URL): replaces the central's target. */
+  targetUrl?: string;
+  heartbeatSeconds: number;
+  statementTimeoutMs: number;
+  hostname?: string;
+}
+
+export interface AgentStatus {
+  status: 'active' | 'error';
+  lastError: string | null;
+  collectionTimeMs: number | null;
+  metricsCount: number;
+  config: EffectiveConfig;
+  stoppedByCommand: boolean;
+}
+
+/**
+ * The long-running collector: collection on the configured interval, heartbeats on their own
+ * schedule, config pulls when the central announces a newer version, commands, token refresh.
+ * Pushing is the pusher's job (its own loop), so neither a slow push nor a slow collection delays
+ * a heartbeat.
+ */
+export function createAgent(o: AgentOptions) {
+  const log = o.logger;
+  const collector: SnapshotCollector = createSnapshotCollector({
+    collectorId: o.tokens.current().collectorId,
+    hostname: o.hostname,
+  });
+  let config: EffectiveConfig = {
+    configVersion: 0,
+    enabled: true,
+    intervalSeconds: o.defaults.intervalSeconds,
+    queryLimit: o.defaults.queryLimit,
+    target: o.targetUrl ? { url: o.targetUrl } : undefined,
+  };
+  let conn: TargetConnection | undefined;
+  let connKey = '';
+  let lastError: string | null = null;
+  let collectionTimeMs: number | null = null;
+  let metricsCount = 0;
+  let stoppedByCommand = false;
+  let running = false;
+  let collectTimer: NodeJS.Timeout | undefined;
+  let heartbeatTimer: NodeJS.Timeout | undefined;
+  let refreshTimer: NodeJS.Timeout | undefined;
+  let lastCollectStart = 0;
+  let collecting: Promise<unknown> = Promise.resolve();
+
+  /** Pulls the config and applies it in place: new interval, limit, target or enabled flag. */
+  async function pullConfig(): Promise<boolean> {
+    const res = await o.central.config();
+    if (!res.ok) {
+      if (res.status === 401) await o.tokens.refresh(o.central);
+      lastError = `config: ${res.status || 'network'} ${res.code}: ${res.message}`;
+      log.warn({ error: lastError }, 'config pull failed');
+      return false;
+    }
+    const c = res.body;
+    const next: EffectiveConfig = {
+      configVersion: c.config_version,
+      enabled: c.enabled,
+      intervalSeconds: Math.max(1, c.collection_interval),
+      queryLimit: Math.max(1, c.query_limit),
+      target: o.targetUrl ? { url: o.targetUrl } : { target: c.target },
+    };
+    const intervalChanged = next.intervalSeconds !== config.intervalSeconds;
+    config = next;
+    log.info(
+      {
+        config_version: next.configVersion,
+        interval_s: next.intervalSeconds,
+        query_limit: next.queryLimit,
+        enabled: next.enabled,
+      },
+      'config applied',
+    );
+    if (lastError?.startsWith('config:')) lastError = null;
+    if (intervalChanged && running) schedule(Math.max(0, lastCollectStart + next.intervalSeconds * 1000 - Date.now()));
+    return true;
+  }
+
+  async function connection(): Promise<TargetConnection> {
+    if (!config.target)
+      throw new StageError('config', 'no target: the central sent no config yet and TARGET_DATABASE_URL is not set');
+    const key = targetKey(config.target);
+    if (conn && (conn.closed || key !== connKey)) {
+      await conn.close();
+      conn = undefined;
+      collector.reset();
+    }
+    if (!conn) {
+      conn = await openTargetConnection(config.target, { statementTimeoutMs: o.statementTimeoutMs });
+      connKey = key;
+      log.info({ database: conn.database, server_version_num: conn.serverVersionNum }, 'connected to target');
+    }
+    return conn;
+  }
+
+  /** One collection: snapshot → gzip → spool (fsync'd) → wake the pusher. `spool: false` for --dry-run. */
+  async function collectOnce({ spool = true }: { spool?: boolean } = {}): Promise<Snapshot> {
+    const c = await connection();
+    const snapshot = await collector.collect(c, { queryLimit: config.queryLimit });
+    if (spool) {
+      const body = await gzip(Buffer.from(stringifyJson(snapshot.envelope)));
+      await o.spool.add(snapshot.pushId, body);
+      o.pusher.notify();
+    }
+    collectionTimeMs = snapshot.collectionTimeMs;
+    metricsCount = snapshot.envelope.metrics.length;
+    lastError = snapshot.errors.length ? `collect: ${snapshot.errors.map((e) => `${e.family}: ${e.message}`).join('; ')}` : null;
+    return snapshot;
+  }
+
+  async function tick() {
+    lastCollectStart = Date.now();
+    if (config.enabled && !stoppedByCommand) {
+      const run = collectOnce().then(
+        (s) => log.debug({ push_id: s.pushId, ms: s.collectionTimeMs }, 'snapshot spooled'),
+        async (err: Error) => {
+          lastError = err instanceof StageError ? err.message : `collect: ${err.message}`;
+          log.warn({ error: lastError }, 'collection failed');
+          await conn?.close();
+          conn = undefined;
+        },
+      );
+      collecting = run;
+      await run;
+    }
+    if (running) schedule(Math.max(0, lastCollectStart + config.intervalSeconds * 1000 - Date.now()));
+  }
+
+  function schedule(delayMs: number) {
+    clearTimeout(collectTimer);
+    collectTimer = setTimeout(() => void collecting.then(tick), delayMs);
+  }
+
+  async function handleCommand(action: CollectorCommandAction) {
+    log.info({ action }, 'command received');
+    if (action === 'stop') {
+      // Leave the target alone until resumed: no session held open either.
+      stoppedByCommand = true;
+      await collecting;
+      await conn?.close();
+      conn = undefined;
+    } else if (action === 'resume') stoppedByCommand = false;
+    else {
+      // restart: new session, new baseline, fresh config, collect now.
+      stoppedByCommand = false;
+      await collecting;
+      await conn?.close();
+      conn = undefined;
+      collector.reset();
+      await pullConfig();
+      if (running) schedule(0);
+    }
+  }
+
+  async function heartbeat() {
+    const push = o.pusher.stats();
+    const error = lastError ?? push.lastError;
+    const res = await o.central.heartbeat({
+      timestamp: new Date().toISOString(),
+      status: error ? 'error' : 'active',
+      metrics_count: metricsCount,
+      last_error: error,
+      ...(collectionTimeMs !== null ? { collection_time_ms: collectionTimeMs } : {}),
+      version: COLLECTOR_VERSION,
+    });
+    if (!res.ok) {
+      log.warn({ status: res.status, code: res.code, error: res.message }, 'heartbeat failed');
+      if (res.status === 401) await o.tokens.refresh(o.central);
+      return;
+    }
+    if (res.body.config_version > config.configVersion) await pullConfig();
+    for (const command of res.body.commands) await handleCommand(command.action);
+  }
+
+  function heartbeatLoop() {
+    heartbeatTimer = setTimeout(async () => {
+      await heartbeat().catch((err: Error) => log.warn({ error: err.message }, 'heartbeat failed'));
+      if (running) heartbeatLoop();
+    }, o.heartbeatSeconds * 1000);
+  }
+
+  function refreshLoop() {
+    const due = o.tokens.refreshDueAt();
+    if (due === undefined) return;
+    // setTimeout holds at most ~24 days; check at least hourly.
+    const wait = Math.min(Math.max(due - Date.now(), 0), 3_600_000);
+    refreshTimer = setTimeout(async () => {
+      const d = o.tokens.refreshDueAt();
+      if (d !== undefined && Date.now() >= d && !(await o.tokens.refresh(o.central))) {
+        // Refused or unreachable: try again in a minute rather than at once.
+        refreshTimer = setTimeout(refreshLoop, 60_000);
+        return;
+      }
+      if (running) refreshLoop();
+    }, wait);
+  }
+
+  return {
+    pullConfig,
+    collect: collectOnce,
+    heartbeat,
+    async start() {
+      running = true;
+      await pullConfig();
+      o.pusher.start();
+      schedule(0);
+      void heartbeat().catch(() => undefined);
+      heartbeatLoop();
+      refreshLoop();
+    },
+    async stop() {
+      running = false;
+      clearTimeout(collectTimer);
+      clearTimeout(heartbeatTimer);
+      clearTimeout(refreshTimer);
+      await collecting;
+      await o.pusher.stop();
+      await conn?.close();
+      conn = undefined;
+    },
+    status: (): AgentStatus => ({
+      status: (lastError ?? o.pusher.stats().lastError) ? 'error' : 'active',
+      lastError: lastError ?? o.pusher.stats().lastError,
+      collectionTimeMs,
+      metricsCount,
+      config,
+      stoppedByCommand,
+    }),
+  };
+}
+export type Agent = ReturnType<typeof createAgent>;

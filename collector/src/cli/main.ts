@@ -1,0 +1,198 @@
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import { ConfigError } from '@pga/config';
+import { createAgent } from '../agent/agent';
+import { createTokenHolder, resolveCredentials } from '../agent/credentials';
+import { readState, stateFileOf, writeState } from '../agent/state-file';
+import { createCentralClient, enroll } from '../central/central-client';
+import { COLLECTOR_VERSION } from '../collect/collect-snapshot';
+import { readCollectorEnv, spoolDirOf, type CollectorEnv } from '../config';
+import { stringifyJson } from '../json/stringify-json';
+import { createPusher } from '../push/pusher';
+import { openSpool } from '../spool/spool';
+import { runCheck } from './check';
+import { HELP } from './help';
+import { createCollectorLogger } from './logger';
+
+type Mode = 'run' | 'once' | 'dry-run' | 'check' | 'enroll' | 'help';
+
+function modeOf(argv: string[]): Mode {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      once: { type: 'boolean' },
+      'dry-run': { type: 'boolean' },
+      check: { type: 'boolean' },
+      enroll: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  const chosen = (['help', 'enroll', 'check', 'dry-run', 'once'] as const).filter((m) => values[m]);
+  if (chosen.length > 1) throw new Error(`choose one of --${chosen.join(', --')}`);
+  return chosen[0] ?? 'run';
+}
+
+/** The CLI; returns the exit code (the long-running mode resolves only after SIGTERM/SIGINT). */
+export async function main(argv: string[], env: Record<string, string | undefined> = process.env): Promise<number> {
+  let mode: Mode;
+  try {
+    mode = modeOf(argv);
+  } catch (err) {
+    console.error(`pga-collector: ${(err as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (mode === 'help') {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  let config: CollectorEnv;
+  try {
+    config = readCollectorEnv(env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    console.error(`pga-collector: ${err.message}`);
+    return mode === 'check' ? (console.log('✗ config: invalid environment'), 1) : 1;
+  }
+  const logger = createCollectorLogger(mode === 'run' ? config.LOG_LEVEL : env.LOG_LEVEL ? config.LOG_LEVEL : 'warn');
+  if (mode === 'enroll') return enrollMode(config);
+
+  const credentials = resolveCredentials(config, config.COLLECTOR_STATE_DIR);
+  const central = credentials
+    ? createCentralClient({
+        baseUrl: config.CENTRAL_API_URL,
+        credentials: () => tokens!.current(),
+        timeoutMs: config.COLLECTOR_HTTP_TIMEOUT_MS,
+      })
+    : undefined;
+  const tokens = credentials ? createTokenHolder(credentials, { stateDir: config.COLLECTOR_STATE_DIR, logger }) : undefined;
+
+  if (mode === 'check') {
+    const result = await runCheck({
+      central,
+      targetUrl: config.TARGET_DATABASE_URL,
+      statementTimeoutMs: config.COLLECTOR_STATEMENT_TIMEOUT_MS,
+    });
+    for (const s of result.steps)
+      console.log(`${s.ok ? '✓' : s.stage === 'pg_stat_statements' ? '!' : '✗'} ${s.stage}: ${s.detail}`);
+    const failed = result.steps.find((s) => !s.ok && s.stage !== 'pg_stat_statements');
+    console.log(failed ? `check failed at stage "${failed.stage}"` : 'check passed');
+    return result.ok ? 0 : 1;
+  }
+  if (!central || !tokens) {
+    if (mode !== 'dry-run' || !config.TARGET_DATABASE_URL) {
+      console.error('pga-collector: set COLLECTOR_ID and COLLECTOR_JWT_TOKEN, or run --enroll with REGISTRATION_SECRET first');
+      return 1;
+    }
+  }
+  // --dry-run without credentials still works against TARGET_DATABASE_URL: nothing is sent anyway.
+  const spool = await openSpool({
+    dir: spoolDirOf(config),
+    maxBytes: config.COLLECTOR_SPOOL_MAX_BYTES,
+    maxFiles: config.COLLECTOR_SPOOL_MAX_FILES,
+    logger,
+  });
+  const offline = createCentralClient({
+    baseUrl: config.CENTRAL_API_URL,
+    credentials: () => ({ collectorId: '00000000-0000-4000-8000-000000000000', token: '' }),
+    timeoutMs: config.COLLECTOR_HTTP_TIMEOUT_MS,
+  });
+  const holder =
+    tokens ??
+    createTokenHolder(
+      { collectorId: '00000000-0000-4000-8000-000000000000', token: '' },
+      { stateDir: config.COLLECTOR_STATE_DIR, logger },
+    );
+  const client = central ?? offline;
+  const pusher = createPusher({
+    spool,
+    central: client,
+    refreshToken: () => holder.refresh(client),
+    logger,
+    maxPerSecond: config.COLLECTOR_PUSH_MAX_PER_SECOND,
+    backoff: { baseMs: config.COLLECTOR_BACKOFF_BASE_MS, maxMs: config.COLLECTOR_BACKOFF_MAX_MS },
+  });
+  const agent = createAgent({
+    central: client,
+    tokens: holder,
+    spool,
+    pusher,
+    logger,
+    defaults: { intervalSeconds: config.COLLECTOR_DEFAULT_INTERVAL, queryLimit: config.COLLECTOR_DEFAULT_QUERY_LIMIT },
+    targetUrl: config.TARGET_DATABASE_URL,
+    heartbeatSeconds: config.COLLECTOR_HEARTBEAT_INTERVAL,
+    statementTimeoutMs: config.COLLECTOR_STATEMENT_TIMEOUT_MS,
+  });
+
+  if (mode === 'dry-run' || mode === 'once') {
+    if (central) await agent.pullConfig();
+    const snapshot = await agent.collect({ spool: mode === 'once' }).catch((err: Error) => err);
+    await agent.stop();
+    if (snapshot instanceof Error) {
+      console.error(`pga-collector: ${snapshot.message}`);
+      return 1;
+    }
+    if (mode === 'dry-run') {
+      process.stdout.write(`${stringifyJson(snapshot.envelope)}\n`);
+      return 0;
+    }
+    const failure = await pusher.drainOnce();
+    const stats = pusher.stats();
+    console.log(
+      JSON.stringify({
+        push_id: snapshot.pushId,
+        metrics: snapshot.envelope.metrics.length,
+        collection_time_ms: snapshot.collectionTimeMs,
+        collection_errors: snapshot.errors,
+        pushed: stats.pushed,
+        duplicates: stats.duplicates,
+        spooled: spool.stats().files,
+        error: failure,
+      }),
+    );
+    return failure ? 1 : 0;
+  }
+
+  logger.info(
+    { version: COLLECTOR_VERSION, collector_id: holder.current().collectorId, central: config.CENTRAL_API_URL },
+    'collector starting',
+  );
+  await agent.start();
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  logger.info('stopping');
+  await agent.stop();
+  return 0;
+}
+
+async function enrollMode(config: CollectorEnv): Promise<number> {
+  const existing = readState(config.COLLECTOR_STATE_DIR);
+  if (existing) {
+    console.log(`already enrolled as ${existing.collector_id} (${stateFileOf(config.COLLECTOR_STATE_DIR)})`);
+    return 0;
+  }
+  if (!config.REGISTRATION_SECRET) {
+    console.error('pga-collector: --enroll needs REGISTRATION_SECRET');
+    return 1;
+  }
+  const hostname = os.hostname();
+  const res = await enroll(
+    config.CENTRAL_API_URL,
+    config.REGISTRATION_SECRET,
+    { name: config.COLLECTOR_NAME ?? hostname, hostname, version: COLLECTOR_VERSION },
+    config.COLLECTOR_HTTP_TIMEOUT_MS,
+  );
+  if (!res.ok) {
+    console.error(`pga-collector: enrollment refused: ${res.status || 'network'} ${res.code}: ${res.message}`);
+    return 1;
+  }
+  await writeState(config.COLLECTOR_STATE_DIR, {
+    collector_id: res.body.collector_id,
+    token: res.body.token,
+    expires_at: res.body.expires_at,
+  });
+  console.log(`enrolled as ${res.body.collector_id}; id and token saved to ${stateFileOf(config.COLLECTOR_STATE_DIR)} (0600)`);
+  return 0;
+}
