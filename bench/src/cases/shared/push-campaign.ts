@@ -1,0 +1,145 @@
+import { randomBytes } from 'node:crypto';
+import { runClosedLoop, runOpenLoop, type PhaseResult, type RequestSpec } from '../../load/drivers';
+import { HttpConnection, type HttpAnswer } from '../../load/http-connection';
+import type { PushBody } from '../../load/payloads';
+import type { ScenarioContext } from '../../harness/scenario';
+import type { BenchCollector } from './collectors';
+import { GZIP_EVERY } from './workload';
+
+/** What was acknowledged: push id → rows the push must become, and when the 200 arrived. */
+export class AckLog {
+  readonly expectedRows = new Map<string, number>();
+  duplicatesAcked = 0;
+  /** Called for every ack (e.g. the freshness probe samples some of them). */
+  onAck?: (pushId: string, atMs: number) => void;
+}
+
+export interface PushTarget {
+  host: string;
+  port: number;
+  collectors: BenchCollector[];
+  bodies: PushBody[];
+  acks: AckLog;
+}
+
+const PUSH_ID = /"push_id"\s*:\s*"([0-9a-fA-F-]{36})"/;
+
+/** Opens `count` keep-alive connections; connection i pushes as collector i (mod the fleet). */
+export async function openConnections(target: PushTarget, count: number): Promise<HttpConnection[]> {
+  const conns = Array.from({ length: count }, () => new HttpConnection(target.host, target.port));
+  for (let i = 0; i < conns.length; i += 200) await Promise.all(conns.slice(i, i + 200).map((c) => c.open()));
+  return conns;
+}
+
+/** Builds push requests: a body from the pool, every GZIP_EVERY-th one gzip, a unique Idempotency-Key. */
+export function pushRequests(target: PushTarget, offset = 0) {
+  const tag = randomBytes(6).toString('hex');
+  const prefixes = target.collectors.map(
+    (c) =>
+      `POST /api/v1/metrics/push HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${c.token}\r\n` +
+      `X-Collector-ID: ${c.id}\r\nContent-Type: application/json\r\n`,
+  );
+  const bodyOf = new Map<number, PushBody>();
+  return {
+    make(conn: number, seq: number): RequestSpec {
+      const body = target.bodies[seq % target.bodies.length]!;
+      const gzip = seq % GZIP_EVERY === 0;
+      const payload = gzip ? body.gzip : body.json;
+      bodyOf.set(conn, body);
+      return {
+        head:
+          prefixes[(conn + offset) % prefixes.length]! +
+          (gzip ? 'Content-Encoding: gzip\r\n' : '') +
+          `Idempotency-Key: bench-${tag}-${seq}\r\nContent-Length: ${payload.length}\r\n\r\n`,
+        body: payload,
+      };
+    },
+    /** A 200 whose push id is recorded for the audit; a duplicate ack of a unique key is an error. */
+    accept(answer: HttpAnswer, conn: number, atMs: number): boolean {
+      if (answer.status !== 200 && answer.status !== 201) return false;
+      const text = answer.body.toString('latin1');
+      const id = PUSH_ID.exec(text)?.[1]?.toLowerCase();
+      if (!id) return false;
+      if (text.includes('"duplicate":true') || target.acks.expectedRows.has(id)) {
+        target.acks.duplicatesAcked++;
+        return false;
+      }
+      target.acks.expectedRows.set(id, bodyOf.get(conn)?.elements.length ?? 1);
+      target.acks.onAck?.(id, atMs);
+      return true;
+    },
+  };
+}
+
+export interface CampaignPhase {
+  name: string;
+  /** Target arrival rate (open loop) or undefined (closed loop). */
+  ratePerS?: number;
+  fraction?: number;
+  result: PhaseResult;
+}
+
+export interface CampaignOptions {
+  ctx: ScenarioContext;
+  target: PushTarget;
+  closedConcurrency: number;
+  closedMs: number;
+  /** Open-loop rates as fractions of this run's closed-loop maximum. */
+  fractions: number[];
+  stepMs: number;
+  /** Open-loop connections (one per collector, up to the fleet size). */
+  openConnections: number;
+  /** Runs after each phase (e.g. wait until the queue drained so phases do not overlap). */
+  afterPhase?(phase: CampaignPhase): Promise<void>;
+}
+
+/**
+ * Closed-loop maximum first, then open-loop steps at fixed fractions of that maximum, the last
+ * at (or beyond) saturation: the latency-versus-load curve of one run.
+ */
+export async function runPushCampaign(o: CampaignOptions): Promise<CampaignPhase[]> {
+  const { ctx, target } = o;
+  const phases: CampaignPhase[] = [];
+  const closedConns = await openConnections(target, o.closedConcurrency);
+  // One unrecorded second first: JIT warm-up and every collector's token verified once (cached
+  // afterwards), so the figures describe the steady state. Its pushes are still audited.
+  const warm = pushRequests(target);
+  ctx.progress.update(`${ctx.label}: warm-up`);
+  (await runClosedLoop({ connections: closedConns, make: warm.make, accept: warm.accept, durationMs: 1000 })).recorder.destroy();
+  const closedReq = pushRequests(target);
+  const closed = await runClosedLoop({
+    connections: closedConns,
+    make: closedReq.make,
+    accept: closedReq.accept,
+    durationMs: o.closedMs,
+    onTick: (s) =>
+      ctx.progress.update(
+        `${ctx.label}: closed loop ×${o.closedConcurrency} ${(s.elapsedMs / 1000).toFixed(0)} s, ${s.ok} acked, ${s.errors} errors`,
+      ),
+  });
+  closedConns.forEach((c) => c.close());
+  phases.push({ name: 'closed-loop', result: closed });
+  await o.afterPhase?.(phases.at(-1)!);
+  const max = closed.okPerS;
+  const openConns = await openConnections(target, o.openConnections);
+  for (const fraction of o.fractions) {
+    const rate = Math.max(10, Math.round(max * fraction));
+    const req = pushRequests(target, 7);
+    const result = await runOpenLoop({
+      connections: openConns,
+      make: req.make,
+      accept: req.accept,
+      ratePerS: rate,
+      durationMs: o.stepMs,
+      drainMs: 5_000,
+      onTick: (s) =>
+        ctx.progress.update(
+          `${ctx.label}: open loop ${rate}/s (${Math.round(fraction * 100)} % of max) ${(s.elapsedMs / 1000).toFixed(0)} s, ${s.ok} acked, backlog ${s.backlog}`,
+        ),
+    });
+    phases.push({ name: `open ${Math.round(fraction * 100)} %`, ratePerS: rate, fraction, result });
+    await o.afterPhase?.(phases.at(-1)!);
+  }
+  openConns.forEach((c) => c.close());
+  return phases;
+}
