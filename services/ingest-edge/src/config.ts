@@ -1,5 +1,8 @@
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { loadConfig, commonSchema, jwtSchema, encryptionSchema, port, url } from '@pga/config';
+import { loadConfig, commonSchema, jwtSchema, encryptionSchema, port, url, int } from '@pga/config';
+
+const MiB = 1024 * 1024;
 
 export const EdgeConfigSchema = commonSchema
   .extend(jwtSchema.shape)
@@ -11,6 +14,36 @@ export const EdgeConfigSchema = commonSchema
     INGEST_HOST: z.string().default('0.0.0.0'),
     /** Public URL collectors use, shown in setup instructions; default http://127.0.0.1:8080. */
     CENTRAL_API_URL: url('http', 'https').default('http://127.0.0.1:8080'),
+    /** Prefix of every shared Redis key (@pga/redis-keys); default "pga". */
+    REDIS_KEY_PREFIX: z.string().min(1).default('pga'),
+    /** Edge processes sharing the port (SO_REUSEPORT); default = CPU cores. 1 = no fork. */
+    EDGE_PROCESSES: int(availableParallelism(), 1, 64),
+    /** Largest request body, compressed and decompressed, in bytes; default 64 MiB. */
+    MAX_BODY_BYTES: int(64 * MiB, 1024, 1024 * MiB),
+    /** Body bytes held in memory across all requests of one process before answering 503; default 256 MiB. */
+    MAX_INFLIGHT_BYTES: int(256 * MiB, 1024, 16 * 1024 * MiB),
+    /** Longest wait for Redis to confirm a push before answering 503, in ms; default 2000. */
+    ENQUEUE_TIMEOUT_MS: int(2000, 50, 60_000),
+    /** Pushes packed into one BullMQ job: window in ms (default 5) … */
+    PACK_WINDOW_MS: int(5, 0, 1000),
+    /** … or this many pushes (default 100) … */
+    PACK_MAX_PUSHES: int(100, 1, 10_000),
+    /** … or this many body bytes (default 8 MiB), whichever comes first. */
+    PACK_MAX_BYTES: int(8 * MiB, 1024, 1024 * MiB),
+    /** Replay window of idempotency keys in seconds; default 86400 (24 h). */
+    IDEMPOTENCY_TTL_SECONDS: int(86_400, 60, 30 * 86_400),
+    /** Verified tokens kept in memory per process; default 100000. */
+    TOKEN_CACHE_SIZE: int(100_000, 1, 10_000_000),
+    /** Per-collector requests/s per edge process (token bucket refill); 0 disables; default 50. */
+    RATE_LIMIT_PER_SECOND: int(50, 0, 1_000_000),
+    /** Token bucket size (burst) per collector; default 100. */
+    RATE_LIMIT_BURST: int(100, 1, 1_000_000),
+    /** Redis used_memory above which pushes get 503, in bytes; 0 = 90 % of Redis maxmemory (if set); default 0. */
+    REDIS_MEMORY_BUDGET_BYTES: int(0, 0, Number.MAX_SAFE_INTEGER),
+    /** Longest SIGTERM drain of in-flight requests, in ms; default 10000. */
+    DRAIN_TIMEOUT_MS: int(10_000, 0, 600_000),
+    /** PostgreSQL connections per edge process (enrollment, config, refresh only); default 2. */
+    DB_POOL_SIZE: int(2, 1, 50),
   });
 export type EdgeConfig = z.infer<typeof EdgeConfigSchema>;
 

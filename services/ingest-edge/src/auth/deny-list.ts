@@ -1,0 +1,98 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from '@pga/logger';
+import { CollectorChangeSchema, type CollectorChange } from '@pga/contracts';
+import { readDenyState, type RedisKeys } from '@pga/redis-keys';
+
+/**
+ * The edge's copy of the admin's deny state (revoked jtis, disabled/deleted collectors), kept
+ * current by the change channel. `trusted` is false until the state was (re)loaded after the
+ * subscriber (re)connected: a change published while we were disconnected is missed by pub/sub, so
+ * until the reload the edge refuses authenticated requests with 503 rather than trust its cache.
+ */
+export class DenyList {
+  jtis = new Set<string>();
+  collectors = new Set<string>();
+  /** Last change kind per denied collector: "deleted" answers 401, anything else 403 COLLECTOR_DISABLED. */
+  private readonly kinds = new Map<string, string>();
+  version = 0;
+  trusted = false;
+  private loading: Promise<void> | undefined;
+  /** Changes received while a reload is reading Redis: re-applied on top of what it read. */
+  private duringLoad: CollectorChange[] = [];
+
+  constructor(
+    private readonly subscriber: Redis,
+    private readonly reader: Redis,
+    private readonly keys: RedisKeys,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Subscribes and loads; resolves once trusted (or rejects if Redis is unreachable at start). */
+  async start(): Promise<void> {
+    this.subscriber.on('message', (channel: string, message: string) => this.onMessage(channel, message));
+    // ioredis re-subscribes by itself after a reconnect; 'ready' fires after that, so reload then.
+    this.subscriber.on('ready', () => void this.reload());
+    this.subscriber.on('close', () => {
+      if (this.trusted) this.logger.warn('change feed disconnected: refusing authenticated requests until it is back');
+      this.trusted = false;
+    });
+    await this.subscriber.subscribe(this.keys.changesChannel);
+    await this.reload();
+  }
+
+  reload(): Promise<void> {
+    this.loading ??= (async () => {
+      try {
+        this.duringLoad = [];
+        const state = await readDenyState(this.reader, this.keys);
+        for (const jti of state.jtis) this.jtis.add(jti);
+        this.collectors = state.collectors;
+        for (const id of this.kinds.keys()) if (!state.collectors.has(id)) this.kinds.delete(id);
+        // Subscribed before reading: a change that raced the read is applied again (idempotent).
+        for (const change of this.duringLoad) this.apply(change);
+        this.version = state.version;
+        this.trusted = this.subscriber.status === 'ready';
+        this.logger.info({ jtis: this.jtis.size, collectors: this.collectors.size, version: this.version }, 'deny state loaded');
+      } catch (err) {
+        this.logger.warn({ err }, 'deny state reload failed; retrying');
+        setTimeout(() => void this.reload(), 500).unref();
+      } finally {
+        this.loading = undefined;
+      }
+    })();
+    return this.loading;
+  }
+
+  private onMessage(channel: string, message: string): void {
+    if (channel !== this.keys.changesChannel) return;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(message);
+    } catch {
+      return;
+    }
+    const change = CollectorChangeSchema.safeParse(parsed);
+    if (!change.success) return;
+    if (this.loading) this.duringLoad.push(change.data);
+    this.apply(change.data);
+  }
+
+  private apply({ collector_id: id, kind, jtis, version }: CollectorChange): void {
+    for (const jti of jtis ?? []) this.jtis.add(jti);
+    if (kind === 'disabled' || kind === 'deleted') {
+      this.collectors.add(id);
+      this.kinds.set(id, kind);
+    } else if (kind === 'enabled' || kind === 'restored') {
+      this.collectors.delete(id);
+      this.kinds.delete(id);
+    }
+    if (version !== undefined) this.version = Math.max(this.version, version);
+  }
+
+  /** Why a token may not be used, or undefined when it may. */
+  refusal(collectorId: string, jti: string): 'revoked' | 'deleted' | 'disabled' | undefined {
+    if (this.jtis.has(jti)) return 'revoked';
+    if (this.collectors.has(collectorId)) return this.kinds.get(collectorId) === 'deleted' ? 'deleted' : 'disabled';
+    return undefined;
+  }
+}

@@ -1,0 +1,52 @@
+/** What the edge remembers about a verified token. */
+export interface CachedToken {
+  collectorId: string;
+  jti: string;
+  /** `exp` in ms since the epoch. */
+  expiresAtMs: number;
+}
+
+/**
+ * Verified tokens keyed by the token's SHA-256, so the hot path skips signature verification.
+ * Bounded: past `maxEntries` the oldest insertion is evicted (a Map iterates in insertion order).
+ * Expiry is honoured on every read. Revocation is not the cache's job: the deny state is checked on
+ * every request, hit or miss, so a revoked token is refused the moment the change arrives.
+ */
+export class TokenCache {
+  private readonly entries = new Map<string, CachedToken>();
+  hits = 0;
+  misses = 0;
+
+  constructor(private readonly maxEntries: number) {}
+
+  get(tokenHash: string, nowMs = Date.now()): CachedToken | undefined {
+    const entry = this.entries.get(tokenHash);
+    if (!entry) {
+      this.misses++;
+      return undefined;
+    }
+    if (entry.expiresAtMs <= nowMs) {
+      this.entries.delete(tokenHash);
+      this.misses++;
+      return undefined;
+    }
+    this.hits++;
+    return entry;
+  }
+
+  set(tokenHash: string, token: CachedToken): void {
+    if (this.entries.size >= this.maxEntries && !this.entries.has(tokenHash)) {
+      const oldest = this.entries.keys().next();
+      if (!oldest.done) this.entries.delete(oldest.value);
+    }
+    this.entries.set(tokenHash, token);
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  clear(): void {
+    this.entries.clear();
+  }
+}

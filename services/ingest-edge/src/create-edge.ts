@@ -1,0 +1,160 @@
+import uWS from 'uWebSockets.js';
+import { Redis } from 'ioredis';
+import { Queue } from 'bullmq';
+import { createSecretBox } from '@pga/crypto';
+import { createPool } from '@pga/db';
+import type { Logger } from '@pga/logger';
+import { redisKeys } from '@pga/redis-keys';
+import { createCollectorTokens } from '@pga/tokens';
+import { createAuthenticator } from './auth/authenticate';
+import { DenyList } from './auth/deny-list';
+import { RateLimiter } from './auth/rate-limiter';
+import { TokenCache } from './auth/token-cache';
+import type { EdgeConfig } from './config';
+import { InflightBudget } from './http/read-body';
+import { RouteKit } from './http/route';
+import { createEdgeMetrics } from './ops/edge-metrics';
+import { opsRoutes } from './ops/ops-routes';
+import { QueueHealth } from './ops/queue-health';
+import { createPushHandler, PUSH_HEADERS } from './push/push-route';
+import { PushPacker } from './push/push-packer';
+import { createConfigHandler, createV3ConfigHandler } from './routes/config-routes';
+import { createEnrollHandler, createRefreshHandler, SMALL_BODY } from './routes/enroll-routes';
+import { createHeartbeatHandler, HEARTBEAT_MAX_BODY } from './routes/heartbeat-route';
+import { mountRoutes } from './routes/mount-routes';
+
+export interface Edge {
+  /** The port actually listened on. */
+  port: number;
+  /** SIGTERM path: readiness off, stop accepting, finish in-flight requests, close Redis and PostgreSQL. */
+  drain(): Promise<void>;
+  metrics: ReturnType<typeof createEdgeMetrics>;
+}
+
+export interface CreateEdgeOptions {
+  config: EdgeConfig;
+  logger: Logger;
+  /** Prometheus text for /metrics; default this process's own registry (main.ts aggregates processes). */
+  metricsText?: () => Promise<string>;
+}
+
+/** Builds and starts one edge process (issue 4). Listening does not wait for Redis: /readyz says when it is usable. */
+export async function createEdge({ config, logger, metricsText }: CreateEdgeOptions): Promise<Edge> {
+  const keys = redisKeys(config.REDIS_KEY_PREFIX);
+  const metrics = createEdgeMetrics({ ready: () => isReady().ready, inflightBytes: () => budget.used, cache: () => cache });
+  const redisOptions = {
+    // Fail fast instead of queueing commands in edge memory while Redis is away (→ 503).
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 2000,
+    enableAutoPipelining: true,
+    retryStrategy: (attempt: number) => Math.min(attempt * 100, 1000),
+  };
+  const redis = new Redis(config.REDIS_URL, redisOptions);
+  const subscriber = new Redis(config.REDIS_URL, { ...redisOptions, enableOfflineQueue: true, enableAutoPipelining: false });
+  for (const [name, client] of [
+    ['redis', redis],
+    ['subscriber', subscriber],
+  ] as const)
+    client.on('error', (err: Error) => logger.debug({ err: err.message, client: name }, 'Redis connection error'));
+  const queue = new Queue(keys.pushQueue, { connection: redis, prefix: keys.bullPrefix });
+  queue.on('error', (err) => logger.debug({ err: err.message }, 'queue error'));
+  const pool = createPool(config.DATABASE_URL, {
+    max: config.DB_POOL_SIZE,
+    applicationName: 'pga-ingest-edge',
+    logger,
+    statementTimeoutMs: 10_000,
+  });
+
+  const tokens = createCollectorTokens({ secret: config.JWT_SECRET, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE });
+  const cache = new TokenCache(config.TOKEN_CACHE_SIZE);
+  const deny = new DenyList(subscriber, redis, keys, logger.child({ module: 'deny-list' }));
+  const authenticate = createAuthenticator({ tokens, cache, deny });
+  const limiter = new RateLimiter(config.RATE_LIMIT_PER_SECOND, config.RATE_LIMIT_BURST);
+  const budget = new InflightBudget(config.MAX_INFLIGHT_BYTES);
+  const queueHealth = new QueueHealth(redis, config.REDIS_MEMORY_BUDGET_BYTES, logger);
+  const packer = new PushPacker(
+    { redis, queue, keys, metrics, logger },
+    {
+      windowMs: config.PACK_WINDOW_MS,
+      maxPushes: config.PACK_MAX_PUSHES,
+      maxBytes: config.PACK_MAX_BYTES,
+      enqueueTimeoutMs: config.ENQUEUE_TIMEOUT_MS,
+      idempotencyTtlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
+    },
+  );
+  const box = createSecretBox(config.ENCRYPTION_KEY);
+  const kit = new RouteKit({ metrics, budget, logger });
+
+  function isReady(): { ready: boolean; reason?: string } {
+    if (kit.draining) return { ready: false, reason: 'draining' };
+    if (!queueHealth.reachable) return { ready: false, reason: 'queue unreachable' };
+    if (!deny.trusted) return { ready: false, reason: 'revocation state loading' };
+    return { ready: true };
+  }
+
+  const app = uWS.App();
+  const authHeaders = ['authorization', 'x-collector-id', 'content-encoding'] as const;
+  mountRoutes(app, {
+    push: kit.route(
+      { name: 'push', headers: PUSH_HEADERS, maxBody: config.MAX_BODY_BYTES },
+      createPushHandler({ authenticate, limiter, packer, queueHealth, budget, maxBodyBytes: config.MAX_BODY_BYTES }),
+    ),
+    heartbeat: kit.route(
+      { name: 'heartbeat', headers: authHeaders, params: 1, maxBody: HEARTBEAT_MAX_BODY },
+      createHeartbeatHandler({ authenticate, limiter, redis, keys, pool, logger }),
+    ),
+    config: kit.route(
+      { name: 'config', headers: authHeaders, params: 1 },
+      createConfigHandler({ authenticate, limiter, pool, box, centralApiUrl: config.CENTRAL_API_URL }),
+    ),
+    v3Config: kit.route(
+      { name: 'config_v3', headers: authHeaders, params: 1 },
+      createV3ConfigHandler({ authenticate, limiter, pool, box, centralApiUrl: config.CENTRAL_API_URL }),
+    ),
+    register: kit.route(
+      { name: 'register', headers: ['x-registration-secret', 'content-encoding', 'user-agent'], maxBody: SMALL_BODY },
+      createEnrollHandler({ pool, tokens, box }),
+    ),
+    refresh: kit.route(
+      { name: 'refresh_token', headers: [...authHeaders, 'user-agent'], maxBody: SMALL_BODY },
+      createRefreshHandler({ pool, tokens, box, authenticate }),
+    ),
+    notFound: kit.route({ name: 'not_found' }, ({ reply }) => reply.error('NOT_FOUND', 'no such endpoint')),
+    wrongMethod: kit.route({ name: 'not_found' }, ({ reply }) =>
+      reply.error('METHOD_NOT_ALLOWED', 'method not allowed on this endpoint'),
+    ),
+    ops: opsRoutes({
+      isReady,
+      metricsText: metricsText ?? (() => metrics.registry.metrics()),
+      metricsContentType: metrics.registry.contentType,
+    }),
+  });
+
+  const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) =>
+    app.listen(config.INGEST_HOST, config.INGEST_PORT, (socket) =>
+      socket ? resolve(socket) : reject(new Error(`cannot listen on ${config.INGEST_HOST}:${config.INGEST_PORT}`)),
+    ),
+  );
+  const port = uWS.us_socket_local_port(listenSocket);
+  queueHealth.start();
+  void deny.start().catch((err: unknown) => logger.warn({ err }, 'change feed subscription failed; retrying on reconnect'));
+
+  let drained: Promise<void> | undefined;
+  const drain = () =>
+    (drained ??= (async () => {
+      kit.draining = true;
+      uWS.us_listen_socket_close(listenSocket);
+      await kit.whenIdle(config.DRAIN_TIMEOUT_MS);
+      await packer.drain();
+      queueHealth.stop();
+      await queue.close().catch(() => undefined);
+      await Promise.all([
+        redis.quit().catch(() => redis.disconnect()),
+        subscriber.quit().catch(() => subscriber.disconnect()),
+        pool.end().catch(() => undefined),
+      ]);
+      (app as unknown as { close?: () => void }).close?.();
+    })());
+  return { port, drain, metrics };
+}

@@ -1,0 +1,72 @@
+import type { HttpResponse } from 'uWebSockets.js';
+import { AppError } from '@pga/contracts';
+
+/** Bytes of request bodies currently held by this process (the in-flight budget of issue 4 §3). */
+export class InflightBudget {
+  used = 0;
+  constructor(readonly limit: number) {}
+  /** Reserves `n` bytes, or returns false when that would exceed the budget. */
+  take(n: number): boolean {
+    if (this.used + n > this.limit) return false;
+    this.used += n;
+    return true;
+  }
+  give(n: number): void {
+    this.used -= n;
+  }
+}
+
+export interface BodyReader {
+  /** Resolves with the whole body; rejects with AppError 413 / 503 as soon as a cap is crossed. */
+  body: Promise<Buffer>;
+  /** Bytes reserved in the budget for this body so far (release them with `budget.give`). */
+  reserved(): number;
+  /** True once the last chunk has arrived. */
+  complete(): boolean;
+  /** Called from `onAborted`: the body will never complete. */
+  abort(): void;
+}
+
+/**
+ * Starts reading a body; must be called synchronously inside the route handler (uWS drops data
+ * that arrives before `onData` is attached). The cap is enforced as bytes arrive, so a chunked body
+ * without Content-Length cannot grow past it; each chunk is copied because uWS reuses its buffer.
+ */
+export function readBody(res: HttpResponse, maxBytes: number, budget: InflightBudget, declaredLength?: number): BodyReader {
+  let reserved = 0;
+  let complete = false;
+  let failed = false;
+  let abort = () => {};
+  const body = new Promise<Buffer>((resolve, reject) => {
+    abort = () => {
+      failed = true;
+      reject(new AppError('INVALID_PAYLOAD', 'request aborted'));
+    };
+    if (declaredLength !== undefined && declaredLength > maxBytes) {
+      failed = true;
+      reject(new AppError('PAYLOAD_TOO_LARGE', `body is larger than ${maxBytes} bytes`));
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.onData((chunk, isLast) => {
+      if (failed) return;
+      size += chunk.byteLength;
+      if (size > maxBytes) {
+        failed = true;
+        return reject(new AppError('PAYLOAD_TOO_LARGE', `body is larger than ${maxBytes} bytes`));
+      }
+      if (!budget.take(chunk.byteLength)) {
+        failed = true;
+        return reject(new AppError('UNAVAILABLE', 'edge is over its memory budget', { retryAfterSeconds: 1 }));
+      }
+      reserved += chunk.byteLength;
+      if (chunk.byteLength > 0) chunks.push(Buffer.from(chunk.slice(0)));
+      if (isLast) {
+        complete = true;
+        resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+      }
+    });
+  });
+  body.catch(() => undefined);
+  return { body, reserved: () => reserved, complete: () => complete, abort: () => abort() };
+}

@@ -1,0 +1,64 @@
+import type { HttpResponse } from 'uWebSockets.js';
+import { AppError, ERROR_HTTP_STATUS, type ErrorCode } from '@pga/contracts';
+
+const STATUS_TEXT: Record<number, string> = {
+  200: '200 OK',
+  400: '400 Bad Request',
+  401: '401 Unauthorized',
+  403: '403 Forbidden',
+  404: '404 Not Found',
+  405: '405 Method Not Allowed',
+  409: '409 Conflict',
+  413: '413 Payload Too Large',
+  415: '415 Unsupported Media Type',
+  429: '429 Too Many Requests',
+  500: '500 Internal Server Error',
+  503: '503 Service Unavailable',
+};
+
+/**
+ * One request's answer side. uWS forbids touching `res` after `onAborted` fired, so every write goes
+ * through here: it checks the flag, writes corked (one syscall), and records the status for metrics.
+ */
+export class Reply {
+  aborted = false;
+  done = false;
+  status = 0;
+  /** Set when the request body is still arriving: the connection is closed after answering. */
+  bodyPending = false;
+  constructor(
+    readonly res: HttpResponse,
+    private readonly onDone: (status: number) => void,
+  ) {}
+
+  send(status: number, body: string, headers: Record<string, string> = {}, contentType = 'application/json'): void {
+    if (this.done) return;
+    this.done = true;
+    this.status = status;
+    if (!this.aborted) {
+      this.res.cork(() => {
+        this.res.writeStatus(STATUS_TEXT[status] ?? String(status)).writeHeader('content-type', contentType);
+        for (const [k, v] of Object.entries(headers)) this.res.writeHeader(k, v);
+        // Answering before the body is fully read (auth failure, cap exceeded): close, so the rest
+        // of the body is never taken for the next request on this connection.
+        this.res.end(body, this.bodyPending);
+      });
+    }
+    this.onDone(this.aborted ? 0 : status);
+  }
+
+  json(status: number, value: unknown, headers?: Record<string, string>): void {
+    this.send(status, JSON.stringify(value), headers);
+  }
+
+  error(code: ErrorCode, message: string, retryAfterSeconds?: number): void {
+    const headers: Record<string, string> = retryAfterSeconds ? { 'retry-after': String(retryAfterSeconds) } : {};
+    this.json(ERROR_HTTP_STATUS[code], { error: { code, message } }, headers);
+  }
+
+  /** Answers an AppError with its code; anything else as a generic 500 (never a stack trace). */
+  fail(err: unknown): void {
+    if (err instanceof AppError) this.error(err.code, err.message, err.details.retryAfterSeconds);
+    else this.error('INTERNAL', 'internal error');
+  }
+}

@@ -1,0 +1,105 @@
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+import { AppError } from '@pga/contracts';
+import type { Logger } from '@pga/logger';
+import type { EdgeMetrics } from '../ops/edge-metrics';
+import { readBody, type BodyReader, type InflightBudget } from './read-body';
+import { Reply } from './respond';
+
+export interface RequestContext {
+  reply: Reply;
+  /** Lower-case header name → value ('' when absent), only those the route asked for. */
+  headers: Record<string, string>;
+  params: string[];
+  /** Present when the route reads a body. */
+  body?: BodyReader;
+}
+
+export interface RouteOptions {
+  /** Metric label of the route. */
+  name: string;
+  headers?: readonly string[];
+  params?: number;
+  /** Read a body of at most this many bytes. */
+  maxBody?: number;
+}
+
+/** Process-wide state every route shares: in-flight count for the drain, budget, metrics. */
+export class RouteKit {
+  inflight = 0;
+  draining = false;
+  private idle: (() => void)[] = [];
+
+  constructor(readonly deps: { metrics: EdgeMetrics; budget: InflightBudget; logger: Logger }) {}
+
+  /**
+   * Wraps a handler with what uWS needs synchronously (onAborted, onData, header reads — `req` is
+   * only valid until the handler returns) and with what every route does: metrics, errors as
+   * `{"error":…}`, the budget released, the drain counter.
+   */
+  route(options: RouteOptions, handler: (ctx: RequestContext) => Promise<void> | void) {
+    const { metrics, budget, logger } = this.deps;
+    const wanted = ['content-length', ...(options.headers ?? [])];
+    return (res: HttpResponse, req: HttpRequest): void => {
+      const headers: Record<string, string> = {};
+      for (const name of wanted) headers[name] = req.getHeader(name);
+      const params: string[] = [];
+      for (let i = 0; i < (options.params ?? 0); i++) params.push(req.getParameter(i) ?? '');
+      this.inflight++;
+      const reply = new Reply(res, (status) => {
+        metrics.requests.inc({ route: options.name, status: String(status) });
+      });
+      let reader: BodyReader | undefined;
+      res.onAborted(() => {
+        reply.aborted = true;
+        reader?.abort();
+      });
+      if (options.maxBody !== undefined) {
+        const declared = headers['content-length'] ? Number(headers['content-length']) : undefined;
+        reader = readBody(res, options.maxBody, budget, Number.isFinite(declared) ? declared : undefined);
+        reply.bodyPending = true;
+        void reader.body.then(
+          () => (reply.bodyPending = false),
+          () => undefined,
+        );
+      }
+      const finish = () => {
+        if (reader) {
+          reader.abort();
+          metrics.bytesIn.inc({ route: options.name }, reader.reserved());
+          budget.give(reader.reserved());
+        }
+        if (!reply.done) reply.error('INTERNAL', 'no answer');
+        this.inflight--;
+        if (this.inflight === 0) for (const wake of this.idle.splice(0)) wake();
+      };
+      const fail = (err: unknown) => {
+        if (err instanceof AppError) metrics.rejections.inc({ reason: err.code });
+        else logger.error({ err, route: options.name }, 'request failed');
+        reply.fail(err);
+      };
+      if (this.draining) {
+        reply.bodyPending = true; // close the connection: this process is going away
+        fail(new AppError('UNAVAILABLE', 'edge is shutting down', { retryAfterSeconds: 1 }));
+        return finish();
+      }
+      let result: Promise<void> | void;
+      try {
+        result = handler({ reply, headers, params, ...(reader ? { body: reader } : {}) });
+      } catch (err) {
+        fail(err);
+        return finish();
+      }
+      if (result) void result.catch(fail).finally(finish);
+      else finish();
+    };
+  }
+
+  /** Resolves when no request is in flight, or after `timeoutMs`. */
+  whenIdle(timeoutMs: number): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      this.idle.push(() => (clearTimeout(timer), resolve()));
+    });
+  }
+}

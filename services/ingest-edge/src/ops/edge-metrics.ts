@@ -1,0 +1,79 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Prometheus metrics of one edge process (issue 4 §4); main.ts aggregates them across processes. */
+export interface MetricSources {
+  ready(): boolean;
+  inflightBytes(): number;
+  cache(): { hits: number; misses: number };
+}
+
+export function createEdgeMetrics(sources: MetricSources) {
+  const registry = new Registry();
+  const requests = new Counter({
+    name: 'edge_http_requests_total',
+    help: 'HTTP requests answered, by route and status (0 = client went away).',
+    labelNames: ['route', 'status'] as const,
+    registers: [registry],
+  });
+  const bytesIn = new Counter({
+    name: 'edge_request_body_bytes_total',
+    help: 'Request body bytes received (as sent, before gunzip), by route.',
+    labelNames: ['route'] as const,
+    registers: [registry],
+  });
+  const rejections = new Counter({
+    name: 'edge_rejections_total',
+    help: 'Requests refused, by error code.',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  const enqueueLatency = new Histogram({
+    name: 'edge_enqueue_latency_seconds',
+    help: 'Time from a push being ready to Redis confirming its job (includes the packing window).',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  const pushesPerJob = new Histogram({
+    name: 'edge_pushes_per_job',
+    help: 'Pushes packed into one BullMQ job.',
+    buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000],
+    registers: [registry],
+  });
+  const pushes = new Counter({
+    name: 'edge_pushes_total',
+    help: 'Pushes answered 200, by outcome.',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  const cacheLookups = new Counter({
+    name: 'edge_token_cache_lookups_total',
+    help: 'Verified-token cache lookups, by result (hit ratio = hit / all).',
+    labelNames: ['result'] as const,
+    registers: [registry],
+    collect() {
+      const { hits, misses } = sources.cache();
+      this.reset();
+      this.inc({ result: 'hit' }, hits);
+      this.inc({ result: 'miss' }, misses);
+    },
+  });
+  const inflightBytes = new Gauge({
+    name: 'edge_inflight_body_bytes',
+    help: 'Request body bytes held in memory right now.',
+    registers: [registry],
+    collect() {
+      this.set(sources.inflightBytes());
+    },
+  });
+  const ready = new Gauge({
+    name: 'edge_ready',
+    help: '1 when this process answers /readyz with 200.',
+    registers: [registry],
+    collect() {
+      this.set(sources.ready() ? 1 : 0);
+    },
+  });
+  return { registry, requests, bytesIn, rejections, enqueueLatency, pushesPerJob, pushes, cacheLookups, inflightBytes, ready };
+}
+
+export type EdgeMetrics = ReturnType<typeof createEdgeMetrics>;

@@ -1,0 +1,35 @@
+import type { HttpResponse } from 'uWebSockets.js';
+
+export interface OpsDeps {
+  isReady(): { ready: boolean; reason?: string };
+  metricsText(): Promise<string>;
+  metricsContentType: string;
+}
+
+function write(res: HttpResponse, status: string, contentType: string, body: string): void {
+  res.cork(() =>
+    res.writeStatus(status).writeHeader('content-type', contentType).writeHeader('cache-control', 'no-store').end(body),
+  );
+}
+
+/** `/healthz` (process alive), `/readyz` (queue reachable, deny state loaded, not draining), `/metrics`. */
+export function opsRoutes(deps: OpsDeps) {
+  return {
+    healthz(res: HttpResponse): void {
+      write(res, '200 OK', 'application/json', JSON.stringify({ status: 'ok', pid: process.pid }));
+    },
+    readyz(res: HttpResponse): void {
+      const { ready, reason } = deps.isReady();
+      if (ready) write(res, '200 OK', 'application/json', '{"status":"ready"}');
+      else write(res, '503 Service Unavailable', 'application/json', JSON.stringify({ status: 'not ready', reason }));
+    },
+    metrics(res: HttpResponse): void {
+      let aborted = false;
+      res.onAborted(() => (aborted = true));
+      deps.metricsText().then(
+        (text) => !aborted && write(res, '200 OK', deps.metricsContentType, text),
+        () => !aborted && write(res, '500 Internal Server Error', 'text/plain', 'metrics unavailable\n'),
+      );
+    },
+  };
+}

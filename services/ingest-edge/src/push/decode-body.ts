@@ -1,0 +1,38 @@
+import { gunzip } from 'node:zlib';
+import { AppError } from '@pga/contracts';
+
+/**
+ * Applies `Content-Encoding`. gzip is inflated with a cap on the output (a zip bomb is refused with
+ * 413 as soon as the cap is crossed, never inflated into memory); a body labelled gzip that does
+ * not start with the gzip magic bytes is taken as plain JSON (a known collector bug, CONTRACT.md).
+ */
+export function decodeBody(raw: Buffer, encoding: string, maxBytes: number): Promise<Buffer> | Buffer {
+  if (!isGzip(encoding) || raw.length < 2 || raw[0] !== 0x1f || raw[1] !== 0x8b) return raw;
+  return new Promise((resolve, reject) => {
+    gunzip(raw, { maxOutputLength: maxBytes }, (err, out) => {
+      if (!err) return resolve(out);
+      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError)
+        return reject(new AppError('PAYLOAD_TOO_LARGE', `decompressed body is larger than ${maxBytes} bytes`));
+      reject(new AppError('INVALID_PAYLOAD', 'body is not valid gzip'));
+    });
+  });
+}
+
+export function isGzip(encoding: string): boolean {
+  return encoding.trim().toLowerCase() === 'gzip' || encoding.trim().toLowerCase() === 'x-gzip';
+}
+
+/** `Content-Encoding` values the edge understands. */
+export function checkEncoding(encoding: string): void {
+  const e = encoding.trim().toLowerCase();
+  if (e === '' || e === 'identity' || isGzip(e)) return;
+  throw new AppError('UNSUPPORTED_MEDIA_TYPE', `Content-Encoding "${encoding}" is not supported (use gzip or none)`);
+}
+
+/** JSON only; a missing Content-Type is tolerated (some collectors omit it). */
+export function checkJsonContentType(contentType: string): void {
+  if (contentType === '') return;
+  const type = contentType.split(';', 1)[0]!.trim().toLowerCase();
+  if (type === 'application/json' || (type.startsWith('application/') && type.endsWith('+json'))) return;
+  throw new AppError('UNSUPPORTED_MEDIA_TYPE', `Content-Type "${type}" is not supported (send application/json)`);
+}

@@ -1,0 +1,68 @@
+import { isUtf8 } from 'node:buffer';
+import { createHash } from 'node:crypto';
+import { AppError, IdempotencyKeySchema } from '@pga/contracts';
+import type { Authenticate } from '../auth/authenticate';
+import type { RateLimiter } from '../auth/rate-limiter';
+import type { InflightBudget } from '../http/read-body';
+import type { RequestContext } from '../http/route';
+import type { QueueHealth } from '../ops/queue-health';
+import { checkEncoding, checkJsonContentType, decodeBody } from './decode-body';
+import { derivePushId } from './push-id';
+import type { PushPacker } from './push-packer';
+import { scanPushJson } from './scan-push-json';
+
+export const PUSH_HEADERS = ['authorization', 'x-collector-id', 'content-type', 'content-encoding', 'idempotency-key'] as const;
+
+interface PushDeps {
+  authenticate: Authenticate;
+  limiter: RateLimiter;
+  packer: PushPacker;
+  queueHealth: QueueHealth;
+  budget: InflightBudget;
+  maxBodyBytes: number;
+}
+
+/** `POST /api/v1/metrics/push` (CONTRACT.md): the 200 goes out only once Redis holds the push. */
+export function createPushHandler(deps: PushDeps) {
+  return async ({ reply, headers, body }: RequestContext): Promise<void> => {
+    checkJsonContentType(headers['content-type']!);
+    checkEncoding(headers['content-encoding']!);
+    const idemHeader = headers['idempotency-key']!;
+    if (idemHeader && !IdempotencyKeySchema.safeParse(idemHeader).success)
+      throw new AppError('INVALID_PAYLOAD', 'Idempotency-Key must be 1-128 printable characters');
+    const auth = await deps.authenticate({ authorization: headers.authorization!, collectorId: headers['x-collector-id']! });
+    const wait = deps.limiter.take(auth.collectorId);
+    if (wait > 0) throw new AppError('RATE_LIMITED', 'too many requests from this collector', { retryAfterSeconds: wait });
+    deps.queueHealth.assertAccepting();
+
+    const raw = await body!.body;
+    const decoded = await decodeBody(raw, headers['content-encoding']!, deps.maxBodyBytes);
+    const extra = decoded === raw ? 0 : decoded.length;
+    if (!deps.budget.take(extra)) throw new AppError('UNAVAILABLE', 'edge is over its memory budget', { retryAfterSeconds: 1 });
+    try {
+      if (decoded.length === 0) throw new AppError('INVALID_JSON', 'body is empty');
+      if (!isUtf8(decoded)) throw new AppError('INVALID_JSON', 'body is not UTF-8');
+      const scan = scanPushJson(decoded);
+      if (scan.collectorId !== undefined && scan.collectorId.toLowerCase() !== auth.collectorId)
+        throw new AppError('COLLECTOR_MISMATCH', 'collector_id in the body does not match the token');
+      const checksum = createHash('sha256').update(decoded).digest('hex');
+      // CONTRACT.md: Idempotency-Key, else the body's push_id, else the identical body (24 h).
+      const key = idemHeader ? `k:${idemHeader}` : scan.pushId !== undefined ? `k:${scan.pushId}` : `b:${checksum}`;
+      const pushId = derivePushId(auth.collectorId, key);
+      const outcome = await deps.packer.submit(
+        {
+          push_id: pushId,
+          collector_id: auth.collectorId,
+          received_at: new Date().toISOString(),
+          checksum,
+          body: decoded.toString('utf8'),
+        },
+        key,
+        scan.metricsCount ?? 1,
+      );
+      reply.json(200, { status: 'accepted', push_id: outcome.pushId, records: outcome.records, duplicate: outcome.duplicate });
+    } finally {
+      deps.budget.give(extra);
+    }
+  };
+}

@@ -1,0 +1,40 @@
+import { EnrollRequestSchema } from '@pga/contracts';
+import type { Authenticate } from '../auth/authenticate';
+import type { RequestContext } from '../http/route';
+import { enrollCollector, refreshCollectorToken, type EnrollDeps, type RequestMeta } from './enroll';
+import { readJson } from './read-json';
+
+export const SMALL_BODY = 64 * 1024;
+
+function requestMeta({ reply, headers }: RequestContext): RequestMeta {
+  const ip = reply.aborted ? '' : Buffer.from(reply.res.getRemoteAddressAsText()).toString();
+  return { ip: /^[0-9a-fA-F:.]+$/.test(ip) ? ip : null, userAgent: headers['user-agent']?.slice(0, 500) || null };
+}
+
+/** `POST /api/v1/collectors/register` (CONTRACT.md enrollment). */
+export function createEnrollHandler(deps: EnrollDeps) {
+  return async (ctx: RequestContext): Promise<void> => {
+    const input = await readJson(await ctx.body!.body, ctx.headers['content-encoding']!, SMALL_BODY, EnrollRequestSchema);
+    const { id, issued } = await enrollCollector(deps, ctx.headers['x-registration-secret']!, input, requestMeta(ctx));
+    ctx.reply.json(200, {
+      collector_id: id,
+      token: issued.token,
+      expires_at: issued.expiresAt.toISOString(),
+      certificate: '',
+      private_key: '',
+    });
+  };
+}
+
+/** `POST /api/v1/collectors/refresh-token`: the body may be empty or chunked and is ignored. */
+export function createRefreshHandler(deps: EnrollDeps & { authenticate: Authenticate }) {
+  return async (ctx: RequestContext): Promise<void> => {
+    const auth = await deps.authenticate({
+      authorization: ctx.headers.authorization!,
+      collectorId: ctx.headers['x-collector-id']!,
+    });
+    await ctx.body!.body;
+    const issued = await refreshCollectorToken(deps, auth.collectorId, requestMeta(ctx));
+    ctx.reply.json(200, { token: issued.token, expires_at: issued.expiresAt.toISOString() });
+  };
+}

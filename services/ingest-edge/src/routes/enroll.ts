@@ -1,0 +1,109 @@
+import { randomUUID } from 'node:crypto';
+import { AppError, type EnrollRequest } from '@pga/contracts';
+import { sha256Hex, type SecretBox } from '@pga/crypto';
+import { isUniqueViolation, recordIssuedToken, withTransaction, type Pool } from '@pga/db';
+import type { CollectorTokens, IssuedToken } from '@pga/tokens';
+
+const CLAIM_SECRET_SQL = `
+  UPDATE enrollment_secrets SET uses = uses + 1
+   WHERE secret_hash = $1 AND revoked_at IS NULL
+     AND (expires_at IS NULL OR expires_at > now())
+     AND (max_uses IS NULL OR uses < max_uses)
+  RETURNING id, name, group_id, environment`;
+
+// Enrolled collectors know only their name and host; the target (this host's PostgreSQL, an
+// empty password) is a placeholder the admin completes in the UI. Status stays `pending` until
+// the first push (CONTRACT.md).
+const INSERT_COLLECTOR_SQL = `
+  INSERT INTO collectors (id, name, type, environment, group_id, host, port, database, username, password_encrypted,
+                          agent_hostname, agent_version, enrollment_secret_id, status, description)
+  VALUES ($1, $2, 'postgresql', $3, $4, $5, 5432, 'postgres', 'postgres', $6, $5, $7, $8, 'pending', $9)`;
+
+const AUDIT_SQL = `
+  INSERT INTO collector_audit_log (collector_id, entity_type, entity_id, action, details, actor_name, ip_address, user_agent, new_values)
+  VALUES ($1, 'collector', $1::text, $2, $3, $4, $5::inet, $6, $7)`;
+
+export interface EnrollDeps {
+  pool: Pool;
+  tokens: CollectorTokens;
+  box: SecretBox;
+}
+
+export interface RequestMeta {
+  ip: string | null;
+  userAgent: string | null;
+}
+
+/**
+ * Enrollment (`POST /api/v1/collectors/register`): one transaction claims a use of the secret
+ * (the conditional UPDATE is the check, so two racing enrollments cannot exceed `max_uses`),
+ * creates the collector, records its token (hash + jti only) and writes the audit entry.
+ */
+export async function enrollCollector(
+  deps: EnrollDeps,
+  secret: string,
+  input: EnrollRequest,
+  meta: RequestMeta,
+): Promise<{ id: string; issued: IssuedToken }> {
+  if (!secret) throw new AppError('UNAUTHORIZED', 'missing X-Registration-Secret');
+  const id = randomUUID();
+  const issued = await deps.tokens.issue(id);
+  try {
+    await withTransaction(deps.pool, async (client) => {
+      const { rows } = await client.query<{ id: string; name: string; group_id: string | null; environment: string }>(
+        CLAIM_SECRET_SQL,
+        [sha256Hex(secret)],
+      );
+      const enrollment = rows[0];
+      if (!enrollment) throw new AppError('UNAUTHORIZED', 'enrollment secret is not valid (wrong, expired, revoked or used up)');
+      await client.query(INSERT_COLLECTOR_SQL, [
+        id,
+        input.name,
+        enrollment.environment,
+        enrollment.group_id,
+        input.hostname,
+        deps.box.encrypt('', id),
+        input.version ?? null,
+        enrollment.id,
+        `enrolled with secret "${enrollment.name}"`,
+      ]);
+      await recordIssuedToken(client, id, issued);
+      await client.query(AUDIT_SQL, [
+        id,
+        'registered',
+        { via: 'enrollment', enrollment_secret_id: enrollment.id, enrollment_secret_name: enrollment.name },
+        'enrollment',
+        meta.ip,
+        meta.userAgent,
+        { name: input.name, hostname: input.hostname, version: input.version ?? null, environment: enrollment.environment },
+      ]);
+    });
+  } catch (err) {
+    if (isUniqueViolation(err, 'collectors_name_key'))
+      throw new AppError('CONFLICT', `a collector named "${input.name}" already exists`);
+    throw err;
+  }
+  return { id, issued };
+}
+
+/** A new token for a collector whose token is still valid; the old one stays valid until it expires. */
+export async function refreshCollectorToken(deps: EnrollDeps, collectorId: string, meta: RequestMeta): Promise<IssuedToken> {
+  const issued = await deps.tokens.issue(collectorId);
+  await withTransaction(deps.pool, async (client) => {
+    const { rowCount } = await client.query('SELECT 1 FROM collectors WHERE id = $1 AND deleted_at IS NULL FOR UPDATE', [
+      collectorId,
+    ]);
+    if (!rowCount) throw new AppError('UNAUTHORIZED', 'collector was deleted');
+    await recordIssuedToken(client, collectorId, issued);
+    await client.query(AUDIT_SQL, [
+      collectorId,
+      'token_refreshed',
+      { jti: issued.jti },
+      'collector',
+      meta.ip,
+      meta.userAgent,
+      null,
+    ]);
+  });
+  return issued;
+}

@@ -1,0 +1,92 @@
+import type { Redis } from 'ioredis';
+import { AppError, CollectorCommandActionSchema, HeartbeatBodySchema, type HeartbeatAnswer } from '@pga/contracts';
+import type { Pool } from '@pga/db';
+import type { Logger } from '@pga/logger';
+import type { RedisKeys } from '@pga/redis-keys';
+import type { Authenticate } from '../auth/authenticate';
+import type { RateLimiter } from '../auth/rate-limiter';
+import type { RequestContext } from '../http/route';
+import { readJson } from './read-json';
+
+export const HEARTBEAT_MAX_BODY = 256 * 1024;
+
+interface HeartbeatDeps {
+  authenticate: Authenticate;
+  limiter: RateLimiter;
+  redis: Redis;
+  keys: RedisKeys;
+  pool: Pool;
+  logger: Logger;
+}
+
+/**
+ * `POST /api/v1/collectors/{id}/heartbeat`: one MULTI to Redis (latest heartbeat hash, dirty set,
+ * config version, drain of pending commands); the writer flushes heartbeats to PostgreSQL in
+ * batches. PostgreSQL is read only when Redis has no config version for the collector yet, and the
+ * value is then cached in Redis (HSETNX, so a concurrent admin bump wins).
+ */
+export function createHeartbeatHandler(deps: HeartbeatDeps) {
+  return async ({ reply, headers, params, body }: RequestContext): Promise<void> => {
+    const auth = await deps.authenticate(
+      { authorization: headers.authorization!, collectorId: headers['x-collector-id']! },
+      params[0],
+    );
+    const wait = deps.limiter.take(auth.collectorId);
+    if (wait > 0) throw new AppError('RATE_LIMITED', 'too many requests from this collector', { retryAfterSeconds: wait });
+    const hb = await readJson(await body!.body, headers['content-encoding']!, HEARTBEAT_MAX_BODY, HeartbeatBodySchema);
+    if (deps.redis.status !== 'ready') throw new AppError('UNAVAILABLE', 'queue unreachable', { retryAfterSeconds: 1 });
+
+    const id = auth.collectorId;
+    const now = new Date().toISOString();
+    const fields: Record<string, string> = { last_seen: now, status: hb.status ?? 'active' };
+    if (hb.metrics_count !== undefined) fields.metrics_count = String(hb.metrics_count);
+    if (hb.last_error !== undefined) fields.last_error = hb.last_error ?? '';
+    if (hb.collection_time_ms !== undefined) fields.collection_time_ms = String(hb.collection_time_ms);
+    if (hb.version !== undefined) fields.version = hb.version;
+    const { keys, redis } = deps;
+    const results = await redis
+      .multi()
+      .hset(keys.heartbeat(id), fields)
+      .sadd(keys.heartbeatDirty, id)
+      .hget(keys.configVersions, id)
+      .lrange(keys.commands(id), 0, -1)
+      .del(keys.commands(id))
+      .exec()
+      .catch(() => null);
+    if (!results || results.some(([err]) => err))
+      throw new AppError('UNAVAILABLE', 'queue unavailable', { retryAfterSeconds: 1 });
+
+    let configVersion = results[2]![1] === null ? undefined : Number(results[2]![1]);
+    if (configVersion === undefined) configVersion = await configVersionFromDb(deps, id);
+    const commands: HeartbeatAnswer['commands'] = [];
+    for (const text of (results[3]![1] as string[]) ?? []) {
+      const command = parseCommand(text);
+      if (command) commands.push(command);
+      else deps.logger.warn({ collectorId: id }, 'dropped a malformed pending command');
+    }
+    if (commands.length > 0) {
+      await redis
+        .hset(keys.deliveredCommands, Object.fromEntries(commands.map((c) => [c.id, now])))
+        .catch((err: unknown) => deps.logger.warn({ err, collectorId: id }, 'command delivery not recorded'));
+    }
+    reply.json(200, { status: 'ok', config_version: configVersion, commands } satisfies HeartbeatAnswer);
+  };
+}
+
+async function configVersionFromDb({ pool, redis, keys }: HeartbeatDeps, id: string): Promise<number> {
+  const { rows } = await pool.query<{ config_version: number }>('SELECT config_version FROM collectors WHERE id = $1', [id]);
+  const version = rows[0]?.config_version ?? 1;
+  await redis.hsetnx(keys.configVersions, id, String(version)).catch(() => undefined);
+  return version;
+}
+
+function parseCommand(text: string): HeartbeatAnswer['commands'][number] | undefined {
+  try {
+    const value = JSON.parse(text) as { id?: unknown; action?: unknown };
+    const action = CollectorCommandActionSchema.safeParse(value.action);
+    if (typeof value.id !== 'string' || !action.success) return undefined;
+    return { id: value.id, action: action.data };
+  } catch {
+    return undefined;
+  }
+}

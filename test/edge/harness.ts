@@ -1,0 +1,260 @@
+import { randomUUID } from 'node:crypto';
+import { connect } from 'node:net';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { createSecretBox } from '@pga/crypto';
+import { recordIssuedToken } from '@pga/db';
+import { createLogger } from '@pga/logger';
+import { redisKeys, type RedisKeys } from '@pga/redis-keys';
+import { createCollectorTokens, type CollectorTokens, type IssuedToken } from '@pga/tokens';
+import type { PushJob } from '@pga/contracts';
+import { createEdge, readEdgeConfig, type Edge } from '@pga/ingest-edge';
+import { createTestDatabase, testEnv, uniquePrefix, type TestDatabase } from '../helpers';
+
+export const JWT_SECRET = 'edge-test-secret-'.padEnd(48, 'x');
+export const ENCRYPTION_KEY = `k1:${Buffer.alloc(32, 7).toString('base64')}`;
+export const ISSUER = 'pganalytics-central';
+export const AUDIENCE = 'pganalytics-collectors';
+
+export interface TestCollector {
+  id: string;
+  token: string;
+  issued: IssuedToken;
+}
+
+/**
+ * A suite's world: its own database, Redis prefix, and (optionally several) in-process edges.
+ * Collectors are inserted with plain SQL and their tokens minted with @pga/tokens +
+ * recordIssuedToken — the same code path the admin service uses.
+ */
+export class EdgeWorld implements AsyncDisposable {
+  readonly tokens: CollectorTokens = createCollectorTokens({ secret: JWT_SECRET, issuer: ISSUER, audience: AUDIENCE });
+  readonly box = createSecretBox(ENCRYPTION_KEY);
+  readonly keys: RedisKeys;
+  readonly redis: Redis;
+  readonly queue: Queue<PushJob>;
+  private readonly edges: Edge[] = [];
+
+  private constructor(
+    readonly db: TestDatabase,
+    readonly pool: pg.Pool,
+    readonly prefix: string,
+    readonly redisUrl: string,
+  ) {
+    this.keys = redisKeys(prefix);
+    this.pool.on('error', () => undefined);
+    this.redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, retryStrategy: (n) => Math.min(n * 100, 500) });
+    this.redis.on('error', () => undefined);
+    this.queue = new Queue<PushJob>(this.keys.pushQueue, { connection: this.redis, prefix: this.keys.bullPrefix });
+    this.queue.on('error', () => undefined);
+  }
+
+  static async create({ redisUrl = testEnv.redisUrl }: { redisUrl?: string } = {}): Promise<EdgeWorld> {
+    const db = await createTestDatabase();
+    return new EdgeWorld(db, new pg.Pool({ connectionString: db.url, max: 3 }), uniquePrefix('edge'), redisUrl);
+  }
+
+  env(overrides: Record<string, string> = {}): Record<string, string> {
+    return {
+      DATABASE_URL: this.db.url,
+      REDIS_URL: this.redisUrl,
+      JWT_SECRET,
+      ENCRYPTION_KEY,
+      INGEST_PORT: '0',
+      INGEST_HOST: '127.0.0.1',
+      REDIS_KEY_PREFIX: this.prefix,
+      EDGE_PROCESSES: '1',
+      LOG_LEVEL: 'silent',
+      ...overrides,
+    };
+  }
+
+  /** Starts an edge in this process and waits until it is ready. */
+  async startEdge(overrides: Record<string, string> = {}): Promise<Edge & { url: string }> {
+    const config = readEdgeConfig(this.env(overrides));
+    const edge = await createEdge({
+      config,
+      logger: createLogger({ name: 'edge-test', level: config.LOG_LEVEL, pretty: false }),
+    });
+    this.edges.push(edge);
+    const url = `http://127.0.0.1:${edge.port}`;
+    await waitUntil(async () => (await fetch(`${url}/readyz`)).status === 200, 10_000, 'edge ready');
+    return Object.assign(edge, { url });
+  }
+
+  /** Inserts a collector (plain SQL, password encrypted with the shared box) and mints its token. */
+  async collector({ enabled = true, ttlSeconds }: { enabled?: boolean; ttlSeconds?: number } = {}): Promise<TestCollector> {
+    const id = randomUUID();
+    await this.pool.query(
+      `INSERT INTO collectors (id, name, type, environment, host, port, database, username, password_encrypted, ssl_mode, enabled, config_version)
+       VALUES ($1, $2, 'postgresql', 'production', 'db.internal', 5433, 'app', 'monitor', $3, 'require', $4, 3)`,
+      [id, `c-${id.slice(0, 8)}`, this.box.encrypt('s3cret "pw"', id), enabled],
+    );
+    const issued = await this.mint(id, ttlSeconds);
+    return { id, token: issued.token, issued };
+  }
+
+  async mint(id: string, ttlSeconds?: number): Promise<IssuedToken> {
+    const issued = await this.tokens.issue(id, ttlSeconds ? { ttlSeconds } : {});
+    await recordIssuedToken(this.pool, id, issued);
+    return issued;
+  }
+
+  /** Every push in the queue (waiting jobs), flattened. */
+  async queuedPushes(): Promise<PushJob['pushes']> {
+    const jobs = await this.queue.getJobs(['waiting', 'prioritized', 'delayed', 'active', 'paused']);
+    return jobs.flatMap((j) => j.data.pushes);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await Promise.all(this.edges.map((e) => e.drain().catch(() => undefined)));
+    await this.queue.obliterate({ force: true }).catch(() => undefined);
+    await this.queue.close().catch(() => undefined);
+    this.redis.disconnect();
+    await this.pool.end();
+    await this.db.drop();
+  }
+}
+
+export async function waitUntil(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export interface RawResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+  /** Interim 1xx status lines seen before the final answer. */
+  interim: number[];
+  /** True when the server closed the connection after answering. */
+  closed: boolean;
+}
+
+/**
+ * HTTP/1.1 over a bare socket, for what fetch cannot express: chunked bodies written piece by
+ * piece, `Expect: 100-continue` handshakes, lying or missing Content-Length. `parts` are written in
+ * order; a function part is awaited in between (e.g. to wait for "100 Continue").
+ */
+export function rawRequest(port: number, parts: (string | Buffer | ((r: RawSession) => Promise<void>))[]): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let data = Buffer.alloc(0);
+    const session: RawSession = {
+      received: () => data.toString('latin1'),
+      write: (chunk) =>
+        new Promise<void>((res) => {
+          if (socket.destroyed || !socket.writable) return res();
+          socket.write(chunk, () => res());
+        }),
+      waitFor: (text, ms = 5000) => waitUntil(() => data.toString('latin1').includes(text), ms, JSON.stringify(text)),
+    };
+    let result: RawResponse | undefined;
+    const timer = setTimeout(
+      () => (socket.destroy(), reject(new Error(`no complete answer: ${data.toString('latin1').slice(0, 500)}`))),
+      15_000,
+    );
+    const tryParse = (closed: boolean) => {
+      const parsed = parseResponse(data, closed);
+      if (parsed && !result) {
+        result = parsed;
+        // Give the server a moment to close (or not) before reporting.
+        setTimeout(() => {
+          clearTimeout(timer);
+          result!.closed = socket.readableEnded || socket.destroyed;
+          socket.destroy();
+          resolve(result!);
+        }, 100);
+      }
+    };
+    socket.on('data', (chunk) => {
+      data = Buffer.concat([data, chunk]);
+      tryParse(false);
+    });
+    socket.on('end', () => tryParse(true));
+    socket.on('error', () => tryParse(true));
+    socket.once('connect', async () => {
+      try {
+        for (const part of parts) {
+          if (typeof part === 'function') await part(session);
+          else if (!socket.destroyed && socket.writable) socket.write(part);
+        }
+      } catch (err) {
+        clearTimeout(timer);
+        socket.destroy();
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+  });
+}
+
+export interface RawSession {
+  received(): string;
+  /** Writes and resolves once flushed (or at once when the socket is gone). */
+  write(data: string | Buffer): Promise<void>;
+  waitFor(text: string, ms?: number): Promise<void>;
+}
+
+function parseResponse(data: Buffer, closed: boolean): RawResponse | undefined {
+  let text = data.toString('latin1');
+  const interim: number[] = [];
+  for (;;) {
+    const end = text.indexOf('\r\n\r\n');
+    if (end === -1) return undefined;
+    const [statusLine, ...lines] = text.slice(0, end).split('\r\n');
+    const status = Number(statusLine!.split(' ')[1]);
+    if (status >= 100 && status < 200) {
+      interim.push(status);
+      text = text.slice(end + 4);
+      continue;
+    }
+    const headers: Record<string, string> = {};
+    for (const line of lines) {
+      const i = line.indexOf(':');
+      headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+    }
+    const rest = text.slice(end + 4);
+    const length = headers['content-length'] !== undefined ? Number(headers['content-length']) : undefined;
+    if (length !== undefined ? Buffer.byteLength(rest, 'latin1') < length : !closed) return undefined;
+    const body = Buffer.from(length !== undefined ? rest.slice(0, length) : rest, 'latin1').toString('utf8');
+    return { status, headers, body, interim, closed };
+  }
+}
+
+/** `fetch` with a bearer token, returning status, headers and parsed JSON (or text). */
+export async function call(
+  url: string,
+  {
+    token,
+    method = 'POST',
+    body,
+    headers = {},
+  }: { token?: string; method?: string; body?: string | Buffer; headers?: Record<string, string> },
+): Promise<{ status: number; headers: Headers; json: any; text: string }> {
+  const res = await fetch(url, {
+    method,
+    headers: {
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      ...headers,
+    },
+    ...(body !== undefined ? { body: typeof body === 'string' ? body : new Uint8Array(body) } : {}),
+  });
+  const text = await res.text();
+  let json: any;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, headers: res.headers, json, text };
+}

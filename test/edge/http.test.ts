@@ -1,0 +1,107 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EdgeWorld, rawRequest, waitUntil, type TestCollector } from './harness';
+
+const CAP = 65536;
+
+/** HTTP/1.1 details of CONTRACT.md, sent over bare sockets (fetch cannot shape these requests). */
+describe('edge HTTP/1.1 handling (raw sockets)', () => {
+  let world: EdgeWorld;
+  let port: number;
+  let c: TestCollector;
+  const head = (extra: string) =>
+    `POST /api/v1/metrics/push HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer ${c.token}\r\nContent-Type: application/json\r\n${extra}\r\n`;
+  const chunk = (s: string) => `${Buffer.byteLength(s).toString(16)}\r\n${s}\r\n`;
+  const pause = (ms: number) => () => new Promise<void>((r) => setTimeout(r, ms));
+
+  beforeAll(async () => {
+    world = await EdgeWorld.create();
+    port = (await world.startEdge({ MAX_BODY_BYTES: String(CAP) })).port;
+    c = await world.collector();
+  });
+  afterAll(async () => world?.[Symbol.asyncDispose]());
+
+  it('accepts a chunked body written piece by piece', async () => {
+    const parts = ['{"database":"app",', '"queryid":-5266580654608644134,', `"t":${Date.now()}}`];
+    const res = await rawRequest(port, [
+      head('Transfer-Encoding: chunked\r\n'),
+      chunk(parts[0]!),
+      pause(30),
+      chunk(parts[1]!),
+      pause(30),
+      chunk(parts[2]!),
+      '0\r\n\r\n',
+    ]);
+    expect(res.status).toBe(200);
+    const answer = JSON.parse(res.body);
+    expect(answer).toMatchObject({ status: 'accepted', records: 1, duplicate: false });
+    const queued = (await world.queuedPushes()).find((p) => p.push_id === answer.push_id);
+    expect(queued!.body).toBe(parts.join(''));
+    expect(res.closed).toBe(false);
+  });
+
+  it('answers an empty chunked body with 400 INVALID_JSON', async () => {
+    const res = await rawRequest(port, [head('Transfer-Encoding: chunked\r\n'), '0\r\n\r\n']);
+    expect(res.status).toBe(400);
+    expect(JSON.parse(res.body).error.code).toBe('INVALID_JSON');
+  });
+
+  it('answers Expect: 100-continue before the body is sent', async () => {
+    const body = `{"expect":${Date.now()}}`;
+    const res = await rawRequest(port, [
+      head(`Content-Length: ${body.length}\r\nExpect: 100-continue\r\n`),
+      (s) => s.waitFor('100 Continue'),
+      body,
+    ]);
+    expect(res.interim).toEqual([100]);
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body).status).toBe('accepted');
+  });
+
+  it('refuses an oversize Content-Length with 413 before reading the body, and closes', async () => {
+    const res = await rawRequest(port, [head(`Content-Length: ${CAP * 100}\r\n`), '{"x":"']);
+    expect(res.status).toBe(413);
+    expect(JSON.parse(res.body).error.code).toBe('PAYLOAD_TOO_LARGE');
+    expect(res.closed).toBe(true);
+  });
+
+  it('stops a chunked body without Content-Length at the cap with 413', async () => {
+    const piece = chunk('a'.repeat(16 * 1024));
+    let sent = 0;
+    const limit = CAP * 32;
+    const res = await rawRequest(port, [
+      head('Transfer-Encoding: chunked\r\n'),
+      chunk('{"x":"'),
+      async (s) => {
+        // Keep sending (never the terminating chunk) until the edge answers: it must answer
+        // while the body is still arriving, long before `limit`.
+        while (!s.received().includes('HTTP/1.1') && sent < limit) {
+          sent += 16 * 1024;
+          await s.write(piece);
+          await new Promise((r) => setTimeout(r, 2));
+        }
+      },
+    ]);
+    expect(res.status).toBe(413);
+    expect(sent).toBeLessThan(limit);
+    expect(res.closed).toBe(true);
+    expect(await world.queuedPushes()).not.toContainEqual(expect.objectContaining({ body: expect.stringContaining('aaaa') }));
+  });
+
+  it('keeps the connection alive across requests', async () => {
+    const one = `{"k":1,"t":${Date.now()}}`;
+    const two = `{"k":2,"t":${Date.now()}}`;
+    let received = '';
+    const res = await rawRequest(port, [
+      head(`Content-Length: ${one.length}\r\n`) + one,
+      (s) => s.waitFor('accepted'),
+      head(`Content-Length: ${two.length}\r\n`) + two,
+      async (s) => {
+        await waitUntil(() => s.received().split('"status":"accepted"').length === 3, 5000, 'two answers');
+        received = s.received();
+      },
+    ]);
+    expect(res.status).toBe(200);
+    expect(received.match(/HTTP\/1\.1 200 OK/g)).toHaveLength(2);
+    expect(res.closed).toBe(false);
+  });
+});

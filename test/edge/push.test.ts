@@ -1,0 +1,204 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { publishCollectorChange } from '@pga/redis-keys';
+import { call, EdgeWorld, type TestCollector } from './harness';
+
+const FIXTURE = readFileSync('/work/shared/fixtures/pganalytics-v3-push.sample.json', 'utf8');
+const FIXTURE_ID = '11111111-2222-4333-8444-555555555555';
+const fixtureFor = (id: string) => FIXTURE.replace(FIXTURE_ID, id);
+
+describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
+  let world: EdgeWorld;
+  let url: string;
+  let c: TestCollector;
+  const push = (body: string | Buffer, opts: { token?: string; headers?: Record<string, string> } = {}) =>
+    call(`${url}/api/v1/metrics/push`, {
+      token: opts.token ?? c.token,
+      body,
+      ...(opts.headers ? { headers: opts.headers } : {}),
+    });
+
+  beforeAll(async () => {
+    world = await EdgeWorld.create();
+    url = (await world.startEdge()).url;
+    c = await world.collector();
+  });
+  afterAll(async () => world?.[Symbol.asyncDispose]());
+
+  it('200 accepted: the fixture is queued byte for byte, 64-bit query ids intact', async () => {
+    const body = fixtureFor(c.id);
+    const res = await push(body);
+    expect(res.status).toBe(200);
+    expect(res.json).toEqual({ status: 'accepted', push_id: expect.any(String), records: 13, duplicate: false });
+    const queued = (await world.queuedPushes()).find((p) => p.push_id === res.json.push_id);
+    expect(queued).toBeDefined();
+    expect(queued!.collector_id).toBe(c.id);
+    expect(queued!.body).toBe(body);
+    expect(queued!.body).toContain('-5266580654608644134');
+    expect(queued!.checksum).toBe(createHash('sha256').update(body).digest('hex'));
+    expect(Date.parse(queued!.received_at)).toBeGreaterThan(Date.now() - 60_000);
+  });
+
+  it('200 duplicate: the identical body again is not queued twice', async () => {
+    const body = `{"database":"app","query_count":1234,"queryid":-9223372036854775808,"n":${Date.now()}}`;
+    const first = await push(body);
+    const again = await push(body);
+    expect(first.json).toMatchObject({ status: 'accepted', records: 1, duplicate: false });
+    expect(again.status).toBe(200);
+    expect(again.json).toEqual({ ...first.json, duplicate: true });
+    const queued = (await world.queuedPushes()).filter((p) => p.push_id === first.json.push_id);
+    expect(queued).toHaveLength(1);
+    expect(queued[0]!.body).toBe(body);
+  });
+
+  it('200 duplicate by Idempotency-Key and by push_id, even with another body', async () => {
+    const key = `key-${Date.now()}`;
+    const a = await push('{"a":1}', { headers: { 'idempotency-key': key } });
+    const b = await push('{"a":2}', { headers: { 'idempotency-key': key } });
+    expect(a.json.duplicate).toBe(false);
+    expect(b.json).toMatchObject({ duplicate: true, push_id: a.json.push_id });
+    const pid = `p-${Date.now()}`;
+    const d = await push(JSON.stringify({ push_id: pid, metrics: [{ type: 't' }] }));
+    const e = await push(JSON.stringify({ push_id: pid, metrics: [{ type: 't' }, { type: 'u' }] }));
+    expect(d.json).toMatchObject({ duplicate: false, records: 1 });
+    expect(e.json).toMatchObject({ duplicate: true, push_id: d.json.push_id, records: 1 });
+    // The same key from another collector is another push.
+    const other = await world.collector();
+    const f = await push('{"a":1}', { token: other.token, headers: { 'idempotency-key': key } });
+    expect(f.json.duplicate).toBe(false);
+    expect(f.json.push_id).not.toBe(a.json.push_id);
+  });
+
+  it('400 INVALID_JSON / INVALID_PAYLOAD', async () => {
+    for (const [body, code] of [
+      ['{"a":', 'INVALID_JSON'],
+      ['{"a":1}x', 'INVALID_JSON'],
+      ['{"a":01}', 'INVALID_JSON'],
+      ['', 'INVALID_JSON'],
+      ['[1,2]', 'INVALID_PAYLOAD'],
+      ['"text"', 'INVALID_PAYLOAD'],
+      ['{"metrics":[1]}', 'INVALID_PAYLOAD'],
+      ['{"metrics":[{"database":"x"}]}', 'INVALID_PAYLOAD'],
+      ['{"a":"\\u0000"}', 'INVALID_PAYLOAD'],
+    ] as const) {
+      const res = await push(body);
+      expect({ body, status: res.status, code: res.json?.error?.code }).toEqual({ body, status: 400, code });
+      expect(typeof res.json.error.message).toBe('string');
+    }
+    const notUtf8 = await push(Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0x22, 0x7d]));
+    expect(notUtf8.json.error.code).toBe('INVALID_JSON');
+    const badGzip = await push(Buffer.from([0x1f, 0x8b, 1, 2, 3, 4, 5]), { headers: { 'content-encoding': 'gzip' } });
+    expect(badGzip.status).toBe(400);
+    expect(badGzip.json.error.code).toBe('INVALID_PAYLOAD');
+  });
+
+  it('gzip bodies are inflated; a gzip label on a plain body is tolerated', async () => {
+    const body = `{"gz":${Date.now()},"big":18446744073709551615}`;
+    const gz = await push(gzipSync(body), { headers: { 'content-encoding': 'gzip' } });
+    expect(gz.status).toBe(200);
+    const queued = (await world.queuedPushes()).find((p) => p.push_id === gz.json.push_id);
+    expect(queued!.body).toBe(body);
+    const plain = await push(`{"plain":${Date.now()}}`, { headers: { 'content-encoding': 'gzip' } });
+    expect(plain.status).toBe(200);
+  });
+
+  it('403 COLLECTOR_MISMATCH for header or body id, 403 COLLECTOR_DISABLED', async () => {
+    const other = '00000000-0000-4000-8000-000000000000';
+    const header = await push('{"a":1}', { headers: { 'x-collector-id': other } });
+    expect([header.status, header.json.error.code]).toEqual([403, 'COLLECTOR_MISMATCH']);
+    const inBody = await push(JSON.stringify({ collector_id: other, metrics: [] }));
+    expect([inBody.status, inBody.json.error.code]).toEqual([403, 'COLLECTOR_MISMATCH']);
+    const matching = await push(JSON.stringify({ collector_id: c.id, metrics: [], n: Date.now() }), {
+      headers: { 'x-collector-id': c.id.toUpperCase() },
+    });
+    expect(matching.status).toBe(200);
+    const d = await world.collector();
+    await publishCollectorChange(world.redis, world.keys, { collector_id: d.id, kind: 'disabled', denyCollector: true });
+    await expect.poll(async () => (await push('{"a":1}', { token: d.token })).json.error?.code).toBe('COLLECTOR_DISABLED');
+    await publishCollectorChange(world.redis, world.keys, { collector_id: d.id, kind: 'enabled', allowCollector: true });
+    await expect.poll(async () => (await push(`{"a":${Date.now()}}`, { token: d.token })).status).toBe(200);
+  });
+
+  it('413 PAYLOAD_TOO_LARGE for a big body and a gzip bomb', async () => {
+    const small = await EdgeWorld.create();
+    try {
+      const edge = await small.startEdge({ MAX_BODY_BYTES: '65536' });
+      const s = await small.collector();
+      const big = await call(`${edge.url}/api/v1/metrics/push`, { token: s.token, body: `{"x":"${'a'.repeat(70_000)}"}` });
+      expect([big.status, big.json.error.code]).toEqual([413, 'PAYLOAD_TOO_LARGE']);
+      // 10 MB of zeros compresses to ~10 KB: the compressed size passes, the inflated one may not.
+      const bomb = gzipSync(Buffer.concat([Buffer.from('{"x":"'), Buffer.alloc(10_000_000, 0x30), Buffer.from('"}')]));
+      expect(bomb.length).toBeLessThan(65536);
+      const res = await call(`${edge.url}/api/v1/metrics/push`, {
+        token: s.token,
+        body: bomb,
+        headers: { 'content-encoding': 'gzip' },
+      });
+      expect([res.status, res.json.error.code]).toEqual([413, 'PAYLOAD_TOO_LARGE']);
+      expect(await small.queuedPushes()).toHaveLength(0);
+    } finally {
+      await small[Symbol.asyncDispose]();
+    }
+  });
+
+  it('415 UNSUPPORTED_MEDIA_TYPE', async () => {
+    const text = await push('{"a":1}', { headers: { 'content-type': 'text/plain' } });
+    expect([text.status, text.json.error.code]).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
+    const br = await push('{"a":1}', { headers: { 'content-encoding': 'br' } });
+    expect([br.status, br.json.error.code]).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
+    const charset = await push(`{"cs":${Date.now()}}`, { headers: { 'content-type': 'application/json; charset=utf-8' } });
+    expect(charset.status).toBe(200);
+  });
+
+  it('429 RATE_LIMITED with Retry-After', async () => {
+    const limited = await EdgeWorld.create();
+    try {
+      const edge = await limited.startEdge({ RATE_LIMIT_PER_SECOND: '1', RATE_LIMIT_BURST: '2' });
+      const s = await limited.collector();
+      const statuses: number[] = [];
+      let retryAfter: string | null = null;
+      for (let i = 0; i < 4; i++) {
+        const res = await call(`${edge.url}/api/v1/metrics/push`, { token: s.token, body: `{"i":${i}}` });
+        statuses.push(res.status);
+        if (res.status === 429) {
+          expect(res.json.error.code).toBe('RATE_LIMITED');
+          retryAfter = res.headers.get('retry-after');
+        }
+      }
+      expect(statuses.slice(0, 2)).toEqual([200, 200]);
+      expect(statuses).toContain(429);
+      expect(Number(retryAfter)).toBeGreaterThanOrEqual(1);
+      // Another collector has its own bucket.
+      const t = await limited.collector();
+      expect((await call(`${edge.url}/api/v1/metrics/push`, { token: t.token, body: '{"i":9}' })).status).toBe(200);
+    } finally {
+      await limited[Symbol.asyncDispose]();
+    }
+  });
+
+  it('503 UNAVAILABLE with Retry-After when Redis is over its memory budget', async () => {
+    const full = await EdgeWorld.create();
+    try {
+      const edge = await full.startEdge({ REDIS_MEMORY_BUDGET_BYTES: '1' });
+      const s = await full.collector();
+      await expect
+        .poll(async () => {
+          const res = await call(`${edge.url}/api/v1/metrics/push`, { token: s.token, body: `{"t":${Date.now()}}` });
+          return [res.status, res.json?.error?.code, Number(res.headers.get('retry-after')) > 0];
+        })
+        .toEqual([503, 'UNAVAILABLE', true]);
+      expect(await full.queuedPushes()).toHaveLength(0);
+    } finally {
+      await full[Symbol.asyncDispose]();
+    }
+  });
+
+  it('404 for unknown paths, 405 for a known path with another method', async () => {
+    const nf = await call(`${url}/api/v1/nope`, { method: 'GET' });
+    expect([nf.status, nf.json.error.code]).toEqual([404, 'NOT_FOUND']);
+    const wm = await call(`${url}/api/v1/metrics/push`, { method: 'GET' });
+    expect([wm.status, wm.json.error.code]).toEqual([405, 'METHOD_NOT_ALLOWED']);
+  });
+});
