@@ -31,6 +31,8 @@ export interface PhaseResult {
   /** ok / window length (s): answers counted until the last answer of the window's requests. */
   okPerS: number;
   elapsedMs: number;
+  /** performance.now() when the phase started. */
+  startedAtMs: number;
   generator: GeneratorUsage;
 }
 
@@ -81,6 +83,7 @@ export function runClosedLoop(phase: LoadPhase): Promise<PhaseResult> {
         unsent: 0,
         okPerS: recorder.ok / (elapsedMs / 1000),
         elapsedMs,
+        startedAtMs: start,
         generator: meter.stop(),
       });
     };
@@ -139,6 +142,7 @@ export function runOpenLoop(phase: LoadPhase & { ratePerS: number }): Promise<Ph
         unsent,
         okPerS: recorder.ok / (Math.max(elapsedMs, phase.durationMs) / 1000),
         elapsedMs,
+        startedAtMs: start,
         generator: meter.stop(),
       });
     };

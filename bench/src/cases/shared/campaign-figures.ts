@@ -8,9 +8,15 @@ export const QUICK_FRACTIONS = [0.25, 0.5, 0.75, 1.0];
 export const FULL_FRACTIONS = [0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.2];
 
 /** Figure definitions shared by design-baseline and ingest-e2e. */
-export function campaignFigureDefs(latencyTarget?: string): FigureDef[] {
+export function campaignFigureDefs(latencyTarget?: string, maxTarget?: string): FigureDef[] {
   const defs: FigureDef[] = [
-    { key: 'max_acked_per_s', label: 'closed-loop max: acknowledged pushes/s', unit: 'push/s', better: 'higher' },
+    {
+      key: 'max_acked_per_s',
+      label: 'closed-loop max: acknowledged pushes/s',
+      unit: 'push/s',
+      better: 'higher',
+      ...(maxTarget ? { target: maxTarget } : {}),
+    },
     { key: 'closed_p50_ms', label: 'closed-loop ack latency p50 (service time)', unit: 'ms', better: 'lower' },
     { key: 'closed_p99_ms', label: 'closed-loop ack latency p99 (service time)', unit: 'ms', better: 'lower' },
   ];

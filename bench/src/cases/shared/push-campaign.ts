@@ -24,14 +24,18 @@ export interface PushTarget {
 
 const PUSH_ID = /"push_id"\s*:\s*"([0-9a-fA-F-]{36})"/;
 
-/** Opens `count` keep-alive connections; connection i pushes as collector i (mod the fleet). */
+/** Opens `count` keep-alive connections to the target. */
 export async function openConnections(target: PushTarget, count: number): Promise<HttpConnection[]> {
   const conns = Array.from({ length: count }, () => new HttpConnection(target.host, target.port));
   for (let i = 0; i < conns.length; i += 200) await Promise.all(conns.slice(i, i + 200).map((c) => c.open()));
   return conns;
 }
 
-/** Builds push requests: a body from the pool, every GZIP_EVERY-th one gzip, a unique Idempotency-Key. */
+/**
+ * Builds push requests: request `seq` is sent as collector `seq` (mod the fleet), so the load is
+ * spread evenly over every collector's token and rate limit whatever the connection count; a body
+ * from the pool, every GZIP_EVERY-th one gzip, a unique Idempotency-Key.
+ */
 export function pushRequests(target: PushTarget, offset = 0) {
   const tag = randomBytes(6).toString('hex');
   const prefixes = target.collectors.map(
@@ -48,7 +52,7 @@ export function pushRequests(target: PushTarget, offset = 0) {
       bodyOf.set(conn, body);
       return {
         head:
-          prefixes[(conn + offset) % prefixes.length]! +
+          prefixes[(seq + offset) % prefixes.length]! +
           (gzip ? 'Content-Encoding: gzip\r\n' : '') +
           `Idempotency-Key: bench-${tag}-${seq}\r\nContent-Length: ${payload.length}\r\n\r\n`,
         body: payload,
@@ -89,7 +93,7 @@ export interface CampaignOptions {
   stepMs: number;
   /** Open-loop connections (one per collector, up to the fleet size). */
   openConnections: number;
-  /** Runs after each phase (e.g. wait until the queue drained so phases do not overlap). */
+  /** Runs after each phase, the unrecorded warm-up included (e.g. wait until the queue drained). */
   afterPhase?(phase: CampaignPhase): Promise<void>;
 }
 
@@ -105,7 +109,9 @@ export async function runPushCampaign(o: CampaignOptions): Promise<CampaignPhase
   // afterwards), so the figures describe the steady state. Its pushes are still audited.
   const warm = pushRequests(target);
   ctx.progress.update(`${ctx.label}: warm-up`);
-  (await runClosedLoop({ connections: closedConns, make: warm.make, accept: warm.accept, durationMs: 1000 })).recorder.destroy();
+  const warmup = await runClosedLoop({ connections: closedConns, make: warm.make, accept: warm.accept, durationMs: 1000 });
+  await o.afterPhase?.({ name: 'warm-up', result: warmup });
+  warmup.recorder.destroy();
   const closedReq = pushRequests(target);
   const closed = await runClosedLoop({
     connections: closedConns,
