@@ -1,13 +1,54 @@
 import { z } from 'zod';
-import { loadConfig, commonSchema, port, int } from '@pga/config';
+import { loadConfig, commonSchema, port, int, bool } from '@pga/config';
 
 export const WriterConfigSchema = commonSchema.extend({
   /** Port of /healthz, /readyz and /metrics; default 9091. */
   WRITER_PORT: port(9091),
   /** Address for the operations port; default 127.0.0.1. */
   WRITER_HOST: z.string().default('127.0.0.1'),
-  /** Days of collector_metrics kept; default 14. */
+  /** Prefix of every shared Redis key (@pga/redis-keys); default pga. */
+  REDIS_KEY_PREFIX: z.string().min(1).default('pga'),
+  /** Days of collector_metrics (and rollups, heartbeat history) kept; default 14. */
   METRICS_RETENTION_DAYS: int(14, 1, 3650),
+  /** Daily partitions created ahead of today; default 7. */
+  PARTITION_DAYS_AHEAD: int(7, 1, 60),
+  /** Apply pending migrations at start (advisory-locked, safe with several processes); default true. */
+  WRITER_MIGRATE: bool(true),
+
+  /** A batch is flushed at this many metric rows; default 5000. */
+  WRITER_BATCH_MAX_ROWS: int(5000, 1, 1_000_000),
+  /** … or at this many bytes of metric text; default 16 MiB. */
+  WRITER_BATCH_MAX_BYTES: int(16 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+  /** … or this many ms after its first job arrived; default 50 ms. */
+  WRITER_BATCH_WINDOW_MS: int(50, 0, 10_000),
+  /** Push jobs held in flight by this process (BullMQ worker concurrency); default 64. */
+  WRITER_CONCURRENCY: int(64, 1, 10_000),
+  /** Batches committing at the same time in this process; default 2. */
+  WRITER_FLUSH_PARALLELISM: int(2, 1, 32),
+  /** PostgreSQL pool size (COPY batches + heartbeat flush + maintenance); default 5. */
+  WRITER_PG_POOL_SIZE: int(5, 2, 100),
+  /** BullMQ job lock duration in ms (a killed worker's jobs are redelivered after it); default 30000. */
+  WRITER_LOCK_DURATION_MS: int(30_000, 500, 600_000),
+  /** BullMQ stalled-job check interval in ms; default 30000. */
+  WRITER_STALLED_INTERVAL_MS: int(30_000, 200, 600_000),
+  /** Transient PostgreSQL errors are retried in-process with backoff for at most this long (ms); default 600000. */
+  WRITER_RETRY_MAX_MS: int(600_000, 0, 86_400_000),
+
+  /** Heartbeat/command-delivery flush period in ms; default 1000. */
+  WRITER_HEARTBEAT_FLUSH_MS: int(1000, 50, 60_000),
+  /** Inactivity sweep and uptime refresh period in ms (a repeatable job); default 15000. */
+  WRITER_SWEEP_INTERVAL_MS: int(15_000, 200, 3_600_000),
+  /** Partition/retention job period in ms (a repeatable job); default 1 hour. */
+  WRITER_MAINTENANCE_INTERVAL_MS: int(3_600_000, 1000, 86_400_000),
+  /** Rolling window of uptime_percentage in hours; default 24. */
+  WRITER_UPTIME_WINDOW_HOURS: int(24, 1, 24 * 90),
+  /** Refuse to start unless Redis has maxmemory-policy noeviction; default true. */
+  WRITER_REQUIRE_NOEVICTION: bool(true),
+
+  /** Test hook: sleep this long between COMMIT and acknowledging the jobs; default 0 (off). */
+  WRITER_TEST_PAUSE_AFTER_COMMIT_MS: int(0, 0, 600_000),
+  /** Test hook: sleep this long in the middle of a COPY; default 0 (off). */
+  WRITER_TEST_PAUSE_MID_COPY_MS: int(0, 0, 600_000),
 });
 export type WriterConfig = z.infer<typeof WriterConfigSchema>;
 

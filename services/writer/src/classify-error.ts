@@ -1,0 +1,22 @@
+import { isTransientPgError, pgErrorCode } from '@pga/db';
+import { PoisonPushError } from './prepare-push';
+
+/**
+ * - `poison`: the data itself cannot be stored (our own checks, or SQLSTATE class 22 data exception,
+ *   23 integrity violation, 54 program limit, e.g. jsonb rejecting `\u0000`) → isolate, then dead-letter.
+ * - `transient`: worth retrying by SQLSTATE (`isTransientPgError`: 08*, 40001, 40P01, 53*, 57P0x …), or a
+ *   connection-level failure that carries no SQLSTATE at all (the server went away mid-statement:
+ *   node-postgres raises "Connection terminated unexpectedly" without a code).
+ * - `fatal`: any other server error (42P01 missing table, 42501 permission …): an operator must act;
+ *   the job fails normally and BullMQ's own attempts/backoff apply.
+ */
+export type ErrorClass = 'poison' | 'transient' | 'fatal';
+
+export function classifyError(err: unknown): ErrorClass {
+  if (err instanceof PoisonPushError) return 'poison';
+  const code = pgErrorCode(err);
+  if (code === undefined) return 'transient';
+  if (isTransientPgError(err)) return 'transient';
+  if (code.startsWith('22') || code.startsWith('23') || code.startsWith('54')) return 'poison';
+  return 'fatal';
+}

@@ -1,0 +1,171 @@
+import type { Server } from 'node:http';
+import { Redis } from 'ioredis';
+import { createPool, migrateDatabase, type Pool } from '@pga/db';
+import type { Logger } from '@pga/logger';
+import { redisKeys } from '@pga/redis-keys';
+import { createBatcher } from './batcher';
+import type { WriterConfig } from './config';
+import { createHeartbeatFlusher } from './heartbeat-flush';
+import { createMaintenance } from './maintenance';
+import { createWriterMetrics } from './metrics';
+import { createOpsServer } from './ops-server';
+import { createPushWorker } from './push-worker';
+import { checkRedisSettings } from './redis-check';
+import { createStatusPublisher } from './status-publisher';
+import { storeBatch } from './store-batch';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error('timeout')), ms).unref())]);
+}
+
+/** Builds the whole writer (STYLE.md: main.ts passes config + logger into one factory). */
+export function createWriter({ config, logger }: { config: WriterConfig; logger: Logger }) {
+  const keys = redisKeys(config.REDIS_KEY_PREFIX);
+  const metrics = createWriterMetrics();
+  const pool: Pool = createPool(config.DATABASE_URL, { max: config.WRITER_PG_POOL_SIZE, applicationName: 'pga-writer', logger });
+  // BullMQ requires maxRetriesPerRequest: null on worker connections (it retries blocking calls itself).
+  const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
+  redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+  const publish = createStatusPublisher(redis, keys.statusChannel, logger);
+
+  const batchLog = logger.child({ module: 'batcher' });
+  const batcher = createBatcher({
+    maxRows: config.WRITER_BATCH_MAX_ROWS,
+    maxBytes: config.WRITER_BATCH_MAX_BYTES,
+    windowMs: config.WRITER_BATCH_WINDOW_MS,
+    parallelism: config.WRITER_FLUSH_PARALLELISM,
+    retryMaxMs: config.WRITER_RETRY_MAX_MS,
+    logger: batchLog,
+    store: async (pushes) => {
+      const started = performance.now();
+      const result = await storeBatch(pool, pushes, {
+        ...(config.WRITER_TEST_PAUSE_MID_COPY_MS > 0
+          ? {
+              onMidCopy: async () => {
+                batchLog.info({ pushes: pushes.map((p) => p.pushId) }, 'test hook: pausing mid-COPY');
+                await sleep(config.WRITER_TEST_PAUSE_MID_COPY_MS);
+              },
+            }
+          : {}),
+      });
+      metrics.batchSeconds.observe((performance.now() - started) / 1000);
+      return result;
+    },
+    afterCommit: async (result, jobs) => {
+      metrics.rows.inc(result.rows);
+      metrics.bytes.inc(result.bytes);
+      metrics.pushesStored.inc(result.stored);
+      metrics.pushesDuplicate.inc(result.duplicates);
+      metrics.batches.inc();
+      metrics.batchRows.observe(result.rows);
+      if (jobs > 0) metrics.batchJobs.observe(jobs);
+      metrics.copySeconds.observe(result.copyMs / 1000);
+      if (config.WRITER_TEST_PAUSE_AFTER_COMMIT_MS > 0) {
+        batchLog.info({ pushes: result.storedIds }, 'test hook: committed, pausing before acknowledging');
+        await sleep(config.WRITER_TEST_PAUSE_AFTER_COMMIT_MS);
+      }
+      await publish(result.statuses);
+      metrics.statusPublished.inc(result.statuses.length);
+    },
+    onRetry: (err, attempt, delayMs) => {
+      metrics.retries.inc();
+      batchLog.warn(
+        { err: err instanceof Error ? err.message : String(err), attempt, delayMs },
+        'transient PostgreSQL error; retrying batch',
+      );
+    },
+  });
+
+  const pushWorker = createPushWorker({
+    connection: redis,
+    queueName: keys.pushQueue,
+    prefix: keys.bullPrefix,
+    concurrency: config.WRITER_CONCURRENCY,
+    lockDurationMs: config.WRITER_LOCK_DURATION_MS,
+    stalledIntervalMs: config.WRITER_STALLED_INTERVAL_MS,
+    batcher,
+    metrics,
+    logger,
+  });
+  const heartbeats = createHeartbeatFlusher({ pool, redis, keys, logger, metrics, publish });
+  const maintenance = createMaintenance({
+    pool,
+    connection: redis,
+    queueName: keys.maintenanceQueue,
+    prefix: keys.bullPrefix,
+    logger,
+    metrics,
+    publish,
+    retentionDays: config.METRICS_RETENTION_DAYS,
+    daysAhead: config.PARTITION_DAYS_AHEAD,
+    uptimeWindowHours: config.WRITER_UPTIME_WINDOW_HOURS,
+    partitionsEveryMs: config.WRITER_MAINTENANCE_INTERVAL_MS,
+    sweepEveryMs: config.WRITER_SWEEP_INTERVAL_MS,
+  });
+
+  let draining = false;
+  let started = false;
+  const server: Server = createOpsServer({
+    registry: metrics.registry,
+    ready: async () => {
+      if (draining) return { ok: false, reason: 'draining' };
+      if (!started) return { ok: false, reason: 'starting' };
+      try {
+        await withTimeout(pool.query('SELECT 1'), 2000);
+      } catch {
+        return { ok: false, reason: 'postgresql unreachable' };
+      }
+      try {
+        await withTimeout(redis.ping(), 2000);
+      } catch {
+        return { ok: false, reason: 'redis unreachable' };
+      }
+      return { ok: true };
+    },
+  });
+
+  return {
+    config,
+    keys,
+    pool,
+    redis,
+    metrics,
+    batcher,
+    maintenance,
+    heartbeats,
+    pushWorker,
+    server,
+    /** Listens on the ops port first (so /healthz answers during start), then checks and starts work. */
+    async start(): Promise<void> {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.WRITER_PORT, config.WRITER_HOST, () => resolve());
+      });
+      await redis.ping();
+      await checkRedisSettings(redis, logger, { require: config.WRITER_REQUIRE_NOEVICTION });
+      if (config.WRITER_MIGRATE) await migrateDatabase(config.DATABASE_URL, logger);
+      pushWorker.start();
+      heartbeats.start(config.WRITER_HEARTBEAT_FLUSH_MS);
+      await maintenance.start();
+      started = true;
+      logger.info({ port: config.WRITER_PORT, queue: keys.pushQueue, concurrency: config.WRITER_CONCURRENCY }, 'writer started');
+    },
+    /** SIGTERM: not ready, stop taking jobs, commit the batch in flight, final heartbeat flush, close. */
+    async stop(): Promise<void> {
+      draining = true;
+      logger.info({ heldJobs: pushWorker.held() }, 'writer draining');
+      await Promise.all([pushWorker.close(), batcher.drain()]);
+      await batcher.drain();
+      await heartbeats.stop();
+      await maintenance.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await redis.quit().catch(() => undefined);
+      await pool.end();
+      logger.info('writer stopped');
+    },
+  };
+}
+
+export type Writer = ReturnType<typeof createWriter>;

@@ -1,0 +1,145 @@
+import type { Redis } from 'ioredis';
+import type { Pool } from '@pga/db';
+import type { Logger } from '@pga/logger';
+import type { RedisKeys } from '@pga/redis-keys';
+import type { WriterMetrics } from './metrics';
+import { FLUSH_HEARTBEATS } from './sql';
+import type { PublishStatuses, StatusRow } from './status-publisher';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** last_seen as the edge wrote it: epoch ms, epoch seconds, or an ISO string. */
+export function parseSeen(value: string | undefined): Date | null {
+  if (!value) return null;
+  if (/^\d+(\.\d+)?$/.test(value)) {
+    const n = Number(value);
+    return new Date(n < 1e11 ? n * 1000 : n);
+  }
+  const d = new Date(value);
+  return Number.isNaN(d.getTime()) ? null : d;
+}
+
+function intOrNull(value: string | undefined): number | null {
+  if (value === undefined || value === '') return null;
+  const n = Math.round(Number(value));
+  return Number.isFinite(n) && Math.abs(n) < 2 ** 31 ? n : null;
+}
+
+export interface HeartbeatFlushOptions {
+  pool: Pool;
+  redis: Redis;
+  keys: RedisKeys;
+  logger: Logger;
+  metrics: WriterMetrics;
+  publish: PublishStatuses;
+  /** Collectors per statement; default 1000. */
+  batchSize?: number;
+}
+
+/**
+ * Moves the edge's heartbeat state (common.md "Heartbeats") and command deliveries from Redis to
+ * PostgreSQL, one statement per batch. SPOP makes several writers share the work without overlap.
+ * If the statement fails the ids go back into the dirty set (nothing is lost: the hashes stay). A
+ * writer killed between SPOP and COMMIT loses only that flush; the collector's next heartbeat marks
+ * it dirty again (heartbeat state is "latest value", not a log).
+ */
+export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
+  const batchSize = o.batchSize ?? 1000;
+  const log = o.logger.child({ module: 'heartbeats' });
+
+  const flushHeartbeats = async (): Promise<number> => {
+    let total = 0;
+    for (;;) {
+      const ids = ((await o.redis.spop(o.keys.heartbeatDirty, batchSize)) ?? []) as string[];
+      if (ids.length === 0) return total;
+      const valid = ids.filter((id) => UUID.test(id));
+      const pipe = o.redis.pipeline();
+      for (const id of valid) pipe.hgetall(o.keys.heartbeat(id));
+      const replies = (await pipe.exec()) ?? [];
+      const cols = { id: [] as string[], seen: [] as string[], status: [] as (string | null)[], err: [] as (string | null)[] };
+      const ctime: (number | null)[] = [];
+      const count: (number | null)[] = [];
+      const version: (string | null)[] = [];
+      valid.forEach((id, i) => {
+        const h = (replies[i]?.[1] ?? {}) as Record<string, string>;
+        const seen = parseSeen(h.last_seen);
+        if (!seen) return;
+        cols.id.push(id);
+        cols.seen.push(seen.toISOString());
+        cols.status.push(h.status === 'error' ? 'error' : h.status === 'active' ? 'active' : null);
+        cols.err.push(h.last_error ? h.last_error.slice(0, 4000) : null);
+        ctime.push(intOrNull(h.collection_time_ms));
+        count.push(intOrNull(h.metrics_count));
+        version.push(h.version ? h.version.slice(0, 100) : null);
+      });
+      if (cols.id.length > 0) {
+        try {
+          const { rows } = await o.pool.query<StatusRow>(FLUSH_HEARTBEATS, [
+            cols.id,
+            cols.seen,
+            cols.status,
+            cols.err,
+            ctime,
+            count,
+            version,
+          ]);
+          o.metrics.heartbeatsFlushed.inc(cols.id.length);
+          await o.publish(rows);
+          o.metrics.statusPublished.inc(rows.length);
+        } catch (err) {
+          await o.redis.sadd(o.keys.heartbeatDirty, ...cols.id).catch(() => undefined);
+          throw err;
+        }
+      }
+      total += cols.id.length;
+      if (ids.length < batchSize) return total;
+    }
+  };
+
+  const flushDeliveries = async (): Promise<number> => {
+    const all = Object.entries(await o.redis.hgetall(o.keys.deliveredCommands)).slice(0, 5000);
+    if (all.length === 0) return 0;
+    // An unreadable time is recorded as "now": the delivery happened, only its stamp is lost.
+    const entries = all.map(([id, at]) => [id, parseSeen(at) ?? new Date()] as const);
+    await o.pool.query('SELECT pga_record_command_deliveries($1::text[], $2::timestamptz[])', [
+      entries.map((e) => e[0]),
+      entries.map((e) => e[1].toISOString()),
+    ]);
+    // Only after COMMIT: a crash before this HDEL re-records them, which the function ignores.
+    await o.redis.hdel(o.keys.deliveredCommands, ...entries.map((e) => e[0]));
+    o.metrics.commandDeliveries.inc(entries.length);
+    return entries.length;
+  };
+
+  let timer: NodeJS.Timeout | null = null;
+  let running: Promise<void> | null = null;
+  const tick = () => {
+    if (running) return;
+    running = (async () => {
+      try {
+        await flushHeartbeats();
+        await flushDeliveries();
+      } catch (err) {
+        log.warn({ err }, 'heartbeat flush failed; retrying next tick');
+      } finally {
+        running = null;
+      }
+    })();
+  };
+
+  return {
+    flushHeartbeats,
+    flushDeliveries,
+    start(everyMs: number) {
+      timer = setInterval(tick, everyMs);
+    },
+    async stop() {
+      if (timer) clearInterval(timer);
+      timer = null;
+      await running;
+      // Final flush on SIGTERM so a clean shutdown leaves nothing behind in Redis.
+      await flushHeartbeats().catch((err: unknown) => log.warn({ err }, 'final heartbeat flush failed'));
+      await flushDeliveries().catch((err: unknown) => log.warn({ err }, 'final delivery flush failed'));
+    },
+  };
+}

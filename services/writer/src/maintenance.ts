@@ -1,0 +1,139 @@
+import { Queue, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Pool } from '@pga/db';
+import type { Logger } from '@pga/logger';
+import type { WriterMetrics } from './metrics';
+import { REFRESH_UPTIME, SWEEP_INACTIVE } from './sql';
+import type { PublishStatuses, StatusRow } from './status-publisher';
+
+export interface MaintenanceOptions {
+  pool: Pool;
+  connection: Redis;
+  queueName: string;
+  prefix: string;
+  logger: Logger;
+  metrics: WriterMetrics;
+  publish: PublishStatuses;
+  retentionDays: number;
+  daysAhead: number;
+  uptimeWindowHours: number;
+  partitionsEveryMs: number;
+  sweepEveryMs: number;
+}
+
+/** Partition DDL waits at most this long for its lock, so it never holds up ingest (it retries next run). */
+const DDL_LOCK_TIMEOUT = '2s';
+
+/**
+ * Scheduled work as BullMQ job schedulers on the maintenance queue. Every writer upserts the same
+ * scheduler ids (idempotent), BullMQ hands each produced job to exactly one worker, and this worker
+ * runs one job at a time: single-flight across all writers. pga_maintain_metric_partitions also takes
+ * an advisory lock, so a manual call from psql cannot race it either.
+ */
+export function createMaintenance(o: MaintenanceOptions) {
+  const queue = new Queue(o.queueName, { connection: o.connection, prefix: o.prefix });
+  queue.on('error', (err) => o.logger.warn({ err }, 'maintenance queue error'));
+  const log = o.logger.child({ module: 'maintenance' });
+
+  const partitions = async () => {
+    const client = await o.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(`SET LOCAL lock_timeout = '${DDL_LOCK_TIMEOUT}'`);
+      const { rows } = await client.query<{ created: string[]; dropped: string[]; moved: string }>(
+        'SELECT created, dropped, moved FROM pga_maintain_metric_partitions($1, $2)',
+        [o.daysAhead, o.retentionDays],
+      );
+      await client.query('COMMIT');
+      client.release();
+      const r = rows[0]!;
+      const result = { created: r.created, dropped: r.dropped, movedFromDefault: Number(r.moved) };
+      log.info(result, 'partition maintenance done');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      client.release(err instanceof Error ? err : true);
+      throw err;
+    }
+  };
+
+  const retention = async () => {
+    const keepDays = `${o.retentionDays} days`;
+    const historyKeep = `${Math.max(o.retentionDays * 24, o.uptimeWindowHours + 24)} hours`;
+    // Ledger rows are kept as long as the metrics: an admin may retry a dead-lettered job days later,
+    // and its already-stored pushes must still be recognised. Deleted in slices to keep locks short.
+    let ledger = 0;
+    for (;;) {
+      const { rowCount } = await o.pool.query(
+        `DELETE FROM ingest_ledger WHERE push_id IN (
+           SELECT push_id FROM ingest_ledger WHERE committed_at < now() - $1::interval LIMIT 10000)`,
+        [keepDays],
+      );
+      ledger += rowCount ?? 0;
+      if ((rowCount ?? 0) < 10000) break;
+    }
+    const rollup = await o.pool.query('DELETE FROM collector_metrics_rollup WHERE bucket < now() - $1::interval', [keepDays]);
+    const history = await o.pool.query('DELETE FROM collector_heartbeats WHERE minute < now() - $1::interval', [historyKeep]);
+    const result = { ledger, rollup: rollup.rowCount ?? 0, heartbeats: history.rowCount ?? 0 };
+    log.info(result, 'retention done');
+    return result;
+  };
+
+  const sweep = async () => {
+    const { rows } = await o.pool.query<StatusRow>(SWEEP_INACTIVE);
+    await o.publish(rows);
+    o.metrics.statusPublished.inc(rows.length);
+    const uptime = await o.pool.query(REFRESH_UPTIME, [o.uptimeWindowHours]);
+    if (rows.length) log.info({ inactive: rows.map((r) => r.id) }, 'collectors became inactive');
+    return { inactive: rows.length, uptimeUpdated: uptime.rowCount ?? 0 };
+  };
+
+  const handlers: Record<string, () => Promise<unknown>> = {
+    partitions: async () => ({ ...(await partitions()), ...(await retention()) }),
+    sweep,
+  };
+
+  const worker = new Worker(
+    o.queueName,
+    async (job: Job) => {
+      const handler = handlers[job.name];
+      if (!handler) return { skipped: `unknown job ${job.name}` };
+      try {
+        const result = await handler();
+        o.metrics.maintenanceRuns.inc({ job: job.name, outcome: 'ok' });
+        return result;
+      } catch (err) {
+        o.metrics.maintenanceRuns.inc({ job: job.name, outcome: 'failed' });
+        log.warn({ err, job: job.name }, 'maintenance job failed; it runs again on its schedule');
+        throw err;
+      }
+    },
+    {
+      connection: o.connection,
+      prefix: o.prefix,
+      concurrency: 1,
+      autorun: false,
+      removeOnComplete: { count: 50 },
+      removeOnFail: { count: 50 },
+    },
+  );
+  worker.on('error', (err) => log.warn({ err }, 'maintenance worker error'));
+
+  return {
+    queue,
+    worker,
+    async start() {
+      await queue.upsertJobScheduler('partitions', { every: o.partitionsEveryMs }, { name: 'partitions' });
+      await queue.upsertJobScheduler('sweep', { every: o.sweepEveryMs }, { name: 'sweep' });
+      void worker.run().catch((err: unknown) => log.error({ err }, 'maintenance worker stopped'));
+    },
+    /** For tests and operators: run a job body now in this process. */
+    runNow: (name: 'partitions' | 'sweep') => handlers[name]!(),
+    async close() {
+      await worker.close();
+      await queue.close();
+    },
+  };
+}
+
+export type Maintenance = ReturnType<typeof createMaintenance>;

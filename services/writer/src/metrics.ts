@@ -1,0 +1,90 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Everything /metrics exposes (issue 5 §6). One registry per writer instance (tests run several). */
+export function createWriterMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'writer_process_' });
+  const r = [registry];
+  return {
+    registry,
+    rows: new Counter({ name: 'writer_rows_written_total', help: 'Metric rows committed to collector_metrics', registers: r }),
+    bytes: new Counter({ name: 'writer_bytes_written_total', help: 'Bytes of metric JSON committed', registers: r }),
+    pushesStored: new Counter({ name: 'writer_pushes_stored_total', help: 'Pushes committed', registers: r }),
+    pushesDuplicate: new Counter({
+      name: 'writer_pushes_duplicate_total',
+      help: 'Redelivered pushes skipped because the ingest ledger already had them',
+      registers: r,
+    }),
+    batches: new Counter({ name: 'writer_batches_total', help: 'Committed batches (transactions)', registers: r }),
+    batchRows: new Histogram({
+      name: 'writer_batch_rows',
+      help: 'Metric rows per committed batch',
+      buckets: [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000],
+      registers: r,
+    }),
+    batchJobs: new Histogram({
+      name: 'writer_batch_jobs',
+      help: 'BullMQ jobs per committed batch',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      registers: r,
+    }),
+    copySeconds: new Histogram({
+      name: 'writer_copy_duration_seconds',
+      help: 'Duration of the COPY statement of a batch',
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: r,
+    }),
+    batchSeconds: new Histogram({
+      name: 'writer_batch_duration_seconds',
+      help: 'Duration of a whole batch transaction, BEGIN to COMMIT',
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: r,
+    }),
+    retries: new Counter({
+      name: 'writer_retries_total',
+      help: 'Batch retries after a transient PostgreSQL error',
+      registers: r,
+    }),
+    deadLetters: new Counter({
+      name: 'writer_dead_letters_total',
+      help: 'Jobs failed with UnrecoverableError (poison) by this process',
+      registers: r,
+    }),
+    jobFailures: new Counter({ name: 'writer_job_failures_total', help: 'Jobs failed for any reason', registers: r }),
+    heartbeatsFlushed: new Counter({
+      name: 'writer_heartbeats_flushed_total',
+      help: 'Heartbeats flushed to PostgreSQL',
+      registers: r,
+    }),
+    commandDeliveries: new Counter({
+      name: 'writer_command_deliveries_flushed_total',
+      help: 'Command deliveries recorded in PostgreSQL',
+      registers: r,
+    }),
+    statusPublished: new Counter({
+      name: 'writer_status_published_total',
+      help: 'Collector status messages published',
+      registers: r,
+    }),
+    maintenanceRuns: new Counter({
+      name: 'writer_maintenance_runs_total',
+      help: 'Maintenance jobs run by this process',
+      labelNames: ['job', 'outcome'] as const,
+      registers: r,
+    }),
+    queueLag: new Gauge({
+      name: 'writer_queue_lag_seconds',
+      help: 'now - enqueue time of the oldest waiting push job',
+      registers: r,
+    }),
+    queueWaiting: new Gauge({ name: 'writer_queue_waiting_jobs', help: 'Push jobs waiting in the queue', registers: r }),
+    queueFailed: new Gauge({
+      name: 'writer_queue_dead_letter_jobs',
+      help: 'Push jobs in the failed set (dead letters)',
+      registers: r,
+    }),
+    inFlightJobs: new Gauge({ name: 'writer_in_flight_jobs', help: 'Push jobs held by this process', registers: r }),
+  };
+}
+
+export type WriterMetrics = ReturnType<typeof createWriterMetrics>;

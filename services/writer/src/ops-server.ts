@@ -1,0 +1,43 @@
+import { createServer, type Server } from 'node:http';
+import type { Registry } from 'prom-client';
+
+export interface OpsServerOptions {
+  registry: Registry;
+  /** Ready = PostgreSQL and Redis answer and the writer is not draining. */
+  ready: () => Promise<{ ok: boolean; reason?: string }>;
+}
+
+/** /healthz (process alive), /readyz (dependencies reachable, not draining), /metrics (Prometheus). */
+export function createOpsServer(o: OpsServerOptions): Server {
+  return createServer((req, res) => {
+    const url = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { code: 'METHOD_NOT_ALLOWED', message: 'use GET' } }));
+      return;
+    }
+    if (url === '/healthz') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+      return;
+    }
+    if (url === '/readyz') {
+      void o.ready().then(
+        (r) => {
+          res.writeHead(r.ok ? 200 : 503, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(r.ok ? { status: 'ready' } : { status: 'unavailable', reason: r.reason }));
+        },
+        () => res.writeHead(503, { 'content-type': 'application/json' }).end('{"status":"unavailable"}'),
+      );
+      return;
+    }
+    if (url === '/metrics') {
+      void o.registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': o.registry.contentType }).end(text),
+        () => res.writeHead(500).end(),
+      );
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: { code: 'NOT_FOUND', message: 'not found' } }));
+  });
+}

@@ -1,0 +1,56 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { PushShapeError, splitPush } from './split-push';
+
+const fixture = readFileSync(new URL('../../../../shared/fixtures/pganalytics-v3-push.sample.json', import.meta.url), 'utf8');
+
+describe('splitPush', () => {
+  it('slices every element of the v3 fixture with its type, database and record count', () => {
+    const { kind, slices } = splitPush(fixture);
+    const parsed = JSON.parse(fixture) as { metrics: { type: string; database?: string }[] };
+    expect(kind).toBe('envelope');
+    expect(slices.map((s) => s.type)).toEqual(parsed.metrics.map((m) => m.type));
+    expect(slices.map((s) => s.database)).toEqual(parsed.metrics.map((m) => m.database ?? null));
+    // each slice is exactly the element's JSON
+    slices.forEach((s, i) => expect(JSON.parse(fixture.slice(s.start, s.end))).toEqual(parsed.metrics[i]));
+    const appdb = slices[1]!; // pg_stats appdb: 2 indexes + 1 table
+    expect(appdb.records).toBe(3);
+    const queries = slices.find((s) => s.type === 'pg_query_stats' && s.database === 'postgres')!;
+    expect(queries.records).toBe(6);
+    const cache = slices.find((s) => s.type === 'pg_cache')!;
+    expect(cache.records).toBe(1); // no top-level array: one snapshot
+  });
+
+  it('keeps 64-bit integers as text', () => {
+    const body = '{"metrics":[{"type":"pg_query_stats","queries":[{"hash":-5266580654608644134,"calls":18446744073709551615}]}]}';
+    const [s] = splitPush(body).slices;
+    expect(body.slice(s!.start, s!.end)).toContain('-5266580654608644134');
+    expect(body.slice(s!.start, s!.end)).toContain('18446744073709551615');
+  });
+
+  it('treats an object without a metrics array as one flat row', () => {
+    const body = ' {"database": "app", "query_count": 1234, "queries": [{"q": 1}, {"q": 2}], "metrics": 5} ';
+    expect(splitPush(body)).toEqual({
+      kind: 'flat',
+      slices: [{ type: 'flat', database: 'app', start: 1, end: body.length - 1, records: 2 }],
+    });
+  });
+
+  it('handles escapes in keys and strings, nested braces in strings, and empty arrays', () => {
+    const body = '{"metrics":[{"type":"a\\"b","database":"x}]","n":[]},{"type":"t","s":"\\\\"},7,{}]}';
+    const { slices } = splitPush(body);
+    expect(slices.map((s) => [s.type, s.database, s.records])).toEqual([
+      ['a"b', 'x}]', 0],
+      ['t', null, 1],
+      ['unknown', null, 1],
+      ['unknown', null, 1],
+    ]);
+    expect(body.slice(slices[2]!.start, slices[2]!.end)).toBe('7');
+  });
+
+  it('rejects bodies that are not one JSON object', () => {
+    for (const bad of ['[1,2]', '"x"', '{"a":1} {"b":2}', '{"a":', '{"a" 1}', '']) {
+      expect(() => splitPush(bad), bad).toThrow(PushShapeError);
+    }
+  });
+});

@@ -1,0 +1,117 @@
+/** The writer's SQL, named (STYLE.md: long SQL in clearly named constants). Arrays come in via unnest. */
+
+/** Records the batch's push ids; returns only the ids not stored before (exactly-once, issue 5 §2). */
+export const INSERT_LEDGER = `
+INSERT INTO ingest_ledger (push_id, collector_id, received_at, row_count, checksum)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[], $5::text[])
+ON CONFLICT (push_id) DO NOTHING
+RETURNING push_id`;
+
+export const COPY_METRICS = `COPY collector_metrics
+  (collector_id, push_id, metric_type, database_name, metric_data, received_at, record_count, checksum, processed, processed_at)
+  FROM STDIN`;
+
+/**
+ * One statement for every collector of the batch. The MATERIALIZED CTE locks the rows in id order
+ * first, so two writers updating overlapping collectors queue instead of deadlocking.
+ * `pending` / `inactive` become `active` on a push; `error` stays until a heartbeat reports active.
+ */
+export const UPDATE_COLLECTORS_AFTER_PUSH = `
+WITH b AS (
+  SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::bigint[], $5::int[])
+    AS b(id, last_metric_at, rows, pushes, last_count)
+), locked AS MATERIALIZED (
+  SELECT c.id, c.status AS old_status FROM collectors c WHERE c.id = ANY($1::uuid[]) ORDER BY c.id FOR UPDATE
+)
+UPDATE collectors c SET
+  last_metric_at = GREATEST(c.last_metric_at, b.last_metric_at),
+  metrics_collected = c.metrics_collected + b.rows,
+  success_count = c.success_count + b.pushes,
+  last_collection_count = b.last_count,
+  status = CASE WHEN c.status IN ('pending', 'inactive') THEN 'active' ELSE c.status END
+FROM b JOIN locked l ON l.id = b.id
+WHERE c.id = b.id
+RETURNING c.id, c.status, l.old_status, c.last_heartbeat, c.last_metric_at, c.metrics_collected`;
+
+/** Adds the batch's per-minute rollup (README "Rollup"); rows are sorted to keep lock order stable. */
+export const UPSERT_ROLLUP = `
+INSERT INTO collector_metrics_rollup AS r (collector_id, metric_type, bucket, row_count, record_count, calls, total_time_ms)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::bigint[], $5::bigint[], $6::bigint[], $7::float8[])
+ORDER BY 1, 2, 3
+ON CONFLICT (collector_id, metric_type, bucket) DO UPDATE SET
+  row_count = r.row_count + EXCLUDED.row_count,
+  record_count = r.record_count + EXCLUDED.record_count,
+  calls = CASE WHEN EXCLUDED.calls IS NULL THEN r.calls ELSE coalesce(r.calls, 0) + EXCLUDED.calls END,
+  total_time_ms = CASE WHEN EXCLUDED.total_time_ms IS NULL THEN r.total_time_ms
+                       ELSE coalesce(r.total_time_ms, 0) + EXCLUDED.total_time_ms END,
+  updated_at = now()`;
+
+/**
+ * Heartbeat flush: one statement for every flushed collector. Reported `error` → status error;
+ * a heartbeat without error brings an error/inactive collector back to active; `pending` stays
+ * pending until the first push (admin issue: "pending until the first push").
+ * avg_collection_time_ms is an exponentially weighted mean (weight 0.2 for the newest report).
+ */
+export const FLUSH_HEARTBEATS = `
+WITH hb AS (
+  SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::int[], $6::int[], $7::text[])
+    AS hb(id, seen, status, last_error, ctime, metrics_count, version)
+), locked AS MATERIALIZED (
+  SELECT c.id, c.status AS old_status FROM collectors c WHERE c.id = ANY($1::uuid[]) ORDER BY c.id FOR UPDATE
+), history AS (
+  INSERT INTO collector_heartbeats (collector_id, minute, status)
+  SELECT hb.id, date_trunc('minute', hb.seen), coalesce(hb.status, 'active') FROM hb JOIN locked l ON l.id = hb.id
+  ON CONFLICT (collector_id, minute) DO UPDATE SET status = EXCLUDED.status
+   WHERE collector_heartbeats.status <> 'error'
+)
+UPDATE collectors c SET
+  last_heartbeat = GREATEST(c.last_heartbeat, hb.seen),
+  status = CASE
+    WHEN hb.status = 'error' THEN 'error'
+    WHEN c.status IN ('error', 'inactive') THEN 'active'
+    ELSE c.status END,
+  last_error = CASE WHEN hb.status = 'error' THEN coalesce(hb.last_error, c.last_error) ELSE c.last_error END,
+  error_count = c.error_count + CASE WHEN hb.status = 'error' THEN 1 ELSE 0 END,
+  avg_collection_time_ms = CASE WHEN hb.ctime IS NULL THEN c.avg_collection_time_ms
+    ELSE round(coalesce(c.avg_collection_time_ms, hb.ctime) * 0.8 + hb.ctime * 0.2)::int END,
+  max_collection_time_ms = GREATEST(c.max_collection_time_ms, hb.ctime),
+  last_collection_count = coalesce(hb.metrics_count, c.last_collection_count),
+  agent_version = coalesce(hb.version, c.agent_version)
+FROM hb JOIN locked l ON l.id = hb.id
+WHERE c.id = hb.id
+RETURNING c.id, c.status, l.old_status, c.last_heartbeat, c.last_metric_at, c.metrics_collected`;
+
+/** Collectors silent for more than 2 × collection_interval become inactive (returns those changed). */
+export const SWEEP_INACTIVE = `
+UPDATE collectors c SET status = 'inactive'
+ WHERE c.status IN ('active', 'error') AND c.deleted_at IS NULL
+   AND GREATEST(c.last_heartbeat, c.last_metric_at, c.registered_at)
+       < now() - make_interval(secs => 2 * c.collection_interval)
+RETURNING c.id, c.status, 'active'::text AS old_status, c.last_heartbeat, c.last_metric_at, c.metrics_collected`;
+
+/**
+ * uptime_percentage = share of the window's slots (max(60 s, collection_interval) long) that saw a
+ * heartbeat or a push, counted from max(window start, registration). README "Uptime".
+ */
+export const REFRESH_UPTIME = `
+WITH win AS (SELECT now() - make_interval(hours => $1::int) AS since),
+activity AS (
+  SELECT h.collector_id, h.minute AS t FROM collector_heartbeats h, win WHERE h.minute >= win.since
+  UNION
+  SELECT r.collector_id, r.bucket FROM collector_metrics_rollup r, win WHERE r.bucket >= win.since
+),
+slots AS (
+  SELECT a.collector_id, count(DISTINCT floor(extract(epoch FROM a.t) / GREATEST(60, c.collection_interval))) AS up
+    FROM activity a JOIN collectors c ON c.id = a.collector_id
+   GROUP BY a.collector_id
+),
+calc AS (
+  SELECT c.id,
+         LEAST(100, round(100.0 * coalesce(s.up, 0)
+           / GREATEST(1, ceil(extract(epoch FROM now() - GREATEST(win.since, c.registered_at))
+                              / GREATEST(60, c.collection_interval))), 2)) AS pct
+    FROM collectors c CROSS JOIN win LEFT JOIN slots s ON s.collector_id = c.id
+   WHERE c.deleted_at IS NULL
+)
+UPDATE collectors c SET uptime_percentage = calc.pct
+  FROM calc WHERE c.id = calc.id AND c.uptime_percentage IS DISTINCT FROM calc.pct`;

@@ -1,0 +1,117 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { from as copyFrom } from 'pg-copy-streams';
+import type { Pool, PoolClient } from '@pga/db';
+import { copyRows } from './copy-rows';
+import type { PreparedPush } from './prepare-push';
+import { buildRollup } from './rollup';
+import { COPY_METRICS, INSERT_LEDGER, UPDATE_COLLECTORS_AFTER_PUSH, UPSERT_ROLLUP } from './sql';
+import type { StatusRow } from './status-publisher';
+
+export interface StoreBatchOptions {
+  /** Test hook (WRITER_TEST_PAUSE_MID_COPY_MS): called after half of the rows went into the COPY. */
+  onMidCopy?: () => Promise<void>;
+}
+
+export interface StoreBatchResult {
+  /** Pushes stored by this batch. */
+  stored: number;
+  /** Pushes skipped because the ledger already had them (a redelivery). */
+  duplicates: number;
+  rows: number;
+  bytes: number;
+  copyMs: number;
+  /** Push ids this batch stored (first occurrence). */
+  storedIds: string[];
+  /** Collectors whose state this batch changed (to publish after COMMIT). */
+  statuses: StatusRow[];
+}
+
+/**
+ * Stores pushes in ONE transaction on a checked-out client: ledger insert (keeps only ids never
+ * stored), COPY of their rows (already `processed`), collector state and rollup upserts, COMMIT.
+ * Nothing is acknowledged by the caller before this resolves. On any error the transaction is rolled
+ * back and the client discarded (`release(err)`), so a failed COPY leaves no trace.
+ */
+export async function storeBatch(pool: Pool, pushes: PreparedPush[], options: StoreBatchOptions = {}): Promise<StoreBatchResult> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const ledger = await client.query<{ push_id: string }>(INSERT_LEDGER, [
+      pushes.map((p) => p.pushId),
+      pushes.map((p) => p.collectorId),
+      pushes.map((p) => p.receivedIso),
+      pushes.map((p) => p.split.slices.length),
+      pushes.map((p) => p.checksum),
+    ]);
+    const fresh = new Set(ledger.rows.map((r) => r.push_id));
+    // The same push may sit twice in one batch (two jobs): `delete` keeps only its first copy.
+    const toStore = pushes.filter((p) => fresh.delete(p.pushId));
+    let rows = 0;
+    let bytes = 0;
+    for (const p of toStore) {
+      rows += p.split.slices.length;
+      for (const s of p.split.slices) bytes += s.end - s.start;
+    }
+
+    const copyStart = performance.now();
+    if (rows > 0) {
+      const source = Readable.from(
+        copyRows(toStore, {
+          processedAtIso: new Date().toISOString(),
+          ...(options.onMidCopy ? { pauseAfterRows: Math.max(1, Math.floor(rows / 2)), onPause: options.onMidCopy } : {}),
+        }),
+      );
+      await pipeline(source, client.query(copyFrom(COPY_METRICS)));
+    }
+    const copyMs = performance.now() - copyStart;
+
+    let statuses: StatusRow[] = [];
+    if (toStore.length > 0) {
+      statuses = await updateCollectors(client, toStore);
+      const r = buildRollup(toStore);
+      await client.query(UPSERT_ROLLUP, [r.collectorIds, r.types, r.buckets, r.rows, r.records, r.calls, r.totalTimes]);
+    }
+    await client.query('COMMIT');
+    client.release();
+    return {
+      stored: toStore.length,
+      duplicates: pushes.length - toStore.length,
+      rows,
+      bytes,
+      copyMs,
+      storedIds: toStore.map((p) => p.pushId),
+      statuses,
+    };
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    client.release(err instanceof Error ? err : true);
+    throw err;
+  }
+}
+
+async function updateCollectors(client: PoolClient, pushes: PreparedPush[]): Promise<StatusRow[]> {
+  const per = new Map<string, { last: Date; rows: number; pushes: number; lastCount: number }>();
+  for (const p of pushes) {
+    const n = p.split.slices.length;
+    const agg = per.get(p.collectorId);
+    if (!agg) per.set(p.collectorId, { last: p.receivedAt, rows: n, pushes: 1, lastCount: n });
+    else {
+      agg.rows += n;
+      agg.pushes++;
+      if (p.receivedAt >= agg.last) {
+        agg.last = p.receivedAt;
+        agg.lastCount = n;
+      }
+    }
+  }
+  const ids = [...per.keys()].sort();
+  const { rows } = await client.query<StatusRow>(UPDATE_COLLECTORS_AFTER_PUSH, [
+    ids,
+    ids.map((id) => per.get(id)!.last.toISOString()),
+    ids.map((id) => per.get(id)!.rows),
+    ids.map((id) => per.get(id)!.pushes),
+    ids.map((id) => per.get(id)!.lastCount),
+  ]);
+  return rows;
+}

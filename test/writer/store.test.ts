@@ -1,0 +1,210 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../helpers';
+import { fixture, insertCollector, pushItem, sha256, startWriterHarness, waitUntil, type WriterHarness } from './helpers';
+
+const parsedFixture = JSON.parse(fixture) as { metrics: { type: string; database?: string }[] };
+
+describe('writer: pushes → collector_metrics', () => {
+  let db: TestDatabase;
+  let h: WriterHarness;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    h = await startWriterHarness(db.url, { WRITER_BATCH_WINDOW_MS: '30' });
+  });
+  afterAll(async () => {
+    await h?.close();
+    await db?.drop();
+  });
+
+  it('stores one row per metric element, 64-bit integers exact, processed, with record_count and checksum', async () => {
+    const collectorId = await insertCollector(h.pool);
+    const item = pushItem(fixture, collectorId);
+    const jobId = await h.enqueue([item]);
+    await h.waitForJob(jobId, 'completed');
+
+    const { rows } = await h.pool.query(
+      `SELECT metric_type, database_name, metric_data::text AS data, record_count, checksum, processed, processed_at, received_at
+         FROM collector_metrics WHERE push_id = $1 ORDER BY id`,
+      [item.push_id],
+    );
+    expect(rows.map((r) => r.metric_type)).toEqual(parsedFixture.metrics.map((m) => m.type));
+    expect(rows.map((r) => r.database_name)).toEqual(parsedFixture.metrics.map((m) => m.database ?? null));
+    expect(new Set(rows.map((r) => r.checksum))).toEqual(new Set([sha256(fixture)]));
+    expect(rows.every((r) => r.processed && r.processed_at)).toBe(true);
+    expect(rows[0].received_at.toISOString()).toBe(item.received_at);
+    expect(rows[1].record_count).toBe(3); // pg_stats appdb: 2 indexes + 1 table
+
+    // The queryid-like `hash` beyond 2^53 reads back exactly (as text and as numeric).
+    const { rows: q } = await h.pool.query(
+      `SELECT (metric_data->'queries'->0->>'hash') AS hash, (metric_data->'queries'->0->'hash')::numeric::text AS num
+         FROM collector_metrics WHERE push_id = $1 AND metric_type = 'pg_query_stats' AND database_name = 'postgres'`,
+      [item.push_id],
+    );
+    expect(q[0]).toEqual({ hash: '-5266580654608644134', num: '-5266580654608644134' });
+
+    const ledger = await h.pool.query('SELECT row_count, checksum FROM ingest_ledger WHERE push_id = $1', [item.push_id]);
+    expect(ledger.rows).toEqual([{ row_count: parsedFixture.metrics.length, checksum: sha256(fixture) }]);
+  });
+
+  it('updates the collector (pending → active, counters) and the per-minute rollup in the same transaction', async () => {
+    const collectorId = await insertCollector(h.pool);
+    const now = new Date();
+    const jobId = await h.enqueue([pushItem(fixture, collectorId, now), pushItem(fixture, collectorId, now)]);
+    await h.waitForJob(jobId, 'completed');
+    const { rows } = await h.pool.query(
+      'SELECT status, metrics_collected, success_count, last_collection_count, last_metric_at FROM collectors WHERE id = $1',
+      [collectorId],
+    );
+    const n = parsedFixture.metrics.length;
+    expect(rows[0]).toMatchObject({
+      status: 'active',
+      metrics_collected: String(2 * n),
+      success_count: '2',
+      last_collection_count: n,
+    });
+    expect(rows[0].last_metric_at.toISOString()).toBe(now.toISOString());
+
+    const rollup = await h.pool.query(
+      `SELECT metric_type, row_count::int, record_count::int, calls::int, round(total_time_ms::numeric, 3)::float AS total,
+              round(mean_time_ms::numeric, 6)::float AS mean
+         FROM collector_metrics_rollup WHERE collector_id = $1 ORDER BY metric_type`,
+      [collectorId],
+    );
+    const qs = rollup.rows.find((r) => r.metric_type === 'pg_query_stats');
+    const queries = (JSON.parse(fixture).metrics as any[]).filter((m) => m.type === 'pg_query_stats').flatMap((m) => m.queries);
+    const calls = 2 * queries.reduce((a: number, q: any) => a + q.calls, 0);
+    const total = 2 * queries.reduce((a: number, q: any) => a + q.total_time, 0);
+    expect(qs.row_count).toBe(4);
+    expect(qs.calls).toBe(calls);
+    expect(qs.total).toBeCloseTo(total, 2);
+    expect(qs.mean).toBeCloseTo(total / calls, 5);
+    expect(rollup.rows.reduce((a, r) => a + r.row_count, 0)).toBe(2 * n);
+  });
+
+  it('packs many jobs into few batches and stores a redelivered push exactly once', async () => {
+    const collectorId = await insertCollector(h.pool);
+    const items = Array.from({ length: 40 }, () => pushItem(fixture, collectorId));
+    const batchesBefore = await metricValue(h, 'writer_batches_total');
+    const ids = await Promise.all(items.map((i) => h.enqueue([i])));
+    await Promise.all(ids.map((id) => h.waitForJob(id, 'completed')));
+    expect((await metricValue(h, 'writer_batches_total')) - batchesBefore).toBeLessThan(items.length);
+
+    // The same pushes again (as a redelivery would carry them) store nothing.
+    const again = await h.enqueue(items.slice(0, 5));
+    await h.waitForJob(again, 'completed');
+    const job = await h.queue.getJob(again);
+    expect(job?.returnvalue).toEqual({ pushes: 5, stored: 0, duplicates: 5 });
+    const { rows } = await h.pool.query(
+      'SELECT push_id, count(*)::int AS n FROM collector_metrics WHERE collector_id = $1 GROUP BY push_id',
+      [collectorId],
+    );
+    expect(rows).toHaveLength(items.length);
+    expect(rows.every((r) => r.n === parsedFixture.metrics.length)).toBe(true);
+    const c = await h.pool.query('SELECT success_count FROM collectors WHERE id = $1', [collectorId]);
+    expect(c.rows[0].success_count).toBe(String(items.length));
+  });
+
+  it('stores a flat push as one row and a body handed over as latin1 bytes as UTF-8', async () => {
+    const flat = JSON.stringify({ database: 'app', query_count: 1234, avg_execution_time: 45.3, queries: [{ q: 'é' }] });
+    const flatItem = pushItem(flat);
+    const bytesAsLatin1 = Buffer.from(flat, 'utf8').toString('latin1');
+    const latinItem = { ...pushItem(flat), body: bytesAsLatin1, checksum: sha256(Buffer.from(flat, 'utf8')) };
+    const jobId = await h.enqueue([flatItem, latinItem]);
+    await h.waitForJob(jobId, 'completed');
+    const { rows } = await h.pool.query(
+      `SELECT metric_type, database_name, record_count, metric_data->'queries'->0->>'q' AS q
+         FROM collector_metrics WHERE push_id = ANY($1) ORDER BY push_id`,
+      [[flatItem.push_id, latinItem.push_id]],
+    );
+    expect(rows).toEqual([
+      { metric_type: 'flat', database_name: 'app', record_count: 1, q: 'é' },
+      { metric_type: 'flat', database_name: 'app', record_count: 1, q: 'é' },
+    ]);
+  });
+
+  it('dead-letters poison once (UnrecoverableError) and still stores the good pushes of the batch', async () => {
+    const good = pushItem(fixture);
+    const corrupt = { ...pushItem('{"metrics":[]}'), checksum: sha256('something else') };
+    // Valid for the splitter, rejected by PostgreSQL's jsonb input (\u0000 is not storable): SQLSTATE 22P05.
+    const nul = pushItem('{"metrics":[{"type":"pg_log","msg":"a\\u0000b"}]}');
+    const goodAlone = pushItem(fixture);
+    const [j1, j2, j3, j4] = await Promise.all([
+      h.enqueue([corrupt], { attempts: 5 }),
+      h.enqueue([good, nul], { attempts: 5 }),
+      h.enqueue([goodAlone], { attempts: 5 }),
+      h.enqueue([{ push_id: 'nope' } as any], { attempts: 5 }),
+    ]);
+    await h.waitForJob(j1!, 'failed');
+    await h.waitForJob(j2!, 'failed');
+    await h.waitForJob(j3!, 'completed');
+    await h.waitForJob(j4!, 'failed');
+    for (const id of [j1!, j2!, j4!]) {
+      const job = await h.queue.getJob(id);
+      expect(job?.attemptsMade, `job ${id} tried once`).toBe(1);
+    }
+    expect((await h.queue.getJob(j2!))?.failedReason).toContain(nul.push_id);
+    const failed = await h.queue.getFailed();
+    expect(failed.map((j) => j.id).sort()).toEqual([j1, j2, j4].sort());
+    const stored = await h.pool.query('SELECT DISTINCT push_id FROM collector_metrics WHERE push_id = ANY($1)', [
+      [good.push_id, nul.push_id, goodAlone.push_id, corrupt.push_id],
+    ]);
+    expect(stored.rows.map((r) => r.push_id).sort()).toEqual([good.push_id, goodAlone.push_id].sort());
+    expect(await metricValue(h, 'writer_dead_letters_total')).toBe(3);
+
+    // The admin API retries a dead letter through BullMQ: the good push is not stored twice.
+    const job2 = await h.queue.getJob(j2!);
+    await job2!.retry('failed');
+    await h.waitForJob(j2!, 'failed');
+    const count = await h.pool.query('SELECT count(*)::int AS n FROM collector_metrics WHERE push_id = $1', [good.push_id]);
+    expect(count.rows[0].n).toBe(parsedFixture.metrics.length);
+  });
+
+  it('rows of a push far in the past land in DEFAULT and move into their partition when maintenance creates it', async () => {
+    const old = new Date(Date.now() - 3 * 86_400_000);
+    const item = pushItem(fixture, randomUUID(), old);
+    const partition = `collector_metrics_p${old.toISOString().slice(0, 10).replaceAll('-', '')}`;
+    await h.pool.query(`DROP TABLE IF EXISTS ${partition}`);
+    await h.waitForJob(await h.enqueue([item]), 'completed');
+    const where = async () =>
+      (
+        await h.pool.query('SELECT DISTINCT tableoid::regclass::text AS t FROM collector_metrics WHERE push_id = $1', [
+          item.push_id,
+        ])
+      ).rows.map((r) => r.t);
+    expect(await where()).toEqual(['collector_metrics_default']);
+    const result = (await h.writer.maintenance.runNow('partitions')) as { created: string[]; movedFromDefault: number };
+    expect(result.created).toContain(partition);
+    expect(result.movedFromDefault).toBe(parsedFixture.metrics.length);
+    expect(await where()).toEqual([partition]);
+  });
+
+  it('publishes status changes on the status channel after commit', async () => {
+    const collectorId = await insertCollector(h.pool);
+    const sub = h.redis.duplicate();
+    const messages: any[] = [];
+    await sub.subscribe(h.keys.statusChannel);
+    sub.on('message', (_c, m) => messages.push(JSON.parse(m)));
+    try {
+      await h.waitForJob(await h.enqueue([pushItem(fixture, collectorId)]), 'completed');
+      await waitUntil('status message', async () => messages.some((m) => m.collector_id === collectorId));
+      const m = messages.find((x) => x.collector_id === collectorId);
+      expect(m).toMatchObject({
+        collector_id: collectorId,
+        status: 'active',
+        metrics_collected: parsedFixture.metrics.length,
+        last_heartbeat: null,
+      });
+      expect(typeof m.last_metric_at).toBe('string');
+    } finally {
+      await sub.quit();
+    }
+  });
+});
+
+async function metricValue(h: WriterHarness, name: string): Promise<number> {
+  const text = await (await fetch(`${h.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(' ')[1]) : 0;
+}
