@@ -1,0 +1,92 @@
+import type { Pool, PoolClient } from '@pga/db';
+import { CollectorSchema, type Collector } from './collector-schema';
+
+/** Alive/fresh = seen within 2 × collection_interval (issue 3 §2). */
+const WITHIN = (column: string) => `(${column} > now() - make_interval(secs => 2 * c.collection_interval))`;
+
+/**
+ * The displayed status, computed when read so it is right even if no sweep ran: `pending` until the
+ * first heartbeat or push, `inactive` when neither arrived within 2 × collection_interval, `error`
+ * when the collector's last heartbeat reported an error (stored by the writer), else `active`.
+ */
+export const STATUS_SQL = `CASE
+    WHEN c.last_heartbeat IS NULL AND c.last_metric_at IS NULL THEN 'pending'
+    WHEN NOT ${WITHIN('greatest(c.last_heartbeat, c.last_metric_at)')} THEN 'inactive'
+    WHEN c.status = 'error' THEN 'error'
+    ELSE 'active' END`;
+
+export const COLLECTOR_FROM = `collectors c
+  LEFT JOIN collector_groups g ON g.id = c.group_id
+  LEFT JOIN users ru ON ru.id = c.registered_by`;
+
+export const COLLECTOR_COLUMNS = `c.id, c.name, c.type, c.environment, c.group_id, g.name AS group_name, g.color AS group_color,
+  c.description, c.host, c.port, c.database, c.username, c.ssl_mode,
+  (c.ssl_certificate_encrypted IS NOT NULL) AS has_ssl_certificate,
+  c.collection_interval, c.query_limit, c.enabled, c.tags, c.config_version,
+  ${STATUS_SQL} AS status,
+  coalesce(${WITHIN('c.last_heartbeat')}, false) AS heartbeat_alive,
+  coalesce(${WITHIN('c.last_metric_at')}, false) AS data_fresh,
+  c.last_heartbeat, c.last_metric_at, c.last_error, c.error_count, c.success_count, c.metrics_collected,
+  c.avg_collection_time_ms, c.max_collection_time_ms, c.uptime_percentage, c.agent_hostname, c.agent_version,
+  c.registered_by, ru.username AS registered_by_name, c.enrollment_secret_id, c.registered_at, c.last_modified_at,
+  c.deleted_at, c.jwt_token_expires_at, c.jwt_token_rotated_at`;
+
+const iso = (v: unknown) => (v instanceof Date ? v.toISOString() : null);
+
+/** Maps a row of COLLECTOR_COLUMNS field by field (never a spread of the row). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a pg row: every column is checked by CollectorSchema.parse
+export function toCollector(r: Record<string, any>): Collector {
+  return CollectorSchema.parse({
+    id: r.id,
+    name: r.name,
+    type: r.type,
+    environment: r.environment,
+    group: r.group_id ? { id: r.group_id, name: r.group_name, color: r.group_color } : null,
+    description: r.description,
+    host: r.host,
+    port: r.port,
+    database: r.database,
+    username: r.username,
+    ssl_mode: r.ssl_mode,
+    has_ssl_certificate: r.has_ssl_certificate,
+    collection_interval: r.collection_interval,
+    query_limit: r.query_limit,
+    enabled: r.enabled,
+    tags: r.tags,
+    config_version: r.config_version,
+    status: r.status,
+    heartbeat_alive: r.heartbeat_alive,
+    data_fresh: r.data_fresh,
+    last_heartbeat: iso(r.last_heartbeat),
+    last_metric_at: iso(r.last_metric_at),
+    last_error: r.last_error,
+    error_count: Number(r.error_count),
+    success_count: Number(r.success_count),
+    metrics_collected: Number(r.metrics_collected),
+    avg_collection_time_ms: r.avg_collection_time_ms,
+    max_collection_time_ms: r.max_collection_time_ms,
+    uptime_percentage: Number(r.uptime_percentage),
+    agent_hostname: r.agent_hostname,
+    agent_version: r.agent_version,
+    registered_by: r.registered_by ? { id: r.registered_by, username: r.registered_by_name } : null,
+    enrolled: r.enrollment_secret_id !== null,
+    registered_at: iso(r.registered_at),
+    last_modified_at: iso(r.last_modified_at),
+    deleted_at: iso(r.deleted_at),
+    token_expires_at: iso(r.jwt_token_expires_at),
+    token_rotated_at: iso(r.jwt_token_rotated_at),
+  });
+}
+
+/** One collector by id (deleted ones only with `includeDeleted`), or undefined. */
+export async function findCollector(
+  db: Pool | PoolClient,
+  id: string,
+  { includeDeleted = false }: { includeDeleted?: boolean } = {},
+): Promise<Collector | undefined> {
+  const { rows } = await db.query(
+    `SELECT ${COLLECTOR_COLUMNS} FROM ${COLLECTOR_FROM} WHERE c.id = $1 ${includeDeleted ? '' : 'AND c.deleted_at IS NULL'}`,
+    [id],
+  );
+  return rows[0] ? toCollector(rows[0]) : undefined;
+}

@@ -1,0 +1,161 @@
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
+import { isIP, type Socket } from 'node:net';
+import pg from 'pg';
+import { pgErrorCode } from '@pga/db';
+import { StageFailure, type ConnectionTarget } from './result';
+import { tlsFailure } from './tls-errors';
+import type { StepRunner } from './step-runner';
+
+const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+
+/** Sends PostgreSQL's SSLRequest on the fresh socket; the server answers one byte, 'S' or 'N'. */
+function askForTls(socket: Socket, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new StageFailure('tls', 'the server did not answer the TLS request in time')),
+      timeoutMs,
+    );
+    socket.once('data', (chunk: Buffer) => {
+      clearTimeout(timer);
+      resolve(chunk[0] === 0x53);
+    });
+    socket.once('error', () => {
+      clearTimeout(timer);
+      reject(new StageFailure('tls', 'the server closed the connection on the TLS request: is this a PostgreSQL server?'));
+    });
+    socket.write(SSL_REQUEST);
+  });
+}
+
+function tlsOptions(target: ConnectionTarget): ConnectionOptions {
+  const verify = target.ssl_mode === 'verify-ca' || target.ssl_mode === 'verify-full';
+  return {
+    rejectUnauthorized: verify,
+    ...(target.ssl_certificate ? { ca: target.ssl_certificate } : {}),
+    ...(isIP(target.host) ? {} : { servername: target.host }),
+    ...(target.ssl_mode === 'verify-ca' ? { checkServerIdentity: () => undefined } : {}),
+  };
+}
+
+function handshake(socket: Socket, options: ConnectionOptions, host: string, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const secure = tlsConnect({ ...options, socket });
+    const timer = setTimeout(() => {
+      secure.destroy();
+      reject(new StageFailure('tls', 'the TLS handshake did not finish in time'));
+    }, timeoutMs);
+    secure.once('secureConnect', () => {
+      clearTimeout(timer);
+      secure.destroy();
+      resolve();
+    });
+    secure.once('error', (err) => {
+      clearTimeout(timer);
+      secure.destroy();
+      reject(tlsFailure(err, host));
+    });
+  });
+}
+
+/** Login errors by SQLSTATE (never by message text). */
+function loginFailure(err: unknown, target: ConnectionTarget): StageFailure {
+  const code = pgErrorCode(err);
+  switch (code) {
+    case '28P01':
+    case '28000':
+      return new StageFailure(
+        'auth',
+        `the server refused the login of user "${target.username}" (SQLSTATE ${code}): check the user name and password, and that pg_hba.conf admits this client`,
+      );
+    case '3D000':
+      return new StageFailure('database', `the database "${target.database}" does not exist on this server`);
+    case '42501':
+      return new StageFailure(
+        'permission',
+        `user "${target.username}" may not connect to database "${target.database}": GRANT CONNECT ON DATABASE`,
+      );
+    case '53300':
+      return new StageFailure('auth', 'the server has no free connection slots (too many connections)');
+    case '57P03':
+      return new StageFailure('auth', 'the server is starting up or shutting down; try again shortly');
+    default:
+      return new StageFailure('auth', `the login did not complete (${code ?? 'no answer in time'})`);
+  }
+}
+
+/** TLS (per ssl_mode), login, `SELECT version()`, and whether pg_stat_statements is readable. */
+export async function probePostgres(target: ConnectionTarget, socket: Socket, step: StepRunner) {
+  let useTls = false;
+  if (target.ssl_mode !== 'disable') {
+    useTls = await step('tls', async (remaining) => {
+      const accepted = await askForTls(socket, remaining());
+      if (!accepted) {
+        if (target.ssl_mode === 'prefer' || target.ssl_mode === 'allow') return false;
+        throw new StageFailure(
+          'tls',
+          `the server does not accept TLS connections, but ssl_mode is "${target.ssl_mode}": enable ssl on the server or choose "prefer"`,
+        );
+      }
+      await handshake(socket, tlsOptions(target), target.host, remaining());
+      return true;
+    });
+  }
+  socket.destroy();
+  const client = await step('auth', async (remaining) => {
+    const c = new pg.Client({
+      host: target.host,
+      port: target.port,
+      user: target.username,
+      password: target.password,
+      database: target.database,
+      ssl: useTls ? tlsOptions(target) : false,
+      connectionTimeoutMillis: Math.max(1, remaining()),
+      application_name: 'pganalytics-connection-test',
+    });
+    c.on('error', () => undefined);
+    try {
+      await c.connect();
+      return c;
+    } catch (err) {
+      await c.end().catch(() => undefined);
+      throw loginFailure(err, target);
+    }
+  });
+  try {
+    const version = await step('query', async () => {
+      const { rows } = await client.query<{ version: string }>('SELECT version() AS version');
+      return rows[0]!.version;
+    });
+    return { server_version: version, pg_stat_statements: await checkPgStatStatements(client, target.database) };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+async function checkPgStatStatements(client: pg.Client, database: string): Promise<{ readable: boolean; message: string }> {
+  const { rows } = await client.query<{ installed: boolean; all_stats: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements') AS installed,
+            pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') AS all_stats`,
+  );
+  if (!rows[0]?.installed)
+    return {
+      readable: false,
+      message: `the extension is not installed in "${database}": run CREATE EXTENSION pg_stat_statements`,
+    };
+  try {
+    await client.query('SELECT 1 FROM pg_stat_statements LIMIT 1');
+  } catch (err) {
+    const code = pgErrorCode(err);
+    if (code === '55000')
+      return {
+        readable: false,
+        message: 'the extension is installed but not loaded: add pg_stat_statements to shared_preload_libraries and restart',
+      };
+    if (code === '42501')
+      return { readable: false, message: 'this user may not read pg_stat_statements: GRANT pg_read_all_stats' };
+    return { readable: false, message: `reading pg_stat_statements failed (SQLSTATE ${code ?? 'unknown'})` };
+  }
+  return rows[0].all_stats
+    ? { readable: true, message: 'readable, including other users’ statements' }
+    : { readable: true, message: 'readable, but other users’ query texts are hidden: GRANT pg_read_all_stats for full data' };
+}

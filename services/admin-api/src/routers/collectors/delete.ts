@@ -1,0 +1,35 @@
+import { z } from 'zod';
+import { revokeCollectorTokens, withTransaction } from '@pga/db';
+import { adminProcedure } from '../../trpc/init';
+import { lockCollector } from '../../collectors/lock-collector';
+import { publishChange } from '../../collectors/after-commit';
+import { writeAudit } from '../../audit/write-audit';
+import { actorOf } from '../../audit/actor';
+
+/**
+ * Soft delete: sets deleted_at (the partial unique index then frees the name), revokes every live
+ * token, and tells the edges to refuse the collector. `restore` brings it back.
+ */
+export const deleteCollector = adminProcedure
+  .input(z.object({ id: z.uuid() }))
+  .output(z.object({ id: z.uuid(), deleted_at: z.string(), revoked_tokens: z.number().int() }))
+  .mutation(async ({ ctx, input }) => {
+    const { deps } = ctx;
+    const result = await withTransaction(deps.pool, async (db) => {
+      const row = await lockCollector(db, input.id);
+      const { rows } = await db.query<{ deleted_at: Date }>(
+        'UPDATE collectors SET deleted_at = now(), last_modified_by = $2, last_modified_at = now(), updated_at = now() WHERE id = $1 RETURNING deleted_at',
+        [row.id, ctx.user.id],
+      );
+      const jtis = await revokeCollectorTokens(db, row.id, 'deleted');
+      await writeAudit(db, actorOf(ctx), {
+        action: 'collector.deleted',
+        entityType: 'collector',
+        collectorId: row.id,
+        details: { name: row.name, revoked_jtis: jtis },
+      });
+      return { deletedAt: rows[0]!.deleted_at, jtis };
+    });
+    await publishChange(deps, { collector_id: input.id, kind: 'deleted', jtis: result.jtis, denyCollector: true });
+    return { id: input.id, deleted_at: result.deletedAt.toISOString(), revoked_tokens: result.jtis.length };
+  });

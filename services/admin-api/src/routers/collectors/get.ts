@@ -1,0 +1,44 @@
+import { z } from 'zod';
+import { AppError } from '@pga/contracts';
+import { authedProcedure } from '../../trpc/init';
+import { CollectorDetailSchema } from '../../collectors/collector-schema';
+import { findCollector } from '../../collectors/collector-row';
+
+/** One collector with status, counters, dashboards and recent commands; never a password or token. */
+export const get = authedProcedure
+  .input(z.object({ id: z.uuid(), include_deleted: z.boolean().default(false) }))
+  .output(CollectorDetailSchema)
+  .query(async ({ ctx, input }) => {
+    const { pool } = ctx.deps;
+    const collector = await findCollector(pool, input.id, { includeDeleted: input.include_deleted });
+    if (!collector) throw new AppError('NOT_FOUND', 'no such collector');
+    const [dashboards, commands] = await Promise.all([
+      pool.query(
+        `SELECT dashboard_id, dashboard_name, auto_assign, assigned_at FROM collector_dashboards
+          WHERE collector_id = $1 ORDER BY assigned_at, dashboard_id`,
+        [input.id],
+      ),
+      pool.query(
+        `SELECT cc.id, cc.action, cc.requested_at, cc.delivered_at, u.username
+           FROM collector_commands cc LEFT JOIN users u ON u.id = cc.requested_by
+          WHERE cc.collector_id = $1 ORDER BY cc.requested_at DESC LIMIT 20`,
+        [input.id],
+      ),
+    ]);
+    return {
+      ...collector,
+      dashboards: dashboards.rows.map((d) => ({
+        dashboard_uid: d.dashboard_id,
+        dashboard_name: d.dashboard_name,
+        auto_assign: d.auto_assign,
+        assigned_at: d.assigned_at.toISOString(),
+      })),
+      recent_commands: commands.rows.map((c) => ({
+        id: c.id,
+        action: c.action,
+        requested_at: c.requested_at.toISOString(),
+        delivered_at: c.delivered_at?.toISOString() ?? null,
+        requested_by: c.username,
+      })),
+    };
+  });

@@ -1,0 +1,26 @@
+import { router } from '../../trpc/init';
+import { register } from './register';
+import { get } from './get';
+import { list } from './list';
+import { update } from './update';
+import { deleteCollector } from './delete';
+import { restore } from './restore';
+import { rotateToken } from './rotate-token';
+import { disable } from './disable';
+import { enable } from './enable';
+import { sendCommand } from './send-command';
+import { testConnection } from './test-connection';
+
+export const collectorsRouter = router({
+  register,
+  get,
+  list,
+  update,
+  delete: deleteCollector,
+  restore,
+  rotateToken,
+  disable,
+  enable,
+  sendCommand,
+  testConnection,
+});

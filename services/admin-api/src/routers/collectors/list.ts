@@ -1,0 +1,86 @@
+import { z } from 'zod';
+import { CollectorStatusSchema, CollectorTypeSchema, EnvironmentSchema } from '@pga/contracts';
+import { authedProcedure } from '../../trpc/init';
+import { CollectorSchema } from '../../collectors/collector-schema';
+import { COLLECTOR_COLUMNS, COLLECTOR_FROM, STATUS_SQL } from '../../collectors/collector-row';
+import { toCollector } from '../../collectors/collector-row';
+
+/** Sort keys → SQL (a closed list: the column never comes from the caller's text). */
+const SORTS = {
+  name: 'c.name',
+  registered_at: 'c.registered_at',
+  last_heartbeat: 'c.last_heartbeat',
+  last_metric_at: 'c.last_metric_at',
+  status: 'status',
+  environment: 'c.environment',
+  type: 'c.type',
+  host: 'c.host',
+  metrics_collected: 'c.metrics_collected',
+} as const;
+
+export const ListCollectorsInputSchema = z
+  .object({
+    environment: EnvironmentSchema.optional(),
+    /** Group id, or `none` for collectors without a group. */
+    group_id: z.union([z.uuid(), z.literal('none')]).optional(),
+    status: CollectorStatusSchema.optional(),
+    type: CollectorTypeSchema.optional(),
+    tag: z.string().trim().min(1).max(64).optional(),
+    enabled: z.boolean().optional(),
+    /** Free text matched against name and host (case-insensitive substring). */
+    search: z.string().trim().max(255).optional(),
+    /** `active` (default): not deleted; `deleted`: the recycle bin (for restore); `all`. */
+    deleted: z.enum(['active', 'deleted', 'all']).default('active'),
+    sort: z.enum(Object.keys(SORTS) as [keyof typeof SORTS, ...(keyof typeof SORTS)[]]).default('name'),
+    order: z.enum(['asc', 'desc']).default('asc'),
+    page: z.number().int().min(1).default(1),
+    page_size: z.number().int().min(1).max(500).default(50),
+  })
+  .default({ deleted: 'active', sort: 'name', order: 'asc', page: 1, page_size: 50 });
+
+/** Filters, sort and pagination with the total, in one query (count(*) OVER ()). */
+export const list = authedProcedure
+  .input(ListCollectorsInputSchema)
+  .output(
+    z.object({ items: z.array(CollectorSchema), total: z.number().int(), page: z.number().int(), page_size: z.number().int() }),
+  )
+  .query(async ({ ctx, input }) => {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const add = (sql: (p: string) => string, value: unknown) => {
+      params.push(value);
+      where.push(sql(`$${params.length}`));
+    };
+    if (input.deleted === 'active') where.push('c.deleted_at IS NULL');
+    if (input.deleted === 'deleted') where.push('c.deleted_at IS NOT NULL');
+    if (input.environment) add((p) => `c.environment = ${p}`, input.environment);
+    if (input.group_id === 'none') where.push('c.group_id IS NULL');
+    else if (input.group_id) add((p) => `c.group_id = ${p}`, input.group_id);
+    if (input.status) add((p) => `(${STATUS_SQL}) = ${p}`, input.status);
+    if (input.type) add((p) => `c.type = ${p}`, input.type);
+    if (input.tag) add((p) => `c.tags @> ARRAY[${p}]::text[]`, input.tag);
+    if (input.enabled !== undefined) add((p) => `c.enabled = ${p}`, input.enabled);
+    if (input.search) {
+      const pattern = `%${input.search.replace(/[\\%_]/g, (m) => `\\${m}`)}%`;
+      add((p) => `(c.name ILIKE ${p} OR c.host ILIKE ${p})`, pattern);
+    }
+    params.push(input.page_size, (input.page - 1) * input.page_size);
+    const { rows } = await ctx.deps.pool.query(
+      `SELECT ${COLLECTOR_COLUMNS}, count(*) OVER () AS total
+         FROM ${COLLECTOR_FROM}
+        ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+        ORDER BY ${SORTS[input.sort]} ${input.order === 'asc' ? 'ASC' : 'DESC'} NULLS LAST, c.id
+        LIMIT $${params.length - 1} OFFSET $${params.length}`,
+      params,
+    );
+    let total = Number(rows[0]?.total ?? 0);
+    if (rows.length === 0 && input.page > 1) {
+      // Past the last page: count(*) OVER () saw no rows, so count separately.
+      const count = await ctx.deps.pool.query(
+        `SELECT count(*) AS n FROM ${COLLECTOR_FROM} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}`,
+        params.slice(0, -2),
+      );
+      total = Number(count.rows[0].n);
+    }
+    return { items: rows.map(toCollector), total, page: input.page, page_size: input.page_size };
+  });
