@@ -1,16 +1,21 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
+import path from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { createSecretBox } from '@pga/crypto';
 import { recordIssuedToken } from '@pga/db';
+import { freePort } from '@pga/local-stack';
 import { createLogger } from '@pga/logger';
 import { redisKeys, type RedisKeys } from '@pga/redis-keys';
 import { createCollectorTokens, type CollectorTokens, type IssuedToken } from '@pga/tokens';
 import type { PushJob } from '@pga/contracts';
 import { createEdge, readEdgeConfig, type Edge } from '@pga/ingest-edge';
 import { createTestDatabase, testEnv, uniquePrefix, type TestDatabase } from '../helpers';
+
+const root = path.resolve(import.meta.dirname, '../..');
 
 export const JWT_SECRET = 'edge-test-secret-'.padEnd(48, 'x');
 export const ENCRYPTION_KEY = `k1:${Buffer.alloc(32, 7).toString('base64')}`;
@@ -257,4 +262,64 @@ export async function call(
     json = undefined;
   }
   return { status: res.status, headers: res.headers, json, text };
+}
+
+export interface EdgeProcess extends AsyncDisposable {
+  url: string;
+  port: number;
+  child: ChildProcess;
+  output(): string;
+  /** SIGTERM; resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/** Runs the real `services/ingest-edge/src/main.ts` as a child process (what `npm start` runs). */
+export async function spawnEdge(env: Record<string, string>, { waitReady = true } = {}): Promise<EdgeProcess> {
+  const port = Number(env.INGEST_PORT) || (await freePort());
+  const child = spawn(path.join(root, 'node_modules/.bin/tsx'), [path.join(root, 'services/ingest-edge/src/main.ts')], {
+    cwd: root,
+    env: { PATH: process.env.PATH, ...env, INGEST_PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    return exited;
+  };
+  try {
+    await waitUntil(
+      async () => {
+        if (child.exitCode !== null) throw new Error(`edge exited: ${out}`);
+        return (await fetch(`${url}/${waitReady ? 'readyz' : 'healthz'}`)).status === 200;
+      },
+      30_000,
+      `edge process on ${port}`,
+    );
+  } catch (err) {
+    await stop();
+    throw new Error(`${(err as Error).message}\n${out}`, { cause: err });
+  }
+  return { url, port, child, output: () => out, stop, [Symbol.asyncDispose]: async () => void (await stop()) };
+}
+
+/** One request on a fresh connection (so SO_REUSEPORT may pick any edge process). */
+export function freshRequest(
+  port: number,
+  method: string,
+  pathname: string,
+  headers: Record<string, string> = {},
+  body = '',
+): Promise<RawResponse> {
+  const lines = [
+    `${method} ${pathname} HTTP/1.1`,
+    'Host: edge',
+    'Connection: close',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+  ];
+  for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
+  return rawRequest(port, [`${lines.join('\r\n')}\r\n\r\n${body}`]);
 }

@@ -1,0 +1,127 @@
+import { revokeCollectorTokens } from '@pga/db';
+import { freePort } from '@pga/local-stack';
+import { publishCollectorChange } from '@pga/redis-keys';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EdgeWorld, freshRequest, spawnEdge, type EdgeProcess, type TestCollector } from './harness';
+
+/** The real entry point: several processes on one port, the change feed reaching all of them. */
+describe('edge processes (main.ts, EDGE_PROCESSES=2)', () => {
+  let world: EdgeWorld;
+  let inProcess: { port: number };
+  let cluster: EdgeProcess;
+  let c: TestCollector;
+  let n = 0;
+  const pushOn = (port: number, token: string) =>
+    freshRequest(
+      port,
+      'POST',
+      '/api/v1/metrics/push',
+      { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      `{"n":${++n},"t":${Date.now()}}`,
+    );
+
+  beforeAll(async () => {
+    world = await EdgeWorld.create();
+    inProcess = await world.startEdge();
+    cluster = await spawnEdge(
+      world.env({ EDGE_PROCESSES: '2', INGEST_PORT: String(await freePort()), RATE_LIMIT_PER_SECOND: '0' }),
+    );
+    c = await world.collector();
+  }, 60_000);
+  afterAll(async () => {
+    await cluster?.stop();
+    await world?.[Symbol.asyncDispose]();
+  });
+
+  it('spreads connections over two processes sharing the port', async () => {
+    const pids = new Set<number>();
+    for (let i = 0; i < 60 && pids.size < 2; i++) {
+      // Wait for both workers: the second may still be starting.
+      const res = await freshRequest(cluster.port, 'GET', '/healthz');
+      if (res.status === 200) pids.add(JSON.parse(res.body).pid as number);
+      if (pids.size < 2) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(pids.size).toBe(2);
+  });
+
+  it('refuses a revoked token within 1 s on every edge process, cache warm', async () => {
+    // Warm every process's cache: enough fresh connections to reach both workers.
+    for (let i = 0; i < 10; i++) expect((await pushOn(cluster.port, c.token)).status).toBe(200);
+    expect((await pushOn(inProcess.port, c.token)).status).toBe(200);
+
+    const jtis = await revokeCollectorTokens(world.pool, c.id, 'revoked');
+    const started = Date.now();
+    await publishCollectorChange(world.redis, world.keys, { collector_id: c.id, kind: 'revoked', jtis });
+    let allRefused = false;
+    while (!allRefused && Date.now() - started < 1000) {
+      const answers = await Promise.all([
+        ...Array.from({ length: 8 }, () => pushOn(cluster.port, c.token)),
+        pushOn(inProcess.port, c.token),
+      ]);
+      allRefused = answers.every((a) => a.status === 401);
+    }
+    expect(allRefused).toBe(true);
+    expect(Date.now() - started).toBeLessThan(1000);
+    for (let i = 0; i < 16; i++) expect((await pushOn(cluster.port, c.token)).status).toBe(401);
+  });
+
+  it('/metrics sums every process', async () => {
+    const fresh = await world.collector();
+    const before = await pushCount(cluster.port);
+    let ok = 0;
+    for (let i = 0; i < 12; i++) if ((await pushOn(cluster.port, fresh.token)).status === 200) ok++;
+    expect(ok).toBe(12);
+    expect(await pushCount(cluster.port)).toBe(before + 12);
+    const text = (await freshRequest(cluster.port, 'GET', '/metrics')).body;
+    for (const name of [
+      'edge_enqueue_latency_seconds_bucket',
+      'edge_rejections_total',
+      'edge_token_cache_lookups_total',
+      'edge_request_body_bytes_total',
+    ])
+      expect(text).toContain(name);
+  });
+});
+
+async function pushCount(port: number): Promise<number> {
+  const text = (await freshRequest(port, 'GET', '/metrics')).body;
+  const line = text
+    .split('\n')
+    .find((l) => l.startsWith('edge_http_requests_total{') && l.includes('route="push"') && l.includes('status="200"'));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+}
+
+describe('SIGTERM drain', () => {
+  it('turns readiness off, finishes the in-flight push, exits 0', async () => {
+    await using world = await EdgeWorld.create();
+    const c = await world.collector();
+    // A long packing window keeps the push in flight while SIGTERM arrives.
+    const edge = await spawnEdge(world.env({ INGEST_PORT: String(await freePort()), PACK_WINDOW_MS: '700' }));
+    try {
+      let readyDuringDrain = '';
+      const keepAlive = freshRequest(edge.port, 'GET', '/healthz'); // sanity: the edge answers
+      expect((await keepAlive).status).toBe(200);
+      const inflight = fetch(`${edge.url}/api/v1/metrics/push`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${c.token}`, 'content-type': 'application/json' },
+        body: '{"drain":1}',
+      });
+      await new Promise((r) => setTimeout(r, 150));
+      const exited = edge.stop();
+      await new Promise((r) => setTimeout(r, 150));
+      readyDuringDrain = await fetch(`${edge.url}/readyz`).then(
+        (r) => String(r.status),
+        () => 'refused',
+      );
+      const res = await inflight;
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as { push_id: string };
+      expect(await exited).toBe(0);
+      // Either the listen socket is already closed, or a reused connection hears 503.
+      expect(['refused', '503']).toContain(readyDuringDrain);
+      expect((await world.queuedPushes()).map((p) => p.push_id)).toContain(body.push_id);
+    } finally {
+      await edge.stop();
+    }
+  });
+});
