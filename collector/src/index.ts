@@ -15,3 +15,4 @@ export { openSpool, type Spool, type SpoolEntry } from './spool/spool';
 export { createPusher, type Pusher } from './push/pusher';
 export { createCentralClient, parseRetryAfter, type CentralClient } from './central/central-client';
 export { stringifyJson } from './json/stringify-json';
+export { createRuntime, type Runtime } from './runtime';

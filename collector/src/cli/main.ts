@@ -1,15 +1,13 @@
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '@pga/config';
-import { createAgent } from '../agent/agent';
-import { createTokenHolder, resolveCredentials } from '../agent/credentials';
+import { resolveCredentials } from '../agent/credentials';
 import { readState, stateFileOf, writeState } from '../agent/state-file';
 import { createCentralClient, enroll } from '../central/central-client';
 import { COLLECTOR_VERSION } from '../collect/collect-snapshot';
-import { readCollectorEnv, spoolDirOf, type CollectorEnv } from '../config';
+import { readCollectorEnv, type CollectorEnv } from '../config';
 import { stringifyJson } from '../json/stringify-json';
-import { createPusher } from '../push/pusher';
-import { openSpool } from '../spool/spool';
+import { createRuntime } from '../runtime';
 import { runCheck } from './check';
 import { HELP } from './help';
 import { createCollectorLogger } from './logger';
@@ -57,17 +55,15 @@ export async function main(argv: string[], env: Record<string, string | undefine
   const logger = createCollectorLogger(mode === 'run' ? config.LOG_LEVEL : env.LOG_LEVEL ? config.LOG_LEVEL : 'warn');
   if (mode === 'enroll') return enrollMode(config);
 
-  const credentials = resolveCredentials(config, config.COLLECTOR_STATE_DIR);
-  const central = credentials
-    ? createCentralClient({
-        baseUrl: config.CENTRAL_API_URL,
-        credentials: () => tokens!.current(),
-        timeoutMs: config.COLLECTOR_HTTP_TIMEOUT_MS,
-      })
-    : undefined;
-  const tokens = credentials ? createTokenHolder(credentials, { stateDir: config.COLLECTOR_STATE_DIR, logger }) : undefined;
-
   if (mode === 'check') {
+    const credentials = resolveCredentials(config, config.COLLECTOR_STATE_DIR);
+    const central = credentials
+      ? createCentralClient({
+          baseUrl: config.CENTRAL_API_URL,
+          credentials: () => credentials,
+          timeoutMs: config.COLLECTOR_HTTP_TIMEOUT_MS,
+        })
+      : undefined;
     const result = await runCheck({
       central,
       targetUrl: config.TARGET_DATABASE_URL,
@@ -79,53 +75,15 @@ export async function main(argv: string[], env: Record<string, string | undefine
     console.log(failed ? `check failed at stage "${failed.stage}"` : 'check passed');
     return result.ok ? 0 : 1;
   }
-  if (!central || !tokens) {
-    if (mode !== 'dry-run' || !config.TARGET_DATABASE_URL) {
-      console.error('pga-collector: set COLLECTOR_ID and COLLECTOR_JWT_TOKEN, or run --enroll with REGISTRATION_SECRET first');
-      return 1;
-    }
-  }
+  const { agent, pusher, spool, tokens: holder, enrolled } = await createRuntime(config, logger);
   // --dry-run without credentials still works against TARGET_DATABASE_URL: nothing is sent anyway.
-  const spool = await openSpool({
-    dir: spoolDirOf(config),
-    maxBytes: config.COLLECTOR_SPOOL_MAX_BYTES,
-    maxFiles: config.COLLECTOR_SPOOL_MAX_FILES,
-    logger,
-  });
-  const offline = createCentralClient({
-    baseUrl: config.CENTRAL_API_URL,
-    credentials: () => ({ collectorId: '00000000-0000-4000-8000-000000000000', token: '' }),
-    timeoutMs: config.COLLECTOR_HTTP_TIMEOUT_MS,
-  });
-  const holder =
-    tokens ??
-    createTokenHolder(
-      { collectorId: '00000000-0000-4000-8000-000000000000', token: '' },
-      { stateDir: config.COLLECTOR_STATE_DIR, logger },
-    );
-  const client = central ?? offline;
-  const pusher = createPusher({
-    spool,
-    central: client,
-    refreshToken: () => holder.refresh(client),
-    logger,
-    maxPerSecond: config.COLLECTOR_PUSH_MAX_PER_SECOND,
-    backoff: { baseMs: config.COLLECTOR_BACKOFF_BASE_MS, maxMs: config.COLLECTOR_BACKOFF_MAX_MS },
-  });
-  const agent = createAgent({
-    central: client,
-    tokens: holder,
-    spool,
-    pusher,
-    logger,
-    defaults: { intervalSeconds: config.COLLECTOR_DEFAULT_INTERVAL, queryLimit: config.COLLECTOR_DEFAULT_QUERY_LIMIT },
-    targetUrl: config.TARGET_DATABASE_URL,
-    heartbeatSeconds: config.COLLECTOR_HEARTBEAT_INTERVAL,
-    statementTimeoutMs: config.COLLECTOR_STATEMENT_TIMEOUT_MS,
-  });
+  if (!enrolled && (mode !== 'dry-run' || !config.TARGET_DATABASE_URL)) {
+    console.error('pga-collector: set COLLECTOR_ID and COLLECTOR_JWT_TOKEN, or run --enroll with REGISTRATION_SECRET first');
+    return 1;
+  }
 
   if (mode === 'dry-run' || mode === 'once') {
-    if (central) await agent.pullConfig();
+    if (enrolled) await agent.pullConfig();
     const snapshot = await agent.collect({ spool: mode === 'once' }).catch((err: Error) => err);
     await agent.stop();
     if (snapshot instanceof Error) {
