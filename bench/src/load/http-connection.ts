@@ -70,6 +70,11 @@ export class HttpConnection {
       });
   }
 
+  /** The socket is established and not closed by either side. */
+  get connected(): boolean {
+    return Boolean(this.socket && !this.socket.destroyed);
+  }
+
   close(): void {
     this.closed = true;
     this.socket?.destroy();
