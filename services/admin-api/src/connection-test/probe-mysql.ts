@@ -16,7 +16,7 @@ function loginFailure(err: unknown, target: ConnectionTarget): StageFailure {
   if (errno === 1044)
     return new StageFailure(
       'permission',
-      `user "${target.username}" has no access to database "${target.database}" (GRANT ... ON ${target.database}.*)`,
+      `user "${target.username}" has no access to database "${target.database}" (or it does not exist): GRANT ... ON ${target.database}.*`,
     );
   if (errno === 1040) return new StageFailure('auth', 'the server has no free connection slots (too many connections)');
   if (code === 'HANDSHAKE_NO_SSL_SUPPORT')
