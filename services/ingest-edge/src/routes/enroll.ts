@@ -21,7 +21,7 @@ const INSERT_COLLECTOR_SQL = `
 
 const AUDIT_SQL = `
   INSERT INTO collector_audit_log (collector_id, entity_type, entity_id, action, details, actor_name, ip_address, user_agent, new_values)
-  VALUES ($1, 'collector', $1::text, $2, $3, $4, $5::inet, $6, $7)`;
+  VALUES ($1::uuid, 'collector', $1::uuid::text, $2, $3, $4, $5::inet, $6, $7)`;
 
 export interface EnrollDeps {
   pool: Pool;

@@ -1,0 +1,188 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256Hex } from '@pga/crypto';
+import { hashToken } from '@pga/tokens';
+import { call, EdgeWorld, rawRequest, type TestCollector } from './harness';
+
+describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
+  let world: EdgeWorld;
+  let url: string;
+  let port: number;
+  let c: TestCollector;
+
+  beforeAll(async () => {
+    world = await EdgeWorld.create();
+    const edge = await world.startEdge({ CENTRAL_API_URL: 'https://central.example:8443' });
+    url = edge.url;
+    port = edge.port;
+    c = await world.collector();
+  });
+  afterAll(async () => world?.[Symbol.asyncDispose]());
+
+  const heartbeat = (body: string, token = c.token, id = c.id) =>
+    call(`${url}/api/v1/collectors/${id}/heartbeat`, { token, body });
+
+  it('heartbeat: Redis only, config_version from PostgreSQL once, then from Redis', async () => {
+    const res = await heartbeat(
+      JSON.stringify({ status: 'error', metrics_count: 5, last_error: 'boom', collection_time_ms: 12.5, version: '3.0.0' }),
+    );
+    expect(res.status).toBe(200);
+    expect(res.json).toEqual({ status: 'ok', config_version: 3, commands: [] });
+    const hb = await world.redis.hgetall(world.keys.heartbeat(c.id));
+    expect(hb).toMatchObject({
+      status: 'error',
+      metrics_count: '5',
+      last_error: 'boom',
+      collection_time_ms: '12.5',
+      version: '3.0.0',
+    });
+    expect(Date.parse(hb.last_seen!)).toBeGreaterThan(Date.now() - 60_000);
+    expect(await world.redis.sismember(world.keys.heartbeatDirty, c.id)).toBe(1);
+    expect(await world.redis.hget(world.keys.configVersions, c.id)).toBe('3');
+    // Nothing written to PostgreSQL by the edge: the writer flushes heartbeats.
+    const { rows } = await world.pool.query('SELECT last_heartbeat FROM collectors WHERE id = $1', [c.id]);
+    expect(rows[0].last_heartbeat).toBeNull();
+  });
+
+  it('heartbeat: answers the admin’s config bump and drains pending commands once', async () => {
+    await world.redis.hset(world.keys.configVersions, c.id, '7');
+    await world.redis.rpush(
+      world.keys.commands(c.id),
+      JSON.stringify({ id: 'cmd-1', action: 'restart' }),
+      JSON.stringify({ id: 'cmd-2', action: 'stop' }),
+    );
+    const first = await heartbeat('');
+    expect(first.json).toEqual({
+      status: 'ok',
+      config_version: 7,
+      commands: [
+        { id: 'cmd-1', action: 'restart' },
+        { id: 'cmd-2', action: 'stop' },
+      ],
+    });
+    expect(Object.keys(await world.redis.hgetall(world.keys.deliveredCommands)).sort()).toEqual(['cmd-1', 'cmd-2']);
+    expect((await heartbeat('{}')).json.commands).toEqual([]);
+    expect((await world.redis.hgetall(world.keys.heartbeat(c.id))).status).toBe('active');
+  });
+
+  it('heartbeat: 400 for a bad body, 401 without a token', async () => {
+    const bad = await heartbeat('{"status":"sleeping"}');
+    expect([bad.status, bad.json.error.code]).toEqual([400, 'VALIDATION_FAILED']);
+    const notJson = await heartbeat('{');
+    expect([notJson.status, notJson.json.error.code]).toEqual([400, 'INVALID_JSON']);
+    const anon = await call(`${url}/api/v1/collectors/${c.id}/heartbeat`, { body: '{}' });
+    expect(anon.status).toBe(401);
+  });
+
+  it('config (JSON): the decrypted target, only to its collector', async () => {
+    const res = await call(`${url}/api/v1/collectors/${c.id}/config`, { token: c.token, method: 'GET' });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('cache-control')).toBe('no-store');
+    expect(res.json).toEqual({
+      config_version: 3,
+      enabled: true,
+      collection_interval: 60,
+      query_limit: 100,
+      target: {
+        type: 'postgresql',
+        host: 'db.internal',
+        port: 5433,
+        database: 'app',
+        username: 'monitor',
+        password: 's3cret "pw"',
+        ssl_mode: 'require',
+      },
+    });
+  });
+
+  it('config (v3 TOML): text/plain, 404 when there is nothing to send', async () => {
+    const res = await call(`${url}/api/v1/config/${c.id}`, { token: c.token, method: 'GET', headers: { accept: 'text/plain' } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
+    expect(res.text).toContain(
+      '[postgres]\nhost = "db.internal"\nport = 5433\nuser = "monitor"\npassword = "s3cret \\"pw\\""\ndatabase = "app"\nsslmode = "require"',
+    );
+    expect(res.text).toContain(`[collector]\nid = "${c.id}"`);
+    expect(res.text).toContain('[backend]\nurl = "https://central.example:8443"');
+    const mysql = await world.collector();
+    await world.pool.query(`UPDATE collectors SET type = 'mysql' WHERE id = $1`, [mysql.id]);
+    const none = await call(`${url}/api/v1/config/${mysql.id}`, { token: mysql.token, method: 'GET' });
+    expect(none.status).toBe(404);
+  });
+
+  it('enrollment: a valid secret creates a pending collector with a working token, once', async () => {
+    const secret = `enroll-${randomUUID()}`;
+    const group = await world.pool.query(`SELECT id FROM collector_groups WHERE name = 'AWS RDS'`);
+    await world.pool.query(
+      `INSERT INTO enrollment_secrets (name, secret_hash, group_id, environment, max_uses) VALUES ('fleet', $1, $2, 'staging', 1)`,
+      [sha256Hex(secret), group.rows[0].id],
+    );
+    const register = (body: unknown, s: string | null = secret) =>
+      call(`${url}/api/v1/collectors/register`, {
+        body: JSON.stringify(body),
+        headers: s === null ? {} : { 'x-registration-secret': s },
+      });
+
+    expect((await register({ name: 'x', hostname: 'h' }, null)).status).toBe(401);
+    expect((await register({ name: 'x', hostname: 'h' }, 'wrong')).status).toBe(401);
+    const bad = await register({ hostname: 'h' });
+    expect([bad.status, bad.json.error.code]).toEqual([400, 'VALIDATION_FAILED']);
+
+    const res = await register({ name: 'pg-prod-7', hostname: 'pg-prod-7.internal', version: '3.0.0' });
+    expect(res.status).toBe(200);
+    expect(res.json).toEqual({
+      collector_id: expect.any(String),
+      token: expect.any(String),
+      expires_at: expect.any(String),
+      certificate: '',
+      private_key: '',
+    });
+    const id = res.json.collector_id as string;
+    const row = (await world.pool.query('SELECT * FROM collectors WHERE id = $1', [id])).rows[0];
+    expect(row).toMatchObject({
+      name: 'pg-prod-7',
+      status: 'pending',
+      environment: 'staging',
+      group_id: group.rows[0].id,
+      agent_hostname: 'pg-prod-7.internal',
+      agent_version: '3.0.0',
+    });
+    const tokens = (await world.pool.query('SELECT token_hash FROM collector_tokens WHERE collector_id = $1', [id])).rows;
+    expect(tokens.map((t) => t.token_hash)).toEqual([hashToken(res.json.token)]);
+    const audit = (await world.pool.query('SELECT action FROM collector_audit_log WHERE collector_id = $1', [id])).rows;
+    expect(audit.map((a) => a.action)).toEqual(['registered']);
+
+    const pushed = await call(`${url}/api/v1/metrics/push`, { token: res.json.token, body: '{"first":true}' });
+    expect(pushed.status).toBe(200);
+    // max_uses 1: used up.
+    expect((await register({ name: 'pg-prod-8', hostname: 'h8' })).status).toBe(401);
+  });
+
+  it('enrollment: an expired secret is refused', async () => {
+    const secret = `old-${randomUUID()}`;
+    await world.pool.query(
+      `INSERT INTO enrollment_secrets (name, secret_hash, expires_at) VALUES ('old', $1, now() - interval '1 minute')`,
+      [sha256Hex(secret)],
+    );
+    const res = await call(`${url}/api/v1/collectors/register`, {
+      body: '{"name":"late","hostname":"h"}',
+      headers: { 'x-registration-secret': secret },
+    });
+    expect([res.status, res.json.error.code]).toEqual([401, 'UNAUTHORIZED']);
+  });
+
+  it('refresh-token: empty chunked body; both tokens work afterwards', async () => {
+    const r = await world.collector();
+    const res = await rawRequest(port, [
+      `POST /api/v1/collectors/refresh-token HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer ${r.token}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+    ]);
+    expect(res.status).toBe(200);
+    const answer = JSON.parse(res.body) as { token: string; expires_at: string };
+    expect(answer.token).not.toBe(r.token);
+    expect(Date.parse(answer.expires_at)).toBeGreaterThan(Date.now() + 300 * 86_400_000);
+    for (const token of [answer.token, r.token])
+      expect((await call(`${url}/api/v1/metrics/push`, { token, body: `{"t":"${token.slice(-8)}"}` })).status).toBe(200);
+    const { rows } = await world.pool.query('SELECT count(*)::int AS n FROM collector_tokens WHERE collector_id = $1', [r.id]);
+    expect(rows[0].n).toBe(2);
+  });
+});

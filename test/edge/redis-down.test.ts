@@ -1,0 +1,70 @@
+import path from 'node:path';
+import { freePort, startRedis, type RedisHandle } from '@pga/local-stack';
+import { describe, expect, it } from 'vitest';
+import { call, EdgeWorld, waitUntil } from './harness';
+import { testEnv, uniquePrefix } from '../helpers';
+
+/**
+ * Redis stopped under load (issue 4 §5): the edge answers 503 + Retry-After within a bounded time,
+ * and every push that got a 200 is in Redis after it comes back (AOF). Uses its own redis-server so
+ * it can be stopped without touching the shared one.
+ */
+describe('Redis stopped mid-test', () => {
+  it('answers 503 quickly and never a 200 for a push that is not in Redis', async () => {
+    const dataDir = path.join(testEnv.dataDir, uniquePrefix('edge-redis'));
+    const port = await freePort();
+    let redis: RedisHandle = await startRedis({ dataDir, port });
+    await using world = await EdgeWorld.create({ redisUrl: redis.url });
+    try {
+      const edge = await world.startEdge({ ENQUEUE_TIMEOUT_MS: '1000', RATE_LIMIT_PER_SECOND: '0' });
+      const c = await world.collector();
+      const accepted: string[] = [];
+      const refused: { status: number; code: string; retryAfter: string | null; ms: number }[] = [];
+      let stop = false;
+      let seq = 0;
+      const worker = async () => {
+        while (!stop) {
+          const started = Date.now();
+          const res = await call(`${edge.url}/api/v1/metrics/push`, { token: c.token, body: `{"seq":${++seq}}` }).catch(
+            () => undefined,
+          );
+          if (!res) continue;
+          if (res.status === 200) accepted.push(res.json.push_id as string);
+          else
+            refused.push({
+              status: res.status,
+              code: res.json?.error?.code,
+              retryAfter: res.headers.get('retry-after'),
+              ms: Date.now() - started,
+            });
+        }
+      };
+      const workers = Array.from({ length: 8 }, worker);
+      await waitUntil(() => accepted.length >= 50, 10_000, '50 accepted pushes');
+      await redis.stop();
+      const stoppedAt = accepted.length;
+      await waitUntil(() => refused.length >= 20, 10_000, '20 refused pushes');
+      expect((await fetch(`${edge.url}/readyz`)).status).toBe(503);
+      stop = true;
+      await Promise.all(workers);
+
+      expect(refused.every((r) => r.status === 503 && r.code === 'UNAVAILABLE' && Number(r.retryAfter) >= 1)).toBe(true);
+      // Bounded: ENQUEUE_TIMEOUT_MS plus slack for a loaded machine, never a hang.
+      expect(Math.max(...refused.map((r) => r.ms))).toBeLessThan(3000);
+      // A handful of pushes may have been confirmed by Redis just before it went away.
+      expect(accepted.length - stoppedAt).toBeLessThan(50);
+
+      redis = await startRedis({ dataDir, port });
+      const stored = new Set((await world.queuedPushes()).map((p) => p.push_id));
+      const missing = accepted.filter((id) => !stored.has(id));
+      expect(missing).toEqual([]);
+
+      // The edge recovers by itself once Redis is back.
+      await waitUntil(async () => (await fetch(`${edge.url}/readyz`)).status === 200, 10_000, 'edge ready again');
+      const after = await call(`${edge.url}/api/v1/metrics/push`, { token: c.token, body: '{"after":true}' });
+      expect(after.status).toBe(200);
+    } finally {
+      await redis.stop().catch(() => undefined);
+    }
+  });
+});
