@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import { scanPushJson } from './scan-push-json';
+
+const scan = (text: string) => scanPushJson(Buffer.from(text));
+const codeOf = (text: string) => {
+  try {
+    scan(text);
+    return 'ok';
+  } catch (err) {
+    return (err as { code: string }).code;
+  }
+};
+
+describe('scanPushJson', () => {
+  it('agrees with JSON.parse on what is valid JSON', () => {
+    const valid = [
+      '{}',
+      ' {"a":[1,-2.5e+3,0,true,false,null,"x\\n\\u00e9\\ud83d\\ude00"]} ',
+      '{"a":{"b":{"c":[]}}}',
+      '{"":""}',
+      '{"n":-0.0E-0}',
+    ];
+    const invalid = [
+      '{',
+      '{"a"}',
+      '{"a":1,}',
+      '{"a":[1,]}',
+      "{'a':1}",
+      '{"a":01}',
+      '{"a":1.}',
+      '{"a":.5}',
+      '{"a":+1}',
+      '{"a":tru}',
+      '{"a":"\t"}',
+      '{"a":"\\x"}',
+      '{"a":1} {}',
+      '{"a":NaN}',
+    ];
+    for (const text of valid) {
+      expect(() => JSON.parse(text)).not.toThrow();
+      expect(codeOf(text)).toBe('ok');
+    }
+    for (const text of invalid) {
+      expect(() => JSON.parse(text)).toThrow();
+      expect({ text, code: codeOf(text) }).toEqual({ text, code: 'INVALID_JSON' });
+    }
+  });
+
+  it('picks out collector_id, push_id and the envelope element count', () => {
+    expect(scan('{"collector_id":"abc","push_id":"p\\u0031","metrics":[{"type":"a"},{"x":[{"type":1}],"type":"b"}]}')).toEqual({
+      collectorId: 'abc',
+      pushId: 'p1',
+      metricsCount: 2,
+    });
+    expect(scan('{"database":"app","queries":[{"type":"x"}]}')).toEqual({});
+    expect(scan('{"nested":{"collector_id":"not-top-level"}}')).toEqual({});
+    expect(scan('{"metrics":{"type":"x"}}').metricsCount).toBeUndefined();
+  });
+
+  it('refuses non-objects and what PostgreSQL jsonb or the writer would choke on', () => {
+    for (const text of [
+      '[]',
+      '"s"',
+      '1',
+      'null',
+      '{"metrics":[1]}',
+      '{"metrics":[{}]}',
+      '{"metrics":[{"type":""}]}',
+      '{"metrics":[{"type":5}]}',
+      '{"collector_id":5}',
+      '{"a":"\\u0000"}',
+      '{"a":"\\udc00"}',
+      '{"a":"\\ud800x"}',
+    ])
+      expect({ text, code: codeOf(text) }).toEqual({ text, code: 'INVALID_PAYLOAD' });
+    expect(codeOf(`{"a":${'['.repeat(300)}${']'.repeat(300)}}`)).toBe('INVALID_PAYLOAD');
+  });
+
+  it('never needs to parse numbers: 64-bit values pass untouched', () => {
+    expect(codeOf('{"queryid":-9223372036854775808,"big":18446744073709551615,"f":1e400}')).toBe('ok');
+  });
+});
