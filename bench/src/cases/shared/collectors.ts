@@ -3,6 +3,10 @@ import { createSecretBox } from '@pga/crypto';
 import { createPool, recordIssuedToken, withTransaction } from '@pga/db';
 import { createCollectorTokens } from '@pga/tokens';
 import type { ScenarioContext } from '../../harness/scenario';
+import { adminClient, adminMissing, registerInput } from './admin-client';
+
+/** Collectors registered through the admin API; beyond these (the admin-api scenario's 10,000) SQL is used. */
+const VIA_ADMIN = 1000;
 
 export interface BenchCollector {
   id: string;
@@ -10,10 +14,11 @@ export interface BenchCollector {
 }
 
 /**
- * Registers `count` collectors and gives each its own real token, minted by @pga/tokens and
- * recorded with @pga/db's recordIssuedToken: the same modules the admin service's register
- * procedure uses (collector_tokens row with hash + jti, token dates on the collector).
- * Created once per bench and shared by the scenarios.
+ * Registers `count` collectors, each with its own real token. The first 1,000 (the push fleet) go
+ * through the admin service's `collectors.register` over HTTP, as an operator would; more (for the
+ * admin-api scenario's 10,000-collector table), or all of them when the admin service is not built,
+ * are inserted in bulk with tokens minted by @pga/tokens and recorded by @pga/db's
+ * recordIssuedToken, the modules that procedure itself uses. Created once per bench and shared.
  */
 export async function benchCollectors(ctx: ScenarioContext, count: number): Promise<BenchCollector[]> {
   const existing = (ctx.shared.get('collectors') as BenchCollector[] | undefined) ?? [];
@@ -27,6 +32,25 @@ export async function benchCollectors(ctx: ScenarioContext, count: number): Prom
   const box = createSecretBox(stack.secrets.ENCRYPTION_KEY);
   const pool = createPool(stack.databaseUrl, { max: 2, applicationName: 'bench-setup' });
   const created = [...existing];
+  if (!adminMissing() && created.length < Math.min(count, VIA_ADMIN)) {
+    const admin = await adminClient(ctx);
+    const want = Math.min(count, VIA_ADMIN);
+    let failed = 0;
+    while (created.length < want) {
+      const batch = Array.from({ length: Math.min(8, want - created.length) }, () => randomUUID());
+      const results = await Promise.all(
+        batch.map((n) =>
+          admin.mutation<{ token: string; collector: { id: string } }>('collectors.register', registerInput(`bench-${n}`)),
+        ),
+      );
+      for (const r of results) {
+        if (r.status === 200 && r.data) created.push({ id: r.data.collector.id, token: r.data.token });
+        else if (++failed > 20) throw new Error(`collectors.register keeps failing (HTTP ${r.status})`);
+      }
+      ctx.progress.update(`${ctx.label}: registered ${created.length}/${want} collectors through the admin API`);
+    }
+    ctx.shared.set('collectors-via', 'admin API (collectors.register)');
+  }
   try {
     while (created.length < count) {
       const batch = Array.from({ length: Math.min(500, count - created.length) }, () => randomUUID());
