@@ -180,6 +180,25 @@ describe('writer: pushes → collector_metrics', () => {
     expect(await where()).toEqual([partition]);
   });
 
+  it('flushes heartbeats on its timer (edge hash + dirty set → collectors.last_heartbeat)', async () => {
+    const collectorId = await insertCollector(h.pool);
+    const seen = new Date().toISOString();
+    await h.redis
+      .multi()
+      .hset(h.keys.heartbeat(collectorId), { last_seen: seen, status: 'active' })
+      .sadd(h.keys.heartbeatDirty, collectorId)
+      .exec();
+    await waitUntil(
+      'heartbeat flushed',
+      async () => {
+        const { rows } = await h.pool.query('SELECT last_heartbeat FROM collectors WHERE id = $1', [collectorId]);
+        return rows[0].last_heartbeat?.toISOString() === seen;
+      },
+      5000,
+    );
+    expect(await h.redis.sismember(h.keys.heartbeatDirty, collectorId)).toBe(0);
+  });
+
   it('publishes status changes on the status channel after commit', async () => {
     const collectorId = await insertCollector(h.pool);
     const sub = h.redis.duplicate();

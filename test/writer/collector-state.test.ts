@@ -1,0 +1,173 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../helpers';
+import { fixture, insertCollector, pushItem, startWriterHarness, waitUntil, type WriterHarness } from './helpers';
+
+describe('writer: collector state from heartbeats, sweeps and uptime', () => {
+  let db: TestDatabase;
+  let h: WriterHarness;
+  const messages: any[] = [];
+  let sub: WriterHarness['redis'];
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    // Timers effectively off: these tests call the flusher and the sweep directly, deterministically
+    // (the timer path is covered in store.test.ts).
+    h = await startWriterHarness(db.url, { WRITER_HEARTBEAT_FLUSH_MS: '60000', WRITER_SWEEP_INTERVAL_MS: '3600000' });
+    sub = h.redis.duplicate();
+    await sub.subscribe(h.keys.statusChannel);
+    sub.on('message', (_c, m) => messages.push(JSON.parse(m)));
+  });
+  afterAll(async () => {
+    await sub?.quit();
+    await h?.close();
+    await db?.drop();
+  });
+
+  const collector = async (id: string) => (await h.pool.query('SELECT * FROM collectors WHERE id = $1', [id])).rows[0];
+  const heartbeat = async (id: string, fields: Record<string, string>) => {
+    await h.redis.multi().hset(h.keys.heartbeat(id), fields).sadd(h.keys.heartbeatDirty, id).exec();
+  };
+
+  it('flushes edge heartbeats from Redis in one batch, keeps history, and publishes the change', async () => {
+    const ids = await Promise.all([insertCollector(h.pool), insertCollector(h.pool), insertCollector(h.pool)]);
+    const seen = new Date(Date.now() - 1000).toISOString();
+    for (const id of ids) {
+      await heartbeat(id, {
+        last_seen: seen,
+        status: 'active',
+        metrics_count: '13',
+        collection_time_ms: '120',
+        version: '3.0.0',
+      });
+    }
+    expect(await h.writer.heartbeats.flushHeartbeats()).toBe(3);
+    expect(await h.redis.scard(h.keys.heartbeatDirty)).toBe(0);
+    for (const id of ids) {
+      const c = await collector(id);
+      expect(c.last_heartbeat.toISOString()).toBe(seen);
+      // pending until the first push (admin issue): a heartbeat alone does not activate.
+      expect(c).toMatchObject({
+        status: 'pending',
+        agent_version: '3.0.0',
+        avg_collection_time_ms: 120,
+        max_collection_time_ms: 120,
+        last_collection_count: 13,
+      });
+    }
+    const history = await h.pool.query('SELECT count(*)::int AS n FROM collector_heartbeats WHERE collector_id = ANY($1)', [ids]);
+    expect(history.rows[0].n).toBe(3);
+    await waitUntil('status messages', async () =>
+      ids.every((id) => messages.some((m) => m.collector_id === id && m.last_heartbeat === seen)),
+    );
+  });
+
+  it('an error heartbeat sets status error with the message; a later good one restores active', async () => {
+    const id = await insertCollector(h.pool);
+    await h.waitForJob(await h.enqueue([pushItem(fixture, id)]), 'completed');
+    expect((await collector(id)).status).toBe('active');
+    await heartbeat(id, {
+      last_seen: new Date().toISOString(),
+      status: 'error',
+      last_error: 'pg_stat_statements missing',
+      collection_time_ms: '400',
+    });
+    await h.writer.heartbeats.flushHeartbeats();
+    expect(await collector(id)).toMatchObject({
+      status: 'error',
+      last_error: 'pg_stat_statements missing',
+      error_count: '1',
+      max_collection_time_ms: 400,
+    });
+    await heartbeat(id, { last_seen: new Date().toISOString(), status: 'active', collection_time_ms: '100' });
+    await h.writer.heartbeats.flushHeartbeats();
+    const c = await collector(id);
+    expect(c.status).toBe('active');
+    expect(c.avg_collection_time_ms).toBe(Math.round(400 * 0.8 + 100 * 0.2));
+    expect(messages.filter((m) => m.collector_id === id).map((m) => m.status)).toEqual(
+      expect.arrayContaining(['active', 'error']),
+    );
+  });
+
+  it('sweeps collectors silent for more than 2 × interval to inactive and publishes it; a push brings them back', async () => {
+    const silent = await insertCollector(h.pool, { interval: 60, status: 'active' });
+    const fresh = await insertCollector(h.pool, { interval: 60, status: 'active' });
+    await h.pool.query(
+      `UPDATE collectors SET last_heartbeat = now() - interval '121 seconds', registered_at = now() - interval '1 hour' WHERE id = $1`,
+      [silent],
+    );
+    await h.pool.query(
+      `UPDATE collectors SET last_heartbeat = now() - interval '100 seconds', registered_at = now() - interval '1 hour' WHERE id = $1`,
+      [fresh],
+    );
+    const result = (await h.writer.maintenance.runNow('sweep')) as { inactive: number };
+    expect(result.inactive).toBe(1);
+    expect((await collector(silent)).status).toBe('inactive');
+    expect((await collector(fresh)).status).toBe('active');
+    await waitUntil('inactive published', async () => messages.some((m) => m.collector_id === silent && m.status === 'inactive'));
+    await h.waitForJob(await h.enqueue([pushItem(fixture, silent)]), 'completed');
+    expect((await collector(silent)).status).toBe('active');
+  });
+
+  it('computes uptime_percentage over the rolling window from heartbeat and push history', async () => {
+    const registered = new Date(Date.now() - 9.5 * 60_000); // 10 one-minute slots so far
+    const id = await insertCollector(h.pool, { interval: 60, registeredAt: registered });
+    // Heartbeats in 4 distinct minutes and a push in a 5th: 5 of 10 slots.
+    for (const agoMin of [1, 2, 3, 4]) {
+      await h.pool.query(
+        `INSERT INTO collector_heartbeats VALUES ($1, date_trunc('minute', now() - make_interval(mins => $2)), 'active')`,
+        [id, agoMin],
+      );
+    }
+    await h.waitForJob(await h.enqueue([pushItem(fixture, id, new Date(Date.now() - 6 * 60_000))]), 'completed');
+    await h.writer.maintenance.runNow('sweep');
+    expect(Number((await collector(id)).uptime_percentage)).toBe(50);
+  });
+
+  it('records command deliveries in PostgreSQL (admin collector_commands.delivered_at) and clears them from Redis', async () => {
+    const id = await insertCollector(h.pool);
+    const { rows } = await h.pool.query(
+      `INSERT INTO collector_commands (collector_id, action) VALUES ($1, 'restart') RETURNING id`,
+      [id],
+    );
+    const cmd = rows[0].id as string;
+    const at = new Date(Date.now() - 5000).toISOString();
+    const unknown = randomUUID();
+    await h.redis.hset(h.keys.deliveredCommands, cmd, at, unknown, at);
+    expect(await h.writer.heartbeats.flushDeliveries()).toBe(2);
+    const c = await h.pool.query('SELECT delivered_at FROM collector_commands WHERE id = $1', [cmd]);
+    expect(c.rows[0].delivered_at.toISOString()).toBe(at);
+    const d = await h.pool.query('SELECT command_id FROM collector_command_deliveries ORDER BY 1');
+    expect(d.rows.map((r) => r.command_id)).toEqual([cmd, unknown].sort());
+    expect(await h.redis.hlen(h.keys.deliveredCommands)).toBe(0);
+  });
+
+  it('puts heartbeats back into the dirty set when PostgreSQL rejects the flush', async () => {
+    const id = await insertCollector(h.pool);
+    await heartbeat(id, { last_seen: new Date().toISOString(), status: 'active' });
+    // Make the flush statement fail: hold a lock it needs, then cancel it while it waits.
+    const client = await h.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(`SET LOCAL lock_timeout = '10s'`);
+      await client.query('LOCK TABLE collector_heartbeats IN ACCESS EXCLUSIVE MODE');
+      const flush = h.writer.heartbeats.flushHeartbeats();
+      // the writer's statement now waits on the lock; cancel it from here
+      await waitUntil('flush waiting', async () => {
+        const r = await h.pool.query(
+          `SELECT pid FROM pg_stat_activity WHERE application_name = 'pga-writer' AND wait_event_type = 'Lock'`,
+        );
+        if (r.rows.length === 0) return false;
+        await h.pool.query('SELECT pg_cancel_backend($1)', [r.rows[0].pid]);
+        return true;
+      });
+      await expect(flush).rejects.toThrow();
+      await client.query('ROLLBACK');
+    } finally {
+      client.release();
+    }
+    expect(await h.redis.sismember(h.keys.heartbeatDirty, id)).toBe(1);
+    await h.writer.heartbeats.flushHeartbeats();
+    expect((await collector(id)).last_heartbeat).not.toBeNull();
+  });
+});
