@@ -1,0 +1,71 @@
+import { z } from 'zod';
+import { authedProcedure } from '../../trpc/init';
+
+export const AuditEntrySchema = z.object({
+  id: z.string(),
+  action: z.string(),
+  entity_type: z.string(),
+  entity_id: z.string().nullable(),
+  collector_id: z.uuid().nullable(),
+  actor_id: z.uuid().nullable(),
+  actor_name: z.string().nullable(),
+  ip_address: z.string().nullable(),
+  user_agent: z.string().nullable(),
+  details: z.unknown().nullable(),
+  old_values: z.record(z.string(), z.unknown()).nullable(),
+  new_values: z.record(z.string(), z.unknown()).nullable(),
+  created_at: z.string(),
+});
+
+export const ListAuditInputSchema = z
+  .object({
+    collector_id: z.uuid().optional(),
+    actor_id: z.uuid().optional(),
+    /** Exact action (`collector.updated`) or a prefix ending in `.` (`collector.`). */
+    action: z.string().trim().min(1).max(50).optional(),
+    entity_type: z.string().trim().min(1).max(50).optional(),
+    from: z.iso.datetime({ offset: true }).optional(),
+    to: z.iso.datetime({ offset: true }).optional(),
+    page: z.number().int().min(1).default(1),
+    page_size: z.number().int().min(1).max(500).default(50),
+  })
+  .default({ page: 1, page_size: 50 });
+
+/** The audit log, newest first, filtered and paginated with a total. */
+export const list = authedProcedure
+  .input(ListAuditInputSchema)
+  .output(
+    z.object({ items: z.array(AuditEntrySchema), total: z.number().int(), page: z.number().int(), page_size: z.number().int() }),
+  )
+  .query(async ({ ctx, input }) => {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const add = (sql: (p: string) => string, value: unknown) => {
+      params.push(value);
+      where.push(sql(`$${params.length}`));
+    };
+    if (input.collector_id) add((p) => `collector_id = ${p}`, input.collector_id);
+    if (input.actor_id) add((p) => `actor_id = ${p}`, input.actor_id);
+    if (input.action?.endsWith('.')) add((p) => `starts_with(action, ${p})`, input.action);
+    else if (input.action) add((p) => `action = ${p}`, input.action);
+    if (input.entity_type) add((p) => `entity_type = ${p}`, input.entity_type);
+    if (input.from) add((p) => `created_at >= ${p}`, input.from);
+    if (input.to) add((p) => `created_at < ${p}`, input.to);
+    const filter = where.length ? `WHERE ${where.join(' AND ')}` : '';
+    const [{ rows }, count] = await Promise.all([
+      ctx.deps.pool.query(
+        `SELECT id::text, action, entity_type, entity_id, collector_id, actor_id, actor_name, host(ip_address) AS ip_address, user_agent,
+                details, old_values, new_values, created_at
+           FROM collector_audit_log ${filter}
+          ORDER BY created_at DESC, id DESC LIMIT $${params.length + 1} OFFSET $${params.length + 2}`,
+        [...params, input.page_size, (input.page - 1) * input.page_size],
+      ),
+      ctx.deps.pool.query(`SELECT count(*)::int AS n FROM collector_audit_log ${filter}`, params),
+    ]);
+    return {
+      items: rows.map((r) => ({ ...r, created_at: r.created_at.toISOString() })),
+      total: count.rows[0].n,
+      page: input.page,
+      page_size: input.page_size,
+    };
+  });
