@@ -30,6 +30,7 @@ export const ENROLLMENT_SELECT = `SELECT s.id, s.name, s.group_id, g.name AS gro
 
 const iso = (v: unknown) => (v instanceof Date ? v.toISOString() : null);
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a pg row, checked by EnrollmentSecretSchema.parse
 export function toEnrollmentSecret(r: Record<string, any>): EnrollmentSecret {
   return EnrollmentSecretSchema.parse({
     id: r.id,
