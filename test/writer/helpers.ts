@@ -70,7 +70,7 @@ export interface WriterHarness extends AsyncDisposable {
 
 /** An in-process writer on the test database with its own Redis prefix, plus a producer queue. */
 export async function startWriterHarness(dbUrl: string, extra: Record<string, string> = {}): Promise<WriterHarness> {
-  const prefix = uniquePrefix('writer');
+  const prefix = extra.REDIS_KEY_PREFIX ?? uniquePrefix('writer');
   const env = await writerEnv(dbUrl, prefix, extra);
   const config = readWriterConfig(env);
   const writer = createWriter({ config, logger: createLogger({ name: 'writer-test', level: env.LOG_LEVEL, pretty: false }) });
