@@ -1,9 +1,10 @@
 import type { Scenario } from '../harness/scenario';
 import { adminApi } from './admin-api/admin-api';
+import { collector } from './collector/collector';
 import { connections } from './connections/connections';
 import { copyLimit } from './copy-limit/copy-limit';
 import { designBaseline } from './design-baseline/design-baseline';
 import { ingestE2e } from './ingest-e2e/ingest-e2e';
 
 /** Every scenario, in the order the suite runs them. */
-export const SCENARIOS: Scenario[] = [copyLimit, designBaseline, ingestE2e, connections, adminApi];
+export const SCENARIOS: Scenario[] = [copyLimit, designBaseline, ingestE2e, connections, adminApi, collector];
