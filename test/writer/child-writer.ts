@@ -8,6 +8,8 @@ export interface ChildWriter extends AsyncDisposable {
   waitForLog(text: string, timeoutMs?: number): Promise<Record<string, unknown>>;
   output(): string;
   kill(signal: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves when the process exits by itself. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 /**
@@ -52,6 +54,7 @@ export function spawnWriter(env: Record<string, string>): ChildWriter {
     child,
     output: () => out,
     kill,
+    exited,
     waitForLog(text, timeoutMs = 30_000) {
       return new Promise((resolve, reject) => {
         const check = () => {

@@ -1,0 +1,180 @@
+import { spawn } from 'node:child_process';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PushJob } from '@pga/contracts';
+import { createPool } from '@pga/db';
+import { createLogger } from '@pga/logger';
+import { findExecutable, freePort, waitFor } from '@pga/local-stack';
+import { redisKeys } from '@pga/redis-keys';
+import { createWriter, readWriterConfig } from '@pga/writer';
+import { createTestDatabase, testEnv, uniquePrefix, type TestDatabase } from '../helpers';
+import { spawnWriter } from './child-writer';
+import { fixture, pushItem, startWriterHarness, waitUntil, writerEnv } from './helpers';
+
+describe('writer: operations', () => {
+  let db: TestDatabase;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  it('answers /healthz, /readyz and /metrics with rows, bytes, batch and COPY histograms, lag, retries and dead letters', async () => {
+    await using h = await startWriterHarness(db.url);
+    expect(await (await fetch(`${h.url}/healthz`)).json()).toEqual({ status: 'ok' });
+    const ready = await fetch(`${h.url}/readyz`);
+    expect(ready.status).toBe(200);
+    await h.waitForJob(await h.enqueue([pushItem(fixture)]), 'completed');
+    await h.writer.pushWorker.refreshGauges();
+    const text = await (await fetch(`${h.url}/metrics`)).text();
+    for (const name of [
+      'writer_rows_written_total 13',
+      'writer_bytes_written_total ',
+      'writer_batch_rows_bucket',
+      'writer_copy_duration_seconds_bucket',
+      'writer_queue_lag_seconds ',
+      'writer_retries_total 0',
+      'writer_dead_letters_total 0',
+      'writer_queue_dead_letter_jobs 0',
+    ]) {
+      expect(text, name).toContain(name);
+    }
+    expect((await fetch(`${h.url}/nope`)).status).toBe(404);
+  });
+
+  it('reports queue lag of the oldest waiting push while no writer consumes', async () => {
+    const prefix = uniquePrefix('lag');
+    const keys = redisKeys(prefix);
+    // A writer that is built but not started: it consumes nothing, its gauges still read the queue.
+    const writer = createWriter({
+      config: readWriterConfig(await writerEnv(db.url, prefix)),
+      logger: createLogger({ name: 't', level: 'silent' }),
+    });
+    const redis = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: null });
+    const queue = new Queue<PushJob>(keys.pushQueue, { connection: redis, prefix: keys.bullPrefix });
+    try {
+      await queue.add('push', { v: 1, pushes: [pushItem(fixture)] });
+      await new Promise((r) => setTimeout(r, 1100));
+      await writer.pushWorker.refreshGauges();
+      const text = await writer.metrics.registry.metrics();
+      expect(Number(/^writer_queue_lag_seconds (\S+)/m.exec(text)?.[1])).toBeGreaterThanOrEqual(1);
+      expect(text).toMatch(/^writer_queue_waiting_jobs 1$/m);
+    } finally {
+      await queue.obliterate({ force: true });
+      await queue.close();
+      await redis.quit();
+      await writer.pushWorker.close();
+      await writer.maintenance.close();
+      await writer.redis.quit();
+      await writer.pool.end();
+    }
+  });
+
+  it('retries a batch on a transient PostgreSQL error (by SQLSTATE) and then stores it', async () => {
+    await using h = await startWriterHarness(db.url);
+    const blocker = await h.pool.connect();
+    try {
+      // Terminate the writer's backend while its COPY waits on a lock: 57P01 admin_shutdown (transient).
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE ingest_ledger IN ACCESS EXCLUSIVE MODE');
+      const jobId = await h.enqueue([pushItem(fixture)], { attempts: 1 });
+      await waitUntil('writer waiting on the lock', async () => {
+        const r = await h.pool.query(
+          `SELECT pid FROM pg_stat_activity WHERE application_name = 'pga-writer' AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO ingest_ledger%'`,
+        );
+        if (r.rows.length === 0) return false;
+        await h.pool.query('SELECT pg_terminate_backend($1)', [r.rows[0].pid]);
+        return true;
+      });
+      await blocker.query('ROLLBACK');
+      await h.waitForJob(jobId, 'completed');
+      const text = await (await fetch(`${h.url}/metrics`)).text();
+      expect(Number(/^writer_retries_total (\S+)/m.exec(text)?.[1])).toBeGreaterThanOrEqual(1);
+    } finally {
+      blocker.release();
+    }
+  });
+
+  it('on SIGTERM finishes the batch in flight (commits and acknowledges it) before exiting 0', async () => {
+    const prefix = uniquePrefix('sigterm');
+    const keys = redisKeys(prefix);
+    const redis = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: null });
+    const queue = new Queue<PushJob>(keys.pushQueue, { connection: redis, prefix: keys.bullPrefix });
+    const pool = createPool(db.url, { max: 1 });
+    try {
+      const items = Array.from({ length: 4 }, () => pushItem(fixture));
+      const job = await queue.add('push', { v: 1, pushes: items }, { removeOnComplete: false });
+      const w = spawnWriter(await writerEnv(db.url, prefix, { LOG_LEVEL: 'info', WRITER_TEST_PAUSE_MID_COPY_MS: '1500' }));
+      await w.waitForLog('test hook: pausing mid-COPY');
+      const exit = await w.kill('SIGTERM');
+      expect(exit.code, w.output()).toBe(0);
+      expect(await queue.getJobState(job.id!)).toBe('completed');
+      const { rows } = await pool.query(
+        'SELECT count(DISTINCT push_id)::int AS n FROM collector_metrics WHERE push_id = ANY($1)',
+        [items.map((i) => i.push_id)],
+      );
+      expect(rows[0].n).toBe(4);
+      expect(w.output()).toContain('writer draining');
+    } finally {
+      await queue.close();
+      await redis.quit();
+      await pool.end();
+    }
+  });
+
+  it('refuses to start when Redis may evict keys, and warns when AOF is off', async () => {
+    const bin = findExecutable('redis-server');
+    expect(bin).toBeTruthy();
+    const port = await freePort();
+    const server = spawn(
+      bin!,
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--maxmemory-policy',
+        'allkeys-lru',
+        '--dir',
+        testEnv.dataDir,
+      ],
+      { stdio: 'ignore' },
+    );
+    try {
+      await waitFor('evicting redis', async () => {
+        const r = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+        r.on('error', () => undefined);
+        try {
+          await r.connect();
+          return (await r.ping()) === 'PONG';
+        } catch {
+          return false;
+        } finally {
+          r.disconnect();
+        }
+      });
+      const env = {
+        ...(await writerEnv(db.url, uniquePrefix('evict'))),
+        REDIS_URL: `redis://127.0.0.1:${port}`,
+        LOG_LEVEL: 'info',
+      };
+      const refused = spawnWriter(env);
+      expect((await refused.exited).code).toBe(1);
+      expect(refused.output()).toContain('maxmemory-policy is allkeys-lru');
+
+      const allowed = spawnWriter({ ...env, WRITER_REQUIRE_NOEVICTION: 'false' });
+      await allowed.waitForLog('writer started');
+      expect(allowed.output()).toContain('Redis appendonly is off');
+      expect((await allowed.kill('SIGTERM')).code).toBe(0);
+    } finally {
+      server.kill('SIGTERM');
+    }
+  });
+});
