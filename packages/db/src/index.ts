@@ -5,3 +5,4 @@ export { isTransientPgError, isUniqueViolation, pgErrorCode, pgConstraint } from
 export { withTransaction } from './transaction';
 export { MIGRATIONS_DIR, migrateDatabase } from './migrations-dir';
 export { recordIssuedToken, revokeCollectorTokens, type IssuedTokenRecord } from './collector-tokens';
+export { recordIssuedTokens } from './collector-tokens-bulk';

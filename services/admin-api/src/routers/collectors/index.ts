@@ -10,6 +10,7 @@ import { disable } from './disable';
 import { enable } from './enable';
 import { sendCommand } from './send-command';
 import { testConnection } from './test-connection';
+import { bulkImport } from './bulk-import';
 
 export const collectorsRouter = router({
   register,
@@ -23,4 +24,5 @@ export const collectorsRouter = router({
   enable,
   sendCommand,
   testConnection,
+  bulkImport,
 });
