@@ -168,17 +168,20 @@ export function rawRequest(port: number, parts: (string | Buffer | ((r: RawSessi
       () => (socket.destroy(), reject(new Error(`no complete answer: ${data.toString('latin1').slice(0, 500)}`))),
       15_000,
     );
+    let partsDone: Promise<void> = Promise.resolve();
     const tryParse = (closed: boolean) => {
       const parsed = parseResponse(data, closed);
       if (parsed && !result) {
         result = parsed;
-        // Give the server a moment to close (or not) before reporting.
-        setTimeout(() => {
-          clearTimeout(timer);
-          result!.closed = socket.readableEnded || socket.destroyed;
-          socket.destroy();
-          resolve(result!);
-        }, 100);
+        // Let the remaining parts run, then give the server a moment to close (or not).
+        void partsDone.then(() =>
+          setTimeout(() => {
+            clearTimeout(timer);
+            result!.closed = socket.readableEnded || socket.destroyed;
+            socket.destroy();
+            resolve(result!);
+          }, 100),
+        );
       }
     };
     socket.on('data', (chunk) => {
@@ -187,17 +190,19 @@ export function rawRequest(port: number, parts: (string | Buffer | ((r: RawSessi
     });
     socket.on('end', () => tryParse(true));
     socket.on('error', () => tryParse(true));
-    socket.once('connect', async () => {
-      try {
-        for (const part of parts) {
-          if (typeof part === 'function') await part(session);
-          else if (!socket.destroyed && socket.writable) socket.write(part);
+    socket.once('connect', () => {
+      partsDone = (async () => {
+        try {
+          for (const part of parts) {
+            if (typeof part === 'function') await part(session);
+            else if (!socket.destroyed && socket.writable) socket.write(part);
+          }
+        } catch (err) {
+          clearTimeout(timer);
+          socket.destroy();
+          reject(err instanceof Error ? err : new Error(String(err)));
         }
-      } catch (err) {
-        clearTimeout(timer);
-        socket.destroy();
-        reject(err instanceof Error ? err : new Error(String(err)));
-      }
+      })();
     });
   });
 }

@@ -39,6 +39,8 @@ export function readBody(res: HttpResponse, maxBytes: number, budget: InflightBu
   let abort = () => {};
   const body = new Promise<Buffer>((resolve, reject) => {
     abort = () => {
+      // Called after every request (finish): only an unfinished body needs an error (and its stack).
+      if (complete || failed) return;
       failed = true;
       reject(new AppError('INVALID_PAYLOAD', 'request aborted'));
     };

@@ -4,6 +4,7 @@ import type { Logger } from '@pga/logger';
 import { AppError, type PushItem, type PushJob } from '@pga/contracts';
 import type { RedisKeys } from '@pga/redis-keys';
 import type { EdgeMetrics } from '../ops/edge-metrics';
+import { idempotencyScripts, type IdempotencyScripts } from './idempotency-scripts';
 
 export interface PushOutcome {
   pushId: string;
@@ -46,7 +47,7 @@ const unavailable = (message: string) => new AppError('UNAVAILABLE', message, { 
  * Redis or wholly refused: nothing is acknowledged that Redis did not confirm.
  *
  * Idempotency markers (`keys.idempotency`) go through two states: `p:<push_id>:<records>` (pending,
- * short TTL) set with `SET NX GET` before the job is added, then `d:<push_id>:<records>` (done, 24 h)
+ * short TTL) set if absent (one script call per batch) before the job is added, then `d:<push_id>:<records>` (done, 24 h)
  * once Redis confirmed the job. A replay that finds `d:` answers duplicate; one that finds `p:` is in
  * flight (or its edge died mid-way) and gets 503 + Retry-After until the marker resolves or expires.
  * If the add fails the markers are deleted, so a retry is stored; if even that fails, the push ids
@@ -58,12 +59,14 @@ export class PushPacker {
   private timer: NodeJS.Timeout | undefined;
   private readonly inFlight = new Set<Promise<void>>();
   private readonly pendingTtl: number;
+  private readonly scripts: IdempotencyScripts;
 
   constructor(
     private readonly deps: { redis: Redis; queue: Queue; keys: RedisKeys; metrics: EdgeMetrics; logger: Logger },
     private readonly settings: PackerSettings,
   ) {
     this.pendingTtl = Math.max(30, Math.ceil((settings.enqueueTimeoutMs * 3) / 1000));
+    this.scripts = idempotencyScripts(deps.redis);
   }
 
   submit(item: PushItem, idempotencyKey: string, records: number): Promise<PushOutcome> {
@@ -106,21 +109,25 @@ export class PushPacker {
 
   private async send(batch: Pending[]): Promise<void> {
     const { redis, queue, metrics } = this.deps;
-    const markers = redis.pipeline();
-    for (const p of batch) markers.call('SET', p.idemKey, `p:${p.item.push_id}:${p.records}`, 'EX', this.pendingTtl, 'NX', 'GET');
-    let results: [Error | null, unknown][] | null;
+    let previous: string[];
     try {
-      results = await withTimeout(markers.exec(), this.settings.enqueueTimeoutMs);
+      previous = await withTimeout(
+        this.scripts.claim(
+          batch.map((p) => p.idemKey),
+          batch.map((p) => `p:${p.item.push_id}:${p.records}`),
+          this.pendingTtl,
+        ),
+        this.settings.enqueueTimeoutMs,
+      );
     } catch {
       for (const p of batch) p.reject(unavailable('queue unavailable'));
       return;
     }
     const fresh: Pending[] = [];
     batch.forEach((p, i) => {
-      const [err, previous] = results?.[i] ?? [new Error('no reply'), null];
-      if (err) return p.reject(unavailable('queue unavailable'));
-      if (previous === null) return fresh.push(p);
-      const [state, pushId, records] = String(previous).split(':');
+      const prev = previous[i];
+      if (prev === '') return fresh.push(p);
+      const [state, pushId, records] = String(prev).split(':');
       if (state === 'd' && pushId) {
         metrics.pushes.inc({ outcome: 'duplicate' });
         return p.resolve({ pushId, records: Number(records) || 0, duplicate: true });
@@ -155,9 +162,13 @@ export class PushPacker {
 
   /** Sent before the 200s go out, on the same connection: a replay right after its 200 sees `d:`. */
   private markDone(batch: Pending[]): void {
-    const pipe = this.deps.redis.pipeline();
-    for (const p of batch) pipe.set(p.idemKey, `d:${p.item.push_id}:${p.records}`, 'EX', this.settings.idempotencyTtlSeconds);
-    pipe.exec().catch((err: unknown) => this.deps.logger.warn({ err: errMessage(err) }, 'idempotency markers not updated'));
+    this.scripts
+      .settle(
+        batch.map((p) => p.idemKey),
+        batch.map((p) => `d:${p.item.push_id}:${p.records}`),
+        this.settings.idempotencyTtlSeconds,
+      )
+      .catch((err: unknown) => this.deps.logger.warn({ err: errMessage(err) }, 'idempotency markers not updated'));
   }
 }
 
