@@ -6,6 +6,8 @@ import { groupsRouter } from './groups';
 import { enrollmentRouter } from './enrollment';
 import { dashboardsRouter } from './dashboards';
 import { auditRouter } from './audit';
+import { liveRouter } from './live';
+import { deadLettersRouter } from './dead-letters';
 
 /** The whole API: routers are nouns, procedures verbs (STYLE.md). */
 export const appRouter = router({
@@ -16,6 +18,8 @@ export const appRouter = router({
   enrollment: enrollmentRouter,
   dashboards: dashboardsRouter,
   audit: auditRouter,
+  live: liveRouter,
+  deadLetters: deadLettersRouter,
 });
 
 export type AppRouter = typeof appRouter;

@@ -1,0 +1,67 @@
+import { describe, expect, it, beforeAll, afterAll } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { Queue, Worker, UnrecoverableError } from 'bullmq';
+import { createHarness, type Harness } from './harness';
+import { expectRejected } from './fixtures';
+
+describe('deadLetters', () => {
+  let h: Harness;
+  let queue: Queue;
+  beforeAll(async () => {
+    h = await createHarness();
+    const { keys } = h.service.deps;
+    const connection = { url: process.env.PGA_TEST_REDIS_URL!, maxRetriesPerRequest: null };
+    queue = new Queue(keys.pushQueue, { connection, prefix: keys.bullPrefix });
+    const push = (body: string) => ({
+      push_id: randomUUID(),
+      collector_id: randomUUID(),
+      received_at: new Date().toISOString(),
+      checksum: 'a'.repeat(64),
+      body,
+    });
+    await queue.add('push', { v: 1, pushes: [push('{"poison":'), push('{"ok":1}')] });
+    await queue.add('push', { v: 1, pushes: [push('{}')] });
+    // stands in for the writer: fails every job as poison, then stops
+    const worker = new Worker(
+      keys.pushQueue,
+      async () => {
+        throw new UnrecoverableError('invalid JSON in push');
+      },
+      { connection, prefix: keys.bullPrefix },
+    );
+    for (let i = 0; i < 200 && (await queue.getFailedCount()) < 2; i++) await new Promise((r) => setTimeout(r, 50));
+    await worker.close();
+  });
+  afterAll(async () => {
+    await queue?.obliterate({ force: true }).catch(() => undefined);
+    await queue?.close();
+    await h?.[Symbol.asyncDispose]();
+  });
+
+  it('lists failed push jobs without their bodies and retries one or all, audited', async () => {
+    const listed = await h.caller(h.viewer).deadLetters.list();
+    expect(listed.total).toBe(2);
+    const big = listed.items.find((i) => i.pushes === 2)!;
+    expect(big).toMatchObject({
+      failed_reason: 'invalid JSON in push',
+      pushes: 2,
+      bytes: '{"poison":'.length + '{"ok":1}'.length,
+    });
+    expect(JSON.stringify(listed)).not.toContain('poison');
+    await expectRejected(h.caller(h.viewer).deadLetters.retry({ job_id: big.id }), 'FORBIDDEN');
+    await expectRejected(h.caller(h.admin).deadLetters.retry({ job_id: 'nope' }), 'NOT_FOUND');
+    expect(await h.caller(h.admin).deadLetters.retry({ job_id: big.id })).toEqual({ retried: 1 });
+    expect(await queue.getFailedCount()).toBe(1);
+    expect(await queue.getWaitingCount()).toBe(1);
+    expect(await h.caller(h.admin).deadLetters.retry({ all: true })).toEqual({ retried: 1 });
+    expect(await queue.getFailedCount()).toBe(0);
+    expect(await queue.getWaitingCount()).toBe(2);
+    const { rows } = await h.service.deps.pool.query(
+      "SELECT entity_id, details FROM collector_audit_log WHERE action = 'dead_letter.retried' ORDER BY id",
+    );
+    expect(rows).toEqual([
+      { entity_id: big.id, details: { retried: 1, all: false } },
+      { entity_id: null, details: { retried: 1, all: true } },
+    ]);
+  });
+});
