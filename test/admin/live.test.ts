@@ -1,6 +1,6 @@
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { Redis } from 'ioredis';
-import { ADMIN_PASSWORD, createHarness, httpLogin, type Harness } from './harness';
+import { VIEWER_PASSWORD, createHarness, httpLogin, type Harness } from './harness';
 
 const A = '11111111-1111-4111-8111-111111111111';
 const B = '22222222-2222-4222-8222-222222222222';
@@ -64,7 +64,7 @@ describe('live.collectorStatus', () => {
     expect(anonText).toContain('UNAUTHORIZED');
     expect(anonText).not.toMatch(/^data: \{"collector_id"/m);
 
-    const cookie = await httpLogin(h.url, 'victor', 'viewer password 123');
+    const cookie = await httpLogin(h.url, 'victor', VIEWER_PASSWORD);
     const controller = new AbortController();
     const res = await fetch(
       `${h.url}/trpc/live.collectorStatus?input=${encodeURIComponent(JSON.stringify({ collector_ids: [B] }))}`,
