@@ -1,0 +1,70 @@
+import { gzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EdgeWorld } from '../edge/harness';
+import { fixture, startWriterHarness, waitUntil, type WriterHarness } from './helpers';
+
+/** The real pipeline: HTTP push to the ingest edge → BullMQ in Redis → this writer → PostgreSQL. */
+describe('edge → Redis → writer → PostgreSQL', () => {
+  let world: EdgeWorld;
+  let edgeUrl: string;
+  let h: WriterHarness;
+
+  beforeAll(async () => {
+    world = await EdgeWorld.create();
+    edgeUrl = (await world.startEdge()).url;
+    h = await startWriterHarness(world.db.url, { REDIS_KEY_PREFIX: world.prefix, WRITER_HEARTBEAT_FLUSH_MS: '100' });
+  });
+  afterAll(async () => {
+    await h?.close();
+    await world?.[Symbol.asyncDispose]();
+  });
+
+  it('stores an acknowledged v3 push (plain and gzip) exactly as sent, and a heartbeat reaches the collector row', async () => {
+    const c = await world.collector();
+    const body = fixture.replace('11111111-2222-4333-8444-555555555555', c.id);
+    const headers = { authorization: `Bearer ${c.token}`, 'content-type': 'application/json' };
+    const plain = await fetch(`${edgeUrl}/api/v1/metrics/push`, { method: 'POST', headers, body });
+    expect(plain.status).toBe(200);
+    const gz = await fetch(`${edgeUrl}/api/v1/metrics/push`, {
+      method: 'POST',
+      headers: { ...headers, 'content-encoding': 'gzip', 'idempotency-key': 'second' },
+      body: gzipSync(Buffer.from(body)),
+    });
+    expect(gz.status).toBe(200);
+    const ids = [((await plain.json()) as { push_id: string }).push_id, ((await gz.json()) as { push_id: string }).push_id];
+    const elements = (JSON.parse(body) as { metrics: unknown[] }).metrics.length;
+
+    await waitUntil('both pushes committed', async () => {
+      const { rows } = await h.pool.query('SELECT count(*)::int AS n FROM collector_metrics WHERE collector_id = $1', [c.id]);
+      return rows[0].n === 2 * elements;
+    });
+    const { rows } = await h.pool.query(
+      `SELECT push_id, metric_data->'queries'->0->>'hash' AS hash FROM collector_metrics
+        WHERE collector_id = $1 AND metric_type = 'pg_query_stats' AND database_name = 'postgres' ORDER BY push_id`,
+      [c.id],
+    );
+    expect(rows.map((r) => r.push_id).sort()).toEqual([...ids].sort());
+    expect(rows.every((r) => r.hash === '-5266580654608644134')).toBe(true);
+
+    const hb = await fetch(`${edgeUrl}/api/v1/collectors/${c.id}/heartbeat`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ status: 'active', collection_time_ms: 250, metrics_count: elements, version: '3.0.0' }),
+    });
+    expect(hb.status).toBe(200);
+    await waitUntil('heartbeat flushed', async () => {
+      const r = await h.pool.query('SELECT last_heartbeat, agent_version FROM collectors WHERE id = $1', [c.id]);
+      return r.rows[0].last_heartbeat !== null && r.rows[0].agent_version === '3.0.0';
+    });
+    const state = await h.pool.query(
+      'SELECT status, success_count, metrics_collected, avg_collection_time_ms FROM collectors WHERE id = $1',
+      [c.id],
+    );
+    expect(state.rows[0]).toEqual({
+      status: 'active',
+      success_count: '2',
+      metrics_collected: String(2 * elements),
+      avg_collection_time_ms: 250,
+    });
+  });
+});
