@@ -2,7 +2,7 @@
  * `npm run bench`: starts an isolated PostgreSQL + Redis + the services, runs every scenario
  * `--runs` times (default 3), and writes bench/results/<timestamp>.{json,md,html}. See bench/README.md.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { SCENARIOS } from './cases/index';
@@ -79,6 +79,15 @@ try {
   }
 } finally {
   clearInterval(tickSampler);
+  if (results.some((r) => r.status === 'failed')) {
+    // Keep the service logs of a failed bench (the temporary folder is removed with the stack).
+    const logDir = path.join(options.outDir, `${startedAt.toISOString().replace(/[:.]/g, '-')}-logs`);
+    mkdirSync(logDir, { recursive: true });
+    for (const f of readdirSync(stack.workDir).filter((n) => n.endsWith('.log')))
+      copyFileSync(path.join(stack.workDir, f), path.join(logDir, f));
+    copyFileSync(stack.pg.logFile, path.join(logDir, 'postgres.log'));
+    progress.log(`service logs kept in ${logDir}`);
+  }
   progress.update('stopping the stack');
   await stack.stop().catch((err: unknown) => progress.log(`stopping the stack: ${String(err)}`));
 }
@@ -111,6 +120,10 @@ writeFileSync(`${base}.md`, markdown);
 writeFileSync(`${base}.html`, renderHtml(result));
 console.log(`\n${markdown}`);
 console.log(`results: ${base}.json  ${base}.md  ${base}.html`);
+const budget = options.full ? undefined : 300;
+console.log(
+  `suite took ${seconds.toFixed(0)} s${budget ? ` (quick-suite budget ${budget} s${seconds > budget ? ': OVER BUDGET on this machine' : ''})` : ''}`,
+);
 
 let code = results.some((r) => r.status === 'failed') ? 1 : 0;
 if (previous) {

@@ -1,5 +1,6 @@
 import type { Scenario } from '../harness/scenario';
 import { adminApi } from './admin-api/admin-api';
+import { bulkImport } from './bulk-import/bulk-import';
 import { collector } from './collector/collector';
 import { connections } from './connections/connections';
 import { copyLimit } from './copy-limit/copy-limit';
@@ -7,4 +8,4 @@ import { designBaseline } from './design-baseline/design-baseline';
 import { ingestE2e } from './ingest-e2e/ingest-e2e';
 
 /** Every scenario, in the order the suite runs them. */
-export const SCENARIOS: Scenario[] = [copyLimit, designBaseline, ingestE2e, connections, adminApi, collector];
+export const SCENARIOS: Scenario[] = [copyLimit, designBaseline, ingestE2e, connections, adminApi, bulkImport, collector];

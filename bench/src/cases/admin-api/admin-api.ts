@@ -72,7 +72,7 @@ export const adminApi: Scenario = {
     const start = performance.now();
     const recorders = new Map(OPS.map((op) => [op.key, new LatencyRecorder(start)]));
     const missing = new Set<string>();
-    const durationMs = ctx.mode === 'full' ? 30_000 : 5_000;
+    const durationMs = ctx.mode === 'full' ? 30_000 : 3_000;
     const meter = startGeneratorMeter();
     let calls = 0;
     let seq = 0;

@@ -81,7 +81,7 @@ export const collector: Scenario = {
   async run(ctx) {
     const { openTargetConnection, createSnapshotCollector, stringifyJson, COLLECTOR_APPLICATION_NAME } =
       await import('@pga/collector');
-    const seconds = ctx.mode === 'full' ? 30 : 5;
+    const seconds = ctx.mode === 'full' ? 30 : 3;
     ctx.progress.update(`${ctx.label}: pgbench alone ${seconds} s`);
     const tpsAlone = await pgbench(ctx, seconds);
 

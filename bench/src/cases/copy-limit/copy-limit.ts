@@ -115,7 +115,7 @@ export const copyLimit: Scenario = {
     { key: 'best_pushes_per_s', label: 'best of both: pushes/s', unit: 'push/s', better: 'higher' },
   ],
   async run(ctx) {
-    const durationMs = ctx.mode === 'full' ? 10_000 : 3_000;
+    const durationMs = ctx.mode === 'full' ? 10_000 : 2_000;
     const bodies = bodyPool2k().map(prepare);
     const collectors = Array.from({ length: 1000 }, () => randomUUID());
     const one = await measure(ctx, 1, durationMs, bodies, collectors);

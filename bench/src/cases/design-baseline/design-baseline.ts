@@ -44,9 +44,9 @@ export const designBaseline: Scenario = {
       ctx,
       target: { host: '127.0.0.1', port: service.port, collectors, bodies, acks },
       closedConcurrency: ctx.mode === 'full' ? 512 : 256,
-      closedMs: ctx.mode === 'full' ? 15_000 : 4_000,
+      closedMs: ctx.mode === 'full' ? 15_000 : 3_000,
       fractions: ctx.mode === 'full' ? FULL_FRACTIONS : QUICK_FRACTIONS,
-      stepMs: ctx.mode === 'full' ? 10_000 : 3_000,
+      stepMs: ctx.mode === 'full' ? 10_000 : 2_000,
       openConnections: collectors.length,
       afterPhase: async (phase) => {
         if (phase.name === 'closed-loop') components = cpu.stop();

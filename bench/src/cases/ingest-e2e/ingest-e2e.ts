@@ -115,9 +115,9 @@ export const ingestE2e: Scenario = {
       ctx,
       target,
       closedConcurrency: ctx.mode === 'full' ? 512 : 256,
-      closedMs: ctx.mode === 'full' ? 15_000 : 5_000,
+      closedMs: ctx.mode === 'full' ? 15_000 : 3_000,
       fractions,
-      stepMs: ctx.mode === 'full' ? 10_000 : 3_000,
+      stepMs: ctx.mode === 'full' ? 10_000 : 2_000,
       openConnections: collectors.length,
       afterPhase: async (phase) => {
         if (phase.name === 'closed-loop') {
@@ -155,7 +155,7 @@ export const ingestE2e: Scenario = {
       connections: conns,
       make: req.make,
       accept: req.accept,
-      durationMs: ctx.mode === 'full' ? 10_000 : 3_000,
+      durationMs: ctx.mode === 'full' ? 10_000 : 2_000,
       onTick: (s) =>
         ctx.progress.update(`${ctx.label}: 64 KB closed loop ×32 ${(s.elapsedMs / 1000).toFixed(0)} s, ${s.ok} acked`),
     });

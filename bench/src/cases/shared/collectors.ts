@@ -1,8 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { createSecretBox } from '@pga/crypto';
 import { createPool, recordIssuedToken, withTransaction } from '@pga/db';
 import { createCollectorTokens } from '@pga/tokens';
 import type { ScenarioContext } from '../../harness/scenario';
+import { REPO_ROOT } from '../../harness/stack';
 import { adminClient, adminMissing, registerInput } from './admin-client';
 
 /** Collectors registered through the admin API; beyond these (the admin-api scenario's 10,000) SQL is used. */
@@ -15,7 +18,8 @@ export interface BenchCollector {
 
 /**
  * Registers `count` collectors, each with its own real token. The first 1,000 (the push fleet) go
- * through the admin service's `collectors.register` over HTTP, as an operator would; more (for the
+ * through the admin service over HTTP, as an operator would (`collectors.bulkImport`, or
+ * `collectors.register` one by one where bulk import is not built); more (for the
  * admin-api scenario's 10,000-collector table), or all of them when the admin service is not built,
  * are inserted in bulk with tokens minted by @pga/tokens and recorded by @pga/db's
  * recordIssuedToken, the modules that procedure itself uses. Created once per bench and shared.
@@ -35,21 +39,38 @@ export async function benchCollectors(ctx: ScenarioContext, count: number): Prom
   if (!adminMissing() && created.length < Math.min(count, VIA_ADMIN)) {
     const admin = await adminClient(ctx);
     const want = Math.min(count, VIA_ADMIN);
-    let failed = 0;
-    while (created.length < want) {
-      const batch = Array.from({ length: Math.min(8, want - created.length) }, () => randomUUID());
-      const results = await Promise.all(
-        batch.map((n) =>
-          admin.mutation<{ token: string; collector: { id: string } }>('collectors.register', registerInput(`bench-${n}`)),
-        ),
-      );
-      for (const r of results) {
-        if (r.status === 200 && r.data) created.push({ id: r.data.collector.id, token: r.data.token });
-        else if (++failed > 20) throw new Error(`collectors.register keeps failing (HTTP ${r.status})`);
+    if (existsSync(path.join(REPO_ROOT, 'services/admin-api/src/routers/collectors/bulk-import.ts'))) {
+      // One collectors.bulkImport call (the operator's path for fleets); it returns every token once.
+      ctx.progress.update(`${ctx.label}: registering ${want - created.length} collectors with collectors.bulkImport`);
+      const rows = Array.from({ length: want - created.length }, () => registerInput(`bench-${randomUUID()}`));
+      const res = await admin.mutation<{ created: number; tokens_csv: string | null }>('collectors.bulkImport', {
+        format: 'json',
+        content: JSON.stringify(rows),
+        mode: 'all_or_nothing',
+      });
+      if (res.status !== 200 || !res.data?.tokens_csv) throw new Error(`collectors.bulkImport failed (HTTP ${res.status})`);
+      for (const line of res.data.tokens_csv.split(/\r?\n/).slice(1)) {
+        const [, id, token] = line.split(',');
+        if (id && token) created.push({ id, token });
       }
-      ctx.progress.update(`${ctx.label}: registered ${created.length}/${want} collectors through the admin API`);
+      ctx.shared.set('collectors-via', 'admin API (collectors.bulkImport)');
+    } else {
+      let failed = 0;
+      while (created.length < want) {
+        const batch = Array.from({ length: Math.min(16, want - created.length) }, () => randomUUID());
+        const results = await Promise.all(
+          batch.map((n) =>
+            admin.mutation<{ token: string; collector: { id: string } }>('collectors.register', registerInput(`bench-${n}`)),
+          ),
+        );
+        for (const r of results) {
+          if (r.status === 200 && r.data) created.push({ id: r.data.collector.id, token: r.data.token });
+          else if (++failed > 20) throw new Error(`collectors.register keeps failing (HTTP ${r.status})`);
+        }
+        ctx.progress.update(`${ctx.label}: registered ${created.length}/${want} collectors through the admin API`);
+      }
+      ctx.shared.set('collectors-via', 'admin API (collectors.register)');
     }
-    ctx.shared.set('collectors-via', 'admin API (collectors.register)');
   }
   try {
     while (created.length < count) {
@@ -62,7 +83,23 @@ export async function benchCollectors(ctx: ScenarioContext, count: number): Prom
              FROM unnest($1::uuid[], $2::text[]) AS t(id, pw)`,
           [batch, batch.map((id) => box.encrypt('bench-password', id))],
         );
-        for (let i = 0; i < batch.length; i++) await recordIssuedToken(client, batch[i]!, issued[i]!);
+        if (batch.length === 1) return recordIssuedToken(client, batch[0]!, issued[0]!);
+        // The same rows recordIssuedToken writes, 500 per statement (it is one row per call).
+        await client.query(
+          `WITH t AS (
+             INSERT INTO collector_tokens (jti, collector_id, token_hash, issued_at, expires_at)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::timestamptz[])
+           )
+           UPDATE collectors c SET jwt_token_expires_at = x.exp
+             FROM unnest($2::uuid[], $5::timestamptz[]) AS x(id, exp) WHERE c.id = x.id`,
+          [
+            issued.map((t) => t.jti),
+            batch,
+            issued.map((t) => t.tokenHash),
+            issued.map((t) => t.issuedAt),
+            issued.map((t) => t.expiresAt),
+          ],
+        );
       });
       batch.forEach((id, i) => created.push({ id, token: issued[i]!.token }));
       ctx.progress.update(`${ctx.label}: registered ${created.length}/${count} collectors`);
