@@ -104,4 +104,24 @@ describe('edge HTTP/1.1 handling (raw sockets)', () => {
     expect(received.match(/HTTP\/1\.1 200 OK/g)).toHaveLength(2);
     expect(res.closed).toBe(false);
   });
+
+  it('keeps the connection after refusing a small body (401), then serves the next request', async () => {
+    const body = `{"after401":${Date.now()}}`;
+    const bad = `POST /api/v1/metrics/push HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer nope\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+    let received = '';
+    const res = await rawRequest(port, [
+      bad,
+      pause(50),
+      body,
+      (s) => s.waitFor('UNAUTHORIZED'),
+      head(`Content-Length: ${body.length}\r\n`) + body,
+      async (s) => {
+        await s.waitFor('accepted');
+        received = s.received();
+      },
+    ]);
+    expect(res.status).toBe(401);
+    expect(res.closed).toBe(false);
+    expect(received).toMatch(/HTTP\/1\.1 401[\s\S]*HTTP\/1\.1 200 OK/);
+  });
 });

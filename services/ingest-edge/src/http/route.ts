@@ -5,6 +5,9 @@ import type { EdgeMetrics } from '../ops/edge-metrics';
 import { readBody, type BodyReader, type InflightBudget } from './read-body';
 import { Reply } from './respond';
 
+/** Refusals of bodies up to this declared size wait for the body, keeping the connection. */
+const KEEP_ALIVE_DRAIN_BYTES = 1024 * 1024;
+
 export interface RequestContext {
   reply: Reply;
   /** Lower-case header name → value ('' when absent), only those the route asked for. */
@@ -49,13 +52,14 @@ export class RouteKit {
         metrics.requests.inc({ route: options.name, status: String(status) });
       });
       let reader: BodyReader | undefined;
+      const length = headers['content-length'] ? Number(headers['content-length']) : NaN;
+      const declared = Number.isFinite(length) ? length : undefined;
       res.onAborted(() => {
         reply.aborted = true;
         reader?.abort();
       });
       if (options.maxBody !== undefined) {
-        const declared = headers['content-length'] ? Number(headers['content-length']) : undefined;
-        reader = readBody(res, options.maxBody, budget, Number.isFinite(declared) ? declared : undefined);
+        reader = readBody(res, options.maxBody, budget, declared);
         reply.bodyPending = true;
         void reader.body.then(
           () => (reply.bodyPending = false),
@@ -72,22 +76,28 @@ export class RouteKit {
         this.inflight--;
         if (this.inflight === 0) for (const wake of this.idle.splice(0)) wake();
       };
-      const fail = (err: unknown) => {
+      const fail = async (err: unknown) => {
         if (err instanceof AppError) metrics.rejections.inc({ reason: err.code });
         else logger.error({ err, route: options.name }, 'request failed');
+        // A refusal (401, 429, …) of a small body still arriving: let it finish, so the answer
+        // keeps the connection alive and the client is not cut off mid-write. Anything large or
+        // of unknown length is answered at once and the connection closed.
+        if (reader && !reader.complete() && !this.draining && declared !== undefined && declared <= KEEP_ALIVE_DRAIN_BYTES) {
+          if (!(err instanceof AppError && err.code === 'PAYLOAD_TOO_LARGE')) await reader.body.catch(() => undefined);
+        }
         reply.fail(err);
       };
       if (this.draining) {
         reply.bodyPending = true; // close the connection: this process is going away
-        fail(new AppError('UNAVAILABLE', 'edge is shutting down', { retryAfterSeconds: 1 }));
-        return finish();
+        void fail(new AppError('UNAVAILABLE', 'edge is shutting down', { retryAfterSeconds: 1 })).finally(finish);
+        return;
       }
       let result: Promise<void> | void;
       try {
         result = handler({ reply, headers, params, ...(reader ? { body: reader } : {}) });
       } catch (err) {
-        fail(err);
-        return finish();
+        void fail(err).finally(finish);
+        return;
       }
       if (result) void result.catch(fail).finally(finish);
       else finish();
