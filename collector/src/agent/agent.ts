@@ -151,7 +151,7 @@ export function createAgent(o: AgentOptions) {
     lastCollectStart = Date.now();
     if (config.enabled && !stoppedByCommand) {
       const run = collectOnce().then(
-        (s) => log.debug({ push_id: s.pushId, ms: s.collectionTimeMs }, 'snapshot spooled'),
+        (s) => log.debug({ push_id: s.pushId, timestamp: s.envelope.timestamp, ms: s.collectionTimeMs }, 'snapshot spooled'),
         async (err: Error) => {
           lastError = err instanceof StageError ? err.message : `collect: ${err.message}`;
           log.warn({ error: lastError }, 'collection failed');

@@ -11,6 +11,8 @@ export interface RunningCollector extends AsyncDisposable {
   logs: Record<string, unknown>[];
   /** push_ids in the order their snapshots were spooled. */
   spooled(): string[];
+  /** Envelope timestamps in the order their snapshots were spooled. */
+  spooledTimestamps(): string[];
   stop(): Promise<void>;
 }
 
@@ -44,6 +46,7 @@ export async function runCollector(env: Record<string, string>): Promise<Running
     stateDir,
     logs,
     spooled: () => logs.filter((l) => l.msg === 'snapshot spooled').map((l) => l.push_id as string),
+    spooledTimestamps: () => logs.filter((l) => l.msg === 'snapshot spooled').map((l) => l.timestamp as string),
     stop,
     [Symbol.asyncDispose]: stop,
   };

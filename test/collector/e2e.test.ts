@@ -1,0 +1,203 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SQL_MARKER } from '@pga/collector';
+import { startCentralStack, type CentralStack } from './helpers/central-stack';
+import { FAST_ENV, newStateDir, runCollector, sleep, until } from './helpers/run-collector';
+import { startCli } from './helpers/spawn-cli';
+import { startTargetPostgres, type TargetPostgres } from './helpers/target-postgres';
+
+/**
+ * Issue 6 item 4 against the real central: ingest edge + writer (child processes), the test
+ * PostgreSQL/Redis, and a PostgreSQL 15 target with pg_stat_statements and pgbench traffic.
+ */
+const PGBENCH_SELECT = 'SELECT abalance FROM pgbench_accounts WHERE aid = $1';
+
+let target: TargetPostgres;
+let stack: CentralStack;
+beforeAll(async () => {
+  [target, stack] = await Promise.all([startTargetPostgres(), startCentralStack()]);
+});
+afterAll(async () => {
+  await stack?.[Symbol.asyncDispose]();
+  await target?.[Symbol.asyncDispose]();
+});
+
+const targetOf = (t: TargetPostgres, username = 'postgres') => ({
+  host: '127.0.0.1',
+  port: t.pg.port,
+  database: 'postgres',
+  username,
+});
+const envOf = (c: { id: string; token: string }) => ({
+  COLLECTOR_ID: c.id,
+  COLLECTOR_JWT_TOKEN: c.token,
+  CENTRAL_API_URL: stack.url,
+});
+const snapshotTimestamp = (file: string) =>
+  (JSON.parse(gunzipSync(readFileSync(file)).toString()) as { timestamp: string }).timestamp;
+const spoolFiles = (stateDir: string) =>
+  readdirSync(path.join(stateDir, 'spool'))
+    .filter((n) => n.endsWith('.json.gz'))
+    .sort();
+
+describe('collector → real ingest edge → writer → PostgreSQL', () => {
+  it('stores snapshots whose query stats match pg_stat_statements (exact queryid, deltas), without its own queries', async () => {
+    const c = await stack.collector(targetOf(target), { interval: 1, queryLimit: 20 });
+    await target.pgbench(['-S', '-c', '2', '-t', '50']);
+    await using collector = await runCollector(envOf(c));
+    await until('two snapshots stored', async () => (await stack.pushesStored(c.id)).length >= 2);
+    await target.pgbench(['-S', '-c', '2', '-t', '60']);
+    const after = collector.spooled().length;
+    await until('two more snapshots stored', async () => (await stack.pushesStored(c.id)).length >= after + 2);
+    await collector.stop();
+
+    const [truth] = await target.sql<{ queryid: string; calls: string }>(
+      `SELECT queryid::text, calls::text FROM pg_stat_statements WHERE query = $1 AND toplevel`,
+      [PGBENCH_SELECT],
+    );
+    const { rows } = await stack.pool.query<{ queryid: string; calls: string; dcalls: string | null }>(
+      `SELECT q->>'queryid' AS queryid, q->>'calls' AS calls, q->'delta'->>'calls' AS dcalls
+         FROM collector_metrics m, jsonb_array_elements(m.metric_data->'queries') q
+        WHERE m.collector_id = $1 AND m.metric_type = 'pg_query_stats' AND q->>'text' = $2
+        ORDER BY m.metric_data->>'timestamp'`,
+      [c.id, PGBENCH_SELECT],
+    );
+    expect(rows.length).toBeGreaterThanOrEqual(2);
+    // The 64-bit queryid went through edge, queue and writer digit for digit.
+    for (const r of rows) expect(r.queryid).toBe(truth!.queryid);
+    expect(rows.at(-1)!.calls).toBe(truth!.calls);
+    expect(BigInt(truth!.calls)).toBe(220n);
+    // Per-interval deltas add up to the cumulative counter's growth.
+    const sum = rows.slice(1).reduce((s, r) => s + BigInt(r.dcalls!), 0n);
+    expect(sum).toBe(BigInt(rows.at(-1)!.calls) - BigInt(rows[0]!.calls));
+
+    const own = await stack.pool.query(
+      `SELECT q->>'text' FROM collector_metrics m, jsonb_array_elements(m.metric_data->'queries') q
+        WHERE m.collector_id = $1 AND (q->>'text' LIKE $2 OR q->>'text' ~ 'pg_stat_activity|pg_statio_user|pg_replication_slots')`,
+      [c.id, `${SQL_MARKER}%`],
+    );
+    expect(own.rows).toEqual([]);
+    const types = await stack.pool.query<{ metric_type: string }>(
+      `SELECT DISTINCT metric_type FROM collector_metrics WHERE collector_id = $1 ORDER BY 1`,
+      [c.id],
+    );
+    expect(types.rows.map((r) => r.metric_type)).toEqual([
+      'pg_cache',
+      'pg_connections',
+      'pg_locks',
+      'pg_query_stats',
+      'pg_replication',
+      'pg_server',
+      'pg_stats',
+    ]);
+    const status = await stack.pool.query(`SELECT status, metrics_collected FROM collectors WHERE id = $1`, [c.id]);
+    expect(status.rows[0].status).toBe('active');
+  });
+
+  it('spools while the edge is down and delivers every snapshot exactly once, in order, when it is back', async () => {
+    const c = await stack.collector(targetOf(target), { interval: 1, queryLimit: 5 });
+    await using collector = await runCollector(envOf(c));
+    await until('a snapshot stored', async () => (await stack.pushesStored(c.id)).length >= 1);
+    await stack.stopEdge('SIGKILL');
+    const before = collector.spooled().length;
+    try {
+      await until('three snapshots spooled while the edge is down', () => collector.spooled().length >= before + 3);
+    } finally {
+      await stack.startEdge();
+    }
+    await until(
+      'spool drained',
+      async () => collector.runtime.spool.stats().files === 0 && (await stack.pushesStored(c.id)).length >= before + 3,
+    );
+    await collector.stop();
+    const spooled = collector.spooledTimestamps();
+    const pending = collector.runtime.spool.stats().files;
+    // The writer stores asynchronously after the edge's 200: let it catch up before counting.
+    await until('writer caught up', async () => (await stack.pushesStored(c.id)).length >= spooled.length - pending);
+    await sleep(500);
+    const stored = await stack.pushesStored(c.id);
+    expect(stored.length + pending).toBe(spooled.length);
+    expect(stored.every((s) => s.n === '1')).toBe(true);
+    // Stored in the order taken (received_at), one stored push per snapshot (matched by its timestamp).
+    expect(stored.map((s) => s.ts)).toEqual(spooled.slice(0, stored.length));
+  });
+
+  it('loses nothing when the collector is killed with SIGKILL mid-push, and stores nothing twice', async () => {
+    const c = await stack.collector(targetOf(target), { interval: 1, queryLimit: 5 });
+    const env = { ...FAST_ENV, ...envOf(c), COLLECTOR_STATE_DIR: newStateDir(), LOG_LEVEL: 'warn' };
+    const first = startCli([], env);
+    let inSpool: string[] = [];
+    try {
+      await until('a snapshot stored', async () => (await stack.pushesStored(c.id)).length >= 1);
+      // A frozen edge accepts the connection but never answers: the push is in flight.
+      stack.pauseEdge();
+      await until('two snapshots waiting', () => spoolFiles(env.COLLECTOR_STATE_DIR).length >= 2);
+      await sleep(500);
+    } finally {
+      first.kill('SIGKILL');
+      await new Promise((r) => first.once('exit', r));
+      inSpool = spoolFiles(env.COLLECTOR_STATE_DIR).map((name) =>
+        snapshotTimestamp(path.join(env.COLLECTOR_STATE_DIR, 'spool', name)),
+      );
+      stack.resumeEdge();
+    }
+    expect(inSpool.length).toBeGreaterThanOrEqual(2);
+    const second = startCli([], env);
+    try {
+      await until('the killed run’s spool stored', async () => {
+        const stamps = (await stack.pushesStored(c.id)).map((s) => s.ts);
+        return inSpool.every((stamp) => stamps.includes(stamp));
+      });
+    } finally {
+      second.kill('SIGTERM');
+      await new Promise((r) => second.once('exit', r));
+    }
+    const stored = await stack.pushesStored(c.id);
+    expect(stored.every((s) => s.n === '1')).toBe(true);
+    const ledger = await stack.pool.query(
+      `SELECT count(*)::int AS n, count(DISTINCT push_id)::int AS d FROM ingest_ledger WHERE collector_id = $1`,
+      [c.id],
+    );
+    expect(ledger.rows[0].n).toBe(ledger.rows[0].d);
+  });
+
+  it('applies a new interval and query limit from the central without a restart', async () => {
+    const c = await stack.collector(targetOf(target), { interval: 1, queryLimit: 10 });
+    await using collector = await runCollector(envOf(c));
+    const queriesPerPush = async () =>
+      (
+        await stack.pool.query<{ n: number; ts: string }>(
+          `SELECT sum(jsonb_array_length(metric_data->'queries'))::int AS n, min(metric_data->>'timestamp') AS ts
+             FROM collector_metrics WHERE collector_id = $1 AND metric_type = 'pg_query_stats' GROUP BY push_id ORDER BY 2`,
+          [c.id],
+        )
+      ).rows;
+    await target.pgbench(['-c', '1', '-t', '30']);
+    await until('a snapshot with more than 2 statements', async () => (await queriesPerPush()).some((r) => r.n > 2));
+
+    const version = await stack.updateConfig(c.id, { query_limit: 2, collection_interval: 2 });
+    await until('config applied', () => collector.runtime.agent.status().config.configVersion === version);
+    const mark = (await queriesPerPush()).length + 1;
+    for (let i = 0; i < 3; i++) await target.pgbench(['-c', '1', '-t', '30']).then(() => sleep(700));
+    await until('three snapshots under the new config', async () => (await queriesPerPush()).length >= mark + 3, 20_000);
+    const later = (await queriesPerPush()).slice(mark);
+    for (const r of later) expect(r.n).toBeLessThanOrEqual(2);
+    const gaps = later.slice(1).map((r, i) => Date.parse(r.ts) - Date.parse(later[i]!.ts));
+    for (const g of gaps) expect(g).toBeGreaterThanOrEqual(1500);
+  });
+
+  it('shows bad target credentials centrally as status error with the stage named', async () => {
+    const c = await stack.collector(targetOf(target, 'no_such_user'), { interval: 1 });
+    await using _collector = await runCollector(envOf(c));
+    const row = await until('error status in PostgreSQL', async () => {
+      const { rows } = await stack.pool.query<{ status: string; last_error: string | null }>(
+        `SELECT status, last_error FROM collectors WHERE id = $1`,
+        [c.id],
+      );
+      return rows[0]?.status === 'error' && rows[0];
+    });
+    expect(row.last_error).toMatch(/^target-connect: .*no_such_user/);
+  });
+});
