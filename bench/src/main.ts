@@ -65,6 +65,21 @@ const results: ScenarioResult[] = [];
 const shared = new Map<string, unknown>();
 try {
   for (const scenario of selected) {
+    if (scenario.fullOnly && !options.full && !options.scenarios.includes(scenario.name)) {
+      const reason = `full suite only (npm run bench -- --full, or --scenario ${scenario.name})`;
+      results.push({
+        name: scenario.name,
+        goal: scenario.goal,
+        status: 'skipped',
+        reason,
+        durationMs: 0,
+        figures: [],
+        runs: [],
+        notes: [],
+      });
+      progress.log(`– ${scenario.name}: ${reason}`);
+      continue;
+    }
     const r = await runScenario(scenario, {
       stack,
       mode: options.full ? 'full' : 'quick',

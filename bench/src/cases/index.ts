@@ -6,6 +6,16 @@ import { connections } from './connections/connections';
 import { copyLimit } from './copy-limit/copy-limit';
 import { designBaseline } from './design-baseline/design-baseline';
 import { ingestE2e } from './ingest-e2e/ingest-e2e';
+import { pgStall } from './pg-stall/pg-stall';
 
 /** Every scenario, in the order the suite runs them. */
-export const SCENARIOS: Scenario[] = [copyLimit, designBaseline, ingestE2e, connections, adminApi, bulkImport, collector];
+export const SCENARIOS: Scenario[] = [
+  copyLimit,
+  designBaseline,
+  ingestE2e,
+  pgStall,
+  connections,
+  adminApi,
+  bulkImport,
+  collector,
+];

@@ -109,3 +109,16 @@ export function startCpuWindow(roots: () => Record<string, number>) {
     },
   };
 }
+
+/** PIDs of a process and all its descendants. */
+export function treePids(root: number): number[] {
+  const procs = allProcs();
+  const out: number[] = [];
+  const stack = [root];
+  while (stack.length) {
+    const pid = stack.pop()!;
+    out.push(pid);
+    for (const p of procs) if (p.ppid === pid) stack.push(p.pid);
+  }
+  return out;
+}

@@ -22,6 +22,8 @@ export interface Scenario {
   /** One sentence: what the scenario measures and which target it checks. */
   goal: string;
   figures: FigureDef[];
+  /** Runs in `--full` or when named with `--scenario`; skipped by the quick suite (time budget). */
+  fullOnly?: boolean;
   /** Why the scenario cannot run on this checkout (a service not built yet), or undefined. */
   unavailable?(): string | undefined;
   setup?(ctx: ScenarioContext): Promise<void>;
