@@ -148,6 +148,7 @@ export async function createEdge({ config, logger, metricsText }: CreateEdgeOpti
       await kit.whenIdle(config.DRAIN_TIMEOUT_MS);
       await packer.drain();
       queueHealth.stop();
+      deny.stop();
       await queue.close().catch(() => undefined);
       await Promise.all([
         redis.quit().catch(() => redis.disconnect()),

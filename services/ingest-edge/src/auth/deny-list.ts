@@ -16,6 +16,7 @@ export class DenyList {
   private readonly kinds = new Map<string, string>();
   version = 0;
   trusted = false;
+  private stopped = false;
   private loading: Promise<void> | undefined;
   /** Changes received while a reload is reading Redis: re-applied on top of what it read. */
   private duringLoad: CollectorChange[] = [];
@@ -33,11 +34,17 @@ export class DenyList {
     // ioredis re-subscribes by itself after a reconnect; 'ready' fires after that, so reload then.
     this.subscriber.on('ready', () => void this.reload());
     this.subscriber.on('close', () => {
-      if (this.trusted) this.logger.warn('change feed disconnected: refusing authenticated requests until it is back');
+      if (this.trusted && !this.stopped)
+        this.logger.warn('change feed disconnected: refusing authenticated requests until it is back');
       this.trusted = false;
     });
     await this.subscriber.subscribe(this.keys.changesChannel);
     await this.reload();
+  }
+
+  /** Before closing the subscriber on purpose (drain): no warning, no reload. */
+  stop(): void {
+    this.stopped = true;
   }
 
   reload(): Promise<void> {
@@ -54,8 +61,10 @@ export class DenyList {
         this.trusted = this.subscriber.status === 'ready';
         this.logger.info({ jtis: this.jtis.size, collectors: this.collectors.size, version: this.version }, 'deny state loaded');
       } catch (err) {
-        this.logger.warn({ err }, 'deny state reload failed; retrying');
-        setTimeout(() => void this.reload(), 500).unref();
+        if (!this.stopped) {
+          this.logger.warn({ err }, 'deny state reload failed; retrying');
+          setTimeout(() => void this.reload(), 500).unref();
+        }
       } finally {
         this.loading = undefined;
       }
