@@ -70,6 +70,12 @@ describe('compareResults', () => {
     expect(slower.find((c) => c.id === 'ingest-e2e/p99')!.verdict).toBe('regression');
   });
 
+  it('treats any loss after a run without loss as a regression', () => {
+    const lost = (runs: number[]) => result([fig('lost', 'lower', runs)]);
+    expect(compareResults(lost([0, 0, 0]), lost([0, 2, 3]), 50)[0]!.verdict).toBe('regression');
+    expect(compareResults(lost([0, 0, 0]), lost([0, 0, 0]), 50)[0]!.verdict).toBe('same');
+  });
+
   it('reports figures that did not exist before as new', () => {
     const after = result([fig('fresh', 'lower', [1, 2, 3])]);
     expect(compareResults(before, after, 10).find((c) => c.id === 'ingest-e2e/fresh')!.verdict).toBe('new');

@@ -33,9 +33,15 @@ export function compareResults(before: BenchResult, after: BenchResult, toleranc
       changes.push({ id, label: f.label, unit: f.unit, before: NaN, after: f.median, changePct: NaN, verdict: 'new' });
       continue;
     }
-    const changePct = prev.median === 0 ? NaN : ((f.median - prev.median) / Math.abs(prev.median)) * 100;
+    // From 0 (e.g. lost pushes) any change is infinitely large in its direction.
+    const changePct =
+      prev.median === 0
+        ? f.median === 0
+          ? 0
+          : Math.sign(f.median) * Infinity
+        : ((f.median - prev.median) / Math.abs(prev.median)) * 100;
     let verdict: FigureChange['verdict'] = 'same';
-    if (!Number.isFinite(changePct) || f.better === 'none') verdict = 'n/a';
+    if (Number.isNaN(changePct) || f.better === 'none') verdict = 'n/a';
     else {
       const gain = f.better === 'higher' ? changePct : -changePct;
       if (gain < -tolerancePct) verdict = 'regression';
@@ -44,8 +50,10 @@ export function compareResults(before: BenchResult, after: BenchResult, toleranc
     }
     changes.push({ id, label: f.label, unit: f.unit, before: prev.median, after: f.median, changePct, verdict });
   }
+  // Figures of scenarios that did not run this time (e.g. --scenario) are not "gone".
+  const ran = new Set(after.scenarios.filter((s) => s.status === 'ok').map((s) => s.name));
   for (const [id, f] of old) {
-    if (!now.has(id))
+    if (!now.has(id) && ran.has(id.split('/')[0]!))
       changes.push({ id, label: f.label, unit: f.unit, before: f.median, after: NaN, changePct: NaN, verdict: 'gone' });
   }
   return changes;
@@ -54,7 +62,11 @@ export function compareResults(before: BenchResult, after: BenchResult, toleranc
 export function formatComparison(changes: FigureChange[], tolerancePct: number): string {
   const lines = [`Comparison (regression = worse by more than ${tolerancePct} %):`];
   for (const c of changes) {
-    const pct = Number.isFinite(c.changePct) ? `${c.changePct >= 0 ? '+' : ''}${c.changePct.toFixed(1)} %` : '';
+    const pct = Number.isNaN(c.changePct)
+      ? ''
+      : Number.isFinite(c.changePct)
+        ? `${c.changePct >= 0 ? '+' : ''}${c.changePct.toFixed(1)} %`
+        : `${c.changePct > 0 ? '+' : '-'}∞`;
     const mark = c.verdict === 'regression' ? '✗ REGRESSION' : c.verdict;
     lines.push(
       `  ${c.id.padEnd(48)} ${formatNumber(c.before).padStart(10)} → ${formatNumber(c.after).padStart(10)} ${c.unit.padEnd(8)} ${pct.padStart(9)}  ${mark}`,
