@@ -58,7 +58,15 @@ export const ingestE2e: Scenario = {
   name: 'ingest-e2e',
   goal: '1,000 collectors push 2 KB envelopes through the real edge → Redis → writer → PostgreSQL: max, latency under fixed arrival rates, freshness, 64 KB pushes, and the loss/duplicate audit.',
   figures: [
-    ...campaignFigureDefs('≤ 10 ms (issue 4, at 10,000/s)', '≥ 20,000 (issue 4)'),
+    ...campaignFigureDefs(undefined, '≥ 20,000 (issue 4)'),
+    { key: 'open_10000_acked_per_s', label: 'open loop at 10,000/s (full suite): acked/s', unit: 'push/s', better: 'higher' },
+    {
+      key: 'open_10000_p99_ms',
+      label: 'open loop at 10,000/s (full suite): ack latency p99',
+      unit: 'ms',
+      better: 'lower',
+      target: '≤ 10 ms (issue 4)',
+    },
     {
       key: 'sustained_pushes_per_s',
       label: 'sustained: acknowledged and committed pushes/s (closed loop until the queue drained)',
@@ -110,13 +118,15 @@ export const ingestE2e: Scenario = {
     let sustained: { value: number; rows: number; mb: number; drainS: number } | undefined;
     let committedBefore = 0;
     const fractions = ctx.mode === 'full' ? FULL_FRACTIONS : QUICK_FRACTIONS;
-    const phaseNames = ['closed-loop', ...fractions.map((f) => `open ${Math.round(f * 100)} %`)];
+    const phaseNames = ['closed-loop', ...fractions.map((f) => `open ${Math.round(f * 100)} %`), 'open 10000/s'];
     const phases = await runPushCampaign({
       ctx,
       target,
       closedConcurrency: ctx.mode === 'full' ? 512 : 256,
       closedMs: ctx.mode === 'full' ? 15_000 : 3_000,
       fractions,
+      // Issue 4: p99 ≤ 10 ms at 10,000 pushes/s (half of its 20,000/s target), full suite only.
+      absoluteRates: ctx.mode === 'full' ? [10_000] : [],
       stepMs: ctx.mode === 'full' ? 10_000 : 2_000,
       openConnections: collectors.length,
       afterPhase: async (phase) => {

@@ -79,7 +79,12 @@ export function campaignOutput(
       figures.closed_p99_ms = { value: s.p99, generator: g };
       continue;
     }
-    const pct = Math.round((phase.fraction ?? 0) * 100);
+    if (phase.fraction === undefined) {
+      figures[`open_${phase.ratePerS}_acked_per_s`] = { value: r.okPerS, generator: g };
+      figures[`open_${phase.ratePerS}_p99_ms`] = { value: s.p99, generator: g };
+      continue;
+    }
+    const pct = Math.round(phase.fraction * 100);
     if (!(REPORTED_STEPS as readonly number[]).includes(pct)) continue;
     figures[`open_${pct}_acked_per_s`] = { value: r.okPerS, generator: g };
     figures[`open_${pct}_p99_ms`] = { value: s.p99, generator: g };

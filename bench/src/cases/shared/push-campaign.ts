@@ -90,6 +90,8 @@ export interface CampaignOptions {
   closedMs: number;
   /** Open-loop rates as fractions of this run's closed-loop maximum. */
   fractions: number[];
+  /** Extra open-loop steps at fixed absolute rates (pushes/s), after the fractions. */
+  absoluteRates?: number[];
   stepMs: number;
   /** Open-loop connections (one per collector, up to the fleet size). */
   openConnections: number;
@@ -128,8 +130,15 @@ export async function runPushCampaign(o: CampaignOptions): Promise<CampaignPhase
   await o.afterPhase?.(phases.at(-1)!);
   const max = closed.okPerS;
   const openConns = await openConnections(target, o.openConnections);
-  for (const fraction of o.fractions) {
-    const rate = Math.max(10, Math.round(max * fraction));
+  const steps = [
+    ...o.fractions.map((fraction) => ({
+      fraction,
+      rate: Math.max(10, Math.round(max * fraction)),
+      name: `open ${Math.round(fraction * 100)} %`,
+    })),
+    ...(o.absoluteRates ?? []).map((rate) => ({ fraction: undefined, rate, name: `open ${rate}/s` })),
+  ];
+  for (const { fraction, rate, name } of steps) {
     const req = pushRequests(target, 7);
     const result = await runOpenLoop({
       connections: openConns,
@@ -140,10 +149,10 @@ export async function runPushCampaign(o: CampaignOptions): Promise<CampaignPhase
       drainMs: 5_000,
       onTick: (s) =>
         ctx.progress.update(
-          `${ctx.label}: open loop ${rate}/s (${Math.round(fraction * 100)} % of max) ${(s.elapsedMs / 1000).toFixed(0)} s, ${s.ok} acked, backlog ${s.backlog}`,
+          `${ctx.label}: ${name}${fraction === undefined ? '' : ` (${rate}/s)`} ${(s.elapsedMs / 1000).toFixed(0)} s, ${s.ok} acked, backlog ${s.backlog}`,
         ),
     });
-    phases.push({ name: `open ${Math.round(fraction * 100)} %`, ratePerS: rate, fraction, result });
+    phases.push({ name, ratePerS: rate, ...(fraction === undefined ? {} : { fraction }), result });
     await o.afterPhase?.(phases.at(-1)!);
   }
   openConns.forEach((c) => c.close());
