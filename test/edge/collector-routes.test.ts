@@ -158,6 +158,20 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
     expect((await register({ name: 'pg-prod-8', hostname: 'h8' })).status).toBe(401);
   });
 
+  it('enrollment: a taken name is a 409 and does not use up the secret', async () => {
+    const secret = `dup-${randomUUID()}`;
+    await world.pool.query(`INSERT INTO enrollment_secrets (name, secret_hash, max_uses) VALUES ('dup', $1, 5)`, [
+      sha256Hex(secret),
+    ]);
+    const body = JSON.stringify({ name: `same-${randomUUID().slice(0, 6)}`, hostname: 'h' });
+    const first = await call(`${url}/api/v1/collectors/register`, { body, headers: { 'x-registration-secret': secret } });
+    const again = await call(`${url}/api/v1/collectors/register`, { body, headers: { 'x-registration-secret': secret } });
+    expect(first.status).toBe(200);
+    expect([again.status, again.json.error.code]).toEqual([409, 'CONFLICT']);
+    const { rows } = await world.pool.query('SELECT uses FROM enrollment_secrets WHERE secret_hash = $1', [sha256Hex(secret)]);
+    expect(rows[0].uses).toBe(1);
+  });
+
   it('enrollment: an expired secret is refused', async () => {
     const secret = `old-${randomUUID()}`;
     await world.pool.query(

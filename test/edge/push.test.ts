@@ -195,6 +195,21 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
     }
   });
 
+  it('503 UNAVAILABLE when the in-flight body budget is exhausted', async () => {
+    const tight = await EdgeWorld.create();
+    try {
+      const edge = await tight.startEdge({ MAX_INFLIGHT_BYTES: '4096' });
+      const s = await tight.collector();
+      const big = await call(`${edge.url}/api/v1/metrics/push`, { token: s.token, body: `{"x":"${'a'.repeat(8000)}"}` });
+      expect([big.status, big.json.error.code, Number(big.headers.get('retry-after')) > 0]).toEqual([503, 'UNAVAILABLE', true]);
+      const small = await call(`${edge.url}/api/v1/metrics/push`, { token: s.token, body: '{"x":"small"}' });
+      expect(small.status).toBe(200); // the budget was given back
+      expect((await tight.queuedPushes()).map((p) => p.body)).toEqual(['{"x":"small"}']);
+    } finally {
+      await tight[Symbol.asyncDispose]();
+    }
+  });
+
   it('404 for unknown paths, 405 for a known path with another method', async () => {
     const nf = await call(`${url}/api/v1/nope`, { method: 'GET' });
     expect([nf.status, nf.json.error.code]).toEqual([404, 'NOT_FOUND']);
