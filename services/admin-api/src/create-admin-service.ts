@@ -5,6 +5,8 @@ import type { AdminConfig } from './config';
 import { createDeps, type Deps } from './deps';
 import { appRouter } from './routers/app-router';
 import { createHttpServer } from './http/create-http-server';
+import { reconcileDenyState } from './collectors/reconcile-deny-state';
+import { pruneAuthTables } from './auth/prune';
 
 export interface AdminService {
   deps: Deps;
@@ -20,6 +22,15 @@ export const DEFAULT_WEB_DIST = path.resolve(import.meta.dirname, '../../../web/
 export function createAdminService({ config, logger }: { config: AdminConfig; logger: Logger }): AdminService {
   const deps = createDeps(config, logger);
   const server = createHttpServer(deps, appRouter, { webDistDir: config.WEB_DIST_DIR ?? DEFAULT_WEB_DIST });
+  const reconcile = () =>
+    void reconcileDenyState(deps).catch((err: unknown) => logger.warn({ err }, 'deny state reconciliation failed'));
+  // On the first connection and after every reconnect (a Redis restart may have lost the sets).
+  deps.redis.on('ready', reconcile);
+  const housekeeping = setInterval(
+    () => void pruneAuthTables(deps.pool).catch((err: unknown) => logger.warn({ err }, 'pruning sessions failed')),
+    3_600_000,
+  );
+  housekeeping.unref();
   return {
     deps,
     server,
@@ -32,6 +43,8 @@ export function createAdminService({ config, logger }: { config: AdminConfig; lo
         });
       }),
     async close() {
+      clearInterval(housekeeping);
+      deps.redis.off('ready', reconcile);
       // SSE subscribers hold connections open: end them so close() does not wait for the clients.
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { withTransaction } from '@pga/db';
 import { publicProcedure } from '../../trpc/init';
 import { deleteSession } from '../../auth/sessions';
 import { sessionCookie } from '../../auth/session-cookie';
@@ -10,11 +11,12 @@ export const logout = publicProcedure
   .input(z.void())
   .output(z.object({ ok: z.literal(true) }))
   .mutation(async ({ ctx }) => {
-    if (ctx.sessionHash) {
-      await deleteSession(ctx.deps.pool, ctx.sessionHash);
-      if (ctx.user)
-        await writeAudit(ctx.deps.pool, actorOf(ctx), { action: 'user.logout', entityType: 'user', entityId: ctx.user.id });
-    }
+    const { sessionHash, user } = ctx;
+    if (sessionHash)
+      await withTransaction(ctx.deps.pool, async (db) => {
+        await deleteSession(db, sessionHash);
+        if (user) await writeAudit(db, actorOf(ctx), { action: 'user.logout', entityType: 'user', entityId: user.id });
+      });
     ctx.setCookie(sessionCookie('', { maxAgeSeconds: 0, secure: ctx.secureCookies }));
     return { ok: true as const };
   });
