@@ -1,11 +1,11 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SQL_MARKER } from '@pga/collector';
 import { startCentralStack, type CentralStack } from './helpers/central-stack';
 import { FAST_ENV, newStateDir, runCollector, sleep, until } from './helpers/run-collector';
-import { startCli } from './helpers/spawn-cli';
+import { runCli, startCli } from './helpers/spawn-cli';
 import { startTargetPostgres, type TargetPostgres } from './helpers/target-postgres';
 
 /**
@@ -199,5 +199,45 @@ describe('collector → real ingest edge → writer → PostgreSQL', () => {
       return rows[0]?.status === 'error' && rows[0];
     });
     expect(row.last_error).toMatch(/^target-connect: .*no_such_user/);
+  });
+
+  it('enrolls with a registration secret, then runs from the saved id and token', async () => {
+    const secret = `enroll-${Date.now()}-secret`;
+    await stack.enrollmentSecret(secret);
+    const stateDir = newStateDir();
+    const enrolled = await runCli(['--enroll'], {
+      CENTRAL_API_URL: stack.url,
+      COLLECTOR_STATE_DIR: stateDir,
+      REGISTRATION_SECRET: secret,
+      COLLECTOR_NAME: 'e2e-enrolled',
+    });
+    expect(enrolled.code, enrolled.stderr).toBe(0);
+    const state = JSON.parse(readFileSync(path.join(stateDir, 'collector.json'), 'utf8')) as { collector_id: string };
+    expect(statSync(path.join(stateDir, 'collector.json')).mode & 0o777).toBe(0o600);
+    const { rows } = await stack.pool.query(`SELECT name, status FROM collectors WHERE id = $1`, [state.collector_id]);
+    expect(rows).toEqual([{ name: 'e2e-enrolled', status: 'pending' }]);
+    // Single-use secret: a second enrollment is refused.
+    const again = await runCli(['--enroll'], {
+      CENTRAL_API_URL: stack.url,
+      COLLECTOR_STATE_DIR: newStateDir(),
+      REGISTRATION_SECRET: secret,
+    });
+    expect(again.code).toBe(1);
+
+    await stack.retarget(state.collector_id, targetOf(target));
+    const once = await runCli(['--once'], { ...FAST_ENV, CENTRAL_API_URL: stack.url, COLLECTOR_STATE_DIR: stateDir });
+    expect(once.code, once.stderr).toBe(0);
+    await until('the snapshot stored', async () => (await stack.pushesStored(state.collector_id)).length === 1);
+  });
+
+  it('refreshes its token at the real edge before it expires and keeps pushing', async () => {
+    const c = await stack.collector(targetOf(target), { interval: 1, ttlSeconds: 5 });
+    await using collector = await runCollector(envOf(c));
+    await until('token refreshed', () => collector.logs.some((l) => l.msg === 'token refreshed'), 15_000);
+    await sleep(2500); // the first token has now expired
+    const n = (await stack.pushesStored(c.id)).length;
+    await until('pushes stored with the refreshed token', async () => (await stack.pushesStored(c.id)).length >= n + 2);
+    const tokens = await stack.pool.query(`SELECT count(*)::int AS n FROM collector_tokens WHERE collector_id = $1`, [c.id]);
+    expect(tokens.rows[0].n).toBe(2);
   });
 });

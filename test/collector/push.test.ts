@@ -70,6 +70,25 @@ describe('collector ↔ central protocol peer', () => {
     expect(collector.logs.some((l) => l.msg === 'push failed; will retry')).toBe(true);
   });
 
+  it('drains a backlog oldest first at the bounded rate after an outage', async () => {
+    const s = await setup();
+    await using _peer = s.peer;
+    await using collector = await runCollector({ ...s.env, COLLECTOR_PUSH_MAX_PER_SECOND: '2' });
+    await until('a push', () => s.peer.state.pushes.length >= 1);
+    await s.peer.goDown();
+    const before = collector.spooled().length;
+    await until('a backlog of four', () => collector.spooled().length >= before + 4);
+    await s.peer.comeBack();
+    const from = s.peer.state.pushes.length;
+    await until('backlog drained', () => s.peer.state.pushes.length >= from + 4);
+    const drained = s.peer.state.pushes.slice(from, from + 4);
+    const positions = drained.map((p) => collector.spooled().indexOf(p.pushId));
+    expect(positions.every((pos, i) => pos >= 0 && (i === 0 || pos > positions[i - 1]!))).toBe(true);
+    const gaps = drained.slice(1).map((p, i) => p.at - drained[i]!.at);
+    // 2 pushes per second: consecutive accepted pushes at least ~500 ms apart.
+    for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(450);
+  });
+
   it('honours Retry-After on 429 and 503', async () => {
     const s = await setup();
     await using _peer = s.peer;

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { createSecretBox } from '@pga/crypto';
+import { createSecretBox, sha256Hex } from '@pga/crypto';
 import { recordIssuedToken } from '@pga/db';
 import { freePort } from '@pga/local-stack';
 import { redisKeys } from '@pga/redis-keys';
@@ -114,7 +114,7 @@ export async function startCentralStack() {
     /** Inserts a collector targeting `target` and mints its token (as the admin service would). */
     async collector(
       target: { host: string; port: number; database: string; username: string; password?: string },
-      over: { interval?: number; queryLimit?: number } = {},
+      over: { interval?: number; queryLimit?: number; ttlSeconds?: number } = {},
     ) {
       const id = randomUUID();
       await pool.query(
@@ -132,9 +132,25 @@ export async function startCentralStack() {
           over.queryLimit ?? 10,
         ],
       );
-      const issued = await tokens.issue(id);
+      const issued = await tokens.issue(id, over.ttlSeconds ? { ttlSeconds: over.ttlSeconds } : {});
       await recordIssuedToken(pool, id, issued);
       return { id, token: issued.token };
+    },
+    /** An enrollment secret as the admin creates it (stored hashed), single use. */
+    async enrollmentSecret(secret: string) {
+      await pool.query(`INSERT INTO enrollment_secrets (name, secret_hash, max_uses) VALUES ($1, $2, 1)`, [
+        `e-${secret.slice(0, 6)}`,
+        sha256Hex(secret),
+      ]);
+    },
+    /** The admin completing an enrolled collector's target (and bumping its config version). */
+    async retarget(id: string, target: { host: string; port: number; database: string; username: string; password?: string }) {
+      const { rows } = await pool.query<{ config_version: number }>(
+        `UPDATE collectors SET host = $2, port = $3, database = $4, username = $5, password_encrypted = $6, ssl_mode = 'disable',
+                collection_interval = 1, config_version = config_version + 1 WHERE id = $1 RETURNING config_version`,
+        [id, target.host, target.port, target.database, target.username, box.encrypt(target.password ?? '', id)],
+      );
+      await redis.hset(keys.configVersions, id, String(rows[0]!.config_version));
     },
     /** What the admin service does on a config change: bump config_version in PostgreSQL and Redis. */
     async updateConfig(id: string, set: { collection_interval?: number; query_limit?: number }) {
