@@ -116,7 +116,7 @@ export function renderHtml(r: BenchResult): string {
 <style>
 body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;color:#111}
 table{border-collapse:collapse;margin:8px 0 16px;width:100%}th,td{border-bottom:1px solid #e5e7eb;padding:4px 8px;text-align:left}
-td.num{text-align:right;font-variant-numeric:tabular-nums}h2{margin-top:32px;border-top:2px solid #111;padding-top:12px}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}h2{margin-top:32px;border-top:2px solid #111;padding-top:12px}
 .charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(460px,1fr));gap:12px}figure{margin:0}
 figcaption{font-weight:600;margin-bottom:4px}svg{width:100%;height:auto;font-size:11px;background:#fafafa}
 svg .grid{stroke:#e5e7eb}svg .axis{fill:#374151}.legend span{margin-right:12px}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px}
