@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers';
-import { fixture, pushItem, startWriterHarness, type WriterHarness } from './helpers';
+import { fixture, pushItem, startWriterHarness, waitUntil, type WriterHarness } from './helpers';
 
 const day = (offset: number) =>
   `collector_metrics_p${new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10).replaceAll('-', '')}`;
@@ -55,7 +55,11 @@ describe('writer: partition and retention job', () => {
       const runsB = await metric(b, /^writer_maintenance_runs_total\{job="partitions"/);
       expect(runsA + runsB).toBeGreaterThanOrEqual(2);
       expect(runsA + runsB).toBeLessThanOrEqual(6);
-      expect((await a.writer.maintenance.queue.getJobSchedulers()).map((s) => s.key).sort()).toEqual(['partitions', 'sweep']);
+      expect((await a.writer.maintenance.queue.getJobSchedulers()).map((s) => s.key).sort()).toEqual([
+        'partitions',
+        'rollup',
+        'sweep',
+      ]);
     } finally {
       await b.close();
       await a.close();
@@ -66,6 +70,11 @@ describe('writer: partition and retention job', () => {
     const h = await startWriterHarness(db.url);
     const blocker = await h.pool.connect();
     try {
+      // Let the scheduled run at start finish first, so it cannot create the partition behind our back.
+      await waitUntil(
+        'first scheduled partitions run',
+        async () => (await metric(h, /^writer_maintenance_runs_total\{job="partitions"/)) >= 1,
+      );
       await h.pool.query(`DROP TABLE IF EXISTS ${day(6)}`);
       await blocker.query('BEGIN');
       await blocker.query('SELECT count(*) FROM collector_metrics'); // AccessShareLock held until ROLLBACK

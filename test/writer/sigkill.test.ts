@@ -76,9 +76,10 @@ describe('writer crash safety (SIGKILL)', () => {
     // Collector counters were not double-counted either (same transaction as the rows).
     const c = await pool.query('SELECT success_count, metrics_collected FROM collectors WHERE id = $1', [collectorId]);
     expect(c.rows[0]).toEqual({ success_count: String(pushes.length), metrics_collected: String(pushes.length * ELEMENTS) });
-    const rollup = await pool.query('SELECT sum(row_count)::int AS n FROM collector_metrics_rollup WHERE collector_id = $1', [
-      collectorId,
-    ]);
+    const rollup = await pool.query(
+      'SELECT sum(row_count)::int AS n FROM collector_metrics_rollup_live WHERE collector_id = $1',
+      [collectorId],
+    );
     expect(rollup.rows[0].n).toBe(pushes.length * ELEMENTS);
   }
 

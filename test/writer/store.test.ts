@@ -48,7 +48,7 @@ describe('writer: pushes → collector_metrics', () => {
     expect(ledger.rows).toEqual([{ row_count: parsedFixture.metrics.length, checksum: sha256(fixture) }]);
   });
 
-  it('updates the collector (pending → active, counters) and the per-minute rollup in the same transaction', async () => {
+  it('updates the collector (pending → active, counters) and the per-minute rollup (deltas, folded by a job)', async () => {
     const collectorId = await insertCollector(h.pool);
     const now = new Date();
     const jobId = await h.enqueue([pushItem(fixture, collectorId, now), pushItem(fixture, collectorId, now)]);
@@ -65,6 +65,20 @@ describe('writer: pushes → collector_metrics', () => {
       last_collection_count: n,
     });
     expect(rows[0].last_metric_at.toISOString()).toBe(now.toISOString());
+
+    // The batch committed its rollup as deltas (visible at once through the live view); the rollup
+    // job folds them into collector_metrics_rollup.
+    const live = await h.pool.query(
+      'SELECT sum(row_count)::int AS n FROM collector_metrics_rollup_live WHERE collector_id = $1',
+      [collectorId],
+    );
+    expect(live.rows[0].n).toBe(2 * n);
+    const folded = (await h.writer.maintenance.runNow('rollup')) as { folded: number };
+    expect(folded.folded).toBeGreaterThan(0);
+    const pending = await h.pool.query('SELECT count(*)::int AS n FROM collector_metrics_rollup_delta WHERE collector_id = $1', [
+      collectorId,
+    ]);
+    expect(pending.rows[0].n).toBe(0);
 
     const rollup = await h.pool.query(
       `SELECT metric_type, row_count::int, record_count::int, calls::int, round(total_time_ms::numeric, 3)::float AS total,

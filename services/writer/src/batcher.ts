@@ -155,7 +155,10 @@ export function createBatcher(options: BatcherOptions) {
     }
     if (bad.length) e.reject(new PoisonPushError(`unstorable push(es): ${bad.join('; ')}`));
     else if (failure) e.reject(failure);
-    else settle([e], { stored: 0, duplicates: 0, rows: 0, bytes: 0, copyMs: 0, statuses: [], storedIds });
+    else {
+      const phases = { ledger: 0, copy: 0, state: 0, rollup: 0, commit: 0 };
+      settle([e], { stored: 0, duplicates: 0, rows: 0, bytes: 0, copyMs: 0, phases, statuses: [], storedIds });
+    }
   };
 
   return {

@@ -38,6 +38,8 @@ export const WriterConfigSchema = commonSchema.extend({
   WRITER_HEARTBEAT_FLUSH_MS: int(1000, 50, 60_000),
   /** Inactivity sweep and uptime refresh period in ms (a repeatable job); default 15000. */
   WRITER_SWEEP_INTERVAL_MS: int(15_000, 200, 3_600_000),
+  /** Period of the job folding rollup deltas into collector_metrics_rollup, in ms; default 5000. */
+  WRITER_ROLLUP_FOLD_MS: int(5000, 100, 3_600_000),
   /** Partition/retention job period in ms (a repeatable job); default 1 hour. */
   WRITER_MAINTENANCE_INTERVAL_MS: int(3_600_000, 1000, 86_400_000),
   /** Rolling window of uptime_percentage in hours; default 24. */

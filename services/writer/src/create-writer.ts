@@ -103,6 +103,7 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
     uptimeWindowHours: config.WRITER_UPTIME_WINDOW_HOURS,
     partitionsEveryMs: config.WRITER_MAINTENANCE_INTERVAL_MS,
     sweepEveryMs: config.WRITER_SWEEP_INTERVAL_MS,
+    rollupEveryMs: config.WRITER_ROLLUP_FOLD_MS,
   });
 
   let draining = false;

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Pool } from '@pga/db';
 import type { Logger } from '@pga/logger';
 import type { WriterMetrics } from './metrics';
-import { REFRESH_UPTIME, SWEEP_INACTIVE } from './sql';
+import { FOLD_ROLLUP, REFRESH_UPTIME, SWEEP_INACTIVE } from './sql';
 import type { PublishStatuses, StatusRow } from './status-publisher';
 
 export interface MaintenanceOptions {
@@ -19,6 +19,7 @@ export interface MaintenanceOptions {
   uptimeWindowHours: number;
   partitionsEveryMs: number;
   sweepEveryMs: number;
+  rollupEveryMs: number;
 }
 
 /** Partition DDL waits at most this long for its lock, so it never holds up ingest (it retries next run). */
@@ -37,6 +38,8 @@ export function createMaintenance(o: MaintenanceOptions) {
 
   const partitions = async () => {
     const client = await o.pool.connect();
+    const ignore = () => undefined; // see store-batch.ts: the failing query reports the error
+    client.on('error', ignore);
     try {
       await client.query('BEGIN');
       await client.query(`SET LOCAL lock_timeout = '${DDL_LOCK_TIMEOUT}'`);
@@ -45,6 +48,7 @@ export function createMaintenance(o: MaintenanceOptions) {
         [o.daysAhead, o.retentionDays],
       );
       await client.query('COMMIT');
+      client.off('error', ignore);
       client.release();
       const r = rows[0]!;
       const result = { created: r.created, dropped: r.dropped, movedFromDefault: Number(r.moved) };
@@ -88,9 +92,15 @@ export function createMaintenance(o: MaintenanceOptions) {
     return { inactive: rows.length, uptimeUpdated: uptime.rowCount ?? 0 };
   };
 
+  const rollup = async () => {
+    const { rows } = await o.pool.query<{ folded: string }>(FOLD_ROLLUP);
+    return { folded: Number(rows[0]!.folded) };
+  };
+
   const handlers: Record<string, () => Promise<unknown>> = {
     partitions: async () => ({ ...(await partitions()), ...(await retention()) }),
     sweep,
+    rollup,
   };
 
   const worker = new Worker(
@@ -125,10 +135,11 @@ export function createMaintenance(o: MaintenanceOptions) {
     async start() {
       await queue.upsertJobScheduler('partitions', { every: o.partitionsEveryMs }, { name: 'partitions' });
       await queue.upsertJobScheduler('sweep', { every: o.sweepEveryMs }, { name: 'sweep' });
+      await queue.upsertJobScheduler('rollup', { every: o.rollupEveryMs }, { name: 'rollup' });
       void worker.run().catch((err: unknown) => log.error({ err }, 'maintenance worker stopped'));
     },
     /** For tests and operators: run a job body now in this process. */
-    runNow: (name: 'partitions' | 'sweep') => handlers[name]!(),
+    runNow: (name: 'partitions' | 'sweep' | 'rollup') => handlers[name]!(),
     async close() {
       await worker.close();
       await queue.close();

@@ -33,18 +33,16 @@ FROM b JOIN locked l ON l.id = b.id
 WHERE c.id = b.id
 RETURNING c.id, c.status, l.old_status, c.last_heartbeat, c.last_metric_at, c.metrics_collected`;
 
-/** Adds the batch's per-minute rollup (README "Rollup"); rows are sorted to keep lock order stable. */
-export const UPSERT_ROLLUP = `
-INSERT INTO collector_metrics_rollup AS r (collector_id, metric_type, bucket, row_count, record_count, calls, total_time_ms)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::bigint[], $5::bigint[], $6::bigint[], $7::float8[])
-ORDER BY 1, 2, 3
-ON CONFLICT (collector_id, metric_type, bucket) DO UPDATE SET
-  row_count = r.row_count + EXCLUDED.row_count,
-  record_count = r.record_count + EXCLUDED.record_count,
-  calls = CASE WHEN EXCLUDED.calls IS NULL THEN r.calls ELSE coalesce(r.calls, 0) + EXCLUDED.calls END,
-  total_time_ms = CASE WHEN EXCLUDED.total_time_ms IS NULL THEN r.total_time_ms
-                       ELSE coalesce(r.total_time_ms, 0) + EXCLUDED.total_time_ms END,
-  updated_at = now()`;
+/**
+ * Appends the batch's per-minute rollup cells as deltas (migrations/0032): a plain INSERT into a
+ * table without indexes, so it costs little and takes no lock another batch could wait for.
+ */
+export const INSERT_ROLLUP_DELTAS = `
+INSERT INTO collector_metrics_rollup_delta (collector_id, metric_type, bucket, row_count, record_count, calls, total_time_ms)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::bigint[], $5::bigint[], $6::bigint[], $7::float8[])`;
+
+/** Folds the committed deltas into collector_metrics_rollup (one atomic statement, see 0032). */
+export const FOLD_ROLLUP = 'SELECT pga_fold_rollup_deltas() AS folded';
 
 /**
  * Heartbeat flush: one statement for every flushed collector. Reported `error` → status error;
@@ -99,6 +97,8 @@ activity AS (
   SELECT h.collector_id, h.minute AS t FROM collector_heartbeats h, win WHERE h.minute >= win.since
   UNION
   SELECT r.collector_id, r.bucket FROM collector_metrics_rollup r, win WHERE r.bucket >= win.since
+  UNION
+  SELECT d.collector_id, d.bucket FROM collector_metrics_rollup_delta d, win WHERE d.bucket >= win.since
 ),
 slots AS (
   SELECT a.collector_id, count(DISTINCT floor(extract(epoch FROM a.t) / GREATEST(60, c.collection_interval))) AS up

@@ -5,7 +5,7 @@ import type { Pool, PoolClient } from '@pga/db';
 import { copyRows } from './copy-rows';
 import type { PreparedPush } from './prepare-push';
 import { buildRollup } from './rollup';
-import { COPY_METRICS, INSERT_LEDGER, UPDATE_COLLECTORS_AFTER_PUSH, UPSERT_ROLLUP } from './sql';
+import { COPY_METRICS, INSERT_LEDGER, INSERT_ROLLUP_DELTAS, UPDATE_COLLECTORS_AFTER_PUSH } from './sql';
 import type { StatusRow } from './status-publisher';
 
 export interface StoreBatchOptions {
@@ -21,6 +21,8 @@ export interface StoreBatchResult {
   rows: number;
   bytes: number;
   copyMs: number;
+  /** Milliseconds per phase: ledger insert, COPY, collector state, rollup, COMMIT. */
+  phases: { ledger: number; copy: number; state: number; rollup: number; commit: number };
   /** Push ids this batch stored (first occurrence). */
   storedIds: string[];
   /** Collectors whose state this batch changed (to publish after COMMIT). */
@@ -29,12 +31,23 @@ export interface StoreBatchResult {
 
 /**
  * Stores pushes in ONE transaction on a checked-out client: ledger insert (keeps only ids never
- * stored), COPY of their rows (already `processed`), collector state and rollup upserts, COMMIT.
+ * stored), COPY of their rows (already `processed`), rollup deltas, collector state, COMMIT.
  * Nothing is acknowledged by the caller before this resolves. On any error the transaction is rolled
  * back and the client discarded (`release(err)`), so a failed COPY leaves no trace.
  */
 export async function storeBatch(pool: Pool, pushes: PreparedPush[], options: StoreBatchOptions = {}): Promise<StoreBatchResult> {
   const client = await pool.connect();
+  // A checked-out client whose server connection dies emits 'error' besides failing its query;
+  // without a listener that would crash the process. The failed query carries the error to us.
+  const ignore = () => undefined;
+  client.on('error', ignore);
+  let mark = performance.now();
+  const lap = () => {
+    const now = performance.now();
+    const ms = now - mark;
+    mark = now;
+    return ms;
+  };
   try {
     await client.query('BEGIN');
     const ledger = await client.query<{ push_id: string }>(INSERT_LEDGER, [
@@ -44,6 +57,7 @@ export async function storeBatch(pool: Pool, pushes: PreparedPush[], options: St
       pushes.map((p) => p.split.slices.length),
       pushes.map((p) => p.checksum),
     ]);
+    const ledgerMs = lap();
     const fresh = new Set(ledger.rows.map((r) => r.push_id));
     // The same push may sit twice in one batch (two jobs): `delete` keeps only its first copy.
     const toStore = pushes.filter((p) => fresh.delete(p.pushId));
@@ -54,7 +68,7 @@ export async function storeBatch(pool: Pool, pushes: PreparedPush[], options: St
       for (const s of p.split.slices) bytes += s.end - s.start;
     }
 
-    const copyStart = performance.now();
+    lap();
     if (rows > 0) {
       const source = Readable.from(
         copyRows(toStore, {
@@ -64,15 +78,23 @@ export async function storeBatch(pool: Pool, pushes: PreparedPush[], options: St
       );
       await pipeline(source, client.query(copyFrom(COPY_METRICS)));
     }
-    const copyMs = performance.now() - copyStart;
+    const copyMs = lap();
 
     let statuses: StatusRow[] = [];
+    let stateMs = 0;
+    let rollupMs = 0;
     if (toStore.length > 0) {
-      statuses = await updateCollectors(client, toStore);
       const r = buildRollup(toStore);
-      await client.query(UPSERT_ROLLUP, [r.collectorIds, r.types, r.buckets, r.rows, r.records, r.calls, r.totalTimes]);
+      await client.query(INSERT_ROLLUP_DELTAS, [r.collectorIds, r.types, r.buckets, r.rows, r.records, r.calls, r.totalTimes]);
+      rollupMs = lap();
+      // Last before COMMIT: the collector rows stay locked only for this statement and the COMMIT,
+      // so concurrent batches of the same collectors overlap everywhere else.
+      statuses = await updateCollectors(client, toStore);
+      stateMs = lap();
     }
     await client.query('COMMIT');
+    const commitMs = lap();
+    client.off('error', ignore);
     client.release();
     return {
       stored: toStore.length,
@@ -80,6 +102,7 @@ export async function storeBatch(pool: Pool, pushes: PreparedPush[], options: St
       rows,
       bytes,
       copyMs,
+      phases: { ledger: ledgerMs, copy: copyMs, state: stateMs, rollup: rollupMs, commit: commitMs },
       storedIds: toStore.map((p) => p.pushId),
       statuses,
     };
