@@ -35,7 +35,7 @@ describe('edge processes (main.ts, EDGE_PROCESSES=2)', () => {
 
   it('spreads connections over two processes sharing the port', async () => {
     const pids = new Set<number>();
-    for (let i = 0; i < 60 && pids.size < 2; i++) {
+    for (let i = 0; i < 400 && pids.size < 2; i++) {
       // Wait for both workers: the second may still be starting.
       const res = await freshRequest(cluster.port, 'GET', '/healthz');
       if (res.status === 200) pids.add(JSON.parse(res.body).pid as number);

@@ -24,7 +24,7 @@ export const EdgeConfigSchema = commonSchema
     MAX_INFLIGHT_BYTES: int(256 * MiB, 1024, 16 * 1024 * MiB),
     /** Longest wait for Redis to confirm a push before answering 503, in ms; default 2000. */
     ENQUEUE_TIMEOUT_MS: int(2000, 50, 60_000),
-    /** Pushes packed into one BullMQ job: window in ms (default 5) … */
+    /** Packing: while a job is in Redis, the next one waits at most this many ms (default 5) … */
     PACK_WINDOW_MS: int(5, 0, 1000),
     /** … or this many pushes (default 100) … */
     PACK_MAX_PUSHES: int(100, 1, 10_000),
