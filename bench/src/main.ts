@@ -42,24 +42,29 @@ progress.log(
 );
 
 const m0 = machineTicks();
+// Signals: before the stack is up, remember and stop it as soon as it is (nothing is left behind).
+const run: { stack?: BenchStack; interrupted?: number; sampler?: NodeJS.Timeout } = {};
+const stopAll = async (code: number) => {
+  clearInterval(run.sampler);
+  await run.stack?.stop().catch(() => undefined);
+  process.exit(code);
+};
+const onSignal = (code: number) => (run.stack ? void stopAll(code) : (run.interrupted = code));
+process.on('SIGINT', () => onSignal(130));
+process.on('SIGTERM', () => onSignal(143));
 progress.update('starting PostgreSQL and Redis');
-const stack = await BenchStack.start();
+const started = await BenchStack.start();
+run.stack = started;
+if (run.interrupted !== undefined) await stopAll(run.interrupted);
 let ourTicks = 0;
-const tickSampler = setInterval(() => {
+run.sampler = setInterval(() => {
   // Follow our own process trees so "others" (foreign load) can be told apart at the end.
-  const t = sampleTrees({ ...stack.roots(), self: process.pid });
+  const t = sampleTrees({ ...started.roots(), self: process.pid });
   ourTicks = Math.max(
     ourTicks,
     Object.values(t).reduce((a, s) => a + s.ticks, 0),
   );
 }, 1000);
-const stopAll = async (code: number) => {
-  clearInterval(tickSampler);
-  await stack.stop().catch(() => undefined);
-  process.exit(code);
-};
-process.on('SIGINT', () => void stopAll(130));
-process.on('SIGTERM', () => void stopAll(143));
 
 const results: ScenarioResult[] = [];
 const shared = new Map<string, unknown>();
@@ -81,7 +86,7 @@ try {
       continue;
     }
     const r = await runScenario(scenario, {
-      stack,
+      stack: started,
       mode: options.full ? 'full' : 'quick',
       runs: options.runs,
       progress,
@@ -93,18 +98,18 @@ try {
     );
   }
 } finally {
-  clearInterval(tickSampler);
+  clearInterval(run.sampler);
   if (results.some((r) => r.status === 'failed')) {
     // Keep the service logs of a failed bench (the temporary folder is removed with the stack).
     const logDir = path.join(options.outDir, `${startedAt.toISOString().replace(/[:.]/g, '-')}-logs`);
     mkdirSync(logDir, { recursive: true });
-    for (const f of readdirSync(stack.workDir).filter((n) => n.endsWith('.log')))
-      copyFileSync(path.join(stack.workDir, f), path.join(logDir, f));
-    copyFileSync(stack.pg.logFile, path.join(logDir, 'postgres.log'));
+    for (const f of readdirSync(started.workDir).filter((n) => n.endsWith('.log')))
+      copyFileSync(path.join(started.workDir, f), path.join(logDir, f));
+    copyFileSync(started.pg.logFile, path.join(logDir, 'postgres.log'));
     progress.log(`service logs kept in ${logDir}`);
   }
   progress.update('stopping the stack');
-  await stack.stop().catch((err: unknown) => progress.log(`stopping the stack: ${String(err)}`));
+  await started.stop().catch((err: unknown) => progress.log(`stopping the stack: ${String(err)}`));
 }
 
 const m1 = machineTicks();

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { startGeneratorMeter } from '../../harness/generator-meter';
 import type { FigureDef, Measurement } from '../../harness/model';
 import type { Scenario } from '../../harness/scenario';
 import { REPO_ROOT } from '../../harness/stack';
@@ -48,6 +49,7 @@ export const bulkImport: Scenario = {
       if (n > 1000 && ctx.mode !== 'full') continue;
       const content = csv(n, randomBytes(4).toString('hex'));
       ctx.progress.update(`${ctx.label}: importing ${n} collectors`);
+      const meter = startGeneratorMeter();
       const t = performance.now();
       const res = await admin.mutation<{ created: number; errors: number }>('collectors.bulkImport', {
         format: 'csv',
@@ -57,8 +59,9 @@ export const bulkImport: Scenario = {
       const seconds = (performance.now() - t) / 1000;
       if (res.status !== 200 || !res.data) throw new Error(`bulkImport of ${n} answered HTTP ${res.status}`);
       if (res.data.created !== n) notes.push(`${n}: only ${res.data.created} created, ${res.data.errors} errors`);
-      figures[`import_${n}_s`] = { value: seconds };
-      figures[`import_${n}_per_s`] = { value: res.data.created / seconds };
+      const generator = meter.stop();
+      figures[`import_${n}_s`] = { value: seconds, generator };
+      figures[`import_${n}_per_s`] = { value: res.data.created / seconds, generator };
     }
     if (ctx.mode !== 'full') notes.push('the 10,000-collector file runs in the full suite only (--full)');
     return { figures, notes };

@@ -102,14 +102,14 @@ export const connections: Scenario = {
     const errors = Object.fromEntries(trickle.recorder.errorsByStatus);
     return {
       figures: {
-        connections: { value: ok },
-        open_after_heartbeats: { value: openAfterHeartbeats },
+        connections: { value: ok, generator: openGen },
+        open_after_heartbeats: { value: openAfterHeartbeats, generator: openGen },
         still_open: { value: stillOpen },
         open_s: { value: openS, generator: openGen },
         rss_before_mb: { value: rssBefore },
-        rss_held_mb: { value: rssHeld },
+        rss_held_mb: { value: rssHeld, generator: openGen },
         // Per connection still open when the RSS was taken (an idle timeout may have closed some).
-        kib_per_conn: { value: ((rssHeld - rssBefore) * 1024) / Math.max(1, openAfterHeartbeats) },
+        kib_per_conn: { value: ((rssHeld - rssBefore) * 1024) / Math.max(1, openAfterHeartbeats), generator: openGen },
         trickle_acked_per_s: { value: trickle.okPerS, generator: trickle.generator },
         trickle_p50_ms: { value: s.p50, generator: trickle.generator },
         trickle_p99_ms: { value: s.p99, generator: trickle.generator },

@@ -187,6 +187,7 @@ export const ingestE2e: Scenario = {
     const f100 = fresh('open 100 %');
     probe.destroy();
     const m = (value: number, g = phases[0]!.result.generator): Measurement => ({ value, generator: g });
+    const genOf = (name: string) => phases.find((p) => p.name === name)?.result.generator;
     const output: RunOutput = {
       ...out,
       figures: {
@@ -199,9 +200,9 @@ export const ingestE2e: Scenario = {
               drain_s: { value: sustained.drainS },
             }
           : {}),
-        freshness_50_p50_ms: { value: f50.p50 },
-        freshness_50_p99_ms: { value: f50.p99 },
-        freshness_max_p99_ms: { value: f100.p99 },
+        freshness_50_p50_ms: m(f50.p50, genOf('open 50 %')),
+        freshness_50_p99_ms: m(f50.p99, genOf('open 50 %')),
+        freshness_max_p99_ms: m(f100.p99, genOf('open 100 %')),
         k64_acked_per_s: m(k64.okPerS, k64.generator),
         ...(done64 !== undefined
           ? { k64_mb_per_s: m((k64Committed * bigBytes) / ((done64 - k64.startedAtMs) / 1000) / 1e6, k64.generator) }
