@@ -180,6 +180,6 @@ describe('pga-collector CLI (package bin)', () => {
 
 function readSpool(stateDir: string): string[] {
   return readdirSync(path.join(stateDir, 'spool'))
-    .filter((n) => n.endsWith('.json.gz'))
+    .filter((n) => n.endsWith('.json.gz') && !n.startsWith('.tmp-'))
     .sort();
 }

@@ -39,7 +39,7 @@ const snapshotTimestamp = (file: string) =>
   (JSON.parse(gunzipSync(readFileSync(file)).toString()) as { timestamp: string }).timestamp;
 const spoolFiles = (stateDir: string) =>
   readdirSync(path.join(stateDir, 'spool'))
-    .filter((n) => n.endsWith('.json.gz'))
+    .filter((n) => n.endsWith('.json.gz') && !n.startsWith('.tmp-'))
     .sort();
 
 describe('collector → real ingest edge → writer → PostgreSQL', () => {
