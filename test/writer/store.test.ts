@@ -120,6 +120,16 @@ describe('writer: pushes → collector_metrics', () => {
     expect(c.rows[0].success_count).toBe(String(items.length));
   });
 
+  it('stores a push whose ids arrive in upper case (uuids are matched case-insensitively)', async () => {
+    const item = pushItem(fixture);
+    const jobId = await h.enqueue([
+      { ...item, push_id: item.push_id.toUpperCase(), collector_id: item.collector_id.toUpperCase() },
+    ]);
+    await h.waitForJob(jobId, 'completed');
+    const { rows } = await h.pool.query('SELECT count(*)::int AS n FROM collector_metrics WHERE push_id = $1', [item.push_id]);
+    expect(rows[0].n).toBe(parsedFixture.metrics.length);
+  });
+
   it('stores a flat push as one row and a body handed over as latin1 bytes as UTF-8', async () => {
     const flat = JSON.stringify({ database: 'app', query_count: 1234, avg_execution_time: 45.3, queries: [{ q: 'é' }] });
     const flatItem = pushItem(flat);

@@ -49,9 +49,11 @@ export function preparePush(item: PushItem): PreparedPush {
   }
   let size = 0;
   for (const s of split.slices) size += s.end - s.start + 160;
+  // Lower case: PostgreSQL returns uuids in canonical lower case, and the ledger's RETURNING is
+  // matched against these ids (an upper-case id would otherwise look like a duplicate and be lost).
   return {
-    pushId: item.push_id,
-    collectorId: item.collector_id,
+    pushId: item.push_id.toLowerCase(),
+    collectorId: item.collector_id.toLowerCase(),
     receivedAt,
     receivedIso: receivedAt.toISOString(),
     checksum,
