@@ -2,7 +2,7 @@
  * `npm run bench`: starts an isolated PostgreSQL + Redis + the services, runs every scenario
  * `--runs` times (default 3), and writes bench/results/<timestamp>.{json,md,html}. See bench/README.md.
  */
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { SCENARIOS } from './cases/index';
@@ -31,7 +31,12 @@ if (unknown.length) {
   console.error(`unknown scenario(s): ${unknown.join(', ')}\n\n${USAGE}`);
   process.exit(2);
 }
-const previous: BenchResult | undefined = options.compare ? JSON.parse(readFileSync(options.compare, 'utf8')) : undefined;
+// `--compare results/x.json` works from the repository root (npm run) as well as from bench/.
+const compareFile =
+  options.compare && !existsSync(options.compare) && existsSync(path.join(benchDir, options.compare))
+    ? path.join(benchDir, options.compare)
+    : options.compare;
+const previous: BenchResult | undefined = compareFile ? JSON.parse(readFileSync(compareFile, 'utf8')) : undefined;
 const selected = options.scenarios.length ? SCENARIOS.filter((s) => options.scenarios.includes(s.name)) : SCENARIOS;
 
 const machine = describeMachine();
@@ -150,7 +155,7 @@ if (previous) {
   const changes = compareResults(previous, result, options.tolerancePct);
   console.log(`\n${formatComparison(changes, options.tolerancePct)}`);
   if (changes.some((c) => c.verdict === 'regression')) {
-    console.log(`\n✗ regression beyond ${options.tolerancePct} % against ${options.compare}`);
+    console.log(`\n✗ regression beyond ${options.tolerancePct} % against ${compareFile}`);
     code = 3;
   }
 }
