@@ -66,6 +66,10 @@ describe('admin accounts, sessions, roles, CSRF', () => {
     await expect(limited.auth.login({ username: 'victor', password: VIEWER_PASSWORD })).rejects.toMatchObject({
       code: 'TOO_MANY_REQUESTS',
     });
+    const http = await trpcHttp(h.url, 'mutation', 'auth.login', { username: 'victor', password: VIEWER_PASSWORD });
+    expect(http.status).toBe(429);
+    expect(http.headers.get('retry-after')).toBe('900');
+    expect(http.body.error.data).toMatchObject({ appCode: 'RATE_LIMITED', retryAfterSeconds: 900 });
     // another user is unaffected
     await expect(limited.auth.login({ username: 'alice', password: ADMIN_PASSWORD })).resolves.toMatchObject({
       user: { username: 'alice' },

@@ -101,7 +101,7 @@ export async function trpcHttp(
   path: string,
   input?: unknown,
   { cookie, headers = {} }: { cookie?: string; headers?: Record<string, string> } = {},
-): Promise<{ status: number; body: any; text: string; setCookie: string[] }> {
+): Promise<{ status: number; body: any; text: string; setCookie: string[]; headers: Headers }> {
   const common: Record<string, string> = { ...(cookie ? { cookie } : {}) };
   let res: Response;
   if (kind === 'query') {
@@ -121,7 +121,7 @@ export async function trpcHttp(
   } catch {
     body = undefined;
   }
-  return { status: res.status, body, text, setCookie: res.headers.getSetCookie() };
+  return { status: res.status, body, text, setCookie: res.headers.getSetCookie(), headers: res.headers };
 }
 
 /** Signs in over HTTP and returns the `name=value` cookie to send back. */

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
+import { AppError } from '@pga/contracts';
 import type { Deps } from '../deps';
 import type { AppRouter } from '../routers/app-router';
 import { createHttpContext } from './create-http-context';
@@ -14,6 +15,13 @@ export function createHttpServer(deps: Deps, appRouter: AppRouter, { webDistDir 
     basePath: '/trpc/',
     maxBodySize: config.MAX_BODY_BYTES,
     createContext: ({ req, res }) => createHttpContext(deps, req, res),
+    // RATE_LIMITED answers carry Retry-After (e.g. login lock-outs), like the edge's 429s.
+    responseMeta({ errors }) {
+      const retry = errors
+        .map((e) => (e.cause instanceof AppError ? e.cause.details.retryAfterSeconds : undefined))
+        .find(Boolean);
+      return retry ? { headers: { 'retry-after': String(retry) } } : {};
+    },
     onError({ error, path }) {
       if (error.code === 'INTERNAL_SERVER_ERROR') logger.error({ err: error.cause ?? error, path }, 'procedure failed');
     },
