@@ -1,6 +1,8 @@
 import path from 'node:path';
 import { freePort, startRedis, type RedisHandle } from '@pga/local-stack';
 import { describe, expect, it } from 'vitest';
+import { revokeCollectorTokens } from '@pga/db';
+import { publishCollectorChange } from '@pga/redis-keys';
 import { call, EdgeWorld, waitUntil } from './harness';
 import { testEnv, uniquePrefix } from '../helpers';
 
@@ -9,7 +11,7 @@ import { testEnv, uniquePrefix } from '../helpers';
  * and every push that got a 200 is in Redis after it comes back (AOF). Uses its own redis-server so
  * it can be stopped without touching the shared one.
  */
-describe('Redis stopped mid-test', () => {
+describe('Redis stopped, slow, or reconnecting', () => {
   it('answers 503 quickly and never a 200 for a push that is not in Redis', async () => {
     const dataDir = path.join(testEnv.dataDir, uniquePrefix('edge-redis'));
     const port = await freePort();
@@ -65,6 +67,56 @@ describe('Redis stopped mid-test', () => {
       expect(after.status).toBe(200);
     } finally {
       await redis.stop().catch(() => undefined);
+    }
+  });
+
+  it('slow Redis (CLIENT PAUSE): 503 within ENQUEUE_TIMEOUT_MS, and a retry never stores twice', async () => {
+    const dataDir = path.join(testEnv.dataDir, uniquePrefix('edge-redis'));
+    const redis = await startRedis({ dataDir, port: await freePort() });
+    try {
+      await using world = await EdgeWorld.create({ redisUrl: redis.url });
+      const edge = await world.startEdge({ ENQUEUE_TIMEOUT_MS: '300', RATE_LIMIT_PER_SECOND: '0' });
+      const c = await world.collector();
+      await world.redis.client('PAUSE', 1500, 'WRITE');
+      const started = Date.now();
+      const body = `{"slow":${Date.now()}}`;
+      const res = await call(`${edge.url}/api/v1/metrics/push`, { token: c.token, body });
+      expect([res.status, res.json.error.code]).toEqual([503, 'UNAVAILABLE']);
+      expect(Date.now() - started).toBeLessThan(1400);
+      // After the pause the retry lands once: accepted, or a duplicate of the late write.
+      await expect
+        .poll(async () => (await call(`${edge.url}/api/v1/metrics/push`, { token: c.token, body })).status, {
+          timeout: 10_000,
+          interval: 200,
+        })
+        .toBe(200);
+      const copies = (await world.queuedPushes()).filter((p) => p.body === body);
+      expect(copies).toHaveLength(1);
+    } finally {
+      await redis.stop();
+    }
+  });
+
+  it('reloads the deny state after the change feed reconnects (a revocation missed meanwhile still applies)', async () => {
+    const dataDir = path.join(testEnv.dataDir, uniquePrefix('edge-redis'));
+    const redis = await startRedis({ dataDir, port: await freePort() });
+    try {
+      await using world = await EdgeWorld.create({ redisUrl: redis.url });
+      const edge = await world.startEdge();
+      const c = await world.collector();
+      expect((await call(`${edge.url}/api/v1/metrics/push`, { token: c.token, body: '{"a":1}' })).status).toBe(200); // cached
+      // Cut the subscriber, then revoke while it is away: the pub/sub message is lost.
+      await world.redis.client('KILL', 'TYPE', 'pubsub');
+      const jtis = await revokeCollectorTokens(world.pool, c.id, 'revoked');
+      await publishCollectorChange(world.redis, world.keys, { collector_id: c.id, kind: 'revoked', jtis });
+      await expect
+        .poll(
+          async () => (await call(`${edge.url}/api/v1/metrics/push`, { token: c.token, body: `{"t":${Date.now()}}` })).status,
+          { timeout: 5000, interval: 50 },
+        )
+        .toBe(401);
+    } finally {
+      await redis.stop();
     }
   });
 });

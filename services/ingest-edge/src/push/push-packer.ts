@@ -120,17 +120,24 @@ export class PushPacker {
   private async send(batch: Pending[]): Promise<void> {
     const { redis, queue, metrics } = this.deps;
     let previous: string[];
+    const claim = this.scripts.claim(
+      batch.map((p) => p.idemKey),
+      batch.map((p) => `p:${p.item.push_id}:${p.records}`),
+      this.pendingTtl,
+    );
     try {
-      previous = await withTimeout(
-        this.scripts.claim(
-          batch.map((p) => p.idemKey),
-          batch.map((p) => `p:${p.item.push_id}:${p.records}`),
-          this.pendingTtl,
-        ),
-        this.settings.enqueueTimeoutMs,
-      );
+      previous = await withTimeout(claim, this.settings.enqueueTimeoutMs);
     } catch {
       for (const p of batch) p.reject(unavailable('queue unavailable'));
+      // A slow Redis may still run the claim later: free the markers it sets, so the client's
+      // retry is stored instead of waiting out the pending TTL.
+      claim.then(
+        (late) => {
+          const mine = batch.filter((_, i) => late[i] === '').map((p) => p.idemKey);
+          if (mine.length) redis.del(...mine).catch(() => undefined);
+        },
+        () => undefined,
+      );
       return;
     }
     const fresh: Pending[] = [];
