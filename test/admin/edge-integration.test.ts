@@ -1,0 +1,136 @@
+import { describe, expect, it, beforeAll, afterAll } from 'vitest';
+import { createLogger } from '@pga/logger';
+import { createEdge, readEdgeConfig, type Edge } from '@pga/ingest-edge';
+import { createHarness, type Harness } from './harness';
+import { TARGET_PASSWORD, form } from './fixtures';
+
+/** The admin service and a real ingest edge on one database and Redis prefix: the contract between them. */
+describe('admin service → ingest edge', () => {
+  let h: Harness;
+  let edge: Edge;
+  let edgeUrl: string;
+  beforeAll(async () => {
+    h = await createHarness();
+    const c = h.service.deps.config;
+    const config = readEdgeConfig({
+      DATABASE_URL: c.DATABASE_URL,
+      REDIS_URL: c.REDIS_URL,
+      REDIS_KEY_PREFIX: c.REDIS_KEY_PREFIX,
+      JWT_SECRET: c.JWT_SECRET,
+      ENCRYPTION_KEY: c.ENCRYPTION_KEY,
+      INGEST_PORT: '0',
+      INGEST_HOST: '127.0.0.1',
+      EDGE_PROCESSES: '1',
+      LOG_LEVEL: 'silent',
+    });
+    edge = await createEdge({ config, logger: createLogger({ name: 'edge', level: 'silent', pretty: false }) });
+    edgeUrl = `http://127.0.0.1:${edge.port}`;
+    for (
+      let i = 0;
+      i < 100 &&
+      (await fetch(`${edgeUrl}/readyz`).then(
+        (r) => r.status,
+        () => 0,
+      )) !== 200;
+      i++
+    )
+      await new Promise((r) => setTimeout(r, 100));
+  });
+  afterAll(async () => {
+    await edge?.drain().catch(() => undefined);
+    await h?.[Symbol.asyncDispose]();
+  });
+
+  const push = (token: string) =>
+    fetch(`${edgeUrl}/api/v1/metrics/push`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ database: 'app', query_count: 1 }),
+    }).then(async (r) => ({ status: r.status, body: (await r.json().catch(() => undefined)) as any }));
+  const heartbeat = (id: string, token: string) =>
+    fetch(`${edgeUrl}/api/v1/collectors/${id}/heartbeat`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: '{}',
+    }).then(async (r) => ({ status: r.status, body: (await r.json().catch(() => undefined)) as any }));
+  /** Polls until the edge gives `status`; logs how long it took (the contract says within 1 s). */
+  const until = async (what: string, check: () => Promise<number>, status: number) => {
+    const started = performance.now();
+    await expect.poll(check, { timeout: 5000, interval: 20 }).toBe(status);
+    console.log(`${what} reached the edge in ${Math.round(performance.now() - started)} ms`);
+  };
+
+  it('a registered collector pushes, gets its decrypted config, config_version and commands through the edge', async () => {
+    const admin = h.caller(h.admin);
+    const reg = await admin.collectors.register(form({ ssl_mode: 'require' }));
+    const id = reg.collector.id;
+    expect((await push(reg.token)).status).toBe(200);
+    const config = await fetch(`${edgeUrl}/api/v1/collectors/${id}/config`, {
+      headers: { authorization: `Bearer ${reg.token}` },
+    }).then((r) => r.json());
+    expect(config).toMatchObject({
+      config_version: 1,
+      enabled: true,
+      target: { host: reg.collector.host, password: TARGET_PASSWORD },
+    });
+    expect((await heartbeat(id, reg.token)).body).toMatchObject({ status: 'ok', config_version: 1, commands: [] });
+    await admin.collectors.update({ id, query_limit: 250 });
+    const cmd = await admin.collectors.sendCommand({ id, action: 'restart' });
+    expect((await heartbeat(id, reg.token)).body).toMatchObject({
+      config_version: 2,
+      commands: [{ id: cmd.id, action: 'restart' }],
+    });
+    expect((await heartbeat(id, reg.token)).body.commands).toEqual([]);
+  });
+
+  it('disable, rotate and delete reach the edge; enable and restore admit again', async () => {
+    const admin = h.caller(h.admin);
+    const reg = await admin.collectors.register(form());
+    const id = reg.collector.id;
+    expect((await push(reg.token)).status).toBe(200);
+
+    await admin.collectors.disable({ id });
+    await until('disable', async () => (await push(reg.token)).status, 403);
+    expect((await push(reg.token)).body.error.code).toBe('COLLECTOR_DISABLED');
+    await admin.collectors.enable({ id });
+    await until('enable', async () => (await push(reg.token)).status, 200);
+
+    const rotated = await admin.collectors.rotateToken({ id });
+    await until('rotation', async () => (await push(reg.token)).status, 401);
+    expect((await push(rotated.token)).status).toBe(200);
+
+    await admin.collectors.delete({ id });
+    await until('delete', async () => (await push(rotated.token)).status, 401);
+    const restored = await admin.collectors.restore({ id });
+    await until('restore', async () => (await push(restored.token)).status, 200);
+    expect((await push(rotated.token)).status).toBe(401);
+  });
+
+  it('a collector enrolled at the edge with an admin-created secret appears in the admin API, pending, in the secret’s group', async () => {
+    const admin = h.caller(h.admin);
+    const group = (await admin.groups.list()).items.find((g) => g.name === 'Staging')!;
+    const { secret, item } = await admin.enrollment.create({
+      name: 'edge-fleet',
+      group_id: group.id,
+      environment: 'staging',
+      max_uses: 1,
+    });
+    const res = await fetch(`${edgeUrl}/api/v1/collectors/register`, {
+      method: 'POST',
+      headers: { 'x-registration-secret': secret, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'enrolled-1', hostname: 'db-7.internal', version: '3.1.0' }),
+    });
+    expect(res.status).toBe(200);
+    const { collector_id: id } = (await res.json()) as { collector_id: string };
+    const got = await admin.collectors.get({ id });
+    expect(got).toMatchObject({
+      name: 'enrolled-1',
+      status: 'pending',
+      enrolled: true,
+      environment: 'staging',
+      group: { id: group.id },
+      registered_by: null,
+    });
+    expect((await admin.enrollment.list()).items.find((s) => s.id === item.id)).toMatchObject({ uses: 1, state: 'used_up' });
+  });
+});
