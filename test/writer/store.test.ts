@@ -120,6 +120,15 @@ describe('writer: pushes → collector_metrics', () => {
     expect(c.rows[0].success_count).toBe(String(items.length));
   });
 
+  it('stores a push that appears twice in one job (or batch) once', async () => {
+    const item = pushItem(fixture);
+    const jobId = await h.enqueue([item, { ...item }]);
+    await h.waitForJob(jobId, 'completed');
+    expect((await h.queue.getJob(jobId))?.returnvalue).toEqual({ pushes: 2, stored: 1, duplicates: 1 });
+    const { rows } = await h.pool.query('SELECT count(*)::int AS n FROM collector_metrics WHERE push_id = $1', [item.push_id]);
+    expect(rows[0].n).toBe(parsedFixture.metrics.length);
+  });
+
   it('stores a push whose ids arrive in upper case (uuids are matched case-insensitively)', async () => {
     const item = pushItem(fixture);
     const jobId = await h.enqueue([

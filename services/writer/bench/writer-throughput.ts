@@ -67,8 +67,8 @@ try {
     console.log(label, r);
   };
 
-  // 1. bare COPY of the same rows
-  {
+  // 1. bare COPY of the same rows (run first and last: the table grows in between)
+  const bareCopy = async (label: string) => {
     const all = items(TOTAL).map(preparePush);
     const t = performance.now();
     for (let i = 0; i < all.length; i += BATCH) {
@@ -91,8 +91,9 @@ try {
       );
       client.release();
     }
-    rate('bareCopy', all.length, performance.now() - t);
-  }
+    rate(label, all.length, performance.now() - t);
+  };
+  await bareCopy('bareCopyFirst');
   // 2. storeBatch (JS split, ledger, collector state, rollup) — includes preparePush (checksum + split)
   {
     const raw = items(TOTAL);
@@ -172,6 +173,7 @@ try {
     await queue.close();
     await redis.quit();
   }
+  await bareCopy('bareCopyLast');
   await pool.end();
   console.log(JSON.stringify(report));
 } finally {
