@@ -1,0 +1,129 @@
+import { describe, it, beforeAll, afterAll, expect } from 'vitest';
+import { createHarness, type Harness } from './harness';
+import { expectRejected, form } from './fixtures';
+
+/** Each validation rule outside the registration form (collectors.test.ts covers that) rejects, naming the field. */
+describe('validation across procedures', () => {
+  let h: Harness;
+  let id: string;
+  beforeAll(async () => {
+    h = await createHarness();
+    id = (await h.caller(h.admin).collectors.register(form())).collector.id;
+  });
+  afterAll(async () => h?.[Symbol.asyncDispose]());
+  const admin = () => h.caller(h.admin);
+
+  it('collectors.update', async () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ name: '' }, 'name'],
+      [{ host: 'a b' }, 'host'],
+      [{ port: 0 }, 'port'],
+      [{ ssl_mode: 'always' }, 'ssl_mode'],
+      [{ ssl_certificate: 'nope' }, 'ssl_certificate'],
+      [{ collection_interval: 3601 }, 'collection_interval'],
+      [{ tags: ['a b'] }, 'tags.0'],
+      [{ environment: 'prod' }, 'environment'],
+      [{ group: 'Missing' }, 'group'],
+      [{ password: '' }, 'password'],
+    ];
+    for (const [patch, field] of cases)
+      await expectRejected(admin().collectors.update({ id, ...patch } as any), 'BAD_REQUEST', field);
+    await expectRejected(admin().collectors.update({ id: 'not-a-uuid' } as any), 'BAD_REQUEST', 'id');
+  });
+
+  it('collectors.list, get and audit.list', async () => {
+    for (const [input, field] of [
+      [{ page: 0 }, 'page'],
+      [{ page_size: 501 }, 'page_size'],
+      [{ sort: 'password' }, 'sort'],
+      [{ status: 'sleeping' }, 'status'],
+      [{ group_id: 'x' }, 'group_id'],
+    ] as const)
+      await expectRejected(admin().collectors.list(input as any), 'BAD_REQUEST', field);
+    await expectRejected(admin().collectors.get({ id: 'x' } as any), 'BAD_REQUEST', 'id');
+    await expectRejected(admin().audit.list({ page_size: 0 }), 'BAD_REQUEST', 'page_size');
+    await expectRejected(admin().audit.list({ collector_id: 'x' } as any), 'BAD_REQUEST', 'collector_id');
+  });
+
+  it('a deleted collector is only readable with include_deleted', async () => {
+    const gone = (await admin().collectors.register(form())).collector.id;
+    await admin().collectors.delete({ id: gone });
+    await expectRejected(admin().collectors.get({ id: gone }), 'NOT_FOUND');
+    expect((await admin().collectors.get({ id: gone, include_deleted: true })).deleted_at).not.toBeNull();
+    await expectRejected(admin().collectors.update({ id: gone, name: 'x' }), 'NOT_FOUND');
+    await expectRejected(admin().collectors.sendCommand({ id: gone, action: 'stop' }), 'NOT_FOUND');
+    await expectRejected(admin().collectors.rotateToken({ id: gone }), 'NOT_FOUND');
+  });
+
+  it('users, groups, dashboards, enrollment, bulk import, dead letters', async () => {
+    await expectRejected(
+      admin().users.create({ username: 'a b c', password: 'long enough password', role: 'viewer' }),
+      'BAD_REQUEST',
+      'username',
+    );
+    await expectRejected(
+      admin().users.create({ username: 'ok-name', password: 'long enough password', role: 'root' as any }),
+      'BAD_REQUEST',
+      'role',
+    );
+    await expectRejected(
+      admin().users.create({ username: 'ok-name', password: 'long enough password', role: 'viewer', email: 'nope' }),
+      'BAD_REQUEST',
+      'email',
+    );
+    await expectRejected(admin().users.update({ id: h.viewer.id, password: 'short' }), 'BAD_REQUEST', 'password');
+    await expectRejected(admin().users.update({ id: '00000000-0000-4000-8000-000000000000', role: 'admin' }), 'NOT_FOUND');
+    await expectRejected(admin().groups.create({ name: 'g', display_order: -1 }), 'BAD_REQUEST', 'display_order');
+    await expectRejected(admin().groups.create({ name: 'x'.repeat(256) }), 'BAD_REQUEST', 'name');
+    await expectRejected(admin().groups.update({ id: '00000000-0000-4000-8000-000000000000', name: 'x' }), 'NOT_FOUND');
+    const group = (await admin().groups.list()).items[0]!;
+    await expectRejected(
+      admin().groups.delete({ id: group.id, move_collectors_to: group.id }),
+      'BAD_REQUEST',
+      'move_collectors_to',
+    );
+    await expectRejected(
+      admin().groups.delete({ id: group.id, move_collectors_to: '00000000-0000-4000-8000-000000000000' }),
+      'BAD_REQUEST',
+      'move_collectors_to',
+    );
+    await expectRejected(
+      admin().dashboards.assign({ collector_id: id, dashboard_uid: 'x'.repeat(41) }),
+      'BAD_REQUEST',
+      'dashboard_uid',
+    );
+    await expectRejected(
+      admin().dashboards.assign({ collector_id: '00000000-0000-4000-8000-000000000000', dashboard_uid: 'ok' }),
+      'NOT_FOUND',
+    );
+    await expectRejected(
+      admin().dashboards.assignToGroup({ group_id: '00000000-0000-4000-8000-000000000000', dashboard_uid: 'ok' }),
+      'NOT_FOUND',
+    );
+    await expectRejected(admin().enrollment.create({ name: 'e', environment: 'qa' as any }), 'BAD_REQUEST', 'environment');
+    await expectRejected(admin().enrollment.create({ name: 'e', expires_at: 'tomorrow' }), 'BAD_REQUEST', 'expires_at');
+    await expectRejected(admin().enrollment.revoke({ id: '00000000-0000-4000-8000-000000000000' }), 'NOT_FOUND');
+    await expectRejected(admin().collectors.bulkImport({ format: 'xml' as any, content: 'x' }), 'BAD_REQUEST', 'format');
+    await expectRejected(admin().collectors.bulkImport({ format: 'csv', content: '' }), 'BAD_REQUEST', 'content');
+    await expectRejected(admin().collectors.bulkImport({ format: 'csv', content: 'name,type' }), 'BAD_REQUEST', 'content');
+    await expectRejected(
+      admin().collectors.bulkImport({ format: 'csv', content: 'x', mode: 'some' as any }),
+      'BAD_REQUEST',
+      'mode',
+    );
+    await expectRejected(admin().deadLetters.list({ page_size: 1000 }), 'BAD_REQUEST', 'page_size');
+    await expectRejected(
+      admin().collectors.testConnection({
+        type: 'postgresql',
+        host: 'h',
+        database: 'd',
+        username: 'u',
+        password: 'p',
+        port: 99999,
+      }),
+      'BAD_REQUEST',
+      'port',
+    );
+    await expectRejected(admin().auth.login({ username: '', password: 'x' }), 'BAD_REQUEST', 'username');
+  });
+});
