@@ -161,6 +161,10 @@ export function createAgent(o: AgentOptions) {
       );
       collecting = run;
       await run;
+    } else if (conn) {
+      // Disabled centrally or stopped: hold no session on the target meanwhile.
+      await conn.close();
+      conn = undefined;
     }
     if (running) schedule(Math.max(0, lastCollectStart + config.intervalSeconds * 1000 - Date.now()));
   }

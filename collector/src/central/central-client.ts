@@ -44,8 +44,8 @@ async function exchange<T>(
     res = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
   } catch (err) {
     const e = err as Error & { cause?: { code?: string; message?: string } };
-    const detail =
-      e.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (e.cause?.code ?? e.cause?.message ?? e.message);
+    const cause = [e.cause?.code, e.cause?.message].filter(Boolean).join(' ');
+    const detail = e.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : cause || e.message;
     return { ok: false, status: 0, code: 'NETWORK', message: `${new URL(url).host}: ${detail}` };
   }
   const text = await res.text().catch(() => '');
