@@ -3,8 +3,8 @@ import { recordIssuedTokens, withTransaction } from '@pga/db';
 import type { IssuedToken } from '@pga/tokens';
 import type { Deps } from '../deps';
 import type { Actor } from '../audit/write-audit';
-import { MASKED, writeAudit } from '../audit/write-audit';
-import { writeCollectorAudits } from '../audit/write-audit-many';
+import { writeAudit } from '../audit/write-audit';
+import { writeRegisteredAudits } from '../audit/write-audit-many';
 import { testConnection } from '../connection-test/test-connection';
 import type { BulkImportResult, BulkRowResult } from './bulk-result';
 import { insertCollectors } from './insert-collectors';
@@ -83,30 +83,7 @@ export async function bulkImport(
         [...issued].map(([index, token]) => ({ collectorId: inserted.get(index)!, token })),
         { stampCollectors: false },
       );
-      await writeCollectorAudits(
-        db,
-        actor,
-        'collector.registered',
-        valid.flatMap((r) => {
-          const id = inserted.get(r.index);
-          if (!id) return [];
-          const { password: _p, ssl_certificate: cert, group: _g, ...fields } = r.input;
-          return [
-            {
-              collectorId: id,
-              newValues: {
-                ...fields,
-                port: r.port,
-                ssl_mode: r.sslMode,
-                group_id: r.groupId,
-                password: MASKED,
-                ...(cert ? { ssl_certificate: MASKED } : {}),
-              },
-            },
-          ];
-        }),
-        { bulk_import: true },
-      );
+      await writeRegisteredAudits(db, actor, [...inserted.values()], { bulk_import: true });
       await writeAudit(db, actor, {
         action: 'collector.bulk_import',
         entityType: 'collector',
