@@ -26,7 +26,7 @@ export const connections: Scenario = {
     { key: 'open_after_heartbeats', label: 'open once every heartbeat was answered', unit: 'conn', better: 'higher' },
     { key: 'still_open', label: 'still open at the end of the trickle', unit: 'conn', better: 'higher' },
     { key: 'open_s', label: 'time to open them and send one heartbeat each', unit: 's', better: 'lower' },
-    { key: 'rss_before_mb', label: 'edge RSS before (all edge processes)', unit: 'MiB', better: 'lower' },
+    { key: 'rss_before_mb', label: 'edge RSS before, freshly started (all edge processes)', unit: 'MiB', better: 'lower' },
     { key: 'rss_held_mb', label: 'edge RSS once every heartbeat was answered', unit: 'MiB', better: 'lower', target: '< 300 MB' },
     { key: 'kib_per_conn', label: 'edge memory per connection open at that moment', unit: 'KiB', better: 'lower' },
     { key: 'trickle_acked_per_s', label: 'trickle: acknowledged pushes/s', unit: 'push/s', better: 'higher' },
@@ -41,8 +41,11 @@ export const connections: Scenario = {
   },
   async run(ctx) {
     const collectors = await benchCollectors(ctx, 1000);
+    // A fresh edge every run: memory a previous run's fleet left behind would blur the RSS figures.
+    await ctx.stack.stopService(EDGE);
     const edge = await startPipeline(ctx, {}, 20_000);
     const count = 10_000;
+    await new Promise((r) => setTimeout(r, 1000)); // let start-up allocations settle
     const rssBefore = edgeRss(edge.pid);
     const fleet = Array.from({ length: count }, () => new HttpConnection('127.0.0.1', edge.port));
     const heartbeat = JSON.stringify({ status: 'active', metrics_count: 12, collection_time_ms: 85, version: 'bench' });
