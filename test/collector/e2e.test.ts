@@ -51,6 +51,16 @@ describe('collector → real ingest edge → writer → PostgreSQL', () => {
     await target.pgbench(['-S', '-c', '2', '-t', '60']);
     const after = collector.spooled().length;
     await until('two more snapshots stored', async () => (await stack.pushesStored(c.id)).length >= after + 2);
+    // Heartbeats carry the collection time and count to the central (edge → Redis → writer flush).
+    const reported = await until('collection time reported centrally', async () => {
+      const { rows } = await stack.pool.query(
+        `SELECT avg_collection_time_ms, last_collection_count, agent_version FROM collectors WHERE id = $1 AND avg_collection_time_ms > 0`,
+        [c.id],
+      );
+      return rows[0];
+    });
+    expect(reported.agent_version).toBe('0.1.0');
+    expect(reported.last_collection_count).toBeGreaterThanOrEqual(7); // one element per family at least
     await collector.stop();
 
     const [truth] = await target.sql<{ queryid: string; calls: string }>(
