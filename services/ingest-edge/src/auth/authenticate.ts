@@ -1,5 +1,6 @@
 import { AppError } from '@pga/contracts';
-import { hashToken, type CollectorTokens } from '@pga/tokens';
+import { hash } from 'node:crypto';
+import type { CollectorTokens } from '@pga/tokens';
 import type { DenyList } from './deny-list';
 import type { CachedToken, TokenCache } from './token-cache';
 
@@ -23,7 +24,8 @@ export function createAuthenticator({ tokens, cache, deny }: { tokens: Collector
       );
     if (!deny.trusted) throw new AppError('UNAVAILABLE', 'revocation feed is reconnecting', { retryAfterSeconds: 1 });
     const token = match[1]!;
-    const key = hashToken(token);
+    // SHA-256 of the token, as @pga/tokens' hashToken, with the one-shot API (a third of the cost).
+    const key = hash('sha256', token, 'hex');
     let entry = cache.get(key);
     if (!entry) {
       const claims = await tokens.verify(token);

@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer';
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { AppError, IdempotencyKeySchema } from '@pga/contracts';
 import type { Authenticate } from '../auth/authenticate';
 import type { RateLimiter } from '../auth/rate-limiter';
@@ -45,7 +45,7 @@ export function createPushHandler(deps: PushDeps) {
       const scan = scanPushJson(decoded);
       if (scan.collectorId !== undefined && scan.collectorId.toLowerCase() !== auth.collectorId)
         throw new AppError('COLLECTOR_MISMATCH', 'collector_id in the body does not match the token');
-      const checksum = createHash('sha256').update(decoded).digest('hex');
+      const checksum = hash('sha256', decoded, 'hex');
       // CONTRACT.md: Idempotency-Key, else the body's push_id, else the identical body (24 h).
       const key = idemHeader ? `k:${idemHeader}` : scan.pushId !== undefined ? `k:${scan.pushId}` : `b:${checksum}`;
       const pushId = derivePushId(auth.collectorId, key);
