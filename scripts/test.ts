@@ -75,7 +75,7 @@ try {
   console.log(`  PostgreSQL 127.0.0.1:${pg.port} (pid ${pg.pid}), Redis 127.0.0.1:${redis.port} (pid ${redis.pid})`);
 
   const resultsFile = path.join(workDir, 'vitest.json');
-  await run(
+  const vitestOk = await run(
     'tests (vitest)',
     bin('vitest'),
     ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${resultsFile}`, ...filters],
@@ -102,6 +102,9 @@ try {
       if (file.status === 'failed' && file.assertionResults.length === 0) count(path.relative(root, file.name), false);
     }
     if (results.numTotalTests === 0) count('vitest ran no test', false);
+    // Unhandled errors (an exception escaping a test) fail vitest without failing a test: count them.
+    const explained = results.numFailedTests > 0 || results.testResults.some((f) => f.status === 'failed');
+    if (!vitestOk && !explained) count('vitest: unhandled errors (see above)', false);
   } else {
     count('vitest (no results written)', false);
   }

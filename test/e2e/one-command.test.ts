@@ -12,58 +12,67 @@ const refused = async (url: string) =>
   );
 
 describe('npm start (scripts/start.ts)', () => {
-  it('brings up PostgreSQL, Redis and every service on the embedded default, serves the UI, and stops on Ctrl-C', async () => {
-    const dataDir = mkdtempSync(path.join(testEnv.dataDir, 'stack-'));
-    chmodSync(dataDir, 0o755); // reachable by the postgres account when the tests run as root
-    const stack = await startStack({ DATA_DIR: dataDir });
-    try {
-      expect(stack.output()).toMatch(/First admin\s+admin \/ \S{12,}/);
-      expect(await healthy(stack.adminUrl)).toBe(200);
-      expect(await healthy(stack.ingestUrl)).toBe(200);
-      expect(await healthy(stack.writerUrl)).toBe(200);
+  // Starting three services (each compiling TypeScript at start) plus initdb takes a while on 2 busy cores.
+  it(
+    'brings up PostgreSQL, Redis and every service on the embedded default, serves the UI, and stops on Ctrl-C',
+    { timeout: 400_000 },
+    async () => {
+      const dataDir = mkdtempSync(path.join(testEnv.dataDir, 'stack-'));
+      chmodSync(dataDir, 0o755); // reachable by the postgres account when the tests run as root
+      const stack = await startStack({ DATA_DIR: dataDir });
+      try {
+        expect(stack.output()).toMatch(/First admin\s+admin \/ \S{12,}/);
+        expect(await healthy(stack.adminUrl)).toBe(200);
+        expect(await healthy(stack.ingestUrl)).toBe(200);
+        expect(await healthy(stack.writerUrl)).toBe(200);
 
-      await using browser = await launchBrowser();
-      const page = await browser.newPage();
-      await page.goto(stack.adminUrl);
-      await expect.poll(() => page.getByRole('heading', { level: 1 }).textContent()).toBe('pgAnalytics Central');
-      await expect.poll(() => page.getByTestId('health').textContent()).toBe('healthy');
-    } finally {
-      expect(await stack.stop()).toBe(0);
-    }
-    // Everything it started is gone, ports closed.
-    expect(await refused(stack.adminUrl)).toBe(true);
-    expect(await refused(stack.ingestUrl)).toBe(true);
+        await using browser = await launchBrowser();
+        const page = await browser.newPage();
+        await page.goto(stack.adminUrl);
+        await expect.poll(() => page.getByRole('heading', { level: 1 }).textContent()).toBe('pgAnalytics Central');
+        await expect.poll(() => page.getByTestId('health').textContent()).toBe('healthy');
+      } finally {
+        expect(await stack.stop()).toBe(0);
+      }
+      // Everything it started is gone, ports closed.
+      expect(await refused(stack.adminUrl)).toBe(true);
+      expect(await refused(stack.ingestUrl)).toBe(true);
 
-    // Second run reuses the cluster: the admin exists, no new password is printed.
-    const again = await startStack({ DATA_DIR: dataDir });
-    try {
-      expect(again.output()).toMatch(/Admin account\s+admin \(already exists\)/);
-    } finally {
-      expect(await again.stop()).toBe(0);
-    }
-  });
+      // Second run reuses the cluster: the admin exists, no new password is printed.
+      const again = await startStack({ DATA_DIR: dataDir });
+      try {
+        expect(again.output()).toMatch(/Admin account\s+admin \(already exists\)/);
+      } finally {
+        expect(await again.stop()).toBe(0);
+      }
+    },
+  );
 
-  it('uses DATABASE_URL and REDIS_URL instead of local servers, applying migrations and ADMIN_PASSWORD', async () => {
-    await using db = await createTestDatabase({ migrated: false });
-    const dataDir = mkdtempSync(path.join(testEnv.dataDir, 'ext-'));
-    const stack = await startStack({
-      DATA_DIR: dataDir,
-      DATABASE_URL: db.url,
-      REDIS_URL: testEnv.redisUrl,
-      ADMIN_USERNAME: 'ops',
-      ADMIN_PASSWORD: 'correct horse battery',
-    });
-    try {
-      expect(existsSync(path.join(dataDir, 'postgres'))).toBe(false);
-      expect(existsSync(path.join(dataDir, 'redis'))).toBe(false);
-      expect(await healthy(stack.ingestUrl)).toBe(200);
-      const client = new pg.Client({ connectionString: db.url });
-      await client.connect();
-      const { rows } = await client.query("SELECT username, role FROM users WHERE username = 'ops'");
-      await client.end();
-      expect(rows).toEqual([{ username: 'ops', role: 'admin' }]);
-    } finally {
-      expect(await stack.stop()).toBe(0);
-    }
-  });
+  it(
+    'uses DATABASE_URL and REDIS_URL instead of local servers, applying migrations and ADMIN_PASSWORD',
+    { timeout: 200_000 },
+    async () => {
+      await using db = await createTestDatabase({ migrated: false });
+      const dataDir = mkdtempSync(path.join(testEnv.dataDir, 'ext-'));
+      const stack = await startStack({
+        DATA_DIR: dataDir,
+        DATABASE_URL: db.url,
+        REDIS_URL: testEnv.redisUrl,
+        ADMIN_USERNAME: 'ops',
+        ADMIN_PASSWORD: 'correct horse battery',
+      });
+      try {
+        expect(existsSync(path.join(dataDir, 'postgres'))).toBe(false);
+        expect(existsSync(path.join(dataDir, 'redis'))).toBe(false);
+        expect(await healthy(stack.ingestUrl)).toBe(200);
+        const client = new pg.Client({ connectionString: db.url });
+        await client.connect();
+        const { rows } = await client.query("SELECT username, role FROM users WHERE username = 'ops'");
+        await client.end();
+        expect(rows).toEqual([{ username: 'ops', role: 'admin' }]);
+      } finally {
+        expect(await stack.stop()).toBe(0);
+      }
+    },
+  );
 });

@@ -16,7 +16,7 @@ export interface RunningStack extends AsyncDisposable {
 }
 
 /** Runs scripts/start.ts (what `npm start` runs) on free ports and waits for its banner. */
-export async function startStack(env: Record<string, string>, timeoutMs = 90_000): Promise<RunningStack> {
+export async function startStack(env: Record<string, string>, timeoutMs = 180_000): Promise<RunningStack> {
   const [ingest, admin, writer] = [await freePort(), await freePort(), await freePort()];
   const child = spawn(path.join(root, 'node_modules/.bin/tsx'), [path.join(root, 'scripts/start.ts')], {
     cwd: root,
