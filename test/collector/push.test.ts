@@ -205,6 +205,19 @@ describe('collector ↔ central protocol peer', () => {
     await until('collecting again', () => collector.spooled().length >= stoppedAt + 2);
   });
 
+  it('collects nothing while disabled centrally, heartbeats meanwhile, and starts when enabled', async () => {
+    const s = await setup();
+    await using _peer = s.peer;
+    s.peer.state.config = configFor(target, { enabled: false });
+    await using collector = await runCollector(s.env);
+    await sleep(2500);
+    expect(collector.spooled()).toHaveLength(0);
+    expect(s.peer.state.heartbeats.length).toBeGreaterThanOrEqual(2);
+    expect(await target.sql(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'pganalytics-collector'`)).toHaveLength(0);
+    s.peer.state.config = configFor(target, { config_version: 2, enabled: true });
+    await until('pushes after enabling', () => s.peer.state.pushes.length >= 1);
+  });
+
   it('reports bad target credentials as an error heartbeat naming the stage', async () => {
     const s = await setup();
     await using _peer = s.peer;
