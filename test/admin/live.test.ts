@@ -92,4 +92,22 @@ describe('live.collectorStatus', () => {
       .map((l) => JSON.parse(l.slice(6)));
     expect(data).toEqual([{ collector_id: B, status: 'error', metrics_collected: 7 }]);
   });
+
+  it('ends open SSE streams when the service shuts down, instead of waiting for the clients', async () => {
+    const h2 = await createHarness();
+    const url = await h2.listen();
+    const cookie = await httpLogin(url, 'victor', VIEWER_PASSWORD);
+    const res = await fetch(`${url}/trpc/live.collectorStatus`, { headers: { cookie, accept: 'text/event-stream' } });
+    const reader = res.body!.getReader();
+    let text = '';
+    while (!text.includes('connected')) text += new TextDecoder().decode((await reader.read()).value);
+    const closing = h2[Symbol.asyncDispose]();
+    for (;;) {
+      const { done } = await reader.read().catch(() => ({ done: true }));
+      if (done) break;
+    }
+    const started = performance.now();
+    await closing;
+    console.log(`service closed ${Math.round(performance.now() - started)} ms after its SSE stream ended`);
+  });
 });

@@ -45,9 +45,17 @@ export function createAdminService({ config, logger }: { config: AdminConfig; lo
     async close() {
       clearInterval(housekeeping);
       deps.redis.off('ready', reconcile);
-      // SSE subscribers hold connections open: end them so close() does not wait for the clients.
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      // SIGTERM (STYLE.md): stop accepting, end the live subscriptions, let in-flight requests
+      // finish (up to 10 s), then close the pool and Redis.
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      await deps.liveFeed.close();
+      // A keep-alive connection becomes idle when its request ends: close those as they appear.
+      const idle = setInterval(() => server.closeIdleConnections(), 50);
+      server.closeIdleConnections();
+      const force = setTimeout(() => server.closeAllConnections(), 10_000);
+      await closed;
+      clearInterval(idle);
+      clearTimeout(force);
       await deps.close();
     },
   };

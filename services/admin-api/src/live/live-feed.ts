@@ -8,6 +8,8 @@ export interface LiveFeed {
   readonly events: EventEmitter;
   /** Resolves once the Redis subscription is active (tests wait on it). */
   ready(): Promise<void>;
+  /** Aborted by close(): subscriptions end, so a shutdown does not wait for SSE clients. */
+  readonly closing: AbortSignal;
   close(): Promise<void>;
 }
 
@@ -35,12 +37,16 @@ export function createLiveFeed({ redisUrl, channel, logger }: { redisUrl: string
     }
     events.emit('status', event.data satisfies LiveStatusEvent);
   });
+  const closing = new AbortController();
   const subscribed = subscriber.subscribe(channel).then(() => undefined);
   subscribed.catch((err: unknown) => logger.warn({ err }, 'live feed could not subscribe'));
   return {
     events,
     ready: () => subscribed,
+    closing: closing.signal,
     async close() {
+      if (closing.signal.aborted) return;
+      closing.abort();
       events.removeAllListeners();
       subscriber.disconnect();
     },

@@ -25,7 +25,9 @@ export const collectorStatus = authedProcedure
   .output(LiveStatusStreamSchema)
   .subscription(async function* ({ ctx, input, signal }) {
     const only = input?.collector_ids ? new Set(input.collector_ids) : undefined;
-    for await (const [event] of on(ctx.deps.liveFeed.events, 'status', { signal })) {
+    const { events, closing } = ctx.deps.liveFeed;
+    const stop = signal ? AbortSignal.any([signal, closing]) : closing;
+    for await (const [event] of on(events, 'status', { signal: stop })) {
       const e = event as LiveStatusEvent;
       if (!only || only.has(e.collector_id)) yield e;
     }
