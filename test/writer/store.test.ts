@@ -75,9 +75,10 @@ describe('writer: pushes → collector_metrics', () => {
     expect(live.rows[0].n).toBe(2 * n);
     const folded = (await h.writer.maintenance.runNow('rollup')) as { folded: number };
     expect(folded.folded).toBeGreaterThan(0);
-    const pending = await h.pool.query('SELECT count(*)::int AS n FROM collector_metrics_rollup_delta WHERE collector_id = $1', [
-      collectorId,
-    ]);
+    const pending = await h.pool.query(
+      'SELECT count(*)::int AS n FROM collector_metrics_rollup_pending WHERE collector_id = $1',
+      [collectorId],
+    );
     expect(pending.rows[0].n).toBe(0);
 
     const rollup = await h.pool.query(

@@ -34,12 +34,12 @@ WHERE c.id = b.id
 RETURNING c.id, c.status, l.old_status, c.last_heartbeat, c.last_metric_at, c.metrics_collected`;
 
 /**
- * Appends the batch's per-minute rollup cells as deltas (migrations/0032): a plain INSERT into a
- * table without indexes, so it costs little and takes no lock another batch could wait for.
+ * Writes the batch's per-minute rollup cells as ONE row of parallel arrays (migrations/0033): a
+ * single tuple per batch, no index, no conflict check, no lock another batch could wait for.
  */
-export const INSERT_ROLLUP_DELTAS = `
-INSERT INTO collector_metrics_rollup_delta (collector_id, metric_type, bucket, row_count, record_count, calls, total_time_ms)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::bigint[], $5::bigint[], $6::bigint[], $7::float8[])`;
+export const INSERT_ROLLUP_BATCH = `
+INSERT INTO collector_metrics_rollup_batch (collector_ids, metric_types, buckets, row_counts, record_counts, calls, total_time_ms)
+VALUES ($1::uuid[], $2::text[], $3::timestamptz[], $4::bigint[], $5::bigint[], $6::bigint[], $7::float8[])`;
 
 /** Folds the committed deltas into collector_metrics_rollup (one atomic statement, see 0032). */
 export const FOLD_ROLLUP = 'SELECT pga_fold_rollup_deltas() AS folded';
@@ -98,7 +98,7 @@ activity AS (
   UNION
   SELECT r.collector_id, r.bucket FROM collector_metrics_rollup r, win WHERE r.bucket >= win.since
   UNION
-  SELECT d.collector_id, d.bucket FROM collector_metrics_rollup_delta d, win WHERE d.bucket >= win.since
+  SELECT p.collector_id, p.bucket FROM collector_metrics_rollup_pending p, win WHERE p.bucket >= win.since
 ),
 slots AS (
   SELECT a.collector_id, count(DISTINCT floor(extract(epoch FROM a.t) / GREATEST(60, c.collection_interval))) AS up

@@ -5,7 +5,7 @@ import type { Pool, PoolClient } from '@pga/db';
 import { copyRows } from './copy-rows';
 import type { PreparedPush } from './prepare-push';
 import { buildRollup } from './rollup';
-import { COPY_METRICS, INSERT_LEDGER, INSERT_ROLLUP_DELTAS, UPDATE_COLLECTORS_AFTER_PUSH } from './sql';
+import { COPY_METRICS, INSERT_LEDGER, INSERT_ROLLUP_BATCH, UPDATE_COLLECTORS_AFTER_PUSH } from './sql';
 import type { StatusRow } from './status-publisher';
 
 export interface StoreBatchOptions {
@@ -31,7 +31,7 @@ export interface StoreBatchResult {
 
 /**
  * Stores pushes in ONE transaction on a checked-out client: ledger insert (keeps only ids never
- * stored), COPY of their rows (already `processed`), rollup deltas, collector state, COMMIT.
+ * stored), COPY of their rows (already `processed`), rollup cells (one row), collector state, COMMIT.
  * Nothing is acknowledged by the caller before this resolves. On any error the transaction is rolled
  * back and the client discarded (`release(err)`), so a failed COPY leaves no trace.
  */
@@ -85,7 +85,7 @@ export async function storeBatch(pool: Pool, pushes: PreparedPush[], options: St
     let rollupMs = 0;
     if (toStore.length > 0) {
       const r = buildRollup(toStore);
-      await client.query(INSERT_ROLLUP_DELTAS, [r.collectorIds, r.types, r.buckets, r.rows, r.records, r.calls, r.totalTimes]);
+      await client.query(INSERT_ROLLUP_BATCH, [r.collectorIds, r.types, r.buckets, r.rows, r.records, r.calls, r.totalTimes]);
       rollupMs = lap();
       // Last before COMMIT: the collector rows stay locked only for this statement and the COMMIT,
       // so concurrent batches of the same collectors overlap everywhere else.
