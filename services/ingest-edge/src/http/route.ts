@@ -1,5 +1,6 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { AppError } from '@pga/contracts';
+import { isTransientPgError } from '@pga/db';
 import type { Logger } from '@pga/logger';
 import type { EdgeMetrics } from '../ops/edge-metrics';
 import { readBody, type BodyReader, type InflightBudget } from './read-body';
@@ -76,9 +77,15 @@ export class RouteKit {
         this.inflight--;
         if (this.inflight === 0) for (const wake of this.idle.splice(0)) wake();
       };
-      const fail = async (err: unknown) => {
+      const fail = async (caught: unknown) => {
+        // PostgreSQL unreachable or shutting down (enrollment, config, refresh): the client should
+        // retry, not treat it as our bug.
+        const err = isTransientPgError(caught)
+          ? new AppError('UNAVAILABLE', 'database unavailable', { retryAfterSeconds: 5 })
+          : caught;
         if (err instanceof AppError) metrics.rejections.inc({ reason: err.code });
         else logger.error({ err, route: options.name }, 'request failed');
+        if (err !== caught) logger.warn({ err: caught, route: options.name }, 'PostgreSQL unavailable');
         // A refusal (401, 429, …) of a small body still arriving: let it finish, so the answer
         // keeps the connection alive and the client is not cut off mid-write. Anything large or
         // of unknown length is answered at once and the connection closed.
