@@ -23,11 +23,13 @@ describe('central client', () => {
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const port = (server.address() as { port: number }).port;
-    const client = createCentralClient({
-      baseUrl: `http://127.0.0.1:${port}/`,
-      credentials: () => ({ collectorId: '11111111-2222-4333-8444-555555555555', token: 't' }),
-      timeoutMs: 300,
-    });
+    const clientWith = (timeoutMs: number) =>
+      createCentralClient({
+        baseUrl: `http://127.0.0.1:${port}/`,
+        credentials: () => ({ collectorId: '11111111-2222-4333-8444-555555555555', token: 't' }),
+        timeoutMs,
+      });
+    const client = clientWith(10_000);
     try {
       expect(await client.push(Buffer.from('x'), 'p')).toMatchObject({
         ok: false,
@@ -35,7 +37,7 @@ describe('central client', () => {
         code: 'UNAVAILABLE',
         retryAfterMs: 3000,
       });
-      expect(await client.health()).toMatchObject({
+      expect(await clientWith(300).health()).toMatchObject({
         ok: false,
         status: 0,
         code: 'NETWORK',
