@@ -1,0 +1,39 @@
+import { describe, expect, it } from 'vitest';
+import { classifyError } from './classify-error';
+import { copyEscape } from './copy-rows';
+import { parseSeen } from './heartbeat-flush';
+import { PoisonPushError } from './prepare-push';
+
+const pgError = (code: string) => Object.assign(new Error('x'), { code });
+
+describe('classifyError', () => {
+  it('retries by SQLSTATE and on connection failures without one', () => {
+    for (const code of ['08006', '40001', '40P01', '57P01', '53300', '55P03', 'ECONNREFUSED']) {
+      expect(classifyError(pgError(code)), code).toBe('transient');
+    }
+    expect(classifyError(new Error('Connection terminated unexpectedly'))).toBe('transient');
+  });
+  it('treats data errors and our own checks as poison, other server errors as fatal', () => {
+    for (const code of ['22P02', '22P05', '23502', '54000']) expect(classifyError(pgError(code)), code).toBe('poison');
+    expect(classifyError(new PoisonPushError('bad'))).toBe('poison');
+    for (const code of ['42P01', '42501', 'XX000']) expect(classifyError(pgError(code)), code).toBe('fatal');
+  });
+});
+
+describe('copyEscape', () => {
+  it('escapes exactly what COPY text format needs', () => {
+    expect(copyEscape('{"a":"x\\ny"}\t\r\n')).toBe('{"a":"x\\\\ny"}\\t\\r\\n');
+    const plain = '{"queryid":-9223372036854775808}';
+    expect(copyEscape(plain)).toBe(plain);
+  });
+});
+
+describe('parseSeen', () => {
+  it('reads ISO strings, epoch milliseconds and epoch seconds', () => {
+    expect(parseSeen('2026-11-27T03:06:45.000Z')?.toISOString()).toBe('2026-11-27T03:06:45.000Z');
+    expect(parseSeen('1795788863461')?.getTime()).toBe(1795788863461);
+    expect(parseSeen('1795788863')?.getTime()).toBe(1795788863000);
+    expect(parseSeen('nonsense')).toBeNull();
+    expect(parseSeen(undefined)).toBeNull();
+  });
+});
