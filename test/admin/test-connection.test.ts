@@ -139,6 +139,14 @@ describe('collectors.testConnection', () => {
     const { collector } = await h.caller(h.admin).collectors.register(form({ ...pgTarget(), group: undefined }));
     expect(await test({ collector_id: collector.id })).toMatchObject({ ok: true });
     expect(await test({ collector_id: collector.id, database: 'nope' })).toMatchObject({ ok: false, failed_stage: 'database' });
+    // the stored password is never sent to another host or over weaker TLS than configured
+    await expectRejected(test({ collector_id: collector.id, host: 'attacker.example.com' }), 'BAD_REQUEST', 'password');
+    await expectRejected(test({ collector_id: collector.id, port: 1 }), 'BAD_REQUEST', 'password');
+    await expectRejected(test({ collector_id: collector.id, ssl_mode: 'allow' }), 'BAD_REQUEST', 'password');
+    expect(await test({ collector_id: collector.id, port: 1, password: 'typed-in' })).toMatchObject({
+      ok: false,
+      failed_stage: 'tcp',
+    });
   });
 
   it('refuses to register when the requested pre-registration test fails, and registers when it passes', async () => {
