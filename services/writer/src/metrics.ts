@@ -8,7 +8,11 @@ export function createWriterMetrics() {
   return {
     registry,
     rows: new Counter({ name: 'writer_rows_written_total', help: 'Metric rows committed to collector_metrics', registers: r }),
-    bytes: new Counter({ name: 'writer_bytes_written_total', help: 'Bytes of metric JSON committed', registers: r }),
+    bytes: new Counter({
+      name: 'writer_bytes_written_total',
+      help: 'Metric JSON committed, in characters (= bytes for ASCII text)',
+      registers: r,
+    }),
     pushesStored: new Counter({ name: 'writer_pushes_stored_total', help: 'Pushes committed', registers: r }),
     pushesDuplicate: new Counter({
       name: 'writer_pushes_duplicate_total',

@@ -27,7 +27,7 @@ export function createPushWorker(o: PushWorkerOptions) {
   const log = o.logger.child({ module: 'push-worker' });
   let held = 0;
 
-  const process = async (job: Job): Promise<JobOutcome> => {
+  const processJob = async (job: Job): Promise<JobOutcome> => {
     held++;
     o.metrics.inFlightJobs.set(held);
     try {
@@ -42,7 +42,7 @@ export function createPushWorker(o: PushWorkerOptions) {
     }
   };
 
-  const worker = new Worker(o.queueName, process, {
+  const worker = new Worker(o.queueName, processJob, {
     connection: o.connection,
     prefix: o.prefix,
     concurrency: o.concurrency,
