@@ -2,8 +2,7 @@ import { z } from 'zod';
 import { CollectorStatusSchema, CollectorTypeSchema, EnvironmentSchema } from '@pga/contracts';
 import { authedProcedure } from '../../trpc/init';
 import { CollectorSchema } from '../../collectors/collector-schema';
-import { COLLECTOR_COLUMNS, COLLECTOR_FROM, STATUS_SQL } from '../../collectors/collector-row';
-import { toCollector } from '../../collectors/collector-row';
+import { COLLECTOR_COLUMNS, COLLECTOR_FROM, STATUS_SQL, toCollector } from '../../collectors/collector-row';
 
 /** Sort keys → SQL (a closed list: the column never comes from the caller's text). */
 const SORTS = {
