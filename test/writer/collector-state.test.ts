@@ -142,6 +142,23 @@ describe('writer: collector state from heartbeats, sweeps and uptime', () => {
     expect(await h.redis.hlen(h.keys.deliveredCommands)).toBe(0);
   });
 
+  it('returns heartbeats claimed by a writer that died before COMMIT to the dirty set', async () => {
+    const id = await insertCollector(h.pool);
+    const seen = new Date().toISOString();
+    await heartbeat(id, { last_seen: seen, status: 'active' });
+    // What a writer killed mid-flush leaves behind: the id claimed (in flight) 60 s ago, never committed.
+    await h.redis
+      .multi()
+      .srem(h.keys.heartbeatDirty, id)
+      .zadd(`${h.keys.heartbeatDirty}:inflight`, Date.now() - 60_000, id)
+      .exec();
+    expect(await h.writer.heartbeats.flushHeartbeats()).toBe(0);
+    expect(await h.writer.heartbeats.recoverStale()).toBe(1);
+    expect(await h.writer.heartbeats.flushHeartbeats()).toBe(1);
+    expect((await collector(id)).last_heartbeat.toISOString()).toBe(seen);
+    expect(await h.redis.zcard(`${h.keys.heartbeatDirty}:inflight`)).toBe(0);
+  });
+
   it('puts heartbeats back into the dirty set when PostgreSQL rejects the flush', async () => {
     const id = await insertCollector(h.pool);
     await heartbeat(id, { last_seen: new Date().toISOString(), status: 'active' });

@@ -25,6 +25,29 @@ function intOrNull(value: string | undefined): number | null {
   return Number.isFinite(n) && Math.abs(n) < 2 ** 31 ? n : null;
 }
 
+/** Atomically moves up to ARGV[1] ids from the dirty SET to the in-flight ZSET (score = claim time). */
+const CLAIM = `
+local ids = redis.call('SPOP', KEYS[1], ARGV[1])
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[2], ARGV[2], id) end
+return ids`;
+
+/** Gives claimed ids back to the dirty SET (the flush statement failed). */
+const RELEASE = `
+for i = 1, #ARGV do
+  redis.call('SADD', KEYS[1], ARGV[i])
+  redis.call('ZREM', KEYS[2], ARGV[i])
+end
+return #ARGV`;
+
+/** Gives back claims older than ARGV[1] (their writer died between claim and COMMIT). */
+const RECOVER = `
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+for _, id in ipairs(ids) do
+  redis.call('SADD', KEYS[1], id)
+  redis.call('ZREM', KEYS[2], id)
+end
+return #ids`;
+
 export interface HeartbeatFlushOptions {
   pool: Pool;
   redis: Redis;
@@ -38,19 +61,22 @@ export interface HeartbeatFlushOptions {
 
 /**
  * Moves the edge's heartbeat state (common.md "Heartbeats") and command deliveries from Redis to
- * PostgreSQL, one statement per batch. SPOP makes several writers share the work without overlap.
- * If the statement fails the ids go back into the dirty set (nothing is lost: the hashes stay). A
- * writer killed between SPOP and COMMIT loses only that flush; the collector's next heartbeat marks
- * it dirty again (heartbeat state is "latest value", not a log).
+ * PostgreSQL, one statement per batch. Ids are claimed atomically (SPOP into an in-flight ZSET, one
+ * Lua script), so several writers share the work without overlap; after COMMIT the claim is removed.
+ * If the statement fails the ids go straight back into the dirty set; if the writer dies between
+ * claim and COMMIT, any writer's next tick returns claims older than 30 s to the dirty set. Nothing
+ * is lost: the hashes themselves are never deleted.
  */
 export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
   const batchSize = o.batchSize ?? 1000;
+  // Derived from the shared key (same prefix, writer-private): ids being flushed, scored by claim time.
+  const inflight = `${o.keys.heartbeatDirty}:inflight`;
   const log = o.logger.child({ module: 'heartbeats' });
 
   const flushHeartbeats = async (): Promise<number> => {
     let total = 0;
     for (;;) {
-      const ids = ((await o.redis.spop(o.keys.heartbeatDirty, batchSize)) ?? []) as string[];
+      const ids = (await o.redis.eval(CLAIM, 2, o.keys.heartbeatDirty, inflight, batchSize, Date.now())) as string[];
       if (ids.length === 0) return total;
       const valid = ids.filter((id) => UUID.test(id));
       const pipe = o.redis.pipeline();
@@ -87,14 +113,19 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
           await o.publish(rows);
           o.metrics.statusPublished.inc(rows.length);
         } catch (err) {
-          await o.redis.sadd(o.keys.heartbeatDirty, ...cols.id).catch(() => undefined);
+          await o.redis.eval(RELEASE, 2, o.keys.heartbeatDirty, inflight, ...ids).catch(() => undefined);
           throw err;
         }
       }
+      await o.redis.zrem(inflight, ...ids);
       total += cols.id.length;
       if (ids.length < batchSize) return total;
     }
   };
+
+  /** Claims older than `staleMs` belong to a writer that died mid-flush: give them back. */
+  const recoverStale = async (staleMs = 30_000): Promise<number> =>
+    Number(await o.redis.eval(RECOVER, 2, o.keys.heartbeatDirty, inflight, Date.now() - staleMs));
 
   const flushDeliveries = async (): Promise<number> => {
     const all = Object.entries(await o.redis.hgetall(o.keys.deliveredCommands)).slice(0, 5000);
@@ -117,6 +148,7 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
     if (running) return;
     running = (async () => {
       try {
+        await recoverStale();
         await flushHeartbeats();
         await flushDeliveries();
       } catch (err) {
@@ -130,6 +162,7 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
   return {
     flushHeartbeats,
     flushDeliveries,
+    recoverStale,
     start(everyMs: number) {
       timer = setInterval(tick, everyMs);
     },
