@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CollectorCommandActionSchema } from '@pga/contracts';
+import { AppError, CollectorCommandActionSchema } from '@pga/contracts';
 import { withTransaction } from '@pga/db';
 import { adminProcedure } from '../../trpc/init';
 import { lockCollector } from '../../collectors/lock-collector';
@@ -31,7 +31,12 @@ export const sendCommand = adminProcedure
       });
       // Inside the transaction: if Redis refuses, the command is not recorded either, and the
       // admin gets an error to retry instead of a command that would never be delivered.
-      await deps.redis.rpush(deps.keys.commands(input.id), JSON.stringify({ id: cmd.id, action: input.action }));
+      await deps.redis
+        .rpush(deps.keys.commands(input.id), JSON.stringify({ id: cmd.id, action: input.action }))
+        .catch((err: unknown) => {
+          deps.logger.warn({ err, collectorId: input.id }, 'could not queue a collector command');
+          throw new AppError('UNAVAILABLE', 'the command could not be queued (Redis is unreachable); try again shortly');
+        });
       return cmd;
     });
     return {
