@@ -4,4 +4,10 @@ import { register } from 'tsx/esm/api';
 
 register();
 const { main } = await import('../src/cli/main.ts');
-process.exitCode = await main(process.argv.slice(2));
+try {
+  process.exitCode = await main(process.argv.slice(2));
+} catch (err) {
+  // An unexpected failure (unwritable spool folder, …): one line for the operator, not a stack.
+  console.error(`pga-collector: ${err instanceof Error ? err.message : String(err)}`);
+  process.exitCode = 1;
+}
