@@ -284,11 +284,23 @@ describe('collectors', () => {
   it('derives status: pending, active within 2 × interval, inactive after, error when reported; liveness and freshness apart', async () => {
     const mk = async () =>
       (await admin().collectors.register(form({ collection_interval: 60, tags: ['status-test'] }))).collector.id;
-    const [pending, active, stale, failing, pushOnly] = [await mk(), await mk(), await mk(), await mk(), await mk()];
+    const [pending, active, stale, failing, pushOnly, heartbeatOnly] = [
+      await mk(),
+      await mk(),
+      await mk(),
+      await mk(),
+      await mk(),
+      await mk(),
+    ];
     await q("UPDATE collectors SET last_heartbeat = now() - interval '30 seconds', last_metric_at = now() WHERE id = $1", [
       active,
     ]);
-    await q("UPDATE collectors SET last_heartbeat = now() - interval '121 seconds' WHERE id = $1", [stale]);
+    await q(
+      "UPDATE collectors SET last_heartbeat = now() - interval '121 seconds', last_metric_at = now() - interval '125 seconds' WHERE id = $1",
+      [stale],
+    );
+    // Heartbeats alone do not make a collector active: pending until its first push (issue 3 §2).
+    await q('UPDATE collectors SET last_heartbeat = now() WHERE id = $1', [heartbeatOnly]);
     await q(
       "UPDATE collectors SET last_heartbeat = now(), status = 'error', last_error = 'permission denied for pg_stat_statements' WHERE id = $1",
       [failing],
@@ -305,12 +317,13 @@ describe('collectors', () => {
       last_error: 'permission denied for pg_stat_statements',
     });
     expect(await get(pushOnly)).toMatchObject({ status: 'active', heartbeat_alive: false, data_fresh: true });
+    expect(await get(heartbeatOnly)).toMatchObject({ status: 'pending', heartbeat_alive: true, data_fresh: false });
     const byStatus = async (status: any) =>
       (await admin().collectors.list({ tag: 'status-test', status })).items.map((c) => c.id).sort();
     expect(await byStatus('active')).toEqual([active, pushOnly].sort());
     expect(await byStatus('inactive')).toEqual([stale]);
     expect(await byStatus('error')).toEqual([failing]);
-    expect(await byStatus('pending')).toEqual([pending]);
+    expect(await byStatus('pending')).toEqual([pending, heartbeatOnly].sort());
   });
 
   it('lists with filters, free text, sort and pagination with a total', async () => {

@@ -5,14 +5,16 @@ import { CollectorSchema, type Collector } from './collector-schema';
 const WITHIN = (column: string) => `(${column} > now() - make_interval(secs => 2 * c.collection_interval))`;
 
 /**
- * The displayed status, computed when read so it is right even if no sweep ran: `pending` until the
- * first heartbeat or push, `inactive` when neither arrived within 2 × collection_interval, `error`
- * when the collector's last heartbeat reported an error (stored by the writer), else `active`.
+ * The displayed status, computed when read so it is right even if no sweep ran (issue 3 §2):
+ * `error` while the collector's recent heartbeats report an error (stored by the writer), `pending`
+ * until the first push (a heartbeat alone does not make a collector active — the writer keeps the
+ * same rule), `inactive` when neither a heartbeat nor a push arrived within 2 × collection_interval,
+ * else `active`.
  */
 export const STATUS_SQL = `CASE
-    WHEN c.last_heartbeat IS NULL AND c.last_metric_at IS NULL THEN 'pending'
+    WHEN c.status = 'error' AND ${WITHIN('c.last_heartbeat')} THEN 'error'
+    WHEN c.last_metric_at IS NULL THEN 'pending'
     WHEN NOT ${WITHIN('greatest(c.last_heartbeat, c.last_metric_at)')} THEN 'inactive'
-    WHEN c.status = 'error' THEN 'error'
     ELSE 'active' END`;
 
 export const COLLECTOR_FROM = `collectors c
