@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { publishCollectorChange } from '@pga/redis-keys';
 import { call, EdgeWorld, type TestCollector } from './harness';
 
-const FIXTURE = readFileSync('/work/shared/fixtures/pganalytics-v3-push.sample.json', 'utf8');
+const FIXTURE = readFileSync(new URL('../fixtures/pganalytics-v3-push.sample.json', import.meta.url), 'utf8');
 const FIXTURE_ID = '11111111-2222-4333-8444-555555555555';
 const fixtureFor = (id: string) => FIXTURE.replace(FIXTURE_ID, id);
 

@@ -12,7 +12,7 @@ import { createWriter, readWriterConfig, type Writer } from '@pga/writer';
 import { testEnv, uniquePrefix } from '../helpers';
 
 export const root = path.resolve(import.meta.dirname, '../..');
-export const fixture = readFileSync('/work/shared/fixtures/pganalytics-v3-push.sample.json', 'utf8');
+export const fixture = readFileSync(new URL('../fixtures/pganalytics-v3-push.sample.json', import.meta.url), 'utf8');
 
 export const sha256 = (s: string | Buffer) => createHash('sha256').update(s).digest('hex');
 

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { PushShapeError, splitPush } from './split-push';
 
-const fixture = readFileSync(new URL('../../../../shared/fixtures/pganalytics-v3-push.sample.json', import.meta.url), 'utf8');
+const fixture = readFileSync(new URL('../../../test/fixtures/pganalytics-v3-push.sample.json', import.meta.url), 'utf8');
 
 describe('splitPush', () => {
   it('slices every element of the v3 fixture with its type, database and record count', () => {
