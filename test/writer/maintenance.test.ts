@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers';
 import { fixture, pushItem, startWriterHarness, waitUntil, type WriterHarness } from './helpers';
@@ -24,6 +25,20 @@ describe('writer: partition and retention job', () => {
   });
 
   it('runs single-flight across two writers: creates partitions ahead, drops expired ones, prunes old rollups', async () => {
+    // Seed an expired partition and rollup before the writers start, so this DDL cannot race (and
+    // deadlock with) their own maintenance run.
+    const seed = new pg.Client({ connectionString: db.url });
+    await seed.connect();
+    try {
+      await seed.query(
+        `CREATE TABLE ${day(-20)} PARTITION OF collector_metrics FOR VALUES FROM ('${new Date(Date.now() - 20 * 86_400_000).toISOString().slice(0, 10)}') TO ('${new Date(Date.now() - 19 * 86_400_000).toISOString().slice(0, 10)}')`,
+      );
+      await seed.query(
+        `INSERT INTO collector_metrics_rollup (collector_id, metric_type, bucket, row_count, record_count) VALUES (gen_random_uuid(), 'x', now() - interval '20 days', 1, 1)`,
+      );
+    } finally {
+      await seed.end();
+    }
     const a = await startWriterHarness(db.url, {
       WRITER_MAINTENANCE_INTERVAL_MS: '1000',
       METRICS_RETENTION_DAYS: '14',
@@ -32,12 +47,6 @@ describe('writer: partition and retention job', () => {
     // second writer on the same Redis prefix (same queues)
     const b = await startWriterHarness(db.url, { WRITER_MAINTENANCE_INTERVAL_MS: '1000', REDIS_KEY_PREFIX: a.prefix });
     try {
-      await a.pool.query(
-        `CREATE TABLE ${day(-20)} PARTITION OF collector_metrics FOR VALUES FROM ('${new Date(Date.now() - 20 * 86_400_000).toISOString().slice(0, 10)}') TO ('${new Date(Date.now() - 19 * 86_400_000).toISOString().slice(0, 10)}')`,
-      );
-      await a.pool.query(
-        `INSERT INTO collector_metrics_rollup (collector_id, metric_type, bucket, row_count, record_count) VALUES (gen_random_uuid(), 'x', now() - interval '20 days', 1, 1)`,
-      );
       // Both writers upserted the same 1 s schedule; over 4 s one schedule yields ~4 runs, two would yield ~8.
       await new Promise((r) => setTimeout(r, 4000));
       const parts = (
