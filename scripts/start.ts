@@ -152,9 +152,11 @@ try {
     `  Admin UI and API   http://127.0.0.1:${config.ADMIN_PORT}/   (tRPC under /trpc)`,
     `  Ingest edge        http://127.0.0.1:${config.INGEST_PORT}/   (CENTRAL_API_URL for collectors)`,
     `  Writer operations  http://127.0.0.1:${config.WRITER_PORT}/metrics`,
-    admin.createdPassword
-      ? `  First admin        ${admin.username} / ${admin.createdPassword}   (shown once: write it down)`
-      : `  Admin account      ${admin.username} (already exists)`,
+    admin.generatedPassword
+      ? `  First admin        ${admin.username} / ${admin.generatedPassword}   (shown once: write it down)`
+      : admin.created
+        ? `  First admin        ${admin.username} (password from ADMIN_PASSWORD)`
+        : `  Admin account      ${admin.username} (already exists)`,
     '  Press Ctrl-C to stop everything.',
     '',
   ];

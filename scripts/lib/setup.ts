@@ -16,27 +16,27 @@ export async function ensureDatabase(adminUrl: string, name: string): Promise<vo
 }
 
 /**
- * Creates the first admin account when no admin exists. Returns the generated password once
- * (undefined when the account existed or ADMIN_PASSWORD was given).
+ * Creates the first admin account when no admin exists. `created` says whether it did;
+ * `generatedPassword` is set only when it made up the password (no ADMIN_PASSWORD), to print once.
  */
 export async function ensureFirstAdmin(
   databaseUrl: string,
   username: string,
   password?: string,
-): Promise<{ username: string; createdPassword?: string }> {
+): Promise<{ username: string; created: boolean; generatedPassword?: string }> {
   const pool = createPool(databaseUrl, { max: 1, applicationName: 'pga-start' });
   try {
     const { rows } = await pool.query<{ username: string }>(
       "SELECT username FROM users WHERE role = 'admin' AND NOT disabled ORDER BY created_at LIMIT 1",
     );
-    if (rows[0]) return { username: rows[0].username };
+    if (rows[0]) return { username: rows[0].username, created: false };
     const chosen = password ?? randomBytes(12).toString('base64url');
     await pool.query(
       `INSERT INTO users (username, display_name, password_hash, role) VALUES ($1, $2, $3, 'admin')
        ON CONFLICT DO NOTHING`,
       [username, 'Administrator', await hashSecret(chosen)],
     );
-    return password ? { username } : { username, createdPassword: chosen };
+    return password ? { username, created: true } : { username, created: true, generatedPassword: chosen };
   } finally {
     await pool.end();
   }

@@ -62,6 +62,7 @@ describe('npm start (scripts/start.ts)', () => {
         ADMIN_PASSWORD: 'correct horse battery',
       });
       try {
+        expect(stack.output()).toMatch(/First admin\s+ops \(password from ADMIN_PASSWORD\)/);
         expect(existsSync(path.join(dataDir, 'postgres'))).toBe(false);
         expect(existsSync(path.join(dataDir, 'redis'))).toBe(false);
         expect(await healthy(stack.ingestUrl)).toBe(200);
