@@ -85,8 +85,11 @@ describe('collector ↔ central protocol peer', () => {
     const positions = drained.map((p) => collector.spooled().indexOf(p.pushId));
     expect(positions.every((pos, i) => pos >= 0 && (i === 0 || pos > positions[i - 1]!))).toBe(true);
     const gaps = drained.slice(1).map((p, i) => p.at - drained[i]!.at);
-    // 2 pushes per second: consecutive accepted pushes at least ~500 ms apart.
-    for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(450);
+    // 2 pushes per second. Arrival times are taken by the peer, so one gap can shrink by the jitter
+    // of a busy machine; the rate itself is the span: 3 intervals of 500 ms (10 % slack), and no
+    // two pushes back to back (an unpaced drain shows gaps of a few ms).
+    for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(300);
+    expect(drained.at(-1)!.at - drained[0]!.at).toBeGreaterThanOrEqual(1350);
   });
 
   it('honours Retry-After on 429 and 503', async () => {
