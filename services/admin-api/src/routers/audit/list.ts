@@ -1,3 +1,4 @@
+import { SqlFilter } from '../../db/sql-filter';
 import { z } from 'zod';
 import { authedProcedure } from '../../trpc/init';
 
@@ -38,29 +39,24 @@ export const list = authedProcedure
     z.object({ items: z.array(AuditEntrySchema), total: z.number().int(), page: z.number().int(), page_size: z.number().int() }),
   )
   .query(async ({ ctx, input }) => {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    const add = (sql: (p: string) => string, value: unknown) => {
-      params.push(value);
-      where.push(sql(`$${params.length}`));
-    };
-    if (input.collector_id) add((p) => `collector_id = ${p}`, input.collector_id);
-    if (input.actor_id) add((p) => `actor_id = ${p}`, input.actor_id);
-    if (input.action?.endsWith('.')) add((p) => `starts_with(action, ${p})`, input.action);
-    else if (input.action) add((p) => `action = ${p}`, input.action);
-    if (input.entity_type) add((p) => `entity_type = ${p}`, input.entity_type);
-    if (input.from) add((p) => `created_at >= ${p}`, input.from);
-    if (input.to) add((p) => `created_at < ${p}`, input.to);
-    const filter = where.length ? `WHERE ${where.join(' AND ')}` : '';
+    const f = new SqlFilter();
+    if (input.collector_id) f.add((p) => `collector_id = ${p}`, input.collector_id);
+    if (input.actor_id) f.add((p) => `actor_id = ${p}`, input.actor_id);
+    if (input.action?.endsWith('.')) f.add((p) => `starts_with(action, ${p})`, input.action);
+    else if (input.action) f.add((p) => `action = ${p}`, input.action);
+    if (input.entity_type) f.add((p) => `entity_type = ${p}`, input.entity_type);
+    if (input.from) f.add((p) => `created_at >= ${p}`, input.from);
+    if (input.to) f.add((p) => `created_at < ${p}`, input.to);
+    const filter = f.where;
     const [{ rows }, count] = await Promise.all([
       ctx.deps.pool.query(
         `SELECT id::text, action, entity_type, entity_id, collector_id, actor_id, actor_name, host(ip_address) AS ip_address, user_agent,
                 details, old_values, new_values, created_at
            FROM collector_audit_log ${filter}
-          ORDER BY created_at DESC, id DESC LIMIT $${params.length + 1} OFFSET $${params.length + 2}`,
-        [...params, input.page_size, (input.page - 1) * input.page_size],
+          ORDER BY created_at DESC, id DESC LIMIT ${f.after(1)} OFFSET ${f.after(2)}`,
+        [...f.params, input.page_size, (input.page - 1) * input.page_size],
       ),
-      ctx.deps.pool.query(`SELECT count(*)::int AS n FROM collector_audit_log ${filter}`, params),
+      ctx.deps.pool.query(`SELECT count(*)::int AS n FROM collector_audit_log ${filter}`, f.params),
     ]);
     return {
       items: rows.map((r) => ({ ...r, created_at: r.created_at.toISOString() })),

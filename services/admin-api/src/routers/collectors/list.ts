@@ -1,3 +1,4 @@
+import { SqlFilter } from '../../db/sql-filter';
 import { z } from 'zod';
 import { CollectorStatusSchema, CollectorTypeSchema, EnvironmentSchema } from '@pga/contracts';
 import { authedProcedure } from '../../trpc/init';
@@ -44,41 +45,32 @@ export const list = authedProcedure
     z.object({ items: z.array(CollectorSchema), total: z.number().int(), page: z.number().int(), page_size: z.number().int() }),
   )
   .query(async ({ ctx, input }) => {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    const add = (sql: (p: string) => string, value: unknown) => {
-      params.push(value);
-      where.push(sql(`$${params.length}`));
-    };
-    if (input.deleted === 'active') where.push('c.deleted_at IS NULL');
-    if (input.deleted === 'deleted') where.push('c.deleted_at IS NOT NULL');
-    if (input.environment) add((p) => `c.environment = ${p}`, input.environment);
-    if (input.group_id === 'none') where.push('c.group_id IS NULL');
-    else if (input.group_id) add((p) => `c.group_id = ${p}`, input.group_id);
-    if (input.status) add((p) => `(${STATUS_SQL}) = ${p}`, input.status);
-    if (input.type) add((p) => `c.type = ${p}`, input.type);
-    if (input.tag) add((p) => `c.tags @> ARRAY[${p}]::text[]`, input.tag);
-    if (input.enabled !== undefined) add((p) => `c.enabled = ${p}`, input.enabled);
+    const f = new SqlFilter();
+    if (input.deleted === 'active') f.raw('c.deleted_at IS NULL');
+    if (input.deleted === 'deleted') f.raw('c.deleted_at IS NOT NULL');
+    if (input.environment) f.add((p) => `c.environment = ${p}`, input.environment);
+    if (input.group_id === 'none') f.raw('c.group_id IS NULL');
+    else if (input.group_id) f.add((p) => `c.group_id = ${p}`, input.group_id);
+    if (input.status) f.add((p) => `(${STATUS_SQL}) = ${p}`, input.status);
+    if (input.type) f.add((p) => `c.type = ${p}`, input.type);
+    if (input.tag) f.add((p) => `c.tags @> ARRAY[${p}]::text[]`, input.tag);
+    if (input.enabled !== undefined) f.add((p) => `c.enabled = ${p}`, input.enabled);
     if (input.search) {
       const pattern = `%${input.search.replace(/[\\%_]/g, (m) => `\\${m}`)}%`;
-      add((p) => `(c.name ILIKE ${p} OR c.host ILIKE ${p})`, pattern);
+      f.add((p) => `(c.name ILIKE ${p} OR c.host ILIKE ${p})`, pattern);
     }
-    params.push(input.page_size, (input.page - 1) * input.page_size);
     const { rows } = await ctx.deps.pool.query(
       `SELECT ${COLLECTOR_COLUMNS}, count(*) OVER () AS total
          FROM ${COLLECTOR_FROM}
-        ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+        ${f.where}
         ORDER BY ${SORTS[input.sort]} ${input.order === 'asc' ? 'ASC' : 'DESC'} NULLS LAST, c.id
-        LIMIT $${params.length - 1} OFFSET $${params.length}`,
-      params,
+        LIMIT ${f.after(1)} OFFSET ${f.after(2)}`,
+      [...f.params, input.page_size, (input.page - 1) * input.page_size],
     );
     let total = Number(rows[0]?.total ?? 0);
     if (rows.length === 0 && input.page > 1) {
       // Past the last page: count(*) OVER () saw no rows, so count separately.
-      const count = await ctx.deps.pool.query(
-        `SELECT count(*) AS n FROM ${COLLECTOR_FROM} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}`,
-        params.slice(0, -2),
-      );
+      const count = await ctx.deps.pool.query(`SELECT count(*) AS n FROM ${COLLECTOR_FROM} ${f.where}`, f.params);
       total = Number(count.rows[0].n);
     }
     return { items: rows.map(toCollector), total, page: input.page, page_size: input.page_size };
