@@ -1,3 +1,4 @@
+import { waitFor } from '@pga/local-stack';
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { createLogger } from '@pga/logger';
 import { createEdge, readEdgeConfig, type Edge } from '@pga/ingest-edge';
@@ -25,16 +26,7 @@ describe('admin service → ingest edge', () => {
     });
     edge = await createEdge({ config, logger: createLogger({ name: 'edge', level: 'silent', pretty: false }) });
     edgeUrl = `http://127.0.0.1:${edge.port}`;
-    for (
-      let i = 0;
-      i < 100 &&
-      (await fetch(`${edgeUrl}/readyz`).then(
-        (r) => r.status,
-        () => 0,
-      )) !== 200;
-      i++
-    )
-      await new Promise((r) => setTimeout(r, 100));
+    await waitFor('edge /readyz', async () => (await fetch(`${edgeUrl}/readyz`)).status === 200, 10_000);
   });
   afterAll(async () => {
     await edge?.drain().catch(() => undefined);

@@ -1,3 +1,4 @@
+import { waitFor } from '@pga/local-stack';
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { createLogger } from '@pga/logger';
 import { freePort } from '@pga/local-stack';
@@ -40,16 +41,7 @@ describe('live status through the whole pipeline', () => {
       logger: silent,
     });
     await writer.start();
-    for (
-      let i = 0;
-      i < 100 &&
-      (await fetch(`${edgeUrl}/readyz`).then(
-        (r) => r.status,
-        () => 0,
-      )) !== 200;
-      i++
-    )
-      await new Promise((r) => setTimeout(r, 100));
+    await waitFor('edge /readyz', async () => (await fetch(`${edgeUrl}/readyz`)).status === 200, 10_000);
   });
   afterAll(async () => {
     await writer?.stop().catch(() => undefined);

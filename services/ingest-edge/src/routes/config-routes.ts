@@ -17,16 +17,21 @@ interface ConfigDeps {
 
 const NO_STORE = { 'cache-control': 'no-store' };
 
+/** Both config endpoints: the token must match the path id, within the collector's rate limit. */
+async function authorizedConfig(deps: ConfigDeps, headers: RequestContext['headers'], params: RequestContext['params']) {
+  const auth = await deps.authenticate(
+    { authorization: headers.authorization!, collectorId: headers['x-collector-id']! },
+    params[0],
+  );
+  const wait = deps.limiter.take(auth.collectorId);
+  if (wait > 0) throw new AppError('RATE_LIMITED', 'too many requests from this collector', { retryAfterSeconds: wait });
+  return { auth, loaded: await loadCollectorConfig(deps.pool, deps.box, auth.collectorId) };
+}
+
 /** `GET /api/v1/collectors/{id}/config`: JSON (CONTRACT.md). */
 export function createConfigHandler(deps: ConfigDeps) {
   return async ({ reply, headers, params }: RequestContext): Promise<void> => {
-    const auth = await deps.authenticate(
-      { authorization: headers.authorization!, collectorId: headers['x-collector-id']! },
-      params[0],
-    );
-    const wait = deps.limiter.take(auth.collectorId);
-    if (wait > 0) throw new AppError('RATE_LIMITED', 'too many requests from this collector', { retryAfterSeconds: wait });
-    const loaded = await loadCollectorConfig(deps.pool, deps.box, auth.collectorId);
+    const { loaded } = await authorizedConfig(deps, headers, params);
     if (!loaded) throw new AppError('NOT_FOUND', 'collector not found');
     // The output schema is what keeps anything but these fields from leaving (STYLE.md).
     reply.json(200, CollectorConfigSchema.parse(loaded.config), NO_STORE);
@@ -40,13 +45,7 @@ export function createConfigHandler(deps: ConfigDeps) {
  */
 export function createV3ConfigHandler(deps: ConfigDeps) {
   return async ({ reply, headers, params }: RequestContext): Promise<void> => {
-    const auth = await deps.authenticate(
-      { authorization: headers.authorization!, collectorId: headers['x-collector-id']! },
-      params[0],
-    );
-    const wait = deps.limiter.take(auth.collectorId);
-    if (wait > 0) throw new AppError('RATE_LIMITED', 'too many requests from this collector', { retryAfterSeconds: wait });
-    const loaded = await loadCollectorConfig(deps.pool, deps.box, auth.collectorId);
+    const { auth, loaded } = await authorizedConfig(deps, headers, params);
     if (!loaded || loaded.config.target.type !== 'postgresql')
       throw new AppError('NOT_FOUND', 'no configuration for this collector');
     reply.send(200, toV3Toml(auth.collectorId, loaded, deps.centralApiUrl), NO_STORE, 'text/plain; charset=utf-8');
