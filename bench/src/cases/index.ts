@@ -6,12 +6,14 @@ import { connections } from './connections/connections';
 import { copyLimit } from './copy-limit/copy-limit';
 import { designBaseline } from './design-baseline/design-baseline';
 import { ingestE2e } from './ingest-e2e/ingest-e2e';
+import { ingestEdge } from './ingest-edge/ingest-edge';
 import { pgStall } from './pg-stall/pg-stall';
 
 /** Every scenario, in the order the suite runs them. */
 export const SCENARIOS: Scenario[] = [
   copyLimit,
   designBaseline,
+  ingestEdge,
   ingestE2e,
   pgStall,
   connections,

@@ -99,7 +99,9 @@ export class BenchStack {
   async startService(name: string, options: StartServiceOptions): Promise<ServiceHandle> {
     const logFile = path.join(this.workDir, `${name}.log`);
     const log = createWriteStream(logFile, { flags: 'a' });
-    const nodeArgs = ['--import', 'tsx', path.join(REPO_ROOT, options.entry)];
+    // BENCH_PROFILE_DIR: every service writes a V8 CPU profile there when it exits (chrome devtools).
+    const profile = process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
+    const nodeArgs = [...profile, '--import', 'tsx', path.join(REPO_ROOT, options.entry)];
     const command = options.fileLimit
       ? spawn('sh', ['-c', `ulimit -n ${options.fileLimit} 2>/dev/null; exec "$0" "$@"`, process.execPath, ...nodeArgs], {
           cwd: REPO_ROOT,

@@ -19,9 +19,14 @@ const WRITER = 'writer';
 const FLEET = 1000;
 
 /** Starts the real writer and edge (as `npm start` would) against the bench stack. */
-export async function startPipeline(ctx: ScenarioContext, edgeEnv: Record<string, string> = {}, fileLimit?: number) {
+export async function startPipeline(
+  ctx: ScenarioContext,
+  edgeEnv: Record<string, string> = {},
+  fileLimit?: number,
+  { writer = true }: { writer?: boolean } = {},
+) {
   const base = ctx.stack.baseEnv();
-  if (!ctx.stack.services.has(WRITER)) {
+  if (writer && !ctx.stack.services.has(WRITER)) {
     const port = await freePort();
     await ctx.stack.startService(WRITER, {
       entry: 'services/writer/src/main.ts',

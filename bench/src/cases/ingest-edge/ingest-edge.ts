@@ -1,0 +1,136 @@
+import { Redis } from 'ioredis';
+import type { Measurement, RunOutput } from '../../harness/model';
+import { startCpuWindow } from '../../harness/proc';
+import type { Scenario, ScenarioContext } from '../../harness/scenario';
+import { campaignFigureDefs, campaignOutput } from '../shared/campaign-figures';
+import { benchCollectors } from '../shared/collectors';
+import { AckLog, runPushCampaign, type PushTarget } from '../shared/push-campaign';
+import { bodyPool2k } from '../shared/workload';
+import { pipelineMissing, startPipeline } from '../ingest-e2e/ingest-e2e';
+
+const EDGE = 'ingest-edge';
+const FLEET = 1000;
+/** @pga/redis-keys with the bench's REDIS_KEY_PREFIX ("pga"): the push queue's keys. */
+const QUEUE = 'pga:bull:pushes';
+
+/**
+ * The push ids held in the push queue's waiting jobs (what the writer would store): the audit of an
+ * edge-only run, where "acknowledged" must mean "in Redis".
+ */
+async function queuedPushIds(redis: Redis): Promise<{ ids: Set<string>; jobs: number }> {
+  const jobIds = await redis.lrange(`${QUEUE}:wait`, 0, -1);
+  const ids = new Set<string>();
+  for (let i = 0; i < jobIds.length; i += 500) {
+    const pipe = redis.pipeline();
+    for (const id of jobIds.slice(i, i + 500)) pipe.hget(`${QUEUE}:${id}`, 'data');
+    for (const [err, data] of (await pipe.exec()) ?? []) {
+      if (err || typeof data !== 'string') continue;
+      const job = JSON.parse(data) as { pushes?: { push_id: string }[] };
+      for (const p of job.pushes ?? []) ids.add(p.push_id.toLowerCase());
+    }
+  }
+  return { ids, jobs: jobIds.length };
+}
+
+/** Empties the push queue (no writer runs here: nothing else may ever store these pushes). */
+async function dropQueue(redis: Redis): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${QUEUE}:*`, 'COUNT', 10_000);
+    if (keys.length) await redis.unlink(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+}
+
+const startEdge = (ctx: ScenarioContext) => startPipeline(ctx, {}, undefined, { writer: false });
+
+/**
+ * ingest-edge: the edge alone (issue 4 §6) — edge processes + Redis, no writer, tokens cached after
+ * the warm-up. Same 1,000-collector fleet and 2 KB bodies (1 in 4 gzip) as ingest-e2e. A 200 means
+ * the push is in Redis, so the audit reads the queue back.
+ */
+export const ingestEdge: Scenario = {
+  name: 'ingest-edge',
+  goal: 'The ingest edge alone (edge processes + Redis, no writer): accepted 2 KB pushes/s with tokens cached, ack latency at half of that and at 10,000/s, and every 200 found in the queue.',
+  figures: [
+    ...campaignFigureDefs(undefined, '≥ 20,000 (issue 4)'),
+    { key: 'open_10000_acked_per_s', label: 'open loop at 10,000/s: acked/s', unit: 'push/s', better: 'higher' },
+    {
+      key: 'open_10000_p99_ms',
+      label: 'open loop at 10,000/s: ack latency p99',
+      unit: 'ms',
+      better: 'lower',
+      target: '≤ 10 ms (issue 4)',
+    },
+    { key: 'edge_cpu_cores', label: 'edge CPU in the closed loop (all processes)', unit: 'cores', better: 'lower' },
+    { key: 'edge_us_per_push', label: 'edge CPU per accepted push (closed loop)', unit: 'µs', better: 'lower' },
+    { key: 'pushes_per_job', label: 'pushes packed per queue job (mean)', unit: 'push', better: 'none' },
+    { key: 'lost', label: 'audit: acknowledged pushes not in the queue', unit: 'push', better: 'lower', target: '0' },
+  ],
+  unavailable: pipelineMissing,
+  async setup(ctx) {
+    await benchCollectors(ctx, FLEET);
+    // No writer may consume this scenario's pushes (it would also take the machine's CPU).
+    await ctx.stack.stopService('writer');
+    await startEdge(ctx);
+  },
+  async run(ctx) {
+    const collectors = await benchCollectors(ctx, FLEET);
+    const edge = await startEdge(ctx);
+    const redis = new Redis(ctx.stack.redis.url, { lazyConnect: true, maxRetriesPerRequest: 3 });
+    await redis.connect();
+    try {
+      await dropQueue(redis);
+      const acks = new AckLog();
+      const target: PushTarget = { host: '127.0.0.1', port: edge.port, collectors, bodies: bodyPool2k(), acks };
+      let cpu: ReturnType<typeof startCpuWindow> | undefined;
+      let components: Record<string, number> | undefined;
+      const phases = await runPushCampaign({
+        ctx,
+        target,
+        closedConcurrency: ctx.mode === 'full' ? 512 : 256,
+        closedMs: ctx.mode === 'full' ? 15_000 : 3_000,
+        fractions: ctx.mode === 'full' ? [0.25, 0.5, 0.75, 1.0] : [0.5],
+        absoluteRates: [10_000],
+        stepMs: ctx.mode === 'full' ? 10_000 : 3_000,
+        openConnections: collectors.length,
+        afterPhase: async (phase) => {
+          // CPU of the closed loop alone (the warm-up verifies every token once).
+          if (phase.name === 'warm-up') cpu = startCpuWindow(() => ctx.stack.roots());
+          if (phase.name === 'closed-loop') components = cpu?.stop();
+        },
+      });
+      ctx.progress.update(`${ctx.label}: auditing ${acks.expectedRows.size} acknowledged pushes against the queue`);
+      const queued = await queuedPushIds(redis);
+      let lost = 0;
+      for (const id of acks.expectedRows.keys()) if (!queued.ids.has(id)) lost++;
+      const out = campaignOutput(phases);
+      const closed = out.figures.max_acked_per_s!;
+      const edgeCores = components?.[EDGE];
+      const m = (value: number): Measurement => ({ value, generator: closed.generator! });
+      const output: RunOutput = {
+        ...out,
+        figures: {
+          ...out.figures,
+          ...(edgeCores !== undefined
+            ? { edge_cpu_cores: m(edgeCores), edge_us_per_push: m((edgeCores / closed.value) * 1e6) }
+            : {}),
+          pushes_per_job: { value: queued.ids.size / Math.max(1, queued.jobs) },
+          lost: { value: lost },
+        },
+        ...(components ? { components } : {}),
+        notes: [
+          `${FLEET} collectors, each with its own token (verified once in the warm-up, cached after); 2 KB bodies, 1 in 4 gzip; no writer`,
+          `audit: ${acks.expectedRows.size} acknowledged, ${queued.ids.size} push ids in ${queued.jobs} queued jobs, ${lost} acknowledged but not queued`,
+        ],
+      };
+      return output;
+    } finally {
+      await dropQueue(redis).catch(() => undefined);
+      redis.disconnect();
+    }
+  },
+  async teardown(ctx) {
+    await ctx.stack.stopService(EDGE);
+  },
+};
