@@ -22,7 +22,10 @@ export interface PushTarget {
   acks: AckLog;
 }
 
-const PUSH_ID = /"push_id"\s*:\s*"([0-9a-fA-F-]{36})"/;
+/** The edge answers `{"status":"accepted","push_id":"<uuid>",…}` (JSON.stringify: no spaces). */
+const PUSH_ID_KEY = Buffer.from('"push_id":"');
+const DUPLICATE_TRUE = Buffer.from('"duplicate":true');
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** Opens `count` keep-alive connections to the target. */
 export async function openConnections(target: PushTarget, count: number): Promise<HttpConnection[]> {
@@ -61,10 +64,12 @@ export function pushRequests(target: PushTarget, offset = 0) {
     /** A 200 whose push id is recorded for the audit; a duplicate ack of a unique key is an error. */
     accept(answer: HttpAnswer, conn: number, atMs: number): boolean {
       if (answer.status !== 200 && answer.status !== 201) return false;
-      const text = answer.body.toString('latin1');
-      const id = PUSH_ID.exec(text)?.[1]?.toLowerCase();
-      if (!id) return false;
-      if (text.includes('"duplicate":true') || target.acks.expectedRows.has(id)) {
+      // Byte searches on the answer (no decoding of the whole body, no regex): this runs per request.
+      const at = answer.body.indexOf(PUSH_ID_KEY);
+      const id =
+        at < 0 ? '' : answer.body.toString('latin1', at + PUSH_ID_KEY.length, at + PUSH_ID_KEY.length + 36).toLowerCase();
+      if (!UUID.test(id)) return false;
+      if (answer.body.includes(DUPLICATE_TRUE) || target.acks.expectedRows.has(id)) {
         target.acks.duplicatesAcked++;
         return false;
       }

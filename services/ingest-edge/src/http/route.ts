@@ -50,7 +50,7 @@ export class RouteKit {
       for (let i = 0; i < (options.params ?? 0); i++) params.push(req.getParameter(i) ?? '');
       this.inflight++;
       const reply = new Reply(res, (status) => {
-        metrics.requests.inc({ route: options.name, status: String(status) });
+        metrics.request(options.name, status);
       });
       let reader: BodyReader | undefined;
       const length = headers['content-length'] ? Number(headers['content-length']) : NaN;
@@ -70,7 +70,7 @@ export class RouteKit {
       const finish = () => {
         if (reader) {
           reader.abort();
-          metrics.bytesIn.inc({ route: options.name }, reader.reserved());
+          metrics.bytesIn(options.name, reader.reserved());
           budget.give(reader.reserved());
         }
         if (!reply.done) reply.error('INTERNAL', 'no answer');

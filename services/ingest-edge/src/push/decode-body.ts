@@ -1,22 +1,41 @@
-import { gunzip } from 'node:zlib';
+import { gunzip, gunzipSync } from 'node:zlib';
 import { AppError } from '@pga/contracts';
+
+/** Compressed bodies up to this size are inflated synchronously … */
+const SYNC_INPUT_BYTES = 64 * 1024;
+/** … into at most this much (≈ 1 ms of the event loop); larger outputs go to the thread pool. */
+const SYNC_OUTPUT_BYTES = 2 * 1024 * 1024;
 
 /**
  * Applies `Content-Encoding`. gzip is inflated with a cap on the output (a zip bomb is refused with
  * 413 as soon as the cap is crossed, never inflated into memory); a body labelled gzip that does
  * not start with the gzip magic bytes is taken as plain JSON (a known collector bug, CONTRACT.md).
+ *
+ * Small bodies (the usual push: a few KB) are inflated on the spot: the thread-pool round trip of
+ * async zlib costs several times the inflate itself (≈ 60 µs against ≈ 15 µs for 2 KB). Anything
+ * bigger, or inflating past SYNC_OUTPUT_BYTES, is done off the event loop.
  */
 export function decodeBody(raw: Buffer, encoding: string, maxBytes: number): Promise<Buffer> | Buffer {
   if (!isGzip(encoding) || raw.length < 2 || raw[0] !== 0x1f || raw[1] !== 0x8b) return raw;
+  if (raw.length <= SYNC_INPUT_BYTES) {
+    const cap = Math.min(maxBytes, SYNC_OUTPUT_BYTES);
+    try {
+      return gunzipSync(raw, { maxOutputLength: cap });
+    } catch (err) {
+      if (!tooLarge(err)) throw new AppError('INVALID_PAYLOAD', 'body is not valid gzip');
+      if (cap === maxBytes) throw new AppError('PAYLOAD_TOO_LARGE', `decompressed body is larger than ${maxBytes} bytes`);
+    }
+  }
   return new Promise((resolve, reject) => {
     gunzip(raw, { maxOutputLength: maxBytes }, (err, out) => {
       if (!err) return resolve(out);
-      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError)
-        return reject(new AppError('PAYLOAD_TOO_LARGE', `decompressed body is larger than ${maxBytes} bytes`));
+      if (tooLarge(err)) return reject(new AppError('PAYLOAD_TOO_LARGE', `decompressed body is larger than ${maxBytes} bytes`));
       reject(new AppError('INVALID_PAYLOAD', 'body is not valid gzip'));
     });
   });
 }
+
+const tooLarge = (err: unknown) => (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError;
 
 export function isGzip(encoding: string): boolean {
   return encoding.trim().toLowerCase() === 'gzip' || encoding.trim().toLowerCase() === 'x-gzip';

@@ -170,9 +170,9 @@ export class PushPacker {
     this.markDone(fresh);
     metrics.pushesPerJob.observe(fresh.length);
     const now = performance.now();
+    metrics.pushes.inc({ outcome: 'accepted' }, fresh.length);
     for (const p of fresh) {
       metrics.enqueueLatency.observe((now - p.startedAt) / 1000);
-      metrics.pushes.inc({ outcome: 'accepted' });
       p.resolve({ pushId: p.item.push_id, records: p.records, duplicate: false });
     }
   }

@@ -36,13 +36,15 @@ export function createPushHandler(deps: PushDeps) {
     deps.queueHealth.assertAccepting();
 
     const raw = await body!.body;
-    const decoded = await decodeBody(raw, headers['content-encoding']!, deps.maxBodyBytes);
+    const decoding = decodeBody(raw, headers['content-encoding']!, deps.maxBodyBytes);
+    const decoded = decoding instanceof Promise ? await decoding : decoding;
     const extra = decoded === raw ? 0 : decoded.length;
     if (!deps.budget.take(extra)) throw new AppError('UNAVAILABLE', 'edge is over its memory budget', { retryAfterSeconds: 1 });
     try {
       if (decoded.length === 0) throw new AppError('INVALID_JSON', 'body is empty');
       if (!isUtf8(decoded)) throw new AppError('INVALID_JSON', 'body is not UTF-8');
-      const scan = scanPushJson(decoded);
+      const text = decoded.toString('utf8');
+      const scan = scanPushJson(decoded, text);
       if (scan.collectorId !== undefined && scan.collectorId.toLowerCase() !== auth.collectorId)
         throw new AppError('COLLECTOR_MISMATCH', 'collector_id in the body does not match the token');
       const checksum = hash('sha256', decoded, 'hex');
@@ -55,7 +57,7 @@ export function createPushHandler(deps: PushDeps) {
           collector_id: auth.collectorId,
           received_at: new Date().toISOString(),
           checksum,
-          body: decoded.toString('utf8'),
+          body: text,
         },
         key,
         scan.metricsCount ?? 1,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { scanPushJson } from './scan-push-json';
+import { scanBytes, scanPushJson } from './scan-push-json';
 
 const scan = (text: string) => scanPushJson(Buffer.from(text));
 const codeOf = (text: string) => {
@@ -78,5 +78,36 @@ describe('scanPushJson', () => {
 
   it('never needs to parse numbers: 64-bit values pass untouched', () => {
     expect(codeOf('{"queryid":-9223372036854775808,"big":18446744073709551615,"f":1e400}')).toBe('ok');
+  });
+
+  it('takes the same decision on the JSON.parse path as the byte scanner', () => {
+    const outcome = (f: () => unknown) => {
+      try {
+        return { ok: f() };
+      } catch (err) {
+        return { code: (err as { code: string }).code };
+      }
+    };
+    const texts = [
+      '{}',
+      '{"collector_id":"c","push_id":"p","metrics":[{"type":"a","rows":[{"x":1}]},{"type":"b"}]}',
+      '{"metrics":[{"type":"x"}],"metrics":{"a":1}}',
+      '{"metrics":[]}',
+      '{"metrics":[{"type":"' + 'x'.repeat(100) + '"}]}',
+      '{"metrics":[{"type":"' + 'x'.repeat(101) + '"}]}',
+      '{"metrics":[[]]}',
+      '{"metrics":[null]}',
+      '{"push_id":null}',
+      '{"collector_id":"a","collector_id":"b"}',
+      '[{"type":"a"}]',
+      '{"a":1}x',
+      `{"a":${'['.repeat(200)}${']'.repeat(200)}}`,
+      `{"a":${'['.repeat(300)}${']'.repeat(300)}}`,
+      '{"q":-9223372036854775808}',
+    ];
+    for (const text of texts) {
+      const b = Buffer.from(text);
+      expect({ text, r: outcome(() => scanPushJson(b)) }).toEqual({ text, r: outcome(() => scanBytes(b)) });
+    }
   });
 });

@@ -29,13 +29,75 @@ const invalid = (message: string) => new AppError('INVALID_JSON', message);
 const badPayload = (message: string) => new AppError('INVALID_PAYLOAD', message);
 
 /**
- * One pass over the body that validates JSON syntax (RFC 8259) without building it, and picks out
- * the few top-level fields the edge routes on. The body is never re-serialised, so 64-bit integers
- * reach PostgreSQL exactly as sent (CONTRACT.md). It also refuses what PostgreSQL's jsonb would
- * refuse later in a COPY batch (a `\u0000` escape, an unpaired surrogate escape), so one bad push
- * cannot poison the writer's batch. UTF-8 validity is checked separately (`isUtf8`).
+ * Validates a push body and picks out the few top-level fields the edge routes on. The body is never
+ * re-serialised, so 64-bit integers reach PostgreSQL exactly as sent (CONTRACT.md). Refuses what
+ * PostgreSQL's jsonb would refuse later in a COPY batch (a `\u0000` escape, an unpaired surrogate
+ * escape, absurd nesting), so one bad push cannot poison the writer's batch. UTF-8 validity is
+ * checked separately (`isUtf8`).
+ *
+ * Two paths with one outcome. V8's JSON.parse validates syntax about twice as fast as a JavaScript
+ * byte scanner, so it is used when it can see everything that matters: no `\u` escape in the body
+ * (the only way to write U+0000 or a lone surrogate in valid UTF-8 JSON) and at most MAX_DEPTH
+ * `{`/`[` bytes (so nesting cannot exceed the limit). Otherwise — and to word the error of any body
+ * JSON.parse refuses — the byte scanner decides.
  */
-export function scanPushJson(b: Uint8Array): PushScan {
+export function scanPushJson(b: Uint8Array, text?: string): PushScan {
+  const buf = Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  if (buf.indexOf(ESCAPE_U) < 0 && openersAtMost(buf, MAX_DEPTH)) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text ?? buf.toString('utf8'));
+    } catch {
+      return scanBytes(b); // throws, with the scanner's precise message
+    }
+    return fromParsed(parsed);
+  }
+  return scanBytes(b);
+}
+
+const ESCAPE_U = Buffer.from('\\u');
+
+/** True when `b` holds at most `limit` bytes `{` and `[` together (native searches, no byte loop). */
+function openersAtMost(b: Buffer, limit: number): boolean {
+  let n = 0;
+  for (const ch of [C.LBRACE, C.LBRACKET]) {
+    let at = b.indexOf(ch);
+    while (at >= 0) {
+      if (++n > limit) return false;
+      at = b.indexOf(ch, at + 1);
+    }
+  }
+  return true;
+}
+
+/** The scan of a body JSON.parse accepted: the same checks the byte scanner makes. */
+function fromParsed(v: unknown): PushScan {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw badPayload('body must be a JSON object');
+  const o = v as Record<string, unknown>;
+  const scan: PushScan = {};
+  for (const key of ['collector_id', 'push_id'] as const) {
+    const value = o[key];
+    if (value === undefined) continue;
+    if (typeof value !== 'string') throw badPayload(`${key} must be a string`);
+    if (key === 'collector_id') scan.collectorId = value;
+    else scan.pushId = value;
+  }
+  const metrics = o.metrics;
+  if (Array.isArray(metrics)) {
+    for (let n = 0; n < metrics.length; n++) {
+      const e: unknown = metrics[n];
+      if (typeof e !== 'object' || e === null || Array.isArray(e)) throw badPayload(`metrics[${n}] must be an object`);
+      const type = (e as { type?: unknown }).type;
+      if (typeof type !== 'string' || type.length < 1 || type.length > 100)
+        throw badPayload(`metrics[${n}] needs a "type" string of 1-100 characters`);
+    }
+    scan.metricsCount = metrics.length;
+  }
+  return scan;
+}
+
+/** The byte scanner: one pass that validates JSON syntax (RFC 8259) without building it. */
+export function scanBytes(b: Uint8Array): PushScan {
   const s = new Scanner(b);
   s.ws();
   if (b[s.i] !== C.LBRACE) {
