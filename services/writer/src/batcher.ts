@@ -38,14 +38,16 @@ interface Batch {
   rows: number;
   size: number;
   timer: NodeJS.Timeout | null;
+  /** The window passed; sealed as soon as a transaction slot is free. */
+  due: boolean;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Packs the pushes of many concurrently held BullMQ jobs into few large COPY transactions: a batch is
- * sealed at maxRows / maxBytes or windowMs after its first job, and at most `parallelism` batches
- * commit at once. A job's promise settles only after the transaction holding its pushes committed
+ * sealed at maxRows / maxBytes, or windowMs after its first job once a transaction slot is free, and
+ * at most `parallelism` batches commit at once. A job's promise settles only after the transaction holding its pushes committed
  * (or failed for good). A job is never split across batches.
  */
 export function createBatcher(options: BatcherOptions) {
@@ -63,6 +65,10 @@ export function createBatcher(options: BatcherOptions) {
   };
 
   const pump = () => {
+    // A batch whose window passed while every slot was busy is sealed as soon as one frees up: under
+    // load the open batch keeps growing instead of queueing many small sealed batches behind the
+    // running ones, so each transaction's fixed cost is spread over more pushes (adaptive batching).
+    if (open?.due && running < options.parallelism && sealed.length === 0) seal();
     while (running < options.parallelism && sealed.length > 0) {
       const batch = sealed.shift()!;
       running++;
@@ -173,8 +179,13 @@ export function createBatcher(options: BatcherOptions) {
         }
         if (open && (open.rows + rows > options.maxRows || open.size + size > options.maxBytes)) seal();
         if (!open) {
-          const batch: Batch = { entries: [], rows: 0, size: 0, timer: null };
-          batch.timer = setTimeout(() => open === batch && seal(), options.windowMs);
+          const batch: Batch = { entries: [], rows: 0, size: 0, timer: null, due: false };
+          batch.timer = setTimeout(() => {
+            if (open !== batch) return;
+            batch.timer = null;
+            batch.due = true;
+            if (running < options.parallelism && sealed.length === 0) seal();
+          }, options.windowMs);
           open = batch;
         }
         open.entries.push({ pushes, rows, size, resolve, reject });

@@ -15,14 +15,18 @@ export const WriterConfigSchema = commonSchema.extend({
   /** Apply pending migrations at start (advisory-locked, safe with several processes); default true. */
   WRITER_MIGRATE: bool(true),
 
-  /** A batch is flushed at this many metric rows; default 5000. */
-  WRITER_BATCH_MAX_ROWS: int(5000, 1, 1_000_000),
+  /** A batch is flushed at this many metric rows; default 10000. */
+  WRITER_BATCH_MAX_ROWS: int(10_000, 1, 1_000_000),
   /** … or at this many bytes of metric text; default 16 MiB. */
   WRITER_BATCH_MAX_BYTES: int(16 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
-  /** … or this many ms after its first job arrived; default 50 ms. */
+  /** … or this many ms after its first job arrived, once a transaction slot is free; default 50 ms. */
   WRITER_BATCH_WINDOW_MS: int(50, 0, 10_000),
-  /** Push jobs held in flight by this process (BullMQ worker concurrency); default 64. */
-  WRITER_CONCURRENCY: int(64, 1, 10_000),
+  /**
+   * Push jobs held in flight by this process (BullMQ worker concurrency); default 256. Bounds the
+   * batch size under load (the edge packs ~20–100 pushes per job) and the memory held: at most this
+   * many jobs of the edge's PACK_MAX_BYTES each.
+   */
+  WRITER_CONCURRENCY: int(256, 1, 10_000),
   /** Batches committing at the same time in this process; default 2. */
   WRITER_FLUSH_PARALLELISM: int(2, 1, 32),
   /** PostgreSQL pool size (COPY batches + heartbeat flush + maintenance); default 5. */

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { PushJobSchema, type PushItem } from '@pga/contracts';
 import { PushShapeError, splitPush, type SplitPush } from './split-push';
 
@@ -21,7 +21,8 @@ export interface PreparedPush {
   size: number;
 }
 
-const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+/** One-shot SHA-256 (crypto.hash): no Hash object, and a string is hashed without a Buffer copy. */
+const sha256 = (data: string | Buffer) => hash('sha256', data, 'hex');
 
 /**
  * The edge may hand the body over as a UTF-8 string or as a latin1 string of the raw bytes (both are
@@ -29,7 +30,7 @@ const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
  * matches both, otherwise exactly one matches. Neither → the job was corrupted: poison.
  */
 function bodyText(item: PushItem): string {
-  if (sha256(Buffer.from(item.body, 'utf8')) === item.checksum) return item.body;
+  if (sha256(item.body) === item.checksum) return item.body;
   const bytes = Buffer.from(item.body, 'latin1');
   if (sha256(bytes) === item.checksum) return bytes.toString('utf8');
   throw new PoisonPushError(`push ${item.push_id}: body does not match its checksum`);

@@ -5,6 +5,7 @@ import type { Pool, PoolClient } from '@pga/db';
 import { copyRows } from './copy-rows';
 import type { PreparedPush } from './prepare-push';
 import { buildRollup } from './rollup';
+import { plainArray, textArray } from './sql-array';
 import { COPY_METRICS, INSERT_LEDGER, INSERT_ROLLUP_BATCH, UPDATE_COLLECTORS_AFTER_PUSH } from './sql';
 import type { StatusRow } from './status-publisher';
 
@@ -51,11 +52,11 @@ export async function storeBatch(pool: Pool, pushes: PreparedPush[], options: St
   try {
     await client.query('BEGIN');
     const ledger = await client.query<{ push_id: string }>(INSERT_LEDGER, [
-      pushes.map((p) => p.pushId),
-      pushes.map((p) => p.collectorId),
-      pushes.map((p) => p.receivedIso),
-      pushes.map((p) => p.split.slices.length),
-      pushes.map((p) => p.checksum),
+      plainArray(pushes.map((p) => p.pushId)),
+      plainArray(pushes.map((p) => p.collectorId)),
+      plainArray(pushes.map((p) => p.receivedIso)),
+      plainArray(pushes.map((p) => p.split.slices.length)),
+      plainArray(pushes.map((p) => p.checksum)),
     ]);
     const ledgerMs = lap();
     const fresh = new Set(ledger.rows.map((r) => r.push_id));
@@ -85,7 +86,15 @@ export async function storeBatch(pool: Pool, pushes: PreparedPush[], options: St
     let rollupMs = 0;
     if (toStore.length > 0) {
       const r = buildRollup(toStore);
-      await client.query(INSERT_ROLLUP_BATCH, [r.collectorIds, r.types, r.buckets, r.rows, r.records, r.calls, r.totalTimes]);
+      await client.query(INSERT_ROLLUP_BATCH, [
+        plainArray(r.collectorIds),
+        textArray(r.types),
+        plainArray(r.buckets),
+        plainArray(r.rows),
+        plainArray(r.records),
+        plainArray(r.calls),
+        plainArray(r.totalTimes),
+      ]);
       rollupMs = lap();
       // Last before COMMIT: the collector rows stay locked only for this statement and the COMMIT,
       // so concurrent batches of the same collectors overlap everywhere else.
@@ -130,11 +139,11 @@ async function updateCollectors(client: PoolClient, pushes: PreparedPush[]): Pro
   }
   const ids = [...per.keys()].sort();
   const { rows } = await client.query<StatusRow>(UPDATE_COLLECTORS_AFTER_PUSH, [
-    ids,
-    ids.map((id) => per.get(id)!.last.toISOString()),
-    ids.map((id) => per.get(id)!.rows),
-    ids.map((id) => per.get(id)!.pushes),
-    ids.map((id) => per.get(id)!.lastCount),
+    plainArray(ids),
+    plainArray(ids.map((id) => per.get(id)!.last.toISOString())),
+    plainArray(ids.map((id) => per.get(id)!.rows)),
+    plainArray(ids.map((id) => per.get(id)!.pushes)),
+    plainArray(ids.map((id) => per.get(id)!.lastCount)),
   ]);
   return rows;
 }
