@@ -42,6 +42,19 @@ async function dropQueue(redis: Redis): Promise<void> {
   } while (cursor !== '0');
 }
 
+/**
+ * Percentile `p` (0–1) of a Prometheus histogram in the edge's /metrics text, as the upper bound of
+ * the bucket it falls in (coarse, but it tells the edge's own wait apart from the network's).
+ */
+export function histogramQuantile(metricsText: string, name: string, p: number): number | undefined {
+  const buckets: [number, number][] = [];
+  for (const m of metricsText.matchAll(new RegExp(`^${name}_bucket\\{[^}]*le="([^"]+)"[^}]*\\} (\\d+(?:\\.\\d+)?)$`, 'gm')))
+    buckets.push([m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2])]);
+  const total = buckets.at(-1)?.[1] ?? 0;
+  if (total === 0) return undefined;
+  return buckets.find(([, n]) => n >= p * total)?.[0];
+}
+
 const startEdge = (ctx: ScenarioContext) => startPipeline(ctx, {}, undefined, { writer: false });
 
 /**
@@ -64,6 +77,13 @@ export const ingestEdge: Scenario = {
     },
     { key: 'edge_cpu_cores', label: 'edge CPU in the closed loop (all processes)', unit: 'cores', better: 'lower' },
     { key: 'edge_us_per_push', label: 'edge CPU per accepted push (closed loop)', unit: 'µs', better: 'lower' },
+    {
+      key: 'enqueue_p50_ms',
+      label: 'inside the edge: push ready → Redis confirmed, p50 (bucket bound, whole run)',
+      unit: 'ms',
+      better: 'lower',
+    },
+    { key: 'enqueue_p99_ms', label: 'inside the edge: push ready → Redis confirmed, p99 (bucket bound)', unit: 'ms', better: 'lower' },
     { key: 'pushes_per_job', label: 'pushes packed per queue job (mean)', unit: 'push', better: 'none' },
     { key: 'lost', label: 'audit: acknowledged pushes not in the queue', unit: 'push', better: 'lower', target: '0' },
   ],
@@ -100,6 +120,8 @@ export const ingestEdge: Scenario = {
           if (phase.name === 'closed-loop') components = cpu?.stop();
         },
       });
+      const metricsText = await fetch(`${edge.url}/metrics`).then((r) => r.text());
+      const enqueue = (p: number) => histogramQuantile(metricsText, 'edge_enqueue_latency_seconds', p);
       ctx.progress.update(`${ctx.label}: auditing ${acks.expectedRows.size} acknowledged pushes against the queue`);
       const queued = await queuedPushIds(redis);
       let lost = 0;
@@ -115,6 +137,8 @@ export const ingestEdge: Scenario = {
           ...(edgeCores !== undefined
             ? { edge_cpu_cores: m(edgeCores), edge_us_per_push: m((edgeCores / closed.value) * 1e6) }
             : {}),
+          ...(enqueue(0.5) !== undefined ? { enqueue_p50_ms: { value: enqueue(0.5)! * 1000 } } : {}),
+          ...(enqueue(0.99) !== undefined ? { enqueue_p99_ms: { value: enqueue(0.99)! * 1000 } } : {}),
           pushes_per_job: { value: queued.ids.size / Math.max(1, queued.jobs) },
           lost: { value: lost },
         },

@@ -44,7 +44,7 @@ export function createPushHandler(deps: PushDeps) {
       if (decoded.length === 0) throw new AppError('INVALID_JSON', 'body is empty');
       if (!isUtf8(decoded)) throw new AppError('INVALID_JSON', 'body is not UTF-8');
       const text = decoded.toString('utf8');
-      const scan = scanPushJson(decoded, text);
+      const scan = scanPushJson(decoded);
       if (scan.collectorId !== undefined && scan.collectorId.toLowerCase() !== auth.collectorId)
         throw new AppError('COLLECTOR_MISMATCH', 'collector_id in the body does not match the token');
       const checksum = hash('sha256', decoded, 'hex');

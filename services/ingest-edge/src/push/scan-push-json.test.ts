@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { scanBytes, scanPushJson } from './scan-push-json';
 
@@ -80,7 +81,7 @@ describe('scanPushJson', () => {
     expect(codeOf('{"queryid":-9223372036854775808,"big":18446744073709551615,"f":1e400}')).toBe('ok');
   });
 
-  it('takes the same decision on the JSON.parse path as the byte scanner', () => {
+  it('takes the same decision on the fast pass as the exact scanner', () => {
     const outcome = (f: () => unknown) => {
       try {
         return { ok: f() };
@@ -104,10 +105,40 @@ describe('scanPushJson', () => {
       `{"a":${'['.repeat(200)}${']'.repeat(200)}}`,
       `{"a":${'['.repeat(300)}${']'.repeat(300)}}`,
       '{"q":-9223372036854775808}',
+      '{"metrics":[{"type":"a","type":5}]}',
+      '{"metrics":[{"rows":[{"type":""}],"type":"ok"}]}',
+      '{"metrics":[{"type":"\\u00e9"}],"push_id":"\\u0041"}',
+      '{"metrics":[{"type":"é"}],"collector_id":"ü"}',
+      '{"coll\\u0065ctor_id":5}',
+      '{"a":[1,2,{"b":[true,false,null,"x\\"y"]}],"c":{}}',
+      '{"a":[}',
+      '{"a":{]}',
+      ' {"a":1} ',
+      '{"a":1}}',
     ];
     for (const text of texts) {
       const b = Buffer.from(text);
       expect({ text, r: outcome(() => scanPushJson(b)) }).toEqual({ text, r: outcome(() => scanBytes(b)) });
+    }
+  });
+
+  it('agrees with the exact scanner on thousands of mutated real pushes', () => {
+    const fixture = readFileSync(new URL('../../../../test/fixtures/pganalytics-v3-push.sample.json', import.meta.url));
+    const outcome = (f: () => unknown) => {
+      try {
+        return JSON.stringify(f());
+      } catch (err) {
+        return (err as { code: string }).code;
+      }
+    };
+    const alphabet = Buffer.from('{}[]",:\\u0 a1-.eE\ttfn');
+    let seed = 7;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+    expect(outcome(() => scanPushJson(fixture))).toBe(outcome(() => scanBytes(fixture)));
+    for (let k = 0; k < 2000; k++) {
+      const b = Buffer.from(fixture);
+      for (let m = 1 + rand(3); m > 0; m--) b[rand(b.length)] = alphabet[rand(alphabet.length)]!;
+      expect(outcome(() => scanPushJson(b))).toBe(outcome(() => scanBytes(b)));
     }
   });
 });

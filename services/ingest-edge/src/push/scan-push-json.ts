@@ -35,65 +35,200 @@ const badPayload = (message: string) => new AppError('INVALID_PAYLOAD', message)
  * escape, absurd nesting), so one bad push cannot poison the writer's batch. UTF-8 validity is
  * checked separately (`isUtf8`).
  *
- * Two paths with one outcome. V8's JSON.parse validates syntax about twice as fast as a JavaScript
- * byte scanner, so it is used when it can see everything that matters: no `\u` escape in the body
- * (the only way to write U+0000 or a lone surrogate in valid UTF-8 JSON) and at most MAX_DEPTH
- * `{`/`[` bytes (so nesting cannot exceed the limit). Otherwise — and to word the error of any body
- * JSON.parse refuses — the byte scanner decides.
+ * Two passes with one outcome. `quickScan` is a flat loop that allocates nothing (JSON.parse would
+ * build the whole tree: measured in the edge, its garbage cost more than the parse) and accepts the
+ * ordinary push; whenever it is unsure — any error, a `\u` escape, an escaped or non-ASCII key or
+ * `type` — the exact `scanBytes` decides and words the error.
  */
-export function scanPushJson(b: Uint8Array, text?: string): PushScan {
-  const buf = Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-  if (buf.indexOf(ESCAPE_U) < 0 && openersAtMost(buf, MAX_DEPTH)) {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text ?? buf.toString('utf8'));
-    } catch {
-      return scanBytes(b); // throws, with the scanner's precise message
-    }
-    return fromParsed(parsed);
-  }
-  return scanBytes(b);
+export function scanPushJson(b: Uint8Array): PushScan {
+  return quickScan(b) ?? scanBytes(b);
 }
 
-const ESCAPE_U = Buffer.from('\\u');
+const enum Ctx {
+  OBJECT = 1,
+  ARRAY = 2,
+}
+const stack = new Uint8Array(MAX_DEPTH + 2);
+const KEY_COLLECTOR_ID = 1;
+const KEY_PUSH_ID = 2;
+const KEY_METRICS = 3;
+const KEY_TYPE = 4;
 
-/** True when `b` holds at most `limit` bytes `{` and `[` together (native searches, no byte loop). */
-function openersAtMost(b: Buffer, limit: number): boolean {
-  let n = 0;
-  for (const ch of [C.LBRACE, C.LBRACKET]) {
-    let at = b.indexOf(ch);
-    while (at >= 0) {
-      if (++n > limit) return false;
-      at = b.indexOf(ch, at + 1);
-    }
-  }
+/** Which routed key `b[start, end)` (an unescaped key's bytes) is; 0 for any other. */
+function keyId(b: Uint8Array, start: number, end: number, depth: number): number {
+  const len = end - start;
+  if (depth === 1) {
+    if (len === 12 && b[start] === 0x63 && asciiEquals(b, start, 'collector_id')) return KEY_COLLECTOR_ID;
+    if (len === 7 && b[start] === 0x70 && asciiEquals(b, start, 'push_id')) return KEY_PUSH_ID;
+    if (len === 7 && b[start] === 0x6d && asciiEquals(b, start, 'metrics')) return KEY_METRICS;
+  } else if (len === 4 && b[start] === 0x74 && asciiEquals(b, start, 'type')) return KEY_TYPE;
+  return 0;
+}
+
+function asciiEquals(b: Uint8Array, at: number, word: string): boolean {
+  for (let k = 0; k < word.length; k++) if (b[at + k] !== word.charCodeAt(k)) return false;
   return true;
 }
 
-/** The scan of a body JSON.parse accepted: the same checks the byte scanner makes. */
-function fromParsed(v: unknown): PushScan {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw badPayload('body must be a JSON object');
-  const o = v as Record<string, unknown>;
-  const scan: PushScan = {};
-  for (const key of ['collector_id', 'push_id'] as const) {
-    const value = o[key];
-    if (value === undefined) continue;
-    if (typeof value !== 'string') throw badPayload(`${key} must be a string`);
-    if (key === 'collector_id') scan.collectorId = value;
-    else scan.pushId = value;
-  }
-  const metrics = o.metrics;
-  if (Array.isArray(metrics)) {
-    for (let n = 0; n < metrics.length; n++) {
-      const e: unknown = metrics[n];
-      if (typeof e !== 'object' || e === null || Array.isArray(e)) throw badPayload(`metrics[${n}] must be an object`);
-      const type = (e as { type?: unknown }).type;
-      if (typeof type !== 'string' || type.length < 1 || type.length > 100)
-        throw badPayload(`metrics[${n}] needs a "type" string of 1-100 characters`);
+/**
+ * Skips a string whose opening quote is at `i`; returns the index after the closing quote, or
+ * -1 (not simple: invalid, or a `\u` escape the exact scanner must judge). Sets `lastEscaped` and
+ * `lastAscii` for the caller's key/type checks.
+ */
+let lastEscaped = false;
+let lastAscii = true;
+function skipString(b: Uint8Array, i: number): number {
+  const n = b.length;
+  let escaped = false;
+  let ascii = true;
+  for (i++; i < n; i++) {
+    const c = b[i]!;
+    if (c === C.QUOTE) {
+      lastEscaped = escaped;
+      lastAscii = ascii;
+      return i + 1;
     }
-    scan.metricsCount = metrics.length;
+    if (c === C.BACKSLASH) {
+      const e = b[i + 1];
+      if (e === 0x22 || e === 0x5c || e === 0x2f || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 || e === 0x74) {
+        escaped = true;
+        i++;
+        continue;
+      }
+      return -1;
+    }
+    if (c < 0x20) return -1;
+    if (c >= 0x80) ascii = false;
   }
-  return scan;
+  return -1;
+}
+
+function skipNumber(b: Uint8Array, i: number): number {
+  if (b[i] === C.MINUS) i++;
+  if (b[i] === 0x30) i++;
+  else if (isDigit(b[i])) while (isDigit(b[i])) i++;
+  else return -1;
+  if (b[i] === 0x2e) {
+    i++;
+    if (!isDigit(b[i])) return -1;
+    while (isDigit(b[i])) i++;
+  }
+  if (b[i] === 0x65 || b[i] === 0x45) {
+    i++;
+    if (b[i] === 0x2b || b[i] === C.MINUS) i++;
+    if (!isDigit(b[i])) return -1;
+    while (isDigit(b[i])) i++;
+  }
+  return i;
+}
+
+function skipWs(b: Uint8Array, i: number): number {
+  let c = b[i];
+  while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = b[++i];
+  return i;
+}
+
+/** The fast pass: the scan of an ordinary valid push, or undefined when `scanBytes` must decide. */
+function quickScan(b: Uint8Array): PushScan | undefined {
+  const n = b.length;
+  let i = skipWs(b, 0);
+  if (b[i] !== C.LBRACE) return undefined;
+  const scan: PushScan = {};
+  let depth = 1;
+  stack[1] = Ctx.OBJECT;
+  i++;
+  /** Depth of the metrics array being counted (0 = none), its element count, and the current element's type check. */
+  let metricsDepth = 0;
+  let metricsCount = 0;
+  let typeOk = false;
+  // After `{` or `,` in an object: a key; after `[` or `,` in an array: a value.
+  let first = true;
+  for (;;) {
+    i = skipWs(b, i);
+    const ctx = stack[depth];
+    if (first && (b[i] === C.RBRACE || b[i] === C.RBRACKET)) {
+      // Empty container: closes below like a full one (no value was read).
+      if ((ctx === Ctx.OBJECT) !== (b[i] === C.RBRACE)) return undefined;
+    } else {
+      /** Routed key whose value comes next (0 = none). */
+      let key = 0;
+      if (ctx === Ctx.OBJECT) {
+        if (b[i] !== C.QUOTE) return undefined;
+        const start = i + 1;
+        i = skipString(b, i);
+        if (i < 0) return undefined;
+        if (depth === 1 || depth === metricsDepth + 1) {
+          if (lastEscaped) return undefined;
+          key = keyId(b, start, i - 1, depth);
+        }
+        i = skipWs(b, i);
+        if (b[i] !== C.COLON) return undefined;
+        i = skipWs(b, i + 1);
+      }
+      // A value.
+      const c = b[i];
+      if (ctx === Ctx.ARRAY && depth === metricsDepth) {
+        if (c !== C.LBRACE) return undefined;
+        typeOk = false;
+      }
+      if (c === C.LBRACE || c === C.LBRACKET) {
+        if (depth >= MAX_DEPTH - 2) return undefined;
+        if (depth === 1 && key === KEY_METRICS) {
+          if (c !== C.LBRACKET) scan.metricsCount = undefined;
+          else {
+            metricsDepth = 2;
+            metricsCount = 0;
+          }
+        } else if (depth === 1 && (key === KEY_COLLECTOR_ID || key === KEY_PUSH_ID)) return undefined;
+        stack[++depth] = c === C.LBRACE ? Ctx.OBJECT : Ctx.ARRAY;
+        i++;
+        first = true;
+        continue;
+      }
+      const start = i;
+      if (c === C.QUOTE) i = skipString(b, i);
+      else if (c === 0x74) i = asciiEquals(b, i, 'true') ? i + 4 : -1;
+      else if (c === 0x66) i = asciiEquals(b, i, 'false') ? i + 5 : -1;
+      else if (c === 0x6e) i = asciiEquals(b, i, 'null') ? i + 4 : -1;
+      else i = skipNumber(b, i);
+      if (i < 0) return undefined;
+      if (depth === 1 && key !== 0) {
+        if (key === KEY_METRICS) scan.metricsCount = undefined;
+        else {
+          if (c !== C.QUOTE || lastEscaped || !lastAscii) return undefined;
+          const text = Buffer.from(b.buffer, b.byteOffset + start + 1, i - start - 2).toString('latin1');
+          if (key === KEY_COLLECTOR_ID) scan.collectorId = text;
+          else scan.pushId = text;
+        }
+      } else if (key === KEY_TYPE && depth === metricsDepth + 1) {
+        if (c !== C.QUOTE || lastEscaped || !lastAscii) return undefined;
+        const len = i - start - 2;
+        typeOk = len >= 1 && len <= 100;
+      }
+      i = skipWs(b, i);
+    }
+    // After a value (or an empty container's opening): `,` or the close of this container.
+    first = false;
+    let c = b[i];
+    while (c === C.RBRACE || c === C.RBRACKET) {
+      if ((stack[depth] === Ctx.OBJECT) !== (c === C.RBRACE)) return undefined;
+      if (metricsDepth > 0) {
+        if (depth === metricsDepth + 1) {
+          if (!typeOk) return undefined;
+          metricsCount++;
+        } else if (depth === metricsDepth) {
+          scan.metricsCount = metricsCount;
+          metricsDepth = 0;
+        }
+      }
+      depth--;
+      i = skipWs(b, i + 1);
+      if (depth === 0) return i === n ? scan : undefined;
+      c = b[i];
+    }
+    if (c !== C.COMMA) return undefined;
+    i++;
+  }
 }
 
 /** The byte scanner: one pass that validates JSON syntax (RFC 8259) without building it. */
