@@ -1,8 +1,9 @@
 /**
  * `npm start`: the whole system on loopback. Without DATABASE_URL / REDIS_URL it runs a local
  * PostgreSQL and Redis under .data/ (created on first run, reused afterwards); then it applies
- * migrations, creates the first admin account, starts the ingest edge, the writer and the admin
- * service, prints the URLs, and on Ctrl-C stops everything it started, by PID.
+ * migrations, creates the first admin account, builds and starts the ingest edge, the writer and the
+ * admin service (plain-JavaScript bundles, scripts/lib/service-build.ts), prints the URLs, and on
+ * Ctrl-C stops everything it started, by PID.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -15,6 +16,7 @@ import { migrateDatabase } from '@pga/db';
 import { startPostgres, startRedis, freePort, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
 import { ensureDatabase, ensureFirstAdmin } from './lib/setup';
 import { waitForHealth } from './lib/health';
+import { builtServiceArgs, SERVICES } from './lib/service-build';
 import { ensureWebBuild } from './lib/web-build';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -67,8 +69,9 @@ async function shutdown(code: number): Promise<never> {
 process.on('SIGINT', () => void shutdown(0));
 process.on('SIGTERM', () => void shutdown(0));
 
-function startService(name: string, entry: string, env: Record<string, string>): ChildProcess {
-  const child = spawn(path.join(root, 'node_modules/.bin/tsx'), [path.join(root, entry)], {
+/** Runs a service's bundle (built above) with its node flags: `node <flags> <service>/dist/main.mjs`. */
+function startService(name: string, nodeArgs: string[], env: Record<string, string>): ChildProcess {
+  const child = spawn(process.execPath, nodeArgs, {
     cwd: root,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'inherit'],
@@ -119,6 +122,8 @@ try {
   logger.info({ applied: migration.applied.length, alreadyApplied: migration.alreadyApplied }, 'database schema up to date');
 
   await ensureWebBuild(root, logger);
+  // Each service runs as plain JavaScript (scripts/lib/service-build.ts): no TypeScript loader per process.
+  await Promise.all(Object.values(SERVICES).map((spec) => builtServiceArgs(root, spec)));
 
   const admin = await ensureFirstAdmin(databaseUrl, config.ADMIN_USERNAME, config.ADMIN_PASSWORD);
 
@@ -136,9 +141,7 @@ try {
     CENTRAL_API_URL: process.env.CENTRAL_API_URL ?? `http://127.0.0.1:${config.INGEST_PORT}`,
     LOG_LEVEL: config.LOG_LEVEL,
   };
-  startService('admin-api', 'services/admin-api/src/main.ts', env);
-  startService('ingest-edge', 'services/ingest-edge/src/main.ts', env);
-  startService('writer', 'services/writer/src/main.ts', env);
+  for (const [name, spec] of Object.entries(SERVICES)) startService(name, await builtServiceArgs(root, spec), env);
 
   await Promise.all([
     waitForHealth(`http://127.0.0.1:${config.ADMIN_PORT}/healthz`),

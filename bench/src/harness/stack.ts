@@ -6,6 +6,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { migrateDatabase } from '@pga/db';
 import { freePort, startPostgres, startRedis, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
+import { builtServiceArgs, serviceByEntry } from '../../../scripts/lib/service-build';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '../../..');
 
@@ -95,13 +96,29 @@ export class BenchStack {
     return roots;
   }
 
-  /** Starts `node --import tsx <entry>` (one process, no tsx wrapper whose memory would count). */
+  /**
+   * Starts a service the way `npm start` runs it: `node <its flags> <its bundle>`
+   * (scripts/lib/service-build.ts), one process per service with no wrapper whose memory would
+   * count. With BENCH_PROFILE_DIR, every service writes a V8 CPU profile there when it exits
+   * (chrome devtools) and runs from source (`node --import tsx`, same flags) so that the profile
+   * attributes time to source files rather than to one bundle.
+   */
   async startService(name: string, options: StartServiceOptions): Promise<ServiceHandle> {
     const logFile = path.join(this.workDir, `${name}.log`);
     const log = createWriteStream(logFile, { flags: 'a' });
-    // BENCH_PROFILE_DIR: every service writes a V8 CPU profile there when it exits (chrome devtools).
-    const profile = process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
-    const nodeArgs = [...profile, '--import', 'tsx', path.join(REPO_ROOT, options.entry)];
+    const profileDir = process.env.BENCH_PROFILE_DIR;
+    const spec = serviceByEntry(options.entry);
+    const flags = spec?.nodeFlags ?? [];
+    const nodeArgs =
+      profileDir || !spec
+        ? [
+            ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
+            ...flags,
+            '--import',
+            'tsx',
+            path.join(REPO_ROOT, options.entry),
+          ]
+        : await builtServiceArgs(REPO_ROOT, spec);
     const command = options.fileLimit
       ? spawn('sh', ['-c', `ulimit -n ${options.fileLimit} 2>/dev/null; exec "$0" "$@"`, process.execPath, ...nodeArgs], {
           cwd: REPO_ROOT,

@@ -1,0 +1,112 @@
+/**
+ * How a service runs outside the tests (`npm start`, the bench): one esbuild bundle per service,
+ * run by plain `node`. `node --import tsx` costs every process a TypeScript loader — an esbuild
+ * child process (~12 MiB), a module-loader thread with its own V8 isolate, and the loader's
+ * transpile caches: measured ~35 MiB per process, 73 MiB over the two-process edge (250 → 177
+ * MiB freshly started). A bundle of our own code is loaded like any JavaScript.
+ * Tests keep running the sources with tsx.
+ *
+ * Only the workspace's own code (relative imports and `@pga/*` packages) goes into the bundle;
+ * third-party packages stay `import`s resolved from node_modules, so native addons (uWS), worker
+ * files (pino transports) and package-relative paths behave exactly as they do from source.
+ * The bundle is written to `<service>/dist/main.mjs`, the same depth as `<service>/src/main.ts`:
+ * `import.meta.url`-relative paths in bundled code (@pga/db's migrations folder, the admin
+ * service's web/dist) resolve to the same folders as from source.
+ */
+import { renameSync, writeFileSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { build, type Plugin } from 'esbuild';
+
+export interface ServiceSpec {
+  /** Entry relative to the repository root. */
+  entry: string;
+  /** V8/Node flags the service is run with (cluster workers inherit them from the primary). */
+  nodeFlags: readonly string[];
+}
+
+/**
+ * The edge's V8 heap setting (services/ingest-edge/README.md, "Memory"). V8 lets the old generation
+ * grow to up to 4× its live size before the next full collection; while a fleet of 10,000
+ * connections says hello that slack was ~50 MiB of garbage per process, against ~1 KiB per idle
+ * connection actually held. A fixed growth factor of 1.5 keeps it at ~15 MiB for ~1 % more CPU in
+ * GC under push load (profiled: GC 6–7 % of edge CPU with and without it).
+ */
+export const EDGE_NODE_FLAGS = ['--heap-growing-percent=50'] as const;
+
+export const SERVICES: Readonly<Record<string, ServiceSpec>> = {
+  'ingest-edge': { entry: 'services/ingest-edge/src/main.ts', nodeFlags: EDGE_NODE_FLAGS },
+  writer: { entry: 'services/writer/src/main.ts', nodeFlags: [] },
+  'admin-api': { entry: 'services/admin-api/src/main.ts', nodeFlags: [] },
+};
+
+/** Bundles our code, leaves every third-party package (and node:*) as an import. */
+const ownCodeOnly: Plugin = {
+  name: 'own-code-only',
+  setup(b) {
+    b.onResolve({ filter: /^[^./]/ }, (args) =>
+      args.path.startsWith('@pga/') ? undefined : { path: args.path, external: true },
+    );
+  },
+};
+
+/** The bundle's path for an entry `X/src/main.ts`: `X/dist/main.mjs`. */
+export function bundlePath(root: string, entry: string): string {
+  const dir = path.dirname(entry);
+  if (path.basename(dir) !== 'src') throw new Error(`service entry must be <service>/src/<file>.ts: ${entry}`);
+  return path.join(root, path.dirname(dir), 'dist', `${path.basename(entry, '.ts')}.mjs`);
+}
+
+/**
+ * Builds the bundle of `entry` (always: it takes well under a second, and a stale bundle is never
+ * run) and returns the node arguments that run it. Written to a temporary file and renamed, so a
+ * concurrent start never reads a half-written bundle.
+ */
+export async function buildService(root: string, entry: string, nodeFlags: readonly string[] = []): Promise<string[]> {
+  const outfile = bundlePath(root, entry);
+  const result = await build({
+    entryPoints: [path.join(root, entry)],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    write: false,
+    logLevel: 'silent',
+    legalComments: 'none',
+    plugins: [ownCodeOnly],
+  });
+  const code = result.outputFiles[0]?.contents;
+  if (!code) throw new Error(`esbuild produced nothing for ${entry}`);
+  mkdirSync(path.dirname(outfile), { recursive: true });
+  const tmp = `${outfile}.${process.pid}.tmp`;
+  writeFileSync(tmp, code);
+  renameSync(tmp, outfile);
+  return [...nodeFlags, outfile];
+}
+
+const builds = new Map<string, Promise<string[]>>();
+
+/** `buildService` once per service per process (a bench starts the same service many times). */
+export function builtServiceArgs(root: string, spec: ServiceSpec): Promise<string[]> {
+  let args = builds.get(spec.entry);
+  if (!args) builds.set(spec.entry, (args = buildService(root, spec.entry, spec.nodeFlags)));
+  return args;
+}
+
+/** The spec of the service whose entry this is, if it is one of ours. */
+export function serviceByEntry(entry: string): ServiceSpec | undefined {
+  return Object.values(SERVICES).find((s) => s.entry === entry);
+}
+
+// `tsx scripts/lib/service-build.ts [service…]`: builds them (default all) and prints how each is run.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const root = path.resolve(import.meta.dirname, '../..');
+  const names = process.argv.length > 2 ? process.argv.slice(2) : Object.keys(SERVICES);
+  for (const name of names) {
+    const spec = SERVICES[name];
+    if (!spec) throw new Error(`unknown service ${name}; one of ${Object.keys(SERVICES).join(', ')}`);
+    const args = await buildService(root, spec.entry, spec.nodeFlags);
+    console.log(`${name}: node ${args.map((a) => (path.isAbsolute(a) ? path.relative(root, a) : a)).join(' ')}`);
+  }
+}
