@@ -34,26 +34,37 @@ const TICK_US = 1_000_000 / 100; // USER_HZ
 
 /** CPU µs of a process and all its descendants (live ones, plus reaped children's totals). */
 function treeCpuUs(rootPid: number): number {
-  const stats = new Map<number, { ppid: number; us: number }>();
+  return [...treeCpuByRole(rootPid).values()].reduce((a, b) => a + b, 0);
+}
+
+/** treeCpuUs by process title (PostgreSQL: "client backend", "walwriter", "autovacuum worker" …). */
+function treeCpuByRole(rootPid: number): Map<string, number> {
+  const stats = new Map<number, { ppid: number; us: number; role: string }>();
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     try {
       const text = readFileSync(`/proc/${name}/stat`, 'utf8');
       const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
       const ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-      stats.set(Number(name), { ppid: Number(f[1]), us: ticks * TICK_US });
+      const title = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0')[0] ?? '';
+      const role = title.startsWith('postgres: ') ? title.slice(10).replace(/ .*\d+\.\d+\.\d+\.\d+.*$/, ' backend') : 'main';
+      stats.set(Number(name), { ppid: Number(f[1]), us: ticks * TICK_US, role });
     } catch {
       // the process ended in between
     }
   }
-  let total = 0;
+  const byRole = new Map<string, number>();
   const visit = (pid: number) => {
-    total += stats.get(pid)?.us ?? 0;
-    for (const [child, s] of stats) if (s.ppid === pid) visit(child);
+    const s = stats.get(pid);
+    if (s) byRole.set(s.role, (byRole.get(s.role) ?? 0) + s.us);
+    for (const [child, c] of stats) if (c.ppid === pid) visit(child);
   };
   visit(rootPid);
-  return total;
+  return byRole;
 }
+
+const roleDelta = (before: Map<string, number>, after: Map<string, number>, n: number) =>
+  Object.fromEntries([...after].map(([k, v]) => [k, Math.round((v - (before.get(k) ?? 0)) / n)]).filter(([, v]) => v !== 0));
 
 mkdirSync(dir, { recursive: true });
 const pg = await startPostgres({ dataDir: path.join(dir, 'pg'), port: await freePort() });
@@ -95,6 +106,7 @@ try {
     const client = await pool.connect();
     const lsn = (await client.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l;
     const cpu0 = treeCpuUs(pg.pid);
+    const roles0 = treeCpuByRole(pg.pid);
     const t = performance.now();
     await pipeline(
       Readable.from(copyRows(prepared, { processedAtIso: new Date().toISOString() })),
@@ -110,6 +122,7 @@ try {
     console.log('bare COPY', {
       pushesPerS: Math.round((TOTAL / ms) * 1000),
       postgresUsPerPush: per(cpu),
+      byProcess: roleDelta(roles0, treeCpuByRole(pg.pid), TOTAL),
       walBytesPerPush: Math.round(wal[0]!.b / TOTAL),
     });
   }
@@ -133,6 +146,8 @@ try {
     process.execPath,
     [
       ...(process.env.WRITER_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.WRITER_PROF}`] : []),
+      // Experiments: extra node flags for the writer (e.g. --heap-prof).
+      ...(process.env.WC_NODE_FLAGS ? process.env.WC_NODE_FLAGS.split(' ') : []),
       '--import',
       'tsx',
       path.join(root, 'services/writer/src/main.ts'),
@@ -165,6 +180,7 @@ try {
   const lsn0 = (await pool.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l;
   const w0 = treeCpuUs(child.pid!);
   const p0 = treeCpuUs(pg.pid);
+  const roles0 = treeCpuByRole(pg.pid);
   const r0 = treeCpuUs(redisServer.pid);
   const t = performance.now();
   await queue.resume();
@@ -179,12 +195,14 @@ try {
   if (stored !== TOTAL) throw new Error(`ledger holds ${stored} pushes, expected ${TOTAL}`);
   const w = treeCpuUs(child.pid!) - w0;
   const p = treeCpuUs(pg.pid) - p0;
+  const roles = roleDelta(roles0, treeCpuByRole(pg.pid), TOTAL);
   const r = treeCpuUs(redisServer.pid) - r0;
   console.log('writer', {
     pushesPerS: Math.round((TOTAL / ms) * 1000),
     writerUsPerPush: per(w),
     postgresUsPerPush: per(p),
     redisUsPerPush: per(r),
+    postgresUsPerPushByProcess: roles,
     pushesPerJob: PER_JOB,
     settings: passed,
   });

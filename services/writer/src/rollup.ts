@@ -21,14 +21,25 @@ interface Cell {
   totalTime: number | null;
 }
 
-const NUMBER = '(-?\\d+(?:\\.\\d+)?(?:[eE][+-]?\\d+)?)';
+const NUMBER = '-?\\d+(?:\\.\\d+)?(?:[eE][+-]?\\d+)?';
 const CALLS = new RegExp(`"calls"\\s*:\\s*${NUMBER}`, 'g');
 const TOTAL_TIME = new RegExp(`"total_(?:exec_)?time"\\s*:\\s*${NUMBER}`, 'g');
+
+/** Characters of a JSON number, to walk back from the end of a match to the number's start. */
+function isNumberChar(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2d || c === 0x2b || c === 0x65 || c === 0x45;
+}
 
 function sum(re: RegExp, text: string): number {
   let total = 0;
   re.lastIndex = 0;
-  for (let m = re.exec(text); m; m = re.exec(text)) total += Number(m[1]);
+  // `test` + lastIndex (the match ends with the number) instead of `exec`: no match array per number.
+  while (re.test(text)) {
+    const end = re.lastIndex;
+    let start = end - 1;
+    while (start > 0 && isNumberChar(text.charCodeAt(start - 1))) start--;
+    total += Number(text.slice(start, end));
+  }
   return total;
 }
 

@@ -62,6 +62,16 @@ function stringEnd(s: string, i: number): number {
   }
 }
 
+/**
+ * Whether the string token at [start, end) decodes to `name`, without slicing it out in the common
+ * case (most keys are not the ones looked for; only a key with an escape is decoded).
+ */
+function keyIs(s: string, start: number, end: number, name: string): boolean {
+  if (end - start - 2 === name.length && s.startsWith(name, start + 1)) return true;
+  const backslash = s.indexOf('\\', start + 1);
+  return backslash >= 0 && backslash < end - 1 && decodeString(s, start, end) === name;
+}
+
 function decodeString(s: string, start: number, end: number): string {
   const raw = s.slice(start + 1, end - 1);
   return raw.includes('\\') ? (JSON.parse(s.slice(start, end)) as string) : raw;
@@ -74,12 +84,13 @@ function valueEnd(s: string, i: number): number {
   if (c === OPEN_OBJ || c === OPEN_ARR) {
     // Jump from structural character to structural character: the regex engine skips the bytes in
     // between much faster than a charCodeAt loop (numbers, whitespace, punctuation need no look).
+    // `test` (not `exec`): the match position is lastIndex - 1 (one character), and no match array
+    // is allocated per structural character (that was ~10 KB of garbage per 2 KB push).
     let depth = 0;
     STRUCTURAL.lastIndex = i;
     for (;;) {
-      const m = STRUCTURAL.exec(s);
-      if (!m) throw new PushShapeError('unterminated object or array');
-      const j = m.index;
+      if (!STRUCTURAL.test(s)) throw new PushShapeError('unterminated object or array');
+      const j = STRUCTURAL.lastIndex - 1;
       const d = s.charCodeAt(j);
       if (d === QUOTE) {
         STRUCTURAL.lastIndex = stringEnd(s, j);
@@ -99,16 +110,15 @@ function valueEnd(s: string, i: number): number {
   return j;
 }
 
-/** Counts the items of the array at `i`; returns [count, end]. */
-function arrayItems(s: string, i: number): [number, number] {
+/** Counts the items of the array at `i` into `out.records`; returns the index just past it. */
+function countArrayItems(s: string, i: number, out: { records: number }): number {
   let j = skipWs(s, i + 1);
-  if (s.charCodeAt(j) === CLOSE_ARR) return [0, j + 1];
-  let n = 0;
+  if (s.charCodeAt(j) === CLOSE_ARR) return j + 1;
   for (;;) {
     j = skipWs(s, valueEnd(s, skipWs(s, j)));
-    n++;
+    out.records++;
     const c = s.charCodeAt(j);
-    if (c === CLOSE_ARR) return [n, j + 1];
+    if (c === CLOSE_ARR) return j + 1;
     if (c !== COMMA) throw new PushShapeError(`expected , or ] at ${j}`);
     j++;
   }
@@ -134,23 +144,24 @@ function scanObject(s: string, i: number, wantMetrics: boolean): ObjectScan {
   }
   for (;;) {
     if (s.charCodeAt(j) !== QUOTE) throw new PushShapeError(`expected a key at ${j}`);
+    const keyStart = j;
     const keyEnd = stringEnd(s, j);
-    const key = decodeString(s, j, keyEnd);
     j = skipWs(s, keyEnd);
     if (s.charCodeAt(j) !== COLON) throw new PushShapeError(`expected : at ${j}`);
     j = skipWs(s, j + 1);
     const c = s.charCodeAt(j);
     let end: number;
-    if (wantMetrics && key === 'metrics' && c === OPEN_ARR) {
+    if (wantMetrics && c === OPEN_ARR && keyIs(s, keyStart, keyEnd, 'metrics')) {
       [out.metrics, end] = sliceElements(s, j);
     } else if (c === OPEN_ARR) {
-      const [n, e] = arrayItems(s, j);
+      end = countArrayItems(s, j, out);
       arrays++;
-      out.records += n;
-      end = e;
     } else {
       end = valueEnd(s, j);
-      if (c === QUOTE && (key === 'type' || key === 'database')) out[key] = decodeString(s, j, end);
+      if (c === QUOTE) {
+        if (keyIs(s, keyStart, keyEnd, 'type')) out.type = decodeString(s, j, end);
+        else if (keyIs(s, keyStart, keyEnd, 'database')) out.database = decodeString(s, j, end);
+      }
     }
     j = skipWs(s, end);
     const d = s.charCodeAt(j);
