@@ -16,7 +16,7 @@ import { migrateDatabase } from '@pga/db';
 import { startPostgres, startRedis, freePort, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
 import { ensureDatabase, ensureFirstAdmin } from './lib/setup';
 import { waitForHealth } from './lib/health';
-import { builtServiceArgs, SERVICES } from './lib/service-build';
+import { builtServiceArgs, SERVICES, stopBuilding } from './lib/service-build';
 import { ensureWebBuild } from './lib/web-build';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -124,6 +124,7 @@ try {
   await ensureWebBuild(root, logger);
   // Each service runs as plain JavaScript (scripts/lib/service-build.ts): no TypeScript loader per process.
   await Promise.all(Object.values(SERVICES).map((spec) => builtServiceArgs(root, spec)));
+  await stopBuilding();
 
   const admin = await ensureFirstAdmin(databaseUrl, config.ADMIN_USERNAME, config.ADMIN_PASSWORD);
 

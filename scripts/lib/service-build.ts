@@ -16,7 +16,7 @@
 import { renameSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { build, type Plugin } from 'esbuild';
+import { build, stop, type Plugin } from 'esbuild';
 
 export interface ServiceSpec {
   /** Entry relative to the repository root. */
@@ -93,6 +93,9 @@ export function builtServiceArgs(root: string, spec: ServiceSpec): Promise<strin
   if (!args) builds.set(spec.entry, (args = buildService(root, spec.entry, spec.nodeFlags)));
   return args;
 }
+
+/** Ends esbuild's helper process once every build is done (it would otherwise live as long as we do). */
+export const stopBuilding = (): Promise<void> => stop();
 
 /** The spec of the service whose entry this is, if it is one of ours. */
 export function serviceByEntry(entry: string): ServiceSpec | undefined {
