@@ -9,7 +9,7 @@ export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
  * Multi-process edge (issue 4 §1): the primary serves like every worker and forks N-1 more; each
  * process binds the same port itself — uWS/uSockets listens with SO_REUSEPORT, so the kernel
  * spreads connections across them and nothing is proxied. Serving from the primary (instead of an
- * idle supervisor) saves one runtime's memory (~100 MB with tsx) toward the idle-fleet budget.
+ * idle supervisor) saves one runtime's memory (~90 MiB) toward the idle-fleet budget.
  * The primary restarts crashed workers, forwards SIGTERM, and sums /metrics over all processes.
  */
 
