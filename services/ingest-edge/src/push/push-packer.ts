@@ -20,8 +20,15 @@ export interface PackerSettings {
   idempotencyTtlSeconds: number;
 }
 
+/**
+ * A push as submitted: the body stays the received bytes until its job is built (a 2 KB string made
+ * per request would live through the packing window and be copied by every young-generation GC on
+ * the way; made at send time it dies at once).
+ */
+export type PushSubmission = Omit<PushItem, 'body'> & { body: Buffer };
+
 interface Pending {
-  item: PushItem;
+  item: PushSubmission;
   /** Redis key of this push's idempotency marker. */
   idemKey: string;
   records: number;
@@ -71,7 +78,7 @@ export class PushPacker {
     this.scripts = idempotencyScripts(deps.redis);
   }
 
-  submit(item: PushItem, idempotencyKey: string, records: number): Promise<PushOutcome> {
+  submit(item: PushSubmission, idempotencyKey: string, records: number): Promise<PushOutcome> {
     return new Promise<PushOutcome>((resolve, reject) => {
       const idemKey = this.deps.keys.idempotency(item.collector_id, idempotencyKey);
       // Two pushes with one key in one window: only the first can win the marker, so answer the
@@ -153,7 +160,7 @@ export class PushPacker {
     });
     if (fresh.length === 0) return;
 
-    const job: PushJob = { v: 1, pushes: fresh.map((p) => p.item) };
+    const job: PushJob = { v: 1, pushes: fresh.map((p) => ({ ...p.item, body: p.item.body.toString('utf8') })) };
     const added = queue.add('push', job, JOB_OPTIONS);
     try {
       await withTimeout(added, this.settings.enqueueTimeoutMs);

@@ -43,7 +43,6 @@ export function createPushHandler(deps: PushDeps) {
     try {
       if (decoded.length === 0) throw new AppError('INVALID_JSON', 'body is empty');
       if (!isUtf8(decoded)) throw new AppError('INVALID_JSON', 'body is not UTF-8');
-      const text = decoded.toString('utf8');
       const scan = scanPushJson(decoded);
       if (scan.collectorId !== undefined && scan.collectorId.toLowerCase() !== auth.collectorId)
         throw new AppError('COLLECTOR_MISMATCH', 'collector_id in the body does not match the token');
@@ -57,7 +56,7 @@ export function createPushHandler(deps: PushDeps) {
           collector_id: auth.collectorId,
           received_at: new Date().toISOString(),
           checksum,
-          body: text,
+          body: decoded,
         },
         key,
         scan.metricsCount ?? 1,
