@@ -67,7 +67,11 @@ export class BenchStack {
       // Durable settings (fsync and synchronous_commit on): throughput figures must include the
       // cost of commits the way production pays it; group commit is part of what is measured.
       freePort().then((port) => startPostgres({ dataDir: path.join(workDir, 'postgres'), port })),
-      freePort().then((port) => startRedis({ dataDir: path.join(workDir, 'redis'), port })),
+      // BENCH_REDIS_AOF=no: a diagnostic run without Redis's append-only file, to see what AOF
+      // writes cost in latency (never how the product runs; the header of the report says so).
+      freePort().then((port) =>
+        startRedis({ dataDir: path.join(workDir, 'redis'), port, appendOnly: process.env.BENCH_REDIS_AOF !== 'no' }),
+      ),
     ]);
     const admin = new pg.Client({ connectionString: pgHandle.url });
     await admin.connect();

@@ -46,6 +46,9 @@ export function renderMarkdown(r: BenchResult): string {
       (m.foreignCpuCores !== undefined
         ? ` CPU used by processes the bench did not start, averaged over the bench: ${m.foreignCpuCores.toFixed(2)} cores.`
         : ''),
+    ...(process.env.BENCH_REDIS_AOF === 'no'
+      ? ['', '**Diagnostic run: Redis without its append-only file (BENCH_REDIS_AOF=no) — not how the product runs.**']
+      : []),
     '',
     'Figures are the median of the runs with the min – max beside it. "generator CPU" is the load generator’s own',
     'CPU (this process; 1.00 = one full core) while the figure was measured: on a shared 2-core machine it is',
