@@ -1,4 +1,4 @@
-import { performance, type EventLoopUtilization } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance, type EventLoopUtilization } from 'node:perf_hooks';
 import type { GeneratorUsage } from './model';
 
 /** Event-loop utilisation above which the generator counts as saturated (its figures are lower bounds). */
@@ -13,13 +13,23 @@ export function startGeneratorMeter(): { stop(): GeneratorUsage } {
   const cpu0 = process.cpuUsage();
   const elu0: EventLoopUtilization = performance.eventLoopUtilization();
   const t0 = performance.now();
+  const delay = monitorEventLoopDelay({ resolution: 1 });
+  delay.enable();
   return {
     stop() {
+      delay.disable();
       const cpu = process.cpuUsage(cpu0);
       const elu = performance.eventLoopUtilization(elu0);
       const wallUs = (performance.now() - t0) * 1000;
       const cpuCores = wallUs > 0 ? (cpu.user + cpu.system) / wallUs : 0;
-      return { cpuCores, elu: elu.utilization, saturated: elu.utilization >= SATURATED_ELU };
+      // The histogram is in ns and includes the 1 ms sampling resolution itself.
+      const late = (ns: number) => Math.max(0, ns / 1e6 - 1);
+      return {
+        cpuCores,
+        elu: elu.utilization,
+        saturated: elu.utilization >= SATURATED_ELU,
+        ...(delay.count > 0 ? { loopDelayP99Ms: late(delay.percentile(99)), loopDelayMaxMs: late(delay.max) } : {}),
+      };
     },
   };
 }

@@ -12,6 +12,12 @@ export interface GeneratorUsage {
   elu: number;
   /** The generator itself was the bottleneck (its event loop ≥ 90 % busy): the figure is a lower bound. */
   saturated: boolean;
+  /**
+   * How late the generator's own event loop ran (p99 and max, ms): a request due while it was
+   * stalled is sent late and its wait counts as latency, so a tail this size is the generator's.
+   */
+  loopDelayP99Ms?: number;
+  loopDelayMaxMs?: number;
 }
 
 /** One figure measured in one run. */

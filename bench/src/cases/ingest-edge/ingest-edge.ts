@@ -55,6 +55,12 @@ export function histogramQuantile(metricsText: string, name: string, p: number):
   return buckets.find(([, n]) => n >= p * total)?.[0];
 }
 
+/** The value of an unlabelled gauge in Prometheus text, or undefined. */
+function gauge(metricsText: string, name: string): number | undefined {
+  const m = new RegExp(`^${name} ([0-9.eE+-]+)$`, 'm').exec(metricsText);
+  return m ? Number(m[1]) : undefined;
+}
+
 const startEdge = (ctx: ScenarioContext) => startPipeline(ctx, {}, undefined, { writer: false });
 
 /**
@@ -77,6 +83,18 @@ export const ingestEdge: Scenario = {
     },
     { key: 'edge_cpu_cores', label: 'edge CPU in the closed loop (all processes)', unit: 'cores', better: 'lower' },
     { key: 'edge_us_per_push', label: 'edge CPU per accepted push (closed loop)', unit: 'µs', better: 'lower' },
+    {
+      key: 'edge_lag_50_p99_ms',
+      label: 'open loop at 50 %: the edge’s event-loop lag p99 (mean over its processes)',
+      unit: 'ms',
+      better: 'lower',
+    },
+    {
+      key: 'edge_lag_50_max_ms',
+      label: 'open loop at 50 %: the edge’s event-loop lag max (mean over its processes)',
+      unit: 'ms',
+      better: 'lower',
+    },
     {
       key: 'enqueue_p50_ms',
       label: 'inside the edge: push ready → Redis confirmed, p50 (bucket bound, whole run)',
@@ -113,6 +131,7 @@ export const ingestEdge: Scenario = {
       const acks = new AckLog();
       const target: PushTarget = { host: '127.0.0.1', port: edge.port, collectors, bodies: bodyPool2k(), acks };
       let cpu: ReturnType<typeof startCpuWindow> | undefined;
+      let edgeLag: { p99?: number; max?: number } = {};
       let components: Record<string, number> | undefined;
       const phases = await runPushCampaign({
         ctx,
@@ -124,6 +143,16 @@ export const ingestEdge: Scenario = {
         stepMs: ctx.mode === 'full' ? 10_000 : 3_000,
         openConnections: collectors.length,
         afterPhase: async (phase) => {
+          // The edge's event-loop lag percentiles restart at every scrape: scrape before the 50 %
+          // step, read them after it.
+          if (phase.name === 'closed-loop' || phase.name === 'open 50 %') {
+            const text = await fetch(`${edge.url}/metrics`).then((r) => r.text());
+            if (phase.name === 'open 50 %')
+              edgeLag = {
+                p99: gauge(text, 'edge_process_nodejs_eventloop_lag_p99_seconds'),
+                max: gauge(text, 'edge_process_nodejs_eventloop_lag_max_seconds'),
+              };
+          }
           // CPU of the closed loop alone (the warm-up verifies every token once).
           if (phase.name === 'warm-up') cpu = startCpuWindow(() => ctx.stack.roots());
           if (phase.name === 'closed-loop') components = cpu?.stop();
@@ -147,6 +176,8 @@ export const ingestEdge: Scenario = {
           ...(edgeCores !== undefined
             ? { edge_cpu_cores: m(edgeCores), edge_us_per_push: m((edgeCores / closed.value) * 1e6) }
             : {}),
+          ...(edgeLag.p99 !== undefined ? { edge_lag_50_p99_ms: { value: edgeLag.p99 * 1000 } } : {}),
+          ...(edgeLag.max !== undefined ? { edge_lag_50_max_ms: { value: edgeLag.max * 1000 } } : {}),
           ...(enqueue(0.5) !== undefined ? { enqueue_p50_ms: { value: enqueue(0.5)! * 1000 } } : {}),
           ...(enqueue(0.99) !== undefined ? { enqueue_p99_ms: { value: enqueue(0.99)! * 1000 } } : {}),
           pushes_per_job: { value: queued.ids.size / Math.max(1, queued.jobs) },

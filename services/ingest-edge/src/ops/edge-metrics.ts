@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Prometheus metrics of one edge process (issue 4 §4); main.ts aggregates them across processes. */
 export interface MetricSources {
@@ -27,6 +27,9 @@ export class Tally<L extends string> {
 
 export function createEdgeMetrics(sources: MetricSources) {
   const registry = new Registry();
+  // Process metrics (CPU, memory, heap, GC, event-loop lag) as `edge_process_*`; /metrics averages or
+  // sums them over the edge processes as prom-client's aggregator for each says.
+  collectDefaultMetrics({ register: registry, prefix: 'edge_process_' });
   const requestTally = new Tally<'route' | 'status'>();
   const bytesTally = new Tally<'route'>();
   new Counter({
