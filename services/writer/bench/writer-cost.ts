@@ -11,7 +11,6 @@
  * pg_stat_statements by execution time per push.
  */
 import { spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -23,6 +22,7 @@ import { createPool, migrateDatabase } from '@pga/db';
 import { freePort, startPostgres, startRedis } from '@pga/local-stack';
 import { redisKeys } from '@pga/redis-keys';
 import { makeBodyPool } from '../../../bench/src/load/payloads';
+import { pushItems } from './push-items';
 import { copyRows } from '../src/copy-rows';
 import { preparePush } from '../src/prepare-push';
 
@@ -87,17 +87,7 @@ try {
   );
   const collectors = cs.map((r) => r.id);
   const bodies = makeBodyPool(42, '2k', 500);
-  const items = (n: number) =>
-    Array.from({ length: n }, (_, i) => {
-      const b = bodies[i % bodies.length]!;
-      return {
-        push_id: randomUUID(),
-        collector_id: collectors[i % collectors.length]!,
-        received_at: new Date().toISOString(),
-        checksum: b.checksum,
-        body: b.json.toString('utf8'),
-      };
-    });
+  const items = pushItems(bodies, collectors);
   const per = (us: number) => Math.round(us / TOTAL);
 
   // 1. bare COPY on one connection

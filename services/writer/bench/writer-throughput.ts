@@ -21,6 +21,7 @@ import { freePort, startPostgres, startRedis } from '@pga/local-stack';
 import { createLogger } from '@pga/logger';
 import { redisKeys } from '@pga/redis-keys';
 import { makeBodyPool } from '../../../bench/src/load/payloads';
+import { pushItems } from './push-items';
 import { readWriterConfig } from '../src/config';
 import { copyEscape } from '../src/copy-rows';
 import { createWriter } from '../src/create-writer';
@@ -49,17 +50,7 @@ try {
   const pool = createPool(url, { max: 4 });
   const bodies = makeBodyPool(42, '2k', 500);
   const collectors = Array.from({ length: 1000 }, () => randomUUID());
-  const items = (n: number) =>
-    Array.from({ length: n }, (_, i) => {
-      const b = bodies[i % bodies.length]!;
-      return {
-        push_id: randomUUID(),
-        collector_id: collectors[i % collectors.length]!,
-        received_at: new Date().toISOString(),
-        checksum: b.checksum,
-        body: b.json.toString('utf8'),
-      };
-    });
+  const items = pushItems(bodies, collectors);
   const rowsPerPush = bodies[0]!.elements.length;
   const rate = (label: string, pushes: number, ms: number) => {
     const r = { pushesPerS: Math.round((pushes / ms) * 1000), rowsPerS: Math.round(((pushes * rowsPerPush) / ms) * 1000) };

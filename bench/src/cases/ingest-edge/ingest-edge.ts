@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import type { Measurement, RunOutput } from '../../harness/model';
 import { startCpuWindow } from '../../harness/proc';
 import type { Scenario, ScenarioContext } from '../../harness/scenario';
-import { campaignFigureDefs, campaignOutput } from '../shared/campaign-figures';
+import { campaignFigureDefs, campaignOutput, fixedRateFigureDefs } from '../shared/campaign-figures';
 import { benchCollectors } from '../shared/collectors';
 import { AckLog, runPushCampaign, type PushTarget } from '../shared/push-campaign';
 import { bodyPool2k } from '../shared/workload';
@@ -46,7 +46,7 @@ async function dropQueue(redis: Redis): Promise<void> {
  * Percentile `p` (0–1) of a Prometheus histogram in the edge's /metrics text, as the upper bound of
  * the bucket it falls in (coarse, but it tells the edge's own wait apart from the network's).
  */
-export function histogramQuantile(metricsText: string, name: string, p: number): number | undefined {
+function histogramQuantile(metricsText: string, name: string, p: number): number | undefined {
   const buckets: [number, number][] = [];
   for (const m of metricsText.matchAll(new RegExp(`^${name}_bucket\\{[^}]*le="([^"]+)"[^}]*\\} (\\d+(?:\\.\\d+)?)$`, 'gm')))
     buckets.push([m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2])]);
@@ -73,14 +73,7 @@ export const ingestEdge: Scenario = {
   goal: 'The ingest edge alone (edge processes + Redis, no writer): accepted 2 KB pushes/s with tokens cached, ack latency at half of that and at 10,000/s, and every 200 found in the queue.',
   figures: [
     ...campaignFigureDefs(undefined, '≥ 20,000 (issue 4)'),
-    { key: 'open_10000_acked_per_s', label: 'open loop at 10,000/s: acked/s', unit: 'push/s', better: 'higher' },
-    {
-      key: 'open_10000_p99_ms',
-      label: 'open loop at 10,000/s: ack latency p99',
-      unit: 'ms',
-      better: 'lower',
-      target: '≤ 10 ms (issue 4)',
-    },
+    ...fixedRateFigureDefs(10_000, { p99Target: '≤ 10 ms (issue 4)' }),
     { key: 'edge_cpu_cores', label: 'edge CPU in the closed loop (all processes)', unit: 'cores', better: 'lower' },
     { key: 'edge_us_per_push', label: 'edge CPU per accepted push (closed loop)', unit: 'µs', better: 'lower' },
     {

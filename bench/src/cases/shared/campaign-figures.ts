@@ -65,6 +65,24 @@ export function campaignFigureDefs(latencyTarget?: string, maxTarget?: string): 
   return defs;
 }
 
+/** Figures of an open-loop step at a fixed rate (campaignOutput's `open_<rate>_*` keys). */
+export function fixedRateFigureDefs(
+  rate: number,
+  { note = '', p99Target }: { note?: string; p99Target?: string } = {},
+): FigureDef[] {
+  const step = `open loop at ${rate.toLocaleString('en-US')}/s${note}`;
+  return [
+    { key: `open_${rate}_acked_per_s`, label: `${step}: acked/s`, unit: 'push/s', better: 'higher' },
+    {
+      key: `open_${rate}_p99_ms`,
+      label: `${step}: ack latency p99`,
+      unit: 'ms',
+      better: 'lower',
+      ...(p99Target ? { target: p99Target } : {}),
+    },
+  ];
+}
+
 /** Figures, charts data and error counts of a campaign's phases. */
 export function campaignOutput(
   phases: CampaignPhase[],
