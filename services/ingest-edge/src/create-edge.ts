@@ -1,6 +1,6 @@
 import uWS from 'uWebSockets.js';
 import { Redis } from 'ioredis';
-import { Queue } from 'bullmq';
+import { EncodedQueue } from './push/encoded-queue';
 import { createSecretBox } from '@pga/crypto';
 import { createPool } from '@pga/db';
 import type { Logger } from '@pga/logger';
@@ -57,7 +57,7 @@ export async function createEdge({ config, logger, metricsText }: CreateEdgeOpti
     ['subscriber', subscriber],
   ] as const)
     client.on('error', (err: Error) => logger.debug({ err: err.message, client: name }, 'Redis connection error'));
-  const queue = new Queue(keys.pushQueue, { connection: redis, prefix: keys.bullPrefix });
+  const queue = new EncodedQueue(keys.pushQueue, { connection: redis, prefix: keys.bullPrefix });
   queue.on('error', (err) => logger.debug({ err: err.message }, 'queue error'));
   const pool = createPool(config.DATABASE_URL, {
     max: config.DB_POOL_SIZE,

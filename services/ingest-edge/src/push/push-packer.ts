@@ -1,9 +1,10 @@
 import type { Redis } from 'ioredis';
-import type { Queue } from 'bullmq';
 import type { Logger } from '@pga/logger';
-import { AppError, type PushItem, type PushJob } from '@pga/contracts';
+import { AppError, type PushItem } from '@pga/contracts';
 import type { RedisKeys } from '@pga/redis-keys';
 import type { EdgeMetrics } from '../ops/edge-metrics';
+import { encodePushJob } from './encode-push-job';
+import { EncodedData, type EncodedQueue } from './encoded-queue';
 import { idempotencyScripts, type IdempotencyScripts } from './idempotency-scripts';
 
 export interface PushOutcome {
@@ -71,7 +72,7 @@ export class PushPacker {
   private readonly scripts: IdempotencyScripts;
 
   constructor(
-    private readonly deps: { redis: Redis; queue: Queue; keys: RedisKeys; metrics: EdgeMetrics; logger: Logger },
+    private readonly deps: { redis: Redis; queue: EncodedQueue; keys: RedisKeys; metrics: EdgeMetrics; logger: Logger },
     private readonly settings: PackerSettings,
   ) {
     this.pendingTtl = Math.max(30, Math.ceil((settings.enqueueTimeoutMs * 3) / 1000));
@@ -160,8 +161,7 @@ export class PushPacker {
     });
     if (fresh.length === 0) return;
 
-    const job: PushJob = { v: 1, pushes: fresh.map((p) => ({ ...p.item, body: p.item.body.toString('utf8') })) };
-    const added = queue.add('push', job, JOB_OPTIONS);
+    const added = queue.add('push', new EncodedData(encodePushJob(fresh.map((p) => p.item))), JOB_OPTIONS);
     try {
       await withTimeout(added, this.settings.enqueueTimeoutMs);
     } catch (err) {
