@@ -53,6 +53,30 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
     expect(queued[0]!.body).toBe(body);
   });
 
+  it('a replay packed with new pushes: it answers duplicate, its batch is vetoed and only the new pushes are queued, once', async () => {
+    const vetoes = async () => {
+      const keys = await world.redis.keys(`${world.queue.keys.de}:*`);
+      const values = await Promise.all(keys.map((k) => world.redis.get(k)));
+      return values.filter((v) => v === 'veto').length;
+    };
+    // Sent at once, they usually share a batch; try until one did (its dedup key holds the veto).
+    for (let attempt = 0; attempt < 10 && (await vetoes()) === 0; attempt++) {
+      const tag = `${Date.now()}-${attempt}`;
+      const replayed = `{"n":"replayed-${tag}"}`;
+      const first = await push(replayed);
+      expect(first.json.duplicate).toBe(false);
+      const fresh = [`{"n":"fresh-a-${tag}"}`, `{"n":"fresh-b-${tag}"}`, `{"n":"fresh-c-${tag}"}`];
+      const answers = await Promise.all([replayed, ...fresh].map((body) => push(body)));
+      expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200]);
+      expect(answers[0]!.json).toEqual({ ...first.json, duplicate: true });
+      expect(answers.slice(1).map((a) => a.json.duplicate)).toEqual([false, false, false]);
+      const queued = await world.queuedPushes();
+      for (const a of answers) expect(queued.filter((p) => p.push_id === a.json.push_id)).toHaveLength(1);
+      expect(queued.filter((p) => p.body === replayed)).toHaveLength(1);
+    }
+    expect(await vetoes()).toBeGreaterThan(0);
+  });
+
   it('200 duplicate by Idempotency-Key and by push_id, even with another body', async () => {
     const key = `key-${Date.now()}`;
     const a = await push('{"a":1}', { headers: { 'idempotency-key': key } });

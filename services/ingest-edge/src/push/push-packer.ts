@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from '@pga/logger';
 import { AppError, type PushItem } from '@pga/contracts';
@@ -5,7 +6,7 @@ import type { RedisKeys } from '@pga/redis-keys';
 import type { EdgeMetrics } from '../ops/edge-metrics';
 import { encodePushJob } from './encode-push-job';
 import { EncodedData, type EncodedQueue } from './encoded-queue';
-import { idempotencyScripts, type IdempotencyScripts } from './idempotency-scripts';
+import { idempotencyScripts, VETO_TTL_MS, type IdempotencyScripts } from './idempotency-scripts';
 
 export interface PushOutcome {
   pushId: string;
@@ -47,6 +48,8 @@ const JOB_OPTIONS = {
   removeOnFail: { age: 7 * 24 * 3600 },
 } as const;
 
+/** What a vetoing claim stores under the batch's deduplication key (BullMQ answers it as the job id). */
+const VETO = 'veto';
 const unavailable = (message: string) => new AppError('UNAVAILABLE', message, { retryAfterSeconds: 1 });
 
 /**
@@ -56,8 +59,9 @@ const unavailable = (message: string) => new AppError('UNAVAILABLE', message, { 
  * Redis or wholly refused: nothing is acknowledged that Redis did not confirm.
  *
  * Idempotency markers (`keys.idempotency`) go through two states: `p:<push_id>:<records>` (pending,
- * short TTL) set if absent (one script call per batch) before the job is added, then `d:<push_id>:<records>` (done, 24 h)
- * once Redis confirmed the job. A replay that finds `d:` answers duplicate; one that finds `p:` is in
+ * short TTL) set if absent (one script call per batch, run by Redis just before the job is added, in
+ * the same round trip), then `d:<push_id>:<records>` (done, 24 h) once Redis confirmed the job. A
+ * batch with a replay in it is vetoed (nothing stored) and its fresh pushes are added on their own. A replay that finds `d:` answers duplicate; one that finds `p:` is in
  * flight (or its edge died mid-way) and gets 503 + Retry-After until the marker resolves or expires.
  * If the add fails the markers are deleted, so a retry is stored; if even that fails, the push ids
  * are deterministic and the writer's ledger still stores each push once.
@@ -70,13 +74,16 @@ export class PushPacker {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly pendingTtl: number;
   private readonly scripts: IdempotencyScripts;
+  /** Batch ids are unique across processes and restarts: a random prefix and a counter. */
+  private readonly batchPrefix = `${randomUUID()}:`;
+  private batchSeq = 0;
 
   constructor(
     private readonly deps: { redis: Redis; queue: EncodedQueue; keys: RedisKeys; metrics: EdgeMetrics; logger: Logger },
     private readonly settings: PackerSettings,
   ) {
     this.pendingTtl = Math.max(30, Math.ceil((settings.enqueueTimeoutMs * 3) / 1000));
-    this.scripts = idempotencyScripts(deps.redis);
+    this.scripts = idempotencyScripts(deps.redis, VETO);
   }
 
   submit(item: PushSubmission, idempotencyKey: string, records: number): Promise<PushOutcome> {
@@ -127,22 +134,32 @@ export class PushPacker {
 
   private async send(batch: Pending[]): Promise<void> {
     const { redis, queue, metrics } = this.deps;
-    let previous: string[];
+    // One round trip: the claim and the add leave together, in this order, on one connection, so
+    // Redis runs the claim first. A claim that finds any marker already set also sets the batch's
+    // veto key, which is the key BullMQ's own deduplication checks: the add then stores nothing.
+    const batchId = `${this.batchPrefix}${++this.batchSeq}`;
     const claim = this.scripts.claim(
       batch.map((p) => p.idemKey),
       batch.map((p) => `p:${p.item.push_id}:${p.records}`),
       this.pendingTtl,
+      `${queue.keys.de}:${batchId}`,
     );
+    const optimistic = this.add(batch, batchId);
+    optimistic.catch(() => undefined); // answered below, whichever way the claim goes
+    let previous: string[];
     try {
       previous = await withTimeout(claim, this.settings.enqueueTimeoutMs);
     } catch {
       for (const p of batch) p.reject(unavailable('queue unavailable'));
-      // A slow Redis may still run the claim later: free the markers it sets, so the client's
-      // retry is stored instead of waiting out the pending TTL.
+      // A slow Redis may still run the claim (and then the add) later. The markers that claim set
+      // are settled by what the add did: stored → done (the client's retry answers duplicate);
+      // not stored → freed, so the retry is stored instead of waiting out the pending TTL.
       claim.then(
         (late) => {
-          const mine = batch.filter((_, i) => late[i] === '').map((p) => p.idemKey);
-          if (mine.length) redis.del(...mine).catch(() => undefined);
+          const mine = batch.filter((_, i) => late[i] === '');
+          if (mine.length === 0) return;
+          const free = () => void redis.del(...mine.map((p) => p.idemKey)).catch(() => undefined);
+          optimistic.then((stored) => (stored ? this.markDone(mine) : free()), free);
         },
         () => undefined,
       );
@@ -159,19 +176,24 @@ export class PushPacker {
       }
       p.reject(unavailable('a push with this idempotency key is in flight'));
     });
-    if (fresh.length === 0) return;
-
-    const added = queue.add('push', new EncodedData(encodePushJob(fresh.map((p) => p.item))), JOB_OPTIONS);
+    // Replays in the batch: the optimistic add was vetoed; the fresh pushes go in a job of their own.
+    let added = optimistic;
+    if (fresh.length < batch.length) {
+      optimistic.then(
+        (stored) => stored && this.deps.logger.warn({ batchId }, 'a vetoed push job was stored; the ledger dedupes it'),
+        () => undefined,
+      );
+      if (fresh.length === 0) return;
+      added = this.add(fresh);
+    }
     try {
-      await withTimeout(added, this.settings.enqueueTimeoutMs);
+      if (!(await withTimeout(added, this.settings.enqueueTimeoutMs))) throw new Error('push job was not stored');
     } catch (err) {
       this.deps.logger.warn({ err: errMessage(err), pushes: fresh.length }, 'enqueue failed; answering 503');
       for (const p of fresh) p.reject(unavailable('queue unavailable'));
       // A late success still counts: mark it done so replays answer duplicate; else free the keys.
-      added.then(
-        () => this.markDone(fresh),
-        () => redis.del(...fresh.map((p) => p.idemKey)).catch(() => undefined),
-      );
+      const free = () => void redis.del(...fresh.map((p) => p.idemKey)).catch(() => undefined);
+      added.then((stored) => (stored ? this.markDone(fresh) : free()), free);
       return;
     }
     this.markDone(fresh);
@@ -182,6 +204,17 @@ export class PushPacker {
       metrics.enqueueLatency.observe((now - p.startedAt) / 1000);
       p.resolve({ pushId: p.item.push_id, records: p.records, duplicate: false });
     }
+  }
+
+  /**
+   * Adds one job of these pushes; resolves false when BullMQ's deduplication refused it (the claim
+   * vetoed `batchId`). The dedup key of a stored job expires after VETO_TTL_MS.
+   */
+  private async add(pushes: Pending[], batchId?: string): Promise<boolean> {
+    const data = new EncodedData(encodePushJob(pushes.map((p) => p.item)));
+    const options = batchId ? { ...JOB_OPTIONS, deduplication: { id: batchId, ttl: VETO_TTL_MS } } : JOB_OPTIONS;
+    const job = await this.deps.queue.add('push', data, options);
+    return job.id !== VETO;
   }
 
   /** Sent before the 200s go out, on the same connection: a replay right after its 200 sees `d:`. */
