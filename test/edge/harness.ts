@@ -11,7 +11,7 @@ import { freePort } from '@pga/local-stack';
 import { createLogger } from '@pga/logger';
 import { redisKeys, type RedisKeys } from '@pga/redis-keys';
 import { createCollectorTokens, type CollectorTokens, type IssuedToken } from '@pga/tokens';
-import type { PushJob } from '@pga/contracts';
+import type { PushItem, PushJob } from '@pga/contracts';
 import { createEdge, readEdgeConfig, type Edge } from '@pga/ingest-edge';
 import { createTestDatabase, testEnv, uniquePrefix, type TestDatabase } from '../helpers';
 
@@ -106,10 +106,14 @@ export class EdgeWorld implements AsyncDisposable {
     return issued;
   }
 
-  /** Every push in the queue (waiting jobs), flattened. */
-  async queuedPushes(): Promise<PushJob['pushes']> {
+  /** Every push in the queue (waiting jobs), flattened; v2 bodies decoded to their text. */
+  async queuedPushes(): Promise<PushItem[]> {
     const jobs = await this.queue.getJobs(['waiting', 'prioritized', 'delayed', 'active', 'paused']);
-    return jobs.flatMap((j) => j.data.pushes);
+    return jobs.flatMap(({ data }): PushItem[] =>
+      data.v === 1
+        ? data.pushes
+        : data.pushes.map(({ body_base64, ...rest }) => ({ ...rest, body: Buffer.from(body_base64, 'base64').toString('utf8') })),
+    );
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -195,6 +195,30 @@ describe('writer: pushes → collector_metrics', () => {
     expect(count.rows[0].n).toBe(parsedFixture.metrics.length);
   });
 
+  it('reads v2 jobs (bodies as base64, as the edge writes them): stored byte for byte; a body not matching its checksum is poison', async () => {
+    const v2 = ({ body, ...rest }: ReturnType<typeof pushItem>) => ({
+      ...rest,
+      body_base64: Buffer.from(body).toString('base64'),
+    });
+    const good = pushItem(fixture);
+    const bad = { ...v2(pushItem('{"metrics":[]}')), body_base64: Buffer.from('{"metrics":[1]}').toString('base64') };
+    const options = { attempts: 5, removeOnComplete: false };
+    const ok = await h.queue.add('push', { v: 2, pushes: [v2(good)] }, options);
+    const poison = await h.queue.add('push', { v: 2, pushes: [bad] }, options);
+    await h.waitForJob(ok.id!, 'completed');
+    await h.waitForJob(poison.id!, 'failed');
+    expect((await h.queue.getJob(poison.id!))?.failedReason).toContain('does not match its checksum');
+    const { rows } = await h.pool.query('SELECT metric_data::text AS data, checksum FROM collector_metrics WHERE push_id = $1', [
+      good.push_id,
+    ]);
+    expect(rows).toHaveLength(parsedFixture.metrics.length);
+    expect(new Set(rows.map((r) => r.checksum))).toEqual(new Set([sha256(fixture)]));
+    // 64-bit integers exact: every one in the fixture is in a stored row.
+    const big = fixture.match(/-?\d{18,}/g) ?? [];
+    expect(big.length).toBeGreaterThan(0);
+    for (const n of big) expect(rows.some((r) => String(r.data).includes(n))).toBe(true);
+  });
+
   it('rows of a push far in the past land in DEFAULT and move into their partition when maintenance creates it', async () => {
     const old = new Date(Date.now() - 3 * 86_400_000);
     const item = pushItem(fixture, randomUUID(), old);

@@ -43,10 +43,12 @@ export {
 export {
   PUSH_QUEUE,
   PushItemSchema,
+  PushItemV2Schema,
   PushJobSchema,
   COLLECTOR_CHANGES_CHANNEL,
   CollectorChangeSchema,
   type PushItem,
+  type PushItemV2,
   type PushJob,
   type CollectorChange,
 } from './jobs';

@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import { PushJobSchema, type PushItem } from '@pga/contracts';
+import { PushJobSchema, type PushItem, type PushItemV2 } from '@pga/contracts';
 import { PushShapeError, splitPush, type SplitPush } from './split-push';
 
 /** A push that can never be stored: its job fails once, with BullMQ's UnrecoverableError. */
@@ -29,14 +29,20 @@ const sha256 = (data: string | Buffer) => hash('sha256', data, 'hex');
  * allowed by @pga/contracts' PushItem). The checksum (SHA-256 of the bytes) tells which: pure ASCII
  * matches both, otherwise exactly one matches. Neither → the job was corrupted: poison.
  */
-function bodyText(item: PushItem): string {
+function bodyText(item: PushItem | PushItemV2): string {
+  if ('body_base64' in item) {
+    // v2: base64 of the bytes. Anything that is not base64 decodes to other bytes: poison below.
+    const bytes = Buffer.from(item.body_base64, 'base64');
+    if (sha256(bytes) === item.checksum) return bytes.toString('utf8');
+    throw new PoisonPushError(`push ${item.push_id}: body does not match its checksum`);
+  }
   if (sha256(item.body) === item.checksum) return item.body;
   const bytes = Buffer.from(item.body, 'latin1');
   if (sha256(bytes) === item.checksum) return bytes.toString('utf8');
   throw new PoisonPushError(`push ${item.push_id}: body does not match its checksum`);
 }
 
-export function preparePush(item: PushItem): PreparedPush {
+export function preparePush(item: PushItem | PushItemV2): PreparedPush {
   const receivedAt = new Date(item.received_at);
   if (Number.isNaN(receivedAt.getTime())) throw new PoisonPushError(`push ${item.push_id}: received_at is not a time`);
   const checksum = item.checksum.toLowerCase();
@@ -64,13 +70,12 @@ export function preparePush(item: PushItem): PreparedPush {
   };
 }
 
-/** Validates a job's data (PushJob v1) and prepares every push; throws PoisonPushError. */
+/** Validates a job's data (PushJob v1 or v2) and prepares every push; throws PoisonPushError. */
 export function preparePushJob(data: unknown): PreparedPush[] {
   const parsed = PushJobSchema.safeParse(data);
   if (!parsed.success) {
-    throw new PoisonPushError(
-      `not a PushJob v1: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
-    );
+    throw new PoisonPushError(`not a PushJob: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   }
-  return parsed.data.pushes.map(preparePush);
+  const pushes: (PushItem | PushItemV2)[] = parsed.data.pushes;
+  return pushes.map(preparePush);
 }

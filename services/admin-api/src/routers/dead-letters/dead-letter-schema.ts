@@ -15,8 +15,16 @@ export const DeadLetterSchema = z.object({
 });
 export type DeadLetter = z.infer<typeof DeadLetterSchema>;
 
+/** Size of a push's body: v1 carries it as text, v2 as base64. */
+function bodyBytes(p: { body?: unknown; body_base64?: unknown }): number {
+  if (typeof p.body === 'string') return Buffer.byteLength(p.body);
+  return typeof p.body_base64 === 'string' ? Buffer.byteLength(p.body_base64, 'base64') : 0;
+}
+
 export function toDeadLetter(job: Job): DeadLetter {
-  const pushes: { push_id?: unknown; collector_id?: unknown; body?: unknown }[] = Array.isArray(job.data?.pushes)
+  const pushes: { push_id?: unknown; collector_id?: unknown; body?: unknown; body_base64?: unknown }[] = Array.isArray(
+    job.data?.pushes,
+  )
     ? job.data.pushes
     : [];
   const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : null);
@@ -29,6 +37,6 @@ export function toDeadLetter(job: Job): DeadLetter {
     pushes: pushes.length,
     collector_ids: [...new Set(pushes.map((p) => String(p.collector_id)))],
     push_ids: pushes.map((p) => String(p.push_id)),
-    bytes: pushes.reduce((n, p) => n + (typeof p.body === 'string' ? Buffer.byteLength(p.body) : 0), 0),
+    bytes: pushes.reduce((n, p) => n + bodyBytes(p), 0),
   };
 }
