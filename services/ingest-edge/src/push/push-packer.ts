@@ -55,16 +55,18 @@ const unavailable = (message: string) => new AppError('UNAVAILABLE', message, { 
 /**
  * Packs concurrent pushes into one BullMQ job (issue 4 §3: ~100 pushes per job doubled end-to-end
  * throughput): the pushes that arrive while a batch is in Redis form the next one, sent when that
- * batch returns, after `windowMs`, or at `maxPushes`/`maxBytes`, whichever comes first. A job is one atomic `queue.add`, so a batch is either wholly in
- * Redis or wholly refused: nothing is acknowledged that Redis did not confirm.
+ * batch returns, after `windowMs`, or at `maxPushes`/`maxBytes`, whichever comes first. A job is
+ * one atomic `queue.add`, so a batch is either wholly in Redis or wholly refused: nothing is
+ * acknowledged that Redis did not confirm.
  *
  * Idempotency markers (`keys.idempotency`) go through two states: `p:<push_id>:<records>` (pending,
  * short TTL) set if absent (one script call per batch, run by Redis just before the job is added, in
  * the same round trip), then `d:<push_id>:<records>` (done, 24 h) once Redis confirmed the job. A
- * batch with a replay in it is vetoed (nothing stored) and its fresh pushes are added on their own. A replay that finds `d:` answers duplicate; one that finds `p:` is in
- * flight (or its edge died mid-way) and gets 503 + Retry-After until the marker resolves or expires.
- * If the add fails the markers are deleted, so a retry is stored; if even that fails, the push ids
- * are deterministic and the writer's ledger still stores each push once.
+ * batch holding a replay (a marker already set) is vetoed, nothing of it stored, and its fresh
+ * pushes are added as a job of their own. A replay that finds `d:` answers duplicate; one that
+ * finds `p:` is in flight (or its edge died mid-way) and gets 503 + Retry-After until the marker
+ * resolves or expires. If the add fails the markers are deleted, so a retry is stored; if even that
+ * fails, the push ids are deterministic and the writer's ledger still stores each push once.
  */
 export class PushPacker {
   private batch: Pending[] = [];
