@@ -24,7 +24,8 @@ export function encodePushJob(pushes: readonly PushSubmission[]): Buffer {
       `${i ? ',' : ''}{"push_id":${field(p.push_id)},"collector_id":${field(p.collector_id)},` +
       `"received_at":${field(p.received_at)},"checksum":${field(p.checksum)},"body_base64":"` +
       `${p.body.toString('base64')}"}`;
-    // The part is ASCII unless a field needed JSON.stringify: bound its UTF-8 length by 3 per char.
+    // The part is ASCII unless a field needed JSON.stringify: bound its UTF-8 length by 3 per char,
+    // plus the closing `]}`.
     const need = pos + part.length * 3 + 2;
     if (need > out.length) {
       const grown = Buffer.allocUnsafeSlow(Math.max(out.length * 2, need));
@@ -33,11 +34,7 @@ export function encodePushJob(pushes: readonly PushSubmission[]): Buffer {
     }
     pos += out.write(part, pos);
   }
-  if (pos + 2 > out.length) {
-    const grown = Buffer.allocUnsafeSlow(pos + 2);
-    out.copy(grown, 0, 0, pos);
-    out = grown;
-  }
+  // Room for `]}` is in every part's bound, and the scratch buffer never shrinks below 256 KiB.
   pos += out.write(']}', pos, 'latin1');
   const job = Buffer.allocUnsafeSlow(pos);
   out.copy(job, 0, 0, pos);
