@@ -121,6 +121,36 @@ describe('writer: pushes → collector_metrics', () => {
     expect(c.rows[0].success_count).toBe(String(items.length));
   });
 
+  it('holds as many jobs as its batches can take: many small jobs share one batch, and the count follows the job size', async () => {
+    const rowsPerPush = parsedFixture.metrics.length;
+    // Small jobs: the budget (4 batches of 10,000 rows) allows far more than WRITER_CONCURRENCY,
+    // so the writer holds that many, and 300 one-push jobs fit one or two batches (a fixed 16
+    // held jobs would have needed at least 19).
+    const wide = await startWriterHarness(db.url, { WRITER_BATCH_WINDOW_MS: '3000', WRITER_CONCURRENCY: '1000' });
+    try {
+      const collectorId = await insertCollector(wide.pool);
+      const ids = await Promise.all(Array.from({ length: 300 }, () => wide.enqueue([pushItem(fixture, collectorId)])));
+      await Promise.all(ids.map((id) => wide.waitForJob(id, 'completed', 30_000)));
+      expect(await metricValue(wide, 'writer_job_concurrency')).toBe(1000);
+      expect(await metricValue(wide, 'writer_batches_total')).toBeLessThanOrEqual(2);
+      expect(await metricValue(wide, 'writer_pushes_stored_total')).toBe(300);
+      expect(await metricValue(wide, 'writer_held_push_bytes')).toBe(0);
+    } finally {
+      await wide.close();
+    }
+    // Batches of two pushes' rows: the budget of 4 batches holds 8 one-push jobs.
+    const narrow = await startWriterHarness(db.url, { WRITER_BATCH_MAX_ROWS: String(2 * rowsPerPush) });
+    try {
+      const collectorId = await insertCollector(narrow.pool);
+      const ids = await Promise.all(Array.from({ length: 20 }, () => narrow.enqueue([pushItem(fixture, collectorId)])));
+      await Promise.all(ids.map((id) => narrow.waitForJob(id, 'completed', 30_000)));
+      expect(await metricValue(narrow, 'writer_job_concurrency')).toBe(8);
+      expect(await metricValue(narrow, 'writer_pushes_stored_total')).toBe(20);
+    } finally {
+      await narrow.close();
+    }
+  });
+
   it('stores a push that appears twice in one job (or batch) once', async () => {
     const item = pushItem(fixture);
     const jobId = await h.enqueue([item, { ...item }]);

@@ -127,7 +127,7 @@ try {
   for (let i = 0; i < raw.length; i += PER_JOB * 50) {
     const jobs = [];
     for (let j = i; j < Math.min(raw.length, i + PER_JOB * 50); j += PER_JOB)
-      jobs.push({ name: 'push', data: { v: 1, pushes: raw.slice(j, j + PER_JOB) }, opts: { removeOnComplete: { count: 200 } } });
+      jobs.push({ name: 'push', data: { v: 2, pushes: raw.slice(j, j + PER_JOB) }, opts: { removeOnComplete: { count: 200 } } });
     await queue.addBulk(jobs);
   }
   const opsPort = await freePort();

@@ -69,7 +69,7 @@ try {
         .flatMap((p) =>
           p.split.slices.map(
             (s) =>
-              `${p.collectorId}\t${p.pushId}\t${s.type}\t${s.database ?? '\\N'}\t${copyEscape(p.text.slice(s.start, s.end))}\t${p.receivedIso}\n`,
+              `${p.collectorId}\t${p.pushId}\t${s.type}\t${s.database ?? '\\N'}\t${copyEscape(p.body.toString('utf8', s.start, s.end))}\t${p.receivedIso}\n`,
           ),
         );
       await pipeline(
@@ -115,7 +115,12 @@ try {
       await pipeline(
         Readable.from([
           Buffer.from(
-            part.map((p) => `${p.push_id}\t${p.collector_id}\t${p.received_at}\t${p.checksum}\t${copyEscape(p.body)}\n`).join(''),
+            part
+              .map(
+                (p) =>
+                  `${p.push_id}\t${p.collector_id}\t${p.received_at}\t${p.checksum}\t${copyEscape(Buffer.from(p.body_base64, 'base64').toString('utf8'))}\n`,
+              )
+              .join(''),
           ),
         ]),
         client.query(copyFrom('COPY staging FROM STDIN')),
@@ -140,7 +145,7 @@ try {
     const queue = new Queue(keys.pushQueue, { connection: redis, prefix: keys.bullPrefix });
     const raw = items(TOTAL);
     for (let i = 0; i < raw.length; i += 100)
-      await queue.add('push', { v: 1, pushes: raw.slice(i, i + 100) }, { removeOnComplete: true });
+      await queue.add('push', { v: 2, pushes: raw.slice(i, i + 100) }, { removeOnComplete: true });
     const writer = createWriter({
       config: readWriterConfig({
         DATABASE_URL: url,

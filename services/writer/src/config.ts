@@ -22,11 +22,11 @@ export const WriterConfigSchema = commonSchema.extend({
   /** … or this many ms after its first job arrived, once a transaction slot is free; default 50 ms. */
   WRITER_BATCH_WINDOW_MS: int(50, 0, 10_000),
   /**
-   * Push jobs held in flight by this process (BullMQ worker concurrency); default 256. Bounds the
-   * batch size under load (the edge packs ~20–100 pushes per job) and the memory held: at most this
-   * many jobs of the edge's PACK_MAX_BYTES each.
+   * Most push jobs held at once by this process (BullMQ worker concurrency); default 2048. The
+   * writer holds fewer when jobs are large: as many as fill (WRITER_FLUSH_PARALLELISM + 2) batches
+   * of WRITER_BATCH_MAX_ROWS / WRITER_BATCH_MAX_BYTES (push-worker.ts).
    */
-  WRITER_CONCURRENCY: int(256, 1, 10_000),
+  WRITER_CONCURRENCY: int(2048, 1, 100_000),
   /** Batches committing at the same time in this process; default 2. */
   WRITER_FLUSH_PARALLELISM: int(2, 1, 32),
   /** PostgreSQL pool size (COPY batches + heartbeat flush + maintenance); default 5. */

@@ -14,46 +14,41 @@ export interface CopyRowsOptions {
   /** Yield once after this many rows (test hook: a deterministic "mid-COPY" point); default never. */
   pauseAfterRows?: number;
   onPause?: () => Promise<void>;
-  /** Bytes per chunk handed to the COPY stream (at least; one long value may make it longer); default 256 KiB. */
+  /** Bytes per chunk handed to the COPY stream (at least; one long row may make it longer); default 256 KiB. */
   chunkChars?: number;
 }
 
 /**
  * COPY text lines for the pushes, one per metric element, in chunks. metric_data is the element's
- * own text sliced from the body (split-push.ts), so numbers are never re-serialised. The text is
- * encoded straight into each chunk's Buffer (`buf.write`), not concatenated into one long string
- * first: that saved flattening and copying every byte twice, and the garbage of the big strings.
+ * own bytes sliced from the body (split-push.ts), so numbers are never re-serialised. Each slice
+ * goes through a short-lived latin1 string (one character per byte, no UTF-8 decoding or encoding):
+ * V8's regex finds the four bytes COPY needs escaped (no byte of a UTF-8 multi-byte sequence is one
+ * of them) and `write(…, 'latin1')` copies the bytes back. Measured on the bench's 2 KB pushes:
+ * 3.3 µs per push, against 8 µs for a JavaScript byte loop on this machine.
  */
 export async function* copyRows(pushes: PreparedPush[], options: CopyRowsOptions): AsyncGenerator<Buffer> {
   const chunkBytes = options.chunkChars ?? 256 * 1024;
   const tail = `\tt\t${options.processedAtIso}\n`;
   let buf = Buffer.allocUnsafe(chunkBytes);
   let used = 0;
-  /** Appends `text` (UTF-8); hands back the full chunk, if this text did not fit after it. */
-  const put = (text: string): Buffer | null => {
-    // UTF-8 needs at most 3 bytes per UTF-16 code unit.
-    if (used + text.length * 3 <= buf.length) {
-      used += buf.write(text, used);
-      return null;
-    }
-    const full = buf.subarray(0, used);
-    const need = Buffer.byteLength(text);
-    buf = Buffer.allocUnsafe(Math.max(chunkBytes, need));
-    used = buf.write(text, 0);
-    return full.length > 0 ? full : null;
-  };
   let rows = 0;
   for (const p of pushes) {
     const head = `${p.collectorId}\t${p.pushId}\t`;
-    const mid = `\t${p.receivedIso}\t`;
+    const end = `\t${p.receivedIso}\t`;
     for (const s of p.split.slices) {
       const db = s.database === null ? '\\N' : copyEscape(s.database.slice(0, 255));
-      const a = put(`${head}${copyEscape(s.type.slice(0, 100))}\t${db}\t`);
-      const b = put(copyEscape(p.text.slice(s.start, s.end)));
-      const c = put(`${mid}${s.records}\t${p.checksum}${tail}`);
-      if (a) yield a;
-      if (b) yield b;
-      if (c) yield c;
+      const before = `${head}${copyEscape(s.type.slice(0, 100))}\t${db}\t`;
+      const after = `${end}${s.records}\t${p.checksum}${tail}`;
+      // UTF-8 needs at most 3 bytes per UTF-16 code unit; an escaped byte takes 2.
+      const bound = (before.length + after.length) * 3 + (s.end - s.start) * 2;
+      if (used + bound > buf.length) {
+        if (used > 0) yield buf.subarray(0, used);
+        buf = Buffer.allocUnsafe(Math.max(chunkBytes, bound));
+        used = 0;
+      }
+      used += buf.write(before, used);
+      used += buf.write(copyEscape(p.body.toString('latin1', s.start, s.end)), used, 'latin1');
+      used += buf.write(after, used);
       rows++;
       if (rows === options.pauseAfterRows && options.onPause) {
         if (used > 0) yield buf.subarray(0, used);

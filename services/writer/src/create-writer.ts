@@ -82,7 +82,12 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
     connection: redis,
     queueName: keys.pushQueue,
     prefix: keys.bullPrefix,
-    concurrency: config.WRITER_CONCURRENCY,
+    maxJobs: config.WRITER_CONCURRENCY,
+    // What the batches committing at once can take, plus two batches filling meanwhile.
+    heldBudget: {
+      rows: (config.WRITER_FLUSH_PARALLELISM + 2) * config.WRITER_BATCH_MAX_ROWS,
+      bytes: (config.WRITER_FLUSH_PARALLELISM + 2) * config.WRITER_BATCH_MAX_BYTES,
+    },
     lockDurationMs: config.WRITER_LOCK_DURATION_MS,
     stalledIntervalMs: config.WRITER_STALLED_INTERVAL_MS,
     batcher,
@@ -151,7 +156,7 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
       heartbeats.start(config.WRITER_HEARTBEAT_FLUSH_MS);
       await maintenance.start();
       started = true;
-      logger.info({ port: config.WRITER_PORT, queue: keys.pushQueue, concurrency: config.WRITER_CONCURRENCY }, 'writer started');
+      logger.info({ port: config.WRITER_PORT, queue: keys.pushQueue, maxJobs: config.WRITER_CONCURRENCY }, 'writer started');
     },
     /** SIGTERM: not ready, stop taking jobs, commit the batch in flight, final heartbeat flush, close. */
     async stop(): Promise<void> {

@@ -10,7 +10,7 @@ export function createWriterMetrics() {
     rows: new Counter({ name: 'writer_rows_written_total', help: 'Metric rows committed to collector_metrics', registers: r }),
     bytes: new Counter({
       name: 'writer_bytes_written_total',
-      help: 'Metric JSON committed, in characters (= bytes for ASCII text)',
+      help: 'Metric JSON committed, in bytes',
       registers: r,
     }),
     pushesStored: new Counter({ name: 'writer_pushes_stored_total', help: 'Pushes committed', registers: r }),
@@ -29,7 +29,7 @@ export function createWriterMetrics() {
     batchJobs: new Histogram({
       name: 'writer_batch_jobs',
       help: 'BullMQ jobs per committed batch',
-      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048],
       registers: r,
     }),
     copySeconds: new Histogram({
@@ -88,6 +88,16 @@ export function createWriterMetrics() {
       registers: r,
     }),
     inFlightJobs: new Gauge({ name: 'writer_in_flight_jobs', help: 'Push jobs held by this process', registers: r }),
+    heldBytes: new Gauge({
+      name: 'writer_held_push_bytes',
+      help: 'Push body bytes held by this process until their batch commits',
+      registers: r,
+    }),
+    jobConcurrency: new Gauge({
+      name: 'writer_job_concurrency',
+      help: 'Push jobs this process may hold now (follows the job size, at most WRITER_CONCURRENCY)',
+      registers: r,
+    }),
   };
 }
 

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { hash } from 'node:crypto';
 import { PushJobSchema, type PushItem, type PushItemV2 } from '@pga/contracts';
 import { PushShapeError, splitPush, type SplitPush } from './split-push';
@@ -14,42 +15,45 @@ export interface PreparedPush {
   /** received_at as COPY text (ISO-8601 UTC). */
   receivedIso: string;
   checksum: string;
-  /** The body as text (UTF-8 decoded). */
-  text: string;
+  /**
+   * The body's bytes as received (UTF-8). Kept as a Buffer, not a string, until COMMIT: its bytes
+   * live outside the JS heap, so a batch of thousands of pushes costs the garbage collector nothing.
+   */
+  body: Buffer;
   split: SplitPush;
-  /** Characters of metric text this push adds to a batch. */
+  /** Bytes of metric text (plus a row's other columns) this push adds to a batch. */
   size: number;
 }
 
-/** One-shot SHA-256 (crypto.hash): no Hash object, and a string is hashed without a Buffer copy. */
-const sha256 = (data: string | Buffer) => hash('sha256', data, 'hex');
+/** One-shot SHA-256 (crypto.hash): no Hash object. */
+const sha256 = (data: Buffer) => hash('sha256', data, 'hex');
 
 /**
- * The edge may hand the body over as a UTF-8 string or as a latin1 string of the raw bytes (both are
- * allowed by @pga/contracts' PushItem). The checksum (SHA-256 of the bytes) tells which: pure ASCII
- * matches both, otherwise exactly one matches. Neither → the job was corrupted: poison.
+ * The body's bytes. v2 jobs carry them as base64. v1 jobs carry a UTF-8 string or a latin1 string
+ * of the raw bytes (both allowed by @pga/contracts' PushItem); the checksum (SHA-256 of the bytes)
+ * tells which: pure ASCII matches both, otherwise exactly one matches. No match → the job was
+ * corrupted (anything that is not base64 also decodes to other bytes): poison.
  */
-function bodyText(item: PushItem | PushItemV2): string {
-  if ('body_base64' in item) {
-    // v2: base64 of the bytes. Anything that is not base64 decodes to other bytes: poison below.
-    const bytes = Buffer.from(item.body_base64, 'base64');
-    if (sha256(bytes) === item.checksum) return bytes.toString('utf8');
-    throw new PoisonPushError(`push ${item.push_id}: body does not match its checksum`);
+function bodyBytes(item: PushItem | PushItemV2): Buffer {
+  let bytes = 'body_base64' in item ? Buffer.from(item.body_base64, 'base64') : Buffer.from(item.body, 'utf8');
+  if (sha256(bytes) !== item.checksum) {
+    if ('body' in item) bytes = Buffer.from(item.body, 'latin1');
+    if (!('body' in item) || sha256(bytes) !== item.checksum)
+      throw new PoisonPushError(`push ${item.push_id}: body does not match its checksum`);
   }
-  if (sha256(item.body) === item.checksum) return item.body;
-  const bytes = Buffer.from(item.body, 'latin1');
-  if (sha256(bytes) === item.checksum) return bytes.toString('utf8');
-  throw new PoisonPushError(`push ${item.push_id}: body does not match its checksum`);
+  // The edge refuses bodies that are not UTF-8; PostgreSQL would refuse one in the COPY as well.
+  if (!isUtf8(bytes)) throw new PoisonPushError(`push ${item.push_id}: body is not UTF-8`);
+  return bytes;
 }
 
 export function preparePush(item: PushItem | PushItemV2): PreparedPush {
   const receivedAt = new Date(item.received_at);
   if (Number.isNaN(receivedAt.getTime())) throw new PoisonPushError(`push ${item.push_id}: received_at is not a time`);
   const checksum = item.checksum.toLowerCase();
-  const text = bodyText({ ...item, checksum });
+  const body = bodyBytes({ ...item, checksum });
   let split: SplitPush;
   try {
-    split = splitPush(text);
+    split = splitPush(body);
   } catch (err) {
     if (err instanceof PushShapeError) throw new PoisonPushError(`push ${item.push_id}: ${err.message}`);
     throw err;
@@ -64,7 +68,7 @@ export function preparePush(item: PushItem | PushItemV2): PreparedPush {
     receivedAt,
     receivedIso: receivedAt.toISOString(),
     checksum,
-    text,
+    body,
     split,
     size,
   };

@@ -79,7 +79,8 @@ export function buildRollup(pushes: PreparedPush[]): RollupArrays {
       cell.rows++;
       cell.records += s.records;
       if (type === 'pg_query_stats') {
-        const stats = queryStats(p.text.slice(s.start, s.end));
+        // latin1: one character per byte, so the ASCII keys and numbers match exactly (no UTF-8 decode).
+        const stats = queryStats(p.body.toString('latin1', s.start, s.end));
         cell.calls = (cell.calls ?? 0) + stats.calls;
         cell.totalTime = (cell.totalTime ?? 0) + stats.totalTime;
       }

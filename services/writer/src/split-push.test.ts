@@ -2,17 +2,21 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { PushShapeError, splitPush } from './split-push';
 
-const fixture = readFileSync(new URL('../../../test/fixtures/pganalytics-v3-push.sample.json', import.meta.url), 'utf8');
+const fixtureBytes = readFileSync(new URL('../../../test/fixtures/pganalytics-v3-push.sample.json', import.meta.url));
+const fixture = fixtureBytes.toString('utf8');
+/** The text of a slice (byte offsets into the UTF-8 body). */
+const text = (body: string, s: { start: number; end: number }) => Buffer.from(body).subarray(s.start, s.end).toString('utf8');
+const split = (body: string) => splitPush(Buffer.from(body));
 
 describe('splitPush', () => {
   it('slices every element of the v3 fixture with its type, database and record count', () => {
-    const { kind, slices } = splitPush(fixture);
+    const { kind, slices } = splitPush(fixtureBytes);
     const parsed = JSON.parse(fixture) as { metrics: { type: string; database?: string }[] };
     expect(kind).toBe('envelope');
     expect(slices.map((s) => s.type)).toEqual(parsed.metrics.map((m) => m.type));
     expect(slices.map((s) => s.database)).toEqual(parsed.metrics.map((m) => m.database ?? null));
     // each slice is exactly the element's JSON
-    slices.forEach((s, i) => expect(JSON.parse(fixture.slice(s.start, s.end))).toEqual(parsed.metrics[i]));
+    slices.forEach((s, i) => expect(JSON.parse(text(fixture, s))).toEqual(parsed.metrics[i]));
     const appdb = slices[1]!; // pg_stats appdb: 2 indexes + 1 table
     expect(appdb.records).toBe(3);
     const queries = slices.find((s) => s.type === 'pg_query_stats' && s.database === 'postgres')!;
@@ -23,14 +27,14 @@ describe('splitPush', () => {
 
   it('keeps 64-bit integers as text', () => {
     const body = '{"metrics":[{"type":"pg_query_stats","queries":[{"hash":-5266580654608644134,"calls":18446744073709551615}]}]}';
-    const [s] = splitPush(body).slices;
-    expect(body.slice(s!.start, s!.end)).toContain('-5266580654608644134');
-    expect(body.slice(s!.start, s!.end)).toContain('18446744073709551615');
+    const [s] = split(body).slices;
+    expect(text(body, s!)).toContain('-5266580654608644134');
+    expect(text(body, s!)).toContain('18446744073709551615');
   });
 
   it('treats an object without a metrics array as one flat row', () => {
     const body = ' {"database": "app", "query_count": 1234, "queries": [{"q": 1}, {"q": 2}], "metrics": 5} ';
-    expect(splitPush(body)).toEqual({
+    expect(split(body)).toEqual({
       kind: 'flat',
       slices: [{ type: 'flat', database: 'app', start: 1, end: body.length - 1, records: 2 }],
     });
@@ -38,19 +42,33 @@ describe('splitPush', () => {
 
   it('handles escapes in keys and strings, nested braces in strings, and empty arrays', () => {
     const body = '{"metrics":[{"type":"a\\"b","database":"x}]","n":[]},{"type":"t","s":"\\\\"},7,{}]}';
-    const { slices } = splitPush(body);
+    const { slices } = split(body);
     expect(slices.map((s) => [s.type, s.database, s.records])).toEqual([
       ['a"b', 'x}]', 0],
       ['t', null, 1],
       ['unknown', null, 1],
       ['unknown', null, 1],
     ]);
-    expect(body.slice(slices[2]!.start, slices[2]!.end)).toBe('7');
+    expect(text(body, slices[2]!)).toBe('7');
+  });
+
+  it('slices by bytes through multi-byte UTF-8 text, a byte-order mark and escaped keys', () => {
+    const body = '\ufeff{"metrics":[{"type":"pg_stäts","database":"日本","q":"ü\\"}"},{"\\u0074ype":"t2","x":["€",1]}]}';
+    const bytes = Buffer.from(body);
+    expect(bytes.length).toBeGreaterThan(body.length); // multi-byte: byte and character offsets differ
+    const { slices } = splitPush(bytes);
+    expect(slices.map((s) => [s.type, s.database, s.records])).toEqual([
+      ['pg_stäts', '日本', 1],
+      ['t2', null, 2],
+    ]);
+    expect(slices.map((s) => JSON.parse(bytes.subarray(s.start, s.end).toString('utf8')))).toEqual(
+      (JSON.parse(body.slice(1)) as { metrics: unknown[] }).metrics,
+    );
   });
 
   it('rejects bodies that are not one JSON object', () => {
     for (const bad of ['[1,2]', '"x"', '{"a":1} {"b":2}', '{"a":', '{"a" 1}', '']) {
-      expect(() => splitPush(bad), bad).toThrow(PushShapeError);
+      expect(() => split(bad), bad).toThrow(PushShapeError);
     }
   });
 });

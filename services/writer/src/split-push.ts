@@ -1,7 +1,12 @@
 /**
- * Splits a push body into metric rows by slicing the raw JSON text (CONTRACT.md: each element of an
+ * Splits a push body into metric rows by slicing the raw JSON bytes (CONTRACT.md: each element of an
  * envelope's `metrics` array is one row; any other object is one "flat" row). Nothing is parsed into
  * JS numbers and re-serialised, so a 64-bit queryid reaches PostgreSQL's jsonb exactly as sent.
+ *
+ * It works on the body's UTF-8 bytes, not on a decoded string: the writer holds every push of a batch
+ * until COMMIT, and as Buffers they live outside the JS heap (as strings, every young-generation
+ * collection copied them). JSON's structural characters are ASCII and never occur inside a UTF-8
+ * multi-byte sequence, so a byte scan finds the same boundaries a character scan would.
  *
  * The scanner is deliberately small: it trusts the edge's syntax check and only finds boundaries,
  * the `type` / `database` strings of each element and the item counts of its top-level arrays.
@@ -13,7 +18,7 @@ export interface MetricSlice {
   /** `type` of the element (`flat` for a flat push without a string `type`, `unknown` for a non-object element). */
   type: string;
   database: string | null;
-  /** Character offsets of the element's text in the body: `body.slice(start, end)`. */
+  /** Byte offsets of the element's JSON in the body: `body.subarray(start, end)`. */
   start: number;
   end: number;
   /** See README "record_count": items of the element's top-level arrays, or 1 when it has none. */
@@ -37,73 +42,74 @@ const OPEN_ARR = 0x5b;
 const CLOSE_ARR = 0x5d;
 const COMMA = 0x2c;
 const COLON = 0x3a;
-const STRUCTURAL = /["{}[\]]/g;
 
-function isWs(c: number): boolean {
-  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
-}
-
-function skipWs(s: string, i: number): number {
-  while (i < s.length && isWs(s.charCodeAt(i))) i++;
+function skipWs(b: Buffer, i: number): number {
+  let c = b[i];
+  while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = b[++i];
   return i;
 }
 
 /** `i` at an opening quote → index just past the closing quote. */
-function stringEnd(s: string, i: number): number {
-  let j = i + 1;
-  for (;;) {
-    const q = s.indexOf('"', j);
-    if (q < 0) throw new PushShapeError('unterminated string');
-    // A quote preceded by an odd run of backslashes is escaped.
-    let k = q - 1;
-    while (k > i && s.charCodeAt(k) === BACKSLASH) k--;
-    if ((q - 1 - k) % 2 === 0) return q + 1;
-    j = q + 1;
+function stringEnd(b: Buffer, i: number): number {
+  const n = b.length;
+  for (let j = i + 1; j < n; j++) {
+    const c = b[j];
+    if (c === QUOTE) return j + 1;
+    if (c === BACKSLASH) j++; // the escaped byte is never the closing quote
   }
+  throw new PushShapeError('unterminated string');
 }
 
-/**
- * Whether the string token at [start, end) decodes to `name`, without slicing it out in the common
- * case (most keys are not the ones looked for; only a key with an escape is decoded).
- */
-function keyIs(s: string, start: number, end: number, name: string): boolean {
-  if (end - start - 2 === name.length && s.startsWith(name, start + 1)) return true;
-  const backslash = s.indexOf('\\', start + 1);
-  return backslash >= 0 && backslash < end - 1 && decodeString(s, start, end) === name;
+/** Whether the string token at [start, end) decodes to the ASCII `name` (a key with an escape is decoded). */
+function keyIs(b: Buffer, start: number, end: number, name: string): boolean {
+  if (end - start - 2 === name.length) {
+    let k = 0;
+    while (k < name.length && b[start + 1 + k] === name.charCodeAt(k)) k++;
+    if (k === name.length) return true;
+  }
+  return hasBackslash(b, start, end) && decodeString(b, start, end) === name;
 }
 
-function decodeString(s: string, start: number, end: number): string {
-  const raw = s.slice(start + 1, end - 1);
-  return raw.includes('\\') ? (JSON.parse(s.slice(start, end)) as string) : raw;
+function hasBackslash(b: Buffer, start: number, end: number): boolean {
+  for (let k = start; k < end; k++) if (b[k] === BACKSLASH) return true;
+  return false;
+}
+
+function decodeString(b: Buffer, start: number, end: number): string {
+  return hasBackslash(b, start, end)
+    ? (JSON.parse(b.toString('utf8', start, end)) as string)
+    : b.toString('utf8', start + 1, end - 1);
 }
 
 /** Index just past the value starting at `i` (after whitespace). */
-function valueEnd(s: string, i: number): number {
-  const c = s.charCodeAt(i);
-  if (c === QUOTE) return stringEnd(s, i);
+function valueEnd(b: Buffer, i: number): number {
+  const c = b[i];
+  if (c === QUOTE) return stringEnd(b, i);
   if (c === OPEN_OBJ || c === OPEN_ARR) {
-    // Jump from structural character to structural character: the regex engine skips the bytes in
-    // between much faster than a charCodeAt loop (numbers, whitespace, punctuation need no look).
-    // `test` (not `exec`): the match position is lastIndex - 1 (one character), and no match array
-    // is allocated per structural character (that was ~10 KB of garbage per 2 KB push).
+    const n = b.length;
     let depth = 0;
-    STRUCTURAL.lastIndex = i;
-    for (;;) {
-      if (!STRUCTURAL.test(s)) throw new PushShapeError('unterminated object or array');
-      const j = STRUCTURAL.lastIndex - 1;
-      const d = s.charCodeAt(j);
-      if (d === QUOTE) {
-        STRUCTURAL.lastIndex = stringEnd(s, j);
-        continue;
-      }
-      if (d === OPEN_OBJ || d === OPEN_ARR) depth++;
-      else if (--depth === 0) return j + 1;
+    for (let j = i; j < n; j++) {
+      const d = b[j]!;
+      if (d === QUOTE) j = stringEnd(b, j) - 1;
+      else if (d === OPEN_OBJ || d === OPEN_ARR) depth++;
+      else if ((d === CLOSE_OBJ || d === CLOSE_ARR) && --depth === 0) return j + 1;
     }
+    throw new PushShapeError('unterminated object or array');
   }
   let j = i;
-  while (j < s.length) {
-    const d = s.charCodeAt(j);
-    if (d === COMMA || d === CLOSE_OBJ || d === CLOSE_ARR || isWs(d)) break;
+  for (;;) {
+    const d = b[j];
+    if (
+      d === undefined ||
+      d === COMMA ||
+      d === CLOSE_OBJ ||
+      d === CLOSE_ARR ||
+      d === 0x20 ||
+      d === 0x0a ||
+      d === 0x0d ||
+      d === 0x09
+    )
+      break;
     j++;
   }
   if (j === i) throw new PushShapeError(`unexpected character at ${i}`);
@@ -111,13 +117,13 @@ function valueEnd(s: string, i: number): number {
 }
 
 /** Counts the items of the array at `i` into `out.records`; returns the index just past it. */
-function countArrayItems(s: string, i: number, out: { records: number }): number {
-  let j = skipWs(s, i + 1);
-  if (s.charCodeAt(j) === CLOSE_ARR) return j + 1;
+function countArrayItems(b: Buffer, i: number, out: { records: number }): number {
+  let j = skipWs(b, i + 1);
+  if (b[j] === CLOSE_ARR) return j + 1;
   for (;;) {
-    j = skipWs(s, valueEnd(s, skipWs(s, j)));
+    j = skipWs(b, valueEnd(b, skipWs(b, j)));
     out.records++;
-    const c = s.charCodeAt(j);
+    const c = b[j];
     if (c === CLOSE_ARR) return j + 1;
     if (c !== COMMA) throw new PushShapeError(`expected , or ] at ${j}`);
     j++;
@@ -133,73 +139,75 @@ interface ObjectScan {
 }
 
 /** Scans the object at `i`; with `wantMetrics`, slices the elements of its `metrics` array. */
-function scanObject(s: string, i: number, wantMetrics: boolean): ObjectScan {
+function scanObject(b: Buffer, i: number, wantMetrics: boolean): ObjectScan {
   const out: ObjectScan = { end: 0, type: null, database: null, records: 0, metrics: null };
   let arrays = 0;
-  let j = skipWs(s, i + 1);
-  if (s.charCodeAt(j) === CLOSE_OBJ) {
+  let j = skipWs(b, i + 1);
+  if (b[j] === CLOSE_OBJ) {
     out.end = j + 1;
     out.records = 1;
     return out;
   }
   for (;;) {
-    if (s.charCodeAt(j) !== QUOTE) throw new PushShapeError(`expected a key at ${j}`);
+    if (b[j] !== QUOTE) throw new PushShapeError(`expected a key at ${j}`);
     const keyStart = j;
-    const keyEnd = stringEnd(s, j);
-    j = skipWs(s, keyEnd);
-    if (s.charCodeAt(j) !== COLON) throw new PushShapeError(`expected : at ${j}`);
-    j = skipWs(s, j + 1);
-    const c = s.charCodeAt(j);
+    const keyEnd = stringEnd(b, j);
+    j = skipWs(b, keyEnd);
+    if (b[j] !== COLON) throw new PushShapeError(`expected : at ${j}`);
+    j = skipWs(b, j + 1);
+    const c = b[j];
     let end: number;
-    if (wantMetrics && c === OPEN_ARR && keyIs(s, keyStart, keyEnd, 'metrics')) {
-      [out.metrics, end] = sliceElements(s, j);
+    if (wantMetrics && c === OPEN_ARR && keyIs(b, keyStart, keyEnd, 'metrics')) {
+      [out.metrics, end] = sliceElements(b, j);
     } else if (c === OPEN_ARR) {
-      end = countArrayItems(s, j, out);
+      end = countArrayItems(b, j, out);
       arrays++;
     } else {
-      end = valueEnd(s, j);
+      end = valueEnd(b, j);
       if (c === QUOTE) {
-        if (keyIs(s, keyStart, keyEnd, 'type')) out.type = decodeString(s, j, end);
-        else if (keyIs(s, keyStart, keyEnd, 'database')) out.database = decodeString(s, j, end);
+        if (keyIs(b, keyStart, keyEnd, 'type')) out.type = decodeString(b, j, end);
+        else if (keyIs(b, keyStart, keyEnd, 'database')) out.database = decodeString(b, j, end);
       }
     }
-    j = skipWs(s, end);
-    const d = s.charCodeAt(j);
+    j = skipWs(b, end);
+    const d = b[j];
     if (d === CLOSE_OBJ) break;
     if (d !== COMMA) throw new PushShapeError(`expected , or } at ${j}`);
-    j = skipWs(s, j + 1);
+    j = skipWs(b, j + 1);
   }
   out.end = j + 1;
   if (arrays === 0) out.records = 1;
   return out;
 }
 
-function sliceElements(s: string, i: number): [MetricSlice[], number] {
+function sliceElements(b: Buffer, i: number): [MetricSlice[], number] {
   const slices: MetricSlice[] = [];
-  let j = skipWs(s, i + 1);
-  if (s.charCodeAt(j) === CLOSE_ARR) return [slices, j + 1];
+  let j = skipWs(b, i + 1);
+  if (b[j] === CLOSE_ARR) return [slices, j + 1];
   for (;;) {
     const start = j;
-    if (s.charCodeAt(j) === OPEN_OBJ) {
-      const o = scanObject(s, j, false);
+    if (b[j] === OPEN_OBJ) {
+      const o = scanObject(b, j, false);
       slices.push({ type: o.type ?? 'unknown', database: o.database, start, end: o.end, records: o.records });
       j = o.end;
     } else {
-      j = valueEnd(s, j);
+      j = valueEnd(b, j);
       slices.push({ type: 'unknown', database: null, start, end: j, records: 1 });
     }
-    j = skipWs(s, j);
-    const c = s.charCodeAt(j);
+    j = skipWs(b, j);
+    const c = b[j];
     if (c === CLOSE_ARR) return [slices, j + 1];
     if (c !== COMMA) throw new PushShapeError(`expected , or ] at ${j}`);
-    j = skipWs(s, j + 1);
+    j = skipWs(b, j + 1);
   }
 }
 
-/** Splits one push body; throws PushShapeError when the body is not a JSON object. */
-export function splitPush(body: string): SplitPush {
-  const i = skipWs(body, body.charCodeAt(0) === 0xfeff ? 1 : 0);
-  if (body.charCodeAt(i) !== OPEN_OBJ) throw new PushShapeError('push body is not a JSON object');
+/** Splits one push body (UTF-8 bytes); throws PushShapeError when the body is not a JSON object. */
+export function splitPush(bytes: Uint8Array): SplitPush {
+  const body = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const bom = body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf;
+  const i = skipWs(body, bom ? 3 : 0);
+  if (body[i] !== OPEN_OBJ) throw new PushShapeError('push body is not a JSON object');
   const top = scanObject(body, i, true);
   if (skipWs(body, top.end) !== body.length) throw new PushShapeError('trailing characters after the JSON object');
   if (top.metrics) return { kind: 'envelope', slices: top.metrics };
