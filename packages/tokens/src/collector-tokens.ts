@@ -38,7 +38,16 @@ export function hashToken(token: string): string {
 
 export function createCollectorTokens(settings: TokenSettings): CollectorTokens {
   if (Buffer.byteLength(settings.secret) < 32) throw new Error('JWT secret must be at least 32 bytes');
-  const key = new TextEncoder().encode(settings.secret);
+  // Imported once as a CryptoKey: handed raw bytes, jose imports the key again on every call, which
+  // took about a third of each verification's ~300 µs here (an edge restart verifies every
+  // collector's token once).
+  const key = crypto.subtle.importKey(
+    'raw',
+    new TextEncoder().encode(settings.secret),
+    { name: 'HMAC', hash: 'SHA-256' },
+    false,
+    ['sign', 'verify'],
+  );
   return {
     async issue(collectorId, { ttlSeconds = settings.ttlSeconds ?? ONE_YEAR, now = new Date() } = {}) {
       const jti = randomUUID();
@@ -53,12 +62,12 @@ export function createCollectorTokens(settings: TokenSettings): CollectorTokens 
         .setNotBefore(iat - 60)
         .setExpirationTime(exp)
         .setJti(jti)
-        .sign(key);
+        .sign(await key);
       return { token, jti, tokenHash: hashToken(token), issuedAt: new Date(iat * 1000), expiresAt: new Date(exp * 1000) };
     },
     async verify(token) {
       try {
-        const { payload } = await jwtVerify(token, key, {
+        const { payload } = await jwtVerify(token, await key, {
           algorithms: [ALGORITHM],
           issuer: settings.issuer,
           audience: settings.audience,

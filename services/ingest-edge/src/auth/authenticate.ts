@@ -15,6 +15,27 @@ export interface AuthHeaders {
  * aud, exp, nbf — see @pga/tokens), then the live deny state, then the ids that must match.
  */
 export function createAuthenticator({ tokens, cache, deny }: { tokens: CollectorTokens; cache: TokenCache; deny: DenyList }) {
+  /**
+   * Verifications in progress by token hash: the requests of one collector that arrive together
+   * with a token not yet cached (after an edge restart, every collector at once) wait for one
+   * verification instead of each running its own (~200–300 µs of CPU apiece here).
+   */
+  const verifying = new Map<string, Promise<CachedToken>>();
+  const verify = (key: string, token: string): Promise<CachedToken> => {
+    let pending = verifying.get(key);
+    if (!pending) {
+      pending = tokens.verify(token).then((claims) => {
+        const entry = { collectorId: claims.sub, jti: claims.jti, expiresAtMs: claims.exp * 1000 };
+        cache.set(key, entry);
+        return entry;
+      });
+      verifying.set(key, pending);
+      const forget = () => verifying.delete(key);
+      pending.then(forget, forget);
+    }
+    return pending;
+  };
+
   return async function authenticate(headers: AuthHeaders, pathId?: string): Promise<CachedToken> {
     const match = /^Bearer[ ]+([A-Za-z0-9._~+/=-]+)$/i.exec(headers.authorization.trim());
     if (!match)
@@ -26,12 +47,7 @@ export function createAuthenticator({ tokens, cache, deny }: { tokens: Collector
     const token = match[1]!;
     // SHA-256 of the token, as @pga/tokens' hashToken, with the one-shot API (a third of the cost).
     const key = hash('sha256', token, 'hex');
-    let entry = cache.get(key);
-    if (!entry) {
-      const claims = await tokens.verify(token);
-      entry = { collectorId: claims.sub, jti: claims.jti, expiresAtMs: claims.exp * 1000 };
-      cache.set(key, entry);
-    }
+    const entry = cache.get(key) ?? (await verify(key, token));
     const refusal = deny.refusal(entry.collectorId, entry.jti);
     if (refusal === 'disabled') throw new AppError('COLLECTOR_DISABLED', 'collector is disabled');
     if (refusal) throw new AppError('UNAUTHORIZED', refusal === 'revoked' ? 'token was revoked' : 'collector was deleted');
