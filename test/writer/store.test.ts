@@ -304,6 +304,19 @@ describe('writer: pushes → collector_metrics', () => {
         last_heartbeat: null,
       });
       expect(typeof m.last_metric_at).toBe('string');
+
+      // Counter-only changes (status stays active) are held and sent at most once a second per
+      // collector, the newest winning: three more pushes in separate batches → one message.
+      await new Promise((r) => setTimeout(r, 1100)); // what earlier tests left held has gone out
+      const sentAt = Date.now();
+      for (let i = 0; i < 3; i++) await h.waitForJob(await h.enqueue([pushItem(fixture, collectorId)]), 'completed');
+      const total = 4 * parsedFixture.metrics.length;
+      await waitUntil('counter message', async () =>
+        messages.some((x) => x.collector_id === collectorId && x.metrics_collected === total),
+      );
+      const mine = messages.filter((x) => x.collector_id === collectorId);
+      expect(mine.map((x) => x.metrics_collected)).toEqual([parsedFixture.metrics.length, total]);
+      expect(Date.now() - sentAt).toBeGreaterThanOrEqual(900);
     } finally {
       await sub.quit();
     }

@@ -28,7 +28,10 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
   // BullMQ requires maxRetriesPerRequest: null on worker connections (it retries blocking calls itself).
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
-  const publish = createStatusPublisher(redis, keys.statusChannel, logger);
+  const statusPublisher = createStatusPublisher(redis, keys.statusChannel, logger, {
+    onSent: (messages) => metrics.statusPublished.inc(messages),
+  });
+  const publish = statusPublisher.publish;
 
   const batchLog = logger.child({ module: 'batcher' });
   const batcher = createBatcher({
@@ -67,7 +70,6 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
         await sleep(config.WRITER_TEST_PAUSE_AFTER_COMMIT_MS);
       }
       await publish(result.statuses);
-      metrics.statusPublished.inc(result.statuses.length);
     },
     onRetry: (err, attempt, delayMs) => {
       metrics.retries.inc();
@@ -166,6 +168,7 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
       await batcher.drain();
       await heartbeats.stop();
       await maintenance.close();
+      await statusPublisher.flush();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await redis.quit().catch(() => undefined);
       await pool.end();

@@ -111,7 +111,6 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
           ]);
           o.metrics.heartbeatsFlushed.inc(cols.id.length);
           await o.publish(rows);
-          o.metrics.statusPublished.inc(rows.length);
         } catch (err) {
           await o.redis.eval(RELEASE, 2, o.keys.heartbeatDirty, inflight, ...ids).catch(() => undefined);
           throw err;

@@ -86,7 +86,6 @@ export function createMaintenance(o: MaintenanceOptions) {
   const sweep = async () => {
     const { rows } = await o.pool.query<StatusRow>(SWEEP_INACTIVE);
     await o.publish(rows);
-    o.metrics.statusPublished.inc(rows.length);
     const uptime = await o.pool.query(REFRESH_UPTIME, [o.uptimeWindowHours]);
     if (rows.length) log.info({ inactive: rows.map((r) => r.id) }, 'collectors became inactive');
     return { inactive: rows.length, uptimeUpdated: uptime.rowCount ?? 0 };

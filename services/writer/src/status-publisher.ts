@@ -31,21 +31,63 @@ export function toStatusMessage(row: StatusRow): CollectorStatusMessage {
 }
 
 /**
- * Publishes status changes AFTER the transaction that made them committed (a subscriber that reads
+ * Publishes collector state AFTER the transaction that changed it committed (a subscriber that reads
  * PostgreSQL on a message must see the change). Pub/sub is best-effort: a failure is logged, never
  * retried, because the next batch/heartbeat/sweep publishes the collector's state again.
+ *
+ * A status change (`old_status` → `status`) goes out at once. A row whose status did not change only
+ * moved counters (metrics_collected, last_metric_at, last_heartbeat): those are held and published
+ * at most once per `counterIntervalMs` per collector, the newest row winning. Every committed batch
+ * returns a row for each of its collectors, so under load the writer published one message per
+ * collector per batch (thousands a second for a 1,000-collector fleet, each also parsed by every
+ * admin service); a live view needs the latest counters about once a second, not each step.
  */
-export function createStatusPublisher(redis: Redis, channel: string, logger: Logger) {
-  return async (rows: StatusRow[]): Promise<void> => {
-    if (rows.length === 0) return;
+export function createStatusPublisher(
+  redis: Redis,
+  channel: string,
+  logger: Logger,
+  { counterIntervalMs = 1000, onSent }: { counterIntervalMs?: number; onSent?: (messages: number) => void } = {},
+) {
+  const held = new Map<string, StatusRow>();
+  let timer: NodeJS.Timeout | null = null;
+
+  const send = async (rows: StatusRow[]): Promise<number> => {
+    if (rows.length === 0) return 0;
     const pipe = redis.pipeline();
     for (const row of rows) pipe.publish(channel, JSON.stringify(toStatusMessage(row)));
     try {
       await pipe.exec();
+      onSent?.(rows.length);
+      return rows.length;
     } catch (err) {
       logger.warn({ err, collectors: rows.length }, 'could not publish collector status');
+      return 0;
     }
   };
+
+  /** Publishes the held counter updates now (the timer; and stop, before Redis closes). */
+  const flush = async (): Promise<number> => {
+    if (timer) clearTimeout(timer);
+    timer = null;
+    const rows = [...held.values()];
+    held.clear();
+    return send(rows);
+  };
+
+  /** Publishes status changes now and holds counter-only updates; resolves with the messages sent. */
+  const publish = async (rows: StatusRow[]): Promise<number> => {
+    const now: StatusRow[] = [];
+    for (const row of rows) {
+      // A newer row replaces what is held for its collector (it carries the newer counters too).
+      held.delete(row.id);
+      if (row.status !== row.old_status) now.push(row);
+      else held.set(row.id, row);
+    }
+    if (held.size > 0 && !timer) timer = setTimeout(() => void flush(), counterIntervalMs);
+    return send(now);
+  };
+
+  return { publish, flush };
 }
 
-export type PublishStatuses = ReturnType<typeof createStatusPublisher>;
+export type PublishStatuses = ReturnType<typeof createStatusPublisher>['publish'];
