@@ -52,6 +52,20 @@ export async function startPipeline(
   return ctx.stack.services.get(EDGE)!;
 }
 
+/** The writer's batch counters (its /metrics), to tell how the closed loop's pushes were packed. */
+async function writerCounters(url: string): Promise<{ batches: number; jobs: number; pushes: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const value = (name: string) => {
+    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+    return line ? Number(line.split(' ')[1]) : NaN;
+  };
+  return {
+    batches: value('writer_batches_total'),
+    jobs: value('writer_batch_jobs_sum'),
+    pushes: value('writer_pushes_stored_total'),
+  };
+}
+
 /** The edge and writer exist beyond the foundation's placeholders. */
 export function pipelineMissing(): string | undefined {
   const edge = existsSync(path.join(REPO_ROOT, 'services/ingest-edge/src/create-edge.ts'));
@@ -81,6 +95,8 @@ export const ingestE2e: Scenario = {
     { key: 'committed_rows_per_s', label: 'sustained: committed rows/s', unit: 'row/s', better: 'higher' },
     { key: 'committed_mb_per_s', label: 'sustained: committed push MB/s', unit: 'MB/s', better: 'higher' },
     { key: 'drain_s', label: 'queue drain after the closed loop', unit: 's', better: 'lower' },
+    { key: 'pushes_per_job', label: 'closed loop: pushes packed per queue job (mean)', unit: 'push', better: 'none' },
+    { key: 'pushes_per_tx', label: 'closed loop: pushes per writer transaction (mean)', unit: 'push', better: 'none' },
     { key: 'freshness_50_p50_ms', label: 'freshness (200 → visible) at 50 % of max: p50', unit: 'ms', better: 'lower' },
     {
       key: 'freshness_50_p99_ms',
@@ -121,6 +137,9 @@ export const ingestE2e: Scenario = {
     let components: Record<string, number> | undefined;
     let sustained: { value: number; rows: number; mb: number; drainS: number } | undefined;
     let committedBefore = 0;
+    const writerUrl = ctx.stack.services.get(WRITER)!.url;
+    const countersBefore = await writerCounters(writerUrl);
+    let packing: { perJob: number; perTx: number } | undefined;
     const fractions = ctx.mode === 'full' ? FULL_FRACTIONS : QUICK_FRACTIONS;
     const phaseNames = ['closed-loop', ...fractions.map((f) => `open ${Math.round(f * 100)} %`), 'open 10000/s'];
     const phases = await runPushCampaign({
@@ -139,6 +158,12 @@ export const ingestE2e: Scenario = {
           const done = await drain('draining after the closed loop');
           const r = phase.result;
           const pushes = (await committedPushes(db)) - committedBefore;
+          const counters = await writerCounters(writerUrl);
+          const stored = counters.pushes - countersBefore.pushes;
+          packing = {
+            perJob: stored / Math.max(1, counters.jobs - countersBefore.jobs),
+            perTx: stored / Math.max(1, counters.batches - countersBefore.batches),
+          };
           if (done !== undefined) {
             const seconds = (done - r.startedAtMs) / 1000;
             sustained = {
@@ -204,6 +229,7 @@ export const ingestE2e: Scenario = {
               drain_s: { value: sustained.drainS },
             }
           : {}),
+        ...(packing ? { pushes_per_job: { value: packing.perJob }, pushes_per_tx: { value: packing.perTx } } : {}),
         freshness_50_p50_ms: m(f50.p50, genOf('open 50 %')),
         freshness_50_p99_ms: m(f50.p99, genOf('open 50 %')),
         freshness_max_p99_ms: m(f100.p99, genOf('open 100 %')),
