@@ -128,9 +128,7 @@ describe('writer: pushes → collector_metrics', () => {
     // held jobs would have needed at least 19).
     const wide = await startWriterHarness(db.url, { WRITER_BATCH_WINDOW_MS: '3000', WRITER_CONCURRENCY: '1000' });
     try {
-      const collectorId = await insertCollector(wide.pool);
-      const ids = await Promise.all(Array.from({ length: 300 }, () => wide.enqueue([pushItem(fixture, collectorId)])));
-      await Promise.all(ids.map((id) => wide.waitForJob(id, 'completed', 30_000)));
+      await storeOnePushJobs(wide, 300);
       expect(await metricValue(wide, 'writer_job_concurrency')).toBe(1000);
       expect(await metricValue(wide, 'writer_batches_total')).toBeLessThanOrEqual(2);
       expect(await metricValue(wide, 'writer_pushes_stored_total')).toBe(300);
@@ -141,9 +139,7 @@ describe('writer: pushes → collector_metrics', () => {
     // Batches of two pushes' rows: the budget of 4 batches holds 8 one-push jobs.
     const narrow = await startWriterHarness(db.url, { WRITER_BATCH_MAX_ROWS: String(2 * rowsPerPush) });
     try {
-      const collectorId = await insertCollector(narrow.pool);
-      const ids = await Promise.all(Array.from({ length: 20 }, () => narrow.enqueue([pushItem(fixture, collectorId)])));
-      await Promise.all(ids.map((id) => narrow.waitForJob(id, 'completed', 30_000)));
+      await storeOnePushJobs(narrow, 20);
       expect(await metricValue(narrow, 'writer_job_concurrency')).toBe(8);
       expect(await metricValue(narrow, 'writer_pushes_stored_total')).toBe(20);
     } finally {
@@ -322,6 +318,13 @@ describe('writer: pushes → collector_metrics', () => {
     }
   });
 });
+
+/** Enqueues `n` jobs of one push each (one new collector) and waits until all are completed. */
+async function storeOnePushJobs(h: WriterHarness, n: number): Promise<void> {
+  const collectorId = await insertCollector(h.pool);
+  const ids = await Promise.all(Array.from({ length: n }, () => h.enqueue([pushItem(fixture, collectorId)])));
+  await Promise.all(ids.map((id) => h.waitForJob(id, 'completed', 30_000)));
+}
 
 async function metricValue(h: WriterHarness, name: string): Promise<number> {
   const text = await (await fetch(`${h.url}/metrics`)).text();

@@ -17,7 +17,7 @@ export interface PreparedPush {
   checksum: string;
   /**
    * The body's bytes as received (UTF-8). Kept as a Buffer, not a string, until COMMIT: its bytes
-   * live outside the JS heap, so a batch of thousands of pushes costs the garbage collector nothing.
+   * live outside the JS heap, where young-generation collections do not copy them.
    */
   body: Buffer;
   split: SplitPush;
