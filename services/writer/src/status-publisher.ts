@@ -39,8 +39,8 @@ export function toStatusMessage(row: StatusRow): CollectorStatusMessage {
  * moved counters (metrics_collected, last_metric_at, last_heartbeat): those are held and published
  * at most once per `counterIntervalMs` per collector, the newest row winning. Every committed batch
  * returns a row for each of its collectors, so under load the writer published one message per
- * collector per batch (thousands a second for a 1,000-collector fleet, each also parsed by every
- * admin service); a live view needs the latest counters about once a second, not each step.
+ * collector per batch, each also parsed by every admin service; a live view needs the latest
+ * counters about once a second, not each step.
  */
 export function createStatusPublisher(
   redis: Redis,
