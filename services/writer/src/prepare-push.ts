@@ -34,11 +34,11 @@ const sha256 = (data: Buffer) => hash('sha256', data, 'hex');
  * tells which: pure ASCII matches both, otherwise exactly one matches. No match → the job was
  * corrupted (anything that is not base64 also decodes to other bytes): poison.
  */
-function bodyBytes(item: PushItem | PushItemV2): Buffer {
+function bodyBytes(item: PushItem | PushItemV2, checksum: string): Buffer {
   let bytes = 'body_base64' in item ? Buffer.from(item.body_base64, 'base64') : Buffer.from(item.body, 'utf8');
-  if (sha256(bytes) !== item.checksum) {
+  if (sha256(bytes) !== checksum) {
     if ('body' in item) bytes = Buffer.from(item.body, 'latin1');
-    if (!('body' in item) || sha256(bytes) !== item.checksum)
+    if (!('body' in item) || sha256(bytes) !== checksum)
       throw new PoisonPushError(`push ${item.push_id}: body does not match its checksum`);
   }
   // The edge refuses bodies that are not UTF-8; PostgreSQL would refuse one in the COPY as well.
@@ -50,7 +50,7 @@ export function preparePush(item: PushItem | PushItemV2): PreparedPush {
   const receivedAt = new Date(item.received_at);
   if (Number.isNaN(receivedAt.getTime())) throw new PoisonPushError(`push ${item.push_id}: received_at is not a time`);
   const checksum = item.checksum.toLowerCase();
-  const body = bodyBytes({ ...item, checksum });
+  const body = bodyBytes(item, checksum);
   let split: SplitPush;
   try {
     split = splitPush(body);

@@ -203,8 +203,7 @@ function sliceElements(b: Buffer, i: number): [MetricSlice[], number] {
 }
 
 /** Splits one push body (UTF-8 bytes); throws PushShapeError when the body is not a JSON object. */
-export function splitPush(bytes: Uint8Array): SplitPush {
-  const body = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+export function splitPush(body: Buffer): SplitPush {
   const bom = body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf;
   const i = skipWs(body, bom ? 3 : 0);
   if (body[i] !== OPEN_OBJ) throw new PushShapeError('push body is not a JSON object');

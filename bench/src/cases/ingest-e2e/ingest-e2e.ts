@@ -17,6 +17,7 @@ import {
 } from '../shared/campaign-figures';
 import { benchCollectors } from '../shared/collectors';
 import { AckLog, openConnections, pushRequests, runPushCampaign, type PushTarget } from '../shared/push-campaign';
+import { sampleValue } from '../shared/prom-text';
 import { bodyPool2k, bodyPool64k } from '../shared/workload';
 import { FRESHNESS_POLL_MS, FreshnessProbe, committedPushes, waitCommitted } from './freshness-probe';
 
@@ -55,10 +56,7 @@ export async function startPipeline(
 /** The writer's batch counters (its /metrics), to tell how the closed loop's pushes were packed. */
 async function writerCounters(url: string): Promise<{ batches: number; jobs: number; pushes: number }> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const value = (name: string) => {
-    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-    return line ? Number(line.split(' ')[1]) : NaN;
-  };
+  const value = (name: string) => sampleValue(text, name) ?? NaN;
   return {
     batches: value('writer_batches_total'),
     jobs: value('writer_batch_jobs_sum'),

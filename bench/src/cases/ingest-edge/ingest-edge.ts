@@ -6,6 +6,7 @@ import { campaignFigureDefs, campaignOutput, fixedRateFigureDefs } from '../shar
 import { benchCollectors } from '../shared/collectors';
 import { AckLog, runPushCampaign, type PushTarget } from '../shared/push-campaign';
 import { bodyPool2k } from '../shared/workload';
+import { histogramQuantile, sampleValue } from '../shared/prom-text';
 import { pipelineMissing, startPipeline } from '../ingest-e2e/ingest-e2e';
 
 const EDGE = 'ingest-edge';
@@ -40,25 +41,6 @@ async function dropQueue(redis: Redis): Promise<void> {
     if (keys.length) await redis.unlink(...keys);
     cursor = next;
   } while (cursor !== '0');
-}
-
-/**
- * Percentile `p` (0–1) of a Prometheus histogram in the edge's /metrics text, as the upper bound of
- * the bucket it falls in (coarse, but it tells the edge's own wait apart from the network's).
- */
-function histogramQuantile(metricsText: string, name: string, p: number): number | undefined {
-  const buckets: [number, number][] = [];
-  for (const m of metricsText.matchAll(new RegExp(`^${name}_bucket\\{[^}]*le="([^"]+)"[^}]*\\} (\\d+(?:\\.\\d+)?)$`, 'gm')))
-    buckets.push([m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2])]);
-  const total = buckets.at(-1)?.[1] ?? 0;
-  if (total === 0) return undefined;
-  return buckets.find(([, n]) => n >= p * total)?.[0];
-}
-
-/** The value of an unlabelled gauge in Prometheus text, or undefined. */
-function gauge(metricsText: string, name: string): number | undefined {
-  const m = new RegExp(`^${name} ([0-9.eE+-]+)$`, 'm').exec(metricsText);
-  return m ? Number(m[1]) : undefined;
 }
 
 const startEdge = (ctx: ScenarioContext) => startPipeline(ctx, {}, undefined, { writer: false });
@@ -142,8 +124,8 @@ export const ingestEdge: Scenario = {
             const text = await fetch(`${edge.url}/metrics`).then((r) => r.text());
             if (phase.name === 'open 50 %')
               edgeLag = {
-                p99: gauge(text, 'edge_process_nodejs_eventloop_lag_p99_seconds'),
-                max: gauge(text, 'edge_process_nodejs_eventloop_lag_max_seconds'),
+                p99: sampleValue(text, 'edge_process_nodejs_eventloop_lag_p99_seconds'),
+                max: sampleValue(text, 'edge_process_nodejs_eventloop_lag_max_seconds'),
               };
           }
           // CPU of the closed loop alone (the warm-up verifies every token once).

@@ -1,0 +1,20 @@
+/** Reading the Prometheus text a service's `/metrics` answers. */
+
+/**
+ * Percentile `p` (0–1) of a Prometheus histogram in a service's /metrics text, as the upper bound of
+ * the bucket it falls in (coarse, but it tells the edge's own wait apart from the network's).
+ */
+export function histogramQuantile(metricsText: string, name: string, p: number): number | undefined {
+  const buckets: [number, number][] = [];
+  for (const m of metricsText.matchAll(new RegExp(`^${name}_bucket\\{[^}]*le="([^"]+)"[^}]*\\} (\\d+(?:\\.\\d+)?)$`, 'gm')))
+    buckets.push([m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2])]);
+  const total = buckets.at(-1)?.[1] ?? 0;
+  if (total === 0) return undefined;
+  return buckets.find(([, n]) => n >= p * total)?.[0];
+}
+
+/** The value of an unlabelled sample (a gauge, a counter, a histogram's `_sum`) in Prometheus text, or undefined. */
+export function sampleValue(metricsText: string, name: string): number | undefined {
+  const m = new RegExp(`^${name} ([0-9.eE+-]+)$`, 'm').exec(metricsText);
+  return m ? Number(m[1]) : undefined;
+}
