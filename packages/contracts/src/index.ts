@@ -3,6 +3,7 @@ export {
   CollectorIdSchema,
   CollectorTokenClaimsSchema,
   IdempotencyKeySchema,
+  IDEMPOTENCY_KEY_PATTERN,
   MetricElementSchema,
   PushEnvelopeSchema,
   PushAcceptedSchema,

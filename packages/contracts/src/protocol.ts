@@ -16,8 +16,9 @@ export const CollectorTokenClaimsSchema = z.object({
 });
 export type CollectorTokenClaims = z.infer<typeof CollectorTokenClaimsSchema>;
 
-/** `Idempotency-Key`: 1–128 printable ASCII characters. */
-export const IdempotencyKeySchema = z.string().regex(/^[\x21-\x7e]{1,128}$/, 'expected 1-128 printable characters');
+/** `Idempotency-Key`: 1–128 printable ASCII characters (the pattern alone: the edge tests it on every push). */
+export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,128}$/;
+export const IdempotencyKeySchema = z.string().regex(IDEMPOTENCY_KEY_PATTERN, 'expected 1-128 printable characters');
 
 /** One element of an envelope's `metrics` array. Other keys are kept as sent. */
 export const MetricElementSchema = z.looseObject({

@@ -31,14 +31,14 @@ export class Reply {
     private readonly onDone: (status: number) => void,
   ) {}
 
-  send(status: number, body: string, headers: Record<string, string> = {}, contentType = 'application/json'): void {
+  send(status: number, body: string, headers?: Record<string, string>, contentType = 'application/json'): void {
     if (this.done) return;
     this.done = true;
     this.status = status;
     if (!this.aborted) {
       this.res.cork(() => {
         this.res.writeStatus(STATUS_TEXT[status] ?? String(status)).writeHeader('content-type', contentType);
-        for (const [k, v] of Object.entries(headers)) this.res.writeHeader(k, v);
+        if (headers) for (const k in headers) this.res.writeHeader(k, headers[k]!);
         // Answering before the body is fully read (auth failure, cap exceeded): close, so the rest
         // of the body is never taken for the next request on this connection.
         this.res.end(body, this.bodyPending);
@@ -52,7 +52,7 @@ export class Reply {
   }
 
   error(code: ErrorCode, message: string, retryAfterSeconds?: number): void {
-    const headers: Record<string, string> = retryAfterSeconds ? { 'retry-after': String(retryAfterSeconds) } : {};
+    const headers = retryAfterSeconds ? { 'retry-after': String(retryAfterSeconds) } : undefined;
     this.json(ERROR_HTTP_STATUS[code], { error: { code, message } }, headers);
   }
 

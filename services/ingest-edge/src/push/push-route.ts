@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { hash } from 'node:crypto';
-import { AppError, IdempotencyKeySchema } from '@pga/contracts';
+import { AppError, IDEMPOTENCY_KEY_PATTERN } from '@pga/contracts';
 import type { Authenticate } from '../auth/authenticate';
 import type { RateLimiter } from '../auth/rate-limiter';
 import type { InflightBudget } from '../http/read-body';
@@ -28,7 +28,7 @@ export function createPushHandler(deps: PushDeps) {
     checkJsonContentType(headers['content-type']!);
     checkEncoding(headers['content-encoding']!);
     const idemHeader = headers['idempotency-key']!;
-    if (idemHeader && !IdempotencyKeySchema.safeParse(idemHeader).success)
+    if (idemHeader && !IDEMPOTENCY_KEY_PATTERN.test(idemHeader))
       throw new AppError('INVALID_PAYLOAD', 'Idempotency-Key must be 1-128 printable characters');
     const auth = await deps.authenticate({ authorization: headers.authorization!, collectorId: headers['x-collector-id']! });
     const wait = deps.limiter.take(auth.collectorId);
