@@ -4,10 +4,11 @@
  * a load generator competing for the cores. Prints this process's CPU (user + system) per push and
  * Redis's, for each setting of ioredis' auto-pipelining, alternating rounds so drift hits both.
  *
- *   node --single-threaded-gc --import tsx services/ingest-edge/bench/packer-cost.ts [pushes] [concurrent] [rounds]
+ *   node --single-threaded-gc --import tsx services/ingest-edge/bench/packer-cost.ts [pushes] [concurrent] [rounds] [modes]
  *
- * `concurrent` pushes are submitted at once, the next wave when they are all answered (a closed
- * loop of that many clients), so a packed job holds up to that many pushes.
+ * `concurrent` pushes are submitted at once, the next wave when they are all answered (a closed loop
+ * of that many clients), so a packed job holds up to that many pushes. `modes`: `on`, `off` or
+ * `on,off` (the default), the auto-pipelining settings measured.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -24,6 +25,8 @@ import { PushPacker } from '../src/push/push-packer';
 const TOTAL = Number(process.argv[2] ?? 40_000);
 const CONCURRENT = Number(process.argv[3] ?? 50);
 const ROUNDS = Number(process.argv[4] ?? 3);
+/** `on`, `off` or `on,off` (default): which auto-pipelining settings to measure. */
+const MODES = (process.argv[5] ?? 'on,off').split(',');
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'pga-packer-cost-'));
 const server = await startRedis({ dataDir: path.join(dir, 'redis'), port: await freePort() });
@@ -90,8 +93,8 @@ async function measure(autoPipelining: boolean, round: number): Promise<void> {
 
 try {
   for (let round = 1; round <= ROUNDS; round++) {
-    await measure(true, round);
-    await measure(false, round);
+    if (MODES.includes('on')) await measure(true, round);
+    if (MODES.includes('off')) await measure(false, round);
   }
 } finally {
   admin.disconnect();
