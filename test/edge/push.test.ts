@@ -95,6 +95,16 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
     expect(f.json.push_id).not.toBe(a.json.push_id);
   });
 
+  it('400 INVALID_PAYLOAD for an Idempotency-Key that is not 1-128 printable characters', async () => {
+    for (const key of ['x'.repeat(129), 'has space', 'naïve']) {
+      const res = await push('{"a":1}', { headers: { 'idempotency-key': key } });
+      expect({ key, status: res.status, code: res.json?.error?.code }).toEqual({ key, status: 400, code: 'INVALID_PAYLOAD' });
+      expect(res.json.error.message).toContain('Idempotency-Key');
+    }
+    const longest = await push('{"a":1}', { headers: { 'idempotency-key': `${Date.now()}`.padEnd(128, '~') } });
+    expect(longest.status).toBe(200);
+  });
+
   it('400 INVALID_JSON / INVALID_PAYLOAD', async () => {
     for (const [body, code] of [
       ['{"a":', 'INVALID_JSON'],
