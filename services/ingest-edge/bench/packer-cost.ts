@@ -42,6 +42,8 @@ async function redisCpu(): Promise<number> {
   return num('used_cpu_user') + num('used_cpu_sys');
 }
 
+let pushSeq = 0;
+
 async function measure(autoPipelining: boolean, round: number): Promise<void> {
   const redis = new Redis(server.url, { enableAutoPipelining: autoPipelining, maxRetriesPerRequest: 1 });
   const queue = new EncodedQueue(keys.pushQueue, { connection: redis, prefix: keys.bullPrefix });
@@ -55,20 +57,24 @@ async function measure(autoPipelining: boolean, round: number): Promise<void> {
     Promise.all(
       Array.from({ length: n }, (_, k) => {
         const i = from + k;
+        // Every push of the process is new: no idempotency key or push id comes round again.
+        const seq = ++pushSeq;
         const body = bodies[i % bodies.length]!;
         return packer.submit(
           {
-            push_id: `00000000-0000-4000-8000-${String(round * 10_000_000 + i + (autoPipelining ? 0 : 5_000_000)).padStart(12, '0')}`,
+            push_id: `00000000-0000-4000-8000-${String(seq).padStart(12, '0')}`,
             collector_id: '11111111-1111-4111-8111-111111111111',
             received_at: new Date().toISOString(),
             checksum: 'a'.repeat(64),
             body,
           },
-          `k:${autoPipelining ? 'a' : 'b'}:${round}:${i}`,
+          `k:${seq}`,
           4,
         );
       }),
-    );
+    ).then((outcomes) => {
+      if (outcomes.some((o) => o.duplicate)) throw new Error('a fresh push was answered as a duplicate');
+    });
   for (let w = 0; w < 5; w++) await submitWave(w * CONCURRENT * 40, CONCURRENT * 40); // warm-up: JIT, scripts loaded
   await admin.config('RESETSTAT');
   const cpu0 = process.cpuUsage();
