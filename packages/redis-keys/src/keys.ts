@@ -34,8 +34,15 @@ export function redisKeys(prefix = 'pga') {
     /** SET of collector ids with a heartbeat not yet flushed to PostgreSQL. */
     heartbeatDirty: `${prefix}:hb:dirty`,
 
-    /** STRING push id, SET NX with a 24 h TTL: a replay of the same key answers duplicate. */
+    /**
+     * STRING idempotency marker of one push, 24 h TTL: `b:<batch id>:<records>`, the batch whose
+     * state says whether the push is stored (the edge's push/idempotency-scripts.ts).
+     */
     idempotency: (collectorId: string, key: string) => `${prefix}:idem:${collectorId}:${key}`,
+    /** Prefix of `idempotencyBatch` keys (the claim script builds them from a marker's batch id). */
+    idempotencyBatchPrefix: `${prefix}:idem-batch:`,
+    /** STRING state of one packed batch: `p` (pending, short TTL) until Redis holds its job, then `d` (24 h). */
+    idempotencyBatch: (batchId: string) => `${prefix}:idem-batch:${batchId}`,
   };
 }
 

@@ -1,59 +1,89 @@
 import type { Redis } from 'ioredis';
 
 /**
- * The idempotency markers of one batch in one Redis command each (a pipeline of N `SET`s costs
+ * The idempotency markers of one packed batch in one Redis command (a pipeline of N `SET`s costs
  * ~50 µs of client CPU per command; one script call costs about as much as one command).
  *
+ * A marker is `b:<batch id>:<records>` with the full replay TTL; whether its push is stored is the
+ * state of its batch, one key per batch (`p` pending with a short TTL, `d` done for the replay TTL),
+ * so confirming a stored batch is one `SET`, not one per push. The push id is not in the marker: it
+ * is derived from (collector, idempotency key), so a replay derives the same one.
+ *
  * CLAIM — KEYS: the batch's marker keys, then its veto key (BullMQ's deduplication key of the
- * batch's job). ARGV: marker TTL (s), veto value, veto TTL (ms), then one marker value per key.
- * Sets each absent marker; if any was already set, also sets the veto key, so the job add that
- * follows on the same connection is refused by BullMQ's deduplication.
+ * batch's job), then its batch-state key. ARGV: marker TTL (s), veto value, veto TTL (ms), pending
+ * TTL of the batch state (s), batch id, prefix of batch-state keys, then each push's record count.
+ * Per marker it answers '' when it set the marker (the push is this batch's), else what the replay
+ * gets: `d::<records>` (stored), `p:` (in flight). A marker whose batch state has expired belongs to
+ * a batch whose edge gave up or died before Redis confirmed it: it is taken over. Markers of the
+ * older format (`d:<push id>:<records>`, `p:…`) are answered as they are. Any replay in the batch
+ * also sets the veto key, so the job add that follows on the same connection is refused by BullMQ's
+ * deduplication. The batch-state keys of other batches are built from the prefix inside the script
+ * (standalone Redis; the markers of one batch span hash slots anyway).
  * Sent with EVAL, not EVALSHA: after a Redis restart an EVALSHA fails with NOSCRIPT and ioredis
  * resends it as EVAL once the answer is in — after the add it has to run before.
  */
 const CLAIM = `
-local n = #KEYS - 1
+local n = #KEYS - 2
 local out = {}
 local vetoed = false
 for i = 1, n do
   local prev = redis.call('GET', KEYS[i])
+  local answer = ''
   if prev then
-    out[i] = prev
-    vetoed = true
-  else
-    redis.call('SET', KEYS[i], ARGV[i + 3], 'EX', ARGV[1])
-    out[i] = ''
+    answer = prev
+    -- b:<batch id>:<records>; the batch id holds ':' itself, the records are the last field
+    local sep = string.sub(prev, 1, 2) == 'b:' and string.find(prev, ':%d+$', 3)
+    if sep then
+      local state = redis.call('GET', ARGV[6] .. string.sub(prev, 3, sep - 1))
+      if state == 'd' then answer = 'd::' .. string.sub(prev, sep + 1)
+      elseif state then answer = 'p:'
+      else answer = '' end
+    end
   end
+  if answer == '' then
+    redis.call('SET', KEYS[i], 'b:' .. ARGV[5] .. ':' .. ARGV[i + 6], 'EX', ARGV[1])
+  else
+    vetoed = true
+  end
+  out[i] = answer
 end
+redis.call('SET', KEYS[n + 2], 'p', 'EX', ARGV[4])
 if vetoed then redis.call('SET', KEYS[n + 1], ARGV[2], 'PX', ARGV[3]) end
 return out`;
 
 /** Lifetime of a batch's deduplication key (veto or stored job): it only has to outlive the claim → add gap. */
 export const VETO_TTL_MS = 10_000;
 
-const SETTLE = `
-for i, key in ipairs(KEYS) do
-  redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
-end
-return #KEYS`;
-
-interface IdempotencyCommands {
-  pgaIdemSettle(numKeys: number, ...args: (string | number)[]): Promise<number>;
-}
-
-export function idempotencyScripts(redis: Redis, vetoValue: string) {
-  redis.defineCommand('pgaIdemSettle', { lua: SETTLE });
-  const r = redis as unknown as IdempotencyCommands;
+export function idempotencyScripts(redis: Redis, vetoValue: string, batchStatePrefix: string) {
   return {
     /**
-     * Sets each absent marker to its value with `ttl`; returns the previous value per key, '' where
-     * it was absent. Any previous value sets `vetoKey` to the veto value.
+     * Sets each absent (or abandoned) marker to this batch with `markerTtlSeconds` and the batch
+     * state to pending for `pendingTtlSeconds`; answers per key as CLAIM above. Any replay sets
+     * `vetoKey` to the veto value.
      */
-    claim: (keys: string[], values: string[], ttlSeconds: number, vetoKey: string) =>
-      redis.eval(CLAIM, keys.length + 1, ...keys, vetoKey, ttlSeconds, vetoValue, VETO_TTL_MS, ...values) as Promise<string[]>,
-    /** Overwrites each marker with its value and `ttl`. */
-    settle: (keys: string[], values: string[], ttlSeconds: number) =>
-      r.pgaIdemSettle(keys.length, ...keys, ttlSeconds, ...values),
+    claim: (
+      keys: string[],
+      records: number[],
+      batch: { id: string; stateKey: string; vetoKey: string },
+      markerTtlSeconds: number,
+      pendingTtlSeconds: number,
+    ) =>
+      redis.eval(
+        CLAIM,
+        keys.length + 2,
+        ...keys,
+        batch.vetoKey,
+        batch.stateKey,
+        markerTtlSeconds,
+        vetoValue,
+        VETO_TTL_MS,
+        pendingTtlSeconds,
+        batch.id,
+        batchStatePrefix,
+        ...records,
+      ) as Promise<string[]>,
+    /** Marks the batch stored: every marker it set now answers duplicate, for `ttlSeconds`. */
+    settle: (stateKey: string, ttlSeconds: number) => redis.set(stateKey, 'd', 'EX', ttlSeconds),
   };
 }
 

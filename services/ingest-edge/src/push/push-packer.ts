@@ -59,14 +59,16 @@ const unavailable = (message: string) => new AppError('UNAVAILABLE', message, { 
  * one atomic `queue.add`, so a batch is either wholly in Redis or wholly refused: nothing is
  * acknowledged that Redis did not confirm.
  *
- * Idempotency markers (`keys.idempotency`) go through two states: `p:<push_id>:<records>` (pending,
- * short TTL) set if absent (one script call per batch, run by Redis just before the job is added, in
- * the same round trip), then `d:<push_id>:<records>` (done, 24 h) once Redis confirmed the job. A
- * batch holding a replay (a marker already set) is vetoed, nothing of it stored, and its fresh
- * pushes are added as a job of their own. A replay that finds `d:` answers duplicate; one that
- * finds `p:` is in flight (or its edge died mid-way) and gets 503 + Retry-After until the marker
- * resolves or expires. If the add fails the markers are deleted, so a retry is stored; if even that
- * fails, the push ids are deterministic and the writer's ledger still stores each push once.
+ * Idempotency markers (`keys.idempotency`) name their batch: `b:<batch id>:<records>` (24 h), set if
+ * absent by one script call per batch, run by Redis just before the job is added, in the same round
+ * trip. The batch's state key (`keys.idempotencyBatch`) is `p` (pending, short TTL) until Redis
+ * confirmed the job, then `d` (24 h): one `SET` per batch, not one per push. A batch holding a
+ * replay (a marker already set) is vetoed, nothing of it stored, and its fresh pushes are added as
+ * a job of their own. A replay whose batch is done answers duplicate; one whose batch is pending is
+ * in flight and gets 503 + Retry-After; one whose batch state expired (its edge died or gave up
+ * mid-way) takes the marker over and is stored. If the add fails the markers are deleted, so a retry
+ * is stored; if even that fails, the push ids are deterministic and the writer's ledger still stores
+ * each push once.
  */
 export class PushPacker {
   private batch: Pending[] = [];
@@ -85,7 +87,7 @@ export class PushPacker {
     private readonly settings: PackerSettings,
   ) {
     this.pendingTtl = Math.max(30, Math.ceil((settings.enqueueTimeoutMs * 3) / 1000));
-    this.scripts = idempotencyScripts(deps.redis, VETO);
+    this.scripts = idempotencyScripts(deps.redis, VETO, deps.keys.idempotencyBatchPrefix);
   }
 
   submit(item: PushSubmission, idempotencyKey: string, records: number): Promise<PushOutcome> {
@@ -140,11 +142,13 @@ export class PushPacker {
     // Redis runs the claim first. A claim that finds any marker already set also sets the batch's
     // veto key, which is the key BullMQ's own deduplication checks: the add then stores nothing.
     const batchId = `${this.batchPrefix}${++this.batchSeq}`;
+    const stateKey = this.deps.keys.idempotencyBatch(batchId);
     const claim = this.scripts.claim(
       batch.map((p) => p.idemKey),
-      batch.map((p) => `p:${p.item.push_id}:${p.records}`),
+      batch.map((p) => p.records),
+      { id: batchId, stateKey, vetoKey: `${queue.keys.de}:${batchId}` },
+      this.settings.idempotencyTtlSeconds,
       this.pendingTtl,
-      `${queue.keys.de}:${batchId}`,
     );
     const optimistic = this.add(batch, batchId);
     optimistic.catch(() => undefined); // answered below, whichever way the claim goes
@@ -161,7 +165,7 @@ export class PushPacker {
           const mine = batch.filter((_, i) => late[i] === '');
           if (mine.length === 0) return;
           const free = () => void redis.del(...mine.map((p) => p.idemKey)).catch(() => undefined);
-          optimistic.then((stored) => (stored ? this.markDone(mine) : free()), free);
+          optimistic.then((stored) => (stored ? this.markDone(stateKey) : free()), free);
         },
         () => undefined,
       );
@@ -171,10 +175,12 @@ export class PushPacker {
     batch.forEach((p, i) => {
       const prev = previous[i];
       if (prev === '') return fresh.push(p);
+      // `d::<records>` (or `d:<push id>:<records>` from an older edge): stored. The push id of a
+      // replay is derived from the same (collector, key) as the original's.
       const [state, pushId, records] = String(prev).split(':');
-      if (state === 'd' && pushId) {
+      if (state === 'd') {
         metrics.pushes.inc({ outcome: 'duplicate' });
-        return p.resolve({ pushId, records: Number(records) || 0, duplicate: true });
+        return p.resolve({ pushId: pushId || p.item.push_id, records: Number(records) || 0, duplicate: true });
       }
       p.reject(unavailable('a push with this idempotency key is in flight'));
     });
@@ -195,10 +201,10 @@ export class PushPacker {
       for (const p of fresh) p.reject(unavailable('queue unavailable'));
       // A late success still counts: mark it done so replays answer duplicate; else free the keys.
       const free = () => void redis.del(...fresh.map((p) => p.idemKey)).catch(() => undefined);
-      added.then((stored) => (stored ? this.markDone(fresh) : free()), free);
+      added.then((stored) => (stored ? this.markDone(stateKey) : free()), free);
       return;
     }
-    this.markDone(fresh);
+    this.markDone(stateKey);
     metrics.pushesPerJob.observe(fresh.length);
     const now = performance.now();
     metrics.pushes.inc({ outcome: 'accepted' }, fresh.length);
@@ -219,14 +225,13 @@ export class PushPacker {
     return job.id !== VETO;
   }
 
-  /** Sent before the 200s go out, on the same connection: a replay right after its 200 sees `d:`. */
-  private markDone(batch: Pending[]): void {
+  /**
+   * Marks the batch stored: every marker its claim set now answers duplicate. Sent before the 200s
+   * go out, on the same connection: a replay right after its 200 finds the batch done.
+   */
+  private markDone(stateKey: string): void {
     this.scripts
-      .settle(
-        batch.map((p) => p.idemKey),
-        batch.map((p) => `d:${p.item.push_id}:${p.records}`),
-        this.settings.idempotencyTtlSeconds,
-      )
+      .settle(stateKey, this.settings.idempotencyTtlSeconds)
       .catch((err: unknown) => this.deps.logger.warn({ err: errMessage(err) }, 'idempotency markers not updated'));
   }
 }

@@ -1,0 +1,112 @@
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PushJob } from '@pga/contracts';
+import { createLogger } from '@pga/logger';
+import { redisKeys, type RedisKeys } from '@pga/redis-keys';
+import { createEdgeMetrics } from '../../services/ingest-edge/src/ops/edge-metrics';
+import { EncodedQueue } from '../../services/ingest-edge/src/push/encoded-queue';
+import { PushPacker, type PushOutcome } from '../../services/ingest-edge/src/push/push-packer';
+import { testEnv, uniquePrefix } from '../helpers';
+
+/**
+ * The push packer's idempotency markers against a real Redis: a marker names its batch, and the
+ * batch's state (pending → done) decides what a replay gets.
+ */
+describe('idempotency markers (push packer, real Redis)', () => {
+  let redis: Redis;
+  let queue: EncodedQueue;
+  let keys: RedisKeys;
+  let packer: PushPacker;
+  const collectorId = randomUUID();
+
+  beforeAll(async () => {
+    keys = redisKeys(uniquePrefix('idem'));
+    redis = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: 1 });
+    queue = new EncodedQueue(keys.pushQueue, { connection: redis, prefix: keys.bullPrefix });
+    await queue.waitUntilReady();
+    const metrics = createEdgeMetrics({ ready: () => true, inflightBytes: () => 0, cache: () => ({ hits: 0, misses: 0 }) });
+    packer = new PushPacker(
+      { redis, queue, keys, metrics, logger: createLogger({ name: 'idempotency-test', level: 'warn', pretty: false }) },
+      { windowMs: 5, maxPushes: 100, maxBytes: 1024 * 1024, enqueueTimeoutMs: 5000, idempotencyTtlSeconds: 3600 },
+    );
+  });
+  afterAll(async () => {
+    await queue?.obliterate({ force: true });
+    await queue?.close();
+    redis?.disconnect();
+  });
+
+  const submit = (key: string, records = 4, pushId = randomUUID()): Promise<PushOutcome> =>
+    packer.submit(
+      {
+        push_id: pushId,
+        collector_id: collectorId,
+        received_at: new Date().toISOString(),
+        checksum: 'a'.repeat(64),
+        body: Buffer.from(`{"k":"${key}"}`),
+      },
+      key,
+      records,
+    );
+
+  /** Push ids in the queue's jobs, as the writer would read them. */
+  async function queuedPushIds(): Promise<string[]> {
+    const jobs = await queue.getJobs(['waiting']);
+    return jobs.flatMap((j) => (j.data as PushJob).pushes.map((p) => p.push_id));
+  }
+
+  it('stores a fresh push once; a replay after its batch is done answers duplicate with the original records', async () => {
+    const id = randomUUID();
+    const first = await submit('k:fresh', 4, id);
+    expect(first).toEqual({ pushId: id, records: 4, duplicate: false });
+    const marker = await redis.get(keys.idempotency(collectorId, 'k:fresh'));
+    expect(marker).toMatch(/^b:.+:4$/);
+    const batchId = marker!.slice(2, marker!.lastIndexOf(':'));
+    expect(await redis.get(keys.idempotencyBatch(batchId))).toBe('d');
+    // The replay carries another body (and record count); it derives the same push id.
+    const replay = await submit('k:fresh', 9, id);
+    expect(replay).toEqual({ pushId: id, records: 4, duplicate: true });
+    expect((await queuedPushIds()).filter((p) => p === id)).toHaveLength(1);
+  });
+
+  it('a replay while its batch is pending gets 503; once the pending state expired (edge gone) it is stored', async () => {
+    const key = 'k:pending';
+    const batchId = `gone-${randomUUID()}`;
+    await redis.set(keys.idempotency(collectorId, key), `b:${batchId}:4`, 'EX', 3600);
+    await redis.set(keys.idempotencyBatch(batchId), 'p', 'EX', 30);
+    await expect(submit(key)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    // Its edge died before Redis confirmed the batch: the pending state expires, the marker is taken over.
+    await redis.del(keys.idempotencyBatch(batchId));
+    const id = randomUUID();
+    expect(await submit(key, 4, id)).toEqual({ pushId: id, records: 4, duplicate: false });
+    expect(await queuedPushIds()).toContain(id);
+    expect(await redis.get(keys.idempotency(collectorId, key))).not.toContain(batchId);
+  });
+
+  it('answers the markers an older edge wrote: d:<push id>:<records> is a duplicate, p:… is in flight', async () => {
+    const oldId = randomUUID();
+    await redis.set(keys.idempotency(collectorId, 'k:old-done'), `d:${oldId}:3`, 'EX', 3600);
+    await redis.set(keys.idempotency(collectorId, 'k:old-pending'), `p:${randomUUID()}:3`, 'EX', 30);
+    expect(await submit('k:old-done')).toEqual({ pushId: oldId, records: 3, duplicate: true });
+    await expect(submit('k:old-pending')).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+  });
+
+  it('a batch holding a replay stores only its fresh pushes, in a job of their own, and settles their markers', async () => {
+    const done = await submit('k:mixed-done');
+    const before = (await queue.getJobCounts('waiting')).waiting ?? 0;
+    const ids = [randomUUID(), randomUUID()];
+    const [replay, a, b] = await Promise.all([
+      submit('k:mixed-done', 4, done.pushId),
+      submit('k:mixed-a', 4, ids[0]),
+      submit('k:mixed-b', 4, ids[1]),
+    ]);
+    expect(replay).toEqual({ pushId: done.pushId, records: 4, duplicate: true });
+    expect([a.duplicate, b.duplicate]).toEqual([false, false]);
+    expect((await queue.getJobCounts('waiting')).waiting).toBe(before + 1);
+    const queued = await queuedPushIds();
+    expect(queued.filter((p) => p === done.pushId)).toHaveLength(1);
+    expect(queued).toEqual(expect.arrayContaining(ids));
+    expect(await submit('k:mixed-a', 4, ids[0])).toMatchObject({ duplicate: true });
+  });
+});
