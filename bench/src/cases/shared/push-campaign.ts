@@ -85,6 +85,8 @@ export interface CampaignPhase {
   /** Target arrival rate (open loop) or undefined (closed loop). */
   ratePerS?: number;
   fraction?: number;
+  /** One of `laterSteps`: the scenario reports it (its rate differs run by run). */
+  later?: boolean;
   result: PhaseResult;
 }
 
@@ -97,6 +99,13 @@ export interface CampaignOptions {
   fractions: number[];
   /** Extra open-loop steps at fixed absolute rates (pushes/s), after the fractions. */
   absoluteRates?: number[];
+  /**
+   * Extra open-loop steps whose rate is known only once the closed loop and its `afterPhase` are
+   * over (e.g. half of the sustained committed rate), run last; called once, after that.
+   */
+  laterSteps?(): { name: string; rate: number }[];
+  /** Runs just before each recorded phase starts (closed loop and every open-loop step). */
+  beforePhase?(name: string): void;
   stepMs: number;
   /** Open-loop connections (one per collector, up to the fleet size). */
   openConnections: number;
@@ -120,6 +129,7 @@ export async function runPushCampaign(o: CampaignOptions): Promise<CampaignPhase
   await o.afterPhase?.({ name: 'warm-up', result: warmup });
   warmup.recorder.destroy();
   const closedReq = pushRequests(target);
+  o.beforePhase?.('closed-loop');
   const closed = await runClosedLoop({
     connections: closedConns,
     make: closedReq.make,
@@ -135,16 +145,23 @@ export async function runPushCampaign(o: CampaignOptions): Promise<CampaignPhase
   await o.afterPhase?.(phases.at(-1)!);
   const max = closed.okPerS;
   const openConns = await openConnections(target, o.openConnections);
-  const steps = [
+  const steps: { fraction: number | undefined; rate: number; name: string; later?: boolean }[] = [
     ...o.fractions.map((fraction) => ({
       fraction,
       rate: Math.max(10, Math.round(max * fraction)),
       name: `open ${Math.round(fraction * 100)} %`,
     })),
     ...(o.absoluteRates ?? []).map((rate) => ({ fraction: undefined, rate, name: `open ${rate}/s` })),
+    ...(o.laterSteps?.() ?? []).map(({ name, rate }) => ({
+      fraction: undefined,
+      rate: Math.max(10, Math.round(rate)),
+      name,
+      later: true,
+    })),
   ];
-  for (const { fraction, rate, name } of steps) {
+  for (const { fraction, rate, name, later } of steps) {
     const req = pushRequests(target, 7);
+    o.beforePhase?.(name);
     const result = await runOpenLoop({
       connections: openConns,
       make: req.make,
@@ -154,10 +171,10 @@ export async function runPushCampaign(o: CampaignOptions): Promise<CampaignPhase
       drainMs: 5_000,
       onTick: (s) =>
         ctx.progress.update(
-          `${ctx.label}: ${name}${fraction === undefined ? '' : ` (${rate}/s)`} ${(s.elapsedMs / 1000).toFixed(0)} s, ${s.ok} acked, backlog ${s.backlog}`,
+          `${ctx.label}: ${name}${fraction === undefined && !later ? '' : ` (${rate}/s)`} ${(s.elapsedMs / 1000).toFixed(0)} s, ${s.ok} acked, backlog ${s.backlog}`,
         ),
     });
-    phases.push({ name, ratePerS: rate, ...(fraction === undefined ? {} : { fraction }), result });
+    phases.push({ name, ratePerS: rate, ...(fraction === undefined ? {} : { fraction }), ...(later ? { later } : {}), result });
     await o.afterPhase?.(phases.at(-1)!);
   }
   openConns.forEach((c) => c.close());
