@@ -101,7 +101,9 @@ export interface CampaignOptions {
   absoluteRates?: number[];
   /**
    * Extra open-loop steps whose rate is known only once the closed loop and its `afterPhase` are
-   * over (e.g. half of the sustained committed rate), run last; called once, after that.
+   * over (e.g. half of the sustained committed rate); called once, after that. They run first of
+   * the open-loop steps, before the steps that overload on purpose (100 % and beyond, fixed rates)
+   * leave the database busy with their aftermath.
    */
   laterSteps?(): { name: string; rate: number }[];
   /** Runs just before each recorded phase starts (closed loop and every open-loop step). */
@@ -146,18 +148,18 @@ export async function runPushCampaign(o: CampaignOptions): Promise<CampaignPhase
   const max = closed.okPerS;
   const openConns = await openConnections(target, o.openConnections);
   const steps: { fraction: number | undefined; rate: number; name: string; later?: boolean }[] = [
-    ...o.fractions.map((fraction) => ({
-      fraction,
-      rate: Math.max(10, Math.round(max * fraction)),
-      name: `open ${Math.round(fraction * 100)} %`,
-    })),
-    ...(o.absoluteRates ?? []).map((rate) => ({ fraction: undefined, rate, name: `open ${rate}/s` })),
     ...(o.laterSteps?.() ?? []).map(({ name, rate }) => ({
       fraction: undefined,
       rate: Math.max(10, Math.round(rate)),
       name,
       later: true,
     })),
+    ...o.fractions.map((fraction) => ({
+      fraction,
+      rate: Math.max(10, Math.round(max * fraction)),
+      name: `open ${Math.round(fraction * 100)} %`,
+    })),
+    ...(o.absoluteRates ?? []).map((rate) => ({ fraction: undefined, rate, name: `open ${rate}/s` })),
   ];
   for (const { fraction, rate, name, later } of steps) {
     const req = pushRequests(target, 7);
