@@ -179,7 +179,7 @@ export const ingestE2e: Scenario = {
       // Half of what the pipeline sustains end to end. The fraction steps are of the closed loop's
       // accept rate, which the queue lets run ahead of the writer: its "50 %" is a heavier load
       // for the writer than half of the pipeline's maximum.
-      laterSteps: () => (sustained ? [{ name: SUSTAINED_HALF, rate: sustained.value / 2 }] : []),
+      derivedSteps: () => (sustained ? [{ name: SUSTAINED_HALF, rate: sustained.value / 2 }] : []),
       // Freshness samples are attributed to the phase whose ack they measured.
       beforePhase: (name) => (probe.phase = name),
       afterPhase: async (phase) => {

@@ -103,7 +103,7 @@ export function campaignOutput(
     bins[phase.name] = r.recorder.histogramBins();
     for (const [k, v] of r.recorder.errorsByStatus) errors[k] = (errors[k] ?? 0) + v;
     if (r.unsent) errors['not sent (generator backlog)'] = (errors['not sent (generator backlog)'] ?? 0) + r.unsent;
-    if (phase.later) continue;
+    if (phase.derived) continue;
     if (phase.ratePerS === undefined) {
       figures.max_acked_per_s = { value: r.okPerS, generator: g };
       figures.closed_p50_ms = { value: s.p50, generator: g };

@@ -85,8 +85,8 @@ export interface CampaignPhase {
   /** Target arrival rate (open loop) or undefined (closed loop). */
   ratePerS?: number;
   fraction?: number;
-  /** One of `laterSteps`: the scenario reports it (its rate differs run by run). */
-  later?: boolean;
+  /** One of `derivedSteps`: the scenario reports it (its rate differs run by run). */
+  derived?: boolean;
   result: PhaseResult;
 }
 
@@ -105,7 +105,7 @@ export interface CampaignOptions {
    * the open-loop steps, before the steps that overload on purpose (100 % and beyond, fixed rates)
    * leave the database busy with their aftermath.
    */
-  laterSteps?(): { name: string; rate: number }[];
+  derivedSteps?(): { name: string; rate: number }[];
   /** Runs just before each recorded phase starts (closed loop and every open-loop step). */
   beforePhase?(name: string): void;
   stepMs: number;
@@ -147,12 +147,12 @@ export async function runPushCampaign(o: CampaignOptions): Promise<CampaignPhase
   await o.afterPhase?.(phases.at(-1)!);
   const max = closed.okPerS;
   const openConns = await openConnections(target, o.openConnections);
-  const steps: { fraction: number | undefined; rate: number; name: string; later?: boolean }[] = [
-    ...(o.laterSteps?.() ?? []).map(({ name, rate }) => ({
+  const steps: { fraction: number | undefined; rate: number; name: string; derived?: boolean }[] = [
+    ...(o.derivedSteps?.() ?? []).map(({ name, rate }) => ({
       fraction: undefined,
       rate: Math.max(10, Math.round(rate)),
       name,
-      later: true,
+      derived: true,
     })),
     ...o.fractions.map((fraction) => ({
       fraction,
@@ -161,7 +161,7 @@ export async function runPushCampaign(o: CampaignOptions): Promise<CampaignPhase
     })),
     ...(o.absoluteRates ?? []).map((rate) => ({ fraction: undefined, rate, name: `open ${rate}/s` })),
   ];
-  for (const { fraction, rate, name, later } of steps) {
+  for (const { fraction, rate, name, derived } of steps) {
     const req = pushRequests(target, 7);
     o.beforePhase?.(name);
     const result = await runOpenLoop({
@@ -173,10 +173,16 @@ export async function runPushCampaign(o: CampaignOptions): Promise<CampaignPhase
       drainMs: 5_000,
       onTick: (s) =>
         ctx.progress.update(
-          `${ctx.label}: ${name}${fraction === undefined && !later ? '' : ` (${rate}/s)`} ${(s.elapsedMs / 1000).toFixed(0)} s, ${s.ok} acked, backlog ${s.backlog}`,
+          `${ctx.label}: ${name}${fraction === undefined && !derived ? '' : ` (${rate}/s)`} ${(s.elapsedMs / 1000).toFixed(0)} s, ${s.ok} acked, backlog ${s.backlog}`,
         ),
     });
-    phases.push({ name, ratePerS: rate, ...(fraction === undefined ? {} : { fraction }), ...(later ? { later } : {}), result });
+    phases.push({
+      name,
+      ratePerS: rate,
+      ...(fraction === undefined ? {} : { fraction }),
+      ...(derived ? { derived } : {}),
+      result,
+    });
     await o.afterPhase?.(phases.at(-1)!);
   }
   openConns.forEach((c) => c.close());
