@@ -8,7 +8,8 @@
  *
  * `concurrent` pushes are submitted at once, the next wave when they are all answered (a closed loop
  * of that many clients), so a packed job holds up to that many pushes. `modes`: `on`, `off` or
- * `on,off` (the default), the auto-pipelining settings measured.
+ * `on,off` (the default), the auto-pipelining settings measured. With PACKER_COST_STATS=1 it also
+ * prints Redis's `INFO commandstats` lines of each round (the commands that took ≥ 10 ms in all).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -35,7 +36,7 @@ const keys = redisKeys('pc');
 const bodies = makeBodyPool(7, '2k', 64).map((b) => b.json);
 const admin = new Redis(server.url);
 
-/** CPU seconds of a process from /proc (user + system). */
+/** Redis's CPU seconds so far (`INFO cpu`: user + system). */
 async function redisCpu(): Promise<number> {
   const info = await admin.info('cpu');
   const num = (k: string) => Number(new RegExp(`${k}:([\\d.]+)`).exec(info)?.[1] ?? NaN);
