@@ -4,6 +4,7 @@ import type { Logger } from '@pga/logger';
 import type { Batcher, JobOutcome } from './batcher';
 import type { WriterMetrics } from './metrics';
 import { PoisonPushError, preparePushJob } from './prepare-push';
+import { installPromptLoop } from './prompt-worker';
 
 export interface PushWorkerOptions {
   connection: Redis;
@@ -102,6 +103,7 @@ export function createPushWorker(o: PushWorkerOptions) {
     // Dead letters stay for the admin service to list and retry (a week; then retention has moved on).
     removeOnFail: { age: 7 * 86_400 },
   });
+  installPromptLoop(worker, log);
   worker.on('error', (err) => log.warn({ err }, 'push worker error'));
   worker.on('failed', (job, err) => {
     o.metrics.jobFailures.inc();
