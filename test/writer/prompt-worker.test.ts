@@ -20,7 +20,11 @@ async function fetchedAfterFirstStart(prompt: boolean) {
   const prefix = uniquePrefix('prompt');
   const redis = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: null });
   const queue = new Queue('q', { connection: redis, prefix });
-  cleanups.push(() => redis.quit(), () => queue.close(), () => queue.obliterate({ force: true }));
+  cleanups.push(
+    () => redis.quit(),
+    () => queue.close(),
+    () => queue.obliterate({ force: true }),
+  );
   await queue.addBulk(Array.from({ length: JOBS }, (_, i) => ({ name: 'j', data: { i } })));
 
   let release!: () => void;
@@ -46,7 +50,12 @@ async function fetchedAfterFirstStart(prompt: boolean) {
   await waitUntil('every job started', async () => started.length === JOBS);
   release();
   await waitUntil('every job completed', async () => completed === JOBS);
-  expect(await queue.getJobCounts('completed', 'active', 'wait', 'failed')).toEqual({ completed: JOBS, active: 0, wait: 0, failed: 0 });
+  expect(await queue.getJobCounts('completed', 'active', 'wait', 'failed')).toEqual({
+    completed: JOBS,
+    active: 0,
+    wait: 0,
+    failed: 0,
+  });
   expect(new Set(started.map((j) => j.id)).size).toBe(JOBS);
   // processedOn: when BullMQ moved the job to active (fetched it), by this process's clock.
   return { installed, after: started.filter((j) => (j.processedOn ?? 0) > firstStart).length };
