@@ -31,6 +31,7 @@ async function fetchedAfterFirstStart(prompt: boolean) {
   const released = new Promise<void>((r) => (release = r));
   let firstStart = 0;
   const started: Job[] = [];
+  const workerRedis = redis.duplicate();
   const worker = new Worker(
     'q',
     async (job: Job) => {
@@ -39,9 +40,12 @@ async function fetchedAfterFirstStart(prompt: boolean) {
       await released;
       return job.data.i;
     },
-    { connection: redis.duplicate(), prefix, concurrency: 1000, autorun: false },
+    { connection: workerRedis, prefix, concurrency: 1000, autorun: false },
   );
-  cleanups.push(() => worker.close());
+  cleanups.push(
+    () => workerRedis.quit(),
+    () => worker.close(),
+  );
   let completed = 0;
   worker.on('completed', () => completed++);
   const installed = prompt ? installPromptLoop(worker, createLogger({ name: 't', level: 'silent' })) : false;
