@@ -60,7 +60,8 @@ async function promptMainLoop(this: WorkerInternals, client: unknown, bclient: u
       // The change: start the job at once; the FIFO gets its processing, and `undefined` for the fetch.
       // At once = after this turn of the event loop, in which the next fetch is sent: the job's own
       // work (parsing a job of ~100 pushes takes milliseconds) then overlaps that round trip instead
-      // of delaying it. Started inside the fetch chain, it slowed fetching, and so the writer, by 15 %.
+      // of delaying it. Started inside the fetch chain, it slowed fetching: two e2e runs committed
+      // 3,449 and 3,177 pushes/s, against 3,799 – 4,089 with BullMQ's loop in the same session.
       fifo.add(
         fetched.then((job) => {
           if (job) fifo.add(new Promise<Job>((resolve) => setImmediate(resolve, job)).then(start));
