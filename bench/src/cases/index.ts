@@ -5,6 +5,7 @@ import { collector } from './collector/collector';
 import { connections } from './connections/connections';
 import { copyLimit } from './copy-limit/copy-limit';
 import { designBaseline } from './design-baseline/design-baseline';
+import { edgeCeiling } from './edge-ceiling/edge-ceiling';
 import { ingestE2e } from './ingest-e2e/ingest-e2e';
 import { ingestEdge } from './ingest-edge/ingest-edge';
 import { pgStall } from './pg-stall/pg-stall';
@@ -13,6 +14,7 @@ import { pgStall } from './pg-stall/pg-stall';
 export const SCENARIOS: Scenario[] = [
   copyLimit,
   designBaseline,
+  edgeCeiling,
   ingestEdge,
   ingestE2e,
   pgStall,

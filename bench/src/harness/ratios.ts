@@ -33,6 +33,13 @@ export const RATIOS: RatioDef[] = [
     numerator: ['ingest-e2e', 'sustained_pushes_per_s'],
     denominator: ['design-baseline', 'max_pushes_per_s'],
   },
+  {
+    // How much of what this machine and generator can measure at all the edge's work leaves.
+    key: 'edge_over_ceiling',
+    label: 'ingest-edge / edge-ceiling (closed-loop max over a no-work uWS.js server’s)',
+    numerator: ['ingest-edge', 'max_acked_per_s'],
+    denominator: ['edge-ceiling', 'uws_max_acked_per_s'],
+  },
 ];
 
 /** Ratio of two figures run by run (run i over run i), then median and min–max of those ratios. */

@@ -38,6 +38,25 @@ describe('load drivers', () => {
     r.recorder.destroy();
   });
 
+  it('open loop: sends on the connection idle longest, so every connection of the fleet is used in turn', async () => {
+    stallFrom = Infinity;
+    const conns = Array.from({ length: 4 }, () => new HttpConnection('127.0.0.1', port));
+    const used = [0, 0, 0, 0];
+    const r = await runOpenLoop({
+      connections: conns,
+      make: (conn) => (used[conn]!++, get),
+      ratePerS: 100,
+      durationMs: 400,
+      drainMs: 2000,
+    });
+    conns.forEach((c) => c.close());
+    expect(r.ok).toBe(40);
+    // Each request is answered long before the next is due: a stack of free connections would send
+    // all 40 on one of them.
+    expect(used).toEqual([10, 10, 10, 10]);
+    r.recorder.destroy();
+  });
+
   it('closed loop: counts every answer and keeps each connection busy', async () => {
     stallFrom = Infinity;
     const conns = [new HttpConnection('127.0.0.1', port)];

@@ -114,7 +114,15 @@ export function runOpenLoop(phase: LoadPhase & { ratePerS: number }): Promise<Ph
   const intervalMs = 1000 / phase.ratePerS;
   const total = Math.floor((phase.durationMs / 1000) * phase.ratePerS);
   const drainUntil = start + phase.durationMs + (phase.drainMs ?? 10_000);
-  const free: number[] = phase.connections.map((_, i) => i).reverse();
+  // Free connections in a FIFO ring: the next request goes out on the connection idle longest, so
+  // every connection of the fleet is used in turn, as each collector of a real fleet pushes on its
+  // own. (A stack used the same few connections while the others sat idle until the server's idle
+  // timeout closed hundreds of them at once, in the middle of a step.)
+  const nConns = phase.connections.length;
+  const free = new Int32Array(nConns);
+  for (let i = 0; i < nConns; i++) free[i] = i;
+  let freeHead = 0;
+  let freeLen = nConns;
   // A ring of intended send times; grows as needed.
   let queue = new Float64Array(1024);
   let qHead = 0;
@@ -157,17 +165,21 @@ export function runOpenLoop(phase: LoadPhase & { ratePerS: number }): Promise<Ph
       qLen++;
     };
     const dispatch = () => {
-      while (qLen > 0 && free.length > 0) {
+      while (qLen > 0 && freeLen > 0) {
         const intended = queue[qHead]!;
         qHead = (qHead + 1) % queue.length;
         qLen--;
         inFlight++;
-        sendOn(phase, recorder, free.pop()!, seq++, intended, done);
+        const conn = free[freeHead]!;
+        freeHead = (freeHead + 1) % nConns;
+        freeLen--;
+        sendOn(phase, recorder, conn, seq++, intended, done);
       }
     };
     const done = (conn: number) => {
       inFlight--;
-      free.push(conn);
+      free[(freeHead + freeLen) % nConns] = conn;
+      freeLen++;
       if (performance.now() > drainUntil) qLen = 0; // give up on the backlog: counted as unsent
       dispatch();
       if (issued >= total && qLen === 0 && inFlight === 0) finish();

@@ -80,6 +80,12 @@ export function fixedRateFigureDefs(
       better: 'lower',
       ...(p99Target ? { target: p99Target } : {}),
     },
+    {
+      key: `open_${rate}_gen_delay_max_ms`,
+      label: `${step}: the generator’s own event-loop delay max (its share of the tail)`,
+      unit: 'ms',
+      better: 'lower',
+    },
   ];
 }
 
@@ -113,6 +119,8 @@ export function campaignOutput(
     if (phase.fraction === undefined) {
       figures[`open_${phase.ratePerS}_acked_per_s`] = { value: r.okPerS, generator: g };
       figures[`open_${phase.ratePerS}_p99_ms`] = { value: s.p99, generator: g };
+      if (g.loopDelayMaxMs !== undefined)
+        figures[`open_${phase.ratePerS}_gen_delay_max_ms`] = { value: g.loopDelayMaxMs, generator: g };
       continue;
     }
     const pct = Math.round(phase.fraction * 100);
