@@ -1,12 +1,13 @@
 import { spawn, type ChildProcess, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { migrateDatabase } from '@pga/db';
 import { freePort, startPostgres, startRedis, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
 import { builtServiceArgs, serviceByEntry } from '../../../scripts/lib/service-build';
+import { extraNodeFlags, withFlagsBeforeScript } from './diagnostics';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '../../..');
 
@@ -112,7 +113,7 @@ export class BenchStack {
     const log = createWriteStream(logFile, { flags: 'a' });
     const profileDir = process.env.BENCH_PROFILE_DIR;
     const spec = serviceByEntry(options.entry);
-    const flags = spec?.nodeFlags ?? [];
+    const flags = [...(spec?.nodeFlags ?? []), ...extraNodeFlags()];
     const nodeArgs =
       profileDir || !spec
         ? [
@@ -122,7 +123,7 @@ export class BenchStack {
             'tsx',
             path.join(REPO_ROOT, options.entry),
           ]
-        : await builtServiceArgs(REPO_ROOT, spec);
+        : withFlagsBeforeScript(await builtServiceArgs(REPO_ROOT, spec), extraNodeFlags());
     const command = options.fileLimit
       ? spawn('sh', ['-c', `ulimit -n ${options.fileLimit} 2>/dev/null; exec "$0" "$@"`, process.execPath, ...nodeArgs], {
           cwd: REPO_ROOT,
@@ -172,6 +173,29 @@ export class BenchStack {
     await s.stop();
   }
 
+  /**
+   * BENCH_KEEP_LOGS=DIR: before the temporary folder is removed, its logs (every service's, Redis's
+   * and PostgreSQL's) are copied to DIR/<folder name>/, e.g. to read a `--trace-gc` or the log of a
+   * service that failed to start.
+   */
+  private keepLogs(dir: string): void {
+    const to = path.join(path.resolve(dir), path.basename(this.workDir));
+    try {
+      mkdirSync(to, { recursive: true });
+      const logs = [
+        ...readdirSync(this.workDir)
+          .filter((f) => f.endsWith('.log'))
+          .map((f) => path.join(this.workDir, f)),
+        this.redis.logFile,
+        this.pg.logFile,
+      ];
+      for (const log of logs) if (existsSync(log)) cpSync(log, path.join(to, path.basename(log)));
+      console.log(`service, Redis and PostgreSQL logs kept in ${to}`);
+    } catch (err) {
+      console.error(`BENCH_KEEP_LOGS: could not copy the logs to ${to}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
   /** Empties the metrics table and ledger and checkpoints, so every run starts from the same state. */
   async resetData(): Promise<void> {
     const client = new pg.Client({ connectionString: this.databaseUrl });
@@ -188,6 +212,8 @@ export class BenchStack {
     for (const name of [...this.services.keys()].reverse()) await this.stopService(name).catch(() => undefined);
     await this.redis.stop().catch(() => undefined);
     await this.pg.stop().catch(() => undefined);
+    const keep = process.env.BENCH_KEEP_LOGS;
+    if (keep) this.keepLogs(keep);
     rmSync(this.workDir, { recursive: true, force: true });
     if (this.pg.dataDir !== path.join(this.workDir, 'postgres') && existsSync(this.pg.dataDir))
       rmSync(this.pg.dataDir, { recursive: true, force: true });

@@ -1,4 +1,5 @@
 import type { BenchResult, FigureResult, ScenarioResult } from '../harness/model';
+import { extraNodeFlags } from '../harness/diagnostics';
 import { formatNumber, spread } from '../harness/stats';
 
 const range = (f: { min: number; max: number }) =>
@@ -48,6 +49,12 @@ export function renderMarkdown(r: BenchResult): string {
         : ''),
     ...(process.env.BENCH_REDIS_AOF === 'no'
       ? ['', '**Diagnostic run: Redis without its append-only file (BENCH_REDIS_AOF=no) — not how the product runs.**']
+      : []),
+    ...(extraNodeFlags().length
+      ? [
+          '',
+          `**Diagnostic run: every service with extra node flags (BENCH_NODE_FLAGS=${extraNodeFlags().join(' ')}) — not how the product runs.**`,
+        ]
       : []),
     '',
     'Figures are the median of the runs with the min – max beside it. "generator CPU" is the load generator’s own',
