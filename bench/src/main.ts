@@ -8,6 +8,7 @@ import path from 'node:path';
 import { SCENARIOS } from './cases/index';
 import { parseCli, USAGE } from './cli';
 import { compareResults, formatComparison } from './harness/compare';
+import { extraServiceEnv } from './harness/diagnostics';
 import { describeMachine } from './harness/machine';
 import type { BenchResult, ScenarioResult } from './harness/model';
 import { machineTicks, sampleTrees } from './harness/proc';
@@ -22,6 +23,7 @@ const benchDir = path.resolve(import.meta.dirname, '..');
 let options;
 try {
   options = parseCli(process.argv.slice(2), path.join(benchDir, 'results'));
+  extraServiceEnv(); // a malformed BENCH_SERVICE_ENV is refused here, not at the first service start
 } catch (err) {
   console.error(`${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
   process.exit(2);

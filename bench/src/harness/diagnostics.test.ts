@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { extraNodeFlags, withFlagsBeforeScript } from './diagnostics';
+import { extraNodeFlags, extraServiceEnv, withFlagsBeforeScript } from './diagnostics';
 
 describe('BENCH_NODE_FLAGS', () => {
   it('splits on any whitespace and ignores an empty or missing value', () => {
@@ -16,5 +16,14 @@ describe('BENCH_NODE_FLAGS', () => {
       ['--heap-growing-percent=50', '--single-threaded-gc', '--trace-gc', 'dist/main.mjs'],
     );
     expect(withFlagsBeforeScript(['dist/main.mjs'], [])).toEqual(['dist/main.mjs']);
+  });
+});
+
+describe('BENCH_SERVICE_ENV', () => {
+  it('reads NAME=value pairs (a value may hold "=") and refuses anything else', () => {
+    expect(extraServiceEnv({ BENCH_SERVICE_ENV: ' EDGE_PROCESSES=1  X=a=b ' })).toEqual({ EDGE_PROCESSES: '1', X: 'a=b' });
+    expect(extraServiceEnv({})).toEqual({});
+    expect(() => extraServiceEnv({ BENCH_SERVICE_ENV: 'EDGE_PROCESSES' })).toThrow('"EDGE_PROCESSES" is not NAME=value');
+    expect(() => extraServiceEnv({ BENCH_SERVICE_ENV: '=1' })).toThrow('is not NAME=value');
   });
 });

@@ -13,3 +13,18 @@ export const withFlagsBeforeScript = (args: readonly string[], extra: readonly s
   ...extra,
   ...args.slice(-1),
 ];
+
+/**
+ * BENCH_SERVICE_ENV (diagnosis): `NAME=value` pairs, separated by spaces, added to every service's
+ * environment over the bench's own (e.g. `EDGE_PROCESSES=1` or `WRITER_FLUSH_PARALLELISM=1`, to
+ * compare a setting without editing a scenario). The report's header names them.
+ */
+export function extraServiceEnv(env: Record<string, string | undefined> = process.env): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of (env.BENCH_SERVICE_ENV ?? '').split(/\s+/).filter(Boolean)) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new Error(`BENCH_SERVICE_ENV: "${pair}" is not NAME=value`);
+    out[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return out;
+}

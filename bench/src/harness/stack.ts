@@ -7,7 +7,7 @@ import pg from 'pg';
 import { migrateDatabase } from '@pga/db';
 import { freePort, startPostgres, startRedis, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
 import { builtServiceArgs, serviceByEntry } from '../../../scripts/lib/service-build';
-import { extraNodeFlags, withFlagsBeforeScript } from './diagnostics';
+import { extraNodeFlags, extraServiceEnv, withFlagsBeforeScript } from './diagnostics';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '../../..');
 
@@ -124,15 +124,16 @@ export class BenchStack {
             path.join(REPO_ROOT, options.entry),
           ]
         : withFlagsBeforeScript(await builtServiceArgs(REPO_ROOT, spec), extraNodeFlags());
+    const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...options.env, ...extraServiceEnv() };
     const command = options.fileLimit
       ? spawn('sh', ['-c', `ulimit -n ${options.fileLimit} 2>/dev/null; exec "$0" "$@"`, process.execPath, ...nodeArgs], {
           cwd: REPO_ROOT,
-          env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...options.env },
+          env,
           stdio: ['ignore', 'pipe', 'pipe'],
         })
       : spawn(process.execPath, nodeArgs, {
           cwd: REPO_ROOT,
-          env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...options.env },
+          env,
           stdio: ['ignore', 'pipe', 'pipe'],
         });
     command.stdout?.pipe(log);

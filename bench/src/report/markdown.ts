@@ -1,5 +1,5 @@
 import type { BenchResult, FigureResult, ScenarioResult } from '../harness/model';
-import { extraNodeFlags } from '../harness/diagnostics';
+import { extraNodeFlags, extraServiceEnv } from '../harness/diagnostics';
 import { formatNumber, spread } from '../harness/stats';
 
 const range = (f: { min: number; max: number }) =>
@@ -54,6 +54,12 @@ export function renderMarkdown(r: BenchResult): string {
       ? [
           '',
           `**Diagnostic run: every service with extra node flags (BENCH_NODE_FLAGS=${extraNodeFlags().join(' ')}) — not how the product runs.**`,
+        ]
+      : []),
+    ...(Object.keys(extraServiceEnv()).length
+      ? [
+          '',
+          `**Diagnostic run: every service with extra settings (BENCH_SERVICE_ENV=${process.env.BENCH_SERVICE_ENV?.trim()}) — not the defaults.**`,
         ]
       : []),
     '',
