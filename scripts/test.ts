@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { migrateDatabase } from '@pga/db';
-import { startPostgres, startRedis, freePort, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
+import { startPostgres, startRedis, startTogether, freePort, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
 import { ensureDatabase } from './lib/setup';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -46,6 +46,8 @@ if (filters.length === 0) {
     'typecheck (tsc via turbo)',
     await run('typecheck (tsc via turbo)', bin('turbo'), ['run', 'typecheck', '--output-logs=errors-only', '--concurrency=2']),
   );
+  // The workspaces' own typecheck does not cover test/, scripts/ and vitest.config.ts (`npm run typecheck` does both).
+  count('typecheck (tests and scripts)', await run('typecheck (tests and scripts)', bin('tsc'), ['--noEmit', '-p', '.']));
   if (existsSync(path.join(root, 'web/index.html'))) {
     count('web build (vite)', await run('web build (vite)', 'npm', ['run', 'build', '-w', '@pga/web']));
   }
@@ -65,10 +67,11 @@ process.on('SIGTERM', () => void cleanup().then(() => process.exit(143)));
 
 try {
   console.log('\n▶ starting test PostgreSQL and Redis');
-  [pg, redis] = await Promise.all([
+  // Both or neither: a Redis that fails to start stops the PostgreSQL that did.
+  [pg, redis] = (await startTogether<PostgresHandle | RedisHandle>([
     freePort().then((port) => startPostgres({ dataDir: path.join(workDir, 'postgres'), port, ephemeral: true })),
     freePort().then((port) => startRedis({ dataDir: path.join(workDir, 'redis'), port })),
-  ]);
+  ])) as [PostgresHandle, RedisHandle];
   // Each suite gets its own database cloned from this migrated template (test/helpers).
   await ensureDatabase(pg.url, 'pga_template');
   await migrateDatabase(pg.urlFor('pga_template'));

@@ -52,6 +52,12 @@ const m0 = machineTicks();
 // Signals: before the stack is up, remember and stop it as soon as it is (nothing is left behind).
 const run: { stack?: BenchStack; interrupted?: number; sampler?: NodeJS.Timeout } = {};
 const stopAll = async (code: number) => {
+  // The scenario still running loses its connections to the stop itself (PostgreSQL answers 57P01,
+  // Redis resets): from here only the cleanup matters, and such an error must not end the process
+  // before it has stopped and removed what it started.
+  const report = (err: unknown) => progress.log(`while stopping: ${err instanceof Error ? err.message : String(err)}`);
+  process.on('uncaughtException', report);
+  process.on('unhandledRejection', report);
   clearInterval(run.sampler);
   await run.stack?.stop().catch(() => undefined);
   process.exit(code);
@@ -60,7 +66,14 @@ const onSignal = (code: number) => (run.stack ? void stopAll(code) : (run.interr
 process.on('SIGINT', () => onSignal(130));
 process.on('SIGTERM', () => onSignal(143));
 progress.update('starting PostgreSQL and Redis');
-const started = await BenchStack.start();
+let started: BenchStack;
+try {
+  started = await BenchStack.start();
+} catch (err) {
+  // Nothing is left running or on disk (BenchStack.start cleans up after itself).
+  console.error(`\nbench: could not start PostgreSQL and Redis: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+}
 run.stack = started;
 if (run.interrupted !== undefined) await stopAll(run.interrupted);
 let ourTicks = 0;

@@ -37,7 +37,7 @@ describe('idempotency markers (push packer, real Redis)', () => {
     redis?.disconnect();
   });
 
-  const submit = (key: string, records = 4, pushId = randomUUID()): Promise<PushOutcome> =>
+  const submit = (key: string, records = 4, pushId: string = randomUUID()): Promise<PushOutcome> =>
     packer.submit(
       {
         push_id: pushId,

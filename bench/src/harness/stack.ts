@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { migrateDatabase } from '@pga/db';
-import { freePort, startPostgres, startRedis, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
+import { freePort, startPostgres, startRedis, startTogether, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
 import { builtServiceArgs, serviceByEntry } from '../../../scripts/lib/service-build';
 import { extraNodeFlags, extraServiceEnv, withFlagsBeforeScript } from './diagnostics';
 
@@ -64,23 +64,33 @@ export class BenchStack {
 
   static async start(): Promise<BenchStack> {
     const workDir = mkdtempSync(path.join(os.tmpdir(), 'pga-bench-'));
-    const [pgHandle, redis] = await Promise.all([
-      // Durable settings (fsync and synchronous_commit on): throughput figures must include the
-      // cost of commits the way production pays it; group commit is part of what is measured.
-      freePort().then((port) => startPostgres({ dataDir: path.join(workDir, 'postgres'), port })),
-      // BENCH_REDIS_AOF=no: a diagnostic run without Redis's append-only file, to see what AOF
-      // writes cost in latency (never how the product runs; the header of the report says so).
-      freePort().then((port) =>
-        startRedis({ dataDir: path.join(workDir, 'redis'), port, appendOnly: process.env.BENCH_REDIS_AOF !== 'no' }),
-      ),
-    ]);
-    const admin = new pg.Client({ connectionString: pgHandle.url });
-    await admin.connect();
-    await admin.query('CREATE DATABASE pga_bench');
-    await admin.end();
-    const databaseUrl = pgHandle.urlFor('pga_bench');
-    await migrateDatabase(databaseUrl);
-    return new BenchStack(workDir, pgHandle, redis, databaseUrl);
+    let pgHandle: PostgresHandle | undefined;
+    let redis: RedisHandle | undefined;
+    try {
+      // Both or neither: a Redis that fails to start stops the PostgreSQL that did (startTogether).
+      [pgHandle, redis] = (await startTogether<PostgresHandle | RedisHandle>([
+        // Durable settings (fsync and synchronous_commit on): throughput figures must include the
+        // cost of commits the way production pays it; group commit is part of what is measured.
+        freePort().then((port) => startPostgres({ dataDir: path.join(workDir, 'postgres'), port })),
+        // BENCH_REDIS_AOF=no: a diagnostic run without Redis's append-only file, to see what AOF
+        // writes cost in latency (never how the product runs; the header of the report says so).
+        freePort().then((port) =>
+          startRedis({ dataDir: path.join(workDir, 'redis'), port, appendOnly: process.env.BENCH_REDIS_AOF !== 'no' }),
+        ),
+      ])) as [PostgresHandle, RedisHandle];
+      const admin = new pg.Client({ connectionString: pgHandle.url });
+      await admin.connect();
+      await admin.query('CREATE DATABASE pga_bench');
+      await admin.end();
+      const databaseUrl = pgHandle.urlFor('pga_bench');
+      await migrateDatabase(databaseUrl);
+      return new BenchStack(workDir, pgHandle, redis, databaseUrl);
+    } catch (err) {
+      await redis?.stop().catch(() => undefined);
+      await pgHandle?.stop().catch(() => undefined);
+      removeStackFolders(workDir, pgHandle?.dataDir);
+      throw err;
+    }
   }
 
   /** Environment every service needs (DATABASE_URL, REDIS_URL, secrets, quiet logs). */
@@ -209,15 +219,20 @@ export class BenchStack {
     }
   }
 
-  async stop(): Promise<void> {
+  private stopping: Promise<void> | undefined;
+
+  /** Stops everything the stack started and removes its folders; a second call waits for the first. */
+  stop(): Promise<void> {
+    return (this.stopping ??= this.stopAll());
+  }
+
+  private async stopAll(): Promise<void> {
     for (const name of [...this.services.keys()].reverse()) await this.stopService(name).catch(() => undefined);
     await this.redis.stop().catch(() => undefined);
     await this.pg.stop().catch(() => undefined);
     const keep = process.env.BENCH_KEEP_LOGS;
     if (keep) this.keepLogs(keep);
-    rmSync(this.workDir, { recursive: true, force: true });
-    if (this.pg.dataDir !== path.join(this.workDir, 'postgres') && existsSync(this.pg.dataDir))
-      rmSync(this.pg.dataDir, { recursive: true, force: true });
+    removeStackFolders(this.workDir, this.pg.dataDir);
   }
 }
 
@@ -245,4 +260,17 @@ export function versionOf(command: string, args: string[] = ['--version']): stri
   } catch {
     return 'unknown';
   }
+}
+
+/**
+ * The stack's temporary folder, and PostgreSQL's data folder where it lives elsewhere (/var/tmp when
+ * the server runs as another account, @pga/local-stack): known from the handle, or from the
+ * CLUSTER_LOCATION note local-stack leaves in the requested folder when the start failed.
+ */
+function removeStackFolders(workDir: string, pgDataDir: string | undefined): void {
+  const note = path.join(workDir, 'postgres', 'CLUSTER_LOCATION');
+  const dataDir = pgDataDir ?? (existsSync(note) ? readFileSync(note, 'utf8').trim() : undefined);
+  rmSync(workDir, { recursive: true, force: true });
+  if (dataDir && dataDir !== path.join(workDir, 'postgres') && existsSync(dataDir))
+    rmSync(dataDir, { recursive: true, force: true });
 }

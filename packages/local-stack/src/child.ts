@@ -1,13 +1,28 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 
+const outputTails = new WeakMap<ChildProcess, string>();
+const TAIL_CHARS = 2000;
+
 /** Spawns a server whose output goes to `logFile`; returns the child (stop it by PID). */
 export function spawnServer(command: string, args: string[], logFile: string, options: SpawnOptions = {}): ChildProcess {
   const log = createWriteStream(logFile, { flags: 'a' });
   const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout?.pipe(log);
   child.stderr?.pipe(log);
+  // The end of its output is also kept here: an error about a failed start can quote it even when
+  // the log's folder is removed right after.
+  const keep = (chunk: Buffer) =>
+    outputTails.set(child, ((outputTails.get(child) ?? '') + chunk.toString('utf8')).slice(-TAIL_CHARS));
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
   return child;
+}
+
+/** The last `lines` lines the server printed (after its 'close' event: all of them), each indented. */
+export function outputTail(child: ChildProcess, lines = 5): string {
+  const tail = (outputTails.get(child) ?? '').trimEnd().split('\n').slice(-lines);
+  return tail.join('').trim() ? `\n  ${tail.join('\n  ')}` : '';
 }
 
 /** Sends `signal` to the child by PID and waits for it to exit (SIGKILL after `graceMs`). */
@@ -20,4 +35,30 @@ export async function stopChild(child: ChildProcess, signal: NodeJS.Signals, gra
   }, graceMs);
   await exited;
   clearTimeout(timer);
+}
+
+/**
+ * Waits for a freshly spawned server with `ready`; if that fails (timeout, exit at start), the
+ * server is stopped before the error is rethrown, so a failed start leaves nothing running.
+ */
+export async function readyOrStopped(child: ChildProcess, ready: () => Promise<void>): Promise<void> {
+  try {
+    await ready();
+  } catch (err) {
+    await stopChild(child, 'SIGTERM', 5000).catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
+ * Starts servers concurrently and answers them all, or none: if one fails, those that did start are
+ * stopped and the first failure is rethrown (PostgreSQL must not be left running because Redis was
+ * missing).
+ */
+export async function startTogether<T extends { stop(): Promise<void> }>(starts: Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(starts);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (!failed) return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
+  await Promise.all(settled.map((r) => (r.status === 'fulfilled' ? r.value.stop().catch(() => undefined) : undefined)));
+  throw failed.reason;
 }

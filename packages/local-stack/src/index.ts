@@ -2,4 +2,5 @@ export { startPostgres, type PostgresHandle, type StartPostgresOptions } from '.
 export { startRedis, type RedisHandle, type StartRedisOptions } from './redis';
 export { freePort } from './free-port';
 export { findExecutable, POSTGRES_BIN_DIRS } from './find-executable';
-export { waitFor } from './wait-for';
+export { GiveUp, waitFor } from './wait-for';
+export { startTogether } from './child';

@@ -2,9 +2,9 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, chownSync, writeFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { spawnServer, stopChild } from './child';
+import { outputTail, readyOrStopped, spawnServer, stopChild } from './child';
 import { findExecutable, POSTGRES_BIN_DIRS } from './find-executable';
-import { waitFor } from './wait-for';
+import { GiveUp, waitFor } from './wait-for';
 import { connect } from 'node:net';
 
 export interface StartPostgresOptions {
@@ -120,13 +120,16 @@ export async function startPostgres(options: StartPostgresOptions): Promise<Post
   }
   const child = spawnServer(postgresBinary('postgres'), args, logFile, { ...owner, cwd: dataDir });
   let exited = false;
-  child.once('exit', () => (exited = true));
+  // 'close': it exited and all it printed has been read (outputTail has it).
+  child.once('close', () => (exited = true));
   const auth = options.password ? `postgres:${encodeURIComponent(options.password)}@` : 'postgres@';
   const urlFor = (db: string) => `postgresql://${auth}127.0.0.1:${options.port}/${db}`;
-  await waitFor(`PostgreSQL on 127.0.0.1:${options.port} (log: ${logFile})`, async () => {
-    if (exited) throw new Error(`PostgreSQL exited at start; see ${logFile}`);
-    return (await canConnect(options.port)) && pgIsReady(options.port);
-  });
+  await readyOrStopped(child, () =>
+    waitFor(`PostgreSQL on 127.0.0.1:${options.port} (log: ${logFile})`, async () => {
+      if (exited) throw new GiveUp(`PostgreSQL exited at start (log: ${logFile})${outputTail(child)}`);
+      return (await canConnect(options.port)) && pgIsReady(options.port);
+    }),
+  );
   return {
     url: urlFor('postgres'),
     port: options.port,

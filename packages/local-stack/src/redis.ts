@@ -1,9 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
-import { spawnServer, stopChild } from './child';
+import { outputTail, readyOrStopped, spawnServer, stopChild } from './child';
 import { findExecutable } from './find-executable';
-import { waitFor } from './wait-for';
+import { GiveUp, waitFor } from './wait-for';
 
 export interface StartRedisOptions {
   dataDir: string;
@@ -55,11 +55,14 @@ export async function startRedis(options: StartRedisOptions): Promise<RedisHandl
   ];
   const child = spawnServer(redisBinary(), args, logFile, { cwd: dir });
   let exited = false;
-  child.once('exit', () => (exited = true));
-  await waitFor(`Redis on 127.0.0.1:${options.port} (log: ${logFile})`, async () => {
-    if (exited) throw new Error(`redis-server exited at start; see ${logFile}`);
-    return ping(options.port, options.password);
-  });
+  // 'close': it exited and all it printed has been read (outputTail has it).
+  child.once('close', () => (exited = true));
+  await readyOrStopped(child, () =>
+    waitFor(`Redis on 127.0.0.1:${options.port} (log: ${logFile})`, async () => {
+      if (exited) throw new GiveUp(`redis-server exited at start (log: ${logFile})${outputTail(child)}`);
+      return ping(options.port, options.password);
+    }),
+  );
   const auth = options.password ? `:${encodeURIComponent(options.password)}@` : '';
   return {
     url: `redis://${auth}127.0.0.1:${options.port}`,

@@ -1,4 +1,9 @@
-/** Polls `check` until it returns true or `timeoutMs` passes; throws naming `what`. */
+/** Thrown by a `waitFor` check that knows waiting longer cannot help (the server exited): ends the wait at once. */
+export class GiveUp extends Error {
+  override readonly name = 'GiveUp';
+}
+
+/** Polls `check` until it returns true or `timeoutMs` passes; throws naming `what` (a GiveUp as it is). */
 export async function waitFor(
   what: string,
   check: () => Promise<boolean> | boolean,
@@ -11,6 +16,7 @@ export async function waitFor(
     try {
       if (await check()) return;
     } catch (err) {
+      if (err instanceof GiveUp) throw err;
       lastError = err;
     }
     await new Promise((r) => setTimeout(r, intervalMs));

@@ -27,6 +27,8 @@ export class FreshnessProbe {
 
   async start(): Promise<void> {
     this.client = new pg.Client({ connectionString: this.databaseUrl, application_name: 'bench-freshness' });
+    // An idle client whose server goes away emits 'error'; unheard, that would end the bench.
+    this.client.on('error', () => undefined);
     await this.client.connect();
     const loop = async () => {
       await this.poll().catch(() => undefined);

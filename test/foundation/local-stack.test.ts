@@ -1,0 +1,82 @@
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, startPostgres, startRedis, startTogether, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
+import { testEnv } from '../helpers';
+
+/** Whether anything accepts a TCP connection on this loopback port. */
+const listening = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => (socket.destroy(), resolve(true)));
+    socket.once('error', () => resolve(false));
+  });
+
+/**
+ * A failed start leaves nothing running: the bench once left a PostgreSQL running for an hour
+ * because the Redis started beside it was missing.
+ */
+describe('@pga/local-stack: a failed start', () => {
+  const dir = path.join(testEnv.dataDir, `local-stack-${process.pid}`);
+  const fakeBin = path.join(dir, 'bin');
+  const realPath = process.env.PATH;
+  beforeAll(() => {
+    mkdirSync(fakeBin, { recursive: true });
+    // Found before the real one (PATH is searched first): prints a reason and exits at once.
+    writeFileSync(path.join(fakeBin, 'redis-server'), '#!/bin/sh\necho "fake redis-server: cannot open the port" >&2\nexit 1\n');
+    chmodSync(path.join(fakeBin, 'redis-server'), 0o755);
+  });
+  afterAll(() => {
+    process.env.PATH = realPath;
+  });
+
+  it('is reported at once, with what the server printed (not after the 30 s wait)', async () => {
+    process.env.PATH = `${fakeBin}:${realPath}`;
+    const t0 = Date.now();
+    try {
+      await expect(startRedis({ dataDir: path.join(dir, 'redis-alone'), port: await freePort() })).rejects.toThrow(
+        /redis-server exited at start .*\n {2}fake redis-server: cannot open the port/s,
+      );
+    } finally {
+      process.env.PATH = realPath;
+    }
+    expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+
+  it('startTogether stops the PostgreSQL that started when Redis did not', async () => {
+    const pgPort = await freePort();
+    process.env.PATH = `${fakeBin}:${realPath}`;
+    try {
+      await expect(
+        startTogether<PostgresHandle | RedisHandle>([
+          startPostgres({ dataDir: path.join(dir, 'pg'), port: pgPort, ephemeral: true }),
+          freePort().then((port) => startRedis({ dataDir: path.join(dir, 'redis'), port })),
+        ]),
+      ).rejects.toThrow('redis-server exited at start');
+    } finally {
+      process.env.PATH = realPath;
+    }
+    // Not only now: a PostgreSQL still starting in the background would be listening within ~1 s.
+    for (let i = 0; i < 15; i++) {
+      expect(await listening(pgPort)).toBe(false);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  });
+
+  it('startTogether answers every server when all start, in order', async () => {
+    const [pg, redis] = (await startTogether<PostgresHandle | RedisHandle>([
+      freePort().then((port) => startPostgres({ dataDir: path.join(dir, 'pg-ok'), port, ephemeral: true })),
+      freePort().then((port) => startRedis({ dataDir: path.join(dir, 'redis-ok'), port })),
+    ])) as [PostgresHandle, RedisHandle];
+    try {
+      expect(pg.url).toMatch(/^postgresql:/);
+      expect(redis.url).toMatch(/^redis:/);
+      expect(await listening(pg.port)).toBe(true);
+      expect(await listening(redis.port)).toBe(true);
+    } finally {
+      await Promise.all([pg.stop(), redis.stop()]);
+    }
+    expect(await listening(pg.port)).toBe(false);
+  });
+});
