@@ -1,8 +1,9 @@
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startPostgres, startRedis, startTogether, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
+import { spawnServer } from '../../packages/local-stack/src/child';
 import { testEnv } from '../helpers';
 
 /** Whether anything accepts a TCP connection on this loopback port. */
@@ -78,5 +79,18 @@ describe('@pga/local-stack: a failed start', () => {
       await Promise.all([pg.stop(), redis.stop()]);
     }
     expect(await listening(pg.port)).toBe(false);
+  });
+});
+
+describe('@pga/local-stack: a server log', () => {
+  it('keeps what either stream prints after the other one ended', async () => {
+    const dir = path.join(testEnv.dataDir, `local-stack-log-${process.pid}`);
+    mkdirSync(dir, { recursive: true });
+    const logFile = path.join(dir, 'server.log');
+    // stdout closes first; stderr writes afterwards (the first stream to end used to end the log).
+    const child = spawnServer('sh', ['-c', 'echo first; exec 1>&-; sleep 0.2; echo "last words" >&2'], logFile);
+    await new Promise((resolve) => child.once('close', resolve));
+    await new Promise((resolve) => setTimeout(resolve, 100)); // the log's own write reaches the file
+    expect(readFileSync(logFile, 'utf8')).toBe('first\nlast words\n');
   });
 });

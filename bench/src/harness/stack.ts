@@ -146,8 +146,10 @@ export class BenchStack {
           env,
           stdio: ['ignore', 'pipe', 'pipe'],
         });
-    command.stdout?.pipe(log);
-    command.stderr?.pipe(log);
+    // One log for both streams, ended once both have (the first to end must not close it under the other).
+    command.stdout?.pipe(log, { end: false });
+    command.stderr?.pipe(log, { end: false });
+    command.once('close', () => log.end());
     const url = `http://127.0.0.1:${options.port}`;
     const handle: ServiceHandle = {
       name,

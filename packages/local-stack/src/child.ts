@@ -8,8 +8,11 @@ const TAIL_CHARS = 2000;
 export function spawnServer(command: string, args: string[], logFile: string, options: SpawnOptions = {}): ChildProcess {
   const log = createWriteStream(logFile, { flags: 'a' });
   const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout?.pipe(log);
-  child.stderr?.pipe(log);
+  // Both into one log, which ends once both have ended ('close'): with the default `end: true` the
+  // first stream to end closed the log under the other, and its last lines were a write after end.
+  child.stdout?.pipe(log, { end: false });
+  child.stderr?.pipe(log, { end: false });
+  child.once('close', () => log.end());
   // The end of its output is also kept here: an error about a failed start can quote it even when
   // the log's folder is removed right after.
   const keep = (chunk: Buffer) =>
