@@ -1,6 +1,7 @@
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startPostgres, startRedis, startTogether, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
 import { spawnServer } from '../../packages/local-stack/src/child';
@@ -65,7 +66,7 @@ describe('@pga/local-stack: a failed start', () => {
     }
   });
 
-  it('startTogether answers every server when all start, in order', async () => {
+  it("startTogether answers every server when all start, in order (Redis with the queue's AOF settings)", async () => {
     const [pg, redis] = (await startTogether<PostgresHandle | RedisHandle>([
       freePort().then((port) => startPostgres({ dataDir: path.join(dir, 'pg-ok'), port, ephemeral: true })),
       freePort().then((port) => startRedis({ dataDir: path.join(dir, 'redis-ok'), port })),
@@ -75,6 +76,17 @@ describe('@pga/local-stack: a failed start', () => {
       expect(redis.url).toMatch(/^redis:/);
       expect(await listening(pg.port)).toBe(true);
       expect(await listening(redis.port)).toBe(true);
+      // The queue's AOF is rewritten from 512 MB, not every 64 MB (redis.ts says why).
+      const client = new Redis(redis.url);
+      try {
+        expect(await client.config('GET', 'auto-aof-rewrite-min-size')).toEqual([
+          'auto-aof-rewrite-min-size',
+          String(512 * 1024 * 1024),
+        ]);
+        expect(await client.config('GET', 'appendonly')).toEqual(['appendonly', 'yes']);
+      } finally {
+        client.disconnect();
+      }
     } finally {
       await Promise.all([pg.stop(), redis.stop()]);
     }

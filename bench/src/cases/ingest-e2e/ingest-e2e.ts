@@ -18,6 +18,7 @@ import {
 import { benchCollectors } from '../shared/collectors';
 import { AckLog, openConnections, pushRequests, runPushCampaign, type PushTarget } from '../shared/push-campaign';
 import { sampleValue } from '../shared/prom-text';
+import { aofRewrites, aofRewritesNote } from '../shared/redis-info';
 import { bodyPool2k, bodyPool64k } from '../shared/workload';
 import { FRESHNESS_POLL_MS, FreshnessProbe, committedPushes, waitCommitted } from './freshness-probe';
 
@@ -158,6 +159,7 @@ export const ingestE2e: Scenario = {
       waitCommitted(db, acks.expectedRows.size, (n) =>
         ctx.progress.update(`${ctx.label}: ${what}: ${n}/${acks.expectedRows.size} committed`),
       );
+    const rewritesBefore = await aofRewrites(ctx.stack.redis.url);
     const cpu = startCpuWindow(() => ctx.stack.roots());
     let components: Record<string, number> | undefined;
     let sustained: { value: number; rows: number; mb: number; drainS: number } | undefined;
@@ -284,6 +286,7 @@ export const ingestE2e: Scenario = {
         `${FLEET} collectors, each with its own token; ${rowsPerPush} rows per 2 KB push (mean ${Math.round(meanBytes)} B), 1 in 4 gzip; 64 KB pushes ${Math.round(bigBytes / 1024)} KiB`,
         `freshness sampled (≤ 100 pushes/s) and polled every ${FRESHNESS_POLL_MS} ms in ingest_ledger (same transaction as the COPY)`,
         `audit: ${audit.acknowledged} acknowledged, ${audit.lost} lost, ${audit.partial} partial, ${audit.duplicated} duplicated, ${audit.duplicateAcks} duplicate acks, ${audit.unacknowledged} stored but never acknowledged`,
+        ...aofRewritesNote(rewritesBefore, await aofRewrites(ctx.stack.redis.url)),
       ],
     };
     k64.recorder.destroy();

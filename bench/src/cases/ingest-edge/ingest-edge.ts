@@ -7,6 +7,7 @@ import { benchCollectors } from '../shared/collectors';
 import { AckLog, runPushCampaign, type PushTarget } from '../shared/push-campaign';
 import { bodyPool2k } from '../shared/workload';
 import { histogramQuantile, sampleValue } from '../shared/prom-text';
+import { aofRewrites, aofRewritesNote } from '../shared/redis-info';
 import { pipelineMissing, startPipeline } from '../ingest-e2e/ingest-e2e';
 
 const EDGE = 'ingest-edge';
@@ -103,6 +104,7 @@ export const ingestEdge: Scenario = {
       // the background fsync), to tell them apart from the edge's own.
       await redis.config('SET', 'latency-monitor-threshold', '5');
       await redis.latency('RESET');
+      const rewritesBefore = await aofRewrites(ctx.stack.redis.url);
       const acks = new AckLog();
       const target: PushTarget = { host: '127.0.0.1', port: edge.port, collectors, bodies: bodyPool2k(), acks };
       let cpu: ReturnType<typeof startCpuWindow> | undefined;
@@ -136,6 +138,7 @@ export const ingestEdge: Scenario = {
       const metricsText = await fetch(`${edge.url}/metrics`).then((r) => r.text());
       const enqueue = (p: number) => histogramQuantile(metricsText, 'edge_enqueue_latency_seconds', p);
       const redisStalls = (await redis.latency('LATEST')) as [string, number, number, number][];
+      const rewritesAfter = await aofRewrites(ctx.stack.redis.url);
       ctx.progress.update(`${ctx.label}: auditing ${acks.expectedRows.size} acknowledged pushes against the queue`);
       const queued = await queuedPushIds(redis);
       let lost = 0;
@@ -164,6 +167,7 @@ export const ingestEdge: Scenario = {
           redisStalls.length
             ? `Redis latency monitor (≥ 5 ms inside Redis): ${redisStalls.map(([event, , last, max]) => `${event} max ${max} ms (last ${last} ms)`).join(', ')}`
             : 'Redis latency monitor: no stall of 5 ms or more inside Redis',
+          ...aofRewritesNote(rewritesBefore, rewritesAfter),
           `audit: ${acks.expectedRows.size} acknowledged, ${queued.ids.size} push ids in ${queued.jobs} queued jobs, ${lost} acknowledged but not queued`,
         ],
       };
