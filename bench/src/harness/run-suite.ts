@@ -51,8 +51,22 @@ export async function runScenario(scenario: Scenario, base: Omit<ScenarioContext
   } finally {
     await scenario.teardown?.(ctx).catch((err: unknown) => base.progress.log(`  teardown of ${scenario.name}: ${String(err)}`));
   }
-  const notes = [...new Set(outputs.flatMap((o) => o.notes ?? []))];
-  return result('ok', { figures: aggregate(scenario, outputs), runs: outputs.map(stripFigures), notes });
+  return result('ok', { figures: aggregate(scenario, outputs), runs: outputs.map(stripFigures), notes: mergeNotes(outputs) });
+}
+
+/**
+ * The notes of all runs, each once. A note that not every run printed is prefixed with the runs
+ * that did ("runs 1, 3: …"), so per-run values (two runs with 1 AOF rewrite, one with 2) stay
+ * readable instead of collapsing into a list that hides which run said what.
+ */
+export function mergeNotes(outputs: Pick<RunOutput, 'notes'>[]): string[] {
+  const byNote = new Map<string, number[]>();
+  outputs.forEach((o, i) => {
+    for (const note of new Set(o.notes ?? [])) byNote.set(note, [...(byNote.get(note) ?? []), i + 1]);
+  });
+  return [...byNote].map(([note, runs]) =>
+    runs.length === outputs.length ? note : `${runs.length === 1 ? 'run' : 'runs'} ${runs.join(', ')}: ${note}`,
+  );
 }
 
 function stripFigures(o: RunOutput): Omit<RunOutput, 'figures'> {
