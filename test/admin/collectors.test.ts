@@ -324,6 +324,14 @@ describe('collectors', () => {
     expect(await byStatus('inactive')).toEqual([stale]);
     expect(await byStatus('error')).toEqual([failing]);
     expect(await byStatus('pending')).toEqual([pending, heartbeatOnly].sort());
+    // Sorted by the displayed status (computed, not the stored column), paged.
+    const byStatusSort = async (order: 'asc' | 'desc', page: number) =>
+      admin().collectors.list({ tag: 'status-test', sort: 'status', order, page, page_size: 3 });
+    const ascPage2 = await byStatusSort('asc', 2);
+    expect(ascPage2.total).toBe(6);
+    expect(ascPage2.items.map((c) => c.status)).toEqual(['inactive', 'pending', 'pending']);
+    expect((await byStatusSort('asc', 1)).items.map((c) => c.status)).toEqual(['active', 'active', 'error']);
+    expect((await byStatusSort('desc', 1)).items.map((c) => c.status)).toEqual(['pending', 'pending', 'inactive']);
   });
 
   it('lists with filters, free text, sort and pagination with a total', async () => {
@@ -346,6 +354,8 @@ describe('collectors', () => {
     expect((await l({ type: 'mysql' })).items.map((c) => c.name)).toEqual([names[4]]);
     const onPrem = (await h.service.deps.pool.query("SELECT id FROM collector_groups WHERE name = 'On-Premises'")).rows[0].id;
     expect((await l({ group_id: onPrem })).items.map((c) => c.name)).toEqual([names[0]]);
+    // A page's rows carry their group (read after the page is chosen).
+    expect((await l({ sort: 'name', page_size: 1 })).items[0]!.group).toMatchObject({ id: onPrem, name: 'On-Premises' });
     expect((await admin().collectors.list({ tag: 'odd', search: tag })).total).toBe(2);
     expect((await l({ search: 'HOST-3.EXAMPLE' })).items.map((c) => c.name)).toEqual([names[3]]);
     expect((await l({ search: '%' })).total).toBe(0);

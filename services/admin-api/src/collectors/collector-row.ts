@@ -17,9 +17,12 @@ export const STATUS_SQL = `CASE
     WHEN NOT ${WITHIN('greatest(c.last_heartbeat, c.last_metric_at)')} THEN 'inactive'
     ELSE 'active' END`;
 
-export const COLLECTOR_FROM = `collectors c
-  LEFT JOIN collector_groups g ON g.id = c.group_id
+/** What COLLECTOR_COLUMNS reads besides `collectors c`: its group and who registered it. */
+export const COLLECTOR_JOINS = `LEFT JOIN collector_groups g ON g.id = c.group_id
   LEFT JOIN users ru ON ru.id = c.registered_by`;
+
+export const COLLECTOR_FROM = `collectors c
+  ${COLLECTOR_JOINS}`;
 
 export const COLLECTOR_COLUMNS = `c.id, c.name, c.type, c.environment, c.group_id, g.name AS group_name, g.color AS group_color,
   c.description, c.host, c.port, c.database, c.username, c.ssl_mode,

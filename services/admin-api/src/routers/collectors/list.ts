@@ -3,15 +3,18 @@ import { z } from 'zod';
 import { CollectorStatusSchema, CollectorTypeSchema, EnvironmentSchema } from '@pga/contracts';
 import { authedProcedure } from '../../trpc/init';
 import { CollectorSchema } from '../../collectors/collector-schema';
-import { COLLECTOR_COLUMNS, COLLECTOR_FROM, STATUS_SQL, toCollector } from '../../collectors/collector-row';
+import { COLLECTOR_COLUMNS, COLLECTOR_JOINS, STATUS_SQL, toCollector } from '../../collectors/collector-row';
 
-/** Sort keys → SQL (a closed list: the column never comes from the caller's text). */
+/**
+ * Sort keys → SQL over `collectors c` (a closed list: the column never comes from the caller's
+ * text). `status` is the displayed status, computed as in COLLECTOR_COLUMNS.
+ */
 const SORTS = {
   name: 'c.name',
   registered_at: 'c.registered_at',
   last_heartbeat: 'c.last_heartbeat',
   last_metric_at: 'c.last_metric_at',
-  status: 'status',
+  status: `(${STATUS_SQL})`,
   environment: 'c.environment',
   type: 'c.type',
   host: 'c.host',
@@ -38,7 +41,12 @@ export const ListCollectorsInputSchema = z
   })
   .default({ deleted: 'active', sort: 'name', order: 'asc', page: 1, page_size: 50 });
 
-/** Filters, sort and pagination with the total, in one query (count(*) OVER ()). */
+/**
+ * Filters, sort and pagination with the total. The page is chosen first from `collectors` alone
+ * (ids, and the total by count(*) OVER ()), and only its rows are then read in full with their
+ * group and registering user: building every matching row's full answer just to keep 50 of them
+ * took ~25 ms for 10,000 collectors against ~5 ms this way (measured with psql \timing).
+ */
 export const list = authedProcedure
   .input(ListCollectorsInputSchema)
   .output(
@@ -59,18 +67,25 @@ export const list = authedProcedure
       const pattern = `%${input.search.replace(/[\\%_]/g, (m) => `\\${m}`)}%`;
       f.add((p) => `(c.name ILIKE ${p} OR c.host ILIKE ${p})`, pattern);
     }
+    const order = `${SORTS[input.sort]} ${input.order === 'asc' ? 'ASC' : 'DESC'} NULLS LAST, c.id`;
     const { rows } = await ctx.deps.pool.query(
-      `SELECT ${COLLECTOR_COLUMNS}, count(*) OVER () AS total
-         FROM ${COLLECTOR_FROM}
-        ${f.where}
-        ORDER BY ${SORTS[input.sort]} ${input.order === 'asc' ? 'ASC' : 'DESC'} NULLS LAST, c.id
-        LIMIT ${f.after(1)} OFFSET ${f.after(2)}`,
+      `WITH page AS (
+         SELECT c.id, count(*) OVER () AS total
+           FROM collectors c
+          ${f.where}
+          ORDER BY ${order}
+          LIMIT ${f.after(1)} OFFSET ${f.after(2)}
+       )
+       SELECT ${COLLECTOR_COLUMNS}, page.total
+         FROM page JOIN collectors c ON c.id = page.id
+         ${COLLECTOR_JOINS}
+        ORDER BY ${order}`,
       [...f.params, input.page_size, (input.page - 1) * input.page_size],
     );
     let total = Number(rows[0]?.total ?? 0);
     if (rows.length === 0 && input.page > 1) {
       // Past the last page: count(*) OVER () saw no rows, so count separately.
-      const count = await ctx.deps.pool.query(`SELECT count(*) AS n FROM ${COLLECTOR_FROM} ${f.where}`, f.params);
+      const count = await ctx.deps.pool.query(`SELECT count(*) AS n FROM collectors c ${f.where}`, f.params);
       total = Number(count.rows[0].n);
     }
     return { items: rows.map(toCollector), total, page: input.page, page_size: input.page_size };
