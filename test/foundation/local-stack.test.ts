@@ -3,8 +3,15 @@ import { connect } from 'node:net';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, startPostgres, startRedis, startTogether, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
-import { spawnServer } from '../../packages/local-stack/src/child';
+import {
+  freePort,
+  spawnServer,
+  startPostgres,
+  startRedis,
+  startTogether,
+  type PostgresHandle,
+  type RedisHandle,
+} from '@pga/local-stack';
 import { testEnv } from '../helpers';
 
 /** Whether anything accepts a TCP connection on this loopback port. */

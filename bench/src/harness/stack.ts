@@ -1,11 +1,21 @@
-import { spawn, type ChildProcess, execFileSync } from 'node:child_process';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { migrateDatabase } from '@pga/db';
-import { freePort, startPostgres, startRedis, startTogether, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
+import {
+  freePort,
+  outputTail,
+  spawnServer,
+  stopChild,
+  startPostgres,
+  startRedis,
+  startTogether,
+  type PostgresHandle,
+  type RedisHandle,
+} from '@pga/local-stack';
 import { builtServiceArgs, serviceByEntry } from '../../../scripts/lib/service-build';
 import { extraNodeFlags, extraServiceEnv, withFlagsBeforeScript } from './diagnostics';
 
@@ -120,7 +130,6 @@ export class BenchStack {
    */
   async startService(name: string, options: StartServiceOptions): Promise<ServiceHandle> {
     const logFile = path.join(this.workDir, `${name}.log`);
-    const log = createWriteStream(logFile, { flags: 'a' });
     const profileDir = process.env.BENCH_PROFILE_DIR;
     const spec = serviceByEntry(options.entry);
     const flags = [...(spec?.nodeFlags ?? []), ...extraNodeFlags()];
@@ -135,21 +144,12 @@ export class BenchStack {
           ]
         : withFlagsBeforeScript(await builtServiceArgs(REPO_ROOT, spec), extraNodeFlags());
     const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...options.env, ...extraServiceEnv() };
-    const command = options.fileLimit
-      ? spawn('sh', ['-c', `ulimit -n ${options.fileLimit} 2>/dev/null; exec "$0" "$@"`, process.execPath, ...nodeArgs], {
-          cwd: REPO_ROOT,
-          env,
-          stdio: ['ignore', 'pipe', 'pipe'],
-        })
-      : spawn(process.execPath, nodeArgs, {
-          cwd: REPO_ROOT,
-          env,
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
-    // One log for both streams, ended once both have (the first to end must not close it under the other).
-    command.stdout?.pipe(log, { end: false });
-    command.stderr?.pipe(log, { end: false });
-    command.once('close', () => log.end());
+    // With a file limit, through `sh` (ulimit) which then execs node.
+    const [program, args] = options.fileLimit
+      ? ['sh', ['-c', `ulimit -n ${options.fileLimit} 2>/dev/null; exec "$0" "$@"`, process.execPath, ...nodeArgs]]
+      : [process.execPath, nodeArgs];
+    // One log for both streams (spawnServer: ended once both have; its tail is quoted below).
+    const command = spawnServer(program, args, logFile, { cwd: REPO_ROOT, env });
     const url = `http://127.0.0.1:${options.port}`;
     const handle: ServiceHandle = {
       name,
@@ -158,13 +158,15 @@ export class BenchStack {
       url,
       logFile,
       child: command,
-      stop: () => stopByPid(command),
+      stop: () => stopChild(command, 'SIGTERM'),
     };
     this.services.set(name, handle);
     const deadline = Date.now() + (options.timeoutMs ?? 60_000);
     for (;;) {
       if (command.exitCode !== null || command.signalCode !== null)
-        throw new Error(`${name} exited at start (code ${command.exitCode ?? command.signalCode}); log: ${logFile}`);
+        throw new Error(
+          `${name} exited at start (code ${command.exitCode ?? command.signalCode}); log: ${logFile}${outputTail(command)}`,
+        );
       try {
         const res = await fetch(`${url}${options.healthPath ?? '/healthz'}`, { signal: AbortSignal.timeout(1000) });
         if (res.ok) return handle;
@@ -236,21 +238,6 @@ export class BenchStack {
     if (keep) this.keepLogs(keep);
     removeStackFolders(this.workDir, this.pg.dataDir);
   }
-}
-
-/** SIGTERM by PID, SIGKILL after 15 s. */
-export function stopByPid(child: ChildProcess, graceMs = 15_000): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return resolve();
-    const timer = setTimeout(() => {
-      if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL');
-    }, graceMs);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    process.kill(child.pid, 'SIGTERM');
-  });
 }
 
 /** `postgres --version` style output of a binary, or "unknown". */
