@@ -74,11 +74,18 @@ if (!installed) {
   writeFileSync(stamp, lockHash);
 }
 
-const tsx = path.join(root, 'node_modules', '.bin', 'tsx');
-const child = spawn(tsx, [path.join(root, 'scripts', `${command}.ts`), ...process.argv.slice(3)], {
-  cwd: root,
-  stdio: 'inherit',
-});
-// A terminal's Ctrl-C reaches the whole process group; a plain `kill` reaches only us: pass it on.
+// tsx as a loader, not its CLI: the CLI relays a signal and SIGKILLs its child when that child does
+// not confirm within 30 ms, and a terminal's Ctrl-C plus our relay below is two signals, so the
+// script was killed in the middle of its own shutdown (its services left running).
+const child = spawn(
+  process.execPath,
+  ['--import', 'tsx', path.join(root, 'scripts', `${command}.ts`), ...process.argv.slice(3)],
+  {
+    cwd: root,
+    stdio: 'inherit',
+  },
+);
+// A terminal's Ctrl-C reaches the whole process group; a plain `kill` reaches only us: pass it on
+// (the scripts treat a second signal as the first).
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

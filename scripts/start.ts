@@ -88,7 +88,10 @@ function startService(name: string, nodeArgs: string[], env: Record<string, stri
         if (child.exitCode !== null || child.signalCode !== null) return resolve();
         child.once('exit', () => resolve());
         child.kill('SIGTERM');
-        setTimeout(() => child.kill('SIGKILL'), 20_000).unref();
+        setTimeout(() => {
+          logger.warn({ service: name }, 'service did not stop within 20 s; killing it');
+          child.kill('SIGKILL');
+        }, 20_000).unref();
       }),
   });
   return child;
@@ -104,6 +107,8 @@ try {
       dataDir: path.join(config.DATA_DIR, 'postgres'),
       port: await freePort(),
       password: secrets.PG_PASSWORD,
+      // Ctrl-C reaches the services and this script; PostgreSQL and Redis are stopped after them.
+      ownProcessGroup: true,
     });
     started.push({ name: 'postgres', stop: pg.stop });
     await ensureDatabase(pg.url, 'pganalytics');
@@ -112,7 +117,11 @@ try {
   }
   let redisUrl = config.REDIS_URL;
   if (!redisUrl) {
-    const redis: RedisHandle = await startRedis({ dataDir: path.join(config.DATA_DIR, 'redis'), port: await freePort() });
+    const redis: RedisHandle = await startRedis({
+      dataDir: path.join(config.DATA_DIR, 'redis'),
+      port: await freePort(),
+      ownProcessGroup: true,
+    });
     started.push({ name: 'redis', stop: redis.stop });
     redisUrl = redis.url;
     logger.info({ port: redis.port, serverPid: redis.pid }, 'local Redis started');

@@ -57,11 +57,14 @@ const workDir = path.join(root, '.data', `test-${process.pid}`);
 mkdirSync(workDir, { recursive: true });
 let pg: PostgresHandle | undefined;
 let redis: RedisHandle | undefined;
-const cleanup = async () => {
-  await redis?.stop().catch(() => undefined);
-  await pg?.stop().catch(() => undefined);
-  rmSync(workDir, { recursive: true, force: true });
-};
+let cleaning: Promise<void> | undefined;
+// Once: a terminal's Ctrl-C and bootstrap.mjs's relay of it are two signals.
+const cleanup = () =>
+  (cleaning ??= (async () => {
+    await redis?.stop().catch(() => undefined);
+    await pg?.stop().catch(() => undefined);
+    rmSync(workDir, { recursive: true, force: true });
+  })());
 process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
 process.on('SIGTERM', () => void cleanup().then(() => process.exit(143)));
 

@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdtempSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import pg from 'pg';
@@ -11,6 +11,23 @@ const refused = async (url: string) =>
     () => true,
   );
 
+/** Live processes of this process group or working in this folder (the stack's servers), as "pid command". */
+function leftovers(pgid: number, dir: string): string[] {
+  const found: string[] = [];
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const [state, , group] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (state === 'Z') continue;
+      if (Number(group) === pgid || readlinkSync(`/proc/${pid}/cwd`).startsWith(dir))
+        found.push(`${pid} ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').trim()}`);
+    } catch {
+      // exited meanwhile, or another account's process we may not inspect
+    }
+  }
+  return found;
+}
+
 describe('npm start (scripts/start.ts)', () => {
   // Starting three services (each compiling TypeScript at start) plus initdb takes a while on 2 busy cores.
   it(
@@ -20,6 +37,7 @@ describe('npm start (scripts/start.ts)', () => {
       const dataDir = mkdtempSync(path.join(testEnv.dataDir, 'stack-'));
       chmodSync(dataDir, 0o755); // reachable by the postgres account when the tests run as root
       const stack = await startStack({ DATA_DIR: dataDir });
+      let shutdownFrom: number;
       try {
         expect(stack.output()).toMatch(/First admin\s+admin \/ \S{12,}/);
         expect(await healthy(stack.adminUrl)).toBe(200);
@@ -32,8 +50,14 @@ describe('npm start (scripts/start.ts)', () => {
         await expect.poll(() => page.getByRole('heading', { level: 1 }).textContent()).toBe('pgAnalytics Central');
         await expect.poll(() => page.getByTestId('health').textContent()).toBe('healthy');
       } finally {
+        shutdownFrom = stack.output().length;
         expect(await stack.stop()).toBe(0);
       }
+      // Ctrl-C reaches the whole group: the services drain while PostgreSQL and Redis are still up
+      // (they are stopped after them), so the shutdown logs no warning or error (LOG_LEVEL=warn),
+      // and it ends with nothing of it left running.
+      expect(stack.output().slice(shutdownFrom)).not.toMatch(/"level":[456]0/);
+      expect(leftovers(stack.child.pid!, dataDir)).toEqual([]);
       // Everything it started is gone, ports closed.
       expect(await refused(stack.adminUrl)).toBe(true);
       expect(await refused(stack.ingestUrl)).toBe(true);

@@ -11,15 +11,19 @@ export interface RunningStack extends AsyncDisposable {
   /** Everything scripts/start.ts printed so far. */
   output(): string;
   child: ChildProcess;
-  /** Sends SIGINT (Ctrl-C) and resolves with the exit code. */
+  /** Sends SIGINT to its whole process group, as a terminal's Ctrl-C does, and resolves with the exit code. */
   stop(): Promise<number | null>;
 }
 
-/** Runs scripts/start.ts (what `npm start` runs) on free ports and waits for its banner. */
+/**
+ * Runs scripts/start.ts as `npm start` runs it (`node --import tsx`, scripts/bootstrap.mjs) on free
+ * ports, in a process group of its own like a terminal's foreground job, and waits for its banner.
+ */
 export async function startStack(env: Record<string, string>, timeoutMs = 180_000): Promise<RunningStack> {
   const [ingest, admin, writer] = [await freePort(), await freePort(), await freePort()];
-  const child = spawn(path.join(root, 'node_modules/.bin/tsx'), [path.join(root, 'scripts/start.ts')], {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'scripts/start.ts')], {
     cwd: root,
+    detached: true,
     env: {
       PATH: process.env.PATH,
       INGEST_PORT: String(ingest),
@@ -49,7 +53,7 @@ export async function startStack(env: Record<string, string>, timeoutMs = 180_00
     });
   });
   const stop = async () => {
-    if (child.exitCode === null) child.kill('SIGINT');
+    if (child.exitCode === null && child.pid !== undefined) process.kill(-child.pid, 'SIGINT');
     return exited;
   };
   return {

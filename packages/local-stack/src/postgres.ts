@@ -17,6 +17,12 @@ export interface StartPostgresOptions {
   ephemeral?: boolean;
   /** Extra `-c name=value` settings. */
   settings?: Record<string, string>;
+  /**
+   * Run the server in a process group of its own, so a terminal's Ctrl-C (sent to the whole
+   * foreground group) reaches only the caller, which then stops it after the services using it
+   * (`npm start`). The caller must stop it; default false (Ctrl-C stops it directly).
+   */
+  ownProcessGroup?: boolean;
 }
 
 export interface PostgresHandle {
@@ -118,7 +124,11 @@ export async function startPostgres(options: StartPostgresOptions): Promise<Post
   if (account) {
     writeFileSync(logFile, '', { flag: 'a' });
   }
-  const child = spawnServer(postgresBinary('postgres'), args, logFile, { ...owner, cwd: dataDir });
+  const child = spawnServer(postgresBinary('postgres'), args, logFile, {
+    ...owner,
+    cwd: dataDir,
+    detached: options.ownProcessGroup === true,
+  });
   let exited = false;
   // 'close': it exited and all it printed has been read (outputTail has it).
   child.once('close', () => (exited = true));

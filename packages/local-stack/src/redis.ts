@@ -13,6 +13,12 @@ export interface StartRedisOptions {
   password?: string;
   /** `maxmemory`, e.g. "1gb"; default unlimited. */
   maxMemory?: string;
+  /**
+   * Run the server in a process group of its own, so a terminal's Ctrl-C (sent to the whole
+   * foreground group) reaches only the caller, which then stops it after the services using it
+   * (`npm start`). The caller must stop it; default false (Ctrl-C stops it directly).
+   */
+  ownProcessGroup?: boolean;
 }
 
 export interface RedisHandle {
@@ -64,7 +70,7 @@ export async function startRedis(options: StartRedisOptions): Promise<RedisHandl
     ...(options.maxMemory ? ['--maxmemory', options.maxMemory] : []),
     ...(options.password ? ['--requirepass', options.password] : []),
   ];
-  const child = spawnServer(redisBinary(), args, logFile, { cwd: dir });
+  const child = spawnServer(redisBinary(), args, logFile, { cwd: dir, detached: options.ownProcessGroup === true });
   let exited = false;
   // 'close': it exited and all it printed has been read (outputTail has it).
   child.once('close', () => (exited = true));
