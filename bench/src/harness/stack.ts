@@ -81,11 +81,18 @@ export class BenchStack {
       [pgHandle, redis] = (await startTogether<PostgresHandle | RedisHandle>([
         // Durable settings (fsync and synchronous_commit on): throughput figures must include the
         // cost of commits the way production pays it; group commit is part of what is measured.
-        freePort().then((port) => startPostgres({ dataDir: path.join(workDir, 'postgres'), port })),
+        // Own process groups: a terminal's Ctrl-C reaches the bench and its services, and the bench
+        // stops PostgreSQL and Redis after the services (stop()), not under their feet.
+        freePort().then((port) => startPostgres({ dataDir: path.join(workDir, 'postgres'), port, ownProcessGroup: true })),
         // BENCH_REDIS_AOF=no: a diagnostic run without Redis's append-only file, to see what AOF
         // writes cost in latency (never how the product runs; the header of the report says so).
         freePort().then((port) =>
-          startRedis({ dataDir: path.join(workDir, 'redis'), port, appendOnly: process.env.BENCH_REDIS_AOF !== 'no' }),
+          startRedis({
+            dataDir: path.join(workDir, 'redis'),
+            port,
+            appendOnly: process.env.BENCH_REDIS_AOF !== 'no',
+            ownProcessGroup: true,
+          }),
         ),
       ])) as [PostgresHandle, RedisHandle];
       const admin = new pg.Client({ connectionString: pgHandle.url });
