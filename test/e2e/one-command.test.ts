@@ -1,8 +1,8 @@
-import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { createTestDatabase, launchBrowser, startStack, testEnv } from '../helpers';
+import { alive, createTestDatabase, launchBrowser, startStack, testEnv } from '../helpers';
 
 const healthy = async (url: string) => (await fetch(`${url}/healthz`)).status;
 const refused = async (url: string) =>
@@ -10,23 +10,6 @@ const refused = async (url: string) =>
     () => false,
     () => true,
   );
-
-/** Live processes of this process group or working in this folder (the stack's servers), as "pid command". */
-function leftovers(pgid: number, dir: string): string[] {
-  const found: string[] = [];
-  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const [state, , group] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (state === 'Z') continue;
-      if (Number(group) === pgid || readlinkSync(`/proc/${pid}/cwd`).startsWith(dir))
-        found.push(`${pid} ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').trim()}`);
-    } catch {
-      // exited meanwhile, or another account's process we may not inspect
-    }
-  }
-  return found;
-}
 
 describe('npm start (scripts/start.ts)', () => {
   // Starting three services (each compiling TypeScript at start) plus initdb takes a while on 2 busy cores.
@@ -53,11 +36,12 @@ describe('npm start (scripts/start.ts)', () => {
         shutdownFrom = stack.output().length;
         expect(await stack.stop()).toBe(0);
       }
-      // Ctrl-C reaches the whole group: the services drain while PostgreSQL and Redis are still up
-      // (they are stopped after them), so the shutdown logs no warning or error (LOG_LEVEL=warn),
-      // and it ends with nothing of it left running.
+      // Ctrl-C reaches the script and its services: they drain while PostgreSQL and Redis are still
+      // up (stopped after them), so the shutdown logs no warning or error (LOG_LEVEL=warn), and it
+      // ends with nothing it started left running.
       expect(stack.output().slice(shutdownFrom)).not.toMatch(/"level":[456]0/);
-      expect(leftovers(stack.child.pid!, dataDir)).toEqual([]);
+      expect(stack.stoppedTree.length).toBeGreaterThanOrEqual(6); // script, 3 services (the edge forks), PostgreSQL, Redis
+      expect(stack.stoppedTree.filter(alive)).toEqual([]);
       // Everything it started is gone, ports closed.
       expect(await refused(stack.adminUrl)).toBe(true);
       expect(await refused(stack.ingestUrl)).toBe(true);

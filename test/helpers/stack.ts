@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { freePort } from '@pga/local-stack';
 
@@ -11,19 +12,51 @@ export interface RunningStack extends AsyncDisposable {
   /** Everything scripts/start.ts printed so far. */
   output(): string;
   child: ChildProcess;
-  /** Sends SIGINT to its whole process group, as a terminal's Ctrl-C does, and resolves with the exit code. */
+  /**
+   * Ctrl-C as a terminal sends it: SIGINT to the script and every process of its process group
+   * (its services; not servers it put in groups of their own). Resolves with the exit code.
+   */
   stop(): Promise<number | null>;
+  /** Every process under the script when stop() was called, in any process group. */
+  stoppedTree: number[];
 }
 
-/**
- * Runs scripts/start.ts as `npm start` runs it (`node --import tsx`, scripts/bootstrap.mjs) on free
- * ports, in a process group of its own like a terminal's foreground job, and waits for its banner.
- */
+interface ProcStat {
+  pid: number;
+  ppid: number;
+  pgrp: number;
+}
+
+function procStats(): ProcStat[] {
+  const stats: ProcStat[] = [];
+  for (const entry of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const [state, ppid, pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (state !== 'Z') stats.push({ pid: Number(entry), ppid: Number(ppid), pgrp: Number(pgrp) });
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return stats;
+}
+
+/** `root` and its live descendants. */
+function processTree(root: number): ProcStat[] {
+  const all = procStats();
+  const tree = all.filter((p) => p.pid === root);
+  for (let i = 0; i < tree.length; i++) tree.push(...all.filter((p) => p.ppid === tree[i]!.pid));
+  return tree;
+}
+
+/** Whether a process with this PID is alive (not a zombie). */
+export const alive = (pid: number): boolean => procStats().some((p) => p.pid === pid);
+
+/** Runs scripts/start.ts as `npm start` runs it (`node --import tsx`, scripts/bootstrap.mjs) on free ports and waits for its banner. */
 export async function startStack(env: Record<string, string>, timeoutMs = 180_000): Promise<RunningStack> {
   const [ingest, admin, writer] = [await freePort(), await freePort(), await freePort()];
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'scripts/start.ts')], {
     cwd: root,
-    detached: true,
     env: {
       PATH: process.env.PATH,
       INGEST_PORT: String(ingest),
@@ -52,8 +85,16 @@ export async function startStack(env: Record<string, string>, timeoutMs = 180_00
       reject(new Error(`stack exited with ${code} before starting:\n${out}`));
     });
   });
+  const stoppedTree: number[] = [];
   const stop = async () => {
-    if (child.exitCode === null && child.pid !== undefined) process.kill(-child.pid, 'SIGINT');
+    if (child.exitCode === null && child.pid !== undefined) {
+      // Not a process group of its own (an interrupted test run must still stop it with the rest),
+      // so the terminal's group is the script's group: the script and the services it spawned.
+      const tree = processTree(child.pid);
+      stoppedTree.push(...tree.map((p) => p.pid));
+      const group = tree[0]!.pgrp;
+      for (const p of tree) if (p.pgrp === group) process.kill(p.pid, 'SIGINT');
+    }
     return exited;
   };
   return {
@@ -63,6 +104,7 @@ export async function startStack(env: Record<string, string>, timeoutMs = 180_00
     output: () => out,
     child,
     stop,
+    stoppedTree,
     [Symbol.asyncDispose]: async () => void (await stop()),
   };
 }
