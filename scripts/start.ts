@@ -53,21 +53,30 @@ function localSecrets(dataDir: string): { JWT_SECRET: string; ENCRYPTION_KEY: st
 }
 
 const started: { name: string; stop: () => Promise<void> }[] = [];
-let stopping = false;
+let stopping: Promise<never> | undefined;
 
-async function shutdown(code: number): Promise<never> {
-  if (!stopping) {
-    stopping = true;
+/**
+ * Stops everything, once: a terminal's Ctrl-C reaches this script twice (directly, and relayed by
+ * bootstrap.mjs), and the second signal must wait for the first stop, not exit in the middle of it
+ * (PostgreSQL and Redis, in process groups of their own, would be left running).
+ */
+function shutdown(code: number): Promise<never> {
+  return (stopping ??= (async () => {
     logger.info('stopping…');
     for (const item of started.reverse()) {
       await item.stop().catch((err: unknown) => logger.warn({ err, part: item.name }, 'stop failed'));
     }
     logger.info('stopped');
-  }
-  process.exit(code);
+    process.exit(code);
+  })());
 }
 process.on('SIGINT', () => void shutdown(0));
 process.on('SIGTERM', () => void shutdown(0));
+// A crash of this script must not leave PostgreSQL and Redis (own process groups) running either.
+process.on('uncaughtException', (err) => {
+  logger.error({ err }, 'start script failed; stopping everything');
+  void shutdown(1);
+});
 
 /** Runs a service's bundle (built above) with its node flags: `node <flags> <service>/dist/main.mjs`. */
 function startService(name: string, nodeArgs: string[], env: Record<string, string>): ChildProcess {

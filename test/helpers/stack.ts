@@ -13,8 +13,9 @@ export interface RunningStack extends AsyncDisposable {
   output(): string;
   child: ChildProcess;
   /**
-   * Ctrl-C as a terminal sends it: SIGINT to the script and every process of its process group
-   * (its services; not servers it put in groups of their own). Resolves with the exit code.
+   * Ctrl-C as `npm start` gets it from a terminal: SIGINT to the script and every process of its
+   * process group (its services; not servers it put in groups of their own), then once more to the
+   * script, as scripts/bootstrap.mjs relays it. Resolves with the exit code.
    */
   stop(): Promise<number | null>;
   /** Every process under the script when stop() was called, in any process group. */
@@ -94,6 +95,8 @@ export async function startStack(env: Record<string, string>, timeoutMs = 180_00
       stoppedTree.push(...tree.map((p) => p.pid));
       const group = tree[0]!.pgrp;
       for (const p of tree) if (p.pgrp === group) process.kill(p.pid, 'SIGINT');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      if (child.exitCode === null) child.kill('SIGINT');
     }
     return exited;
   };
