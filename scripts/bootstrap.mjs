@@ -87,5 +87,5 @@ const child = spawn(
 );
 // A terminal's Ctrl-C reaches the whole process group; a plain `kill` reaches only us: pass it on
 // (the scripts treat a second signal as the first).
-for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

@@ -55,6 +55,15 @@ function localSecrets(dataDir: string): { JWT_SECRET: string; ENCRYPTION_KEY: st
 const started: { name: string; stop: () => Promise<void> }[] = [];
 let stopping: Promise<never> | undefined;
 
+/** Logs while stopping: a closed terminal must not stop the stopping. */
+function say(level: 'info' | 'warn' | 'error', obj: object, msg: string): void {
+  try {
+    logger[level](obj, msg);
+  } catch {
+    // the terminal is gone
+  }
+}
+
 /**
  * Stops everything, once: a terminal's Ctrl-C reaches this script twice (directly, and relayed by
  * bootstrap.mjs), and the second signal must wait for the first stop, not exit in the middle of it
@@ -62,19 +71,21 @@ let stopping: Promise<never> | undefined;
  */
 function shutdown(code: number): Promise<never> {
   return (stopping ??= (async () => {
-    logger.info('stopping…');
+    say('info', {}, 'stopping…');
     for (const item of started.reverse()) {
-      await item.stop().catch((err: unknown) => logger.warn({ err, part: item.name }, 'stop failed'));
+      await item.stop().catch((err: unknown) => say('warn', { err, part: item.name }, 'stop failed'));
     }
-    logger.info('stopped');
+    say('info', {}, 'stopped');
     process.exit(code);
   })());
 }
 process.on('SIGINT', () => void shutdown(0));
 process.on('SIGTERM', () => void shutdown(0));
-// A crash of this script must not leave PostgreSQL and Redis (own process groups) running either.
+// The terminal closed: PostgreSQL and Redis, in groups of their own, would not hear of it.
+process.on('SIGHUP', () => void shutdown(0));
+// A crash of this script must not leave PostgreSQL and Redis running either.
 process.on('uncaughtException', (err) => {
-  logger.error({ err }, 'start script failed; stopping everything');
+  say('error', { err }, 'start script failed; stopping everything');
   void shutdown(1);
 });
 
@@ -87,6 +98,8 @@ function startService(name: string, nodeArgs: string[], env: Record<string, stri
   });
   child.on('exit', (code, signal) => {
     if (stopping) return;
+    // A closed terminal hangs up the services too, maybe before this script hears of it.
+    if (signal === 'SIGHUP') return void shutdown(0);
     logger.error({ service: name, code, signal }, 'service exited unexpectedly; stopping everything');
     void shutdown(1);
   });
@@ -98,7 +111,7 @@ function startService(name: string, nodeArgs: string[], env: Record<string, stri
         child.once('exit', () => resolve());
         child.kill('SIGTERM');
         setTimeout(() => {
-          logger.warn({ service: name }, 'service did not stop within 20 s; killing it');
+          say('warn', { service: name }, 'service did not stop within 20 s; killing it');
           child.kill('SIGKILL');
         }, 20_000).unref();
       }),

@@ -46,13 +46,15 @@ describe('npm start (scripts/start.ts)', () => {
       expect(await refused(stack.adminUrl)).toBe(true);
       expect(await refused(stack.ingestUrl)).toBe(true);
 
-      // Second run reuses the cluster: the admin exists, no new password is printed.
+      // Second run reuses the cluster: the admin exists, no new password is printed. This one ends
+      // with its terminal closed (SIGHUP): that too stops PostgreSQL and Redis.
       const again = await startStack({ DATA_DIR: dataDir });
       try {
         expect(again.output()).toMatch(/Admin account\s+admin \(already exists\)/);
       } finally {
-        expect(await again.stop()).toBe(0);
+        expect(await again.stop('SIGHUP')).toBe(0);
       }
+      expect(again.stoppedTree.filter(alive)).toEqual([]);
     },
   );
 

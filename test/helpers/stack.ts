@@ -15,9 +15,10 @@ export interface RunningStack extends AsyncDisposable {
   /**
    * Ctrl-C as `npm start` gets it from a terminal: SIGINT to the script and every process of its
    * process group (its services; not servers it put in groups of their own), then once more to the
-   * script, as scripts/bootstrap.mjs relays it. Resolves with the exit code.
+   * script, as scripts/bootstrap.mjs relays it. Resolves with the exit code. `SIGHUP`: the terminal
+   * was closed instead.
    */
-  stop(): Promise<number | null>;
+  stop(signal?: 'SIGINT' | 'SIGHUP'): Promise<number | null>;
   /** Every process under the script when stop() was called, in any process group. */
   stoppedTree: number[];
 }
@@ -87,16 +88,16 @@ export async function startStack(env: Record<string, string>, timeoutMs = 180_00
     });
   });
   const stoppedTree: number[] = [];
-  const stop = async () => {
+  const stop = async (signal: 'SIGINT' | 'SIGHUP' = 'SIGINT') => {
     if (child.exitCode === null && child.pid !== undefined) {
       // Not a process group of its own (an interrupted test run must still stop it with the rest),
       // so the terminal's group is the script's group: the script and the services it spawned.
       const tree = processTree(child.pid);
       stoppedTree.push(...tree.map((p) => p.pid));
       const group = tree[0]!.pgrp;
-      for (const p of tree) if (p.pgrp === group) process.kill(p.pid, 'SIGINT');
+      for (const p of tree) if (p.pgrp === group) process.kill(p.pid, signal);
       await new Promise((resolve) => setTimeout(resolve, 50));
-      if (child.exitCode === null) child.kill('SIGINT');
+      if (child.exitCode === null) child.kill(signal);
     }
     return exited;
   };
