@@ -55,15 +55,6 @@ function localSecrets(dataDir: string): { JWT_SECRET: string; ENCRYPTION_KEY: st
 const started: { name: string; stop: () => Promise<void> }[] = [];
 let stopping: Promise<never> | undefined;
 
-/** Logs while stopping: a closed terminal must not stop the stopping. */
-function say(level: 'info' | 'warn' | 'error', obj: object, msg: string): void {
-  try {
-    logger[level](obj, msg);
-  } catch {
-    // the terminal is gone
-  }
-}
-
 /**
  * Stops everything, once: a terminal's Ctrl-C reaches this script twice (directly, and relayed by
  * bootstrap.mjs), and the second signal must wait for the first stop, not exit in the middle of it
@@ -71,11 +62,11 @@ function say(level: 'info' | 'warn' | 'error', obj: object, msg: string): void {
  */
 function shutdown(code: number): Promise<never> {
   return (stopping ??= (async () => {
-    say('info', {}, 'stopping…');
+    logger.info('stopping…');
     for (const item of started.reverse()) {
-      await item.stop().catch((err: unknown) => say('warn', { err, part: item.name }, 'stop failed'));
+      await item.stop().catch((err: unknown) => logger.warn({ err, part: item.name }, 'stop failed'));
     }
-    say('info', {}, 'stopped');
+    logger.info('stopped');
     process.exit(code);
   })());
 }
@@ -85,7 +76,7 @@ process.on('SIGTERM', () => void shutdown(0));
 process.on('SIGHUP', () => void shutdown(0));
 // A crash of this script must not leave PostgreSQL and Redis running either.
 process.on('uncaughtException', (err) => {
-  say('error', { err }, 'start script failed; stopping everything');
+  logger.error({ err }, 'start script failed; stopping everything');
   void shutdown(1);
 });
 
@@ -111,7 +102,7 @@ function startService(name: string, nodeArgs: string[], env: Record<string, stri
         child.once('exit', () => resolve());
         child.kill('SIGTERM');
         setTimeout(() => {
-          say('warn', { service: name }, 'service did not stop within 20 s; killing it');
+          logger.warn({ service: name }, 'service did not stop within 20 s; killing it');
           child.kill('SIGKILL');
         }, 20_000).unref();
       }),

@@ -2,7 +2,8 @@ import { chmodSync, existsSync, mkdtempSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { alive, createTestDatabase, launchBrowser, startStack, testEnv } from '../helpers';
+import { alive } from '@pga/local-stack';
+import { createTestDatabase, launchBrowser, startStack, testEnv } from '../helpers';
 
 const healthy = async (url: string) => (await fetch(`${url}/healthz`)).status;
 const refused = async (url: string) =>

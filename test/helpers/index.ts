@@ -1,4 +1,4 @@
 export { testEnv } from './env';
 export { createTestDatabase, uniquePrefix, type TestDatabase } from './database';
 export { launchBrowser } from './browser';
-export { alive, startStack, type RunningStack } from './stack';
+export { startStack, type RunningStack } from './stack';

@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { freePort } from '@pga/local-stack';
+import { freePort, processTree } from '@pga/local-stack';
 
 const root = path.resolve(import.meta.dirname, '../..');
 
@@ -22,37 +21,6 @@ export interface RunningStack extends AsyncDisposable {
   /** Every process under the script when stop() was called, in any process group. */
   stoppedTree: number[];
 }
-
-interface ProcStat {
-  pid: number;
-  ppid: number;
-  pgrp: number;
-}
-
-function procStats(): ProcStat[] {
-  const stats: ProcStat[] = [];
-  for (const entry of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const [state, ppid, pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (state !== 'Z') stats.push({ pid: Number(entry), ppid: Number(ppid), pgrp: Number(pgrp) });
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return stats;
-}
-
-/** `root` and its live descendants. */
-function processTree(root: number): ProcStat[] {
-  const all = procStats();
-  const tree = all.filter((p) => p.pid === root);
-  for (let i = 0; i < tree.length; i++) tree.push(...all.filter((p) => p.ppid === tree[i]!.pid));
-  return tree;
-}
-
-/** Whether a process with this PID is alive (not a zombie). */
-export const alive = (pid: number): boolean => procStats().some((p) => p.pid === pid);
 
 /** Runs scripts/start.ts as `npm start` runs it (`node --import tsx`, scripts/bootstrap.mjs) on free ports and waits for its banner. */
 export async function startStack(env: Record<string, string>, timeoutMs = 180_000): Promise<RunningStack> {

@@ -1,42 +1,8 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { processTable, processTree, readProc, type ProcEntry } from '@pga/local-stack';
 
 /** Linux clock ticks per second for /proc CPU times (getconf CLK_TCK; 100 on every mainstream kernel). */
 const CLK_TCK = 100;
-const PAGE = 4096;
-
-interface ProcStat {
-  pid: number;
-  ppid: number;
-  /** utime + stime + cutime + cstime, in ticks (children that exited still count). */
-  ticks: number;
-  rssBytes: number;
-}
-
-function readStat(pid: number): ProcStat | undefined {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    // f[0] = state (field 3), so field n is f[n - 3]
-    return {
-      pid,
-      ppid: Number(f[1]),
-      ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]),
-      rssBytes: Number(f[21]) * PAGE,
-    };
-  } catch {
-    return undefined;
-  }
-}
-
-function allProcs(): ProcStat[] {
-  const out: ProcStat[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const s = readStat(Number(name));
-    if (s) out.push(s);
-  }
-  return out;
-}
 
 /** CPU ticks and resident memory of a process and all its descendants. */
 export interface TreeSample {
@@ -47,8 +13,8 @@ export interface TreeSample {
 
 /** Samples several process trees at once (one /proc scan). */
 export function sampleTrees(roots: Record<string, number>): Record<string, TreeSample> {
-  const procs = allProcs();
-  const children = new Map<number, ProcStat[]>();
+  const procs = processTable();
+  const children = new Map<number, ProcEntry[]>();
   for (const p of procs) {
     const list = children.get(p.ppid) ?? [];
     list.push(p);
@@ -87,7 +53,7 @@ export function machineTicks(): { busy: number; total: number } {
 export function startCpuWindow(roots: () => Record<string, number>) {
   const t0 = Date.now();
   const before = sampleTrees(roots());
-  const self0 = readStat(process.pid)?.ticks ?? 0;
+  const self0 = readProc(process.pid)?.ticks ?? 0;
   const m0 = machineTicks();
   return {
     stop(): Record<string, number> {
@@ -96,7 +62,7 @@ export function startCpuWindow(roots: () => Record<string, number>) {
       const m1 = machineTicks();
       const out: Record<string, number> = {};
       // The bench process alone (the load generator), without the servers it spawned.
-      out.generator = Math.max(0, ((readStat(process.pid)?.ticks ?? 0) - self0) / CLK_TCK / seconds);
+      out.generator = Math.max(0, ((readProc(process.pid)?.ticks ?? 0) - self0) / CLK_TCK / seconds);
       let ours = out.generator;
       for (const name of Object.keys(after)) {
         const d = (after[name]!.ticks - (before[name]?.ticks ?? 0)) / CLK_TCK / seconds;
@@ -112,13 +78,5 @@ export function startCpuWindow(roots: () => Record<string, number>) {
 
 /** PIDs of a process and all its descendants. */
 export function treePids(root: number): number[] {
-  const procs = allProcs();
-  const out: number[] = [];
-  const stack = [root];
-  while (stack.length) {
-    const pid = stack.pop()!;
-    out.push(pid);
-    for (const p of procs) if (p.ppid === pid) stack.push(p.pid);
-  }
-  return out;
+  return processTree(root).map((p) => p.pid);
 }

@@ -1,6 +1,16 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 
+/** How a server is run as a child process (PostgreSQL, Redis). */
+export interface ServerProcessOptions {
+  /**
+   * Run the server in a process group of its own, so a terminal's Ctrl-C (sent to the whole
+   * foreground group) reaches only the caller, which then stops it after the services using it
+   * (`npm start`, the bench). The caller must stop it; default false (Ctrl-C stops it directly).
+   */
+  ownProcessGroup?: boolean;
+}
+
 const outputTails = new WeakMap<ChildProcess, string>();
 const TAIL_CHARS = 2000;
 

@@ -3,4 +3,5 @@ export { startRedis, type RedisHandle, type StartRedisOptions } from './redis';
 export { freePort } from './free-port';
 export { findExecutable, POSTGRES_BIN_DIRS } from './find-executable';
 export { GiveUp, waitFor } from './wait-for';
-export { outputTail, spawnServer, startTogether, stopChild } from './child';
+export { outputTail, spawnServer, startTogether, stopChild, type ServerProcessOptions } from './child';
+export { alive, processTable, processTree, readProc, type ProcEntry } from './proc';

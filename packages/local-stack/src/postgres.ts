@@ -2,12 +2,12 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, chownSync, writeFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { outputTail, readyOrStopped, spawnServer, stopChild } from './child';
+import { outputTail, readyOrStopped, spawnServer, stopChild, type ServerProcessOptions } from './child';
 import { findExecutable, POSTGRES_BIN_DIRS } from './find-executable';
 import { GiveUp, waitFor } from './wait-for';
 import { connect } from 'node:net';
 
-export interface StartPostgresOptions {
+export interface StartPostgresOptions extends ServerProcessOptions {
   /** Cluster directory; initialised on first use, reused afterwards. */
   dataDir: string;
   port: number;
@@ -17,12 +17,6 @@ export interface StartPostgresOptions {
   ephemeral?: boolean;
   /** Extra `-c name=value` settings. */
   settings?: Record<string, string>;
-  /**
-   * Run the server in a process group of its own, so a terminal's Ctrl-C (sent to the whole
-   * foreground group) reaches only the caller, which then stops it after the services using it
-   * (`npm start`). The caller must stop it; default false (Ctrl-C stops it directly).
-   */
-  ownProcessGroup?: boolean;
 }
 
 export interface PostgresHandle {

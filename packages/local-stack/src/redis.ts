@@ -1,11 +1,11 @@
 import { mkdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
-import { outputTail, readyOrStopped, spawnServer, stopChild } from './child';
+import { outputTail, readyOrStopped, spawnServer, stopChild, type ServerProcessOptions } from './child';
 import { findExecutable } from './find-executable';
 import { GiveUp, waitFor } from './wait-for';
 
-export interface StartRedisOptions {
+export interface StartRedisOptions extends ServerProcessOptions {
   dataDir: string;
   port: number;
   /** Append-only file on (durable queue); default true. */
@@ -13,12 +13,6 @@ export interface StartRedisOptions {
   password?: string;
   /** `maxmemory`, e.g. "1gb"; default unlimited. */
   maxMemory?: string;
-  /**
-   * Run the server in a process group of its own, so a terminal's Ctrl-C (sent to the whole
-   * foreground group) reaches only the caller, which then stops it after the services using it
-   * (`npm start`). The caller must stop it; default false (Ctrl-C stops it directly).
-   */
-  ownProcessGroup?: boolean;
 }
 
 export interface RedisHandle {
