@@ -8,12 +8,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { configOrExit, loadConfig, port, url } from '@pga/config';
 import { createLogger } from '@pga/logger';
 import { migrateDatabase } from '@pga/db';
-import { startPostgres, startRedis, freePort, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
+import { startPostgres, startRedis, freePort, waitForProcesses, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
 import { ensureDatabase, ensureFirstAdmin } from './lib/setup';
 import { waitForHealth } from './lib/health';
 import { builtServiceArgs, SERVICES, stopBuilding } from './lib/service-build';
@@ -166,10 +167,13 @@ try {
   };
   for (const [name, spec] of Object.entries(SERVICES)) startService(name, await builtServiceArgs(root, spec), env);
 
+  // "Running" means usable: the writer and every edge process ready (Redis reachable, deny state loaded).
   await Promise.all([
     waitForHealth(`http://127.0.0.1:${config.ADMIN_PORT}/healthz`),
-    waitForHealth(`http://127.0.0.1:${config.INGEST_PORT}/healthz`),
-    waitForHealth(`http://127.0.0.1:${config.WRITER_PORT}/healthz`),
+    waitForProcesses(config.INGEST_PORT, '/readyz', Number(process.env.EDGE_PROCESSES) || availableParallelism(), {
+      timeoutMs: 60_000,
+    }),
+    waitForHealth(`http://127.0.0.1:${config.WRITER_PORT}/readyz`),
   ]);
 
   const lines = [

@@ -2,7 +2,7 @@ import { chmodSync, existsSync, mkdtempSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { alive } from '@pga/local-stack';
+import { alive, freshGet } from '@pga/local-stack';
 import { createTestDatabase, launchBrowser, startStack, testEnv } from '../helpers';
 
 const healthy = async (url: string) => (await fetch(`${url}/healthz`)).status;
@@ -27,6 +27,11 @@ describe('npm start (scripts/start.ts)', () => {
         expect(await healthy(stack.adminUrl)).toBe(200);
         expect(await healthy(stack.ingestUrl)).toBe(200);
         expect(await healthy(stack.writerUrl)).toBe(200);
+        // "Running" means usable: the writer and every edge process (fresh connections reach each) ready.
+        expect((await fetch(`${stack.writerUrl}/readyz`)).status).toBe(200);
+        const edgePort = Number(new URL(stack.ingestUrl).port);
+        const ready = await Promise.all(Array.from({ length: 16 }, () => freshGet(edgePort, '/readyz')));
+        expect(ready.map((r) => r.status)).toEqual(Array(16).fill(200));
 
         await using browser = await launchBrowser();
         const page = await browser.newPage();

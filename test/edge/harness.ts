@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { createSecretBox } from '@pga/crypto';
 import { recordIssuedToken } from '@pga/db';
-import { freePort } from '@pga/local-stack';
+import { freePort, GiveUp, waitForProcesses } from '@pga/local-stack';
 import { createLogger } from '@pga/logger';
 import { redisKeys, type RedisKeys } from '@pga/redis-keys';
 import { createCollectorTokens, type CollectorTokens, type IssuedToken } from '@pga/tokens';
@@ -300,14 +300,12 @@ export async function spawnEdge(env: Record<string, string>, { waitReady = true 
     return exited;
   };
   try {
-    await waitUntil(
-      async () => {
-        if (child.exitCode !== null) throw new Error(`edge exited: ${out}`);
-        return (await fetch(`${url}/${waitReady ? 'readyz' : 'healthz'}`)).status === 200;
+    // Every process of a multi-process edge: each fresh connection reaches one of them.
+    await waitForProcesses(port, waitReady ? '/readyz' : '/healthz', waitReady ? Number(env.EDGE_PROCESSES) || 1 : 1, {
+      check: () => {
+        if (child.exitCode !== null) throw new GiveUp(`edge exited: ${out}`);
       },
-      30_000,
-      `edge process on ${port}`,
-    );
+    });
   } catch (err) {
     await stop();
     throw new Error(`${(err as Error).message}\n${out}`, { cause: err });

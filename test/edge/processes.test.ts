@@ -1,8 +1,10 @@
+import path from 'node:path';
 import { revokeCollectorTokens } from '@pga/db';
-import { freePort } from '@pga/local-stack';
+import { answeringPid, freePort, freshGet, startRedis } from '@pga/local-stack';
 import { publishCollectorChange } from '@pga/redis-keys';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EdgeWorld, freshRequest, spawnEdge, type EdgeProcess, type TestCollector } from './harness';
+import { EdgeWorld, freshRequest, spawnEdge, waitUntil, type EdgeProcess, type TestCollector } from './harness';
+import { testEnv, uniquePrefix } from '../helpers';
 
 /** The real entry point: several processes on one port, the change feed reaching all of them. */
 describe('edge processes (main.ts, EDGE_PROCESSES=2)', () => {
@@ -37,8 +39,8 @@ describe('edge processes (main.ts, EDGE_PROCESSES=2)', () => {
     const pids = new Set<number>();
     for (let i = 0; i < 400 && pids.size < 2; i++) {
       // Wait for both workers: the second may still be starting.
-      const res = await freshRequest(cluster.port, 'GET', '/healthz');
-      if (res.status === 200) pids.add(JSON.parse(res.body).pid as number);
+      const res = await freshGet(cluster.port, '/healthz');
+      if (res.status === 200) pids.add(answeringPid(res.body)!);
       if (pids.size < 2) await new Promise((r) => setTimeout(r, 50));
     }
     expect(pids.size).toBe(2);
@@ -90,6 +92,48 @@ async function pushCount(port: number): Promise<number> {
     .find((l) => l.startsWith('edge_http_requests_total{') && l.includes('route="push"') && l.includes('status="200"'));
   return line ? Number(line.split(' ').at(-1)) : 0;
 }
+
+describe('a starting edge worker', () => {
+  it('joins the port only once it is ready, so no connection of the fleet lands on a process that must refuse it', async () => {
+    // Redis is not there yet: the primary listens (and answers /readyz 503), the worker waits.
+    const redisPort = await freePort();
+    await using world = await EdgeWorld.create({ redisUrl: `redis://127.0.0.1:${redisPort}` });
+    await using edge = await spawnEdge(
+      world.env({ EDGE_PROCESSES: '2', INGEST_PORT: String(await freePort()), LOG_LEVEL: 'info', RATE_LIMIT_PER_SECOND: '0' }),
+      { waitReady: false },
+    );
+    await waitUntil(() => edge.output().includes('joining the port once ready'), 30_000, 'the worker waiting for Redis');
+    const pids = new Set<number>();
+    const probe = async (pathname: string) => {
+      const res = await freshGet(edge.port, pathname);
+      if (res.status === 200) pids.add(answeringPid(res.body)!);
+    };
+    // 40 fresh connections: were the worker listening, all of them reaching one process has odds of 2^-39.
+    for (let i = 0; i < 40; i++) await probe('/healthz');
+    expect(pids.size).toBe(1);
+
+    const redis = await startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix('edge-join')), port: redisPort });
+    try {
+      // Both processes ready: the worker joined the port, and the primary (which listened all along) recovered.
+      pids.clear();
+      await waitUntil(async () => (await probe('/readyz'), pids.size === 2), 30_000, 'both processes ready');
+      const c = await world.collector();
+      for (let i = 0; i < 20; i++) {
+        const res = await freshRequest(
+          edge.port,
+          'POST',
+          '/api/v1/metrics/push',
+          { authorization: `Bearer ${c.token}`, 'content-type': 'application/json' },
+          `{"join":${i}}`,
+        );
+        expect(res.status).toBe(200);
+      }
+    } finally {
+      await edge.stop();
+      await redis.stop();
+    }
+  });
+});
 
 describe('SIGTERM drain', () => {
   it('turns readiness off, finishes the in-flight push, exits 0', async () => {

@@ -7,6 +7,7 @@ import pg from 'pg';
 import { migrateDatabase } from '@pga/db';
 import {
   freePort,
+  GiveUp,
   outputTail,
   spawnServer,
   stopChild,
@@ -15,6 +16,7 @@ import {
   startTogether,
   type PostgresHandle,
   type RedisHandle,
+  waitForProcesses,
 } from '@pga/local-stack';
 import { builtServiceArgs, serviceByEntry } from '../../../scripts/lib/service-build';
 import { extraNodeFlags, extraServiceEnv, withFlagsBeforeScript } from './diagnostics';
@@ -38,6 +40,12 @@ export interface StartServiceOptions {
   port: number;
   /** Path answering 200 when the service is up; default /healthz. */
   healthPath?: string;
+  /**
+   * Processes sharing the port, each to answer `healthPath` with 200 and its `pid` (fresh
+   * connections) before the service counts as up; default 1. For the multi-process edge, so no
+   * load starts while one process is still on its way.
+   */
+  processes?: number;
   /** Open-file limit for the child (`ulimit -n`), e.g. for the 10,000-connection scenario. */
   fileLimit?: number;
   timeoutMs?: number;
@@ -168,24 +176,23 @@ export class BenchStack {
       stop: () => stopChild(command, 'SIGTERM'),
     };
     this.services.set(name, handle);
-    const deadline = Date.now() + (options.timeoutMs ?? 60_000);
-    for (;;) {
-      if (command.exitCode !== null || command.signalCode !== null)
-        throw new Error(
-          `${name} exited at start (code ${command.exitCode ?? command.signalCode}); log: ${logFile}${outputTail(command)}`,
-        );
-      try {
-        const res = await fetch(`${url}${options.healthPath ?? '/healthz'}`, { signal: AbortSignal.timeout(1000) });
-        if (res.ok) return handle;
-      } catch {
-        // not up yet
-      }
-      if (Date.now() > deadline) {
-        await handle.stop();
-        throw new Error(`${name} did not answer ${options.healthPath ?? '/healthz'} within the timeout; log: ${logFile}`);
-      }
-      await new Promise((r) => setTimeout(r, 200));
+    const healthPath = options.healthPath ?? '/healthz';
+    try {
+      await waitForProcesses(options.port, healthPath, options.processes ?? 1, {
+        timeoutMs: options.timeoutMs ?? 60_000,
+        check: () => {
+          if (command.exitCode !== null || command.signalCode !== null)
+            throw new GiveUp(
+              `${name} exited at start (code ${command.exitCode ?? command.signalCode}); log: ${logFile}${outputTail(command)}`,
+            );
+        },
+      });
+    } catch (err) {
+      await handle.stop();
+      if (err instanceof GiveUp) throw err;
+      throw new Error(`${name} did not answer ${healthPath} within the timeout; log: ${logFile}`, { cause: err });
     }
+    return handle;
   }
 
   async stopService(name: string): Promise<void> {

@@ -5,3 +5,4 @@ export { findExecutable, POSTGRES_BIN_DIRS } from './find-executable';
 export { GiveUp, waitFor } from './wait-for';
 export { outputTail, spawnServer, startTogether, stopChild, type ServerProcessOptions } from './child';
 export { alive, processTable, processTree, readProc, type ProcEntry } from './proc';
+export { answeringPid, freshGet, waitForProcesses } from './fresh-get';

@@ -36,10 +36,19 @@ export interface CreateEdgeOptions {
   logger: Logger;
   /** Prometheus text for /metrics; default this process's own registry (main.ts aggregates processes). */
   metricsText?: () => Promise<string>;
+  /**
+   * Join the port only once ready (queue reachable, deny state loaded). For the forked processes of
+   * a multi-process edge: a (re)started worker would otherwise get its share of new connections
+   * from the kernel and answer them 503 while its siblings could take them.
+   */
+  listenWhenReady?: boolean;
 }
 
-/** Builds and starts one edge process (issue 4). Listening does not wait for Redis: /readyz says when it is usable. */
-export async function createEdge({ config, logger, metricsText }: CreateEdgeOptions): Promise<Edge> {
+/**
+ * Builds and starts one edge process (issue 4). Unless `listenWhenReady`, listening does not wait
+ * for Redis: /readyz says when it is usable.
+ */
+export async function createEdge({ config, logger, metricsText, listenWhenReady = false }: CreateEdgeOptions): Promise<Edge> {
   const keys = redisKeys(config.REDIS_KEY_PREFIX);
   const metrics = createEdgeMetrics({ ready: () => isReady().ready, inflightBytes: () => budget.used, cache: () => cache });
   const redisOptions = {
@@ -134,14 +143,21 @@ export async function createEdge({ config, logger, metricsText }: CreateEdgeOpti
     }),
   });
 
+  queueHealth.start();
+  void deny.start().catch((err: unknown) => logger.warn({ err }, 'change feed subscription failed; retrying on reconnect'));
+  if (listenWhenReady && !isReady().ready) {
+    // Nothing to drain meanwhile: a SIGTERM before this resolves simply ends the process.
+    logger.info({ reason: isReady().reason }, 'joining the port once ready');
+    await new Promise<void>((resolve) => {
+      const timer = setInterval(() => isReady().ready && (clearInterval(timer), resolve()), 20);
+    });
+  }
   const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) =>
     app.listen(config.INGEST_HOST, config.INGEST_PORT, (socket) =>
       socket ? resolve(socket) : reject(new Error(`cannot listen on ${config.INGEST_HOST}:${config.INGEST_PORT}`)),
     ),
   );
   const port = uWS.us_socket_local_port(listenSocket);
-  queueHealth.start();
-  void deny.start().catch((err: unknown) => logger.warn({ err }, 'change feed subscription failed; retrying on reconnect'));
 
   let drained: Promise<void> | undefined;
   const drain = () =>

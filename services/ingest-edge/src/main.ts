@@ -16,7 +16,7 @@ const primary =
 const metricsText = primary ? primary.metricsText : cluster.isWorker ? workerMetricsBridge(own) : undefined;
 
 try {
-  const edge = await createEdge({ config, logger, ...(metricsText ? { metricsText } : {}) });
+  const edge = await createEdge({ config, logger, listenWhenReady: cluster.isWorker, ...(metricsText ? { metricsText } : {}) });
   ownMetrics = () => edge.metrics.registry.getMetricsAsJSON();
   logger.info({ port: edge.port, host: config.INGEST_HOST, processes: config.EDGE_PROCESSES }, 'ingest edge listening');
   let stopping = false;

@@ -20,8 +20,11 @@ export function opsRoutes(deps: OpsDeps) {
     },
     readyz(res: HttpResponse): void {
       const { ready, reason } = deps.isReady();
-      if (ready) write(res, '200 OK', 'application/json', '{"status":"ready"}');
-      else write(res, '503 Service Unavailable', 'application/json', JSON.stringify({ status: 'not ready', reason }));
+      // The pid tells which process of a multi-process edge answered (as in /healthz).
+      const [status, body] = ready
+        ? ['200 OK', { status: 'ready' }]
+        : ['503 Service Unavailable', { status: 'not ready', reason }];
+      write(res, status, 'application/json', JSON.stringify({ ...body, pid: process.pid }));
     },
     metrics(res: HttpResponse): void {
       let aborted = false;
