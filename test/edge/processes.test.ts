@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { revokeCollectorTokens } from '@pga/db';
-import { answeringPid, freePort, freshGet, startRedis } from '@pga/local-stack';
+import { answeringPid, freePort, freshGet, startRedis, type RedisHandle } from '@pga/local-stack';
 import { publishCollectorChange } from '@pga/redis-keys';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EdgeWorld, freshRequest, spawnEdge, waitUntil, type EdgeProcess, type TestCollector } from './harness';
@@ -97,26 +97,34 @@ describe('a starting edge worker', () => {
   it('joins the port only once it is ready, so no connection of the fleet lands on a process that must refuse it', async () => {
     // Redis is not there yet: the primary listens (and answers /readyz 503), the worker waits.
     const redisPort = await freePort();
-    await using world = await EdgeWorld.create({ redisUrl: `redis://127.0.0.1:${redisPort}` });
-    await using edge = await spawnEdge(
-      world.env({ EDGE_PROCESSES: '2', INGEST_PORT: String(await freePort()), LOG_LEVEL: 'info', RATE_LIMIT_PER_SECOND: '0' }),
-      { waitReady: false },
-    );
-    await waitUntil(() => edge.output().includes('joining the port once ready'), 30_000, 'the worker waiting for Redis');
-    const pids = new Set<number>();
-    const probe = async (pathname: string) => {
-      const res = await freshGet(edge.port, pathname);
-      if (res.status === 200) pids.add(answeringPid(res.body)!);
-    };
-    // 40 fresh connections: were the worker listening, all of them reaching one process has odds of 2^-39.
-    for (let i = 0; i < 40; i++) await probe('/healthz');
-    expect(pids.size).toBe(1);
-
-    const redis = await startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix('edge-join')), port: redisPort });
+    const redisDir = path.join(testEnv.dataDir, uniquePrefix('edge-join'));
+    let redis: RedisHandle | undefined;
+    const startOwnRedis = async () => (redis ??= await startRedis({ dataDir: redisDir, port: redisPort }));
+    const world = await EdgeWorld.create({ redisUrl: `redis://127.0.0.1:${redisPort}` });
     try {
+      await using edge = await spawnEdge(
+        world.env({ EDGE_PROCESSES: '2', INGEST_PORT: String(await freePort()), LOG_LEVEL: 'info', RATE_LIMIT_PER_SECOND: '0' }),
+        { waitReady: false },
+      );
+      const pids = new Set<number>();
+      const probe = async (pathname: string) => {
+        const res = await freshGet(edge.port, pathname);
+        if (res.status === 200) pids.add(answeringPid(res.body)!);
+      };
+      // The worker is up once it says it waits (or, were it listening already, once it answers).
+      await waitUntil(
+        async () => edge.output().includes('joining the port once ready') || (await probe('/healthz'), pids.size === 2),
+        20_000,
+        'the worker to start',
+      );
+      // 40 fresh connections: were the worker listening, all of them reaching one process has odds of 2^-39.
+      for (let i = 0; i < 40; i++) await probe('/healthz');
+      expect(pids.size).toBe(1);
+
+      await startOwnRedis();
       // Both processes ready: the worker joined the port, and the primary (which listened all along) recovered.
       pids.clear();
-      await waitUntil(async () => (await probe('/readyz'), pids.size === 2), 30_000, 'both processes ready');
+      await waitUntil(async () => (await probe('/readyz'), pids.size === 2), 20_000, 'both processes ready');
       const c = await world.collector();
       for (let i = 0; i < 20; i++) {
         const res = await freshRequest(
@@ -129,8 +137,10 @@ describe('a starting edge worker', () => {
         expect(res.status).toBe(200);
       }
     } finally {
-      await edge.stop();
-      await redis.stop();
+      // The world's clean-up talks to its Redis: start it if the test failed before it did.
+      await startOwnRedis();
+      await world[Symbol.asyncDispose]();
+      await redis?.stop();
     }
   });
 });
