@@ -8,7 +8,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { configOrExit, loadConfig, port, url } from '@pga/config';
@@ -170,9 +169,7 @@ try {
   // "Running" means usable: the writer and every edge process ready (Redis reachable, deny state loaded).
   await Promise.all([
     waitForHealth(`http://127.0.0.1:${config.ADMIN_PORT}/healthz`),
-    waitForProcesses(config.INGEST_PORT, '/readyz', Number(process.env.EDGE_PROCESSES) || availableParallelism(), {
-      timeoutMs: 60_000,
-    }),
+    waitForProcesses(config.INGEST_PORT, '/readyz', { timeoutMs: 60_000 }),
     waitForHealth(`http://127.0.0.1:${config.WRITER_PORT}/readyz`),
   ]);
 

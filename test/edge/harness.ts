@@ -300,8 +300,8 @@ export async function spawnEdge(env: Record<string, string>, { waitReady = true 
     return exited;
   };
   try {
-    // Every process of a multi-process edge: each fresh connection reaches one of them.
-    await waitForProcesses(port, waitReady ? '/readyz' : '/healthz', waitReady ? Number(env.EDGE_PROCESSES) || 1 : 1, {
+    // /readyz: every process of a multi-process edge (each fresh connection reaches one of them).
+    await waitForProcesses(port, waitReady ? '/readyz' : '/healthz', {
       check: () => {
         if (child.exitCode !== null) throw new GiveUp(`edge exited: ${out}`);
       },

@@ -38,14 +38,11 @@ export interface StartServiceOptions {
   entry: string;
   env: Record<string, string>;
   port: number;
-  /** Path answering 200 when the service is up; default /healthz. */
-  healthPath?: string;
   /**
-   * Processes sharing the port, each to answer `healthPath` with 200 and its `pid` (fresh
-   * connections) before the service counts as up; default 1. For the multi-process edge, so no
-   * load starts while one process is still on its way.
+   * Path answering 200 when the service is up; default /healthz. An answer naming `processes` (the
+   * edge's /readyz) is awaited from that many processes, so no load starts while one is on its way.
    */
-  processes?: number;
+  healthPath?: string;
   /** Open-file limit for the child (`ulimit -n`), e.g. for the 10,000-connection scenario. */
   fileLimit?: number;
   timeoutMs?: number;
@@ -178,7 +175,7 @@ export class BenchStack {
     this.services.set(name, handle);
     const healthPath = options.healthPath ?? '/healthz';
     try {
-      await waitForProcesses(options.port, healthPath, options.processes ?? 1, {
+      await waitForProcesses(options.port, healthPath, {
         timeoutMs: options.timeoutMs ?? 60_000,
         check: () => {
           if (command.exitCode !== null || command.signalCode !== null)

@@ -19,36 +19,44 @@ export function freshGet(port: number, pathname: string, timeoutMs = 5000): Prom
   });
 }
 
-/** The `pid` of a JSON answer such as the edge's /healthz and /readyz, or undefined. */
-export function answeringPid(body: string): number | undefined {
+/** `pid` and `processes` of a JSON answer such as the edge's /readyz (`pid` alone in /healthz). */
+function describedProcess(body: string): { pid?: number; processes?: number } {
   try {
-    const pid = (JSON.parse(body) as { pid?: unknown }).pid;
-    return typeof pid === 'number' ? pid : undefined;
+    const { pid, processes } = JSON.parse(body) as { pid?: unknown; processes?: unknown };
+    return {
+      ...(typeof pid === 'number' ? { pid } : {}),
+      ...(typeof processes === 'number' ? { processes } : {}),
+    };
   } catch {
-    return undefined;
+    return {};
   }
 }
 
+/** The `pid` of a JSON answer such as the edge's /healthz and /readyz, or undefined. */
+export const answeringPid = (body: string): number | undefined => describedProcess(body).pid;
+
 /**
- * Waits until `processes` distinct processes sharing `port` answered `pathname` with 200 (each
- * answer naming its pid), e.g. every process of a multi-process edge ready. `check` may throw
- * GiveUp to end the wait (the server exited).
+ * Waits until `pathname` answered 200 on port `port` from every process serving it: as many
+ * distinct pids as the answers' `processes` says (the edge's /readyz), or one answer when they do
+ * not say. `check` may throw GiveUp to end the wait (the server exited).
  */
 export async function waitForProcesses(
   port: number,
   pathname: string,
-  processes: number,
   { timeoutMs = 30_000, check }: { timeoutMs?: number; check?: () => void } = {},
 ): Promise<void> {
   const seen = new Set<number>();
+  let expected = 1;
   await waitFor(
-    `${processes} process(es) answering ${pathname} on port ${port}`,
+    `every process answering ${pathname} on port ${port}`,
     async () => {
       check?.();
       const res = await freshGet(port, pathname);
-      const pid = answeringPid(res.body);
-      if (res.status === 200) seen.add(pid ?? -1);
-      return seen.size >= processes;
+      if (res.status !== 200) return false;
+      const { pid = -1, processes = 1 } = describedProcess(res.body);
+      seen.add(pid);
+      expected = Math.max(expected, processes);
+      return seen.size >= expected;
     },
     timeoutMs,
     25,

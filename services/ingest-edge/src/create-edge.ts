@@ -138,6 +138,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
     ),
     ops: opsRoutes({
       isReady,
+      processes: config.EDGE_PROCESSES,
       metricsText: metricsText ?? (() => metrics.registry.metrics()),
       metricsContentType: metrics.registry.contentType,
     }),

@@ -1,8 +1,6 @@
 import { existsSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { freePort } from '@pga/local-stack';
-import { extraServiceEnv } from '../../harness/diagnostics';
 import { summarize } from '../../harness/latency-recorder';
 import type { Measurement, RunOutput } from '../../harness/model';
 import { startCpuWindow } from '../../harness/proc';
@@ -48,14 +46,12 @@ export async function startPipeline(
   }
   if (!ctx.stack.services.has(EDGE)) {
     const port = await freePort();
-    const env: Record<string, string> = { ...base, INGEST_PORT: String(port), INGEST_HOST: '127.0.0.1', ...edgeEnv };
     await ctx.stack.startService(EDGE, {
       entry: 'services/ingest-edge/src/main.ts',
       port,
-      env,
+      env: { ...base, INGEST_PORT: String(port), INGEST_HOST: '127.0.0.1', ...edgeEnv },
       // Every edge process ready before any load: one still starting would miss its share of the fleet's connections.
       healthPath: '/readyz',
-      processes: Number({ ...env, ...extraServiceEnv() }.EDGE_PROCESSES) || availableParallelism(),
       ...(fileLimit ? { fileLimit } : {}),
     });
   }

@@ -2,6 +2,8 @@ import type { HttpResponse } from 'uWebSockets.js';
 
 export interface OpsDeps {
   isReady(): { ready: boolean; reason?: string };
+  /** Processes serving the port (EDGE_PROCESSES), told in /readyz so a waiter knows how many to expect. */
+  processes: number;
   metricsText(): Promise<string>;
   metricsContentType: string;
 }
@@ -20,11 +22,11 @@ export function opsRoutes(deps: OpsDeps) {
     },
     readyz(res: HttpResponse): void {
       const { ready, reason } = deps.isReady();
-      // The pid tells which process of a multi-process edge answered (as in /healthz).
+      // Which process of a multi-process edge answered (as in /healthz), and how many there are.
       const [status, body] = ready
         ? ['200 OK', { status: 'ready' }]
         : ['503 Service Unavailable', { status: 'not ready', reason }];
-      write(res, status, 'application/json', JSON.stringify({ ...body, pid: process.pid }));
+      write(res, status, 'application/json', JSON.stringify({ ...body, pid: process.pid, processes: deps.processes }));
     },
     metrics(res: HttpResponse): void {
       let aborted = false;
