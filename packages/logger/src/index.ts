@@ -44,3 +44,5 @@ export function createLogger({ name, level = 'info', pretty = process.stdout.isT
   }
   return pino(options);
 }
+
+export { createOutageLog, isConnectionError, type OutageLog, type OutageLogOptions } from './outage-log';

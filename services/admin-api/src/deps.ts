@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { Queue } from 'bullmq';
 import { createPool, type Pool } from '@pga/db';
-import type { Logger } from '@pga/logger';
+import { createOutageLog, type Logger } from '@pga/logger';
 import { createSecretBox, type SecretBox } from '@pga/crypto';
 import { createCollectorTokens, type CollectorTokens } from '@pga/tokens';
 import { redisKeys, type RedisKeys } from '@pga/redis-keys';
@@ -29,9 +29,13 @@ export interface Deps {
 export function createDeps(config: AdminConfig, logger: Logger): Deps {
   const pool = createPool(config.DATABASE_URL, { max: 10, applicationName: 'pga-admin', logger });
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 3, lazyConnect: false });
-  redis.on('error', (err) => logger.warn({ err }, 'redis error'));
+  // One line when Redis goes away (for every connection of this process), one a minute while it
+  // stays away, one when it is back: not one per reconnect attempt and connection.
+  const redisOutage = createOutageLog(logger, 'Redis');
+  redis.on('error', (err) => redisOutage.error(err, 'redis error'));
+  redis.on('ready', () => redisOutage.recovered());
   const keys = redisKeys(config.REDIS_KEY_PREFIX);
-  const liveFeed = createLiveFeed({ redisUrl: config.REDIS_URL, channel: keys.statusChannel, logger });
+  const liveFeed = createLiveFeed({ redisUrl: config.REDIS_URL, channel: keys.statusChannel, logger, redisOutage });
   let queue: Queue | undefined;
   return {
     config,
@@ -49,7 +53,7 @@ export function createDeps(config: AdminConfig, logger: Logger): Deps {
           connection: new Redis(config.REDIS_URL, { maxRetriesPerRequest: null }),
           prefix: keys.bullPrefix,
         });
-        queue.on('error', (err) => logger.warn({ err }, 'push queue error'));
+        queue.on('error', (err) => redisOutage.error(err, 'push queue error'));
       }
       return queue;
     },

@@ -38,6 +38,13 @@ export const WriterConfigSchema = commonSchema.extend({
   /** Transient PostgreSQL errors are retried in-process with backoff for at most this long (ms); default 600000. */
   WRITER_RETRY_MAX_MS: int(600_000, 0, 86_400_000),
 
+  /**
+   * Longest SIGTERM drain (the batch in flight, the final heartbeat flush), in ms; default 10000.
+   * After it, or at once when Redis is unreachable, the writer exits anyway: the jobs it holds go
+   * back to the queue when their lock expires, and the ingest ledger stores each push once.
+   */
+  WRITER_DRAIN_TIMEOUT_MS: int(10_000, 0, 600_000),
+
   /** Heartbeat/command-delivery flush period in ms; default 1000. */
   WRITER_HEARTBEAT_FLUSH_MS: int(1000, 50, 60_000),
   /** Inactivity sweep and uptime refresh period in ms (a repeatable job); default 15000. */

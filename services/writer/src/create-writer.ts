@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import { Redis } from 'ioredis';
 import { createPool, migrateDatabase, type Pool } from '@pga/db';
-import type { Logger } from '@pga/logger';
+import { createOutageLog, type Logger } from '@pga/logger';
 import { redisKeys } from '@pga/redis-keys';
 import { createBatcher } from './batcher';
 import type { WriterConfig } from './config';
@@ -27,7 +27,13 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
   const pool: Pool = createPool(config.DATABASE_URL, { max: config.WRITER_PG_POOL_SIZE, applicationName: 'pga-writer', logger });
   // BullMQ requires maxRetriesPerRequest: null on worker connections (it retries blocking calls itself).
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
-  redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+  // One line when Redis goes away, a summary a minute while it stays away, one when it is back —
+  // for this connection and the ones BullMQ's queues and workers open from it.
+  const redisOutage = createOutageLog(logger, 'Redis');
+  redis.on('error', (err) => redisOutage.error(err, 'redis connection error'));
+  redis.on('ready', () => redisOutage.recovered());
+  // The same for PostgreSQL, as the heartbeat flush (every second) and the scheduled jobs see it.
+  const pgOutage = createOutageLog(logger, 'PostgreSQL');
   const statusPublisher = createStatusPublisher(redis, keys.statusChannel, logger, {
     onSent: (messages) => metrics.statusPublished.inc(messages),
   });
@@ -57,6 +63,7 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
       return result;
     },
     afterCommit: async (result, jobs) => {
+      pgOutage.recovered();
       metrics.rows.inc(result.rows);
       metrics.bytes.inc(result.bytes);
       metrics.pushesStored.inc(result.stored);
@@ -95,11 +102,14 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
     batcher,
     metrics,
     logger,
+    redisOutage,
   });
-  const heartbeats = createHeartbeatFlusher({ pool, redis, keys, logger, metrics, publish });
+  const heartbeats = createHeartbeatFlusher({ pool, redis, keys, logger, metrics, publish, pgOutage });
   const maintenance = createMaintenance({
     pool,
     connection: redis,
+    redisOutage,
+    pgOutage,
     queueName: keys.maintenanceQueue,
     prefix: keys.bullPrefix,
     logger,
@@ -160,19 +170,61 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
       started = true;
       logger.info({ port: config.WRITER_PORT, queue: keys.pushQueue, maxJobs: config.WRITER_CONCURRENCY }, 'writer started');
     },
-    /** SIGTERM: not ready, stop taking jobs, commit the batch in flight, final heartbeat flush, close. */
-    async stop(): Promise<void> {
+    /**
+     * SIGTERM: not ready, stop taking jobs, commit the batch in flight, final heartbeat flush, close.
+     * Bounded by WRITER_DRAIN_TIMEOUT_MS, and not waited for at all while Redis is unreachable (the
+     * jobs could not be acknowledged anyway): what is left is safe to abandon, because a job is
+     * acknowledged only after its batch committed, an unacknowledged job is redelivered once its
+     * lock expires, and the ledger skips the pushes a redelivered job already stored. Resolves
+     * whether the drain finished.
+     */
+    async stop(): Promise<{ drained: boolean }> {
       draining = true;
       logger.info({ heldJobs: pushWorker.held() }, 'writer draining');
-      await Promise.all([pushWorker.close(), batcher.drain()]);
-      await batcher.drain();
-      await heartbeats.stop();
-      await maintenance.close();
-      await statusPublisher.flush();
+      const graceful = (async () => {
+        await Promise.all([pushWorker.close(), batcher.drain()]);
+        await batcher.drain();
+        await heartbeats.stop();
+        await maintenance.close();
+        await statusPublisher.flush();
+        return 'drained' as const;
+      })();
+      graceful.catch((err: unknown) => logger.warn({ err }, 'drain failed'));
+      let timer: NodeJS.Timeout | undefined;
+      let onClose: (() => void) | undefined;
+      const redisGone = new Promise<'redis unreachable'>((resolve) => {
+        if (redis.status !== 'ready') return resolve('redis unreachable');
+        onClose = () => resolve('redis unreachable');
+        redis.once('close', onClose);
+      });
+      const outcome = await Promise.race([
+        graceful,
+        redisGone,
+        new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), config.WRITER_DRAIN_TIMEOUT_MS))),
+      ]).catch(() => 'failed' as const);
+      clearTimeout(timer);
+      if (onClose) redis.off('close', onClose);
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      if (outcome !== 'drained') {
+        logger.error(
+          {
+            reason: outcome,
+            drainTimeoutMs: config.WRITER_DRAIN_TIMEOUT_MS,
+            heldJobs: pushWorker.held(),
+            batchesInFlight: batcher.inFlight(),
+          },
+          `writer stopped without finishing its drain (${outcome === 'timeout' ? `not done within ${config.WRITER_DRAIN_TIMEOUT_MS} ms` : outcome}): ` +
+            'the jobs it held go back to the queue when their lock expires, and no push is stored twice',
+        );
+        redis.disconnect();
+        // Not awaited: a client stuck in a COPY would hold pool.end() up; exiting rolls it back.
+        void pool.end().catch(() => undefined);
+        return { drained: false };
+      }
       await redis.quit().catch(() => undefined);
       await pool.end();
       logger.info('writer stopped');
+      return { drained: true };
     },
   };
 }

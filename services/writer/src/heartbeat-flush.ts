@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Pool } from '@pga/db';
-import type { Logger } from '@pga/logger';
+import type { Logger, OutageLog } from '@pga/logger';
 import type { RedisKeys } from '@pga/redis-keys';
 import type { WriterMetrics } from './metrics';
 import { FLUSH_HEARTBEATS } from './sql';
@@ -55,6 +55,11 @@ export interface HeartbeatFlushOptions {
   logger: Logger;
   metrics: WriterMetrics;
   publish: PublishStatuses;
+  /**
+   * Where a failed flush goes: PostgreSQL away is one line per outage, not one per second. (A flush
+   * with nothing to move does not touch PostgreSQL: the batches and scheduled jobs report it back.)
+   */
+  pgOutage: OutageLog;
   /** Collectors per statement; default 1000. */
   batchSize?: number;
 }
@@ -151,7 +156,7 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
         await flushHeartbeats();
         await flushDeliveries();
       } catch (err) {
-        log.warn({ err }, 'heartbeat flush failed; retrying next tick');
+        o.pgOutage.error(err, 'heartbeat flush failed; retrying next tick');
       } finally {
         running = null;
       }

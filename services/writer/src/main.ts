@@ -12,13 +12,13 @@ const stop = (signal: string) => {
   if (stopping) return;
   stopping = true;
   logger.info({ signal }, 'stopping');
-  // A hung dependency must not keep the process alive forever.
+  // The drain is bounded by WRITER_DRAIN_TIMEOUT_MS; this is the last resort should closing hang.
   setTimeout(() => {
     logger.error('shutdown took too long; exiting');
     process.exit(1);
-  }, 60_000).unref();
+  }, config.WRITER_DRAIN_TIMEOUT_MS + 10_000).unref();
   writer.stop().then(
-    () => process.exit(0),
+    ({ drained }) => process.exit(drained ? 0 : 1),
     (err: unknown) => {
       logger.error({ err }, 'shutdown failed');
       process.exit(1);

@@ -1,7 +1,7 @@
 import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Pool } from '@pga/db';
-import type { Logger } from '@pga/logger';
+import type { Logger, OutageLog } from '@pga/logger';
 import type { WriterMetrics } from './metrics';
 import { FOLD_ROLLUP, REFRESH_UPTIME, SWEEP_INACTIVE } from './sql';
 import type { PublishStatuses, StatusRow } from './status-publisher';
@@ -9,6 +9,10 @@ import type { PublishStatuses, StatusRow } from './status-publisher';
 export interface MaintenanceOptions {
   pool: Pool;
   connection: Redis;
+  /** Where connection errors of the queue's and the worker's Redis connections go. */
+  redisOutage: OutageLog;
+  /** Where PostgreSQL connection errors of the scheduled jobs go. */
+  pgOutage: OutageLog;
   queueName: string;
   prefix: string;
   logger: Logger;
@@ -33,7 +37,7 @@ const DDL_LOCK_TIMEOUT = '2s';
  */
 export function createMaintenance(o: MaintenanceOptions) {
   const queue = new Queue(o.queueName, { connection: o.connection, prefix: o.prefix });
-  queue.on('error', (err) => o.logger.warn({ err }, 'maintenance queue error'));
+  queue.on('error', (err) => o.redisOutage.error(err, 'maintenance queue error'));
   const log = o.logger.child({ module: 'maintenance' });
 
   const partitions = async () => {
@@ -110,10 +114,11 @@ export function createMaintenance(o: MaintenanceOptions) {
       try {
         const result = await handler();
         o.metrics.maintenanceRuns.inc({ job: job.name, outcome: 'ok' });
+        o.pgOutage.recovered();
         return result;
       } catch (err) {
         o.metrics.maintenanceRuns.inc({ job: job.name, outcome: 'failed' });
-        log.warn({ err, job: job.name }, 'maintenance job failed; it runs again on its schedule');
+        o.pgOutage.error(err, 'maintenance job failed; it runs again on its schedule', { job: job.name });
         throw err;
       }
     },
@@ -126,7 +131,7 @@ export function createMaintenance(o: MaintenanceOptions) {
       removeOnFail: { count: 50 },
     },
   );
-  worker.on('error', (err) => log.warn({ err }, 'maintenance worker error'));
+  worker.on('error', (err) => o.redisOutage.error(err, 'maintenance worker error'));
 
   return {
     queue,

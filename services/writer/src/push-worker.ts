@@ -1,6 +1,6 @@
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { Logger } from '@pga/logger';
+import type { Logger, OutageLog } from '@pga/logger';
 import type { Batcher, JobOutcome } from './batcher';
 import type { WriterMetrics } from './metrics';
 import { PoisonPushError, preparePushJob } from './prepare-push';
@@ -19,6 +19,8 @@ export interface PushWorkerOptions {
   batcher: Batcher;
   metrics: WriterMetrics;
   logger: Logger;
+  /** Where connection errors of the worker's and the queue's Redis connections go. */
+  redisOutage: OutageLog;
 }
 
 /**
@@ -104,7 +106,7 @@ export function createPushWorker(o: PushWorkerOptions) {
     removeOnFail: { age: 7 * 86_400 },
   });
   installPromptLoop(worker, log);
-  worker.on('error', (err) => log.warn({ err }, 'push worker error'));
+  worker.on('error', (err) => o.redisOutage.error(err, 'push worker error'));
   worker.on('failed', (job, err) => {
     o.metrics.jobFailures.inc();
     if (err instanceof UnrecoverableError || err.name === 'UnrecoverableError') {
@@ -117,7 +119,7 @@ export function createPushWorker(o: PushWorkerOptions) {
 
   // Queue handle for the gauges (lag = now - enqueue time of the oldest waiting job).
   const queue = new Queue(o.queueName, { connection: o.connection, prefix: o.prefix });
-  queue.on('error', (err) => log.warn({ err }, 'push queue error'));
+  queue.on('error', (err) => o.redisOutage.error(err, 'push queue error'));
   const refreshGauges = async () => {
     const [counts, oldest] = await Promise.all([queue.getJobCounts('wait', 'failed'), queue.getJobs(['wait'], 0, 0, true)]);
     o.metrics.queueWaiting.set(counts.wait ?? 0);

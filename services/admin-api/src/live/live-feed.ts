@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { Redis } from 'ioredis';
-import type { Logger } from '@pga/logger';
+import type { Logger, OutageLog } from '@pga/logger';
 import { LiveStatusEventSchema, type LiveStatusEvent } from './live-status-event';
 
 export interface LiveFeed {
@@ -17,11 +17,22 @@ export interface LiveFeed {
  * One Redis subscriber per process, fanned out in memory to every SSE subscriber: 1,000 open
  * browser tabs cost one Redis connection, not 1,000. Malformed messages are dropped and counted.
  */
-export function createLiveFeed({ redisUrl, channel, logger }: { redisUrl: string; channel: string; logger: Logger }): LiveFeed {
+export function createLiveFeed({
+  redisUrl,
+  channel,
+  logger,
+  redisOutage,
+}: {
+  redisUrl: string;
+  channel: string;
+  logger: Logger;
+  /** Where the subscriber's connection errors go (the process's other connections share it). */
+  redisOutage: OutageLog;
+}): LiveFeed {
   const events = new EventEmitter();
   events.setMaxListeners(0);
   const subscriber = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  subscriber.on('error', (err) => logger.warn({ err }, 'live feed redis error'));
+  subscriber.on('error', (err) => redisOutage.error(err, 'live feed redis error'));
   let dropped = 0;
   subscriber.on('message', (_channel: string, message: string) => {
     let parsed: unknown;

@@ -1,0 +1,73 @@
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { createOutageLog, isConnectionError } from './outage-log';
+
+function capture() {
+  const lines: { level: number; msg: string; [k: string]: unknown }[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line));
+      done();
+    },
+  });
+  return { logger: pino({ level: 'info' }, stream), lines };
+}
+
+const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6379'), { code: 'ECONNREFUSED' });
+
+describe('createOutageLog', () => {
+  it('writes one line when the dependency goes away, one a minute while it stays away, one when it is back', () => {
+    const { logger, lines } = capture();
+    let t = 0;
+    const outage = createOutageLog(logger, 'Redis', { now: () => t });
+    // 6 connections retrying every 500 ms for 150 s: 1,800 errors.
+    for (; t <= 150_000; t += 500) for (let c = 0; c < 6; c++) outage.error(refused(), 'push worker error');
+    expect(outage.failing).toBe(true);
+    outage.recovered();
+    expect(lines.map((l) => l.msg)).toEqual([
+      'Redis unreachable: connect ECONNREFUSED 127.0.0.1:6379; retrying (further errors summarised every 60 s)',
+      'Redis still unreachable after 60 s (721 connection errors); retrying',
+      'Redis still unreachable after 120 s (1441 connection errors); retrying',
+      'Redis reachable again after 150.5 s',
+    ]);
+    expect(lines.map((l) => l.level)).toEqual([40, 40, 40, 30]);
+    expect(lines[3]).toMatchObject({ errors: 1806, seconds: 150.5 });
+    expect(outage.failing).toBe(false);
+
+    // A second outage is reported again from its start; a recovery without an outage says nothing.
+    outage.recovered();
+    outage.error(refused(), 'push worker error');
+    expect(lines).toHaveLength(5);
+    expect(lines[4]!.msg).toMatch(/^Redis unreachable: /);
+  });
+
+  it('logs every error that is not about the connection, with its own message and fields', () => {
+    const { logger, lines } = capture();
+    const outage = createOutageLog(logger, 'Redis');
+    outage.error(new Error('ERR Error running script'), 'push worker error', { queue: 'q' });
+    outage.error(new Error('ERR Error running script'), 'push worker error', { queue: 'q' });
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatchObject({
+      level: 40,
+      msg: 'push worker error',
+      queue: 'q',
+      err: { message: 'ERR Error running script' },
+    });
+    expect(outage.failing).toBe(false);
+  });
+
+  it('tells connection errors from others', () => {
+    expect(isConnectionError(refused())).toBe(true);
+    expect(isConnectionError(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }))).toBe(true);
+    expect(isConnectionError(new Error('Connection is closed.'))).toBe(true);
+    expect(isConnectionError(Object.assign(new Error('the database system is shutting down'), { code: '57P03' }))).toBe(true);
+    expect(
+      isConnectionError(Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' })),
+    ).toBe(true);
+    expect(isConnectionError(new Error('Connection terminated unexpectedly'))).toBe(true);
+    expect(isConnectionError(Object.assign(new Error('deadlock detected'), { code: '40P01' }))).toBe(false);
+    expect(isConnectionError(new Error('NOSCRIPT No matching script'))).toBe(false);
+    expect(isConnectionError('ECONNREFUSED')).toBe(false);
+  });
+});

@@ -1,0 +1,96 @@
+import type { Logger } from 'pino';
+
+/** Error codes and messages of a dependency that is unreachable, not of a request that failed. */
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EPIPE',
+]);
+const CONNECTION_MESSAGES =
+  /^(Connection is closed|Connection terminated|connect ETIMEDOUT|read ECONNRESET|Stream isn't writeable)/;
+/** PostgreSQL SQLSTATEs of a server that is going or not yet there: connection exceptions, shutdowns, starting up. */
+const POSTGRES_AWAY = /^(08...|57P0[123])$/;
+
+export function isConnectionError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && (CONNECTION_CODES.has(code) || POSTGRES_AWAY.test(code))) return true;
+  return CONNECTION_MESSAGES.test(err.message);
+}
+
+export interface OutageLogOptions {
+  /** While the outage lasts, one summary line per this many ms; default 60 000. */
+  summaryEveryMs?: number;
+  /** Clock, for tests; default Date.now. */
+  now?: () => number;
+}
+
+/**
+ * One dependency's connection trouble as a few log lines instead of one per reconnect attempt and
+ * client: every ioredis client and BullMQ queue or worker of a process retries on its own (several
+ * times a second each), and logging each error wrote hundreds of identical warnings a minute over
+ * whatever else the log said. Now: the first connection error → one warning ("unreachable … retrying"),
+ * further ones are counted, one summary per `summaryEveryMs` while it lasts, and `recovered()` (call
+ * it on the client's `ready`) → one line saying how long it lasted. Errors that are not about the
+ * connection are logged as they come, with the given message.
+ */
+export function createOutageLog(logger: Logger, dependency: string, options: OutageLogOptions = {}) {
+  const every = options.summaryEveryMs ?? 60_000;
+  const now = options.now ?? Date.now;
+  let since: number | undefined;
+  let errors = 0;
+  let lastSummary = 0;
+  let last = '';
+
+  return {
+    /** Handles an `error` event: `message` is the line written for an error that is not a connection error. */
+    error(err: unknown, message: string, fields: Record<string, unknown> = {}): void {
+      if (!isConnectionError(err)) {
+        logger.warn({ ...fields, err }, message);
+        return;
+      }
+      const text = (err as Error).message;
+      const t = now();
+      errors++;
+      last = text;
+      if (since === undefined) {
+        since = t;
+        lastSummary = t;
+        logger.warn(
+          { err: text },
+          `${dependency} unreachable: ${text}; retrying (further errors summarised every ${Math.round(every / 1000)} s)`,
+        );
+        return;
+      }
+      if (t - lastSummary >= every) {
+        lastSummary = t;
+        logger.warn(
+          { err: last, errors, seconds: Math.round((t - since) / 1000) },
+          `${dependency} still unreachable after ${Math.round((t - since) / 1000)} s (${errors} connection errors); retrying`,
+        );
+      }
+    },
+    /** The connection is back (call on `ready`): one line if there was an outage. */
+    recovered(): void {
+      if (since === undefined) return;
+      const seconds = (now() - since) / 1000;
+      logger.info(
+        { errors, seconds: Math.round(seconds * 10) / 10 },
+        `${dependency} reachable again after ${seconds.toFixed(1)} s`,
+      );
+      since = undefined;
+      errors = 0;
+    },
+    /** Whether a connection error was seen since the last `recovered()`. */
+    get failing(): boolean {
+      return since !== undefined;
+    },
+  };
+}
+
+export type OutageLog = ReturnType<typeof createOutageLog>;

@@ -1,0 +1,125 @@
+import path from 'node:path';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
+import type { PushJob } from '@pga/contracts';
+import { createPool, migrateDatabase } from '@pga/db';
+import { freePort, startPostgres, startRedis } from '@pga/local-stack';
+import { redisKeys } from '@pga/redis-keys';
+import { createTestDatabase, testEnv, uniquePrefix } from '../helpers';
+import { spawnWriter, type ChildWriter } from './child-writer';
+import { fixture, pushItem, waitUntil, writerEnv } from './helpers';
+
+const ELEMENTS = (JSON.parse(fixture) as { metrics: unknown[] }).metrics.length;
+
+/** SIGTERM and the time until the process is gone; SIGKILL (and a failed expectation) after `limitMs`. */
+async function stopWithin(w: ChildWriter, limitMs: number) {
+  const started = Date.now();
+  const timer = setTimeout(() => void w.kill('SIGKILL'), limitMs);
+  const exit = await w.kill('SIGTERM');
+  clearTimeout(timer);
+  return { ...exit, ms: Date.now() - started };
+}
+
+/**
+ * SIGTERM while a dependency is gone (issue 5 §6, "SIGTERM finishes the batch in flight"): the drain
+ * cannot finish, so the writer must not wait it out (it used to sit for 60 s, then exit on its
+ * last-resort timer), must say why it stopped early, and must lose nothing: the jobs it held are
+ * redelivered and stored once. Each test runs a Redis or PostgreSQL of its own to stop.
+ */
+describe('writer: stopping while a dependency is gone', () => {
+  it('stops at once while Redis is unreachable, with one log line for the outage, not one per reconnect', async () => {
+    const dataDir = path.join(testEnv.dataDir, uniquePrefix('writer-redis'));
+    const redis = await startRedis({ dataDir, port: await freePort() });
+    const db = await createTestDatabase();
+    const w = spawnWriter({
+      ...(await writerEnv(db.url, uniquePrefix('redis-gone'), { LOG_LEVEL: 'info' })),
+      REDIS_URL: redis.url,
+    });
+    try {
+      await w.waitForLog('writer started');
+      await redis.stop();
+      await w.waitForLog('Redis unreachable');
+      // ioredis and BullMQ's connections retry several times a second each: give them 3 s of it.
+      await new Promise((r) => setTimeout(r, 3000));
+      const exit = await stopWithin(w, 8000);
+      expect(exit.ms, w.output()).toBeLessThan(5000);
+      expect(exit.code, w.output()).toBe(1);
+      const lines = w
+        .output()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { msg: string; level: number; reason?: string });
+      const troubled = lines.filter((l) => /ECONNREFUSED|Connection is closed/.test(JSON.stringify(l)));
+      expect(troubled.map((l) => l.msg)).toEqual([expect.stringMatching(/^Redis unreachable: connect ECONNREFUSED/)]);
+      expect(lines.find((l) => l.msg.startsWith('writer stopped without finishing its drain'))).toMatchObject({
+        level: 50,
+        reason: 'redis unreachable',
+      });
+    } finally {
+      await w[Symbol.asyncDispose]();
+      await redis.stop();
+      await db.drop();
+    }
+  });
+
+  it('stops after WRITER_DRAIN_TIMEOUT_MS while PostgreSQL is down; the job it held is stored once afterwards', async () => {
+    const port = await freePort();
+    const dataDir = path.join(testEnv.dataDir, `writer-pg-${port}`);
+    let pg = await startPostgres({ dataDir, port, ephemeral: true });
+    const admin = createPool(pg.url, { max: 1 });
+    await admin.query('CREATE DATABASE drain');
+    await admin.end();
+    const url = pg.urlFor('drain');
+    await migrateDatabase(url);
+    const prefix = uniquePrefix('pg-gone');
+    const keys = redisKeys(prefix);
+    const redis = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: null });
+    const queue = new Queue<PushJob>(keys.pushQueue, { connection: redis, prefix: keys.bullPrefix });
+    // Short locks, so the held job is redelivered within seconds of the first writer's exit.
+    const env = await writerEnv(url, prefix, {
+      LOG_LEVEL: 'info',
+      WRITER_DRAIN_TIMEOUT_MS: '1500',
+      WRITER_LOCK_DURATION_MS: '2000',
+      WRITER_STALLED_INTERVAL_MS: '500',
+      WRITER_HEARTBEAT_FLUSH_MS: '60000',
+    });
+    let first: ChildWriter | undefined;
+    let second: ChildWriter | undefined;
+    try {
+      first = spawnWriter(env);
+      await first.waitForLog('writer started');
+      await pg.stop();
+      const items = Array.from({ length: 3 }, () => pushItem(fixture));
+      const job = await queue.add('push', { v: 1, pushes: items }, { removeOnComplete: false, attempts: 10 });
+      await first.waitForLog('transient PostgreSQL error; retrying batch');
+      const exit = await stopWithin(first, 15_000);
+      expect(exit.code, first.output()).toBe(1);
+      expect(exit.ms, first.output()).toBeGreaterThanOrEqual(1400);
+      expect(exit.ms, first.output()).toBeLessThan(6000);
+      expect(first.output()).toMatch(/writer stopped without finishing its drain \(not done within 1500 ms\)/);
+      expect(await queue.getJobState(job.id!)).toBe('active');
+
+      pg = await startPostgres({ dataDir, port, ephemeral: true });
+      second = spawnWriter({ ...env, WRITER_PORT: String(await freePort()) });
+      await waitUntil(
+        'the held job redelivered and completed',
+        async () => (await queue.getJobState(job.id!)) === 'completed',
+        30_000,
+        200,
+      );
+      const check = createPool(url, { max: 1 });
+      const { rows } = await check.query('SELECT push_id, count(*)::int AS n FROM collector_metrics GROUP BY push_id');
+      await check.end();
+      expect(rows.map((r) => r.push_id).sort()).toEqual(items.map((i) => i.push_id).sort());
+      expect(rows.every((r) => r.n === ELEMENTS)).toBe(true);
+      expect((await stopWithin(second, 15_000)).code, second.output()).toBe(0);
+    } finally {
+      await first?.[Symbol.asyncDispose]();
+      await second?.[Symbol.asyncDispose]();
+      await queue.close();
+      await redis.quit();
+      await pg.stop();
+    }
+  });
+});
