@@ -6,7 +6,7 @@ import { campaignFigureDefs, campaignOutput, fixedRateFigureDefs } from '../shar
 import { benchCollectors } from '../shared/collectors';
 import { AckLog, runPushCampaign, type PushTarget } from '../shared/push-campaign';
 import { bodyPool2k } from '../shared/workload';
-import { histogramQuantile, sampleValue } from '../shared/prom-text';
+import { histogramQuantile, lagBeyondSampling, sampleValue } from '../shared/prom-text';
 import { aofRewrites, aofRewritesNote } from '../shared/redis-info';
 import { pipelineMissing, startPipeline } from '../ingest-e2e/ingest-e2e';
 
@@ -51,6 +51,8 @@ const startEdge = (ctx: ScenarioContext) => startPipeline(ctx, {}, undefined, { 
  * the warm-up. Same 1,000-collector fleet and 2 KB bodies (1 in 4 gzip) as ingest-e2e. A 200 means
  * the push is in Redis, so the audit reads the queue back.
  */
+
+
 export const ingestEdge: Scenario = {
   name: 'ingest-edge',
   goal: 'The ingest edge alone (edge processes + Redis, no writer): accepted 2 KB pushes/s with tokens cached, ack latency at half of that and at 10,000/s, and every 200 found in the queue.',
@@ -60,14 +62,14 @@ export const ingestEdge: Scenario = {
     { key: 'edge_cpu_cores', label: 'edge CPU in the closed loop (all processes)', unit: 'cores', better: 'lower' },
     { key: 'edge_us_per_push', label: 'edge CPU per accepted push (closed loop)', unit: 'µs', better: 'lower' },
     {
-      key: 'edge_lag_50_p99_ms',
-      label: 'open loop at 50 %: the edge’s event-loop lag p99 (mean over its processes)',
+      key: 'edge_lag_beyond_50_p99_ms',
+      label: 'open loop at 50 %: the edge’s event-loop lag p99, beyond its 10 ms sampling interval (mean over its processes)',
       unit: 'ms',
       better: 'lower',
     },
     {
-      key: 'edge_lag_50_max_ms',
-      label: 'open loop at 50 %: the edge’s event-loop lag max (mean over its processes)',
+      key: 'edge_lag_beyond_50_max_ms',
+      label: 'open loop at 50 %: the edge’s event-loop lag max, beyond its 10 ms sampling interval (mean over its processes)',
       unit: 'ms',
       better: 'lower',
     },
@@ -154,8 +156,8 @@ export const ingestEdge: Scenario = {
           ...(edgeCores !== undefined
             ? { edge_cpu_cores: m(edgeCores), edge_us_per_push: m((edgeCores / closed.value) * 1e6) }
             : {}),
-          ...(edgeLag.p99 !== undefined ? { edge_lag_50_p99_ms: { value: edgeLag.p99 * 1000 } } : {}),
-          ...(edgeLag.max !== undefined ? { edge_lag_50_max_ms: { value: edgeLag.max * 1000 } } : {}),
+          ...(edgeLag.p99 !== undefined ? { edge_lag_beyond_50_p99_ms: { value: lagBeyondSampling(edgeLag.p99) } } : {}),
+          ...(edgeLag.max !== undefined ? { edge_lag_beyond_50_max_ms: { value: lagBeyondSampling(edgeLag.max) } } : {}),
           ...(enqueue(0.5) !== undefined ? { enqueue_p50_ms: { value: enqueue(0.5)! * 1000 } } : {}),
           ...(enqueue(0.99) !== undefined ? { enqueue_p99_ms: { value: enqueue(0.99)! * 1000 } } : {}),
           pushes_per_job: { value: queued.ids.size / Math.max(1, queued.jobs) },
