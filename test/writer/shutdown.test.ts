@@ -28,31 +28,50 @@ async function stopWithin(w: ChildWriter, limitMs: number) {
  * redelivered and stored once. Each test runs a Redis or PostgreSQL of its own to stop.
  */
 describe('writer: stopping while a dependency is gone', () => {
-  it('stops at once while Redis is unreachable, with one log line for the outage, not one per reconnect', async () => {
+  it('logs a Redis outage as one line when it starts and one when it is over, and stops at once while Redis is unreachable', async () => {
     const dataDir = path.join(testEnv.dataDir, uniquePrefix('writer-redis'));
-    const redis = await startRedis({ dataDir, port: await freePort() });
+    const port = await freePort();
+    let redis = await startRedis({ dataDir, port });
     const db = await createTestDatabase();
     const w = spawnWriter({
       ...(await writerEnv(db.url, uniquePrefix('redis-gone'), { LOG_LEVEL: 'info' })),
       REDIS_URL: redis.url,
     });
-    try {
-      await w.waitForLog('writer started');
-      await redis.stop();
-      await w.waitForLog('Redis unreachable');
-      // ioredis and BullMQ's connections retry several times a second each: give them 3 s of it.
-      await new Promise((r) => setTimeout(r, 3000));
-      const exit = await stopWithin(w, 8000);
-      expect(exit.ms, w.output()).toBeLessThan(5000);
-      expect(exit.code, w.output()).toBe(1);
-      const lines = w
+    const lines = () =>
+      w
         .output()
         .split('\n')
         .filter((l) => l.startsWith('{'))
         .map((l) => JSON.parse(l) as { msg: string; level: number; reason?: string });
-      const troubled = lines.filter((l) => /ECONNREFUSED|Connection is closed/.test(JSON.stringify(l)));
-      expect(troubled.map((l) => l.msg)).toEqual([expect.stringMatching(/^Redis unreachable: connect ECONNREFUSED/)]);
-      expect(lines.find((l) => l.msg.startsWith('writer stopped without finishing its drain'))).toMatchObject({
+    const outageLines = () =>
+      lines()
+        .filter((l) => /^Redis /.test(l.msg) || /ECONNREFUSED|Connection is closed/.test(JSON.stringify(l)))
+        .map((l) => l.msg);
+    try {
+      await w.waitForLog('writer started');
+      // First outage: Redis back after 3 s of ioredis's and BullMQ's connections retrying (several
+      // times a second each).
+      await redis.stop();
+      await w.waitForLog('Redis unreachable');
+      await new Promise((r) => setTimeout(r, 3000));
+      redis = await startRedis({ dataDir, port });
+      await w.waitForLog('Redis reachable again');
+      await new Promise((r) => setTimeout(r, 2000)); // every connection back; nothing more to say
+      expect(outageLines(), w.output()).toEqual([
+        expect.stringMatching(/^Redis unreachable: connect ECONNREFUSED/),
+        expect.stringMatching(/^Redis reachable again after \d/),
+      ]);
+
+      // Second outage, and a SIGTERM during it: no wait for a drain that cannot finish.
+      await redis.stop();
+      await waitUntil('the second outage logged', async () => outageLines().length === 3, 10_000, 50);
+      await new Promise((r) => setTimeout(r, 2000));
+      const exit = await stopWithin(w, 8000);
+      expect(exit.ms, w.output()).toBeLessThan(5000);
+      expect(exit.code, w.output()).toBe(1);
+      expect(outageLines()[2]).toMatch(/^Redis unreachable: connect ECONNREFUSED/);
+      expect(outageLines()).toHaveLength(3);
+      expect(lines().find((l) => l.msg.startsWith('writer stopped without finishing its drain'))).toMatchObject({
         level: 50,
         reason: 'redis unreachable',
       });
