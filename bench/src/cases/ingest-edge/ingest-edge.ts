@@ -52,7 +52,6 @@ const startEdge = (ctx: ScenarioContext) => startPipeline(ctx, {}, undefined, { 
  * the push is in Redis, so the audit reads the queue back.
  */
 
-
 export const ingestEdge: Scenario = {
   name: 'ingest-edge',
   goal: 'The ingest edge alone (edge processes + Redis, no writer): accepted 2 KB pushes/s with tokens cached, ack latency at half of that and at 10,000/s, and every 200 found in the queue.',
