@@ -4,9 +4,9 @@ import path from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { PushItem, PushJob } from '@pga/contracts';
-import { createPool, type Pool } from '@pga/db';
+import { createPool, migrateDatabase, type Pool } from '@pga/db';
 import { createLogger } from '@pga/logger';
-import { freePort } from '@pga/local-stack';
+import { freePort, startPostgres } from '@pga/local-stack';
 import { redisKeys, type RedisKeys } from '@pga/redis-keys';
 import { createWriter, readWriterConfig, type Writer } from '@pga/writer';
 import { testEnv, uniquePrefix } from '../helpers';
@@ -121,4 +121,26 @@ export async function waitUntil(what: string, check: () => Promise<boolean>, tim
     await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(`timed out waiting for ${what}`);
+}
+
+/**
+ * A PostgreSQL of the test's own, to stop and start again without touching the shared one: one
+ * migrated database `database`; `restart()` starts it again on the same port and folder.
+ */
+export async function ownPostgres(database: string): Promise<{ url: string; stop(): Promise<void>; restart(): Promise<void> }> {
+  const port = await freePort();
+  const dataDir = path.join(testEnv.dataDir, `pg-${database}-${port}`);
+  let pg = await startPostgres({ dataDir, port, ephemeral: true });
+  const admin = createPool(pg.url, { max: 1 });
+  await admin.query(`CREATE DATABASE ${database}`);
+  await admin.end();
+  const url = pg.urlFor(database);
+  await migrateDatabase(url);
+  return {
+    url,
+    stop: () => pg.stop(),
+    async restart() {
+      pg = await startPostgres({ dataDir, port, ephemeral: true });
+    },
+  };
 }

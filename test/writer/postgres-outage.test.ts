@@ -1,9 +1,5 @@
-import path from 'node:path';
 import { expect, it } from 'vitest';
-import { createPool, migrateDatabase } from '@pga/db';
-import { freePort, startPostgres } from '@pga/local-stack';
-import { testEnv } from '../helpers';
-import { fixture, pushItem, startWriterHarness, waitUntil } from './helpers';
+import { fixture, ownPostgres, pushItem, startWriterHarness, waitUntil } from './helpers';
 
 const ELEMENTS = (JSON.parse(fixture) as { metrics: unknown[] }).metrics.length;
 
@@ -13,14 +9,8 @@ const ELEMENTS = (JSON.parse(fixture) as { metrics: unknown[] }).metrics.length;
  * exactly once — nothing is dead-lettered, nothing lost. Uses a PostgreSQL of its own to stop.
  */
 it('rides out a PostgreSQL restart: jobs wait, retry, then every push is stored once', async () => {
-  const port = await freePort();
-  const dataDir = path.join(testEnv.dataDir, `pg-outage-${port}`);
-  let pg = await startPostgres({ dataDir, port, ephemeral: true });
-  const admin = createPool(pg.url, { max: 1 });
-  await admin.query('CREATE DATABASE outage');
-  await admin.end();
-  const url = pg.urlFor('outage');
-  await migrateDatabase(url);
+  const pg = await ownPostgres('outage');
+  const url = pg.url;
   const h = await startWriterHarness(url, { WRITER_HEARTBEAT_FLUSH_MS: '60000' });
   h.pool.on('error', () => undefined);
   try {
@@ -35,7 +25,7 @@ it('rides out a PostgreSQL restart: jobs wait, retry, then every push is stored 
     const states = await Promise.all(ids.map((id) => h.queue.getJobState(id)));
     expect(states.filter((s) => s === 'completed' || s === 'failed')).toEqual([]);
 
-    pg = await startPostgres({ dataDir, port, ephemeral: true });
+    await pg.restart();
     await Promise.all(ids.map((id) => h.waitForJob(id, 'completed', 30_000)));
     const { rows } = await h.pool.query(
       'SELECT push_id, count(*)::int AS n FROM collector_metrics WHERE push_id = ANY($1) GROUP BY push_id',

@@ -3,12 +3,12 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import type { PushJob } from '@pga/contracts';
-import { createPool, migrateDatabase } from '@pga/db';
-import { freePort, startPostgres, startRedis } from '@pga/local-stack';
+import { createPool } from '@pga/db';
+import { freePort, startRedis } from '@pga/local-stack';
 import { redisKeys } from '@pga/redis-keys';
 import { createTestDatabase, testEnv, uniquePrefix } from '../helpers';
 import { spawnWriter, type ChildWriter } from './child-writer';
-import { fixture, pushItem, waitUntil, writerEnv } from './helpers';
+import { fixture, ownPostgres, pushItem, waitUntil, writerEnv } from './helpers';
 
 const ELEMENTS = (JSON.parse(fixture) as { metrics: unknown[] }).metrics.length;
 
@@ -83,14 +83,8 @@ describe('writer: stopping while a dependency is gone', () => {
   });
 
   it('stops after WRITER_DRAIN_TIMEOUT_MS while PostgreSQL is down; the job it held is stored once afterwards', async () => {
-    const port = await freePort();
-    const dataDir = path.join(testEnv.dataDir, `writer-pg-${port}`);
-    let pg = await startPostgres({ dataDir, port, ephemeral: true });
-    const admin = createPool(pg.url, { max: 1 });
-    await admin.query('CREATE DATABASE drain');
-    await admin.end();
-    const url = pg.urlFor('drain');
-    await migrateDatabase(url);
+    const pg = await ownPostgres('drain');
+    const url = pg.url;
     const prefix = uniquePrefix('pg-gone');
     const keys = redisKeys(prefix);
     const redis = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: null });
@@ -119,7 +113,7 @@ describe('writer: stopping while a dependency is gone', () => {
       expect(first.output()).toMatch(/writer stopped without finishing its drain \(not done within 1500 ms\)/);
       expect(await queue.getJobState(job.id!)).toBe('active');
 
-      pg = await startPostgres({ dataDir, port, ephemeral: true });
+      await pg.restart();
       second = spawnWriter({ ...env, WRITER_PORT: String(await freePort()) });
       await waitUntil(
         'the held job redelivered and completed',
