@@ -15,7 +15,6 @@ import { createLogger } from '@pga/logger';
 import { migrateDatabase } from '@pga/db';
 import { startPostgres, startRedis, freePort, waitForProcesses, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
 import { ensureDatabase, ensureFirstAdmin } from './lib/setup';
-import { waitForHealth } from './lib/health';
 import { builtServiceArgs, SERVICES, stopBuilding } from './lib/service-build';
 import { ensureWebBuild } from './lib/web-build';
 
@@ -168,9 +167,9 @@ try {
 
   // "Running" means usable: the writer and every edge process ready (Redis reachable, deny state loaded).
   await Promise.all([
-    waitForHealth(`http://127.0.0.1:${config.ADMIN_PORT}/healthz`),
+    waitForProcesses(config.ADMIN_PORT, '/healthz', { timeoutMs: 60_000 }),
     waitForProcesses(config.INGEST_PORT, '/readyz', { timeoutMs: 60_000 }),
-    waitForHealth(`http://127.0.0.1:${config.WRITER_PORT}/readyz`),
+    waitForProcesses(config.WRITER_PORT, '/readyz', { timeoutMs: 60_000 }),
   ]);
 
   const lines = [
