@@ -206,15 +206,17 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
       if (onClose) redis.off('close', onClose);
       await new Promise<void>((resolve) => server.close(() => resolve()));
       if (outcome !== 'drained') {
-        logger.error(
-          {
-            reason: outcome,
-            drainTimeoutMs: config.WRITER_DRAIN_TIMEOUT_MS,
-            heldJobs: pushWorker.held(),
-            batchesInFlight: batcher.inFlight(),
-          },
+        const heldJobs = pushWorker.held();
+        const batchesInFlight = batcher.inFlight();
+        // Error only when work was abandoned: with no job held and no batch in flight, only the final
+        // heartbeat flush was skipped, and those heartbeats stay in Redis for the next writer.
+        const abandoned = heldJobs > 0 || batchesInFlight > 0;
+        logger[abandoned ? 'error' : 'warn'](
+          { reason: outcome, drainTimeoutMs: config.WRITER_DRAIN_TIMEOUT_MS, heldJobs, batchesInFlight },
           `writer stopped without finishing its drain (${outcome === 'timeout' ? `not done within ${config.WRITER_DRAIN_TIMEOUT_MS} ms` : outcome}): ` +
-            'the jobs it held go back to the queue when their lock expires, and no push is stored twice',
+            (abandoned
+              ? 'the jobs it held go back to the queue when their lock expires, and no push is stored twice'
+              : 'it held no jobs; heartbeats not yet flushed stay in Redis for the next writer'),
         );
         redis.disconnect();
         // Not awaited: a client stuck in a COPY would hold pool.end() up; exiting rolls it back.
