@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPool, maintainPartitions, type Pool } from '@pga/db';
+import { createPool, maintainPartitions, migrateDatabase, type Pool } from '@pga/db';
 import { createTestDatabase, type TestDatabase } from '../helpers';
 
 const dayName = (offsetDays: number) => {
@@ -78,5 +78,49 @@ describe('collector_metrics partitions', () => {
     const pruned = await maintainPartitions(pool, { daysAhead: 7, retentionDays: 2 });
     expect(pruned.dropped).toContain(dayName(-3));
     expect(await partitions()).not.toContain(dayName(-3));
+  });
+
+  const dayStart = (offsetDays: number) =>
+    `${new Date(Date.now() + offsetDays * 86_400_000).toISOString().slice(0, 10)}T00:00:00Z`;
+
+  it('drops nothing when told no retention, as every service start runs it (only the writer knows METRICS_RETENTION_DAYS)', async () => {
+    await pool.query(
+      `CREATE TABLE ${dayName(-20)} PARTITION OF collector_metrics FOR VALUES FROM ('${dayStart(-20)}') TO ('${dayStart(-19)}')`,
+    );
+    const row = await insertAt(new Date(Date.now() - 20 * 86_400_000 + 60_000).toISOString());
+    expect(row.rows[0].part).toBe(dayName(-20));
+
+    expect((await maintainPartitions(pool)).dropped).toEqual([]);
+    await migrateDatabase(db.url); // what the admin service, the writer and npm start run at start
+    expect(await partitions()).toContain(dayName(-20));
+    // A 30-day retention keeps it too; 14 days does not.
+    expect((await maintainPartitions(pool, { retentionDays: 30 })).dropped).toEqual([]);
+    expect((await maintainPartitions(pool, { retentionDays: 14 })).dropped).toEqual([dayName(-20)]);
+    expect(await partitions()).not.toContain(dayName(-20));
+  });
+
+  it('deletes DEFAULT-partition rows older than the retention, and only with a retention', async () => {
+    // A day with no partition (e.g. a dead letter retried after its day was dropped): DEFAULT.
+    const old = await insertAt(new Date(Date.now() - 20 * 86_400_000).toISOString());
+    const future = await insertAt('2999-06-01T00:00:00Z');
+    expect(old.rows[0].part).toBe('collector_metrics_default');
+    const count = async () =>
+      (
+        await pool.query(
+          `SELECT count(*)::int AS n FROM collector_metrics_default WHERE received_at < now() - interval '15 days'`,
+        )
+      ).rows[0].n;
+    expect(await count()).toBeGreaterThanOrEqual(1);
+
+    expect((await maintainPartitions(pool)).expiredFromDefault).toBe(0);
+    expect(await count()).toBeGreaterThanOrEqual(1);
+    const result = await maintainPartitions(pool, { retentionDays: 14 });
+    expect(result.expiredFromDefault).toBeGreaterThanOrEqual(1);
+    expect(await count()).toBe(0);
+    expect(future.rows[0].part).toBe('collector_metrics_default');
+    const { rows } = await pool.query(
+      `SELECT count(*)::int AS n FROM collector_metrics_default WHERE received_at = '2999-06-01T00:00:00Z'`,
+    );
+    expect(rows[0].n).toBeGreaterThanOrEqual(1);
   });
 });

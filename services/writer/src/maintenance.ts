@@ -1,6 +1,6 @@
 import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { Pool } from '@pga/db';
+import { maintainPartitions, type Pool } from '@pga/db';
 import type { Logger, OutageLog } from '@pga/logger';
 import type { WriterMetrics } from './metrics';
 import { FOLD_ROLLUP, REFRESH_UPTIME, SWEEP_INACTIVE } from './sql';
@@ -26,9 +26,6 @@ export interface MaintenanceOptions {
   rollupEveryMs: number;
 }
 
-/** Partition DDL waits at most this long for its lock, so it never holds up ingest (it retries next run). */
-const DDL_LOCK_TIMEOUT = '2s';
-
 /**
  * Scheduled work as BullMQ job schedulers on the maintenance queue. Every writer upserts the same
  * scheduler ids (idempotent), BullMQ hands each produced job to exactly one worker, and this worker
@@ -41,28 +38,9 @@ export function createMaintenance(o: MaintenanceOptions) {
   const log = o.logger.child({ module: 'maintenance' });
 
   const partitions = async () => {
-    const client = await o.pool.connect();
-    const ignore = () => undefined; // see store-batch.ts: the failing query reports the error
-    client.on('error', ignore);
-    try {
-      await client.query('BEGIN');
-      await client.query(`SET LOCAL lock_timeout = '${DDL_LOCK_TIMEOUT}'`);
-      const { rows } = await client.query<{ created: string[]; dropped: string[]; moved: string }>(
-        'SELECT created, dropped, moved FROM pga_maintain_metric_partitions($1, $2)',
-        [o.daysAhead, o.retentionDays],
-      );
-      await client.query('COMMIT');
-      client.off('error', ignore);
-      client.release();
-      const r = rows[0]!;
-      const result = { created: r.created, dropped: r.dropped, movedFromDefault: Number(r.moved) };
-      log.info(result, 'partition maintenance done');
-      return result;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      client.release(err instanceof Error ? err : true);
-      throw err;
-    }
+    const result = await maintainPartitions(o.pool, { daysAhead: o.daysAhead, retentionDays: o.retentionDays });
+    log.info(result, 'partition maintenance done');
+    return result;
   };
 
   const retention = async () => {
