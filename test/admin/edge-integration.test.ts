@@ -98,6 +98,29 @@ describe('admin service → ingest edge', () => {
     expect((await push(rotated.token)).status).toBe(401);
   });
 
+  it('a disabled collector restored from the recycle bin stays refused on a running edge until it is enabled', async () => {
+    const admin = h.caller(h.admin);
+    const reg = await admin.collectors.register(form());
+    const id = reg.collector.id;
+    await admin.collectors.disable({ id });
+    await until('disable', async () => (await push(reg.token)).status, 403);
+    await admin.collectors.delete({ id });
+    await until('delete', async () => (await push(reg.token)).status, 401);
+
+    const restored = await admin.collectors.restore({ id });
+    expect(restored.collector.enabled).toBe(false);
+    // Refused as disabled (no longer as deleted), and still so after the change has long arrived.
+    await until('restore (still disabled)', async () => (await push(restored.token)).status, 403);
+    for (let i = 0; i < 10; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      const answer = await push(restored.token);
+      expect(answer.status).toBe(403);
+      expect(answer.body.error.code).toBe('COLLECTOR_DISABLED');
+    }
+    await admin.collectors.enable({ id });
+    await until('enable', async () => (await push(restored.token)).status, 200);
+  });
+
   it('a collector enrolled at the edge with an admin-created secret appears in the admin API, pending, in the secret’s group', async () => {
     const admin = h.caller(h.admin);
     const group = (await admin.groups.list()).items.find((g) => g.name === 'Staging')!;

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '@pga/crypto';
 import { hashToken } from '@pga/tokens';
+import { freePort } from '@pga/local-stack';
 import { call, EdgeWorld, rawRequest, type TestCollector } from './harness';
 
 describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
@@ -74,6 +75,43 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
     expect(anon.status).toBe(401);
   });
 
+  it('heartbeat: U+0000 in a text field is a 400 naming the field, and nothing reaches Redis', async () => {
+    // PostgreSQL text cannot store it, and the writer flushes heartbeats many collectors per statement.
+    const other = await world.collector();
+    for (const [field, body] of [
+      ['last_error', { status: 'error', last_error: 'disk\u0000full' }],
+      ['version', { version: '3.0\u0000' }],
+    ] as const) {
+      const res = await heartbeat(JSON.stringify(body), other.token, other.id);
+      expect([res.status, res.json.error.code]).toEqual([400, 'VALIDATION_FAILED']);
+      expect(JSON.stringify(res.json.error)).toContain(field);
+      expect(JSON.stringify(res.json.error)).toContain('U+0000');
+    }
+    expect(await world.redis.exists(world.keys.heartbeat(other.id))).toBe(0);
+    // Other control characters in an error text (a stack trace's newlines and tabs) are fine.
+    expect((await heartbeat(JSON.stringify({ status: 'error', last_error: 'a\n\tb' }), other.token, other.id)).status).toBe(200);
+  });
+
+  it('heartbeat: pending commands stay queued when the answer fails (PostgreSQL unreachable for the config version)', async () => {
+    // An edge whose PostgreSQL is gone, and a collector whose config version is not in Redis yet (as
+    // after an enrollment at the edge): the heartbeat needs PostgreSQL and cannot be answered.
+    const dead = await world.startEdge({ DATABASE_URL: `postgres://nobody:x@127.0.0.1:${await freePort()}/nothing` });
+    const lonely = await world.collector();
+    await world.redis.hdel(world.keys.configVersions, lonely.id);
+    const queued = [JSON.stringify({ id: 'cmd-a', action: 'restart' }), JSON.stringify({ id: 'cmd-b', action: 'stop' })];
+    await world.redis.rpush(world.keys.commands(lonely.id), ...queued);
+    const failed = await call(`${dead.url}/api/v1/collectors/${lonely.id}/heartbeat`, { token: lonely.token, body: '{}' });
+    expect(failed.status).toBeGreaterThanOrEqual(500);
+    expect(await world.redis.lrange(world.keys.commands(lonely.id), 0, -1)).toEqual(queued);
+    expect(await world.redis.hexists(world.keys.deliveredCommands, 'cmd-a')).toBe(0);
+    // The next heartbeat that can be answered delivers them, in order.
+    const ok = await heartbeat('{}', lonely.token, lonely.id);
+    expect(ok.json.commands).toEqual([
+      { id: 'cmd-a', action: 'restart' },
+      { id: 'cmd-b', action: 'stop' },
+    ]);
+  });
+
   it('config (JSON): the decrypted target, only to its collector', async () => {
     const res = await call(`${url}/api/v1/collectors/${c.id}/config`, { token: c.token, method: 'GET' });
     expect(res.status).toBe(200);
@@ -127,6 +165,16 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
     expect((await register({ name: 'x', hostname: 'h' }, 'wrong')).status).toBe(401);
     const bad = await register({ hostname: 'h' });
     expect([bad.status, bad.json.error.code]).toEqual([400, 'VALIDATION_FAILED']);
+    // Control characters (U+0000 cannot even be stored) are a 400 naming the field, not a 500.
+    for (const body of [
+      { name: 'pg\u0000prod', hostname: 'h' },
+      { name: 'pg\nprod', hostname: 'h' },
+      { name: 'pg-prod', hostname: 'h\u0000' },
+      { name: 'pg-prod', hostname: 'h', version: '3\u0000' },
+    ]) {
+      const refused = await register(body);
+      expect([refused.status, refused.json.error.code], JSON.stringify(body)).toEqual([400, 'VALIDATION_FAILED']);
+    }
 
     const res = await register({ name: 'pg-prod-7', hostname: 'pg-prod-7.internal', version: '3.0.0' });
     expect(res.status).toBe(200);

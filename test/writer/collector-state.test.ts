@@ -89,6 +89,17 @@ describe('writer: collector state from heartbeats, sweeps and uptime', () => {
     );
   });
 
+  it('a heartbeat hash holding U+0000 (an older edge) does not stop the flush for the other collectors', async () => {
+    const poisoned = await insertCollector(h.pool);
+    const fine = await insertCollector(h.pool);
+    const seen = new Date().toISOString();
+    await heartbeat(poisoned, { last_seen: seen, status: 'error', last_error: 'disk\u0000full', version: '3.0\u0000' });
+    await heartbeat(fine, { last_seen: seen, status: 'active' });
+    expect(await h.writer.heartbeats.flushHeartbeats()).toBe(2);
+    expect(await collector(poisoned)).toMatchObject({ status: 'error', last_error: 'diskfull', agent_version: '3.0' });
+    expect((await collector(fine)).last_heartbeat).not.toBeNull();
+  });
+
   it('sweeps collectors silent for more than 2 × interval to inactive and publishes it; a push brings them back', async () => {
     const silent = await insertCollector(h.pool, { interval: 60, status: 'active' });
     const fresh = await insertCollector(h.pool, { interval: 60, status: 'active' });

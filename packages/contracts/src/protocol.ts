@@ -48,13 +48,33 @@ export const PushAcceptedSchema = z.object({
 });
 export type PushAccepted = z.infer<typeof PushAcceptedSchema>;
 
+/**
+ * Text that is stored in PostgreSQL as it is: `text` cannot hold U+0000, and one such value in a
+ * batched statement would fail the whole batch (every collector's heartbeats), so it is refused at
+ * the door with a 400 that names the field.
+ */
+const storableText = (max: number) =>
+  z
+    .string()
+    .max(max, `must be at most ${max} characters`)
+    .refine((s) => !s.includes('\u0000'), 'must not contain U+0000 (PostgreSQL text cannot store it)');
+
+/** A name shown in the admin UI: no control characters at all (as the admin service's own forms). */
+const displayName = (max: number) =>
+  z
+    .string()
+    .trim()
+    .min(1, 'is required')
+    .max(max, `must be at most ${max} characters`)
+    .regex(/^[^\p{Cc}]+$/u, 'must not contain control characters');
+
 export const HeartbeatBodySchema = z.object({
-  timestamp: z.string().optional(),
+  timestamp: storableText(64).optional(),
   status: z.enum(['active', 'error']).optional(),
   metrics_count: z.number().int().nonnegative().optional(),
-  last_error: z.string().max(4000).nullable().optional(),
+  last_error: storableText(4000).nullable().optional(),
   collection_time_ms: z.number().nonnegative().optional(),
-  version: z.string().max(100).optional(),
+  version: storableText(100).optional(),
 });
 export type HeartbeatBody = z.infer<typeof HeartbeatBodySchema>;
 
@@ -89,9 +109,9 @@ export const CollectorConfigSchema = z.object({
 export type CollectorConfig = z.infer<typeof CollectorConfigSchema>;
 
 export const EnrollRequestSchema = z.object({
-  name: z.string().trim().min(1).max(255),
-  hostname: z.string().trim().min(1).max(255),
-  version: z.string().max(100).optional(),
+  name: displayName(255),
+  hostname: displayName(255),
+  version: storableText(100).optional(),
 });
 export type EnrollRequest = z.infer<typeof EnrollRequestSchema>;
 

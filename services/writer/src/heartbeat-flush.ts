@@ -19,6 +19,17 @@ export function parseSeen(value: string | undefined): Date | null {
   return Number.isNaN(d.getTime()) ? null : d;
 }
 
+/**
+ * Text for PostgreSQL from the edge's hash: cut to `max` and without U+0000, which `text` cannot
+ * store. The edge refuses it (HeartbeatBodySchema), but one such value (an older edge, a hand-edited
+ * hash) would otherwise fail the whole batch's statement on every tick, for every collector in it.
+ */
+export function storableText(value: string | undefined, max: number): string | null {
+  if (!value) return null;
+  const text = value.includes('\u0000') ? value.replaceAll('\u0000', '') : value;
+  return text ? text.slice(0, max) : null;
+}
+
 function intOrNull(value: string | undefined): number | null {
   if (value === undefined || value === '') return null;
   const n = Math.round(Number(value));
@@ -98,10 +109,10 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
         cols.id.push(id);
         cols.seen.push(seen.toISOString());
         cols.status.push(h.status === 'error' ? 'error' : h.status === 'active' ? 'active' : null);
-        cols.err.push(h.last_error ? h.last_error.slice(0, 4000) : null);
+        cols.err.push(storableText(h.last_error, 4000));
         ctime.push(intOrNull(h.collection_time_ms));
         count.push(intOrNull(h.metrics_count));
-        version.push(h.version ? h.version.slice(0, 100) : null);
+        version.push(storableText(h.version, 100));
       });
       if (cols.id.length > 0) {
         try {

@@ -12,7 +12,11 @@ import { readDenyState, type RedisKeys } from '@pga/redis-keys';
 export class DenyList {
   jtis = new Set<string>();
   collectors = new Set<string>();
-  /** Last change kind per denied collector: "deleted" answers 401, anything else 403 COLLECTOR_DISABLED. */
+  /**
+   * Last change kind per denied collector: "deleted" answers 401, anything else 403
+   * COLLECTOR_DISABLED ("restored": out of the recycle bin, waiting for Redis to say whether it is
+   * still disabled).
+   */
   private readonly kinds = new Map<string, string>();
   version = 0;
   trusted = false;
@@ -91,11 +95,32 @@ export class DenyList {
     if (kind === 'disabled' || kind === 'deleted') {
       this.collectors.add(id);
       this.kinds.set(id, kind);
-    } else if (kind === 'enabled' || kind === 'restored') {
+    } else if (kind === 'enabled') {
       this.collectors.delete(id);
       this.kinds.delete(id);
+    } else if (kind === 'restored' && this.collectors.has(id)) {
+      // Out of the recycle bin, but maybe still disabled: the admin takes a restored collector out of
+      // the denied set only when it is enabled, and the message does not say which. Until Redis has
+      // answered, it stays refused (as disabled: it is no longer deleted).
+      this.kinds.set(id, 'restored');
+      void this.recheck(id);
     }
     if (version !== undefined) this.version = Math.max(this.version, version);
+  }
+
+  /** After `restored`: allowed again only if the admin removed it from the denied set. */
+  private async recheck(id: string): Promise<void> {
+    try {
+      const denied = await this.reader.sismember(this.keys.deniedCollectors, id);
+      // A change applied meanwhile (disabled again, deleted again) wins over this answer.
+      if (!denied && this.kinds.get(id) === 'restored') {
+        this.collectors.delete(id);
+        this.kinds.delete(id);
+      }
+    } catch (err) {
+      // Still refused; the reload after the reconnect reads the whole state again.
+      this.logger.warn({ err, collectorId: id }, 'could not read whether a restored collector is still disabled');
+    }
   }
 
   /** Why a token may not be used, or undefined when it may. */

@@ -56,10 +56,25 @@ export function createHeartbeatHandler(deps: HeartbeatDeps) {
     if (!results || results.some(([err]) => err))
       throw new AppError('UNAVAILABLE', 'queue unavailable', { retryAfterSeconds: 1 });
 
+    const drained = (results[3]![1] as string[]) ?? [];
     let configVersion = results[2]![1] === null ? undefined : Number(results[2]![1]);
-    if (configVersion === undefined) configVersion = await configVersionFromDb(deps, id);
+    if (configVersion === undefined) {
+      try {
+        configVersion = await configVersionFromDb(deps, id);
+      } catch (err) {
+        // No answer (503/500): the commands just drained must not be lost with it. Put them back in
+        // front of any queued since, in their order, for the collector's next heartbeat.
+        if (drained.length > 0)
+          await redis
+            .lpush(keys.commands(id), ...drained.toReversed())
+            .catch((lost: unknown) =>
+              deps.logger.error({ err: lost, collectorId: id, commands: drained }, 'pending commands could not be put back'),
+            );
+        throw err;
+      }
+    }
     const commands: HeartbeatAnswer['commands'] = [];
-    for (const text of (results[3]![1] as string[]) ?? []) {
+    for (const text of drained) {
       const command = parseCommand(text);
       if (command) commands.push(command);
       else deps.logger.warn({ collectorId: id }, 'dropped a malformed pending command');
