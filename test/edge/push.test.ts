@@ -105,6 +105,20 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
     expect(longest.status).toBe(200);
   });
 
+  it('400 INVALID_PAYLOAD for a body push_id that is not 1-128 characters (an empty one would make every later push a duplicate)', async () => {
+    for (const pushId of ['', 'p'.repeat(129)]) {
+      const res = await push(JSON.stringify({ push_id: pushId, metrics: [{ type: 't' }] }));
+      expect({ pushId, status: res.status, code: res.json?.error?.code }).toEqual({
+        pushId,
+        status: 400,
+        code: 'INVALID_PAYLOAD',
+      });
+      expect(res.json.error.message).toContain('push_id');
+    }
+    const longest = await push(JSON.stringify({ push_id: `${Date.now()}`.padEnd(128, 'q'), metrics: [{ type: 't' }] }));
+    expect([longest.status, longest.json.duplicate]).toEqual([200, false]);
+  });
+
   it('400 INVALID_JSON / INVALID_PAYLOAD', async () => {
     for (const [body, code] of [
       ['{"a":', 'INVALID_JSON'],

@@ -198,6 +198,8 @@ function quickScan(b: Uint8Array): PushScan | undefined {
           if (c !== C.QUOTE || lastEscaped || !lastAscii) return undefined;
           const text = Buffer.from(b.buffer, b.byteOffset + start + 1, i - start - 2).toString('latin1');
           if (key === KEY_COLLECTOR_ID) scan.collectorId = text;
+          else if (text.length < 1 || text.length > 128)
+            return undefined; // the exact pass words the error
           else scan.pushId = text;
         }
       } else if (key === KEY_TYPE && depth === metricsDepth + 1) {
@@ -288,7 +290,12 @@ class Scanner {
           if (!isString) throw badPayload(`${key} must be a string`);
           const text = this.text(start, this.i);
           if (key === 'collector_id') scan.collectorId = text;
-          else scan.pushId = text;
+          else {
+            // It names the push for 24 h (CONTRACT.md): an empty one would make every later push of
+            // the collector a "duplicate" of the first, silently not stored.
+            if (text.length < 1 || text.length > 128) throw badPayload('push_id must be 1-128 characters');
+            scan.pushId = text;
+          }
         }
       }
       this.ws();
