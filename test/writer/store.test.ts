@@ -121,6 +121,45 @@ describe('writer: pushes → collector_metrics', () => {
     expect(c.rows[0].success_count).toBe(String(items.length));
   });
 
+  it('stores a push id again when its new acceptance is beyond the edge’s replay window (CONTRACT.md: replays are within 24 h), not within it', async () => {
+    const collectorId = await insertCollector(h.pool);
+    const hoursAgo = (n: number) => new Date(Date.now() - n * 3_600_000).toISOString();
+    const outcome = async (job: Promise<string>) => {
+      const id = await job;
+      await h.waitForJob(id, 'completed');
+      return (await h.queue.getJob(id))?.returnvalue as { stored: number; duplicates: number };
+    };
+    const stored = async (pushId: string) =>
+      (await h.pool.query('SELECT count(*)::int AS n FROM collector_metrics WHERE push_id = $1', [pushId])).rows[0].n /
+      parsedFixture.metrics.length;
+
+    // A collector whose push ids restart (say, from 1 after a reinstall) sends an id the ledger has
+    // held since 26 h ago: the edge forgot it after 24 h and accepted it as new, so it is stored.
+    const first = pushItem(fixture, collectorId, new Date(hoursAgo(26)));
+    expect(await outcome(h.enqueue([first]))).toMatchObject({ stored: 1 });
+    // Within the window (an edge took over a batch whose state expired): the same push, not stored.
+    expect(await outcome(h.enqueue([{ ...first, received_at: hoursAgo(25) }]))).toMatchObject({ duplicates: 1 });
+    const later = { ...first, received_at: new Date().toISOString() };
+    expect(await outcome(h.enqueue([later]))).toMatchObject({ stored: 1 });
+    // Its redelivery carries the same received_at: not stored again.
+    expect(await outcome(h.enqueue([later]))).toMatchObject({ duplicates: 1 });
+    expect(await stored(first.push_id)).toBe(2);
+
+    // The window is the accepting edge's (IDEMPOTENCY_TTL_SECONDS, written into its jobs).
+    const a = pushItem(fixture, collectorId, new Date(hoursAgo(2)));
+    const b = pushItem(fixture, collectorId, new Date(hoursAgo(2)));
+    await outcome(h.enqueue([a, b]));
+    const now = new Date().toISOString();
+    const oneHour = h.queue.add(
+      'push',
+      { v: 1, replay_window_s: 3600, pushes: [{ ...a, received_at: now }] },
+      { removeOnComplete: false },
+    );
+    expect(await outcome(oneHour.then((j) => j.id!))).toMatchObject({ stored: 1 });
+    expect(await outcome(h.enqueue([{ ...b, received_at: now }]))).toMatchObject({ duplicates: 1 }); // 24 h default
+    expect([await stored(a.push_id), await stored(b.push_id)]).toEqual([2, 1]);
+  });
+
   it('holds as many jobs as its batches can take: many small jobs share one batch, and the count follows the job size', async () => {
     const rowsPerPush = parsedFixture.metrics.length;
     // Small jobs: the budget (4 batches of 10,000 rows) allows far more than WRITER_CONCURRENCY,

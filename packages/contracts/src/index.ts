@@ -46,6 +46,7 @@ export {
   PushItemSchema,
   PushItemV2Schema,
   PushJobSchema,
+  DEFAULT_REPLAY_WINDOW_SECONDS,
   COLLECTOR_CHANGES_CHANNEL,
   CollectorChangeSchema,
   type PushItem,

@@ -33,10 +33,19 @@ export const PushItemV2Schema = PushItemSchema.omit({ body: true }).extend({
 });
 export type PushItemV2 = z.infer<typeof PushItemV2Schema>;
 
+/**
+ * The edge's replay window (its IDEMPOTENCY_TTL_SECONDS) when the job was written: a push whose id
+ * the ledger already holds from an acceptance at least this much earlier is a new push by
+ * CONTRACT.md (same `push_id`/key, or the identical body, after the 24 h), not a redelivery. Jobs
+ * without it (written by an older edge) get the contract's 24 h.
+ */
+const replayWindow = z.number().int().positive().optional();
+export const DEFAULT_REPLAY_WINDOW_SECONDS = 86_400;
+
 /** A job packs the pushes the edge received in one short window. v1 jobs are still read. */
 export const PushJobSchema = z.discriminatedUnion('v', [
-  z.object({ v: z.literal(1), pushes: z.array(PushItemSchema).min(1) }),
-  z.object({ v: z.literal(2), pushes: z.array(PushItemV2Schema).min(1) }),
+  z.object({ v: z.literal(1), replay_window_s: replayWindow, pushes: z.array(PushItemSchema).min(1) }),
+  z.object({ v: z.literal(2), replay_window_s: replayWindow, pushes: z.array(PushItemV2Schema).min(1) }),
 ]);
 export type PushJob = z.infer<typeof PushJobSchema>;
 

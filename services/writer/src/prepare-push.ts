@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { hash } from 'node:crypto';
-import { PushJobSchema, type PushItem, type PushItemV2 } from '@pga/contracts';
+import { DEFAULT_REPLAY_WINDOW_SECONDS, PushJobSchema, type PushItem, type PushItemV2 } from '@pga/contracts';
 import { PushShapeError, splitPush, type SplitPush } from './split-push';
 
 /** A push that can never be stored: its job fails once, with BullMQ's UnrecoverableError. */
@@ -23,6 +23,11 @@ export interface PreparedPush {
   split: SplitPush;
   /** Bytes of metric text (plus a row's other columns) this push adds to a batch. */
   size: number;
+  /**
+   * The accepting edge's replay window: the ledger treats this push id as already stored only when
+   * it was accepted less than this long before (see INSERT_LEDGER).
+   */
+  replayWindowSeconds: number;
 }
 
 /** One-shot SHA-256 (crypto.hash): no Hash object. */
@@ -46,7 +51,7 @@ function bodyBytes(item: PushItem | PushItemV2, checksum: string): Buffer {
   return bytes;
 }
 
-export function preparePush(item: PushItem | PushItemV2): PreparedPush {
+export function preparePush(item: PushItem | PushItemV2, replayWindowSeconds = DEFAULT_REPLAY_WINDOW_SECONDS): PreparedPush {
   const receivedAt = new Date(item.received_at);
   if (Number.isNaN(receivedAt.getTime())) throw new PoisonPushError(`push ${item.push_id}: received_at is not a time`);
   const checksum = item.checksum.toLowerCase();
@@ -71,6 +76,7 @@ export function preparePush(item: PushItem | PushItemV2): PreparedPush {
     body,
     split,
     size,
+    replayWindowSeconds,
   };
 }
 
@@ -81,5 +87,6 @@ export function preparePushJob(data: unknown): PreparedPush[] {
     throw new PoisonPushError(`not a PushJob: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   }
   const pushes: (PushItem | PushItemV2)[] = parsed.data.pushes;
-  return pushes.map(preparePush);
+  const window = parsed.data.replay_window_s ?? DEFAULT_REPLAY_WINDOW_SECONDS;
+  return pushes.map((item) => preparePush(item, window));
 }

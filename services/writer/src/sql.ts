@@ -1,10 +1,21 @@
 /** The writer's SQL, named (STYLE.md: long SQL in clearly named constants). Arrays come in via unnest. */
 
-/** Records the batch's push ids; returns only the ids not stored before (exactly-once, issue 5 §2). */
+/**
+ * Records the batch's push ids; returns only the ids to store now (exactly-once, issue 5 §2). An id
+ * already in the ledger is a redelivery, a dead letter retried or a replay the edge could not
+ * answer itself: not stored again. Unless its recorded acceptance is at least the edge's replay
+ * window ($6 seconds, 24 h by default) older than this one: by CONTRACT.md that is a new push under
+ * the same push_id / key / identical body (e.g. a collector whose push ids restart from 1), so the
+ * entry is renewed and the push stored. The ids must be distinct (ON CONFLICT DO UPDATE may not
+ * touch a row twice); a redelivery carries the original received_at, so it never qualifies.
+ */
 export const INSERT_LEDGER = `
-INSERT INTO ingest_ledger (push_id, collector_id, received_at, row_count, checksum)
+INSERT INTO ingest_ledger AS l (push_id, collector_id, received_at, row_count, checksum)
 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[], $5::text[])
-ON CONFLICT (push_id) DO NOTHING
+ON CONFLICT (push_id) DO UPDATE
+   SET received_at = EXCLUDED.received_at, row_count = EXCLUDED.row_count, checksum = EXCLUDED.checksum,
+       committed_at = now()
+ WHERE l.received_at <= EXCLUDED.received_at - make_interval(secs => $6)
 RETURNING push_id`;
 
 export const COPY_METRICS = `COPY collector_metrics

@@ -31,6 +31,24 @@ export interface StoreBatchResult {
 }
 
 /**
+ * The batch's pushes for the ledger: each id once (its first copy; the same push may sit in two jobs
+ * of one batch), grouped by the replay window of the edge that wrote its job — one group, i.e. one
+ * statement, unless edges with different IDEMPOTENCY_TTL_SECONDS feed the same queue.
+ */
+function ledgerGroups(pushes: readonly PreparedPush[]): Map<number, PreparedPush[]> {
+  const seen = new Set<string>();
+  const groups = new Map<number, PreparedPush[]>();
+  for (const p of pushes) {
+    if (seen.has(p.pushId)) continue;
+    seen.add(p.pushId);
+    const group = groups.get(p.replayWindowSeconds);
+    if (group) group.push(p);
+    else groups.set(p.replayWindowSeconds, [p]);
+  }
+  return groups;
+}
+
+/**
  * Stores pushes in ONE transaction on a checked-out client: ledger insert (keeps only ids never
  * stored), COPY of their rows (already `processed`), rollup cells (one row), collector state, COMMIT.
  * Nothing is acknowledged by the caller before this resolves. On any error the transaction is rolled
@@ -51,15 +69,19 @@ export async function storeBatch(pool: Pool, pushes: PreparedPush[], options: St
   };
   try {
     await client.query('BEGIN');
-    const ledger = await client.query<{ push_id: string }>(INSERT_LEDGER, [
-      plainArray(pushes.map((p) => p.pushId)),
-      plainArray(pushes.map((p) => p.collectorId)),
-      plainArray(pushes.map((p) => p.receivedIso)),
-      plainArray(pushes.map((p) => p.split.slices.length)),
-      plainArray(pushes.map((p) => p.checksum)),
-    ]);
+    const fresh = new Set<string>();
+    for (const [window, group] of ledgerGroups(pushes)) {
+      const ledger = await client.query<{ push_id: string }>(INSERT_LEDGER, [
+        plainArray(group.map((p) => p.pushId)),
+        plainArray(group.map((p) => p.collectorId)),
+        plainArray(group.map((p) => p.receivedIso)),
+        plainArray(group.map((p) => p.split.slices.length)),
+        plainArray(group.map((p) => p.checksum)),
+        window,
+      ]);
+      for (const r of ledger.rows) fresh.add(r.push_id);
+    }
     const ledgerMs = lap();
-    const fresh = new Set(ledger.rows.map((r) => r.push_id));
     // The same push may sit twice in one batch (two jobs): `delete` keeps only its first copy.
     const toStore = pushes.filter((p) => fresh.delete(p.pushId));
     let rows = 0;

@@ -15,10 +15,13 @@ const push = (body: Buffer, n = 0): PushSubmission => ({
   body,
 });
 
+const WINDOW = 86_400;
+
 /** The same job built as an object and serialised by JSON.stringify. */
 const reference = (pushes: PushSubmission[]) =>
   JSON.stringify({
     v: 2,
+    replay_window_s: WINDOW,
     pushes: pushes.map(({ body, ...rest }) => ({ ...rest, body_base64: body.toString('base64') })),
   });
 
@@ -26,10 +29,11 @@ describe('encodePushJob', () => {
   it('writes the JSON.stringify text of a v2 job, and each body decodes to the bytes received', () => {
     const tricky = Buffer.from('{"q":"a \\" b \\\\ c \\n","u":"é ✓ 😀 \u2028"}\r\n\t');
     const pushes = [push(fixture, 1), push(tricky, 2), push(Buffer.from('{}'), 3)];
-    const encoded = encodePushJob(pushes);
+    const encoded = encodePushJob(pushes, WINDOW);
     expect(encoded.toString('utf8')).toBe(reference(pushes));
     const parsed = PushJobSchema.parse(JSON.parse(encoded.toString('utf8')));
     expect(parsed.v).toBe(2);
+    expect(parsed.replay_window_s).toBe(WINDOW);
     if (parsed.v !== 2) return;
     parsed.pushes.forEach((p, i) => expect(Buffer.from(p.body_base64, 'base64').equals(pushes[i]!.body)).toBe(true));
     // 64-bit integers stay text: the body is carried as bytes, never parsed and re-serialised.
@@ -41,14 +45,14 @@ describe('encodePushJob', () => {
   it('agrees with JSON.stringify on random bytes and on jobs larger than its scratch buffer', () => {
     for (let i = 0; i < 200; i++) {
       const pushes = [push(randomBytes(1 + (i % 97) * 13), i), push(fixture, i + 1)];
-      expect(encodePushJob(pushes).toString('utf8')).toBe(reference(pushes));
+      expect(encodePushJob(pushes, WINDOW).toString('utf8')).toBe(reference(pushes));
     }
     const big = Array.from({ length: 300 }, (_, i) => push(randomBytes(4000), i));
-    expect(encodePushJob(big).toString('utf8')).toBe(reference(big));
+    expect(encodePushJob(big, WINDOW).toString('utf8')).toBe(reference(big));
   });
 
   it('escapes a field that is not a plain id', () => {
     const odd = { ...push(Buffer.from('{}')), received_at: 'a "quoted" \\ time ✓' };
-    expect(encodePushJob([odd]).toString('utf8')).toBe(reference([odd]));
+    expect(encodePushJob([odd], WINDOW).toString('utf8')).toBe(reference([odd]));
   });
 });

@@ -9,15 +9,16 @@ let scratch = Buffer.allocUnsafeSlow(256 * 1024);
 const KEEP_SCRATCH_BYTES = 4 * 1024 * 1024;
 
 /**
- * The packed job `{"v":2,"pushes":[…]}` (@pga/contracts PushJobSchema v2) as UTF-8 bytes: each body
+ * The packed job `{"v":2,"replay_window_s":N,"pushes":[…]}` (@pga/contracts PushJobSchema v2; N is
+ * the edge's IDEMPOTENCY_TTL_SECONDS, for the writer's ledger) as UTF-8 bytes: each body
  * goes in as base64 of the bytes received (one native call; a JSON-escaped string of it meant a
  * byte loop as slow as JSON.stringify, ~6 % of the edge's CPU). Written into one off-heap buffer:
  * the job's 50–200 KB of text never lives on the JS heap through the Redis round trip. The same
  * text as `JSON.stringify` of the job object (a test holds it to that).
  */
-export function encodePushJob(pushes: readonly PushSubmission[]): Buffer {
+export function encodePushJob(pushes: readonly PushSubmission[], replayWindowSeconds: number): Buffer {
   let out = scratch;
-  let pos = out.write('{"v":2,"pushes":[', 0, 'latin1');
+  let pos = out.write(`{"v":2,"replay_window_s":${Math.trunc(replayWindowSeconds)},"pushes":[`, 0, 'latin1');
   for (let i = 0; i < pushes.length; i++) {
     const p = pushes[i]!;
     const head =

@@ -219,7 +219,12 @@ export class PushPacker {
    * vetoed `batchId`). The dedup key of a stored job expires after VETO_TTL_MS.
    */
   private async add(pushes: Pending[], batchId?: string): Promise<boolean> {
-    const data = new EncodedData(encodePushJob(pushes.map((p) => p.item)));
+    const data = new EncodedData(
+      encodePushJob(
+        pushes.map((p) => p.item),
+        this.settings.idempotencyTtlSeconds,
+      ),
+    );
     const options = batchId ? { ...JOB_OPTIONS, deduplication: { id: batchId, ttl: VETO_TTL_MS } } : JOB_OPTIONS;
     const job = await this.deps.queue.add('push', data, options);
     return job.id !== VETO;
