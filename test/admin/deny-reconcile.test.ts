@@ -24,16 +24,24 @@ describe('deny state reconciliation', () => {
     const oldJti = (await deps.tokens.verify(rotated.token)).jti;
     const before = await readDenyState(deps.redis, deps.keys);
 
+    expect([...before.deleted]).toContain(deleted);
+    expect(before.deleted.has(disabled)).toBe(false);
+
     // Redis loses the sets (a restart without persistence)
-    await deps.redis.del(deps.keys.deniedJtis, deps.keys.deniedCollectors);
+    await deps.redis.del(deps.keys.deniedJtis, deps.keys.deniedCollectors, deps.keys.deletedCollectors);
     expect(await reconcileDenyState(deps)).toBe(3);
     const after = await readDenyState(deps.redis, deps.keys);
     expect([...after.collectors].sort()).toEqual([disabled, deleted].sort());
+    expect([...after.deleted]).toEqual([deleted]);
     expect(after.jtis).toEqual(before.jtis);
     expect(after.jtis.has(oldJti)).toBe(true);
     expect(after.collectors.has(healthy)).toBe(false);
     expect(after.version).toBeGreaterThan(before.version);
     expect(await reconcileDenyState(deps)).toBe(0);
+    // Only the deleted set lost (a deny state written before it existed): the deleted one is re-marked.
+    await deps.redis.del(deps.keys.deletedCollectors);
+    expect(await reconcileDenyState(deps)).toBe(1);
+    expect([...(await readDenyState(deps.redis, deps.keys)).deleted]).toEqual([deleted]);
 
     // the same happens by itself when the admin's Redis connection comes back
     await deps.redis.del(deps.keys.deniedJtis, deps.keys.deniedCollectors);

@@ -134,8 +134,18 @@ describe('collector JWT checks at the edge', () => {
     const r = await world.collector();
     const jtis = await revokeCollectorTokens(world.pool, r.id, 'revoked');
     await publishCollectorChange(world.redis, world.keys, { collector_id: r.id, kind: 'revoked', jtis });
+    // Deleted and disabled collectors answer as on a running edge: 401 and 403 COLLECTOR_DISABLED.
+    const del = await world.collector();
+    await world.pool.query('UPDATE collectors SET deleted_at = now() WHERE id = $1', [del.id]);
+    await publishCollectorChange(world.redis, world.keys, { collector_id: del.id, kind: 'deleted', denyCollector: true });
+    const off = await world.collector({ enabled: false });
+    await publishCollectorChange(world.redis, world.keys, { collector_id: off.id, kind: 'disabled', denyCollector: true });
     const second = await world.startEdge();
     const res = await call(`${second.url}/api/v1/metrics/push`, { token: r.token, body: '{"a":1}' });
     expect(res.status).toBe(401);
+    const deleted = await call(`${second.url}/api/v1/metrics/push`, { token: del.token, body: '{"a":1}' });
+    expect(deleted.status).toBe(401);
+    const disabled = await call(`${second.url}/api/v1/metrics/push`, { token: off.token, body: '{"a":1}' });
+    expect([disabled.status, disabled.json.error.code]).toEqual([403, 'COLLECTOR_DISABLED']);
   });
 });

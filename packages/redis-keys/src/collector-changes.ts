@@ -5,6 +5,8 @@ import type { RedisKeys } from './keys';
 export interface DenyState {
   jtis: Set<string>;
   collectors: Set<string>;
+  /** The denied collectors that are deleted (a subset of `collectors`; the rest are disabled). */
+  deleted: Set<string>;
   version: number;
 }
 
@@ -22,6 +24,8 @@ export async function publishCollectorChange(
   if (change.jtis?.length) multi.sadd(keys.deniedJtis, ...change.jtis);
   if (change.denyCollector) multi.sadd(keys.deniedCollectors, change.collector_id);
   if (change.allowCollector) multi.srem(keys.deniedCollectors, change.collector_id);
+  if (change.kind === 'deleted') multi.sadd(keys.deletedCollectors, change.collector_id);
+  if (change.kind === 'restored') multi.srem(keys.deletedCollectors, change.collector_id);
   multi.incr(keys.denyVersion);
   const results = await multi.exec();
   const version = Number(results?.at(-1)?.[1] ?? 0);
@@ -36,10 +40,17 @@ export async function publishCollectorChange(
 
 /** Edge side: the whole deny state, read at start and after every Redis reconnect. */
 export async function readDenyState(redis: Redis, keys: RedisKeys): Promise<DenyState> {
-  const [jtis, collectors, version] = await Promise.all([
+  const [jtis, collectors, deleted, version] = await Promise.all([
     redis.smembers(keys.deniedJtis),
     redis.smembers(keys.deniedCollectors),
+    redis.smembers(keys.deletedCollectors),
     redis.get(keys.denyVersion),
   ]);
-  return { jtis: new Set(jtis), collectors: new Set(collectors), version: Number(version ?? 0) };
+  const denied = new Set(collectors);
+  return {
+    jtis: new Set(jtis),
+    collectors: denied,
+    deleted: new Set(deleted.filter((id) => denied.has(id))),
+    version: Number(version ?? 0),
+  };
 }

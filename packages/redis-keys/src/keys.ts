@@ -15,6 +15,11 @@ export function redisKeys(prefix = 'pga') {
     deniedJtis: `${prefix}:deny:jti`,
     /** SET of collector ids whose every token is refused (disabled, deleted). */
     deniedCollectors: `${prefix}:deny:collector`,
+    /**
+     * SET of the denied collectors that are deleted (their tokens answer 401 rather than 403
+     * COLLECTOR_DISABLED), so an edge that reloads the deny state still tells the two apart.
+     */
+    deletedCollectors: `${prefix}:deny:deleted`,
     /** Counter bumped on every change to the two sets above. */
     denyVersion: `${prefix}:deny:version`,
     /** Pub/sub channel of CollectorChange messages (admin → every edge process). */

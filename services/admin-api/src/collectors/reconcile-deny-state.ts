@@ -4,7 +4,8 @@ import { publishChange } from './after-commit';
 
 /**
  * Makes sure the edges' deny sets hold everything PostgreSQL says is refused: every revoked, not
- * yet expired token and every disabled or deleted collector. Runs at start and whenever the Redis
+ * yet expired token and every disabled or deleted collector (the deleted ones also in the deleted
+ * set). Runs at start and whenever the Redis
  * connection becomes ready again, so a publish lost to a Redis outage (or a Redis that lost its
  * data) is repaired. It only adds — removing is left to enable/restore, which publish it
  * themselves. Each repair re-reads the collector under its row lock and publishes before
@@ -14,7 +15,7 @@ import { publishChange } from './after-commit';
  */
 export async function reconcileDenyState(deps: Deps): Promise<number> {
   const { pool, redis, keys } = deps;
-  const [{ rows: tokens }, { rows: refused }, deniedJtis, deniedCollectors] = await Promise.all([
+  const [{ rows: tokens }, { rows: refused }, deniedJtis, deniedCollectors, deletedCollectors] = await Promise.all([
     pool.query<{ collector_id: string; jtis: string[] }>(
       `SELECT collector_id, array_agg(jti::text) AS jtis FROM collector_tokens
         WHERE revoked_at IS NOT NULL AND expires_at > now() GROUP BY collector_id`,
@@ -24,9 +25,15 @@ export async function reconcileDenyState(deps: Deps): Promise<number> {
     ),
     redis.smembers(keys.deniedJtis).then((m) => new Set(m)),
     redis.smembers(keys.deniedCollectors).then((m) => new Set(m)),
+    redis.smembers(keys.deletedCollectors).then((m) => new Set(m)),
   ]);
   const missingJtis = new Map(tokens.map((t) => [t.collector_id, t.jtis.filter((j) => !deniedJtis.has(j))]));
-  const missingCollectors = new Map(refused.filter((c) => !deniedCollectors.has(c.id)).map((c) => [c.id, c.deleted]));
+  // Missing from the denied set, or deleted but not marked so (the edges would answer 403, not 401).
+  const missingCollectors = new Map(
+    refused
+      .filter((c) => !deniedCollectors.has(c.id) || (c.deleted && !deletedCollectors.has(c.id)))
+      .map((c) => [c.id, c.deleted]),
+  );
   const ids = new Set([...[...missingJtis].filter(([, j]) => j.length).map(([id]) => id), ...missingCollectors.keys()]);
   for (const id of ids) {
     await withTransaction(pool, async (db) => {

@@ -58,7 +58,9 @@ export class DenyList {
         const state = await readDenyState(this.reader, this.keys);
         for (const jti of state.jtis) this.jtis.add(jti);
         this.collectors = state.collectors;
-        for (const id of this.kinds.keys()) if (!state.collectors.has(id)) this.kinds.delete(id);
+        // Deleted or disabled as Redis says (a fresh edge has seen no message about either).
+        this.kinds.clear();
+        for (const id of state.deleted) this.kinds.set(id, 'deleted');
         // Subscribed before reading: a change that raced the read is applied again (idempotent).
         for (const change of this.duringLoad) this.apply(change);
         this.version = state.version;
