@@ -98,6 +98,27 @@ describe('writer: pushes → collector_metrics', () => {
     expect(rollup.rows.reduce((a, r) => a + r.row_count, 0)).toBe(2 * n);
   });
 
+  it('keeps the newest push’s count when an older push commits later, and does not revive a deleted collector', async () => {
+    const collectorId = await insertCollector(h.pool);
+    const n = parsedFixture.metrics.length;
+    await h.waitForJob(await h.enqueue([pushItem(fixture, collectorId, new Date())]), 'completed');
+    // A push from an hour before (a backlog, a retried dead letter) with a single row, stored after.
+    await h.waitForJob(
+      await h.enqueue([pushItem('{"database":"app","calls":1}', collectorId, new Date(Date.now() - 3_600_000))]),
+      'completed',
+    );
+    const row = async () =>
+      (await h.pool.query('SELECT status, last_collection_count, metrics_collected FROM collectors WHERE id = $1', [collectorId]))
+        .rows[0];
+    expect(await row()).toMatchObject({ last_collection_count: n, metrics_collected: String(n + 1) });
+
+    // In the recycle bin and swept inactive: a push accepted before the delete is stored, but the
+    // collector stays as it is.
+    await h.pool.query(`UPDATE collectors SET deleted_at = now(), status = 'inactive' WHERE id = $1`, [collectorId]);
+    await h.waitForJob(await h.enqueue([pushItem(fixture, collectorId, new Date())]), 'completed');
+    expect(await row()).toMatchObject({ status: 'inactive', metrics_collected: String(2 * n + 1) });
+  });
+
   it('packs many jobs into few batches and stores a redelivered push exactly once', async () => {
     const collectorId = await insertCollector(h.pool);
     const items = Array.from({ length: 40 }, () => pushItem(fixture, collectorId));

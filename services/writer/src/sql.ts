@@ -25,7 +25,8 @@ export const COPY_METRICS = `COPY collector_metrics
 /**
  * One statement for every collector of the batch. The MATERIALIZED CTE locks the rows in id order
  * first, so two writers updating overlapping collectors queue instead of deadlocking.
- * `pending` / `inactive` become `active` on a push; `error` stays until a heartbeat reports active.
+ * `pending` / `inactive` become `active` on a push (not while deleted); `error` stays until a
+ * heartbeat reports active. `last_collection_count` is the newest push's, whatever order batches commit in.
  */
 export const UPDATE_COLLECTORS_AFTER_PUSH = `
 WITH b AS (
@@ -38,8 +39,11 @@ UPDATE collectors c SET
   last_metric_at = GREATEST(c.last_metric_at, b.last_metric_at),
   metrics_collected = c.metrics_collected + b.rows,
   success_count = c.success_count + b.pushes,
-  last_collection_count = b.last_count,
-  status = CASE WHEN c.status IN ('pending', 'inactive') THEN 'active' ELSE c.status END
+  -- A batch holding only older pushes (a backlog, a retried dead letter) leaves the latest count.
+  last_collection_count = CASE WHEN c.last_metric_at IS NULL OR b.last_metric_at >= c.last_metric_at
+                               THEN b.last_count ELSE c.last_collection_count END,
+  -- Late pushes of a collector in the recycle bin are stored, but do not bring it back to life.
+  status = CASE WHEN c.status IN ('pending', 'inactive') AND c.deleted_at IS NULL THEN 'active' ELSE c.status END
 FROM b JOIN locked l ON l.id = b.id
 WHERE c.id = b.id
 RETURNING c.id, c.status, l.old_status, c.last_heartbeat, c.last_metric_at, c.metrics_collected`;
