@@ -281,6 +281,27 @@ describe('writer: pushes → collector_metrics', () => {
     expect(count.rows[0].n).toBe(parsedFixture.metrics.length);
   });
 
+  it('a job with a push that can never be stored still stores its other pushes, then fails once naming the bad one', async () => {
+    const good = pushItem(fixture);
+    const corrupt = { ...pushItem(fixture), checksum: sha256('something else') };
+    const jobId = await h.enqueue([good, corrupt], { attempts: 5 });
+    await h.waitForJob(jobId, 'failed');
+    const job = await h.queue.getJob(jobId);
+    expect(job?.attemptsMade).toBe(1);
+    expect(job?.failedReason).toContain('1 of 2 pushes can never be stored');
+    expect(job?.failedReason).toContain(`push ${corrupt.push_id}: body does not match its checksum`);
+    const stored = await h.pool.query('SELECT DISTINCT push_id FROM collector_metrics WHERE push_id = ANY($1)', [
+      [good.push_id, corrupt.push_id],
+    ]);
+    expect(stored.rows.map((r) => r.push_id)).toEqual([good.push_id]);
+    // Retried from the dead letters: fails the same way, and the good push is not stored twice.
+    await job!.retry('failed');
+    await h.waitForJob(jobId, 'failed');
+    expect((await h.queue.getJob(jobId))?.failedReason).toContain('1 already there');
+    const count = await h.pool.query('SELECT count(*)::int AS n FROM collector_metrics WHERE push_id = $1', [good.push_id]);
+    expect(count.rows[0].n).toBe(parsedFixture.metrics.length);
+  });
+
   it('reads v2 jobs (bodies as base64, as the edge writes them): stored byte for byte; a body not matching its checksum is poison', async () => {
     const v2 = ({ body, ...rest }: ReturnType<typeof pushItem>) => ({
       ...rest,

@@ -80,13 +80,27 @@ export function preparePush(item: PushItem | PushItemV2, replayWindowSeconds = D
   };
 }
 
-/** Validates a job's data (PushJob v1 or v2) and prepares every push; throws PoisonPushError. */
-export function preparePushJob(data: unknown): PreparedPush[] {
+/**
+ * Validates a job's data (PushJob v1 or v2) and prepares every push. A job that is not a PushJob
+ * throws PoisonPushError; a push that can never be stored (checksum, UTF-8, shape) is reported in
+ * `poison` instead, so the job's other pushes are still stored before the job fails.
+ */
+export function preparePushJob(data: unknown): { pushes: PreparedPush[]; poison: string[] } {
   const parsed = PushJobSchema.safeParse(data);
   if (!parsed.success) {
     throw new PoisonPushError(`not a PushJob: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   }
-  const pushes: (PushItem | PushItemV2)[] = parsed.data.pushes;
+  const items: (PushItem | PushItemV2)[] = parsed.data.pushes;
   const window = parsed.data.replay_window_s ?? DEFAULT_REPLAY_WINDOW_SECONDS;
-  return pushes.map((item) => preparePush(item, window));
+  const pushes: PreparedPush[] = [];
+  const poison: string[] = [];
+  for (const item of items) {
+    try {
+      pushes.push(preparePush(item, window));
+    } catch (err) {
+      if (!(err instanceof PoisonPushError)) throw err;
+      poison.push(err.message);
+    }
+  }
+  return { pushes, poison };
 }

@@ -62,7 +62,7 @@ export function createPushWorker(o: PushWorkerOptions) {
     o.metrics.inFlightJobs.set(held);
     let bytes = 0;
     try {
-      const pushes = preparePushJob(job.data);
+      const { pushes, poison } = preparePushJob(job.data);
       // The parsed job (every body as base64 text) would otherwise stay on the heap until the batch
       // commits, to be copied by each young-generation collection on the way. BullMQ reads nothing
       // of it to complete or fail the job, and a retry fetches the job from Redis again.
@@ -75,7 +75,16 @@ export function createPushWorker(o: PushWorkerOptions) {
       heldBytes += bytes;
       o.metrics.heldBytes.set(heldBytes);
       adapt(rows, bytes);
-      return await o.batcher.submit(pushes);
+      const outcome = pushes.length > 0 ? await o.batcher.submit(pushes) : undefined;
+      if (poison.length > 0) {
+        // The job's good pushes are committed (a retry of this dead letter finds them in the ledger).
+        throw new PoisonPushError(
+          `${poison.length} of ${poison.length + pushes.length} pushes can never be stored` +
+            `${outcome ? ` (the other ${outcome.pushes} were: ${outcome.stored} stored, ${outcome.duplicates} already there)` : ''}: ` +
+            poison.join('; '),
+        );
+      }
+      return outcome!;
     } catch (err) {
       if (err instanceof PoisonPushError) throw new UnrecoverableError(err.message);
       throw err;
