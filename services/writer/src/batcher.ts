@@ -159,8 +159,11 @@ export function createBatcher(options: BatcherOptions) {
         else failure = err;
       }
     }
-    if (bad.length) e.reject(new PoisonPushError(`unstorable push(es): ${bad.join('; ')}`));
-    else if (failure) e.reject(failure);
+    // A push that failed for another reason (PostgreSQL went away for longer than the retries) is
+    // not poison: the job fails retryably, so BullMQ tries it again (stored pushes dedupe via the
+    // ledger) and it is dead-lettered only once just the bad pushes are left to fail.
+    if (failure) e.reject(failure);
+    else if (bad.length) e.reject(new PoisonPushError(`unstorable push(es): ${bad.join('; ')}`));
     else {
       const phases = { ledger: 0, copy: 0, state: 0, rollup: 0, commit: 0 };
       settle([e], { stored: 0, duplicates: 0, rows: 0, bytes: 0, copyMs: 0, phases, statuses: [], storedIds });
