@@ -92,6 +92,17 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
     expect((await heartbeat(JSON.stringify({ status: 'error', last_error: 'a\n\tb' }), other.token, other.id)).status).toBe(200);
   });
 
+  it('heartbeat: a long error text is kept to its first 4,000 characters and a null version counts as absent, not a 400', async () => {
+    const other = await world.collector();
+    const trace = `Error: connection refused\n${'    at frame (file.js:1:1)\n'.repeat(400)}`;
+    expect(trace.length).toBeGreaterThan(4000);
+    const res = await heartbeat(JSON.stringify({ status: 'error', last_error: trace, version: null }), other.token, other.id);
+    expect(res.status).toBe(200);
+    const hb = await world.redis.hgetall(world.keys.heartbeat(other.id));
+    expect(hb.last_error).toBe(trace.slice(0, 4000));
+    expect(hb.version).toBeUndefined();
+  });
+
   it('heartbeat: pending commands stay queued when the answer fails (PostgreSQL unreachable for the config version)', async () => {
     // An edge whose PostgreSQL is gone, and a collector whose config version is not in Redis yet (as
     // after an enrollment at the edge): the heartbeat needs PostgreSQL and cannot be answered.

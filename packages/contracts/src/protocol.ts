@@ -53,11 +53,17 @@ export type PushAccepted = z.infer<typeof PushAcceptedSchema>;
  * batched statement would fail the whole batch (every collector's heartbeats), so it is refused at
  * the door with a 400 that names the field.
  */
-const storableText = (max: number) =>
+const noNul = (s: string) => !s.includes('\u0000');
+const NUL_MESSAGE = 'must not contain U+0000 (PostgreSQL text cannot store it)';
+const storableText = (max: number) => z.string().max(max, `must be at most ${max} characters`).refine(noNul, NUL_MESSAGE);
+
+/** Kept to its first `max` characters: a long error text (a stack trace) must not cost the heartbeat. */
+export const HEARTBEAT_ERROR_MAX = 4000;
+const truncatedText = (max: number) =>
   z
     .string()
-    .max(max, `must be at most ${max} characters`)
-    .refine((s) => !s.includes('\u0000'), 'must not contain U+0000 (PostgreSQL text cannot store it)');
+    .refine(noNul, NUL_MESSAGE)
+    .transform((s) => s.slice(0, max));
 
 /** A name shown in the admin UI: no control characters at all (as the admin service's own forms). */
 const displayName = (max: number) =>
@@ -72,9 +78,10 @@ export const HeartbeatBodySchema = z.object({
   timestamp: storableText(64).optional(),
   status: z.enum(['active', 'error']).optional(),
   metrics_count: z.number().int().nonnegative().optional(),
-  last_error: storableText(4000).nullable().optional(),
+  last_error: truncatedText(HEARTBEAT_ERROR_MAX).nullable().optional(),
   collection_time_ms: z.number().nonnegative().optional(),
-  version: storableText(100).optional(),
+  /** `null` counts as not reported. */
+  version: storableText(100).nullable().optional(),
 });
 export type HeartbeatBody = z.infer<typeof HeartbeatBodySchema>;
 

@@ -42,7 +42,7 @@ export function createHeartbeatHandler(deps: HeartbeatDeps) {
     if (hb.metrics_count !== undefined) fields.metrics_count = String(hb.metrics_count);
     if (hb.last_error !== undefined) fields.last_error = hb.last_error ?? '';
     if (hb.collection_time_ms !== undefined) fields.collection_time_ms = String(hb.collection_time_ms);
-    if (hb.version !== undefined) fields.version = hb.version;
+    if (hb.version != null) fields.version = hb.version;
     const { keys, redis } = deps;
     const results = await redis
       .multi()
