@@ -6,6 +6,12 @@
 -- only its scheduled job passes one; a call without it (retention_days NULL, the new default) creates
 -- partitions and moves DEFAULT rows around today, and drops nothing.
 --
+-- New partitions are created as plain tables and attached (SHARE UPDATE EXCLUSIVE on collector_metrics)
+-- instead of CREATE TABLE … PARTITION OF (ACCESS EXCLUSIVE): creating the partitions ahead no longer
+-- waits for, or holds up, the COPYs in flight. Dropping an expired partition still takes ACCESS
+-- EXCLUSIVE (DETACH … CONCURRENTLY is not allowed next to a DEFAULT partition); it is bounded by the
+-- caller's lock_timeout and happens once a day.
+--
 -- Rows in the DEFAULT partition older than the retention were never removed: a dead letter retried
 -- after its day's partition was dropped, or a writer backlog older than the retention, left rows there
 -- for good (and every later CREATE … PARTITION OF scans DEFAULT). They are now deleted with the
@@ -50,20 +56,21 @@ BEGIN
         CONTINUE WHEN to_regclass(format('%I.%I', current_schema(), part)) IS NOT NULL;
         lo := d::timestamp AT TIME ZONE 'UTC';
         hi := (d + 1)::timestamp AT TIME ZONE 'UTC';
+        -- Built as a plain table and then attached: CREATE TABLE … PARTITION OF takes an ACCESS
+        -- EXCLUSIVE lock on collector_metrics, so it waited for (and then held up) every open COPY;
+        -- ATTACH PARTITION takes SHARE UPDATE EXCLUSIVE, which COPY and SELECT do not conflict with
+        -- (measured with psql: behind an open INSERT the first gave up at lock_timeout, the second
+        -- went through). Rows of this day waiting in DEFAULT are moved in before the attach.
+        EXECUTE format('CREATE TABLE %I (LIKE collector_metrics INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part);
         SELECT EXISTS (SELECT 1 FROM collector_metrics_default WHERE received_at >= lo AND received_at < hi) INTO waiting;
         IF waiting THEN
-            -- Rows for this day sit in DEFAULT: attaching a partition over them would fail, so build the
-            -- partition as a plain table, move the rows, then attach it.
-            EXECUTE format('CREATE TABLE %I (LIKE collector_metrics INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part);
             EXECUTE format(
                 'WITH m AS (DELETE FROM collector_metrics_default WHERE received_at >= %L AND received_at < %L RETURNING *)
                  INSERT INTO %I SELECT * FROM m', lo, hi, part);
             GET DIAGNOSTICS n = ROW_COUNT;
             moved := moved + n;
-            EXECUTE format('ALTER TABLE collector_metrics ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
-        ELSE
-            EXECUTE format('CREATE TABLE %I PARTITION OF collector_metrics FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
         END IF;
+        EXECUTE format('ALTER TABLE collector_metrics ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
         created := created || part;
     END LOOP;
 

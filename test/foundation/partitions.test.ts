@@ -29,12 +29,13 @@ describe('collector_metrics partitions', () => {
       )
     ).rows.map((r) => r.relname);
 
-  const insertAt = (receivedAt: string) =>
-    pool.query(
+  const insertAtWith = (db: Pick<Pool, 'query'>, receivedAt: string) =>
+    db.query(
       `INSERT INTO collector_metrics (collector_id, push_id, metric_type, metric_data, received_at)
        VALUES ($1, $2, 'pg_stats', '{"queryid": -9223372036854775808}', $3) RETURNING tableoid::regclass::text AS part`,
       [randomUUID(), randomUUID(), receivedAt],
     );
+  const insertAt = (receivedAt: string) => insertAtWith(pool, receivedAt);
 
   it('has daily partitions for today and the next 7 days, and a DEFAULT partition', async () => {
     const names = await partitions();
@@ -122,5 +123,22 @@ describe('collector_metrics partitions', () => {
       `SELECT count(*)::int AS n FROM collector_metrics_default WHERE received_at = '2999-06-01T00:00:00Z'`,
     );
     expect(rows[0].n).toBeGreaterThanOrEqual(1);
+  });
+
+  it('creates partitions ahead without waiting for the COPYs in flight (attach, not CREATE … PARTITION OF)', async () => {
+    const ingest = await pool.connect();
+    try {
+      // An open ingest transaction, as a writer's COPY is most of the time under load.
+      await ingest.query('BEGIN');
+      await insertAtWith(ingest, new Date().toISOString());
+      const started = Date.now();
+      const result = await maintainPartitions(pool, { daysAhead: 20, lockTimeout: '1s' });
+      expect(result.created).toContain(dayName(20));
+      expect(Date.now() - started).toBeLessThan(1000);
+      await ingest.query('COMMIT');
+    } finally {
+      ingest.release();
+    }
+    expect((await insertAt(new Date(Date.now() + 20 * 86_400_000).toISOString())).rows[0].part).toBe(dayName(20));
   });
 });
