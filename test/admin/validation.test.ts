@@ -45,6 +45,16 @@ describe('validation across procedures', () => {
     await expectRejected(admin().audit.list({ collector_id: 'x' } as any), 'BAD_REQUEST', 'collector_id');
   });
 
+  it('U+0000 in any text is a 400 naming the field (PostgreSQL text cannot store it), not a 500', async () => {
+    const nul = 'a\u0000b';
+    await expectRejected(admin().collectors.update({ id, description: nul }), 'BAD_REQUEST', 'description');
+    await expectRejected(admin().collectors.list({ search: nul }), 'BAD_REQUEST', 'search');
+    await expectRejected(admin().groups.create({ name: 'Nul group', description: nul }), 'BAD_REQUEST', 'description');
+    await expectRejected(admin().collectors.register(form({ tags: ['ok', nul] })), 'BAD_REQUEST', 'tags.1');
+    // Nothing was written.
+    expect((await admin().collectors.get({ id })).description).toBeNull();
+  });
+
   it('a deleted collector is only readable with include_deleted', async () => {
     const gone = (await admin().collectors.register(form())).collector.id;
     await admin().collectors.delete({ id: gone });
