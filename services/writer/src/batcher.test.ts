@@ -1,20 +1,11 @@
-import { createHash, randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '@pga/logger';
 import { createBatcher } from './batcher';
-import { PoisonPushError, preparePush, type PreparedPush } from './prepare-push';
+import { PoisonPushError } from './prepare-push';
+import { preparedTestPush } from './test-push';
 import type { StoreBatchResult } from './store-batch';
 
-function push(body = '{"metrics":[{"type":"t"}]}'): PreparedPush {
-  const bytes = Buffer.from(body);
-  return preparePush({
-    push_id: randomUUID(),
-    collector_id: randomUUID(),
-    received_at: '2026-11-27T20:00:00.000Z',
-    checksum: createHash('sha256').update(bytes).digest('hex'),
-    body_base64: bytes.toString('base64'),
-  });
-}
+const push = preparedTestPush;
 
 const pgError = (code: string, message: string) => Object.assign(new Error(message), { code });
 

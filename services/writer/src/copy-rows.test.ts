@@ -1,23 +1,13 @@
-import { createHash, randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { copyRows } from './copy-rows';
-import { preparePush } from './prepare-push';
+import { preparedTestPush } from './test-push';
 
 /** COPY text format → the value's bytes (the inverse of the escaping copyRows does). */
 function unescape(field: string): Buffer {
   return Buffer.from(field.replace(/\\(.)/g, (_, c: string) => ({ n: '\n', r: '\r', t: '\t', '\\': '\\' })[c] ?? c));
 }
 
-function push(body: string) {
-  const bytes = Buffer.from(body);
-  return preparePush({
-    push_id: randomUUID(),
-    collector_id: randomUUID(),
-    received_at: '2026-11-27T20:00:00.000Z',
-    checksum: createHash('sha256').update(bytes).digest('hex'),
-    body_base64: bytes.toString('base64'),
-  });
-}
+const push = (body: string) => preparedTestPush(body);
 
 async function lines(pushes: ReturnType<typeof push>[], chunkChars?: number): Promise<string[][]> {
   const chunks: Buffer[] = [];
