@@ -61,7 +61,7 @@ BEGIN
         -- ATTACH PARTITION takes SHARE UPDATE EXCLUSIVE, which COPY and SELECT do not conflict with
         -- (measured with psql: behind an open INSERT the first gave up at lock_timeout, the second
         -- went through). Rows of this day waiting in DEFAULT are moved in before the attach.
-        EXECUTE format('CREATE TABLE %I (LIKE collector_metrics INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part);
+        EXECUTE format('CREATE TABLE %I (LIKE collector_metrics INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION)', part);
         SELECT EXISTS (SELECT 1 FROM collector_metrics_default WHERE received_at >= lo AND received_at < hi) INTO waiting;
         IF waiting THEN
             EXECUTE format(
