@@ -8,6 +8,7 @@ export {
   PushEnvelopeSchema,
   PushAcceptedSchema,
   HeartbeatBodySchema,
+  CollectorNameSchema,
   HeartbeatAnswerSchema,
   CollectorCommandActionSchema,
   TargetSchema,

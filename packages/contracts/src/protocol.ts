@@ -65,14 +65,16 @@ const truncatedText = (max: number) =>
     .refine(noNul, NUL_MESSAGE)
     .transform((s) => s.slice(0, max));
 
-/** A name shown in the admin UI: no control characters at all (as the admin service's own forms). */
-const displayName = (max: number) =>
-  z
-    .string()
-    .trim()
-    .min(1, 'is required')
-    .max(max, `must be at most ${max} characters`)
-    .regex(/^[^\p{Cc}]+$/u, 'must not contain control characters');
+/**
+ * A collector's name as the admin UI shows it, wherever it is given (admin forms, enrollment at the
+ * edge): 1–255 characters, no control characters at all.
+ */
+export const CollectorNameSchema = z
+  .string()
+  .trim()
+  .min(1, 'is required')
+  .max(255, 'must be at most 255 characters')
+  .regex(/^[^\p{Cc}]+$/u, 'must not contain control characters');
 
 export const HeartbeatBodySchema = z.object({
   timestamp: storableText(64).optional(),
@@ -116,8 +118,9 @@ export const CollectorConfigSchema = z.object({
 export type CollectorConfig = z.infer<typeof CollectorConfigSchema>;
 
 export const EnrollRequestSchema = z.object({
-  name: displayName(255),
-  hostname: displayName(255),
+  name: CollectorNameSchema,
+  /** The agent's host name as it reports it (free text, shown in the UI): the same rules as a name. */
+  hostname: CollectorNameSchema,
   version: storableText(100).optional(),
 });
 export type EnrollRequest = z.infer<typeof EnrollRequestSchema>;

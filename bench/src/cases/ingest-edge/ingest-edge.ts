@@ -7,6 +7,7 @@ import { benchCollectors } from '../shared/collectors';
 import { AckLog, runPushCampaign, type PushTarget } from '../shared/push-campaign';
 import { bodyPool2k } from '../shared/workload';
 import { histogramQuantile, lagBeyondSampling, sampleValue } from '../shared/prom-text';
+import { aofState } from '../shared/redis-info';
 import { pipelineMissing, startPipeline } from '../ingest-e2e/ingest-e2e';
 
 const EDGE = 'ingest-edge';
@@ -41,16 +42,6 @@ async function dropQueue(redis: Redis): Promise<void> {
     if (keys.length) await redis.unlink(...keys);
     cursor = next;
   } while (cursor !== '0');
-}
-
-/** `INFO persistence` as numbers: rewrites done so far, and whether one runs or waits to run. */
-async function aofState(redis: Redis): Promise<{ rewrites: number; busy: boolean }> {
-  const info = await redis.info('persistence');
-  const field = (name: string) => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? 0);
-  return {
-    rewrites: field('aof_rewrites'),
-    busy: field('aof_rewrite_in_progress') === 1 || field('aof_rewrite_scheduled') === 1,
-  };
 }
 
 /** No AOF rewrite running or scheduled, and the memory of unlinked keys freed (≤ 120 s). */

@@ -9,8 +9,7 @@ export async function aofRewrites(redisUrl: string): Promise<number | undefined>
   const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
   try {
     await redis.connect();
-    const match = /^aof_rewrites:(\d+)/m.exec(await redis.info('persistence'));
-    return match ? Number(match[1]) : undefined;
+    return (await aofState(redis)).rewrites;
   } catch {
     return undefined;
   } finally {
@@ -21,4 +20,14 @@ export async function aofRewrites(redisUrl: string): Promise<number | undefined>
 /** The note for a run: how many AOF rewrites it saw (nothing when either count is unknown). */
 export function aofRewritesNote(before: number | undefined, after: number | undefined): string[] {
   return before === undefined || after === undefined ? [] : [`Redis AOF rewrites during the run: ${after - before}`];
+}
+
+/** `INFO persistence` as numbers: AOF rewrites done so far, and whether one runs or waits to run. */
+export async function aofState(redis: Redis): Promise<{ rewrites: number; busy: boolean }> {
+  const info = await redis.info('persistence');
+  const field = (name: string) => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? 0);
+  return {
+    rewrites: field('aof_rewrites'),
+    busy: field('aof_rewrite_in_progress') === 1 || field('aof_rewrite_scheduled') === 1,
+  };
 }

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { CollectorTypeSchema, EnvironmentSchema, SSL_MODES } from '@pga/contracts';
+import { CollectorNameSchema, CollectorTypeSchema, EnvironmentSchema, SSL_MODES } from '@pga/contracts';
 
 /**
  * The design's registration form rules ("API Implementation Details"), as zod. Each schema's
@@ -10,12 +10,8 @@ import { CollectorTypeSchema, EnvironmentSchema, SSL_MODES } from '@pga/contract
 const HOSTNAME =
   /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 
-export const NameSchema = z
-  .string()
-  .trim()
-  .min(1, 'is required')
-  .max(255, 'must be at most 255 characters')
-  .regex(/^[^\p{Cc}]+$/u, 'must not contain control characters');
+/** The same rule as enrollment at the edge (@pga/contracts). */
+export const NameSchema = CollectorNameSchema;
 
 /** A host name (RFC 1123), IPv4 or IPv6 address, without a port (the port is its own field). */
 export const HostSchema = z
