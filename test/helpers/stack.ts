@@ -63,7 +63,15 @@ export async function startStack(env: Record<string, string>, timeoutMs = 180_00
       const tree = processTree(child.pid);
       stoppedTree.push(...tree.map((p) => p.pid));
       const group = tree[0]!.pgrp;
-      for (const p of tree) if (p.pgrp === group) process.kill(p.pid, signal);
+      for (const p of tree) {
+        if (p.pgrp !== group) continue;
+        try {
+          process.kill(p.pid, signal);
+        } catch (err) {
+          // Gone since the tree was listed (a short-lived child): as a terminal's Ctrl-C would find it.
+          if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+        }
+      }
       await new Promise((resolve) => setTimeout(resolve, 50));
       if (child.exitCode === null) child.kill(signal);
     }
