@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '@pga/crypto';
 import { hashToken } from '@pga/tokens';
 import { freePort } from '@pga/local-stack';
-import { call, EdgeWorld, rawRequest, type TestCollector } from './harness';
+import { call, EdgeWorld, rawRequest, waitUntil, type TestCollector } from './harness';
 
 describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
   let world: EdgeWorld;
@@ -120,6 +121,45 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
     expect(ok.json.commands).toEqual([
       { id: 'cmd-a', action: 'restart' },
       { id: 'cmd-b', action: 'stop' },
+    ]);
+  });
+
+  it('heartbeat: pending commands stay queued when the collector hangs up before the answer', async () => {
+    // The config version must come from PostgreSQL (not in Redis yet), and PostgreSQL is held up
+    // by a lock: the commands are drained, then the collector goes away before the answer.
+    const impatient = await world.collector();
+    await world.redis.hdel(world.keys.configVersions, impatient.id);
+    const queued = [JSON.stringify({ id: 'cmd-x', action: 'restart' }), JSON.stringify({ id: 'cmd-y', action: 'stop' })];
+    await world.redis.rpush(world.keys.commands(impatient.id), ...queued);
+    const locker = await world.pool.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE collectors IN ACCESS EXCLUSIVE MODE');
+      const socket = connect(port, '127.0.0.1');
+      await new Promise<void>((resolve) => socket.once('connect', resolve));
+      socket.write(
+        `POST /api/v1/collectors/${impatient.id}/heartbeat HTTP/1.1\r\nHost: x\r\n` +
+          `Authorization: Bearer ${impatient.token}\r\nX-Collector-ID: ${impatient.id}\r\n` +
+          'Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}',
+      );
+      await waitUntil(async () => (await world.redis.llen(world.keys.commands(impatient.id))) === 0, 5000, 'commands drained');
+      socket.destroy();
+      await new Promise((r) => setTimeout(r, 100));
+      await locker.query('COMMIT');
+    } finally {
+      locker.release();
+    }
+    await waitUntil(
+      async () => (await world.redis.llen(world.keys.commands(impatient.id))) === 2,
+      5000,
+      'commands put back after the hang-up',
+    );
+    expect(await world.redis.lrange(world.keys.commands(impatient.id), 0, -1)).toEqual(queued);
+    expect(await world.redis.hexists(world.keys.deliveredCommands, 'cmd-x')).toBe(0);
+    const ok = await heartbeat('{}', impatient.token, impatient.id);
+    expect(ok.json.commands).toEqual([
+      { id: 'cmd-x', action: 'restart' },
+      { id: 'cmd-y', action: 'stop' },
     ]);
   });
 

@@ -136,6 +136,24 @@ describe('a starting edge worker', () => {
         );
         expect(res.status).toBe(200);
       }
+      // Both subscribed to the change feed, though Redis was away when they first tried: a
+      // revocation reaches every process within 1 s.
+      const jtis = await revokeCollectorTokens(world.pool, c.id, 'revoked');
+      const started = Date.now();
+      await publishCollectorChange(world.redis, world.keys, { collector_id: c.id, kind: 'revoked', jtis });
+      const pushFresh = (i: number) =>
+        freshRequest(
+          edge.port,
+          'POST',
+          '/api/v1/metrics/push',
+          { authorization: `Bearer ${c.token}`, 'content-type': 'application/json' },
+          `{"after":${i}}`,
+        );
+      let allRefused = false;
+      while (!allRefused && Date.now() - started < 1000)
+        allRefused = (await Promise.all(Array.from({ length: 8 }, (_, i) => pushFresh(i)))).every((a) => a.status === 401);
+      expect(allRefused).toBe(true);
+      for (let i = 0; i < 16; i++) expect((await pushFresh(100 + i)).status).toBe(401);
     } finally {
       // The world's clean-up talks to its Redis: start it if the test failed before it did.
       await startOwnRedis();

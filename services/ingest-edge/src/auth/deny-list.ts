@@ -22,8 +22,14 @@ export class DenyList {
   trusted = false;
   private stopped = false;
   private loading: Promise<void> | undefined;
+  /** A reload was asked for while one ran: run another after it (the running one may be stale). */
+  private reloadWanted = false;
   /** Changes received while a reload is reading Redis: re-applied on top of what it read. */
   private duringLoad: CollectorChange[] = [];
+  /** Counts the subscriber's disconnects: a subscription or a read is good only within one connection. */
+  private connection = 0;
+  /** The connection on which Redis confirmed our SUBSCRIBE (-1: none yet). */
+  private subscribedOn = -1;
 
   constructor(
     private readonly subscriber: Redis,
@@ -35,15 +41,14 @@ export class DenyList {
   /** Subscribes and loads; resolves once trusted (or rejects if Redis is unreachable at start). */
   async start(): Promise<void> {
     this.subscriber.on('message', (channel: string, message: string) => this.onMessage(channel, message));
-    // ioredis re-subscribes by itself after a reconnect; 'ready' fires after that, so reload then.
-    this.subscriber.on('ready', () => void this.reload());
+    this.subscriber.on('ready', () => void this.resync().catch(() => undefined));
     this.subscriber.on('close', () => {
       if (this.trusted && !this.stopped)
         this.logger.warn('change feed disconnected: refusing authenticated requests until it is back');
       this.trusted = false;
+      this.connection++;
     });
-    await this.subscriber.subscribe(this.keys.changesChannel);
-    await this.reload();
+    await this.resync();
   }
 
   /** Before closing the subscriber on purpose (drain): no warning, no reload. */
@@ -51,31 +56,67 @@ export class DenyList {
     this.stopped = true;
   }
 
+  /**
+   * Subscribes, then reloads. Done on every (re)connect: ioredis re-subscribes by itself only to
+   * channels Redis once confirmed, so a first SUBSCRIBE that failed (Redis down when the edge
+   * started) would otherwise never be sent again; and waiting for the confirmation guarantees that
+   * nothing published after the read is missed. SUBSCRIBE to a channel already subscribed is a no-op.
+   */
+  private async resync(): Promise<void> {
+    const connection = this.connection;
+    try {
+      await this.subscriber.subscribe(this.keys.changesChannel);
+    } catch (err) {
+      // Disconnected meanwhile: the next 'ready' tries again. Still connected: try again shortly.
+      if (!this.stopped && this.subscriber.status === 'ready' && connection === this.connection)
+        setTimeout(() => void this.resync().catch(() => undefined), 500).unref();
+      throw err;
+    }
+    if (connection === this.connection) this.subscribedOn = connection;
+    await this.reload();
+  }
+
   reload(): Promise<void> {
+    this.reloadWanted = true;
     this.loading ??= (async () => {
       try {
-        this.duringLoad = [];
-        const state = await readDenyState(this.reader, this.keys);
-        for (const jti of state.jtis) this.jtis.add(jti);
-        this.collectors = state.collectors;
-        // Deleted or disabled as Redis says (a fresh edge has seen no message about either).
-        this.kinds.clear();
-        for (const id of state.deleted) this.kinds.set(id, 'deleted');
-        // Subscribed before reading: a change that raced the read is applied again (idempotent).
-        for (const change of this.duringLoad) this.apply(change);
-        this.version = state.version;
-        this.trusted = this.subscriber.status === 'ready';
-        this.logger.info({ jtis: this.jtis.size, collectors: this.collectors.size, version: this.version }, 'deny state loaded');
-      } catch (err) {
-        if (!this.stopped) {
-          this.logger.warn({ err }, 'deny state reload failed; retrying');
-          setTimeout(() => void this.reload(), 500).unref();
+        while (this.reloadWanted && !this.stopped) {
+          this.reloadWanted = false;
+          await this.loadOnce();
         }
       } finally {
         this.loading = undefined;
       }
     })();
     return this.loading;
+  }
+
+  private async loadOnce(): Promise<void> {
+    const connection = this.connection;
+    try {
+      this.duringLoad = [];
+      const state = await readDenyState(this.reader, this.keys);
+      for (const jti of state.jtis) this.jtis.add(jti);
+      this.collectors = state.collectors;
+      // Deleted or disabled as Redis says (a fresh edge has seen no message about either).
+      this.kinds.clear();
+      for (const id of state.deleted) this.kinds.set(id, 'deleted');
+      // Subscribed before reading: a change that raced the read is applied again (idempotent).
+      for (const change of this.duringLoad) this.apply(change);
+      this.version = state.version;
+      // Trusted only if the feed was subscribed before this read began and stayed connected since;
+      // otherwise the reconnect's own resync reloads again.
+      this.trusted = this.subscribedOn === connection && this.connection === connection && this.subscriber.status === 'ready';
+      this.logger.info(
+        { jtis: this.jtis.size, collectors: this.collectors.size, version: this.version, trusted: this.trusted },
+        'deny state loaded',
+      );
+    } catch (err) {
+      if (!this.stopped) {
+        this.logger.warn({ err }, 'deny state reload failed; retrying');
+        setTimeout(() => void this.reload(), 500).unref();
+      }
+    }
   }
 
   private onMessage(channel: string, message: string): void {

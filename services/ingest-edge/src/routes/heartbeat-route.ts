@@ -57,22 +57,28 @@ export function createHeartbeatHandler(deps: HeartbeatDeps) {
       throw new AppError('UNAVAILABLE', 'queue unavailable', { retryAfterSeconds: 1 });
 
     const drained = (results[3]![1] as string[]) ?? [];
+    // Commands taken from Redis but never answered must not be lost: put them back in front of any
+    // queued since, in their order, for the collector's next heartbeat.
+    const putBack = async () => {
+      if (drained.length === 0) return;
+      await redis
+        .lpush(keys.commands(id), ...drained.toReversed())
+        .catch((lost: unknown) =>
+          deps.logger.error({ err: lost, collectorId: id, commands: drained }, 'pending commands could not be put back'),
+        );
+    };
     let configVersion = results[2]![1] === null ? undefined : Number(results[2]![1]);
     if (configVersion === undefined) {
       try {
         configVersion = await configVersionFromDb(deps, id);
       } catch (err) {
-        // No answer (503/500): the commands just drained must not be lost with it. Put them back in
-        // front of any queued since, in their order, for the collector's next heartbeat.
-        if (drained.length > 0)
-          await redis
-            .lpush(keys.commands(id), ...drained.toReversed())
-            .catch((lost: unknown) =>
-              deps.logger.error({ err: lost, collectorId: id, commands: drained }, 'pending commands could not be put back'),
-            );
+        // No answer (503/500).
+        await putBack();
         throw err;
       }
     }
+    // The collector hung up meanwhile (a slow PostgreSQL read): the answer cannot reach it.
+    if (reply.aborted) return putBack();
     const commands: HeartbeatAnswer['commands'] = [];
     for (const text of drained) {
       const command = parseCommand(text);

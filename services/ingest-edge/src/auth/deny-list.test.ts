@@ -1,0 +1,91 @@
+import { EventEmitter } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import { createLogger } from '@pga/logger';
+import { redisKeys } from '@pga/redis-keys';
+import { DenyList } from './deny-list';
+
+const keys = redisKeys('deny-list-test');
+
+/**
+ * A subscriber and a reader that stand in for Redis, so a reconnect can be placed exactly inside a
+ * reload (a real Redis cannot be made to disconnect at that instant). Each read answers the state
+ * as it was when the read was sent, once `open()` is called.
+ */
+function fakeRedis() {
+  const state = { jtis: [] as string[] };
+  let open!: () => void;
+  let gate = new Promise<void>((resolve) => (open = resolve));
+  const subscriber = Object.assign(new EventEmitter(), {
+    status: 'ready',
+    subscribe: async () => 1,
+  });
+  const reader = {
+    smembers: (key: string) => {
+      const snapshot = key === keys.deniedJtis ? [...state.jtis] : [];
+      return gate.then(() => snapshot);
+    },
+    get: () => gate.then(() => '0'),
+  };
+  return {
+    state,
+    subscriber,
+    reader,
+    open: () => open(),
+    /** Later reads answer at once. */
+    unblock: () => {
+      gate = Promise.resolve();
+    },
+  };
+}
+
+describe('DenyList', () => {
+  it('a reconnect during a reload reads again: the older read does not restore trust with a revocation missed', async () => {
+    const redis = fakeRedis();
+    const deny = new DenyList(
+      redis.subscriber as never,
+      redis.reader as never,
+      keys,
+      createLogger({ name: 'test', level: 'silent' }),
+    );
+    const started = deny.start();
+    await new Promise((r) => setImmediate(r)); // the first read has been sent
+    // The change feed drops; a revocation is published while it is away (missed by pub/sub)…
+    redis.subscriber.status = 'reconnecting';
+    redis.subscriber.emit('close');
+    redis.state.jtis.push('revoked-jti');
+    // …and it comes back while the first read is still on its way.
+    redis.subscriber.status = 'ready';
+    redis.subscriber.emit('ready');
+    await new Promise((r) => setImmediate(r));
+    redis.unblock();
+    redis.open(); // the first read answers: the state from before the revocation
+    await started;
+    await new Promise((r) => setTimeout(r, 10));
+    expect(deny.refusal('c1', 'revoked-jti')).toBe('revoked');
+    expect(deny.trusted).toBe(true);
+  });
+
+  it('is trusted only once the feed is subscribed: a SUBSCRIBE that failed is sent again on the next connect', async () => {
+    const redis = fakeRedis();
+    redis.unblock();
+    let subscribes = 0;
+    redis.subscriber.subscribe = async () => {
+      if (++subscribes === 1) throw new Error('Reached the max retries per request limit');
+      return 1;
+    };
+    redis.subscriber.status = 'reconnecting';
+    const deny = new DenyList(
+      redis.subscriber as never,
+      redis.reader as never,
+      keys,
+      createLogger({ name: 'test', level: 'silent' }),
+    );
+    await expect(deny.start()).rejects.toThrow(/max retries/);
+    expect(deny.trusted).toBe(false);
+    redis.subscriber.status = 'ready';
+    redis.subscriber.emit('ready');
+    await new Promise((r) => setTimeout(r, 10));
+    expect(subscribes).toBe(2);
+    expect(deny.trusted).toBe(true);
+  });
+});
