@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PushJob } from '@pga/contracts';
 import { createLogger } from '@pga/logger';
 import { redisKeys, type RedisKeys } from '@pga/redis-keys';
+import { InflightBudget } from '../../services/ingest-edge/src/http/read-body';
 import { createEdgeMetrics } from '../../services/ingest-edge/src/ops/edge-metrics';
 import { EncodedQueue } from '../../services/ingest-edge/src/push/encoded-queue';
 import { PushPacker, type PushOutcome } from '../../services/ingest-edge/src/push/push-packer';
@@ -27,7 +28,14 @@ describe('idempotency markers (push packer, real Redis)', () => {
     await queue.waitUntilReady();
     const metrics = createEdgeMetrics({ ready: () => true, inflightBytes: () => 0, cache: () => ({ hits: 0, misses: 0 }) });
     packer = new PushPacker(
-      { redis, queue, keys, metrics, logger: createLogger({ name: 'idempotency-test', level: 'warn', pretty: false }) },
+      {
+        redis,
+        queue,
+        keys,
+        metrics,
+        logger: createLogger({ name: 'idempotency-test', level: 'warn', pretty: false }),
+        budget: new InflightBudget(Number.MAX_SAFE_INTEGER),
+      },
       { windowMs: 5, maxPushes: 100, maxBytes: 1024 * 1024, enqueueTimeoutMs: 5000, idempotencyTtlSeconds: 3600 },
     );
   });

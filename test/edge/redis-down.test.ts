@@ -97,6 +97,37 @@ describe('Redis stopped, slow, or reconnecting', () => {
     }
   });
 
+  it('slow Redis: the bodies of pushes answered 503 stay in the in-flight budget until Redis has answered for them', async () => {
+    // Redis still holds a timed-out batch's job in its command queue (and the edge its bodies):
+    // retries must not be admitted as if that memory were free.
+    const dataDir = path.join(testEnv.dataDir, uniquePrefix('edge-redis'));
+    const redis = await startRedis({ dataDir, port: await freePort() });
+    try {
+      await using world = await EdgeWorld.create({ redisUrl: redis.url });
+      const edge = await world.startEdge({
+        ENQUEUE_TIMEOUT_MS: '300',
+        RATE_LIMIT_PER_SECOND: '0',
+        MAX_INFLIGHT_BYTES: String(8 * 1024 * 1024),
+      });
+      const c = await world.collector();
+      const inflight = async () => {
+        const text = await (await fetch(`${edge.url}/metrics`)).text();
+        return Number(/^edge_inflight_body_bytes (\S+)$/m.exec(text)?.[1]);
+      };
+      expect(await inflight()).toBe(0);
+      await world.redis.client('PAUSE', 2500, 'WRITE');
+      const body = JSON.stringify({ pad: 'x'.repeat(1024 * 1024) });
+      const res = await call(`${edge.url}/api/v1/metrics/push`, { token: c.token, body });
+      expect([res.status, res.json.error.code]).toEqual([503, 'UNAVAILABLE']);
+      // Answered, but the job is still on its way to Redis: its bytes are still counted.
+      expect(await inflight()).toBeGreaterThanOrEqual(body.length);
+      // Once Redis has answered (the pause ends), they are given back.
+      await expect.poll(inflight, { timeout: 10_000, interval: 100 }).toBe(0);
+    } finally {
+      await redis.stop();
+    }
+  });
+
   it('reloads the deny state after the change feed reconnects (a revocation missed meanwhile still applies)', async () => {
     const dataDir = path.join(testEnv.dataDir, uniquePrefix('edge-redis'));
     const redis = await startRedis({ dataDir, port: await freePort() });

@@ -19,6 +19,7 @@ import { freePort, startRedis } from '@pga/local-stack';
 import { createLogger } from '@pga/logger';
 import { redisKeys } from '@pga/redis-keys';
 import { makeBodyPool } from '../../../bench/src/load/payloads';
+import { InflightBudget } from '../src/http/read-body';
 import { createEdgeMetrics } from '../src/ops/edge-metrics';
 import { EncodedQueue } from '../src/push/encoded-queue';
 import { PushPacker } from '../src/push/push-packer';
@@ -51,7 +52,7 @@ async function measure(autoPipelining: boolean, round: number): Promise<void> {
   await queue.waitUntilReady();
   const metrics = createEdgeMetrics({ ready: () => true, inflightBytes: () => 0, cache: () => ({ hits: 0, misses: 0 }) });
   const packer = new PushPacker(
-    { redis, queue, keys, metrics, logger },
+    { redis, queue, keys, metrics, logger, budget: new InflightBudget(Number.MAX_SAFE_INTEGER) },
     { windowMs: 5, maxPushes: 100, maxBytes: 1024 * 1024, enqueueTimeoutMs: 5000, idempotencyTtlSeconds: 3600 },
   );
   const submitWave = (from: number, n: number) =>

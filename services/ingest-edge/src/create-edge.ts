@@ -86,7 +86,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   const budget = new InflightBudget(config.MAX_INFLIGHT_BYTES);
   const queueHealth = new QueueHealth(redis, config.REDIS_MEMORY_BUDGET_BYTES, logger);
   const packer = new PushPacker(
-    { redis, queue, keys, metrics, logger },
+    { redis, queue, keys, metrics, logger, budget },
     {
       windowMs: config.PACK_WINDOW_MS,
       maxPushes: config.PACK_MAX_PUSHES,

@@ -14,6 +14,10 @@ export class InflightBudget {
   give(n: number): void {
     this.used -= n;
   }
+  /** Counts `n` bytes already in memory (never refused: they exist whatever the budget says). */
+  hold(n: number): void {
+    this.used += n;
+  }
 }
 
 export interface BodyReader {

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '@pga/logger';
 import { AppError, type PushItem } from '@pga/contracts';
 import type { RedisKeys } from '@pga/redis-keys';
+import type { InflightBudget } from '../http/read-body';
 import type { EdgeMetrics } from '../ops/edge-metrics';
 import { encodePushJob } from './encode-push-job';
 import { EncodedData, type EncodedQueue } from './encoded-queue';
@@ -83,7 +84,15 @@ export class PushPacker {
   private batchSeq = 0;
 
   constructor(
-    private readonly deps: { redis: Redis; queue: EncodedQueue; keys: RedisKeys; metrics: EdgeMetrics; logger: Logger },
+    private readonly deps: {
+      redis: Redis;
+      queue: EncodedQueue;
+      keys: RedisKeys;
+      metrics: EdgeMetrics;
+      logger: Logger;
+      /** Keeps counting the bodies of batches answered 503 while Redis may still take their job. */
+      budget: InflightBudget;
+    },
     private readonly settings: PackerSettings,
   ) {
     this.pendingTtl = Math.max(30, Math.ceil((settings.enqueueTimeoutMs * 3) / 1000));
@@ -156,6 +165,7 @@ export class PushPacker {
     try {
       previous = await withTimeout(claim, this.settings.enqueueTimeoutMs);
     } catch {
+      this.strand(batch, claim, optimistic);
       for (const p of batch) p.reject(unavailable('queue unavailable'));
       // A slow Redis may still run the claim (and then the add) later. The markers that claim set
       // are settled by what the add did: stored → done (the client's retry answers duplicate);
@@ -198,6 +208,7 @@ export class PushPacker {
       if (!(await withTimeout(added, this.settings.enqueueTimeoutMs))) throw new Error('push job was not stored');
     } catch (err) {
       this.deps.logger.warn({ err: errMessage(err), pushes: fresh.length }, 'enqueue failed; answering 503');
+      this.strand(batch, optimistic, added);
       for (const p of fresh) p.reject(unavailable('queue unavailable'));
       // A late success still counts: mark it done so replays answer duplicate; else free the keys.
       const free = () => void redis.del(...fresh.map((p) => p.idemKey)).catch(() => undefined);
@@ -212,6 +223,20 @@ export class PushPacker {
       metrics.enqueueLatency.observe((now - p.startedAt) / 1000);
       p.resolve({ pushId: p.item.push_id, records: p.records, duplicate: false });
     }
+  }
+
+  /**
+   * A batch answered 503 before Redis answered for it: its bodies, and its job in ioredis's command
+   * queue (base64, 4/3 of the bodies), stay in memory until Redis answers or the connection fails.
+   * They are counted in the in-flight budget until then, so the clients' retries (Retry-After: 1)
+   * are refused rather than piling up copies of the same bodies for as long as Redis stalls.
+   */
+  private strand(batch: Pending[], ...work: Promise<unknown>[]): void {
+    let bytes = 0;
+    for (const p of batch) bytes += p.bytes;
+    bytes = Math.ceil((bytes * 7) / 3);
+    this.deps.budget.hold(bytes);
+    void Promise.allSettled(work).then(() => this.deps.budget.give(bytes));
   }
 
   /**
