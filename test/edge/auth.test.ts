@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { revokeCollectorTokens } from '@pga/db';
 import { publishCollectorChange } from '@pga/redis-keys';
 import { createCollectorTokens } from '@pga/tokens';
-import { AUDIENCE, call, EdgeWorld, ISSUER, JWT_SECRET, type TestCollector } from './harness';
+import { AUDIENCE, call, EdgeWorld, ISSUER, JWT_SECRET, rawRequest, type TestCollector } from './harness';
 
 const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
 
@@ -128,6 +128,28 @@ describe('collector JWT checks at the edge', () => {
     await world.pool.query('UPDATE collectors SET deleted_at = now() WHERE id = $1', [del.id]);
     await publishCollectorChange(world.redis, world.keys, { collector_id: del.id, kind: 'deleted', denyCollector: true });
     await expect.poll(async () => (await push(del.token)).status, { timeout: 1000 }).toBe(401);
+  });
+
+  it('a token revoked while its push was still uploading is refused once the body is in (401, nothing queued)', async () => {
+    const r = await world.collector();
+    expect((await push(r.token)).status).toBe(200); // cached
+    const port = Number(new URL(url).port);
+    const marker = `slow-${Date.now()}`;
+    const body = `{"marker":"${marker}"}`;
+    const res = await rawRequest(port, [
+      `POST /api/v1/metrics/push HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer ${r.token}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 5)}`,
+      async () => {
+        // Authenticated on the headers; revoked while the rest of the body is on its way.
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        const jtis = await revokeCollectorTokens(world.pool, r.id, 'revoked');
+        await publishCollectorChange(world.redis, world.keys, { collector_id: r.id, kind: 'revoked', jtis });
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      },
+      body.slice(5),
+    ]);
+    expect([res.status, JSON.parse(res.body).error?.code]).toEqual([401, 'UNAUTHORIZED']);
+    expect((await world.queuedPushes()).some((p) => p.body.includes(marker))).toBe(false);
   });
 
   it('a new edge process loads the deny state at start', async () => {

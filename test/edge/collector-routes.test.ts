@@ -298,4 +298,18 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
     const { rows } = await world.pool.query('SELECT count(*)::int AS n FROM collector_tokens WHERE collector_id = $1', [r.id]);
     expect(rows[0].n).toBe(2);
   });
+
+  it('refresh-token: a burst of 5 per collector, then 429 with Retry-After (one valid token cannot mint without limit)', async () => {
+    const r = await world.collector();
+    const refresh = (token = r.token) => call(`${url}/api/v1/collectors/refresh-token`, { token, body: '' });
+    for (let i = 0; i < 5; i++) expect((await refresh()).status).toBe(200);
+    const limited = await refresh();
+    expect([limited.status, limited.json.error.code]).toEqual([429, 'RATE_LIMITED']);
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    const { rows } = await world.pool.query('SELECT count(*)::int AS n FROM collector_tokens WHERE collector_id = $1', [r.id]);
+    expect(rows[0].n).toBe(6);
+    // Another collector is not held up by it.
+    const other = await world.collector();
+    expect((await refresh(other.token)).status).toBe(200);
+  });
 });

@@ -36,7 +36,26 @@ export function createAuthenticator({ tokens, cache, deny }: { tokens: Collector
     return pending;
   };
 
-  return async function authenticate(headers: AuthHeaders, pathId?: string): Promise<CachedToken> {
+  const refuseDenied = (entry: CachedToken): void => {
+    const refusal = deny.refusal(entry.collectorId, entry.jti);
+    if (refusal === 'disabled') throw new AppError('COLLECTOR_DISABLED', 'collector is disabled');
+    if (refusal) throw new AppError('UNAUTHORIZED', refusal === 'revoked' ? 'token was revoked' : 'collector was deleted');
+  };
+
+  /**
+   * Checks a token again once the request's body is in: an upload can take long (uWS only asks
+   * for some bytes every 10 s), and a token revoked, a collector disabled or deleted, or a token
+   * expired meanwhile must not get its push stored or a new token minted. Two set lookups.
+   */
+  const recheck = (entry: CachedToken, nowMs = Date.now()): void => {
+    if (!deny.trusted) throw new AppError('UNAVAILABLE', 'revocation feed is reconnecting', { retryAfterSeconds: 1 });
+    refuseDenied(entry);
+    if (entry.expiresAtMs <= nowMs) throw new AppError('UNAUTHORIZED', 'token expired');
+  };
+
+  return Object.assign(authenticate, { recheck });
+
+  async function authenticate(headers: AuthHeaders, pathId?: string): Promise<CachedToken> {
     const match = /^Bearer[ ]+([A-Za-z0-9._~+/=-]+)$/i.exec(headers.authorization.trim());
     if (!match)
       throw new AppError(
@@ -48,15 +67,13 @@ export function createAuthenticator({ tokens, cache, deny }: { tokens: Collector
     // SHA-256 of the token, as @pga/tokens' hashToken, with the one-shot API (a third of the cost).
     const key = hash('sha256', token, 'hex');
     const entry = cache.get(key) ?? (await verify(key, token));
-    const refusal = deny.refusal(entry.collectorId, entry.jti);
-    if (refusal === 'disabled') throw new AppError('COLLECTOR_DISABLED', 'collector is disabled');
-    if (refusal) throw new AppError('UNAUTHORIZED', refusal === 'revoked' ? 'token was revoked' : 'collector was deleted');
+    refuseDenied(entry);
     if (headers.collectorId && headers.collectorId.toLowerCase() !== entry.collectorId)
       throw new AppError('COLLECTOR_MISMATCH', 'X-Collector-ID does not match the token');
     if (pathId !== undefined && pathId.toLowerCase() !== entry.collectorId)
       throw new AppError('COLLECTOR_MISMATCH', 'collector id in the path does not match the token');
     return entry;
-  };
+  }
 }
 
 export type Authenticate = ReturnType<typeof createAuthenticator>;

@@ -36,6 +36,7 @@ export function createPushHandler(deps: PushDeps) {
     deps.queueHealth.assertAccepting();
 
     const raw = await body!.body;
+    deps.authenticate.recheck(auth);
     const decoding = decodeBody(raw, headers['content-encoding']!, deps.maxBodyBytes);
     const decoded = decoding instanceof Promise ? await decoding : decoding;
     const extra = decoded === raw ? 0 : decoded.length;

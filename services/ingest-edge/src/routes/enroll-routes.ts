@@ -1,4 +1,5 @@
-import { EnrollRequestSchema } from '@pga/contracts';
+import { AppError, EnrollRequestSchema } from '@pga/contracts';
+import { RateLimiter } from '../auth/rate-limiter';
 import type { Authenticate } from '../auth/authenticate';
 import type { RequestContext } from '../http/route';
 import { enrollCollector, refreshCollectorToken, type EnrollDeps, type RequestMeta } from './enroll';
@@ -26,14 +27,26 @@ export function createEnrollHandler(deps: EnrollDeps) {
   };
 }
 
+/**
+ * Token refreshes per collector and process: a burst of 5, then one a minute. A collector refreshes
+ * a token that lives for days; without a limit one valid token could mint tokens (a row and an
+ * audit entry each) as fast as it can ask.
+ */
+export const REFRESH_BURST = 5;
+export const REFRESH_PER_SECOND = 1 / 60;
+
 /** `POST /api/v1/collectors/refresh-token`: the body may be empty or chunked and is ignored. */
-export function createRefreshHandler(deps: EnrollDeps & { authenticate: Authenticate }) {
+export function createRefreshHandler(deps: EnrollDeps & { authenticate: Authenticate; limiter?: RateLimiter }) {
+  const limiter = deps.limiter ?? new RateLimiter(REFRESH_PER_SECOND, REFRESH_BURST);
   return async (ctx: RequestContext): Promise<void> => {
     const auth = await deps.authenticate({
       authorization: ctx.headers.authorization!,
       collectorId: ctx.headers['x-collector-id']!,
     });
+    const wait = limiter.take(auth.collectorId);
+    if (wait > 0) throw new AppError('RATE_LIMITED', 'too many token refreshes for this collector', { retryAfterSeconds: wait });
     await ctx.body!.body;
+    deps.authenticate.recheck(auth);
     const issued = await refreshCollectorToken(deps, auth.collectorId, requestMeta(ctx));
     ctx.reply.json(200, { token: issued.token, expires_at: issued.expiresAt.toISOString() });
   };

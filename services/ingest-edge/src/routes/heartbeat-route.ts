@@ -34,6 +34,7 @@ export function createHeartbeatHandler(deps: HeartbeatDeps) {
     const wait = deps.limiter.take(auth.collectorId);
     if (wait > 0) throw new AppError('RATE_LIMITED', 'too many requests from this collector', { retryAfterSeconds: wait });
     const hb = await readJson(await body!.body, headers['content-encoding']!, HEARTBEAT_MAX_BODY, HeartbeatBodySchema);
+    deps.authenticate.recheck(auth);
     if (deps.redis.status !== 'ready') throw new AppError('UNAVAILABLE', 'queue unreachable', { retryAfterSeconds: 1 });
 
     const id = auth.collectorId;
