@@ -128,6 +128,39 @@ describe('Redis stopped, slow, or reconnecting', () => {
     }
   });
 
+  it('slow Redis: a heartbeat gets 503 within ENQUEUE_TIMEOUT_MS, and commands its late MULTI drained are put back', async () => {
+    const dataDir = path.join(testEnv.dataDir, uniquePrefix('edge-redis'));
+    const redis = await startRedis({ dataDir, port: await freePort() });
+    try {
+      await using world = await EdgeWorld.create({ redisUrl: redis.url });
+      const edge = await world.startEdge({ ENQUEUE_TIMEOUT_MS: '300', RATE_LIMIT_PER_SECOND: '0' });
+      const c = await world.collector();
+      const command = JSON.stringify({ id: 'cmd-slow', action: 'restart' });
+      await world.redis.rpush(world.keys.commands(c.id), command);
+      await world.redis.client('PAUSE', 1500, 'WRITE');
+      const started = Date.now();
+      const res = await call(`${edge.url}/api/v1/collectors/${c.id}/heartbeat`, { token: c.token, body: '{}' });
+      expect([res.status, res.json.error.code, res.headers.get('retry-after')]).toEqual([503, 'UNAVAILABLE', '1']);
+      expect(Date.now() - started).toBeLessThan(1400);
+      // The MULTI runs once the pause ends (a write of ours waits for that), draining the command
+      // with nobody to answer: it goes back.
+      await world.redis.set(`${world.keys.commands(c.id)}:barrier`, '1');
+      await expect
+        .poll(async () => [
+          await world.redis.hexists(world.keys.heartbeat(c.id), 'last_seen'),
+          await world.redis.lrange(world.keys.commands(c.id), 0, -1),
+        ])
+        .toEqual([1, [command]]);
+      const ok = await call(`${edge.url}/api/v1/collectors/${c.id}/heartbeat`, { token: c.token, body: '{}' });
+      expect([ok.status, ok.json]).toEqual([
+        200,
+        { status: 'ok', config_version: 3, commands: [{ id: 'cmd-slow', action: 'restart' }] },
+      ]);
+    } finally {
+      await redis.stop();
+    }
+  });
+
   it('reloads the deny state after the change feed reconnects (a revocation missed meanwhile still applies)', async () => {
     const dataDir = path.join(testEnv.dataDir, uniquePrefix('edge-redis'));
     const redis = await startRedis({ dataDir, port: await freePort() });

@@ -114,7 +114,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
     ),
     heartbeat: kit.route(
       { name: 'heartbeat', headers: authHeaders, params: 1, maxBody: HEARTBEAT_MAX_BODY },
-      createHeartbeatHandler({ authenticate, limiter, redis, keys, pool, logger }),
+      createHeartbeatHandler({ authenticate, limiter, redis, keys, pool, logger, timeoutMs: config.ENQUEUE_TIMEOUT_MS }),
     ),
     config: kit.route(
       { name: 'config', headers: authHeaders, params: 1 },

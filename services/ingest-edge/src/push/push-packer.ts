@@ -7,6 +7,7 @@ import type { InflightBudget } from '../http/read-body';
 import type { EdgeMetrics } from '../ops/edge-metrics';
 import { encodePushJob } from './encode-push-job';
 import { EncodedData, type EncodedQueue } from './encoded-queue';
+import { withTimeout } from '../with-timeout';
 import { idempotencyScripts, VETO_TTL_MS, type IdempotencyScripts } from './idempotency-scripts';
 
 export interface PushOutcome {
@@ -264,16 +265,6 @@ export class PushPacker {
       .settle(stateKey, this.settings.idempotencyTtlSeconds)
       .catch((err: unknown) => this.deps.logger.warn({ err: errMessage(err) }, 'idempotency markers not updated'));
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no answer from Redis within ${ms} ms`)), ms);
-    promise.then(
-      (v) => (clearTimeout(timer), resolve(v)),
-      (e: unknown) => (clearTimeout(timer), reject(e instanceof Error ? e : new Error(String(e)))),
-    );
-  });
 }
 
 function errMessage(err: unknown): string {

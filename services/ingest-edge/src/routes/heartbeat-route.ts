@@ -6,6 +6,7 @@ import type { RedisKeys } from '@pga/redis-keys';
 import type { Authenticate } from '../auth/authenticate';
 import type { RateLimiter } from '../auth/rate-limiter';
 import type { RequestContext } from '../http/route';
+import { withTimeout } from '../with-timeout';
 import { readJson } from './read-json';
 
 export const HEARTBEAT_MAX_BODY = 256 * 1024;
@@ -17,6 +18,8 @@ interface HeartbeatDeps {
   keys: RedisKeys;
   pool: Pool;
   logger: Logger;
+  /** Longest wait for Redis before answering 503 (ENQUEUE_TIMEOUT_MS). */
+  timeoutMs: number;
 }
 
 /**
@@ -45,22 +48,17 @@ export function createHeartbeatHandler(deps: HeartbeatDeps) {
     if (hb.collection_time_ms !== undefined) fields.collection_time_ms = String(hb.collection_time_ms);
     if (hb.version != null) fields.version = hb.version;
     const { keys, redis } = deps;
-    const results = await redis
+    const exec = redis
       .multi()
       .hset(keys.heartbeat(id), fields)
       .sadd(keys.heartbeatDirty, id)
       .hget(keys.configVersions, id)
       .lrange(keys.commands(id), 0, -1)
       .del(keys.commands(id))
-      .exec()
-      .catch(() => null);
-    if (!results || results.some(([err]) => err))
-      throw new AppError('UNAVAILABLE', 'queue unavailable', { retryAfterSeconds: 1 });
-
-    const drained = (results[3]![1] as string[]) ?? [];
+      .exec();
     // Commands taken from Redis but never answered must not be lost: put them back in front of any
     // queued since, in their order, for the collector's next heartbeat.
-    const putBack = async () => {
+    const putBack = async (drained: string[]) => {
       if (drained.length === 0) return;
       await redis
         .lpush(keys.commands(id), ...drained.toReversed())
@@ -68,29 +66,45 @@ export function createHeartbeatHandler(deps: HeartbeatDeps) {
           deps.logger.error({ err: lost, collectorId: id, commands: drained }, 'pending commands could not be put back'),
         );
     };
+    const drainedBy = (results: [Error | null, unknown][] | null) => (results?.[3]?.[1] as string[] | undefined) ?? [];
+    let results: [Error | null, unknown][] | null;
+    try {
+      results = await withTimeout(exec, deps.timeoutMs);
+    } catch {
+      // A slow Redis may still run the MULTI later, with nobody to answer: its commands go back then.
+      exec.then(
+        (late) => putBack(drainedBy(late)),
+        () => undefined,
+      );
+      results = null;
+    }
+    if (!results || results.some(([err]) => err))
+      throw new AppError('UNAVAILABLE', 'queue unavailable', { retryAfterSeconds: 1 });
+
+    const drained = drainedBy(results);
     let configVersion = results[2]![1] === null ? undefined : Number(results[2]![1]);
     if (configVersion === undefined) {
       try {
         configVersion = await configVersionFromDb(deps, id);
       } catch (err) {
         // No answer (503/500).
-        await putBack();
+        await putBack(drained);
         throw err;
       }
     }
     // The collector hung up meanwhile (a slow PostgreSQL read): the answer cannot reach it.
-    if (reply.aborted) return putBack();
+    if (reply.aborted) return putBack(drained);
     const commands: HeartbeatAnswer['commands'] = [];
     for (const text of drained) {
       const command = parseCommand(text);
       if (command) commands.push(command);
       else deps.logger.warn({ collectorId: id }, 'dropped a malformed pending command');
     }
-    if (commands.length > 0) {
-      await redis
+    // Not awaited: the answer does not wait on a bookkeeping write.
+    if (commands.length > 0)
+      redis
         .hset(keys.deliveredCommands, Object.fromEntries(commands.map((c) => [c.id, now])))
         .catch((err: unknown) => deps.logger.warn({ err, collectorId: id }, 'command delivery not recorded'));
-    }
     reply.json(200, { status: 'ok', config_version: configVersion, commands } satisfies HeartbeatAnswer);
   };
 }
@@ -98,7 +112,7 @@ export function createHeartbeatHandler(deps: HeartbeatDeps) {
 async function configVersionFromDb({ pool, redis, keys }: HeartbeatDeps, id: string): Promise<number> {
   const { rows } = await pool.query<{ config_version: number }>('SELECT config_version FROM collectors WHERE id = $1', [id]);
   const version = rows[0]?.config_version ?? 1;
-  await redis.hsetnx(keys.configVersions, id, String(version)).catch(() => undefined);
+  redis.hsetnx(keys.configVersions, id, String(version)).catch(() => undefined);
   return version;
 }
 
