@@ -7,6 +7,7 @@ import { redisKeys, type RedisKeys } from '@pga/redis-keys';
 import { InflightBudget } from '../../services/ingest-edge/src/http/read-body';
 import { createEdgeMetrics } from '../../services/ingest-edge/src/ops/edge-metrics';
 import { EncodedQueue } from '../../services/ingest-edge/src/push/encoded-queue';
+import { idempotencyScripts } from '../../services/ingest-edge/src/push/idempotency-scripts';
 import { PushPacker, type PushOutcome } from '../../services/ingest-edge/src/push/push-packer';
 import { testEnv, uniquePrefix } from '../helpers';
 
@@ -116,5 +117,19 @@ describe('idempotency markers (push packer, real Redis)', () => {
     expect(queued.filter((p) => p === done.pushId)).toHaveLength(1);
     expect(queued).toEqual(expect.arrayContaining(ids));
     expect(await submit('k:mixed-a', 4, ids[0])).toMatchObject({ duplicate: true });
+  });
+
+  it('a claim run twice (ioredis resends it after a dropped connection) still owns its batch: no veto, no replay', async () => {
+    const scripts = idempotencyScripts(redis, 'veto', keys.idempotencyBatchPrefix);
+    const batch = { id: `resent-${randomUUID()}`, stateKey: '', vetoKey: `${queue.keys.de}:resent-${randomUUID()}` };
+    batch.stateKey = keys.idempotencyBatch(batch.id);
+    const markers = [keys.idempotency(collectorId, 'k:resent-a'), keys.idempotency(collectorId, 'k:resent-b')];
+    expect(await scripts.claim(markers, [2, 3], batch, 3600, 30)).toEqual(['', '']);
+    expect(await scripts.claim(markers, [2, 3], batch, 3600, 30)).toEqual(['', '']);
+    expect(await redis.exists(batch.vetoKey)).toBe(0);
+    // Another batch meeting these markers still sees them in flight.
+    const other = { id: `other-${randomUUID()}`, stateKey: '', vetoKey: `${queue.keys.de}:other-${randomUUID()}` };
+    other.stateKey = keys.idempotencyBatch(other.id);
+    expect(await scripts.claim(markers, [2, 3], other, 3600, 30)).toEqual(['p:', 'p:']);
   });
 });

@@ -18,7 +18,10 @@ import type { Redis } from 'ioredis';
  * older format (`d:<push id>:<records>`, `p:…`) are answered as they are. Any replay in the batch
  * also sets the veto key, so the job add that follows on the same connection is refused by BullMQ's
  * deduplication. The batch-state keys of other batches are built from the prefix inside the script
- * (standalone Redis; the markers of one batch span hash slots anyway).
+ * (standalone Redis; the markers of one batch span hash slots anyway). A marker of this very batch
+ * counts as set by this claim: ioredis resends a command whose answer was lost with its connection,
+ * and the claim must not then take its own batch for a replay (vetoing its own job and answering
+ * its pushes' retries 503 until the pending state expired).
  * Sent with EVAL, not EVALSHA: after a Redis restart an EVALSHA fails with NOSCRIPT and ioredis
  * resends it as EVAL once the answer is in — after the add it has to run before.
  */
@@ -29,6 +32,11 @@ local vetoed = false
 for i = 1, n do
   local prev = redis.call('GET', KEYS[i])
   local answer = ''
+  if prev == 'b:' .. ARGV[5] .. ':' .. ARGV[i + 6] then
+    -- this very batch's marker: the same claim run again (ioredis resends a command whose answer
+    -- a dropped connection lost); it is still this batch's push, not a replay
+    prev = nil
+  end
   if prev then
     answer = prev
     -- b:<batch id>:<records>; the batch id holds ':' itself, the records are the last field
