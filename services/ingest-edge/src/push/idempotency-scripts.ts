@@ -32,7 +32,8 @@ local vetoed = false
 for i = 1, n do
   local prev = redis.call('GET', KEYS[i])
   local answer = ''
-  if prev == 'b:' .. ARGV[5] .. ':' .. ARGV[i + 6] then
+  local mine = 'b:' .. ARGV[5] .. ':' .. ARGV[i + 6]
+  if prev == mine then
     -- this very batch's marker: the same claim run again (ioredis resends a command whose answer
     -- a dropped connection lost); it is still this batch's push, not a replay
     prev = nil
@@ -49,7 +50,7 @@ for i = 1, n do
     end
   end
   if answer == '' then
-    redis.call('SET', KEYS[i], 'b:' .. ARGV[5] .. ':' .. ARGV[i + 6], 'EX', ARGV[1])
+    redis.call('SET', KEYS[i], mine, 'EX', ARGV[1])
   else
     vetoed = true
   end
