@@ -11,7 +11,7 @@ import { compareResults, formatComparison } from './harness/compare';
 import { extraServiceEnv } from './harness/diagnostics';
 import { describeMachine } from './harness/machine';
 import type { BenchResult, ScenarioResult } from './harness/model';
-import { machineTicks, sampleTrees } from './harness/proc';
+import { machineTicks, ownTicks, sampleTrees } from './harness/proc';
 import { Progress } from './harness/progress';
 import { computeRatios } from './harness/ratios';
 import { runScenario } from './harness/run-suite';
@@ -49,6 +49,7 @@ progress.log(
 );
 
 const m0 = machineTicks();
+const self0 = ownTicks();
 // Signals: before the stack is up, remember and stop it as soon as it is (nothing is left behind).
 const run: { stack?: BenchStack; interrupted?: number; sampler?: NodeJS.Timeout } = {};
 const stopAll = async (code: number) => {
@@ -76,14 +77,16 @@ try {
 }
 run.stack = started;
 if (run.interrupted !== undefined) await stopAll(run.interrupted);
+/**
+ * CPU ticks of everything the bench started, since m0, so that "others" (foreign load) can be told
+ * apart at the end: the trees of PostgreSQL, Redis and the services, plus the bench process alone.
+ * Not the bench's own tree: those servers are its children, and would count twice. A process that
+ * exits moves its ticks into its parent's (cutime), so the sum only grows; the peak is kept anyway.
+ */
 let ourTicks = 0;
 run.sampler = setInterval(() => {
-  // Follow our own process trees so "others" (foreign load) can be told apart at the end.
-  const t = sampleTrees({ ...started.roots(), self: process.pid });
-  ourTicks = Math.max(
-    ourTicks,
-    Object.values(t).reduce((a, s) => a + s.ticks, 0),
-  );
+  const trees = Object.values(sampleTrees(started.roots())).reduce((a, s) => a + s.ticks, 0);
+  ourTicks = Math.max(ourTicks, trees + ownTicks() - self0);
 }, 1000);
 
 const results: ScenarioResult[] = [];
@@ -133,9 +136,11 @@ try {
 }
 
 const m1 = machineTicks();
+// Everything the bench started has exited and been waited for: its own ticks now hold all of it.
+ourTicks = Math.max(ourTicks, ownTicks() - self0);
 machine.loadAfter = os.loadavg().map((v) => Math.round(v * 100) / 100);
 const seconds = (Date.now() - startedAt.getTime()) / 1000;
-// Machine busy time minus the peak cumulative ticks of our own trees (bench, postgres, redis, services).
+// Machine busy time minus what the bench and everything it started used.
 machine.foreignCpuCores = Math.max(0, (m1.busy - m0.busy - ourTicks) / 100 / seconds);
 
 const result: BenchResult = {

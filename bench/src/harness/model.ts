@@ -56,6 +56,11 @@ export interface RunOutput {
   /** CPU (cores) of each part of the system under test during the main load window. */
   components?: Record<string, number>;
   notes?: string[];
+  /**
+   * Why this run failed although it completed (an audit that found lost or duplicated pushes, a
+   * queue that never drained): the scenario is then reported as failed and the bench exits 1.
+   */
+  failures?: string[];
 }
 
 export interface ScenarioResult {

@@ -37,6 +37,12 @@ export function sampleTrees(roots: Record<string, number>): Record<string, TreeS
   return out;
 }
 
+/**
+ * CPU ticks of this process alone, without its live children, but with those it has waited for
+ * (cutime/cstime): a service stopped between scenarios, a pgbench run, initdb.
+ */
+export const ownTicks = (): number => readProc(process.pid)?.ticks ?? 0;
+
 /** Busy and total CPU ticks of the whole machine (/proc/stat, all cores). */
 export function machineTicks(): { busy: number; total: number } {
   const line = readFileSync('/proc/stat', 'latin1').split('\n')[0]!;
@@ -53,7 +59,7 @@ export function machineTicks(): { busy: number; total: number } {
 export function startCpuWindow(roots: () => Record<string, number>) {
   const t0 = Date.now();
   const before = sampleTrees(roots());
-  const self0 = readProc(process.pid)?.ticks ?? 0;
+  const self0 = ownTicks();
   const m0 = machineTicks();
   return {
     stop(): Record<string, number> {
@@ -62,7 +68,7 @@ export function startCpuWindow(roots: () => Record<string, number>) {
       const m1 = machineTicks();
       const out: Record<string, number> = {};
       // The bench process alone (the load generator), without the servers it spawned.
-      out.generator = Math.max(0, ((readProc(process.pid)?.ticks ?? 0) - self0) / CLK_TCK / seconds);
+      out.generator = Math.max(0, (ownTicks() - self0) / CLK_TCK / seconds);
       let ours = out.generator;
       for (const name of Object.keys(after)) {
         const d = (after[name]!.ticks - (before[name]?.ticks ?? 0)) / CLK_TCK / seconds;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mergeNotes } from './run-suite';
+import { mergeNotes, runFailures } from './run-suite';
 
 describe('mergeNotes', () => {
   it('keeps a note every run printed as it is, once', () => {
@@ -21,5 +21,15 @@ describe('mergeNotes', () => {
 
   it('leaves a single run unlabelled', () => {
     expect(mergeNotes([{ notes: ['audit: 0 lost'] }])).toEqual(['audit: 0 lost']);
+  });
+});
+
+describe('runFailures', () => {
+  it('names the run of each failure, and is empty when no run failed', () => {
+    expect(runFailures([{}, { failures: [] }])).toEqual([]);
+    expect(runFailures([{}, { failures: ['audit: 3 lost', 'queue did not drain'] }])).toEqual([
+      'run 2: audit: 3 lost',
+      'run 2: queue did not drain',
+    ]);
   });
 });

@@ -47,11 +47,27 @@ export async function runScenario(scenario: Scenario, base: Omit<ScenarioContext
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
     base.progress.log(`✗ ${scenario.name} failed: ${reason}`);
-    return result('failed', { reason, figures: aggregate(scenario, outputs), runs: outputs.map(stripFigures) });
+    return result('failed', {
+      reason: [reason, ...runFailures(outputs)].join('; '),
+      figures: aggregate(scenario, outputs),
+      runs: outputs.map(stripFigures),
+      notes: mergeNotes(outputs),
+    });
   } finally {
     await scenario.teardown?.(ctx).catch((err: unknown) => base.progress.log(`  teardown of ${scenario.name}: ${String(err)}`));
   }
-  return result('ok', { figures: aggregate(scenario, outputs), runs: outputs.map(stripFigures), notes: mergeNotes(outputs) });
+  const failures = runFailures(outputs);
+  return result(failures.length ? 'failed' : 'ok', {
+    ...(failures.length ? { reason: failures.join('; ') } : {}),
+    figures: aggregate(scenario, outputs),
+    runs: outputs.map(stripFigures),
+    notes: mergeNotes(outputs),
+  });
+}
+
+/** The failures the runs reported (an audit, a queue that never drained), each naming its run. */
+export function runFailures(outputs: Pick<RunOutput, 'failures'>[]): string[] {
+  return outputs.flatMap((o, i) => (o.failures ?? []).map((f) => `run ${i + 1}: ${f}`));
 }
 
 /**

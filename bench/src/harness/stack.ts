@@ -20,6 +20,7 @@ import {
 } from '@pga/local-stack';
 import { builtServiceArgs, serviceByEntry } from '../../../scripts/lib/service-build';
 import { extraNodeFlags, extraServiceEnv, withFlagsBeforeScript } from './diagnostics';
+import { resetPushState } from './redis-state';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '../../..');
 
@@ -222,7 +223,11 @@ export class BenchStack {
     }
   }
 
-  /** Empties the metrics table and ledger and checkpoints, so every run starts from the same state. */
+  /**
+   * Every run starts from the same state: the metrics table and ledger emptied and checkpointed,
+   * and Redis without what earlier pushes left (idempotency markers, batch states, the push queue)
+   * with its AOF compacted (resetPushState).
+   */
   async resetData(): Promise<void> {
     const client = new pg.Client({ connectionString: this.databaseUrl });
     await client.connect();
@@ -232,6 +237,7 @@ export class BenchStack {
     } finally {
       await client.end();
     }
+    await resetPushState(this.redis.url);
   }
 
   private stopping: Promise<void> | undefined;

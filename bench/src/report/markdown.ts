@@ -11,15 +11,20 @@ function generatorCell(f: FigureResult, runs: number): string {
   return `${f.generatorCpu.median.toFixed(2)} (max ${f.generatorCpu.max.toFixed(2)})${sat}`;
 }
 
+/** The median, and how many runs it is of when some run did not measure the figure (NaN drops out of it). */
+function medianCell(f: FigureResult): string {
+  const measured = f.runs.filter((v) => Number.isFinite(v)).length;
+  const partial = measured > 0 && measured < f.runs.length ? ` (${measured} of ${f.runs.length} runs)` : '';
+  return `**${formatNumber(f.median)}**${partial}`;
+}
+
 export function figureTable(figures: FigureResult[], runs: number): string[] {
   const lines = [
     '| figure | median | min – max | unit | target | generator CPU, cores |',
     '| --- | ---: | ---: | --- | --- | --- |',
   ];
   for (const f of figures)
-    lines.push(
-      `| ${f.label} | **${formatNumber(f.median)}** | ${range(f)} | ${f.unit} | ${f.target ?? ''} | ${generatorCell(f, runs)} |`,
-    );
+    lines.push(`| ${f.label} | ${medianCell(f)} | ${range(f)} | ${f.unit} | ${f.target ?? ''} | ${generatorCell(f, runs)} |`);
   return lines;
 }
 

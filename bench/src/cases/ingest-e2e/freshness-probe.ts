@@ -6,19 +6,26 @@ import { LatencyRecorder } from '../../harness/latency-recorder';
 export const FRESHNESS_POLL_MS = 20;
 
 /**
- * Freshness = time from the 200 to the moment a SELECT sees the push. A sample of acknowledged
- * push ids (at most `perSecond` per second) is polled every FRESHNESS_POLL_MS in ingest_ledger,
- * which the writer fills in the same transaction as the COPY, so a ledger row is visible exactly
- * when the push's metric rows are (and the ledger's primary key makes the probe cheap).
+ * Freshness = time from the 200 to the moment a SELECT sees the push. About `perSecond`
+ * acknowledged pushes per second are sampled, each ack with the same probability (`perSecond` ÷
+ * the phase's arrival rate), so the samples spread over the whole second rather than bunching in
+ * its first acks. They are polled every FRESHNESS_POLL_MS in ingest_ledger, which the writer fills
+ * in the same transaction as the COPY, so a ledger row is visible exactly when the push's metric
+ * rows are (and the ledger's primary key makes the probe cheap).
  */
 export class FreshnessProbe {
   private readonly pending = new Map<string, { at: number; phase: string }>();
   private readonly recorders = new Map<string, LatencyRecorder>();
   private client: pg.Client | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private phase = 'warm-up';
+  /** Arrival rate of the phase (pushes/s), when it has one (open loop). */
+  private ratePerS: number | undefined;
+  /** The current 1-s window of acks: when it began, its acks, the samples kept; the previous one's acks. */
   private windowStart = 0;
   private inWindow = 0;
-  phase = 'warm-up';
+  private keptInWindow = 0;
+  private lastWindow = 0;
 
   constructor(
     private readonly databaseUrl: string,
@@ -37,14 +44,30 @@ export class FreshnessProbe {
     void loop();
   }
 
+  /**
+   * Samples from now on belong to `name`. With `ratePerS` (an open-loop step) every ack is kept
+   * with probability perSecond ÷ ratePerS; without (closed loop), the rate is estimated from the
+   * previous second's acks, and at most 2 × perSecond are kept in any second.
+   */
+  setPhase(name: string, ratePerS?: number): void {
+    this.phase = name;
+    this.ratePerS = ratePerS;
+  }
+
   /** Offered every ack; keeps a sample. */
   onAck(pushId: string, atMs: number): void {
     if (atMs - this.windowStart >= 1000) {
+      this.lastWindow = atMs - this.windowStart < 2000 ? this.inWindow : 0;
       this.windowStart = atMs;
       this.inWindow = 0;
+      this.keptInWindow = 0;
     }
-    if (this.inWindow >= this.perSecond || this.pending.size >= 5000) return;
     this.inWindow++;
+    const rate = this.ratePerS ?? this.lastWindow;
+    const probability = rate > 0 ? Math.min(1, this.perSecond / rate) : 1;
+    if (Math.random() >= probability || this.pending.size >= 5000) return;
+    if (this.ratePerS === undefined && this.keptInWindow >= 2 * this.perSecond) return;
+    this.keptInWindow++;
     this.pending.set(pushId, { at: atMs, phase: this.phase });
   }
 
@@ -70,13 +93,17 @@ export class FreshnessProbe {
     return this.recorders.get(phase);
   }
 
-  /** Samples never seen (still pending when the probe stopped). */
-  unseen(): number {
-    return this.pending.size;
+  /** Samples never seen (still pending when the probe stopped), by phase. */
+  unseen(): Map<string, number> {
+    const byPhase = new Map<string, number>();
+    for (const { phase } of this.pending.values()) byPhase.set(phase, (byPhase.get(phase) ?? 0) + 1);
+    return byPhase;
   }
 
+  /** Stops polling after one last poll, so that a sample committed since the previous one counts as seen. */
   async stop(): Promise<void> {
     clearTimeout(this.timer);
+    await this.poll().catch(() => undefined);
     const c = this.client;
     this.client = undefined;
     await c?.end();
@@ -84,47 +111,5 @@ export class FreshnessProbe {
 
   destroy(): void {
     for (const r of this.recorders.values()) r.destroy();
-  }
-}
-
-/** Rows in ingest_ledger (pushes committed since the run's reset). */
-export async function committedPushes(databaseUrl: string): Promise<number> {
-  const c = new pg.Client({ connectionString: databaseUrl, application_name: 'bench-ledger' });
-  await c.connect();
-  try {
-    return Number((await c.query<{ n: string }>('SELECT count(*) AS n FROM ingest_ledger')).rows[0]!.n);
-  } finally {
-    await c.end();
-  }
-}
-
-/**
- * Waits until `target` pushes are committed; resolves with the performance.now() time it happened,
- * or undefined when the count stopped moving for `stallMs`.
- */
-export async function waitCommitted(
-  databaseUrl: string,
-  target: number,
-  onProgress: (n: number) => void,
-  stallMs = 20_000,
-): Promise<number | undefined> {
-  const c = new pg.Client({ connectionString: databaseUrl, application_name: 'bench-ledger' });
-  await c.connect();
-  try {
-    let last = -1;
-    let lastMove = performance.now();
-    for (;;) {
-      const n = Number((await c.query<{ n: string }>('SELECT count(*) AS n FROM ingest_ledger')).rows[0]!.n);
-      const now = performance.now();
-      onProgress(n);
-      if (n >= target) return now;
-      if (n !== last) {
-        last = n;
-        lastMove = now;
-      } else if (now - lastMove > stallMs) return undefined;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  } finally {
-    await c.end();
   }
 }

@@ -4,10 +4,11 @@ import { freePort } from '@pga/local-stack';
 import { summarize } from '../../harness/latency-recorder';
 import type { Measurement, RunOutput } from '../../harness/model';
 import { startCpuWindow } from '../../harness/proc';
+import { aofRewrites, aofRewritesNote } from '../../harness/redis-state';
 import type { Scenario, ScenarioContext } from '../../harness/scenario';
 import { REPO_ROOT } from '../../harness/stack';
 import { runClosedLoop } from '../../load/drivers';
-import { auditPushes } from '../shared/audit';
+import { auditFailures, auditPushes } from '../shared/audit';
 import {
   campaignFigureDefs,
   campaignOutput,
@@ -17,10 +18,9 @@ import {
 } from '../shared/campaign-figures';
 import { benchCollectors } from '../shared/collectors';
 import { AckLog, openConnections, pushRequests, runPushCampaign, type PushTarget } from '../shared/push-campaign';
-import { sampleValue } from '../shared/prom-text';
-import { aofRewrites, aofRewritesNote } from '../shared/redis-info';
 import { bodyPool2k, bodyPool64k } from '../shared/workload';
-import { FRESHNESS_POLL_MS, FreshnessProbe, committedPushes, waitCommitted } from './freshness-probe';
+import { CommitCounter, DRAIN_POLL_MS, waitCommitted, writerCounters } from './committed-pushes';
+import { FRESHNESS_POLL_MS, FreshnessProbe } from './freshness-probe';
 
 const EDGE = 'ingest-edge';
 const WRITER = 'writer';
@@ -58,17 +58,6 @@ export async function startPipeline(
   return ctx.stack.services.get(EDGE)!;
 }
 
-/** The writer's batch counters (its /metrics), to tell how the closed loop's pushes were packed. */
-async function writerCounters(url: string): Promise<{ batches: number; jobs: number; pushes: number }> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const value = (name: string) => sampleValue(text, name) ?? NaN;
-  return {
-    batches: value('writer_batches_total'),
-    jobs: value('writer_batch_jobs_sum'),
-    pushes: value('writer_pushes_stored_total'),
-  };
-}
-
 /** The edge and writer exist beyond the foundation's placeholders. */
 export function pipelineMissing(): string | undefined {
   const edge = existsSync(path.join(REPO_ROOT, 'services/ingest-edge/src/create-edge.ts'));
@@ -86,8 +75,10 @@ export const ingestE2e: Scenario = {
   name: 'ingest-e2e',
   goal: '1,000 collectors push 2 KB envelopes through the real edge → Redis → writer → PostgreSQL: max, latency under fixed arrival rates, freshness, 64 KB pushes, and the loss/duplicate audit.',
   figures: [
-    ...campaignFigureDefs(undefined, '≥ 20,000 (issue 4)'),
-    ...fixedRateFigureDefs(10_000, { note: ' (full suite)', p99Target: '≤ 10 ms (issue 4)' }),
+    // No targets on these: issue 4's "≥ 20,000/s" and "p99 ≤ 10 ms at 10,000/s" are the edge's
+    // alone (ingest-edge), not the whole pipeline's.
+    ...campaignFigureDefs(),
+    ...fixedRateFigureDefs(10_000, { note: ' (full suite)' }),
     {
       key: 'sustained_pushes_per_s',
       label: 'sustained: acknowledged and committed pushes/s (closed loop until the queue drained)',
@@ -137,6 +128,13 @@ export const ingestE2e: Scenario = {
     { key: 'k64_acked_per_s', label: '64 KB pushes, closed loop: acknowledged/s', unit: 'push/s', better: 'higher' },
     { key: 'k64_mb_per_s', label: '64 KB pushes: committed push MB/s', unit: 'MB/s', better: 'higher' },
     { key: 'k64_p99_ms', label: '64 KB pushes: ack latency p99 (service time)', unit: 'ms', better: 'lower' },
+    {
+      key: 'freshness_unseen',
+      label: 'freshness samples never visible in PostgreSQL (all phases)',
+      unit: 'push',
+      better: 'lower',
+      target: '0',
+    },
     { key: 'lost', label: 'audit: acknowledged pushes lost or partial', unit: 'push', better: 'lower', target: '0' },
     { key: 'duplicated', label: 'audit: acknowledged pushes duplicated', unit: 'push', better: 'lower', target: '0' },
   ],
@@ -149,6 +147,9 @@ export const ingestE2e: Scenario = {
     const collectors = await benchCollectors(ctx, FLEET);
     const edge = await startPipeline(ctx);
     const db = ctx.stack.databaseUrl;
+    const writerUrl = ctx.stack.services.get(WRITER)!.url;
+    // Nothing is in flight yet: the writer's counter is tied to the (just emptied) ledger here.
+    const commits = await CommitCounter.start(db, writerUrl);
     const acks = new AckLog();
     const probe = new FreshnessProbe(db);
     acks.onAck = (id, at) => probe.onAck(id, at);
@@ -157,17 +158,21 @@ export const ingestE2e: Scenario = {
     const rowsPerPush = bodies[0]!.elements.length;
     const meanBytes = bodies.reduce((a, b) => a + b.json.length, 0) / bodies.length;
     const target: PushTarget = { host: '127.0.0.1', port: edge.port, collectors, bodies, acks };
-    const drain = async (what: string) =>
-      waitCommitted(db, acks.expectedRows.size, (n) =>
-        ctx.progress.update(`${ctx.label}: ${what}: ${n}/${acks.expectedRows.size} committed`),
+    /** Phases after which the queue did not drain (no progress for 20 s): each fails the run. */
+    const undrained: string[] = [];
+    const drain = async (what: string) => {
+      const done = await waitCommitted(commits, acks.expectedRows.size, (n) =>
+        ctx.progress.update(`${ctx.label}: draining after ${what}: ${n}/${acks.expectedRows.size} committed`),
       );
+      if (done === undefined) undrained.push(what);
+      return done;
+    };
     const rewritesBefore = await aofRewrites(ctx.stack.redis.url);
-    const cpu = startCpuWindow(() => ctx.stack.roots());
+    let cpu: ReturnType<typeof startCpuWindow> | undefined;
     let components: Record<string, number> | undefined;
     let sustained: { value: number; rows: number; mb: number; drainS: number } | undefined;
     let committedBefore = 0;
-    const writerUrl = ctx.stack.services.get(WRITER)!.url;
-    const countersBefore = await writerCounters(writerUrl);
+    let countersBefore: Awaited<ReturnType<typeof writerCounters>> | undefined;
     let packing: { perJob: number; perTx: number } | undefined;
     const fractions = ctx.mode === 'full' ? FULL_FRACTIONS : QUICK_FRACTIONS;
     const phases = await runPushCampaign({
@@ -184,20 +189,29 @@ export const ingestE2e: Scenario = {
       // accept rate, which the queue lets run ahead of the writer: its "50 %" is a heavier load
       // for the writer than half of the pipeline's maximum.
       derivedSteps: () => (sustained ? [{ name: SUSTAINED_HALF, rate: sustained.value / 2 }] : []),
-      // Freshness samples are attributed to the phase whose ack they measured.
-      beforePhase: (name) => (probe.phase = name),
+      beforePhase: async (name, ratePerS) => {
+        // Freshness samples are attributed to the phase whose ack they measured.
+        probe.setPhase(name, ratePerS);
+        // The closed loop's CPU and packing, from after the warm-up (and its drain) on.
+        if (name === 'closed-loop') {
+          countersBefore = await writerCounters(writerUrl);
+          cpu = startCpuWindow(() => ctx.stack.roots());
+        }
+      },
       afterPhase: async (phase) => {
         if (phase.name === 'closed-loop') {
-          components = cpu.stop();
-          const done = await drain('draining after the closed loop');
+          components = cpu?.stop();
+          const done = await drain('the closed loop');
           const r = phase.result;
-          const pushes = (await committedPushes(db)) - committedBefore;
+          const pushes = (await commits.inLedger()) - committedBefore;
           const counters = await writerCounters(writerUrl);
-          const stored = counters.pushes - countersBefore.pushes;
-          packing = {
-            perJob: stored / Math.max(1, counters.jobs - countersBefore.jobs),
-            perTx: stored / Math.max(1, counters.batches - countersBefore.batches),
-          };
+          if (countersBefore) {
+            const stored = counters.pushes - countersBefore.pushes;
+            packing = {
+              perJob: stored / Math.max(1, counters.jobs - countersBefore.jobs),
+              perTx: stored / Math.max(1, counters.batches - countersBefore.batches),
+            };
+          }
           if (done !== undefined) {
             const seconds = (done - r.startedAtMs) / 1000;
             sustained = {
@@ -209,8 +223,8 @@ export const ingestE2e: Scenario = {
           }
         } else {
           // Phases must not overlap: the next one starts with an empty queue.
-          await drain(`draining after ${phase.name}`);
-          committedBefore = await committedPushes(db);
+          await drain(phase.name);
+          committedBefore = await commits.inLedger();
         }
       },
     });
@@ -219,8 +233,8 @@ export const ingestE2e: Scenario = {
     const big: PushTarget = { ...target, bodies: bodyPool64k() };
     const conns = await openConnections(big, 32);
     const req = pushRequests(big, 3);
-    probe.phase = '64k';
-    const before64 = await committedPushes(db);
+    probe.setPhase('64k');
+    const before64 = await commits.inLedger();
     const acked64Before = acks.expectedRows.size;
     const k64 = await runClosedLoop({
       connections: conns,
@@ -231,9 +245,9 @@ export const ingestE2e: Scenario = {
         ctx.progress.update(`${ctx.label}: 64 KB closed loop ×32 ${(s.elapsedMs / 1000).toFixed(0)} s, ${s.ok} acked`),
     });
     conns.forEach((c) => c.close());
-    const done64 = await drain('draining 64 KB pushes');
+    const done64 = await drain('the 64 KB pushes');
     const bigBytes = big.bodies.reduce((a, b) => a + b.json.length, 0) / big.bodies.length;
-    const k64Committed = (await committedPushes(db)) - before64;
+    const k64Committed = (await commits.inLedger()) - before64;
     const k64Summary = k64.recorder.summary();
 
     await probe.stop();
@@ -247,6 +261,12 @@ export const ingestE2e: Scenario = {
     const f50 = fresh('open 50 %');
     const f100 = fresh('open 100 %');
     const fHalf = fresh(SUSTAINED_HALF);
+    const unseen = probe.unseen();
+    const unseenTotal = [...unseen.values()].reduce((a, b) => a + b, 0);
+    const samples = ['warm-up', ...phases.map((p) => p.name), '64k']
+      .map((name) => [name, probe.recorder(name)?.total.totalCount ?? 0, unseen.get(name) ?? 0] as const)
+      .filter(([, seen, missing]) => seen + missing > 0)
+      .map(([name, seen, missing]) => `${name} ${seen + missing}${missing ? ` (${missing} never visible)` : ''}`);
     const halfStep = phases.find((p) => p.name === SUSTAINED_HALF);
     probe.destroy();
     const m = (value: number, g = phases[0]!.result.generator): Measurement => ({ value, generator: g });
@@ -280,20 +300,26 @@ export const ingestE2e: Scenario = {
           ? { k64_mb_per_s: m((k64Committed * bigBytes) / ((done64 - k64.startedAtMs) / 1000) / 1e6, k64.generator) }
           : {}),
         k64_p99_ms: m(k64Summary.p99, k64.generator),
+        freshness_unseen: { value: unseenTotal },
         lost: { value: audit.lost + audit.partial },
         duplicated: { value: audit.duplicated + audit.duplicateAcks },
       },
       ...(components ? { components } : {}),
       notes: [
         `${FLEET} collectors, each with its own token; ${rowsPerPush} rows per 2 KB push (mean ${Math.round(meanBytes)} B), 1 in 4 gzip; 64 KB pushes ${Math.round(bigBytes / 1024)} KiB`,
-        `freshness sampled (≤ 100 pushes/s) and polled every ${FRESHNESS_POLL_MS} ms in ingest_ledger (same transaction as the COPY)`,
+        `freshness: about 100 acks/s sampled at random across each second (each ack with probability 100 ÷ the step's rate; closed loops ≤ 200/s at a rate estimated from the previous second), polled every ${FRESHNESS_POLL_MS} ms in ingest_ledger (same transaction as the COPY)`,
+        `freshness samples: ${samples.join(', ') || 'none'}; never visible: ${unseenTotal}`,
+        `drains polled every ${DRAIN_POLL_MS} ms on the writer's pushes-stored counter, then verified in ingest_ledger: the sustained figures' end is known to within ${DRAIN_POLL_MS} ms`,
         `audit: ${audit.acknowledged} acknowledged, ${audit.lost} lost, ${audit.partial} partial, ${audit.duplicated} duplicated, ${audit.duplicateAcks} duplicate acks, ${audit.unacknowledged} stored but never acknowledged`,
         ...aofRewritesNote(rewritesBefore, await aofRewrites(ctx.stack.redis.url)),
       ],
+      failures: [
+        ...undrained.map((what) => `the queue did not drain after ${what} (no progress for 20 s)`),
+        ...auditFailures(audit),
+      ],
     };
     k64.recorder.destroy();
-    if (!sustained)
-      output.notes!.push('the queue did not drain after the closed loop (no progress for 20 s): sustained figures missing');
+    if (!sustained) output.notes!.push('the queue did not drain after the closed loop: sustained figures missing');
     if (acks.expectedRows.size - acked64Before === 0) output.notes!.push('no 64 KB push was acknowledged');
     return output;
   },

@@ -5,11 +5,11 @@ import { treePids } from '../../harness/proc';
 import type { Measurement, RunOutput } from '../../harness/model';
 import type { Scenario, ScenarioContext } from '../../harness/scenario';
 import { runOpenLoop } from '../../load/drivers';
-import { auditPushes } from '../shared/audit';
+import { auditFailures, auditPushes } from '../shared/audit';
 import { benchCollectors } from '../shared/collectors';
 import { AckLog, openConnections, pushRequests } from '../shared/push-campaign';
 import { bodyPool2k } from '../shared/workload';
-import { waitCommitted } from '../ingest-e2e/freshness-probe';
+import { CommitCounter, waitCommitted } from '../ingest-e2e/committed-pushes';
 import { pipelineMissing, startPipeline } from '../ingest-e2e/ingest-e2e';
 
 const BASELINE = 'design-baseline';
@@ -128,9 +128,11 @@ export const pgStall: Scenario = {
   async run(ctx): Promise<RunOutput> {
     const baseline = await side(ctx, ctx.stack.services.get(BASELINE)!.port, new AckLog(), 'design-baseline');
     const edge = await startPipeline(ctx);
+    // Nothing is in flight for the writer yet (the baseline stores without it).
+    const commits = await CommitCounter.start(ctx.stack.databaseUrl, ctx.stack.services.get('writer')?.url);
     const acks = new AckLog();
     const e2e = await side(ctx, edge.port, acks, 'pipeline');
-    await waitCommitted(ctx.stack.databaseUrl, acks.expectedRows.size, (n) =>
+    const drained = await waitCommitted(commits, acks.expectedRows.size, (n) =>
       ctx.progress.update(`${ctx.label}: draining ${n}/${acks.expectedRows.size}`),
     );
     const audit = await auditPushes(ctx.stack.databaseUrl, acks);
@@ -154,6 +156,10 @@ export const pgStall: Scenario = {
       notes: [
         `300 pushes/s open loop for ${ctx.mode === 'full' ? 9 : 6} s, PostgreSQL frozen from 2 s; acknowledged/s counts answers completed inside the frozen window`,
         `pipeline audit: ${audit.acknowledged} acknowledged, ${audit.lost} lost, ${audit.duplicated} duplicated`,
+      ],
+      failures: [
+        ...(drained === undefined ? ['the queue did not drain after the stall (no progress for 20 s)'] : []),
+        ...auditFailures(audit),
       ],
     };
   },

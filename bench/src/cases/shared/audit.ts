@@ -47,3 +47,15 @@ export async function auditPushes(databaseUrl: string, acks: AckLog): Promise<Au
     await client.end();
   }
 }
+
+/**
+ * What fails a run in an audit: acknowledged pushes lost (or stored in part) or stored more than
+ * once. Pushes stored but never acknowledged do not (a client that gave up before the answer).
+ */
+export function auditFailures(a: AuditResult): string[] {
+  const failures: string[] = [];
+  if (a.lost + a.partial > 0) failures.push(`audit: ${a.lost} acknowledged pushes lost, ${a.partial} stored in part`);
+  if (a.duplicated + a.duplicateAcks > 0)
+    failures.push(`audit: ${a.duplicated} acknowledged pushes stored more than once, ${a.duplicateAcks} duplicate acks`);
+  return failures;
+}

@@ -106,8 +106,11 @@ export interface CampaignOptions {
    * leave the database busy with their aftermath.
    */
   derivedSteps?(): { name: string; rate: number }[];
-  /** Runs just before each recorded phase starts (closed loop and every open-loop step). */
-  beforePhase?(name: string): void;
+  /**
+   * Awaited just before each recorded phase starts (closed loop and every open-loop step, the
+   * latter once its connections are open), with the step's arrival rate (open loop only).
+   */
+  beforePhase?(name: string, ratePerS?: number): void | Promise<void>;
   stepMs: number;
   /** Open-loop connections (one per collector, up to the fleet size). */
   openConnections: number;
@@ -131,7 +134,7 @@ export async function runPushCampaign(o: CampaignOptions): Promise<CampaignPhase
   await o.afterPhase?.({ name: 'warm-up', result: warmup });
   warmup.recorder.destroy();
   const closedReq = pushRequests(target);
-  o.beforePhase?.('closed-loop');
+  await o.beforePhase?.('closed-loop');
   const closed = await runClosedLoop({
     connections: closedConns,
     make: closedReq.make,
@@ -163,7 +166,7 @@ export async function runPushCampaign(o: CampaignOptions): Promise<CampaignPhase
   ];
   for (const { fraction, rate, name, derived } of steps) {
     const req = pushRequests(target, 7);
-    o.beforePhase?.(name);
+    await o.beforePhase?.(name, rate);
     const result = await runOpenLoop({
       connections: openConns,
       make: req.make,
