@@ -89,6 +89,50 @@ describe('writer: collector state from heartbeats, sweeps and uptime', () => {
     );
   });
 
+  it('applies a heartbeat once: its hash flushed again (re-marked dirty, a committed claim recovered) changes nothing', async () => {
+    const id = await insertCollector(h.pool);
+    const ago = (ms: number) => new Date(Date.now() - ms).toISOString();
+    await heartbeat(id, { last_seen: ago(3000), status: 'active', collection_time_ms: '100' });
+    await h.writer.heartbeats.flushHeartbeats();
+    await heartbeat(id, {
+      last_seen: ago(2000),
+      status: 'error',
+      last_error: 'pg_stat_statements missing',
+      collection_time_ms: '400',
+    });
+    expect(await h.writer.heartbeats.flushHeartbeats()).toBe(1);
+    const avg = Math.round(100 * 0.8 + 400 * 0.2);
+    const applied = { status: 'error', error_count: '1', avg_collection_time_ms: avg, max_collection_time_ms: 400 };
+    expect(await collector(id)).toMatchObject(applied);
+
+    // Another heartbeat arrived between a flush's claim and its read: the id is dirty again, but the
+    // hash it points at has been applied already.
+    await h.redis.sadd(h.keys.heartbeatDirty, id);
+    expect(await h.writer.heartbeats.flushHeartbeats()).toBe(1);
+    expect(await collector(id)).toMatchObject(applied);
+
+    // A writer committed the flush, then died before removing its claim: the claim is recovered and
+    // the hash flushed again. Meanwhile the collector went silent and the sweep made it inactive: the
+    // old heartbeat must not bring it back either.
+    await h.pool.query(`UPDATE collectors SET status = 'inactive' WHERE id = $1`, [id]);
+    await h.redis.zadd(`${h.keys.heartbeatDirty}:inflight`, Date.now() - 60_000, id);
+    expect(await h.writer.heartbeats.recoverStale()).toBe(1);
+    await h.writer.heartbeats.flushHeartbeats();
+    expect(await collector(id)).toMatchObject({ ...applied, status: 'inactive' });
+
+    // A new heartbeat is applied, once.
+    await heartbeat(id, { last_seen: ago(1000), status: 'error', last_error: 'still missing', collection_time_ms: '400' });
+    await h.writer.heartbeats.flushHeartbeats();
+    await h.redis.sadd(h.keys.heartbeatDirty, id);
+    await h.writer.heartbeats.flushHeartbeats();
+    expect(await collector(id)).toMatchObject({
+      status: 'error',
+      last_error: 'still missing',
+      error_count: '2',
+      avg_collection_time_ms: Math.round(avg * 0.8 + 400 * 0.2),
+    });
+  });
+
   it('a heartbeat hash holding U+0000 (an older edge) does not stop the flush for the other collectors', async () => {
     const poisoned = await insertCollector(h.pool);
     const fine = await insertCollector(h.pool);

@@ -1,4 +1,6 @@
+import net from 'node:net';
 import { expect, it } from 'vitest';
+import { createTestDatabase } from '../helpers';
 import { fixture, ownPostgres, pushItem, startWriterHarness, waitUntil } from './helpers';
 
 const ELEMENTS = (JSON.parse(fixture) as { metrics: unknown[] }).metrics.length;
@@ -40,5 +42,81 @@ it('rides out a PostgreSQL restart: jobs wait, retry, then every push is stored 
   } finally {
     await h.close();
     await pg.stop();
+  }
+});
+
+/**
+ * A TCP proxy to PostgreSQL. Once armed, the first connection that starts `COPY collector_metrics`
+ * goes half-open, as in a failover or a partition without a RST: the proxy forwards nothing more
+ * either way and keeps the writer's socket open (so TCP keepalive, answered by this host's kernel,
+ * cannot notice), and it closes the server side, as the failed primary is gone.
+ */
+async function halfOpeningProxy(targetUrl: string) {
+  const target = new URL(targetUrl);
+  let armed = false;
+  let silenced = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port), target.hostname);
+    let silent = false;
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => sockets.delete(s));
+    }
+    client.on('data', (chunk: Buffer) => {
+      if (silent) return;
+      if (armed && chunk.includes('COPY collector_metrics')) {
+        armed = false;
+        silent = true;
+        silenced++;
+        upstream.destroy();
+        return;
+      }
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => {
+      if (!silent) client.write(chunk);
+    });
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => {
+      if (!silent) client.destroy();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = new URL(targetUrl);
+  url.hostname = '127.0.0.1';
+  url.port = String((server.address() as net.AddressInfo).port);
+  return {
+    url: url.toString(),
+    arm: () => (armed = true),
+    silenced: () => silenced,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+it('gives up on a connection gone silent mid-COPY after WRITER_BATCH_DEADLINE_MS and stores the batch on a new one', async () => {
+  const db = await createTestDatabase();
+  const proxy = await halfOpeningProxy(db.url);
+  const h = await startWriterHarness(proxy.url, { WRITER_BATCH_DEADLINE_MS: '2000', WRITER_HEARTBEAT_FLUSH_MS: '60000' });
+  try {
+    proxy.arm();
+    const item = pushItem(fixture);
+    const started = Date.now();
+    const jobId = await h.enqueue([item], { attempts: 1 });
+    await h.waitForJob(jobId, 'completed', 15_000);
+    expect(proxy.silenced()).toBe(1);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
+    const { rows } = await h.pool.query('SELECT count(*)::int AS n FROM collector_metrics WHERE push_id = $1', [item.push_id]);
+    expect(rows[0].n).toBe(ELEMENTS);
+    const text = await (await fetch(`${h.url}/metrics`)).text();
+    expect(Number(/^writer_retries_total (\S+)/m.exec(text)?.[1])).toBeGreaterThanOrEqual(1);
+  } finally {
+    await h.close();
+    await proxy.close();
+    await db.drop();
   }
 });

@@ -131,7 +131,7 @@ describe('writer: pushes → collector_metrics', () => {
     const again = await h.enqueue(items.slice(0, 5));
     await h.waitForJob(again, 'completed');
     const job = await h.queue.getJob(again);
-    expect(job?.returnvalue).toEqual({ pushes: 5, stored: 0, duplicates: 5 });
+    expect(job?.returnvalue).toEqual({ pushes: 5, stored: 0, duplicates: 5, expired: 0 });
     const { rows } = await h.pool.query(
       'SELECT push_id, count(*)::int AS n FROM collector_metrics WHERE collector_id = $1 GROUP BY push_id',
       [collectorId],
@@ -211,7 +211,7 @@ describe('writer: pushes → collector_metrics', () => {
     const item = pushItem(fixture);
     const jobId = await h.enqueue([item, { ...item }]);
     await h.waitForJob(jobId, 'completed');
-    expect((await h.queue.getJob(jobId))?.returnvalue).toEqual({ pushes: 2, stored: 1, duplicates: 1 });
+    expect((await h.queue.getJob(jobId))?.returnvalue).toEqual({ pushes: 2, stored: 1, duplicates: 1, expired: 0 });
     const { rows } = await h.pool.query('SELECT count(*)::int AS n FROM collector_metrics WHERE push_id = $1', [item.push_id]);
     expect(rows[0].n).toBe(parsedFixture.metrics.length);
   });
@@ -300,6 +300,82 @@ describe('writer: pushes → collector_metrics', () => {
     expect((await h.queue.getJob(jobId))?.failedReason).toContain('1 already there');
     const count = await h.pool.query('SELECT count(*)::int AS n FROM collector_metrics WHERE push_id = $1', [good.push_id]);
     expect(count.rows[0].n).toBe(parsedFixture.metrics.length);
+  });
+
+  it('does not store again a dead letter retried after retention pruned its ledger entry (past retention), but stores a push within it', async () => {
+    const collectorId = await insertCollector(h.pool);
+    const n = parsedFixture.metrics.length;
+    const daysAgo = (days: number, plusMs = 0) => new Date(Date.now() - days * 86_400_000 + plusMs);
+    const state = async () =>
+      (
+        await h.pool.query(
+          `SELECT c.metrics_collected, c.success_count,
+                  (SELECT count(*)::int FROM collector_metrics m WHERE m.collector_id = c.id) AS rows,
+                  (SELECT coalesce(sum(row_count), 0)::int FROM collector_metrics_rollup_live r WHERE r.collector_id = c.id) AS rollup
+             FROM collectors c WHERE c.id = $1`,
+          [collectorId],
+        )
+      ).rows[0];
+    const inLedger = async (pushId: string) =>
+      (await h.pool.query('SELECT 1 FROM ingest_ledger WHERE push_id = $1', [pushId])).rowCount === 1;
+
+    // The scheduled retention run at start must not prune what is seeded below before the job runs.
+    await waitUntil('first scheduled partitions run', async () =>
+      /^writer_maintenance_runs_total\{job="partitions",outcome="ok"\} [1-9]/m.test(
+        await (await fetch(`${h.url}/metrics`)).text(),
+      ),
+    );
+
+    // Accepted and stored 15 days ago (retention 14): its ledger entry committed a minute later and the
+    // collector counted it; its rows have since gone with their partition. Its job was dead-lettered
+    // for a corrupt sibling push, and dead letters outlive the retention.
+    const old = pushItem(fixture, collectorId, daysAgo(15));
+    await h.pool.query(
+      `INSERT INTO ingest_ledger (push_id, collector_id, received_at, row_count, checksum, committed_at)
+       VALUES ($1, $2, $3, $4, $5, $3::timestamptz + interval '1 minute')`,
+      [old.push_id, collectorId, old.received_at, n, old.checksum],
+    );
+    await h.pool.query(
+      `UPDATE collectors SET status = 'active', metrics_collected = $2, success_count = 1, last_metric_at = $3 WHERE id = $1`,
+      [collectorId, n, old.received_at],
+    );
+    const corrupt = { ...pushItem('{"metrics":[]}', collectorId), checksum: sha256('something else') };
+    const jobId = await h.enqueue([old, corrupt], { attempts: 5 });
+    await h.waitForJob(jobId, 'failed');
+    const before = await state();
+    expect(before).toMatchObject({ metrics_collected: String(n), success_count: '1', rows: 0 });
+
+    // The hourly retention job prunes the ledger entry; then an admin retries the dead letter.
+    await h.writer.maintenance.runNow('partitions');
+    expect(await inLedger(old.push_id)).toBe(false);
+    const expiredBefore = await metricValue(h, 'writer_pushes_expired_total');
+    await (await h.queue.getJob(jobId))!.retry('failed');
+    await h.waitForJob(jobId, 'failed');
+    expect(await state()).toEqual(before);
+    expect((await h.queue.getJob(jobId))?.failedReason).toContain('0 stored, 0 already there, 1 past retention');
+    expect((await metricValue(h, 'writer_pushes_expired_total')) - expiredBefore).toBe(1);
+
+    // 13 days old: within the retention, so stored (once).
+    const recent = pushItem(fixture, collectorId, daysAgo(13));
+    const recentJob = await h.enqueue([recent]);
+    await h.waitForJob(recentJob, 'completed');
+    expect((await h.queue.getJob(recentJob))?.returnvalue).toEqual({ pushes: 1, stored: 1, duplicates: 0, expired: 0 });
+    expect(await state()).toMatchObject({ metrics_collected: String(2 * n), success_count: '2', rows: n });
+
+    // Retention prunes a ledger entry only once its push is past the retention too: an edge whose
+    // clock ran 10 minutes ahead of PostgreSQL's gave this push a received_at after its commit time.
+    const skewed = pushItem(fixture, collectorId, daysAgo(14, 5 * 60_000));
+    await h.pool.query(
+      `INSERT INTO ingest_ledger (push_id, collector_id, received_at, row_count, checksum, committed_at)
+       VALUES ($1, $2, $3, $4, $5, $3::timestamptz - interval '10 minutes')`,
+      [skewed.push_id, collectorId, skewed.received_at, n, skewed.checksum],
+    );
+    await h.writer.maintenance.runNow('partitions');
+    expect(await inLedger(skewed.push_id)).toBe(true);
+    const redelivered = await h.enqueue([skewed]);
+    await h.waitForJob(redelivered, 'completed');
+    expect((await h.queue.getJob(redelivered))?.returnvalue).toMatchObject({ stored: 0, duplicates: 1 });
+    expect(await state()).toMatchObject({ metrics_collected: String(2 * n), rows: n });
   });
 
   it('reads v2 jobs (bodies as base64, as the edge writes them): stored byte for byte; a body not matching its checksum is poison', async () => {

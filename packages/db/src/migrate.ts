@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '@pga/logger';
+import { checkOut } from './check-out';
 import type { Pool } from './pool';
 
 /**
@@ -20,7 +21,8 @@ const FILE_PATTERN = /^(\d{4})_[a-z0-9_]+\.sql$/;
 
 export async function runMigrations(pool: Pool, dir: string, logger?: Logger): Promise<MigrationResult> {
   const files = (await readdir(dir)).filter((f) => FILE_PATTERN.test(f)).sort();
-  const client = await pool.connect();
+  const lease = await checkOut(pool);
+  const { client } = lease;
   try {
     await client.query('SELECT pg_advisory_lock($1)', [LOCK_KEY]);
     await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -54,7 +56,8 @@ export async function runMigrations(pool: Pool, dir: string, logger?: Logger): P
     }
     return { applied, alreadyApplied: files.length - applied.length };
   } finally {
-    await client.query('SELECT pg_advisory_unlock($1)', [LOCK_KEY]).catch(() => undefined);
-    client.release();
+    // A lost session has released its lock with it.
+    if (!lease.lost) await client.query('SELECT pg_advisory_unlock($1)', [LOCK_KEY]).catch(() => undefined);
+    lease.release();
   }
 }

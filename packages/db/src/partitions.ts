@@ -1,3 +1,4 @@
+import { checkOut } from './check-out';
 import type { Pool } from './pool';
 
 export interface PartitionMaintenanceResult {
@@ -31,10 +32,8 @@ export async function maintainPartitions(
     lockTimeout = PARTITION_DDL_LOCK_TIMEOUT,
   }: { daysAhead?: number; retentionDays?: number; lockTimeout?: string } = {},
 ): Promise<PartitionMaintenanceResult> {
-  const client = await pool.connect();
-  // The failing query reports the error; an idle-client 'error' must not crash the process meanwhile.
-  const ignore = () => undefined;
-  client.on('error', ignore);
+  const lease = await checkOut(pool);
+  const { client } = lease;
   try {
     await client.query('BEGIN');
     await client.query("SELECT set_config('lock_timeout', $1, true)", [lockTimeout]);
@@ -43,8 +42,7 @@ export async function maintainPartitions(
       [daysAhead, retentionDays ?? null],
     );
     await client.query('COMMIT');
-    client.off('error', ignore);
-    client.release();
+    lease.release();
     const row = rows[0]!;
     return {
       created: row.created,
@@ -53,8 +51,8 @@ export async function maintainPartitions(
       expiredFromDefault: Number(row.expired),
     };
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    client.release(err instanceof Error ? err : true);
+    if (!lease.lost) await client.query('ROLLBACK').catch(() => undefined);
+    lease.release(err);
     throw err;
   }
 }

@@ -46,6 +46,12 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
     application_name: options.applicationName ?? 'pganalytics-central',
     connectionTimeoutMillis: 10_000,
     idleTimeoutMillis: 30_000,
+    // A server that vanishes without a FIN or RST (failover, partition, a NAT forgetting the flow)
+    // leaves a half-open socket, and a query waiting on it would wait forever. Keepalive probes it
+    // after 10 s without traffic; Node then probes every second and gives up after 10 unanswered
+    // probes (net.Socket#setKeepAlive), failing the query with a socket error.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
     ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
   });
   // An idle client losing its connection must not crash the process (STYLE.md).

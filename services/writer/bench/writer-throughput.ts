@@ -94,7 +94,7 @@ try {
       const p0 = performance.now();
       const prepared = raw.slice(i, i + BATCH).map(preparePush);
       phases.prepare += performance.now() - p0;
-      const r = await storeBatch(pool, prepared);
+      const r = await storeBatch(pool, prepared, { retentionDays: 14 });
       for (const k of ['ledger', 'copy', 'state', 'rollup', 'commit'] as const) phases[k] += r.phases[k];
     }
     rate('storeBatchJsSplit', raw.length, performance.now() - t);

@@ -28,7 +28,7 @@ function batcherWith(failures: Map<string, Error>) {
         if (err) throw err;
       }
       stored.push(...pushes.map((p) => p.pushId));
-      return { storedIds: pushes.map((p) => p.pushId) } as unknown as StoreBatchResult;
+      return { storedIds: pushes.map((p) => p.pushId), expiredIds: [] } as unknown as StoreBatchResult;
     },
     afterCommit: async () => undefined,
     onRetry: () => undefined,

@@ -23,6 +23,8 @@ export interface JobOutcome {
   pushes: number;
   stored: number;
   duplicates: number;
+  /** Not stored because accepted longer ago than the retention (METRICS_RETENTION_DAYS). */
+  expired: number;
 }
 
 interface Entry {
@@ -103,10 +105,15 @@ export function createBatcher(options: BatcherOptions) {
   const settle = (entries: Entry[], result: StoreBatchResult) => {
     // A push id counts as stored for the first job (in batch order) that carried it.
     const stored = new Set(result.storedIds);
+    const expired = new Set(result.expiredIds);
     for (const e of entries) {
       let n = 0;
-      for (const p of e.pushes) if (stored.delete(p.pushId)) n++;
-      e.resolve({ pushes: e.pushes.length, stored: n, duplicates: e.pushes.length - n });
+      let old = 0;
+      for (const p of e.pushes) {
+        if (stored.delete(p.pushId)) n++;
+        else if (expired.has(p.pushId)) old++;
+      }
+      e.resolve({ pushes: e.pushes.length, stored: n, duplicates: e.pushes.length - n - old, expired: old });
     }
   };
 
@@ -148,12 +155,14 @@ export function createBatcher(options: BatcherOptions) {
     }
     const bad: string[] = [];
     const storedIds: string[] = [];
+    const expiredIds: string[] = [];
     let failure: unknown = null;
     for (const p of e.pushes) {
       try {
         const result = await storeWithRetry([p]);
         await options.afterCommit(result, 0);
         storedIds.push(...result.storedIds);
+        expiredIds.push(...result.expiredIds);
       } catch (err) {
         if (classifyError(err) === 'poison') bad.push(`${p.pushId}: ${describe(err)}`);
         else failure = err;
@@ -166,7 +175,18 @@ export function createBatcher(options: BatcherOptions) {
     else if (bad.length) e.reject(new PoisonPushError(`unstorable push(es): ${bad.join('; ')}`));
     else {
       const phases = { ledger: 0, copy: 0, state: 0, rollup: 0, commit: 0 };
-      settle([e], { stored: 0, duplicates: 0, rows: 0, bytes: 0, copyMs: 0, phases, statuses: [], storedIds });
+      settle([e], {
+        stored: 0,
+        duplicates: 0,
+        expired: 0,
+        rows: 0,
+        bytes: 0,
+        copyMs: 0,
+        phases,
+        statuses: [],
+        storedIds,
+        expiredIds,
+      });
     }
   };
 

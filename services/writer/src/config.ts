@@ -35,6 +35,12 @@ export const WriterConfigSchema = commonSchema.extend({
   WRITER_LOCK_DURATION_MS: int(30_000, 500, 600_000),
   /** BullMQ stalled-job check interval in ms; default 30000. */
   WRITER_STALLED_INTERVAL_MS: int(30_000, 200, 600_000),
+  /**
+   * Longest a batch's transaction may take, BEGIN to COMMIT, in ms; default 120000. Then its
+   * connection is closed and the batch retried (a transient error): a connection gone half-open
+   * (failover, partition without a RST) would otherwise hold the batch and its jobs forever.
+   */
+  WRITER_BATCH_DEADLINE_MS: int(120_000, 1000, 3_600_000),
   /** Transient PostgreSQL errors are retried in-process with backoff for at most this long (ms); default 600000. */
   WRITER_RETRY_MAX_MS: int(600_000, 0, 86_400_000),
 

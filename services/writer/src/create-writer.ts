@@ -50,6 +50,8 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
     store: async (pushes) => {
       const started = performance.now();
       const result = await storeBatch(pool, pushes, {
+        retentionDays: config.METRICS_RETENTION_DAYS,
+        deadlineMs: config.WRITER_BATCH_DEADLINE_MS,
         ...(config.WRITER_TEST_PAUSE_MID_COPY_MS > 0
           ? {
               onMidCopy: async () => {
@@ -68,6 +70,14 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
       metrics.bytes.inc(result.bytes);
       metrics.pushesStored.inc(result.stored);
       metrics.pushesDuplicate.inc(result.duplicates);
+      if (result.expired > 0) {
+        metrics.pushesExpired.inc(result.expired);
+        // Rare (a dead letter retried after the retention), so one line per batch, not a summary.
+        batchLog.warn(
+          { expired: result.expired, retentionDays: config.METRICS_RETENTION_DAYS },
+          'pushes accepted longer ago than the retention were not stored (their rows would be past it already)',
+        );
+      }
       metrics.batches.inc();
       metrics.batchRows.observe(result.rows);
       if (jobs > 0) metrics.batchJobs.observe(jobs);

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { maintainPartitions, type Pool } from '@pga/db';
 import type { Logger, OutageLog } from '@pga/logger';
 import type { WriterMetrics } from './metrics';
-import { FOLD_ROLLUP, REFRESH_UPTIME, SWEEP_INACTIVE } from './sql';
+import { FOLD_ROLLUP, PRUNE_LEDGER, REFRESH_UPTIME, SWEEP_INACTIVE } from './sql';
 import type { PublishStatuses, StatusRow } from './status-publisher';
 
 export interface MaintenanceOptions {
@@ -47,14 +47,12 @@ export function createMaintenance(o: MaintenanceOptions) {
     const keepDays = `${o.retentionDays} days`;
     const historyKeep = `${Math.max(o.retentionDays * 24, o.uptimeWindowHours + 24)} hours`;
     // Ledger rows are kept as long as the metrics: an admin may retry a dead-lettered job days later,
-    // and its already-stored pushes must still be recognised. Deleted in slices to keep locks short.
+    // and its already-stored pushes must still be recognised. A push older than that is not stored
+    // at all (INSERT_LEDGER's expiry), so the ledger need not remember it. Deleted in slices to keep
+    // locks short.
     let ledger = 0;
     for (;;) {
-      const { rowCount } = await o.pool.query(
-        `DELETE FROM ingest_ledger WHERE push_id IN (
-           SELECT push_id FROM ingest_ledger WHERE committed_at < now() - $1::interval LIMIT 10000)`,
-        [keepDays],
-      );
+      const { rowCount } = await o.pool.query(PRUNE_LEDGER, [keepDays]);
       ledger += rowCount ?? 0;
       if ((rowCount ?? 0) < 10000) break;
     }

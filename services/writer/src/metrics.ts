@@ -19,6 +19,11 @@ export function createWriterMetrics() {
       help: 'Redelivered pushes skipped because the ingest ledger already had them',
       registers: r,
     }),
+    pushesExpired: new Counter({
+      name: 'writer_pushes_expired_total',
+      help: 'Pushes not stored because they were accepted longer ago than METRICS_RETENTION_DAYS (a dead letter retried late)',
+      registers: r,
+    }),
     batches: new Counter({ name: 'writer_batches_total', help: 'Committed batches (transactions)', registers: r }),
     batchRows: new Histogram({
       name: 'writer_batch_rows',

@@ -80,7 +80,7 @@ export function createPushWorker(o: PushWorkerOptions) {
         // The job's good pushes are committed (a retry of this dead letter finds them in the ledger).
         throw new PoisonPushError(
           `${poison.length} of ${poison.length + pushes.length} pushes can never be stored` +
-            `${outcome ? ` (the other ${outcome.pushes} were: ${outcome.stored} stored, ${outcome.duplicates} already there)` : ''}: ` +
+            `${outcome ? ` (the other ${outcome.pushes} were: ${outcome.stored} stored, ${outcome.duplicates} already there${outcome.expired ? `, ${outcome.expired} past retention` : ''})` : ''}: ` +
             poison.join('; '),
         );
       }

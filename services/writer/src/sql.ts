@@ -1,22 +1,47 @@
 /** The writer's SQL, named (STYLE.md: long SQL in clearly named constants). Arrays come in via unnest. */
 
 /**
- * Records the batch's push ids; returns only the ids to store now (exactly-once, issue 5 §2). An id
- * already in the ledger is a redelivery, a dead letter retried or a replay the edge could not
- * answer itself: not stored again. Unless its recorded acceptance is at least the edge's replay
- * window ($6 seconds, 24 h by default) older than this one: by CONTRACT.md that is a new push under
- * the same push_id / key / identical body (e.g. a collector whose push ids restart from 1), so the
- * entry is renewed and the push stored. The ids must be distinct (ON CONFLICT DO UPDATE may not
- * touch a row twice); a redelivery carries the original received_at, so it never qualifies.
+ * Records the batch's push ids; returns each id with `expired`, and stores only the ids returned not
+ * expired (exactly-once, issue 5 §2). An id already in the ledger is a redelivery, a dead letter retried
+ * or a replay the edge could not answer itself: not stored again. Unless its recorded acceptance is at
+ * least the edge's replay window ($6 seconds, 24 h by default) older than this one: by CONTRACT.md that
+ * is a new push under the same push_id / key / identical body (e.g. a collector whose push ids restart
+ * from 1), so the entry is renewed and the push stored. The ids must be distinct (ON CONFLICT DO UPDATE
+ * may not touch a row twice); a redelivery carries the original received_at, so it never qualifies.
+ *
+ * A push accepted more than the retention ago ($7 days, by PostgreSQL's clock as the retention job
+ * judges) is `expired`: neither recorded nor stored. Its rows would be past retention already, and
+ * its ledger entry may be gone (a dead letter retried weeks later), so the ledger could not tell
+ * whether it was stored before. Retention deletes an entry only once its received_at is past the
+ * retention too, so for every push not expired the ledger still knows.
  */
 export const INSERT_LEDGER = `
-INSERT INTO ingest_ledger AS l (push_id, collector_id, received_at, row_count, checksum)
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[], $5::text[])
-ON CONFLICT (push_id) DO UPDATE
-   SET received_at = EXCLUDED.received_at, row_count = EXCLUDED.row_count, checksum = EXCLUDED.checksum,
-       committed_at = now()
- WHERE l.received_at <= EXCLUDED.received_at - make_interval(secs => $6)
-RETURNING push_id`;
+WITH push AS (
+  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[], $5::text[])
+    AS p(push_id, collector_id, received_at, row_count, checksum)
+), recorded AS (
+  INSERT INTO ingest_ledger AS l (push_id, collector_id, received_at, row_count, checksum)
+  SELECT * FROM push WHERE push.received_at >= now() - make_interval(days => $7)
+  ON CONFLICT (push_id) DO UPDATE
+     SET received_at = EXCLUDED.received_at, row_count = EXCLUDED.row_count, checksum = EXCLUDED.checksum,
+         committed_at = now()
+   WHERE l.received_at <= EXCLUDED.received_at - make_interval(secs => $6)
+  RETURNING push_id
+)
+SELECT push_id, false AS expired FROM recorded
+UNION ALL
+SELECT push_id, true FROM push WHERE push.received_at < now() - make_interval(days => $7)`;
+
+/**
+ * Deletes up to 10,000 ledger entries past the retention ($1, an interval). Both times must be past
+ * it: committed_at for the BRIN index (0034), received_at because that is what INSERT_LEDGER's expiry
+ * compares, and received_at is the edge's clock — an edge running ahead of PostgreSQL can give a push a
+ * received_at later than its committed_at, and its entry must outlive the push's retention.
+ */
+export const PRUNE_LEDGER = `
+DELETE FROM ingest_ledger WHERE push_id IN (
+  SELECT push_id FROM ingest_ledger
+   WHERE committed_at < now() - $1::interval AND received_at < now() - $1::interval LIMIT 10000)`;
 
 export const COPY_METRICS = `COPY collector_metrics
   (collector_id, push_id, metric_type, database_name, metric_data, received_at, record_count, checksum, processed, processed_at)
@@ -64,6 +89,14 @@ export const FOLD_ROLLUP = 'SELECT pga_fold_rollup_deltas() AS folded';
  * a heartbeat without error brings an error/inactive collector back to active; `pending` stays
  * pending until the first push (admin issue: "pending until the first push").
  * avg_collection_time_ms is an exponentially weighted mean (weight 0.2 for the newest report).
+ *
+ * Applied only when the hash is newer than the last heartbeat applied (`last_heartbeat`, written
+ * by nothing else): the same hash can be flushed twice (a heartbeat arriving between a flush's claim
+ * and its read re-marks the id dirty; a writer dying or losing Redis between COMMIT and ZREM leaves
+ * its claim to be recovered; a COMMIT whose answer was lost is retried), and error_count + 1 and the
+ * mean must not count it again, nor an old hash undo a status set since (the sweep's `inactive`).
+ * last_seen is the edge's clock: with edges whose clocks differ by more than a collector's
+ * heartbeat interval, a heartbeat could be taken for an old one and skipped.
  */
 export const FLUSH_HEARTBEATS = `
 WITH hb AS (
@@ -91,7 +124,7 @@ UPDATE collectors c SET
   last_collection_count = coalesce(hb.metrics_count, c.last_collection_count),
   agent_version = coalesce(hb.version, c.agent_version)
 FROM hb JOIN locked l ON l.id = hb.id
-WHERE c.id = hb.id
+WHERE c.id = hb.id AND (c.last_heartbeat IS NULL OR hb.seen > c.last_heartbeat)
 RETURNING c.id, c.status, l.old_status, c.last_heartbeat, c.last_metric_at, c.metrics_collected`;
 
 /** Collectors silent for more than 2 × collection_interval become inactive (returns those changed). */

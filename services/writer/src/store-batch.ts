@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
-import type { Pool, PoolClient } from '@pga/db';
+import { checkOut, type Pool, type PoolClient } from '@pga/db';
 import { copyRows } from './copy-rows';
 import type { PreparedPush } from './prepare-push';
 import { buildRollup } from './rollup';
@@ -10,6 +10,13 @@ import { COPY_METRICS, INSERT_LEDGER, INSERT_ROLLUP_BATCH, UPDATE_COLLECTORS_AFT
 import type { StatusRow } from './status-publisher';
 
 export interface StoreBatchOptions {
+  /** METRICS_RETENTION_DAYS: pushes accepted longer ago than this are not stored (see INSERT_LEDGER). */
+  retentionDays: number;
+  /**
+   * Longest the transaction may take, BEGIN to COMMIT, in ms (WRITER_BATCH_DEADLINE_MS); none when
+   * absent. Then the connection is closed and the batch fails with a transient BatchDeadlineError.
+   */
+  deadlineMs?: number;
   /** Test hook (WRITER_TEST_PAUSE_MID_COPY_MS): called after half of the rows went into the COPY. */
   onMidCopy?: () => Promise<void>;
 }
@@ -19,6 +26,8 @@ export interface StoreBatchResult {
   stored: number;
   /** Pushes skipped because the ledger already had them (a redelivery). */
   duplicates: number;
+  /** Pushes skipped because they were accepted longer ago than the retention. */
+  expired: number;
   rows: number;
   bytes: number;
   copyMs: number;
@@ -26,8 +35,23 @@ export interface StoreBatchResult {
   phases: { ledger: number; copy: number; state: number; rollup: number; commit: number };
   /** Push ids this batch stored (first occurrence). */
   storedIds: string[];
+  /** Push ids this batch did not store because they are past the retention. */
+  expiredIds: string[];
   /** Collectors whose state this batch changed (to publish after COMMIT). */
   statuses: StatusRow[];
+}
+
+/**
+ * A batch's transaction outlived its deadline: its connection was closed. Transient (a connection
+ * failure, hence the socket-style code): the batch is retried on a new connection, and should its
+ * COMMIT have reached the server after all, the ledger skips its pushes on the retry.
+ */
+export class BatchDeadlineError extends Error {
+  override readonly name = 'BatchDeadlineError';
+  readonly code = 'ETIMEDOUT';
+  constructor(deadlineMs: number, cause: unknown) {
+    super(`batch transaction not done within ${deadlineMs} ms: connection closed, batch to be retried`, { cause });
+  }
 }
 
 /**
@@ -50,16 +74,25 @@ function ledgerGroups(pushes: readonly PreparedPush[]): Map<number, PreparedPush
 
 /**
  * Stores pushes in ONE transaction on a checked-out client: ledger insert (keeps only ids never
- * stored), COPY of their rows (already `processed`), rollup cells (one row), collector state, COMMIT.
- * Nothing is acknowledged by the caller before this resolves. On any error the transaction is rolled
- * back and the client discarded (`release(err)`), so a failed COPY leaves no trace.
+ * stored and within the retention), COPY of their rows (already `processed`), rollup cells (one
+ * row), collector state, COMMIT. Nothing is acknowledged by the caller before this resolves. On any
+ * error the transaction is rolled back and the client discarded (`release(err)`), so a failed COPY
+ * leaves no trace.
  */
-export async function storeBatch(pool: Pool, pushes: PreparedPush[], options: StoreBatchOptions = {}): Promise<StoreBatchResult> {
-  const client = await pool.connect();
-  // A checked-out client whose server connection dies emits 'error' besides failing its query;
-  // without a listener that would crash the process. The failed query carries the error to us.
-  const ignore = () => undefined;
-  client.on('error', ignore);
+export async function storeBatch(pool: Pool, pushes: PreparedPush[], options: StoreBatchOptions): Promise<StoreBatchResult> {
+  const lease = await checkOut(pool);
+  const { client } = lease;
+  // A server gone without a FIN or RST (failover, partition) leaves a half-open socket. Keepalive
+  // (createPool) ends a statement waiting for its answer, but not a COPY still writing into it: that
+  // waits for TCP's retransmissions to give up (~15 min), while BullMQ keeps renewing the jobs'
+  // locks. Closing the socket rejects whatever is in flight.
+  let overdue = false;
+  const deadline = options.deadlineMs
+    ? setTimeout(() => {
+        overdue = true;
+        lease.destroy();
+      }, options.deadlineMs)
+    : undefined;
   let mark = performance.now();
   const lap = () => {
     const now = performance.now();
@@ -70,16 +103,18 @@ export async function storeBatch(pool: Pool, pushes: PreparedPush[], options: St
   try {
     await client.query('BEGIN');
     const fresh = new Set<string>();
+    const expired = new Set<string>();
     for (const [window, group] of ledgerGroups(pushes)) {
-      const ledger = await client.query<{ push_id: string }>(INSERT_LEDGER, [
+      const ledger = await client.query<{ push_id: string; expired: boolean }>(INSERT_LEDGER, [
         plainArray(group.map((p) => p.pushId)),
         plainArray(group.map((p) => p.collectorId)),
         plainArray(group.map((p) => p.receivedIso)),
         plainArray(group.map((p) => p.split.slices.length)),
         plainArray(group.map((p) => p.checksum)),
         window,
+        options.retentionDays,
       ]);
-      for (const r of ledger.rows) fresh.add(r.push_id);
+      for (const r of ledger.rows) (r.expired ? expired : fresh).add(r.push_id);
     }
     const ledgerMs = lap();
     // The same push may sit twice in one batch (two jobs): `delete` keeps only its first copy.
@@ -124,22 +159,28 @@ export async function storeBatch(pool: Pool, pushes: PreparedPush[], options: St
       stateMs = lap();
     }
     await client.query('COMMIT');
+    clearTimeout(deadline);
     const commitMs = lap();
-    client.off('error', ignore);
-    client.release();
+    lease.release();
+    const expiredCount = pushes.filter((p) => expired.has(p.pushId)).length;
     return {
       stored: toStore.length,
-      duplicates: pushes.length - toStore.length,
+      duplicates: pushes.length - toStore.length - expiredCount,
+      expired: expiredCount,
       rows,
       bytes,
       copyMs,
       phases: { ledger: ledgerMs, copy: copyMs, state: stateMs, rollup: rollupMs, commit: commitMs },
       storedIds: toStore.map((p) => p.pushId),
+      expiredIds: [...expired],
       statuses,
     };
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    client.release(err instanceof Error ? err : true);
+    clearTimeout(deadline);
+    // A lost session has nothing left to roll back (and a half-open one would never answer).
+    if (!lease.lost) await client.query('ROLLBACK').catch(() => undefined);
+    lease.release(err);
+    if (overdue) throw new BatchDeadlineError(options.deadlineMs!, err);
     throw err;
   }
 }

@@ -1,0 +1,112 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createPool, runMigrations, withTransaction, type Pool, type PoolClient } from '@pga/db';
+import { createTestDatabase, type TestDatabase } from '../helpers';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The server ends a connection (pg_terminate_backend here; a restart or a failover in production)
+ * while a client is checked out of the pool. pg-pool listens for a client's 'error' only while it is
+ * idle, so without a listener of our own the client's 'error' event is an uncaught exception: the
+ * process exits. What a caller must see instead is a rejected promise, and a pool that still works.
+ */
+describe('@pga/db: a PostgreSQL connection lost while a client is checked out', () => {
+  let db: TestDatabase;
+  let pool: Pool;
+  let admin: Pool;
+  // Where a service would exit, vitest catches the exception and reports it after the run: recorded
+  // here too, so that the test itself fails.
+  const uncaught: string[] = [];
+  const record = (err: unknown) => uncaught.push(String(err));
+
+  beforeAll(async () => {
+    process.on('uncaughtException', record);
+    db = await createTestDatabase();
+    pool = createPool(db.url, { max: 2, applicationName: 'pga-lost-connection-test' });
+    admin = createPool(db.url, { max: 1 });
+  });
+  beforeEach(() => {
+    uncaught.length = 0;
+  });
+  afterAll(async () => {
+    process.off('uncaughtException', record);
+    await pool?.end();
+    await admin?.end();
+    await db?.drop();
+  });
+
+  const terminate = (pid: number) => admin.query('SELECT pg_terminate_backend($1)', [pid]);
+  const pidOf = async (client: PoolClient) =>
+    (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+
+  it('withTransaction rejects when the backend is terminated while its fn awaits, and the pool goes on', async () => {
+    const outcome = withTransaction(pool, async (client) => {
+      await client.query('CREATE TEMP TABLE t (x int)');
+      await terminate(await pidOf(client));
+      // The connection's end arrives while no query runs on it: the client emits 'error'.
+      await sleep(300);
+      await client.query('INSERT INTO t VALUES (1)');
+      return 'committed';
+    });
+    await expect(outcome).rejects.toThrow();
+    expect(uncaught, 'uncaught exceptions (a service would have exited)').toEqual([]);
+    const { rows } = await pool.query<{ one: number }>('SELECT 1 AS one');
+    expect(rows).toEqual([{ one: 1 }]);
+    expect(await withTransaction(pool, async (client) => (await client.query('SELECT 2 AS two')).rows)).toEqual([{ two: 2 }]);
+  });
+
+  it('runMigrations rejects when its backend is terminated in the middle of a migration', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'pga-migrations-'));
+    const other = await createTestDatabase({ migrated: false });
+    const migrating = createPool(other.url, { max: 1, applicationName: 'pga-migrate-test' });
+    try {
+      await writeFile(path.join(dir, '0001_slow.sql'), 'SELECT pg_sleep(30);\n');
+      const outcome = runMigrations(migrating, dir);
+      outcome.catch(() => undefined);
+      let pid: number | undefined;
+      for (let i = 0; i < 100 && pid === undefined; i++) {
+        await sleep(50);
+        const r = await admin.query<{ pid: number }>(
+          `SELECT pid FROM pg_stat_activity WHERE application_name = 'pga-migrate-test' AND query LIKE '%pg_sleep%'`,
+        );
+        pid = r.rows[0]?.pid;
+      }
+      expect(pid, 'the migration is running').toBeDefined();
+      await terminate(pid!);
+      await expect(outcome).rejects.toThrow(/migration 0001_slow\.sql failed/);
+      await sleep(100);
+      expect(uncaught, 'uncaught exceptions (a service would have exited)').toEqual([]);
+      expect((await migrating.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await migrating.end();
+      await other.drop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('turns TCP keepalive on for every connection, so a peer gone silent (half-open) is noticed', async () => {
+    const client = await pool.connect();
+    try {
+      const socket = client.connection.stream as Socket;
+      const port = socket.localPort!.toString(16).toUpperCase().padStart(4, '0');
+      const table = (await readFile('/proc/net/tcp', 'utf8')) + (await readFile('/proc/net/tcp6', 'utf8').catch(() => ''));
+      // /proc/net/tcp: "sl local_address rem_address st tx_queue:rx_queue tr:tm->when …"; an idle
+      // established socket has timer 00 unless keepalive armed its timer (02).
+      const line = table
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/))
+        .find((f) => f[1]?.endsWith(`:${port}`) && f[3] === '01');
+      expect(line, `socket of local port ${socket.localPort} in /proc/net/tcp`).toBeDefined();
+      const [timer, when] = line![5]!.split(':');
+      expect(timer).toBe('02');
+      // Armed within the configured idle delay (jiffies, at most 1000 a second).
+      expect(Number.parseInt(when!, 16)).toBeLessThanOrEqual(60 * 1000);
+    } finally {
+      client.release();
+    }
+  });
+});
