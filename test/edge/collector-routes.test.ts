@@ -64,7 +64,15 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
     });
     expect(Object.keys(await world.redis.hgetall(world.keys.deliveredCommands)).sort()).toEqual(['cmd-1', 'cmd-2']);
     expect((await heartbeat('{}')).json.commands).toEqual([]);
-    expect((await world.redis.hgetall(world.keys.heartbeat(c.id))).status).toBe('active');
+    // The latest heartbeat replaces the hash: nothing of the first one's report is left to re-apply.
+    const hb = await world.redis.hgetall(world.keys.heartbeat(c.id));
+    expect(hb.status).toBe('active');
+    expect([hb.collection_time_ms, hb.metrics_count, hb.last_error, hb.version]).toEqual([
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+    ]);
   });
 
   it('heartbeat: 400 for a bad body, 401 without a token', async () => {

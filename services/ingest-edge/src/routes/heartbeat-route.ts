@@ -48,8 +48,11 @@ export function createHeartbeatHandler(deps: HeartbeatDeps) {
     if (hb.collection_time_ms !== undefined) fields.collection_time_ms = String(hb.collection_time_ms);
     if (hb.version != null) fields.version = hb.version;
     const { keys, redis } = deps;
+    // The hash is replaced, not merged: a field this heartbeat leaves out (collection_time_ms, …)
+    // must not be applied again by the writer with an older heartbeat's value.
     const exec = redis
       .multi()
+      .del(keys.heartbeat(id))
       .hset(keys.heartbeat(id), fields)
       .sadd(keys.heartbeatDirty, id)
       .hget(keys.configVersions, id)
@@ -66,7 +69,7 @@ export function createHeartbeatHandler(deps: HeartbeatDeps) {
           deps.logger.error({ err: lost, collectorId: id, commands: drained }, 'pending commands could not be put back'),
         );
     };
-    const drainedBy = (results: [Error | null, unknown][] | null) => (results?.[3]?.[1] as string[] | undefined) ?? [];
+    const drainedBy = (results: [Error | null, unknown][] | null) => (results?.[4]?.[1] as string[] | undefined) ?? [];
     let results: [Error | null, unknown][] | null;
     try {
       results = await withTimeout(exec, deps.timeoutMs);
@@ -82,7 +85,7 @@ export function createHeartbeatHandler(deps: HeartbeatDeps) {
       throw new AppError('UNAVAILABLE', 'queue unavailable', { retryAfterSeconds: 1 });
 
     const drained = drainedBy(results);
-    let configVersion = results[2]![1] === null ? undefined : Number(results[2]![1]);
+    let configVersion = results[3]![1] === null ? undefined : Number(results[3]![1]);
     if (configVersion === undefined) {
       try {
         configVersion = await configVersionFromDb(deps, id);
