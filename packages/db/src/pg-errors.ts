@@ -16,8 +16,11 @@ export function isUniqueViolation(err: unknown, constraint?: string): boolean {
 
 /**
  * Worth retrying: connection exceptions (08*), serialization failure / deadlock (40001, 40P01),
- * admin shutdown / crash shutdown / cannot connect now (57P01-57P03), insufficient resources (53*),
- * lock not available (55P03), and Node socket errors (no SQLSTATE) such as ECONNREFUSED.
+ * admin shutdown / crash shutdown / cannot connect now (57P01-57P03), a cancelled statement (57014:
+ * pg_cancel_backend, a statement timeout), insufficient resources (53*), lock not available (55P03),
+ * a read-only database (25006: connected to the old primary or a replica during a failover, until
+ * DNS moves), the session ended for idling in a transaction (25P03), and Node socket errors (no
+ * SQLSTATE) such as ECONNREFUSED.
  */
 export function isTransientPgError(err: unknown): boolean {
   const code = pgErrorCode(err);
@@ -31,6 +34,9 @@ export function isTransientPgError(err: unknown): boolean {
     code === '55P03' ||
     code === '57P01' ||
     code === '57P02' ||
-    code === '57P03'
+    code === '57P03' ||
+    code === '57014' ||
+    code === '25006' ||
+    code === '25P03'
   );
 }

@@ -4,7 +4,7 @@ import { PoisonPushError } from './prepare-push';
 /**
  * - `poison`: the data itself cannot be stored (our own checks, or SQLSTATE class 22 data exception,
  *   23 integrity violation, 54 program limit, e.g. jsonb rejecting `\u0000`) → isolate, then dead-letter.
- * - `transient`: worth retrying by SQLSTATE (`isTransientPgError`: 08*, 40001, 40P01, 53*, 57P0x …), or a
+ * - `transient`: worth retrying by SQLSTATE (`isTransientPgError`: 08*, 40001, 40P01, 53*, 55P03, 57P0x, 57014, 25006, 25P03 …), or a
  *   connection-level failure that carries no SQLSTATE at all (the server went away mid-statement:
  *   node-postgres raises "Connection terminated unexpectedly" without a code).
  * - `fatal`: any other server error (42P01 missing table, 42501 permission …): an operator must act;
