@@ -132,6 +132,22 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
     ]);
   });
 
+  it('heartbeat: pending commands stay queued when one command of its MULTI fails (503)', async () => {
+    const other = await world.collector();
+    const command = JSON.stringify({ id: 'cmd-w', action: 'restart' });
+    await world.redis.rpush(world.keys.commands(other.id), command);
+    // The dirty set is not a set: SADD fails with WRONGTYPE, the rest of the MULTI runs (the drain too).
+    await world.redis.set(world.keys.heartbeatDirty, 'not a set');
+    try {
+      const failed = await heartbeat('{}', other.token, other.id);
+      expect([failed.status, failed.json.error.code]).toEqual([503, 'UNAVAILABLE']);
+      expect(await world.redis.lrange(world.keys.commands(other.id), 0, -1)).toEqual([command]);
+    } finally {
+      await world.redis.del(world.keys.heartbeatDirty);
+    }
+    expect((await heartbeat('{}', other.token, other.id)).json.commands).toEqual([{ id: 'cmd-w', action: 'restart' }]);
+  });
+
   it('heartbeat: pending commands stay queued when the collector hangs up before the answer', async () => {
     // The config version must come from PostgreSQL (not in Redis yet), and PostgreSQL is held up
     // by a lock: the commands are drained, then the collector goes away before the answer.

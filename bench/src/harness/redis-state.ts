@@ -82,8 +82,8 @@ export async function unlinkMatching(redis: Redis, pattern: string): Promise<num
  */
 export async function resetPushState(redisUrl: string): Promise<number> {
   const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 3 });
-  await redis.connect();
   try {
+    await redis.connect();
     let removed = 0;
     for (const pattern of PUSH_DERIVED) removed += await unlinkMatching(redis, pattern);
     await compactAof(redis);

@@ -65,6 +65,60 @@ describe('DenyList', () => {
     expect(deny.trusted).toBe(true);
   });
 
+  it('a read sent before the SUBSCRIBE was confirmed does not make the state trusted; the read after it does', async () => {
+    const redis = fakeRedis();
+    let confirm!: () => void;
+    let subscribes = 0;
+    redis.subscriber.subscribe = () => {
+      // The first SUBSCRIBE is confirmed at once; the one after the reconnect only when we say so.
+      if (++subscribes === 1) return Promise.resolve(1);
+      return new Promise<number>((resolve) => (confirm = () => resolve(1)));
+    };
+    redis.unblock();
+    const deny = new DenyList(
+      redis.subscriber as never,
+      redis.reader as never,
+      keys,
+      createLogger({ name: 'test', level: 'silent' }),
+    );
+    await deny.start();
+    expect(deny.trusted).toBe(true);
+    // Every time trust is set: was the revocation known then?
+    const trustSet: [boolean, string | undefined][] = [];
+    let trusted = deny.trusted;
+    Object.defineProperty(deny, 'trusted', {
+      get: () => trusted,
+      set: (value: boolean) => {
+        trustSet.push([value, deny.refusal('c1', 'revoked-later')]);
+        trusted = value;
+      },
+    });
+    // The feed drops and comes back; its SUBSCRIBE is not confirmed yet when a reload reads Redis
+    // (the retry of a failed load, say), and a revocation published in between is missed.
+    let openRead!: () => void;
+    const gate = new Promise<void>((resolve) => (openRead = resolve));
+    const smembers = redis.reader.smembers;
+    redis.reader.smembers = (key: string) => {
+      const answer = smembers(key);
+      return gate.then(() => answer);
+    };
+    redis.subscriber.emit('close');
+    redis.subscriber.emit('ready'); // resync: SUBSCRIBE sent, not confirmed
+    const early = deny.reload(); // reads the state from before the revocation
+    await new Promise((r) => setImmediate(r));
+    redis.reader.smembers = smembers;
+    redis.state.jtis.push('revoked-later');
+    confirm();
+    await new Promise((r) => setImmediate(r));
+    openRead();
+    await early;
+    await new Promise((r) => setTimeout(r, 10));
+    // The early read was not trusted; the reload after the confirmation read the revocation.
+    expect(trustSet.filter(([value, refusal]) => value && refusal === undefined)).toEqual([]);
+    expect(deny.refusal('c1', 'revoked-later')).toBe('revoked');
+    expect(deny.trusted).toBe(true);
+  });
+
   it('is trusted only once the feed is subscribed: a SUBSCRIBE that failed is sent again on the next connect', async () => {
     const redis = fakeRedis();
     redis.unblock();

@@ -93,6 +93,9 @@ export class DenyList {
 
   private async loadOnce(): Promise<void> {
     const connection = this.connection;
+    // Subscribed (on this connection) before the read is sent: a change published after the read
+    // reaches us by the feed. Checked now, not when the read returns.
+    const subscribedFirst = this.subscribedOn === connection;
     try {
       this.duringLoad = [];
       const state = await readDenyState(this.reader, this.keys);
@@ -106,7 +109,7 @@ export class DenyList {
       this.version = state.version;
       // Trusted only if the feed was subscribed before this read began and stayed connected since;
       // otherwise the reconnect's own resync reloads again.
-      this.trusted = this.subscribedOn === connection && this.connection === connection && this.subscriber.status === 'ready';
+      this.trusted = subscribedFirst && this.connection === connection && this.subscriber.status === 'ready';
       this.logger.info(
         { jtis: this.jtis.size, collectors: this.collectors.size, version: this.version, trusted: this.trusted },
         'deny state loaded',

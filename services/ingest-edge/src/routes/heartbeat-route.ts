@@ -69,7 +69,9 @@ export function createHeartbeatHandler(deps: HeartbeatDeps) {
           deps.logger.error({ err: lost, collectorId: id, commands: drained }, 'pending commands could not be put back'),
         );
     };
-    const drainedBy = (results: [Error | null, unknown][] | null) => (results?.[4]?.[1] as string[] | undefined) ?? [];
+    // What a MULTI took out of the list: LRANGE's answer, if its DEL ran too (else nothing was taken).
+    const drainedBy = (results: [Error | null, unknown][] | null): string[] =>
+      results && !results[4]?.[0] && !results[5]?.[0] ? ((results[4]?.[1] as string[] | undefined) ?? []) : [];
     let results: [Error | null, unknown][] | null;
     try {
       results = await withTimeout(exec, deps.timeoutMs);
@@ -81,8 +83,11 @@ export function createHeartbeatHandler(deps: HeartbeatDeps) {
       );
       results = null;
     }
-    if (!results || results.some(([err]) => err))
+    if (!results || results.some(([err]) => err)) {
+      // One command of the MULTI failed (a WRONGTYPE, say) while the drain ran: no answer, so back.
+      await putBack(drainedBy(results));
       throw new AppError('UNAVAILABLE', 'queue unavailable', { retryAfterSeconds: 1 });
+    }
 
     const drained = drainedBy(results);
     let configVersion = results[3]![1] === null ? undefined : Number(results[3]![1]);
