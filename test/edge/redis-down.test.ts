@@ -11,6 +11,18 @@ import { testEnv, uniquePrefix } from '../helpers';
  * and every push that got a 200 is in Redis after it comes back (AOF). Uses its own redis-server so
  * it can be stopped without touching the shared one.
  */
+/** A Redis of the test's own (to pause or stop without touching the shared one), with a world on it. */
+async function withOwnRedis(fn: (world: EdgeWorld) => Promise<void>): Promise<void> {
+  const dataDir = path.join(testEnv.dataDir, uniquePrefix('edge-redis'));
+  const redis = await startRedis({ dataDir, port: await freePort() });
+  try {
+    await using world = await EdgeWorld.create({ redisUrl: redis.url });
+    await fn(world);
+  } finally {
+    await redis.stop();
+  }
+}
+
 describe('Redis stopped, slow, or reconnecting', () => {
   it('answers 503 quickly and never a 200 for a push that is not in Redis', async () => {
     const dataDir = path.join(testEnv.dataDir, uniquePrefix('edge-redis'));
@@ -71,10 +83,7 @@ describe('Redis stopped, slow, or reconnecting', () => {
   });
 
   it('slow Redis (CLIENT PAUSE): 503 within ENQUEUE_TIMEOUT_MS, and a retry never stores twice', async () => {
-    const dataDir = path.join(testEnv.dataDir, uniquePrefix('edge-redis'));
-    const redis = await startRedis({ dataDir, port: await freePort() });
-    try {
-      await using world = await EdgeWorld.create({ redisUrl: redis.url });
+    await withOwnRedis(async (world) => {
       const edge = await world.startEdge({ ENQUEUE_TIMEOUT_MS: '300', RATE_LIMIT_PER_SECOND: '0' });
       const c = await world.collector();
       await world.redis.client('PAUSE', 1500, 'WRITE');
@@ -92,18 +101,13 @@ describe('Redis stopped, slow, or reconnecting', () => {
         .toBe(200);
       const copies = (await world.queuedPushes()).filter((p) => p.body === body);
       expect(copies).toHaveLength(1);
-    } finally {
-      await redis.stop();
-    }
+    });
   });
 
   it('slow Redis: the bodies of pushes answered 503 stay in the in-flight budget until Redis has answered for them', async () => {
     // Redis still holds a timed-out batch's job in its command queue (and the edge its bodies):
     // retries must not be admitted as if that memory were free.
-    const dataDir = path.join(testEnv.dataDir, uniquePrefix('edge-redis'));
-    const redis = await startRedis({ dataDir, port: await freePort() });
-    try {
-      await using world = await EdgeWorld.create({ redisUrl: redis.url });
+    await withOwnRedis(async (world) => {
       const edge = await world.startEdge({
         ENQUEUE_TIMEOUT_MS: '300',
         RATE_LIMIT_PER_SECOND: '0',
@@ -123,16 +127,11 @@ describe('Redis stopped, slow, or reconnecting', () => {
       expect(await inflight()).toBeGreaterThanOrEqual(body.length);
       // Once Redis has answered (the pause ends), they are given back.
       await expect.poll(inflight, { timeout: 10_000, interval: 100 }).toBe(0);
-    } finally {
-      await redis.stop();
-    }
+    });
   });
 
   it('slow Redis: a heartbeat gets 503 within ENQUEUE_TIMEOUT_MS, and commands its late MULTI drained are put back', async () => {
-    const dataDir = path.join(testEnv.dataDir, uniquePrefix('edge-redis'));
-    const redis = await startRedis({ dataDir, port: await freePort() });
-    try {
-      await using world = await EdgeWorld.create({ redisUrl: redis.url });
+    await withOwnRedis(async (world) => {
       const edge = await world.startEdge({ ENQUEUE_TIMEOUT_MS: '300', RATE_LIMIT_PER_SECOND: '0' });
       const c = await world.collector();
       const command = JSON.stringify({ id: 'cmd-slow', action: 'restart' });
@@ -156,16 +155,11 @@ describe('Redis stopped, slow, or reconnecting', () => {
         200,
         { status: 'ok', config_version: 3, commands: [{ id: 'cmd-slow', action: 'restart' }] },
       ]);
-    } finally {
-      await redis.stop();
-    }
+    });
   });
 
   it('reloads the deny state after the change feed reconnects (a revocation missed meanwhile still applies)', async () => {
-    const dataDir = path.join(testEnv.dataDir, uniquePrefix('edge-redis'));
-    const redis = await startRedis({ dataDir, port: await freePort() });
-    try {
-      await using world = await EdgeWorld.create({ redisUrl: redis.url });
+    await withOwnRedis(async (world) => {
       const edge = await world.startEdge();
       const c = await world.collector();
       expect((await call(`${edge.url}/api/v1/metrics/push`, { token: c.token, body: '{"a":1}' })).status).toBe(200); // cached
@@ -179,8 +173,6 @@ describe('Redis stopped, slow, or reconnecting', () => {
           { timeout: 5000, interval: 50 },
         )
         .toBe(401);
-    } finally {
-      await redis.stop();
-    }
+    });
   });
 });
