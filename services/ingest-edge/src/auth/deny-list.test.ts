@@ -142,4 +142,24 @@ describe('DenyList', () => {
     expect(subscribes).toBe(2);
     expect(deny.trusted).toBe(true);
   });
+
+  it('a SUBSCRIBE refused on a live connection is retried, with one warning per 30 s', async () => {
+    const redis = fakeRedis();
+    redis.unblock();
+    let subscribes = 0;
+    redis.subscriber.subscribe = async () => {
+      subscribes++;
+      throw new Error('NOPERM this user has no permissions to access the channel');
+    };
+    const warnings: string[] = [];
+    const logger = createLogger({ name: 'test', level: 'silent' });
+    logger.warn = ((obj: unknown, msg?: string) => void warnings.push(String(msg ?? obj))) as typeof logger.warn;
+    const deny = new DenyList(redis.subscriber as never, redis.reader as never, keys, logger);
+    await expect(deny.start()).rejects.toThrow(/NOPERM/);
+    await new Promise((r) => setTimeout(r, 1300));
+    deny.stop();
+    expect(subscribes).toBeGreaterThanOrEqual(3);
+    expect(warnings.filter((w) => /SUBSCRIBE refused/.test(w))).toHaveLength(1);
+    expect(deny.trusted).toBe(false);
+  });
 });

@@ -30,6 +30,7 @@ export class DenyList {
   private connection = 0;
   /** The connection on which Redis confirmed our SUBSCRIBE (-1: none yet). */
   private subscribedOn = -1;
+  private lastSubscribeWarning = -Infinity;
 
   constructor(
     private readonly subscriber: Redis,
@@ -67,9 +68,16 @@ export class DenyList {
     try {
       await this.subscriber.subscribe(this.keys.changesChannel);
     } catch (err) {
-      // Disconnected meanwhile: the next 'ready' tries again. Still connected: try again shortly.
-      if (!this.stopped && this.subscriber.status === 'ready' && connection === this.connection)
+      // Disconnected meanwhile: the next 'ready' tries again. Still connected (refused: an ACL, say):
+      // try again shortly, and say so, at most every 30 s.
+      if (!this.stopped && this.subscriber.status === 'ready' && connection === this.connection) {
+        const now = Date.now();
+        if (now - this.lastSubscribeWarning >= 30_000) {
+          this.lastSubscribeWarning = now;
+          this.logger.warn({ err }, 'change feed SUBSCRIBE refused; refusing authenticated requests, retrying');
+        }
         setTimeout(() => void this.resync().catch(() => undefined), 500).unref();
+      }
       throw err;
     }
     if (connection === this.connection) this.subscribedOn = connection;
