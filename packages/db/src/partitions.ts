@@ -1,5 +1,5 @@
-import { checkOut } from './check-out';
 import type { Pool } from './pool';
+import { withTransaction } from './transaction';
 
 export interface PartitionMaintenanceResult {
   created: string[];
@@ -32,27 +32,18 @@ export async function maintainPartitions(
     lockTimeout = PARTITION_DDL_LOCK_TIMEOUT,
   }: { daysAhead?: number; retentionDays?: number; lockTimeout?: string } = {},
 ): Promise<PartitionMaintenanceResult> {
-  const lease = await checkOut(pool);
-  const { client } = lease;
-  try {
-    await client.query('BEGIN');
+  const row = await withTransaction(pool, async (client) => {
     await client.query("SELECT set_config('lock_timeout', $1, true)", [lockTimeout]);
     const { rows } = await client.query<{ created: string[]; dropped: string[]; moved: string; expired: string }>(
       'SELECT created, dropped, moved, expired FROM pga_maintain_metric_partitions($1, $2)',
       [daysAhead, retentionDays ?? null],
     );
-    await client.query('COMMIT');
-    lease.release();
-    const row = rows[0]!;
-    return {
-      created: row.created,
-      dropped: row.dropped,
-      movedFromDefault: Number(row.moved),
-      expiredFromDefault: Number(row.expired),
-    };
-  } catch (err) {
-    if (!lease.lost) await client.query('ROLLBACK').catch(() => undefined);
-    lease.release(err);
-    throw err;
-  }
+    return rows[0]!;
+  });
+  return {
+    created: row.created,
+    dropped: row.dropped,
+    movedFromDefault: Number(row.moved),
+    expiredFromDefault: Number(row.expired),
+  };
 }

@@ -38,15 +38,15 @@ function fakeRedis() {
   };
 }
 
+/** A DenyList on the stand-ins (quiet unless given a logger). */
+function denyListOn(redis: ReturnType<typeof fakeRedis>, logger = createLogger({ name: 'test', level: 'silent' })) {
+  return new DenyList(redis.subscriber as never, redis.reader as never, keys, logger);
+}
+
 describe('DenyList', () => {
   it('a reconnect during a reload reads again: the older read does not restore trust with a revocation missed', async () => {
     const redis = fakeRedis();
-    const deny = new DenyList(
-      redis.subscriber as never,
-      redis.reader as never,
-      keys,
-      createLogger({ name: 'test', level: 'silent' }),
-    );
+    const deny = denyListOn(redis);
     const started = deny.start();
     await new Promise((r) => setImmediate(r)); // the first read has been sent
     // The change feed drops; a revocation is published while it is away (missed by pub/sub)…
@@ -75,12 +75,7 @@ describe('DenyList', () => {
       return new Promise<number>((resolve) => (confirm = () => resolve(1)));
     };
     redis.unblock();
-    const deny = new DenyList(
-      redis.subscriber as never,
-      redis.reader as never,
-      keys,
-      createLogger({ name: 'test', level: 'silent' }),
-    );
+    const deny = denyListOn(redis);
     await deny.start();
     expect(deny.trusted).toBe(true);
     // Every time trust is set: was the revocation known then?
@@ -128,12 +123,7 @@ describe('DenyList', () => {
       return 1;
     };
     redis.subscriber.status = 'reconnecting';
-    const deny = new DenyList(
-      redis.subscriber as never,
-      redis.reader as never,
-      keys,
-      createLogger({ name: 'test', level: 'silent' }),
-    );
+    const deny = denyListOn(redis);
     await expect(deny.start()).rejects.toThrow(/max retries/);
     expect(deny.trusted).toBe(false);
     redis.subscriber.status = 'ready';
@@ -154,7 +144,7 @@ describe('DenyList', () => {
     const warnings: string[] = [];
     const logger = createLogger({ name: 'test', level: 'silent' });
     logger.warn = ((obj: unknown, msg?: string) => void warnings.push(String(msg ?? obj))) as typeof logger.warn;
-    const deny = new DenyList(redis.subscriber as never, redis.reader as never, keys, logger);
+    const deny = denyListOn(redis, logger);
     await expect(deny.start()).rejects.toThrow(/NOPERM/);
     await new Promise((r) => setTimeout(r, 1300));
     deny.stop();

@@ -36,8 +36,8 @@ export const REFRESH_BURST = 5;
 export const REFRESH_PER_SECOND = 1 / 60;
 
 /** `POST /api/v1/collectors/refresh-token`: the body may be empty or chunked and is ignored. */
-export function createRefreshHandler(deps: EnrollDeps & { authenticate: Authenticate; limiter?: RateLimiter }) {
-  const limiter = deps.limiter ?? new RateLimiter(REFRESH_PER_SECOND, REFRESH_BURST);
+export function createRefreshHandler(deps: EnrollDeps & { authenticate: Authenticate }) {
+  const limiter = new RateLimiter(REFRESH_PER_SECOND, REFRESH_BURST);
   return async (ctx: RequestContext): Promise<void> => {
     const auth = await deps.authenticate({
       authorization: ctx.headers.authorization!,
