@@ -182,7 +182,10 @@ try {
       ? `  First admin        ${admin.username} / ${admin.generatedPassword}   (shown once: write it down)`
       : admin.created
         ? `  First admin        ${admin.username} (password from ADMIN_PASSWORD)`
-        : `  Admin account      ${admin.username} (already exists)`,
+        : admin.taken
+          ? `  Admin account      none enabled, and "${admin.username}" is taken by a disabled or non-admin account: ` +
+            'set ADMIN_USERNAME to another name to create one'
+          : `  Admin account      ${admin.username} (already exists)`,
     '  Press Ctrl-C to stop everything.',
     '',
   ];

@@ -16,14 +16,16 @@ export async function ensureDatabase(adminUrl: string, name: string): Promise<vo
 }
 
 /**
- * Creates the first admin account when no admin exists. `created` says whether it did;
+ * Creates the first admin account when no enabled admin exists. `created` says whether it did;
  * `generatedPassword` is set only when it made up the password (no ADMIN_PASSWORD), to print once.
+ * `taken`: no enabled admin, and `username` already belongs to an account (a disabled admin, or a
+ * user of another role) that is left as it is — nothing was created, so no password is shown.
  */
 export async function ensureFirstAdmin(
   databaseUrl: string,
   username: string,
   password?: string,
-): Promise<{ username: string; created: boolean; generatedPassword?: string }> {
+): Promise<{ username: string; created: boolean; generatedPassword?: string; taken?: boolean }> {
   const pool = createPool(databaseUrl, { max: 1, applicationName: 'pga-start' });
   try {
     const { rows } = await pool.query<{ username: string }>(
@@ -31,11 +33,12 @@ export async function ensureFirstAdmin(
     );
     if (rows[0]) return { username: rows[0].username, created: false };
     const chosen = password ?? randomBytes(12).toString('base64url');
-    await pool.query(
+    const { rowCount } = await pool.query(
       `INSERT INTO users (username, display_name, password_hash, role) VALUES ($1, $2, $3, 'admin')
        ON CONFLICT DO NOTHING`,
       [username, 'Administrator', await hashSecret(chosen)],
     );
+    if (!rowCount) return { username, created: false, taken: true };
     return password ? { username, created: true } : { username, created: true, generatedPassword: chosen };
   } finally {
     await pool.end();
