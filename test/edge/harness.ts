@@ -8,7 +8,7 @@ import pg from 'pg';
 import { createSecretBox } from '@pga/crypto';
 import { recordIssuedToken } from '@pga/db';
 import { freePort, GiveUp, waitForProcesses } from '@pga/local-stack';
-import { createLogger } from '@pga/logger';
+import { createLogger, type Logger } from '@pga/logger';
 import { redisKeys, type RedisKeys } from '@pga/redis-keys';
 import { createCollectorTokens, type CollectorTokens, type IssuedToken } from '@pga/tokens';
 import type { PushItem, PushJob } from '@pga/contracts';
@@ -76,11 +76,11 @@ export class EdgeWorld implements AsyncDisposable {
   }
 
   /** Starts an edge in this process and waits until it is ready. */
-  async startEdge(overrides: Record<string, string> = {}): Promise<Edge & { url: string }> {
+  async startEdge(overrides: Record<string, string> = {}, logger?: Logger): Promise<Edge & { url: string }> {
     const config = readEdgeConfig(this.env(overrides));
     const edge = await createEdge({
       config,
-      logger: createLogger({ name: 'edge-test', level: config.LOG_LEVEL, pretty: false }),
+      logger: logger ?? createLogger({ name: 'edge-test', level: config.LOG_LEVEL, pretty: false }),
     });
     this.edges.push(edge);
     const url = `http://127.0.0.1:${edge.port}`;

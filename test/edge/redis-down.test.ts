@@ -2,6 +2,7 @@ import path from 'node:path';
 import { freePort, startRedis, type RedisHandle } from '@pga/local-stack';
 import { describe, expect, it } from 'vitest';
 import { revokeCollectorTokens } from '@pga/db';
+import { createLogger } from '@pga/logger';
 import { publishCollectorChange } from '@pga/redis-keys';
 import { call, EdgeWorld, waitUntil } from './harness';
 import { testEnv, uniquePrefix } from '../helpers';
@@ -77,6 +78,38 @@ describe('Redis stopped, slow, or reconnecting', () => {
       await waitUntil(async () => (await fetch(`${edge.url}/readyz`)).status === 200, 10_000, 'edge ready again');
       const after = await call(`${edge.url}/api/v1/metrics/push`, { token: c.token, body: '{"after":true}' });
       expect(after.status).toBe(200);
+    } finally {
+      await redis.stop().catch(() => undefined);
+    }
+  });
+
+  it('logs a Redis outage as one warning when it starts and one line when it is over', async () => {
+    // Both connections (commands and change feed) retry several times a second each: that must not
+    // become a line per attempt, nor stay silent (it was: connection errors went out at debug).
+    const dataDir = path.join(testEnv.dataDir, uniquePrefix('edge-redis'));
+    const port = await freePort();
+    let redis: RedisHandle = await startRedis({ dataDir, port });
+    const lines: { level: number; msg: string }[] = [];
+    const logger = createLogger({
+      name: 'edge-test',
+      level: 'info',
+      destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+    });
+    await using world = await EdgeWorld.create({ redisUrl: redis.url });
+    try {
+      const edge = await world.startEdge({}, logger);
+      const outage = () => lines.filter((l) => /^Redis /.test(l.msg) || /ECONNREFUSED|ECONNRESET/.test(JSON.stringify(l)));
+      await redis.stop();
+      await waitUntil(() => outage().length > 0, 10_000, 'the outage logged');
+      await new Promise((r) => setTimeout(r, 2000)); // several reconnect attempts of both connections
+      redis = await startRedis({ dataDir, port });
+      await waitUntil(async () => (await fetch(`${edge.url}/readyz`)).status === 200, 10_000, 'edge ready again');
+      await new Promise((r) => setTimeout(r, 500));
+      expect(outage().map((l) => l.msg)).toEqual([
+        expect.stringMatching(/^Redis unreachable: (connect ECONNREFUSED|read ECONNRESET|Connection is closed)/),
+        expect.stringMatching(/^Redis reachable again after \d/),
+      ]);
+      expect(lines.filter((l) => l.level >= 50)).toEqual([]);
     } finally {
       await redis.stop().catch(() => undefined);
     }

@@ -1,4 +1,4 @@
-import { pino, type Logger, type LoggerOptions } from 'pino';
+import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
 
 export type { Logger };
 
@@ -29,16 +29,24 @@ export interface CreateLoggerOptions {
   level?: string;
   /** Pretty-print for a person; default: only when stdout is a terminal. */
   pretty?: boolean;
+  /** Where the JSON lines go instead of stdout (tests read them); implies `pretty: false`. */
+  destination?: DestinationStream;
 }
 
 /** The one root logger of a process: JSON lines, pretty only in a terminal, secrets redacted. */
-export function createLogger({ name, level = 'info', pretty = process.stdout.isTTY === true }: CreateLoggerOptions): Logger {
+export function createLogger({
+  name,
+  level = 'info',
+  pretty = process.stdout.isTTY === true,
+  destination,
+}: CreateLoggerOptions): Logger {
   const options: LoggerOptions = {
     name,
     level,
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     base: { pid: process.pid },
   };
+  if (destination) return pino(options, destination);
   if (pretty) {
     return pino({ ...options, transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'HH:MM:ss.l' } } });
   }

@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { EncodedQueue } from './push/encoded-queue';
 import { createSecretBox } from '@pga/crypto';
 import { createPool } from '@pga/db';
-import type { Logger } from '@pga/logger';
+import { createOutageLog, type Logger } from '@pga/logger';
 import { redisKeys } from '@pga/redis-keys';
 import { createCollectorTokens } from '@pga/tokens';
 import { createAuthenticator } from './auth/authenticate';
@@ -64,13 +64,18 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   };
   const redis = new Redis(config.REDIS_URL, redisOptions);
   const subscriber = new Redis(config.REDIS_URL, { ...redisOptions, enableOfflineQueue: true });
+  // One warning when Redis goes away (whichever connection notices first), one summary a minute
+  // while it stays away, one line when both connections are back: not one per reconnect attempt.
+  const redisOutage = createOutageLog(logger, 'Redis');
   for (const [name, client] of [
     ['redis', redis],
     ['subscriber', subscriber],
-  ] as const)
-    client.on('error', (err: Error) => logger.debug({ err: err.message, client: name }, 'Redis connection error'));
+  ] as const) {
+    client.on('error', (err: Error) => redisOutage.error(err, 'Redis error', { client: name }));
+    client.on('ready', () => redis.status === 'ready' && subscriber.status === 'ready' && redisOutage.recovered());
+  }
   const queue = new EncodedQueue(keys.pushQueue, { connection: redis, prefix: keys.bullPrefix });
-  queue.on('error', (err) => logger.debug({ err: err.message }, 'queue error'));
+  queue.on('error', (err) => redisOutage.error(err, 'queue error'));
   const pool = createPool(config.DATABASE_URL, {
     max: config.DB_POOL_SIZE,
     applicationName: 'pga-ingest-edge',
