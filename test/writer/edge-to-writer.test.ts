@@ -67,4 +67,35 @@ describe('edge → Redis → writer → PostgreSQL', () => {
       avg_collection_time_ms: 250,
     });
   });
+
+  it("CONTRACT.md shapes: the answer's records are the rows stored; an object whose metrics are not typed objects is one flat row", async () => {
+    const c = await world.collector();
+    const headers = { authorization: `Bearer ${c.token}`, 'content-type': 'application/json' };
+    const cases = [
+      { body: '{"metrics":[{"type":"a","v":1},{"type":"b","database":"app"}]}', rows: ['a', 'b'] },
+      { body: '{"database":"app","metrics":[{"name":"cpu","value":1}]}', rows: ['flat'] },
+      { body: '{"metrics":[{"type":"a"},7]}', rows: ['flat'] },
+      { body: '{"type":"custom","metrics":[{}],"q":[1,2,3]}', rows: ['custom'] },
+      { body: `{"metrics":[{"type":"${'t'.repeat(150)}"}]}`, rows: ['t'.repeat(100)] },
+    ];
+    for (const [k, { body, rows }] of cases.entries()) {
+      const res = await fetch(`${edgeUrl}/api/v1/metrics/push`, {
+        method: 'POST',
+        headers: { ...headers, 'idempotency-key': `shape-${k}` },
+        body,
+      });
+      const answer = (await res.json()) as { push_id: string; records: number };
+      expect({ body, status: res.status, records: answer.records }).toEqual({ body, status: 200, records: rows.length });
+      await waitUntil(`push ${k} committed`, async () => {
+        const r = await h.pool.query('SELECT 1 FROM ingest_ledger WHERE push_id = $1', [answer.push_id]);
+        return r.rowCount === 1;
+      });
+      const stored = await h.pool.query(
+        'SELECT metric_type, metric_data::text AS data FROM collector_metrics WHERE push_id = $1 ORDER BY metric_type',
+        [answer.push_id],
+      );
+      expect(stored.rows.map((r) => r.metric_type)).toEqual(rows);
+      if (rows[0] === 'flat') expect(JSON.parse(stored.rows[0].data)).toEqual(JSON.parse(body));
+    }
+  });
 });

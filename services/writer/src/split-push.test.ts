@@ -41,15 +41,33 @@ describe('splitPush', () => {
   });
 
   it('handles escapes in keys and strings, nested braces in strings, and empty arrays', () => {
-    const body = '{"metrics":[{"type":"a\\"b","database":"x}]","n":[]},{"type":"t","s":"\\\\"},7,{}]}';
-    const { slices } = split(body);
+    const body = '{"metrics":[{"type":"a\\"b","database":"x}]","n":[]},{"type":"t","s":"\\\\"}]}';
+    const { kind, slices } = split(body);
+    expect(kind).toBe('envelope');
     expect(slices.map((s) => [s.type, s.database, s.records])).toEqual([
       ['a"b', 'x}]', 0],
       ['t', null, 1],
-      ['unknown', null, 1],
-      ['unknown', null, 1],
     ]);
-    expect(text(body, slices[2]!)).toBe('7');
+    expect(text(body, slices[1]!)).toBe('{"type":"t","s":"\\\\"}');
+  });
+
+  it('CONTRACT.md: a metrics array that is not all objects with a type makes the push flat, stored whole as one row', () => {
+    for (const metrics of [
+      '[{"type":"a"},7]',
+      '[{"type":"a"},{}]',
+      '[{"type":""}]',
+      '[{"type":"a","type":5}]',
+      '[{"name":"cpu"}]',
+    ]) {
+      const body = `{"database":"app","metrics":${metrics},"q":[1,2]}`;
+      const { kind, slices } = split(body);
+      expect({ metrics, kind, n: slices.length }).toEqual({ metrics, kind: 'flat', n: 1 });
+      expect(text(body, slices[0]!)).toBe(body);
+      expect([slices[0]!.type, slices[0]!.database]).toEqual(['flat', 'app']);
+    }
+    // The last `metrics` key counts, as in jsonb.
+    expect(split('{"metrics":[{"type":"a"}],"metrics":5}').kind).toBe('flat');
+    expect(split('{"metrics":5,"metrics":[{"type":"a"}]}').kind).toBe('envelope');
   });
 
   it('slices by bytes through multi-byte UTF-8 text, a byte-order mark and escaped keys', () => {

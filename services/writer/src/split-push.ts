@@ -1,6 +1,9 @@
 /**
  * Splits a push body into metric rows by slicing the raw JSON bytes (CONTRACT.md: each element of an
- * envelope's `metrics` array is one row; any other object is one "flat" row). Nothing is parsed into
+ * envelope's `metrics` array is one row; any other object is one "flat" row). An envelope's
+ * `metrics` is an array of objects that each have a non-empty `type` string (the last `type` key
+ * counts, as in jsonb); an object whose `metrics` is anything else is flat — the edge's scanner
+ * (`scan-push-json.ts`) draws the same line, and its answer's `records` counts these rows. Nothing is parsed into
  * JS numbers and re-serialised, so a 64-bit queryid reaches PostgreSQL's jsonb exactly as sent.
  *
  * It works on the body's UTF-8 bytes, not on a decoded string: the writer holds every push of a batch
@@ -15,7 +18,7 @@
  */
 
 export interface MetricSlice {
-  /** `type` of the element (`flat` for a flat push without a string `type`, `unknown` for a non-object element). */
+  /** `type` of the element (`flat` for a flat push without a string `type`). */
   type: string;
   database: string | null;
   /** Byte offsets of the element's JSON in the body: `body.subarray(start, end)`. */
@@ -156,18 +159,20 @@ function scanObject(b: Buffer, i: number, wantMetrics: boolean): ObjectScan {
     if (b[j] !== COLON) throw new PushShapeError(`expected : at ${j}`);
     j = skipWs(b, j + 1);
     const c = b[j];
-    let end: number;
-    if (wantMetrics && c === OPEN_ARR && keyIs(b, keyStart, keyEnd, 'metrics')) {
-      [out.metrics, end] = sliceElements(b, j);
-    } else if (c === OPEN_ARR) {
-      end = countArrayItems(b, j, out);
-      arrays++;
-    } else {
-      end = valueEnd(b, j);
-      if (c === QUOTE) {
-        if (keyIs(b, keyStart, keyEnd, 'type')) out.type = decodeString(b, j, end);
-        else if (keyIs(b, keyStart, keyEnd, 'database')) out.database = decodeString(b, j, end);
-      }
+    let end = j;
+    let slices: MetricSlice[] | null = null;
+    const isMetrics = wantMetrics && keyIs(b, keyStart, keyEnd, 'metrics');
+    if (isMetrics && c === OPEN_ARR) [slices, end] = sliceElements(b, j);
+    if (isMetrics) out.metrics = slices; // the last `metrics` key counts
+    if (!slices) {
+      // Not the envelope's array: an ordinary value of this object.
+      if (c === OPEN_ARR) {
+        end = countArrayItems(b, j, out);
+        arrays++;
+      } else end = valueEnd(b, j);
+      // The last occurrence of a key counts (jsonb keeps the last): a non-string one clears it.
+      if (keyIs(b, keyStart, keyEnd, 'type')) out.type = c === QUOTE ? decodeString(b, j, end) : null;
+      else if (keyIs(b, keyStart, keyEnd, 'database')) out.database = c === QUOTE ? decodeString(b, j, end) : null;
     }
     j = skipWs(b, end);
     const d = b[j];
@@ -180,23 +185,29 @@ function scanObject(b: Buffer, i: number, wantMetrics: boolean): ObjectScan {
   return out;
 }
 
-function sliceElements(b: Buffer, i: number): [MetricSlice[], number] {
+/**
+ * The envelope's elements, or null when the array at `i` is not an envelope's (an element that is
+ * not an object with a non-empty `type` string); the index just past the array either way.
+ */
+function sliceElements(b: Buffer, i: number): [MetricSlice[] | null, number] {
   const slices: MetricSlice[] = [];
+  let envelope = true;
   let j = skipWs(b, i + 1);
   if (b[j] === CLOSE_ARR) return [slices, j + 1];
   for (;;) {
     const start = j;
     if (b[j] === OPEN_OBJ) {
       const o = scanObject(b, j, false);
-      slices.push({ type: o.type ?? 'unknown', database: o.database, start, end: o.end, records: o.records });
+      if (!o.type) envelope = false;
+      else slices.push({ type: o.type, database: o.database, start, end: o.end, records: o.records });
       j = o.end;
     } else {
       j = valueEnd(b, j);
-      slices.push({ type: 'unknown', database: null, start, end: j, records: 1 });
+      envelope = false;
     }
     j = skipWs(b, j);
     const c = b[j];
-    if (c === CLOSE_ARR) return [slices, j + 1];
+    if (c === CLOSE_ARR) return [envelope ? slices : null, j + 1];
     if (c !== COMMA) throw new PushShapeError(`expected , or ] at ${j}`);
     j = skipWs(b, j + 1);
   }

@@ -58,21 +58,34 @@ describe('scanPushJson', () => {
     expect(scan('{"metrics":{"type":"x"}}').metricsCount).toBeUndefined();
   });
 
-  it('refuses non-objects and what PostgreSQL jsonb or the writer would choke on', () => {
+  it('CONTRACT.md: an object whose metrics is not an array of objects with a type is a flat push, not an error', () => {
     for (const text of [
-      '[]',
-      '"s"',
-      '1',
-      'null',
       '{"metrics":[1]}',
       '{"metrics":[{}]}',
       '{"metrics":[{"type":""}]}',
       '{"metrics":[{"type":5}]}',
-      '{"collector_id":5}',
-      '{"a":"\\u0000"}',
-      '{"a":"\\udc00"}',
-      '{"a":"\\ud800x"}',
+      '{"metrics":[{"type":"a"},{"name":"cpu"}]}',
+      '{"metrics":[{"type":"a","type":null}]}',
+      '{"metrics":[{"type":"a","type":{"x":1}}]}',
+      '{"database":"app","metrics":[{"name":"cpu","value":1}]}',
     ])
+      expect({ text, scan: scan(text) }).toEqual({ text, scan: {} });
+    // A long type is a type (the writer keeps its first 100 characters as metric_type).
+    expect(scan(`{"metrics":[{"type":"${'x'.repeat(300)}"}]}`).metricsCount).toBe(1);
+  });
+
+  it('collector_id that is not a string never matches a token; push_id may be a number (its digits) or null (absent)', () => {
+    expect(scan('{"collector_id":5}')).toEqual({ collectorId: '5' });
+    expect(scan('{"collector_id":null}')).toEqual({ collectorId: 'null' });
+    expect(scan('{"push_id":17,"metrics":[]}')).toEqual({ pushId: '17', metricsCount: 0 });
+    expect(scan('{"push_id":-1.5e3}')).toEqual({ pushId: '-1.5e3' });
+    expect(scan('{"push_id":"x","push_id":null}')).toEqual({});
+    for (const text of ['{"push_id":true}', '{"push_id":{"a":1}}', '{"push_id":[1]}', `{"push_id":1${'0'.repeat(128)}}`])
+      expect({ text, code: codeOf(text) }).toEqual({ text, code: 'INVALID_PAYLOAD' });
+  });
+
+  it('refuses non-objects and what PostgreSQL jsonb or the writer would choke on', () => {
+    for (const text of ['[]', '"s"', '1', 'null', '{"a":"\\u0000"}', '{"a":"\\udc00"}', '{"a":"\\ud800x"}'])
       expect({ text, code: codeOf(text) }).toEqual({ text, code: 'INVALID_PAYLOAD' });
     expect(codeOf(`{"a":${'['.repeat(300)}${']'.repeat(300)}}`)).toBe('INVALID_PAYLOAD');
   });
@@ -106,6 +119,9 @@ describe('scanPushJson', () => {
       `{"a":${'['.repeat(300)}${']'.repeat(300)}}`,
       '{"q":-9223372036854775808}',
       '{"metrics":[{"type":"a","type":5}]}',
+      '{"metrics":[{"type":"a","type":{}}]}',
+      '{"metrics":[{"type":"a"},7,{"type":"b"}]}',
+      '{"push_id":12,"collector_id":false}',
       '{"metrics":[{"rows":[{"type":""}],"type":"ok"}]}',
       '{"metrics":[{"type":"\\u00e9"}],"push_id":"\\u0041"}',
       '{"metrics":[{"type":"é"}],"collector_id":"ü"}',

@@ -6,7 +6,11 @@ export interface PushScan {
   collectorId?: string;
   /** Top-level `push_id` when it is a string. */
   pushId?: string;
-  /** Elements of a top-level `metrics` array (envelope shape); undefined for a flat push. */
+  /**
+   * Elements of the envelope's `metrics` array (CONTRACT.md: an array of objects, each with a
+   * `type` string); undefined for a flat push — any other object, including one whose `metrics` is
+   * not such an array (it is stored whole, as one row, like every flat push).
+   */
   metricsCount?: number;
 }
 
@@ -179,7 +183,7 @@ function quickScan(b: Uint8Array): PushScan | undefined {
             metricsDepth = 2;
             metricsCount = 0;
           }
-        } else if (depth === 1 && (key === KEY_COLLECTOR_ID || key === KEY_PUSH_ID)) return undefined;
+        } else if ((depth === 1 && (key === KEY_COLLECTOR_ID || key === KEY_PUSH_ID)) || key === KEY_TYPE) return undefined;
         stack[++depth] = c === C.LBRACE ? Ctx.OBJECT : Ctx.ARRAY;
         i++;
         first = true;
@@ -204,8 +208,7 @@ function quickScan(b: Uint8Array): PushScan | undefined {
         }
       } else if (key === KEY_TYPE && depth === metricsDepth + 1) {
         if (c !== C.QUOTE || lastEscaped || !lastAscii) return undefined;
-        const len = i - start - 2;
-        typeOk = len >= 1 && len <= 100;
+        typeOk = i - start - 2 >= 1;
       }
       i = skipWs(b, i);
     }
@@ -282,20 +285,29 @@ class Scanner {
       const start = this.i;
       if (key === 'metrics' && this.b[this.i] === C.LBRACKET) {
         scan.metricsCount = this.metricsArray();
+        if (scan.metricsCount === undefined) delete scan.metricsCount;
       } else {
         if (key === 'metrics') scan.metricsCount = undefined;
-        const isString = this.b[this.i] === C.QUOTE;
+        const first = this.b[this.i];
         this.value(1);
-        if (key === 'collector_id' || key === 'push_id') {
-          if (!isString) throw badPayload(`${key} must be a string`);
-          const text = this.text(start, this.i);
-          if (key === 'collector_id') scan.collectorId = text;
-          else {
+        if (key === 'collector_id') {
+          // Anything but a string cannot match the token: its JSON text, which never equals an id,
+          // makes the push a 403 COLLECTOR_MISMATCH (CONTRACT.md), not a 400.
+          scan.collectorId = first === C.QUOTE ? this.text(start, this.i) : this.raw(start, this.i);
+        } else if (key === 'push_id') {
+          if (first === C.QUOTE) {
+            const text = this.text(start, this.i);
             // It names the push for 24 h (CONTRACT.md): an empty one would make every later push of
             // the collector a "duplicate" of the first, silently not stored.
             if (text.length < 1 || text.length > 128) throw badPayload('push_id must be 1-128 characters');
             scan.pushId = text;
-          }
+          } else if (first === C.MINUS || isDigit(first)) {
+            // A numeric id (a counter) is the id its digits spell: 17 and "17" name the same push.
+            scan.pushId = this.raw(start, this.i);
+            if (scan.pushId.length > 128) throw badPayload('push_id must be 1-128 characters');
+          } else if (first !== 0x6e) {
+            throw badPayload('push_id must be a string or a number');
+          } else delete scan.pushId; // null: as if absent
         }
       }
       this.ws();
@@ -305,23 +317,30 @@ class Scanner {
     }
   }
 
-  /** The envelope's `metrics`: every element must be an object with a string `type` of 1–100 characters. */
-  metricsArray(): number {
+  /**
+   * A top-level `metrics` array: its element count when every element is an object with a non-empty
+   * `type` string (the envelope), else undefined (a flat push). Validated either way.
+   */
+  metricsArray(): number | undefined {
     this.i++; // [
     this.ws();
     let n = 0;
+    let envelope = true;
     if (this.b[this.i] === C.RBRACKET) {
       this.i++;
       return 0;
     }
     for (;;) {
       this.ws();
-      if (this.b[this.i] !== C.LBRACE) throw badPayload(`metrics[${n}] must be an object`);
-      if (!this.metricElement()) throw badPayload(`metrics[${n}] needs a "type" string of 1-100 characters`);
+      if (this.b[this.i] === C.LBRACE) envelope = this.metricElement() && envelope;
+      else {
+        this.value(3);
+        envelope = false;
+      }
       n++;
       this.ws();
       const c = this.b[this.i++];
-      if (c === C.RBRACKET) return n;
+      if (c === C.RBRACKET) return envelope ? n : undefined;
       if (c !== C.COMMA) throw invalid(`expected "," or "]" at byte ${this.i - 1}`);
     }
   }
@@ -341,10 +360,7 @@ class Scanner {
       const start = this.i;
       const isString = this.b[this.i] === C.QUOTE;
       this.value(3);
-      if (key === 'type') {
-        const len = isString ? this.text(start, this.i).length : 0;
-        typeOk = len >= 1 && len <= 100;
-      }
+      if (key === 'type') typeOk = isString && this.text(start, this.i).length >= 1;
       this.ws();
       const c = this.b[this.i++];
       if (c === C.RBRACE) return typeOk;
@@ -361,6 +377,11 @@ class Scanner {
     return escaped
       ? this.text(start, this.i)
       : Buffer.from(this.b.buffer, this.b.byteOffset + start + 1, this.i - start - 2).toString('utf8');
+  }
+
+  /** The JSON text of a value, as sent. */
+  raw(start: number, end: number): string {
+    return Buffer.from(this.b.buffer, this.b.byteOffset + start, end - start).toString('utf8');
   }
 
   text(start: number, end: number): string {
