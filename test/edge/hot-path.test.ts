@@ -1,3 +1,4 @@
+import { createServer, type AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { freePort } from '@pga/local-stack';
@@ -23,6 +24,26 @@ describe('hot path without PostgreSQL', () => {
     expect(cfg.status).toBe(503);
     expect(cfg.json).toEqual({ error: { code: 'UNAVAILABLE', message: 'database unavailable' } });
     expect(Number(cfg.headers.get('retry-after'))).toBeGreaterThan(0);
+  });
+
+  it('a PostgreSQL that drops every connection is "database unavailable" (503), not an internal error', async () => {
+    // node-postgres raises "Connection terminated unexpectedly" with no SQLSTATE when the server
+    // (or a proxy, a failover) hangs up: the client should retry, not report our bug.
+    await using world = await EdgeWorld.create();
+    const c = await world.collector();
+    const dropper = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => dropper.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (dropper.address() as AddressInfo).port;
+      const edge = await world.startEdge({ DATABASE_URL: `postgresql://nobody@127.0.0.1:${port}/none` });
+      const cfg = await call(`${edge.url}/api/v1/collectors/${c.id}/config`, { token: c.token, method: 'GET' });
+      expect([cfg.status, cfg.json]).toEqual([503, { error: { code: 'UNAVAILABLE', message: 'database unavailable' } }]);
+      expect(Number(cfg.headers.get('retry-after'))).toBeGreaterThan(0);
+      const refresh = await call(`${edge.url}/api/v1/collectors/refresh-token`, { token: c.token, body: '' });
+      expect([refresh.status, refresh.json?.error?.code]).toEqual([503, 'UNAVAILABLE']);
+    } finally {
+      dropper.close();
+    }
   });
 
   it('inflates a gzip body sent chunked over a bare socket', async () => {

@@ -40,3 +40,20 @@ export function isTransientPgError(err: unknown): boolean {
     code === '25P03'
   );
 }
+
+/**
+ * node-postgres's and pg-pool's own errors for a server that cannot be reached or went away carry no
+ * SQLSTATE: only their text tells them from a bug (the one place this module reads a message).
+ */
+const NO_SQLSTATE_CONNECTION_ERRORS =
+  /^(Connection terminated|timeout exceeded when trying to connect|timeout expired|Client has encountered a connection error|Client was closed and is not queryable)/;
+
+/**
+ * The database is unavailable rather than the request wrong: a transient SQLSTATE or Node socket
+ * error (`isTransientPgError`), or one of node-postgres's connection errors that have no SQLSTATE.
+ * What a service answers with 503 + Retry-After instead of 500.
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  if (isTransientPgError(err)) return true;
+  return pgErrorCode(err) === undefined && err instanceof Error && NO_SQLSTATE_CONNECTION_ERRORS.test(err.message);
+}

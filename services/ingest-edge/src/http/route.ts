@@ -1,6 +1,6 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { AppError } from '@pga/contracts';
-import { isTransientPgError } from '@pga/db';
+import { isDatabaseUnavailable } from '@pga/db';
 import type { Logger } from '@pga/logger';
 import type { EdgeMetrics } from '../ops/edge-metrics';
 import { readBody, type BodyReader, type InflightBudget } from './read-body';
@@ -80,7 +80,7 @@ export class RouteKit {
       const fail = async (caught: unknown) => {
         // PostgreSQL unreachable or shutting down (enrollment, config, refresh): the client should
         // retry, not treat it as our bug.
-        const err = isTransientPgError(caught)
+        const err = isDatabaseUnavailable(caught)
           ? new AppError('UNAVAILABLE', 'database unavailable', { retryAfterSeconds: 5 })
           : caught;
         if (err instanceof AppError) metrics.rejections.inc({ reason: err.code });
