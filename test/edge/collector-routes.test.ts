@@ -233,6 +233,9 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
       });
 
     expect((await register({ name: 'x', hostname: 'h' }, null)).status).toBe(401);
+    // CONTRACT.md: 401 for a missing secret, whatever the body (it was a 400 for the body first).
+    const noSecret = await register({}, null);
+    expect([noSecret.status, noSecret.json.error.code]).toEqual([401, 'UNAUTHORIZED']);
     expect((await register({ name: 'x', hostname: 'h' }, 'wrong')).status).toBe(401);
     const bad = await register({ hostname: 'h' });
     expect([bad.status, bad.json.error.code]).toEqual([400, 'VALIDATION_FAILED']);

@@ -15,6 +15,8 @@ function requestMeta({ reply, headers }: RequestContext): RequestMeta {
 /** `POST /api/v1/collectors/register` (CONTRACT.md enrollment). */
 export function createEnrollHandler(deps: EnrollDeps) {
   return async (ctx: RequestContext): Promise<void> => {
+    // A missing secret is a 401 before the body is read or judged (CONTRACT.md).
+    if (!ctx.headers['x-registration-secret']) throw new AppError('UNAUTHORIZED', 'missing X-Registration-Secret');
     const input = await readJson(await ctx.body!.body, ctx.headers['content-encoding']!, SMALL_BODY, EnrollRequestSchema);
     const { id, issued } = await enrollCollector(deps, ctx.headers['x-registration-secret']!, input, requestMeta(ctx));
     ctx.reply.json(200, {
