@@ -95,14 +95,24 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
     expect(f.json.push_id).not.toBe(a.json.push_id);
   });
 
-  it('400 INVALID_PAYLOAD for an Idempotency-Key that is not 1-128 printable characters', async () => {
-    for (const key of ['x'.repeat(129), 'has space', 'naïve']) {
+  it('400 INVALID_PAYLOAD for an Idempotency-Key that is not 1-128 printable ASCII characters', async () => {
+    for (const key of ['x'.repeat(129), 'naïve', 'tab\tinside']) {
       const res = await push('{"a":1}', { headers: { 'idempotency-key': key } });
       expect({ key, status: res.status, code: res.json?.error?.code }).toEqual({ key, status: 400, code: 'INVALID_PAYLOAD' });
       expect(res.json.error.message).toContain('Idempotency-Key');
     }
     const longest = await push('{"a":1}', { headers: { 'idempotency-key': `${Date.now()}`.padEnd(128, '~') } });
     expect(longest.status).toBe(200);
+    // A space is printable (CONTRACT.md): such a key is a key like any other, replays included.
+    const key = `push ${Date.now()} 03:06:45`;
+    const spaced = await push('{"a":2}', { headers: { 'idempotency-key': key } });
+    const replay = await push('{"a":2}', { headers: { 'idempotency-key': key } });
+    expect([spaced.status, spaced.json.duplicate, replay.json.duplicate, replay.json.push_id]).toEqual([
+      200,
+      false,
+      true,
+      spaced.json.push_id,
+    ]);
   });
 
   it('400 INVALID_PAYLOAD for a body push_id that is not 1-128 characters (an empty one would make every later push a duplicate)', async () => {

@@ -16,19 +16,28 @@ export const CollectorTokenClaimsSchema = z.object({
 });
 export type CollectorTokenClaims = z.infer<typeof CollectorTokenClaimsSchema>;
 
-/** `Idempotency-Key`: 1–128 printable ASCII characters (the pattern alone: the edge tests it on every push). */
-export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,128}$/;
-export const IdempotencyKeySchema = z.string().regex(IDEMPOTENCY_KEY_PATTERN, 'expected 1-128 printable characters');
+/**
+ * `Idempotency-Key`: 1–128 printable ASCII characters, space included (CONTRACT.md; HTTP already
+ * strips spaces around a header value). The pattern alone: the edge tests it on every push.
+ */
+export const IDEMPOTENCY_KEY_PATTERN = /^[\x20-\x7e]{1,128}$/;
+export const IdempotencyKeySchema = z.string().regex(IDEMPOTENCY_KEY_PATTERN, 'expected 1-128 printable ASCII characters');
 
-/** One element of an envelope's `metrics` array. Other keys are kept as sent. */
+/**
+ * One element of an envelope's `metrics` array (a `type` longer than 100 characters is stored as
+ * its first 100). Other keys are kept as sent.
+ */
 export const MetricElementSchema = z.looseObject({
-  type: z.string().min(1).max(100),
+  type: z.string().min(1),
   timestamp: z.string().optional(),
   database: z.string().optional(),
 });
 export type MetricElement = z.infer<typeof MetricElementSchema>;
 
-/** The pganalytics-v3 envelope. A body without a `metrics` array is a "flat" push (one row). */
+/**
+ * The pganalytics-v3 envelope. Any other object — one whose `metrics` is not an array of such
+ * elements included — is a "flat" push (one row).
+ */
 export const PushEnvelopeSchema = z.looseObject({
   collector_id: CollectorIdSchema.optional(),
   hostname: z.string().optional(),

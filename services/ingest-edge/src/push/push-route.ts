@@ -29,7 +29,7 @@ export function createPushHandler(deps: PushDeps) {
     checkEncoding(headers['content-encoding']!);
     const idemHeader = headers['idempotency-key']!;
     if (idemHeader && !IDEMPOTENCY_KEY_PATTERN.test(idemHeader))
-      throw new AppError('INVALID_PAYLOAD', 'Idempotency-Key must be 1-128 printable characters');
+      throw new AppError('INVALID_PAYLOAD', 'Idempotency-Key must be 1-128 printable ASCII characters');
     const auth = await deps.authenticate({ authorization: headers.authorization!, collectorId: headers['x-collector-id']! });
     const wait = deps.limiter.take(auth.collectorId);
     if (wait > 0) throw new AppError('RATE_LIMITED', 'too many requests from this collector', { retryAfterSeconds: wait });
