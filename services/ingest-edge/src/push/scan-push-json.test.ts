@@ -90,6 +90,34 @@ describe('scanPushJson', () => {
     expect(codeOf(`{"a":${'['.repeat(300)}${']'.repeat(300)}}`)).toBe('INVALID_PAYLOAD');
   });
 
+  it("refuses numbers out of jsonb's numeric range (as measured on PostgreSQL 15), accepts the largest it stores", () => {
+    const fits = [
+      '1e131071',
+      '1e1001',
+      '1e-16383',
+      '0e99999',
+      '-1.5e-16382',
+      '0.001e131074',
+      '0.0e-16382',
+      `1${'0'.repeat(131071)}`,
+    ];
+    const overflows = [
+      '1e131072',
+      '1e200000',
+      '1e-16384',
+      '-1e-16384',
+      '0e-99999',
+      '1.5e-16383',
+      '0.001e131075',
+      '0.0e-16383',
+      '1e99999999999999999999',
+      `1${'0'.repeat(131072)}`,
+    ];
+    for (const n of fits) expect({ n: n.slice(0, 20), code: codeOf(`{"x":${n}}`) }).toEqual({ n: n.slice(0, 20), code: 'ok' });
+    for (const n of overflows) expect({ n, code: codeOf(`{"x":[${n}]}`) }).toEqual({ n, code: 'INVALID_PAYLOAD' });
+    expect(codeOf(`{"x":0.${'0'.repeat(16383)}1}`)).toBe('INVALID_PAYLOAD');
+  });
+
   it('never needs to parse numbers: 64-bit values pass untouched', () => {
     expect(codeOf('{"queryid":-9223372036854775808,"big":18446744073709551615,"f":1e400}')).toBe('ok');
   });
@@ -122,6 +150,9 @@ describe('scanPushJson', () => {
       '{"metrics":[{"type":"a","type":{}}]}',
       '{"metrics":[{"type":"a"},7,{"type":"b"}]}',
       '{"push_id":12,"collector_id":false}',
+      '{"x":1e131072,"y":1e999}',
+      '{"x":[1e-1000]}',
+      `{"x":${'9'.repeat(1500)}}`,
       '{"metrics":[{"rows":[{"type":""}],"type":"ok"}]}',
       '{"metrics":[{"type":"\\u00e9"}],"push_id":"\\u0041"}',
       '{"metrics":[{"type":"é"}],"collector_id":"ü"}',

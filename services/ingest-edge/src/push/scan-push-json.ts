@@ -107,7 +107,12 @@ function skipString(b: Uint8Array, i: number): number {
   return -1;
 }
 
+/**
+ * Skips a number; -1 when invalid, or when it is long (over 1,000 characters) or has an exponent of
+ * over 3 digits: only then can it be out of jsonb's numeric range, which the exact pass judges.
+ */
 function skipNumber(b: Uint8Array, i: number): number {
+  const start = i;
   if (b[i] === C.MINUS) i++;
   if (b[i] === 0x30) i++;
   else if (isDigit(b[i])) while (isDigit(b[i])) i++;
@@ -120,10 +125,53 @@ function skipNumber(b: Uint8Array, i: number): number {
   if (b[i] === 0x65 || b[i] === 0x45) {
     i++;
     if (b[i] === 0x2b || b[i] === C.MINUS) i++;
+    const digits = i;
     if (!isDigit(b[i])) return -1;
     while (isDigit(b[i])) i++;
+    if (i - digits > 3) return -1;
   }
-  return i;
+  return i - start > 1000 ? -1 : i;
+}
+
+/** PostgreSQL numeric (what jsonb stores a number as): at most this many digits before the point… */
+const NUMERIC_MAX_INT_DIGITS = 131072;
+/** …and this many after it, as written (a number's display scale). */
+const NUMERIC_MAX_SCALE = 16383;
+
+/**
+ * Whether jsonb can store the number `b[start, end)` (valid JSON): numeric overflows past 131,072
+ * integer digits or a display scale over 16,383 (`1e131072`, `1e-16384`, `0e-99999` are SQLSTATE
+ * 22003 in a COPY, measured on PostgreSQL 15), and such a push would be acknowledged and then
+ * dead-lettered by the writer.
+ */
+function fitsNumeric(b: Uint8Array, start: number, end: number): boolean {
+  let i = b[start] === C.MINUS ? start + 1 : start;
+  const intStart = i;
+  while (isDigit(b[i])) i++;
+  const intDigits = i - intStart;
+  let fracDigits = 0;
+  let fracLeadingZeros = 0;
+  let nonZero = b[intStart] !== 0x30;
+  if (b[i] === 0x2e) {
+    const fracStart = ++i;
+    while (isDigit(b[i])) i++;
+    fracDigits = i - fracStart;
+    while (fracLeadingZeros < fracDigits && b[fracStart + fracLeadingZeros] === 0x30) fracLeadingZeros++;
+    nonZero ||= fracLeadingZeros < fracDigits;
+  }
+  let exp = 0;
+  if (i < end) {
+    i++; // e / E
+    const negative = b[i] === C.MINUS;
+    if (negative || b[i] === 0x2b) i++;
+    // Past 9 digits only "huge" matters: capped, so the arithmetic below stays exact.
+    for (; i < end; i++) exp = Math.min(exp * 10 + (b[i]! - 0x30), 1e9);
+    if (negative) exp = -exp;
+  }
+  if (Math.max(0, fracDigits - exp) > NUMERIC_MAX_SCALE) return false;
+  if (!nonZero) return true;
+  const wholeDigits = (b[intStart] !== 0x30 ? intDigits : -fracLeadingZeros) + exp;
+  return wholeDigits <= NUMERIC_MAX_INT_DIGITS;
 }
 
 function skipWs(b: Uint8Array, i: number): number {
@@ -470,6 +518,7 @@ class Scanner {
 
   number(): void {
     const b = this.b;
+    const start = this.i;
     let i = this.i;
     if (b[i] === C.MINUS) i++;
     if (b[i] === 0x30) i++;
@@ -486,6 +535,7 @@ class Scanner {
       if (!isDigit(b[i])) throw invalid(`bad number at byte ${this.i}`);
       while (isDigit(b[i])) i++;
     }
+    if (!fitsNumeric(b, start, i)) throw badPayload(`number at byte ${start} is out of PostgreSQL's numeric range`);
     this.i = i;
   }
 }
