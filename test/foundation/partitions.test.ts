@@ -141,4 +141,54 @@ describe('collector_metrics partitions', () => {
     }
     expect((await insertAt(new Date(Date.now() + 20 * 86_400_000).toISOString())).rows[0].part).toBe(dayName(20));
   });
+
+  it('commits the partitions ahead even when the drops time out (a long query on collector_metrics), and drops them on a later run', async () => {
+    for (const d of [-31, -30])
+      await pool.query(
+        `CREATE TABLE ${dayName(d)} PARTITION OF collector_metrics FOR VALUES FROM ('${dayStart(d)}') TO ('${dayStart(d + 1)}')`,
+      );
+    await pool.query(`DROP TABLE IF EXISTS ${dayName(4)}`);
+    const blocker = await pool.connect();
+    try {
+      // Pruned at plan time to today's partition: ACCESS SHARE on collector_metrics and that one partition
+      // only, so ATTACH (DEFAULT, SHARE UPDATE EXCLUSIVE on the parent) goes through but DROP (ACCESS
+      // EXCLUSIVE on the parent) cannot.
+      await blocker.query('BEGIN');
+      await blocker.query(
+        `SELECT count(*) FROM collector_metrics WHERE received_at >= '${dayStart(0)}' AND received_at < '${dayStart(0).replace('T00', 'T01')}'`,
+      );
+      const started = Date.now();
+      const result = await maintainPartitions(pool, { daysAhead: 7, retentionDays: 28, lockTimeout: '500ms' });
+      // One drop waited its lock timeout; the other was not tried (it needs the same lock).
+      expect(Date.now() - started).toBeLessThan(1500);
+      expect(result.created).toEqual([dayName(4)]);
+      expect(result.dropped).toEqual([]);
+      expect(result.skipped.map((s) => [s.partition, s.action])).toEqual([
+        [dayName(-31), 'drop'],
+        [dayName(-30), 'drop'],
+      ]);
+      await blocker.query('ROLLBACK');
+    } finally {
+      blocker.release();
+    }
+    const names = await partitions();
+    expect(names).toContain(dayName(4));
+    expect(names).toContain(dayName(-31));
+    const later = await maintainPartitions(pool, { daysAhead: 7, retentionDays: 28 });
+    expect(later.dropped).toEqual([dayName(-31), dayName(-30)]);
+    expect(later.skipped).toEqual([]);
+    expect(await partitions()).not.toContain(dayName(-30));
+  });
+
+  it('keeps the all-in-one SQL function for psql (the same steps in one transaction)', async () => {
+    await pool.query(
+      `CREATE TABLE ${dayName(-40)} PARTITION OF collector_metrics FOR VALUES FROM ('${dayStart(-40)}') TO ('${dayStart(-39)}')`,
+    );
+    await pool.query(`DROP TABLE IF EXISTS ${dayName(3)}`);
+    const createOnly = await pool.query('SELECT * FROM pga_maintain_metric_partitions(7)');
+    expect(createOnly.rows[0]).toMatchObject({ created: [dayName(3)], dropped: [], moved: '0', expired: '0' });
+    const { rows } = await pool.query('SELECT * FROM pga_maintain_metric_partitions(7, 35)');
+    expect(rows[0]).toMatchObject({ created: [], dropped: [dayName(-40)] });
+    expect(await partitions()).not.toContain(dayName(-40));
+  });
 });

@@ -177,6 +177,13 @@ describe('writer: collector state from heartbeats, sweeps and uptime', () => {
     await h.waitForJob(await h.enqueue([pushItem(fixture, id, new Date(Date.now() - 6 * 60_000))]), 'completed');
     await h.writer.maintenance.runNow('sweep');
     expect(Number((await collector(id)).uptime_percentage)).toBe(50);
+    // Folded, the push's minute is read from collector_push_minutes (one row per minute, not per type).
+    await h.writer.maintenance.runNow('rollup');
+    await h.pool.query('UPDATE collectors SET uptime_percentage = 0 WHERE id = $1', [id]);
+    await h.writer.maintenance.runNow('sweep');
+    expect(Number((await collector(id)).uptime_percentage)).toBe(50);
+    const minutes = await h.pool.query('SELECT count(*)::int AS n FROM collector_push_minutes WHERE collector_id = $1', [id]);
+    expect(minutes.rows[0].n).toBe(1);
   });
 
   it('records command deliveries in PostgreSQL (admin collector_commands.delivered_at) and clears them from Redis', async () => {
@@ -241,5 +248,112 @@ describe('writer: collector state from heartbeats, sweeps and uptime', () => {
     expect(await h.redis.sismember(h.keys.heartbeatDirty, id)).toBe(1);
     await h.writer.heartbeats.flushHeartbeats();
     expect((await collector(id)).last_heartbeat).not.toBeNull();
+  });
+
+  it('a good heartbeat after an error brings a collector that never pushed back to pending, not active', async () => {
+    const id = await insertCollector(h.pool);
+    await heartbeat(id, { last_seen: new Date(Date.now() - 2000).toISOString(), status: 'error', last_error: 'no pg_stat' });
+    await h.writer.heartbeats.flushHeartbeats();
+    expect((await collector(id)).status).toBe('error');
+    await heartbeat(id, { last_seen: new Date(Date.now() - 1000).toISOString(), status: 'active' });
+    await h.writer.heartbeats.flushHeartbeats();
+    // pending until the first push, whatever it reported in between.
+    expect(await collector(id)).toMatchObject({ status: 'pending', last_metric_at: null, error_count: '1' });
+  });
+
+  it('a heartbeat does not change the status of a collector in the recycle bin (the sweep would never undo it)', async () => {
+    const id = await insertCollector(h.pool, { status: 'inactive' });
+    await h.pool.query(`UPDATE collectors SET deleted_at = now(), last_metric_at = now() - interval '1 hour' WHERE id = $1`, [
+      id,
+    ]);
+    // Accepted in the edge's short deny window after the delete.
+    const seen = new Date(Date.now() - 2000).toISOString();
+    await heartbeat(id, { last_seen: seen, status: 'active' });
+    await h.writer.heartbeats.flushHeartbeats();
+    expect(await collector(id)).toMatchObject({ status: 'inactive' });
+    expect((await collector(id)).last_heartbeat.toISOString()).toBe(seen);
+    await heartbeat(id, { last_seen: new Date(Date.now() - 1000).toISOString(), status: 'error', last_error: 'gone' });
+    await h.writer.heartbeats.flushHeartbeats();
+    expect(await collector(id)).toMatchObject({ status: 'inactive', last_error: 'gone', error_count: '1' });
+  });
+
+  it('a push or heartbeat older than 2 × interval updates the times but does not revive an inactive collector', async () => {
+    const id = await insertCollector(h.pool, {
+      interval: 60,
+      status: 'inactive',
+      registeredAt: new Date(Date.now() - 7_200_000),
+    });
+    await h.pool.query(`UPDATE collectors SET last_metric_at = now() - interval '1 hour' WHERE id = $1`, [id]);
+    const ago = (ms: number) => new Date(Date.now() - ms);
+    // A backlog: heartbeats and a push (a dead letter retried) from minutes ago, past the sweep's 120 s.
+    const seen = ago(300_000).toISOString();
+    await heartbeat(id, { last_seen: seen, status: 'active' });
+    await h.writer.heartbeats.flushHeartbeats();
+    expect(await collector(id)).toMatchObject({ status: 'inactive' });
+    expect((await collector(id)).last_heartbeat.toISOString()).toBe(seen);
+    await heartbeat(id, { last_seen: ago(240_000).toISOString(), status: 'error', last_error: 'old' });
+    await h.writer.heartbeats.flushHeartbeats();
+    expect(await collector(id)).toMatchObject({ status: 'inactive', last_error: 'old', error_count: '1' });
+
+    const receivedAt = ago(600_000);
+    await h.waitForJob(await h.enqueue([pushItem(fixture, id, receivedAt)]), 'completed');
+    const c = await collector(id);
+    expect(c.status).toBe('inactive');
+    expect(c.last_metric_at.toISOString()).toBe(receivedAt.toISOString());
+    expect(Number(c.metrics_collected)).toBeGreaterThan(0);
+    expect(c.success_count).toBe('1');
+
+    // A fresh heartbeat (within 2 × interval) does bring it back, once.
+    await heartbeat(id, { last_seen: ago(1000).toISOString(), status: 'active' });
+    await h.writer.heartbeats.flushHeartbeats();
+    expect((await collector(id)).status).toBe('active');
+    await waitUntil('active published', async () => messages.some((m) => m.collector_id === id && m.status === 'active'));
+    expect(messages.filter((m) => m.collector_id === id && m.status === 'active')).toHaveLength(1);
+  });
+
+  it('the sweep skips a collector row another transaction holds (no wait, no deadlock) and sweeps the others', async () => {
+    const opts = { interval: 60, status: 'active', registeredAt: new Date(Date.now() - 3_600_000) };
+    const held = await insertCollector(h.pool, opts);
+    const other = await insertCollector(h.pool, opts);
+    // Silent for 10 minutes; an uptime the refresh would change (no activity at all: 0).
+    await h.pool.query(
+      `UPDATE collectors SET last_heartbeat = now() - interval '10 minutes', uptime_percentage = 42 WHERE id = ANY($1)`,
+      [[held, other]],
+    );
+    const client = await h.pool.connect();
+    let sweep: Promise<unknown> | undefined;
+    try {
+      // What a batch or heartbeat flush writing this collector right now holds.
+      await client.query('BEGIN');
+      await client.query('SELECT 1 FROM collectors WHERE id = $1 FOR UPDATE', [held]);
+      sweep = h.writer.maintenance.runNow('sweep');
+      const outcome = await Promise.race([
+        sweep.then(() => 'done'),
+        new Promise((r) => setTimeout(() => r('blocked'), 5000).unref()),
+      ]);
+      expect(outcome).toBe('done');
+      expect(await collector(held)).toMatchObject({ status: 'active', uptime_percentage: '42.00' });
+      expect(await collector(other)).toMatchObject({ status: 'inactive', uptime_percentage: '0.00' });
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+      await sweep?.catch(() => undefined);
+    }
+    // The next sweep takes it.
+    await h.writer.maintenance.runNow('sweep');
+    expect(await collector(held)).toMatchObject({ status: 'inactive', uptime_percentage: '0.00' });
+  });
+
+  it('counts in writer_heartbeats_flushed_total only the heartbeats applied, not a hash flushed again', async () => {
+    const flushed = async () => (await h.writer.metrics.heartbeatsFlushed.get()).values[0]?.value ?? 0;
+    const id = await insertCollector(h.pool);
+    await heartbeat(id, { last_seen: new Date().toISOString(), status: 'active' });
+    const before = await flushed();
+    expect(await h.writer.heartbeats.flushHeartbeats()).toBe(1);
+    expect(await flushed()).toBe(before + 1);
+    // Re-marked dirty, same hash: read and skipped as already applied.
+    await h.redis.sadd(h.keys.heartbeatDirty, id);
+    expect(await h.writer.heartbeats.flushHeartbeats()).toBe(1);
+    expect(await flushed()).toBe(before + 1);
   });
 });

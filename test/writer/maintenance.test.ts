@@ -75,6 +75,71 @@ describe('writer: partition and retention job', () => {
     }
   });
 
+  it('a partition that cannot be dropped (a query holds it) does not undo or hold up the rest: partitions ahead, other drops and retention still happen', async () => {
+    const h = await startWriterHarness(db.url, { METRICS_RETENTION_DAYS: '14', PARTITION_DAYS_AHEAD: '7' });
+    const blocker = new pg.Client({ connectionString: db.url });
+    await blocker.connect();
+    const dayStart = (offset: number) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
+    const partitionNames = async () =>
+      (
+        await h.pool.query<{ relname: string }>(
+          `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'collector_metrics'::regclass`,
+        )
+      ).rows.map((r) => r.relname);
+    const expiredLedger = async () =>
+      (await h.pool.query(`SELECT count(*)::int AS n FROM ingest_ledger WHERE committed_at < now() - interval '15 days'`)).rows[0]
+        .n as number;
+    try {
+      await waitUntil(
+        'first scheduled partitions run',
+        async () => (await metric(h, /^writer_maintenance_runs_total\{job="partitions"/)) >= 1,
+      );
+      // Two expired days, a missing day ahead and an expired ledger entry.
+      for (const d of [-26, -25])
+        await h.pool.query(
+          `CREATE TABLE ${day(d)} PARTITION OF collector_metrics FOR VALUES FROM ('${dayStart(d)}') TO ('${dayStart(d + 1)}')`,
+        );
+      await h.pool.query(`DROP TABLE IF EXISTS ${day(5)}`);
+      await h.pool.query(
+        `INSERT INTO ingest_ledger (push_id, collector_id, received_at, row_count, checksum, committed_at)
+         VALUES (gen_random_uuid(), gen_random_uuid(), now() - interval '20 days', 1, repeat('0', 64), now() - interval '20 days')`,
+      );
+      expect(await expiredLedger()).toBe(1);
+      // A long query on the older expired day: its ACCESS SHARE lock blocks DROP TABLE.
+      await blocker.query('BEGIN');
+      await blocker.query(`SELECT * FROM ${day(-26)} LIMIT 1`);
+
+      const started = Date.now();
+      const first = (await h.writer.maintenance.runNow('partitions')) as {
+        created: string[];
+        dropped: string[];
+        skipped: { partition: string; action: string; reason: string }[];
+        ledger: number;
+      };
+      // Nothing waited for the blocked partition's lock (so no ACCESS EXCLUSIVE was queued before the COPYs).
+      expect(Date.now() - started).toBeLessThan(2000);
+      expect(first.created).toContain(day(5));
+      expect(first.dropped).toEqual([day(-25)]);
+      expect(first.skipped).toEqual([expect.objectContaining({ partition: day(-26), action: 'drop' })]);
+      expect(first.ledger).toBeGreaterThanOrEqual(1);
+      const parts = await partitionNames();
+      expect(parts).toContain(day(5));
+      expect(parts).toContain(day(-26));
+      expect(parts).not.toContain(day(-25));
+      expect(await expiredLedger()).toBe(0);
+
+      // The blocker is gone: the next run drops it.
+      await blocker.query('ROLLBACK');
+      const second = (await h.writer.maintenance.runNow('partitions')) as { dropped: string[]; skipped: unknown[] };
+      expect(second.dropped).toEqual([day(-26)]);
+      expect(second.skipped).toEqual([]);
+      expect(await partitionNames()).not.toContain(day(-26));
+    } finally {
+      await blocker.end();
+      await h.close();
+    }
+  });
+
   it('never holds up ingest: with a long transaction on the table, partition DDL gives up after its lock timeout', async () => {
     const h = await startWriterHarness(db.url);
     const blocker = await h.pool.connect();
@@ -85,6 +150,13 @@ describe('writer: partition and retention job', () => {
         async () => (await metric(h, /^writer_maintenance_runs_total\{job="partitions"/)) >= 1,
       );
       await h.pool.query(`DROP TABLE IF EXISTS ${day(6)}`);
+      const pushId = (
+        await h.pool.query<{ push_id: string }>(
+          `INSERT INTO ingest_ledger (push_id, collector_id, received_at, row_count, checksum, committed_at)
+           VALUES (gen_random_uuid(), gen_random_uuid(), now() - interval '20 days', 1, repeat('0', 64), now() - interval '20 days')
+           RETURNING push_id`,
+        )
+      ).rows[0]!.push_id;
       await blocker.query('BEGIN');
       await blocker.query('SELECT count(*) FROM collector_metrics'); // AccessShareLock held until ROLLBACK
       const started = Date.now();
@@ -96,6 +168,8 @@ describe('writer: partition and retention job', () => {
       const jobId = await h.enqueue([pushItem(fixture)]);
       expect(await maintenance).toBe('55P03');
       expect(Date.now() - started).toBeLessThan(5000);
+      // Retention ran all the same.
+      expect((await h.pool.query('SELECT 1 FROM ingest_ledger WHERE push_id = $1', [pushId])).rowCount).toBe(0);
       await h.waitForJob(jobId, 'completed', 10_000);
       await blocker.query('ROLLBACK');
       const result = (await h.writer.maintenance.runNow('partitions')) as { created: string[] };

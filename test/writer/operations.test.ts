@@ -45,6 +45,46 @@ describe('writer: operations', () => {
     expect((await fetch(`${h.url}/nope`)).status).toBe(404);
   });
 
+  it('records COPY duration and batch rows only for batches that ran a COPY (not for a redelivery stored before)', async () => {
+    await using h = await startWriterHarness(db.url);
+    const metric = async (name: string) =>
+      Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(await h.writer.metrics.registry.metrics())?.[1] ?? 'NaN');
+    const items = [pushItem(fixture), pushItem(fixture)];
+    await h.waitForJob(await h.enqueue(items), 'completed');
+    const copies = await metric('writer_copy_duration_seconds_count');
+    const batchRows = await metric('writer_batch_rows_count');
+    expect(copies).toBeGreaterThanOrEqual(1);
+    // The same pushes again (a dead letter retried): the ledger skips them, no COPY runs.
+    await h.waitForJob(await h.enqueue(items), 'completed');
+    expect(await metric('writer_pushes_duplicate_total')).toBe(2);
+    expect(await metric('writer_copy_duration_seconds_count')).toBe(copies);
+    expect(await metric('writer_batch_rows_count')).toBe(batchRows);
+  });
+
+  it('writer_batch_duration_seconds times the transaction, not the wait for a pool connection', async () => {
+    await using h = await startWriterHarness(db.url, { WRITER_PG_POOL_SIZE: '2' });
+    const metric = async (name: string) =>
+      Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(await h.writer.metrics.registry.metrics())?.[1] ?? 'NaN');
+    // Every connection of the writer's pool taken: the batch waits for one.
+    const held = [await h.writer.pool.connect(), await h.writer.pool.connect()];
+    let released = false;
+    const release = () => {
+      if (!released) for (const c of held) c.release();
+      released = true;
+    };
+    try {
+      const jobId = await h.enqueue([pushItem(fixture)]);
+      await waitUntil('job taken', async () => (await h.queue.getJobState(jobId)) === 'active');
+      await new Promise((r) => setTimeout(r, 2000));
+      release();
+      await h.waitForJob(jobId, 'completed');
+    } finally {
+      release();
+    }
+    expect(await metric('writer_batch_duration_seconds_count')).toBe(1);
+    expect(await metric('writer_batch_duration_seconds_sum')).toBeLessThan(1);
+  });
+
   it('reports queue lag of the oldest waiting push while no writer consumes', async () => {
     const prefix = uniquePrefix('lag');
     const keys = redisKeys(prefix);

@@ -89,13 +89,52 @@ describe('writer: pushes → collector_metrics', () => {
     );
     const qs = rollup.rows.find((r) => r.metric_type === 'pg_query_stats');
     const queries = (JSON.parse(fixture).metrics as any[]).filter((m) => m.type === 'pg_query_stats').flatMap((m) => m.queries);
-    const calls = 2 * queries.reduce((a: number, q: any) => a + q.calls, 0);
-    const total = 2 * queries.reduce((a: number, q: any) => a + q.total_time, 0);
+    // Cumulative counters: the minute holds one snapshot's (both pushes carry the same), summed over
+    // its databases; rows add up.
+    const calls = queries.reduce((a: number, q: any) => a + q.calls, 0);
+    const total = queries.reduce((a: number, q: any) => a + q.total_time, 0);
     expect(qs.row_count).toBe(4);
     expect(qs.calls).toBe(calls);
     expect(qs.total).toBeCloseTo(total, 2);
     expect(qs.mean).toBeCloseTo(total / calls, 5);
     expect(rollup.rows.reduce((a, r) => a + r.row_count, 0)).toBe(2 * n);
+  });
+
+  it('pg_query_stats counters of a minute are its newest snapshot, whichever batch or fold brings it', async () => {
+    const collectorId = await insertCollector(h.pool);
+    const minute = Math.floor(Date.now() / 60_000) * 60_000 - 60_000;
+    const snapshot = (a: number, b: number) =>
+      JSON.stringify({
+        metrics: [
+          { type: 'pg_query_stats', database: 'a', queries: [{ calls: a, total_time: a / 10 }] },
+          { type: 'pg_query_stats', database: 'b', queries: [{ calls: b, total_time: b / 10 }] },
+        ],
+      });
+    const store = async (body: string, atMs: number) =>
+      h.waitForJob(await h.enqueue([pushItem(body, collectorId, new Date(minute + atMs))]), 'completed');
+    const cell = async (table: string) =>
+      (
+        await h.pool.query(
+          `SELECT row_count::int, calls::int, total_time_ms AS total, round(mean_time_ms::numeric, 6)::float AS mean
+             FROM ${table} WHERE collector_id = $1 AND metric_type = 'pg_query_stats'`,
+          [collectorId],
+        )
+      ).rows;
+    // The newer snapshot (0:40) is stored first, the older one (0:10, a backlog) after it.
+    await store(snapshot(610, 400), 40_000);
+    await store(snapshot(600, 400), 10_000);
+    const newest = { row_count: 4, calls: 1010, total: 101, mean: 0.1 };
+    expect(await cell('collector_metrics_rollup_live')).toEqual([newest]);
+    await h.writer.maintenance.runNow('rollup');
+    expect(await cell('collector_metrics_rollup')).toEqual([newest]);
+    // An even older snapshot folded onto the stored cell does not replace it; a newer one does.
+    await store(snapshot(500, 300), 5_000);
+    await h.writer.maintenance.runNow('rollup');
+    expect(await cell('collector_metrics_rollup')).toEqual([{ ...newest, row_count: 6 }]);
+    await store(snapshot(700, 500), 50_000);
+    expect(await cell('collector_metrics_rollup_live')).toEqual([{ row_count: 8, calls: 1200, total: 120, mean: 0.1 }]);
+    await h.writer.maintenance.runNow('rollup');
+    expect(await cell('collector_metrics_rollup')).toEqual([{ row_count: 8, calls: 1200, total: 120, mean: 0.1 }]);
   });
 
   it('keeps the newest push’s count when an older push commits later, and does not revive a deleted collector', async () => {

@@ -1,9 +1,19 @@
+import type { Logger } from '@pga/logger';
 import type { Pool } from './pool';
 import { withTransaction } from './transaction';
+
+/** A step of partition maintenance left for the next run, and why. */
+export interface SkippedPartitionStep {
+  partition: string;
+  action: 'create' | 'drop';
+  reason: string;
+}
 
 export interface PartitionMaintenanceResult {
   created: string[];
   dropped: string[];
+  /** Partitions not created or dropped this run (a lock not got in time, a query using it): retried next run. */
+  skipped: SkippedPartitionStep[];
   /** Rows moved out of the DEFAULT partition into partitions created for them. */
   movedFromDefault: number;
   /** Rows deleted from the DEFAULT partition because they are older than the retention. */
@@ -13,16 +23,26 @@ export interface PartitionMaintenanceResult {
 /** Partition DDL waits at most this long for its lock, so it never holds up ingest (it is tried again later). */
 export const PARTITION_DDL_LOCK_TIMEOUT = '2s';
 
+const isLockTimeout = (err: unknown) => (err as { code?: unknown } | null)?.code === '55P03';
+const partitionOf = (day: string) => `collector_metrics_p${day.replaceAll('-', '')}`;
+
 /**
  * Creates daily `collector_metrics` partitions `daysAhead` days ahead (and for any day that has rows
  * waiting in the DEFAULT partition) and, only when `retentionDays` is given, drops partitions
  * entirely older than that and deletes DEFAULT rows as old. Without `retentionDays` nothing is
  * dropped: only the writer knows METRICS_RETENTION_DAYS (migrations/0035).
  *
- * The work is done by the SQL function `pga_maintain_metric_partitions` (so operators can also call
- * it from psql), in a transaction whose DDL waits at most `lockTimeout` for its locks: a COPY in
- * flight or a long dashboard query must not make ingest queue behind a waiting CREATE or DROP.
- * A lock timeout is SQLSTATE 55P03.
+ * Each step is its own transaction (the SQL functions of migrations/0037), so what one step did
+ * stays done whatever the next one meets: each day's partition ahead (with its DEFAULT rows moved
+ * in), each expired partition's drop, the DEFAULT rows' expiry. All DDL waits at most `lockTimeout`
+ * for its locks (a lock timeout is SQLSTATE 55P03): a COPY in flight or a long dashboard query must
+ * not make ingest queue behind a waiting CREATE or DROP.
+ *  - Creating: the first day that times out ends the creating for this run (the next days need the
+ *    same lock), and the call rejects with that error — after the drops and the expiry were done.
+ *  - Dropping: an expired partition another session uses is skipped without waiting; a DROP that
+ *    times out (waiting for collector_metrics itself) is skipped with the ones after it, so a run
+ *    holds up COPYs for at most one `lockTimeout`. Skipped drops are in `skipped`, retried next run.
+ * With a `logger`, each partition created, dropped or skipped is logged.
  */
 export async function maintainPartitions(
   pool: Pool,
@@ -30,20 +50,93 @@ export async function maintainPartitions(
     daysAhead = 7,
     retentionDays,
     lockTimeout = PARTITION_DDL_LOCK_TIMEOUT,
-  }: { daysAhead?: number; retentionDays?: number; lockTimeout?: string } = {},
+    logger,
+  }: { daysAhead?: number; retentionDays?: number; lockTimeout?: string; logger?: Logger } = {},
 ): Promise<PartitionMaintenanceResult> {
-  const row = await withTransaction(pool, async (client) => {
-    await client.query("SELECT set_config('lock_timeout', $1, true)", [lockTimeout]);
-    const { rows } = await client.query<{ created: string[]; dropped: string[]; moved: string; expired: string }>(
-      'SELECT created, dropped, moved, expired FROM pga_maintain_metric_partitions($1, $2)',
-      [daysAhead, retentionDays ?? null],
-    );
-    return rows[0]!;
-  });
-  return {
-    created: row.created,
-    dropped: row.dropped,
-    movedFromDefault: Number(row.moved),
-    expiredFromDefault: Number(row.expired),
+  const step = <R>(sql: string, params: unknown[]) =>
+    withTransaction(pool, async (client) => {
+      await client.query("SELECT set_config('lock_timeout', $1, true)", [lockTimeout]);
+      return (await client.query<R & Record<string, unknown>>(sql, params)).rows;
+    });
+  const result: PartitionMaintenanceResult = {
+    created: [],
+    dropped: [],
+    skipped: [],
+    movedFromDefault: 0,
+    expiredFromDefault: 0,
   };
+  const skip = (partitions: string[], action: SkippedPartitionStep['action'], reason: string) => {
+    for (const partition of partitions) {
+      result.skipped.push({ partition, action, reason });
+      logger?.warn({ partition, action, reason }, `partition ${action} skipped; retried next run`);
+    }
+  };
+  let failure: unknown;
+
+  try {
+    const days = (
+      await step<{ day: string }>(
+        "SELECT to_char(d, 'YYYY-MM-DD') AS day FROM pga_metric_partition_days_to_create($1, $2) AS d",
+        [daysAhead, retentionDays ?? null],
+      )
+    ).map((r) => r.day);
+    for (const [i, day] of days.entries()) {
+      const partition = partitionOf(day);
+      try {
+        const [row] = await step<{ moved: string | null }>('SELECT pga_create_metric_partition($1::date) AS moved', [day]);
+        if (row?.moved == null) continue; // another caller created it meanwhile
+        const moved = Number(row.moved);
+        result.created.push(partition);
+        result.movedFromDefault += moved;
+        logger?.info({ partition, movedFromDefault: moved }, 'partition created');
+      } catch (err) {
+        if (isLockTimeout(err)) skip(days.slice(i).map(partitionOf), 'create', `lock timeout (${lockTimeout})`);
+        throw err;
+      }
+    }
+  } catch (err) {
+    failure = err;
+  }
+
+  if (retentionDays !== undefined) {
+    try {
+      const expired = (
+        await step<{ part: string }>('SELECT part FROM pga_expired_metric_partitions($1) AS part', [retentionDays])
+      ).map((r) => r.part);
+      for (const [i, partition] of expired.entries()) {
+        let status: string;
+        try {
+          const [row] = await step<{ status: string }>('SELECT pga_drop_metric_partition($1, $2) AS status', [
+            partition,
+            retentionDays,
+          ]);
+          status = row!.status;
+        } catch (err) {
+          if (!isLockTimeout(err)) throw err;
+          // DROP waited for collector_metrics itself (a long query on the table): the next drops would
+          // wait for the same lock, each holding up the COPYs for as long.
+          skip([partition], 'drop', `lock timeout (${lockTimeout})`);
+          skip(expired.slice(i + 1), 'drop', 'not tried: an earlier drop timed out');
+          break;
+        }
+        if (status === 'dropped') {
+          result.dropped.push(partition);
+          logger?.info({ partition }, 'partition dropped');
+        } else if (status !== 'absent') {
+          skip([partition], 'drop', status);
+        }
+      }
+    } catch (err) {
+      failure ??= err;
+    }
+    try {
+      const [row] = await step<{ n: string }>('SELECT pga_expire_metric_default_rows($1) AS n', [retentionDays]);
+      result.expiredFromDefault = Number(row!.n);
+    } catch (err) {
+      failure ??= err;
+    }
+  }
+
+  if (failure !== undefined) throw failure;
+  return result;
 }

@@ -125,7 +125,8 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
             count,
             version,
           ]);
-          o.metrics.heartbeatsFlushed.inc(cols.id.length);
+          // One row per heartbeat applied: a hash flushed again (older than last_heartbeat) is not counted.
+          o.metrics.heartbeatsFlushed.inc(rows.length);
           await o.publish(rows);
         } catch (err) {
           await o.redis.eval(RELEASE, 2, o.keys.heartbeatDirty, inflight, ...ids).catch(() => undefined);

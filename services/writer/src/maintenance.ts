@@ -29,8 +29,8 @@ export interface MaintenanceOptions {
 /**
  * Scheduled work as BullMQ job schedulers on the maintenance queue. Every writer upserts the same
  * scheduler ids (idempotent), BullMQ hands each produced job to exactly one worker, and this worker
- * runs one job at a time: single-flight across all writers. pga_maintain_metric_partitions also takes
- * an advisory lock, so a manual call from psql cannot race it either.
+ * runs one job at a time: single-flight across all writers. The partition steps (migrations/0037) also
+ * take an advisory lock, so a manual call from psql cannot race them either.
  */
 export function createMaintenance(o: MaintenanceOptions) {
   const queue = new Queue(o.queueName, { connection: o.connection, prefix: o.prefix });
@@ -38,7 +38,12 @@ export function createMaintenance(o: MaintenanceOptions) {
   const log = o.logger.child({ module: 'maintenance' });
 
   const partitions = async () => {
-    const result = await maintainPartitions(o.pool, { daysAhead: o.daysAhead, retentionDays: o.retentionDays });
+    // Each partition created, dropped or skipped (with the reason) is logged as it happens.
+    const result = await maintainPartitions(o.pool, {
+      daysAhead: o.daysAhead,
+      retentionDays: o.retentionDays,
+      logger: log,
+    });
     log.info(result, 'partition maintenance done');
     return result;
   };
@@ -58,7 +63,15 @@ export function createMaintenance(o: MaintenanceOptions) {
     }
     const rollup = await o.pool.query('DELETE FROM collector_metrics_rollup WHERE bucket < now() - $1::interval', [keepDays]);
     const history = await o.pool.query('DELETE FROM collector_heartbeats WHERE minute < now() - $1::interval', [historyKeep]);
-    const result = { ledger, rollup: rollup.rowCount ?? 0, heartbeats: history.rowCount ?? 0 };
+    const pushMinutes = await o.pool.query('DELETE FROM collector_push_minutes WHERE minute < now() - $1::interval', [
+      historyKeep,
+    ]);
+    const result = {
+      ledger,
+      rollup: rollup.rowCount ?? 0,
+      heartbeats: history.rowCount ?? 0,
+      pushMinutes: pushMinutes.rowCount ?? 0,
+    };
     log.info(result, 'retention done');
     return result;
   };
@@ -76,8 +89,32 @@ export function createMaintenance(o: MaintenanceOptions) {
     return { folded: Number(rows[0]!.folded) };
   };
 
+  /**
+   * Retention runs whether or not the partition work got through: a lock timeout on a partition (a
+   * long query holding it) must not also keep the ledger, rollups and heartbeat history growing.
+   * The job fails with the partitions' error (the worker logs it); a retention error too is logged here.
+   */
+  const partitionsAndRetention = async () => {
+    let partitionsResult: Awaited<ReturnType<typeof partitions>> | undefined;
+    let partitionsFailure: unknown;
+    try {
+      partitionsResult = await partitions();
+    } catch (err) {
+      partitionsFailure = err; // what got done before is committed and logged; the rest is retried next run
+    }
+    let retained: Awaited<ReturnType<typeof retention>> | undefined;
+    try {
+      retained = await retention();
+    } catch (err) {
+      if (partitionsFailure === undefined) throw err;
+      o.pgOutage.error(err, 'retention failed too; it runs again on its schedule');
+    }
+    if (partitionsFailure !== undefined) throw partitionsFailure;
+    return { ...partitionsResult, ...retained };
+  };
+
   const handlers: Record<string, () => Promise<unknown>> = {
-    partitions: async () => ({ ...(await partitions()), ...(await retention()) }),
+    partitions: partitionsAndRetention,
     sweep,
     rollup,
   };

@@ -27,7 +27,7 @@ export function createWriterMetrics() {
     batches: new Counter({ name: 'writer_batches_total', help: 'Committed batches (transactions)', registers: r }),
     batchRows: new Histogram({
       name: 'writer_batch_rows',
-      help: 'Metric rows per committed batch',
+      help: 'Metric rows per committed batch that stored any (not observed for one of duplicates or expired pushes only)',
       buckets: [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000],
       registers: r,
     }),
@@ -39,13 +39,13 @@ export function createWriterMetrics() {
     }),
     copySeconds: new Histogram({
       name: 'writer_copy_duration_seconds',
-      help: 'Duration of the COPY statement of a batch',
+      help: 'Duration of the COPY statement of a batch (batches with no rows to store run none)',
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers: r,
     }),
     batchSeconds: new Histogram({
       name: 'writer_batch_duration_seconds',
-      help: 'Duration of a whole batch transaction, BEGIN to COMMIT',
+      help: 'Duration of a whole batch transaction, BEGIN to COMMIT (not the wait for a pool connection)',
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: r,
     }),
@@ -62,7 +62,7 @@ export function createWriterMetrics() {
     jobFailures: new Counter({ name: 'writer_job_failures_total', help: 'Jobs failed for any reason', registers: r }),
     heartbeatsFlushed: new Counter({
       name: 'writer_heartbeats_flushed_total',
-      help: 'Heartbeats flushed to PostgreSQL',
+      help: 'Heartbeats applied in PostgreSQL (a hash flushed again, already applied, is not counted)',
       registers: r,
     }),
     commandDeliveries: new Counter({

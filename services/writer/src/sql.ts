@@ -48,10 +48,19 @@ export const COPY_METRICS = `COPY collector_metrics
   FROM STDIN`;
 
 /**
+ * Within the inactivity sweep's threshold (2 × collection_interval before now()) of `ts`: the sweep
+ * would not mark the collector inactive for it. Only such a report brings an `inactive` collector
+ * back; an older one (a backlog, a dead letter retried days later) would be swept again at once, a
+ * flap and a false live-status event.
+ */
+const FRESH = (ts: string) => `${ts} >= now() - make_interval(secs => 2 * c.collection_interval)`;
+
+/**
  * One statement for every collector of the batch. The MATERIALIZED CTE locks the rows in id order
  * first, so two writers updating overlapping collectors queue instead of deadlocking.
- * `pending` / `inactive` become `active` on a push (not while deleted); `error` stays until a
- * heartbeat reports active. `last_collection_count` is the newest push's, whatever order batches commit in.
+ * `pending` becomes `active` on a push, `inactive` only on a fresh one (FRESH); neither while
+ * deleted. `error` stays until a heartbeat reports active. `last_collection_count` is the newest
+ * push's, whatever order batches commit in.
  */
 export const UPDATE_COLLECTORS_AFTER_PUSH = `
 WITH b AS (
@@ -68,7 +77,9 @@ UPDATE collectors c SET
   last_collection_count = CASE WHEN c.last_metric_at IS NULL OR b.last_metric_at >= c.last_metric_at
                                THEN b.last_count ELSE c.last_collection_count END,
   -- Late pushes of a collector in the recycle bin are stored, but do not bring it back to life.
-  status = CASE WHEN c.status IN ('pending', 'inactive') AND c.deleted_at IS NULL THEN 'active' ELSE c.status END
+  status = CASE WHEN c.deleted_at IS NULL
+                 AND (c.status = 'pending' OR (c.status = 'inactive' AND ${FRESH('b.last_metric_at')}))
+                THEN 'active' ELSE c.status END
 FROM b JOIN locked l ON l.id = b.id
 WHERE c.id = b.id
 RETURNING c.id, c.status, l.old_status, c.last_heartbeat, c.last_metric_at, c.metrics_collected`;
@@ -78,16 +89,18 @@ RETURNING c.id, c.status, l.old_status, c.last_heartbeat, c.last_metric_at, c.me
  * single tuple per batch, no index, no conflict check, no lock another batch could wait for.
  */
 export const INSERT_ROLLUP_BATCH = `
-INSERT INTO collector_metrics_rollup_batch (collector_ids, metric_types, buckets, row_counts, record_counts, calls, total_time_ms)
-VALUES ($1::uuid[], $2::text[], $3::timestamptz[], $4::bigint[], $5::bigint[], $6::bigint[], $7::float8[])`;
+INSERT INTO collector_metrics_rollup_batch (collector_ids, metric_types, buckets, row_counts, record_counts, calls, total_time_ms, snapshot_ats)
+VALUES ($1::uuid[], $2::text[], $3::timestamptz[], $4::bigint[], $5::bigint[], $6::bigint[], $7::float8[], $8::timestamptz[])`;
 
 /** Folds the committed deltas into collector_metrics_rollup (one atomic statement, see 0032). */
 export const FOLD_ROLLUP = 'SELECT pga_fold_rollup_deltas() AS folded';
 
 /**
  * Heartbeat flush: one statement for every flushed collector. Reported `error` → status error;
- * a heartbeat without error brings an error/inactive collector back to active; `pending` stays
- * pending until the first push (admin issue: "pending until the first push").
+ * a heartbeat without error brings an error/inactive collector back to active, or to `pending` if it
+ * never pushed (admin issue: "pending until the first push"; the admin list computes it the same).
+ * An `inactive` collector changes only on a fresh heartbeat (FRESH). A collector in the recycle bin
+ * keeps its status (as on a push): the sweep skips it, so nothing would set it back.
  * avg_collection_time_ms is an exponentially weighted mean (weight 0.2 for the newest report).
  *
  * Applied only when the hash is newer than the last heartbeat applied (`last_heartbeat`, written
@@ -113,8 +126,10 @@ WITH hb AS (
 UPDATE collectors c SET
   last_heartbeat = GREATEST(c.last_heartbeat, hb.seen),
   status = CASE
+    WHEN c.deleted_at IS NOT NULL THEN c.status
+    WHEN c.status = 'inactive' AND NOT (${FRESH('hb.seen')}) THEN c.status
     WHEN hb.status = 'error' THEN 'error'
-    WHEN c.status IN ('error', 'inactive') THEN 'active'
+    WHEN c.status IN ('error', 'inactive') THEN CASE WHEN c.last_metric_at IS NULL THEN 'pending' ELSE 'active' END
     ELSE c.status END,
   last_error = CASE WHEN hb.status = 'error' THEN coalesce(hb.last_error, c.last_error) ELSE c.last_error END,
   error_count = c.error_count + CASE WHEN hb.status = 'error' THEN 1 ELSE 0 END,
@@ -127,24 +142,38 @@ FROM hb JOIN locked l ON l.id = hb.id
 WHERE c.id = hb.id AND (c.last_heartbeat IS NULL OR hb.seen > c.last_heartbeat)
 RETURNING c.id, c.status, l.old_status, c.last_heartbeat, c.last_metric_at, c.metrics_collected`;
 
-/** Collectors silent for more than 2 × collection_interval become inactive (returns those changed). */
+/**
+ * Collectors silent for more than 2 × collection_interval become inactive (returns those changed).
+ * The rows are locked in id order like the batch and heartbeat statements, and a row locked by one of
+ * them is skipped, not waited for: it is being written right now (so not silent), and waiting would
+ * queue the sweep behind every batch in flight, or deadlock with one (40P01). The next sweep sees it.
+ */
 export const SWEEP_INACTIVE = `
+WITH silent AS MATERIALIZED (
+  SELECT c.id, c.status AS old_status FROM collectors c
+   WHERE c.status IN ('active', 'error') AND c.deleted_at IS NULL
+     AND NOT (${FRESH('GREATEST(c.last_heartbeat, c.last_metric_at, c.registered_at)')})
+   ORDER BY c.id FOR UPDATE SKIP LOCKED
+)
 UPDATE collectors c SET status = 'inactive'
- WHERE c.status IN ('active', 'error') AND c.deleted_at IS NULL
-   AND GREATEST(c.last_heartbeat, c.last_metric_at, c.registered_at)
-       < now() - make_interval(secs => 2 * c.collection_interval)
-RETURNING c.id, c.status, 'active'::text AS old_status, c.last_heartbeat, c.last_metric_at, c.metrics_collected`;
+  FROM silent s WHERE c.id = s.id
+RETURNING c.id, c.status, s.old_status, c.last_heartbeat, c.last_metric_at, c.metrics_collected`;
 
 /**
  * uptime_percentage = share of the window's slots (max(60 s, collection_interval) long) that saw a
- * heartbeat or a push, counted from max(window start, registration). README "Uptime".
+ * heartbeat or a push, counted from max(window start, registration). README "Uptime". Push minutes
+ * come from collector_push_minutes (one row per collector and minute, filled by the rollup fold;
+ * migration 0036) and the few cells not folded yet — not from the rollup, which has a row per metric
+ * type and minute (~11× as many to read and de-duplicate every sweep). Only the rows
+ * whose value changed are locked, in id order, skipping those a batch holds (as SWEEP_INACTIVE):
+ * their uptime is refreshed by the next sweep.
  */
 export const REFRESH_UPTIME = `
 WITH win AS (SELECT now() - make_interval(hours => $1::int) AS since),
 activity AS (
   SELECT h.collector_id, h.minute AS t FROM collector_heartbeats h, win WHERE h.minute >= win.since
   UNION
-  SELECT r.collector_id, r.bucket FROM collector_metrics_rollup r, win WHERE r.bucket >= win.since
+  SELECT m.collector_id, m.minute FROM collector_push_minutes m, win WHERE m.minute >= win.since
   UNION
   SELECT p.collector_id, p.bucket FROM collector_metrics_rollup_pending p, win WHERE p.bucket >= win.since
 ),
@@ -160,6 +189,11 @@ calc AS (
                               / GREATEST(60, c.collection_interval))), 2)) AS pct
     FROM collectors c CROSS JOIN win LEFT JOIN slots s ON s.collector_id = c.id
    WHERE c.deleted_at IS NULL
+),
+changed AS MATERIALIZED (
+  SELECT c.id, calc.pct FROM collectors c JOIN calc ON calc.id = c.id
+   WHERE c.uptime_percentage IS DISTINCT FROM calc.pct
+   ORDER BY c.id FOR UPDATE OF c SKIP LOCKED
 )
-UPDATE collectors c SET uptime_percentage = calc.pct
-  FROM calc WHERE c.id = calc.id AND c.uptime_percentage IS DISTINCT FROM calc.pct`;
+UPDATE collectors c SET uptime_percentage = changed.pct
+  FROM changed WHERE c.id = changed.id`;

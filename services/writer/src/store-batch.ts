@@ -151,6 +151,7 @@ export async function storeBatch(pool: Pool, pushes: PreparedPush[], options: St
         plainArray(r.records),
         plainArray(r.calls),
         plainArray(r.totalTimes),
+        plainArray(r.snapshotAts),
       ]);
       rollupMs = lap();
       // Last before COMMIT: the collector rows stay locked only for this statement and the COMMIT,
