@@ -137,6 +137,24 @@ describe('writer: pushes → collector_metrics', () => {
     expect(await cell('collector_metrics_rollup')).toEqual([{ row_count: 8, calls: 1200, total: 120, mean: 0.1 }]);
   });
 
+  it('stores a push whose pg_query_stats counters no bigint holds (calls 1e21, 1e400): its counters are unknown, not a dead letter', async () => {
+    const collectorId = await insertCollector(h.pool);
+    const body = (calls: string) =>
+      `{"metrics":[{"type":"pg_query_stats","database":"a","queries":[{"calls":${calls},"total_time":5}]},{"type":"pg_cache","hit":1}]}`;
+    for (const calls of ['1e21', '1e400', '9300000000000000000']) {
+      const item = pushItem(body(calls), collectorId);
+      await h.waitForJob(await h.enqueue([item]), 'completed');
+      const rows = await h.pool.query('SELECT metric_type FROM collector_metrics WHERE push_id = $1 ORDER BY 1', [item.push_id]);
+      expect({ calls, rows: rows.rows.map((r) => r.metric_type) }).toEqual({ calls, rows: ['pg_cache', 'pg_query_stats'] });
+    }
+    const cell = await h.pool.query(
+      `SELECT row_count::int, calls, total_time_ms FROM collector_metrics_rollup_live
+        WHERE collector_id = $1 AND metric_type = 'pg_query_stats'`,
+      [collectorId],
+    );
+    expect(cell.rows).toEqual([{ row_count: 3, calls: null, total_time_ms: null }]);
+  });
+
   it('keeps the newest push’s count when an older push commits later, and does not revive a deleted collector', async () => {
     const collectorId = await insertCollector(h.pool);
     const n = parsedFixture.metrics.length;

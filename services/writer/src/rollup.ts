@@ -29,6 +29,9 @@ const NUMBER = '-?\\d+(?:\\.\\d+)?(?:[eE][+-]?\\d+)?';
 const CALLS = new RegExp(`"calls"\\s*:\\s*${NUMBER}`, 'g');
 const TOTAL_TIME = new RegExp(`"total_(?:exec_)?time"\\s*:\\s*${NUMBER}`, 'g');
 
+/** Below PostgreSQL's bigint maximum (2^63 − 1) as a double. */
+const MAX_BIGINT = 9.2e18;
+
 /** Characters of a JSON number, to walk back from the end of a match to the number's start. */
 function isNumberChar(c: number): boolean {
   return (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2d || c === 0x2b || c === 0x65 || c === 0x45;
@@ -113,6 +116,12 @@ export function buildRollup(pushes: PreparedPush[]): RollupArrays {
     }
   }
   for (const c of cells) {
+    // Counters no bigint can hold (`"calls": 1e21`, `1e400` is Infinity here) are unknown, not a
+    // failed cast: that would dead-letter the whole push, whose rows PostgreSQL can store.
+    if (c.calls !== null && !(Math.abs(c.calls) <= MAX_BIGINT && Number.isFinite(c.totalTime))) {
+      c.calls = null;
+      c.totalTime = null;
+    }
     out.collectorIds.push(c.collectorId);
     out.types.push(c.type);
     out.buckets.push(c.bucket);
