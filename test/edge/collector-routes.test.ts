@@ -294,6 +294,19 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
     expect(rows[0].uses).toBe(1);
   });
 
+  it('enrollment: "version": null is a version not reported, as in a heartbeat (it was a 400)', async () => {
+    const secret = `null-${randomUUID()}`;
+    await world.pool.query(`INSERT INTO enrollment_secrets (name, secret_hash) VALUES ('nullv', $1)`, [sha256Hex(secret)]);
+    const name = `nullv-${randomUUID().slice(0, 6)}`;
+    const res = await call(`${url}/api/v1/collectors/register`, {
+      body: JSON.stringify({ name, hostname: 'h', version: null }),
+      headers: { 'x-registration-secret': secret },
+    });
+    expect(res.status).toBe(200);
+    const { rows } = await world.pool.query('SELECT agent_version FROM collectors WHERE id = $1', [res.json.collector_id]);
+    expect(rows).toEqual([{ agent_version: null }]);
+  });
+
   it('enrollment: an expired secret is refused', async () => {
     const secret = `old-${randomUUID()}`;
     await world.pool.query(

@@ -130,7 +130,8 @@ export const EnrollRequestSchema = z.object({
   name: CollectorNameSchema,
   /** The agent's host name as it reports it (free text, shown in the UI): the same rules as a name. */
   hostname: CollectorNameSchema,
-  version: storableText(100).optional(),
+  /** `null` counts as not reported (as in a heartbeat). */
+  version: storableText(100).nullable().optional(),
 });
 export type EnrollRequest = z.infer<typeof EnrollRequestSchema>;
 
