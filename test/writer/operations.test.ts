@@ -138,6 +138,22 @@ describe('writer: operations', () => {
     }
   });
 
+  it('counts a job that failed its last attempt (not only poison) as a dead letter', async () => {
+    // 42P01 (a missing table: an operator must act) is neither poison nor transient: BullMQ's own
+    // attempts apply, and after the last one the job sits in the failed set like any dead letter.
+    await using h = await startWriterHarness(db.url);
+    const deadLetters = async () =>
+      Number(/^writer_dead_letters_total (\S+)$/m.exec(await (await fetch(`${h.url}/metrics`)).text())?.[1]);
+    const before = await deadLetters();
+    await h.pool.query('ALTER TABLE ingest_ledger RENAME TO ingest_ledger_away');
+    try {
+      await h.waitForJob(await h.enqueue([pushItem(fixture)], { attempts: 1 }), 'failed');
+    } finally {
+      await h.pool.query('ALTER TABLE ingest_ledger_away RENAME TO ingest_ledger');
+    }
+    await waitUntil('dead letter counted', async () => (await deadLetters()) === before + 1, 5000, 50);
+  });
+
   it('on SIGTERM finishes the batch in flight (commits and acknowledges it) before exiting 0', async () => {
     const prefix = uniquePrefix('sigterm');
     const keys = redisKeys(prefix);

@@ -56,7 +56,7 @@ export function createWriterMetrics() {
     }),
     deadLetters: new Counter({
       name: 'writer_dead_letters_total',
-      help: 'Jobs failed with UnrecoverableError (poison) by this process',
+      help: 'Jobs this process moved to the failed set for good (poison, or their last attempt failed)',
       registers: r,
     }),
     jobFailures: new Counter({ name: 'writer_job_failures_total', help: 'Jobs failed for any reason', registers: r }),

@@ -121,6 +121,10 @@ export function createPushWorker(o: PushWorkerOptions) {
     if (err instanceof UnrecoverableError || err.name === 'UnrecoverableError') {
       o.metrics.deadLetters.inc();
       log.warn({ jobId: job?.id, reason: err.message }, 'push job dead-lettered');
+    } else if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) {
+      // Its last attempt: it stays in the failed set (a dead letter the admin API lists and retries).
+      o.metrics.deadLetters.inc();
+      log.error({ jobId: job.id, attemptsMade: job.attemptsMade, err }, 'push job dead-lettered after its last attempt');
     } else {
       log.warn({ jobId: job?.id, attemptsMade: job?.attemptsMade, err }, 'push job failed');
     }
