@@ -1,5 +1,6 @@
-import { gunzip, gunzipSync } from 'node:zlib';
+import { createGunzip, gunzipSync } from 'node:zlib';
 import { AppError } from '@pga/contracts';
+import type { InflightBudget } from '../http/read-body';
 
 /** Compressed bodies up to this size are inflated synchronously … */
 const SYNC_INPUT_BYTES = 64 * 1024;
@@ -13,25 +14,63 @@ const SYNC_OUTPUT_BYTES = 2 * 1024 * 1024;
  *
  * Small bodies (the usual push: a few KB) are inflated on the spot: the thread-pool round trip of
  * async zlib costs several times the inflate itself (≈ 60 µs against ≈ 15 µs for 2 KB). Anything
- * bigger, or inflating past SYNC_OUTPUT_BYTES, is done off the event loop.
+ * bigger, or inflating past SYNC_OUTPUT_BYTES, is done off the event loop, as a stream.
+ *
+ * With a `budget` (the push route), the inflated bytes are reserved in the in-flight budget — as
+ * they come out, for the stream — and the caller gives `decoded.length` back when done with a
+ * decoded body (nothing when the body came back as `raw`). Past the budget: 503, and the inflation
+ * stops there. Without that, every concurrent large gzip push inflated up to MAX_BODY_BYTES (64 MiB)
+ * before the budget saw any of it: the budget did not bound memory for gzip bodies.
  */
-export function decodeBody(raw: Buffer, encoding: string, maxBytes: number): Promise<Buffer> | Buffer {
+export function decodeBody(raw: Buffer, encoding: string, maxBytes: number, budget?: InflightBudget): Promise<Buffer> | Buffer {
   if (!isGzip(encoding) || raw.length < 2 || raw[0] !== 0x1f || raw[1] !== 0x8b) return raw;
   if (raw.length <= SYNC_INPUT_BYTES) {
     const cap = Math.min(maxBytes, SYNC_OUTPUT_BYTES);
+    let out: Buffer | undefined;
     try {
-      return gunzipSync(raw, { maxOutputLength: cap });
+      out = gunzipSync(raw, { maxOutputLength: cap });
     } catch (err) {
       if (!tooLarge(err)) throw new AppError('INVALID_PAYLOAD', 'body is not valid gzip');
       if (cap === maxBytes) throw new AppError('PAYLOAD_TOO_LARGE', `decompressed body is larger than ${maxBytes} bytes`);
     }
+    if (out) {
+      if (budget && !budget.take(out.length)) throw overBudget();
+      return out;
+    }
   }
+  return inflateStream(raw, maxBytes, budget);
+}
+
+const overBudget = () => new AppError('UNAVAILABLE', 'edge is over its memory budget', { retryAfterSeconds: 1 });
+
+function inflateStream(raw: Buffer, maxBytes: number, budget?: InflightBudget): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    gunzip(raw, { maxOutputLength: maxBytes }, (err, out) => {
-      if (!err) return resolve(out);
-      if (tooLarge(err)) return reject(new AppError('PAYLOAD_TOO_LARGE', `decompressed body is larger than ${maxBytes} bytes`));
-      reject(new AppError('INVALID_PAYLOAD', 'body is not valid gzip'));
+    const gunzip = createGunzip();
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const fail = (err: AppError) => {
+      if (settled) return;
+      settled = true;
+      gunzip.destroy();
+      budget?.give(size);
+      reject(err);
+    };
+    gunzip.on('data', (chunk: Buffer) => {
+      if (settled) return;
+      if (size + chunk.length > maxBytes)
+        return fail(new AppError('PAYLOAD_TOO_LARGE', `decompressed body is larger than ${maxBytes} bytes`));
+      if (budget && !budget.take(chunk.length)) return fail(overBudget());
+      size += chunk.length;
+      chunks.push(chunk);
     });
+    gunzip.on('error', () => fail(new AppError('INVALID_PAYLOAD', 'body is not valid gzip')));
+    gunzip.on('end', () => {
+      if (settled) return;
+      settled = true;
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    });
+    gunzip.end(raw);
   });
 }
 

@@ -37,10 +37,10 @@ export function createPushHandler(deps: PushDeps) {
 
     const raw = await body!.body;
     deps.authenticate.recheck(auth);
-    const decoding = decodeBody(raw, headers['content-encoding']!, deps.maxBodyBytes);
+    // An inflated body's bytes are in the budget (reserved as they came out): given back below.
+    const decoding = decodeBody(raw, headers['content-encoding']!, deps.maxBodyBytes, deps.budget);
     const decoded = decoding instanceof Promise ? await decoding : decoding;
     const extra = decoded === raw ? 0 : decoded.length;
-    if (!deps.budget.take(extra)) throw new AppError('UNAVAILABLE', 'edge is over its memory budget', { retryAfterSeconds: 1 });
     try {
       if (decoded.length === 0) throw new AppError('INVALID_JSON', 'body is empty');
       if (!isUtf8(decoded)) throw new AppError('INVALID_JSON', 'body is not UTF-8');
