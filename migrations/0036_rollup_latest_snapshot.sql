@@ -19,14 +19,20 @@
 -- de-duplicated each time. collector_push_minutes holds one row per collector and minute, filled by
 -- the fold, like collector_heartbeats for heartbeats; the refresh reads those two (and the few
 -- pending cells not folded yet).
+--
+-- The fold's own advisory lock first: a writer still running the 0035 fold must not move cells out of
+-- the pending tables between the backfill below and the ALTERs (those minutes would be in neither the
+-- backfill nor the pending view), nor deadlock with them.
+SELECT pg_advisory_xact_lock(7362100423);
+
 CREATE TABLE collector_push_minutes (
     collector_id uuid NOT NULL,
     minute timestamptz NOT NULL,
     CONSTRAINT collector_push_minutes_pkey PRIMARY KEY (collector_id, minute)
 );
-CREATE INDEX idx_collector_push_minutes_minute ON collector_push_minutes (minute);
 INSERT INTO collector_push_minutes (collector_id, minute)
 SELECT DISTINCT collector_id, bucket FROM collector_metrics_rollup;
+CREATE INDEX idx_collector_push_minutes_minute ON collector_push_minutes (minute);
 
 ALTER TABLE collector_metrics_rollup ADD COLUMN snapshot_at timestamptz;
 ALTER TABLE collector_metrics_rollup_batch ADD COLUMN snapshot_ats timestamptz[];

@@ -99,6 +99,7 @@ describe('scanPushJson', () => {
       '-1.5e-16382',
       '0.001e131074',
       '0.0e-16382',
+      '0e1073741822',
       `1${'0'.repeat(131071)}`,
     ];
     const overflows = [
@@ -111,6 +112,10 @@ describe('scanPushJson', () => {
       '0.001e131075',
       '0.0e-16383',
       '1e99999999999999999999',
+      '0e1073741823',
+      '-0.0E+2000000000',
+      '0e99999999999',
+      '0e-1073741823',
       `1${'0'.repeat(131072)}`,
     ];
     for (const n of fits) expect({ n: n.slice(0, 20), code: codeOf(`{"x":${n}}`) }).toEqual({ n: n.slice(0, 20), code: 'ok' });

@@ -137,6 +137,8 @@ function skipNumber(b: Uint8Array, i: number): number {
 const NUMERIC_MAX_INT_DIGITS = 131072;
 /** …and this many after it, as written (a number's display scale). */
 const NUMERIC_MAX_SCALE = 16383;
+/** An exponent this large either way is refused whatever the digits (PostgreSQL 15: INT_MAX / 2). */
+const NUMERIC_MAX_EXPONENT = 1073741823;
 
 /**
  * Whether jsonb can store the number `b[start, end)` (valid JSON): numeric overflows past 131,072
@@ -164,10 +166,12 @@ function fitsNumeric(b: Uint8Array, start: number, end: number): boolean {
     i++; // e / E
     const negative = b[i] === C.MINUS;
     if (negative || b[i] === 0x2b) i++;
-    // Past 9 digits only "huge" matters: capped, so the arithmetic below stays exact.
-    for (; i < end; i++) exp = Math.min(exp * 10 + (b[i]! - 0x30), 1e9);
+    // Past 10 digits only "huge" matters: capped, so the arithmetic below stays exact.
+    for (; i < end; i++) exp = Math.min(exp * 10 + (b[i]! - 0x30), 1e10);
     if (negative) exp = -exp;
   }
+  // numeric_in refuses such an exponent before it looks at the digits, even for a zero (0e1073741823).
+  if (Math.abs(exp) >= NUMERIC_MAX_EXPONENT) return false;
   if (Math.max(0, fracDigits - exp) > NUMERIC_MAX_SCALE) return false;
   if (!nonZero) return true;
   const wholeDigits = (b[intStart] !== 0x30 ? intDigits : -fracLeadingZeros) + exp;
@@ -350,7 +354,8 @@ class Scanner {
             if (text.length < 1 || text.length > 128) throw badPayload('push_id must be 1-128 characters');
             scan.pushId = text;
           } else if (first === C.MINUS || isDigit(first)) {
-            // A numeric id (a counter) is the id its digits spell: 17 and "17" name the same push.
+            // A numeric id (a counter) is named by its JSON text: 17 and "17" are the same push (17.0
+            // is another: nothing is parsed).
             scan.pushId = this.raw(start, this.i);
             if (scan.pushId.length > 128) throw badPayload('push_id must be 1-128 characters');
           } else if (first !== 0x6e) {
