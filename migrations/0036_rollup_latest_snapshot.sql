@@ -58,11 +58,11 @@ SELECT collector_id, metric_type, bucket,
        sum(row_count)::bigint AS row_count,
        sum(record_count)::bigint AS record_count,
        CASE WHEN max(snapshot_at) IS NULL THEN sum(calls)
-            ELSE (array_agg(calls ORDER BY snapshot_at DESC NULLS LAST))[1] END::bigint AS calls,
+            ELSE (array_agg(calls ORDER BY snapshot_at DESC NULLS LAST, calls DESC NULLS LAST))[1] END::bigint AS calls,
        CASE WHEN max(snapshot_at) IS NULL THEN sum(total_time_ms)
-            ELSE (array_agg(total_time_ms ORDER BY snapshot_at DESC NULLS LAST))[1] END AS total_time_ms,
+            ELSE (array_agg(total_time_ms ORDER BY snapshot_at DESC NULLS LAST, calls DESC NULLS LAST))[1] END AS total_time_ms,
        CASE WHEN max(snapshot_at) IS NULL THEN sum(total_time_ms) / NULLIF(sum(calls), 0)
-            ELSE (array_agg(total_time_ms / NULLIF(calls, 0) ORDER BY snapshot_at DESC NULLS LAST))[1] END AS mean_time_ms,
+            ELSE (array_agg(total_time_ms / NULLIF(calls, 0) ORDER BY snapshot_at DESC NULLS LAST, calls DESC NULLS LAST))[1] END AS mean_time_ms,
        max(snapshot_at) AS snapshot_at
   FROM (
     SELECT collector_id, metric_type, bucket, row_count, record_count, calls, total_time_ms, snapshot_at
@@ -95,9 +95,9 @@ BEGIN
         SELECT collector_id, metric_type, bucket, count(*) AS cells,
                sum(row_count) AS row_count, sum(record_count) AS record_count,
                CASE WHEN max(snapshot_at) IS NULL THEN sum(calls)
-                    ELSE (array_agg(calls ORDER BY snapshot_at DESC NULLS LAST))[1] END AS calls,
+                    ELSE (array_agg(calls ORDER BY snapshot_at DESC NULLS LAST, calls DESC NULLS LAST))[1] END AS calls,
                CASE WHEN max(snapshot_at) IS NULL THEN sum(total_time_ms)
-                    ELSE (array_agg(total_time_ms ORDER BY snapshot_at DESC NULLS LAST))[1] END AS total_time_ms,
+                    ELSE (array_agg(total_time_ms ORDER BY snapshot_at DESC NULLS LAST, calls DESC NULLS LAST))[1] END AS total_time_ms,
                max(snapshot_at) AS snapshot_at
           FROM cells GROUP BY collector_id, metric_type, bucket
     ), up AS (
@@ -107,13 +107,16 @@ BEGIN
         ON CONFLICT (collector_id, metric_type, bucket) DO UPDATE SET
             row_count = r.row_count + EXCLUDED.row_count,
             record_count = r.record_count + EXCLUDED.record_count,
-            -- A newer snapshot replaces the counters (ties: the later fold wins); legacy cells add up.
-            calls = CASE WHEN EXCLUDED.snapshot_at IS NOT NULL AND EXCLUDED.snapshot_at >= coalesce(r.snapshot_at, '-infinity')
+            -- A newer snapshot replaces the counters (on a tie, the larger count: they only grow, as
+            -- the view orders them); legacy cells add up.
+            calls = CASE WHEN EXCLUDED.snapshot_at > coalesce(r.snapshot_at, '-infinity')
+                             OR (EXCLUDED.snapshot_at = r.snapshot_at AND coalesce(EXCLUDED.calls, -1) >= coalesce(r.calls, -1))
                            THEN EXCLUDED.calls
                          WHEN EXCLUDED.snapshot_at IS NULL AND r.snapshot_at IS NULL AND EXCLUDED.calls IS NOT NULL
                            THEN coalesce(r.calls, 0) + EXCLUDED.calls
                          ELSE r.calls END,
-            total_time_ms = CASE WHEN EXCLUDED.snapshot_at IS NOT NULL AND EXCLUDED.snapshot_at >= coalesce(r.snapshot_at, '-infinity')
+            total_time_ms = CASE WHEN EXCLUDED.snapshot_at > coalesce(r.snapshot_at, '-infinity')
+                                     OR (EXCLUDED.snapshot_at = r.snapshot_at AND coalesce(EXCLUDED.calls, -1) >= coalesce(r.calls, -1))
                                    THEN EXCLUDED.total_time_ms
                                  WHEN EXCLUDED.snapshot_at IS NULL AND r.snapshot_at IS NULL AND EXCLUDED.total_time_ms IS NOT NULL
                                    THEN coalesce(r.total_time_ms, 0) + EXCLUDED.total_time_ms
