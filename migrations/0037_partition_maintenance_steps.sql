@@ -126,7 +126,10 @@ BEGIN
      WHERE l.locktype = 'relation'
        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
        AND l.relation = rel
-       AND l.pid IS DISTINCT FROM pg_backend_pid();
+       AND l.pid IS DISTINCT FROM pg_backend_pid()
+       -- An autovacuum worker gives way to the DROP (an anti-wraparound one does not: the DROP then
+       -- meets its lock_timeout and the partition is skipped like any other in use).
+       AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.pid AND a.backend_type = 'autovacuum worker');
     IF holders IS NOT NULL THEN
         RETURN 'in use by pid ' || holders;
     END IF;
