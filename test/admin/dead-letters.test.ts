@@ -64,4 +64,35 @@ describe('deadLetters', () => {
       { entity_id: null, details: { retried: 1, all: true } },
     ]);
   });
+
+  it('a retried job starts its attempts afresh; two retries of one job at once move it once (the other: NOT_FOUND)', async () => {
+    const { keys } = h.service.deps;
+    const connection = { url: process.env.PGA_TEST_REDIS_URL!, maxRetriesPerRequest: null };
+    const job = await queue.add('push', { v: 1, pushes: [] }, { attempts: 2 });
+    // Stands in for a writer meeting an error no retry fixes (a missing table): both attempts fail.
+    const worker = new Worker(
+      keys.pushQueue,
+      async () => {
+        throw new Error('relation "ingest_ledger" does not exist');
+      },
+      { connection, prefix: keys.bullPrefix },
+    );
+    for (let i = 0; i < 200 && !(await (await queue.getJob(job.id!))?.isFailed()); i++)
+      await new Promise((r) => setTimeout(r, 50));
+    await worker.close();
+    expect((await queue.getJob(job.id!))?.attemptsMade).toBe(2);
+
+    const both = await Promise.allSettled([
+      h.caller(h.admin).deadLetters.retry({ job_id: job.id! }),
+      h.caller(h.admin).deadLetters.retry({ job_id: job.id! }),
+    ]);
+    expect(both.filter((r) => r.status === 'fulfilled').map((r) => (r as PromiseFulfilledResult<unknown>).value)).toEqual([
+      { retried: 1 },
+    ]);
+    const refused = both.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect((refused.reason as { code?: string }).code).toBe('NOT_FOUND');
+    const again = await queue.getJob(job.id!);
+    expect([await again?.getState(), again?.attemptsMade]).toEqual(['waiting', 0]);
+    await again?.remove();
+  });
 });

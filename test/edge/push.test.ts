@@ -38,6 +38,10 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
     expect(queued!.body).toBe(body);
     expect(queued!.body).toContain('-5266580654608644134');
     expect(queued!.checksum).toBe(createHash('sha256').update(body).digest('hex'));
+    // How long a dead letter stays is the writer's (its worker's removeOnFail: the retention).
+    const jobs = await world.queue.getJobs(['waiting']);
+    expect(jobs.length).toBeGreaterThan(0);
+    expect(jobs.map((j) => j.opts.removeOnFail)).toEqual(jobs.map(() => undefined));
     expect(Date.parse(queued!.received_at)).toBeGreaterThan(Date.now() - 60_000);
   });
 

@@ -154,6 +154,12 @@ describe('writer: operations', () => {
     await waitUntil('dead letter counted', async () => (await deadLetters()) === before + 1, 5000, 50);
   });
 
+  it('keeps dead letters for METRICS_RETENTION_DAYS (they were removed after 7 days, mid-retention)', async () => {
+    await using h = await startWriterHarness(db.url, { METRICS_RETENTION_DAYS: '20' });
+    // The edge's jobs carry no removeOnFail (a job option would override this one): see push.test.ts.
+    expect(h.writer.pushWorker.worker.opts.removeOnFail).toEqual({ age: 20 * 86_400 });
+  });
+
   it('on SIGTERM finishes the batch in flight (commits and acknowledges it) before exiting 0', async () => {
     const prefix = uniquePrefix('sigterm');
     const keys = redisKeys(prefix);

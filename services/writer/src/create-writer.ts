@@ -118,6 +118,7 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
     metrics,
     logger,
     redisOutage,
+    deadLetterAgeSeconds: config.METRICS_RETENTION_DAYS * 86_400,
   });
   const heartbeats = createHeartbeatFlusher({ pool, redis, keys, logger, metrics, publish, pgOutage });
   const maintenance = createMaintenance({

@@ -21,6 +21,8 @@ export interface PushWorkerOptions {
   logger: Logger;
   /** Where connection errors of the worker's and the queue's Redis connections go. */
   redisOutage: OutageLog;
+  /** How long a dead letter stays for the admin service to list and retry: the metrics retention. */
+  deadLetterAgeSeconds: number;
 }
 
 /**
@@ -111,8 +113,10 @@ export function createPushWorker(o: PushWorkerOptions) {
     maxStalledCount: 10,
     // Completed jobs carry whole push bodies: keep only a few (unless the job options say otherwise).
     removeOnComplete: { age: 600, count: 200 },
-    // Dead letters stay for the admin service to list and retry (a week; then retention has moved on).
-    removeOnFail: { age: 7 * 86_400 },
+    // Dead letters stay for the admin service to list and retry as long as their pushes could still
+    // be stored (METRICS_RETENTION_DAYS; older ones the ledger refuses anyway). The edge sets no
+    // removeOnFail of its own on its jobs, so this applies (a job option would win).
+    removeOnFail: { age: o.deadLetterAgeSeconds },
   });
   installPromptLoop(worker, log);
   worker.on('error', (err) => o.redisOutage.error(err, 'push worker error'));

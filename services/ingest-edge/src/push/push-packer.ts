@@ -42,12 +42,15 @@ interface Pending {
   reject(err: AppError): void;
 }
 
-/** Every push leaves the same BullMQ job options: the writer retries transient failures with backoff. */
+/**
+ * Every push leaves the same BullMQ job options: the writer retries transient failures with backoff.
+ * No removeOnFail: how long a dead letter is kept is the writer's (its worker's removeOnFail, the
+ * metrics retention), which a job option would override.
+ */
 const JOB_OPTIONS = {
   attempts: 10,
   backoff: { type: 'exponential', delay: 1000 },
   removeOnComplete: true,
-  removeOnFail: { age: 7 * 24 * 3600 },
 } as const;
 
 /** What a vetoing claim stores under the batch's deduplication key (BullMQ answers it as the job id). */
