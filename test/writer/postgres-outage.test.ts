@@ -46,6 +46,41 @@ it('rides out a PostgreSQL restart: jobs wait, retry, then every push is stored 
 });
 
 /**
+ * writer_queue_lag_seconds is now − enqueue time of the oldest push not yet committed (issue 5 §6):
+ * a job this writer holds while its batch retries through a PostgreSQL outage counts, though it is
+ * `active`, not waiting — else the lag read 0 during the very outage its alert exists for.
+ */
+it('reports queue lag of a job held while PostgreSQL is down, and 0 once it is stored', async () => {
+  const pg = await ownPostgres('outagelag');
+  const h = await startWriterHarness(pg.url, { WRITER_HEARTBEAT_FLUSH_MS: '60000' });
+  h.pool.on('error', () => undefined);
+  const lag = async () => {
+    await h.writer.pushWorker.refreshGauges();
+    return Number(/^writer_queue_lag_seconds (\S+)$/m.exec(await h.writer.metrics.registry.metrics())?.[1] ?? 'NaN');
+  };
+  try {
+    await h.waitForJob(await h.enqueue([pushItem(fixture)]), 'completed');
+    expect(await lag()).toBe(0);
+
+    await pg.stop();
+    const jobId = await h.enqueue([pushItem(fixture)], { attempts: 1 });
+    await waitUntil('job held', async () => (await h.queue.getJobState(jobId)) === 'active', 10_000);
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(await h.queue.getJobState(jobId)).toBe('active');
+    expect(await h.queue.getWaitingCount()).toBe(0);
+    expect(await lag()).toBeGreaterThanOrEqual(2);
+    expect(await h.writer.metrics.registry.metrics()).toMatch(/^writer_queue_waiting_jobs 0$/m);
+
+    await pg.restart();
+    await h.waitForJob(jobId, 'completed', 30_000);
+    expect(await lag()).toBe(0);
+  } finally {
+    await h.close();
+    await pg.stop();
+  }
+});
+
+/**
  * A TCP proxy to PostgreSQL. Once armed, the first connection that starts `COPY collector_metrics`
  * goes half-open, as in a failover or a partition without a RST: the proxy forwards nothing more
  * either way and keeps the writer's socket open (so TCP keepalive, answered by this host's kernel,

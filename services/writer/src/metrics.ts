@@ -83,7 +83,7 @@ export function createWriterMetrics() {
     }),
     queueLag: new Gauge({
       name: 'writer_queue_lag_seconds',
-      help: 'now - enqueue time of the oldest waiting push job',
+      help: 'now - enqueue time of the oldest push job not yet committed (waiting in the queue, or held by this process)',
       registers: r,
     }),
     queueWaiting: new Gauge({ name: 'writer_queue_waiting_jobs', help: 'Push jobs waiting in the queue', registers: r }),

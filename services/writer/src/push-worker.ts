@@ -38,6 +38,13 @@ export function createPushWorker(o: PushWorkerOptions) {
   // Running means of a job's rows and bytes (exponentially weighted, the newest job weighs 1/16).
   let meanRows = 0;
   let meanBytes = 0;
+  /**
+   * Enqueue time (`job.timestamp`) of each job this process holds, from its processor's start until
+   * it returns or throws: an active job is not committed yet, and the queue lag must count it (during a
+   * PostgreSQL outage every job may be held, retrying, with none waiting). Keyed by the Job object, so
+   * that a job redelivered here while its stalled first run still goes is counted until both end.
+   */
+  const heldSince = new Map<Job, number>();
 
   /**
    * BullMQ fetches jobs one at a time, up to its concurrency. A fixed job count capped batches at
@@ -61,6 +68,7 @@ export function createPushWorker(o: PushWorkerOptions) {
 
   const processJob = async (job: Job): Promise<JobOutcome> => {
     held++;
+    heldSince.set(job, job.timestamp);
     o.metrics.inFlightJobs.set(held);
     let bytes = 0;
     try {
@@ -92,6 +100,7 @@ export function createPushWorker(o: PushWorkerOptions) {
       throw err;
     } finally {
       held--;
+      heldSince.delete(job);
       heldBytes -= bytes;
       o.metrics.inFlightJobs.set(held);
       o.metrics.heldBytes.set(heldBytes);
@@ -134,15 +143,32 @@ export function createPushWorker(o: PushWorkerOptions) {
     }
   });
 
-  // Queue handle for the gauges (lag = now - enqueue time of the oldest waiting job).
+  // Queue handle for the gauges (lag = now - enqueue time of the oldest push not yet committed).
   const queue = new Queue(o.queueName, { connection: o.connection, prefix: o.prefix });
   queue.on('error', (err) => o.redisOutage.error(err, 'push queue error'));
+  /**
+   * Enqueue time of the oldest waiting job, read without its data (push bodies, up to megabytes): its
+   * id from the tail of the wait list (BullMQ adds jobs at the head and workers take from the tail),
+   * then the `timestamp` field of its hash. A job taken and finished between the two reads has no
+   * hash any more: then the next oldest is read.
+   */
+  const oldestWaitingSince = async (): Promise<number | undefined> => {
+    const client = await queue.client;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const [id] = await queue.getRanges(['wait'], 0, 0, true);
+      if (id === undefined) return undefined;
+      const timestamp = await client.hget(queue.toKey(id), 'timestamp');
+      if (timestamp !== null) return Number(timestamp);
+    }
+    return undefined;
+  };
   const refreshGauges = async () => {
-    const [counts, oldest] = await Promise.all([queue.getJobCounts('wait', 'failed'), queue.getJobs(['wait'], 0, 0, true)]);
+    const [counts, waitingSince] = await Promise.all([queue.getJobCounts('wait', 'failed'), oldestWaitingSince()]);
     o.metrics.queueWaiting.set(counts.wait ?? 0);
     o.metrics.queueFailed.set(counts.failed ?? 0);
-    const first = oldest[0];
-    o.metrics.queueLag.set(first ? Math.max(0, (Date.now() - first.timestamp) / 1000) : 0);
+    let oldest = waitingSince ?? Infinity;
+    for (const since of heldSince.values()) oldest = Math.min(oldest, since);
+    o.metrics.queueLag.set(Number.isFinite(oldest) ? Math.max(0, (Date.now() - oldest) / 1000) : 0);
   };
   let gaugeTimer: NodeJS.Timeout | null = null;
 
