@@ -211,6 +211,16 @@ export function rawRequest(port: number, parts: (string | Buffer | ((r: RawSessi
   });
 }
 
+/** Writes `data` on a fresh connection, waits `ms`, then destroys the socket without reading an answer. */
+export async function hangUp(port: number, data: string | Buffer, ms = 100): Promise<void> {
+  const socket = connect(port, '127.0.0.1');
+  socket.on('error', () => undefined);
+  await new Promise<void>((resolve) => socket.once('connect', resolve));
+  await new Promise<void>((resolve) => socket.write(data, () => resolve()));
+  await new Promise((r) => setTimeout(r, ms));
+  socket.destroy();
+}
+
 export interface RawSession {
   received(): string;
   /** Writes and resolves once flushed (or at once when the socket is gone). */

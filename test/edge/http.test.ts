@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EdgeWorld, rawRequest, waitUntil, type TestCollector } from './harness';
+import { EdgeWorld, hangUp, rawRequest, waitUntil, type TestCollector } from './harness';
 
 const CAP = 65536;
 
@@ -103,6 +103,28 @@ describe('edge HTTP/1.1 handling (raw sockets)', () => {
     expect(res.status).toBe(200);
     expect(received.match(/HTTP\/1\.1 200 OK/g)).toHaveLength(2);
     expect(res.closed).toBe(false);
+  });
+
+  it('does not count a client that hangs up mid-body as a refused request', async () => {
+    const text = async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const count = (metrics: string, series: string) =>
+      Number(
+        metrics
+          .split('\n')
+          .find((line) => line.startsWith(`${series} `))
+          ?.slice(series.length + 1) ?? 0,
+      );
+    const invalid = 'edge_rejections_total{reason="INVALID_PAYLOAD"}';
+    const gone = 'edge_http_requests_total{route="push",status="0"}';
+    const before = await text();
+    await hangUp(port, head('Content-Length: 100\r\n') + '{"half":"' + 'x'.repeat(41));
+    // Seen as a request whose client went away (status 0), not as a 400.
+    await waitUntil(async () => count(await text(), gone) === count(before, gone) + 1, 5000, 'the hang-up counted');
+    const after = await text();
+    expect(count(after, invalid)).toBe(count(before, invalid));
+    expect(count(after, 'edge_http_requests_total{route="push",status="400"}')).toBe(
+      count(before, 'edge_http_requests_total{route="push",status="400"}'),
+    );
   });
 
   it('keeps the connection after refusing a small body (401), then serves the next request', async () => {

@@ -191,6 +191,41 @@ describe('Redis stopped, slow, or reconnecting', () => {
     });
   });
 
+  it('Redis connected but not answering (CLIENT PAUSE ALL): /readyz 503 within ~3 s, pushes refused at once, ready again after', async () => {
+    // The socket still says `ready` and no reconnect happens: only an INFO that stops answering shows it.
+    await withOwnRedis(async (world) => {
+      const edge = await world.startEdge({ ENQUEUE_TIMEOUT_MS: '2000', RATE_LIMIT_PER_SECOND: '0' });
+      const c = await world.collector();
+      const readyz = async () => (await fetch(`${edge.url}/readyz`)).status;
+      const ready = async () => /^edge_ready (\S+)$/m.exec(await (await fetch(`${edge.url}/metrics`)).text())?.[1];
+      const paused = Date.now();
+      await world.redis.client('PAUSE', 5000, 'ALL');
+      await waitUntil(async () => (await readyz()) === 503, 4000, '/readyz 503 while Redis is paused');
+      expect(Date.now() - paused).toBeLessThan(4000);
+      expect(await ready()).toBe('0');
+      // Refused at once, not after ENQUEUE_TIMEOUT_MS.
+      const started = Date.now();
+      const res = await call(`${edge.url}/api/v1/metrics/push`, { token: c.token, body: '{"paused":true}' });
+      expect([res.status, res.json.error.code, res.headers.get('retry-after')]).toEqual([503, 'UNAVAILABLE', '1']);
+      expect(Date.now() - started).toBeLessThan(1000);
+      // Recovers by itself once INFO answers again.
+      await waitUntil(async () => (await readyz()) === 200, 10_000, '/readyz 200 after the pause');
+      expect(await ready()).toBe('1');
+      expect((await call(`${edge.url}/api/v1/metrics/push`, { token: c.token, body: '{"after":true}' })).status).toBe(200);
+    });
+  });
+
+  it('drain does not hang on a Redis that stopped answering (CLIENT PAUSE ALL)', async () => {
+    await withOwnRedis(async (world) => {
+      const edge = await world.startEdge();
+      await world.redis.client('PAUSE', 10_000, 'ALL');
+      const started = Date.now();
+      await edge.drain();
+      expect(Date.now() - started).toBeLessThan(4000);
+      // (The world's own cleanup then waits for the pause: CLIENT UNPAUSE is paused too.)
+    });
+  });
+
   it('reloads the deny state after the change feed reconnects (a revocation missed meanwhile still applies)', async () => {
     await withOwnRedis(async (world) => {
       const edge = await world.startEdge();

@@ -13,6 +13,8 @@ export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
  * The primary restarts crashed workers, forwards SIGTERM, and sums /metrics over all processes.
  */
 
+type MetricJson = MetricsJson[number];
+
 type Message =
   | { t: 'pga-edge:metrics?'; id: string }
   | { t: 'pga-edge:metrics'; id: string; text: string }
@@ -39,7 +41,20 @@ export function startWorkers({
   own: () => Promise<MetricsJson>;
 }): Primary {
   let stopping = false;
-  const metricsText = () => aggregate(own);
+  let restart: NodeJS.Timeout | undefined;
+  /**
+   * Counters must never go down in the sum (Prometheus reads a decrease as a reset and counts the
+   * whole value again): each worker's last answer stands in when it does not answer in time, and the
+   * counters and histograms of a worker that exited stay in the sum for good (`retired`).
+   */
+  const last = new Map<number, MetricsJson>();
+  let retired: Promise<MetricsJson> = Promise.resolve([]);
+  // The workers and the retired sum are taken together, before any wait: a worker whose exit is
+  // handled meanwhile is counted once, either live (its answer or its last one) or retired.
+  const metricsText = () => {
+    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);
+    return retired.then((sum) => aggregate(own, workers, last, sum));
+  };
   const fork = () => {
     const worker = cluster.fork();
     worker.on('message', (m: unknown) => {
@@ -51,14 +66,23 @@ export function startWorkers({
   };
   for (let i = 0; i < workers; i++) fork();
   cluster.on('exit', (worker, code, signal) => {
+    const final = last.get(worker.id);
+    if (final) retired = retired.then((sum) => mergeCumulative(sum, final));
+    // Kept a little longer for an aggregation that listed this worker before its exit.
+    setTimeout(() => last.delete(worker.id), 10_000).unref();
     if (stopping) return;
     logger.error({ pid: worker.process.pid, code, signal }, 'edge worker died; starting another');
-    setTimeout(fork, 500);
+    // Not once the primary is stopping: stopWorkers() would neither signal nor wait for it.
+    restart = setTimeout(() => {
+      restart = undefined;
+      if (!stopping) fork();
+    }, 500);
   });
   return {
     metricsText,
     stopWorkers() {
       stopping = true;
+      if (restart) clearTimeout(restart);
       const live = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);
       return Promise.all(
         live.map(
@@ -74,29 +98,50 @@ export function startWorkers({
   };
 }
 
-/** Asks every worker for its metrics and sums them with the primary's (counters and histograms add up). */
-async function aggregate(own: () => Promise<MetricsJson>): Promise<string> {
-  const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w && w.isConnected());
+/**
+ * Asks every worker for its metrics and sums them with the primary's and the exited workers'
+ * (counters and histograms add up). A worker that does not answer within 2 s counts with its last
+ * answer (`last`, updated here).
+ */
+async function aggregate(
+  own: () => Promise<MetricsJson>,
+  workers: Worker[],
+  last: Map<number, MetricsJson>,
+  retired: MetricsJson,
+): Promise<string> {
   const parts = await Promise.all([
     own().catch(() => undefined),
     ...workers.map(
       (w) =>
         new Promise<MetricsJson | undefined>((resolve) => {
+          // Gone (its exit not handled yet): its last answer.
+          if (!w.isConnected()) return resolve(last.get(w.id));
           const id = randomUUID();
-          const timer = setTimeout(() => (w.off('message', on), resolve(undefined)), 2000);
+          const timer = setTimeout(() => (w.off('message', on), resolve(last.get(w.id))), 2000);
           const on = (m: unknown) => {
             if (isMessage(m) && m.t === 'pga-edge:json' && m.id === id) {
               clearTimeout(timer);
               w.off('message', on);
+              last.set(w.id, m.data);
               resolve(m.data);
             }
           };
           w.on('message', on);
-          w.send({ t: 'pga-edge:json?', id } satisfies Message);
+          try {
+            w.send({ t: 'pga-edge:json?', id } satisfies Message);
+          } catch {
+            // the channel closed meanwhile: the timer answers with its last metrics
+          }
         }),
     ),
   ]);
-  return AggregatorRegistry.aggregate(parts.filter((p): p is MetricsJson => !!p)).metrics();
+  return AggregatorRegistry.aggregate([...parts.filter((p): p is MetricsJson => !!p), retired]).metrics();
+}
+
+/** Adds the counters and histograms of `final` (an exited worker's last answer) to `sum`. */
+async function mergeCumulative(sum: MetricsJson, final: MetricsJson): Promise<MetricsJson> {
+  const cumulative = final.filter((m: MetricJson) => ['counter', 'histogram'].includes(String(m.type)));
+  return (await AggregatorRegistry.aggregate([sum, cumulative]).getMetricsAsJSON()) as MetricsJson;
 }
 
 /** Worker side: answers the primary's requests for this process's metrics; returns a /metrics source. */

@@ -175,12 +175,17 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
       queueHealth.stop();
       deny.stop();
       await queue.close().catch(() => undefined);
-      await Promise.all([
-        redis.quit().catch(() => redis.disconnect()),
-        subscriber.quit().catch(() => subscriber.disconnect()),
-        pool.end().catch(() => undefined),
-      ]);
+      await Promise.all([closeRedis(redis), closeRedis(subscriber), pool.end().catch(() => undefined)]);
       (app as unknown as { close?: () => void }).close?.();
     })());
   return { port, drain, metrics };
+}
+
+/** QUIT waits for Redis's answer, which a paused Redis or a half-open socket never gives: cut it short. */
+async function closeRedis(client: Redis, ms = 1000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  await Promise.race([client.quit().catch(() => undefined), late]);
+  clearTimeout(timer);
+  client.disconnect();
 }

@@ -24,6 +24,12 @@ try {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'draining');
+    // The drain is bounded (DRAIN_TIMEOUT_MS, ENQUEUE_TIMEOUT_MS, Redis closes cut short); this is the
+    // last resort should something else in closing hang.
+    setTimeout(() => {
+      logger.error('shutdown took too long; exiting');
+      process.exit(1);
+    }, config.DRAIN_TIMEOUT_MS + 10_000).unref();
     Promise.all([edge.drain(), primary?.stopWorkers()]).then(
       () => process.exit(0),
       (err: unknown) => {

@@ -44,6 +44,7 @@ export function readBody(res: HttpResponse, maxBytes: number, budget: InflightBu
   const body = new Promise<Buffer>((resolve, reject) => {
     abort = () => {
       // Called after every request (finish): only an unfinished body needs an error (and its stack).
+      // The code is never seen: the client is gone, and route.ts does not count it as a rejection.
       if (complete || failed) return;
       failed = true;
       reject(new AppError('INVALID_PAYLOAD', 'request aborted'));

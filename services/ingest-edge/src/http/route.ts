@@ -83,8 +83,10 @@ export class RouteKit {
         const err = isDatabaseUnavailable(caught)
           ? new AppError('UNAVAILABLE', 'database unavailable', { retryAfterSeconds: 5 })
           : caught;
-        if (err instanceof AppError) metrics.rejections.inc({ reason: err.code });
-        else logger.error({ err, route: options.name }, 'request failed');
+        if (!(err instanceof AppError)) logger.error({ err, route: options.name }, 'request failed');
+        // A client that hung up was refused nothing (its body "aborted" included): it counts as
+        // status 0 in edge_http_requests_total, not as a rejection.
+        else if (!reply.aborted) metrics.rejections.inc({ reason: err.code });
         if (err !== caught) logger.warn({ err: caught, route: options.name }, 'PostgreSQL unavailable');
         // A refusal (401, 429, …) of a small body still arriving: let it finish, so the answer
         // keeps the connection alive and the client is not cut off mid-write. Anything large or

@@ -1,18 +1,27 @@
 import type { Redis } from 'ioredis';
 import { AppError } from '@pga/contracts';
 import type { Logger } from '@pga/logger';
+import { withTimeout } from '../with-timeout';
+
+/** Polls that may go unanswered before Redis counts as unreachable (≈ 3 s at the default interval). */
+const STALE_AFTER_POLLS = 3;
 
 /**
  * Whether pushes may be taken: Redis connected, and its memory under the budget (issue 4 §3: a
  * full Redis must turn into 503 + Retry-After at the edge, not into pushes held in edge memory).
  * Memory is polled once a second with `INFO memory`; the budget is REDIS_MEMORY_BUDGET_BYTES, or
- * 90 % of Redis `maxmemory` when that is set and no budget is configured.
+ * 90 % of Redis `maxmemory` when that is set and no budget is configured. A connection that says
+ * `ready` but stopped answering (CLIENT PAUSE, a frozen Redis, a half-open socket) never closes:
+ * Redis counts as unreachable once no poll has answered for STALE_AFTER_POLLS intervals.
  */
 export class QueueHealth {
   overBudget = false;
   usedMemory = 0;
-  /** False until memory was read once since the last (re)connect: no push is taken blind. */
-  checked = false;
+  /** When a poll last answered (ms), 0 until one has since the last (re)connect: no push is taken blind. */
+  lastAnsweredAt = 0;
+  private intervalMs = 1000;
+  private polling = false;
+  private stale = false;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -22,8 +31,9 @@ export class QueueHealth {
   ) {}
 
   start(intervalMs = 1000): void {
+    this.intervalMs = intervalMs;
     this.redis.on('ready', () => void this.poll());
-    this.redis.on('close', () => (this.checked = false));
+    this.redis.on('close', () => (this.lastAnsweredAt = 0));
     void this.poll();
     this.timer = setInterval(() => void this.poll(), intervalMs);
     this.timer.unref();
@@ -34,7 +44,11 @@ export class QueueHealth {
   }
 
   get reachable(): boolean {
-    return this.redis.status === 'ready' && this.checked;
+    return this.redis.status === 'ready' && this.answering();
+  }
+
+  private answering(): boolean {
+    return this.lastAnsweredAt > 0 && Date.now() - this.lastAnsweredAt <= STALE_AFTER_POLLS * this.intervalMs;
   }
 
   assertAccepting(): void {
@@ -44,8 +58,15 @@ export class QueueHealth {
 
   private async poll(): Promise<void> {
     if (this.redis.status !== 'ready') return;
+    if (this.lastAnsweredAt > 0 && !this.answering() && !this.stale) {
+      this.stale = true;
+      this.logger.warn({ silentMs: Date.now() - this.lastAnsweredAt }, 'queue health: Redis stopped answering; refusing pushes');
+    }
+    // One poll at a time, each given one interval: a hung one is abandoned, not waited on.
+    if (this.polling) return;
+    this.polling = true;
     try {
-      const info = await this.redis.info('memory');
+      const info = await withTimeout(this.redis.info('memory'), this.intervalMs);
       const used = Number(/^used_memory:(\d+)/m.exec(info)?.[1] ?? 0);
       const max = Number(/^maxmemory:(\d+)/m.exec(info)?.[1] ?? 0);
       const budget = this.budgetBytes > 0 ? this.budgetBytes : max > 0 ? max * 0.9 : 0;
@@ -57,9 +78,13 @@ export class QueueHealth {
         );
       this.overBudget = over;
       this.usedMemory = used;
-      this.checked = true;
+      this.lastAnsweredAt = Date.now();
+      if (this.stale) this.logger.info('queue health: Redis answering again');
+      this.stale = false;
     } catch {
-      // Connection trouble shows in `reachable`.
+      // Connection trouble and silence show in `reachable`.
+    } finally {
+      this.polling = false;
     }
   }
 }
