@@ -41,7 +41,6 @@ export function startWorkers({
   own: () => Promise<MetricsJson>;
 }): Primary {
   let stopping = false;
-  let restart: NodeJS.Timeout | undefined;
   /**
    * Counters must never go down in the sum (Prometheus reads a decrease as a reset and counts the
    * whole value again): each worker's last answer stands in when it does not answer in time, and the
@@ -73,16 +72,12 @@ export function startWorkers({
     if (stopping) return;
     logger.error({ pid: worker.process.pid, code, signal }, 'edge worker died; starting another');
     // Not once the primary is stopping: stopWorkers() would neither signal nor wait for it.
-    restart = setTimeout(() => {
-      restart = undefined;
-      if (!stopping) fork();
-    }, 500);
+    setTimeout(() => !stopping && fork(), 500);
   });
   return {
     metricsText,
     stopWorkers() {
       stopping = true;
-      if (restart) clearTimeout(restart);
       const live = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);
       return Promise.all(
         live.map(

@@ -22,6 +22,7 @@ import { createConfigHandler, createV3ConfigHandler } from './routes/config-rout
 import { createEnrollHandler, createRefreshHandler, SMALL_BODY } from './routes/enroll-routes';
 import { createHeartbeatHandler, HEARTBEAT_MAX_BODY } from './routes/heartbeat-route';
 import { mountRoutes } from './routes/mount-routes';
+import { withTimeout } from './with-timeout';
 
 export interface Edge {
   /** The port actually listened on. */
@@ -183,9 +184,6 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
 
 /** QUIT waits for Redis's answer, which a paused Redis or a half-open socket never gives: cut it short. */
 async function closeRedis(client: Redis, ms = 1000): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
-  await Promise.race([client.quit().catch(() => undefined), late]);
-  clearTimeout(timer);
+  await withTimeout(client.quit(), ms).catch(() => undefined);
   client.disconnect();
 }

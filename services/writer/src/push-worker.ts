@@ -33,7 +33,6 @@ export interface PushWorkerOptions {
  */
 export function createPushWorker(o: PushWorkerOptions) {
   const log = o.logger.child({ module: 'push-worker' });
-  let held = 0;
   let heldBytes = 0;
   // Running means of a job's rows and bytes (exponentially weighted, the newest job weighs 1/16).
   let meanRows = 0;
@@ -43,6 +42,7 @@ export function createPushWorker(o: PushWorkerOptions) {
    * it returns or throws: an active job is not committed yet, and the queue lag must count it (during a
    * PostgreSQL outage every job may be held, retrying, with none waiting). Keyed by the Job object, so
    * that a job redelivered here while its stalled first run still goes is counted until both end.
+   * Its size is the number of jobs held.
    */
   const heldSince = new Map<Job, number>();
 
@@ -67,9 +67,8 @@ export function createPushWorker(o: PushWorkerOptions) {
   };
 
   const processJob = async (job: Job): Promise<JobOutcome> => {
-    held++;
     heldSince.set(job, job.timestamp);
-    o.metrics.inFlightJobs.set(held);
+    o.metrics.inFlightJobs.set(heldSince.size);
     let bytes = 0;
     try {
       const { pushes, poison } = preparePushJob(job.data);
@@ -99,10 +98,9 @@ export function createPushWorker(o: PushWorkerOptions) {
       if (err instanceof PoisonPushError) throw new UnrecoverableError(err.message);
       throw err;
     } finally {
-      held--;
       heldSince.delete(job);
       heldBytes -= bytes;
-      o.metrics.inFlightJobs.set(held);
+      o.metrics.inFlightJobs.set(heldSince.size);
       o.metrics.heldBytes.set(heldBytes);
     }
   };
@@ -185,6 +183,6 @@ export function createPushWorker(o: PushWorkerOptions) {
       await worker.close();
       await queue.close();
     },
-    held: () => held,
+    held: () => heldSince.size,
   };
 }

@@ -1,6 +1,9 @@
 import type { HttpResponse } from 'uWebSockets.js';
 import { AppError } from '@pga/contracts';
 
+/** The answer when a body (or its inflated copy) would take the in-flight budget past its limit. */
+export const overBudget = () => new AppError('UNAVAILABLE', 'edge is over its memory budget', { retryAfterSeconds: 1 });
+
 /** Bytes of request bodies currently held by this process (the in-flight budget of issue 4 §3). */
 export class InflightBudget {
   used = 0;
@@ -64,7 +67,7 @@ export function readBody(res: HttpResponse, maxBytes: number, budget: InflightBu
       }
       if (!budget.take(chunk.byteLength)) {
         failed = true;
-        return reject(new AppError('UNAVAILABLE', 'edge is over its memory budget', { retryAfterSeconds: 1 }));
+        return reject(overBudget());
       }
       reserved += chunk.byteLength;
       // Copied into a Buffer (pooled when small): `chunk.slice(0)` made a separate ArrayBuffer per

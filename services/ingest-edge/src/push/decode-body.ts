@@ -1,6 +1,6 @@
 import { createGunzip, gunzipSync } from 'node:zlib';
 import { AppError } from '@pga/contracts';
-import type { InflightBudget } from '../http/read-body';
+import { overBudget, type InflightBudget } from '../http/read-body';
 
 /** Compressed bodies up to this size are inflated synchronously … */
 const SYNC_INPUT_BYTES = 64 * 1024;
@@ -40,8 +40,6 @@ export function decodeBody(raw: Buffer, encoding: string, maxBytes: number, budg
   }
   return inflateStream(raw, maxBytes, budget);
 }
-
-const overBudget = () => new AppError('UNAVAILABLE', 'edge is over its memory budget', { retryAfterSeconds: 1 });
 
 function inflateStream(raw: Buffer, maxBytes: number, budget?: InflightBudget): Promise<Buffer> {
   return new Promise((resolve, reject) => {
