@@ -236,7 +236,10 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
     // CONTRACT.md: 401 for a missing secret, whatever the body (it was a 400 for the body first).
     const noSecret = await register({}, null);
     expect([noSecret.status, noSecret.json.error.code]).toEqual([401, 'UNAUTHORIZED']);
-    expect((await register({ name: 'x', hostname: 'h' }, 'wrong')).status).toBe(401);
+    const wrong = await register({ name: 'x', hostname: 'h' }, 'wrong');
+    // RFC 9110 §11.6.1: a 401 names how to authenticate: here the enrollment secret's header.
+    expect([wrong.status, wrong.headers.get('www-authenticate')]).toEqual([401, 'X-Registration-Secret realm="pganalytics"']);
+    expect(noSecret.headers.get('www-authenticate')).toBe('X-Registration-Secret realm="pganalytics"');
     const bad = await register({ hostname: 'h' });
     expect([bad.status, bad.json.error.code]).toEqual([400, 'VALIDATION_FAILED']);
     // Control characters (U+0000 cannot even be stored) are a 400 naming the field, not a 500.

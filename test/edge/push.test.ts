@@ -274,6 +274,19 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
     const nf = await call(`${url}/api/v1/nope`, { method: 'GET' });
     expect([nf.status, nf.json.error.code]).toEqual([404, 'NOT_FOUND']);
     const wm = await call(`${url}/api/v1/metrics/push`, { method: 'GET' });
-    expect([wm.status, wm.json.error.code]).toEqual([405, 'METHOD_NOT_ALLOWED']);
+    expect([wm.status, wm.json.error.code, wm.headers.get('allow')]).toEqual([405, 'METHOD_NOT_ALLOWED', 'POST']);
+    // RFC 9110 §15.5.6: a 405 lists the methods the path does take.
+    for (const [path, method, allow] of [
+      ['/api/v1/collectors/register', 'PUT', 'POST'],
+      ['/api/v1/collectors/refresh-token', 'GET', 'POST'],
+      ['/api/v1/collectors/x/heartbeat', 'GET', 'POST'],
+      ['/api/v1/collectors/x/config', 'POST', 'GET'],
+      ['/api/v1/config/x', 'DELETE', 'GET'],
+      ['/healthz', 'POST', 'GET'],
+      ['/metrics', 'POST', 'GET'],
+    ]) {
+      const res = await call(`${url}${path}`, { method });
+      expect([path, res.status, res.headers.get('allow')]).toEqual([path, 405, allow]);
+    }
   });
 });

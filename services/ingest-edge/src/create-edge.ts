@@ -115,33 +115,39 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   const authHeaders = ['authorization', 'x-collector-id', 'content-encoding'] as const;
   mountRoutes(app, {
     push: kit.route(
-      { name: 'push', headers: PUSH_HEADERS, maxBody: config.MAX_BODY_BYTES },
+      { name: 'push', headers: PUSH_HEADERS, maxBody: config.MAX_BODY_BYTES, auth: 'bearer' },
       createPushHandler({ authenticate, limiter, packer, queueHealth, budget, maxBodyBytes: config.MAX_BODY_BYTES }),
     ),
     heartbeat: kit.route(
-      { name: 'heartbeat', headers: authHeaders, params: 1, maxBody: HEARTBEAT_MAX_BODY },
+      { name: 'heartbeat', headers: authHeaders, params: 1, maxBody: HEARTBEAT_MAX_BODY, auth: 'bearer' },
       createHeartbeatHandler({ authenticate, limiter, redis, keys, pool, logger, timeoutMs: config.ENQUEUE_TIMEOUT_MS }),
     ),
     config: kit.route(
-      { name: 'config', headers: authHeaders, params: 1 },
+      { name: 'config', headers: authHeaders, params: 1, auth: 'bearer' },
       createConfigHandler({ authenticate, limiter, pool, box, centralApiUrl: config.CENTRAL_API_URL }),
     ),
     v3Config: kit.route(
-      { name: 'config_v3', headers: authHeaders, params: 1 },
+      { name: 'config_v3', headers: authHeaders, params: 1, auth: 'bearer' },
       createV3ConfigHandler({ authenticate, limiter, pool, box, centralApiUrl: config.CENTRAL_API_URL }),
     ),
     register: kit.route(
-      { name: 'register', headers: ['x-registration-secret', 'content-encoding', 'user-agent'], maxBody: SMALL_BODY },
+      {
+        name: 'register',
+        headers: ['x-registration-secret', 'content-encoding', 'user-agent'],
+        maxBody: SMALL_BODY,
+        auth: 'registration-secret',
+      },
       createEnrollHandler({ pool, tokens, box }),
     ),
     refresh: kit.route(
-      { name: 'refresh_token', headers: [...authHeaders, 'user-agent'], maxBody: SMALL_BODY },
+      { name: 'refresh_token', headers: [...authHeaders, 'user-agent'], maxBody: SMALL_BODY, auth: 'bearer' },
       createRefreshHandler({ pool, tokens, box, authenticate }),
     ),
     notFound: kit.route({ name: 'not_found' }, ({ reply }) => reply.error('NOT_FOUND', 'no such endpoint')),
-    wrongMethod: kit.route({ name: 'not_found' }, ({ reply }) =>
-      reply.error('METHOD_NOT_ALLOWED', 'method not allowed on this endpoint'),
-    ),
+    wrongMethod: (allow) =>
+      kit.route({ name: 'not_found' }, ({ reply }) =>
+        reply.error('METHOD_NOT_ALLOWED', `method not allowed on this endpoint (allowed: ${allow})`, undefined, { allow }),
+      ),
     ops: opsRoutes({
       isReady,
       processes: config.EDGE_PROCESSES,

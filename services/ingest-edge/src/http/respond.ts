@@ -51,14 +51,18 @@ export class Reply {
     this.send(status, JSON.stringify(value), headers);
   }
 
-  error(code: ErrorCode, message: string, retryAfterSeconds?: number): void {
-    const headers = retryAfterSeconds ? { 'retry-after': String(retryAfterSeconds) } : undefined;
-    this.json(ERROR_HTTP_STATUS[code], { error: { code, message } }, headers);
+  error(code: ErrorCode, message: string, retryAfterSeconds?: number, headers?: Record<string, string>): void {
+    const all = retryAfterSeconds ? { ...headers, 'retry-after': String(retryAfterSeconds) } : headers;
+    this.json(ERROR_HTTP_STATUS[code], { error: { code, message } }, all);
   }
 
-  /** Answers an AppError with its code; anything else as a generic 500 (never a stack trace). */
-  fail(err: unknown): void {
-    if (err instanceof AppError) this.error(err.code, err.message, err.details.retryAfterSeconds);
-    else this.error('INTERNAL', 'internal error');
+  /**
+   * Answers an AppError with its code; anything else as a generic 500 (never a stack trace). A 401
+   * carries `challenge` as its WWW-Authenticate (RFC 9110 §11.6.1: a 401 names the scheme to use).
+   */
+  fail(err: unknown, challenge?: string): void {
+    if (!(err instanceof AppError)) return this.error('INTERNAL', 'internal error');
+    const headers = challenge && ERROR_HTTP_STATUS[err.code] === 401 ? { 'www-authenticate': challenge } : undefined;
+    this.error(err.code, err.message, err.details.retryAfterSeconds, headers);
   }
 }

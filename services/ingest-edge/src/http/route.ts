@@ -25,6 +25,21 @@ export interface RouteOptions {
   params?: number;
   /** Read a body of at most this many bytes. */
   maxBody?: number;
+  /**
+   * How a client authenticates here, for the WWW-Authenticate of a 401: `bearer` (RFC 6750: the
+   * realm, and `error="invalid_token"` when a token was sent; the route must read `authorization`)
+   * or the enrollment's `X-Registration-Secret` header.
+   */
+  auth?: 'bearer' | 'registration-secret';
+}
+
+/** The realm of every WWW-Authenticate challenge. */
+const REALM = 'realm="pganalytics"';
+
+function challenge(auth: RouteOptions['auth'], headers: Record<string, string>): string | undefined {
+  if (auth === 'registration-secret') return `X-Registration-Secret ${REALM}`;
+  if (auth === 'bearer') return headers.authorization ? `Bearer ${REALM}, error="invalid_token"` : `Bearer ${REALM}`;
+  return undefined;
 }
 
 /** Process-wide state every route shares: in-flight count for the drain, budget, metrics. */
@@ -94,7 +109,7 @@ export class RouteKit {
         if (reader && !reader.complete() && !this.draining && declared !== undefined && declared <= KEEP_ALIVE_DRAIN_BYTES) {
           if (!(err instanceof AppError && err.code === 'PAYLOAD_TOO_LARGE')) await reader.body.catch(() => undefined);
         }
-        reply.fail(err);
+        reply.fail(err, challenge(options.auth, headers));
       };
       if (this.draining) {
         reply.bodyPending = true; // close the connection: this process is going away

@@ -11,30 +11,29 @@ export interface EdgeRoutes {
   register: Handler;
   refresh: Handler;
   notFound: Handler;
-  wrongMethod: Handler;
+  /** The 405 of a known path; `allow` is its method, for the answer's `Allow` header. */
+  wrongMethod: (allow: string) => Handler;
   ops: ReturnType<typeof opsRoutes>;
 }
 
-/** The URL map of CONTRACT.md. A known path with another method answers 405, anything else 404. */
+/**
+ * The URL map of CONTRACT.md. A known path with another method answers 405 with `Allow` (RFC 9110
+ * §15.5.6), anything else 404.
+ */
 export function mountRoutes(app: TemplatedApp, r: EdgeRoutes): void {
-  app
-    .post('/api/v1/metrics/push', r.push)
-    .post('/api/v1/collectors/register', r.register)
-    .post('/api/v1/collectors/refresh-token', r.refresh)
-    .post('/api/v1/collectors/:id/heartbeat', r.heartbeat)
-    .get('/api/v1/collectors/:id/config', r.config)
-    .get('/api/v1/config/:id', r.v3Config)
-    .get('/healthz', r.ops.healthz)
-    .get('/readyz', r.ops.readyz)
-    .get('/metrics', r.ops.metrics);
-  for (const path of [
-    '/api/v1/metrics/push',
-    '/api/v1/collectors/register',
-    '/api/v1/collectors/refresh-token',
-    '/api/v1/collectors/:id/heartbeat',
-    '/api/v1/collectors/:id/config',
-    '/api/v1/config/:id',
-  ])
-    app.any(path, r.wrongMethod);
+  const routes: ['post' | 'get', string, Handler][] = [
+    ['post', '/api/v1/metrics/push', r.push],
+    ['post', '/api/v1/collectors/register', r.register],
+    ['post', '/api/v1/collectors/refresh-token', r.refresh],
+    ['post', '/api/v1/collectors/:id/heartbeat', r.heartbeat],
+    ['get', '/api/v1/collectors/:id/config', r.config],
+    ['get', '/api/v1/config/:id', r.v3Config],
+    ['get', '/healthz', r.ops.healthz],
+    ['get', '/readyz', r.ops.readyz],
+    ['get', '/metrics', r.ops.metrics],
+  ];
+  for (const [method, path, handler] of routes) app[method](path, handler);
+  // uWS prefers a route of the request's own method over `any`, whatever the order.
+  for (const [method, path] of routes) app.any(path, r.wrongMethod(method.toUpperCase()));
   app.any('/*', r.notFound);
 }
