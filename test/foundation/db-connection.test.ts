@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createPool, runMigrations, withTransaction, type Pool, type PoolClient } from '@pga/db';
+import { createLogger } from '@pga/logger';
 import { createTestDatabase, type TestDatabase } from '../helpers';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -107,6 +108,32 @@ describe('@pga/db: a PostgreSQL connection lost while a client is checked out', 
       expect(Number.parseInt(when!, 16)).toBeLessThanOrEqual(60 * 1000);
     } finally {
       client.release();
+    }
+  });
+
+  it('logs an idle client losing its connection as one short warning (not the client object pg-pool attaches)', async () => {
+    const lines: Record<string, any>[] = [];
+    const logger = createLogger({
+      name: 'pool-test',
+      destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, any>) },
+    });
+    const watched = createPool(db.url, { max: 1, applicationName: 'pga-idle-error-test', logger });
+    try {
+      const client = await watched.connect();
+      const pid = await pidOf(client);
+      client.release(); // idle in the pool: its connection's end is the pool's 'error'
+      await terminate(pid);
+      await expect.poll(() => lines.length, { timeout: 5000 }).toBeGreaterThan(0);
+      const [line] = lines;
+      expect(line!.msg).toBe('idle PostgreSQL client error');
+      expect(line!.err.message).toMatch(/terminat/i);
+      expect(line!.err.code).toBe('57P01'); // admin_shutdown: pg_terminate_backend
+      expect(line!.err.client, 'the pg client object (connection, parameters, buffers)').toBeUndefined();
+      expect(JSON.stringify(line).length).toBeLessThan(1500);
+      expect(uncaught).toEqual([]);
+      expect((await watched.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await watched.end();
     }
   });
 });

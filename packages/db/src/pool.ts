@@ -54,7 +54,11 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
     keepAliveInitialDelayMillis: 10_000,
     ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
   });
-  // An idle client losing its connection must not crash the process (STYLE.md).
-  pool.on('error', (err) => options.logger?.warn({ err }, 'idle PostgreSQL client error'));
+  // An idle client losing its connection must not crash the process (STYLE.md). pg-pool attaches
+  // the client to the error (`err.client`: its connection, parameters and buffers, ~4 KB a line);
+  // the line names the error only.
+  pool.on('error', (err: Error & { code?: string }) =>
+    options.logger?.warn({ err: { type: err.name, message: err.message, code: err.code } }, 'idle PostgreSQL client error'),
+  );
   return pool;
 }
