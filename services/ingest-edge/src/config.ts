@@ -42,7 +42,7 @@ export const EdgeConfigSchema = commonSchema
     REDIS_MEMORY_BUDGET_BYTES: int(0, 0, Number.MAX_SAFE_INTEGER),
     /** Longest SIGTERM drain of in-flight requests, in ms; default 10000. */
     DRAIN_TIMEOUT_MS: int(10_000, 0, 600_000),
-    /** PostgreSQL connections per edge process (enrollment, config, refresh only); default 2. */
+    /** PostgreSQL connections per edge process (enrollment, config, refresh, deny-state loads; never a push); default 2. */
     DB_POOL_SIZE: int(2, 1, 50),
   });
 export type EdgeConfig = z.infer<typeof EdgeConfigSchema>;

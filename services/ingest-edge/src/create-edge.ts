@@ -2,7 +2,7 @@ import uWS from 'uWebSockets.js';
 import { Redis } from 'ioredis';
 import { EncodedQueue } from './push/encoded-queue';
 import { createSecretBox } from '@pga/crypto';
-import { createPool } from '@pga/db';
+import { createPool, readDatabaseDenyState } from '@pga/db';
 import { createOutageLog, type Logger } from '@pga/logger';
 import { redisKeys } from '@pga/redis-keys';
 import { createCollectorTokens } from '@pga/tokens';
@@ -86,7 +86,11 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
 
   const tokens = createCollectorTokens({ secret: config.JWT_SECRET, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE });
   const cache = new TokenCache(config.TOKEN_CACHE_SIZE);
-  const deny = new DenyList(subscriber, redis, keys, logger.child({ module: 'deny-list' }));
+  // PostgreSQL's own deny state is unioned with Redis's at every load (Redis may have lost its data
+  // while no admin runs to repair it), bounded so a PostgreSQL outage never keeps the edge from ready.
+  const deny = new DenyList(subscriber, redis, keys, logger.child({ module: 'deny-list' }), {
+    readDatabase: (collectorId) => readDatabaseDenyState(pool, collectorId ? { collectorId } : {}),
+  });
   const authenticate = createAuthenticator({ tokens, cache, deny });
   const limiter = new RateLimiter(config.RATE_LIMIT_PER_SECOND, config.RATE_LIMIT_BURST);
   const budget = new InflightBudget(config.MAX_INFLIGHT_BYTES);

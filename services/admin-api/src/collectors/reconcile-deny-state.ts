@@ -1,28 +1,23 @@
-import { withTransaction } from '@pga/db';
+import { readDatabaseDenyState, withTransaction } from '@pga/db';
 import type { Deps } from '../deps';
 import { publishChange } from './after-commit';
 
 /**
  * Makes sure the edges' deny sets hold everything PostgreSQL says is refused: every revoked, not
  * yet expired token and every disabled or deleted collector (the deleted ones also in the deleted
- * set). Runs at start and whenever the Redis
- * connection becomes ready again, so a publish lost to a Redis outage (or a Redis that lost its
- * data) is repaired. It only adds — removing is left to enable/restore, which publish it
- * themselves. Each repair re-reads the collector under its row lock and publishes before
- * releasing it, so it cannot re-deny a collector that an admin enables at the same moment (enable
- * publishes its removal after its own commit, i.e. after this lock is released).
+ * set), as `readDatabaseDenyState` reads them (the edges union the same read with Redis's at every
+ * load). Runs at start and whenever the Redis connection becomes ready again, so a publish lost to a
+ * Redis outage (or a Redis that lost its data) is repaired. It only adds — removing is left to
+ * enable/restore, which publish it themselves. Each repair re-reads the collector under its row
+ * lock and publishes before releasing it, so it cannot re-deny a collector that an admin enables
+ * at the same moment (enable publishes its removal after its own commit, i.e. after this lock is
+ * released).
  * Returns the number of collectors it had to re-publish.
  */
 export async function reconcileDenyState(deps: Deps): Promise<number> {
   const { pool, redis, keys } = deps;
-  const [{ rows: tokens }, { rows: refused }, deniedJtis, deniedCollectors, deletedCollectors] = await Promise.all([
-    pool.query<{ collector_id: string; jtis: string[] }>(
-      `SELECT collector_id, array_agg(jti::text) AS jtis FROM collector_tokens
-        WHERE revoked_at IS NOT NULL AND expires_at > now() GROUP BY collector_id`,
-    ),
-    pool.query<{ id: string; deleted: boolean }>(
-      'SELECT id, deleted_at IS NOT NULL AS deleted FROM collectors WHERE NOT enabled OR deleted_at IS NOT NULL',
-    ),
+  const [{ tokens, collectors: refused }, deniedJtis, deniedCollectors, deletedCollectors] = await Promise.all([
+    readDatabaseDenyState(pool),
     redis.smembers(keys.deniedJtis).then((m) => new Set(m)),
     redis.smembers(keys.deniedCollectors).then((m) => new Set(m)),
     redis.smembers(keys.deletedCollectors).then((m) => new Set(m)),

@@ -1,8 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
+import type { CollectorChange } from '@pga/contracts';
+import type { DatabaseDenyState } from '@pga/db';
 import { createLogger } from '@pga/logger';
 import { redisKeys } from '@pga/redis-keys';
-import { DenyList } from './deny-list';
+import { DenyList, type DenyListOptions } from './deny-list';
 
 const keys = redisKeys('deny-list-test');
 
@@ -12,7 +15,7 @@ const keys = redisKeys('deny-list-test');
  * as it was when the read was sent, once `open()` is called.
  */
 function fakeRedis() {
-  const state = { jtis: [] as string[] };
+  const state = { jtis: [] as string[], collectors: [] as string[], deleted: [] as string[] };
   let open!: () => void;
   let gate = new Promise<void>((resolve) => (open = resolve));
   const subscriber = Object.assign(new EventEmitter(), {
@@ -21,10 +24,15 @@ function fakeRedis() {
   });
   const reader = {
     smembers: (key: string) => {
-      const snapshot = key === keys.deniedJtis ? [...state.jtis] : [];
+      const snapshot = [
+        ...(key === keys.deniedJtis ? state.jtis : key === keys.deniedCollectors ? state.collectors : []),
+        ...(key === keys.deletedCollectors ? state.deleted : []),
+      ];
       return gate.then(() => snapshot);
     },
     get: () => gate.then(() => '0'),
+    sismember: async (key: string, member: string) =>
+      key === keys.deniedCollectors && state.collectors.includes(member) ? 1 : 0,
   };
   return {
     state,
@@ -39,9 +47,28 @@ function fakeRedis() {
 }
 
 /** A DenyList on the stand-ins (quiet unless given a logger). */
-function denyListOn(redis: ReturnType<typeof fakeRedis>, logger = createLogger({ name: 'test', level: 'silent' })) {
-  return new DenyList(redis.subscriber as never, redis.reader as never, keys, logger);
+function denyListOn(
+  redis: ReturnType<typeof fakeRedis>,
+  logger = createLogger({ name: 'test', level: 'silent' }),
+  options: DenyListOptions = {},
+) {
+  return new DenyList(redis.subscriber as never, redis.reader as never, keys, logger, options);
 }
+
+/** A logger whose warnings are kept. */
+function warningLogger() {
+  const warnings: string[] = [];
+  const logger = createLogger({ name: 'test', level: 'silent' });
+  logger.warn = ((obj: unknown, msg?: string) => void warnings.push(String(msg ?? obj))) as typeof logger.warn;
+  return { logger, warnings };
+}
+
+/** The change feed delivers a message, as the admin's publishCollectorChange sends it. */
+function publish(redis: ReturnType<typeof fakeRedis>, change: CollectorChange) {
+  redis.subscriber.emit('message', keys.changesChannel, JSON.stringify(change));
+}
+
+const tick = () => new Promise((r) => setImmediate(r));
 
 describe('DenyList', () => {
   it('a reconnect during a reload reads again: the older read does not restore trust with a revocation missed', async () => {
@@ -151,5 +178,134 @@ describe('DenyList', () => {
     expect(subscribes).toBeGreaterThanOrEqual(3);
     expect(warnings.filter((w) => /SUBSCRIBE refused/.test(w))).toHaveLength(1);
     expect(deny.trusted).toBe(false);
+  });
+
+  describe('with PostgreSQL', () => {
+    const [disabled, deleted, revokedOwner, redisOnly, markedDeleted] = [
+      randomUUID(),
+      randomUUID(),
+      randomUUID(),
+      randomUUID(),
+      randomUUID(),
+    ];
+    const database: DatabaseDenyState = {
+      tokens: [{ collector_id: revokedOwner, jtis: ['pg-jti'] }],
+      collectors: [
+        { id: disabled, deleted: false },
+        { id: deleted, deleted: true },
+        { id: markedDeleted, deleted: true },
+      ],
+    };
+
+    it("unions PostgreSQL's deny state with Redis's (a Redis that lost entries still refuses them, with the same answers)", async () => {
+      const redis = fakeRedis();
+      redis.unblock();
+      // Redis lost everything PostgreSQL refuses, except one collector it has as disabled only.
+      redis.state.jtis.push('redis-jti');
+      redis.state.collectors.push(redisOnly, markedDeleted);
+      const deny = denyListOn(redis, undefined, { readDatabase: async () => database });
+      await deny.start();
+      expect(deny.trusted).toBe(true);
+      expect(deny.refusal(revokedOwner, 'pg-jti')).toBe('revoked');
+      expect(deny.refusal(revokedOwner, 'redis-jti')).toBe('revoked');
+      expect(deny.refusal(disabled, 'x')).toBe('disabled');
+      expect(deny.refusal(deleted, 'x')).toBe('deleted');
+      expect(deny.refusal(markedDeleted, 'x')).toBe('deleted');
+      expect(deny.refusal(redisOnly, 'x')).toBe('disabled');
+      expect(deny.refusal(randomUUID(), 'other-jti')).toBeUndefined();
+    });
+
+    it("PostgreSQL failing or not answering: ready with Redis's state alone, one warning per load, and read again later", async () => {
+      const redis = fakeRedis();
+      redis.unblock();
+      redis.state.collectors.push(redisOnly);
+      const { logger, warnings } = warningLogger();
+      let answer: () => Promise<DatabaseDenyState> = () =>
+        Promise.reject(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }));
+      let reads = 0;
+      const deny = denyListOn(redis, logger, {
+        readDatabase: () => (reads++, answer()),
+        databaseTimeoutMs: 50,
+        databaseRetryMs: 100,
+      });
+      await deny.start();
+      expect(deny.trusted).toBe(true);
+      expect(deny.refusal(redisOnly, 'x')).toBe('disabled');
+      expect(deny.refusal(disabled, 'x')).toBeUndefined();
+      expect(warnings.filter((w) => /from PostgreSQL/.test(w))).toHaveLength(1);
+
+      // A PostgreSQL that never answers (a half-open connection): the load waits no longer than the bound.
+      answer = () => new Promise<never>(() => undefined);
+      const started = performance.now();
+      await deny.reload();
+      expect(performance.now() - started).toBeLessThan(1000);
+      expect(deny.trusted).toBe(true);
+      expect(warnings.filter((w) => /from PostgreSQL/.test(w))).toHaveLength(2);
+
+      // Back: a later load (scheduled by the failed one) reads it without any reconnect.
+      answer = async () => database;
+      await expect.poll(() => deny.refusal(disabled, 'x'), { timeout: 2000 }).toBe('disabled');
+      expect(deny.refusal(deleted, 'x')).toBe('deleted');
+      expect(deny.refusal(redisOnly, 'x')).toBe('disabled');
+      const readsThen = reads;
+      await new Promise((r) => setTimeout(r, 300));
+      deny.stop();
+      expect(reads).toBe(readsThen); // no more retries once PostgreSQL answered
+      expect(warnings.filter((w) => /from PostgreSQL/.test(w))).toHaveLength(2);
+    });
+
+    it('an enable published while the PostgreSQL read is on its way wins over that read (and a disable too)', async () => {
+      const redis = fakeRedis();
+      redis.unblock();
+      const [enabledNow, disabledNow] = [randomUUID(), randomUUID()];
+      let openDatabase!: () => void;
+      const gate = new Promise<void>((resolve) => (openDatabase = resolve));
+      let databaseReads = 0;
+      const deny = denyListOn(redis, undefined, {
+        readDatabase: async () => {
+          databaseReads++;
+          // The snapshot is taken now: `enabledNow` still disabled, `disabledNow` still enabled…
+          const snapshot = { tokens: [], collectors: [{ id: enabledNow, deleted: false }] };
+          await gate;
+          return snapshot;
+        },
+      });
+      const started = deny.start();
+      await tick();
+      await tick();
+      expect(databaseReads).toBe(1);
+      // …then the admin commits both, updates Redis (already read) and publishes.
+      publish(redis, { collector_id: enabledNow, kind: 'enabled' });
+      publish(redis, { collector_id: disabledNow, kind: 'disabled' });
+      openDatabase();
+      await started;
+      expect(deny.trusted).toBe(true);
+      expect(deny.refusal(enabledNow, 'x')).toBeUndefined();
+      expect(deny.refusal(disabledNow, 'x')).toBe('disabled');
+    });
+
+    it('a restored collector that PostgreSQL says is still disabled stays refused, though Redis lost its entry', async () => {
+      const redis = fakeRedis();
+      redis.unblock();
+      const [stillDisabled, enabledAgain] = [randomUUID(), randomUUID()];
+      let rows = [
+        { id: stillDisabled, deleted: true },
+        { id: enabledAgain, deleted: true },
+      ];
+      const deny = denyListOn(redis, undefined, {
+        readDatabase: async (id) => ({ tokens: [], collectors: rows.filter((c) => id === undefined || c.id === id) }),
+      });
+      await deny.start();
+      expect(deny.refusal(stillDisabled, 'x')).toBe('deleted');
+      // Both restored (out of the recycle bin); only `enabledAgain` is enabled. Redis has neither.
+      rows = [{ id: stillDisabled, deleted: false }];
+      publish(redis, { collector_id: stillDisabled, kind: 'restored' });
+      publish(redis, { collector_id: enabledAgain, kind: 'restored' });
+      await expect.poll(() => deny.refusal(enabledAgain, 'x')).toBeUndefined();
+      expect(deny.refusal(stillDisabled, 'x')).toBe('disabled');
+      // Enabled later: allowed.
+      publish(redis, { collector_id: stillDisabled, kind: 'enabled' });
+      expect(deny.refusal(stillDisabled, 'x')).toBeUndefined();
+    });
   });
 });

@@ -1,13 +1,31 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '@pga/logger';
 import { CollectorChangeSchema, type CollectorChange } from '@pga/contracts';
+import type { DatabaseDenyState } from '@pga/db';
 import { readDenyState, type RedisKeys } from '@pga/redis-keys';
+import { withTimeout } from '../with-timeout';
+
+export interface DenyListOptions {
+  /**
+   * PostgreSQL's own deny state (all of it, or only `collectorId`'s): `readDatabaseDenyState` on
+   * the edge's pool. Unioned with Redis's at every load, so a Redis that lost its data (restart
+   * without persistence, FLUSHALL, failover to an empty replica) while the admin is away to repair
+   * it does not admit what PostgreSQL refuses. None: Redis's state alone.
+   */
+  readDatabase?: (collectorId?: string) => Promise<DatabaseDenyState>;
+  /** How long a load waits for PostgreSQL before going on with Redis's state alone; default 2 s. */
+  databaseTimeoutMs?: number;
+  /** After a load that could not read PostgreSQL: load again this much later; default 30 s. */
+  databaseRetryMs?: number;
+}
 
 /**
  * The edge's copy of the admin's deny state (revoked jtis, disabled/deleted collectors), kept
  * current by the change channel. `trusted` is false until the state was (re)loaded after the
  * subscriber (re)connected: a change published while we were disconnected is missed by pub/sub, so
  * until the reload the edge refuses authenticated requests with 503 rather than trust its cache.
+ * A load takes the union of Redis's deny sets and PostgreSQL's own deny state (when it answers in
+ * time): Redis alone may have lost its data, and the admin repairs it only while it runs.
  */
 export class DenyList {
   jtis = new Set<string>();
@@ -31,12 +49,15 @@ export class DenyList {
   /** The connection on which Redis confirmed our SUBSCRIBE (-1: none yet). */
   private subscribedOn = -1;
   private lastSubscribeWarning = -Infinity;
+  /** A load again, set after a load that could not read PostgreSQL. */
+  private databaseRetry: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly subscriber: Redis,
     private readonly reader: Redis,
     private readonly keys: RedisKeys,
     private readonly logger: Logger,
+    private readonly options: DenyListOptions = {},
   ) {}
 
   /** Subscribes and loads; resolves once trusted (or rejects if Redis is unreachable at start). */
@@ -55,6 +76,7 @@ export class DenyList {
   /** Before closing the subscriber on purpose (drain): no warning, no reload. */
   stop(): void {
     this.stopped = true;
+    clearTimeout(this.databaseRetry);
   }
 
   /**
@@ -105,23 +127,53 @@ export class DenyList {
     // reaches us by the feed. Checked now, not when the read returns.
     const subscribedFirst = this.subscribedOn === connection;
     try {
+      // Both reads are sent after this reset. The admin commits in PostgreSQL and writes Redis
+      // before it publishes, so a change received before the reset is in both answers (or something
+      // newer is); one received after it is re-applied on top of them below: an `enabled` published
+      // after the PostgreSQL read took its snapshot (the collector still disabled) wins over that read.
       this.duringLoad = [];
       const state = await readDenyState(this.reader, this.keys);
+      // After Redis answered: while Redis is down a load fails and is retried every 500 ms, and
+      // PostgreSQL need not be asked each time.
+      const database = await this.readDatabase();
+      const collectors = new Set(state.collectors);
+      const deleted = new Set(state.deleted);
       for (const jti of state.jtis) this.jtis.add(jti);
-      this.collectors = state.collectors;
-      // Deleted or disabled as Redis says (a fresh edge has seen no message about either).
+      for (const { jtis } of database?.tokens ?? []) for (const jti of jtis) this.jtis.add(jti);
+      for (const { id, deleted: isDeleted } of database?.collectors ?? []) {
+        collectors.add(id);
+        if (isDeleted) deleted.add(id);
+      }
+      this.collectors = collectors;
+      // Deleted or disabled as Redis or PostgreSQL says (a fresh edge has seen no message about either).
       this.kinds.clear();
-      for (const id of state.deleted) this.kinds.set(id, 'deleted');
-      // Subscribed before reading: a change that raced the read is applied again (idempotent).
+      for (const id of deleted) this.kinds.set(id, 'deleted');
+      // Subscribed before reading: a change that raced the reads is applied again (idempotent).
       for (const change of this.duringLoad) this.apply(change);
       this.version = state.version;
       // Trusted only if the feed was subscribed before this read began and stayed connected since;
       // otherwise the reconnect's own resync reloads again.
       this.trusted = subscribedFirst && this.connection === connection && this.subscriber.status === 'ready';
       this.logger.info(
-        { jtis: this.jtis.size, collectors: this.collectors.size, version: this.version, trusted: this.trusted },
+        {
+          jtis: this.jtis.size,
+          collectors: this.collectors.size,
+          version: this.version,
+          trusted: this.trusted,
+          database: database !== undefined,
+        },
         'deny state loaded',
       );
+      // Without PostgreSQL's answer this state is only as good as Redis's: read both again later.
+      if (database) {
+        clearTimeout(this.databaseRetry);
+        this.databaseRetry = undefined;
+      } else if (this.options.readDatabase && !this.stopped && !this.databaseRetry) {
+        this.databaseRetry = setTimeout(() => {
+          this.databaseRetry = undefined;
+          void this.reload();
+        }, this.options.databaseRetryMs ?? 30_000).unref();
+      }
     } catch (err) {
       if (!this.stopped) {
         this.logger.warn({ err }, 'deny state reload failed; retrying');
@@ -162,18 +214,49 @@ export class DenyList {
     if (version !== undefined) this.version = Math.max(this.version, version);
   }
 
-  /** After `restored`: allowed again only if the admin removed it from the denied set. */
+  /**
+   * After `restored`: allowed again only if the admin removed it from the denied set, and
+   * PostgreSQL (when it answers in time) does not say it is disabled. Both read after the restore
+   * was committed and published.
+   */
   private async recheck(id: string): Promise<void> {
     try {
-      const denied = await this.reader.sismember(this.keys.deniedCollectors, id);
+      const [denied, database] = await Promise.all([
+        this.reader.sismember(this.keys.deniedCollectors, id),
+        this.readDatabase(id),
+      ]);
+      const refused = denied || database?.collectors.some((c) => c.id === id) === true;
       // A change applied meanwhile (disabled again, deleted again) wins over this answer.
-      if (!denied && this.kinds.get(id) === 'restored') {
+      if (!refused && this.kinds.get(id) === 'restored') {
         this.collectors.delete(id);
         this.kinds.delete(id);
       }
     } catch (err) {
       // Still refused; the reload after the reconnect reads the whole state again.
       this.logger.warn({ err, collectorId: id }, 'could not read whether a restored collector is still disabled');
+    }
+  }
+
+  /**
+   * PostgreSQL's deny state (only `collectorId`'s if given), or undefined, with one warning, when
+   * it fails or does not answer within the bound: the edge keeps accepting pushes through a
+   * PostgreSQL outage, so it goes on with Redis's state alone.
+   */
+  private async readDatabase(collectorId?: string): Promise<DatabaseDenyState | undefined> {
+    const read = this.options.readDatabase;
+    if (!read) return undefined;
+    const ms = this.options.databaseTimeoutMs ?? 2000;
+    try {
+      return await withTimeout(read(collectorId), ms, 'PostgreSQL');
+    } catch (err) {
+      if (!this.stopped)
+        this.logger.warn(
+          { err, ...(collectorId ? { collectorId } : {}) },
+          collectorId
+            ? "could not read a restored collector's state from PostgreSQL; going by Redis's alone"
+            : "could not read the deny state from PostgreSQL; going on with Redis's alone",
+        );
+      return undefined;
     }
   }
 

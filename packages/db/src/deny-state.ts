@@ -1,0 +1,32 @@
+import type { Pool, PoolClient } from './pool';
+
+/** What PostgreSQL says the edges must refuse (the truth the Redis deny sets mirror). */
+export interface DatabaseDenyState {
+  /** Revoked, not yet expired tokens, by collector. */
+  tokens: { collector_id: string; jtis: string[] }[];
+  /** Disabled or deleted collectors; `deleted`: deleted (401 at the edge), else disabled (403). */
+  collectors: { id: string; deleted: boolean }[];
+}
+
+/**
+ * Reads the deny state from PostgreSQL: every revoked, not yet expired token and every disabled or
+ * deleted collector (or only `collectorId`'s). One statement, so one connection and one snapshot.
+ * The admin's reconciliation compares it with Redis; the edge unions it with Redis's at every load.
+ */
+export async function readDatabaseDenyState(
+  db: Pool | PoolClient,
+  { collectorId }: { collectorId?: string } = {},
+): Promise<DatabaseDenyState> {
+  const { rows } = await db.query<DatabaseDenyState>(
+    `SELECT
+       (SELECT coalesce(json_agg(t), '[]') FROM (
+          SELECT collector_id, array_agg(jti::text) AS jtis FROM collector_tokens
+           WHERE revoked_at IS NOT NULL AND expires_at > now() AND ($1::uuid IS NULL OR collector_id = $1::uuid)
+           GROUP BY collector_id) t) AS tokens,
+       (SELECT coalesce(json_agg(c), '[]') FROM (
+          SELECT id, deleted_at IS NOT NULL AS deleted FROM collectors
+           WHERE (NOT enabled OR deleted_at IS NOT NULL) AND ($1::uuid IS NULL OR id = $1::uuid)) c) AS collectors`,
+    [collectorId ?? null],
+  );
+  return rows[0]!;
+}
