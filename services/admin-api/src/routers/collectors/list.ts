@@ -21,6 +21,16 @@ const SORTS = {
   metrics_collected: 'c.metrics_collected',
 } as const;
 
+/**
+ * The sort keys that can be NULL, ordered NULLS LAST. The others are NOT NULL columns (or the status
+ * CASE, which always has a value) and are ordered without a NULLS clause: the order is the same, and
+ * only then does it match the plain B-tree indexes on name and registered_at (ASC NULLS LAST /
+ * DESC NULLS FIRST, read either way). With `registered_at DESC NULLS LAST` PostgreSQL could use no
+ * index: every call sorted all matching rows (10,000 collectors: seq scan, count(*) OVER () and a
+ * top-N sort, ~9 ms); walking idx_collectors_registered_at instead took ~5.5 ms (EXPLAIN ANALYZE).
+ */
+const NULLABLE_SORTS: ReadonlySet<keyof typeof SORTS> = new Set(['last_heartbeat', 'last_metric_at']);
+
 export const ListCollectorsInputSchema = z
   .object({
     environment: EnvironmentSchema.optional(),
@@ -67,7 +77,7 @@ export const list = authedProcedure
       const pattern = `%${input.search.replace(/[\\%_]/g, (m) => `\\${m}`)}%`;
       f.add((p) => `(c.name ILIKE ${p} OR c.host ILIKE ${p})`, pattern);
     }
-    const order = `${SORTS[input.sort]} ${input.order === 'asc' ? 'ASC' : 'DESC'} NULLS LAST, c.id`;
+    const order = `${SORTS[input.sort]} ${input.order === 'asc' ? 'ASC' : 'DESC'}${NULLABLE_SORTS.has(input.sort) ? ' NULLS LAST' : ''}, c.id`;
     const { rows } = await ctx.deps.pool.query(
       `WITH page AS (
          SELECT c.id, count(*) OVER () AS total
