@@ -89,3 +89,13 @@ const child = spawn(
 // (the scripts treat a second signal as the first).
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+// `kill <npm's pid>` (a supervisor, `timeout npm start`): npm exits without passing the signal on,
+// and we would go on running under init with everything we started. Our parent changing is the
+// sign: stop as on SIGTERM. (A terminal's Ctrl-C or hang-up reaches us directly.)
+const parent = process.ppid;
+const orphaned = setInterval(() => {
+  if (process.ppid === parent) return;
+  clearInterval(orphaned);
+  child.kill('SIGTERM');
+}, 500);
+orphaned.unref();

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { configOrExit, loadConfig, port, url } from '@pga/config';
+import { configOrExit, loadConfig, port, portAvailable, url } from '@pga/config';
 import { createLogger } from '@pga/logger';
 import { migrateDatabase } from '@pga/db';
 import { startPostgres, startRedis, freePort, waitForProcesses, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
@@ -109,7 +109,24 @@ function startService(name: string, nodeArgs: string[], env: Record<string, stri
   return child;
 }
 
+/**
+ * The ports we are told to serve on, checked before anything starts. A port in use is refused with
+ * its name: the edge listens with SO_REUSEPORT (its processes share the port), so on a port another
+ * install's edge holds it would silently join it, and collectors would reach either install at
+ * random; and the readiness checks below would take the other program's answers for ours.
+ */
+async function assertPortsFree(ports: Record<string, number>): Promise<void> {
+  const taken: string[] = [];
+  for (const [name, port] of Object.entries(ports)) if (!(await portAvailable('127.0.0.1', port))) taken.push(`${name} ${port}`);
+  if (taken.length)
+    throw new Error(
+      `port in use on 127.0.0.1: ${taken.join(', ')} (another pgAnalytics Central, or another program). ` +
+        'Stop it, or choose other ports, e.g. INGEST_PORT=8081 ADMIN_PORT=3001 WRITER_PORT=9092 npm start',
+    );
+}
+
 try {
+  await assertPortsFree({ ADMIN_PORT: config.ADMIN_PORT, INGEST_PORT: config.INGEST_PORT, WRITER_PORT: config.WRITER_PORT });
   mkdirSync(config.DATA_DIR, { recursive: true });
   const secrets = localSecrets(config.DATA_DIR);
 

@@ -46,6 +46,36 @@ describe('edge processes (main.ts, EDGE_PROCESSES=2)', () => {
     expect(pids.size).toBe(2);
   });
 
+  it('an edge started on the port another edge holds stops with an error instead of joining it', async () => {
+    // uWebSockets.js listens with SO_REUSEPORT (how our processes share the port): without a check,
+    // a second install's edge would join this port and take a share of its collectors' connections.
+    const pids = async () => {
+      const seen = new Set<number>();
+      for (let i = 0; i < 40; i++) seen.add(answeringPid((await freshGet(cluster.port, '/healthz')).body)!);
+      return seen;
+    };
+    const before = await pids();
+    // Its start-up wait may see this edge answering first: what counts is that it exits, and why.
+    let said: string;
+    try {
+      const intruder = await spawnEdge(world.env({ EDGE_PROCESSES: '2', INGEST_PORT: String(cluster.port), LOG_LEVEL: 'info' }));
+      try {
+        await waitUntil(async () => intruder.child.exitCode !== null, 10_000, 'the second edge to exit');
+        expect(intruder.child.exitCode).toBe(1);
+        // 'exit' may come before the last of its output is read.
+        await waitUntil(async () => intruder.child.stdout!.closed && intruder.child.stderr!.closed, 5000, 'its output');
+        said = intruder.output();
+      } finally {
+        await intruder.stop();
+      }
+    } catch (err) {
+      said = String(err);
+    }
+    expect(said).toMatch(new RegExp(`port ${cluster.port} on 127\\.0\\.0\\.1 is in use`));
+    // Every connection still reaches this edge's own processes.
+    for (const pid of await pids()) expect(before).toContain(pid);
+  });
+
   it('refuses a revoked token within 1 s on every edge process, cache warm', async () => {
     // Warm every process's cache: enough fresh connections to reach both workers.
     for (let i = 0; i < 10; i++) expect((await pushOn(cluster.port, c.token)).status).toBe(200);

@@ -1,5 +1,5 @@
 import cluster from 'node:cluster';
-import { configOrExit } from '@pga/config';
+import { configOrExit, portAvailable } from '@pga/config';
 import { createLogger } from '@pga/logger';
 import { startWorkers, workerMetricsBridge, type MetricsJson } from './cluster';
 import { readEdgeConfig } from './config';
@@ -7,6 +7,18 @@ import { createEdge } from './create-edge';
 
 const config = configOrExit('ingest-edge', readEdgeConfig);
 const logger = createLogger({ name: 'ingest-edge', level: config.LOG_LEVEL });
+
+// The processes of one edge share the port with SO_REUSEPORT (uWebSockets.js always sets it), which
+// would also let this edge silently join a port another edge (another install) holds: the kernel
+// would then split the collectors' connections between the two. The primary checks first, before
+// any process of its own listens; its workers then join its port.
+if (cluster.isPrimary && !(await portAvailable(config.INGEST_HOST, config.INGEST_PORT))) {
+  logger.fatal(
+    { host: config.INGEST_HOST, port: config.INGEST_PORT },
+    `cannot listen: port ${config.INGEST_PORT} on ${config.INGEST_HOST} is in use (another edge or program); set INGEST_PORT`,
+  );
+  process.exit(1);
+}
 
 let ownMetrics: (() => Promise<MetricsJson>) | undefined;
 const own = () => ownMetrics?.() ?? Promise.resolve([]);

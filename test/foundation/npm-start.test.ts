@@ -1,0 +1,111 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import uWS from 'uWebSockets.js';
+import { alive, freePort, processTable } from '@pga/local-stack';
+import { testEnv } from '../helpers';
+
+const root = path.resolve(import.meta.dirname, '../..');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** `npm start` as README.md says it, in a data folder and on ports of its own. */
+interface Started {
+  npm: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+function npmStart(env: Record<string, string>): Started {
+  let output = '';
+  // Its own process group, so that the test can clean up whatever is left (and only that).
+  const npm = spawn('npm', ['start'], { cwd: root, env: { ...process.env, ...env }, detached: true });
+  npm.stdout!.on('data', (b: Buffer) => (output += b.toString()));
+  npm.stderr!.on('data', (b: Buffer) => (output += b.toString()));
+  const exited = new Promise<number | null>((resolve) => npm.once('exit', (code) => resolve(code)));
+  return { npm, output: () => output, exited };
+}
+
+async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+const answers = (port: number, route: string) =>
+  fetch(`http://127.0.0.1:${port}${route}`, { signal: AbortSignal.timeout(2000) }).then(
+    (r) => r.status,
+    () => 0,
+  );
+
+/** PIDs the stack logged for its PostgreSQL and Redis (they run in process groups of their own). */
+const serverPids = (output: string) => [...output.matchAll(/"serverPid":(\d+)/g)].map((m) => Number(m[1]));
+
+describe('npm start (README.md)', () => {
+  const cleanup: (() => void)[] = [];
+  afterEach(() => {
+    for (const fn of cleanup.splice(0)) fn();
+  });
+  /** Kills whatever of this start is still running, whatever the test found. */
+  const reap = (s: Started) =>
+    cleanup.push(() => {
+      for (const pid of serverPids(s.output())) if (alive(pid)) process.kill(pid, 'SIGKILL');
+      for (const p of processTable()) if (p.pgrp === s.npm.pid && p.state !== 'Z') process.kill(p.pid, 'SIGKILL');
+    });
+
+  const ports = async () => ({
+    ADMIN_PORT: String(await freePort()),
+    INGEST_PORT: String(await freePort()),
+    WRITER_PORT: String(await freePort()),
+  });
+  const dataDir = (label: string) => path.join(testEnv.dataDir, `npm-start-${label}-${process.pid}`);
+
+  it('stops everything it started when npm itself is sent SIGTERM (a supervisor, `kill`, `timeout`)', async () => {
+    const p = await ports();
+    const s = npmStart({ ...p, DATA_DIR: dataDir('sigterm'), LOG_LEVEL: 'info' });
+    reap(s);
+    await until('the "running" banner', () => s.output().includes('pgAnalytics Central is running'), 180_000);
+    expect(await answers(Number(p.ADMIN_PORT), '/healthz')).toBe(200);
+    expect(await answers(Number(p.INGEST_PORT), '/readyz')).toBe(200);
+    const servers = serverPids(s.output());
+    expect(servers, 'PostgreSQL and Redis PIDs in the log').toHaveLength(2);
+
+    s.npm.kill('SIGTERM'); // npm only: not its process group, as `kill <pid>` does
+    await until(
+      'every port closed and PostgreSQL and Redis stopped',
+      async () =>
+        (await answers(Number(p.ADMIN_PORT), '/healthz')) === 0 &&
+        (await answers(Number(p.INGEST_PORT), '/healthz')) === 0 &&
+        (await answers(Number(p.WRITER_PORT), '/healthz')) === 0 &&
+        servers.every((pid) => !alive(pid)),
+      45_000,
+    );
+    await until(
+      'no process of the start left',
+      () => !processTable().some((q) => q.pgrp === s.npm.pid && q.state !== 'Z'),
+      10_000,
+    );
+  }, 300_000);
+
+  it('refuses a port another program holds — even one that shares ports like the edge — naming it, before starting anything', async () => {
+    const p = await ports();
+    // Another install's edge on "our" ingest port: uWebSockets.js listens with SO_REUSEPORT, so a
+    // second edge would silently join it and collectors would reach either install at random.
+    let other: uWS.us_listen_socket | false = false;
+    const app = uWS.App().any('/*', (res) => void res.end('the other install'));
+    await new Promise<void>((resolve) => app.listen('127.0.0.1', Number(p.INGEST_PORT), (token) => ((other = token), resolve())));
+    expect(other, 'the stand-in listener').toBeTruthy();
+    cleanup.push(() => other && uWS.us_listen_socket_close(other));
+
+    const s = npmStart({ ...p, DATA_DIR: dataDir('taken') });
+    reap(s);
+    const code = await Promise.race([s.exited, sleep(120_000).then(() => 'still running' as const)]);
+    expect(code, s.output()).toBe(1);
+    expect(s.output()).toContain(`INGEST_PORT ${p.INGEST_PORT}`);
+    expect(s.output()).not.toContain('pgAnalytics Central is running');
+    // Nothing was started: no PostgreSQL or Redis, no service on the other ports.
+    expect(serverPids(s.output())).toEqual([]);
+    expect(await answers(Number(p.ADMIN_PORT), '/healthz')).toBe(0);
+  }, 180_000);
+});
