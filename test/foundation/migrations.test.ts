@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPool, runMigrations, MIGRATIONS_DIR, type Pool } from '@pga/db';
 import { createTestDatabase, type TestDatabase } from '../helpers';
@@ -24,6 +26,36 @@ describe('migrations on an empty database', () => {
     expect(second.alreadyApplied).toBe(first.applied.length);
     const { rows } = await pool.query('SELECT count(*)::int AS n FROM schema_migrations');
     expect(rows[0].n).toBe(first.applied.length);
+  });
+
+  it('0038 gives enrollments written by older edges the action collector.registered (and nothing else)', async () => {
+    const other = await createTestDatabase();
+    const p2 = createPool(other.url, { max: 1 });
+    try {
+      const id = '11111111-1111-4111-8111-111111111111';
+      const insert = (action: string, details: object) =>
+        p2.query(
+          `INSERT INTO collector_audit_log (collector_id, entity_type, entity_id, action, details, actor_name)
+           VALUES (NULL, 'collector', $1, $2, $3, 'x')`,
+          [id, action, details],
+        );
+      await insert('registered', { via: 'enrollment' });
+      await insert('registered', { via: 'something else' });
+      await insert('collector.updated', { via: 'enrollment' });
+      await p2.query(readFileSync(path.join(MIGRATIONS_DIR, '0038_enrollment_audit_action.sql'), 'utf8'));
+      const { rows } = await p2.query(
+        "SELECT action, details->>'via' AS via FROM collector_audit_log WHERE entity_id = $1 ORDER BY id",
+        [id],
+      );
+      expect(rows).toEqual([
+        { action: 'collector.registered', via: 'enrollment' },
+        { action: 'registered', via: 'something else' },
+        { action: 'collector.updated', via: 'enrollment' },
+      ]);
+    } finally {
+      await p2.end();
+      await other.drop();
+    }
   });
 
   it('two concurrent runners apply each migration exactly once', async () => {

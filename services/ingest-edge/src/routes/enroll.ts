@@ -70,7 +70,7 @@ export async function enrollCollector(
       await recordIssuedToken(client, id, issued);
       await client.query(AUDIT_SQL, [
         id,
-        'registered',
+        'collector.registered',
         { via: 'enrollment', enrollment_secret_id: enrollment.id, enrollment_secret_name: enrollment.name },
         'enrollment',
         meta.ip,
