@@ -163,10 +163,20 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   queueHealth.start();
   void deny.start().catch((err: unknown) => logger.warn({ err }, 'change feed subscription failed; retrying on reconnect'));
   if (listenWhenReady && !isReady().ready) {
-    // Nothing to drain meanwhile: a SIGTERM before this resolves simply ends the process.
-    logger.info({ reason: isReady().reason }, 'joining the port once ready');
+    // Nothing to drain meanwhile: a SIGTERM before this resolves simply ends the process. A fresh
+    // process is not ready for its first few milliseconds (no Redis poll answered yet): that is not
+    // worth a line; still not ready after 5 s is, with the reason.
+    const since = Date.now();
+    let said = false;
     await new Promise<void>((resolve) => {
-      const timer = setInterval(() => isReady().ready && (clearInterval(timer), resolve()), 20);
+      const timer = setInterval(() => {
+        const state = isReady();
+        if (state.ready) return (clearInterval(timer), resolve());
+        if (!said && Date.now() - since >= 5000) {
+          said = true;
+          logger.warn({ reason: state.reason }, 'not ready after 5 s: joining the port once ready');
+        }
+      }, 20);
     });
   }
   const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) =>
