@@ -131,6 +131,8 @@ try {
   const secrets = localSecrets(config.DATA_DIR);
 
   let databaseUrl = config.DATABASE_URL;
+  /** The local PostgreSQL's address, for the banner (a first collector may monitor it). */
+  let localPostgres: { port: number; user: string } | undefined;
   if (!databaseUrl) {
     const pg: PostgresHandle = await startPostgres({
       dataDir: path.join(config.DATA_DIR, 'postgres'),
@@ -140,6 +142,7 @@ try {
       ownProcessGroup: true,
     });
     started.push({ name: 'postgres', stop: pg.stop });
+    localPostgres = { port: pg.port, user: decodeURIComponent(new URL(pg.url).username) };
     await ensureDatabase(pg.url, 'pganalytics');
     databaseUrl = pg.urlFor('pganalytics');
     logger.info({ port: pg.port, serverPid: pg.pid, dataDir: pg.dataDir }, 'local PostgreSQL started');
@@ -203,6 +206,12 @@ try {
           ? `  Admin account      none enabled, and "${admin.username}" is taken by a disabled or non-admin account: ` +
             'set ADMIN_USERNAME to another name to create one'
           : `  Admin account      ${admin.username} (already exists)`,
+    ...(localPostgres
+      ? [
+          `  Local PostgreSQL   127.0.0.1:${localPostgres.port}, user ${localPostgres.user}, password PG_PASSWORD in ` +
+            `${path.join(config.DATA_DIR, 'secrets.json')} (a target a first collector can monitor)`,
+        ]
+      : []),
     '  Press Ctrl-C to stop everything.',
     '',
   ];

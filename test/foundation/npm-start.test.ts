@@ -68,6 +68,8 @@ describe('npm start (README.md)', () => {
     await until('the "running" banner', () => s.output().includes('pgAnalytics Central is running'), 180_000);
     expect(await answers(Number(p.ADMIN_PORT), '/healthz')).toBe(200);
     expect(await answers(Number(p.INGEST_PORT), '/readyz')).toBe(200);
+    // The banner names the local PostgreSQL a first collector can monitor, with where its password is.
+    expect(s.output()).toMatch(/Local PostgreSQL {3}127\.0\.0\.1:\d+, user postgres, password PG_PASSWORD in \S+secrets\.json/);
     const servers = serverPids(s.output());
     expect(servers, 'PostgreSQL and Redis PIDs in the log').toHaveLength(2);
 
