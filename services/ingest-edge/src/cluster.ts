@@ -60,13 +60,22 @@ export function startWorkers({
       if (isMessage(m) && m.t === 'pga-edge:metrics?')
         void metricsText().then(
           (text) => worker.isConnected() && worker.send({ t: 'pga-edge:metrics', id: m.id, text } satisfies Message),
+          // Not an unhandled rejection (it would end the primary): the worker's scrape times out.
+          (err: unknown) => logger.error({ err }, 'metrics aggregation failed'),
         );
     });
   };
   for (let i = 0; i < workers; i++) fork();
   cluster.on('exit', (worker, code, signal) => {
     const final = last.get(worker.id);
-    if (final) retired = retired.then((sum) => mergeCumulative(sum, final));
+    // A failed merge keeps the sum so far: a rejected `retired` would fail every later scrape.
+    if (final)
+      retired = retired.then((sum) =>
+        mergeCumulative(sum, final).catch((err: unknown) => {
+          logger.error({ err, pid: worker.process.pid }, "an exited worker's counters could not be kept");
+          return sum;
+        }),
+      );
     // Kept a little longer for an aggregation that listed this worker before its exit.
     setTimeout(() => last.delete(worker.id), 10_000).unref();
     if (stopping) return;
