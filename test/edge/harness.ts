@@ -173,8 +173,14 @@ export function rawRequest(port: number, parts: (string | Buffer | ((r: RawSessi
       15_000,
     );
     let partsDone: Promise<void> = Promise.resolve();
-    const tryParse = (closed: boolean) => {
+    const tryParse = (closed: boolean, why?: string) => {
       const parsed = parseResponse(data, closed);
+      // Closed or reset with no complete answer: none can come any more; say so now, and how.
+      if (!parsed && closed && !result) {
+        clearTimeout(timer);
+        socket.destroy();
+        return reject(new Error(`connection ${why} before a complete answer: ${data.toString('latin1').slice(0, 500)}`));
+      }
       if (parsed && !result) {
         result = parsed;
         // Let the remaining parts run, then give the server a moment to close (or not).
@@ -192,8 +198,8 @@ export function rawRequest(port: number, parts: (string | Buffer | ((r: RawSessi
       data = Buffer.concat([data, chunk]);
       tryParse(false);
     });
-    socket.on('end', () => tryParse(true));
-    socket.on('error', () => tryParse(true));
+    socket.on('end', () => tryParse(true, 'closed by the server'));
+    socket.on('error', (err: NodeJS.ErrnoException) => tryParse(true, `failed (${err.code ?? err.message})`));
     socket.once('connect', () => {
       partsDone = (async () => {
         try {
