@@ -22,8 +22,9 @@ describe('collector JWT checks at the edge', () => {
   const expect401 = async (token: string | undefined, headers: Record<string, string> = {}) => {
     const res = await push(token, headers);
     expect([res.status, res.json?.error?.code]).toEqual([401, 'UNAUTHORIZED']);
-    // RFC 6750 §3: the scheme and realm, and invalid_token whenever credentials were sent.
-    const sent = token !== undefined || headers.authorization !== undefined;
+    // RFC 6750 §3: the scheme and realm, and invalid_token whenever a bearer token was sent (not
+    // with no credentials or another scheme, §3.1).
+    const sent = token ? true : /^bearer\s/i.test(headers.authorization ?? '');
     expect(res.headers.get('www-authenticate')).toBe(
       sent ? 'Bearer realm="pganalytics", error="invalid_token"' : 'Bearer realm="pganalytics"',
     );

@@ -1,7 +1,8 @@
 import { spawnSync } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '@pga/config';
+import { ConfigError, portAvailable } from '@pga/config';
 import { readEdgeConfig } from '../../services/ingest-edge/src/config';
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -48,5 +49,23 @@ describe('process configuration', () => {
     const lines = res.stderr.trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^ingest-edge: invalid environment: INGEST_PORT: expected a port 0-65535/);
+  });
+});
+
+describe('portAvailable (the edge and npm start check their ports with it)', () => {
+  it('true for a free port, false for one in use, and an error naming the cause for an address this host lacks', async () => {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const taken = (server.address() as AddressInfo).port;
+    try {
+      expect(await portAvailable('127.0.0.1', taken)).toBe(false);
+      server.close();
+      await new Promise((resolve) => server.once('close', resolve));
+      expect(await portAvailable('127.0.0.1', taken)).toBe(true);
+      // Not "in use": a bad INGEST_HOST must not be reported as a taken port.
+      await expect(portAvailable('192.0.2.1', taken)).rejects.toThrow(`cannot listen on 192.0.2.1:${taken}: EADDRNOTAVAIL`);
+    } finally {
+      server.close();
+    }
   });
 });

@@ -128,6 +128,7 @@ describe('@pga/db: a PostgreSQL connection lost while a client is checked out', 
       expect(line!.msg).toBe('idle PostgreSQL client error');
       expect(line!.err.message).toMatch(/terminat/i);
       expect(line!.err.code).toBe('57P01'); // admin_shutdown: pg_terminate_backend
+      expect(line!.err.type).toBe('DatabaseError');
       expect(line!.err.client, 'the pg client object (connection, parameters, buffers)').toBeUndefined();
       expect(JSON.stringify(line).length).toBeLessThan(1500);
       expect(uncaught).toEqual([]);

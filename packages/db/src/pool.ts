@@ -55,10 +55,14 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
     ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
   });
   // An idle client losing its connection must not crash the process (STYLE.md). pg-pool attaches
-  // the client to the error (`err.client`: its connection, parameters and buffers, ~4 KB a line);
-  // the line names the error only.
-  pool.on('error', (err: Error & { code?: string }) =>
-    options.logger?.warn({ err: { type: err.name, message: err.message, code: err.code } }, 'idle PostgreSQL client error'),
-  );
+  // the client to the error (`err.client`: its connection, parameters and buffers, ~4 KB a line):
+  // the line names the error only — its class (pino's `type`), message and SQLSTATE.
+  pool.on('error', (err: Error & { code?: string }) => {
+    const named = Object.assign(Object.create(Object.getPrototypeOf(err) as object) as Error, {
+      message: err.message,
+      code: err.code,
+    });
+    options.logger?.warn({ err: named }, 'idle PostgreSQL client error');
+  });
   return pool;
 }

@@ -12,7 +12,13 @@ const logger = createLogger({ name: 'ingest-edge', level: config.LOG_LEVEL });
 // would also let this edge silently join a port another edge (another install) holds: the kernel
 // would then split the collectors' connections between the two. The primary checks first, before
 // any process of its own listens; its workers then join its port.
-if (cluster.isPrimary && !(await portAvailable(config.INGEST_HOST, config.INGEST_PORT))) {
+const portFree = cluster.isPrimary
+  ? await portAvailable(config.INGEST_HOST, config.INGEST_PORT).catch((err: unknown) => {
+      logger.fatal({ err }, err instanceof Error ? err.message : 'cannot listen');
+      return process.exit(1);
+    })
+  : true;
+if (!portFree) {
   logger.fatal(
     { host: config.INGEST_HOST, port: config.INGEST_PORT },
     `cannot listen: port ${config.INGEST_PORT} on ${config.INGEST_HOST} is in use (another edge or program); set INGEST_PORT`,

@@ -27,7 +27,7 @@ export interface RouteOptions {
   maxBody?: number;
   /**
    * How a client authenticates here, for the WWW-Authenticate of a 401: `bearer` (RFC 6750: the
-   * realm, and `error="invalid_token"` when a token was sent; the route must read `authorization`)
+   * realm, and `error="invalid_token"` when a bearer token was sent; the route must read `authorization`)
    * or the enrollment's `X-Registration-Secret` header.
    */
   auth?: 'bearer' | 'registration-secret';
@@ -38,7 +38,9 @@ const REALM = 'realm="pganalytics"';
 
 function challenge(auth: RouteOptions['auth'], headers: Record<string, string>): string | undefined {
   if (auth === 'registration-secret') return `X-Registration-Secret ${REALM}`;
-  if (auth === 'bearer') return headers.authorization ? `Bearer ${REALM}, error="invalid_token"` : `Bearer ${REALM}`;
+  // RFC 6750 §3.1: an error code only when a bearer token was sent (not for no or another scheme).
+  if (auth === 'bearer')
+    return /^bearer\s/i.test(headers.authorization ?? '') ? `Bearer ${REALM}, error="invalid_token"` : `Bearer ${REALM}`;
   return undefined;
 }
 
