@@ -1,9 +1,10 @@
+import { connect } from 'node:net';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { publishCollectorChange } from '@pga/redis-keys';
-import { call, EdgeWorld, type TestCollector } from './harness';
+import { call, EdgeWorld, waitUntil, type TestCollector } from './harness';
 
 const FIXTURE = readFileSync(new URL('../fixtures/pganalytics-v3-push.sample.json', import.meta.url), 'utf8');
 const FIXTURE_ID = '11111111-2222-4333-8444-555555555555';
@@ -280,13 +281,41 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
       ['/api/v1/collectors/register', 'PUT', 'POST'],
       ['/api/v1/collectors/refresh-token', 'GET', 'POST'],
       ['/api/v1/collectors/x/heartbeat', 'GET', 'POST'],
-      ['/api/v1/collectors/x/config', 'POST', 'GET'],
-      ['/api/v1/config/x', 'DELETE', 'GET'],
-      ['/healthz', 'POST', 'GET'],
-      ['/metrics', 'POST', 'GET'],
+      ['/api/v1/collectors/x/config', 'POST', 'GET, HEAD'],
+      ['/api/v1/config/x', 'DELETE', 'GET, HEAD'],
+      ['/healthz', 'POST', 'GET, HEAD'],
+      ['/metrics', 'POST', 'GET, HEAD'],
     ]) {
       const res = await call(`${url}${path}`, { method });
       expect([path, res.status, res.headers.get('allow')]).toEqual([path, 405, allow]);
+    }
+  });
+
+  it('answers HEAD like GET without a body, so the next answer on the connection is read right', async () => {
+    // Pipelined on one keep-alive connection: a body after a HEAD answer would be taken for the
+    // start of the next answer (uptime checkers often probe with HEAD).
+    const socket = connect(Number(new URL(url).port), '127.0.0.1');
+    let data = '';
+    socket.on('data', (chunk: Buffer) => (data += chunk.toString('latin1')));
+    await new Promise((resolve) => socket.once('connect', resolve));
+    const get = (path: string) => `GET ${path} HTTP/1.1\r\nHost: edge\r\n\r\n`;
+    const head = (path: string) => `HEAD ${path} HTTP/1.1\r\nHost: edge\r\n\r\n`;
+    socket.write(head('/healthz') + head('/api/v1/metrics/push') + head('/nope') + get('/healthz'));
+    try {
+      await waitUntil(() => (data.match(/HTTP\/1\.1 /g) ?? []).length === 4 && data.endsWith('}'), 5000, 'four answers');
+      const answers = data.split(/(?=HTTP\/1\.1 )/);
+      const [healthHead, pushHead, missingHead, healthGet] = answers;
+      const body = (a: string) => a.slice(a.indexOf('\r\n\r\n') + 4);
+      expect(healthHead).toMatch(/^HTTP\/1\.1 200 /);
+      expect(body(healthHead!)).toBe('');
+      expect(pushHead).toMatch(/^HTTP\/1\.1 405 [^]*allow: POST/i);
+      expect(body(pushHead!)).toBe('');
+      expect(missingHead).toMatch(/^HTTP\/1\.1 404 /);
+      expect(body(missingHead!)).toBe('');
+      expect(healthGet).toMatch(/^HTTP\/1\.1 200 /);
+      expect(JSON.parse(body(healthGet!))).toMatchObject({ status: 'ok' });
+    } finally {
+      socket.destroy();
     }
   });
 });

@@ -26,6 +26,8 @@ export class Reply {
   status = 0;
   /** Set when the request body is still arriving: the connection is closed after answering. */
   bodyPending = false;
+  /** A HEAD request: the answer's status and headers without its body (RFC 9110 §9.3.2). */
+  head = false;
   constructor(
     readonly res: HttpResponse,
     private readonly onDone: (status: number) => void,
@@ -41,7 +43,10 @@ export class Reply {
         if (headers) for (const k in headers) this.res.writeHeader(k, headers[k]!);
         // Answering before the body is fully read (auth failure, cap exceeded): close, so the rest
         // of the body is never taken for the next request on this connection.
-        this.res.end(body, this.bodyPending);
+        // No Content-Length with it (RFC 9110 §8.6 allows that for HEAD): this uWS.js build writes
+        // nothing at all for endWithoutBody(length).
+        if (this.head) this.res.endWithoutBody();
+        else this.res.end(body, this.bodyPending);
       });
     }
     this.onDone(this.aborted ? 0 : status);

@@ -69,6 +69,7 @@ export class RouteKit {
       const reply = new Reply(res, (status) => {
         metrics.request(options.name, status);
       });
+      reply.head = req.getMethod() === 'head';
       let reader: BodyReader | undefined;
       const length = headers['content-length'] ? Number(headers['content-length']) : NaN;
       const declared = Number.isFinite(length) ? length : undefined;

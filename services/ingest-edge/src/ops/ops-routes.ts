@@ -1,4 +1,4 @@
-import type { HttpResponse } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 
 export interface OpsDeps {
   isReady(): { ready: boolean; reason?: string };
@@ -8,32 +8,45 @@ export interface OpsDeps {
   metricsContentType: string;
 }
 
-function write(res: HttpResponse, status: string, contentType: string, body: string): void {
-  res.cork(() =>
-    res.writeStatus(status).writeHeader('content-type', contentType).writeHeader('cache-control', 'no-store').end(body),
-  );
+/** Writes the answer; to a HEAD request its status and headers only. */
+function write(res: HttpResponse, status: string, contentType: string, body: string, head: boolean): void {
+  res.cork(() => {
+    res.writeStatus(status).writeHeader('content-type', contentType).writeHeader('cache-control', 'no-store');
+    if (head)
+      res.endWithoutBody(); // no Content-Length: see Reply.send
+    else res.end(body);
+  });
 }
+
+const isHead = (req: HttpRequest) => req.getMethod() === 'head';
 
 /** `/healthz` (process alive), `/readyz` (queue reachable, deny state loaded, not draining), `/metrics`. */
 export function opsRoutes(deps: OpsDeps) {
   return {
-    healthz(res: HttpResponse): void {
-      write(res, '200 OK', 'application/json', JSON.stringify({ status: 'ok', pid: process.pid }));
+    healthz(res: HttpResponse, req: HttpRequest): void {
+      write(res, '200 OK', 'application/json', JSON.stringify({ status: 'ok', pid: process.pid }), isHead(req));
     },
-    readyz(res: HttpResponse): void {
+    readyz(res: HttpResponse, req: HttpRequest): void {
       const { ready, reason } = deps.isReady();
       // Which process of a multi-process edge answered (as in /healthz), and how many there are.
       const [status, body] = ready
         ? ['200 OK', { status: 'ready' }]
         : ['503 Service Unavailable', { status: 'not ready', reason }];
-      write(res, status, 'application/json', JSON.stringify({ ...body, pid: process.pid, processes: deps.processes }));
+      write(
+        res,
+        status,
+        'application/json',
+        JSON.stringify({ ...body, pid: process.pid, processes: deps.processes }),
+        isHead(req),
+      );
     },
-    metrics(res: HttpResponse): void {
+    metrics(res: HttpResponse, req: HttpRequest): void {
+      const head = isHead(req);
       let aborted = false;
       res.onAborted(() => (aborted = true));
       deps.metricsText().then(
-        (text) => !aborted && write(res, '200 OK', deps.metricsContentType, text),
-        () => !aborted && write(res, '500 Internal Server Error', 'text/plain', 'metrics unavailable\n'),
+        (text) => !aborted && write(res, '200 OK', deps.metricsContentType, text, head),
+        () => !aborted && write(res, '500 Internal Server Error', 'text/plain', 'metrics unavailable\n', head),
       );
     },
   };
