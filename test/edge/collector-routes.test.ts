@@ -131,7 +131,8 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
     const queued = [JSON.stringify({ id: 'cmd-a', action: 'restart' }), JSON.stringify({ id: 'cmd-b', action: 'stop' })];
     await world.redis.rpush(world.keys.commands(lonely.id), ...queued);
     const failed = await call(`${dead.url}/api/v1/collectors/${lonely.id}/heartbeat`, { token: lonely.token, body: '{}' });
-    expect(failed.status).toBeGreaterThanOrEqual(500);
+    // The database is away, not the edge broken: 503 + Retry-After, which the collector retries.
+    expect([failed.status, failed.json?.error?.code, Number(failed.headers.get('retry-after'))]).toEqual([503, 'UNAVAILABLE', 5]);
     await expectCommandsKept(lonely, queued);
   });
 

@@ -319,7 +319,7 @@ export async function spawnEdge(env: Record<string, string>, { waitReady = true 
     // /readyz: every process of a multi-process edge (each fresh connection reaches one of them).
     await waitForProcesses(port, waitReady ? '/readyz' : '/healthz', {
       check: () => {
-        if (child.exitCode !== null) throw new GiveUp(`edge exited: ${out}`);
+        if (child.exitCode !== null) throw new GiveUp(`edge exited with code ${child.exitCode}: ${out}`);
       },
     });
   } catch (err) {

@@ -69,7 +69,9 @@ describe('edge processes (main.ts, EDGE_PROCESSES=2)', () => {
         await intruder.stop();
       }
     } catch (err) {
+      // It exited during its start-up wait: spawnEdge says with which code.
       said = String(err);
+      expect(said).toContain('edge exited with code 1:');
     }
     expect(said).toMatch(new RegExp(`port ${cluster.port} on 127\\.0\\.0\\.1 is in use`));
     // Every connection still reaches this edge's own processes.
@@ -232,6 +234,7 @@ describe('a starting edge worker', () => {
       while (!allRefused && Date.now() - started < 1000)
         allRefused = (await Promise.all(Array.from({ length: 8 }, (_, i) => pushFresh(i)))).every((a) => a.status === 401);
       expect(allRefused).toBe(true);
+      expect(Date.now() - started).toBeLessThan(1000);
       for (let i = 0; i < 16; i++) expect((await pushFresh(100 + i)).status).toBe(401);
     } finally {
       // The world's clean-up talks to its Redis: start it if the test failed before it did.
@@ -246,18 +249,22 @@ describe('SIGTERM drain', () => {
   it('turns readiness off, finishes the in-flight push, exits 0', async () => {
     await using world = await EdgeWorld.create();
     const c = await world.collector();
-    // A long packing window keeps the push in flight while SIGTERM arrives.
-    const edge = await spawnEdge(world.env({ INGEST_PORT: String(await freePort()), PACK_WINDOW_MS: '700' }));
+    const edge = await spawnEdge(world.env({ INGEST_PORT: String(await freePort()) }));
     try {
       let readyDuringDrain = '';
       const keepAlive = freshRequest(edge.port, 'GET', '/healthz'); // sanity: the edge answers
       expect((await keepAlive).status).toBe(200);
+      // Redis holds every write for 600 ms (reads go on): the push's enqueue is still waiting for
+      // Redis when SIGTERM arrives.
+      await world.redis.call('CLIENT', 'PAUSE', '600', 'WRITE');
+      let answered = false;
       const inflight = fetch(`${edge.url}/api/v1/metrics/push`, {
         method: 'POST',
         headers: { authorization: `Bearer ${c.token}`, 'content-type': 'application/json' },
         body: '{"drain":1}',
-      });
+      }).finally(() => (answered = true));
       await new Promise((r) => setTimeout(r, 150));
+      expect(answered).toBe(false);
       const exited = edge.stop();
       await new Promise((r) => setTimeout(r, 150));
       readyDuringDrain = await fetch(`${edge.url}/readyz`).then(
