@@ -2,8 +2,9 @@ import { spawnSync } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, portAvailable } from '@pga/config';
+import { ConfigError, int, portAvailable } from '@pga/config';
 import { readEdgeConfig } from '../../services/ingest-edge/src/config';
+import { readWriterConfig } from '../../services/writer/src/config';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const goodEnv = {
@@ -28,6 +29,28 @@ describe('process configuration', () => {
     expect(() => readEdgeConfig({ ...goodEnv, DATABASE_URL: undefined })).toThrowError(/DATABASE_URL: .*not set/);
   });
 
+  it('an empty variable means its default, as an unset one does', () => {
+    const config = readEdgeConfig({ ...goodEnv, INGEST_PORT: '', ENQUEUE_TIMEOUT_MS: '', PACK_MAX_PUSHES: '' });
+    expect([config.INGEST_PORT, config.ENQUEUE_TIMEOUT_MS, config.PACK_MAX_PUSHES]).toEqual([8080, 2000, 100]);
+    // A boolean's empty value used to read as false, whatever the default.
+    const writer = readWriterConfig({ ...goodEnv, WRITER_MIGRATE: '', WRITER_REQUIRE_NOEVICTION: '' });
+    const defaults = readWriterConfig(goodEnv);
+    expect([writer.WRITER_MIGRATE, writer.WRITER_REQUIRE_NOEVICTION]).toEqual([
+      defaults.WRITER_MIGRATE,
+      defaults.WRITER_REQUIRE_NOEVICTION,
+    ]);
+    expect(defaults.WRITER_REQUIRE_NOEVICTION).toBe(true);
+    expect(() => readWriterConfig({ ...goodEnv, WRITER_MIGRATE: 'maybe' })).toThrowError(
+      /WRITER_MIGRATE: expected true or false/,
+    );
+  });
+
+  it('a default outside its bounds is held to them (EDGE_PROCESSES defaults to the cores, at most 64)', () => {
+    expect(int(100, 1, 64).parse(undefined)).toBe(64);
+    expect(int(0, 1, 64).parse('')).toBe(1);
+    expect(() => int(2, 1, 64).parse('100')).toThrow(/at most 64/);
+  });
+
   it('never echoes a secret in the error', () => {
     let message = '';
     try {
@@ -37,6 +60,18 @@ describe('process configuration', () => {
     }
     expect(message).toMatch(/JWT_SECRET/);
     expect(message).not.toContain('short-secret-value');
+  });
+
+  it('the edge refuses INGEST_PORT=0 with more than one process (each would get a port of its own)', () => {
+    const res = spawnSync(path.join(root, 'node_modules/.bin/tsx'), [path.join(root, 'services/ingest-edge/src/main.ts')], {
+      env: { PATH: process.env.PATH, ...goodEnv, INGEST_PORT: '0', EDGE_PROCESSES: '2' },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(res.status).toBe(1);
+    expect(res.stderr.trim()).toBe(
+      'ingest-edge: invalid environment: INGEST_PORT: 0 (any free port) works only with EDGE_PROCESSES=1, not 2: each process would listen on a port of its own',
+    );
   });
 
   it('stops a service at start-up with one clear line', () => {

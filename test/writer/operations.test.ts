@@ -27,6 +27,13 @@ describe('writer: operations', () => {
     expect(await (await fetch(`${h.url}/healthz`)).json()).toEqual({ status: 'ok' });
     const ready = await fetch(`${h.url}/readyz`);
     expect(ready.status).toBe(200);
+    // Another method: 405 naming the ones allowed (RFC 9110 §15.5.6), as the edge answers.
+    const post = await fetch(`${h.url}/healthz`, { method: 'POST' });
+    expect([post.status, post.headers.get('allow'), ((await post.json()) as any).error.code]).toEqual([
+      405,
+      'GET, HEAD',
+      'METHOD_NOT_ALLOWED',
+    ]);
     await h.waitForJob(await h.enqueue([pushItem(fixture)]), 'completed');
     await h.writer.pushWorker.refreshGauges();
     const text = await (await fetch(`${h.url}/metrics`)).text();

@@ -1,13 +1,22 @@
 import { z } from 'zod';
 
+/**
+ * `NAME=` (set but empty, as a compose file or a shell script with an unset variable writes it)
+ * means the default, not a value: `WRITER_MIGRATE=` must not turn migrations off, nor
+ * `ENQUEUE_TIMEOUT_MS=` read as 0.
+ */
+const emptyIsUnset = <T extends z.ZodType>(schema: T) => z.preprocess((v) => (v === '' ? undefined : v), schema);
+
 /** A TCP port from an environment string, with a default. */
 export const port = (fallback: number) =>
-  z.coerce
-    .number({ message: 'expected a port number' })
-    .int('expected a whole number')
-    .min(0, 'expected a port 0-65535')
-    .max(65535, 'expected a port 0-65535')
-    .default(fallback);
+  emptyIsUnset(
+    z.coerce
+      .number({ message: 'expected a port number' })
+      .int('expected a whole number')
+      .min(0, 'expected a port 0-65535')
+      .max(65535, 'expected a port 0-65535')
+      .default(fallback),
+  );
 
 /** A URL with one of the given schemes. */
 export const url = (...schemes: string[]) =>
@@ -22,21 +31,25 @@ export const url = (...schemes: string[]) =>
     { message: `expected a URL starting with ${schemes.map((s) => `${s}://`).join(' or ')}` },
   );
 
-/** "true"/"false"/"1"/"0"/"yes"/"no" → boolean. */
+/** "true"/"false"/"1"/"0"/"yes"/"no" → boolean; empty or unset → the default. */
 export const bool = (fallback: boolean) =>
-  z
-    .enum(['true', 'false', '1', '0', 'yes', 'no', ''], { message: 'expected true or false' })
-    .default(fallback ? 'true' : 'false')
-    .transform((v) => v === 'true' || v === '1' || v === 'yes');
+  emptyIsUnset(
+    z
+      .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'expected true or false' })
+      .default(fallback ? 'true' : 'false')
+      .transform((v) => v === 'true' || v === '1' || v === 'yes'),
+  );
 
-/** A whole number within bounds, with a default. */
+/** A whole number within bounds; empty or unset → the default (itself held to the bounds). */
 export const int = (fallback: number, min: number, max: number) =>
-  z.coerce
-    .number({ message: 'expected a number' })
-    .int('expected a whole number')
-    .min(min, `expected at least ${min}`)
-    .max(max, `expected at most ${max}`)
-    .default(fallback);
+  emptyIsUnset(
+    z.coerce
+      .number({ message: 'expected a number' })
+      .int('expected a whole number')
+      .min(min, `expected at least ${min}`)
+      .max(max, `expected at most ${max}`)
+      .default(Math.min(max, Math.max(min, fallback))),
+  );
 
 export const logLevel = z
   .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {

@@ -7,7 +7,7 @@ export class ConfigError extends Error {
 
 /**
  * Parses `env` with `schema` once. On failure throws a ConfigError whose message is one line naming
- * every offending variable, e.g. `invalid environment: INGEST_PORT: expected a port 1-65535, got "abc"`.
+ * every offending variable, e.g. `invalid environment: INGEST_PORT: expected a port number (got "abc")`.
  * `main.ts` files catch it, print the message and exit 1.
  */
 export function loadConfig<S extends z.ZodType>(schema: S, env: Record<string, string | undefined> = process.env): z.infer<S> {

@@ -43,12 +43,10 @@ export {
   type UserRole,
 } from './domain';
 export {
-  PUSH_QUEUE,
   PushItemSchema,
   PushItemV2Schema,
   PushJobSchema,
   DEFAULT_REPLAY_WINDOW_SECONDS,
-  COLLECTOR_CHANGES_CHANNEL,
   CollectorChangeSchema,
   type PushItem,
   type PushItemV2,

@@ -1,8 +1,5 @@
 import { z } from 'zod';
 
-/** BullMQ queue the edge fills and the writer drains. */
-export const PUSH_QUEUE = 'pga-pushes';
-
 /**
  * One push inside a packed v1 job. The body travels as the exact bytes received (a latin1/utf8
  * string is fine because it was validated as UTF-8 JSON at the edge), never re-serialised, so 64-bit
@@ -49,9 +46,11 @@ export const PushJobSchema = z.discriminatedUnion('v', [
 ]);
 export type PushJob = z.infer<typeof PushJobSchema>;
 
-/** Redis pub/sub channel carrying token revocations / collector state changes to every edge. */
-export const COLLECTOR_CHANGES_CHANNEL = 'pga:collector-changes';
-
+/**
+ * A message of the change feed carrying token revocations / collector state changes to every edge.
+ * Its queue and channel names are in `@pga/redis-keys` (`pushQueue`, `changesChannel`), under the
+ * installation's key prefix.
+ */
 export const CollectorChangeSchema = z.object({
   collector_id: z.uuid(),
   kind: z.enum(['revoked', 'rotated', 'disabled', 'enabled', 'deleted', 'restored', 'config', 'command']),

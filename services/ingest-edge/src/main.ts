@@ -1,11 +1,19 @@
 import cluster from 'node:cluster';
-import { configOrExit, portAvailable } from '@pga/config';
+import { ConfigError, configOrExit, portAvailable } from '@pga/config';
 import { createLogger } from '@pga/logger';
 import { startWorkers, workerMetricsBridge, type MetricsJson } from './cluster';
 import { readEdgeConfig } from './config';
 import { createEdge } from './create-edge';
 
-const config = configOrExit('ingest-edge', readEdgeConfig);
+const config = configOrExit('ingest-edge', () => {
+  const read = readEdgeConfig();
+  // Port 0 is "any free port": each forked process would get one of its own, none of them known.
+  if (read.INGEST_PORT === 0 && read.EDGE_PROCESSES > 1)
+    throw new ConfigError(
+      `invalid environment: INGEST_PORT: 0 (any free port) works only with EDGE_PROCESSES=1, not ${read.EDGE_PROCESSES}: each process would listen on a port of its own`,
+    );
+  return read;
+});
 const logger = createLogger({ name: 'ingest-edge', level: config.LOG_LEVEL });
 
 // The processes of one edge share the port with SO_REUSEPORT (uWebSockets.js always sets it), which

@@ -12,7 +12,7 @@ export function createOpsServer(o: OpsServerOptions): Server {
   return createServer((req, res) => {
     const url = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { 'content-type': 'application/json' });
+      res.writeHead(405, { 'content-type': 'application/json', allow: 'GET, HEAD' });
       res.end(JSON.stringify({ error: { code: 'METHOD_NOT_ALLOWED', message: 'use GET' } }));
       return;
     }
