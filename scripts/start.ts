@@ -1,9 +1,9 @@
 /**
  * `npm start`: the whole system on loopback. Without DATABASE_URL / REDIS_URL it runs a local
- * PostgreSQL and Redis under .data/ (created on first run, reused afterwards); then it applies
- * migrations, creates the first admin account, builds and starts the ingest edge, the writer and the
- * admin service (plain-JavaScript bundles, scripts/lib/service-build.ts), prints the URLs, and on
- * Ctrl-C stops everything it started, by PID.
+ * PostgreSQL and Redis under .data/ (created on first run, reused afterwards, on the same ports); then
+ * it applies migrations, creates the first admin account, builds and starts the ingest edge, the writer
+ * and the admin service (plain-JavaScript bundles, scripts/lib/service-build.ts), prints the URLs, and
+ * on Ctrl-C stops everything it started, by PID.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -49,6 +49,31 @@ function localSecrets(dataDir: string): { JWT_SECRET: string; ENCRYPTION_KEY: st
   };
   writeFileSync(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
   return secrets;
+}
+
+/**
+ * The local PostgreSQL's or Redis's port: the one kept in ports.json when it is free, so that a
+ * collector registered with the banner's port still reaches it after a restart; otherwise (first
+ * run, or the kept port taken by another program now) a free one, kept from then on.
+ */
+async function localPort(dataDir: string, name: 'postgres' | 'redis'): Promise<number> {
+  const file = path.join(dataDir, 'ports.json');
+  const kept: Partial<Record<typeof name, number>> = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {};
+  const old = kept[name];
+  if (old !== undefined && (await portAvailable('127.0.0.1', old))) return old;
+  let port = await freePort();
+  // Not the other server's kept port, free only because that server has not started yet.
+  while (Object.values(kept).includes(port)) port = await freePort();
+  if (old !== undefined)
+    logger.warn(
+      { port, oldPort: old },
+      name === 'postgres'
+        ? `local PostgreSQL port ${old} is in use by another program; using port ${port} now: ` +
+            `a collector whose target database is 127.0.0.1:${old} must be updated to port ${port}`
+        : `local Redis port ${old} is in use by another program; using port ${port} now`,
+    );
+  writeFileSync(file, JSON.stringify({ ...kept, [name]: port }, null, 2));
+  return port;
 }
 
 const started: { name: string; stop: () => Promise<void> }[] = [];
@@ -136,7 +161,7 @@ try {
   if (!databaseUrl) {
     const pg: PostgresHandle = await startPostgres({
       dataDir: path.join(config.DATA_DIR, 'postgres'),
-      port: await freePort(),
+      port: await localPort(config.DATA_DIR, 'postgres'),
       password: secrets.PG_PASSWORD,
       // Ctrl-C reaches the services and this script; PostgreSQL and Redis are stopped after them.
       ownProcessGroup: true,
@@ -151,7 +176,7 @@ try {
   if (!redisUrl) {
     const redis: RedisHandle = await startRedis({
       dataDir: path.join(config.DATA_DIR, 'redis'),
-      port: await freePort(),
+      port: await localPort(config.DATA_DIR, 'redis'),
       ownProcessGroup: true,
     });
     started.push({ name: 'redis', stop: redis.stop });

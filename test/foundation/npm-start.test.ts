@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import uWS from 'uWebSockets.js';
@@ -42,6 +43,12 @@ const answers = (port: number, route: string) =>
 /** PIDs the stack logged for its PostgreSQL and Redis (they run in process groups of their own). */
 const serverPids = (output: string) => [...output.matchAll(/"serverPid":(\d+)/g)].map((m) => Number(m[1]));
 
+/** The local PostgreSQL's port as the banner prints it, and the local Redis's as the log says it. */
+const localPorts = (output: string) => ({
+  postgres: Number(/Local PostgreSQL {3}127\.0\.0\.1:(\d+)/.exec(output)?.[1]),
+  redis: Number(/"port":(\d+)[^\n]*"msg":"local Redis started"/.exec(output)?.[1]),
+});
+
 describe('npm start (README.md)', () => {
   const cleanup: (() => void)[] = [];
   afterEach(() => {
@@ -60,6 +67,29 @@ describe('npm start (README.md)', () => {
     WRITER_PORT: String(await freePort()),
   });
   const dataDir = (label: string) => path.join(testEnv.dataDir, `npm-start-${label}-${process.pid}`);
+
+  /** `npm start` on `dir` until its banner (failing at once, with its output, if it exits first). */
+  async function running(dir: string): Promise<Started> {
+    const s = npmStart({ ...(await ports()), DATA_DIR: dir, LOG_LEVEL: 'info' });
+    reap(s);
+    await until(
+      'the "running" banner or an exit',
+      () => s.output().includes('pgAnalytics Central is running') || s.npm.exitCode !== null,
+      180_000,
+    );
+    expect(s.output()).toContain('pgAnalytics Central is running');
+    return s;
+  }
+  /** Stops a start as a supervisor does (SIGTERM to npm) and waits until nothing of it is left. */
+  async function stop(s: Started): Promise<void> {
+    const servers = serverPids(s.output());
+    s.npm.kill('SIGTERM');
+    await until(
+      'PostgreSQL, Redis and every process of the start stopped',
+      () => servers.every((pid) => !alive(pid)) && !processTable().some((q) => q.pgrp === s.npm.pid && q.state !== 'Z'),
+      45_000,
+    );
+  }
 
   it('stops everything it started when npm itself is sent SIGTERM (a supervisor, `kill`, `timeout`)', async () => {
     const p = await ports();
@@ -88,6 +118,48 @@ describe('npm start (README.md)', () => {
       () => !processTable().some((q) => q.pgrp === s.npm.pid && q.state !== 'Z'),
       10_000,
     );
+  }, 300_000);
+
+  it("keeps the local PostgreSQL and Redis on the same ports across restarts (a collector registered with the banner's port still reaches it)", async () => {
+    const dir = dataDir('same-ports');
+    const first = await running(dir);
+    const ports = localPorts(first.output());
+    expect(ports.postgres, first.output()).toBeGreaterThan(0);
+    expect(ports.redis, first.output()).toBeGreaterThan(0);
+    await stop(first);
+
+    const second = await running(dir);
+    expect(localPorts(second.output())).toEqual(ports);
+    expect(second.output()).not.toContain('is in use by another program');
+    await stop(second);
+  }, 300_000);
+
+  it('moves the local PostgreSQL off its kept port only when another program holds it, says so, and keeps the new port', async () => {
+    const dir = dataDir('port-taken');
+    const first = await running(dir);
+    const kept = localPorts(first.output());
+    await stop(first);
+
+    // Another program on the kept PostgreSQL port while the stack is down.
+    const other = createServer();
+    await new Promise<void>((resolve) => other.listen(kept.postgres, '127.0.0.1', resolve));
+    cleanup.push(() => other.close());
+    const second = await running(dir);
+    const moved = localPorts(second.output());
+    expect(moved.postgres).not.toBe(kept.postgres);
+    expect(moved.postgres).toBeGreaterThan(0);
+    expect(second.output()).toContain(
+      `local PostgreSQL port ${kept.postgres} is in use by another program; using port ${moved.postgres} now`,
+    );
+    expect(moved.redis, 'Redis keeps its port').toBe(kept.redis);
+    await stop(second);
+    await new Promise((resolve) => other.close(resolve));
+
+    // The new port is the one kept now, even with the old one free again.
+    const third = await running(dir);
+    expect(localPorts(third.output())).toEqual(moved);
+    expect(third.output()).not.toContain('is in use by another program');
+    await stop(third);
   }, 300_000);
 
   it('refuses a port another program holds — even one that shares ports like the edge — naming it, before starting anything', async () => {

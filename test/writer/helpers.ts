@@ -64,7 +64,7 @@ export interface WriterHarness extends AsyncDisposable {
   url: string;
   enqueue(pushes: PushItem[], opts?: { attempts?: number; jobId?: string }): Promise<string>;
   /** Resolves when the job is in `state`. */
-  waitForJob(id: string, state: 'completed' | 'failed', timeoutMs?: number): Promise<void>;
+  waitForJob(id: string, state: 'completed' | 'failed' | 'delayed', timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -6,6 +6,17 @@ import { fixture, pushItem, startWriterHarness, waitUntil, type WriterHarness } 
 const day = (offset: number) =>
   `collector_metrics_p${new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10).replaceAll('-', '')}`;
 
+/** One statement on a connection of its own (no writer needs to be running). */
+async function sql(db: TestDatabase, text: string, params: unknown[] = []): Promise<pg.QueryResult> {
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  try {
+    return await client.query(text, params);
+  } finally {
+    await client.end();
+  }
+}
+
 async function metric(h: WriterHarness, pattern: RegExp): Promise<number> {
   const text = await (await fetch(`${h.url}/metrics`)).text();
   return text
@@ -72,6 +83,37 @@ describe('writer: partition and retention job', () => {
     } finally {
       await b.close();
       await a.close();
+    }
+  });
+
+  it('runs at every start, not only when its schedule is new: a restarted writer drops what expired while it was down', async () => {
+    const first = await startWriterHarness(db.url, { METRICS_RETENTION_DAYS: '14' });
+    try {
+      await waitUntil(
+        'the first run',
+        async () => (await metric(first, /^writer_maintenance_runs_total\{job="partitions"/)) >= 1,
+        15_000,
+      );
+    } finally {
+      await first.close();
+    }
+    // Expired while no writer ran; the hourly schedule's next run is still most of an hour away.
+    await sql(
+      db,
+      `CREATE TABLE ${day(-25)} PARTITION OF collector_metrics FOR VALUES FROM ('${new Date(Date.now() - 25 * 86_400_000).toISOString().slice(0, 10)}') TO ('${new Date(Date.now() - 24 * 86_400_000).toISOString().slice(0, 10)}')`,
+    );
+    const again = await startWriterHarness(db.url, { METRICS_RETENTION_DAYS: '14', REDIS_KEY_PREFIX: first.prefix });
+    try {
+      const [schedule] = (await again.writer.maintenance.queue.getJobSchedulers()).filter((s) => s.key === 'partitions');
+      expect(schedule!.next! - Date.now()).toBeGreaterThan(30 * 60_000);
+      await waitUntil(
+        'the expired partition dropped',
+        async () => (await sql(db, `SELECT to_regclass($1) AS t`, [day(-25)])).rows[0].t === null,
+        15_000,
+      );
+      expect(await metric(again, /^writer_maintenance_runs_total\{job="partitions",outcome="ok"/)).toBe(1);
+    } finally {
+      await again.close();
     }
   });
 

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { Queue } from 'bullmq';
+import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PushJob } from '@pga/contracts';
@@ -159,6 +159,42 @@ describe('writer: operations', () => {
       await h.pool.query('ALTER TABLE ingest_ledger_away RENAME TO ingest_ledger');
     }
     await waitUntil('dead letter counted', async () => (await deadLetters()) === before + 1, 5000, 50);
+  });
+
+  it('counts a push waiting for its retry in the queue lag and in writer_queue_retrying_jobs (it was invisible until it dead-lettered)', async () => {
+    await using h = await startWriterHarness(db.url);
+    const gauges = async () => {
+      await h.writer.pushWorker.refreshGauges();
+      const text = await (await fetch(`${h.url}/metrics`)).text();
+      const read = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+      return {
+        lag: read('writer_queue_lag_seconds'),
+        retrying: read('writer_queue_retrying_jobs'),
+        held: read('writer_in_flight_jobs'),
+      };
+    };
+    let job: Job<PushJob> | undefined;
+    await h.pool.query('ALTER TABLE ingest_ledger RENAME TO ingest_ledger_away');
+    try {
+      // 42P01 fails the attempt (an operator must act); BullMQ's backoff holds the job in its delayed set.
+      job = await h.queue.add(
+        'push',
+        { v: 1, pushes: [pushItem(fixture)] },
+        { attempts: 3, backoff: { type: 'fixed', delay: 60_000 } },
+      );
+      await h.waitForJob(job.id!, 'delayed');
+      await new Promise((r) => setTimeout(r, 1100));
+      const waiting = await gauges();
+      expect(waiting.retrying).toBe(1);
+      expect(waiting.held).toBe(0);
+      expect(waiting.lag).toBeGreaterThanOrEqual(1);
+    } finally {
+      await h.pool.query('ALTER TABLE ingest_ledger_away RENAME TO ingest_ledger');
+    }
+    // Retried now and stored: nothing waits any more.
+    await job!.promote();
+    await h.waitForJob(job!.id!, 'completed');
+    expect(await gauges()).toMatchObject({ lag: 0, retrying: 0 });
   });
 
   it('keeps dead letters for METRICS_RETENTION_DAYS (they were removed after 7 days, mid-retention)', async () => {

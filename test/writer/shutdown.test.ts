@@ -27,7 +27,7 @@ function logLines(w: ChildWriter) {
     .output()
     .split('\n')
     .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as { msg: string; level: number; reason?: string; heldJobs?: number });
+    .map((l) => JSON.parse(l) as { msg: string; level: number; reason?: string; heldJobs?: number; attempt?: number });
 }
 
 /**
@@ -115,6 +115,14 @@ describe('writer: stopping while a dependency is gone', () => {
       const items = Array.from({ length: 3 }, () => pushItem(fixture));
       const job = await queue.add('push', { v: 1, pushes: items }, { removeOnComplete: false, attempts: 10 });
       await first.waitForLog('transient PostgreSQL error; retrying batch');
+      // Its retries go on every 0.1 – 0.8 s: the first is said, the rest are counted in the outage's
+      // summaries (they were a warning each, ~12 a minute per batch for as long as it lasted).
+      await new Promise((r) => setTimeout(r, 2000));
+      const retryLines = () => logLines(first!).filter((l) => l.msg === 'transient PostgreSQL error; retrying batch');
+      expect(
+        retryLines().map((l) => l.attempt),
+        first.output(),
+      ).toEqual([1]);
       const exit = await stopWithin(first, 15_000);
       expect(exit.code, first.output()).toBe(1);
       expect(exit.ms, first.output()).toBeGreaterThanOrEqual(1400);

@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import { Redis } from 'ioredis';
 import { createPool, migrateDatabase, type Pool } from '@pga/db';
-import { createOutageLog, type Logger } from '@pga/logger';
+import { createOutageLog, isConnectionError, type Logger } from '@pga/logger';
 import { redisKeys } from '@pga/redis-keys';
 import { createBatcher } from './batcher';
 import type { WriterConfig } from './config';
@@ -95,6 +95,10 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
     },
     onRetry: (err, attempt, delayMs) => {
       metrics.retries.inc();
+      // PostgreSQL away: each batch in flight retries every few seconds for up to
+      // WRITER_RETRY_MAX_MS. Its first retry is said; the later ones are counted in the outage's
+      // summaries, not a line each.
+      if (attempt > 1 && isConnectionError(err)) return pgOutage.error(err, 'transient PostgreSQL error; retrying batch');
       batchLog.warn(
         { err: err instanceof Error ? err.message : String(err), attempt, delayMs },
         'transient PostgreSQL error; retrying batch',

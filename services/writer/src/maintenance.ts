@@ -153,6 +153,11 @@ export function createMaintenance(o: MaintenanceOptions) {
       await queue.upsertJobScheduler('partitions', { every: o.partitionsEveryMs }, { name: 'partitions' });
       await queue.upsertJobScheduler('sweep', { every: o.sweepEveryMs }, { name: 'sweep' });
       await queue.upsertJobScheduler('rollup', { every: o.rollupEveryMs }, { name: 'rollup' });
+      // A schedule keeps its next run across restarts, up to an interval away: a writer that was
+      // down (or a stack restarted) would leave expired partitions, DEFAULT rows and the ledger as
+      // they are until then. One run at start too; writers starting together add one between them
+      // (deduplicated until it has run).
+      await queue.add('partitions', {}, { deduplication: { id: 'partitions-at-start' } });
       void worker.run().catch((err: unknown) => log.error({ err }, 'maintenance worker stopped'));
     },
     /** For tests and operators: run a job body now in this process. */

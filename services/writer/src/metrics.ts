@@ -83,10 +83,15 @@ export function createWriterMetrics() {
     }),
     queueLag: new Gauge({
       name: 'writer_queue_lag_seconds',
-      help: 'now - enqueue time of the oldest push job not yet committed (waiting in the queue, or held by this process)',
+      help: 'now - enqueue time of the oldest push job not yet committed (waiting in the queue, waiting for a retry, or held by this process)',
       registers: r,
     }),
     queueWaiting: new Gauge({ name: 'writer_queue_waiting_jobs', help: 'Push jobs waiting in the queue', registers: r }),
+    queueRetrying: new Gauge({
+      name: 'writer_queue_retrying_jobs',
+      help: 'Push jobs that failed an attempt and wait for their next one (BullMQ delayed set)',
+      registers: r,
+    }),
     queueFailed: new Gauge({
       name: 'writer_queue_dead_letter_jobs',
       help: 'Push jobs in the failed set (dead letters)',

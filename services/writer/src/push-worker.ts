@@ -141,7 +141,8 @@ export function createPushWorker(o: PushWorkerOptions) {
     }
   });
 
-  // Queue handle for the gauges (lag = now - enqueue time of the oldest push not yet committed).
+  // Queue handle for the gauges (lag = now - enqueue time of the oldest push not yet committed:
+  // waiting, waiting for a retry, or held here).
   const queue = new Queue(o.queueName, { connection: o.connection, prefix: o.prefix });
   queue.on('error', (err) => o.redisOutage.error(err, 'push queue error'));
   /**
@@ -160,11 +161,32 @@ export function createPushWorker(o: PushWorkerOptions) {
     }
     return undefined;
   };
+  /**
+   * Enqueue time of the oldest job waiting for a retry (a failed attempt: BullMQ's delayed set, by
+   * due time). Backoff grows with the attempts, so the oldest jobs are usually due last: the 50
+   * due first and the 50 due last are read, not the whole set.
+   */
+  const oldestRetryingSince = async (): Promise<number | undefined> => {
+    const client = await queue.client;
+    const key = queue.toKey('delayed');
+    const [first, last] = await Promise.all([client.zrange(key, 0, 49), client.zrange(key, -50, -1)]);
+    const ids = [...new Set([...first, ...last])];
+    if (ids.length === 0) return undefined;
+    const stamps = await Promise.all(ids.map((id) => client.hget(queue.toKey(id), 'timestamp')));
+    // A job retried and finished between the two reads has no hash any more.
+    const oldest = Math.min(...stamps.filter((t) => t !== null).map(Number));
+    return Number.isFinite(oldest) ? oldest : undefined;
+  };
   const refreshGauges = async () => {
-    const [counts, waitingSince] = await Promise.all([queue.getJobCounts('wait', 'failed'), oldestWaitingSince()]);
+    const [counts, waitingSince, retryingSince] = await Promise.all([
+      queue.getJobCounts('wait', 'delayed', 'failed'),
+      oldestWaitingSince(),
+      oldestRetryingSince(),
+    ]);
     o.metrics.queueWaiting.set(counts.wait ?? 0);
+    o.metrics.queueRetrying.set(counts.delayed ?? 0);
     o.metrics.queueFailed.set(counts.failed ?? 0);
-    let oldest = waitingSince ?? Infinity;
+    let oldest = Math.min(waitingSince ?? Infinity, retryingSince ?? Infinity);
     for (const since of heldSince.values()) oldest = Math.min(oldest, since);
     o.metrics.queueLag.set(Number.isFinite(oldest) ? Math.max(0, (Date.now() - oldest) / 1000) : 0);
   };
