@@ -106,7 +106,11 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
     },
   );
   const box = createSecretBox(config.ENCRYPTION_KEY);
-  const kit = new RouteKit({ metrics, budget, logger });
+  // A PostgreSQL outage (enrollment, config, refresh answer 503) is one warning, a summary a minute
+  // and one line when a connection succeeds again: a fleet polling its config is not a line a request.
+  const pgOutage = createOutageLog(logger, 'PostgreSQL');
+  pool.on('connect', () => pgOutage.recovered());
+  const kit = new RouteKit({ metrics, budget, logger, pgOutage });
 
   function isReady(): { ready: boolean; reason?: string } {
     if (kit.draining) return { ready: false, reason: 'draining' };

@@ -1,7 +1,7 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { AppError } from '@pga/contracts';
 import { isDatabaseUnavailable } from '@pga/db';
-import type { Logger } from '@pga/logger';
+import type { Logger, OutageLog } from '@pga/logger';
 import type { EdgeMetrics } from '../ops/edge-metrics';
 import { readBody, type BodyReader, type InflightBudget } from './read-body';
 import { Reply } from './respond';
@@ -50,7 +50,15 @@ export class RouteKit {
   draining = false;
   private idle: (() => void)[] = [];
 
-  constructor(readonly deps: { metrics: EdgeMetrics; budget: InflightBudget; logger: Logger }) {}
+  constructor(
+    readonly deps: {
+      metrics: EdgeMetrics;
+      budget: InflightBudget;
+      logger: Logger;
+      /** Where a request's PostgreSQL connection failure goes: one line per outage, not per request. */
+      pgOutage: OutageLog;
+    },
+  ) {}
 
   /**
    * Wraps a handler with what uWS needs synchronously (onAborted, onData, header reads — `req` is
@@ -58,7 +66,7 @@ export class RouteKit {
    * `{"error":…}`, the budget released, the drain counter.
    */
   route(options: RouteOptions, handler: (ctx: RequestContext) => Promise<void> | void) {
-    const { metrics, budget, logger } = this.deps;
+    const { metrics, budget, logger, pgOutage } = this.deps;
     const wanted = ['content-length', ...(options.headers ?? [])];
     return (res: HttpResponse, req: HttpRequest): void => {
       const headers: Record<string, string> = {};
@@ -105,7 +113,7 @@ export class RouteKit {
         // A client that hung up was refused nothing (its body "aborted" included): it counts as
         // status 0 in edge_http_requests_total, not as a rejection.
         else if (!reply.aborted) metrics.rejections.inc({ reason: err.code });
-        if (err !== caught) logger.warn({ err: caught, route: options.name }, 'PostgreSQL unavailable');
+        if (err !== caught) pgOutage.error(caught, 'PostgreSQL unavailable', { route: options.name });
         // A refusal (401, 429, …) of a small body still arriving: let it finish, so the answer
         // keeps the connection alive and the client is not cut off mid-write. Anything large or
         // of unknown length is answered at once and the connection closed.

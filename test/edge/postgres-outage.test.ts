@@ -1,0 +1,47 @@
+import { expect, it } from 'vitest';
+import { createLogger } from '@pga/logger';
+import { ownPostgres } from '../writer/helpers';
+import { call, EdgeWorld } from './harness';
+
+/**
+ * The endpoints that read PostgreSQL (enrollment here; config and refresh alike) answer 503 +
+ * Retry-After while it is away, and the outage is logged like the Redis one: one warning when it
+ * starts, one line when a connection succeeds again — not a warning with a stack per request, which
+ * a fleet polling its config turned into hundreds of lines a minute.
+ */
+it('a PostgreSQL outage: 503 + Retry-After for every request that needs it, one line when it starts and one when it is over', async () => {
+  const pg = await ownPostgres('edgeoutage');
+  const lines: { level: number; msg: string }[] = [];
+  const logger = createLogger({
+    name: 'edge-test',
+    level: 'info',
+    destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+  });
+  await using world = await EdgeWorld.create();
+  try {
+    const edge = await world.startEdge({ DATABASE_URL: pg.url }, logger);
+    const enroll = () =>
+      call(`${edge.url}/api/v1/collectors/register`, {
+        headers: { 'x-registration-secret': 'no-such-secret' },
+        body: '{"name":"db-1","hostname":"db-1.local"}',
+      });
+    expect((await enroll()).status).toBe(401);
+
+    await pg.stop();
+    for (let i = 0; i < 5; i++) {
+      const res = await enroll();
+      expect([res.status, res.json.error.code, res.headers.get('retry-after')]).toEqual([503, 'UNAVAILABLE', '5']);
+    }
+    await pg.restart();
+    expect((await enroll()).status).toBe(401);
+
+    const said = lines.filter((l) => /^PostgreSQL /.test(l.msg)).map((l) => l.msg);
+    expect(said).toEqual([
+      expect.stringMatching(/^PostgreSQL unreachable: .*; retrying \(further errors summarised every 60 s\)$/),
+      expect.stringMatching(/^PostgreSQL reachable again after \d+\.\d s$/),
+    ]);
+    expect(lines.filter((l) => l.level >= 50)).toEqual([]);
+  } finally {
+    await pg.stop();
+  }
+});
