@@ -114,6 +114,10 @@ describe('edge processes (main.ts, EDGE_PROCESSES=2)', () => {
       'edge_request_body_bytes_total',
     ])
       expect(text).toContain(name);
+    // prom-client's process metrics, aggregated over the processes, under the edge's prefix once.
+    expect(text).toMatch(/^edge_process_resident_memory_bytes \d+/m);
+    expect(text).toMatch(/^edge_nodejs_eventloop_lag_p99_seconds [\d.e-]+$/m);
+    expect(text).not.toContain('edge_process_process_');
   });
 
   it('/metrics counters never go down when a worker dies (Prometheus would count its whole total again)', async () => {

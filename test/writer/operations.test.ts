@@ -46,6 +46,8 @@ describe('writer: operations', () => {
       'writer_retries_total 0',
       'writer_dead_letters_total 0',
       'writer_queue_dead_letter_jobs 0',
+      'writer_process_cpu_user_seconds_total ',
+      'writer_nodejs_eventloop_lag_p99_seconds ',
     ]) {
       expect(text, name).toContain(name);
     }

@@ -3,7 +3,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 /** Everything /metrics exposes (issue 5 §6). One registry per writer instance (tests run several). */
 export function createWriterMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'writer_process_' });
+  collectDefaultMetrics({ register: registry, prefix: 'writer_' });
   const r = [registry];
   return {
     registry,

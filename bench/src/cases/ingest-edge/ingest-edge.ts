@@ -76,8 +76,8 @@ const startEdge = (ctx: ScenarioContext) => startPipeline(ctx, {}, undefined, { 
 async function scrapeEdgeLag(url: string): Promise<{ p99?: number; max?: number }> {
   const text = await fetch(`${url}/metrics`).then((r) => r.text());
   return {
-    p99: sampleValue(text, 'edge_process_nodejs_eventloop_lag_p99_seconds'),
-    max: sampleValue(text, 'edge_process_nodejs_eventloop_lag_max_seconds'),
+    p99: sampleValue(text, 'edge_nodejs_eventloop_lag_p99_seconds'),
+    max: sampleValue(text, 'edge_nodejs_eventloop_lag_max_seconds'),
   };
 }
 

@@ -10,11 +10,11 @@ import { lagBeyondSampling, sampleValue } from './prom-text';
  */
 it('reads prom-client’s lag histogram as the time between 10 ms samples: its on-time minimum is ~10 ms, ~0 beyond', async () => {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'edge_process_' });
+  collectDefaultMetrics({ register: registry, prefix: 'edge_' });
   await registry.metrics(); // the histogram restarts at every scrape
   await new Promise((r) => setTimeout(r, 500));
   const text = await registry.metrics();
-  const min = sampleValue(text, 'edge_process_nodejs_eventloop_lag_min_seconds')!;
+  const min = sampleValue(text, 'edge_nodejs_eventloop_lag_min_seconds')!;
   expect(min * 1000).toBeGreaterThan(9);
   expect(min * 1000).toBeLessThan(12);
   expect(lagBeyondSampling(min)).toBeLessThan(1);

@@ -27,9 +27,9 @@ export class Tally<L extends string> {
 
 export function createEdgeMetrics(sources: MetricSources) {
   const registry = new Registry();
-  // Process metrics (CPU, memory, heap, GC, event-loop lag) as `edge_process_*`; /metrics averages or
-  // sums them over the edge processes as prom-client's aggregator for each says.
-  collectDefaultMetrics({ register: registry, prefix: 'edge_process_' });
+  // Process metrics (CPU, memory, heap, GC, event-loop lag) as `edge_process_*` and `edge_nodejs_*`;
+  // /metrics averages or sums them over the edge processes as prom-client's aggregator for each says.
+  collectDefaultMetrics({ register: registry, prefix: 'edge_' });
   const requestTally = new Tally<'route' | 'status'>();
   const bytesTally = new Tally<'route'>();
   new Counter({
