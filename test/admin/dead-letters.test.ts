@@ -53,6 +53,7 @@ describe('deadLetters', () => {
     expect(await h.caller(h.admin).deadLetters.retry({ job_id: big.id })).toEqual({ retried: 1 });
     expect(await queue.getFailedCount()).toBe(1);
     expect(await queue.getWaitingCount()).toBe(1);
+    const other = (await h.caller(h.viewer).deadLetters.list()).items.find((i) => i.id !== big.id)!;
     expect(await h.caller(h.admin).deadLetters.retry({ all: true })).toEqual({ retried: 1 });
     expect(await queue.getFailedCount()).toBe(0);
     expect(await queue.getWaitingCount()).toBe(2);
@@ -61,7 +62,8 @@ describe('deadLetters', () => {
     );
     expect(rows).toEqual([
       { entity_id: big.id, details: { retried: 1, all: false } },
-      { entity_id: null, details: { retried: 1, all: true } },
+      // Which jobs "all" moved: the audit row says, not only how many.
+      { entity_id: null, details: { retried: 1, all: true, job_ids: [other.id] } },
     ]);
   });
 

@@ -5,6 +5,9 @@ import { adminProcedure } from '../../trpc/init';
 import { writeAudit } from '../../audit/write-audit';
 import { actorOf } from '../../audit/actor';
 
+/** How many of the job ids a "retry all" moved its audit row names. */
+const AUDITED_IDS = 1000;
+
 /** A retried job starts its attempts (and BullMQ's backoff) afresh, like a new one. */
 const RESET = { resetAttemptsMade: true, resetAttemptsStarted: true } as const;
 /** bullmq's answers for a job that is gone or no longer failed (someone retried it meanwhile). */
@@ -37,18 +40,23 @@ export const retry = adminProcedure
   .mutation(async ({ ctx, input }) => {
     const queue = ctx.deps.pushQueue();
     let retried = 0;
+    /** The jobs "all" moved, for the audit row (the first AUDITED_IDS of them). */
+    const ids: string[] = [];
     if ('job_id' in input) {
       if (!(await retryOne(queue, input.job_id))) throw new AppError('NOT_FOUND', 'no failed job with this id');
       retried = 1;
     } else {
-      const ids = await queue.getRanges(['failed'], 0, -1);
-      for (const id of ids) if (await retryOne(queue, id)) retried++;
+      for (const id of await queue.getRanges(['failed'], 0, -1))
+        if (await retryOne(queue, id)) {
+          retried++;
+          if (ids.length < AUDITED_IDS) ids.push(id);
+        }
     }
     await writeAudit(ctx.deps.pool, actorOf(ctx), {
       action: 'dead_letter.retried',
       entityType: 'dead_letter',
       entityId: 'job_id' in input ? input.job_id : null,
-      details: { retried, all: !('job_id' in input) },
+      details: 'job_id' in input ? { retried, all: false } : { retried, all: true, job_ids: ids },
     });
     return { retried };
   });
