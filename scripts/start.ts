@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { configOrExit, loadConfig, port, portAvailable, url } from '@pga/config';
@@ -51,19 +51,37 @@ function localSecrets(dataDir: string): { JWT_SECRET: string; ENCRYPTION_KEY: st
   return secrets;
 }
 
+type LocalServer = 'postgres' | 'redis';
+
+/** ports.json: the local servers' ports. Unreadable (a torn write, edited by hand) → none kept. */
+function keptPorts(file: string): Partial<Record<LocalServer, number>> {
+  if (!existsSync(file)) return {};
+  try {
+    const parsed: unknown = JSON.parse(readFileSync(file, 'utf8'));
+    if (parsed && typeof parsed === 'object') return parsed as Partial<Record<LocalServer, number>>;
+  } catch {
+    // answered below
+  }
+  logger.warn({ file }, 'ports.json is unreadable: the local PostgreSQL and Redis get new ports');
+  return {};
+}
+
 /**
  * The local PostgreSQL's or Redis's port: the one kept in ports.json when it is free, so that a
  * collector registered with the banner's port still reaches it after a restart; otherwise (first
- * run, or the kept port taken by another program now) a free one, kept from then on.
+ * run, or the kept port taken now) a free one, kept by `keep()` once the server runs on it (a
+ * server that then fails to start, e.g. an earlier start's PostgreSQL still holding the data and
+ * its port, must not lose the port collectors know). `reserved`: the services' own ports.
  */
-async function localPort(dataDir: string, name: 'postgres' | 'redis'): Promise<number> {
+async function localPort(dataDir: string, name: LocalServer, reserved: number[]): Promise<{ port: number; keep(): void }> {
   const file = path.join(dataDir, 'ports.json');
-  const kept: Partial<Record<typeof name, number>> = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {};
+  const kept = keptPorts(file);
   const old = kept[name];
-  if (old !== undefined && (await portAvailable('127.0.0.1', old))) return old;
+  if (typeof old === 'number' && !reserved.includes(old) && (await portAvailable('127.0.0.1', old)))
+    return { port: old, keep: () => undefined };
   let port = await freePort();
   // Not the other server's kept port, free only because that server has not started yet.
-  while (Object.values(kept).includes(port)) port = await freePort();
+  while ([...Object.values(kept), ...reserved].includes(port)) port = await freePort();
   if (old !== undefined)
     logger.warn(
       { port, oldPort: old },
@@ -72,8 +90,14 @@ async function localPort(dataDir: string, name: 'postgres' | 'redis'): Promise<n
             `a collector whose target database is 127.0.0.1:${old} must be updated to port ${port}`
         : `local Redis port ${old} is in use by another program; using port ${port} now`,
     );
-  writeFileSync(file, JSON.stringify({ ...kept, [name]: port }, null, 2));
-  return port;
+  return {
+    port,
+    keep() {
+      const tmp = `${file}.tmp`;
+      writeFileSync(tmp, JSON.stringify({ ...keptPorts(file), [name]: port }, null, 2));
+      renameSync(tmp, file);
+    },
+  };
 }
 
 const started: { name: string; stop: () => Promise<void> }[] = [];
@@ -152,6 +176,7 @@ async function assertPortsFree(ports: Record<string, number>): Promise<void> {
 
 try {
   await assertPortsFree({ ADMIN_PORT: config.ADMIN_PORT, INGEST_PORT: config.INGEST_PORT, WRITER_PORT: config.WRITER_PORT });
+  const servicePorts = [config.ADMIN_PORT, config.INGEST_PORT, config.WRITER_PORT];
   mkdirSync(config.DATA_DIR, { recursive: true });
   const secrets = localSecrets(config.DATA_DIR);
 
@@ -159,14 +184,16 @@ try {
   /** The local PostgreSQL's address, for the banner (a first collector may monitor it). */
   let localPostgres: { port: number; user: string } | undefined;
   if (!databaseUrl) {
+    const pgPort = await localPort(config.DATA_DIR, 'postgres', servicePorts);
     const pg: PostgresHandle = await startPostgres({
       dataDir: path.join(config.DATA_DIR, 'postgres'),
-      port: await localPort(config.DATA_DIR, 'postgres'),
+      port: pgPort.port,
       password: secrets.PG_PASSWORD,
       // Ctrl-C reaches the services and this script; PostgreSQL and Redis are stopped after them.
       ownProcessGroup: true,
     });
     started.push({ name: 'postgres', stop: pg.stop });
+    pgPort.keep();
     localPostgres = { port: pg.port, user: decodeURIComponent(new URL(pg.url).username) };
     await ensureDatabase(pg.url, 'pganalytics');
     databaseUrl = pg.urlFor('pganalytics');
@@ -174,12 +201,14 @@ try {
   }
   let redisUrl = config.REDIS_URL;
   if (!redisUrl) {
+    const redisPort = await localPort(config.DATA_DIR, 'redis', servicePorts);
     const redis: RedisHandle = await startRedis({
       dataDir: path.join(config.DATA_DIR, 'redis'),
-      port: await localPort(config.DATA_DIR, 'redis'),
+      port: redisPort.port,
       ownProcessGroup: true,
     });
     started.push({ name: 'redis', stop: redis.stop });
+    redisPort.keep();
     redisUrl = redis.url;
     logger.info({ port: redis.port, serverPid: redis.pid }, 'local Redis started');
   }

@@ -251,7 +251,10 @@ describe('a starting edge worker', () => {
 
 describe('SIGTERM drain', () => {
   it('turns readiness off, finishes the in-flight push, exits 0', async () => {
-    await using world = await EdgeWorld.create();
+    // A Redis of its own: its writes are paused below, which must not stall other suites' Redis.
+    const redis = await startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix('drain-redis')), port: await freePort() });
+    await using _stopRedis = { [Symbol.asyncDispose]: () => redis.stop() };
+    await using world = await EdgeWorld.create({ redisUrl: redis.url });
     const c = await world.collector();
     const edge = await spawnEdge(world.env({ INGEST_PORT: String(await freePort()) }));
     try {

@@ -30,7 +30,7 @@ describe('process configuration', () => {
   });
 
   it('an empty variable means its default, as an unset one does', () => {
-    const config = readEdgeConfig({ ...goodEnv, INGEST_PORT: '', ENQUEUE_TIMEOUT_MS: '', PACK_MAX_PUSHES: '' });
+    const config = readEdgeConfig({ ...goodEnv, INGEST_PORT: '', ENQUEUE_TIMEOUT_MS: ' ', PACK_MAX_PUSHES: '' });
     expect([config.INGEST_PORT, config.ENQUEUE_TIMEOUT_MS, config.PACK_MAX_PUSHES]).toEqual([8080, 2000, 100]);
     // A boolean's empty value used to read as false, whatever the default.
     const writer = readWriterConfig({ ...goodEnv, WRITER_MIGRATE: '', WRITER_REQUIRE_NOEVICTION: '' });

@@ -5,7 +5,8 @@ import { z } from 'zod';
  * means the default, not a value: `WRITER_MIGRATE=` must not turn migrations off, nor
  * `ENQUEUE_TIMEOUT_MS=` read as 0.
  */
-const emptyIsUnset = <T extends z.ZodType>(schema: T) => z.preprocess((v) => (v === '' ? undefined : v), schema);
+const emptyIsUnset = <T extends z.ZodType>(schema: T) =>
+  z.preprocess((v) => (typeof v === 'string' && v.trim() === '' ? undefined : v), schema);
 
 /** A TCP port from an environment string, with a default. */
 export const port = (fallback: number) =>

@@ -12,7 +12,7 @@ import { createOpsServer } from './ops-server';
 import { createPushWorker } from './push-worker';
 import { checkRedisSettings } from './redis-check';
 import { createStatusPublisher } from './status-publisher';
-import { storeBatch } from './store-batch';
+import { BatchDeadlineError, storeBatch } from './store-batch';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -98,7 +98,9 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
       // PostgreSQL away: each batch in flight retries every few seconds for up to
       // WRITER_RETRY_MAX_MS. Its first retry is said; the later ones are counted in the outage's
       // summaries, not a line each.
-      if (attempt > 1 && isConnectionError(err)) return pgOutage.error(err, 'transient PostgreSQL error; retrying batch');
+      // (A batch past its deadline is not an outage, though its error carries a socket-style code.)
+      if (attempt > 1 && isConnectionError(err) && !(err instanceof BatchDeadlineError))
+        return pgOutage.error(err, 'transient PostgreSQL error; retrying batch');
       batchLog.warn(
         { err: err instanceof Error ? err.message : String(err), attempt, delayMs },
         'transient PostgreSQL error; retrying batch',

@@ -150,6 +150,8 @@ export function createMaintenance(o: MaintenanceOptions) {
     queue,
     worker,
     async start() {
+      // A new schedule runs at once by itself; a kept one keeps its next run (see below).
+      const kept = (await queue.getJobScheduler('partitions')) !== undefined;
       await queue.upsertJobScheduler('partitions', { every: o.partitionsEveryMs }, { name: 'partitions' });
       await queue.upsertJobScheduler('sweep', { every: o.sweepEveryMs }, { name: 'sweep' });
       await queue.upsertJobScheduler('rollup', { every: o.rollupEveryMs }, { name: 'rollup' });
@@ -157,7 +159,7 @@ export function createMaintenance(o: MaintenanceOptions) {
       // down (or a stack restarted) would leave expired partitions, DEFAULT rows and the ledger as
       // they are until then. One run at start too; writers starting together add one between them
       // (deduplicated until it has run).
-      await queue.add('partitions', {}, { deduplication: { id: 'partitions-at-start' } });
+      if (kept) await queue.add('partitions', {}, { deduplication: { id: 'partitions-at-start' } });
       void worker.run().catch((err: unknown) => log.error({ err }, 'maintenance worker stopped'));
     },
     /** For tests and operators: run a job body now in this process. */
