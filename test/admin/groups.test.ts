@@ -93,6 +93,10 @@ describe('groups, enrollment secrets, dashboards', () => {
       'expires_at',
     );
     await expectRejected(admin().enrollment.create({ name: 'zero', max_uses: 0 }), 'BAD_REQUEST', 'max_uses');
+    // The group by name, as collectors.register takes it (it was dropped without a word: no group).
+    const byName = await admin().enrollment.create({ name: 'fleet-b', group: group.name });
+    expect(byName.item.group).toMatchObject({ id: group.id, name: group.name });
+    await expectRejected(admin().enrollment.create({ name: 'fleet-c', group: 'no-such-group' }), 'BAD_REQUEST', 'group');
     await expectRejected(admin().enrollment.create({ name: '' }), 'BAD_REQUEST', 'name');
     await expectRejected(
       admin().enrollment.create({ name: 'g', group_id: '00000000-0000-4000-8000-000000000000' }),

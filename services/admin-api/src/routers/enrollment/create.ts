@@ -11,6 +11,8 @@ import { ENROLLMENT_SELECT, EnrollmentSecretSchema, toEnrollmentSecret } from '.
 export const CreateEnrollmentSecretInputSchema = z.object({
   name: z.string().trim().min(1, 'is required').max(255),
   group_id: z.uuid().optional(),
+  /** The target group by name, as `collectors.register` takes it (with `group_id` too, they must agree). */
+  group: z.string().trim().min(1, 'is required').max(255).optional(),
   environment: EnvironmentSchema.default('production'),
   /** When it stops working (must be in the future); none = never. */
   expires_at: z.iso
@@ -31,7 +33,7 @@ export const create = adminProcedure
   .mutation(async ({ ctx, input }) => {
     const secret = `pga_enroll_${randomSecret(32)}`;
     const item = await withTransaction(ctx.deps.pool, async (db) => {
-      const groupId = await resolveGroupId(db, { group_id: input.group_id });
+      const groupId = await resolveGroupId(db, { group: input.group, group_id: input.group_id });
       const { rows } = await db.query(
         `INSERT INTO enrollment_secrets (name, secret_hash, group_id, environment, expires_at, max_uses, created_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
