@@ -71,6 +71,29 @@ function publish(redis: ReturnType<typeof fakeRedis>, change: CollectorChange) {
 const tick = () => new Promise((r) => setImmediate(r));
 
 describe('DenyList', () => {
+  it("a load before the command connection is up waits for it without a warning (a fresh edge's first load often is)", async () => {
+    const redis = fakeRedis();
+    redis.unblock();
+    redis.open();
+    // ioredis without an offline queue, not connected yet: what its first reads answer.
+    const smembers = redis.reader.smembers;
+    let refused = 0;
+    redis.reader.smembers = (key: string) =>
+      refused++ < 2 ? Promise.reject(new Error("Stream isn't writeable and enableOfflineQueue options is false")) : smembers(key);
+    const { logger, warnings } = warningLogger();
+    const deny = denyListOn(redis, logger);
+    void deny.start();
+    await new Promise((r) => setTimeout(r, 700)); // one retry, 500 ms later
+    expect(deny.trusted).toBe(true);
+    expect(warnings).toEqual([]);
+    // Anything else that fails a load is still said.
+    redis.reader.smembers = () => Promise.reject(new Error('WRONGTYPE Operation against a key holding the wrong kind of value'));
+    void deny.reload();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(warnings).toEqual(['deny state reload failed; retrying']);
+    deny.stop();
+  });
+
   it('a reconnect during a reload reads again: the older read does not restore trust with a revocation missed', async () => {
     const redis = fakeRedis();
     const deny = denyListOn(redis);

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { Logger } from '@pga/logger';
+import { isConnectionError, type Logger } from '@pga/logger';
 import { CollectorChangeSchema, type CollectorChange } from '@pga/contracts';
 import type { DatabaseDenyState } from '@pga/db';
 import { readDenyState, type RedisKeys } from '@pga/redis-keys';
@@ -176,7 +176,11 @@ export class DenyList {
       }
     } catch (err) {
       if (!this.stopped) {
-        this.logger.warn({ err }, 'deny state reload failed; retrying');
+        // Redis not connected (yet): at start the change feed's connection is often ready before the
+        // command connection, and a Redis outage is said once by the edge's outage log. Either way
+        // authenticated requests wait for this load; no warning with a stack per try.
+        if (isConnectionError(err)) this.logger.debug({ err: (err as Error).message }, 'deny state reload waits for Redis');
+        else this.logger.warn({ err }, 'deny state reload failed; retrying');
         setTimeout(() => void this.reload(), 500).unref();
       }
     }
