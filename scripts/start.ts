@@ -175,8 +175,10 @@ async function assertPortsFree(ports: Record<string, number>): Promise<void> {
 }
 
 try {
-  await assertPortsFree({ ADMIN_PORT: config.ADMIN_PORT, INGEST_PORT: config.INGEST_PORT, WRITER_PORT: config.WRITER_PORT });
-  const servicePorts = [config.ADMIN_PORT, config.INGEST_PORT, config.WRITER_PORT];
+  const ownPorts = { ADMIN_PORT: config.ADMIN_PORT, INGEST_PORT: config.INGEST_PORT, WRITER_PORT: config.WRITER_PORT };
+  await assertPortsFree(ownPorts);
+  /** Never handed to the local PostgreSQL or Redis. */
+  const servicePorts = Object.values(ownPorts);
   mkdirSync(config.DATA_DIR, { recursive: true });
   const secrets = localSecrets(config.DATA_DIR);
 
