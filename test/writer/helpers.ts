@@ -5,7 +5,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { PushItem, PushJob } from '@pga/contracts';
 import { createPool, migrateDatabase, type Pool } from '@pga/db';
-import { createLogger } from '@pga/logger';
+import { createLogger, type Logger } from '@pga/logger';
 import { freePort, startPostgres } from '@pga/local-stack';
 import { redisKeys, type RedisKeys } from '@pga/redis-keys';
 import { createWriter, readWriterConfig, type Writer } from '@pga/writer';
@@ -69,11 +69,18 @@ export interface WriterHarness extends AsyncDisposable {
 }
 
 /** An in-process writer on the test database with its own Redis prefix, plus a producer queue. */
-export async function startWriterHarness(dbUrl: string, extra: Record<string, string> = {}): Promise<WriterHarness> {
+export async function startWriterHarness(
+  dbUrl: string,
+  extra: Record<string, string> = {},
+  logger?: Logger,
+): Promise<WriterHarness> {
   const prefix = extra.REDIS_KEY_PREFIX ?? uniquePrefix('writer');
   const env = await writerEnv(dbUrl, prefix, extra);
   const config = readWriterConfig(env);
-  const writer = createWriter({ config, logger: createLogger({ name: 'writer-test', level: env.LOG_LEVEL, pretty: false }) });
+  const writer = createWriter({
+    config,
+    logger: logger ?? createLogger({ name: 'writer-test', level: env.LOG_LEVEL, pretty: false }),
+  });
   await writer.start();
   const keys = redisKeys(prefix);
   const redis = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: null });

@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { expect, it } from 'vitest';
+import { createLogger } from '@pga/logger';
 import { createTestDatabase } from '../helpers';
 import { fixture, ownPostgres, pushItem, startWriterHarness, waitUntil } from './helpers';
 
@@ -13,7 +14,13 @@ const ELEMENTS = (JSON.parse(fixture) as { metrics: unknown[] }).metrics.length;
 it('rides out a PostgreSQL restart: jobs wait, retry, then every push is stored once', async () => {
   const pg = await ownPostgres('outage');
   const url = pg.url;
-  const h = await startWriterHarness(url, { WRITER_HEARTBEAT_FLUSH_MS: '60000' });
+  const lines: { level: number; msg: string }[] = [];
+  const logger = createLogger({
+    name: 'writer-test',
+    level: 'info',
+    destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+  });
+  const h = await startWriterHarness(url, { WRITER_HEARTBEAT_FLUSH_MS: '60000' }, logger);
   h.pool.on('error', () => undefined);
   try {
     const before = pushItem(fixture);
@@ -39,6 +46,13 @@ it('rides out a PostgreSQL restart: jobs wait, retry, then every push is stored 
     expect(Number(/^writer_retries_total (\S+)/m.exec(text)?.[1])).toBeGreaterThanOrEqual(1);
     expect(text).toMatch(/^writer_dead_letters_total 0$/m);
     await waitUntil('ready again', async () => (await fetch(`${h.url}/readyz`)).status === 200, 10_000, 100);
+    // The outage in the log: one warning as it starts (the idle pooled client cut off by the
+    // shutdown is part of it, not a warning of its own), the batch's first retry, one line at the end.
+    expect(lines.filter((l) => l.level >= 40 || /^PostgreSQL /.test(l.msg)).map((l) => l.msg)).toEqual([
+      expect.stringMatching(/^PostgreSQL unreachable: .*; retrying \(further errors summarised every 60 s\)$/),
+      expect.stringMatching(/retry/),
+      expect.stringMatching(/^PostgreSQL reachable again after \d+\.\d s$/),
+    ]);
   } finally {
     await h.close();
     await pg.stop();

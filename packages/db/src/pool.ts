@@ -37,6 +37,11 @@ export interface CreatePoolOptions {
   logger?: Logger;
   /** Per-statement timeout in ms; default none. */
   statementTimeoutMs?: number;
+  /**
+   * Takes an idle client's error instead of the warning `createPool` writes: a service with an
+   * outage log passes it there, so a PostgreSQL restart is one outage, not a warning per pooled client.
+   */
+  onIdleError?: (err: Error & { code?: string }) => void;
 }
 
 export function createPool(databaseUrl: string, options: CreatePoolOptions = {}): Pool {
@@ -62,7 +67,8 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
       message: err.message,
       code: err.code,
     });
-    options.logger?.warn({ err: named }, 'idle PostgreSQL client error');
+    if (options.onIdleError) options.onIdleError(named);
+    else options.logger?.warn({ err: named }, 'idle PostgreSQL client error');
   });
   return pool;
 }

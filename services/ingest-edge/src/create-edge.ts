@@ -77,12 +77,18 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   }
   const queue = new EncodedQueue(keys.pushQueue, { connection: redis, prefix: keys.bullPrefix });
   queue.on('error', (err) => redisOutage.error(err, 'queue error'));
+  // A PostgreSQL outage (enrollment, config, refresh answer 503; idle clients cut off) is one warning,
+  // a summary a minute and one line when a connection succeeds again: a fleet polling its config is
+  // not a line a request, nor a restart a line per pooled client.
+  const pgOutage = createOutageLog(logger, 'PostgreSQL');
   const pool = createPool(config.DATABASE_URL, {
     max: config.DB_POOL_SIZE,
     applicationName: 'pga-ingest-edge',
     logger,
     statementTimeoutMs: 10_000,
+    onIdleError: (err) => pgOutage.error(err, 'idle PostgreSQL client error'),
   });
+  pool.on('connect', () => pgOutage.recovered());
 
   const tokens = createCollectorTokens({ secret: config.JWT_SECRET, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE });
   const cache = new TokenCache(config.TOKEN_CACHE_SIZE);
@@ -106,10 +112,6 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
     },
   );
   const box = createSecretBox(config.ENCRYPTION_KEY);
-  // A PostgreSQL outage (enrollment, config, refresh answer 503) is one warning, a summary a minute
-  // and one line when a connection succeeds again: a fleet polling its config is not a line a request.
-  const pgOutage = createOutageLog(logger, 'PostgreSQL');
-  pool.on('connect', () => pgOutage.recovered());
   const kit = new RouteKit({ metrics, budget, logger, pgOutage });
 
   function isReady(): { ready: boolean; reason?: string } {

@@ -24,7 +24,6 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 export function createWriter({ config, logger }: { config: WriterConfig; logger: Logger }) {
   const keys = redisKeys(config.REDIS_KEY_PREFIX);
   const metrics = createWriterMetrics();
-  const pool: Pool = createPool(config.DATABASE_URL, { max: config.WRITER_PG_POOL_SIZE, applicationName: 'pga-writer', logger });
   // BullMQ requires maxRetriesPerRequest: null on worker connections (it retries blocking calls itself).
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
   // One line when Redis goes away, a summary a minute while it stays away, one when it is back —
@@ -34,6 +33,12 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
   redis.on('ready', () => redisOutage.recovered());
   // The same for PostgreSQL, as the heartbeat flush (every second) and the scheduled jobs see it.
   const pgOutage = createOutageLog(logger, 'PostgreSQL');
+  const pool: Pool = createPool(config.DATABASE_URL, {
+    max: config.WRITER_PG_POOL_SIZE,
+    applicationName: 'pga-writer',
+    logger,
+    onIdleError: (err) => pgOutage.error(err, 'idle PostgreSQL client error'),
+  });
   const statusPublisher = createStatusPublisher(redis, keys.statusChannel, logger, {
     onSent: (messages) => metrics.statusPublished.inc(messages),
   });
