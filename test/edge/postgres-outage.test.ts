@@ -33,6 +33,13 @@ it('a PostgreSQL outage: 503 + Retry-After for every request that needs it, one 
       expect([res.status, res.json.error.code, res.headers.get('retry-after')]).toEqual([503, 'UNAVAILABLE', '5']);
     }
     await pg.restart();
+    // No request needs PostgreSQL now, yet the edge notices within its 2 s probe: the line does not
+    // wait for the next enrollment (and so overstate the outage).
+    const restarted = Date.now();
+    while (!lines.some((l) => /^PostgreSQL reachable again/.test(l.msg))) {
+      if (Date.now() - restarted > 5000) throw new Error('no "reachable again" line within 5 s of the restart');
+      await new Promise((r) => setTimeout(r, 50));
+    }
     expect((await enroll()).status).toBe(401);
 
     const said = lines.filter((l) => /^PostgreSQL /.test(l.msg)).map((l) => l.msg);

@@ -70,4 +70,55 @@ describe('createOutageLog', () => {
     expect(isConnectionError(new Error('NOSCRIPT No matching script'))).toBe(false);
     expect(isConnectionError('ECONNREFUSED')).toBe(false);
   });
+
+  it('with a probe: tries it every probeEveryMs while the outage lasts, and the first that succeeds ends it', async () => {
+    const { logger, lines } = capture();
+    let up = false;
+    let probes = 0;
+    const outage = createOutageLog(logger, 'PostgreSQL', {
+      probeEveryMs: 20,
+      probe: async () => {
+        probes++;
+        if (!up) throw refused();
+      },
+    });
+    await new Promise((r) => setTimeout(r, 60));
+    expect(probes).toBe(0); // no outage, no probe
+
+    outage.error(refused(), 'pool error');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(probes).toBeGreaterThanOrEqual(2);
+    expect(outage.failing).toBe(true);
+    up = true;
+    await new Promise((r) => setTimeout(r, 60));
+    expect(outage.failing).toBe(false);
+    expect(lines.map((l) => l.msg)).toEqual([
+      expect.stringMatching(/^PostgreSQL unreachable: /),
+      expect.stringMatching(/^PostgreSQL reachable again after 0\.\d s$/),
+    ]);
+    const after = probes;
+    await new Promise((r) => setTimeout(r, 60));
+    expect(probes).toBe(after); // stopped with the outage
+  });
+
+  it('a probe answered after its outage ended ends no later outage; close() stops probing', async () => {
+    const { logger } = capture();
+    const answers: (() => void)[] = [];
+    const outage = createOutageLog(logger, 'PostgreSQL', {
+      probeEveryMs: 10,
+      probe: () => new Promise<void>((resolve) => answers.push(resolve)),
+    });
+    outage.error(refused(), 'pool error');
+    await new Promise((r) => setTimeout(r, 30));
+    expect(answers).toHaveLength(1); // one probe at a time
+    outage.recovered(); // a request's connection succeeded first
+    outage.error(refused(), 'pool error'); // and a new outage began
+    answers[0]!();
+    await new Promise((r) => setTimeout(r, 5));
+    expect(outage.failing).toBe(true);
+    outage.close();
+    const n = answers.length;
+    await new Promise((r) => setTimeout(r, 40));
+    expect(answers).toHaveLength(n);
+  });
 });

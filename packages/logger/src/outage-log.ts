@@ -28,6 +28,14 @@ export interface OutageLogOptions {
   summaryEveryMs?: number;
   /** Clock, for tests; default Date.now. */
   now?: () => number;
+  /**
+   * For a dependency that nothing else retries while it is away (a pool that connects only when a
+   * request needs it): tried every `probeEveryMs` (default 2 000) from the outage's first error on;
+   * the first that resolves ends the outage (`recovered()`). Without it, "reachable again after N s"
+   * would wait for the next request that needed the dependency, and overstate the outage.
+   */
+  probe?: () => Promise<unknown>;
+  probeEveryMs?: number;
 }
 
 /**
@@ -46,8 +54,33 @@ export function createOutageLog(logger: Logger, dependency: string, options: Out
   let errors = 0;
   let lastSummary = 0;
   let last = '';
+  let probing: NodeJS.Timeout | undefined;
+  let probeInFlight = false;
+  /** Outages so far: a probe answered after its outage ended (and another began) ends nothing. */
+  let outages = 0;
+  const stopProbing = () => {
+    clearInterval(probing);
+    probing = undefined;
+  };
+  const startProbing = () => {
+    const probe = options.probe;
+    if (!probe || probing) return;
+    probing = setInterval(() => {
+      if (probeInFlight) return;
+      probeInFlight = true;
+      const outage = outages;
+      probe().then(
+        () => {
+          probeInFlight = false;
+          if (outage === outages) log.recovered();
+        },
+        () => (probeInFlight = false),
+      );
+    }, options.probeEveryMs ?? 2000);
+    probing.unref();
+  };
 
-  return {
+  const log = {
     /** Handles an `error` event: `message` is the line written for an error that is not a connection error. */
     error(err: unknown, message: string, fields: Record<string, unknown> = {}): void {
       if (!isConnectionError(err)) {
@@ -61,6 +94,8 @@ export function createOutageLog(logger: Logger, dependency: string, options: Out
       if (since === undefined) {
         since = t;
         lastSummary = t;
+        outages++;
+        startProbing();
         logger.warn(
           { err: text },
           `${dependency} unreachable: ${text}; retrying (further errors summarised every ${Math.round(every / 1000)} s)`,
@@ -77,6 +112,7 @@ export function createOutageLog(logger: Logger, dependency: string, options: Out
     },
     /** The connection is back (call on `ready`): one line if there was an outage. */
     recovered(): void {
+      stopProbing();
       if (since === undefined) return;
       const seconds = (now() - since) / 1000;
       logger.info(
@@ -90,7 +126,12 @@ export function createOutageLog(logger: Logger, dependency: string, options: Out
     get failing(): boolean {
       return since !== undefined;
     },
+    /** Stops the probe (at shutdown); the outage, if any, stays as it is. */
+    close(): void {
+      stopProbing();
+    },
   };
+  return log;
 }
 
 export type OutageLog = ReturnType<typeof createOutageLog>;

@@ -80,7 +80,8 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   // A PostgreSQL outage (enrollment, config, refresh answer 503; idle clients cut off) is one warning,
   // a summary a minute and one line when a connection succeeds again: a fleet polling its config is
   // not a line a request, nor a restart a line per pooled client.
-  const pgOutage = createOutageLog(logger, 'PostgreSQL');
+  // Nothing else connects while no request needs PostgreSQL: a probe every 2 s ends the outage.
+  const pgOutage = createOutageLog(logger, 'PostgreSQL', { probe: () => pool.query('SELECT 1') });
   const pool = createPool(config.DATABASE_URL, {
     max: config.DB_POOL_SIZE,
     applicationName: 'pga-ingest-edge',
@@ -201,6 +202,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
       await packer.drain();
       queueHealth.stop();
       deny.stop();
+      pgOutage.close();
       await queue.close().catch(() => undefined);
       await Promise.all([closeRedis(redis), closeRedis(subscriber), pool.end().catch(() => undefined)]);
       (app as unknown as { close?: () => void }).close?.();
