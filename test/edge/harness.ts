@@ -75,8 +75,8 @@ export class EdgeWorld implements AsyncDisposable {
     };
   }
 
-  /** Starts an edge in this process and waits until it is ready. */
-  async startEdge(overrides: Record<string, string> = {}, logger?: Logger): Promise<Edge & { url: string }> {
+  /** Starts an edge in this process and waits until it is ready (or, with `waitReady` false, only listening). */
+  async startEdge(overrides: Record<string, string> = {}, logger?: Logger, waitReady = true): Promise<Edge & { url: string }> {
     const config = readEdgeConfig(this.env(overrides));
     const edge = await createEdge({
       config,
@@ -84,7 +84,7 @@ export class EdgeWorld implements AsyncDisposable {
     });
     this.edges.push(edge);
     const url = `http://127.0.0.1:${edge.port}`;
-    await waitUntil(async () => (await fetch(`${url}/readyz`)).status === 200, 10_000, 'edge ready');
+    if (waitReady) await waitUntil(async () => (await fetch(`${url}/readyz`)).status === 200, 10_000, 'edge ready');
     return Object.assign(edge, { url });
   }
 

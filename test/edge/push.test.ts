@@ -255,10 +255,16 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
     }
   });
 
-  it('503 UNAVAILABLE with Retry-After when Redis is over its memory budget', async () => {
+  it('503 UNAVAILABLE with Retry-After when Redis is over its memory budget, and /readyz says so', async () => {
     const full = await EdgeWorld.create();
     try {
-      const edge = await full.startEdge({ REDIS_MEMORY_BUDGET_BYTES: '1' });
+      const edge = await full.startEdge({ REDIS_MEMORY_BUDGET_BYTES: '1' }, undefined, false);
+      await expect
+        .poll(async () => {
+          const res = await call(`${edge.url}/readyz`, { method: 'GET' });
+          return [res.status, res.json.reason];
+        })
+        .toEqual([503, 'queue over its memory budget']);
       const s = await full.collector();
       await expect
         .poll(async () => {

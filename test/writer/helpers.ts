@@ -83,7 +83,7 @@ export async function startWriterHarness(
   });
   await writer.start();
   const keys = redisKeys(prefix);
-  const redis = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: null });
+  const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
   const queue = new Queue<PushJob>(keys.pushQueue, { connection: redis, prefix: keys.bullPrefix });
   const pool = createPool(dbUrl, { max: 3 });
   const close = async () => {

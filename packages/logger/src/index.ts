@@ -53,4 +53,4 @@ export function createLogger({
   return pino(options);
 }
 
-export { createOutageLog, isConnectionError, type OutageLog, type OutageLogOptions } from './outage-log';
+export { createOutageLog, isConnectionError, isRefusalError, type OutageLog, type OutageLogOptions } from './outage-log';

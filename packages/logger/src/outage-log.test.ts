@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { createOutageLog, isConnectionError } from './outage-log';
+import { createOutageLog, isConnectionError, isRefusalError } from './outage-log';
 
 function capture() {
   const lines: { level: number; msg: string; [k: string]: unknown }[] = [];
@@ -40,6 +40,28 @@ describe('createOutageLog', () => {
     outage.error(refused(), 'push worker error');
     expect(lines).toHaveLength(5);
     expect(lines[4]!.msg).toMatch(/^Redis unreachable: /);
+  });
+
+  it('a server that refuses commands (Redis out of memory, read-only, …) is an outage too, told as such', () => {
+    const { logger, lines } = capture();
+    let t = 0;
+    const outage = createOutageLog(logger, 'Redis', { now: () => t });
+    const oom = new Error("OOM command not allowed when used memory > 'maxmemory'. script: 6c4c, on @user_script:215.");
+    for (; t <= 61_000; t += 1000) outage.error(oom, 'push worker error');
+    outage.recovered();
+    expect(lines.map((l) => l.msg)).toEqual([
+      `Redis refusing commands: ${oom.message}; retrying (further errors summarised every 60 s)`,
+      'Redis still refusing commands after 60 s (61 errors); retrying',
+      'Redis accepting commands again after 62.0 s',
+    ]);
+    for (const reply of [
+      "READONLY You can't write against a read only replica.",
+      'MISCONF Redis is configured to save RDB snapshots',
+      'LOADING Redis is loading the dataset in memory',
+    ])
+      expect(isRefusalError(new Error(reply))).toBe(true);
+    for (const reply of ['ERR Error running script', 'BUSYKEY Target key name already exists.', 'NOSCRIPT No matching script'])
+      expect(isRefusalError(new Error(reply))).toBe(false);
   });
 
   it('logs every error that is not about the connection, with its own message and fields', () => {

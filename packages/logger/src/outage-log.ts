@@ -16,6 +16,18 @@ const CONNECTION_MESSAGES =
 /** PostgreSQL SQLSTATEs of a server that is going or not yet there: connection exceptions, shutdowns, starting up. */
 const POSTGRES_AWAY = /^(08...|57P0[123])$/;
 
+/**
+ * Redis error replies of a server that is up but refuses commands for now, whoever sends them: over
+ * `maxmemory` with noeviction (OOM), a read-only replica (READONLY), a failed background save with
+ * stop-writes-on-bgsave-error (MISCONF), loading its data set at start (LOADING), a replica without
+ * its primary (MASTERDOWN), too few replicas (NOREPLICAS), a script running too long (BUSY).
+ */
+const REFUSAL_REPLIES = /^(OOM|READONLY|MISCONF|LOADING|MASTERDOWN|NOREPLICAS|BUSY) /;
+
+export function isRefusalError(err: unknown): boolean {
+  return err instanceof Error && REFUSAL_REPLIES.test(err.message);
+}
+
 export function isConnectionError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const code = (err as { code?: unknown }).code;
@@ -44,8 +56,9 @@ export interface OutageLogOptions {
  * times a second each), and logging each error wrote hundreds of identical warnings a minute over
  * whatever else the log said. Now: the first connection error → one warning ("unreachable … retrying"),
  * further ones are counted, one summary per `summaryEveryMs` while it lasts, and `recovered()` (call
- * it on the client's `ready`) → one line saying how long it lasted. Errors that are not about the
- * connection are logged as they come, with the given message.
+ * it on the client's `ready`) → one line saying how long it lasted. A server that is up but refuses
+ * commands (`isRefusalError`: Redis out of memory, read-only, …) is an outage too, told as "refusing
+ * commands" … "accepting commands again". Other errors are logged as they come, with the given message.
  */
 export function createOutageLog(logger: Logger, dependency: string, options: OutageLogOptions = {}) {
   const every = options.summaryEveryMs ?? 60_000;
@@ -54,6 +67,8 @@ export function createOutageLog(logger: Logger, dependency: string, options: Out
   let errors = 0;
   let lastSummary = 0;
   let last = '';
+  /** What the outage is: unreachable (connection errors) or up but refusing commands (refusal replies). */
+  let refusing = false;
   let probing: NodeJS.Timeout | undefined;
   let probeInFlight = false;
   /** Outages so far: a probe answered after its outage ended (and another began) ends nothing. */
@@ -83,7 +98,8 @@ export function createOutageLog(logger: Logger, dependency: string, options: Out
   const log = {
     /** Handles an `error` event: `message` is the line written for an error that is not a connection error. */
     error(err: unknown, message: string, fields: Record<string, unknown> = {}): void {
-      if (!isConnectionError(err)) {
+      const refusal = isRefusalError(err);
+      if (!refusal && !isConnectionError(err)) {
         logger.warn({ ...fields, err }, message);
         return;
       }
@@ -94,19 +110,23 @@ export function createOutageLog(logger: Logger, dependency: string, options: Out
       if (since === undefined) {
         since = t;
         lastSummary = t;
+        refusing = refusal;
         outages++;
         startProbing();
         logger.warn(
           { err: text },
-          `${dependency} unreachable: ${text}; retrying (further errors summarised every ${Math.round(every / 1000)} s)`,
+          `${dependency} ${refusing ? 'refusing commands' : 'unreachable'}: ${text}; retrying (further errors summarised every ${Math.round(every / 1000)} s)`,
         );
         return;
       }
       if (t - lastSummary >= every) {
         lastSummary = t;
+        const s = Math.round((t - since) / 1000);
         logger.warn(
-          { err: last, errors, seconds: Math.round((t - since) / 1000) },
-          `${dependency} still unreachable after ${Math.round((t - since) / 1000)} s (${errors} connection errors); retrying`,
+          { err: last, errors, seconds: s },
+          refusing
+            ? `${dependency} still refusing commands after ${s} s (${errors} errors); retrying`
+            : `${dependency} still unreachable after ${s} s (${errors} connection errors); retrying`,
         );
       }
     },
@@ -117,12 +137,12 @@ export function createOutageLog(logger: Logger, dependency: string, options: Out
       const seconds = (now() - since) / 1000;
       logger.info(
         { errors, seconds: Math.round(seconds * 10) / 10 },
-        `${dependency} reachable again after ${seconds.toFixed(1)} s`,
+        `${dependency} ${refusing ? 'accepting commands' : 'reachable'} again after ${seconds.toFixed(1)} s`,
       );
       since = undefined;
       errors = 0;
     },
-    /** Whether a connection error was seen since the last `recovered()`. */
+    /** Whether a connection error or refusal was seen since the last `recovered()`. */
     get failing(): boolean {
       return since !== undefined;
     },

@@ -48,6 +48,12 @@ export function redisKeys(prefix = 'pga') {
     idempotencyBatchPrefix: `${prefix}:idem-batch:`,
     /** STRING state of one packed batch: `p` (pending, short TTL) until Redis holds its job, then `d` (24 h). */
     idempotencyBatch: (batchId: string) => `${prefix}:idem-batch:${batchId}`,
+
+    /**
+     * STRING a service SETs (10 s TTL) while Redis refuses its commands (out of memory, read-only
+     * replica, failed save): the first that succeeds ends the outage in its log.
+     */
+    writeProbe: `${prefix}:write-probe`,
   };
 }
 

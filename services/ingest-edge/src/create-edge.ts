@@ -67,7 +67,9 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   const subscriber = new Redis(config.REDIS_URL, { ...redisOptions, enableOfflineQueue: true });
   // One warning when Redis goes away (whichever connection notices first), one summary a minute
   // while it stays away, one line when both connections are back: not one per reconnect attempt.
-  const redisOutage = createOutageLog(logger, 'Redis');
+  // Redis up but refusing writes (out of memory, read-only) reconnects nothing: a SET every 2 s
+  // while it lasts tells when it takes writes again.
+  const redisOutage = createOutageLog(logger, 'Redis', { probe: () => redis.set(keys.writeProbe, '1', 'EX', 10) });
   for (const [name, client] of [
     ['redis', redis],
     ['subscriber', subscriber],
@@ -103,7 +105,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   const budget = new InflightBudget(config.MAX_INFLIGHT_BYTES);
   const queueHealth = new QueueHealth(redis, config.REDIS_MEMORY_BUDGET_BYTES, logger);
   const packer = new PushPacker(
-    { redis, queue, keys, metrics, logger, budget },
+    { redis, queue, keys, metrics, logger, budget, redisOutage },
     {
       windowMs: config.PACK_WINDOW_MS,
       maxPushes: config.PACK_MAX_PUSHES,
@@ -118,6 +120,9 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   function isReady(): { ready: boolean; reason?: string } {
     if (kit.draining) return { ready: false, reason: 'draining' };
     if (!queueHealth.reachable) return { ready: false, reason: 'queue unreachable' };
+    // Every push would get 503: a load balancer should know (all edges share the one Redis, so all say it).
+    const refusal = queueHealth.refusal;
+    if (refusal) return { ready: false, reason: refusal };
     if (!deny.trusted) return { ready: false, reason: 'revocation state loading' };
     return { ready: true };
   }
@@ -203,6 +208,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
       queueHealth.stop();
       deny.stop();
       pgOutage.close();
+      redisOutage.close();
       await queue.close().catch(() => undefined);
       await Promise.all([closeRedis(redis), closeRedis(subscriber), pool.end().catch(() => undefined)]);
       (app as unknown as { close?: () => void }).close?.();

@@ -28,7 +28,9 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
   // One line when Redis goes away, a summary a minute while it stays away, one when it is back —
   // for this connection and the ones BullMQ's queues and workers open from it.
-  const redisOutage = createOutageLog(logger, 'Redis');
+  // Redis up but refusing writes (out of memory, read-only) reconnects nothing: a SET every 2 s
+  // while it lasts tells when it takes writes again.
+  const redisOutage = createOutageLog(logger, 'Redis', { probe: () => redis.set(keys.writeProbe, '1', 'EX', 10) });
   redis.on('error', (err) => redisOutage.error(err, 'redis connection error'));
   redis.on('ready', () => redisOutage.recovered());
   // The same for PostgreSQL, as the heartbeat flush (every second) and the scheduled jobs see it.
@@ -230,6 +232,8 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
         new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), config.WRITER_DRAIN_TIMEOUT_MS))),
       ]).catch(() => 'failed' as const);
       clearTimeout(timer);
+      redisOutage.close();
+      pgOutage.close();
       if (onClose) redis.off('close', onClose);
       await new Promise<void>((resolve) => server.close(() => resolve()));
       if (outcome !== 'drained') {

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import { maintainPartitions, type Pool } from '@pga/db';
 import type { Logger, OutageLog } from '@pga/logger';
 import type { WriterMetrics } from './metrics';
+import { pauseAfterFailedFetch } from './prompt-worker';
 import { FOLD_ROLLUP, PRUNE_LEDGER, REFRESH_UPTIME, SWEEP_INACTIVE } from './sql';
 import type { PublishStatuses, StatusRow } from './status-publisher';
 
@@ -144,6 +145,7 @@ export function createMaintenance(o: MaintenanceOptions) {
       removeOnFail: { count: 50 },
     },
   );
+  pauseAfterFailedFetch(worker);
   worker.on('error', (err) => o.redisOutage.error(err, 'maintenance worker error'));
 
   return {

@@ -97,3 +97,23 @@ export function installPromptLoop(worker: Worker, logger: Logger): boolean {
   Object.defineProperty(worker, 'mainLoop', { value: promptMainLoop, configurable: true, writable: true });
   return true;
 }
+
+/**
+ * A failed job fetch waits `ms` before its error reaches BullMQ's loop. BullMQ retries a fetch that
+ * failed with anything but a connection error at once: with Redis up but refusing writes (out of
+ * memory, a read-only replica), each fetch of a due job failed in microseconds, and the loop spun a
+ * core and emitted tens of thousands of errors a second. Fetches that succeed are untouched.
+ */
+export function pauseAfterFailedFetch(worker: Worker, ms = 1000): void {
+  const internals = worker as unknown as WorkerInternals;
+  if (typeof internals._getNextJob !== 'function') return;
+  const fetch = internals._getNextJob.bind(worker);
+  internals._getNextJob = async (...args) => {
+    try {
+      return await fetch(...args);
+    } catch (err) {
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      throw err;
+    }
+  };
+}

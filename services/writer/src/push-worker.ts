@@ -4,7 +4,7 @@ import type { Logger, OutageLog } from '@pga/logger';
 import type { Batcher, JobOutcome } from './batcher';
 import type { WriterMetrics } from './metrics';
 import { PoisonPushError, preparePushJob } from './prepare-push';
-import { installPromptLoop } from './prompt-worker';
+import { installPromptLoop, pauseAfterFailedFetch } from './prompt-worker';
 
 export interface PushWorkerOptions {
   connection: Redis;
@@ -126,6 +126,7 @@ export function createPushWorker(o: PushWorkerOptions) {
     removeOnFail: { age: o.deadLetterAgeSeconds },
   });
   installPromptLoop(worker, log);
+  pauseAfterFailedFetch(worker);
   worker.on('error', (err) => o.redisOutage.error(err, 'push worker error'));
   worker.on('failed', (job, err) => {
     o.metrics.jobFailures.inc();

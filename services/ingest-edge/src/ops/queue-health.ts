@@ -7,7 +7,7 @@ import { withTimeout } from '../with-timeout';
 const STALE_AFTER_POLLS = 3;
 
 /**
- * Whether pushes may be taken: Redis connected, and its memory under the budget (issue 4 §3: a
+ * Whether pushes may be taken: Redis connected, not a read-only replica, and its memory under the budget (issue 4 §3: a
  * full Redis must turn into 503 + Retry-After at the edge, not into pushes held in edge memory).
  * Memory is polled once a second with `INFO memory`; the budget is REDIS_MEMORY_BUDGET_BYTES, or
  * 90 % of Redis `maxmemory` when that is set and no budget is configured. A connection that says
@@ -16,6 +16,8 @@ const STALE_AFTER_POLLS = 3;
  */
 export class QueueHealth {
   overBudget = false;
+  /** Redis is a replica (`role:slave`): it refuses every write, so no push can be taken. */
+  readOnly = false;
   usedMemory = 0;
   /** When a poll last answered (ms), 0 until one has since the last (re)connect: no push is taken blind. */
   lastAnsweredAt = 0;
@@ -54,6 +56,14 @@ export class QueueHealth {
   assertAccepting(): void {
     if (!this.reachable) throw new AppError('UNAVAILABLE', 'queue unreachable', { retryAfterSeconds: 1 });
     if (this.overBudget) throw new AppError('UNAVAILABLE', 'queue is over its memory budget', { retryAfterSeconds: 5 });
+    if (this.readOnly) throw new AppError('UNAVAILABLE', 'queue is a read-only replica', { retryAfterSeconds: 5 });
+  }
+
+  /** Why no push can be taken though Redis answers (over budget, read-only), or undefined. */
+  get refusal(): string | undefined {
+    if (this.overBudget) return 'queue over its memory budget';
+    if (this.readOnly) return 'queue is a read-only replica';
+    return undefined;
   }
 
   private async poll(): Promise<void> {
@@ -66,7 +76,7 @@ export class QueueHealth {
     if (this.polling) return;
     this.polling = true;
     try {
-      const info = await withTimeout(this.redis.info('memory'), this.intervalMs);
+      const info = await withTimeout(this.redis.info('memory', 'replication'), this.intervalMs);
       const used = Number(/^used_memory:(\d+)/m.exec(info)?.[1] ?? 0);
       const max = Number(/^maxmemory:(\d+)/m.exec(info)?.[1] ?? 0);
       const budget = this.budgetBytes > 0 ? this.budgetBytes : max > 0 ? max * 0.9 : 0;
@@ -77,6 +87,12 @@ export class QueueHealth {
           over ? 'Redis over its memory budget: refusing pushes' : 'Redis back under its memory budget',
         );
       this.overBudget = over;
+      // A failover that left this address on a replica, or REPLICAOF run by mistake: every claim
+      // and add fails with READONLY, so refuse pushes up front and say so once.
+      const readOnly = /^role:slave/m.test(info);
+      if (readOnly && !this.readOnly) this.logger.warn('Redis is a read-only replica: refusing pushes');
+      else if (!readOnly && this.readOnly) this.logger.info('Redis takes writes again');
+      this.readOnly = readOnly;
       this.usedMemory = used;
       this.lastAnsweredAt = Date.now();
       if (this.stale) this.logger.info('queue health: Redis answering again');

@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { Logger } from '@pga/logger';
+import { isConnectionError, isRefusalError, type Logger, type OutageLog } from '@pga/logger';
 import { AppError, type PushItem } from '@pga/contracts';
 import type { RedisKeys } from '@pga/redis-keys';
 import type { InflightBudget } from '../http/read-body';
 import type { EdgeMetrics } from '../ops/edge-metrics';
 import { encodePushJob } from './encode-push-job';
 import { EncodedData, type EncodedQueue } from './encoded-queue';
-import { withTimeout } from '../with-timeout';
+import { NoAnswerError, withTimeout } from '../with-timeout';
 import { idempotencyScripts, VETO_TTL_MS, type IdempotencyScripts } from './idempotency-scripts';
 
 export interface PushOutcome {
@@ -96,6 +96,8 @@ export class PushPacker {
       logger: Logger;
       /** Keeps counting the bodies of batches answered 503 while Redis may still take their job. */
       budget: InflightBudget;
+      /** Where a Redis that is away or refuses writes is told (once, not per batch). */
+      redisOutage?: OutageLog;
     },
     private readonly settings: PackerSettings,
   ) {
@@ -168,7 +170,9 @@ export class PushPacker {
     let previous: string[];
     try {
       previous = await withTimeout(claim, this.settings.enqueueTimeoutMs);
-    } catch {
+    } catch (err) {
+      // A slow Redis is told by the queue health check (it stops taking pushes after 3 s of silence).
+      if (!(err instanceof NoAnswerError)) this.enqueueFailed(err, batch.length);
       this.strand(batch, claim, optimistic);
       for (const p of batch) p.reject(unavailable('queue unavailable'));
       // A slow Redis may still run the claim (and then the add) later. The markers that claim set
@@ -211,7 +215,7 @@ export class PushPacker {
     try {
       if (!(await withTimeout(added, this.settings.enqueueTimeoutMs))) throw new Error('push job was not stored');
     } catch (err) {
-      this.deps.logger.warn({ err: errMessage(err), pushes: fresh.length }, 'enqueue failed; answering 503');
+      this.enqueueFailed(err, fresh.length);
       this.strand(batch, optimistic, added);
       for (const p of fresh) p.reject(unavailable('queue unavailable'));
       // A late success still counts: mark it done so replays answer duplicate; else free the keys.
@@ -227,6 +231,16 @@ export class PushPacker {
       metrics.enqueueLatency.observe((now - p.startedAt) / 1000);
       p.resolve({ pushId: p.item.push_id, records: p.records, duplicate: false });
     }
+  }
+
+  /**
+   * A batch refused: Redis away or refusing writes (out of memory, a read-only replica, …) goes to
+   * the Redis outage log, one line for the whole outage; anything else is a warning of its own.
+   */
+  private enqueueFailed(err: unknown, pushes: number): void {
+    const { redisOutage, logger } = this.deps;
+    if (redisOutage && (isConnectionError(err) || isRefusalError(err))) redisOutage.error(err, 'enqueue failed; answering 503');
+    else logger.warn({ err: errMessage(err), pushes }, 'enqueue failed; answering 503');
   }
 
   /**

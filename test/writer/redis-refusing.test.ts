@@ -1,0 +1,62 @@
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { expect, it } from 'vitest';
+import { createLogger } from '@pga/logger';
+import { freePort, startRedis } from '@pga/local-stack';
+import { createTestDatabase, testEnv, uniquePrefix } from '../helpers';
+import { fixture, pushItem, startWriterHarness, waitUntil } from './helpers';
+
+/**
+ * Redis up but refusing writes (here: over its `maxmemory` with `noeviction`; a read-only replica
+ * or a failed background save alike). BullMQ's worker loop retried a failed fetch at once, without
+ * a pause: tens of thousands of `push worker error` warnings with stacks in seconds, and a core of
+ * CPU. Now a failed fetch waits a second, the errors go into the Redis outage log (one line as it
+ * starts, one when Redis accepts writes again), and the job is stored once Redis takes writes again.
+ * Uses a Redis of its own: the memory limit would refuse every other suite's writes.
+ */
+it('Redis refusing writes (OOM): no hot loop, one line as it starts and one when it is over, then the job is stored', async () => {
+  const server = await startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix('oom-redis')), port: await freePort() });
+  const db = await createTestDatabase();
+  const lines: { level: number; msg: string }[] = [];
+  const logger = createLogger({
+    name: 'writer-test',
+    level: 'info',
+    destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+  });
+  const admin = new Redis(server.url, { maxRetriesPerRequest: 1 });
+  const h = await startWriterHarness(db.url, { REDIS_URL: server.url, WRITER_HEARTBEAT_FLUSH_MS: '60000' }, logger);
+  try {
+    await h.waitForJob(await h.enqueue([pushItem(fixture)]), 'completed');
+    // Due in 1.5 s: the writer's fetch then has to move it (a write) while Redis refuses writes.
+    const item = pushItem(fixture);
+    const job = await h.queue.add('push', { v: 1, pushes: [item] }, { delay: 1500, attempts: 3, removeOnComplete: false });
+    let fetchErrors = 0;
+    for (const worker of [h.writer.pushWorker.worker, h.writer.maintenance.worker]) worker.on('error', () => fetchErrors++);
+    await admin.config('SET', 'maxmemory', '1');
+    await new Promise((r) => setTimeout(r, 4000));
+    // A second between failed fetches (a worker's first attempts may fail before the pause applies).
+    expect(fetchErrors).toBeGreaterThanOrEqual(1);
+    expect(fetchErrors).toBeLessThanOrEqual(10);
+    // Before: BullMQ's loop retried the failed fetch at once, a warning with a stack each time.
+    expect(lines.length).toBeLessThan(20);
+    expect(lines.map((l) => l.msg)).toContainEqual(expect.stringMatching(/^Redis refusing commands: OOM command not allowed/));
+
+    await admin.config('SET', 'maxmemory', '0');
+    await h.waitForJob(job.id!, 'completed', 15_000);
+    const { rows } = await h.pool.query('SELECT count(*)::int AS n FROM collector_metrics WHERE push_id = $1', [item.push_id]);
+    expect(rows[0].n).toBeGreaterThan(0);
+    await waitUntil(
+      'the outage ends in the log',
+      async () => lines.some((l) => /^Redis accepting commands again after/.test(l.msg)),
+      10_000,
+    );
+    const warnings = lines.filter((l) => l.level >= 40).map((l) => l.msg);
+    expect(warnings).toEqual([expect.stringMatching(/^Redis refusing commands: OOM command not allowed/)]);
+  } finally {
+    await admin.config('SET', 'maxmemory', '0').catch(() => undefined);
+    admin.disconnect();
+    await h.close();
+    await server.stop();
+    await db.drop();
+  }
+});
