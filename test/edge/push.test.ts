@@ -293,7 +293,14 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
     }
   });
 
-  it('404 for unknown paths, 405 for a known path with another method', async () => {
+  it('404 for unknown paths, 405 for a known path with another method, both counted as refusals', async () => {
+    const refused = async (reason: string) =>
+      Number(
+        new RegExp(`^edge_rejections_total\\{reason="${reason}"\\} (\\d+)$`, 'm').exec(
+          await (await fetch(`${url}/metrics`)).text(),
+        )?.[1] ?? 0,
+      );
+    const [notFoundBefore, notAllowedBefore] = [await refused('NOT_FOUND'), await refused('METHOD_NOT_ALLOWED')];
     const nf = await call(`${url}/api/v1/nope`, { method: 'GET' });
     expect([nf.status, nf.json.error.code]).toEqual([404, 'NOT_FOUND']);
     const wm = await call(`${url}/api/v1/metrics/push`, { method: 'GET' });
@@ -311,6 +318,9 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
       const res = await call(`${url}${path}`, { method });
       expect([path, res.status, res.headers.get('allow')]).toEqual([path, 405, allow]);
     }
+    expect([(await refused('NOT_FOUND')) - notFoundBefore, (await refused('METHOD_NOT_ALLOWED')) - notAllowedBefore]).toEqual([
+      1, 8,
+    ]);
   });
 
   it('answers HEAD like GET without a body, so the next answer on the connection is read right', async () => {

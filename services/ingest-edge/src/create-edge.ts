@@ -159,11 +159,16 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
       { name: 'refresh_token', headers: [...authHeaders, 'user-agent'], maxBody: SMALL_BODY, auth: 'bearer' },
       createRefreshHandler({ pool, tokens, box, authenticate }),
     ),
-    notFound: kit.route({ name: 'not_found' }, ({ reply }) => reply.error('NOT_FOUND', 'no such endpoint')),
+    // Answered here rather than thrown (the 405 carries Allow): counted as the thrown refusals are.
+    notFound: kit.route({ name: 'not_found' }, ({ reply }) => {
+      metrics.rejections.inc({ reason: 'NOT_FOUND' });
+      reply.error('NOT_FOUND', 'no such endpoint');
+    }),
     wrongMethod: (allow) =>
-      kit.route({ name: 'not_found' }, ({ reply }) =>
-        reply.error('METHOD_NOT_ALLOWED', `method not allowed on this endpoint (allowed: ${allow})`, undefined, { allow }),
-      ),
+      kit.route({ name: 'not_found' }, ({ reply }) => {
+        metrics.rejections.inc({ reason: 'METHOD_NOT_ALLOWED' });
+        reply.error('METHOD_NOT_ALLOWED', `method not allowed on this endpoint (allowed: ${allow})`, undefined, { allow });
+      }),
     ops: opsRoutes({
       isReady,
       processes: config.EDGE_PROCESSES,

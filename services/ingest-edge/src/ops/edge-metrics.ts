@@ -74,7 +74,7 @@ export function createEdgeMetrics(sources: MetricSources) {
   });
   const pushes = new Counter({
     name: 'edge_pushes_total',
-    help: 'Pushes answered 200, by outcome.',
+    help: 'Pushes answered 200, by outcome: accepted (stored in Redis; counted also when the client hung up before its 200 went out) or duplicate.',
     labelNames: ['outcome'] as const,
     registers: [registry],
   });
