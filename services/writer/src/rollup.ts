@@ -1,4 +1,5 @@
 import type { PreparedPush } from './prepare-push';
+import { queryStats } from './query-stats';
 
 /** Arrays for UPSERT_ROLLUP: one entry per (collector, metric type, minute of received_at). */
 export interface RollupArrays {
@@ -25,39 +26,8 @@ interface Cell {
   snapshot: PreparedPush | null;
 }
 
-const NUMBER = '-?\\d+(?:\\.\\d+)?(?:[eE][+-]?\\d+)?';
-const CALLS = new RegExp(`"calls"\\s*:\\s*${NUMBER}`, 'g');
-const TOTAL_TIME = new RegExp(`"total_(?:exec_)?time"\\s*:\\s*${NUMBER}`, 'g');
-
 /** Below PostgreSQL's bigint maximum (2^63 − 1) as a double. */
 const MAX_BIGINT = 9.2e18;
-
-/** Characters of a JSON number, to walk back from the end of a match to the number's start. */
-function isNumberChar(c: number): boolean {
-  return (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2d || c === 0x2b || c === 0x65 || c === 0x45;
-}
-
-function sum(re: RegExp, text: string): number {
-  let total = 0;
-  re.lastIndex = 0;
-  // `test` + lastIndex (the match ends with the number) instead of `exec`: no match array per number.
-  while (re.test(text)) {
-    const end = re.lastIndex;
-    let start = end - 1;
-    while (start > 0 && isNumberChar(text.charCodeAt(start - 1))) start--;
-    total += Number(text.slice(start, end));
-  }
-  return total;
-}
-
-/**
- * Sums every `calls` and `total_time` (PG 13+: `total_exec_time`) number of a pg_query_stats
- * element (they only occur in its `queries`). A regex over the raw text instead of JSON.parse: the
- * parse cost more than everything else the writer does with a push.
- */
-function queryStats(text: string): { calls: number; totalTime: number } {
-  return { calls: Math.round(sum(CALLS, text)), totalTime: sum(TOTAL_TIME, text) };
-}
 
 /**
  * The batch's rollup, computed in memory from the pushes being stored (README "Rollup"). Rows and
