@@ -164,6 +164,22 @@ describe('writer: collector state from heartbeats, sweeps and uptime', () => {
     expect((await collector(silent)).status).toBe('active');
   });
 
+  it('a push stamped in the future (an edge whose clock runs ahead) sets last_metric_at no later than now', async () => {
+    const id = await insertCollector(h.pool, { interval: 60, status: 'active' });
+    const inAMonth = new Date(Date.now() + 30 * 86_400_000);
+    await h.waitForJob(await h.enqueue([pushItem(fixture, id, inAMonth)]), 'completed');
+    const c = await collector(id);
+    expect(c.last_metric_at.getTime()).toBeLessThanOrEqual(Date.now());
+    expect(c.last_metric_at.getTime()).toBeGreaterThan(Date.now() - 60_000);
+    // So the sweep can still find it silent once 2 × interval has passed.
+    await h.pool.query(
+      `UPDATE collectors SET last_metric_at = last_metric_at - interval '121 seconds', registered_at = now() - interval '1 hour' WHERE id = $1`,
+      [id],
+    );
+    await h.writer.maintenance.runNow('sweep');
+    expect((await collector(id)).status).toBe('inactive');
+  });
+
   it('computes uptime_percentage over the rolling window from heartbeat and push history', async () => {
     const registered = new Date(Date.now() - 9.5 * 60_000); // 10 one-minute slots so far
     const id = await insertCollector(h.pool, { interval: 60, registeredAt: registered });

@@ -64,8 +64,10 @@ const FRESH = (ts: string) => `${ts} >= now() - make_interval(secs => 2 * c.coll
  */
 export const UPDATE_COLLECTORS_AFTER_PUSH = `
 WITH b AS (
-  SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::bigint[], $5::int[])
-    AS b(id, last_metric_at, rows, pushes, last_count)
+  -- received_at is the accepting edge's clock: one running ahead must not set a last_metric_at in
+  -- the future, which kept the collector "fresh" (never inactive) until that time came.
+  SELECT id, LEAST(t, now()) AS last_metric_at, rows, pushes, last_count
+    FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::bigint[], $5::int[]) AS b(id, t, rows, pushes, last_count)
 ), locked AS MATERIALIZED (
   SELECT c.id, c.status AS old_status FROM collectors c WHERE c.id = ANY($1::uuid[]) ORDER BY c.id FOR UPDATE
 )
