@@ -2,7 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, int, portAvailable } from '@pga/config';
+import { z } from 'zod';
+import { ConfigError, int, loadConfig, portAvailable } from '@pga/config';
 import { readEdgeConfig } from '../../services/ingest-edge/src/config';
 import { readWriterConfig } from '../../services/writer/src/config';
 
@@ -51,7 +52,23 @@ describe('process configuration', () => {
     expect(() => int(2, 1, 64).parse('100')).toThrow(/at most 64/);
   });
 
-  it('never echoes a secret in the error', () => {
+  it('a number is decimal digits: hex, exponents, fractions and binary are refused, not read as something else', () => {
+    for (const value of ['0x10', '1e1', '1.5', '0b11', '12abc', 'Infinity'])
+      expect(() => readWriterConfig({ ...goodEnv, METRICS_RETENTION_DAYS: value })).toThrowError(
+        new RegExp(`^invalid environment: METRICS_RETENTION_DAYS: expected a whole number \\(got "${value}"\\)$`),
+      );
+    expect(() => readEdgeConfig({ ...goodEnv, INGEST_PORT: '0x1f90' })).toThrowError(/INGEST_PORT: expected a port number/);
+    expect(readWriterConfig({ ...goodEnv, METRICS_RETENTION_DAYS: ' 30 ' }).METRICS_RETENTION_DAYS).toBe(30);
+    expect(readEdgeConfig({ ...goodEnv, INGEST_PORT: '08081' }).INGEST_PORT).toBe(8081);
+    expect(int(5, -10, 10).parse('-3')).toBe(-3);
+  });
+
+  it('never echoes a secret in the error, and shows what is not one', () => {
+    // REDIS_KEY_PREFIX has KEY in its name but is no secret: its value used to be "[redacted]".
+    expect(() => readWriterConfig({ ...goodEnv, REDIS_KEY_PREFIX: '' })).toThrowError(/REDIS_KEY_PREFIX: .*\(got ""\)/);
+    expect(() => loadConfig(z.object({ ENCRYPTION_KEY: z.string().min(40) }), { ENCRYPTION_KEY: 'too-short-key' })).toThrowError(
+      /ENCRYPTION_KEY: .*\(got "\[redacted\]"\)/,
+    );
     let message = '';
     try {
       readEdgeConfig({ ...goodEnv, JWT_SECRET: 'short-secret-value' });

@@ -8,14 +8,25 @@ import { z } from 'zod';
 const emptyIsUnset = <T extends z.ZodType>(schema: T) =>
   z.preprocess((v) => (typeof v === 'string' && v.trim() === '' ? undefined : v), schema);
 
+/**
+ * A whole number written in decimal digits. `z.coerce.number` took anything `Number()` takes:
+ * `0x10` as 16, `1e1` as 10, `0b11` as 3 — a typo or a misread value started the service silently.
+ */
+const decimal = (message: string) =>
+  z.preprocess(
+    (v) => (typeof v === 'number' ? String(v) : v),
+    z
+      .string({ message })
+      .trim()
+      .regex(/^[+-]?\d+$/, message)
+      .transform(Number),
+  );
+
 /** A TCP port from an environment string, with a default. */
 export const port = (fallback: number) =>
   emptyIsUnset(
-    z.coerce
-      .number({ message: 'expected a port number' })
-      .int('expected a whole number')
-      .min(0, 'expected a port 0-65535')
-      .max(65535, 'expected a port 0-65535')
+    decimal('expected a port number')
+      .pipe(z.number().min(0, 'expected a port 0-65535').max(65535, 'expected a port 0-65535'))
       .default(fallback),
   );
 
@@ -44,11 +55,8 @@ export const bool = (fallback: boolean) =>
 /** A whole number within bounds; empty or unset → the default (itself held to the bounds). */
 export const int = (fallback: number, min: number, max: number) =>
   emptyIsUnset(
-    z.coerce
-      .number({ message: 'expected a number' })
-      .int('expected a whole number')
-      .min(min, `expected at least ${min}`)
-      .max(max, `expected at most ${max}`)
+    decimal('expected a whole number')
+      .pipe(z.number().min(min, `expected at least ${min}`).max(max, `expected at most ${max}`))
       .default(Math.min(max, Math.max(min, fallback))),
   );
 

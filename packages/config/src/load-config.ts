@@ -22,7 +22,8 @@ export function loadConfig<S extends z.ZodType>(schema: S, env: Record<string, s
   throw new ConfigError(`invalid environment: ${problems.join('; ')}`);
 }
 
-const SECRET_KEY = /PASSWORD|SECRET|KEY|TOKEN/i;
+/** Names of variables whose values are never shown (ENCRYPTION_KEY, JWT_SECRET; not REDIS_KEY_PREFIX). */
+const SECRET_KEY = /PASSWORD|SECRET|TOKEN|_KEY$/i;
 
 function redactIfSecret(key: string, value: string): string {
   if (SECRET_KEY.test(key)) return '[redacted]';
