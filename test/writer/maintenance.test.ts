@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '@pga/logger';
 import { createTestDatabase, type TestDatabase } from '../helpers';
 import { fixture, pushItem, startWriterHarness, waitUntil, type WriterHarness } from './helpers';
 
@@ -118,6 +119,31 @@ describe('writer: partition and retention job', () => {
       expect(await runs()).toBe(1);
     } finally {
       await again.close();
+    }
+  });
+
+  it('warns when a writer changes a schedule all writers share (the last to start sets it, for all of them)', async () => {
+    const first = await startWriterHarness(db.url);
+    await first.close();
+    const lines: { level: number; msg: string }[] = [];
+    const logger = createLogger({
+      name: 'writer-test',
+      level: 'info',
+      destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+    });
+    const second = await startWriterHarness(
+      db.url,
+      { REDIS_KEY_PREFIX: first.prefix, WRITER_SWEEP_INTERVAL_MS: '3600000' },
+      logger,
+    );
+    try {
+      const schedules = await second.writer.maintenance.queue.getJobSchedulers();
+      expect(schedules.find((s) => s.key === 'sweep')?.every).toBe(3_600_000);
+      expect(lines.filter((l) => l.level === 40).map((l) => l.msg)).toEqual([
+        "the sweep schedule, shared by all writers, changes from every 15000 ms to 3600000 ms (this writer's WRITER_SWEEP_INTERVAL_MS); give every writer the same setting",
+      ]);
+    } finally {
+      await second.close();
     }
   });
 

@@ -154,9 +154,22 @@ export function createMaintenance(o: MaintenanceOptions) {
     async start() {
       // A new schedule runs at once by itself; a kept one keeps its next run (see below).
       const kept = (await queue.getJobScheduler('partitions')) !== undefined;
-      await queue.upsertJobScheduler('partitions', { every: o.partitionsEveryMs }, { name: 'partitions' });
-      await queue.upsertJobScheduler('sweep', { every: o.sweepEveryMs }, { name: 'sweep' });
-      await queue.upsertJobScheduler('rollup', { every: o.rollupEveryMs }, { name: 'rollup' });
+      const schedules = [
+        ['partitions', o.partitionsEveryMs, 'WRITER_MAINTENANCE_INTERVAL_MS'],
+        ['sweep', o.sweepEveryMs, 'WRITER_SWEEP_INTERVAL_MS'],
+        ['rollup', o.rollupEveryMs, 'WRITER_ROLLUP_FOLD_MS'],
+      ] as const;
+      for (const [name, every, variable] of schedules) {
+        // One schedule per job for all writers: the last to start sets it, for every writer and
+        // after it exits. Writers started with different settings overrode each other silently.
+        const previous = (await queue.getJobScheduler(name))?.every;
+        if (previous !== undefined && previous !== every)
+          log.warn(
+            { job: name, previousEveryMs: Number(previous), everyMs: every },
+            `the ${name} schedule, shared by all writers, changes from every ${previous} ms to ${every} ms (this writer's ${variable}); give every writer the same setting`,
+          );
+        await queue.upsertJobScheduler(name, { every }, { name });
+      }
       // A schedule keeps its next run across restarts, up to an interval away: a writer that was
       // down (or a stack restarted) would leave expired partitions, DEFAULT rows and the ledger as
       // they are until then. One run at start too; writers starting together add one between them
