@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { Queue, type Job } from 'bullmq';
+import { Queue, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PushJob } from '@pga/contracts';
@@ -161,6 +161,39 @@ describe('writer: operations', () => {
       await h.pool.query('ALTER TABLE ingest_ledger_away RENAME TO ingest_ledger');
     }
     await waitUntil('dead letter counted', async () => (await deadLetters()) === before + 1, 5000, 50);
+  });
+
+  it('counts a job another writer took and never finished (it died) in the lag and in writer_queue_active_jobs', async () => {
+    const prefix = uniquePrefix('lagactive');
+    const keys = redisKeys(prefix);
+    const writer = createWriter({
+      config: readWriterConfig(await writerEnv(db.url, prefix)),
+      logger: createLogger({ name: 't', level: 'silent' }),
+    });
+    const redis = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: null });
+    const queue = new Queue<PushJob>(keys.pushQueue, { connection: redis, prefix: keys.bullPrefix });
+    // Takes the job as a writer would, then nothing: as if its process was killed (its lock stays
+    // until it expires, and only then does the stalled check return the job to the queue).
+    const dead = new Worker(keys.pushQueue, null, { connection: redis, prefix: keys.bullPrefix, autorun: false });
+    try {
+      await queue.add('push', { v: 1, pushes: [pushItem(fixture)] });
+      expect(await dead.getNextJob('dead-writer-token')).toBeDefined();
+      await new Promise((r) => setTimeout(r, 1100));
+      await writer.pushWorker.refreshGauges();
+      const text = await writer.metrics.registry.metrics();
+      expect(text).toMatch(/^writer_queue_waiting_jobs 0$/m);
+      expect(text).toMatch(/^writer_queue_active_jobs 1$/m);
+      expect(Number(/^writer_queue_lag_seconds (\S+)/m.exec(text)?.[1])).toBeGreaterThanOrEqual(1);
+    } finally {
+      await dead.close(true);
+      await queue.obliterate({ force: true });
+      await queue.close();
+      await redis.quit();
+      await writer.pushWorker.close();
+      await writer.maintenance.close();
+      await writer.redis.quit();
+      await writer.pool.end();
+    }
   });
 
   it('counts a push waiting for its retry in the queue lag and in writer_queue_retrying_jobs (it was invisible until it dead-lettered)', async () => {

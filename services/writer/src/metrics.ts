@@ -83,10 +83,15 @@ export function createWriterMetrics() {
     }),
     queueLag: new Gauge({
       name: 'writer_queue_lag_seconds',
-      help: 'now - enqueue time of the oldest push job not yet committed (waiting in the queue, waiting for a retry, or held by this process)',
+      help: 'now - enqueue time of the oldest push job not yet committed (waiting in the queue, waiting for a retry, or taken by any writer, one that died included)',
       registers: r,
     }),
     queueWaiting: new Gauge({ name: 'writer_queue_waiting_jobs', help: 'Push jobs waiting in the queue', registers: r }),
+    queueActive: new Gauge({
+      name: 'writer_queue_active_jobs',
+      help: "Push jobs taken by a writer and not finished, all writers together (a dead writer's stay until their lock expires and the stalled check returns them)",
+      registers: r,
+    }),
     queueRetrying: new Gauge({
       name: 'writer_queue_retrying_jobs',
       help: 'Push jobs that failed an attempt and wait for their next one (BullMQ delayed set)',

@@ -162,6 +162,15 @@ export function createPushWorker(o: PushWorkerOptions) {
     }
     return undefined;
   };
+  /** Enqueue time of the oldest of the 50 jobs at each end of a list or sorted set (ids only), or undefined. */
+  const oldestAtEnds = async (ids: string[]): Promise<number | undefined> => {
+    if (ids.length === 0) return undefined;
+    const client = await queue.client;
+    const stamps = await Promise.all([...new Set(ids)].map((id) => client.hget(queue.toKey(id), 'timestamp')));
+    // A job finished between the two reads has no hash any more.
+    const oldest = Math.min(...stamps.filter((t) => t !== null).map(Number));
+    return Number.isFinite(oldest) ? oldest : undefined;
+  };
   /**
    * Enqueue time of the oldest job waiting for a retry (a failed attempt: BullMQ's delayed set, by
    * due time). Backoff grows with the attempts, so the oldest jobs are usually due last: the 50
@@ -171,25 +180,48 @@ export function createPushWorker(o: PushWorkerOptions) {
     const client = await queue.client;
     const key = queue.toKey('delayed');
     const [first, last] = await Promise.all([client.zrange(key, 0, 49), client.zrange(key, -50, -1)]);
-    const ids = [...new Set([...first, ...last])];
-    if (ids.length === 0) return undefined;
-    const stamps = await Promise.all(ids.map((id) => client.hget(queue.toKey(id), 'timestamp')));
-    // A job retried and finished between the two reads has no hash any more.
-    const oldest = Math.min(...stamps.filter((t) => t !== null).map(Number));
-    return Number.isFinite(oldest) ? oldest : undefined;
+    return oldestAtEnds([...first, ...last]);
+  };
+  /**
+   * Enqueue time of the oldest job taken by any writer (BullMQ's active list, newest taken at its
+   * head): this one's, other live writers', and a dead writer's, which stay there until their lock
+   * expires and the stalled check returns them to the queue — about a minute in which, before, no
+   * gauge showed those pushes at all.
+   */
+  const oldestActiveSince = async (): Promise<number | undefined> => {
+    const client = await queue.client;
+    const key = queue.toKey('active');
+    const [first, last] = await Promise.all([client.lrange(key, 0, 49), client.lrange(key, -50, -1)]);
+    return oldestAtEnds([...first, ...last]);
+  };
+  /** The oldest enqueue time the last refresh saw: during a Redis outage the lag keeps growing from it. */
+  let lastOldest = Infinity;
+  const setLag = (oldest: number) =>
+    o.metrics.queueLag.set(Number.isFinite(oldest) ? Math.max(0, (Date.now() - oldest) / 1000) : 0);
+  const heldOldest = () => {
+    let oldest = Infinity;
+    for (const since of heldSince.values()) oldest = Math.min(oldest, since);
+    return oldest;
   };
   const refreshGauges = async () => {
-    const [counts, waitingSince, retryingSince] = await Promise.all([
-      queue.getJobCounts('wait', 'delayed', 'failed'),
-      oldestWaitingSince(),
-      oldestRetryingSince(),
-    ]);
+    let counts: Record<string, number>, waitingSince, retryingSince, activeSince;
+    try {
+      [counts, waitingSince, retryingSince, activeSince] = await Promise.all([
+        queue.getJobCounts('wait', 'delayed', 'failed', 'active'),
+        oldestWaitingSince(),
+        oldestRetryingSince(),
+        oldestActiveSince(),
+      ]);
+    } catch (err) {
+      setLag(Math.min(lastOldest, heldOldest()));
+      throw err;
+    }
     o.metrics.queueWaiting.set(counts.wait ?? 0);
     o.metrics.queueRetrying.set(counts.delayed ?? 0);
+    o.metrics.queueActive.set(counts.active ?? 0);
     o.metrics.queueFailed.set(counts.failed ?? 0);
-    let oldest = Math.min(waitingSince ?? Infinity, retryingSince ?? Infinity);
-    for (const since of heldSince.values()) oldest = Math.min(oldest, since);
-    o.metrics.queueLag.set(Number.isFinite(oldest) ? Math.max(0, (Date.now() - oldest) / 1000) : 0);
+    lastOldest = Math.min(waitingSince ?? Infinity, retryingSince ?? Infinity, activeSince ?? Infinity);
+    setLag(Math.min(lastOldest, heldOldest()));
   };
   let gaugeTimer: NodeJS.Timeout | null = null;
 
