@@ -283,6 +283,12 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
 
     const pushed = await call(`${url}/api/v1/metrics/push`, { token: res.json.token, body: '{"first":true}' });
     expect(pushed.status).toBe(200);
+    // Its target is a placeholder without an SSL mode: the config says libpq's default, never null
+    // (CONTRACT.md's ssl_mode is a string), and so does the v3 TOML.
+    const config = await call(`${url}/api/v1/collectors/${id}/config`, { token: res.json.token, method: 'GET' });
+    expect([config.status, config.json.target.ssl_mode]).toEqual([200, 'prefer']);
+    const toml = await call(`${url}/api/v1/config/${id}`, { token: res.json.token, method: 'GET' });
+    expect(toml.text).toContain('sslmode = "prefer"');
     // max_uses 1: used up.
     expect((await register({ name: 'pg-prod-8', hostname: 'h8' })).status).toBe(401);
   });

@@ -64,7 +64,9 @@ export async function loadCollectorConfig(pool: Pool, box: SecretBox, collectorI
         database: row.database,
         username: row.username,
         password,
-        ssl_mode: row.ssl_mode,
+        // Not set (an enrolled collector's placeholder target, an admin who left it empty) means
+        // libpq's own default; CONTRACT.md's ssl_mode is a string, and a collector may not take null.
+        ssl_mode: row.ssl_mode ?? 'prefer',
         ...(certificate !== null ? { ssl_certificate: certificate } : {}),
       },
     },
