@@ -1,7 +1,7 @@
 import { expect, it } from 'vitest';
-import { createLogger } from '@pga/logger';
 import { ownPostgres } from '../writer/helpers';
 import { call, EdgeWorld } from './harness';
+import { capturingLogger } from '../helpers';
 
 /**
  * The endpoints that read PostgreSQL (enrollment here; config and refresh alike) answer 503 +
@@ -11,12 +11,7 @@ import { call, EdgeWorld } from './harness';
  */
 it('a PostgreSQL outage: 503 + Retry-After for every request that needs it, one line when it starts and one when it is over', async () => {
   const pg = await ownPostgres('edgeoutage');
-  const lines: { level: number; msg: string }[] = [];
-  const logger = createLogger({
-    name: 'edge-test',
-    level: 'info',
-    destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
-  });
+  const { logger, lines } = capturingLogger('edge-test');
   await using world = await EdgeWorld.create();
   try {
     const edge = await world.startEdge({ DATABASE_URL: pg.url }, logger);

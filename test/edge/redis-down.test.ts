@@ -2,10 +2,9 @@ import path from 'node:path';
 import { freePort, startRedis, type RedisHandle } from '@pga/local-stack';
 import { describe, expect, it } from 'vitest';
 import { revokeCollectorTokens } from '@pga/db';
-import { createLogger } from '@pga/logger';
 import { publishCollectorChange } from '@pga/redis-keys';
 import { call, EdgeWorld, waitUntil } from './harness';
-import { testEnv, uniquePrefix } from '../helpers';
+import { capturingLogger, testEnv, uniquePrefix } from '../helpers';
 
 /**
  * Redis stopped under load (issue 4 §5): the edge answers 503 + Retry-After within a bounded time,
@@ -89,12 +88,7 @@ describe('Redis stopped, slow, or reconnecting', () => {
     const dataDir = path.join(testEnv.dataDir, uniquePrefix('edge-redis'));
     const port = await freePort();
     let redis: RedisHandle = await startRedis({ dataDir, port });
-    const lines: { level: number; msg: string }[] = [];
-    const logger = createLogger({
-      name: 'edge-test',
-      level: 'info',
-      destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
-    });
+    const { logger, lines } = capturingLogger('edge-test');
     await using world = await EdgeWorld.create({ redisUrl: redis.url });
     try {
       const edge = await world.startEdge({}, logger);

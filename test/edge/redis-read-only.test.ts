@@ -1,9 +1,8 @@
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { expect, it } from 'vitest';
-import { createLogger } from '@pga/logger';
 import { freePort, startRedis } from '@pga/local-stack';
-import { testEnv, uniquePrefix } from '../helpers';
+import { capturingLogger, testEnv, uniquePrefix } from '../helpers';
 import { call, EdgeWorld } from './harness';
 
 /**
@@ -16,12 +15,7 @@ import { call, EdgeWorld } from './harness';
  */
 it('Redis a read-only replica: 503 + Retry-After with the reason, /readyz not ready, one warning; back when it takes writes', async () => {
   const server = await startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix('ro-redis')), port: await freePort() });
-  const lines: { level: number; msg: string }[] = [];
-  const logger = createLogger({
-    name: 'edge-test',
-    level: 'info',
-    destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
-  });
+  const { logger, lines } = capturingLogger('edge-test');
   const admin = new Redis(server.url, { maxRetriesPerRequest: 1 });
   await using world = await EdgeWorld.create();
   try {

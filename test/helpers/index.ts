@@ -2,3 +2,4 @@ export { testEnv } from './env';
 export { createTestDatabase, uniquePrefix, type TestDatabase } from './database';
 export { launchBrowser } from './browser';
 export { startStack, type RunningStack } from './stack';
+export { capturingLogger, type LogLine } from './log-lines';

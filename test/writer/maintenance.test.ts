@@ -1,7 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '@pga/logger';
-import { createTestDatabase, type TestDatabase } from '../helpers';
+import { capturingLogger, createTestDatabase, type TestDatabase } from '../helpers';
 import { fixture, pushItem, startWriterHarness, waitUntil, type WriterHarness } from './helpers';
 
 const day = (offset: number) =>
@@ -125,12 +124,7 @@ describe('writer: partition and retention job', () => {
   it('warns when a writer changes a schedule all writers share (the last to start sets it, for all of them)', async () => {
     const first = await startWriterHarness(db.url);
     await first.close();
-    const lines: { level: number; msg: string }[] = [];
-    const logger = createLogger({
-      name: 'writer-test',
-      level: 'info',
-      destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
-    });
+    const { logger, lines } = capturingLogger('writer-test');
     const second = await startWriterHarness(
       db.url,
       { REDIS_KEY_PREFIX: first.prefix, WRITER_SWEEP_INTERVAL_MS: '3600000' },

@@ -12,6 +12,36 @@ import { createTestDatabase, testEnv, uniquePrefix, type TestDatabase } from '..
 import { spawnWriter } from './child-writer';
 import { fixture, pushItem, startWriterHarness, waitUntil, writerEnv } from './helpers';
 
+/**
+ * A writer built but not started on a queue of its own: it consumes nothing, its gauges still read
+ * the queue. `close` empties the queue and closes everything.
+ */
+async function idleWriter(dbUrl: string, name: string) {
+  const prefix = uniquePrefix(name);
+  const keys = redisKeys(prefix);
+  const writer = createWriter({
+    config: readWriterConfig(await writerEnv(dbUrl, prefix)),
+    logger: createLogger({ name: 't', level: 'silent' }),
+  });
+  const redis = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: null });
+  const queue = new Queue<PushJob>(keys.pushQueue, { connection: redis, prefix: keys.bullPrefix });
+  return {
+    writer,
+    keys,
+    redis,
+    queue,
+    async close() {
+      await queue.obliterate({ force: true });
+      await queue.close();
+      await redis.quit();
+      await writer.pushWorker.close();
+      await writer.maintenance.close();
+      await writer.redis.quit();
+      await writer.pool.end();
+    },
+  };
+}
+
 describe('writer: operations', () => {
   let db: TestDatabase;
 
@@ -95,30 +125,16 @@ describe('writer: operations', () => {
   });
 
   it('reports queue lag of the oldest waiting push while no writer consumes', async () => {
-    const prefix = uniquePrefix('lag');
-    const keys = redisKeys(prefix);
-    // A writer that is built but not started: it consumes nothing, its gauges still read the queue.
-    const writer = createWriter({
-      config: readWriterConfig(await writerEnv(db.url, prefix)),
-      logger: createLogger({ name: 't', level: 'silent' }),
-    });
-    const redis = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: null });
-    const queue = new Queue<PushJob>(keys.pushQueue, { connection: redis, prefix: keys.bullPrefix });
+    const idle = await idleWriter(db.url, 'lag');
     try {
-      await queue.add('push', { v: 1, pushes: [pushItem(fixture)] });
+      await idle.queue.add('push', { v: 1, pushes: [pushItem(fixture)] });
       await new Promise((r) => setTimeout(r, 1100));
-      await writer.pushWorker.refreshGauges();
-      const text = await writer.metrics.registry.metrics();
+      await idle.writer.pushWorker.refreshGauges();
+      const text = await idle.writer.metrics.registry.metrics();
       expect(Number(/^writer_queue_lag_seconds (\S+)/m.exec(text)?.[1])).toBeGreaterThanOrEqual(1);
       expect(text).toMatch(/^writer_queue_waiting_jobs 1$/m);
     } finally {
-      await queue.obliterate({ force: true });
-      await queue.close();
-      await redis.quit();
-      await writer.pushWorker.close();
-      await writer.maintenance.close();
-      await writer.redis.quit();
-      await writer.pool.end();
+      await idle.close();
     }
   });
 
@@ -164,35 +180,22 @@ describe('writer: operations', () => {
   });
 
   it('counts a job another writer took and never finished (it died) in the lag and in writer_queue_active_jobs', async () => {
-    const prefix = uniquePrefix('lagactive');
-    const keys = redisKeys(prefix);
-    const writer = createWriter({
-      config: readWriterConfig(await writerEnv(db.url, prefix)),
-      logger: createLogger({ name: 't', level: 'silent' }),
-    });
-    const redis = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: null });
-    const queue = new Queue<PushJob>(keys.pushQueue, { connection: redis, prefix: keys.bullPrefix });
+    const idle = await idleWriter(db.url, 'lagactive');
     // Takes the job as a writer would, then nothing: as if its process was killed (its lock stays
     // until it expires, and only then does the stalled check return the job to the queue).
-    const dead = new Worker(keys.pushQueue, null, { connection: redis, prefix: keys.bullPrefix, autorun: false });
+    const dead = new Worker(idle.keys.pushQueue, null, { connection: idle.redis, prefix: idle.keys.bullPrefix, autorun: false });
     try {
-      await queue.add('push', { v: 1, pushes: [pushItem(fixture)] });
+      await idle.queue.add('push', { v: 1, pushes: [pushItem(fixture)] });
       expect(await dead.getNextJob('dead-writer-token')).toBeDefined();
       await new Promise((r) => setTimeout(r, 1100));
-      await writer.pushWorker.refreshGauges();
-      const text = await writer.metrics.registry.metrics();
+      await idle.writer.pushWorker.refreshGauges();
+      const text = await idle.writer.metrics.registry.metrics();
       expect(text).toMatch(/^writer_queue_waiting_jobs 0$/m);
       expect(text).toMatch(/^writer_queue_active_jobs 1$/m);
       expect(Number(/^writer_queue_lag_seconds (\S+)/m.exec(text)?.[1])).toBeGreaterThanOrEqual(1);
     } finally {
       await dead.close(true);
-      await queue.obliterate({ force: true });
-      await queue.close();
-      await redis.quit();
-      await writer.pushWorker.close();
-      await writer.maintenance.close();
-      await writer.redis.quit();
-      await writer.pool.end();
+      await idle.close();
     }
   });
 

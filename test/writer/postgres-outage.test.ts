@@ -1,7 +1,6 @@
 import net from 'node:net';
 import { expect, it } from 'vitest';
-import { createLogger } from '@pga/logger';
-import { createTestDatabase } from '../helpers';
+import { capturingLogger, createTestDatabase } from '../helpers';
 import { fixture, ownPostgres, pushItem, startWriterHarness, waitUntil } from './helpers';
 
 const ELEMENTS = (JSON.parse(fixture) as { metrics: unknown[] }).metrics.length;
@@ -14,12 +13,7 @@ const ELEMENTS = (JSON.parse(fixture) as { metrics: unknown[] }).metrics.length;
 it('rides out a PostgreSQL restart: jobs wait, retry, then every push is stored once', async () => {
   const pg = await ownPostgres('outage');
   const url = pg.url;
-  const lines: { level: number; msg: string }[] = [];
-  const logger = createLogger({
-    name: 'writer-test',
-    level: 'info',
-    destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
-  });
+  const { logger, lines } = capturingLogger('writer-test');
   const h = await startWriterHarness(url, { WRITER_HEARTBEAT_FLUSH_MS: '60000' }, logger);
   h.pool.on('error', () => undefined);
   try {

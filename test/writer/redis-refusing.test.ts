@@ -1,9 +1,8 @@
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { expect, it } from 'vitest';
-import { createLogger } from '@pga/logger';
 import { freePort, startRedis } from '@pga/local-stack';
-import { createTestDatabase, testEnv, uniquePrefix } from '../helpers';
+import { capturingLogger, createTestDatabase, testEnv, uniquePrefix } from '../helpers';
 import { fixture, pushItem, startWriterHarness, waitUntil } from './helpers';
 
 /**
@@ -17,12 +16,7 @@ import { fixture, pushItem, startWriterHarness, waitUntil } from './helpers';
 it('Redis refusing writes (OOM): no hot loop, one line as it starts and one when it is over, then the job is stored', async () => {
   const server = await startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix('oom-redis')), port: await freePort() });
   const db = await createTestDatabase();
-  const lines: { level: number; msg: string }[] = [];
-  const logger = createLogger({
-    name: 'writer-test',
-    level: 'info',
-    destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
-  });
+  const { logger, lines } = capturingLogger('writer-test');
   const admin = new Redis(server.url, { maxRetriesPerRequest: 1 });
   const h = await startWriterHarness(db.url, { REDIS_URL: server.url, WRITER_HEARTBEAT_FLUSH_MS: '60000' }, logger);
   try {
