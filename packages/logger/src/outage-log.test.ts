@@ -116,15 +116,15 @@ describe('createOutageLog', () => {
     expect(outage.failing).toBe(false);
     expect(lines.map((l) => l.msg)).toEqual([
       expect.stringMatching(/^PostgreSQL unreachable: /),
-      expect.stringMatching(/^PostgreSQL reachable again after 0\.\d s$/),
+      expect.stringMatching(/^PostgreSQL reachable again after \d+\.\d s$/),
     ]);
     const after = probes;
     await new Promise((r) => setTimeout(r, 60));
     expect(probes).toBe(after); // stopped with the outage
   });
 
-  it('a probe answered after its outage ended ends no later outage; close() stops probing', async () => {
-    const { logger } = capture();
+  it('a probe answered after its outage ended ends no later outage; close() stops probing for good', async () => {
+    const { logger, lines } = capture();
     const answers: (() => void)[] = [];
     const outage = createOutageLog(logger, 'PostgreSQL', {
       probeEveryMs: 10,
@@ -138,9 +138,35 @@ describe('createOutageLog', () => {
     answers[0]!();
     await new Promise((r) => setTimeout(r, 5));
     expect(outage.failing).toBe(true);
+
+    await new Promise((r) => setTimeout(r, 30));
+    const inFlight = answers.length;
+    expect(inFlight).toBe(2); // the new outage's probe
     outage.close();
-    const n = answers.length;
+    answers[1]!(); // answered after close(): ends nothing
+    outage.recovered();
+    outage.error(refused(), 'pool error'); // an outage after close() (a quit's error): no probe
     await new Promise((r) => setTimeout(r, 40));
-    expect(answers).toHaveLength(n);
+    expect(answers).toHaveLength(inFlight);
+    expect(lines.filter((l) => /reachable again/.test(l.msg))).toHaveLength(2);
+  });
+
+  it('a reconnect ends an outage of connection errors, not one of refusals (only a probe or a command that works does)', () => {
+    const { logger, lines } = capture();
+    const outage = createOutageLog(logger, 'Redis');
+    outage.error(new Error("OOM command not allowed when used memory > 'maxmemory'."), 'push worker error');
+    outage.connected();
+    expect(outage.failing).toBe(true);
+    outage.recovered();
+    expect(outage.failing).toBe(false);
+    outage.error(refused(), 'push worker error');
+    outage.connected();
+    expect(outage.failing).toBe(false);
+    expect(lines.map((l) => l.msg)).toEqual([
+      expect.stringMatching(/^Redis refusing commands: OOM /),
+      expect.stringMatching(/^Redis accepting commands again after /),
+      expect.stringMatching(/^Redis unreachable: /),
+      expect.stringMatching(/^Redis reachable again after /),
+    ]);
   });
 });

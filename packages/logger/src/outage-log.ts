@@ -73,13 +73,15 @@ export function createOutageLog(logger: Logger, dependency: string, options: Out
   let probeInFlight = false;
   /** Outages so far: a probe answered after its outage ended (and another began) ends nothing. */
   let outages = 0;
+  /** After close(): no probe starts again, and none that was in flight ends an outage. */
+  let closed = false;
   const stopProbing = () => {
     clearInterval(probing);
     probing = undefined;
   };
   const startProbing = () => {
     const probe = options.probe;
-    if (!probe || probing) return;
+    if (!probe || probing || closed) return;
     probing = setInterval(() => {
       if (probeInFlight) return;
       probeInFlight = true;
@@ -87,7 +89,7 @@ export function createOutageLog(logger: Logger, dependency: string, options: Out
       probe().then(
         () => {
           probeInFlight = false;
-          if (outage === outages) log.recovered();
+          if (outage === outages && !closed) log.recovered();
         },
         () => (probeInFlight = false),
       );
@@ -130,7 +132,15 @@ export function createOutageLog(logger: Logger, dependency: string, options: Out
         );
       }
     },
-    /** The connection is back (call on `ready`): one line if there was an outage. */
+    /**
+     * A connection is (back) up — call it on `ready`. It ends an outage of connection errors; one of
+     * refusals (Redis up but refusing commands) outlives a reconnect, and only `recovered()` (the
+     * probe, or a command that succeeded) ends it.
+     */
+    connected(): void {
+      if (!refusing) log.recovered();
+    },
+    /** The dependency works again: one line if there was an outage. */
     recovered(): void {
       stopProbing();
       if (since === undefined) return;
@@ -146,8 +156,9 @@ export function createOutageLog(logger: Logger, dependency: string, options: Out
     get failing(): boolean {
       return since !== undefined;
     },
-    /** Stops the probe (at shutdown); the outage, if any, stays as it is. */
+    /** Stops the probe for good (at shutdown); the outage, if any, stays as it is. */
     close(): void {
+      closed = true;
       stopProbing();
     },
   };

@@ -68,14 +68,19 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   // One warning when Redis goes away (whichever connection notices first), one summary a minute
   // while it stays away, one line when both connections are back: not one per reconnect attempt.
   // Redis up but refusing writes (out of memory, read-only) reconnects nothing: a SET every 2 s
-  // while it lasts tells when it takes writes again.
-  const redisOutage = createOutageLog(logger, 'Redis', { probe: () => redis.set(keys.writeProbe, '1', 'EX', 10) });
+  // while it lasts tells when it takes writes again (not before the change feed's connection is back).
+  const redisOutage = createOutageLog(logger, 'Redis', {
+    probe: async () => {
+      if (subscriber.status !== 'ready') throw new Error('change feed not connected');
+      return redis.set(keys.writeProbe, '1', 'EX', 10);
+    },
+  });
   for (const [name, client] of [
     ['redis', redis],
     ['subscriber', subscriber],
   ] as const) {
     client.on('error', (err: Error) => redisOutage.error(err, 'Redis error', { client: name }));
-    client.on('ready', () => redis.status === 'ready' && subscriber.status === 'ready' && redisOutage.recovered());
+    client.on('ready', () => redis.status === 'ready' && subscriber.status === 'ready' && redisOutage.connected());
   }
   const queue = new EncodedQueue(keys.pushQueue, { connection: redis, prefix: keys.bullPrefix });
   queue.on('error', (err) => redisOutage.error(err, 'queue error'));

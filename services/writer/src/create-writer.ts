@@ -32,7 +32,7 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
   // while it lasts tells when it takes writes again.
   const redisOutage = createOutageLog(logger, 'Redis', { probe: () => redis.set(keys.writeProbe, '1', 'EX', 10) });
   redis.on('error', (err) => redisOutage.error(err, 'redis connection error'));
-  redis.on('ready', () => redisOutage.recovered());
+  redis.on('ready', () => redisOutage.connected());
   // The same for PostgreSQL, as the heartbeat flush (every second) and the scheduled jobs see it.
   const pgOutage = createOutageLog(logger, 'PostgreSQL');
   const pool: Pool = createPool(config.DATABASE_URL, {

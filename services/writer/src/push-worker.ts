@@ -203,18 +203,41 @@ export function createPushWorker(o: PushWorkerOptions) {
     for (const since of heldSince.values()) oldest = Math.min(oldest, since);
     return oldest;
   };
+  let refreshing = false;
+  /**
+   * Reads the queue's gauges. The connection queues commands while Redis is away (BullMQ needs
+   * `maxRetriesPerRequest: null`): a refresh then neither fails nor answers. So: none is sent while
+   * the connection is down or one is still out, and one not answered within 1.5 s counts as failed;
+   * either way the lag goes on growing from the oldest push the last answer showed.
+   */
   const refreshGauges = async () => {
+    const client = await queue.client;
+    if (refreshing || client.status !== 'ready') {
+      setLag(Math.min(lastOldest, heldOldest()));
+      return;
+    }
+    refreshing = true;
     let counts: Record<string, number>, waitingSince, retryingSince, activeSince;
+    let timer: NodeJS.Timeout | undefined;
+    const reads = Promise.all([
+      queue.getJobCounts('wait', 'delayed', 'failed', 'active'),
+      oldestWaitingSince(),
+      oldestRetryingSince(),
+      oldestActiveSince(),
+    ]).finally(() => (refreshing = false));
     try {
-      [counts, waitingSince, retryingSince, activeSince] = await Promise.all([
-        queue.getJobCounts('wait', 'delayed', 'failed', 'active'),
-        oldestWaitingSince(),
-        oldestRetryingSince(),
-        oldestActiveSince(),
+      [counts, waitingSince, retryingSince, activeSince] = await Promise.race([
+        reads,
+        new Promise<never>(
+          (_, reject) => (timer = setTimeout(() => reject(new Error('queue gauges: no answer from Redis within 1.5 s')), 1500)),
+        ),
       ]);
     } catch (err) {
+      reads.catch(() => undefined);
       setLag(Math.min(lastOldest, heldOldest()));
       throw err;
+    } finally {
+      clearTimeout(timer);
     }
     o.metrics.queueWaiting.set(counts.wait ?? 0);
     o.metrics.queueRetrying.set(counts.delayed ?? 0);

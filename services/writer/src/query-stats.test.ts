@@ -38,6 +38,8 @@ describe('queryStats', () => {
       totalTime: -20,
     });
     expect(stats('{"queries":[]}')).toEqual({ calls: 0, totalTime: 0 });
+    expect(stats('{"queries":[{"calls":1}],"queries":null}')).toEqual({ calls: 0, totalTime: 0 });
+    expect(stats('{"queries":[{"calls":1}],"queries":{"calls":5}}')).toEqual({ calls: 0, totalTime: 0 });
     expect(stats('{"type":"pg_query_stats"}')).toEqual({ calls: 0, totalTime: 0 });
   });
 

@@ -67,14 +67,13 @@ export function queryStats(t: string): { calls: number; totalTime: number } {
       } else if (depth === queriesDepth) queriesDepth = -1;
       depth--;
     } else if (depth === 1) {
-      if (tokenIs(t, end, 'queries')) {
+      if (tokenIs(t, end, 'queries') && isKey(t, end)) {
+        // The last `queries` key counts, whatever its value (jsonb keeps the last): start over,
+        // and read entries only if it is an array (its `[` is the next token).
+        calls = 0;
+        totalTime = 0;
         ARRAY_VALUE.lastIndex = end;
-        if (ARRAY_VALUE.test(t)) {
-          // The last `queries` key counts: start over. The `[` is the next token.
-          calls = 0;
-          totalTime = 0;
-          queriesDepth = 2;
-        }
+        if (ARRAY_VALUE.test(t)) queriesDepth = 2;
       }
     } else if (queriesDepth > 0 && depth === queriesDepth + 1) {
       // The last occurrence of a key counts (as in jsonb), also when its value is not a number.

@@ -24,6 +24,7 @@ export class QueueHealth {
   private intervalMs = 1000;
   private polling = false;
   private stale = false;
+  private pollRefused = false;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -76,7 +77,9 @@ export class QueueHealth {
     if (this.polling) return;
     this.polling = true;
     try {
-      const info = await withTimeout(this.redis.info('memory', 'replication'), this.intervalMs);
+      // Plain INFO (its default sections hold memory and replication): `INFO memory replication`
+      // needs Redis 7, and on 6.x every poll failed — never ready, every push a 503.
+      const info = await withTimeout(this.redis.info(), this.intervalMs);
       const used = Number(/^used_memory:(\d+)/m.exec(info)?.[1] ?? 0);
       const max = Number(/^maxmemory:(\d+)/m.exec(info)?.[1] ?? 0);
       const budget = this.budgetBytes > 0 ? this.budgetBytes : max > 0 ? max * 0.9 : 0;
@@ -95,10 +98,16 @@ export class QueueHealth {
       this.readOnly = readOnly;
       this.usedMemory = used;
       this.lastAnsweredAt = Date.now();
+      this.pollRefused = false;
       if (this.stale) this.logger.info('queue health: Redis answering again');
       this.stale = false;
-    } catch {
-      // Connection trouble and silence show in `reachable`.
+    } catch (err) {
+      // Connection trouble and silence show in `reachable`; an error reply (a Redis that refuses
+      // INFO) would too, as "unreachable": say why, once.
+      if (err instanceof Error && !this.pollRefused && /^[A-Z]+ /.test(err.message)) {
+        this.pollRefused = true;
+        this.logger.warn({ err: err.message }, 'queue health: Redis refused INFO; refusing pushes');
+      }
     } finally {
       this.polling = false;
     }
