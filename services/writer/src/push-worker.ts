@@ -203,20 +203,21 @@ export function createPushWorker(o: PushWorkerOptions) {
     for (const since of heldSince.values()) oldest = Math.min(oldest, since);
     return oldest;
   };
-  let refreshing = false;
+  /** Refreshes that timed out and are still waiting for Redis. */
+  let unanswered = 0;
   /**
    * Reads the queue's gauges. The connection queues commands while Redis is away (BullMQ needs
-   * `maxRetriesPerRequest: null`): a refresh then neither fails nor answers. So: none is sent while
-   * the connection is down or one is still out, and one not answered within 1.5 s counts as failed;
-   * either way the lag goes on growing from the oldest push the last answer showed.
+   * `maxRetriesPerRequest: null`): a refresh then neither fails nor answers. So one not answered
+   * within 1.5 s counts as failed, and no new one is sent while the connection is down or a
+   * timed-out one is still waiting (they would pile up); either way the lag goes on growing from
+   * the oldest push the last answer showed.
    */
   const refreshGauges = async () => {
     const client = await queue.client;
-    if (refreshing || client.status !== 'ready') {
+    if (unanswered > 0 || client.status !== 'ready') {
       setLag(Math.min(lastOldest, heldOldest()));
       return;
     }
-    refreshing = true;
     let counts: Record<string, number>, waitingSince, retryingSince, activeSince;
     let timer: NodeJS.Timeout | undefined;
     const reads = Promise.all([
@@ -224,13 +225,17 @@ export function createPushWorker(o: PushWorkerOptions) {
       oldestWaitingSince(),
       oldestRetryingSince(),
       oldestActiveSince(),
-    ]).finally(() => (refreshing = false));
+    ]);
     try {
       [counts, waitingSince, retryingSince, activeSince] = await Promise.race([
         reads,
-        new Promise<never>(
-          (_, reject) => (timer = setTimeout(() => reject(new Error('queue gauges: no answer from Redis within 1.5 s')), 1500)),
-        ),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            unanswered++;
+            void reads.catch(() => undefined).finally(() => unanswered--);
+            reject(new Error('queue gauges: no answer from Redis within 1.5 s'));
+          }, 1500);
+        }),
       ]);
     } catch (err) {
       reads.catch(() => undefined);
