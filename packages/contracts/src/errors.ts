@@ -33,7 +33,8 @@ export class AppError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
-    readonly details: { field?: string; retryAfterSeconds?: number } = {},
+    /** `allow`: the methods a 405 names in its Allow header (HTTP answers only). */
+    readonly details: { field?: string; retryAfterSeconds?: number; allow?: string } = {},
   ) {
     super(message);
   }

@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import { EncodedQueue } from './push/encoded-queue';
 import { createSecretBox } from '@pga/crypto';
 import { createPool, readDatabaseDenyState } from '@pga/db';
+import { AppError } from '@pga/contracts';
 import { createOutageLog, type Logger } from '@pga/logger';
 import { redisKeys } from '@pga/redis-keys';
 import { createCollectorTokens } from '@pga/tokens';
@@ -164,15 +165,13 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
       { name: 'refresh_token', headers: [...authHeaders, 'user-agent'], maxBody: SMALL_BODY, auth: 'bearer' },
       createRefreshHandler({ pool, tokens, box, authenticate }),
     ),
-    // Answered here rather than thrown (the 405 carries Allow): counted as the thrown refusals are.
-    notFound: kit.route({ name: 'not_found' }, ({ reply }) => {
-      metrics.rejections.inc({ reason: 'NOT_FOUND' });
-      reply.error('NOT_FOUND', 'no such endpoint');
+    // Thrown like every other refusal: answered and counted in edge_rejections_total by the kit.
+    notFound: kit.route({ name: 'not_found' }, () => {
+      throw new AppError('NOT_FOUND', 'no such endpoint');
     }),
     wrongMethod: (allow) =>
-      kit.route({ name: 'not_found' }, ({ reply }) => {
-        metrics.rejections.inc({ reason: 'METHOD_NOT_ALLOWED' });
-        reply.error('METHOD_NOT_ALLOWED', `method not allowed on this endpoint (allowed: ${allow})`, undefined, { allow });
+      kit.route({ name: 'not_found' }, () => {
+        throw new AppError('METHOD_NOT_ALLOWED', `method not allowed on this endpoint (allowed: ${allow})`, { allow });
       }),
     ops: opsRoutes({
       isReady,

@@ -153,7 +153,7 @@ export function createMaintenance(o: MaintenanceOptions) {
     worker,
     async start() {
       // A new schedule runs at once by itself; a kept one keeps its next run (see below).
-      const kept = (await queue.getJobScheduler('partitions')) !== undefined;
+      let kept = false;
       const schedules = [
         ['partitions', o.partitionsEveryMs, 'WRITER_MAINTENANCE_INTERVAL_MS'],
         ['sweep', o.sweepEveryMs, 'WRITER_SWEEP_INTERVAL_MS'],
@@ -162,7 +162,9 @@ export function createMaintenance(o: MaintenanceOptions) {
       for (const [name, every, variable] of schedules) {
         // One schedule per job for all writers: the last to start sets it, for every writer and
         // after it exits. Writers started with different settings overrode each other silently.
-        const previous = (await queue.getJobScheduler(name))?.every;
+        const scheduler = await queue.getJobScheduler(name);
+        if (name === 'partitions') kept = scheduler !== undefined;
+        const previous = scheduler?.every;
         if (previous !== undefined && previous !== every)
           log.warn(
             { job: name, previousEveryMs: Number(previous), everyMs: every },

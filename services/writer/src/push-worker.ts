@@ -143,7 +143,7 @@ export function createPushWorker(o: PushWorkerOptions) {
   });
 
   // Queue handle for the gauges (lag = now - enqueue time of the oldest push not yet committed:
-  // waiting, waiting for a retry, or held here).
+  // waiting, waiting for a retry, or taken by any writer).
   const queue = new Queue(o.queueName, { connection: o.connection, prefix: o.prefix });
   queue.on('error', (err) => o.redisOutage.error(err, 'push queue error'));
   /**

@@ -63,11 +63,14 @@ export class Reply {
 
   /**
    * Answers an AppError with its code; anything else as a generic 500 (never a stack trace). A 401
-   * carries `challenge` as its WWW-Authenticate (RFC 9110 §11.6.1: a 401 names the scheme to use).
+   * carries `challenge` as its WWW-Authenticate (RFC 9110 §11.6.1: a 401 names the scheme to use),
+   * a 405 its `allow` (§15.5.6).
    */
   fail(err: unknown, challenge?: string): void {
     if (!(err instanceof AppError)) return this.error('INTERNAL', 'internal error');
-    const headers = challenge && ERROR_HTTP_STATUS[err.code] === 401 ? { 'www-authenticate': challenge } : undefined;
+    const headers: Record<string, string> = {};
+    if (challenge && ERROR_HTTP_STATUS[err.code] === 401) headers['www-authenticate'] = challenge;
+    if (err.details.allow) headers.allow = err.details.allow;
     this.error(err.code, err.message, err.details.retryAfterSeconds, headers);
   }
 }
