@@ -121,6 +121,45 @@ describe('writer: partition and retention job', () => {
     }
   });
 
+  it('puts back schedules that Redis lost (emptied, or failed over to a replica without them), and they run again', async () => {
+    const { logger, lines } = capturingLogger('writer-test');
+    const h = await startWriterHarness(db.url, { WRITER_ROLLUP_FOLD_MS: '1000' }, logger);
+    try {
+      const queue = h.writer.maintenance.queue;
+      await waitUntil(
+        'the first rollup',
+        async () => (await metric(h, /^writer_maintenance_runs_total\{job="rollup"/)) >= 1,
+        15_000,
+      );
+      // What an empty Redis holds of the maintenance queue: nothing (this Redis is shared by other
+      // tests, so only this writer's maintenance keys go).
+      const stale = await h.redis.keys(`${h.keys.bullPrefix}:${h.keys.maintenanceQueue}:*`);
+      await h.redis.del(...stale);
+      expect(await queue.getJobScheduler('rollup')).toBeUndefined();
+      const before = await metric(h, /^writer_maintenance_runs_total\{job="rollup"/);
+      await waitUntil(
+        'all three schedules back',
+        async () =>
+          (await queue.getJobSchedulers())
+            .map((s) => s.key)
+            .sort()
+            .join() === 'partitions,rollup,sweep',
+        10_000,
+      );
+      expect((await queue.getJobScheduler('rollup'))?.every).toBe(1000);
+      await waitUntil(
+        'the rollup running again',
+        async () => (await metric(h, /^writer_maintenance_runs_total\{job="rollup"/)) > before,
+        10_000,
+      );
+      expect(lines.filter((l) => l.level === 40).map((l) => l.msg)).toEqual([
+        'maintenance schedules missing from Redis (emptied, or failed over to a replica without them): re-created partitions, sweep, rollup',
+      ]);
+    } finally {
+      await h.close();
+    }
+  });
+
   it('warns when a writer changes a schedule all writers share (the last to start sets it, for all of them)', async () => {
     const first = await startWriterHarness(db.url);
     await first.close();

@@ -148,17 +148,49 @@ export function createMaintenance(o: MaintenanceOptions) {
   pauseAfterFailedFetch(worker);
   worker.on('error', (err) => o.redisOutage.error(err, 'maintenance worker error'));
 
+  const schedules = [
+    ['partitions', o.partitionsEveryMs, 'WRITER_MAINTENANCE_INTERVAL_MS'],
+    ['sweep', o.sweepEveryMs, 'WRITER_SWEEP_INTERVAL_MS'],
+    ['rollup', o.rollupEveryMs, 'WRITER_ROLLUP_FOLD_MS'],
+  ] as const;
+
+  /**
+   * The schedules live only in Redis. A Redis that comes back empty (a failover to a replica that
+   * had not synced, a restart without persistence, a FLUSHALL) has none, and nothing would run again
+   * until a writer restarted: no partitions ahead (rows pile into DEFAULT), no retention, no rollup,
+   * no inactivity sweep. So each writer checks as often as the most frequent schedule runs (at most
+   * every 10 s) and puts back any that is missing, with the settings it started with.
+   */
+  let checker: NodeJS.Timeout | undefined;
+  let checking = false;
+  const restoreMissingSchedules = async () => {
+    if (checking) return;
+    checking = true;
+    try {
+      const missing: string[] = [];
+      for (const [name, every] of schedules) {
+        if (await queue.getJobScheduler(name)) continue;
+        await queue.upsertJobScheduler(name, { every }, { name });
+        missing.push(name);
+      }
+      if (missing.length)
+        log.warn(
+          { jobs: missing },
+          `maintenance schedules missing from Redis (emptied, or failed over to a replica without them): re-created ${missing.join(', ')}`,
+        );
+    } catch (err) {
+      o.redisOutage.error(err, 'maintenance schedule check failed; retrying');
+    } finally {
+      checking = false;
+    }
+  };
+
   return {
     queue,
     worker,
     async start() {
       // A new schedule runs at once by itself; a kept one keeps its next run (see below).
       let kept = false;
-      const schedules = [
-        ['partitions', o.partitionsEveryMs, 'WRITER_MAINTENANCE_INTERVAL_MS'],
-        ['sweep', o.sweepEveryMs, 'WRITER_SWEEP_INTERVAL_MS'],
-        ['rollup', o.rollupEveryMs, 'WRITER_ROLLUP_FOLD_MS'],
-      ] as const;
       for (const [name, every, variable] of schedules) {
         // One schedule per job for all writers: the last to start sets it, for every writer and
         // after it exits. Writers started with different settings overrode each other silently.
@@ -178,10 +210,14 @@ export function createMaintenance(o: MaintenanceOptions) {
       // (deduplicated until it has run).
       if (kept) await queue.add('partitions', {}, { deduplication: { id: 'partitions-at-start' } });
       void worker.run().catch((err: unknown) => log.error({ err }, 'maintenance worker stopped'));
+      const checkEvery = Math.max(1000, Math.min(10_000, ...schedules.map(([, every]) => every)));
+      checker = setInterval(() => void restoreMissingSchedules(), checkEvery);
+      checker.unref();
     },
     /** For tests and operators: run a job body now in this process. */
     runNow: (name: 'partitions' | 'sweep' | 'rollup') => handlers[name]!(),
     async close() {
+      clearInterval(checker);
       await worker.close();
       await queue.close();
     },
