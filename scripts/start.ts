@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { configOrExit, loadConfig, port, portAvailable, url } from '@pga/config';
+import { configOrExit, loadConfig, port, portAvailable, postgresUrl, url } from '@pga/config';
 import { createLogger } from '@pga/logger';
 import { migrateDatabase } from '@pga/db';
 import { startPostgres, startRedis, freePort, waitForProcesses, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
@@ -22,7 +22,7 @@ const root = path.resolve(import.meta.dirname, '..');
 
 const StartConfigSchema = z.object({
   /** External PostgreSQL (e.g. RDS); when set no local PostgreSQL is started. */
-  DATABASE_URL: url('postgres', 'postgresql').optional(),
+  DATABASE_URL: postgresUrl().optional(),
   /** External Redis (e.g. ElastiCache); when set no local Redis is started. */
   REDIS_URL: url('redis', 'rediss').optional(),
   INGEST_PORT: port(8080),

@@ -1,9 +1,11 @@
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { ConfigError, int, loadConfig, portAvailable } from '@pga/config';
+import { poolConfigFromUrl } from '@pga/db';
 import { readEdgeConfig } from '../../services/ingest-edge/src/config';
 import { readWriterConfig } from '../../services/writer/src/config';
 
@@ -77,6 +79,57 @@ describe('process configuration', () => {
     }
     expect(message).toMatch(/JWT_SECRET/);
     expect(message).not.toContain('short-secret-value');
+    // A URL that does not parse may still carry a password.
+    for (const [value, shown] of [
+      ['postgres//pga:SECRETPW@127.0.0.1:5432/db', 'postgres//***@127.0.0.1:5432/db'],
+      ['pga:SECRETPW@127.0.0.1:5432/db', '***@127.0.0.1:5432/db'],
+      ['postgresql//pga:p@ss:w@rd@127.0.0.1/db', 'postgresql//***@127.0.0.1/db'],
+    ]) {
+      try {
+        readWriterConfig({ ...goodEnv, DATABASE_URL: value });
+        message = '';
+      } catch (err) {
+        message = (err as Error).message;
+      }
+      expect(message).toContain(`(got "${shown}")`);
+    }
+  });
+
+  it('DATABASE_URL: an sslmode libpq does not know, or an sslrootcert that cannot be read, is refused (it used to mean plain TCP)', () => {
+    const db = (query: string) => readWriterConfig({ ...goodEnv, DATABASE_URL: `postgresql://u:p@127.0.0.1:5432/db?${query}` });
+    expect(() => db('sslmode=verify_full')).toThrowError(
+      /^invalid environment: DATABASE_URL: sslmode "verify_full" is not one of disable, allow, prefer, require, verify-ca, verify-full \(got "postgresql:\/\/u:\*\*\*@127/,
+    );
+    expect(() => db('sslmode=no-verify')).toThrowError(/sslmode "no-verify" is not one of/);
+    expect(() => db('sslmode=verify-full&sslrootcert=/nonexistent/ca.pem')).toThrowError(
+      /DATABASE_URL: sslrootcert \/nonexistent\/ca.pem cannot be read \(ENOENT\)/,
+    );
+    for (const mode of ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'])
+      expect(() => db(`sslmode=${mode}`)).not.toThrow();
+    expect(() => db(`sslmode=verify-full&sslrootcert=${encodeURIComponent(path.join(root, 'package.json'))}`)).not.toThrow();
+  });
+
+  it('DATABASE_URL to pg options: libpq semantics, require with a root certificate verifies the chain', () => {
+    const ca = path.join(root, 'package.json'); // any readable file: only read, never parsed here
+    const ssl = (query: string) => poolConfigFromUrl(`postgresql://u:p@db.example:5432/db?${query}`).ssl;
+    expect(ssl('')).toBeUndefined();
+    expect(ssl('sslmode=disable')).toBeUndefined();
+    expect(ssl('sslmode=allow')).toBeUndefined();
+    expect(ssl('sslmode=prefer')).toEqual({ rejectUnauthorized: false });
+    expect(ssl('sslmode=require')).toEqual({ rejectUnauthorized: false });
+    const requireWithCa = ssl(`sslmode=require&sslrootcert=${ca}`) as {
+      rejectUnauthorized: boolean;
+      ca: string;
+      checkServerIdentity?: unknown;
+    };
+    expect(requireWithCa).toMatchObject({ rejectUnauthorized: true, ca: readFileSync(ca, 'utf8') });
+    expect(typeof requireWithCa.checkServerIdentity).toBe('function');
+    const full = ssl(`sslmode=verify-full&sslrootcert=${ca}`) as { rejectUnauthorized: boolean; checkServerIdentity?: unknown };
+    expect(full).toMatchObject({ rejectUnauthorized: true });
+    expect(full.checkServerIdentity).toBeUndefined();
+    expect(poolConfigFromUrl(`postgresql://u:p@db.example:5432/db?sslmode=require&application_name=x`).connectionString).toBe(
+      'postgresql://u:p@db.example:5432/db?application_name=x',
+    );
   });
 
   it('the edge refuses INGEST_PORT=0 with more than one process (each would get a port of its own)', () => {

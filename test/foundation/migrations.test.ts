@@ -1,8 +1,10 @@
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPool, runMigrations, MIGRATIONS_DIR, type Pool } from '@pga/db';
-import { createTestDatabase, type TestDatabase } from '../helpers';
+import { freePort } from '@pga/local-stack';
+import { createTestDatabase, urlFor, type TestDatabase } from '../helpers';
 
 describe('migrations on an empty database', () => {
   let db: TestDatabase;
@@ -110,4 +112,36 @@ describe('migrations on an empty database', () => {
     await pool.query('UPDATE collectors SET deleted_at = now() WHERE id = $1', [rows[0].id]);
     await expect(add()).resolves.toBeDefined();
   });
+});
+
+describe('npm run migrate against a PostgreSQL it cannot use', () => {
+  const root = path.resolve(import.meta.dirname, '../..');
+  const migrate = (databaseUrl: string) =>
+    new Promise<{ status: number | null; stderr: string; stdout: string }>((resolve) => {
+      const child = spawn(path.join(root, 'node_modules/.bin/tsx'), [path.join(root, 'scripts/migrate.ts')], {
+        env: { PATH: process.env.PATH, DATABASE_URL: databaseUrl },
+      });
+      let stderr = '';
+      let stdout = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.on('close', (status) => resolve({ status, stderr, stdout }));
+    });
+
+  it('says in one line which server, database and user, and what it answered (no stack, no password)', async () => {
+    const url = new URL(urlFor('no_such_database'));
+    url.password = 'not-shown-anywhere';
+    const missing = await migrate(url.toString());
+    expect(missing.status).toBe(1);
+    expect(missing.stderr.trim().split('\n')).toEqual([
+      `migrate: cannot connect to PostgreSQL at ${url.hostname}:${url.port}, database no_such_database, user ${url.username}: database "no_such_database" does not exist`,
+    ]);
+    const closed = await freePort();
+    const refused = await migrate(`postgresql://pga:not-shown-anywhere@127.0.0.1:${closed}/pganalytics`);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr.trim().split('\n')).toEqual([
+      `migrate: cannot connect to PostgreSQL at 127.0.0.1:${closed}, database pganalytics, user pga: connect ECONNREFUSED 127.0.0.1:${closed}`,
+    ]);
+    expect(missing.stdout + refused.stdout + missing.stderr + refused.stderr).not.toContain('not-shown-anywhere');
+  }, 60_000);
 });

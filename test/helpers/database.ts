@@ -8,7 +8,7 @@ export interface TestDatabase extends AsyncDisposable {
   drop(): Promise<void>;
 }
 
-function urlFor(database: string): string {
+export function urlFor(database: string): string {
   const url = new URL(testEnv.pgUrl);
   url.pathname = `/${database}`;
   return url.toString();

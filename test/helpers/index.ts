@@ -1,5 +1,5 @@
 export { testEnv } from './env';
-export { createTestDatabase, uniquePrefix, type TestDatabase } from './database';
+export { createTestDatabase, uniquePrefix, urlFor, type TestDatabase } from './database';
 export { launchBrowser } from './browser';
 export { startStack, type RunningStack } from './stack';
 export { capturingLogger, type LogLine } from './log-lines';

@@ -268,10 +268,11 @@ describe('writer: operations', () => {
     }
   });
 
-  it('refuses to start when Redis may evict keys, and warns when AOF is off', async () => {
+  it('refuses to start when Redis may evict keys, and warns when AOF is off (saying whether replicas are connected)', async () => {
     const bin = findExecutable('redis-server');
     expect(bin).toBeTruthy();
     const port = await freePort();
+    let replica: ReturnType<typeof spawn> | undefined;
     const server = spawn(
       bin!,
       [
@@ -314,9 +315,40 @@ describe('writer: operations', () => {
 
       const allowed = spawnWriter({ ...env, WRITER_REQUIRE_NOEVICTION: 'false' });
       await allowed.waitForLog('writer started');
-      expect(allowed.output()).toContain('Redis appendonly is off');
+      expect(allowed.output()).toContain('Redis appendonly is off and no replica is connected');
       expect((await allowed.kill('SIGTERM')).code).toBe(0);
+
+      // With a replica (replication instead of AOF, as on ElastiCache), the warning says so.
+      const replicaPort = await freePort();
+      replica = spawn(
+        bin!,
+        [
+          '--port',
+          String(replicaPort),
+          '--bind',
+          '127.0.0.1',
+          '--save',
+          '',
+          '--dir',
+          testEnv.dataDir,
+          '--replicaof',
+          '127.0.0.1',
+          String(port),
+        ],
+        { stdio: 'ignore' },
+      );
+      const primary = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+      try {
+        await waitFor('the replica connected', async () => /connected_slaves:1/.test(await primary.info('replication')));
+      } finally {
+        primary.disconnect();
+      }
+      const replicated = spawnWriter({ ...env, WRITER_REQUIRE_NOEVICTION: 'false' });
+      await replicated.waitForLog('writer started');
+      expect(replicated.output()).toContain('Redis appendonly is off, 1 replica(s) connected: a failover keeps the pushes');
+      expect((await replicated.kill('SIGTERM')).code).toBe(0);
     } finally {
+      replica?.kill('SIGTERM');
       server.kill('SIGTERM');
     }
   });

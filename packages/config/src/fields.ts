@@ -1,3 +1,4 @@
+import { accessSync, constants } from 'node:fs';
 import { z } from 'zod';
 
 /**
@@ -43,6 +44,38 @@ export const url = (...schemes: string[]) =>
     { message: `expected a URL starting with ${schemes.map((s) => `${s}://`).join(' or ')}` },
   );
 
+/** libpq's sslmode values (`@pga/db`'s pool says what each does). */
+export const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
+
+/**
+ * A PostgreSQL URL whose `sslmode` is one libpq knows and whose `sslrootcert` can be read. A typo
+ * (`verify_full`) or node-postgres's own `no-verify` used to mean plain TCP, silently: against a
+ * server that also accepts that, the connection went unencrypted. psql refuses such a URL too.
+ */
+export const postgresUrl = () =>
+  url('postgres', 'postgresql').superRefine((value, ctx) => {
+    let params: URLSearchParams;
+    try {
+      params = new URL(value).searchParams;
+    } catch {
+      return; // said by url()
+    }
+    const mode = params.get('sslmode');
+    if (mode !== null && !(SSL_MODES as readonly string[]).includes(mode))
+      ctx.addIssue({ code: 'custom', message: `sslmode "${mode}" is not one of ${SSL_MODES.join(', ')}` });
+    const rootcert = params.get('sslrootcert');
+    if (rootcert !== null) {
+      try {
+        accessSync(rootcert, constants.R_OK);
+      } catch (err) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `sslrootcert ${rootcert} cannot be read (${(err as { code?: string }).code ?? 'error'})`,
+        });
+      }
+    }
+  });
+
 /** "true"/"false"/"1"/"0"/"yes"/"no" → boolean; empty or unset → the default. */
 export const bool = (fallback: boolean) =>
   emptyIsUnset(
@@ -69,7 +102,7 @@ export const logLevel = z
 /** Variables every process reads. */
 export const commonSchema = z.object({
   /** PostgreSQL URL; libpq-style sslmode/sslrootcert query parameters are honoured. */
-  DATABASE_URL: url('postgres', 'postgresql'),
+  DATABASE_URL: postgresUrl(),
   /** Redis URL (redis:// or rediss:// for TLS). */
   REDIS_URL: url('redis', 'rediss'),
   /** pino level; default info. */

@@ -28,13 +28,19 @@ const SECRET_KEY = /PASSWORD|SECRET|TOKEN|_KEY$/i;
 function redactIfSecret(key: string, value: string): string {
   if (SECRET_KEY.test(key)) return '[redacted]';
   // URLs may carry a password: show them without it.
+  let u: URL | undefined;
   try {
-    const u = new URL(value);
+    u = new URL(value);
+  } catch {
+    // not a URL
+  }
+  if (u?.host) {
     if (u.password) u.password = '***';
     return u.toString();
-  } catch {
-    return value;
   }
+  // Not a URL with a host (a missing colon: `postgres//…`; `user:password@host` reads as a scheme
+  // and a path), but it may still carry a password: mask all before the last `@` after any `//`.
+  return value.replace(/^([^@]*?\/\/)?.*@/s, (_m, start: string | undefined) => `${start ?? ''}***@`);
 }
 
 /** For `main.ts`: returns the config, or prints the one-line ConfigError as `<process>: …` and exits 1. */

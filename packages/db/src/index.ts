@@ -1,4 +1,4 @@
-export { createPool, poolConfigFromUrl, type Pool, type PoolClient } from './pool';
+export { createPool, describeConnectFailure, poolConfigFromUrl, type Pool, type PoolClient } from './pool';
 export { runMigrations, type MigrationResult } from './migrate';
 export { maintainPartitions, type PartitionMaintenanceResult } from './partitions';
 export { isDatabaseUnavailable, isTransientPgError, isUniqueViolation, pgErrorCode, pgConstraint } from './pg-errors';

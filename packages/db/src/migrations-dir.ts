@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from '@pga/logger';
 import { runMigrations, type MigrationResult } from './migrate';
 import { maintainPartitions } from './partitions';
-import { createPool } from './pool';
+import { createPool, describeConnectFailure } from './pool';
 
 /** The repository's `migrations/` folder. */
 export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../migrations');
@@ -18,6 +18,10 @@ export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.met
 export async function migrateDatabase(databaseUrl: string, logger?: Logger): Promise<MigrationResult> {
   const pool = createPool(databaseUrl, { max: 1, applicationName: 'pga-migrate', ...(logger ? { logger } : {}) });
   try {
+    // A server that cannot be reached, refuses the password or the TLS settings: one line saying so.
+    await pool.query('SELECT 1').catch((err: unknown) => {
+      throw new Error(describeConnectFailure(databaseUrl, err), { cause: err });
+    });
     const result = await runMigrations(pool, MIGRATIONS_DIR, logger);
     try {
       await maintainPartitions(pool);

@@ -7,8 +7,13 @@ export type PoolClient = pg.PoolClient;
 
 /**
  * Turns a `DATABASE_URL` into pg options. libpq's `sslmode`/`sslrootcert` are honoured so RDS works
- * with `?sslmode=verify-full&sslrootcert=/path/global-bundle.pem`; `require` encrypts without
- * verifying (libpq semantics), `disable` or no sslmode means plain TCP.
+ * with `?sslmode=verify-full&sslrootcert=/path/global-bundle.pem`: `verify-full` checks the chain
+ * and the host name, `verify-ca` the chain; `require` encrypts without verifying, unless an
+ * `sslrootcert` is given, which makes it `verify-ca` (libpq semantics); `prefer` encrypts without
+ * verifying (node-postgres cannot fall back to plain TCP as libpq does: against a server without
+ * TLS use `disable`); `disable`, `allow` (libpq tries plain TCP first) or no sslmode means plain
+ * TCP. Without `sslrootcert` the chain is checked against Node's CAs (and `NODE_EXTRA_CA_CERTS`).
+ * The config schema (`postgresUrl`) refuses any other sslmode.
  */
 export function poolConfigFromUrl(databaseUrl: string): pg.PoolConfig {
   const url = new URL(databaseUrl);
@@ -17,11 +22,12 @@ export function poolConfigFromUrl(databaseUrl: string): pg.PoolConfig {
   url.searchParams.delete('sslmode');
   url.searchParams.delete('sslrootcert');
   const config: pg.PoolConfig = { connectionString: url.toString() };
-  if (sslmode === 'verify-full' || sslmode === 'verify-ca') {
+  const verify = sslmode === 'require' && rootcert ? 'verify-ca' : sslmode;
+  if (verify === 'verify-full' || verify === 'verify-ca') {
     config.ssl = {
       rejectUnauthorized: true,
       ...(rootcert ? { ca: readFileSync(rootcert, 'utf8') } : {}),
-      ...(sslmode === 'verify-ca' ? { checkServerIdentity: () => undefined } : {}),
+      ...(verify === 'verify-ca' ? { checkServerIdentity: () => undefined } : {}),
     };
   } else if (sslmode === 'require' || sslmode === 'prefer') {
     config.ssl = { rejectUnauthorized: false };
@@ -71,4 +77,35 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
     else options.logger?.warn({ err: named }, 'idle PostgreSQL client error');
   });
   return pool;
+}
+
+/** Node's TLS codes for a server certificate not signed by a CA this process trusts. */
+const UNTRUSTED_CERT = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+]);
+
+/**
+ * A failed first connection as one line an operator can act on: which server (never the password),
+ * what it said, and for the TLS mismatches of a managed database what to change in `DATABASE_URL`.
+ * Node's own messages (`unable to verify the first certificate`) say neither which server nor why.
+ */
+export function describeConnectFailure(databaseUrl: string, err: unknown): string {
+  const url = new URL(databaseUrl);
+  const where = `PostgreSQL at ${url.hostname}:${url.port || 5432}, database ${decodeURIComponent(url.pathname.slice(1)) || '(default)'}, user ${decodeURIComponent(url.username) || '(default)'}`;
+  const message = err instanceof Error ? err.message : String(err);
+  const code = (err as { code?: unknown }).code;
+  const sslmode = url.searchParams.get('sslmode');
+  let hint = '';
+  if (typeof code === 'string' && UNTRUSTED_CERT.has(code))
+    hint = `: its TLS certificate is not signed by a CA this process trusts (${url.searchParams.get('sslrootcert') ? `not by sslrootcert=${url.searchParams.get('sslrootcert')}` : 'add sslrootcert=/path/ca.pem to DATABASE_URL'})`;
+  else if (/no encryption/.test(message) && (!sslmode || sslmode === 'disable' || sslmode === 'allow'))
+    hint =
+      ': the server accepts only TLS connections here; add sslmode=verify-full&sslrootcert=/path/ca.pem (or sslmode=require) to DATABASE_URL';
+  else if (/does not support SSL/.test(message)) hint = ': this server has no TLS; use sslmode=disable';
+  return `cannot connect to ${where}: ${message}${hint}`;
 }

@@ -91,6 +91,31 @@ describe('createOutageLog', () => {
     expect(isConnectionError(Object.assign(new Error('deadlock detected'), { code: '40P01' }))).toBe(false);
     expect(isConnectionError(new Error('NOSCRIPT No matching script'))).toBe(false);
     expect(isConnectionError('ECONNREFUSED')).toBe(false);
+    // ioredis gives up on a command after maxRetriesPerRequest reconnects.
+    expect(
+      isConnectionError(
+        new Error('Reached the max retries per request limit (which is 1). Refer to "maxRetriesPerRequest" option for details.'),
+      ),
+    ).toBe(true);
+    // A TLS handshake that fails: retried like a refused connection.
+    for (const code of [
+      'SELF_SIGNED_CERT_IN_CHAIN',
+      'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+      'CERT_HAS_EXPIRED',
+      'ERR_TLS_CERT_ALTNAME_INVALID',
+    ])
+      expect(isConnectionError(Object.assign(new Error('tls'), { code }))).toBe(true);
+  });
+
+  it('a TLS certificate Node does not trust is one outage, and its line says how to trust the CA', () => {
+    const { logger, lines } = capture();
+    const outage = createOutageLog(logger, 'Redis');
+    const untrusted = () =>
+      Object.assign(new Error('self-signed certificate in certificate chain'), { code: 'SELF_SIGNED_CERT_IN_CHAIN' });
+    for (let i = 0; i < 50; i++) outage.error(untrusted(), 'redis connection error');
+    expect(lines.map((l) => l.msg)).toEqual([
+      "Redis unreachable: self-signed certificate in certificate chain (the server's TLS certificate is not signed by a CA this process trusts: give the CA's PEM file in NODE_EXTRA_CA_CERTS); retrying (further errors summarised every 60 s)",
+    ]);
   });
 
   it('with a probe: tries it every probeEveryMs while the outage lasts, and the first that succeeds ends it', async () => {

@@ -11,8 +11,30 @@ const CONNECTION_CODES = new Set([
   'EAI_AGAIN',
   'EPIPE',
 ]);
+/**
+ * TLS handshakes that fail: the server's certificate not trusted (a private CA Node was not given),
+ * expired, for another name, or a server that does not speak TLS. A connection that cannot be made,
+ * retried by every client several times a second, like any other (one line per outage, not a
+ * warning with a stack per attempt).
+ */
+const TLS_UNTRUSTED = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+  'CERT_SIGNATURE_FAILURE',
+]);
+const TLS_OTHER = new Set([
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'EPROTO',
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+]);
 const CONNECTION_MESSAGES =
-  /^(Connection is closed|Connection terminated|connect ETIMEDOUT|read ECONNRESET|Stream isn't writeable)/;
+  /^(Connection is closed|Connection terminated|connect ETIMEDOUT|read ECONNRESET|Stream isn't writeable|Reached the max retries per request limit)/;
 /** PostgreSQL SQLSTATEs of a server that is going or not yet there: connection exceptions, shutdowns, starting up. */
 const POSTGRES_AWAY = /^(08...|57P0[123])$/;
 
@@ -31,7 +53,11 @@ export function isRefusalError(err: unknown): boolean {
 export function isConnectionError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const code = (err as { code?: unknown }).code;
-  if (typeof code === 'string' && (CONNECTION_CODES.has(code) || POSTGRES_AWAY.test(code))) return true;
+  if (
+    typeof code === 'string' &&
+    (CONNECTION_CODES.has(code) || POSTGRES_AWAY.test(code) || TLS_UNTRUSTED.has(code) || TLS_OTHER.has(code))
+  )
+    return true;
   return CONNECTION_MESSAGES.test(err.message);
 }
 
@@ -106,6 +132,11 @@ export function createOutageLog(logger: Logger, dependency: string, options: Out
         return;
       }
       const text = (err as Error).message;
+      const code = (err as { code?: unknown }).code;
+      const hint =
+        typeof code === 'string' && TLS_UNTRUSTED.has(code)
+          ? " (the server's TLS certificate is not signed by a CA this process trusts: give the CA's PEM file in NODE_EXTRA_CA_CERTS)"
+          : '';
       const t = now();
       errors++;
       last = text;
@@ -117,7 +148,7 @@ export function createOutageLog(logger: Logger, dependency: string, options: Out
         startProbing();
         logger.warn(
           { err: text },
-          `${dependency} ${refusing ? 'refusing commands' : 'unreachable'}: ${text}; retrying (further errors summarised every ${Math.round(every / 1000)} s)`,
+          `${dependency} ${refusing ? 'refusing commands' : 'unreachable'}: ${text}${hint}; retrying (further errors summarised every ${Math.round(every / 1000)} s)`,
         );
         return;
       }

@@ -6,7 +6,10 @@ import { createAdminService } from './create-admin-service';
 
 const config = configOrExit('admin-api', readAdminConfig);
 const logger = createLogger({ name: 'admin-api', level: config.LOG_LEVEL });
-await migrateDatabase(config.DATABASE_URL, logger);
+await migrateDatabase(config.DATABASE_URL, logger).catch((err: unknown) => {
+  logger.fatal(err instanceof Error ? err.message : String(err));
+  process.exit(1);
+});
 const service = createAdminService({ config, logger });
 const port = await service.listen();
 logger.info({ port, host: config.ADMIN_HOST }, 'admin service listening');

@@ -4,12 +4,15 @@ import type { Logger } from '@pga/logger';
 export interface RedisSettings {
   maxmemoryPolicy: string | null;
   aofEnabled: boolean | null;
+  /** Replicas connected to this Redis (INFO replication), null when unknown. */
+  replicas: number | null;
 }
 
-/** Reads the two settings the queue's durability depends on (null when CONFIG/INFO is not allowed). */
+/** Reads the settings the queue's durability depends on (null when CONFIG/INFO is not allowed). */
 export async function readRedisSettings(redis: Redis): Promise<RedisSettings> {
   let maxmemoryPolicy: string | null = null;
   let aofEnabled: boolean | null = null;
+  let replicas: number | null = null;
   try {
     const reply = (await redis.config('GET', 'maxmemory-policy')) as string[];
     maxmemoryPolicy = reply[1] ?? null;
@@ -21,10 +24,12 @@ export async function readRedisSettings(redis: Redis): Promise<RedisSettings> {
     const aof = /aof_enabled:(\d)/.exec(info);
     if (aof) aofEnabled = aof[1] === '1';
     if (!maxmemoryPolicy) maxmemoryPolicy = /maxmemory_policy:(\S+)/.exec(await redis.info('memory'))?.[1] ?? null;
+    const connected = /connected_slaves:(\d+)/.exec(await redis.info('replication'));
+    if (connected) replicas = Number(connected[1]);
   } catch {
     // ignore: reported as unknown below
   }
-  return { maxmemoryPolicy, aofEnabled };
+  return { maxmemoryPolicy, aofEnabled, replicas };
 }
 
 /**
@@ -46,7 +51,12 @@ export async function checkRedisSettings(
     logger.warn(message);
   }
   if (settings.aofEnabled === false) {
-    logger.warn('Redis appendonly is off: a Redis restart loses pushes that were acknowledged but not yet written');
+    // With replicas (ElastiCache with replication, Multi-AZ), a failover keeps what reached one.
+    logger.warn(
+      settings.replicas
+        ? `Redis appendonly is off, ${settings.replicas} replica(s) connected: a failover keeps the pushes that reached a replica, but a restart of this Redis without one loses pushes that were acknowledged but not yet written`
+        : 'Redis appendonly is off and no replica is connected: a Redis restart loses pushes that were acknowledged but not yet written',
+    );
   }
   return settings;
 }
