@@ -5,7 +5,7 @@
 // over to scripts/start.ts or scripts/test.ts.
 import { spawnSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -59,11 +59,19 @@ if (missing.length > 0) {
   }
 }
 
-// npm dependencies: (re)install when node_modules is absent or older than package-lock.json.
+// npm dependencies: (re)install when node_modules is absent or older than package-lock.json. Our
+// stamp records the lock file each install of ours used; without it (the README's `npm ci` ran by
+// hand), npm's own record of what it installed counts when it is newer than the lock file, as npm
+// itself trusts it.
 const lock = path.join(root, 'package-lock.json');
 const stamp = path.join(root, 'node_modules', '.pga-lock-hash');
+const npmRecord = path.join(root, 'node_modules', '.package-lock.json');
 const lockHash = createHash('sha256').update(readFileSync(lock)).digest('hex');
-const installed = existsSync(stamp) && readFileSync(stamp, 'utf8') === lockHash;
+let installed = existsSync(stamp) && readFileSync(stamp, 'utf8') === lockHash;
+if (!installed && !existsSync(stamp) && existsSync(npmRecord) && statSync(npmRecord).mtimeMs >= statSync(lock).mtimeMs) {
+  writeFileSync(stamp, lockHash);
+  installed = true;
+}
 if (!installed) {
   console.log('installing npm dependencies (npm ci)…');
   const res = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
