@@ -121,6 +121,53 @@ describe('writer: partition and retention job', () => {
     }
   });
 
+  it('retention cuts rollups, ledger and activity where the partitions are cut (midnight UTC), not a rolling day later', async () => {
+    const h = await startWriterHarness(db.url, { METRICS_RETENTION_DAYS: '14' });
+    try {
+      await waitUntil(
+        'the first run',
+        async () => (await metric(h, /^writer_maintenance_runs_total\{job="partitions"/)) >= 1,
+        15_000,
+      );
+      // The oldest day the partitions keep starts at midnight UTC 14 days before today.
+      const today = new Date(new Date().toISOString().slice(0, 10) + 'T00:00:00Z').getTime();
+      const start = today - 14 * 86_400_000;
+      const kept = new Date(start + 60_000); // the partition of this day stays: so does what describes it
+      const gone = new Date(start - 60_000); // its day's partition is dropped
+      const collector = '6f1f0a52-0000-4000-8000-000000000001';
+      for (const [at, tag] of [
+        [kept, 'kept'],
+        [gone, 'gone'],
+      ] as const) {
+        await h.pool.query(
+          `INSERT INTO collector_metrics_rollup (collector_id, metric_type, bucket, row_count, record_count) VALUES ($1, $2, $3, 1, 1)`,
+          [collector, tag, at],
+        );
+        await h.pool.query(
+          `INSERT INTO ingest_ledger (push_id, collector_id, received_at, row_count, checksum, committed_at)
+           VALUES (gen_random_uuid(), $1, $2, 1, $3, $2)`,
+          [collector, at, tag.padEnd(64, '0')],
+        );
+        await h.pool.query(`INSERT INTO collector_heartbeats (collector_id, minute, status) VALUES ($1, $2, 'active')`, [
+          collector,
+          at,
+        ]);
+        await h.pool.query(`INSERT INTO collector_push_minutes (collector_id, minute) VALUES ($1, $2)`, [collector, at]);
+      }
+      await h.writer.maintenance.runNow('partitions');
+      const left = async (table: string, column: string) =>
+        (await h.pool.query(`SELECT ${column} AS t FROM ${table} WHERE collector_id = $1 ORDER BY 1`, [collector])).rows.map(
+          (r: { t: Date }) => r.t.getTime(),
+        );
+      expect(await left('collector_metrics_rollup', 'bucket')).toEqual([kept.getTime()]);
+      expect(await left('ingest_ledger', 'received_at')).toEqual([kept.getTime()]);
+      expect(await left('collector_heartbeats', 'minute')).toEqual([kept.getTime()]);
+      expect(await left('collector_push_minutes', 'minute')).toEqual([kept.getTime()]);
+    } finally {
+      await h.close();
+    }
+  });
+
   it('puts back schedules that Redis lost (emptied, or failed over to a replica without them), and they run again', async () => {
     const { logger, lines } = capturingLogger('writer-test');
     const h = await startWriterHarness(db.url, { WRITER_ROLLUP_FOLD_MS: '1000' }, logger);

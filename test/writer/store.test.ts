@@ -363,7 +363,7 @@ describe('writer: pushes → collector_metrics', () => {
   it('does not store again a dead letter retried after retention pruned its ledger entry (past retention), but stores a push within it', async () => {
     const collectorId = await insertCollector(h.pool);
     const n = parsedFixture.metrics.length;
-    const daysAgo = (days: number, plusMs = 0) => new Date(Date.now() - days * 86_400_000 + plusMs);
+    const daysAgo = (days: number) => new Date(Date.now() - days * 86_400_000);
     const state = async () =>
       (
         await h.pool.query(
@@ -421,8 +421,10 @@ describe('writer: pushes → collector_metrics', () => {
     expect(await state()).toMatchObject({ metrics_collected: String(2 * n), success_count: '2', rows: n });
 
     // Retention prunes a ledger entry only once its push is past the retention too: an edge whose
-    // clock ran 10 minutes ahead of PostgreSQL's gave this push a received_at after its commit time.
-    const skewed = pushItem(fixture, collectorId, daysAgo(14, 5 * 60_000));
+    // clock ran 10 minutes ahead of PostgreSQL's gave this push a received_at after its commit time,
+    // and the retention's start (midnight UTC 14 days ago) falls between the two.
+    const retentionStart = new Date(new Date().toISOString().slice(0, 10) + 'T00:00:00Z').getTime() - 14 * 86_400_000;
+    const skewed = pushItem(fixture, collectorId, new Date(retentionStart + 5 * 60_000));
     await h.pool.query(
       `INSERT INTO ingest_ledger (push_id, collector_id, received_at, row_count, checksum, committed_at)
        VALUES ($1, $2, $3, $4, $5, $3::timestamptz - interval '10 minutes')`,

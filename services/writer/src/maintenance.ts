@@ -4,7 +4,7 @@ import { maintainPartitions, type Pool } from '@pga/db';
 import type { Logger, OutageLog } from '@pga/logger';
 import type { WriterMetrics } from './metrics';
 import { pauseAfterFailedFetch } from './prompt-worker';
-import { FOLD_ROLLUP, PRUNE_LEDGER, REFRESH_UPTIME, SWEEP_INACTIVE } from './sql';
+import { FOLD_ROLLUP, PRUNE_LEDGER, PRUNE_ROLLUP, pruneActivity, REFRESH_UPTIME, SWEEP_INACTIVE } from './sql';
 import type { PublishStatuses, StatusRow } from './status-publisher';
 
 export interface MaintenanceOptions {
@@ -50,23 +50,23 @@ export function createMaintenance(o: MaintenanceOptions) {
   };
 
   const retention = async () => {
-    const keepDays = `${o.retentionDays} days`;
-    const historyKeep = `${Math.max(o.retentionDays * 24, o.uptimeWindowHours + 24)} hours`;
+    // Cut where the daily partitions are (RETENTION_START), so nothing outlives or predeceases the
+    // rows it describes. Heartbeat history and push minutes are kept for the uptime window too.
+    const days = o.retentionDays;
+    const activityHours = o.uptimeWindowHours + 24;
     // Ledger rows are kept as long as the metrics: an admin may retry a dead-lettered job days later,
     // and its already-stored pushes must still be recognised. A push older than that is not stored
     // at all (INSERT_LEDGER's expiry), so the ledger need not remember it. Deleted in slices to keep
     // locks short.
     let ledger = 0;
     for (;;) {
-      const { rowCount } = await o.pool.query(PRUNE_LEDGER, [keepDays]);
+      const { rowCount } = await o.pool.query(PRUNE_LEDGER, [days]);
       ledger += rowCount ?? 0;
       if ((rowCount ?? 0) < 10000) break;
     }
-    const rollup = await o.pool.query('DELETE FROM collector_metrics_rollup WHERE bucket < now() - $1::interval', [keepDays]);
-    const history = await o.pool.query('DELETE FROM collector_heartbeats WHERE minute < now() - $1::interval', [historyKeep]);
-    const pushMinutes = await o.pool.query('DELETE FROM collector_push_minutes WHERE minute < now() - $1::interval', [
-      historyKeep,
-    ]);
+    const rollup = await o.pool.query(PRUNE_ROLLUP, [days]);
+    const history = await o.pool.query(pruneActivity('collector_heartbeats'), [days, activityHours]);
+    const pushMinutes = await o.pool.query(pruneActivity('collector_push_minutes'), [days, activityHours]);
     const result = {
       ledger,
       rollup: rollup.rowCount ?? 0,

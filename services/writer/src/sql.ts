@@ -1,6 +1,14 @@
 /** The writer's SQL, named (STYLE.md: long SQL in clearly named constants). Arrays come in via unnest. */
 
 /**
+ * The start of what `METRICS_RETENTION_DAYS` (`days`, a SQL expression) keeps: midnight UTC `days`
+ * days before today, the bound of the daily partitions (migration 0037 drops a day's partition once
+ * `day < today - days`). Everything retention prunes is cut there: a rolling `now() - days` deleted
+ * rollups and ledger entries up to a day before the rows they belong to, which were still stored.
+ */
+export const RETENTION_START = (days: string) => `(((now() AT TIME ZONE 'UTC')::date - ${days})::timestamp AT TIME ZONE 'UTC')`;
+
+/**
  * Records the batch's push ids; returns each id with `expired`, and stores only the ids returned not
  * expired (exactly-once, issue 5 §2). An id already in the ledger is a redelivery, a dead letter retried
  * or a replay the edge could not answer itself: not stored again. Unless its recorded acceptance is at
@@ -9,8 +17,8 @@
  * from 1), so the entry is renewed and the push stored. The ids must be distinct (ON CONFLICT DO UPDATE
  * may not touch a row twice); a redelivery carries the original received_at, so it never qualifies.
  *
- * A push accepted more than the retention ago ($7 days, by PostgreSQL's clock as the retention job
- * judges) is `expired`: neither recorded nor stored. Its rows would be past retention already, and
+ * A push accepted before the retention's start ($7 days, RETENTION_START, by PostgreSQL's clock as
+ * the retention job judges) is `expired`: neither recorded nor stored. Its rows would be past retention already, and
  * its ledger entry may be gone (a dead letter retried weeks later), so the ledger could not tell
  * whether it was stored before. Retention deletes an entry only once its received_at is past the
  * retention too, so for every push not expired the ledger still knows.
@@ -21,7 +29,7 @@ WITH push AS (
     AS p(push_id, collector_id, received_at, row_count, checksum)
 ), recorded AS (
   INSERT INTO ingest_ledger AS l (push_id, collector_id, received_at, row_count, checksum)
-  SELECT * FROM push WHERE push.received_at >= now() - make_interval(days => $7)
+  SELECT * FROM push WHERE push.received_at >= ${RETENTION_START('$7::int')}
   ON CONFLICT (push_id) DO UPDATE
      SET received_at = EXCLUDED.received_at, row_count = EXCLUDED.row_count, checksum = EXCLUDED.checksum,
          committed_at = now()
@@ -30,10 +38,10 @@ WITH push AS (
 )
 SELECT push_id, false AS expired FROM recorded
 UNION ALL
-SELECT push_id, true FROM push WHERE push.received_at < now() - make_interval(days => $7)`;
+SELECT push_id, true FROM push WHERE push.received_at < ${RETENTION_START('$7::int')}`;
 
 /**
- * Deletes up to 10,000 ledger entries past the retention ($1, an interval). Both times must be past
+ * Deletes up to 10,000 ledger entries past the retention ($1 days, RETENTION_START). Both times must be past
  * it: committed_at for the BRIN index (0034), received_at because that is what INSERT_LEDGER's expiry
  * compares, and received_at is the edge's clock — an edge running ahead of PostgreSQL can give a push a
  * received_at later than its committed_at, and its entry must outlive the push's retention.
@@ -41,7 +49,17 @@ SELECT push_id, true FROM push WHERE push.received_at < now() - make_interval(da
 export const PRUNE_LEDGER = `
 DELETE FROM ingest_ledger WHERE push_id IN (
   SELECT push_id FROM ingest_ledger
-   WHERE committed_at < now() - $1::interval AND received_at < now() - $1::interval LIMIT 10000)`;
+   WHERE committed_at < ${RETENTION_START('$1::int')} AND received_at < ${RETENTION_START('$1::int')} LIMIT 10000)`;
+
+/** Rollup cells past the retention ($1 days), cut where the rows' partitions are. */
+export const PRUNE_ROLLUP = `DELETE FROM collector_metrics_rollup WHERE bucket < ${RETENTION_START('$1::int')}`;
+
+/**
+ * Heartbeat history or push minutes past both the retention ($1 days) and the uptime window plus a
+ * day ($2 hours): uptime reads them back that far.
+ */
+export const pruneActivity = (table: 'collector_heartbeats' | 'collector_push_minutes') =>
+  `DELETE FROM ${table} WHERE minute < LEAST(${RETENTION_START('$1::int')}, now() - make_interval(hours => $2))`;
 
 export const COPY_METRICS = `COPY collector_metrics
   (collector_id, push_id, metric_type, database_name, metric_data, received_at, record_count, checksum, processed, processed_at)
