@@ -284,7 +284,8 @@ describe('collectors', () => {
   it('derives status: pending, active within 2 × interval, inactive after, error when reported; liveness and freshness apart', async () => {
     const mk = async () =>
       (await admin().collectors.register(form({ collection_interval: 60, tags: ['status-test'] }))).collector.id;
-    const [pending, active, stale, failing, pushOnly, heartbeatOnly] = [
+    const [pending, active, stale, failing, pushOnly, heartbeatOnly, heartbeatGone] = [
+      await mk(),
       await mk(),
       await mk(),
       await mk(),
@@ -301,6 +302,8 @@ describe('collectors', () => {
     );
     // Heartbeats alone do not make a collector active: pending until its first push (issue 3 §2).
     await q('UPDATE collectors SET last_heartbeat = now() WHERE id = $1', [heartbeatOnly]);
+    // ... but one that heartbeated and went silent is inactive, as the writer's sweep marks it.
+    await q("UPDATE collectors SET last_heartbeat = now() - interval '5 minutes' WHERE id = $1", [heartbeatGone]);
     await q(
       "UPDATE collectors SET last_heartbeat = now(), status = 'error', last_error = 'permission denied for pg_stat_statements' WHERE id = $1",
       [failing],
@@ -318,18 +321,19 @@ describe('collectors', () => {
     });
     expect(await get(pushOnly)).toMatchObject({ status: 'active', heartbeat_alive: false, data_fresh: true });
     expect(await get(heartbeatOnly)).toMatchObject({ status: 'pending', heartbeat_alive: true, data_fresh: false });
+    expect(await get(heartbeatGone)).toMatchObject({ status: 'inactive', heartbeat_alive: false, data_fresh: false });
     const byStatus = async (status: any) =>
       (await admin().collectors.list({ tag: 'status-test', status })).items.map((c) => c.id).sort();
     expect(await byStatus('active')).toEqual([active, pushOnly].sort());
-    expect(await byStatus('inactive')).toEqual([stale]);
+    expect(await byStatus('inactive')).toEqual([stale, heartbeatGone].sort());
     expect(await byStatus('error')).toEqual([failing]);
     expect(await byStatus('pending')).toEqual([pending, heartbeatOnly].sort());
     // Sorted by the displayed status (computed, not the stored column), paged.
     const byStatusSort = async (order: 'asc' | 'desc', page: number) =>
       admin().collectors.list({ tag: 'status-test', sort: 'status', order, page, page_size: 3 });
     const ascPage2 = await byStatusSort('asc', 2);
-    expect(ascPage2.total).toBe(6);
-    expect(ascPage2.items.map((c) => c.status)).toEqual(['inactive', 'pending', 'pending']);
+    expect(ascPage2.total).toBe(7);
+    expect(ascPage2.items.map((c) => c.status)).toEqual(['inactive', 'inactive', 'pending']);
     expect((await byStatusSort('asc', 1)).items.map((c) => c.status)).toEqual(['active', 'active', 'error']);
     expect((await byStatusSort('desc', 1)).items.map((c) => c.status)).toEqual(['pending', 'pending', 'inactive']);
   });

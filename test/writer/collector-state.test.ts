@@ -266,6 +266,24 @@ describe('writer: collector state from heartbeats, sweeps and uptime', () => {
     expect((await collector(id)).last_heartbeat).not.toBeNull();
   });
 
+  it('a pending collector that heartbeated and went silent becomes inactive (one never heard from stays pending); a heartbeat brings it back to pending', async () => {
+    const silent = await insertCollector(h.pool, { interval: 60 });
+    const unheard = await insertCollector(h.pool, { interval: 60 });
+    await h.pool.query(
+      `UPDATE collectors SET last_heartbeat = now() - interval '5 minutes', registered_at = now() - interval '1 hour' WHERE id = $1`,
+      [silent],
+    );
+    await h.pool.query(`UPDATE collectors SET registered_at = now() - interval '1 hour' WHERE id = $1`, [unheard]);
+    expect((await collector(silent)).status).toBe('pending');
+    await h.writer.maintenance.runNow('sweep');
+    expect((await collector(silent)).status).toBe('inactive');
+    expect((await collector(unheard)).status).toBe('pending');
+    await waitUntil('inactive published', async () => messages.some((m) => m.collector_id === silent && m.status === 'inactive'));
+    await heartbeat(silent, { last_seen: new Date().toISOString(), status: 'active' });
+    await h.writer.heartbeats.flushHeartbeats();
+    expect(await collector(silent)).toMatchObject({ status: 'pending', last_metric_at: null });
+  });
+
   it('a good heartbeat after an error brings a collector that never pushed back to pending, not active', async () => {
     const id = await insertCollector(h.pool);
     await heartbeat(id, { last_seen: new Date(Date.now() - 2000).toISOString(), status: 'error', last_error: 'no pg_stat' });

@@ -81,7 +81,12 @@ export function createMaintenance(o: MaintenanceOptions) {
     const { rows } = await o.pool.query<StatusRow>(SWEEP_INACTIVE);
     await o.publish(rows);
     const uptime = await o.pool.query(REFRESH_UPTIME, [o.uptimeWindowHours]);
-    if (rows.length) log.info({ inactive: rows.map((r) => r.id) }, 'collectors became inactive');
+    // The first 20 ids: a fleet-wide outage would otherwise write one line of 10,000 ids.
+    if (rows.length)
+      log.info(
+        { count: rows.length, inactive: rows.slice(0, 20).map((r) => r.id) },
+        rows.length > 20 ? `${rows.length} collectors became inactive (the first 20 listed)` : 'collectors became inactive',
+      );
     return { inactive: rows.length, uptimeUpdated: uptime.rowCount ?? 0 };
   };
 

@@ -163,7 +163,10 @@ WHERE c.id = hb.id AND (c.last_heartbeat IS NULL OR hb.seen > c.last_heartbeat)
 RETURNING c.id, c.status, l.old_status, c.last_heartbeat, c.last_metric_at, c.metrics_collected`;
 
 /**
- * Collectors silent for more than 2 × collection_interval become inactive (returns those changed).
+ * Collectors silent for more than 2 × collection_interval become inactive (returns those changed):
+ * active and error ones, and pending ones that heartbeated but never pushed (a collector never heard
+ * from at all stays pending: registered, its agent not running yet). A heartbeat brings an inactive
+ * collector back to pending or active (FLUSH_HEARTBEATS).
  * The rows are locked in id order like the batch and heartbeat statements, and a row locked by one of
  * them is skipped, not waited for: it is being written right now (so not silent), and waiting would
  * queue the sweep behind every batch in flight, or deadlock with one (40P01). The next sweep sees it.
@@ -171,7 +174,8 @@ RETURNING c.id, c.status, l.old_status, c.last_heartbeat, c.last_metric_at, c.me
 export const SWEEP_INACTIVE = `
 WITH silent AS MATERIALIZED (
   SELECT c.id, c.status AS old_status FROM collectors c
-   WHERE c.status IN ('active', 'error') AND c.deleted_at IS NULL
+   WHERE (c.status IN ('active', 'error') OR (c.status = 'pending' AND c.last_heartbeat IS NOT NULL))
+     AND c.deleted_at IS NULL
      AND NOT (${FRESH('GREATEST(c.last_heartbeat, c.last_metric_at, c.registered_at)')})
    ORDER BY c.id FOR UPDATE SKIP LOCKED
 )

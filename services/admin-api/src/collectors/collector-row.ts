@@ -8,12 +8,13 @@ const WITHIN = (column: string) => `(${column} > now() - make_interval(secs => 2
  * The displayed status, computed when read so it is right even if no sweep ran (issue 3 §2):
  * `error` while the collector's recent heartbeats report an error (stored by the writer), `pending`
  * until the first push (a heartbeat alone does not make a collector active — the writer keeps the
- * same rule), `inactive` when neither a heartbeat nor a push arrived within 2 × collection_interval,
- * else `active`.
+ * same rule) while it heartbeats or was never heard from, `inactive` when neither a heartbeat nor a
+ * push arrived within 2 × collection_interval (also for one that heartbeated and never pushed, as
+ * the writer's sweep marks it), else `active`.
  */
 export const STATUS_SQL = `CASE
     WHEN c.status = 'error' AND ${WITHIN('c.last_heartbeat')} THEN 'error'
-    WHEN c.last_metric_at IS NULL THEN 'pending'
+    WHEN c.last_metric_at IS NULL AND (c.last_heartbeat IS NULL OR ${WITHIN('c.last_heartbeat')}) THEN 'pending'
     WHEN NOT ${WITHIN('greatest(c.last_heartbeat, c.last_metric_at)')} THEN 'inactive'
     ELSE 'active' END`;
 
