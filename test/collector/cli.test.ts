@@ -96,7 +96,15 @@ describe('pga-collector CLI (package bin)', () => {
     await using _peer = peer;
     const ok = await runCli(['--check'], env);
     expect(ok.code, ok.stdout).toBe(0);
-    expect(ok.stdout).toMatch(/✓ central-reachable[\s\S]*✓ central-auth[\s\S]*✓ target-connect[\s\S]*✓ pg_stat_statements/);
+    // Every stage the README lists prints its line, the first one included.
+    expect(ok.stdout.split('\n')[0]).toBe(`✓ credentials: collector ${peer.collectorId} (from the environment)`);
+    expect(ok.stdout).toMatch(
+      /✓ credentials[\s\S]*✓ central-reachable[\s\S]*✓ central-auth[\s\S]*✓ target-connect[\s\S]*✓ target-query[\s\S]*✓ pg_stat_statements[\s\S]*check passed/,
+    );
+
+    const noCredentials = await runCli(['--check'], { CENTRAL_API_URL: peer.url, COLLECTOR_STATE_DIR: newStateDir() });
+    expect(noCredentials.code).toBe(1);
+    expect(noCredentials.stdout).toMatch(/^✗ credentials: [\s\S]*check failed at stage "credentials"/);
 
     peer.state.config = targetConfig(target, 'no_such_user');
     const badTarget = await runCli(['--check'], env);

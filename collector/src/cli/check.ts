@@ -9,15 +9,18 @@ export interface CheckStep {
 
 /**
  * `--check`: each stage in order, stopping at the first failure so the report names it:
- * central-reachable → central-auth (config pull) → target-connect → target-query → pg_stat_statements
+ * credentials → central-reachable → central-auth (config pull) → target-connect → target-query → pg_stat_statements
  * (the last one only warns: collection works without it).
  */
 export async function runCheck({
   central,
+  credentials,
   targetUrl,
   statementTimeoutMs,
 }: {
   central: CentralClient | undefined;
+  /** What `central` authenticates as, for the passing `credentials` line (never the token itself). */
+  credentials?: string;
   targetUrl?: string;
   statementTimeoutMs: number;
 }): Promise<{ ok: boolean; steps: CheckStep[] }> {
@@ -29,6 +32,7 @@ export async function runCheck({
     step('credentials', false, 'no COLLECTOR_ID/COLLECTOR_JWT_TOKEN and no enrollment state: set them or run --enroll');
     return done();
   }
+  step('credentials', true, credentials ?? 'found');
   const health = await central.health();
   if (
     !step(

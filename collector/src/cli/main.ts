@@ -66,6 +66,7 @@ export async function main(argv: string[], env: Record<string, string | undefine
       : undefined;
     const result = await runCheck({
       central,
+      credentials: credentials && `collector ${credentials.collectorId} (${credentialSource(config, credentials.token)})`,
       targetUrl: config.TARGET_DATABASE_URL,
       statementTimeoutMs: config.COLLECTOR_STATEMENT_TIMEOUT_MS,
     });
@@ -123,6 +124,11 @@ export async function main(argv: string[], env: Record<string, string | undefine
   logger.info('stopping');
   await agent.stop();
   return 0;
+}
+
+/** Where the credentials `--check` uses came from (see resolveCredentials: env vs enrollment state). */
+function credentialSource(config: CollectorEnv, token: string): string {
+  return token === config.COLLECTOR_JWT_TOKEN ? 'from the environment' : `from ${stateFileOf(config.COLLECTOR_STATE_DIR)}`;
 }
 
 async function enrollMode(config: CollectorEnv): Promise<number> {
