@@ -250,4 +250,22 @@ describe('collector → real ingest edge → writer → PostgreSQL', () => {
     const tokens = await stack.pool.query(`SELECT count(*)::int AS n FROM collector_tokens WHERE collector_id = $1`, [c.id]);
     expect(tokens.rows[0].n).toBe(2);
   });
+  it('heartbeats at least once per collection interval, even when stopped and the heartbeat period is longer', async () => {
+    const c = await stack.collector(targetOf(target), { interval: 2 });
+    await stack.sendCommand(c.id, 'stop');
+    await using collector = await runCollector({ ...envOf(c), COLLECTOR_HEARTBEAT_INTERVAL: '60' });
+    await until('stopped', () => collector.runtime.agent.status().stoppedByCommand);
+    // No pushes while stopped: the heartbeats alone must keep it live (central: 2 × interval).
+    const seen = new Set<string>();
+    const until9s = Date.now() + 9000;
+    while (Date.now() < until9s) {
+      const last = await stack.lastHeartbeatSeen(c.id);
+      if (last) seen.add(last);
+      await sleep(200);
+    }
+    const times = [...seen].map((t) => Date.parse(t)).sort((a, b) => a - b);
+    expect(times.length).toBeGreaterThanOrEqual(4);
+    const gaps = times.slice(1).map((t, i) => t - times[i]!);
+    for (const g of gaps) expect(g).toBeLessThanOrEqual(2600);
+  });
 });

@@ -36,6 +36,7 @@ export interface AgentOptions {
   defaults: { intervalSeconds: number; queryLimit: number };
   /** Local target override (TARGET_DATABASE_URL): replaces the central's target. */
   targetUrl?: string;
+  /** COLLECTOR_HEARTBEAT_INTERVAL; the effective period is at most the collection interval. */
   heartbeatSeconds: number;
   statementTimeoutMs: number;
   hostname?: string;
@@ -80,6 +81,8 @@ export function createAgent(o: AgentOptions) {
   let heartbeatTimer: NodeJS.Timeout | undefined;
   let refreshTimer: NodeJS.Timeout | undefined;
   let lastCollectStart = 0;
+  let lastHeartbeatStart = 0;
+  let heartbeatInFlight = false;
   let collecting: Promise<unknown> = Promise.resolve();
 
   /** Pulls the config and applies it in place: new interval, limit, target or enabled flag. */
@@ -111,8 +114,21 @@ export function createAgent(o: AgentOptions) {
       'config applied',
     );
     if (lastError?.startsWith('config:')) lastError = null;
-    if (intervalChanged && running) schedule(Math.max(0, lastCollectStart + next.intervalSeconds * 1000 - Date.now()));
+    if (intervalChanged && running) {
+      schedule(Math.max(0, lastCollectStart + next.intervalSeconds * 1000 - Date.now()));
+      // A heartbeat in flight schedules the next one itself, with the new period.
+      if (!heartbeatInFlight) heartbeatLoop(Math.max(0, lastHeartbeatStart + heartbeatPeriodMs() - Date.now()));
+    }
     return true;
+  }
+
+  /**
+   * The central marks a collector inactive when neither a heartbeat nor a push arrived within
+   * 2 × collection_interval; a stopped or disabled collector does not push, so its heartbeats alone
+   * must come at least once per collection interval.
+   */
+  function heartbeatPeriodMs(): number {
+    return Math.min(o.heartbeatSeconds, config.intervalSeconds) * 1000;
   }
 
   async function connection(): Promise<TargetConnection> {
@@ -215,11 +231,16 @@ export function createAgent(o: AgentOptions) {
     for (const command of res.body.commands) await handleCommand(command.action);
   }
 
-  function heartbeatLoop() {
+  /** One timer at a time: each call replaces the pending heartbeat. Periods count from a heartbeat's start. */
+  function heartbeatLoop(delayMs = heartbeatPeriodMs()) {
+    clearTimeout(heartbeatTimer);
     heartbeatTimer = setTimeout(async () => {
+      lastHeartbeatStart = Date.now();
+      heartbeatInFlight = true;
       await heartbeat().catch((err: Error) => log.warn({ error: err.message }, 'heartbeat failed'));
-      if (running) heartbeatLoop();
-    }, o.heartbeatSeconds * 1000);
+      heartbeatInFlight = false;
+      if (running) heartbeatLoop(Math.max(0, lastHeartbeatStart + heartbeatPeriodMs() - Date.now()));
+    }, delayMs);
   }
 
   function refreshLoop() {
@@ -247,7 +268,11 @@ export function createAgent(o: AgentOptions) {
       await pullConfig();
       o.pusher.start();
       schedule(0);
-      void heartbeat().catch(() => undefined);
+      lastHeartbeatStart = Date.now();
+      heartbeatInFlight = true;
+      void heartbeat()
+        .catch(() => undefined)
+        .finally(() => (heartbeatInFlight = false));
       heartbeatLoop();
       refreshLoop();
     },

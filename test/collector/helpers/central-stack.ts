@@ -6,7 +6,7 @@ import pg from 'pg';
 import { createSecretBox, sha256Hex } from '@pga/crypto';
 import { recordIssuedToken } from '@pga/db';
 import { freePort } from '@pga/local-stack';
-import { redisKeys } from '@pga/redis-keys';
+import { publishCollectorChange, redisKeys } from '@pga/redis-keys';
 import { createCollectorTokens } from '@pga/tokens';
 import { createTestDatabase, testEnv, uniquePrefix } from '../../helpers';
 import { until } from './run-collector';
@@ -162,6 +162,36 @@ export async function startCentralStack() {
       await redis.hset(keys.configVersions, id, String(rows[0]!.config_version));
       return rows[0]!.config_version;
     },
+    /**
+     * What the admin's disable / enable does: flip `enabled` and bump config_version in PostgreSQL
+     * and Redis, then add / remove the collector in the edges' deny set (the edge answers 403
+     * COLLECTOR_DISABLED to a disabled collector's heartbeat, push and config pull).
+     */
+    async setEnabled(id: string, enabled: boolean) {
+      const { rows } = await pool.query<{ config_version: number }>(
+        `UPDATE collectors SET enabled = $2, config_version = config_version + 1 WHERE id = $1 RETURNING config_version`,
+        [id, enabled],
+      );
+      await redis.hset(keys.configVersions, id, String(rows[0]!.config_version));
+      await publishCollectorChange(
+        redis,
+        keys,
+        enabled
+          ? { collector_id: id, kind: 'enabled', allowCollector: true }
+          : { collector_id: id, kind: 'disabled', denyCollector: true },
+      );
+    },
+    /** An admin command as the admin service queues it (recorded in PostgreSQL, mailbox in Redis). */
+    async sendCommand(id: string, action: 'stop' | 'resume' | 'restart') {
+      const { rows } = await pool.query<{ id: string }>(
+        `INSERT INTO collector_commands (collector_id, action) VALUES ($1, $2) RETURNING id`,
+        [id, action],
+      );
+      await redis.rpush(keys.commands(id), JSON.stringify({ id: rows[0]!.id, action }));
+      return rows[0]!.id;
+    },
+    /** `last_seen` of the collector's latest heartbeat as the edge recorded it (Redis), if any. */
+    lastHeartbeatSeen: async (id: string) => (await redis.hget(keys.heartbeat(id), 'last_seen')) ?? undefined,
     /** Stored snapshots of a collector: one row per pg_server element = one per push. */
     async pushesStored(collectorId: string) {
       const { rows } = await pool.query<{ push_id: string; n: string; ts: string; received_at: Date }>(
