@@ -43,6 +43,8 @@ export async function createRuntime(config: CollectorEnv, logger: Logger): Promi
     logger,
     maxPerSecond: config.COLLECTOR_PUSH_MAX_PER_SECOND,
     backoff: { baseMs: config.COLLECTOR_BACKOFF_BASE_MS, maxMs: config.COLLECTOR_BACKOFF_MAX_MS },
+    // A push refused as disabled pauses collection too (the agent exists by the time a push runs).
+    onDisabled: () => agent.markDisabled(),
   });
   const agent = createAgent({
     central,

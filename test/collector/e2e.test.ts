@@ -37,6 +37,16 @@ const envOf = (c: { id: string; token: string }) => ({
 });
 const snapshotTimestamp = (file: string) =>
   (JSON.parse(gunzipSync(readFileSync(file)).toString()) as { timestamp: string }).timestamp;
+const edgeCount = async (series: string) => {
+  const text = await (await fetch(`${stack.url}/metrics`)).text();
+  return Number(
+    text
+      .split('\n')
+      .find((line) => line.startsWith(`${series} `))
+      ?.slice(series.length + 1) ?? 0,
+  );
+};
+const targetSessions = () => target.sql(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'pganalytics-collector'`);
 const spoolFiles = (stateDir: string) =>
   readdirSync(path.join(stateDir, 'spool'))
     .filter((n) => n.endsWith('.json.gz') && !n.startsWith('.tmp-'))
@@ -250,6 +260,47 @@ describe('collector → real ingest edge → writer → PostgreSQL', () => {
     const tokens = await stack.pool.query(`SELECT count(*)::int AS n FROM collector_tokens WHERE collector_id = $1`, [c.id]);
     expect(tokens.rows[0].n).toBe(2);
   });
+  it('pauses while the edge refuses it as disabled (403), keeps heartbeating, and resumes at once when enabled again', async () => {
+    const c = await stack.collector(targetOf(target), { interval: 1, queryLimit: 5 });
+    // A production-like push back-off ceiling: pushing must not wait it out after the re-enable.
+    await using collector = await runCollector({
+      ...envOf(c),
+      COLLECTOR_BACKOFF_BASE_MS: '1000',
+      COLLECTOR_BACKOFF_MAX_MS: '60000',
+    });
+    await until('a snapshot stored', async () => (await stack.pushesStored(c.id)).length >= 1);
+    await stack.setEnabled(c.id, false);
+    // The edge refuses within a second; the agent notices at its next heartbeat or push (≤ 1 s here).
+    await sleep(2500);
+    const spooledWhileDisabled = collector.spooled().length;
+    const refusedBefore = await edgeCount('edge_http_requests_total{route="heartbeat",status="403"}');
+    await sleep(5000);
+    // Nothing collected or spooled while disabled, no session held on the target…
+    expect(collector.spooled().length).toBe(spooledWhileDisabled);
+    expect(await targetSessions()).toHaveLength(0);
+    // …but heartbeats went on at their period (1 s) to notice the re-enable.
+    expect((await edgeCount('edge_http_requests_total{route="heartbeat",status="403"}')) - refusedBefore).toBeGreaterThanOrEqual(
+      3,
+    );
+    const disabledLogs = collector.logs.filter((l) => l.msg === 'collector disabled by the central');
+    expect(disabledLogs).toHaveLength(1);
+    expect(collector.logs.filter((l) => l.msg === 'heartbeat failed')).toHaveLength(0);
+    const disabledAt = disabledLogs[0]!.time as number;
+
+    const stored = (await stack.pushesStored(c.id)).length;
+    const enabledAt = Date.now();
+    await stack.setEnabled(c.id, true);
+    await until('a push stored after the re-enable', async () => (await stack.pushesStored(c.id)).length > stored, 15_000);
+    // Heartbeat (≤ 1 s) → collect → push: not the grown back-off (several seconds by now).
+    expect(Date.now() - enabledAt).toBeLessThan(4000);
+    expect(collector.logs.filter((l) => l.msg === 'collector enabled again')).toHaveLength(1);
+    await until('spool drained', () => collector.runtime.spool.stats().files === 0);
+    // No snapshot taken while the agent knew it was disabled reached the central.
+    await sleep(500);
+    const taken = (await stack.pushesStored(c.id)).map((p) => Date.parse(p.ts));
+    expect(taken.filter((t) => t > disabledAt && t < enabledAt)).toEqual([]);
+  });
+
   it('heartbeats at least once per collection interval, even when stopped and the heartbeat period is longer', async () => {
     const c = await stack.collector(targetOf(target), { interval: 2 });
     await stack.sendCommand(c.id, 'stop');

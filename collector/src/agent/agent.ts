@@ -49,7 +49,13 @@ export interface AgentStatus {
   metricsCount: number;
   config: EffectiveConfig;
   stoppedByCommand: boolean;
+  /** The edge refuses this collector with 403 COLLECTOR_DISABLED (an admin disabled it). */
+  disabledByCentral: boolean;
 }
+
+/** The edge's answer to any request of a collector an admin disabled (CONTRACT.md). */
+const isDisabledAnswer = (res: { ok: boolean; status: number; code?: string }) =>
+  !res.ok && res.status === 403 && res.code === 'COLLECTOR_DISABLED';
 
 /**
  * The long-running collector: collection on the configured interval, heartbeats on their own
@@ -76,6 +82,7 @@ export function createAgent(o: AgentOptions) {
   let collectionTimeMs: number | null = null;
   let metricsCount = 0;
   let stoppedByCommand = false;
+  let disabledByCentral = false;
   let running = false;
   let collectTimer: NodeJS.Timeout | undefined;
   let heartbeatTimer: NodeJS.Timeout | undefined;
@@ -88,6 +95,10 @@ export function createAgent(o: AgentOptions) {
   /** Pulls the config and applies it in place: new interval, limit, target or enabled flag. */
   async function pullConfig(): Promise<boolean> {
     const res = await o.central.config();
+    if (isDisabledAnswer(res)) {
+      markDisabled();
+      return false;
+    }
     if (!res.ok) {
       if (res.status === 401) await o.tokens.refresh(o.central);
       lastError = `config: ${res.status || 'network'} ${res.code}: ${res.message}`;
@@ -131,6 +142,27 @@ export function createAgent(o: AgentOptions) {
     return Math.min(o.heartbeatSeconds, config.intervalSeconds) * 1000;
   }
 
+  /**
+   * 403 COLLECTOR_DISABLED from any endpoint: collect and push nothing until a heartbeat is
+   * accepted again. Snapshots spooled before are kept (they were taken while enabled) and pushed
+   * after the re-enable. Said once, not per refused request.
+   */
+  function markDisabled() {
+    o.pusher.pause();
+    if (disabledByCentral) return;
+    disabledByCentral = true;
+    log.warn({ spooled: o.spool.stats().files }, 'collector disabled by the central');
+  }
+
+  function markEnabled() {
+    if (!disabledByCentral) return;
+    disabledByCentral = false;
+    log.info('collector enabled again');
+    // Push what waited in the spool now, not after a back-off grown while refused.
+    o.pusher.resume();
+    if (running) schedule(0);
+  }
+
   async function connection(): Promise<TargetConnection> {
     if (!config.target)
       throw new StageError('config', 'no target: the central sent no config yet and TARGET_DATABASE_URL is not set');
@@ -165,7 +197,7 @@ export function createAgent(o: AgentOptions) {
 
   async function tick() {
     lastCollectStart = Date.now();
-    if (config.enabled && !stoppedByCommand) {
+    if (config.enabled && !stoppedByCommand && !disabledByCentral) {
       const run = collectOnce().then(
         (s) => log.debug({ push_id: s.pushId, timestamp: s.envelope.timestamp, ms: s.collectionTimeMs }, 'snapshot spooled'),
         async (err: Error) => {
@@ -178,7 +210,7 @@ export function createAgent(o: AgentOptions) {
       collecting = run;
       await run;
     } else if (conn) {
-      // Disabled centrally or stopped: hold no session on the target meanwhile.
+      // Disabled centrally (config or 403) or stopped: hold no session on the target meanwhile.
       await conn.close();
       conn = undefined;
     }
@@ -222,11 +254,13 @@ export function createAgent(o: AgentOptions) {
       ...(collectionTimeMs !== null ? { collection_time_ms: collectionTimeMs } : {}),
       version: COLLECTOR_VERSION,
     });
+    if (isDisabledAnswer(res)) return markDisabled();
     if (!res.ok) {
       log.warn({ status: res.status, code: res.code, error: res.message }, 'heartbeat failed');
       if (res.status === 401) await o.tokens.refresh(o.central);
       return;
     }
+    markEnabled();
     if (res.body.config_version > config.configVersion) await pullConfig();
     for (const command of res.body.commands) await handleCommand(command.action);
   }
@@ -260,6 +294,7 @@ export function createAgent(o: AgentOptions) {
   }
 
   return {
+    markDisabled,
     pullConfig,
     collect: collectOnce,
     heartbeat,
@@ -293,6 +328,7 @@ export function createAgent(o: AgentOptions) {
       metricsCount,
       config,
       stoppedByCommand,
+      disabledByCentral,
     }),
   };
 }

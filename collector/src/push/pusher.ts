@@ -13,6 +13,8 @@ export interface PusherOptions {
   backoff: { baseMs: number; maxMs: number };
   /** Longest Retry-After obeyed, ms (a broken header must not park the collector for days); default 10 min. */
   maxRetryAfterMs?: number;
+  /** Called when the edge answers a push 403 COLLECTOR_DISABLED (the pusher has paused itself). */
+  onDisabled?: () => void;
 }
 
 export interface PushStats {
@@ -31,16 +33,22 @@ export interface Pusher {
   drainOnce(): Promise<string | null>;
   start(): void;
   stop(): Promise<void>;
+  /** The collector is disabled centrally: push nothing until `resume()` (the spool is kept). */
+  pause(): void;
+  /** Enabled again: forget the back-off grown meanwhile and push the spool now. */
+  resume(): void;
   stats(): PushStats;
 }
 
-type Outcome = { kind: 'done' } | { kind: 'retry'; afterMs: number; error: string } | { kind: 'empty' };
+type Outcome =
+  { kind: 'done' } | { kind: 'retry'; afterMs: number; error: string } | { kind: 'empty' } | { kind: 'paused'; error: string };
 
 /**
  * Drains the spool oldest-first, one push at a time, at most `maxPerSecond`. Failure handling
  * (CONTRACT.md answers): network errors, timeouts and 5xx back off exponentially with jitter;
  * 429/503 wait for Retry-After; 400/413/415 can never succeed, so the snapshot is set aside with an
- * ERROR log; 401 refreshes the token once, then waits like any other failure (no tight loop).
+ * ERROR log; 401 refreshes the token once, then waits like any other failure (no tight loop);
+ * 403 COLLECTOR_DISABLED pauses pushing (no back-off grows) until the agent sees it enabled again.
  */
 export function createPusher(o: PusherOptions): Pusher {
   const maxRetryAfter = o.maxRetryAfterMs ?? 600_000;
@@ -48,6 +56,7 @@ export function createPusher(o: PusherOptions): Pusher {
   let attempt = 0;
   let refreshedSinceSuccess = false;
   let running = false;
+  let paused = false;
   let idle = false;
   let loop: Promise<void> | undefined;
   let wake: (() => void) | undefined;
@@ -95,6 +104,13 @@ export function createPusher(o: PusherOptions): Pusher {
       return { kind: 'done' };
     }
     const error = `push: ${res.status || 'network'} ${res.code}: ${res.message}`;
+    if (res.status === 403 && res.code === 'COLLECTOR_DISABLED') {
+      // Not a failure of ours: the admin disabled the collector. Retrying cannot help before it is
+      // enabled again, and a back-off grown meanwhile would delay pushing after that.
+      paused = true;
+      o.onDisabled?.();
+      return { kind: 'paused', error };
+    }
     if (res.status === 400 || res.status === 413 || res.status === 415) {
       await o.spool.setAside(entry, error);
       stats.lastError = error;
@@ -112,6 +128,10 @@ export function createPusher(o: PusherOptions): Pusher {
   async function run() {
     const gap = 1000 / o.maxPerSecond;
     while (running) {
+      if (paused) {
+        await sleep(60_000);
+        continue;
+      }
       const started = Date.now();
       const outcome = await pushOldest().catch((err: Error) => fail(`push: ${err.message}`));
       if (!running) break;
@@ -120,6 +140,7 @@ export function createPusher(o: PusherOptions): Pusher {
         await sleep(60_000);
         idle = false;
       } else if (outcome.kind === 'retry') await sleep(outcome.afterMs);
+      else if (outcome.kind === 'paused') continue;
       else await sleep(Math.max(0, gap - (Date.now() - started)));
     }
   }
@@ -133,7 +154,7 @@ export function createPusher(o: PusherOptions): Pusher {
       for (;;) {
         const outcome = await pushOldest();
         if (outcome.kind === 'empty') return null;
-        if (outcome.kind === 'retry') return outcome.error;
+        if (outcome.kind === 'retry' || outcome.kind === 'paused') return outcome.error;
       }
     },
     start() {
@@ -145,6 +166,16 @@ export function createPusher(o: PusherOptions): Pusher {
       running = false;
       wake?.();
       await loop;
+    },
+    pause() {
+      paused = true;
+    },
+    resume() {
+      if (!paused && attempt === 0) return;
+      paused = false;
+      attempt = 0;
+      // Cuts short any wait: the paused one, or a back-off from pushes refused before the pause.
+      wake?.();
     },
     stats: () => ({ ...stats }),
   };
