@@ -56,6 +56,7 @@ export async function createRuntime(config: CollectorEnv, logger: Logger): Promi
     targetUrl: config.TARGET_DATABASE_URL,
     heartbeatSeconds: config.COLLECTOR_HEARTBEAT_INTERVAL,
     statementTimeoutMs: config.COLLECTOR_STATEMENT_TIMEOUT_MS,
+    stateDir: config.COLLECTOR_STATE_DIR,
   });
   return { agent, pusher, spool, tokens, central, enrolled: credentials !== undefined };
 }

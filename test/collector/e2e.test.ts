@@ -319,4 +319,36 @@ describe('collector → real ingest edge → writer → PostgreSQL', () => {
     const gaps = times.slice(1).map((t, i) => t - times[i]!);
     for (const g of gaps) expect(g).toBeLessThanOrEqual(2600);
   });
+
+  it('stays stopped across an agent restart until the admin resumes it', async () => {
+    const c = await stack.collector(targetOf(target), { interval: 1, queryLimit: 5 });
+    const stateDir = newStateDir();
+    const env = { ...envOf(c), COLLECTOR_STATE_DIR: stateDir };
+    const first = await runCollector(env);
+    try {
+      await until('a snapshot stored', async () => (await stack.pushesStored(c.id)).length >= 1);
+      await stack.sendCommand(c.id, 'stop');
+      await until('stopped', () => first.runtime.agent.status().stoppedByCommand);
+    } finally {
+      await first.stop(); // SIGTERM
+    }
+    await sleep(500);
+    const storedBefore = (await stack.pushesStored(c.id)).length;
+
+    await using second = await runCollector(env);
+    expect(second.runtime.agent.status().stoppedByCommand).toBe(true);
+    expect(second.logs.some((l) => l.msg === 'stopped by an admin command: not collecting until resume or restart')).toBe(true);
+    await sleep(3000);
+    expect(second.spooled()).toHaveLength(0);
+    expect(await stack.pushesStored(c.id)).toHaveLength(storedBefore);
+    expect(await targetSessions()).toHaveLength(0);
+
+    await stack.sendCommand(c.id, 'resume');
+    await until('pushes after resume', async () => (await stack.pushesStored(c.id)).length >= storedBefore + 2);
+    await second.stop();
+    // Resumed state is what the next start sees too.
+    await using third = await runCollector(env);
+    expect(third.runtime.agent.status().stoppedByCommand).toBe(false);
+    await until('a snapshot spooled by the third start', () => third.spooled().length >= 1);
+  });
 });

@@ -1,6 +1,6 @@
 import { promisify } from 'node:util';
 import { gzip as gzipCb } from 'node:zlib';
-import type { CollectorCommandAction } from '@pga/contracts';
+import type { HeartbeatAnswer } from '@pga/contracts';
 import type { Logger } from '@pga/logger';
 import type { CentralClient } from '../central/central-client';
 import { COLLECTOR_VERSION, createSnapshotCollector, type Snapshot, type SnapshotCollector } from '../collect/collect-snapshot';
@@ -15,6 +15,7 @@ import { stringifyJson } from '../json/stringify-json';
 import type { Pusher } from '../push/pusher';
 import type { Spool } from '../spool/spool';
 import type { TokenHolder } from './credentials';
+import { clearStopState, readStopState, writeStopState } from './stop-state';
 
 const gzip = promisify(gzipCb);
 
@@ -39,6 +40,8 @@ export interface AgentOptions {
   /** COLLECTOR_HEARTBEAT_INTERVAL; the effective period is at most the collection interval. */
   heartbeatSeconds: number;
   statementTimeoutMs: number;
+  /** COLLECTOR_STATE_DIR: where an admin `stop` is recorded so that it outlives a restart. */
+  stateDir: string;
   hostname?: string;
 }
 
@@ -222,18 +225,40 @@ export function createAgent(o: AgentOptions) {
     collectTimer = setTimeout(() => void collecting.then(tick), delayMs);
   }
 
-  async function handleCommand(action: CollectorCommandAction) {
-    log.info({ action }, 'command received');
+  /** `stop` is recorded on disk until `resume` or `restart`; failing to record it is said, not fatal. */
+  async function persistStop(command: { id: string } | undefined) {
+    const collectorId = o.tokens.current().collectorId;
+    await (
+      command
+        ? writeStopState(o.stateDir, { collector_id: collectorId, command_id: command.id, stopped_at: new Date().toISOString() })
+        : clearStopState(o.stateDir)
+    ).catch((err: Error) =>
+      log.error(
+        { error: err.message },
+        command
+          ? 'stop could not be recorded: a restart of the agent would collect again'
+          : 'resume could not be recorded: a restart of the agent would stay stopped',
+      ),
+    );
+  }
+
+  async function handleCommand(command: HeartbeatAnswer['commands'][number]) {
+    const { action } = command;
+    log.info({ action, command_id: command.id }, 'command received');
     if (action === 'stop') {
       // Leave the target alone until resumed: no session held open either.
       stoppedByCommand = true;
+      await persistStop(command);
       await collecting;
       await conn?.close();
       conn = undefined;
-    } else if (action === 'resume') stoppedByCommand = false;
-    else {
-      // restart: new session, new baseline, fresh config, collect now.
+    } else if (action === 'resume') {
       stoppedByCommand = false;
+      await persistStop(undefined);
+    } else {
+      // restart: new session, new baseline, fresh config, collect now (it ends a stop too).
+      stoppedByCommand = false;
+      await persistStop(undefined);
       await collecting;
       await conn?.close();
       conn = undefined;
@@ -262,7 +287,7 @@ export function createAgent(o: AgentOptions) {
     }
     markEnabled();
     if (res.body.config_version > config.configVersion) await pullConfig();
-    for (const command of res.body.commands) await handleCommand(command.action);
+    for (const command of res.body.commands) await handleCommand(command);
   }
 
   /** One timer at a time: each call replaces the pending heartbeat. Periods count from a heartbeat's start. */
@@ -300,6 +325,14 @@ export function createAgent(o: AgentOptions) {
     heartbeat,
     async start() {
       running = true;
+      const stopped = readStopState(o.stateDir, o.tokens.current().collectorId);
+      if (stopped) {
+        stoppedByCommand = true;
+        log.warn(
+          { command_id: stopped.command_id, stopped_at: stopped.stopped_at },
+          'stopped by an admin command: not collecting until resume or restart',
+        );
+      }
       await pullConfig();
       o.pusher.start();
       schedule(0);
