@@ -332,12 +332,22 @@ describe('collector → real ingest edge → writer → PostgreSQL', () => {
     } finally {
       await first.stop(); // SIGTERM
     }
-    await sleep(500);
-    const storedBefore = (await stack.pushesStored(c.id)).length;
 
     await using second = await runCollector(env);
     expect(second.runtime.agent.status().stoppedByCommand).toBe(true);
     expect(second.logs.some((l) => l.msg === 'stopped by an admin command: not collecting until resume or restart')).toBe(true);
+    // What was spooled before the stop (a collection in flight when it came included) is still
+    // pushed, by design: let it go and be stored, so the count below can only grow by what a wrongly
+    // collecting agent would add.
+    await until('the spool pushed', () => spoolFiles(stateDir).length === 0);
+    let storedBefore = -1;
+    let steady = 0;
+    await until('stored pushes steady for 1 s', async () => {
+      const n = (await stack.pushesStored(c.id)).length;
+      steady = n === storedBefore ? steady + 1 : 0;
+      storedBefore = n;
+      return steady >= 4 ? true : (await sleep(250), false);
+    });
     await sleep(3000);
     expect(second.spooled()).toHaveLength(0);
     expect(await stack.pushesStored(c.id)).toHaveLength(storedBefore);

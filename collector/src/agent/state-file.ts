@@ -24,20 +24,27 @@ export function readState(stateDir: string): CollectorState | undefined {
   return parsed.data;
 }
 
-/** Writes the state file 0600 (it holds a token), atomically: temp file, fsync, rename. */
-export async function writeState(stateDir: string, state: CollectorState): Promise<void> {
-  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  const file = stateFileOf(stateDir);
+/**
+ * Writes `value` as JSON to `file` (mode 0600, its folder 0700) atomically: temp file, fsync, rename,
+ * so a crash leaves the old file or the new one, never half of one.
+ */
+export async function writeJsonFileAtomically(file: string, value: unknown): Promise<void> {
+  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const tmp = `${file}.tmp-${process.pid}`;
   const handle = await fs.open(tmp, 'w', 0o600);
   try {
-    await handle.writeFile(`${JSON.stringify(state, null, 2)}\n`);
+    await handle.writeFile(`${JSON.stringify(value, null, 2)}\n`);
     await handle.sync();
   } finally {
     await handle.close();
   }
   await fs.chmod(tmp, 0o600);
   await fs.rename(tmp, file);
+}
+
+/** Writes the state file 0600 (it holds a token), atomically. */
+export async function writeState(stateDir: string, state: CollectorState): Promise<void> {
+  await writeJsonFileAtomically(stateFileOf(stateDir), state);
 }
 
 /** `exp` and `iat` of a JWT, read without verifying (the central verifies; we only schedule refreshes). */

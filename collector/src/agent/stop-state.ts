@@ -1,6 +1,7 @@
-import { mkdirSync, promises as fs, readFileSync } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { writeJsonFileAtomically } from './state-file';
 
 /**
  * An admin `stop` outlives the agent process: it is recorded here until `resume` or `restart`, so a
@@ -40,17 +41,7 @@ export function readStopState(stateDir: string, collectorId: string): StopState 
 
 /** Records the stop atomically (temp file, fsync, rename) so a crash leaves either state, never half. */
 export async function writeStopState(stateDir: string, state: StopState): Promise<void> {
-  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  const file = stopFileOf(stateDir);
-  const tmp = `${file}.tmp-${process.pid}`;
-  const handle = await fs.open(tmp, 'w', 0o600);
-  try {
-    await handle.writeFile(`${JSON.stringify(state, null, 2)}\n`);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await fs.rename(tmp, file);
+  await writeJsonFileAtomically(stopFileOf(stateDir), state);
 }
 
 export async function clearStopState(stateDir: string): Promise<void> {
