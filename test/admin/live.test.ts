@@ -1,4 +1,6 @@
-import { describe, expect, it, beforeAll, afterAll } from 'vitest';
+import { connect } from 'node:net';
+import { once } from 'node:events';
+import { describe, expect, it, beforeAll, afterAll, vi } from 'vitest';
 import { Redis } from 'ioredis';
 import { VIEWER_PASSWORD, createHarness, httpLogin, type Harness } from './harness';
 
@@ -109,5 +111,72 @@ describe('live.collectorStatus', () => {
     const started = performance.now();
     await closing;
     console.log(`service closed ${Math.round(performance.now() - started)} ms after its SSE stream ended`);
+  });
+
+  it('cuts off a subscriber that stops reading once it is too far behind, instead of buffering without limit', async () => {
+    const h2 = await createHarness({ LIVE_FEED_MAX_BACKLOG: '100', LIVE_FEED_CUTOFF_GRACE_MS: '5000' });
+    try {
+      const url = new URL(await h2.listen());
+      await h2.service.deps.liveFeed.ready();
+      const cookie = await httpLogin(url.origin, 'victor', VIEWER_PASSWORD);
+      const { events } = h2.service.deps.liveFeed;
+      const subscribe = async () => {
+        const socket = connect(Number(url.port), url.hostname);
+        await once(socket, 'connect');
+        socket.setEncoding('utf8');
+        const read = { text: '', ended: false, closed: false };
+        socket.on('data', (chunk: string) => (read.text += chunk));
+        socket.on('end', () => (read.ended = true));
+        socket.on('close', () => (read.closed = true));
+        socket.on('error', () => undefined);
+        socket.write(
+          `GET /trpc/live.collectorStatus HTTP/1.1\r\nHost: ${url.host}\r\nCookie: ${cookie}\r\nAccept: text/event-stream\r\n\r\n`,
+        );
+        await vi.waitFor(() => expect(read.text).toContain('connected'), { timeout: 10_000 });
+        socket.pause(); // stops reading: the kernel buffers fill up, then the server's writes wait for 'drain'
+        return { socket, read };
+      };
+      // Large events (30 KB each), up to 3,000 of them (90 MB: far more than the loopback socket
+      // buffers hold, so the server's writes wait for 'drain'), until the subscriber is cut off.
+      const pad = 'x'.repeat(30_000);
+      const flood = async () => {
+        let sent = 0;
+        while (sent < 3000 && events.listenerCount('status') > 0) {
+          const pipe = pub.pipeline();
+          for (const end = sent + 100; sent < end; sent++)
+            pipe.publish(
+              h2.service.deps.keys.statusChannel,
+              JSON.stringify({ collector_id: A, status: 'active', last_heartbeat: pad, metrics_collected: sent }),
+            );
+          await pipe.exec();
+        }
+        return sent;
+      };
+
+      // 1. A subscriber that stops reading, then catches up: its subscription ended while it was
+      // behind (the feed holds nothing more for it), and once it reads it gets the reason and the end.
+      const slow = await subscribe();
+      expect(events.listenerCount('status')).toBe(1);
+      const sent = await flood();
+      await vi.waitFor(() => expect(events.listenerCount('status')).toBe(0), { timeout: 20_000 });
+      slow.socket.resume();
+      await vi.waitFor(() => expect(slow.read.ended).toBe(true), { timeout: 20_000 });
+      const delivered = slow.read.text.split('\n').filter((l) => l.startsWith('data: {"collector_id"')).length;
+      expect(delivered).toBeLessThan(sent);
+      expect(slow.read.text).toMatch(/event: serialized-error/);
+      expect(slow.read.text).toContain('fell more than 100 status updates behind');
+
+      // 2. A subscriber that never reads again is disconnected after the grace period.
+      const stuck = await subscribe();
+      await flood();
+      await vi.waitFor(() => expect(events.listenerCount('status')).toBe(0), { timeout: 20_000 });
+      await vi.waitFor(async () => expect(await new Promise((r) => h2.service.server.getConnections((_e, n) => r(n)))).toBe(0), {
+        timeout: 20_000,
+      });
+      stuck.socket.destroy();
+      slow.socket.destroy();
+    } finally {
+      await h2[Symbol.asyncDispose]();
+    }
   });
 });

@@ -43,6 +43,10 @@ export const AdminConfigSchema = commonSchema
     CONNECTION_TEST_TIMEOUT_MS: int(5000, 100, 60_000),
     /** Largest tRPC request body in bytes (bulk import text); default 32 MiB. */
     MAX_BODY_BYTES: int(32 * 1024 * 1024, 1024, 512 * 1024 * 1024),
+    /** Status updates a live-feed subscriber may fall behind before it is cut off; default 1000. */
+    LIVE_FEED_MAX_BACKLOG: int(1000, 10, 1_000_000),
+    /** Milliseconds a cut-off subscriber gets to read the reason before its connection is closed; default 10000. */
+    LIVE_FEED_CUTOFF_GRACE_MS: int(10_000, 100, 600_000),
   });
 export type AdminConfig = z.infer<typeof AdminConfigSchema>;
 

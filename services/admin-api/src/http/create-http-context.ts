@@ -21,5 +21,10 @@ export async function createHttpContext(deps: Deps, req: IncomingMessage, res: S
       const previous = res.getHeader('set-cookie');
       res.setHeader('set-cookie', [...(Array.isArray(previous) ? previous : previous ? [String(previous)] : []), cookie]);
     },
+    closeConnectionAfter(ms) {
+      if (res.writableFinished || res.destroyed) return;
+      const timer = setTimeout(() => res.destroy(), ms).unref();
+      res.once('close', () => clearTimeout(timer));
+    },
   };
 }

@@ -21,4 +21,6 @@ export interface Context {
   secureCookies: boolean;
   /** Adds a Set-Cookie header to the answer (a no-op outside HTTP). */
   setCookie(cookie: string): void;
+  /** Closes the HTTP connection in `ms` unless its answer has ended by then (absent outside HTTP). */
+  closeConnectionAfter?(ms: number): void;
 }
