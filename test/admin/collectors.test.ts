@@ -269,7 +269,9 @@ describe('collectors', () => {
     const cmd = await admin().collectors.sendCommand({ id: collector.id, action: 'restart' });
     expect(cmd).toMatchObject({ action: 'restart', delivered_at: null, requested_by: 'alice' });
     const mailbox = await redis.lrange(h.service.deps.keys.commands(collector.id), 0, -1);
-    expect(mailbox.map((m) => JSON.parse(m))).toEqual([{ id: cmd.id, action: 'restart' }]);
+    expect(mailbox.map((m) => JSON.parse(m))).toEqual([
+      { id: cmd.id, action: 'restart', expires_at: new Date(cmd.expires_at).getTime() },
+    ]);
     await q('UPDATE collector_commands SET delivered_at = now() WHERE id = $1', [cmd.id]);
     const got = await admin().collectors.get({ id: collector.id });
     expect(got.recent_commands[0]).toMatchObject({ id: cmd.id, action: 'restart' });

@@ -3,7 +3,37 @@ import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { createLogger } from '@pga/logger';
 import { createEdge, readEdgeConfig, type Edge } from '@pga/ingest-edge';
 import { createHarness, type Harness } from './harness';
-import { TARGET_PASSWORD, form } from './fixtures';
+import { TARGET_PASSWORD, expectRejected, form } from './fixtures';
+
+/** A real ingest edge on the harness's database and Redis prefix. */
+async function startEdge(h: Harness): Promise<{ edge: Edge; edgeUrl: string }> {
+  const c = h.service.deps.config;
+  const config = readEdgeConfig({
+    DATABASE_URL: c.DATABASE_URL,
+    REDIS_URL: c.REDIS_URL,
+    REDIS_KEY_PREFIX: c.REDIS_KEY_PREFIX,
+    JWT_SECRET: c.JWT_SECRET,
+    ENCRYPTION_KEY: c.ENCRYPTION_KEY,
+    INGEST_PORT: '0',
+    INGEST_HOST: '127.0.0.1',
+    EDGE_PROCESSES: '1',
+    LOG_LEVEL: 'silent',
+  });
+  const edge = await createEdge({ config, logger: createLogger({ name: 'edge', level: 'silent', pretty: false }) });
+  const edgeUrl = `http://127.0.0.1:${edge.port}`;
+  await waitFor('edge /readyz', async () => (await fetch(`${edgeUrl}/readyz`)).status === 200, 10_000);
+  return { edge, edgeUrl };
+}
+
+/** What the writer's delivery flush does: the edge's delivery hash into PostgreSQL. */
+async function recordDeliveries(h: Harness): Promise<void> {
+  const { redis, keys, pool } = h.service.deps;
+  const delivered = Object.entries(await redis.hgetall(keys.deliveredCommands));
+  await pool.query('SELECT pga_record_command_deliveries($1::text[], $2::timestamptz[])', [
+    delivered.map((d) => d[0]),
+    delivered.map((d) => d[1]),
+  ]);
+}
 
 /** The admin service and a real ingest edge on one database and Redis prefix: the contract between them. */
 describe('admin service → ingest edge', () => {
@@ -12,21 +42,7 @@ describe('admin service → ingest edge', () => {
   let edgeUrl: string;
   beforeAll(async () => {
     h = await createHarness();
-    const c = h.service.deps.config;
-    const config = readEdgeConfig({
-      DATABASE_URL: c.DATABASE_URL,
-      REDIS_URL: c.REDIS_URL,
-      REDIS_KEY_PREFIX: c.REDIS_KEY_PREFIX,
-      JWT_SECRET: c.JWT_SECRET,
-      ENCRYPTION_KEY: c.ENCRYPTION_KEY,
-      INGEST_PORT: '0',
-      INGEST_HOST: '127.0.0.1',
-      EDGE_PROCESSES: '1',
-      LOG_LEVEL: 'silent',
-    });
-    edge = await createEdge({ config, logger: createLogger({ name: 'edge', level: 'silent', pretty: false }) });
-    edgeUrl = `http://127.0.0.1:${edge.port}`;
-    await waitFor('edge /readyz', async () => (await fetch(`${edgeUrl}/readyz`)).status === 200, 10_000);
+    ({ edge, edgeUrl } = await startEdge(h));
   });
   afterAll(async () => {
     await edge?.drain().catch(() => undefined);
@@ -39,8 +55,8 @@ describe('admin service → ingest edge', () => {
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
       body: JSON.stringify({ database: 'app', query_count: 1 }),
     }).then(async (r) => ({ status: r.status, body: (await r.json().catch(() => undefined)) as any }));
-  const heartbeat = (id: string, token: string) =>
-    fetch(`${edgeUrl}/api/v1/collectors/${id}/heartbeat`, {
+  const heartbeat = (id: string, token: string, url = edgeUrl) =>
+    fetch(`${url}/api/v1/collectors/${id}/heartbeat`, {
       method: 'POST',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
       body: '{}',
@@ -147,5 +163,75 @@ describe('admin service → ingest edge', () => {
       registered_by: null,
     });
     expect((await admin.enrollment.list()).items.find((s) => s.id === item.id)).toMatchObject({ uses: 1, state: 'used_up' });
+  });
+
+  it('a deleted collector’s pending commands are dropped: restored, its next heartbeat carries none of them', async () => {
+    const admin = h.caller(h.admin);
+    const { keys } = h.service.deps;
+    const reg = await admin.collectors.register(form());
+    const id = reg.collector.id;
+    // One command delivered before, which must stay delivered (not dropped, not repeated).
+    const before = await admin.collectors.sendCommand({ id, action: 'restart' });
+    expect((await heartbeat(id, reg.token)).body.commands).toEqual([{ id: before.id, action: 'restart' }]);
+    const stops = [];
+    for (let i = 0; i < 30; i++) stops.push(await admin.collectors.sendCommand({ id, action: 'stop' }));
+    expect(await h.service.deps.redis.llen(keys.commands(id))).toBe(30);
+
+    await admin.collectors.delete({ id });
+    expect(await h.service.deps.redis.exists(keys.commands(id), keys.heartbeat(id))).toBe(0);
+    const restored = await admin.collectors.restore({ id });
+    await until('restore', async () => (await push(restored.token)).status, 200);
+    const answer = await heartbeat(id, restored.token);
+    expect(answer.status).toBe(200);
+    expect(answer.body.commands).toEqual([]);
+
+    // The admin UI shows them as dropped with the reason, not pending for ever.
+    const got = await admin.collectors.get({ id });
+    const shown = new Map(got.recent_commands.map((c) => [c.id, c]));
+    for (const stop of stops.slice(-19))
+      expect(shown.get(stop.id)).toMatchObject({ state: 'dropped', drop_reason: 'collector_deleted' });
+    // `before` was delivered: once the writer records that (as it does, from the edge's hash), it
+    // counts as delivered (the UI shows the 20 newest: stops).
+    await recordDeliveries(h);
+    const { rows } = await h.service.deps.pool.query(
+      `SELECT delivered_at IS NOT NULL AS delivered, count(*)::int AS n FROM collector_commands
+        WHERE collector_id = $1 GROUP BY 1 ORDER BY 1`,
+      [id],
+    );
+    expect(rows).toEqual([
+      { delivered: false, n: 30 },
+      { delivered: true, n: 1 },
+    ]);
+  });
+
+  it('pending commands expire after COMMAND_TTL_SECONDS (not delivered, shown expired) and at most COMMAND_MAX_PENDING wait', async () => {
+    const h2 = await createHarness({ COMMAND_TTL_SECONDS: '1', COMMAND_MAX_PENDING: '3' });
+    const { edge: edge2, edgeUrl: url2 } = await startEdge(h2);
+    try {
+      const admin = h2.caller(h2.admin);
+      const { keys, redis } = h2.service.deps;
+      const reg = await admin.collectors.register(form());
+      const id = reg.collector.id;
+      const old = await admin.collectors.sendCommand({ id, action: 'stop' });
+      expect(await redis.pttl(keys.commands(id))).toBeGreaterThan(0);
+      await new Promise((r) => setTimeout(r, 1100));
+      expect(await redis.exists(keys.commands(id))).toBe(0); // the mailbox went with its last command
+      const fresh = await admin.collectors.sendCommand({ id, action: 'resume' });
+      // An entry past its expiry still in the list (put back by an edge, an older admin) is not delivered.
+      await redis.lpush(keys.commands(id), JSON.stringify({ id: old.id, action: 'stop', expires_at: Date.now() - 1000 }));
+      const answer = await heartbeat(id, reg.token, url2);
+      expect(answer.status).toBe(200);
+      expect(answer.body.commands).toEqual([{ id: fresh.id, action: 'resume' }]);
+      const got = await admin.collectors.get({ id });
+      expect(got.recent_commands.find((c) => c.id === old.id)).toMatchObject({ state: 'expired', delivered_at: null });
+
+      await recordDeliveries(h2); // `fresh` no longer waits
+      for (let i = 0; i < 3; i++) await admin.collectors.sendCommand({ id, action: 'restart' });
+      await expectRejected(admin.collectors.sendCommand({ id, action: 'restart' }), 'CONFLICT');
+      expect(await redis.llen(keys.commands(id))).toBe(3);
+    } finally {
+      await edge2.drain().catch(() => undefined);
+      await h2[Symbol.asyncDispose]();
+    }
   });
 });

@@ -29,7 +29,10 @@ export function redisKeys(prefix = 'pga') {
 
     /** HASH collector id → config_version (admin writes; edge answers heartbeats from it). */
     configVersions: `${prefix}:config-version`,
-    /** LIST of pending commands `{"id","action"}` for one collector (admin RPUSH, edge drains). */
+    /**
+     * LIST of pending commands `{"id","action","expires_at"}` (epoch ms) for one collector (admin
+     * RPUSH + PEXPIREAT to the newest entry's expiry; the edge drains it and skips expired entries).
+     */
     commands: (collectorId: string) => `${prefix}:commands:${collectorId}`,
     /** HASH command id → ISO time delivered (edge writes, writer flushes to PostgreSQL). */
     deliveredCommands: `${prefix}:commands:delivered`,

@@ -43,6 +43,10 @@ export const AdminConfigSchema = commonSchema
     CONNECTION_TEST_TIMEOUT_MS: int(5000, 100, 60_000),
     /** Largest tRPC request body in bytes (bulk import text); default 32 MiB. */
     MAX_BODY_BYTES: int(32 * 1024 * 1024, 1024, 512 * 1024 * 1024),
+    /** Seconds a collector command waits for a heartbeat before it expires undelivered; default 86400 (24 h). */
+    COMMAND_TTL_SECONDS: int(86_400, 1, 30 * 86_400),
+    /** Undelivered, unexpired commands one collector may have before sendCommand refuses more; default 100. */
+    COMMAND_MAX_PENDING: int(100, 1, 10_000),
     /** Status updates a live-feed subscriber may fall behind before it is cut off; default 1000. */
     LIVE_FEED_MAX_BACKLOG: int(1000, 10, 1_000_000),
     /** Milliseconds a cut-off subscriber gets to read the reason before its connection is closed; default 10000. */

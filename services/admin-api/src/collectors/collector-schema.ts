@@ -57,11 +57,20 @@ export const DashboardAssignmentSchema = z.object({
   assigned_at: z.string(),
 });
 
+/**
+ * One command and where it stands: `pending` (waiting for a heartbeat), `delivered` (a heartbeat
+ * answer carried it), `expired` (no heartbeat before `expires_at`), `dropped` (taken out of the
+ * mailbox undelivered; `drop_reason` says why, e.g. `collector_deleted`).
+ */
 export const CommandSchema = z.object({
   id: z.uuid(),
   action: z.enum(['stop', 'restart', 'resume']),
+  state: z.enum(['pending', 'delivered', 'expired', 'dropped']),
   requested_at: z.string(),
+  expires_at: z.string(),
   delivered_at: z.string().nullable(),
+  dropped_at: z.string().nullable(),
+  drop_reason: z.string().nullable(),
   requested_by: z.string().nullable(),
 });
 

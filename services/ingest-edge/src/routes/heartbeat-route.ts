@@ -63,11 +63,19 @@ export function createHeartbeatHandler(deps: HeartbeatDeps) {
     // queued since, in their order, for the collector's next heartbeat.
     const putBack = async (drained: string[]) => {
       if (drained.length === 0) return;
-      await redis
+      const pushed = await redis
         .lpush(keys.commands(id), ...drained.toReversed())
-        .catch((lost: unknown) =>
-          deps.logger.error({ err: lost, collectorId: id, commands: drained }, 'pending commands could not be put back'),
-        );
+        .then(() => true)
+        .catch((lost: unknown) => {
+          deps.logger.error({ err: lost, collectorId: id, commands: drained }, 'pending commands could not be put back');
+          return false;
+        });
+      // The drain deleted the list and with it its expiry: give it back, unless commands queued
+      // since gave it a (later) one already. A separate call: NX needs Redis 7, and in the MULTI an
+      // older Redis would refuse the put-back itself. Without it the entries still expire one by one.
+      const expiries = drained.map((text) => parseCommand(text)?.expiresAt);
+      if (pushed && expiries.every((e) => e !== undefined))
+        await redis.pexpireat(keys.commands(id), Math.max(...expiries), 'NX').catch(() => undefined);
     };
     // What a MULTI took out of the list: LRANGE's answer, if its DEL ran too (else nothing was taken).
     const drainedBy = (results: [Error | null, unknown][] | null): string[] =>
@@ -103,11 +111,17 @@ export function createHeartbeatHandler(deps: HeartbeatDeps) {
     // The collector hung up meanwhile (a slow PostgreSQL read): the answer cannot reach it.
     if (reply.aborted) return putBack(drained);
     const commands: HeartbeatAnswer['commands'] = [];
+    let expired = 0;
+    const nowMs = Date.now();
     for (const text of drained) {
       const command = parseCommand(text);
-      if (command) commands.push(command);
-      else deps.logger.warn({ collectorId: id }, 'dropped a malformed pending command');
+      if (!command) deps.logger.warn({ collectorId: id }, 'dropped a malformed pending command');
+      // Past its expiry (the admin's COMMAND_TTL_SECONDS; the admin UI shows it expired): a stale
+      // `stop` must not reach a collector that comes back a day later. Not put back either.
+      else if (command.expiresAt !== undefined && command.expiresAt <= nowMs) expired++;
+      else commands.push({ id: command.id, action: command.action });
     }
+    if (expired > 0) deps.logger.info({ collectorId: id, expired }, 'expired pending commands not delivered');
     // Not awaited: the answer does not wait on a bookkeeping write.
     if (commands.length > 0)
       redis
@@ -124,12 +138,14 @@ async function configVersionFromDb({ pool, redis, keys }: HeartbeatDeps, id: str
   return version;
 }
 
-function parseCommand(text: string): HeartbeatAnswer['commands'][number] | undefined {
+/** A mailbox entry `{"id","action","expires_at"?}` (expires_at: epoch ms; absent from older admins' entries). */
+function parseCommand(text: string): (HeartbeatAnswer['commands'][number] & { expiresAt?: number }) | undefined {
   try {
-    const value = JSON.parse(text) as { id?: unknown; action?: unknown };
+    const value = JSON.parse(text) as { id?: unknown; action?: unknown; expires_at?: unknown };
     const action = CollectorCommandActionSchema.safeParse(value.action);
     if (typeof value.id !== 'string' || !action.success) return undefined;
-    return { id: value.id, action: action.data };
+    const expiresAt = typeof value.expires_at === 'number' && Number.isFinite(value.expires_at) ? value.expires_at : undefined;
+    return { id: value.id, action: action.data, ...(expiresAt !== undefined ? { expiresAt } : {}) };
   } catch {
     return undefined;
   }

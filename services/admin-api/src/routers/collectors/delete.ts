@@ -2,13 +2,14 @@ import { z } from 'zod';
 import { revokeCollectorTokens, withTransaction } from '@pga/db';
 import { adminProcedure } from '../../trpc/init';
 import { lockCollector } from '../../collectors/lock-collector';
-import { publishChange } from '../../collectors/after-commit';
+import { DROP_PENDING_COMMANDS, clearCollectorMailbox, publishChange } from '../../collectors/after-commit';
 import { writeAudit } from '../../audit/write-audit';
 import { actorOf } from '../../audit/actor';
 
 /**
  * Soft delete: sets deleted_at (the partial unique index then frees the name), revokes every live
- * token, and tells the edges to refuse the collector. `restore` brings it back.
+ * token, tells the edges to refuse the collector, and drops its pending commands (marked dropped,
+ * mailbox emptied). `restore` brings it back, without them.
  */
 export const deleteCollector = adminProcedure
   .input(z.object({ id: z.uuid() }))
@@ -22,6 +23,7 @@ export const deleteCollector = adminProcedure
         [row.id, ctx.user.id],
       );
       const jtis = await revokeCollectorTokens(db, row.id, 'deleted');
+      await db.query(DROP_PENDING_COMMANDS, [row.id, 'collector_deleted']);
       await writeAudit(db, actorOf(ctx), {
         action: 'collector.deleted',
         entityType: 'collector',
@@ -31,5 +33,6 @@ export const deleteCollector = adminProcedure
       return { deletedAt: rows[0]!.deleted_at, jtis };
     });
     await publishChange(deps, { collector_id: input.id, kind: 'deleted', jtis: result.jtis, denyCollector: true });
+    await clearCollectorMailbox(deps, input.id);
     return { id: input.id, deleted_at: result.deletedAt.toISOString(), revoked_tokens: result.jtis.length };
   });

@@ -19,7 +19,12 @@ export const get = authedProcedure
         [input.id],
       ),
       pool.query(
-        `SELECT cc.id, cc.action, cc.requested_at, cc.delivered_at, u.username
+        `SELECT cc.id, cc.action, cc.requested_at, cc.expires_at, cc.delivered_at, cc.dropped_at, cc.drop_reason,
+                u.username,
+                CASE WHEN cc.delivered_at IS NOT NULL THEN 'delivered'
+                     WHEN cc.dropped_at IS NOT NULL THEN 'dropped'
+                     WHEN cc.expires_at <= now() THEN 'expired'
+                     ELSE 'pending' END AS state
            FROM collector_commands cc LEFT JOIN users u ON u.id = cc.requested_by
           WHERE cc.collector_id = $1 ORDER BY cc.requested_at DESC LIMIT 20`,
         [input.id],
@@ -36,8 +41,12 @@ export const get = authedProcedure
       recent_commands: commands.rows.map((c) => ({
         id: c.id,
         action: c.action,
+        state: c.state,
         requested_at: c.requested_at.toISOString(),
+        expires_at: c.expires_at.toISOString(),
         delivered_at: c.delivered_at?.toISOString() ?? null,
+        dropped_at: c.dropped_at?.toISOString() ?? null,
+        drop_reason: c.drop_reason,
         requested_by: c.username,
       })),
     };
