@@ -43,8 +43,10 @@ it('a PostgreSQL outage: 503 + Retry-After for every request that needs it, one 
       expect.stringMatching(/^PostgreSQL reachable again after \d+\.\d s$/),
     ]);
     // The pool's idle client, cut off by the shutdown (57P01), is part of the same outage: no
-    // warning of its own (one per pooled client, before).
-    expect(lines.filter((l) => l.level >= 40).map((l) => l.msg)).toEqual([said[0]]);
+    // warning of its own (one per pooled client, before). On a loaded machine the deny state's read
+    // at start can overrun its 2 s bound, which is said in a warning of its own: not this test's.
+    const warnings = lines.filter((l) => l.level >= 40 && !/^could not read the deny state from PostgreSQL/.test(l.msg));
+    expect(warnings.map((l) => l.msg)).toEqual([said[0]]);
   } finally {
     await pg.stop();
   }
