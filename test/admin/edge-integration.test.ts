@@ -3,6 +3,7 @@ import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { createLogger } from '@pga/logger';
 import { createEdge, readEdgeConfig, type Edge } from '@pga/ingest-edge';
 import { createHarness, type Harness } from './harness';
+import { upgradeLegacyMailboxes } from '../../services/admin-api/src/collectors/commands';
 import { TARGET_PASSWORD, expectRejected, form } from './fixtures';
 
 /** A real ingest edge on the harness's database and Redis prefix. */
@@ -204,34 +205,84 @@ describe('admin service → ingest edge', () => {
     ]);
   });
 
-  it('pending commands expire after COMMAND_TTL_SECONDS (not delivered, shown expired) and at most COMMAND_MAX_PENDING wait', async () => {
-    const h2 = await createHarness({ COMMAND_TTL_SECONDS: '1', COMMAND_MAX_PENDING: '3' });
+  it('pending commands expire (not delivered, shown expired), a newer command never shortens the mailbox, at most COMMAND_MAX_PENDING wait', async () => {
+    // The default 24 h TTL; expiry is made by moving the times (a 1 s TTL raced a loaded machine).
+    const h2 = await createHarness({ COMMAND_MAX_PENDING: '3' });
     const { edge: edge2, edgeUrl: url2 } = await startEdge(h2);
     try {
       const admin = h2.caller(h2.admin);
-      const { keys, redis } = h2.service.deps;
+      const { keys, redis, pool } = h2.service.deps;
       const reg = await admin.collectors.register(form());
       const id = reg.collector.id;
+      const key = keys.commands(id);
+      const day = 86_400_000;
       const old = await admin.collectors.sendCommand({ id, action: 'stop' });
-      expect(await redis.pttl(keys.commands(id))).toBeGreaterThan(0);
-      await new Promise((r) => setTimeout(r, 1100));
-      expect(await redis.exists(keys.commands(id))).toBe(0); // the mailbox went with its last command
+      // The mailbox lives as long as its newest command.
+      expect(await redis.pttl(key)).toBeGreaterThan(day - 60_000);
+      expect(await redis.pttl(key)).toBeLessThanOrEqual(day);
+      // A day later: the row is past its expiry, and so is its entry (an edge put it back, say).
+      await pool.query(`UPDATE collector_commands SET expires_at = now() - interval '1 second' WHERE id = $1`, [old.id]);
+      await redis.del(key);
+      await redis.rpush(key, JSON.stringify({ id: old.id, action: 'stop', expires_at: Date.now() - 1000 }));
       const fresh = await admin.collectors.sendCommand({ id, action: 'resume' });
-      // An entry past its expiry still in the list (put back by an edge, an older admin) is not delivered.
-      await redis.lpush(keys.commands(id), JSON.stringify({ id: old.id, action: 'stop', expires_at: Date.now() - 1000 }));
       const answer = await heartbeat(id, reg.token, url2);
       expect(answer.status).toBe(200);
       expect(answer.body.commands).toEqual([{ id: fresh.id, action: 'resume' }]);
       const got = await admin.collectors.get({ id });
       expect(got.recent_commands.find((c) => c.id === old.id)).toMatchObject({ state: 'expired', delivered_at: null });
-
       await recordDeliveries(h2); // `fresh` no longer waits
-      for (let i = 0; i < 3; i++) await admin.collectors.sendCommand({ id, action: 'restart' });
+
+      // A mailbox whose commands live longer (queued with a longer TTL) keeps its expiry when a
+      // command with a shorter one joins: with PEXPIREAT alone the earlier ones went with it.
+      await admin.collectors.sendCommand({ id, action: 'restart' });
+      await redis.pexpireat(key, Date.now() + 2 * day);
+      await admin.collectors.sendCommand({ id, action: 'restart' });
+      expect(await redis.pttl(key)).toBeGreaterThan(2 * day - 60_000);
+
+      await admin.collectors.sendCommand({ id, action: 'restart' });
       await expectRejected(admin.collectors.sendCommand({ id, action: 'restart' }), 'CONFLICT');
-      expect(await redis.llen(keys.commands(id))).toBe(3);
+      expect(await redis.llen(key)).toBe(3);
     } finally {
       await edge2.drain().catch(() => undefined);
       await h2[Symbol.asyncDispose]();
     }
+  });
+
+  it('mailbox entries from before migration 0039 (no expires_at) get their row’s expiry, or go when it has passed', async () => {
+    const admin = h.caller(h.admin);
+    const { keys, redis, pool } = h.service.deps;
+    const reg = await admin.collectors.register(form());
+    const id = reg.collector.id;
+    // As 0039 left them: rows with requested_at + 24 h, entries without an expiry, a list without a TTL.
+    const { rows } = await pool.query<{ id: string; expires_at: Date }>(
+      `INSERT INTO collector_commands (collector_id, action, requested_by, requested_at, expires_at)
+       SELECT $1, a, (SELECT id FROM users LIMIT 1), t, t + interval '24 hours'
+         FROM (VALUES ('stop', now() - interval '7 days'), ('resume', now() - interval '1 hour')) AS v(a, t)
+       RETURNING id, expires_at`,
+      [id],
+    );
+    const [stale, recent] = rows;
+    await redis.rpush(
+      keys.commands(id),
+      JSON.stringify({ id: stale!.id, action: 'stop' }),
+      JSON.stringify({ id: recent!.id, action: 'resume' }),
+      'not json',
+    );
+    // The edge's delivery hash shares the mailboxes' key pattern; the upgrade must leave it be.
+    await redis.hset(keys.deliveredCommands, 'not-a-command', new Date().toISOString());
+    try {
+      expect(await upgradeLegacyMailboxes(h.service.deps)).toBeGreaterThanOrEqual(1);
+    } finally {
+      await redis.hdel(keys.deliveredCommands, 'not-a-command');
+    }
+    expect(await redis.lrange(keys.commands(id), 0, -1)).toEqual([
+      JSON.stringify({ id: recent!.id, action: 'resume', expires_at: recent!.expires_at.getTime() }),
+      'not json',
+    ]);
+    expect(Math.abs((await redis.pexpiretime(keys.commands(id))) - recent!.expires_at.getTime())).toBeLessThan(1000);
+    // Run again (the next start): nothing left to change.
+    expect(await upgradeLegacyMailboxes(h.service.deps)).toBe(0);
+    const answer = await heartbeat(id, reg.token);
+    expect(answer.body.commands).toEqual([{ id: recent!.id, action: 'resume' }]);
   });
 });

@@ -291,8 +291,9 @@ describe('collector → real ingest edge → writer → PostgreSQL', () => {
     const enabledAt = Date.now();
     await stack.setEnabled(c.id, true);
     await until('a push stored after the re-enable', async () => (await stack.pushesStored(c.id)).length > stored, 15_000);
-    // Heartbeat (≤ 1 s) → collect → push: not the grown back-off (several seconds by now).
-    expect(Date.now() - enabledAt).toBeLessThan(4000);
+    // Heartbeat (≤ 1 s) → collect → push → stored: seconds, where a back-off grown on the 403s
+    // (its ceiling is 60 s here) would take tens. Bounded loosely: a loaded machine is slow too.
+    expect(Date.now() - enabledAt).toBeLessThan(10_000);
     expect(collector.logs.filter((l) => l.msg === 'collector enabled again')).toHaveLength(1);
     await until('spool drained', () => collector.runtime.spool.stats().files === 0);
     // No snapshot taken while the agent knew it was disabled reached the central.
@@ -301,7 +302,7 @@ describe('collector → real ingest edge → writer → PostgreSQL', () => {
     expect(taken.filter((t) => t > disabledAt && t < enabledAt)).toEqual([]);
   });
 
-  it('heartbeats at least once per collection interval, even when stopped and the heartbeat period is longer', async () => {
+  it('heartbeats twice per collection interval, even when stopped and the heartbeat period is longer', async () => {
     const c = await stack.collector(targetOf(target), { interval: 2 });
     await stack.sendCommand(c.id, 'stop');
     await using collector = await runCollector({ ...envOf(c), COLLECTOR_HEARTBEAT_INTERVAL: '60' });
@@ -314,10 +315,12 @@ describe('collector → real ingest edge → writer → PostgreSQL', () => {
       if (last) seen.add(last);
       await sleep(200);
     }
+    // A heartbeat a second (half the 2 s interval; the old agent: one in 60 s). Each gap below what
+    // the central tolerates (2 × interval), with room for a loaded machine's jitter.
     const times = [...seen].map((t) => Date.parse(t)).sort((a, b) => a - b);
-    expect(times.length).toBeGreaterThanOrEqual(4);
+    expect(times.length).toBeGreaterThanOrEqual(5);
     const gaps = times.slice(1).map((t, i) => t - times[i]!);
-    for (const g of gaps) expect(g).toBeLessThanOrEqual(2600);
+    for (const g of gaps) expect(g).toBeLessThan(4000);
   });
 
   it('stays stopped across an agent restart until the admin resumes it', async () => {

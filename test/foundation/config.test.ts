@@ -84,6 +84,8 @@ describe('process configuration', () => {
       ['postgres//pga:SECRETPW@127.0.0.1:5432/db', 'postgres//***@127.0.0.1:5432/db'],
       ['pga:SECRETPW@127.0.0.1:5432/db', '***@127.0.0.1:5432/db'],
       ['postgresql//pga:p@ss:w@rd@127.0.0.1/db', 'postgresql//***@127.0.0.1/db'],
+      // parses, but as host `u:1234` and a path: the password's unencoded `/` ends the authority
+      ['mysql://u:1234/abcd@127.0.0.1/db', 'mysql://***@127.0.0.1/db'],
     ]) {
       try {
         readWriterConfig({ ...goodEnv, DATABASE_URL: value });
@@ -107,6 +109,12 @@ describe('process configuration', () => {
     for (const mode of ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'])
       expect(() => db(`sslmode=${mode}`)).not.toThrow();
     expect(() => db(`sslmode=verify-full&sslrootcert=${encodeURIComponent(path.join(root, 'package.json'))}`)).not.toThrow();
+    // libpq 16's sslrootcert=system: the system's CAs, nothing weaker than verify-full.
+    expect(() => db('sslrootcert=system')).not.toThrow();
+    expect(() => db('sslmode=verify-full&sslrootcert=system')).not.toThrow();
+    expect(() => db('sslmode=require&sslrootcert=system')).toThrowError(
+      /sslrootcert=system needs sslmode=verify-full \(or none\), not "require"/,
+    );
   });
 
   it('DATABASE_URL to pg options: libpq semantics, require with a root certificate verifies the chain', () => {
@@ -127,6 +135,8 @@ describe('process configuration', () => {
     const full = ssl(`sslmode=verify-full&sslrootcert=${ca}`) as { rejectUnauthorized: boolean; checkServerIdentity?: unknown };
     expect(full).toMatchObject({ rejectUnauthorized: true });
     expect(full.checkServerIdentity).toBeUndefined();
+    const system = ssl('sslrootcert=system') as { rejectUnauthorized: boolean; ca?: unknown; checkServerIdentity?: unknown };
+    expect(system).toEqual({ rejectUnauthorized: true });
     expect(poolConfigFromUrl(`postgresql://u:p@db.example:5432/db?sslmode=require&application_name=x`).connectionString).toBe(
       'postgresql://u:p@db.example:5432/db?application_name=x',
     );

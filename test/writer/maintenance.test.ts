@@ -129,9 +129,10 @@ describe('writer: partition and retention job', () => {
         async () => (await metric(h, /^writer_maintenance_runs_total\{job="partitions"/)) >= 1,
         15_000,
       );
-      // The oldest day the partitions keep starts at midnight UTC 14 days before today.
-      const today = new Date(new Date().toISOString().slice(0, 10) + 'T00:00:00Z').getTime();
-      const start = today - 14 * 86_400_000;
+      // The oldest day the partitions keep starts at midnight UTC 14 days before today (PostgreSQL's).
+      const start = (
+        await h.pool.query<{ t: Date }>(`SELECT (((now() AT TIME ZONE 'UTC')::date - 14)::timestamp AT TIME ZONE 'UTC') AS t`)
+      ).rows[0]!.t.getTime();
       const kept = new Date(start + 60_000); // the partition of this day stays: so does what describes it
       const gone = new Date(start - 60_000); // its day's partition is dropped
       const collector = '6f1f0a52-0000-4000-8000-000000000001';
@@ -182,7 +183,6 @@ describe('writer: partition and retention job', () => {
       // tests, so only this writer's maintenance keys go).
       const stale = await h.redis.keys(`${h.keys.bullPrefix}:${h.keys.maintenanceQueue}:*`);
       await h.redis.del(...stale);
-      expect(await queue.getJobScheduler('rollup')).toBeUndefined();
       const before = await metric(h, /^writer_maintenance_runs_total\{job="rollup"/);
       await waitUntil(
         'all three schedules back',
@@ -199,9 +199,12 @@ describe('writer: partition and retention job', () => {
         async () => (await metric(h, /^writer_maintenance_runs_total\{job="rollup"/)) > before,
         10_000,
       );
-      expect(lines.filter((l) => l.level === 40).map((l) => l.msg)).toEqual([
-        'maintenance schedules missing from Redis (emptied, or failed over to a replica without them): re-created partitions, sweep, rollup',
-      ]);
+      // Said in one warning, or two if a check was half-way through when the keys went. (A rollup
+      // job running when its keys were deleted may add a worker error of its own: not asserted.)
+      const said = lines.filter((l) => l.level === 40 && l.msg.startsWith('maintenance schedules missing from Redis'));
+      expect(said.length).toBeGreaterThanOrEqual(1);
+      expect(said.length).toBeLessThanOrEqual(2);
+      expect(said.flatMap((l) => l.jobs as string[]).sort()).toEqual(['partitions', 'rollup', 'sweep']);
     } finally {
       await h.close();
     }

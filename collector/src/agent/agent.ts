@@ -2,7 +2,7 @@ import { promisify } from 'node:util';
 import { gzip as gzipCb } from 'node:zlib';
 import type { HeartbeatAnswer } from '@pga/contracts';
 import type { Logger } from '@pga/logger';
-import type { CentralClient } from '../central/central-client';
+import { isDisabledAnswer, type CentralClient } from '../central/central-client';
 import { COLLECTOR_VERSION, createSnapshotCollector, type Snapshot, type SnapshotCollector } from '../collect/collect-snapshot';
 import {
   openTargetConnection,
@@ -55,10 +55,6 @@ export interface AgentStatus {
   /** The edge refuses this collector with 403 COLLECTOR_DISABLED (an admin disabled it). */
   disabledByCentral: boolean;
 }
-
-/** The edge's answer to any request of a collector an admin disabled (CONTRACT.md). */
-const isDisabledAnswer = (res: { ok: boolean; status: number; code?: string }) =>
-  !res.ok && res.status === 403 && res.code === 'COLLECTOR_DISABLED';
 
 /**
  * The long-running collector: collection on the configured interval, heartbeats on their own
@@ -139,10 +135,11 @@ export function createAgent(o: AgentOptions) {
   /**
    * The central marks a collector inactive when neither a heartbeat nor a push arrived within
    * 2 × collection_interval; a stopped or disabled collector does not push, so its heartbeats alone
-   * must come at least once per collection interval.
+   * keep it live: twice per collection interval, so that one lost heartbeat (a 503 during a Redis
+   * blip, a timeout) plus the central's flush delay still leaves one inside the window.
    */
   function heartbeatPeriodMs(): number {
-    return Math.min(o.heartbeatSeconds, config.intervalSeconds) * 1000;
+    return Math.min(o.heartbeatSeconds, config.intervalSeconds / 2) * 1000;
   }
 
   /**

@@ -12,6 +12,10 @@ import {
 export type CentralResult<T> =
   { ok: true; status: number; body: T } | { ok: false; status: number; code: string; message: string; retryAfterMs?: number };
 
+/** The edge's answer to any request of a collector an admin disabled (CONTRACT.md: 403 COLLECTOR_DISABLED). */
+export const isDisabledAnswer = (res: { ok: boolean; status: number; code?: string }): boolean =>
+  !res.ok && res.status === 403 && res.code === 'COLLECTOR_DISABLED';
+
 export interface Credentials {
   collectorId: string;
   token: string;

@@ -1,5 +1,5 @@
 import type { Logger } from '@pga/logger';
-import type { CentralClient } from '../central/central-client';
+import { isDisabledAnswer, type CentralClient } from '../central/central-client';
 import type { Spool } from '../spool/spool';
 import { backoffDelay } from './backoff';
 
@@ -104,7 +104,7 @@ export function createPusher(o: PusherOptions): Pusher {
       return { kind: 'done' };
     }
     const error = `push: ${res.status || 'network'} ${res.code}: ${res.message}`;
-    if (res.status === 403 && res.code === 'COLLECTOR_DISABLED') {
+    if (isDisabledAnswer(res)) {
       // Not a failure of ours: the admin disabled the collector. Retrying cannot help before it is
       // enabled again, and a back-off grown meanwhile would delay pushing after that.
       paused = true;

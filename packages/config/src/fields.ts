@@ -64,7 +64,11 @@ export const postgresUrl = () =>
     if (mode !== null && !(SSL_MODES as readonly string[]).includes(mode))
       ctx.addIssue({ code: 'custom', message: `sslmode "${mode}" is not one of ${SSL_MODES.join(', ')}` });
     const rootcert = params.get('sslrootcert');
-    if (rootcert !== null) {
+    // libpq 16's `system`: the system's CAs, and then nothing weaker than verify-full.
+    if (rootcert === 'system') {
+      if (mode !== null && mode !== 'verify-full')
+        ctx.addIssue({ code: 'custom', message: `sslrootcert=system needs sslmode=verify-full (or none), not "${mode}"` });
+    } else if (rootcert !== null) {
       try {
         accessSync(rootcert, constants.R_OK);
       } catch (err) {

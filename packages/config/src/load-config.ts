@@ -27,19 +27,23 @@ const SECRET_KEY = /PASSWORD|SECRET|TOKEN|_KEY$/i;
 
 function redactIfSecret(key: string, value: string): string {
   if (SECRET_KEY.test(key)) return '[redacted]';
-  // URLs may carry a password: show them without it.
+  // URLs may carry a password: show them without it. Trusted only when the URL parser read the same
+  // `user:password@` as the text holds: a password with an unencoded `/` (`postgres://u:12/ab@h/db`)
+  // parses as a host `u:12` and a path, and would be shown whole.
+  const at = value.lastIndexOf('@');
+  if (at < 0) return value;
   let u: URL | undefined;
   try {
     u = new URL(value);
   } catch {
     // not a URL
   }
-  if (u?.host) {
+  const userinfo = value.slice(value.indexOf('//') + 2, at);
+  if (u?.host && value.includes('//') && userinfo === `${u.username}${u.password ? `:${u.password}` : ''}`) {
     if (u.password) u.password = '***';
     return u.toString();
   }
-  // Not a URL with a host (a missing colon: `postgres//…`; `user:password@host` reads as a scheme
-  // and a path), but it may still carry a password: mask all before the last `@` after any `//`.
+  // Otherwise mask all before the last `@` after any `//`.
   return value.replace(/^([^@]*?\/\/)?.*@/s, (_m, start: string | undefined) => `${start ?? ''}***@`);
 }
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
-import type { Logger } from '@pga/logger';
+import { UNTRUSTED_CERT_CODES, type Logger } from '@pga/logger';
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -12,7 +12,8 @@ export type PoolClient = pg.PoolClient;
  * `sslrootcert` is given, which makes it `verify-ca` (libpq semantics); `prefer` encrypts without
  * verifying (node-postgres cannot fall back to plain TCP as libpq does: against a server without
  * TLS use `disable`); `disable`, `allow` (libpq tries plain TCP first) or no sslmode means plain
- * TCP. Without `sslrootcert` the chain is checked against Node's CAs (and `NODE_EXTRA_CA_CERTS`).
+ * TCP. Without `sslrootcert`, or with libpq 16's `sslrootcert=system` (then verify-full), the chain is
+ * checked against Node's CAs (and `NODE_EXTRA_CA_CERTS`).
  * The config schema (`postgresUrl`) refuses any other sslmode.
  */
 export function poolConfigFromUrl(databaseUrl: string): pg.PoolConfig {
@@ -22,11 +23,13 @@ export function poolConfigFromUrl(databaseUrl: string): pg.PoolConfig {
   url.searchParams.delete('sslmode');
   url.searchParams.delete('sslrootcert');
   const config: pg.PoolConfig = { connectionString: url.toString() };
-  const verify = sslmode === 'require' && rootcert ? 'verify-ca' : sslmode;
+  // `sslrootcert=system` (libpq 16): Node's own CAs, verify-full.
+  const system = rootcert === 'system';
+  const verify = system ? 'verify-full' : sslmode === 'require' && rootcert ? 'verify-ca' : sslmode;
   if (verify === 'verify-full' || verify === 'verify-ca') {
     config.ssl = {
       rejectUnauthorized: true,
-      ...(rootcert ? { ca: readFileSync(rootcert, 'utf8') } : {}),
+      ...(rootcert && !system ? { ca: readFileSync(rootcert, 'utf8') } : {}),
       ...(verify === 'verify-ca' ? { checkServerIdentity: () => undefined } : {}),
     };
   } else if (sslmode === 'require' || sslmode === 'prefer') {
@@ -79,16 +82,6 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
   return pool;
 }
 
-/** Node's TLS codes for a server certificate not signed by a CA this process trusts. */
-const UNTRUSTED_CERT = new Set([
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_UNTRUSTED',
-]);
-
 /**
  * A failed first connection as one line an operator can act on: which server (never the password),
  * what it said, and for the TLS mismatches of a managed database what to change in `DATABASE_URL`.
@@ -101,7 +94,7 @@ export function describeConnectFailure(databaseUrl: string, err: unknown): strin
   const code = (err as { code?: unknown }).code;
   const sslmode = url.searchParams.get('sslmode');
   let hint = '';
-  if (typeof code === 'string' && UNTRUSTED_CERT.has(code))
+  if (typeof code === 'string' && UNTRUSTED_CERT_CODES.has(code))
     hint = `: its TLS certificate is not signed by a CA this process trusts (${url.searchParams.get('sslrootcert') ? `not by sslrootcert=${url.searchParams.get('sslrootcert')}` : 'add sslrootcert=/path/ca.pem to DATABASE_URL'})`;
   else if (/no encryption/.test(message) && (!sslmode || sslmode === 'disable' || sslmode === 'allow'))
     hint =

@@ -53,4 +53,11 @@ export function createLogger({
   return pino(options);
 }
 
-export { createOutageLog, isConnectionError, isRefusalError, type OutageLog, type OutageLogOptions } from './outage-log';
+export {
+  createOutageLog,
+  isConnectionError,
+  isRefusalError,
+  UNTRUSTED_CERT_CODES,
+  type OutageLog,
+  type OutageLogOptions,
+} from './outage-log';

@@ -17,7 +17,7 @@ const CONNECTION_CODES = new Set([
  * retried by every client several times a second, like any other (one line per outage, not a
  * warning with a stack per attempt).
  */
-const TLS_UNTRUSTED = new Set([
+export const UNTRUSTED_CERT_CODES: ReadonlySet<string> = new Set([
   'SELF_SIGNED_CERT_IN_CHAIN',
   'DEPTH_ZERO_SELF_SIGNED_CERT',
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
@@ -55,7 +55,7 @@ export function isConnectionError(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
   if (
     typeof code === 'string' &&
-    (CONNECTION_CODES.has(code) || POSTGRES_AWAY.test(code) || TLS_UNTRUSTED.has(code) || TLS_OTHER.has(code))
+    (CONNECTION_CODES.has(code) || POSTGRES_AWAY.test(code) || UNTRUSTED_CERT_CODES.has(code) || TLS_OTHER.has(code))
   )
     return true;
   return CONNECTION_MESSAGES.test(err.message);
@@ -134,7 +134,7 @@ export function createOutageLog(logger: Logger, dependency: string, options: Out
       const text = (err as Error).message;
       const code = (err as { code?: unknown }).code;
       const hint =
-        typeof code === 'string' && TLS_UNTRUSTED.has(code)
+        typeof code === 'string' && UNTRUSTED_CERT_CODES.has(code)
           ? " (the server's TLS certificate is not signed by a CA this process trusts: give the CA's PEM file in NODE_EXTRA_CA_CERTS)"
           : '';
       const t = now();

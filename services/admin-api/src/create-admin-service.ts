@@ -7,6 +7,7 @@ import { appRouter } from './routers/app-router';
 import { createHttpServer } from './http/create-http-server';
 import { reconcileDenyState } from './collectors/reconcile-deny-state';
 import { pruneAuthTables } from './auth/prune';
+import { upgradeLegacyMailboxes } from './collectors/commands';
 
 export interface AdminService {
   deps: Deps;
@@ -26,6 +27,14 @@ export function createAdminService({ config, logger }: { config: AdminConfig; lo
     void reconcileDenyState(deps).catch((err: unknown) => logger.warn({ err }, 'deny state reconciliation failed'));
   // On the first connection and after every reconnect (a Redis restart may have lost the sets).
   deps.redis.on('ready', reconcile);
+  // Once, on the first connection: entries from before migration 0039 get their expiry.
+  deps.redis.once(
+    'ready',
+    () =>
+      void upgradeLegacyMailboxes(deps).catch((err: unknown) =>
+        logger.warn({ err }, 'command mailboxes not upgraded; retried at the next start'),
+      ),
+  );
   const housekeeping = setInterval(
     () => void pruneAuthTables(deps.pool).catch((err: unknown) => logger.warn({ err }, 'pruning sessions failed')),
     3_600_000,

@@ -39,11 +39,6 @@ export async function setConfigVersion(deps: Deps, collectorId: string, version:
   }
 }
 
-/** Marks a collector's undelivered, unexpired commands dropped (`reason`); inside the caller's transaction. */
-export const DROP_PENDING_COMMANDS = `
-UPDATE collector_commands SET dropped_at = now(), drop_reason = $2
- WHERE collector_id = $1 AND delivered_at IS NULL AND dropped_at IS NULL AND expires_at > now()`;
-
 /**
  * After a delete: the collector's command mailbox goes (its commands are marked dropped in the same
  * transaction as the delete), and so does its latest-heartbeat hash, which nothing reads for a

@@ -2,8 +2,9 @@ import { z } from 'zod';
 import { revokeCollectorTokens, withTransaction } from '@pga/db';
 import { adminProcedure } from '../../trpc/init';
 import { lockCollector } from '../../collectors/lock-collector';
-import { DROP_PENDING_COMMANDS, clearCollectorMailbox, publishChange } from '../../collectors/after-commit';
+import { clearCollectorMailbox, publishChange } from '../../collectors/after-commit';
 import { writeAudit } from '../../audit/write-audit';
+import { DROP_WAITING_COMMANDS } from '../../collectors/commands';
 import { actorOf } from '../../audit/actor';
 
 /**
@@ -23,7 +24,7 @@ export const deleteCollector = adminProcedure
         [row.id, ctx.user.id],
       );
       const jtis = await revokeCollectorTokens(db, row.id, 'deleted');
-      await db.query(DROP_PENDING_COMMANDS, [row.id, 'collector_deleted']);
+      await db.query(DROP_WAITING_COMMANDS, [row.id, 'collector_deleted']);
       await writeAudit(db, actorOf(ctx), {
         action: 'collector.deleted',
         entityType: 'collector',

@@ -6,8 +6,9 @@ import { lockCollector } from '../../collectors/lock-collector';
 import { CollectorSchema, IssuedCredentialsSchema } from '../../collectors/collector-schema';
 import { findCollector } from '../../collectors/collector-row';
 import { credentialsFor } from '../../collectors/credentials';
-import { DROP_PENDING_COMMANDS, publishChange } from '../../collectors/after-commit';
+import { publishChange } from '../../collectors/after-commit';
 import { writeAudit } from '../../audit/write-audit';
+import { DROP_WAITING_COMMANDS } from '../../collectors/commands';
 import { actorOf } from '../../audit/actor';
 
 /**
@@ -33,7 +34,7 @@ export const restore = adminProcedure
         // Nothing from before the delete reaches the restored collector: the delete emptied its
         // mailbox, but only if Redis was reachable then (and an edge may have put back a drained
         // command since). Inside the transaction, like sendCommand: no restore with a stale mailbox.
-        await db.query(DROP_PENDING_COMMANDS, [row.id, 'collector_deleted']);
+        await db.query(DROP_WAITING_COMMANDS, [row.id, 'collector_deleted']);
         await deps.redis.del(deps.keys.commands(row.id)).catch((err: unknown) => {
           deps.logger.warn({ err, collectorId: row.id }, 'could not empty the command mailbox of a restored collector');
           throw new AppError('UNAVAILABLE', 'the collector could not be restored (Redis is unreachable); try again shortly');

@@ -6,15 +6,12 @@ import { lockCollector } from '../../collectors/lock-collector';
 import { CommandSchema } from '../../collectors/collector-schema';
 import { writeAudit } from '../../audit/write-audit';
 import { actorOf } from '../../audit/actor';
+import { COUNT_WAITING_COMMANDS, queueCommand } from '../../collectors/commands';
 
 const INSERT_COMMAND = `
 INSERT INTO collector_commands (collector_id, action, requested_by, expires_at)
 VALUES ($1, $2, $3, now() + make_interval(secs => $4))
 RETURNING id, requested_at, expires_at`;
-
-const COUNT_PENDING = `
-SELECT count(*)::int AS n FROM collector_commands
- WHERE collector_id = $1 AND delivered_at IS NULL AND dropped_at IS NULL AND expires_at > now()`;
 
 /**
  * Queues stop / restart / resume for the collector's next heartbeat (CONTRACT.md): the row in
@@ -30,7 +27,7 @@ export const sendCommand = adminProcedure
     const { COMMAND_TTL_SECONDS, COMMAND_MAX_PENDING } = deps.config;
     const command = await withTransaction(deps.pool, async (db) => {
       await lockCollector(db, input.id);
-      const pending = (await db.query<{ n: number }>(COUNT_PENDING, [input.id])).rows[0]!.n;
+      const pending = (await db.query<{ n: number }>(COUNT_WAITING_COMMANDS, [input.id])).rows[0]!.n;
       if (pending >= COMMAND_MAX_PENDING)
         throw new AppError(
           'CONFLICT',
@@ -52,22 +49,14 @@ export const sendCommand = adminProcedure
       // Inside the transaction: if Redis refuses, the command is not recorded either, and the
       // admin gets an error to retry instead of a command that would never be delivered.
       const expiresAt = cmd.expires_at.getTime();
-      const key = deps.keys.commands(input.id);
       const entry = JSON.stringify({ id: cmd.id, action: input.action, expires_at: expiresAt });
-      const results = await deps.redis
-        .multi()
-        .rpush(key, entry)
-        .pexpireat(key, expiresAt)
-        .exec()
-        .catch((err: unknown) => {
-          deps.logger.warn({ err, collectorId: input.id }, 'could not queue a collector command');
-          throw new AppError('UNAVAILABLE', 'the command could not be queued (Redis is unreachable); try again shortly');
-        });
-      const failed = results?.find(([err]) => err)?.[0];
-      if (!results || failed) {
-        deps.logger.warn({ err: failed, collectorId: input.id }, 'could not queue a collector command');
-        throw new AppError('UNAVAILABLE', 'the command could not be queued (Redis refused it); try again shortly');
-      }
+      await queueCommand(deps, input.id, entry, expiresAt).catch((err: unknown) => {
+        deps.logger.warn({ err, collectorId: input.id }, 'could not queue a collector command');
+        throw new AppError(
+          'UNAVAILABLE',
+          'the command could not be queued (Redis is unreachable or refused it); try again shortly',
+        );
+      });
       return cmd;
     });
     return {
