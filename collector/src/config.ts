@@ -39,7 +39,7 @@ export const CollectorEnvSchema = z.object({
   COLLECTOR_STATEMENT_TIMEOUT_MS: int(5000, 100, 600_000),
   /** Timeout of each HTTP request to the central, ms; default 15000. */
   COLLECTOR_HTTP_TIMEOUT_MS: int(15_000, 100, 600_000),
-  /** Longest heartbeat period, seconds (the agent uses min(this, collection interval)); default 60. */
+  /** Longest heartbeat period, seconds (the agent uses min(this, half the collection interval)); default 60. */
   COLLECTOR_HEARTBEAT_INTERVAL: int(60, 1, 3600),
   /** Collection interval used until the central config says otherwise, seconds; default 60. */
   COLLECTOR_DEFAULT_INTERVAL: int(60, 1, 86_400),

@@ -93,9 +93,10 @@ export function describeConnectFailure(databaseUrl: string, err: unknown): strin
   const message = err instanceof Error ? err.message : String(err);
   const code = (err as { code?: unknown }).code;
   const sslmode = url.searchParams.get('sslmode');
+  const rootcert = url.searchParams.get('sslrootcert');
   let hint = '';
   if (typeof code === 'string' && UNTRUSTED_CERT_CODES.has(code))
-    hint = `: its TLS certificate is not signed by a CA this process trusts (${url.searchParams.get('sslrootcert') ? `not by sslrootcert=${url.searchParams.get('sslrootcert')}` : 'add sslrootcert=/path/ca.pem to DATABASE_URL'})`;
+    hint = `: its TLS certificate is not signed by a CA this process trusts (${rootcert ? `not by sslrootcert=${rootcert}` : 'add sslrootcert=/path/ca.pem to DATABASE_URL'})`;
   else if (/no encryption/.test(message) && (!sslmode || sslmode === 'disable' || sslmode === 'allow'))
     hint =
       ': the server accepts only TLS connections here; add sslmode=verify-full&sslrootcert=/path/ca.pem (or sslmode=require) to DATABASE_URL';

@@ -8,28 +8,25 @@ export interface RedisSettings {
   replicas: number | null;
 }
 
-/** Reads the settings the queue's durability depends on (null when CONFIG/INFO is not allowed). */
+/**
+ * Reads the settings the queue's durability depends on from one plain `INFO` (all sections; it works
+ * where CONFIG is renamed away, as on ElastiCache, and on Redis 6); null for what it does not say
+ * or when INFO itself is not allowed.
+ */
 export async function readRedisSettings(redis: Redis): Promise<RedisSettings> {
-  let maxmemoryPolicy: string | null = null;
-  let aofEnabled: boolean | null = null;
-  let replicas: number | null = null;
+  let info = '';
   try {
-    const reply = (await redis.config('GET', 'maxmemory-policy')) as string[];
-    maxmemoryPolicy = reply[1] ?? null;
+    info = await redis.info();
   } catch {
-    // Managed Redis (e.g. ElastiCache) may rename CONFIG; fall through to INFO.
+    // reported as unknown below
   }
-  try {
-    const info = await redis.info('persistence');
-    const aof = /aof_enabled:(\d)/.exec(info);
-    if (aof) aofEnabled = aof[1] === '1';
-    if (!maxmemoryPolicy) maxmemoryPolicy = /maxmemory_policy:(\S+)/.exec(await redis.info('memory'))?.[1] ?? null;
-    const connected = /connected_slaves:(\d+)/.exec(await redis.info('replication'));
-    if (connected) replicas = Number(connected[1]);
-  } catch {
-    // ignore: reported as unknown below
-  }
-  return { maxmemoryPolicy, aofEnabled, replicas };
+  const aof = /aof_enabled:(\d)/.exec(info)?.[1];
+  const replicas = /connected_slaves:(\d+)/.exec(info)?.[1];
+  return {
+    maxmemoryPolicy: /maxmemory_policy:(\S+)/.exec(info)?.[1] ?? null,
+    aofEnabled: aof === undefined ? null : aof === '1',
+    replicas: replicas === undefined ? null : Number(replicas),
+  };
 }
 
 /**

@@ -38,18 +38,3 @@ export async function setConfigVersion(deps: Deps, collectorId: string, version:
     deps.logger.error({ err, collectorId, version }, 'config_version committed but not written to Redis');
   }
 }
-
-/**
- * After a delete: the collector's command mailbox goes (its commands are marked dropped in the same
- * transaction as the delete), and so does its latest-heartbeat hash, which nothing reads for a
- * deleted collector (the writer skips an id whose hash is gone; the edge rewrites it on the next
- * heartbeat). Logged, not thrown, if Redis is down: the delete is committed, and `restore` empties
- * the mailbox again before the collector can heartbeat.
- */
-export async function clearCollectorMailbox(deps: Deps, collectorId: string): Promise<void> {
-  try {
-    await deps.redis.del(deps.keys.commands(collectorId), deps.keys.heartbeat(collectorId));
-  } catch (err) {
-    deps.logger.error({ err, collectorId }, 'collector deleted but its pending commands not removed from Redis');
-  }
-}

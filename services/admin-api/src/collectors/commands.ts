@@ -66,25 +66,37 @@ end
 return 1`;
 
 export async function upgradeLegacyMailboxes(deps: Deps): Promise<number> {
-  const { rows } = await deps.pool.query<{ collector_id: string; id: string; expires_at: Date }>(
-    `SELECT collector_id, id, expires_at FROM collector_commands WHERE ${WAITING}`,
+  // Every list that can hold an entry is a collector's with an undelivered, undropped command (a
+  // delivered one left its list); only the still-waiting ones' expiries are passed. No keyspace
+  // SCAN: with a day of idempotency markers Redis holds millions of keys.
+  const { rows } = await deps.pool.query<{ collector_id: string; id: string; expires_at: Date; waiting: boolean }>(
+    `SELECT collector_id, id, expires_at, ${WAITING} AS waiting FROM collector_commands
+      WHERE delivered_at IS NULL AND dropped_at IS NULL`,
   );
-  const waiting = new Map<string, string[]>();
-  for (const r of rows)
-    waiting.set(r.collector_id, [...(waiting.get(r.collector_id) ?? []), r.id, String(r.expires_at.getTime())]);
+  const lists = new Map<string, string[]>();
+  for (const r of rows) {
+    const args = lists.get(r.collector_id) ?? [];
+    if (r.waiting) args.push(r.id, String(r.expires_at.getTime()));
+    lists.set(r.collector_id, args);
+  }
   let upgraded = 0;
-  const pattern = deps.keys.commands('*');
-  const prefix = pattern.slice(0, -1);
-  let cursor = '0';
-  do {
-    // Lists only: `<prefix>:commands:delivered` (the edge's delivery hash) matches the pattern too.
-    const [next, found] = await deps.redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000, 'TYPE', 'list');
-    cursor = next;
-    for (const key of found) {
-      const args = waiting.get(key.slice(prefix.length)) ?? [];
-      upgraded += Number(await deps.redis.eval(UPGRADE_MAILBOX, 1, key, ...args));
-    }
-  } while (cursor !== '0');
+  for (const [collectorId, args] of lists)
+    upgraded += Number(await deps.redis.eval(UPGRADE_MAILBOX, 1, deps.keys.commands(collectorId), ...args));
   if (upgraded > 0) deps.logger.info({ mailboxes: upgraded }, 'command mailboxes from before migration 0039 given expiries');
   return upgraded;
+}
+
+/**
+ * After a delete: the collector's command mailbox goes (its commands are marked dropped in the same
+ * transaction as the delete), and so does its latest-heartbeat hash, which nothing reads for a
+ * deleted collector (the writer skips an id whose hash is gone; the edge rewrites it on the next
+ * heartbeat). Logged, not thrown, if Redis is down: the delete is committed, and `restore` empties
+ * the mailbox again before the collector can heartbeat.
+ */
+export async function clearCollectorMailbox(deps: Deps, collectorId: string): Promise<void> {
+  try {
+    await deps.redis.del(deps.keys.commands(collectorId), deps.keys.heartbeat(collectorId));
+  } catch (err) {
+    deps.logger.error({ err, collectorId }, 'collector deleted but its pending commands not removed from Redis');
+  }
 }

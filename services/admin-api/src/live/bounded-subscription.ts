@@ -19,7 +19,7 @@ export interface BoundedSubscriptionOptions<T> {
  * service hold every status update since (~3 MB a minute at 230 updates/s). Here a subscriber that
  * falls more than `maxBacklog` events behind is cut off, as Redis does with a slow pub/sub client
  * (`client-output-buffer-limit pubsub`): its listener and queue are dropped at once, and its next
- * read throws an UNAVAILABLE AppError saying why (an EventSource reconnects and refetches).
+ * read throws an UNAVAILABLE AppError saying why (the client should reconnect and refetch).
  */
 export async function* boundedSubscription<T>(
   emitter: EventEmitter,

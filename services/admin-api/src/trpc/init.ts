@@ -52,13 +52,14 @@ const t = initTRPC.context<Context>().create({
   },
 });
 
-/** Domain code throws AppError; only here does it become a TRPCError (STYLE.md). */
+/** An AppError as tRPC answers it (its code mapped, its message kept). */
+export const toTRPCError = (cause: AppError): TRPCError =>
+  new TRPCError({ code: TRPC_CODE[cause.code], message: cause.message, cause });
+
+/** Domain code throws AppError; only here (and in a stream, after it started) does it become a TRPCError (STYLE.md). */
 const appErrors = t.middleware(async ({ next }) => {
   const result = await next();
-  if (!result.ok && result.error.cause instanceof AppError) {
-    const cause = result.error.cause;
-    throw new TRPCError({ code: TRPC_CODE[cause.code], message: cause.message, cause });
-  }
+  if (!result.ok && result.error.cause instanceof AppError) throw toTRPCError(result.error.cause);
   return result;
 });
 

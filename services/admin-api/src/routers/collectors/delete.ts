@@ -2,9 +2,9 @@ import { z } from 'zod';
 import { revokeCollectorTokens, withTransaction } from '@pga/db';
 import { adminProcedure } from '../../trpc/init';
 import { lockCollector } from '../../collectors/lock-collector';
-import { clearCollectorMailbox, publishChange } from '../../collectors/after-commit';
+import { publishChange } from '../../collectors/after-commit';
 import { writeAudit } from '../../audit/write-audit';
-import { DROP_WAITING_COMMANDS } from '../../collectors/commands';
+import { clearCollectorMailbox, DROP_WAITING_COMMANDS } from '../../collectors/commands';
 import { actorOf } from '../../audit/actor';
 
 /**

@@ -1,8 +1,6 @@
-import { TRPCError } from '@trpc/server';
 import { z } from 'zod';
 import { AppError } from '@pga/contracts';
-import { authedProcedure } from '../../trpc/init';
-import { TRPC_CODE } from '../../trpc/error-codes';
+import { authedProcedure, toTRPCError } from '../../trpc/init';
 import { boundedSubscription } from '../../live/bounded-subscription';
 import { LiveStatusEventSchema, type LiveStatusEvent } from '../../live/live-status-event';
 
@@ -46,7 +44,7 @@ export const collectorStatus = authedProcedure
       });
     } catch (err) {
       // Thrown while streaming, where the appErrors middleware no longer applies.
-      if (err instanceof AppError) throw new TRPCError({ code: TRPC_CODE[err.code], message: err.message, cause: err });
+      if (err instanceof AppError) throw toTRPCError(err);
       throw err;
     }
   });
