@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capturingLogger, createTestDatabase, type TestDatabase } from '../helpers';
-import { fixture, pushItem, startWriterHarness, waitUntil, type WriterHarness } from './helpers';
+import { fixture, insertCollector, pushItem, startWriterHarness, waitUntil, type WriterHarness } from './helpers';
 
 const day = (offset: number) =>
   `collector_metrics_p${new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10).replaceAll('-', '')}`;
@@ -164,6 +164,63 @@ describe('writer: partition and retention job', () => {
       expect(await left('ingest_ledger', 'received_at')).toEqual([kept.getTime()]);
       expect(await left('collector_heartbeats', 'minute')).toEqual([kept.getTime()]);
       expect(await left('collector_push_minutes', 'minute')).toEqual([kept.getTime()]);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('retention empties the deny set of long-expired tokens and prunes expired token records and finished commands', async () => {
+    const h = await startWriterHarness(db.url, { METRICS_RETENTION_DAYS: '14' });
+    try {
+      // After the run at start, so the run below is the one that finds what is seeded.
+      await waitUntil(
+        'the first run',
+        async () => (await metric(h, /^writer_maintenance_runs_total\{job="partitions"/)) >= 1,
+        15_000,
+      );
+      const collector = await insertCollector(h.pool);
+      const token = async (expires: string) =>
+        (
+          await h.pool.query<{ jti: string }>(
+            `INSERT INTO collector_tokens (jti, collector_id, token_hash, issued_at, expires_at, revoked_at)
+             VALUES (gen_random_uuid(), $1, md5(random()::text) || md5(random()::text), now() - interval '400 days', ${expires}, now() - interval '20 days')
+             RETURNING jti`,
+            [collector],
+          )
+        ).rows[0]!.jti;
+      const live = await token(`now() + interval '1 day'`); // revoked and still valid: must stay refused
+      const lately = await token(`now() - interval '10 minutes'`); // an edge's clock may run behind
+      const expired = await token(`now() - interval '2 hours'`); // no edge accepts it: leaves the set
+      const old = await token(`now() - interval '15 days'`); // expired before the retention's start: record goes
+      const unknown = '0b1c2d3e-0000-4000-8000-00000000abcd'; // no record: cannot be known to have expired
+      await h.redis.sadd(h.keys.deniedJtis, live, lately, expired, old.toUpperCase(), unknown, 'not-a-uuid');
+      const command = async (requested: string, state: string) =>
+        (
+          await h.pool.query<{ id: string }>(
+            `INSERT INTO collector_commands (collector_id, action, requested_at, expires_at, delivered_at, dropped_at)
+             SELECT $1, 'stop', r, ${state === 'pending' ? "now() + interval '1 day'" : "r + interval '1 day'"},
+                    ${state === 'delivered' ? 'r' : 'NULL'}, ${state === 'dropped' ? 'r' : 'NULL'}
+               FROM (SELECT ${requested} AS r) t RETURNING id`,
+            [collector],
+          )
+        ).rows[0]!.id;
+      for (const state of ['delivered', 'dropped', 'expired']) await command(`now() - interval '20 days'`, state); // all go
+      const oldPending = await command(`now() - interval '20 days'`, 'pending'); // a long COMMAND_TTL_SECONDS
+      const recent = await command(`now() - interval '2 days'`, 'delivered');
+
+      const result = (await h.writer.maintenance.runNow('partitions')) as {
+        deniedJtis: number;
+        tokens: number;
+        commands: number;
+      };
+      expect(result).toMatchObject({ deniedJtis: 2, tokens: 1, commands: 3 });
+      expect((await h.redis.smembers(h.keys.deniedJtis)).sort()).toEqual([live, lately, unknown, 'not-a-uuid'].sort());
+      const tokens = await h.pool.query<{ jti: string }>('SELECT jti FROM collector_tokens WHERE collector_id = $1', [collector]);
+      expect(tokens.rows.map((r) => r.jti).sort()).toEqual([live, lately, expired].sort());
+      const commands = await h.pool.query<{ id: string }>('SELECT id FROM collector_commands WHERE collector_id = $1', [
+        collector,
+      ]);
+      expect(commands.rows.map((r) => r.id).sort()).toEqual([oldPending, recent].sort());
     } finally {
       await h.close();
     }

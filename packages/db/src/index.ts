@@ -7,4 +7,4 @@ export { checkOut, type CheckedOutClient } from './check-out';
 export { MIGRATIONS_DIR, migrateDatabase } from './migrations-dir';
 export { recordIssuedToken, revokeCollectorTokens, type IssuedTokenRecord } from './collector-tokens';
 export { recordIssuedTokens } from './collector-tokens-bulk';
-export { readDatabaseDenyState, type DatabaseDenyState } from './deny-state';
+export { DENIED_AFTER_EXPIRY, readDatabaseDenyState, type DatabaseDenyState } from './deny-state';

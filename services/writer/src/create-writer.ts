@@ -141,6 +141,7 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
     pgOutage,
     queueName: keys.maintenanceQueue,
     prefix: keys.bullPrefix,
+    deniedJtisKey: keys.deniedJtis,
     logger,
     metrics,
     publish,

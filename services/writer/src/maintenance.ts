@@ -4,7 +4,17 @@ import { maintainPartitions, type Pool } from '@pga/db';
 import type { Logger, OutageLog } from '@pga/logger';
 import type { WriterMetrics } from './metrics';
 import { pauseAfterFailedFetch } from './prompt-worker';
-import { FOLD_ROLLUP, PRUNE_LEDGER, PRUNE_ROLLUP, pruneActivity, REFRESH_UPTIME, SWEEP_INACTIVE } from './sql';
+import { pruneDeniedJtis } from './prune-deny-set';
+import {
+  FOLD_ROLLUP,
+  PRUNE_COMMANDS,
+  PRUNE_LEDGER,
+  PRUNE_ROLLUP,
+  PRUNE_TOKENS,
+  pruneActivity,
+  REFRESH_UPTIME,
+  SWEEP_INACTIVE,
+} from './sql';
 import type { PublishStatuses, StatusRow } from './status-publisher';
 
 export interface MaintenanceOptions {
@@ -16,6 +26,8 @@ export interface MaintenanceOptions {
   pgOutage: OutageLog;
   queueName: string;
   prefix: string;
+  /** Redis's set of revoked jtis (redis-keys `deniedJtis`), pruned of long-expired tokens. */
+  deniedJtisKey: string;
   logger: Logger;
   metrics: WriterMetrics;
   publish: PublishStatuses;
@@ -67,11 +79,20 @@ export function createMaintenance(o: MaintenanceOptions) {
     const rollup = await o.pool.query(PRUNE_ROLLUP, [days]);
     const history = await o.pool.query(pruneActivity('collector_heartbeats'), [days, activityHours]);
     const pushMinutes = await o.pool.query(pruneActivity('collector_push_minutes'), [days, activityHours]);
+    const commands = await o.pool.query(PRUNE_COMMANDS, [days]);
+    // Revoked tokens an hour past their expiry leave the deny set (the edges drop them at their next
+    // load); then token records that expired before the retention's start go. In this order, so the
+    // deny set never holds a jti whose record, the proof that it expired, is gone.
+    const deniedJtis = await pruneDeniedJtis(o.pool, o.connection, o.deniedJtisKey);
+    const tokens = await o.pool.query(PRUNE_TOKENS, [days]);
     const result = {
       ledger,
       rollup: rollup.rowCount ?? 0,
       heartbeats: history.rowCount ?? 0,
       pushMinutes: pushMinutes.rowCount ?? 0,
+      commands: commands.rowCount ?? 0,
+      deniedJtis,
+      tokens: tokens.rowCount ?? 0,
     };
     log.info(result, 'retention done');
     return result;

@@ -1,3 +1,5 @@
+import { DENIED_AFTER_EXPIRY } from '@pga/db';
+
 /** The writer's SQL, named (STYLE.md: long SQL in clearly named constants). Arrays come in via unnest. */
 
 /**
@@ -60,6 +62,27 @@ export const PRUNE_ROLLUP = `DELETE FROM collector_metrics_rollup WHERE bucket <
  */
 export const pruneActivity = (table: 'collector_heartbeats' | 'collector_push_minutes') =>
   `DELETE FROM ${table} WHERE minute < LEAST(${RETENTION_START('$1::int')}, now() - make_interval(hours => $2))`;
+
+/**
+ * Of the jtis $1 (from Redis's deny set), those whose token expired over DENIED_AFTER_EXPIRY ago:
+ * no edge accepts them any more by their `exp`, so the deny set need not hold them. A jti with no
+ * row is kept (it cannot be known to have expired).
+ */
+export const EXPIRED_DENIED_JTIS = `
+SELECT jti::text FROM collector_tokens WHERE jti = ANY($1::uuid[]) AND expires_at < now() - ${DENIED_AFTER_EXPIRY}`;
+
+/**
+ * Issued-token records that expired before the retention's start ($1 days): an expired token is
+ * refused by its `exp` whether or not its row exists. Run only after the deny set was pruned, so no
+ * jti stays in it without the row that says it expired.
+ */
+export const PRUNE_TOKENS = `DELETE FROM collector_tokens WHERE expires_at < ${RETENTION_START('$1::int')}`;
+
+/** Commands past the retention ($1 days) that no longer wait: delivered, dropped or expired. */
+export const PRUNE_COMMANDS = `
+DELETE FROM collector_commands
+ WHERE requested_at < ${RETENTION_START('$1::int')}
+   AND (delivered_at IS NOT NULL OR dropped_at IS NOT NULL OR expires_at < now())`;
 
 export const COPY_METRICS = `COPY collector_metrics
   (collector_id, push_id, metric_type, database_name, metric_data, received_at, record_count, checksum, processed, processed_at)

@@ -238,6 +238,37 @@ describe('DenyList', () => {
       expect(deny.refusal(randomUUID(), 'other-jti')).toBeUndefined();
     });
 
+    it('reloads by itself: revocations pruned from Redis and PostgreSQL (long expired) leave its set then, but not at a load without PostgreSQL', async () => {
+      const redis = fakeRedis();
+      redis.unblock();
+      redis.state.jtis.push('expired-jti', 'live-jti');
+      let tokens = [{ collector_id: revokedOwner, jtis: ['expired-jti', 'live-jti'] }];
+      let answer = (): Promise<DatabaseDenyState> => Promise.resolve({ tokens, collectors: [] });
+      const { logger, warnings } = warningLogger();
+      const deny = denyListOn(redis, logger, { readDatabase: () => answer(), databaseTimeoutMs: 50, reloadEveryMs: 50 });
+      await deny.start();
+      try {
+        expect(deny.refusal(revokedOwner, 'expired-jti')).toBe('revoked');
+        // PostgreSQL down, and Redis lost the set: what this edge knows stays refused.
+        answer = () => Promise.reject(new Error('connection refused'));
+        redis.state.jtis.length = 0;
+        await deny.reload();
+        expect(deny.refusal(revokedOwner, 'expired-jti')).toBe('revoked');
+        expect(deny.refusal(revokedOwner, 'live-jti')).toBe('revoked');
+        // The writer's retention pruned the expired one from Redis; PostgreSQL no longer lists it.
+        tokens = [{ collector_id: revokedOwner, jtis: ['live-jti'] }];
+        answer = () => Promise.resolve({ tokens, collectors: [] });
+        const deadline = Date.now() + 5000;
+        while (deny.jtis.has('expired-jti') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        expect(deny.refusal(revokedOwner, 'expired-jti')).toBeUndefined();
+        expect(deny.refusal(revokedOwner, 'live-jti')).toBe('revoked');
+        expect(deny.trusted).toBe(true);
+        expect(warnings.filter((w) => /from PostgreSQL/.test(w))).toHaveLength(1);
+      } finally {
+        deny.stop();
+      }
+    });
+
     it("PostgreSQL failing or not answering: ready with Redis's state alone, one warning per load, and read again later", async () => {
       const redis = fakeRedis();
       redis.unblock();

@@ -17,6 +17,11 @@ export interface DenyListOptions {
   databaseTimeoutMs?: number;
   /** After a load that could not read PostgreSQL: load again this much later; default 30 s. */
   databaseRetryMs?: number;
+  /**
+   * Load the whole state again this often (default 10 min; 0: never): revocations of tokens long
+   * expired leave the deny sets (the writer's retention), and an edge drops them only at a load.
+   */
+  reloadEveryMs?: number;
 }
 
 /**
@@ -51,6 +56,9 @@ export class DenyList {
   private lastSubscribeWarning = -Infinity;
   /** A load again, set after a load that could not read PostgreSQL. */
   private databaseRetry: NodeJS.Timeout | undefined;
+  private periodicReload: NodeJS.Timeout | undefined;
+  /** What the last load logged, to say "deny state loaded" at info only when something changed. */
+  private lastLoaded = '';
 
   constructor(
     private readonly subscriber: Redis,
@@ -69,14 +77,18 @@ export class DenyList {
         this.logger.warn('change feed disconnected: refusing authenticated requests until it is back');
       this.trusted = false;
       this.connection++;
+      this.lastLoaded = ''; // the load after the reconnect is said at info
     });
     await this.resync();
+    const every = this.options.reloadEveryMs ?? 600_000;
+    if (every > 0) this.periodicReload = setInterval(() => void this.reload(), every).unref();
   }
 
   /** Before closing the subscriber on purpose (drain): no warning, no reload. */
   stop(): void {
     this.stopped = true;
     clearTimeout(this.databaseRetry);
+    clearInterval(this.periodicReload);
   }
 
   /**
@@ -138,8 +150,12 @@ export class DenyList {
       const database = await this.readDatabase();
       const collectors = new Set(state.collectors);
       const deleted = new Set(state.deleted);
-      for (const jti of state.jtis) this.jtis.add(jti);
-      for (const { jtis } of database?.tokens ?? []) for (const jti of jtis) this.jtis.add(jti);
+      // With PostgreSQL's answer (the truth the Redis sets mirror), exactly their union: revocations
+      // pruned since the last load go. Without it, only added to: Redis alone may have lost its data.
+      const jtis = database ? new Set(state.jtis) : this.jtis;
+      for (const jti of state.jtis) jtis.add(jti);
+      for (const { jtis: revoked } of database?.tokens ?? []) for (const jti of revoked) jtis.add(jti);
+      this.jtis = jtis;
       for (const { id, deleted: isDeleted } of database?.collectors ?? []) {
         collectors.add(id);
         if (isDeleted) deleted.add(id);
@@ -154,16 +170,17 @@ export class DenyList {
       // Trusted only if the feed was subscribed before this read began and stayed connected since;
       // otherwise the reconnect's own resync reloads again.
       this.trusted = subscribedFirst && this.connection === connection && this.subscriber.status === 'ready';
-      this.logger.info(
-        {
-          jtis: this.jtis.size,
-          collectors: this.collectors.size,
-          version: this.version,
-          trusted: this.trusted,
-          database: database !== undefined,
-        },
-        'deny state loaded',
-      );
+      const loaded = {
+        jtis: this.jtis.size,
+        collectors: this.collectors.size,
+        version: this.version,
+        trusted: this.trusted,
+        database: database !== undefined,
+      };
+      // The periodic reload finds the same state most times: said at info only when it differs.
+      const summary = JSON.stringify(loaded);
+      this.logger[summary === this.lastLoaded ? 'debug' : 'info'](loaded, 'deny state loaded');
+      this.lastLoaded = summary;
       // Without PostgreSQL's answer this state is only as good as Redis's: read both again later.
       if (database) {
         clearTimeout(this.databaseRetry);
