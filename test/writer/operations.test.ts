@@ -8,7 +8,7 @@ import { createLogger } from '@pga/logger';
 import { findExecutable, freePort, waitFor } from '@pga/local-stack';
 import { redisKeys } from '@pga/redis-keys';
 import { createWriter, readWriterConfig } from '@pga/writer';
-import { createTestDatabase, testEnv, uniquePrefix, type TestDatabase } from '../helpers';
+import { capturingLogger, createTestDatabase, testEnv, uniquePrefix, type TestDatabase } from '../helpers';
 import { spawnWriter } from './child-writer';
 import { fixture, pushItem, startWriterHarness, waitUntil, writerEnv } from './helpers';
 
@@ -158,6 +158,39 @@ describe('writer: operations', () => {
       await h.waitForJob(jobId, 'completed');
       const text = await (await fetch(`${h.url}/metrics`)).text();
       expect(Number(/^writer_retries_total (\S+)/m.exec(text)?.[1])).toBeGreaterThanOrEqual(1);
+    } finally {
+      blocker.release();
+    }
+  });
+
+  it('a job gone from Redis when it finishes (Redis emptied under it) is one warning line, and its pushes stay stored', async () => {
+    const { logger, lines } = capturingLogger('writer');
+    await using h = await startWriterHarness(db.url, {}, logger);
+    const blocker = await h.pool.connect();
+    try {
+      // Hold the COPY on a lock, take the job's keys away (what a failover to an empty replica
+      // does), then let it commit: BullMQ cannot mark it completed, nor failed after that.
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE ingest_ledger IN ACCESS EXCLUSIVE MODE');
+      const push = pushItem(fixture);
+      const jobId = await h.enqueue([push], { attempts: 1 });
+      await waitUntil('writer waiting on the lock', async () => {
+        const r = await h.pool.query(
+          `SELECT 1 FROM pg_stat_activity WHERE application_name = 'pga-writer' AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO ingest_ledger%'`,
+        );
+        return r.rows.length > 0;
+      });
+      const jobKey = `${h.keys.bullPrefix}:${h.keys.pushQueue}:${jobId}`;
+      expect(await h.redis.del(jobKey, `${jobKey}:lock`)).toBe(2);
+      await blocker.query('COMMIT');
+      const gone = () => lines.filter((l) => /was gone from Redis when it finished/.test(String(l.msg)));
+      await waitUntil('the warning', async () => gone().length > 0);
+      await new Promise((r) => setTimeout(r, 300)); // BullMQ's second report (marking it failed) comes after
+      expect(gone()).toHaveLength(1);
+      expect(gone()[0]).toMatchObject({ jobId });
+      expect(lines.filter((l) => /push worker error/.test(String(l.msg)))).toEqual([]);
+      const stored = await h.pool.query('SELECT count(*)::int AS n FROM collector_metrics WHERE push_id = $1', [push.push_id]);
+      expect(stored.rows[0].n).toBeGreaterThan(0);
     } finally {
       blocker.release();
     }

@@ -127,7 +127,19 @@ export function createPushWorker(o: PushWorkerOptions) {
   });
   installPromptLoop(worker, log);
   pauseAfterFailedFetch(worker);
-  worker.on('error', (err) => o.redisOutage.error(err, 'push worker error'));
+  // A job whose keys are gone when it finishes (Redis emptied, or a failover to a replica without
+  // it): BullMQ reports it twice (marking it completed, then failed), each with a stack. One line.
+  let lastMissing = '';
+  worker.on('error', (err) => {
+    const missing = /^Missing key for job (\S+)\./.exec(err.message);
+    if (!missing) return o.redisOutage.error(err, 'push worker error');
+    if (missing[1] === lastMissing) return;
+    lastMissing = missing[1]!;
+    log.warn(
+      { jobId: missing[1] },
+      `job ${missing[1]} was gone from Redis when it finished (Redis emptied, or a failover to a replica without it); what it committed stays stored`,
+    );
+  });
   worker.on('failed', (job, err) => {
     o.metrics.jobFailures.inc();
     if (err instanceof UnrecoverableError || err.name === 'UnrecoverableError') {
