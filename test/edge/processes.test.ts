@@ -118,6 +118,26 @@ describe('edge processes (main.ts, EDGE_PROCESSES=2)', () => {
     expect(text).toMatch(/^edge_process_resident_memory_bytes \d+/m);
     expect(text).toMatch(/^edge_nodejs_eventloop_lag_p99_seconds [\d.e-]+$/m);
     expect(text).not.toContain('edge_process_process_');
+    // Readiness against the processes serving (a sum of 1 per process), and no restart yet.
+    expect(text).toMatch(/^edge_processes 2$/m);
+    expect(text).toMatch(/^edge_ready 2$/m);
+    expect(text).toMatch(/^edge_worker_restarts_total 0$/m);
+  });
+
+  it('/metrics counts a token that fails verification as invalid, not as a cache miss', async () => {
+    const lookups = async () => {
+      const text = (await freshRequest(cluster.port, 'GET', '/metrics')).body;
+      const value = (result: string) =>
+        Number(new RegExp(`^edge_token_cache_lookups_total\\{result="${result}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+      return { miss: value('miss'), invalid: value('invalid') };
+    };
+    const before = await lookups();
+    const [header, payload] = c.token.split('.');
+    const forged = `${header}.${payload}.${'A'.repeat(43)}`; // a well-formed token, signed by no one
+    for (let i = 0; i < 3; i++) expect((await pushOn(cluster.port, forged)).status).toBe(401);
+    const after = await lookups();
+    expect(after.invalid - before.invalid).toBe(3);
+    expect(after.miss).toBe(before.miss);
   });
 
   it('/metrics counters never go down when a worker dies (Prometheus would count its whole total again)', async () => {
@@ -155,8 +175,9 @@ describe('edge processes (main.ts, EDGE_PROCESSES=2)', () => {
       replaced = pid !== undefined && pid !== primary && pid !== worker;
       if (!replaced && Date.now() > deadline) throw new Error('timed out waiting for a new worker ready');
     }
-    // Its replacement joined; the sum still holds the dead worker's counts.
+    // Its replacement joined; the sum still holds the dead worker's counts, and the crash is counted.
     expect(await requestTotal(cluster.port)).toBeGreaterThanOrEqual(total);
+    expect((await freshRequest(cluster.port, 'GET', '/metrics')).body).toMatch(/^edge_worker_restarts_total 1$/m);
   });
 });
 

@@ -50,9 +50,21 @@ export function startWorkers({
   let retired: Promise<MetricsJson> = Promise.resolve([]);
   // The workers and the retired sum are taken together, before any wait: a worker whose exit is
   // handled meanwhile is counted once, either live (its answer or its last one) or retired.
+  /** Workers that died and were started again: the one trace a crash leaves in /metrics. */
+  let restarts = 0;
+  const primaryOwn = async (): Promise<MetricsJson> => [
+    ...(await own().catch(() => [])),
+    {
+      name: 'edge_worker_restarts_total',
+      help: 'Edge worker processes that exited unexpectedly and were started again (by the primary).',
+      type: 'counter' as MetricJson['type'],
+      aggregator: 'sum',
+      values: [{ value: restarts, labels: {} }],
+    },
+  ];
   const metricsText = () => {
     const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);
-    return retired.then((sum) => aggregate(own, workers, last, sum));
+    return retired.then((sum) => aggregate(primaryOwn, workers, last, sum));
   };
   const fork = () => {
     const worker = cluster.fork();
@@ -79,6 +91,7 @@ export function startWorkers({
     // Kept a little longer for an aggregation that listed this worker before its exit.
     setTimeout(() => last.delete(worker.id), 10_000).unref();
     if (stopping) return;
+    restarts++;
     logger.error({ pid: worker.process.pid, code, signal }, 'edge worker died; starting another');
     // Not once the primary is stopping: stopWorkers() would neither signal nor wait for it.
     setTimeout(() => !stopping && fork(), 500);

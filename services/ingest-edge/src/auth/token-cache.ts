@@ -16,6 +16,8 @@ export class TokenCache {
   private readonly entries = new Map<string, CachedToken>();
   hits = 0;
   misses = 0;
+  /** Misses whose token then failed verification (forged, expired, malformed): counted by the authenticator. */
+  invalid = 0;
 
   constructor(private readonly maxEntries: number) {}
 

@@ -4,7 +4,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export interface MetricSources {
   ready(): boolean;
   inflightBytes(): number;
-  cache(): { hits: number; misses: number };
+  cache(): { hits: number; misses: number; invalid: number };
 }
 
 /**
@@ -80,14 +80,15 @@ export function createEdgeMetrics(sources: MetricSources) {
   });
   const cacheLookups = new Counter({
     name: 'edge_token_cache_lookups_total',
-    help: 'Verified-token cache lookups, by result (hit ratio = hit / all).',
+    help: 'Verified-token cache lookups, by result: hit, miss (then verified), invalid (a miss whose token failed verification). Hit ratio = hit / (hit + miss).',
     labelNames: ['result'] as const,
     registers: [registry],
     collect() {
-      const { hits, misses } = sources.cache();
+      const { hits, misses, invalid } = sources.cache();
       this.reset();
       this.inc({ result: 'hit' }, hits);
-      this.inc({ result: 'miss' }, misses);
+      this.inc({ result: 'miss' }, misses - invalid);
+      this.inc({ result: 'invalid' }, invalid);
     },
   });
   const inflightBytes = new Gauge({
@@ -100,10 +101,18 @@ export function createEdgeMetrics(sources: MetricSources) {
   });
   const ready = new Gauge({
     name: 'edge_ready',
-    help: '1 when this process answers /readyz with 200.',
+    help: 'Edge processes answering /readyz with 200 (each counts 1; /metrics sums them): compare with edge_processes.',
     registers: [registry],
     collect() {
       this.set(sources.ready() ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'edge_processes',
+    help: 'Edge processes serving (each counts 1; /metrics sums them over the processes that answered the scrape).',
+    registers: [registry],
+    collect() {
+      this.set(1);
     },
   });
   return { registry, request, bytesIn, rejections, enqueueLatency, pushesPerJob, pushes, cacheLookups, inflightBytes, ready };
