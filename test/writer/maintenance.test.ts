@@ -25,6 +25,10 @@ async function metric(h: WriterHarness, pattern: RegExp): Promise<number> {
     .reduce((a, l) => a + Number(l.split(' ').at(-1)), 0);
 }
 
+/** Until the partitions job's run at start is done. */
+const firstRun = (h: WriterHarness) =>
+  waitUntil('the first run', async () => (await metric(h, /^writer_maintenance_runs_total\{job="partitions"/)) >= 1, 15_000);
+
 describe('writer: partition and retention job', () => {
   let db: TestDatabase;
 
@@ -89,11 +93,7 @@ describe('writer: partition and retention job', () => {
   it('runs at every start, not only when its schedule is new: a restarted writer drops what expired while it was down', async () => {
     const first = await startWriterHarness(db.url, { METRICS_RETENTION_DAYS: '14' });
     try {
-      await waitUntil(
-        'the first run',
-        async () => (await metric(first, /^writer_maintenance_runs_total\{job="partitions"/)) >= 1,
-        15_000,
-      );
+      await firstRun(first);
     } finally {
       await first.close();
     }
@@ -124,11 +124,7 @@ describe('writer: partition and retention job', () => {
   it('retention cuts rollups, ledger and activity where the partitions are cut (midnight UTC), not a rolling day later', async () => {
     const h = await startWriterHarness(db.url, { METRICS_RETENTION_DAYS: '14' });
     try {
-      await waitUntil(
-        'the first run',
-        async () => (await metric(h, /^writer_maintenance_runs_total\{job="partitions"/)) >= 1,
-        15_000,
-      );
+      await firstRun(h);
       // The oldest day the partitions keep starts at midnight UTC 14 days before today (PostgreSQL's).
       const start = (
         await h.pool.query<{ t: Date }>(`SELECT (((now() AT TIME ZONE 'UTC')::date - 14)::timestamp AT TIME ZONE 'UTC') AS t`)
@@ -173,11 +169,7 @@ describe('writer: partition and retention job', () => {
     const h = await startWriterHarness(db.url, { METRICS_RETENTION_DAYS: '14' });
     try {
       // After the run at start, so the run below is the one that finds what is seeded.
-      await waitUntil(
-        'the first run',
-        async () => (await metric(h, /^writer_maintenance_runs_total\{job="partitions"/)) >= 1,
-        15_000,
-      );
+      await firstRun(h);
       const collector = await insertCollector(h.pool);
       const token = async (expires: string) =>
         (
