@@ -27,7 +27,11 @@ describe('idempotency markers (push packer, real Redis)', () => {
     redis = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: 1 });
     queue = new EncodedQueue(keys.pushQueue, { connection: redis, prefix: keys.bullPrefix });
     await queue.waitUntilReady();
-    const metrics = createEdgeMetrics({ ready: () => true, inflightBytes: () => 0, cache: () => ({ hits: 0, misses: 0, invalid: 0 }) });
+    const metrics = createEdgeMetrics({
+      ready: () => true,
+      inflightBytes: () => 0,
+      cache: () => ({ hits: 0, misses: 0, invalid: 0 }),
+    });
     packer = new PushPacker(
       {
         redis,
