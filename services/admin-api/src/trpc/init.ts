@@ -2,6 +2,7 @@ import { initTRPC, TRPCError } from '@trpc/server';
 import { AppError, type ErrorCode } from '@pga/contracts';
 import type { Context } from './context';
 import { APP_CODE, TRPC_CODE } from './error-codes';
+import { findUnstorableInput } from '../db/unstorable-input';
 
 interface Issue {
   path?: readonly PropertyKey[];
@@ -63,32 +64,22 @@ const appErrors = t.middleware(async ({ next }) => {
   return result;
 });
 
-/** Path of the first string holding U+0000 in an input, '' for the input itself; undefined if none. */
-function nulPath(value: unknown, path: string[] = []): string | undefined {
-  if (typeof value === 'string') return value.includes('\u0000') ? path.join('.') : undefined;
-  if (typeof value !== 'object' || value === null) return undefined;
-  for (const [key, v] of Object.entries(value)) {
-    const found = nulPath(v, [...path, key]);
-    if (found !== undefined) return found;
-  }
-  return undefined;
-}
-
 /**
  * PostgreSQL text cannot hold U+0000: a name, description, search or any other text carrying it
  * would otherwise reach the database and come back as a 500. Refused up front, for every procedure,
- * naming the field (no credential or secret can legitimately contain it either).
+ * naming the field (no credential or secret can legitimately contain it either). The raw input is
+ * walked before any schema, so an input nested deeper than any schema (MAX_INPUT_DEPTH) is refused
+ * here too.
  */
-const noNulInput = t.middleware(async ({ getRawInput, next }) => {
-  const field = nulPath(await getRawInput());
-  if (field !== undefined)
-    throw new AppError('VALIDATION_FAILED', `${field ? `${field}: ` : ''}must not contain U+0000`, field ? { field } : {});
+const storableInput = t.middleware(async ({ getRawInput, next }) => {
+  const problem = findUnstorableInput(await getRawInput());
+  if (problem) throw new AppError('VALIDATION_FAILED', problem.message, problem.field ? { field: problem.field } : {});
   return next();
 });
 
 export const router = t.router;
 export const createCallerFactory = t.createCallerFactory;
-export const publicProcedure = t.procedure.use(appErrors).use(noNulInput);
+export const publicProcedure = t.procedure.use(appErrors).use(storableInput);
 
 /** Any signed-in user (admin or viewer): reads. */
 export const authedProcedure = publicProcedure.use(({ ctx, next }) => {

@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { MAX_INPUT_DEPTH, findUnstorableInput } from './unstorable-input';
+
+const nested = (levels: number, leaf: unknown = 1): unknown => {
+  let value = leaf;
+  for (let i = 0; i < levels; i++) value = { a: value };
+  return value;
+};
+
+describe('findUnstorableInput', () => {
+  it('names the first string PostgreSQL cannot store by its path', () => {
+    expect(findUnstorableInput({ name: 'ok', tags: ['x', 'a\u0000b'] })).toEqual({
+      field: 'tags.1',
+      message: 'tags.1: must not contain U+0000',
+    });
+    expect(findUnstorableInput({ a: ['\u0000'], b: '\u0000' })?.field).toBe('a.0');
+    expect(findUnstorableInput('\u0000')).toEqual({ message: 'must not contain U+0000' });
+    expect(findUnstorableInput({ name: 'ok', n: 1, x: null, y: [true] })).toBeUndefined();
+  });
+
+  it(`accepts ${MAX_INPUT_DEPTH} levels of nesting and refuses one more`, () => {
+    expect(findUnstorableInput(nested(MAX_INPUT_DEPTH))).toBeUndefined();
+    expect(findUnstorableInput(nested(MAX_INPUT_DEPTH + 1))).toEqual({
+      message: `input nested deeper than ${MAX_INPUT_DEPTH} levels`,
+    });
+    expect(findUnstorableInput(nested(1_000_000))?.message).toMatch(/nested deeper/);
+  });
+
+  it('walks a deep input without recursion, building only the path at fault', () => {
+    const deep = nested(200_000, 'a\u0000');
+    const found = findUnstorableInput(deep, Infinity);
+    expect(found?.field).toBe(Array(200_000).fill('a').join('.'));
+  });
+});
