@@ -124,6 +124,35 @@ describe('collectors.bulkImport', () => {
     expect(JSON.stringify(audits)).not.toContain('pw-good');
   });
 
+  it('refuses a row whose text has a lone surrogate or U+0000 (JSON escapes) with a row error, storing nothing altered', async () => {
+    // JSON.stringify escapes both ("\ud800", "\u0000"): the request's content passes the check every
+    // input gets, and these only exist once the file is parsed.
+    const content = JSON.stringify([
+      form({ name: 'esc-ok' }),
+      form({ name: 'esc-\ud800' }),
+      form({ name: 'esc-nul', description: 'a\u0000b' }),
+    ]);
+    expect(content).toContain('esc-\\ud800');
+    for (const dry_run of [true, false]) {
+      const result = await admin().collectors.bulkImport({ format: 'json', content, dry_run });
+      expect(result).toMatchObject({ errors: 2, created: dry_run ? 0 : 1 });
+      expect(result.rows[1]).toMatchObject({
+        row: 2,
+        name: 'esc-\ud800',
+        status: 'error',
+        field: 'name',
+        reason: 'name: must not contain an unpaired UTF-16 surrogate (U+D800 to U+DFFF)',
+      });
+      expect(result.rows[2]).toMatchObject({
+        row: 3,
+        status: 'error',
+        field: 'description',
+        reason: 'description: must not contain U+0000',
+      });
+    }
+    expect(await q("SELECT name FROM collectors WHERE name LIKE 'esc-%'")).toEqual([{ name: 'esc-ok' }]);
+  });
+
   it('validates only on a dry run', async () => {
     const before = (await q('SELECT count(*)::int AS n FROM collectors'))[0].n;
     const result = await admin().collectors.bulkImport({

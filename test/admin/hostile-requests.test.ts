@@ -1,5 +1,5 @@
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
-import { createHarness, trpcHttp, type Harness } from './harness';
+import { ADMIN_PASSWORD, createHarness, httpLogin, trpcHttp, type Harness } from './harness';
 
 /** Requests a fuzzer sent: each gets a precise 4xx, quickly, and never a 500. */
 describe('hostile requests to the admin service', () => {
@@ -32,6 +32,16 @@ describe('hostile requests to the admin service', () => {
     const within = await post('auth.login', `${'['.repeat(64)}${']'.repeat(64)}`);
     expect(within.status).toBe(400);
     expect((await within.json()).error.message).not.toMatch(/nested/);
+  });
+
+  it('refuses a lone surrogate over HTTP with 400 naming the field (PostgreSQL jsonb refused it: 500)', async () => {
+    const cookie = await httpLogin(h.url, 'alice', ADMIN_PASSWORD);
+    const res = await trpcHttp(h.url, 'mutation', 'groups.create', { name: '\ud800' }, { cookie });
+    expect(res.status).toBe(400);
+    expect(res.body.error).toMatchObject({
+      message: 'name: must not contain an unpaired UTF-16 surrogate (U+D800 to U+DFFF)',
+      data: { appCode: 'VALIDATION_FAILED', field: 'name' },
+    });
   });
 
   it('walks a deeply nested body in linear time (it took seconds, blocking every other request)', async () => {

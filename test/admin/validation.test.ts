@@ -55,6 +55,45 @@ describe('validation across procedures', () => {
     expect((await admin().collectors.get({ id })).description).toBeNull();
   });
 
+  it('a lone UTF-16 surrogate in any text is a 400 naming the field (jsonb refuses it), not a 500', async () => {
+    const group = await admin().groups.create({ name: 'Surrogate group' });
+    const auditRows = async () =>
+      (await h.service.deps.pool.query('SELECT count(*)::int AS n FROM collector_audit_log')).rows[0].n;
+    const before = await auditRows();
+    for (const lone of ['\ud800', 'a\udc00', '\udc00\ud800', 'x\ud83d']) {
+      await expectRejected(admin().users.update({ id: h.viewer.id, display_name: lone }), 'BAD_REQUEST', 'display_name');
+      await expectRejected(admin().collectors.register(form({ name: lone })), 'BAD_REQUEST', 'name');
+      await expectRejected(admin().collectors.register(form({ description: lone })), 'BAD_REQUEST', 'description');
+      await expectRejected(admin().collectors.update({ id, name: lone }), 'BAD_REQUEST', 'name');
+      await expectRejected(admin().collectors.update({ id, description: lone }), 'BAD_REQUEST', 'description');
+      await expectRejected(admin().groups.create({ name: lone }), 'BAD_REQUEST', 'name');
+      await expectRejected(admin().groups.create({ name: 'g2', description: lone }), 'BAD_REQUEST', 'description');
+      await expectRejected(admin().groups.update({ id: group.id, name: lone }), 'BAD_REQUEST', 'name');
+      await expectRejected(admin().groups.update({ id: group.id, description: lone }), 'BAD_REQUEST', 'description');
+      await expectRejected(admin().enrollment.create({ name: lone }), 'BAD_REQUEST', 'name');
+      await expectRejected(
+        admin().dashboards.assign({ collector_id: id, dashboard_uid: 'd1', dashboard_name: lone }),
+        'BAD_REQUEST',
+        'dashboard_name',
+      );
+      await expectRejected(
+        admin().dashboards.assignToGroup({ group_id: group.id, dashboard_uid: 'd1', dashboard_name: lone }),
+        'BAD_REQUEST',
+        'dashboard_name',
+      );
+    }
+    await expect(admin().groups.update({ id: group.id, description: 'x\ud800' })).rejects.toThrow(
+      'description: must not contain an unpaired UTF-16 surrogate (U+D800 to U+DFFF)',
+    );
+    // Nothing was written, not even U+FFFD in its place.
+    expect(await auditRows()).toBe(before);
+    expect((await admin().collectors.get({ id })).description).toBeNull();
+    expect((await admin().users.list()).items.find((u) => u.id === h.viewer.id)?.display_name).toBe('victor');
+    // A surrogate pair (any character beyond U+FFFF) is text like any other.
+    const emoji = await admin().groups.create({ name: 'Pair \ud83d\ude00 group', description: '\u{1F418}' });
+    expect((await admin().groups.list()).items.find((g) => g.id === emoji.id)?.name).toBe('Pair 😀 group');
+  });
+
   it('a deleted collector is only readable with include_deleted', async () => {
     const gone = (await admin().collectors.register(form())).collector.id;
     await admin().collectors.delete({ id: gone });

@@ -1,5 +1,6 @@
 import type { Pool } from '@pga/db';
 import { DEFAULT_PORTS, RegisterCollectorInputSchema, type RegisterCollectorInput } from '../collectors/field-schemas';
+import { findUnstorableInput } from '../db/unstorable-input';
 import type { BulkRowResult } from './bulk-result';
 
 export interface ValidRow {
@@ -32,6 +33,9 @@ export async function validateRows(
   const parsed: { index: number; input: RegisterCollectorInput }[] = [];
   raw.forEach((row, index) => {
     if ('__invalid' in row) return results.set(index, error(index, null, null, 'expected an object with the collector fields'));
+    // The rule every procedure's input gets (trpc/init.ts): a JSON file's `\ud800` escape reaches here.
+    const unstorable = findUnstorableInput(row);
+    if (unstorable) return results.set(index, error(index, row.name, unstorable.field ?? null, unstorable.message));
     const result = RegisterCollectorInputSchema.safeParse(row);
     if (!result.success) {
       const issue = result.error.issues[0]!;

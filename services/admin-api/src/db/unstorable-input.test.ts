@@ -18,6 +18,13 @@ describe('findUnstorableInput', () => {
     expect(findUnstorableInput({ name: 'ok', n: 1, x: null, y: [true] })).toBeUndefined();
   });
 
+  it('refuses a lone UTF-16 surrogate, high or low, and accepts a pair', () => {
+    const reason = 'must not contain an unpaired UTF-16 surrogate (U+D800 to U+DFFF)';
+    for (const lone of ['\ud800', 'a\udbff', '\udc00b', '\udc00\ud800', '\ud83d\ude00\ude00'])
+      expect(findUnstorableInput({ s: lone }), JSON.stringify(lone)).toEqual({ field: 's', message: `s: ${reason}` });
+    expect(findUnstorableInput({ s: 'a\ud83d\ude00b \u{10FFFF}' })).toBeUndefined();
+  });
+
   it(`accepts ${MAX_INPUT_DEPTH} levels of nesting and refuses one more`, () => {
     expect(findUnstorableInput(nested(MAX_INPUT_DEPTH))).toBeUndefined();
     expect(findUnstorableInput(nested(MAX_INPUT_DEPTH + 1))).toEqual({

@@ -5,9 +5,17 @@
  */
 export const MAX_INPUT_DEPTH = 64;
 
-/** Why PostgreSQL cannot store this text as it is, or undefined. */
+/** A UTF-16 surrogate without its other half (String.prototype.isWellFormed is not in our ES2023 lib). */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * Why PostgreSQL cannot store this text as it is, or undefined. `text` cannot hold U+0000. A lone
+ * surrogate is not Unicode: pg's UTF-8 encoding silently turns it into U+FFFD in a text column, and
+ * jsonb (the audit log's values) refuses JSON.stringify's `"\ud800"` escape outright.
+ */
 export function unstorableTextReason(text: string): string | undefined {
   if (text.includes('\u0000')) return 'must not contain U+0000';
+  if (LONE_SURROGATE.test(text)) return 'must not contain an unpaired UTF-16 surrogate (U+D800 to U+DFFF)';
   return undefined;
 }
 

@@ -65,9 +65,10 @@ const appErrors = t.middleware(async ({ next }) => {
 });
 
 /**
- * PostgreSQL text cannot hold U+0000: a name, description, search or any other text carrying it
- * would otherwise reach the database and come back as a 500. Refused up front, for every procedure,
- * naming the field (no credential or secret can legitimately contain it either). The raw input is
+ * PostgreSQL cannot store U+0000 or a lone UTF-16 surrogate (unstorableTextReason): a name,
+ * description, search or any other text carrying one would otherwise reach the database and come
+ * back as a 500 (or be stored altered). Refused up front, for every procedure, naming the field (no
+ * credential or secret can legitimately contain either). The raw input is
  * walked before any schema, so an input nested deeper than any schema (MAX_INPUT_DEPTH) is refused
  * here too.
  */
