@@ -94,6 +94,30 @@ describe('validation across procedures', () => {
     expect((await admin().groups.list()).items.find((g) => g.id === emoji.id)?.name).toBe('Pair 😀 group');
   });
 
+  it('a date-time PostgreSQL would refuse is a 400 naming the field, not a 500', async () => {
+    const cases: [string, string][] = [
+      ['0000-01-01T00:00:00Z', 'expected a year from 0001 to 9999'],
+      ['2020-01-01T00:00:00+16:00', 'expected a time zone offset from -15:59 to +15:59'],
+      ['2020-01-01T00:00:00-23:59', 'expected a time zone offset from -15:59 to +15:59'],
+      [`2020-01-01T00:00:00.${'1'.repeat(200)}Z`, 'expected at most 9 digits of fractional seconds'],
+    ];
+    for (const [value, message] of cases) {
+      await expectRejected(admin().audit.list({ from: value }), 'BAD_REQUEST', 'from');
+      await expectRejected(admin().audit.list({ to: value }), 'BAD_REQUEST', 'to');
+      await expect(admin().audit.list({ to: value })).rejects.toMatchObject({ cause: { issues: [{ message }] } });
+    }
+    await expectRejected(
+      admin().enrollment.create({ name: 'e', expires_at: '2099-01-01T00:00:00+16:00' }),
+      'BAD_REQUEST',
+      'expires_at',
+    );
+    // The extremes PostgreSQL does accept still work.
+    const all = await admin().audit.list({ from: '0001-01-01T00:00:00+15:59', to: '9999-12-31T23:59:59.999999999-15:59' });
+    expect(all.total).toBeGreaterThan(0);
+    const far = await admin().enrollment.create({ name: 'far future', expires_at: '9999-12-31T23:59:59.123456789-15:59' });
+    expect(far.item.expires_at).toBe('+010000-01-01T15:58:59.123Z');
+  });
+
   it('a deleted collector is only readable with include_deleted', async () => {
     const gone = (await admin().collectors.register(form())).collector.id;
     await admin().collectors.delete({ id: gone });

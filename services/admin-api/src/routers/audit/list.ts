@@ -1,6 +1,7 @@
 import { SqlFilter } from '../../db/sql-filter';
 import { z } from 'zod';
 import { authedProcedure } from '../../trpc/init';
+import { DateTimeSchema } from '../date-time-schema';
 
 export const AuditEntrySchema = z.object({
   id: z.string(),
@@ -25,8 +26,8 @@ export const ListAuditInputSchema = z
     /** Exact action (`collector.updated`) or a prefix ending in `.` (`collector.`). */
     action: z.string().trim().min(1).max(50).optional(),
     entity_type: z.string().trim().min(1).max(50).optional(),
-    from: z.iso.datetime({ offset: true }).optional(),
-    to: z.iso.datetime({ offset: true }).optional(),
+    from: DateTimeSchema.optional(),
+    to: DateTimeSchema.optional(),
     page: z.number().int().min(1).default(1),
     page_size: z.number().int().min(1).max(500).default(50),
   })

@@ -3,6 +3,7 @@ import { EnvironmentSchema } from '@pga/contracts';
 import { randomSecret, sha256Hex } from '@pga/crypto';
 import { withTransaction } from '@pga/db';
 import { adminProcedure } from '../../trpc/init';
+import { DateTimeSchema } from '../date-time-schema';
 import { resolveGroupId } from '../../collectors/resolve-group';
 import { writeAudit } from '../../audit/write-audit';
 import { actorOf } from '../../audit/actor';
@@ -15,10 +16,7 @@ export const CreateEnrollmentSecretInputSchema = z.object({
   group: z.string().trim().min(1, 'is required').max(255).optional(),
   environment: EnvironmentSchema.default('production'),
   /** When it stops working (must be in the future); none = never. */
-  expires_at: z.iso
-    .datetime({ offset: true, message: 'expected an ISO-8601 date-time' })
-    .refine((v) => Date.parse(v) > Date.now(), 'must be in the future')
-    .optional(),
+  expires_at: DateTimeSchema.refine((v) => Date.parse(v) > Date.now(), 'must be in the future').optional(),
   /** How many collectors may enroll with it; none = unlimited. */
   max_uses: z.number().int().min(1, 'must be at least 1').max(1_000_000).optional(),
 });
