@@ -118,6 +118,21 @@ describe('validation across procedures', () => {
     expect(far.item.expires_at).toBe('+010000-01-01T15:58:59.123Z');
   });
 
+  it('every paginated list refuses a page past 1,000,000 alike (deadLetters.list answered 500 from Redis)', async () => {
+    const huge = Number.MAX_SAFE_INTEGER;
+    await expectRejected(admin().deadLetters.list({ page: huge, page_size: 200 }), 'BAD_REQUEST', 'page');
+    await expectRejected(admin().collectors.list({ page: huge, page_size: 500 }), 'BAD_REQUEST', 'page');
+    await expectRejected(admin().audit.list({ page: huge, page_size: 500 }), 'BAD_REQUEST', 'page');
+    await expect(admin().audit.list({ page: 1_000_001 })).rejects.toMatchObject({
+      cause: { issues: [{ message: 'must be at most 1000000' }] },
+    });
+    // The last page served is past every row here: empty, with the total.
+    const last = { page: 1_000_000 };
+    expect(await admin().deadLetters.list({ ...last, page_size: 200 })).toMatchObject({ items: [], total: 0, ...last });
+    expect(await admin().collectors.list({ ...last, page_size: 500 })).toMatchObject({ items: [], total: 1, ...last });
+    expect((await admin().audit.list({ ...last, page_size: 500 })).items).toEqual([]);
+  });
+
   it('a deleted collector is only readable with include_deleted', async () => {
     const gone = (await admin().collectors.register(form())).collector.id;
     await admin().collectors.delete({ id: gone });

@@ -1,6 +1,7 @@
 import { SqlFilter } from '../../db/sql-filter';
 import { z } from 'zod';
 import { authedProcedure } from '../../trpc/init';
+import { pageFields, pageOf } from '../page-schema';
 import { DateTimeSchema } from '../date-time-schema';
 
 export const AuditEntrySchema = z.object({
@@ -28,17 +29,14 @@ export const ListAuditInputSchema = z
     entity_type: z.string().trim().min(1).max(50).optional(),
     from: DateTimeSchema.optional(),
     to: DateTimeSchema.optional(),
-    page: z.number().int().min(1).default(1),
-    page_size: z.number().int().min(1).max(500).default(50),
+    ...pageFields(500),
   })
   .default({ page: 1, page_size: 50 });
 
 /** The audit log, newest first, filtered and paginated with a total. */
 export const list = authedProcedure
   .input(ListAuditInputSchema)
-  .output(
-    z.object({ items: z.array(AuditEntrySchema), total: z.number().int(), page: z.number().int(), page_size: z.number().int() }),
-  )
+  .output(pageOf(AuditEntrySchema))
   .query(async ({ ctx, input }) => {
     const f = new SqlFilter();
     if (input.collector_id) f.add((p) => `collector_id = ${p}`, input.collector_id);

@@ -2,6 +2,7 @@ import { SqlFilter } from '../../db/sql-filter';
 import { z } from 'zod';
 import { CollectorStatusSchema, CollectorTypeSchema, EnvironmentSchema } from '@pga/contracts';
 import { authedProcedure } from '../../trpc/init';
+import { pageFields, pageOf } from '../page-schema';
 import { CollectorSchema } from '../../collectors/collector-schema';
 import { COLLECTOR_COLUMNS, COLLECTOR_JOINS, STATUS_SQL, toCollector } from '../../collectors/collector-row';
 
@@ -46,8 +47,7 @@ export const ListCollectorsInputSchema = z
     deleted: z.enum(['active', 'deleted', 'all']).default('active'),
     sort: z.enum(Object.keys(SORTS) as [keyof typeof SORTS, ...(keyof typeof SORTS)[]]).default('name'),
     order: z.enum(['asc', 'desc']).default('asc'),
-    page: z.number().int().min(1).default(1),
-    page_size: z.number().int().min(1).max(500).default(50),
+    ...pageFields(500),
   })
   .default({ deleted: 'active', sort: 'name', order: 'asc', page: 1, page_size: 50 });
 
@@ -59,9 +59,7 @@ export const ListCollectorsInputSchema = z
  */
 export const list = authedProcedure
   .input(ListCollectorsInputSchema)
-  .output(
-    z.object({ items: z.array(CollectorSchema), total: z.number().int(), page: z.number().int(), page_size: z.number().int() }),
-  )
+  .output(pageOf(CollectorSchema))
   .query(async ({ ctx, input }) => {
     const f = new SqlFilter();
     if (input.deleted === 'active') f.raw('c.deleted_at IS NULL');

@@ -1,6 +1,7 @@
 import { Job } from 'bullmq';
 import { z } from 'zod';
 import { authedProcedure } from '../../trpc/init';
+import { pageFields, pageOf } from '../page-schema';
 import { DeadLetterSchema, toDeadLetter } from './dead-letter-schema';
 
 /**
@@ -10,14 +11,8 @@ import { DeadLetterSchema, toDeadLetter } from './dead-letter-schema';
  * Redis reply and one heap of up to 200 of them.
  */
 export const list = authedProcedure
-  .input(
-    z
-      .object({ page: z.number().int().min(1).default(1), page_size: z.number().int().min(1).max(200).default(50) })
-      .default({ page: 1, page_size: 50 }),
-  )
-  .output(
-    z.object({ items: z.array(DeadLetterSchema), total: z.number().int(), page: z.number().int(), page_size: z.number().int() }),
-  )
+  .input(z.object(pageFields(200)).default({ page: 1, page_size: 50 }))
+  .output(pageOf(DeadLetterSchema))
   .query(async ({ ctx, input }) => {
     const queue = ctx.deps.pushQueue();
     const start = (input.page - 1) * input.page_size;
