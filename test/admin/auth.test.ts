@@ -93,6 +93,66 @@ describe('admin accounts, sessions, roles, CSRF', () => {
     }
   });
 
+  it('refuses a tRPC batch of more than 10 calls whole: 10 guesses and the password in one request do not sign in', async () => {
+    const h2 = await createHarness({ LOGIN_MAX_FAILURES_PER_USER: '3' });
+    try {
+      await h2.listen();
+      const passwords = [...Array.from({ length: 10 }, (_, i) => `guess ${i}`), VIEWER_PASSWORD];
+      const res = await loginBatch(h2.url, 'victor', passwords);
+      expect(res.status).toBe(400);
+      expect(res.headers.getSetCookie()).toEqual([]);
+      expect(await res.json()).toMatchObject({ error: { message: 'Batch call exceeds maximum size' } });
+      const { rows } = await h2.service.deps.pool.query('SELECT 1 FROM login_attempts');
+      expect(rows).toHaveLength(0);
+      // Ten calls are a batch like any other.
+      const ok = await fetch(`${h2.url}/trpc/${Array(10).fill('auth.me').join(',')}?batch=1`);
+      expect(ok.status).toBe(200);
+      expect(await ok.json()).toHaveLength(10);
+    } finally {
+      await h2[Symbol.asyncDispose]();
+    }
+  });
+
+  it('counts concurrent attempts: neither a batch of logins nor parallel requests gets more guesses than the limit', async () => {
+    const h2 = await createHarness({ LOGIN_MAX_FAILURES_PER_USER: '3' });
+    try {
+      await h2.listen();
+      const failures = async (username: string) =>
+        (
+          await h2.service.deps.pool.query(
+            'SELECT count(*)::int AS n FROM login_attempts WHERE username = $1 AND NOT succeeded',
+            [username],
+          )
+        ).rows[0].n;
+      // Each call of a batch ran at once, and each read the failure count before any was written.
+      const batch = await loginBatch(
+        h2.url,
+        'victor',
+        Array.from({ length: 10 }, (_, i) => `guess ${i}`),
+      );
+      const statuses = ((await batch.json()) as { error: { data: { httpStatus: number } } }[]).map(
+        (r) => r.error.data.httpStatus,
+      );
+      const checked = statuses.filter((s) => s === 401).length;
+      expect(checked).toBeLessThanOrEqual(3);
+      expect(statuses.filter((s) => s === 429)).toHaveLength(10 - checked);
+      // Only the guesses checked are failures (a refused attempt does not extend the lock-out).
+      expect(await failures('victor')).toBe(checked);
+
+      const parallel = await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          trpcHttp(h2.url, 'mutation', 'auth.login', { username: 'alice', password: `guess ${i}` }),
+        ),
+      );
+      const parallelChecked = parallel.filter((r) => r.status === 401).length;
+      expect(parallelChecked).toBeLessThanOrEqual(3);
+      expect(parallel.filter((r) => r.status === 429)).toHaveLength(10 - parallelChecked);
+      expect(await failures('alice')).toBe(parallelChecked);
+    } finally {
+      await h2[Symbol.asyncDispose]();
+    }
+  });
+
   it('anonymous callers cannot read; viewers cannot mutate', async () => {
     await expect(h.caller(null).users.list()).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
     await expect(h.caller(h.viewer).users.list()).rejects.toMatchObject({ code: 'FORBIDDEN' });
@@ -197,4 +257,13 @@ describe('admin accounts, sessions, roles, CSRF', () => {
 async function freshViewerCookie(h: Harness): Promise<string> {
   await h.caller(h.admin).users.create({ username: 'viewer2', password: 'viewer2 password', role: 'viewer' });
   return httpLogin(h.url, 'viewer2', 'viewer2 password');
+}
+
+/** One POST of a tRPC batch of auth.login calls, one per password. */
+function loginBatch(baseUrl: string, username: string, passwords: string[]): Promise<Response> {
+  return fetch(`${baseUrl}/trpc/${passwords.map(() => 'auth.login').join(',')}?batch=1`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', origin: baseUrl },
+    body: JSON.stringify(Object.fromEntries(passwords.map((password, i) => [i, { username, password }]))),
+  });
 }

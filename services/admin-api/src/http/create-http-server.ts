@@ -7,6 +7,14 @@ import { createHttpContext } from './create-http-context';
 import { csrfRefusal } from './csrf';
 import { createStaticHandler } from './static-files';
 
+/**
+ * Calls in one tRPC batch (`?batch=1`); a longer batch is refused whole with 400. Unbounded, one
+ * request could run thousands of procedures at once, and a batch of logins ran all its guesses
+ * before any failure was counted (auth/login-limit.ts counts them atomically now). Clients set
+ * httpBatchLink's `maxItems` to this (README); the web UI has no tRPC client yet.
+ */
+const MAX_BATCH_SIZE = 10;
+
 /** The admin service's one HTTP server: /healthz, /trpc/*, and the built web UI for everything else. */
 export function createHttpServer(deps: Deps, appRouter: AppRouter, { webDistDir }: { webDistDir: string }): Server {
   const { logger, config } = deps;
@@ -14,6 +22,7 @@ export function createHttpServer(deps: Deps, appRouter: AppRouter, { webDistDir 
     router: appRouter,
     basePath: '/trpc/',
     maxBodySize: config.MAX_BODY_BYTES,
+    maxBatchSize: MAX_BATCH_SIZE,
     createContext: ({ req, res }) => createHttpContext(deps, req, res),
     // RATE_LIMITED answers carry Retry-After (e.g. login lock-outs), like the edge's 429s.
     responseMeta({ errors }) {

@@ -3,7 +3,7 @@ import { AppError } from '@pga/contracts';
 import { hashSecret, verifySecret } from '@pga/crypto';
 import { withTransaction } from '@pga/db';
 import { publicProcedure } from '../../trpc/init';
-import { recentFailures, recordLoginAttempt } from '../../auth/login-limit';
+import { beginLoginAttempt, forgetLoginAttempt, recordLoginSuccess } from '../../auth/login-limit';
 import { createSession } from '../../auth/sessions';
 import { sessionCookie } from '../../auth/session-cookie';
 import { writeAudit } from '../../audit/write-audit';
@@ -24,17 +24,21 @@ export const login = publicProcedure
   .mutation(async ({ ctx, input }) => {
     const { pool, config } = ctx.deps;
     const username = input.username.toLowerCase();
-    const failures = await recentFailures(pool, username, ctx.ip, config.LOGIN_WINDOW_MINUTES);
+    const attempt = await beginLoginAttempt(pool, username, ctx.ip, {
+      maxPerUser: config.LOGIN_MAX_FAILURES_PER_USER,
+      maxPerIp: config.LOGIN_MAX_FAILURES_PER_IP,
+      windowMinutes: config.LOGIN_WINDOW_MINUTES,
+    });
     const failedAudit = (userId: string | null, reason: string) =>
       withTransaction(pool, async (db) => {
-        if (reason !== 'rate_limited') await recordLoginAttempt(db, username, ctx.ip, false);
+        if (reason === 'rate_limited') await forgetLoginAttempt(db, attempt.id);
         await writeAudit(
           db,
           { id: userId, name: input.username, ip: ctx.ip, userAgent: ctx.userAgent },
           { action: 'user.login_failed', entityType: 'user', entityId: userId, details: { reason } },
         );
       });
-    if (failures.byUser >= config.LOGIN_MAX_FAILURES_PER_USER || failures.byIp >= config.LOGIN_MAX_FAILURES_PER_IP) {
+    if (attempt.limited) {
       await failedAudit(null, 'rate_limited');
       throw new AppError('RATE_LIMITED', `too many failed sign-ins; try again in ${config.LOGIN_WINDOW_MINUTES} minutes`, {
         retryAfterSeconds: config.LOGIN_WINDOW_MINUTES * 60,
@@ -56,7 +60,7 @@ export const login = publicProcedure
     }
     const user = { id: found.id, username: found.username, display_name: found.display_name, role: found.role };
     const session = await withTransaction(pool, async (db) => {
-      await recordLoginAttempt(db, username, ctx.ip, true);
+      await recordLoginSuccess(db, username, ctx.ip);
       await db.query('UPDATE users SET last_login_at = now() WHERE id = $1', [user.id]);
       await writeAudit(
         db,
