@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { ADMIN_PASSWORD, createHarness, httpLogin, trpcHttp, type Harness } from './harness';
 
@@ -55,4 +56,46 @@ describe('hostile requests to the admin service', () => {
     expect(res.status).toBe(400);
     expect((await trpcHttp(h.url, 'query', 'auth.me')).status).toBe(200);
   });
+
+  it('routes an absolute-form request line like any other: through the CSRF guard to tRPC', async () => {
+    const port = Number(new URL(h.url).port);
+    const me = await rawRequest(port, 'GET', `http://127.0.0.1:${port}/trpc/auth.me`);
+    expect(me).toMatchObject({ status: 200, body: '{"result":{"data":{"user":null}}}' });
+    const cookie = await httpLogin(h.url, 'alice', ADMIN_PASSWORD);
+    const forged = await rawRequest(port, 'POST', `http://127.0.0.1:${port}/trpc/groups.create`, {
+      headers: { cookie, origin: 'http://evil.example', 'content-type': 'application/json' },
+      body: '{"name":"csrf"}',
+    });
+    expect(forged).toMatchObject({
+      status: 403,
+      body: '{"error":{"code":"FORBIDDEN","message":"cross-origin request refused"}}',
+    });
+    const { rows } = await h.service.deps.pool.query("SELECT 1 FROM collector_groups WHERE name = 'csrf'");
+    expect(rows).toHaveLength(0);
+  });
+
+  it('answers 400 "unparsable request URL" for a target that is not a URL (not "malformed percent-encoding")', async () => {
+    const port = Number(new URL(h.url).port);
+    for (const target of ['http://x:99999/', `http://127.0.0.1:99999/trpc/auth.me`])
+      expect(await rawRequest(port, 'GET', target), target).toEqual({ status: 400, body: 'unparsable request URL\n' });
+  });
 });
+
+/** A request with its target sent as it is (node:http writes `path` verbatim into the request line). */
+function rawRequest(
+  port: number,
+  method: string,
+  target: string,
+  { headers = {}, body }: { headers?: Record<string, string>; body?: string } = {},
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, method, path: target, headers }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode!, body: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}

@@ -5,6 +5,7 @@ import type { Deps } from '../deps';
 import type { AppRouter } from '../routers/app-router';
 import { createHttpContext } from './create-http-context';
 import { csrfRefusal } from './csrf';
+import { requestPathname } from './request-meta';
 import { createStaticHandler } from './static-files';
 
 /**
@@ -38,7 +39,14 @@ export function createHttpServer(deps: Deps, appRouter: AppRouter, { webDistDir 
   const serveUi = createStaticHandler(webDistDir);
   if (!serveUi) logger.warn({ webDistDir }, 'web UI not built; serving the API only');
   return createServer((req, res) => {
-    const pathname = (req.url ?? '/').split('?')[0]!;
+    // Routed on the parsed URL, as tRPC reads it: splitting req.url sent an absolute-form target
+    // (`GET http://host/trpc/auth.me`) past the CSRF guard and tRPC to the static files.
+    const pathname = requestPathname(req);
+    if (pathname === undefined) {
+      res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' }).end('unparsable request URL\n');
+      req.resume();
+      return;
+    }
     if (pathname === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
       return;

@@ -34,3 +34,16 @@ export function ownOrigin(req: IncomingMessage, trustProxy: boolean): string | u
     req.headers.host;
   return host ? `${isTls(req, trustProxy) ? 'https' : 'http'}://${host}` : undefined;
 }
+
+/**
+ * The path a request addresses, as tRPC's adapter reads it: from an origin-form target (`/trpc/x?…`)
+ * or an absolute-form one (`http://host/trpc/x`, which HTTP/1.1 servers must accept). Undefined when
+ * the target is not a URL at all (`http://x:99999/`).
+ */
+export function requestPathname(req: IncomingMessage): string | undefined {
+  try {
+    return new URL(req.url ?? '/', 'http://localhost').pathname;
+  } catch {
+    return undefined;
+  }
+}

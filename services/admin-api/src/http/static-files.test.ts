@@ -1,5 +1,5 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -42,7 +42,23 @@ describe('the web UI files', () => {
   });
 
   it('answers 400 for a path that is not valid percent-encoding (it threw in the request handler)', async () => {
-    expect(await get('/%E0%A4%A')).toMatchObject({ status: 400 });
+    expect(await get('/%E0%A4%A')).toMatchObject({ status: 400, body: 'malformed percent-encoding in the path\n' });
     expect((await get('/')).status).toBe(200);
+  });
+
+  it('answers 400 "unparsable request URL" for a request target that is not a URL', async () => {
+    const { port } = new URL(url);
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      // node:http writes `path` into the request line as it is: an absolute-form target with a bad port.
+      const req = request({ host: '127.0.0.1', port, path: 'http://x:99999/' }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(answer).toEqual({ status: 400, body: 'unparsable request URL\n' });
   });
 });

@@ -1,6 +1,7 @@
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
+import { requestPathname } from './request-meta';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -30,9 +31,11 @@ export function createStaticHandler(dir: string): ((req: IncomingMessage, res: S
   const index = path.join(root, 'index.html');
   if (!existsSync(index)) return undefined;
   return (req, res) => {
+    const encoded = requestPathname(req);
+    if (encoded === undefined) return plain(res, 400, 'unparsable request URL\n');
     let pathname: string;
     try {
-      pathname = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+      pathname = decodeURIComponent(encoded);
     } catch {
       return plain(res, 400, 'malformed percent-encoding in the path\n');
     }
