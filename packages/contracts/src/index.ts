@@ -9,6 +9,7 @@ export {
   PushAcceptedSchema,
   HeartbeatBodySchema,
   CollectorNameSchema,
+  unstorableTextReason,
   HeartbeatAnswerSchema,
   CollectorCommandActionSchema,
   TargetSchema,

@@ -64,7 +64,25 @@ export type PushAccepted = z.infer<typeof PushAcceptedSchema>;
  */
 const noNul = (s: string) => !s.includes('\u0000');
 const NUL_MESSAGE = 'must not contain U+0000 (PostgreSQL text cannot store it)';
-const storableText = (max: number) => z.string().max(max, `must be at most ${max} characters`).refine(noNul, NUL_MESSAGE);
+
+/** A UTF-16 surrogate without its other half (String.prototype.isWellFormed is not in our ES2023 lib). */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const SURROGATE_MESSAGE = 'must not contain an unpaired UTF-16 surrogate (U+D800 to U+DFFF)';
+
+/**
+ * Why PostgreSQL cannot store this text as it is, or undefined. `text` cannot hold U+0000. A lone
+ * surrogate is not Unicode: pg's UTF-8 encoding silently turns it into U+FFFD in a text column, and
+ * jsonb (the audit log's values) refuses JSON.stringify's `"\ud800"` escape outright (a 500).
+ */
+export function unstorableTextReason(text: string): string | undefined {
+  if (text.includes('\u0000')) return 'must not contain U+0000';
+  if (LONE_SURROGATE.test(text)) return SURROGATE_MESSAGE;
+  return undefined;
+}
+const wellFormed = (s: string) => !LONE_SURROGATE.test(s);
+
+const storableText = (max: number) =>
+  z.string().max(max, `must be at most ${max} characters`).refine(noNul, NUL_MESSAGE).refine(wellFormed, SURROGATE_MESSAGE);
 
 /** Kept to its first `max` characters: a long error text (a stack trace) must not cost the heartbeat. */
 export const HEARTBEAT_ERROR_MAX = 4000;
@@ -72,7 +90,9 @@ const truncatedText = (max: number) =>
   z
     .string()
     .refine(noNul, NUL_MESSAGE)
-    .transform((s) => s.slice(0, max));
+    .refine(wellFormed, SURROGATE_MESSAGE)
+    // Not cut between the two halves of a pair (that would leave a lone surrogate, stored as U+FFFD).
+    .transform((s) => s.slice(0, /[\uD800-\uDBFF]/.test(s.charAt(max - 1)) ? max - 1 : max));
 
 /**
  * A collector's name as the admin UI shows it, wherever it is given (admin forms, enrollment at the
@@ -83,7 +103,8 @@ export const CollectorNameSchema = z
   .trim()
   .min(1, 'is required')
   .max(255, 'must be at most 255 characters')
-  .regex(/^[^\p{Cc}]+$/u, 'must not contain control characters');
+  .regex(/^[^\p{Cc}]+$/u, 'must not contain control characters')
+  .refine(wellFormed, SURROGATE_MESSAGE);
 
 export const HeartbeatBodySchema = z.object({
   timestamp: storableText(64).optional(),

@@ -1,23 +1,11 @@
+import { unstorableTextReason } from '@pga/contracts';
+
 /**
  * How deep an input may nest. No procedure's schema is more than a few levels deep (the deepest,
  * collectors.register's `tags`, is two), so this only bounds the walk below: a 32 MiB body could
  * otherwise nest millions of levels.
  */
 export const MAX_INPUT_DEPTH = 64;
-
-/** A UTF-16 surrogate without its other half (String.prototype.isWellFormed is not in our ES2023 lib). */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
-/**
- * Why PostgreSQL cannot store this text as it is, or undefined. `text` cannot hold U+0000. A lone
- * surrogate is not Unicode: pg's UTF-8 encoding silently turns it into U+FFFD in a text column, and
- * jsonb (the audit log's values) refuses JSON.stringify's `"\ud800"` escape outright.
- */
-export function unstorableTextReason(text: string): string | undefined {
-  if (text.includes('\u0000')) return 'must not contain U+0000';
-  if (LONE_SURROGATE.test(text)) return 'must not contain an unpaired UTF-16 surrogate (U+D800 to U+DFFF)';
-  return undefined;
-}
 
 export interface InputProblem {
   /** Path of the offending string (`tags.1`), absent for the input itself or a nesting too deep. */
