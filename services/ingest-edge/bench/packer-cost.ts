@@ -50,7 +50,11 @@ async function measure(autoPipelining: boolean, round: number): Promise<void> {
   const redis = new Redis(server.url, { enableAutoPipelining: autoPipelining, maxRetriesPerRequest: 1 });
   const queue = new EncodedQueue(keys.pushQueue, { connection: redis, prefix: keys.bullPrefix });
   await queue.waitUntilReady();
-  const metrics = createEdgeMetrics({ ready: () => true, inflightBytes: () => 0, cache: () => ({ hits: 0, misses: 0 }) });
+  const metrics = createEdgeMetrics({
+    ready: () => true,
+    inflightBytes: () => 0,
+    cache: () => ({ hits: 0, misses: 0, invalid: 0 }),
+  });
   const packer = new PushPacker(
     { redis, queue, keys, metrics, logger, budget: new InflightBudget(Number.MAX_SAFE_INTEGER) },
     { windowMs: 5, maxPushes: 100, maxBytes: 1024 * 1024, enqueueTimeoutMs: 5000, idempotencyTtlSeconds: 3600 },

@@ -1,6 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { randomUUID } from 'node:crypto';
-import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import { AggregatorRegistry, Counter, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Logger } from '@pga/logger';
 
 export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
@@ -51,16 +51,15 @@ export function startWorkers({
   // The workers and the retired sum are taken together, before any wait: a worker whose exit is
   // handled meanwhile is counted once, either live (its answer or its last one) or retired.
   /** Workers that died and were started again: the one trace a crash leaves in /metrics. */
-  let restarts = 0;
+  const primaryRegistry = new Registry();
+  const restarts = new Counter({
+    name: 'edge_worker_restarts_total',
+    help: 'Edge worker processes that exited unexpectedly and were started again (by the primary).',
+    registers: [primaryRegistry],
+  });
   const primaryOwn = async (): Promise<MetricsJson> => [
     ...(await own().catch(() => [])),
-    {
-      name: 'edge_worker_restarts_total',
-      help: 'Edge worker processes that exited unexpectedly and were started again (by the primary).',
-      type: 'counter' as MetricJson['type'],
-      aggregator: 'sum',
-      values: [{ value: restarts, labels: {} }],
-    },
+    ...((await primaryRegistry.getMetricsAsJSON()) as MetricsJson),
   ];
   const metricsText = () => {
     const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);
@@ -91,7 +90,7 @@ export function startWorkers({
     // Kept a little longer for an aggregation that listed this worker before its exit.
     setTimeout(() => last.delete(worker.id), 10_000).unref();
     if (stopping) return;
-    restarts++;
+    restarts.inc();
     logger.error({ pid: worker.process.pid, code, signal }, 'edge worker died; starting another');
     // Not once the primary is stopping: stopWorkers() would neither signal nor wait for it.
     setTimeout(() => !stopping && fork(), 500);
