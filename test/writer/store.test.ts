@@ -360,6 +360,48 @@ describe('writer: pushes → collector_metrics', () => {
     expect(count.rows[0].n).toBe(parsedFixture.metrics.length);
   });
 
+  it("a trigger refusing one collector's rows fails only the jobs carrying them, retryably; the other pushes, in the same jobs too, are stored", async () => {
+    const blocked = randomUUID();
+    await h.pool.query(`CREATE FUNCTION pga_test_block() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.collector_id = '${blocked}' THEN RAISE EXCEPTION 'collector % is blocked', NEW.collector_id; END IF; RETURN NEW; END $$`);
+    await h.pool.query(
+      'CREATE TRIGGER pga_test_block BEFORE INSERT ON collector_metrics FOR EACH ROW EXECUTE FUNCTION pga_test_block()',
+    );
+    try {
+      const [a, b, c] = [pushItem(fixture), pushItem(fixture), pushItem(fixture)];
+      const refused = pushItem(fixture, blocked);
+      // In one batch: before, the whole batch failed on every attempt (P0001 is no data error by
+      // SQLSTATE), so no collector's pushes were stored and all of them ended in the dead letters.
+      const [j1, j2, j3] = await Promise.all([
+        h.enqueue([a], { attempts: 2 }),
+        h.enqueue([b, refused], { attempts: 2 }),
+        h.enqueue([c], { attempts: 2 }),
+      ]);
+      await h.waitForJob(j1!, 'completed');
+      await h.waitForJob(j3!, 'completed');
+      await h.waitForJob(j2!, 'failed');
+      const job = await h.queue.getJob(j2!);
+      expect(job?.attemptsMade).toBe(2); // retried, as a fatal error is: not dead-lettered at once as poison
+      expect(job?.failedReason).toContain('is blocked');
+      const ids = async () =>
+        (
+          await h.pool.query('SELECT push_id, count(*)::int AS n FROM collector_metrics WHERE push_id = ANY($1) GROUP BY 1', [
+            [a.push_id, b.push_id, c.push_id, refused.push_id],
+          ])
+        ).rows.map((r) => `${r.push_id}:${r.n}`);
+      const rows = parsedFixture.metrics.length;
+      expect((await ids()).sort()).toEqual([a, b, c].map((p) => `${p.push_id}:${rows}`).sort());
+      // The rule lifted, the dead letter retried: the refused push is stored, b is not stored twice.
+      await h.pool.query('DROP TRIGGER pga_test_block ON collector_metrics');
+      await job!.retry('failed');
+      await h.waitForJob(j2!, 'completed');
+      expect((await ids()).sort()).toEqual([a, b, c, refused].map((p) => `${p.push_id}:${rows}`).sort());
+    } finally {
+      await h.pool.query('DROP TRIGGER IF EXISTS pga_test_block ON collector_metrics');
+      await h.pool.query('DROP FUNCTION IF EXISTS pga_test_block()');
+    }
+  });
+
   it('does not store again a dead letter retried after retention pruned its ledger entry (past retention), but stores a push within it', async () => {
     const collectorId = await insertCollector(h.pool);
     const n = parsedFixture.metrics.length;

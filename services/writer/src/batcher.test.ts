@@ -14,8 +14,13 @@ const pgError = (code: string, message: string) => Object.assign(new Error(messa
  * PostgreSQL in test/writer): here `store` stands in for storeBatch, to make one push poison and
  * another fail transiently in the same job, which a real server will not do on cue.
  */
-function batcherWith(failures: Map<string, Error>) {
+function batcherWith(failures: Map<string, Error> | ((pushes: readonly { pushId: string }[]) => Error | undefined)) {
   const stored: string[] = [];
+  let calls = 0;
+  const failure =
+    typeof failures === 'function'
+      ? failures
+      : (pushes: readonly { pushId: string }[]) => pushes.map((p) => failures.get(p.pushId)).find(Boolean);
   const batcher = createBatcher({
     maxRows: 1000,
     maxBytes: 1 << 20,
@@ -23,10 +28,9 @@ function batcherWith(failures: Map<string, Error>) {
     parallelism: 1,
     retryMaxMs: 50,
     store: async (pushes) => {
-      for (const p of pushes) {
-        const err = failures.get(p.pushId);
-        if (err) throw err;
-      }
+      calls++;
+      const err = failure(pushes);
+      if (err) throw err;
       stored.push(...pushes.map((p) => p.pushId));
       return { storedIds: pushes.map((p) => p.pushId), expiredIds: [] } as unknown as StoreBatchResult;
     },
@@ -34,7 +38,7 @@ function batcherWith(failures: Map<string, Error>) {
     onRetry: () => undefined,
     logger: createLogger({ name: 'batcher-test', level: 'silent', pretty: false }),
   });
-  return { batcher, stored };
+  return { batcher, stored, calls: () => calls };
 }
 
 describe('batcher: a job with a bad push', () => {
@@ -59,5 +63,44 @@ describe('batcher: a job with a bad push', () => {
     const err = await batcher.submit([good, bad, flaky]).catch((e: unknown) => e);
     expect(err).toBe(transient);
     expect(stored).toEqual([good.pushId]);
+  });
+});
+
+describe('batcher: a batch that fails for other reasons than a bad push', () => {
+  it("a server error for some rows only (a trigger refusing one collector's) fails only the job that has them, retryably; the others are stored", async () => {
+    const [a, b, c, refused] = [push(), push(), push(), push()];
+    const trigger = pgError('P0001', 'collector c8 is blocked');
+    const { batcher, stored } = batcherWith(new Map([[refused.pushId, trigger]]));
+    const outcomes = await Promise.allSettled([batcher.submit([a]), batcher.submit([b, refused]), batcher.submit([c])]);
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    // Not poison: BullMQ tries the job again (b dedupes via the ledger), and it is a dead letter only if it still fails.
+    expect((outcomes[1] as PromiseRejectedResult).reason).toBe(trigger);
+    expect(stored.sort()).toEqual([a.pushId, b.pushId, c.pushId].sort());
+  });
+
+  it('the same server error for everything (a privilege revoked) fails every job after a few tries, not one try per push', async () => {
+    const jobs = Array.from({ length: 20 }, () => [push(), push(), push(), push(), push()]);
+    const revoked = pgError('42501', 'permission denied for table collector_metrics');
+    const { batcher, stored, calls } = batcherWith(() => revoked);
+    const outcomes = await Promise.allSettled(jobs.map((j) => batcher.submit(j)));
+    expect(outcomes.every((o) => o.status === 'rejected' && o.reason === revoked)).toBe(true);
+    expect(stored).toEqual([]);
+    // The batch, then the first job alone and its pushes until five failed: 100 pushes are not each tried.
+    expect(calls()).toBeLessThanOrEqual(7);
+  });
+
+  it('a batch over the statement timeout is stored in halves, down to single pushes, and every job resolves', async () => {
+    const jobs = Array.from({ length: 9 }, () => [push(), push(), push()]);
+    const timeout = pgError('57014', 'canceling statement due to statement timeout');
+    // Only two pushes at a time get through before the timeout.
+    const { batcher, stored } = batcherWith((pushes) => (pushes.length > 2 ? timeout : undefined));
+    const outcomes = await Promise.all(jobs.map((j) => batcher.submit(j)));
+    expect(outcomes.every((o) => o.stored === 3)).toBe(true);
+    expect(stored.sort()).toEqual(
+      jobs
+        .flat()
+        .map((p) => p.pushId)
+        .sort(),
+    );
   });
 });

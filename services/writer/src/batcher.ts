@@ -1,4 +1,5 @@
 import type { Logger } from '@pga/logger';
+import { pgErrorCode } from '@pga/db';
 import { classifyError } from './classify-error';
 import type { PreparedPush } from './prepare-push';
 import { PoisonPushError } from './prepare-push';
@@ -46,6 +47,38 @@ interface Batch {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A statement cancelled by statement_timeout (or a cancel request): a smaller batch may pass. */
+const tooSlow = (err: unknown) => pgErrorCode(err) === '57014';
+
+/**
+ * Worth storing job by job and push by push: a data error (poison), or a server error that is not
+ * about the connection (fatal) — it may concern some rows only, e.g. a trigger that refuses one
+ * collector's: failing the whole batch stalled every collector, then dead-lettered their pushes.
+ */
+const isolable = (err: unknown) => classifyError(err) !== 'transient';
+
+/** A data error becomes a PoisonPushError (dead-lettered at once); anything else as it is. */
+const asFinal = (err: unknown) =>
+  classifyError(err) === 'poison' && !(err instanceof PoisonPushError) ? new PoisonPushError(describe(err)) : err;
+
+/**
+ * What isolating one batch has seen: stores that succeeded, and fatal failures. Five fatal failures
+ * and not one success is a failure of everything (a privilege revoked, a table gone), not of some
+ * rows: the remaining jobs fail at once instead of each push being tried alone.
+ */
+interface Probe {
+  stored: number;
+  fatal: number;
+  error?: unknown;
+}
+const SYSTEMIC_AFTER = 5;
+const count = (probe: Probe, err: unknown) => {
+  if (classifyError(err) !== 'fatal') return;
+  probe.fatal++;
+  probe.error ??= err;
+};
+const systemic = (probe: Probe) => probe.stored === 0 && probe.fatal >= SYSTEMIC_AFTER;
+
 /**
  * Packs the pushes of many concurrently held BullMQ jobs into few large COPY transactions: a batch is
  * sealed at maxRows / maxBytes, or windowMs after its first job once a transaction slot is free, and
@@ -86,7 +119,11 @@ export function createBatcher(options: BatcherOptions) {
     }
   };
 
-  /** Stores with in-process retry of transient errors (exponential backoff, capped at 5 s). */
+  /**
+   * Stores with in-process retry of transient errors (exponential backoff, capped at 5 s). A
+   * statement timeout (57014) of more than one push is not retried at the same size: the caller
+   * halves the batch (a role's statement_timeout below what a full batch takes stored nothing, ever).
+   */
   const storeWithRetry = async (pushes: PreparedPush[]): Promise<StoreBatchResult> => {
     const started = Date.now();
     let delay = 100;
@@ -94,6 +131,7 @@ export function createBatcher(options: BatcherOptions) {
       try {
         return await options.store(pushes);
       } catch (err) {
+        if (tooSlow(err) && pushes.length > 1) throw err;
         if (classifyError(err) !== 'transient' || Date.now() - started + delay > options.retryMaxMs) throw err;
         options.onRetry(err, attempt, delay);
         await sleep(delay);
@@ -119,39 +157,55 @@ export function createBatcher(options: BatcherOptions) {
 
   const run = async (entries: Entry[]): Promise<void> => {
     const all = entries.flatMap((e) => e.pushes);
+    let failed: unknown;
     try {
       const result = await storeWithRetry(all);
       await options.afterCommit(result, entries.length);
       settle(entries, result);
       return;
     } catch (err) {
-      if (classifyError(err) !== 'poison' || all.length === 1) {
-        const final =
-          classifyError(err) === 'poison' && !(err instanceof PoisonPushError) ? new PoisonPushError(describe(err)) : err;
-        for (const e of entries) e.reject(final);
-        return;
-      }
-      options.logger.warn(
-        { pushes: all.length, jobs: entries.length, err: describe(err) },
-        'batch rejected as data error; isolating pushes',
-      );
+      failed = err;
     }
+    if (tooSlow(failed) && entries.length > 1) {
+      // Over the statement timeout: the same batch would be again. Each half on its own, down to one job.
+      options.logger.warn(
+        { pushes: all.length, jobs: entries.length, err: describe(failed) },
+        'batch over the statement timeout; storing it in halves',
+      );
+      const half = Math.ceil(entries.length / 2);
+      await run(entries.slice(0, half));
+      await run(entries.slice(half));
+      return;
+    }
+    if (!(isolable(failed) || tooSlow(failed)) || all.length === 1) {
+      for (const e of entries) e.reject(asFinal(failed));
+      return;
+    }
+    options.logger.warn(
+      { pushes: all.length, jobs: entries.length, err: describe(failed) },
+      classifyError(failed) === 'poison'
+        ? 'batch rejected as data error; isolating pushes'
+        : tooSlow(failed)
+          ? 'job over the statement timeout; storing its pushes one by one'
+          : 'batch failed; storing its jobs and pushes one by one, so one that fails does not hold up the others',
+    );
     // Isolation: each job alone, then each push of a failing job alone, so good pushes commit and only
-    // the jobs carrying a bad push fail (their stored pushes dedupe via the ledger on an admin retry).
-    for (const e of entries) await runIsolated(e);
+    // the jobs carrying a bad push fail (their stored pushes dedupe via the ledger on a retry).
+    const probe: Probe = { stored: 0, fatal: 0 };
+    for (const e of entries) await runIsolated(e, probe);
   };
 
-  const runIsolated = async (e: Entry): Promise<void> => {
+  const runIsolated = async (e: Entry, probe: Probe): Promise<void> => {
+    if (systemic(probe)) return e.reject(probe.error);
     try {
       const result = await storeWithRetry(e.pushes);
       await options.afterCommit(result, 1);
+      probe.stored++;
       settle([e], result);
       return;
     } catch (err) {
-      if (classifyError(err) !== 'poison' || e.pushes.length === 1) {
-        e.reject(classifyError(err) === 'poison' && !(err instanceof PoisonPushError) ? new PoisonPushError(describe(err)) : err);
-        return;
-      }
+      count(probe, err);
+      if (!(isolable(err) || tooSlow(err)) || e.pushes.length === 1 || systemic(probe)) return e.reject(asFinal(err));
     }
     const bad: string[] = [];
     const storedIds: string[] = [];
@@ -161,16 +215,22 @@ export function createBatcher(options: BatcherOptions) {
       try {
         const result = await storeWithRetry([p]);
         await options.afterCommit(result, 0);
+        probe.stored++;
         storedIds.push(...result.storedIds);
         expiredIds.push(...result.expiredIds);
       } catch (err) {
+        count(probe, err);
         if (classifyError(err) === 'poison') bad.push(`${p.pushId}: ${describe(err)}`);
         else failure = err;
+        // PostgreSQL away (its retries ran out), or the same failure for everything: the rest of
+        // the job is tried again with it, not one push after another now.
+        if (classifyError(err) === 'transient' || systemic(probe)) break;
       }
     }
-    // A push that failed for another reason (PostgreSQL went away for longer than the retries) is
-    // not poison: the job fails retryably, so BullMQ tries it again (stored pushes dedupe via the
-    // ledger) and it is dead-lettered only once just the bad pushes are left to fail.
+    // A push that failed for another reason than its data (PostgreSQL went away for longer than the
+    // retries; a fatal error such as a trigger refusing one collector's rows) is not poison: the job
+    // fails retryably, so BullMQ tries it again (stored pushes dedupe via the ledger) and it is
+    // dead-lettered only if it still fails after its attempts.
     if (failure) e.reject(failure);
     else if (bad.length) e.reject(new PoisonPushError(`unstorable push(es): ${bad.join('; ')}`));
     else {

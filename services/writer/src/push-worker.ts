@@ -5,6 +5,7 @@ import type { Batcher, JobOutcome } from './batcher';
 import type { WriterMetrics } from './metrics';
 import { PoisonPushError, preparePushJob } from './prepare-push';
 import { installPromptLoop, pauseAfterFailedFetch } from './prompt-worker';
+import { createFailureLog } from './failure-log';
 
 export interface PushWorkerOptions {
   connection: Redis;
@@ -140,6 +141,7 @@ export function createPushWorker(o: PushWorkerOptions) {
       `job ${missing[1]} was gone from Redis when it finished (Redis emptied, or a failover to a replica without it); what it committed stays stored`,
     );
   });
+  const failures = createFailureLog(log);
   worker.on('failed', (job, err) => {
     o.metrics.jobFailures.inc();
     if (err instanceof UnrecoverableError || err.name === 'UnrecoverableError') {
@@ -148,9 +150,17 @@ export function createPushWorker(o: PushWorkerOptions) {
     } else if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) {
       // Its last attempt: it stays in the failed set (a dead letter the admin API lists and retries).
       o.metrics.deadLetters.inc();
-      log.error({ jobId: job.id, attemptsMade: job.attemptsMade, err }, 'push job dead-lettered after its last attempt');
+      failures.report(
+        'error',
+        err,
+        { jobId: job.id, attemptsMade: job.attemptsMade },
+        'push job dead-lettered after its last attempt',
+        {
+          always: true,
+        },
+      );
     } else {
-      log.warn({ jobId: job?.id, attemptsMade: job?.attemptsMade, err }, 'push job failed');
+      failures.report('warn', err, { jobId: job?.id, attemptsMade: job?.attemptsMade }, 'push job failed');
     }
   });
 
@@ -277,6 +287,7 @@ export function createPushWorker(o: PushWorkerOptions) {
       if (gaugeTimer) clearInterval(gaugeTimer);
       await worker.close();
       await queue.close();
+      failures.close();
     },
     held: () => heldSince.size,
   };
