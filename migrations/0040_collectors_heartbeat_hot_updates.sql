@@ -5,7 +5,8 @@
 -- index of collectors (eight, a GIN among them) however much room 0034's fillfactor left on the
 -- page. Measured here (500 collectors, 20 flushes): 0 % of the updates HOT, the indexes grown from
 -- 221 kB to 844 kB and the heap doubled; without the index 99.5 % HOT and neither grew.
--- Nothing needs the index: the admin list sorts by last_heartbeat DESC NULLS LAST, an order this
--- DESC (NULLS FIRST) index cannot give, over one row per collector; the inactivity sweep reads by
--- status. Dropped.
+-- Only one query could use it: the admin list sorted by last_heartbeat ascending (ASC NULLS LAST,
+-- this DESC index read backwards; its DESC NULLS LAST order the index cannot give), which sorts one
+-- row per collector instead (~9 ms for 10,000 collectors against ~5.5 ms walking an index, as
+-- list.ts measured). The inactivity sweep reads by status. Dropped.
 DROP INDEX IF EXISTS idx_collectors_last_heartbeat;

@@ -45,15 +45,14 @@ describe('hostile requests to the admin service', () => {
     });
   });
 
-  it('walks a deeply nested body in linear time (it took seconds, blocking every other request)', async () => {
+  it('stops walking a deeply nested body at the depth limit (the whole walk took seconds, blocking every other request)', async () => {
     const chain = `${'{"a":'.repeat(3000)}1${'}'.repeat(3000)}`;
     const body = `[${Array.from({ length: 50 }, () => chain).join(',')}]`;
-    const started = performance.now();
+    // ~3-4 s with the recursive walk that copied its path at every level: now it ends 64 levels into
+    // the first chain (how fast is for the bench, not a timed test).
     const res = await post('groups.create', body);
-    const elapsed = performance.now() - started;
-    // ~3-4 s with the recursive walk that copied its path at every level; a few ms now.
-    expect(elapsed).toBeLessThan(1000);
     expect(res.status).toBe(400);
+    expect((await res.json()).error.message).toBe('input nested deeper than 64 levels');
     expect((await trpcHttp(h.url, 'query', 'auth.me')).status).toBe(200);
   });
 

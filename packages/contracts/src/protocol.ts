@@ -67,6 +67,7 @@ const NUL_MESSAGE = 'must not contain U+0000 (PostgreSQL text cannot store it)';
 
 /** A UTF-16 surrogate without its other half (String.prototype.isWellFormed is not in our ES2023 lib). */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const LONE_SURROGATE_ALL = new RegExp(LONE_SURROGATE.source, 'g');
 const SURROGATE_MESSAGE = 'must not contain an unpaired UTF-16 surrogate (U+D800 to U+DFFF)';
 
 /**
@@ -90,9 +91,12 @@ const truncatedText = (max: number) =>
   z
     .string()
     .refine(noNul, NUL_MESSAGE)
-    .refine(wellFormed, SURROGATE_MESSAGE)
-    // Not cut between the two halves of a pair (that would leave a lone surrogate, stored as U+FFFD).
-    .transform((s) => s.slice(0, /[\uD800-\uDBFF]/.test(s.charAt(max - 1)) ? max - 1 : max));
+    // Free text (an error message): a lone surrogate is stored as U+FFFD rather than refusing the
+    // whole heartbeat, and the text is not cut between the two halves of a pair.
+    .transform((s) => {
+      const text = s.replace(LONE_SURROGATE_ALL, '\uFFFD');
+      return text.slice(0, /[\uD800-\uDBFF]/.test(text.charAt(max - 1)) ? max - 1 : max);
+    });
 
 /**
  * A collector's name as the admin UI shows it, wherever it is given (admin forms, enrollment at the

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '@pga/logger';
 import { createBatcher } from './batcher';
-import { PoisonPushError } from './prepare-push';
+import { PoisonPushError, type PreparedPush } from './prepare-push';
 import { preparedTestPush } from './test-push';
 import type { StoreBatchResult } from './store-batch';
 
@@ -14,13 +14,13 @@ const pgError = (code: string, message: string) => Object.assign(new Error(messa
  * PostgreSQL in test/writer): here `store` stands in for storeBatch, to make one push poison and
  * another fail transiently in the same job, which a real server will not do on cue.
  */
-function batcherWith(failures: Map<string, Error> | ((pushes: readonly { pushId: string }[]) => Error | undefined)) {
+function batcherWith(failures: Map<string, Error> | ((pushes: readonly PreparedPush[]) => Error | undefined)) {
   const stored: string[] = [];
   let calls = 0;
   const failure =
     typeof failures === 'function'
       ? failures
-      : (pushes: readonly { pushId: string }[]) => pushes.map((p) => failures.get(p.pushId)).find(Boolean);
+      : (pushes: readonly PreparedPush[]) => pushes.map((p) => failures.get(p.pushId)).find(Boolean);
   const batcher = createBatcher({
     maxRows: 1000,
     maxBytes: 1 << 20,
@@ -87,6 +87,38 @@ describe('batcher: a batch that fails for other reasons than a bad push', () => 
     expect(stored).toEqual([]);
     // The batch, then the first job alone and its pushes until five failed: 100 pushes are not each tried.
     expect(calls()).toBeLessThanOrEqual(7);
+  });
+
+  it("one collector's failures coming first (its jobs retried together) are not taken for everyone's", async () => {
+    const blocked = push().collectorId;
+    const refusedJobs = Array.from({ length: 6 }, () => [{ ...push(), collectorId: blocked }]);
+    const healthy = Array.from({ length: 4 }, () => [push()]);
+    const trigger = pgError('P0001', 'collector is blocked');
+    const { batcher, stored } = batcherWith((pushes) => (pushes.some((p) => p.collectorId === blocked) ? trigger : undefined));
+    const outcomes = await Promise.allSettled([...refusedJobs, ...healthy].map((j) => batcher.submit(j)));
+    expect(outcomes.map((o) => o.status)).toEqual([...Array(6).fill('rejected'), ...Array(4).fill('fulfilled')]);
+    expect(stored.sort()).toEqual(
+      healthy
+        .flat()
+        .map((p) => p.pushId)
+        .sort(),
+    );
+  });
+
+  it('PostgreSQL going away while a batch is isolated fails the remaining jobs at once (retryably), not after one wait each', async () => {
+    const jobs = Array.from({ length: 10 }, () => [push(), push()]);
+    const refused = pgError('P0001', 'collector is blocked');
+    const away = pgError('57P01', 'terminating connection due to administrator command');
+    let first = true;
+    const { batcher, calls } = batcherWith(() => {
+      if (!first) return away;
+      first = false;
+      return refused;
+    });
+    const outcomes = await Promise.allSettled(jobs.map((j) => batcher.submit(j)));
+    expect(outcomes.every((o) => o.status === 'rejected' && o.reason === away)).toBe(true);
+    // The batch, then the first job alone (its retries fit no backoff within retryMaxMs): the others are not tried.
+    expect(calls()).toBe(2);
   });
 
   it('a batch over the statement timeout is stored in halves, down to single pushes, and every job resolves', async () => {

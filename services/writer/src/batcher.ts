@@ -62,22 +62,33 @@ const asFinal = (err: unknown) =>
   classifyError(err) === 'poison' && !(err instanceof PoisonPushError) ? new PoisonPushError(describe(err)) : err;
 
 /**
- * What isolating one batch has seen: stores that succeeded, and fatal failures. Five fatal failures
- * and not one success is a failure of everything (a privilege revoked, a table gone), not of some
- * rows: the remaining jobs fail at once instead of each push being tried alone.
+ * What storing one batch in parts has seen: stores that succeeded; the collectors of the pushes that
+ * failed alone with a fatal error; a transient error whose retries ran out (PostgreSQL away). A
+ * fatal error for pushes of three or more collectors and not one success is a failure of everything
+ * (a privilege revoked, a table gone), not of some rows (a trigger refusing one collector's — its
+ * failed jobs, retried together, may well come first): the remaining jobs fail at once instead of
+ * each push being tried alone. After a transient error too: the rest waits for BullMQ's retry.
  */
 interface Probe {
   stored: number;
-  fatal: number;
-  error?: unknown;
+  failedCollectors: Set<string>;
+  fatal?: unknown;
+  transient?: unknown;
 }
-const SYSTEMIC_AFTER = 5;
-const count = (probe: Probe, err: unknown) => {
-  if (classifyError(err) !== 'fatal') return;
-  probe.fatal++;
-  probe.error ??= err;
+const newProbe = (): Probe => ({ stored: 0, failedCollectors: new Set() });
+const SYSTEMIC_COLLECTORS = 3;
+/** Records a failure of `pushes` stored on their own (all of one collector's, if it is to count). */
+const count = (probe: Probe, err: unknown, pushes: readonly PreparedPush[]) => {
+  const kind = classifyError(err);
+  if (kind === 'transient') probe.transient ??= err;
+  if (kind !== 'fatal') return;
+  probe.fatal ??= err;
+  const collectors = new Set(pushes.map((p) => p.collectorId));
+  if (collectors.size === 1) probe.failedCollectors.add(pushes[0]!.collectorId);
 };
-const systemic = (probe: Probe) => probe.stored === 0 && probe.fatal >= SYSTEMIC_AFTER;
+/** Why the remaining jobs fail without being tried, or undefined while they are worth trying. */
+const giveUp = (probe: Probe): unknown =>
+  probe.transient ?? (probe.stored === 0 && probe.failedCollectors.size >= SYSTEMIC_COLLECTORS ? probe.fatal : undefined);
 
 /**
  * Packs the pushes of many concurrently held BullMQ jobs into few large COPY transactions: a batch is
@@ -155,12 +166,23 @@ export function createBatcher(options: BatcherOptions) {
     }
   };
 
-  const run = async (entries: Entry[]): Promise<void> => {
+  /**
+   * Stores a sealed batch; if it fails, in halves (statement timeout) or job by job and push by push
+   * (a data error, or a server error that may concern some rows only). `probe` is shared by the parts
+   * of one batch.
+   */
+  const run = async (entries: Entry[], probe: Probe = newProbe()): Promise<void> => {
+    const stop = giveUp(probe);
+    if (stop !== undefined) {
+      for (const e of entries) e.reject(stop);
+      return;
+    }
     const all = entries.flatMap((e) => e.pushes);
     let failed: unknown;
     try {
       const result = await storeWithRetry(all);
       await options.afterCommit(result, entries.length);
+      probe.stored++;
       settle(entries, result);
       return;
     } catch (err) {
@@ -173,11 +195,12 @@ export function createBatcher(options: BatcherOptions) {
         'batch over the statement timeout; storing it in halves',
       );
       const half = Math.ceil(entries.length / 2);
-      await run(entries.slice(0, half));
-      await run(entries.slice(half));
+      await run(entries.slice(0, half), probe);
+      await run(entries.slice(half), probe);
       return;
     }
     if (!(isolable(failed) || tooSlow(failed)) || all.length === 1) {
+      count(probe, failed, all);
       for (const e of entries) e.reject(asFinal(failed));
       return;
     }
@@ -190,13 +213,15 @@ export function createBatcher(options: BatcherOptions) {
           : 'batch failed; storing its jobs and pushes one by one, so one that fails does not hold up the others',
     );
     // Isolation: each job alone, then each push of a failing job alone, so good pushes commit and only
-    // the jobs carrying a bad push fail (their stored pushes dedupe via the ledger on a retry).
-    const probe: Probe = { stored: 0, fatal: 0 };
+    // the jobs carrying a bad push fail (their stored pushes dedupe via the ledger on a retry). A
+    // batch of one job was just tried alone: straight to its pushes.
+    if (entries.length === 1) return runPushes(entries[0]!, probe);
     for (const e of entries) await runIsolated(e, probe);
   };
 
   const runIsolated = async (e: Entry, probe: Probe): Promise<void> => {
-    if (systemic(probe)) return e.reject(probe.error);
+    const stop = giveUp(probe);
+    if (stop !== undefined) return e.reject(stop);
     try {
       const result = await storeWithRetry(e.pushes);
       await options.afterCommit(result, 1);
@@ -204,9 +229,16 @@ export function createBatcher(options: BatcherOptions) {
       settle([e], result);
       return;
     } catch (err) {
-      count(probe, err);
-      if (!(isolable(err) || tooSlow(err)) || e.pushes.length === 1 || systemic(probe)) return e.reject(asFinal(err));
+      if (!(isolable(err) || tooSlow(err)) || e.pushes.length === 1) {
+        count(probe, err, e.pushes);
+        return e.reject(asFinal(err));
+      }
     }
+    await runPushes(e, probe);
+  };
+
+  /** Each push of a job alone: the good ones commit, and the job fails if any did not. */
+  const runPushes = async (e: Entry, probe: Probe): Promise<void> => {
     const bad: string[] = [];
     const storedIds: string[] = [];
     const expiredIds: string[] = [];
@@ -219,12 +251,12 @@ export function createBatcher(options: BatcherOptions) {
         storedIds.push(...result.storedIds);
         expiredIds.push(...result.expiredIds);
       } catch (err) {
-        count(probe, err);
+        count(probe, err, [p]);
         if (classifyError(err) === 'poison') bad.push(`${p.pushId}: ${describe(err)}`);
         else failure = err;
         // PostgreSQL away (its retries ran out), or the same failure for everything: the rest of
         // the job is tried again with it, not one push after another now.
-        if (classifyError(err) === 'transient' || systemic(probe)) break;
+        if (giveUp(probe) !== undefined) break;
       }
     }
     // A push that failed for another reason than its data (PostgreSQL went away for longer than the

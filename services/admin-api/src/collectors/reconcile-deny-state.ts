@@ -3,8 +3,9 @@ import type { Deps } from '../deps';
 import { publishChange } from './after-commit';
 
 /**
- * Makes sure the edges' deny sets hold everything PostgreSQL says is refused: every revoked, not
- * yet expired token and every disabled or deleted collector (the deleted ones also in the deleted
+ * Makes sure the edges' deny sets hold everything PostgreSQL says is refused: every revoked token
+ * not more than an hour past its expiry (DENIED_AFTER_EXPIRY; the writer's retention prunes older
+ * ones) and every disabled or deleted collector (the deleted ones also in the deleted
  * set), as `readDatabaseDenyState` reads them (the edges union the same read with Redis's at every
  * load). Runs at start and whenever the Redis connection becomes ready again, so a publish lost to a
  * Redis outage (or a Redis that lost its data) is repaired. It only adds — removing is left to

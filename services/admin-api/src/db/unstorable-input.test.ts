@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_INPUT_DEPTH, findUnstorableInput } from './unstorable-input';
+import { MAX_INPUT_DEPTH, MAX_INPUT_VALUES, findUnstorableInput } from './unstorable-input';
 
 const nested = (levels: number, leaf: unknown = 1): unknown => {
   let value = leaf;
@@ -35,7 +35,24 @@ describe('findUnstorableInput', () => {
 
   it('walks a deep input without recursion, building only the path at fault', () => {
     const deep = nested(200_000, 'a\u0000');
-    const found = findUnstorableInput(deep, Infinity);
+    const found = findUnstorableInput(deep, Infinity, Infinity);
     expect(found?.field).toBe(Array(200_000).fill('a').join('.'));
+  });
+
+  it(`refuses an input of more than ${MAX_INPUT_VALUES} values before walking it all (a 32 MiB body holds millions)`, () => {
+    expect(findUnstorableInput({ ids: Array(MAX_INPUT_VALUES - 2).fill(0) })).toBeUndefined();
+    expect(findUnstorableInput({ ids: Array(MAX_INPUT_VALUES).fill(0) })).toEqual({
+      message: `input holds more than ${MAX_INPUT_VALUES} values`,
+    });
+    // Not one element read past the limit, and no list of them made.
+    let reads = 0;
+    const wide = new Proxy(Array(1_000_000).fill(0), {
+      get: (target, key, receiver) => {
+        if (typeof key === 'string' && /^\d+$/.test(key)) reads++;
+        return Reflect.get(target, key, receiver) as unknown;
+      },
+    });
+    expect(findUnstorableInput({ username: wide })?.message).toMatch(/more than/);
+    expect(reads).toBeLessThanOrEqual(MAX_INPUT_VALUES);
   });
 });

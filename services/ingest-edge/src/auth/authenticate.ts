@@ -66,12 +66,16 @@ export function createAuthenticator({ tokens, cache, deny }: { tokens: Collector
     const token = match[1]!;
     // SHA-256 of the token, as @pga/tokens' hashToken, with the one-shot API (a third of the cost).
     const key = hash('sha256', token, 'hex');
+    // Junk tokens are not an undersized cache: a miss is counted as verified or invalid once known.
     const entry =
       cache.get(key) ??
-      (await verify(key, token).catch((err: unknown) => {
-        cache.invalid++; // junk tokens are not an undersized cache: counted apart from the misses
-        throw err;
-      }));
+      (await verify(key, token).then(
+        (verified) => (cache.verified++, verified),
+        (err: unknown) => {
+          cache.invalid++;
+          throw err;
+        },
+      ));
     refuseDenied(entry);
     if (headers.collectorId && headers.collectorId.toLowerCase() !== entry.collectorId)
       throw new AppError('COLLECTOR_MISMATCH', 'X-Collector-ID does not match the token');

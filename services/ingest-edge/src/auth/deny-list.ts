@@ -79,9 +79,11 @@ export class DenyList {
       this.connection++;
       this.lastLoaded = ''; // the load after the reconnect is said at info
     });
-    await this.resync();
+    // Before the first resync, which rejects when Redis is away at start (the reconnect's resync
+    // then makes the edge trusted): the periodic reload must run in that process too.
     const every = this.options.reloadEveryMs ?? 600_000;
     if (every > 0) this.periodicReload = setInterval(() => void this.reload(), every).unref();
+    await this.resync();
   }
 
   /** Before closing the subscriber on purpose (drain): no warning, no reload. */

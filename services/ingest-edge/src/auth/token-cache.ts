@@ -16,7 +16,12 @@ export class TokenCache {
   private readonly entries = new Map<string, CachedToken>();
   hits = 0;
   misses = 0;
-  /** Misses whose token then failed verification (forged, expired, malformed): counted by the authenticator. */
+  /**
+   * How the lookups that missed ended, counted by the authenticator once the verification is done
+   * (so that a scrape in between never sees a count go down): verified, or invalid (forged,
+   * expired, malformed). `misses` counts them as they happen.
+   */
+  verified = 0;
   invalid = 0;
 
   constructor(private readonly maxEntries: number) {}

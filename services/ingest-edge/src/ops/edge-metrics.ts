@@ -4,7 +4,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export interface MetricSources {
   ready(): boolean;
   inflightBytes(): number;
-  cache(): { hits: number; misses: number; invalid: number };
+  cache(): { hits: number; verified: number; invalid: number };
 }
 
 /**
@@ -84,10 +84,10 @@ export function createEdgeMetrics(sources: MetricSources) {
     labelNames: ['result'] as const,
     registers: [registry],
     collect() {
-      const { hits, misses, invalid } = sources.cache();
+      const { hits, verified, invalid } = sources.cache();
       this.reset();
       this.inc({ result: 'hit' }, hits);
-      this.inc({ result: 'miss' }, misses - invalid);
+      this.inc({ result: 'miss' }, verified);
       this.inc({ result: 'invalid' }, invalid);
     },
   });
