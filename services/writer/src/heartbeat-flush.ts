@@ -6,7 +6,8 @@ import type { WriterMetrics } from './metrics';
 import { FLUSH_HEARTBEATS } from './sql';
 import type { PublishStatuses, StatusRow } from './status-publisher';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** A uuid as PostgreSQL's `uuid` input takes it (ids read back from Redis sets may be anything). */
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** last_seen as the edge wrote it: epoch ms, epoch seconds, or an ISO string. */
 export function parseSeen(value: string | undefined): Date | null {

@@ -1,8 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Pool } from '@pga/db';
+import { UUID } from './heartbeat-flush';
 import { EXPIRED_DENIED_JTIS } from './sql';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Removes from Redis's set of revoked jtis (`key`) those whose token expired over an hour ago by
