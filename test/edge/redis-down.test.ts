@@ -209,6 +209,22 @@ describe('Redis stopped, slow, or reconnecting', () => {
     });
   });
 
+  it("a few seconds of this process's own blocked event loop (a large push) is not Redis's silence", async () => {
+    // The queue health counted wall time since INFO last answered: after a 4 s block it said "Redis
+    // stopped answering; refusing pushes" and answered 503 until the next poll.
+    await using world = await EdgeWorld.create();
+    const { logger, lines } = capturingLogger('edge-test');
+    const edge = await world.startEdge({ RATE_LIMIT_PER_SECOND: '0' }, logger);
+    const c = await world.collector();
+    expect((await call(`${edge.url}/api/v1/metrics/push`, { token: c.token, body: '{"before":true}' })).status).toBe(200);
+    const end = performance.now() + 4000;
+    while (performance.now() < end); // the edge runs in this process
+    const res = await call(`${edge.url}/api/v1/metrics/push`, { token: c.token, body: '{"after":true}' });
+    expect(res.status).toBe(200);
+    await new Promise((r) => setTimeout(r, 1500)); // two more polls
+    expect(lines.filter((l) => l.level >= 40).map((l) => l.msg)).toEqual([]);
+  });
+
   it('drain does not hang on a Redis that stopped answering (CLIENT PAUSE ALL)', async () => {
     await withOwnRedis(async (world) => {
       const edge = await world.startEdge();

@@ -465,14 +465,20 @@ describe('writer: pushes → collector_metrics', () => {
     // Retention prunes a ledger entry only once its push is past the retention too: an edge whose
     // clock ran 10 minutes ahead of PostgreSQL's gave this push a received_at after its commit time,
     // and the retention's start (midnight UTC 14 days ago) falls between the two.
-    const retentionStart = new Date(new Date().toISOString().slice(0, 10) + 'T00:00:00Z').getTime() - 14 * 86_400_000;
-    const skewed = pushItem(fixture, collectorId, new Date(retentionStart + 5 * 60_000));
-    await h.pool.query(
-      `INSERT INTO ingest_ledger (push_id, collector_id, received_at, row_count, checksum, committed_at)
-       VALUES ($1, $2, $3, $4, $5, $3::timestamptz - interval '10 minutes')`,
-      [skewed.push_id, collectorId, skewed.received_at, n, skewed.checksum],
-    );
-    await h.writer.maintenance.runNow('partitions');
+    let skewed: ReturnType<typeof pushItem>;
+    for (;;) {
+      const today = new Date().toISOString().slice(0, 10);
+      const retentionStart = Date.parse(`${today}T00:00:00Z`) - 14 * 86_400_000;
+      skewed = pushItem(fixture, collectorId, new Date(retentionStart + 5 * 60_000));
+      await h.pool.query(
+        `INSERT INTO ingest_ledger (push_id, collector_id, received_at, row_count, checksum, committed_at)
+         VALUES ($1, $2, $3, $4, $5, $3::timestamptz - interval '10 minutes')`,
+        [skewed.push_id, collectorId, skewed.received_at, n, skewed.checksum],
+      );
+      await h.writer.maintenance.runNow('partitions');
+      // Midnight UTC passed meanwhile: the retention's start moved a day on; again, from the new date.
+      if (new Date().toISOString().slice(0, 10) === today) break;
+    }
     expect(await inLedger(skewed.push_id)).toBe(true);
     const redelivered = await h.enqueue([skewed]);
     await h.waitForJob(redelivered, 'completed');

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { AppError } from '@pga/contracts';
 import type { Logger } from '@pga/logger';
-import { withTimeout } from '../with-timeout';
+import { loopClock, withTimeout } from '../with-timeout';
 
 /** Polls that may go unanswered before Redis counts as unreachable (≈ 3 s at the default interval). */
 const STALE_AFTER_POLLS = 3;
@@ -12,15 +12,16 @@ const STALE_AFTER_POLLS = 3;
  * Memory is polled once a second with `INFO memory`; the budget is REDIS_MEMORY_BUDGET_BYTES, or
  * 90 % of Redis `maxmemory` when that is set and no budget is configured. A connection that says
  * `ready` but stopped answering (CLIENT PAUSE, a frozen Redis, a half-open socket) never closes:
- * Redis counts as unreachable once no poll has answered for STALE_AFTER_POLLS intervals.
+ * Redis counts as unreachable once no poll has answered for STALE_AFTER_POLLS intervals — of loop
+ * time (`loopClock`): a few seconds this process spent on one large push are not Redis's silence.
  */
 export class QueueHealth {
   overBudget = false;
   /** Redis is a replica (`role:slave`): it refuses every write, so no push can be taken. */
   readOnly = false;
   usedMemory = 0;
-  /** When a poll last answered (ms), 0 until one has since the last (re)connect: no push is taken blind. */
-  lastAnsweredAt = 0;
+  /** When a poll last answered (`loopClock` ms); none since the last (re)connect: no push is taken blind. */
+  private lastAnsweredAt: number | undefined;
   private intervalMs = 1000;
   private polling = false;
   private stale = false;
@@ -36,7 +37,7 @@ export class QueueHealth {
   start(intervalMs = 1000): void {
     this.intervalMs = intervalMs;
     this.redis.on('ready', () => void this.poll());
-    this.redis.on('close', () => (this.lastAnsweredAt = 0));
+    this.redis.on('close', () => (this.lastAnsweredAt = undefined));
     void this.poll();
     this.timer = setInterval(() => void this.poll(), intervalMs);
     this.timer.unref();
@@ -51,7 +52,7 @@ export class QueueHealth {
   }
 
   private answering(): boolean {
-    return this.lastAnsweredAt > 0 && Date.now() - this.lastAnsweredAt <= STALE_AFTER_POLLS * this.intervalMs;
+    return this.lastAnsweredAt !== undefined && loopClock() - this.lastAnsweredAt <= STALE_AFTER_POLLS * this.intervalMs;
   }
 
   assertAccepting(): void {
@@ -69,9 +70,12 @@ export class QueueHealth {
 
   private async poll(): Promise<void> {
     if (this.redis.status !== 'ready') return;
-    if (this.lastAnsweredAt > 0 && !this.answering() && !this.stale) {
+    if (this.lastAnsweredAt !== undefined && !this.answering() && !this.stale) {
       this.stale = true;
-      this.logger.warn({ silentMs: Date.now() - this.lastAnsweredAt }, 'queue health: Redis stopped answering; refusing pushes');
+      this.logger.warn(
+        { silentMs: Math.round(loopClock() - this.lastAnsweredAt) },
+        'queue health: Redis stopped answering; refusing pushes',
+      );
     }
     // One poll at a time, each given one interval: a hung one is abandoned, not waited on.
     if (this.polling) return;
@@ -97,7 +101,7 @@ export class QueueHealth {
       else if (!readOnly && this.readOnly) this.logger.info('Redis takes writes again');
       this.readOnly = readOnly;
       this.usedMemory = used;
-      this.lastAnsweredAt = Date.now();
+      this.lastAnsweredAt = loopClock();
       this.pollRefused = false;
       if (this.stale) this.logger.info('queue health: Redis answering again');
       this.stale = false;

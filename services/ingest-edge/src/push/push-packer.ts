@@ -55,6 +55,12 @@ const JOB_OPTIONS = {
 
 /** What a vetoing claim stores under the batch's deduplication key (BullMQ answers it as the job id). */
 const VETO = 'veto';
+/**
+ * Each this many bytes of a batch give Redis a second more to answer it (to take in and persist a
+ * 64 MiB push takes seconds, which ENQUEUE_TIMEOUT_MS alone, meant for a Redis that does not answer,
+ * would count as a failure: a 503 for a push that was stored).
+ */
+const BYTES_PER_EXTRA_SECOND = 16 * 1024 * 1024;
 const unavailable = (message: string) => new AppError('UNAVAILABLE', message, { retryAfterSeconds: 1 });
 
 /**
@@ -167,9 +173,11 @@ export class PushPacker {
     );
     const optimistic = this.add(batch, batchId);
     optimistic.catch(() => undefined); // answered below, whichever way the claim goes
+    const bytes = batch.reduce((sum, p) => sum + p.bytes, 0);
+    const timeoutMs = this.settings.enqueueTimeoutMs + Math.floor(bytes / BYTES_PER_EXTRA_SECOND) * 1000;
     let previous: string[];
     try {
-      previous = await withTimeout(claim, this.settings.enqueueTimeoutMs);
+      previous = await withTimeout(claim, timeoutMs);
     } catch (err) {
       // A slow Redis is told by the queue health check (it stops taking pushes after 3 s of silence).
       if (!(err instanceof NoAnswerError)) this.enqueueFailed(err, batch.length);
@@ -213,7 +221,7 @@ export class PushPacker {
       added = this.add(fresh);
     }
     try {
-      if (!(await withTimeout(added, this.settings.enqueueTimeoutMs))) throw new Error('push job was not stored');
+      if (!(await withTimeout(added, timeoutMs))) throw new Error('push job was not stored');
     } catch (err) {
       this.enqueueFailed(err, fresh.length);
       this.strand(batch, optimistic, added);
