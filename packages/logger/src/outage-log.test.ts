@@ -91,6 +91,15 @@ describe('createOutageLog', () => {
     expect(isConnectionError(Object.assign(new Error('deadlock detected'), { code: '40P01' }))).toBe(false);
     expect(isConnectionError(new Error('NOSCRIPT No matching script'))).toBe(false);
     expect(isConnectionError('ECONNREFUSED')).toBe(false);
+    // Refusals, also inside a message of BullMQ's own (seen when Redis went over maxmemory).
+    expect(isRefusalError(new Error("OOM command not allowed when used memory > 'maxmemory'."))).toBe(true);
+    expect(
+      isRefusalError(
+        new Error("Failed to add repeatable job for next iteration: OOM command not allowed when used memory > 'maxmemory'."),
+      ),
+    ).toBe(true);
+    expect(isRefusalError(new Error("READONLY You can't write against a read only replica."))).toBe(true);
+    expect(isRefusalError(new Error('job failed: BOOM happened'))).toBe(false);
     // ioredis gives up on a command after maxRetriesPerRequest reconnects.
     expect(
       isConnectionError(
@@ -159,6 +168,7 @@ describe('createOutageLog', () => {
     await new Promise((r) => setTimeout(r, 30));
     expect(answers).toHaveLength(1); // one probe at a time
     outage.recovered(); // a request's connection succeeded first
+    await new Promise((r) => setTimeout(r, 15)); // (an error within probeEveryMs waits for a probe to confirm it)
     outage.error(refused(), 'pool error'); // and a new outage began
     answers[0]!();
     await new Promise((r) => setTimeout(r, 5));
@@ -174,6 +184,82 @@ describe('createOutageLog', () => {
     await new Promise((r) => setTimeout(r, 40));
     expect(answers).toHaveLength(inFlight);
     expect(lines.filter((l) => /reachable again/.test(l.msg))).toHaveLength(2);
+  });
+
+  it('with a probe: an error just after an outage ended (a late answer) is an outage only if a probe fails too', async () => {
+    const { logger, lines } = capture();
+    let t = 0;
+    let up = true;
+    let probes = 0;
+    const outage = createOutageLog(logger, 'Redis', {
+      now: () => t,
+      probeEveryMs: 60_000, // (only the probes an error starts at once, in this test)
+      probe: async () => {
+        probes++;
+        if (!up) throw new Error("OOM command not allowed when used memory > 'maxmemory'.");
+      },
+    });
+    const oom = () => new Error("OOM command not allowed when used memory > 'maxmemory'. script: 1, on @user_script:315.");
+    const settle = () => new Promise((r) => setImmediate(r));
+    outage.error(oom(), 'push worker error');
+    t = 1000;
+    outage.recovered(); // a command went through
+    // A command sent while Redis refused, its answer read after that: a probe says Redis takes writes.
+    t = 1500;
+    outage.error(oom(), 'maintenance worker error');
+    expect(outage.failing).toBe(false);
+    await settle();
+    expect(probes).toBe(1);
+    expect(outage.failing).toBe(false);
+    expect(lines.map((l) => l.msg)).toEqual([
+      expect.stringMatching(/^Redis refusing commands: OOM /),
+      'Redis accepting commands again after 1.0 s',
+    ]);
+
+    // Refusing again for real: the probe fails too, and the outage is told from that error on.
+    up = false;
+    t = 2000;
+    outage.error(oom(), 'push worker error');
+    await settle();
+    expect(probes).toBe(2);
+    expect(outage.failing).toBe(true);
+    t = 5000;
+    outage.recovered();
+    expect(lines.map((l) => l.msg).slice(2)).toEqual([
+      expect.stringMatching(/^Redis refusing commands: OOM /),
+      'Redis accepting commands again after 3.0 s',
+    ]);
+    outage.close();
+  });
+
+  it('with a probe that does not answer: errors going on past a probe interval after the end are an outage', () => {
+    const { logger, lines } = capture();
+    let t = 0;
+    const outage = createOutageLog(logger, 'PostgreSQL', {
+      now: () => t,
+      probeEveryMs: 2000,
+      probe: () => new Promise(() => undefined),
+    });
+    outage.error(refused(), 'pool error');
+    t = 1000;
+    outage.recovered();
+    t = 1500;
+    outage.error(refused(), 'pool error'); // waits for the probe
+    t = 3000;
+    outage.error(refused(), 'pool error');
+    expect(lines).toHaveLength(2);
+    t = 3600;
+    outage.error(refused(), 'pool error');
+    expect(outage.failing).toBe(true);
+    expect(lines.map((l) => l.msg)).toEqual([
+      expect.stringMatching(/^PostgreSQL unreachable: /),
+      'PostgreSQL reachable again after 1.0 s',
+      expect.stringMatching(/^PostgreSQL unreachable: /),
+    ]);
+    t = 4600;
+    outage.recovered();
+    expect(lines.at(-1)?.msg).toBe('PostgreSQL reachable again after 3.1 s'); // from the first error of the three
+    outage.close();
   });
 
   it('a reconnect ends an outage of connection errors, not one of refusals (only a probe or a command that works does)', () => {

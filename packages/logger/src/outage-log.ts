@@ -44,7 +44,7 @@ const POSTGRES_AWAY = /^(08...|57P0[123])$/;
  * stop-writes-on-bgsave-error (MISCONF), loading its data set at start (LOADING), a replica without
  * its primary (MASTERDOWN), too few replicas (NOREPLICAS), a script running too long (BUSY).
  */
-const REFUSAL_REPLIES = /^(OOM|READONLY|MISCONF|LOADING|MASTERDOWN|NOREPLICAS|BUSY) /;
+const REFUSAL_REPLIES = /(^|: )(OOM|READONLY|MISCONF|LOADING|MASTERDOWN|NOREPLICAS|BUSY) /;
 
 export function isRefusalError(err: unknown): boolean {
   return err instanceof Error && REFUSAL_REPLIES.test(err.message);
@@ -83,8 +83,13 @@ export interface OutageLogOptions {
  * whatever else the log said. Now: the first connection error → one warning ("unreachable … retrying"),
  * further ones are counted, one summary per `summaryEveryMs` while it lasts, and `recovered()` (call
  * it on the client's `ready`) → one line saying how long it lasted. A server that is up but refuses
- * commands (`isRefusalError`: Redis out of memory, read-only, …) is an outage too, told as "refusing
- * commands" … "accepting commands again". Other errors are logged as they come, with the given message.
+ * commands (`isRefusalError`: Redis out of memory, read-only, …; BullMQ passes some on inside a
+ * message of its own, "Failed to add repeatable job …: OOM command not allowed …") is an outage too,
+ * told as "refusing commands" … "accepting commands again". With a probe, an error within one probe
+ * interval after an outage ended may be the late answer of a command sent during it (on a busy
+ * machine it can be read after the probe's success): it starts a new outage only once a probe fails
+ * too, and a probe that succeeds drops it without a word. Other errors are logged as they come, with
+ * the given message.
  */
 export function createOutageLog(logger: Logger, dependency: string, options: OutageLogOptions = {}) {
   const every = options.summaryEveryMs ?? 60_000;
@@ -101,26 +106,57 @@ export function createOutageLog(logger: Logger, dependency: string, options: Out
   let outages = 0;
   /** After close(): no probe starts again, and none that was in flight ends an outage. */
   let closed = false;
+  /** When the last outage ended (ms, `now`). */
+  let endedAt: number | undefined;
+  /** An error just after an outage ended, waiting for a probe to confirm it: what it said, and when. */
+  let suspect: { at: number; text: string; refusal: boolean; hint: string } | undefined;
   const stopProbing = () => {
     clearInterval(probing);
     probing = undefined;
   };
-  const startProbing = () => {
+  const probeEvery = options.probeEveryMs ?? 2000;
+  const runProbe = () => {
     const probe = options.probe;
-    if (!probe || probing || closed) return;
-    probing = setInterval(() => {
-      if (probeInFlight) return;
-      probeInFlight = true;
-      const outage = outages;
-      probe().then(
-        () => {
-          probeInFlight = false;
-          if (outage === outages && !closed) log.recovered();
-        },
-        () => (probeInFlight = false),
-      );
-    }, options.probeEveryMs ?? 2000);
+    if (!probe || probeInFlight || closed) return;
+    probeInFlight = true;
+    const outage = outages;
+    const checking = suspect;
+    probe().then(
+      () => {
+        probeInFlight = false;
+        if (closed) return;
+        if (checking === undefined) {
+          // (Sent before an error that came after the outage ended: it says nothing of that one.)
+          if (outage === outages && suspect === undefined) log.recovered();
+        } else if (checking === suspect) {
+          suspect = undefined; // a late answer from the last outage: nothing to say
+          errors = 0;
+          stopProbing();
+        }
+      },
+      () => {
+        probeInFlight = false;
+        if (checking !== undefined && checking === suspect && !closed) begin(checking);
+      },
+    );
+  };
+  const startProbing = () => {
+    if (!options.probe || probing || closed) return;
+    probing = setInterval(runProbe, probeEvery);
     probing.unref();
+  };
+  /** An outage starts: its one warning. */
+  const begin = (first: { at: number; text: string; refusal: boolean; hint: string }) => {
+    suspect = undefined;
+    since = first.at;
+    lastSummary = first.at;
+    refusing = first.refusal;
+    outages++;
+    startProbing();
+    logger.warn(
+      { err: first.text },
+      `${dependency} ${refusing ? 'refusing commands' : 'unreachable'}: ${first.text}${first.hint}; retrying (further errors summarised every ${Math.round(every / 1000)} s)`,
+    );
   };
 
   const log = {
@@ -141,15 +177,14 @@ export function createOutageLog(logger: Logger, dependency: string, options: Out
       errors++;
       last = text;
       if (since === undefined) {
-        since = t;
-        lastSummary = t;
-        refusing = refusal;
-        outages++;
-        startProbing();
-        logger.warn(
-          { err: text },
-          `${dependency} ${refusing ? 'refusing commands' : 'unreachable'}: ${text}${hint}; retrying (further errors summarised every ${Math.round(every / 1000)} s)`,
-        );
+        if (suspect === undefined && options.probe && !closed && endedAt !== undefined && t - endedAt < probeEvery) {
+          suspect = { at: t, text, refusal, hint };
+          runProbe();
+          startProbing();
+          return;
+        }
+        // Errors go on past a probe interval: whatever the probe says, it is an outage.
+        if (suspect === undefined || t - suspect.at >= probeEvery) begin(suspect ?? { at: t, text, refusal, hint });
         return;
       }
       if (t - lastSummary >= every) {
@@ -174,13 +209,18 @@ export function createOutageLog(logger: Logger, dependency: string, options: Out
     /** The dependency works again: one line if there was an outage. */
     recovered(): void {
       stopProbing();
-      if (since === undefined) return;
+      if (since === undefined) {
+        suspect = undefined;
+        errors = 0;
+        return;
+      }
       const seconds = (now() - since) / 1000;
       logger.info(
         { errors, seconds: Math.round(seconds * 10) / 10 },
         `${dependency} ${refusing ? 'accepting commands' : 'reachable'} again after ${seconds.toFixed(1)} s`,
       );
       since = undefined;
+      endedAt = now();
       errors = 0;
     },
     /** Whether a connection error or refusal was seen since the last `recovered()`. */
