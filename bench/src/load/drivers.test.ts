@@ -41,21 +41,23 @@ describe('load drivers', () => {
   it('open loop: sends on the connection idle longest, so every connection of the fleet is used in turn', async () => {
     stallFrom = Infinity;
     const conns = Array.from({ length: 4 }, () => new HttpConnection('127.0.0.1', port));
-    const used = [0, 0, 0, 0];
+    const order: number[] = [];
     const r = await runOpenLoop({
       connections: conns,
-      make: (conn) => (used[conn]!++, get),
-      // 40 ms between sends: at 10 ms, one answer late on a loaded machine (CI once) put the next
-      // request on another connection, [11, 10, 10, 9].
+      make: (conn) => (order.push(conn), get),
       ratePerS: 25,
       durationMs: 1600,
       drainMs: 2000,
     });
     conns.forEach((c) => c.close());
     expect(r.ok).toBe(40);
-    // Each request is answered long before the next is due: a stack of free connections would send
-    // all 40 on one of them.
-    expect(used).toEqual([10, 10, 10, 10]);
+    // Each request is answered long before the next is due (40 ms): the connections take turns,
+    // 0 1 2 3 0 1 … ([10, 10, 10, 10]), where a stack of free connections would send all 40 on one of
+    // them. An answer late on a busy machine puts its connection at the back of the ring and the turn
+    // goes on from the next one ([11, 10, 10, 9] once): so every connection, not exactly ten each.
+    const used = [0, 1, 2, 3].map((c) => order.filter((o) => o === c).length);
+    expect(Math.min(...used), JSON.stringify(order)).toBeGreaterThanOrEqual(6);
+    expect(order.slice(0, 4), JSON.stringify(order)).toEqual([0, 1, 2, 3]); // all free at first: in ring order, late answers or not
     r.recorder.destroy();
   });
 
