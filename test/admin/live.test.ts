@@ -139,11 +139,25 @@ describe('live.collectorStatus', () => {
       // Large events (30 KB each), up to 3,000 of them (90 MB: far more than the loopback socket
       // buffers hold, so the server's writes wait for 'drain'), until the subscriber is cut off.
       const pad = 'x'.repeat(30_000);
+      // Redis cuts off a subscriber whose output buffer passes 32 MB (client-output-buffer-limit
+      // pubsub): on a busy machine the service reads slower than this publishes, and lost the feed
+      // instead of falling behind. So publish only while the subscribers' buffers hold under 8 MB.
+      const pubsubBuffered = async () =>
+        Math.max(
+          0,
+          ...String(await pub.client('LIST', 'TYPE', 'pubsub'))
+            .split('\n')
+            .map((l) => Number(/ omem=(\d+)/.exec(l)?.[1] ?? 0)),
+        );
       const flood = async () => {
         let sent = 0;
         while (sent < 3000 && events.listenerCount('status') > 0) {
+          if ((await pubsubBuffered()) > 8 * 1024 * 1024) {
+            await new Promise((r) => setTimeout(r, 20));
+            continue;
+          }
           const pipe = pub.pipeline();
-          for (const end = sent + 100; sent < end; sent++)
+          for (const end = sent + 50; sent < end; sent++)
             pipe.publish(
               h2.service.deps.keys.statusChannel,
               JSON.stringify({ collector_id: A, status: 'active', last_heartbeat: pad, metrics_collected: sent }),
