@@ -110,12 +110,17 @@ export const CollectorNameSchema = z
   .regex(/^[^\p{Cc}]+$/u, 'must not contain control characters')
   .refine(wellFormed, SURROGATE_MESSAGE);
 
+/** The largest count or duration a heartbeat may report: PostgreSQL's `integer`. */
+const HEARTBEAT_INT_MAX = 2_147_483_647;
+
 export const HeartbeatBodySchema = z.object({
   timestamp: storableText(64).optional(),
   status: z.enum(['active', 'error']).optional(),
-  metrics_count: z.number().int().nonnegative().optional(),
+  // Stored in integer columns (collectors.last_collection_count, avg/max_collection_time_ms): a
+  // larger value was answered 200 and then left out by the writer.
+  metrics_count: z.number().int().nonnegative().max(HEARTBEAT_INT_MAX).optional(),
   last_error: truncatedText(HEARTBEAT_ERROR_MAX).nullable().optional(),
-  collection_time_ms: z.number().nonnegative().optional(),
+  collection_time_ms: z.number().nonnegative().max(HEARTBEAT_INT_MAX).optional(),
   /** `null` counts as not reported. */
   version: storableText(100).nullable().optional(),
 });
