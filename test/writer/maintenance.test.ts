@@ -199,13 +199,22 @@ describe('writer: partition and retention job', () => {
       for (const state of ['delivered', 'dropped', 'expired']) await command(`now() - interval '20 days'`, state); // all go
       const oldPending = await command(`now() - interval '20 days'`, 'pending'); // a long COMMAND_TTL_SECONDS
       const recent = await command(`now() - interval '2 days'`, 'delivered');
+      // Delivery records (the writer's own, by command id): older than the retention's start go.
+      await h.pool.query(
+        `INSERT INTO collector_command_deliveries (command_id, delivered_at)
+         VALUES ('old-1', now() - interval '20 days'), ('old-2', now() - interval '15 days'), ('recent', now() - interval '2 days')`,
+      );
 
       const result = (await h.writer.maintenance.runNow('partitions')) as {
         deniedJtis: number;
         tokens: number;
         commands: number;
+        commandDeliveries: number;
       };
-      expect(result).toMatchObject({ deniedJtis: 2, tokens: 1, commands: 3 });
+      expect(result).toMatchObject({ deniedJtis: 2, tokens: 1, commands: 3, commandDeliveries: 2 });
+      expect((await h.pool.query('SELECT command_id FROM collector_command_deliveries')).rows).toEqual([
+        { command_id: 'recent' },
+      ]);
       expect((await h.redis.smembers(h.keys.deniedJtis)).sort()).toEqual([live, lately, unknown, 'not-a-uuid'].sort());
       const tokens = await h.pool.query<{ jti: string }>('SELECT jti FROM collector_tokens WHERE collector_id = $1', [collector]);
       expect(tokens.rows.map((r) => r.jti).sort()).toEqual([live, lately, expired].sort());

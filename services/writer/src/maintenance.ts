@@ -7,6 +7,7 @@ import { pauseAfterFailedFetch } from './prompt-worker';
 import { pruneDeniedJtis } from './prune-deny-set';
 import {
   FOLD_ROLLUP,
+  PRUNE_COMMAND_DELIVERIES,
   PRUNE_COMMANDS,
   PRUNE_LEDGER,
   PRUNE_ROLLUP,
@@ -80,6 +81,7 @@ export function createMaintenance(o: MaintenanceOptions) {
     const history = await o.pool.query(pruneActivity('collector_heartbeats'), [days, activityHours]);
     const pushMinutes = await o.pool.query(pruneActivity('collector_push_minutes'), [days, activityHours]);
     const commands = await o.pool.query(PRUNE_COMMANDS, [days]);
+    const deliveries = await o.pool.query(PRUNE_COMMAND_DELIVERIES, [days]);
     // Revoked tokens an hour past their expiry leave the deny set (the edges drop them at their next
     // load); then token records that expired before the retention's start go. In this order, so the
     // deny set never holds a jti whose record, the proof that it expired, is gone.
@@ -91,6 +93,7 @@ export function createMaintenance(o: MaintenanceOptions) {
       heartbeats: history.rowCount ?? 0,
       pushMinutes: pushMinutes.rowCount ?? 0,
       commands: commands.rowCount ?? 0,
+      commandDeliveries: deliveries.rowCount ?? 0,
       deniedJtis,
       tokens: tokens.rowCount ?? 0,
     };

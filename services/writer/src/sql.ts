@@ -84,6 +84,14 @@ DELETE FROM collector_commands
  WHERE requested_at < ${RETENTION_START('$1::int')}
    AND (delivered_at IS NOT NULL OR dropped_at IS NOT NULL OR expires_at < now())`;
 
+/**
+ * The record of a command's delivery (migrations/0031, one row per command a heartbeat answer
+ * carried) goes with it: delivered before the retention's start, so its command, requested before
+ * that, went too (PRUNE_COMMANDS). It was kept for good.
+ */
+export const PRUNE_COMMAND_DELIVERIES = `
+DELETE FROM collector_command_deliveries WHERE delivered_at < ${RETENTION_START('$1::int')}`;
+
 export const COPY_METRICS = `COPY collector_metrics
   (collector_id, push_id, metric_type, database_name, metric_data, received_at, record_count, checksum, processed, processed_at)
   FROM STDIN`;
