@@ -145,7 +145,7 @@ describe('live.collectorStatus', () => {
       const pubsubBuffered = async () =>
         Math.max(
           0,
-          ...String(await pub.client('LIST', 'TYPE', 'pubsub'))
+          ...String(await pub.call('CLIENT', 'LIST', 'TYPE', 'pubsub'))
             .split('\n')
             .map((l) => Number(/ omem=(\d+)/.exec(l)?.[1] ?? 0)),
         );

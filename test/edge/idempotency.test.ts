@@ -30,7 +30,7 @@ describe('idempotency markers (push packer, real Redis)', () => {
     const metrics = createEdgeMetrics({
       ready: () => true,
       inflightBytes: () => 0,
-      cache: () => ({ hits: 0, verified: 0, invalid: 0 }),
+      cache: () => ({ hits: 0, verified: 0, invalid: 0, size: 0 }),
     });
     packer = new PushPacker(
       {

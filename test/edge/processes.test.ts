@@ -122,6 +122,8 @@ describe('edge processes (main.ts, EDGE_PROCESSES=2)', () => {
     expect(text).toMatch(/^edge_processes 2$/m);
     expect(text).toMatch(/^edge_ready 2$/m);
     expect(text).toMatch(/^edge_worker_restarts_total 0$/m);
+    // Each process that verified the token keeps it: 1 or 2 entries for it, summed.
+    expect(Number(/^edge_token_cache_entries (\d+)$/m.exec(text)?.[1])).toBeGreaterThanOrEqual(1);
   });
 
   it('/metrics counts a token that fails verification as invalid, not as a cache miss', async () => {
@@ -129,7 +131,8 @@ describe('edge processes (main.ts, EDGE_PROCESSES=2)', () => {
       const text = (await freshRequest(cluster.port, 'GET', '/metrics')).body;
       const value = (result: string) =>
         Number(new RegExp(`^edge_token_cache_lookups_total\\{result="${result}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
-      return { miss: value('miss'), invalid: value('invalid') };
+      const entries = Number(/^edge_token_cache_entries (\d+)$/m.exec(text)?.[1]);
+      return { miss: value('miss'), invalid: value('invalid'), entries };
     };
     const before = await lookups();
     const [header, payload] = c.token.split('.');
@@ -138,6 +141,7 @@ describe('edge processes (main.ts, EDGE_PROCESSES=2)', () => {
     const after = await lookups();
     expect(after.invalid - before.invalid).toBe(3);
     expect(after.miss).toBe(before.miss);
+    expect(after.entries).toBe(before.entries); // a token that failed verification is not cached
   });
 
   it('/metrics counters never go down when a worker dies (Prometheus would count its whole total again)', async () => {

@@ -4,7 +4,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export interface MetricSources {
   ready(): boolean;
   inflightBytes(): number;
-  cache(): { hits: number; verified: number; invalid: number };
+  cache(): { hits: number; verified: number; invalid: number; size: number };
 }
 
 /**
@@ -97,6 +97,14 @@ export function createEdgeMetrics(sources: MetricSources) {
     registers: [registry],
     collect() {
       this.set(sources.inflightBytes());
+    },
+  });
+  new Gauge({
+    name: 'edge_token_cache_entries',
+    help: 'Verified tokens cached right now (each process holds at most TOKEN_CACHE_SIZE; /metrics sums the processes).',
+    registers: [registry],
+    collect() {
+      this.set(sources.cache().size);
     },
   });
   const ready = new Gauge({
