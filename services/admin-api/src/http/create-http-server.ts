@@ -5,6 +5,7 @@ import type { Deps } from '../deps';
 import type { AppRouter } from '../routers/app-router';
 import { createHttpContext } from './create-http-context';
 import { csrfRefusal } from './csrf';
+import { readiness } from './readiness';
 import { requestPathname } from './request-meta';
 import { createStaticHandler } from './static-files';
 
@@ -16,7 +17,7 @@ import { createStaticHandler } from './static-files';
  */
 const MAX_BATCH_SIZE = 10;
 
-/** The admin service's one HTTP server: /healthz, /trpc/*, and the built web UI for everything else. */
+/** The admin service's one HTTP server: /healthz, /readyz, /trpc/*, and the built web UI for everything else. */
 export function createHttpServer(deps: Deps, appRouter: AppRouter, { webDistDir }: { webDistDir: string }): Server {
   const { logger, config } = deps;
   const trpc = createHTTPHandler({
@@ -49,6 +50,13 @@ export function createHttpServer(deps: Deps, appRouter: AppRouter, { webDistDir 
     }
     if (pathname === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+      return;
+    }
+    if (pathname === '/readyz') {
+      req.resume();
+      void readiness(deps).then(({ status, body }) =>
+        res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body)),
+      );
       return;
     }
     if (pathname === '/trpc' || pathname.startsWith('/trpc/')) {
