@@ -1,9 +1,10 @@
+import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPeerCentral } from './helpers/peer-central';
 import { FAST_ENV, newStateDir, until } from './helpers/run-collector';
-import { runCli, startCli } from './helpers/spawn-cli';
+import { BIN, runCli, startCli } from './helpers/spawn-cli';
 import { startTargetPostgres, type TargetPostgres } from './helpers/target-postgres';
 
 let target: TargetPostgres;
@@ -184,7 +185,72 @@ describe('pga-collector CLI (package bin)', () => {
     expect(received[0]).toBe(inFlight);
     expect(new Set(received).size).toBe(received.length);
   });
+
+  it('stops when a supervisor SIGTERMs the wrapper that started it (npx → sh -c → node), not when started under init', async () => {
+    const { peer, env } = await peerWithCollector();
+    await using _peer = peer;
+    // The wrapper exits on SIGTERM without passing it on, as npx and its `sh -c` do.
+    const wrapped = startInShell(`"$0" "$1" & echo $!; wait`, env);
+    try {
+      await until('pushes from the wrapped agent', () => peer.state.pushes.length >= 1 && wrapped.pid());
+      process.kill(wrapped.shell.pid!, 'SIGTERM');
+      await until('the orphaned agent exited', () => !alive(wrapped.pid()!), 10_000);
+      await until('its stop logged', () => wrapped.stderr().includes('"msg":"stopping"'));
+      expect(wrapped.stderr()).toContain('parent process exited: stopping as on SIGTERM');
+    } finally {
+      wrapped.killAgent();
+    }
+
+    // Started by a shell that exits at once: the agent's parent is init (or a subreaper) from its
+    // start, as under systemd, and it runs on until it is signalled itself.
+    const detached = startInShell(`"$0" "$1" & echo $!`, env);
+    try {
+      const pid = await until('the agent pid', () => detached.pid());
+      const pushed = peer.state.pushes.length;
+      await until('pushes from the agent started under init', () => peer.state.pushes.length >= pushed + 2);
+      expect(alive(pid)).toBe(true);
+      process.kill(pid, 'SIGTERM');
+      await until('the agent exited on SIGTERM', () => !alive(pid), 10_000);
+      expect(detached.stderr()).not.toContain('parent process exited');
+    } finally {
+      detached.killAgent();
+    }
+  });
 });
+
+/** `sh -c script node bin` with the agent in the background; its PID is what the script echoes. */
+function startInShell(script: string, env: Record<string, string>) {
+  const shell = spawn('sh', ['-c', script, process.execPath, BIN], {
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  shell.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  shell.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const pid = () => {
+    const m = /^(\d+)\n/.exec(stdout);
+    return m ? Number(m[1]) : undefined;
+  };
+  return {
+    shell,
+    pid,
+    stderr: () => stderr,
+    killAgent: () => {
+      const p = pid();
+      if (p && alive(p)) process.kill(p, 'SIGKILL');
+    },
+  };
+}
+
+/** Running (a zombie left to a reaper that does not reap counts as exited). */
+function alive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
 
 function readSpool(stateDir: string): string[] {
   return readdirSync(path.join(stateDir, 'spool'))

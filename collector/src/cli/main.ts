@@ -11,6 +11,7 @@ import { createRuntime } from '../runtime';
 import { runCheck } from './check';
 import { HELP } from './help';
 import { createCollectorLogger } from './logger';
+import { whenOrphaned } from './when-orphaned';
 
 type Mode = 'run' | 'once' | 'dry-run' | 'check' | 'enroll' | 'help';
 
@@ -117,10 +118,17 @@ export async function main(argv: string[], env: Record<string, string | undefine
     'collector starting',
   );
   await agent.start();
+  let unwatch = () => {};
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
+    // The parent that started us went away without signalling us (e.g. a SIGTERM to npx): stop as on SIGTERM.
+    unwatch = whenOrphaned(() => {
+      logger.warn({ ppid: process.ppid }, 'parent process exited: stopping as on SIGTERM');
+      resolve();
+    });
   });
+  unwatch();
   logger.info('stopping');
   await agent.stop();
   return 0;

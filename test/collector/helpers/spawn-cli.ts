@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 
-const BIN = path.resolve(import.meta.dirname, '../../../collector/bin/pga-collector.js');
+export const BIN = path.resolve(import.meta.dirname, '../../../collector/bin/pga-collector.js');
 
 /** Runs the package bin to completion; never inherits the test's own environment beyond PATH/HOME. */
 export function runCli(
