@@ -27,7 +27,7 @@ export const CollectorEnvSchema = z.object({
   COLLECTOR_NAME: optionalString,
   /** Folder for the enrollment state file (0600) and, by default, the spool; default ~/.local/state/pganalytics-collector. */
   COLLECTOR_STATE_DIR: z.string().min(1).default(defaultStateDir()),
-  /** Spool folder; default <COLLECTOR_STATE_DIR>/spool. */
+  /** Spool folder; default <COLLECTOR_STATE_DIR>/spool/<collector id>. */
   COLLECTOR_SPOOL_DIR: optionalString,
   /** Spool bound in bytes (compressed snapshots); oldest dropped beyond it; default 256 MiB. */
   COLLECTOR_SPOOL_MAX_BYTES: int(256 * 1024 * 1024, 1024, 1024 ** 4),
@@ -59,4 +59,9 @@ export type CollectorEnv = z.infer<typeof CollectorEnvSchema>;
 export const readCollectorEnv = (env: Record<string, string | undefined> = process.env): CollectorEnv =>
   loadConfig(CollectorEnvSchema, env);
 
-export const spoolDirOf = (env: CollectorEnv): string => env.COLLECTOR_SPOOL_DIR ?? path.join(env.COLLECTOR_STATE_DIR, 'spool');
+/** `<state dir>/spool`: holds each collector's spool folder (and, from earlier versions, snapshots of any collector). */
+export const sharedSpoolDirOf = (env: CollectorEnv): string => path.join(env.COLLECTOR_STATE_DIR, 'spool');
+
+/** COLLECTOR_SPOOL_DIR, else a folder of the collector's own: agents sharing a state folder never share a spool. */
+export const spoolDirOf = (env: CollectorEnv, collectorId: string): string =>
+  env.COLLECTOR_SPOOL_DIR ?? path.join(sharedSpoolDirOf(env), collectorId);

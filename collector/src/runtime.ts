@@ -2,8 +2,9 @@ import type { Logger } from '@pga/logger';
 import { createAgent, type Agent } from './agent/agent';
 import { createTokenHolder, resolveCredentials, type TokenHolder } from './agent/credentials';
 import { createCentralClient, type CentralClient } from './central/central-client';
-import { spoolDirOf, type CollectorEnv } from './config';
+import { sharedSpoolDirOf, spoolDirOf, type CollectorEnv } from './config';
 import { createPusher, type Pusher } from './push/pusher';
+import { adoptLegacySpool } from './spool/adopt-legacy-spool';
 import { openSpool, type Spool } from './spool/spool';
 
 export interface Runtime {
@@ -30,8 +31,12 @@ export async function createRuntime(config: CollectorEnv, logger: Logger): Promi
     credentials: () => tokens.current(),
     timeoutMs: config.COLLECTOR_HTTP_TIMEOUT_MS,
   });
+  const spoolDir = spoolDirOf(config, tokens.current().collectorId);
+  if (credentials && !config.COLLECTOR_SPOOL_DIR) {
+    await adoptLegacySpool({ from: sharedSpoolDirOf(config), to: spoolDir, collectorId: credentials.collectorId, logger });
+  }
   const spool = await openSpool({
-    dir: spoolDirOf(config),
+    dir: spoolDir,
     maxBytes: config.COLLECTOR_SPOOL_MAX_BYTES,
     maxFiles: config.COLLECTOR_SPOOL_MAX_FILES,
     logger,

@@ -161,13 +161,13 @@ describe('pga-collector CLI (package bin)', () => {
     const first = startCli([], env);
     try {
       await until('a push in flight', () => peer.state.pushAttempts.length >= 1);
-      await until('a few snapshots spooled', () => readSpool(env.COLLECTOR_STATE_DIR).length >= 2);
+      await until('a few snapshots spooled', () => readSpool(env).length >= 2);
     } finally {
       first.kill('SIGKILL');
       await new Promise((r) => first.once('exit', r));
     }
     const inFlight = peer.state.pushAttempts[0]!.pushId;
-    const left = readSpool(env.COLLECTOR_STATE_DIR);
+    const left = readSpool(env);
     expect(left[0]).toContain(inFlight);
     peer.releaseHanging();
     peer.state.onPush = undefined;
@@ -252,8 +252,8 @@ function alive(pid: number): boolean {
   }
 }
 
-function readSpool(stateDir: string): string[] {
-  return readdirSync(path.join(stateDir, 'spool'))
+function readSpool(env: { COLLECTOR_STATE_DIR: string; COLLECTOR_ID: string }): string[] {
+  return readdirSync(path.join(env.COLLECTOR_STATE_DIR, 'spool', env.COLLECTOR_ID))
     .filter((n) => n.endsWith('.json.gz') && !n.startsWith('.tmp-'))
     .sort();
 }

@@ -2,7 +2,8 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SQL_MARKER } from '@pga/collector';
+import { pino } from 'pino';
+import { createRuntime, readCollectorEnv, SQL_MARKER } from '@pga/collector';
 import { startCentralStack, type CentralStack } from './helpers/central-stack';
 import { FAST_ENV, newStateDir, runCollector, sleep, until } from './helpers/run-collector';
 import { runCli, startCli } from './helpers/spawn-cli';
@@ -47,8 +48,22 @@ const edgeCount = async (series: string) => {
   );
 };
 const targetSessions = () => target.sql(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'pganalytics-collector'`);
-const spoolFiles = (stateDir: string) =>
-  readdirSync(path.join(stateDir, 'spool'))
+/** The collector's own spool folder under its state folder (the default). */
+const spoolOf = (stateDir: string, collectorId: string) => path.join(stateDir, 'spool', collectorId);
+/**
+ * One snapshot of collector `c` collected and spooled, not pushed (as when its agent's push failed);
+ * returns its push_id.
+ */
+const spoolOneSnapshot = async (c: { id: string; token: string }, over: Record<string, string>) => {
+  const config = readCollectorEnv({ ...FAST_ENV, ...envOf(c), ...over });
+  const { agent } = await createRuntime(config, pino({ level: 'silent' }));
+  await agent.pullConfig();
+  const snapshot = await agent.collect({ spool: true });
+  await agent.stop();
+  return snapshot.pushId;
+};
+const spoolFiles = (dir: string) =>
+  readdirSync(dir)
     .filter((n) => n.endsWith('.json.gz') && !n.startsWith('.tmp-'))
     .sort();
 
@@ -153,13 +168,13 @@ describe('collector → real ingest edge → writer → PostgreSQL', () => {
       await until('a snapshot stored', async () => (await stack.pushesStored(c.id)).length >= 1);
       // A frozen edge accepts the connection but never answers: the push is in flight.
       stack.pauseEdge();
-      await until('two snapshots waiting', () => spoolFiles(env.COLLECTOR_STATE_DIR).length >= 2);
+      await until('two snapshots waiting', () => spoolFiles(spoolOf(env.COLLECTOR_STATE_DIR, c.id)).length >= 2);
       await sleep(500);
     } finally {
       first.kill('SIGKILL');
       await new Promise((r) => first.once('exit', r));
-      inSpool = spoolFiles(env.COLLECTOR_STATE_DIR).map((name) =>
-        snapshotTimestamp(path.join(env.COLLECTOR_STATE_DIR, 'spool', name)),
+      inSpool = spoolFiles(spoolOf(env.COLLECTOR_STATE_DIR, c.id)).map((name) =>
+        snapshotTimestamp(path.join(spoolOf(env.COLLECTOR_STATE_DIR, c.id), name)),
       );
       stack.resumeEdge();
     }
@@ -342,7 +357,7 @@ describe('collector → real ingest edge → writer → PostgreSQL', () => {
     // What was spooled before the stop (a collection in flight when it came included) is still
     // pushed, by design: let it go and be stored, so the count below can only grow by what a wrongly
     // collecting agent would add.
-    await until('the spool pushed', () => spoolFiles(stateDir).length === 0);
+    await until('the spool pushed', () => spoolFiles(spoolOf(stateDir, c.id)).length === 0);
     let storedBefore = -1;
     let steady = 0;
     await until('stored pushes steady for 1 s', async () => {
@@ -363,5 +378,46 @@ describe('collector → real ingest edge → writer → PostgreSQL', () => {
     await using third = await runCollector(env);
     expect(third.runtime.agent.status().stoppedByCommand).toBe(false);
     await until('a snapshot spooled by the third start', () => third.spooled().length >= 1);
+  });
+
+  it('sets aside a snapshot of another collector found in its spool (403 COLLECTOR_MISMATCH) and pushes its own', async () => {
+    const [a, b] = [await stack.collector(targetOf(target)), await stack.collector(targetOf(target), { interval: 1 })];
+    // Two agents given one spool folder: A's unpushed snapshot is the oldest in B's spool.
+    const shared = path.join(newStateDir(), 'spool');
+    const theirs = await spoolOneSnapshot(a, { COLLECTOR_STATE_DIR: newStateDir(), COLLECTOR_SPOOL_DIR: shared });
+    await using collector = await runCollector({ ...envOf(b), COLLECTOR_SPOOL_DIR: shared });
+    // Before: B retried A's snapshot with back-off for ever and none of its own was pushed.
+    await until('two of its own snapshots stored', async () => (await stack.pushesStored(b.id)).length >= 2);
+    expect(readdirSync(path.join(shared, 'rejected')).some((n) => n.includes(theirs))).toBe(true);
+    const aside = collector.logs.filter((l) => l.level === 50 && String(l.msg).includes('set aside'));
+    expect(aside).toHaveLength(1);
+    expect(aside[0]).toMatchObject({
+      push_id: theirs,
+      reason: expect.stringMatching(/403 COLLECTOR_MISMATCH.*another collector/),
+    });
+    expect(await stack.pushesStored(a.id)).toHaveLength(0);
+  });
+
+  it('pushes the snapshots an earlier version left in the shared default spool folder, and leaves other collectors’ there', async () => {
+    const [a, b] = [await stack.collector(targetOf(target)), await stack.collector(targetOf(target), { interval: 1 })];
+    const stateDir = newStateDir();
+    // Earlier versions spooled every collector of a state folder into <state dir>/spool itself.
+    const legacy = path.join(stateDir, 'spool');
+    const own = await spoolOneSnapshot(b, { COLLECTOR_STATE_DIR: stateDir, COLLECTOR_SPOOL_DIR: legacy });
+    const theirs = await spoolOneSnapshot(a, { COLLECTOR_STATE_DIR: stateDir, COLLECTOR_SPOOL_DIR: legacy });
+    const ownTimestamp = snapshotTimestamp(
+      path.join(
+        legacy,
+        spoolFiles(legacy).find((n) => n.includes(own))!,
+      ),
+    );
+
+    await using collector = await runCollector({ ...envOf(b), COLLECTOR_STATE_DIR: stateDir });
+    await until('the earlier snapshot stored', async () => (await stack.pushesStored(b.id)).some((p) => p.ts === ownTimestamp));
+    expect(collector.logs.some((l) => l.level === 50)).toBe(false);
+    // A's snapshot waits where A's agent will look for it.
+    expect(spoolFiles(legacy)).toEqual([expect.stringContaining(theirs)]);
+    await until('its new snapshots in a folder of its own', () => collector.spooled().length >= 1);
+    expect(readdirSync(spoolOf(stateDir, b.id)).every((n) => !n.includes(theirs))).toBe(true);
   });
 });

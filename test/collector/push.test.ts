@@ -134,7 +134,7 @@ describe('collector ↔ central protocol peer', () => {
       expect(s.peer.state.pushAttempts.filter((a) => a.pushId === id)).toHaveLength(1);
       expect(s.peer.state.pushes.some((p) => p.pushId === id)).toBe(false);
     }
-    const aside = readdirSync(path.join(collector.stateDir, 'spool', 'rejected'));
+    const aside = readdirSync(path.join(collector.stateDir, 'spool', s.peer.collectorId, 'rejected'));
     expect(aside.map((n) => n.slice(13, 49)).sort()).toEqual([...rejected].sort());
     expect(collector.logs.filter((l) => l.level === 50 && String(l.msg).includes('set aside'))).toHaveLength(2);
   });

@@ -46,8 +46,9 @@ type Outcome =
 /**
  * Drains the spool oldest-first, one push at a time, at most `maxPerSecond`. Failure handling
  * (CONTRACT.md answers): network errors, timeouts and 5xx back off exponentially with jitter;
- * 429/503 wait for Retry-After; 400/413/415 can never succeed, so the snapshot is set aside with an
- * ERROR log; 401 refreshes the token once, then waits like any other failure (no tight loop);
+ * 429/503 wait for Retry-After; 400/413/415 and 403 COLLECTOR_MISMATCH (the snapshot names another
+ * collector) can never succeed, so the snapshot is set aside with an ERROR log; 401 refreshes the
+ * token once, then waits like any other failure (no tight loop);
  * 403 COLLECTOR_DISABLED pauses pushing (no back-off grows) until the agent sees it enabled again.
  */
 export function createPusher(o: PusherOptions): Pusher {
@@ -110,6 +111,16 @@ export function createPusher(o: PusherOptions): Pusher {
       paused = true;
       o.onDisabled?.();
       return { kind: 'paused', error };
+    }
+    if (res.status === 403 && res.code === 'COLLECTOR_MISMATCH') {
+      // The snapshot names another collector: no token of ours can ever push it. It came from an
+      // agent of that collector writing into the same spool folder (one COLLECTOR_SPOOL_DIR for two).
+      await o.spool.setAside(
+        entry,
+        `${error} (a snapshot of another collector: is this spool folder shared with another agent?)`,
+      );
+      stats.lastError = error;
+      return { kind: 'done' };
     }
     if (res.status === 400 || res.status === 413 || res.status === 415) {
       await o.spool.setAside(entry, error);

@@ -31,7 +31,8 @@ export interface Spool {
   stats(): SpoolStats;
 }
 
-const NAME = /^(\d{12})-([0-9a-f-]{36})\.json\.gz$/;
+/** A snapshot's file name: `<12-digit sequence>-<push_id>.json.gz`. */
+export const SPOOL_FILE_NAME = /^(\d{12})-([0-9a-f-]{36})\.json\.gz$/;
 const KEEP_REJECTED = 100;
 
 /**
@@ -55,7 +56,7 @@ export async function openSpool({
   const entries: SpoolEntry[] = [];
   let seq = 0;
   for (const name of (await fs.readdir(dir)).sort()) {
-    const m = NAME.exec(name);
+    const m = SPOOL_FILE_NAME.exec(name);
     if (!m) {
       if (name.startsWith('.tmp-')) await fs.rm(path.join(dir, name), { force: true });
       continue;
