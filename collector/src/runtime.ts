@@ -19,8 +19,11 @@ export interface Runtime {
 
 const NO_COLLECTOR = '00000000-0000-4000-8000-000000000000';
 
-/** Wires config → tokens → central client → spool → pusher → agent (used by the CLI and by tests). */
-export async function createRuntime(config: CollectorEnv, logger: Logger): Promise<Runtime> {
+/**
+ * Wires config → tokens → central client → spool → pusher → agent (used by the CLI and by tests).
+ * `dryRun`: nothing will be spooled, so nothing is created or moved on disk.
+ */
+export async function createRuntime(config: CollectorEnv, logger: Logger, { dryRun = false } = {}): Promise<Runtime> {
   const credentials = resolveCredentials(config, config.COLLECTOR_STATE_DIR);
   const tokens = createTokenHolder(credentials ?? { collectorId: NO_COLLECTOR, token: '' }, {
     stateDir: config.COLLECTOR_STATE_DIR,
@@ -32,7 +35,7 @@ export async function createRuntime(config: CollectorEnv, logger: Logger): Promi
     timeoutMs: config.COLLECTOR_HTTP_TIMEOUT_MS,
   });
   const spoolDir = spoolDirOf(config, tokens.current().collectorId);
-  if (credentials && !config.COLLECTOR_SPOOL_DIR) {
+  if (credentials && !config.COLLECTOR_SPOOL_DIR && !dryRun) {
     await adoptLegacySpool({ from: sharedSpoolDirOf(config), to: spoolDir, collectorId: credentials.collectorId, logger });
   }
   const spool = await openSpool({
@@ -40,6 +43,7 @@ export async function createRuntime(config: CollectorEnv, logger: Logger): Promi
     maxBytes: config.COLLECTOR_SPOOL_MAX_BYTES,
     maxFiles: config.COLLECTOR_SPOOL_MAX_FILES,
     logger,
+    create: !dryRun,
   });
   const pusher = createPusher({
     spool,

@@ -57,11 +57,12 @@ describe('pga-collector CLI (package bin)', () => {
     await target.pgbench(['-S', '-c', '1', '-t', '10']);
     await using peer = await startPeerCentral();
     peer.state.config = targetConfig(target);
+    const stateDir = newStateDir();
     const res = await runCli(['--dry-run'], {
       COLLECTOR_ID: peer.collectorId,
       COLLECTOR_JWT_TOKEN: await peer.issueToken(),
       CENTRAL_API_URL: peer.url,
-      COLLECTOR_STATE_DIR: newStateDir(),
+      COLLECTOR_STATE_DIR: stateDir,
     });
     expect(res.code, res.stderr).toBe(0);
     const envelope = JSON.parse(res.stdout);
@@ -73,12 +74,16 @@ describe('pga-collector CLI (package bin)', () => {
     for (const id of printed) expect(ids).toContain(id);
     expect(peer.state.pushAttempts).toHaveLength(0);
     expect(peer.state.configPulls).toBe(1);
+    // Nothing spooled, and no spool folder created either.
+    expect(readdirSync(stateDir)).toEqual([]);
   });
 
   it('--dry-run works without a central against TARGET_DATABASE_URL', async () => {
-    const res = await runCli(['--dry-run'], { TARGET_DATABASE_URL: target.url, COLLECTOR_STATE_DIR: newStateDir() });
+    const stateDir = newStateDir();
+    const res = await runCli(['--dry-run'], { TARGET_DATABASE_URL: target.url, COLLECTOR_STATE_DIR: stateDir });
     expect(res.code, res.stderr).toBe(0);
     expect(JSON.parse(res.stdout).metrics.length).toBeGreaterThan(5);
+    expect(readdirSync(stateDir)).toEqual([]);
   });
 
   it('--once collects, pushes and prints a summary', async () => {
@@ -115,6 +120,11 @@ describe('pga-collector CLI (package bin)', () => {
 
     const badToken = await runCli(['--check'], { ...env, COLLECTOR_JWT_TOKEN: 'not.a.token' });
     expect(badToken.stdout).toMatch(/check failed at stage "central-auth"/);
+
+    const badConfig = await runCli(['--check'], { ...env, COLLECTOR_HTTP_TIMEOUT_MS: 'soon' });
+    expect(badConfig.code).toBe(1);
+    expect(badConfig.stdout).toBe('✗ config: invalid environment\n');
+    expect(badConfig.stderr).toMatch(/^pga-collector: invalid environment: COLLECTOR_HTTP_TIMEOUT_MS/);
 
     const down = await runCli(['--check'], { ...env, CENTRAL_API_URL: 'http://127.0.0.1:9' });
     expect(down.code).toBe(1);

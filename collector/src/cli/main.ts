@@ -77,7 +77,7 @@ export async function main(argv: string[], env: Record<string, string | undefine
     console.log(failed ? `check failed at stage "${failed.stage}"` : 'check passed');
     return result.ok ? 0 : 1;
   }
-  const { agent, pusher, spool, tokens: holder, enrolled } = await createRuntime(config, logger);
+  const { agent, pusher, spool, tokens: holder, enrolled } = await createRuntime(config, logger, { dryRun: mode === 'dry-run' });
   // --dry-run without credentials still works against TARGET_DATABASE_URL: nothing is sent anyway.
   if (!enrolled && (mode !== 'dry-run' || !config.TARGET_DATABASE_URL)) {
     console.error('pga-collector: set COLLECTOR_ID and COLLECTOR_JWT_TOKEN, or run --enroll with REGISTRATION_SECRET first');

@@ -46,19 +46,23 @@ export async function openSpool({
   maxBytes,
   maxFiles,
   logger,
+  create = true,
 }: {
   dir: string;
   maxBytes: number;
   maxFiles: number;
   logger: Logger;
+  /** false: leave the disk as it is (`--dry-run` spools nothing): a missing folder is an empty spool. */
+  create?: boolean;
 }): Promise<Spool> {
-  mkdirSync(path.join(dir, 'rejected'), { recursive: true, mode: 0o700 });
+  if (create) mkdirSync(path.join(dir, 'rejected'), { recursive: true, mode: 0o700 });
   const entries: SpoolEntry[] = [];
   let seq = 0;
-  for (const name of (await fs.readdir(dir)).sort()) {
+  const names = create ? await fs.readdir(dir) : await fs.readdir(dir).catch(() => [] as string[]);
+  for (const name of names.sort()) {
     const m = SPOOL_FILE_NAME.exec(name);
     if (!m) {
-      if (name.startsWith('.tmp-')) await fs.rm(path.join(dir, name), { force: true });
+      if (create && name.startsWith('.tmp-')) await fs.rm(path.join(dir, name), { force: true });
       continue;
     }
     const { size } = await fs.stat(path.join(dir, name));

@@ -12,7 +12,7 @@ const CLAIM_SECRET_SQL = `
   RETURNING id, name, group_id, environment`;
 
 // Enrolled collectors know only their name and host; the target (this host's PostgreSQL, an
-// empty password) is a placeholder the admin completes in the UI. Status stays `pending` until
+// empty password) is a placeholder the admin completes (collectors.update). Status stays `pending` until
 // the first push (CONTRACT.md).
 const INSERT_COLLECTOR_SQL = `
   INSERT INTO collectors (id, name, type, environment, group_id, host, port, database, username, password_encrypted,
