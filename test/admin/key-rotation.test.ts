@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
+import { createSecretBox } from '@pga/crypto';
 import { createLogger } from '@pga/logger';
 import { createAdminService, createCallerFactory, appRouter, readAdminConfig } from '@pga/admin-api';
 import { testEnv } from '../helpers';
@@ -58,5 +59,31 @@ describe('ENCRYPTION_KEY rotation', () => {
     } finally {
       await rotated.close();
     }
+  });
+
+  it('rotates away from a single key written without an id: it is k1, and k2:<new>,k1:<old> reads what it stored', () => {
+    const oldKey = randomBytes(32).toString('base64');
+    const newKey = randomBytes(32).toString('base64');
+    const stored = createSecretBox(oldKey).encrypt('stored-under-plain-key', 'collector-1');
+    expect(stored).toMatch(/^v1\.k1\./);
+    const rotated = createSecretBox(`k2:${newKey},k1:${oldKey}`);
+    expect(rotated.decrypt(stored, 'collector-1')).toBe('stored-under-plain-key');
+    expect(rotated.encrypt('new', 'collector-1')).toMatch(/^v1\.k2\./);
+  });
+
+  it('refuses a list with a key without an id, or one id twice, showing the rotation form (either used to break every stored secret)', () => {
+    const [k1, k2] = [randomBytes(32).toString('base64'), randomBytes(32).toString('base64')];
+    const rotationForm =
+      'ENCRYPTION_KEY: give every key an id when listing several, e.g. k2:<new key>,k1:<old key> (a single key without an id is k1)';
+    // `new:K2,K1` named the old key "k2"; `K2,K1` named the new key "k1"; `k2:K2,K1` had two keys "k2"
+    for (const spec of [`new:${k2},${k1}`, `${k2},${k1}`, `k2:${k2},${k1}`, `${k2},k1:${k1}`])
+      expect(() => createSecretBox(spec)).toThrow(rotationForm);
+    expect(() => createSecretBox(`k1:${k2},k1:${k1}`)).toThrow(
+      'ENCRYPTION_KEY: key id "k1" is given twice: give every key an id of its own, e.g. k2:<new key>,k1:<old key> (a single key without an id is k1)',
+    );
+    // the forms README.md shows
+    expect(createSecretBox(k1).activeKeyId).toBe('k1');
+    expect(createSecretBox(`k1:${k1}`).activeKeyId).toBe('k1');
+    expect(createSecretBox(`k2:${k2}, k1:${k1}`).activeKeyId).toBe('k2');
   });
 });

@@ -21,26 +21,38 @@ const TAG_BYTES = 16;
 
 /**
  * Parses `ENCRYPTION_KEY`: either one base64 key of 32 bytes (key id "k1"), or a ring
- * `id1:base64key,id2:base64key` whose first entry is the active key.
+ * `id1:base64key,id2:base64key` whose first entry is the active key. In a ring every key has an id
+ * of its own: a key without one used to get `k<position>`, so `new:K2,K1` or `K2,K1` (rotating away
+ * from a plain key) left no key named "k1" for the stored values, or another key under that name.
+ * Throws one line starting `ENCRYPTION_KEY: `.
  */
 export function parseKeyring(spec: string): { keyring: Keyring; activeKeyId: string } {
-  const entries = spec
+  const read = readKeyring(spec);
+  if (typeof read === 'string') throw new Error(`ENCRYPTION_KEY: ${read}`);
+  return read;
+}
+
+const ROTATION_FORM = 'e.g. k2:<new key>,k1:<old key> (a single key without an id is k1)';
+
+function readKeyring(spec: string): { keyring: Keyring; activeKeyId: string } | string {
+  const parts = spec
     .split(',')
     .map((s) => s.trim())
-    .filter(Boolean)
-    .map((entry, i) => {
-      const colon = entry.indexOf(':');
-      const [id, b64] = colon === -1 ? [`k${i + 1}`, entry] : [entry.slice(0, colon), entry.slice(colon + 1)];
-      if (!/^[A-Za-z0-9_-]{1,32}$/.test(id))
-        throw new Error(`ENCRYPTION_KEY: key id "${id}" must be 1-32 letters, digits, _ or -`);
-      const key = Buffer.from(b64, 'base64');
-      if (key.length !== 32)
-        throw new Error(`ENCRYPTION_KEY: key "${id}" must be 32 bytes base64-encoded (got ${key.length} bytes)`);
-      return [id, key] as const;
-    });
-  const first = entries[0];
-  if (!first) throw new Error('ENCRYPTION_KEY: no key given');
-  return { keyring: new Map(entries), activeKeyId: first[0] };
+    .filter(Boolean);
+  if (parts.length === 0) return 'no key given';
+  if (parts.length > 1 && parts.some((part) => !part.includes(':')))
+    return `give every key an id when listing several, ${ROTATION_FORM}`;
+  const keyring = new Map<string, Buffer>();
+  for (const part of parts) {
+    const colon = part.indexOf(':');
+    const id = colon === -1 ? 'k1' : part.slice(0, colon);
+    if (!/^[A-Za-z0-9_-]{1,32}$/.test(id)) return `key id "${id}" must be 1-32 letters, digits, _ or -`;
+    if (keyring.has(id)) return `key id "${id}" is given twice: give every key an id of its own, ${ROTATION_FORM}`;
+    const key = Buffer.from(part.slice(colon + 1), 'base64');
+    if (key.length !== 32) return `key "${id}" must be 32 bytes base64-encoded (got ${key.length} bytes)`;
+    keyring.set(id, key);
+  }
+  return { keyring, activeKeyId: [...keyring.keys()][0]! };
 }
 
 export function createSecretBox(spec: string): SecretBox {
