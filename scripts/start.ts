@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { configOrExit, loadConfig, port, portAvailable, postgresUrl, url } from '@pga/config';
+import { configOrExit, encryptionSchema, loadConfig, port, portAvailable, postgresUrl, url } from '@pga/config';
 import { createLogger } from '@pga/logger';
 import { migrateDatabase } from '@pga/db';
 import { startPostgres, startRedis, freePort, waitForProcesses, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
@@ -32,6 +32,8 @@ const StartConfigSchema = z.object({
   DATA_DIR: z.string().default(path.join(root, '.data')),
   ADMIN_USERNAME: z.string().min(1).default('admin'),
   ADMIN_PASSWORD: z.string().min(12, 'must be at least 12 characters').optional(),
+  /** The services' keyring, checked before anything starts; default generated, kept in secrets.json. */
+  ENCRYPTION_KEY: encryptionSchema.shape.ENCRYPTION_KEY.optional(),
   LOG_LEVEL: z.string().default('info'),
 });
 
@@ -229,7 +231,7 @@ try {
     DATABASE_URL: databaseUrl,
     REDIS_URL: redisUrl,
     JWT_SECRET: process.env.JWT_SECRET ?? secrets.JWT_SECRET,
-    ENCRYPTION_KEY: process.env.ENCRYPTION_KEY ?? secrets.ENCRYPTION_KEY,
+    ENCRYPTION_KEY: config.ENCRYPTION_KEY ?? secrets.ENCRYPTION_KEY,
     INGEST_PORT: String(config.INGEST_PORT),
     INGEST_HOST: '127.0.0.1',
     ADMIN_PORT: String(config.ADMIN_PORT),

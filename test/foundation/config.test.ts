@@ -8,6 +8,7 @@ import { ConfigError, int, loadConfig, portAvailable } from '@pga/config';
 import { poolConfigFromUrl } from '@pga/db';
 import { readEdgeConfig } from '../../services/ingest-edge/src/config';
 import { readWriterConfig } from '../../services/writer/src/config';
+import { readAdminConfig } from '../../services/admin-api/src/config';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const goodEnv = {
@@ -164,6 +165,46 @@ describe('process configuration', () => {
     const lines = res.stderr.trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^ingest-edge: invalid environment: INGEST_PORT: expected a port 0-65535/);
+  });
+});
+
+describe('ENCRYPTION_KEY at start-up', () => {
+  const runMain = (service: string, env: Record<string, string>) =>
+    spawnSync(path.join(root, 'node_modules/.bin/tsx'), [path.join(root, `services/${service}/src/main.ts`)], {
+      env: { PATH: process.env.PATH, ...goodEnv, ...env },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+
+  it('is checked by the config schema with the parser the services use, in one line (a plain key is not called "k1")', () => {
+    const config = (key: string) => readAdminConfig({ ...goodEnv, ENCRYPTION_KEY: key });
+    const prefix = 'invalid environment: ENCRYPTION_KEY: ';
+    expect(() => config('abc')).toThrowError(
+      `${prefix}the key must be 32 bytes base64-encoded (it decodes to 2 bytes) (got "[redacted]")`,
+    );
+    expect(() => config(Buffer.alloc(16, 1).toString('base64'))).toThrowError(
+      /^invalid environment: ENCRYPTION_KEY: the key must be 32 bytes base64-encoded \(it decodes to 16 bytes\)/,
+    );
+    expect(() => config('k1:abc')).toThrowError(
+      `${prefix}key "k1" must be 32 bytes base64-encoded (it decodes to 2 bytes) (got "[redacted]")`,
+    );
+    expect(() =>
+      readEdgeConfig({ ...goodEnv, ENCRYPTION_KEY: `${goodEnv.ENCRYPTION_KEY},${goodEnv.ENCRYPTION_KEY}` }),
+    ).toThrowError(
+      `${prefix}give every key an id when listing several, e.g. k2:<new key>,k1:<old key> (a single key without an id is k1) (got "[redacted]")`,
+    );
+    expect(() => config('')).toThrowError(`${prefix}must be set (base64 of 32 random bytes) (got "[redacted]")`);
+    expect(config(`k2:${goodEnv.ENCRYPTION_KEY},k1:${goodEnv.ENCRYPTION_KEY}`).ENCRYPTION_KEY).toContain('k2:');
+  });
+
+  it('a bad key stops the admin service and the edge with one line, not a stack', () => {
+    for (const service of ['admin-api', 'ingest-edge']) {
+      const res = runMain(service, { ENCRYPTION_KEY: 'k1:abc', ADMIN_PORT: '0', INGEST_PORT: '0', EDGE_PROCESSES: '1' });
+      expect(res.status, res.stderr).toBe(1);
+      expect(res.stderr.trim()).toBe(
+        `${service}: invalid environment: ENCRYPTION_KEY: key "k1" must be 32 bytes base64-encoded (it decodes to 2 bytes) (got "[redacted]")`,
+      );
+    }
   });
 });
 

@@ -182,4 +182,16 @@ describe('npm start (README.md)', () => {
     expect(serverPids(s.output())).toEqual([]);
     expect(await answers(Number(p.ADMIN_PORT), '/healthz')).toBe(0);
   }, 180_000);
+
+  it('refuses a bad ENCRYPTION_KEY in one line before starting anything (the services used to crash on it after PostgreSQL, Redis and the build)', async () => {
+    const s = npmStart({ ...(await ports()), DATA_DIR: dataDir('bad-key'), ENCRYPTION_KEY: 'abc' });
+    reap(s);
+    const code = await Promise.race([s.exited, sleep(120_000).then(() => 'still running' as const)]);
+    expect(code, s.output()).toBe(1);
+    const lines = s.output().trim().split('\n');
+    expect(lines.at(-1)).toBe(
+      'start: invalid environment: ENCRYPTION_KEY: the key must be 32 bytes base64-encoded (it decodes to 2 bytes) (got "[redacted]")',
+    );
+    expect(serverPids(s.output())).toEqual([]);
+  }, 180_000);
 });

@@ -1,5 +1,6 @@
 import { accessSync, constants } from 'node:fs';
 import { z } from 'zod';
+import { keyringProblem } from '@pga/crypto';
 
 /**
  * `NAME=` (set but empty, as a compose file or a shell script with an unset variable writes it)
@@ -123,7 +124,16 @@ export const jwtSchema = z.object({
   JWT_AUDIENCE: z.string().min(1).default('pganalytics-collectors'),
 });
 
-/** AES-256-GCM keyring for target passwords: base64 32-byte key, or `id:key,id:key` (first is active). */
+/**
+ * AES-256-GCM keyring for target passwords: base64 32-byte key, or `id:key,id:key` (first is active).
+ * Checked here by the parser the services use (`@pga/crypto`), so a bad key stops start-up with one line.
+ */
 export const encryptionSchema = z.object({
-  ENCRYPTION_KEY: z.string().min(1, 'must be set (base64 of 32 random bytes)'),
+  ENCRYPTION_KEY: z
+    .string()
+    .min(1, { message: 'must be set (base64 of 32 random bytes)', abort: true })
+    .superRefine((value, ctx) => {
+      const problem = keyringProblem(value);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
 });

@@ -1,2 +1,2 @@
-export { createSecretBox, parseKeyring, type SecretBox, type Keyring } from './secret-box';
+export { createSecretBox, parseKeyring, keyringProblem, type SecretBox, type Keyring } from './secret-box';
 export { sha256Hex, randomSecret, hashSecret, verifySecret } from './hashing';

@@ -24,7 +24,7 @@ const TAG_BYTES = 16;
  * `id1:base64key,id2:base64key` whose first entry is the active key. In a ring every key has an id
  * of its own: a key without one used to get `k<position>`, so `new:K2,K1` or `K2,K1` (rotating away
  * from a plain key) left no key named "k1" for the stored values, or another key under that name.
- * Throws one line starting `ENCRYPTION_KEY: `.
+ * Throws one line starting `ENCRYPTION_KEY: ` (the config schemas check it first: `keyringProblem`).
  */
 export function parseKeyring(spec: string): { keyring: Keyring; activeKeyId: string } {
   const read = readKeyring(spec);
@@ -33,6 +33,12 @@ export function parseKeyring(spec: string): { keyring: Keyring; activeKeyId: str
 }
 
 const ROTATION_FORM = 'e.g. k2:<new key>,k1:<old key> (a single key without an id is k1)';
+
+/** Why `spec` is not a valid `ENCRYPTION_KEY` (without the variable's name), or undefined when it is. */
+export function keyringProblem(spec: string): string | undefined {
+  const read = readKeyring(spec);
+  return typeof read === 'string' ? read : undefined;
+}
 
 function readKeyring(spec: string): { keyring: Keyring; activeKeyId: string } | string {
   const parts = spec
@@ -49,7 +55,9 @@ function readKeyring(spec: string): { keyring: Keyring; activeKeyId: string } | 
     if (!/^[A-Za-z0-9_-]{1,32}$/.test(id)) return `key id "${id}" must be 1-32 letters, digits, _ or -`;
     if (keyring.has(id)) return `key id "${id}" is given twice: give every key an id of its own, ${ROTATION_FORM}`;
     const key = Buffer.from(part.slice(colon + 1), 'base64');
-    if (key.length !== 32) return `key "${id}" must be 32 bytes base64-encoded (got ${key.length} bytes)`;
+    // A plain key is not named: "k1" is no name its owner wrote.
+    const which = colon === -1 ? 'the key' : `key "${id}"`;
+    if (key.length !== 32) return `${which} must be 32 bytes base64-encoded (it decodes to ${key.length} bytes)`;
     keyring.set(id, key);
   }
   return { keyring, activeKeyId: [...keyring.keys()][0]! };
