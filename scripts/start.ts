@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { configOrExit, encryptionSchema, loadConfig, port, portAvailable, postgresUrl, url } from '@pga/config';
+import { configOrExit, encryptionSchema, loadConfig, logLevel, port, portAvailable, postgresUrl, url } from '@pga/config';
 import { createLogger } from '@pga/logger';
 import { migrateDatabase } from '@pga/db';
 import { startPostgres, startRedis, freePort, waitForProcesses, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
@@ -34,7 +34,8 @@ const StartConfigSchema = z.object({
   ADMIN_PASSWORD: z.string().min(12, 'must be at least 12 characters').optional(),
   /** The services' keyring, checked before anything starts; default generated, kept in secrets.json. */
   ENCRYPTION_KEY: encryptionSchema.shape.ENCRYPTION_KEY.optional(),
-  LOG_LEVEL: z.string().default('info'),
+  /** pino level of this script and the services; default info. */
+  LOG_LEVEL: logLevel,
 });
 
 const config = configOrExit('start', () => loadConfig(StartConfigSchema));

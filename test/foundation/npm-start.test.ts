@@ -194,4 +194,15 @@ describe('npm start (README.md)', () => {
     );
     expect(serverPids(s.output())).toEqual([]);
   }, 180_000);
+
+  it('refuses an unknown LOG_LEVEL in one line, as the services do (it crashed with a pino stack)', async () => {
+    const s = npmStart({ ...(await ports()), DATA_DIR: dataDir('bad-level'), LOG_LEVEL: 'verbose' });
+    reap(s);
+    const code = await Promise.race([s.exited, sleep(120_000).then(() => 'still running' as const)]);
+    expect(code, s.output()).toBe(1);
+    expect(s.output().trim().split('\n').at(-1)).toBe(
+      'start: invalid environment: LOG_LEVEL: expected one of fatal, error, warn, info, debug, trace, silent (got "verbose")',
+    );
+    expect(s.output()).not.toContain('custom levels');
+  }, 180_000);
 });
