@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { configOrExit, encryptionSchema, loadConfig, logLevel, port, portAvailable, postgresUrl, url } from '@pga/config';
@@ -161,6 +161,12 @@ function startService(name: string, nodeArgs: string[], env: Record<string, stri
   return child;
 }
 
+/** Refuses to start, before anything was started: one line, exit 1. */
+function refuse(message: string): never {
+  console.error(`start: ${message}`);
+  process.exit(1);
+}
+
 /**
  * The ports we are told to serve on, checked before anything starts. A port in use is refused with
  * its name: the edge listens with SO_REUSEPORT (its processes share the port), so on a port another
@@ -170,19 +176,45 @@ function startService(name: string, nodeArgs: string[], env: Record<string, stri
 async function assertPortsFree(ports: Record<string, number>): Promise<void> {
   const taken: string[] = [];
   for (const [name, port] of Object.entries(ports)) if (!(await portAvailable('127.0.0.1', port))) taken.push(`${name} ${port}`);
-  if (taken.length)
-    throw new Error(
+  if (taken.length) {
+    // A second install needs a data folder of its own too: on this one's, its PostgreSQL already runs.
+    const example = Object.entries(ports).map(([name, port]) => `${name}=${port + 1}`);
+    refuse(
       `port in use on 127.0.0.1: ${taken.join(', ')} (another pgAnalytics Central, or another program). ` +
-        'Stop it, or choose other ports, e.g. INGEST_PORT=8081 ADMIN_PORT=3001 WRITER_PORT=9092 npm start',
+        `Stop it, or start this one with a data folder and ports of its own, e.g. DATA_DIR=${config.DATA_DIR}-2 ${example.join(' ')} npm start`,
     );
+  }
+}
+
+/**
+ * One `npm start` per DATA_DIR while it runs a local PostgreSQL or Redis there: a second one took
+ * the first one's PostgreSQL port for "another program's", then failed on its postmaster.pid. The
+ * claim is `start.pid` in DATA_DIR, ignored once its process is gone (or is no start script).
+ */
+function claimDataDir(dir: string): void {
+  const file = path.join(dir, 'start.pid');
+  const holder = existsSync(file) ? Number(readFileSync(file, 'utf8').trim()) : NaN;
+  let holderIsStart = false;
+  try {
+    holderIsStart = holder !== process.pid && readFileSync(`/proc/${holder}/cmdline`, 'utf8').includes('start.ts');
+  } catch {
+    // gone: the claim is stale
+  }
+  if (holderIsStart)
+    refuse(`another npm start is running with DATA_DIR ${dir} (pid ${holder}): stop it, or start this one with another DATA_DIR`);
+  writeFileSync(file, `${process.pid}\n`);
+  process.on('exit', () => {
+    if (existsSync(file) && Number(readFileSync(file, 'utf8').trim()) === process.pid) rmSync(file);
+  });
 }
 
 try {
   const ownPorts = { ADMIN_PORT: config.ADMIN_PORT, INGEST_PORT: config.INGEST_PORT, WRITER_PORT: config.WRITER_PORT };
+  mkdirSync(config.DATA_DIR, { recursive: true });
+  if (!config.DATABASE_URL || !config.REDIS_URL) claimDataDir(config.DATA_DIR);
   await assertPortsFree(ownPorts);
   /** Never handed to the local PostgreSQL or Redis. */
   const servicePorts = Object.values(ownPorts);
-  mkdirSync(config.DATA_DIR, { recursive: true });
   const secrets = localSecrets(config.DATA_DIR);
 
   let databaseUrl = config.DATABASE_URL;

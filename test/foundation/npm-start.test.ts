@@ -172,11 +172,19 @@ describe('npm start (README.md)', () => {
     expect(other, 'the stand-in listener').toBeTruthy();
     cleanup.push(() => other && uWS.us_listen_socket_close(other));
 
-    const s = npmStart({ ...p, DATA_DIR: dataDir('taken') });
+    const dir = dataDir('taken');
+    const s = npmStart({ ...p, DATA_DIR: dir });
     reap(s);
     const code = await Promise.race([s.exited, sleep(120_000).then(() => 'still running' as const)]);
     expect(code, s.output()).toBe(1);
-    expect(s.output()).toContain(`INGEST_PORT ${p.INGEST_PORT}`);
+    // One line (it was a JSON error log with a stack, then "stopping…" and "stopped"), suggesting a
+    // data folder of its own: on this one's, the running install's PostgreSQL holds the data.
+    expect(s.output().trim().split('\n').at(-1)).toBe(
+      `start: port in use on 127.0.0.1: INGEST_PORT ${p.INGEST_PORT} (another pgAnalytics Central, or another program). ` +
+        `Stop it, or start this one with a data folder and ports of its own, e.g. DATA_DIR=${dir}-2 ` +
+        `ADMIN_PORT=${Number(p.ADMIN_PORT) + 1} INGEST_PORT=${Number(p.INGEST_PORT) + 1} WRITER_PORT=${Number(p.WRITER_PORT) + 1} npm start`,
+    );
+    expect(s.output()).not.toContain('stopping');
     expect(s.output()).not.toContain('pgAnalytics Central is running');
     // Nothing was started: no PostgreSQL or Redis, no service on the other ports.
     expect(serverPids(s.output())).toEqual([]);
@@ -205,4 +213,29 @@ describe('npm start (README.md)', () => {
     );
     expect(s.output()).not.toContain('custom levels');
   }, 180_000);
+
+  it('refuses a second npm start on the same DATA_DIR in one line, and leaves the first running', async () => {
+    const dir = dataDir('second');
+    const first = await running(dir);
+    const p = await ports();
+    const second = npmStart({ ...p, DATA_DIR: dir });
+    reap(second);
+    const code = await Promise.race([second.exited, sleep(120_000).then(() => 'still running' as const)]);
+    expect(code, second.output()).toBe(1);
+    // It used to take the first one's PostgreSQL for "another program" on its port, then fail on postmaster.pid.
+    const last = second.output().trim().split('\n').at(-1);
+    expect(last).toMatch(
+      /^start: another npm start is running with DATA_DIR \S+ \(pid \d+\): stop it, or start this one with another DATA_DIR$/,
+    );
+    expect(last).toContain(`DATA_DIR ${dir} (pid`);
+    expect(second.output()).not.toContain('in use by another program');
+    expect(serverPids(second.output())).toEqual([]);
+    expect(await answers(Number(p.ADMIN_PORT), '/healthz')).toBe(0);
+    expect(first.npm.exitCode, 'the first start still runs').toBeNull();
+    expect(first.output()).not.toContain('stopping');
+    await stop(first);
+    // Stopped, the folder is free again.
+    const third = await running(dir);
+    await stop(third);
+  }, 400_000);
 });
