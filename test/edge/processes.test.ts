@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { ERROR_HTTP_STATUS } from '@pga/contracts';
 import { revokeCollectorTokens } from '@pga/db';
 import { answeringPid, freePort, freshGet, processTree, readProc, startRedis, type RedisHandle } from '@pga/local-stack';
 import { publishCollectorChange } from '@pga/redis-keys';
@@ -44,6 +45,17 @@ describe('edge processes (main.ts, EDGE_PROCESSES=2)', () => {
       if (pids.size < 2) await new Promise((r) => setTimeout(r, 50));
     }
     expect(pids.size).toBe(2);
+  });
+
+  it('/metrics of a fresh edge has edge_rejections_total for every error code at 0, summed over the processes (an alert on the first 503 needs the series before it)', async () => {
+    let text = '';
+    await waitUntil(
+      async () => /^edge_processes 2$/m.test((text = (await freshRequest(cluster.port, 'GET', '/metrics')).body)),
+      10_000,
+      'both processes in the sum',
+    );
+    for (const reason of Object.keys(ERROR_HTTP_STATUS))
+      expect(text).toMatch(new RegExp(`^edge_rejections_total\\{reason="${reason}"\\} 0$`, 'm'));
   });
 
   it('an edge started on the port another edge holds stops with an error instead of joining it', async () => {

@@ -84,6 +84,15 @@ describe('writer: operations', () => {
     expect((await fetch(`${h.url}/nope`)).status).toBe(404);
   });
 
+  it('a fresh writer exports writer_maintenance_runs_total for every job and outcome, failed at 0 (an alert on the first failure needs the series before it)', async () => {
+    await using h = await startWriterHarness(db.url);
+    const text = await (await fetch(`${h.url}/metrics`)).text();
+    for (const job of ['partitions', 'sweep', 'rollup']) {
+      expect(text).toMatch(new RegExp(`^writer_maintenance_runs_total\\{job="${job}",outcome="failed"\\} 0$`, 'm'));
+      expect(text).toMatch(new RegExp(`^writer_maintenance_runs_total\\{job="${job}",outcome="ok"\\} \\d+$`, 'm'));
+    }
+  });
+
   it('records COPY duration and batch rows only for batches that ran a COPY (not for a redelivery stored before)', async () => {
     await using h = await startWriterHarness(db.url);
     const metric = async (name: string) =>

@@ -148,6 +148,10 @@ export function createMaintenance(o: MaintenanceOptions) {
     sweep,
     rollup,
   };
+  // Every series at 0 from the start: an alert on increase(…{outcome="failed"}) missed the first
+  // failure, the series appearing with it (no change from "absent" to 1).
+  for (const job of Object.keys(handlers))
+    for (const outcome of ['ok', 'failed']) o.metrics.maintenanceRuns.inc({ job, outcome }, 0);
 
   const worker = new Worker(
     o.queueName,

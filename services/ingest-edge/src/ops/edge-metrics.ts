@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { ERROR_HTTP_STATUS, type ErrorCode } from '@pga/contracts';
 
 /** Prometheus metrics of one edge process (issue 4 §4); main.ts aggregates them across processes. */
 export interface MetricSources {
@@ -60,6 +61,9 @@ export function createEdgeMetrics(sources: MetricSources) {
     labelNames: ['reason'] as const,
     registers: [registry],
   });
+  // Every code at 0 from the start: an alert on rate(…{reason="UNAVAILABLE"}) missed the first 503s,
+  // the series appearing with them. (/metrics sums the processes' series, zeros included.)
+  for (const reason of Object.keys(ERROR_HTTP_STATUS) as ErrorCode[]) rejections.inc({ reason }, 0);
   const enqueueLatency = new Histogram({
     name: 'edge_enqueue_latency_seconds',
     help: 'Time from a push being ready to Redis confirming its job (includes the packing window).',
