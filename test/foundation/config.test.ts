@@ -168,6 +168,29 @@ describe('process configuration', () => {
   });
 });
 
+describe('MAX_BODY_BYTES, read by the edge and (as a fallback) by the admin service', () => {
+  const MiB = 1024 * 1024;
+  const adminCap = (env: Record<string, string>) => readAdminConfig({ ...goodEnv, ...env }).ADMIN_MAX_BODY_BYTES;
+
+  it("an edge cap above the admin service's 512 MiB no longer stops it (npm start gives every service one environment)", () => {
+    expect(readEdgeConfig({ ...goodEnv, MAX_BODY_BYTES: String(1024 * MiB) }).MAX_BODY_BYTES).toBe(1024 * MiB);
+    expect(adminCap({ MAX_BODY_BYTES: String(1024 * MiB) })).toBe(512 * MiB);
+  });
+
+  it('ADMIN_MAX_BODY_BYTES sets the bulk-import limit alone; unset, MAX_BODY_BYTES does as before, and then 32 MiB', () => {
+    expect(adminCap({})).toBe(32 * MiB);
+    expect(adminCap({ MAX_BODY_BYTES: String(2 * MiB) })).toBe(2 * MiB);
+    expect(adminCap({ MAX_BODY_BYTES: String(256 * MiB), ADMIN_MAX_BODY_BYTES: String(MiB) })).toBe(MiB);
+    expect(adminCap({ ADMIN_MAX_BODY_BYTES: '', MAX_BODY_BYTES: '' })).toBe(32 * MiB);
+    expect(() => adminCap({ ADMIN_MAX_BODY_BYTES: String(513 * MiB) })).toThrowError(
+      /^invalid environment: ADMIN_MAX_BODY_BYTES: expected at most 536870912/,
+    );
+    expect(() => adminCap({ MAX_BODY_BYTES: '100' })).toThrowError(
+      /^invalid environment: MAX_BODY_BYTES: expected at least 1024/,
+    );
+  });
+});
+
 describe('ENCRYPTION_KEY at start-up', () => {
   const runMain = (service: string, env: Record<string, string>) =>
     spawnSync(path.join(root, 'node_modules/.bin/tsx'), [path.join(root, `services/${service}/src/main.ts`)], {

@@ -98,6 +98,14 @@ export const int = (fallback: number, min: number, max: number) =>
       .default(Math.min(max, Math.max(min, fallback))),
   );
 
+/** A whole number within bounds, or undefined when unset or empty (the caller picks a fallback). */
+export const optionalInt = (min: number, max: number) =>
+  emptyIsUnset(
+    decimal('expected a whole number')
+      .pipe(z.number().min(min, `expected at least ${min}`).max(max, `expected at most ${max}`))
+      .optional(),
+  );
+
 export const logLevel = z
   .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
     message: 'expected one of fatal, error, warn, info, debug, trace, silent',

@@ -1,3 +1,15 @@
 export { loadConfig, configOrExit, ConfigError } from './load-config';
-export { port, url, postgresUrl, SSL_MODES, bool, int, logLevel, commonSchema, jwtSchema, encryptionSchema } from './fields';
+export {
+  port,
+  url,
+  postgresUrl,
+  SSL_MODES,
+  bool,
+  int,
+  optionalInt,
+  logLevel,
+  commonSchema,
+  jwtSchema,
+  encryptionSchema,
+} from './fields';
 export { portAvailable } from './port-available';

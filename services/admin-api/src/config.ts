@@ -1,5 +1,7 @@
 import { z } from 'zod';
-import { loadConfig, commonSchema, jwtSchema, encryptionSchema, port, url, bool, int } from '@pga/config';
+import { loadConfig, commonSchema, jwtSchema, encryptionSchema, port, url, bool, int, optionalInt } from '@pga/config';
+
+const MiB = 1024 * 1024;
 
 export const AdminConfigSchema = commonSchema
   .extend(jwtSchema.shape)
@@ -41,8 +43,14 @@ export const AdminConfigSchema = commonSchema
     CONNECTION_TEST_CONCURRENCY: int(4, 1, 64),
     /** Timeout of one connection test, in milliseconds; default 5000. */
     CONNECTION_TEST_TIMEOUT_MS: int(5000, 100, 60_000),
-    /** Largest tRPC request body in bytes (bulk import text); default 32 MiB. */
-    MAX_BODY_BYTES: int(32 * 1024 * 1024, 1024, 512 * 1024 * 1024),
+    /** Largest tRPC request body in bytes (bulk import text), at most 512 MiB; default MAX_BODY_BYTES's, or 32 MiB. */
+    ADMIN_MAX_BODY_BYTES: optionalInt(1024, 512 * MiB),
+    /**
+     * The fallback of ADMIN_MAX_BODY_BYTES (this service's variable before it), held to 512 MiB. The
+     * edge's body cap too (up to 1 GiB there), and `npm start` gives every service its environment:
+     * a cap above 512 MiB for the edge must not stop this service.
+     */
+    MAX_BODY_BYTES: optionalInt(1024, 1024 * MiB),
     /** Seconds a collector command waits for a heartbeat before it expires undelivered; default 86400 (24 h). */
     COMMAND_TTL_SECONDS: int(86_400, 1, 30 * 86_400),
     /** Undelivered, unexpired commands one collector may have before sendCommand refuses more; default 100. */
@@ -51,7 +59,11 @@ export const AdminConfigSchema = commonSchema
     LIVE_FEED_MAX_BACKLOG: int(1000, 10, 1_000_000),
     /** Milliseconds a cut-off subscriber gets to read the reason before its connection is closed; default 10000. */
     LIVE_FEED_CUTOFF_GRACE_MS: int(10_000, 100, 600_000),
-  });
+  })
+  .transform(({ MAX_BODY_BYTES, ADMIN_MAX_BODY_BYTES, ...config }) => ({
+    ...config,
+    ADMIN_MAX_BODY_BYTES: ADMIN_MAX_BODY_BYTES ?? Math.min(MAX_BODY_BYTES ?? 32 * MiB, 512 * MiB),
+  }));
 export type AdminConfig = z.infer<typeof AdminConfigSchema>;
 
 export const readAdminConfig = (env: Record<string, string | undefined> = process.env): AdminConfig =>

@@ -23,7 +23,7 @@ export function createHttpServer(deps: Deps, appRouter: AppRouter, { webDistDir 
   const trpc = createHTTPHandler({
     router: appRouter,
     basePath: '/trpc/',
-    maxBodySize: config.MAX_BODY_BYTES,
+    maxBodySize: config.ADMIN_MAX_BODY_BYTES,
     maxBatchSize: MAX_BATCH_SIZE,
     createContext: ({ req, res }) => createHttpContext(deps, req, res),
     // RATE_LIMITED answers carry Retry-After (e.g. login lock-outs), like the edge's 429s.
