@@ -1,4 +1,7 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
+import type { BenchResult } from './harness/model';
 
 export interface CliOptions {
   full: boolean;
@@ -14,7 +17,7 @@ export const USAGE = `npm run bench [-- options]
   --scenario NAME      run only this scenario (repeatable): copy-limit, design-baseline, edge-ceiling,
                        ingest-edge, ingest-e2e, pg-stall (full suite only unless named), connections,
                        admin-api, bulk-import, collector
-  --compare FILE       compare with an earlier results JSON (path from the current folder or from bench/);
+  --compare FILE       compare with an earlier results JSON (path from the current folder, bench/ or bench/results/);
                        exit 3 when a figure regressed beyond the tolerance
   --tolerance PCT      regression tolerance in percent for --compare; default 15
   --runs N             runs per scenario; default 3
@@ -50,4 +53,34 @@ export function parseCli(argv: string[], defaultOut: string): CliOptions {
     runs,
     outDir: values.out ?? defaultOut,
   };
+}
+
+/**
+ * The results JSON `--compare` names: the path as given (from the current folder), else from
+ * bench/, else from bench/results/ (where runs are written). Throws one line when none is a readable
+ * results JSON: a bad argument (exit 2), found before anything starts.
+ */
+export function readCompareFile(name: string, benchDir: string): { file: string; result: BenchResult } {
+  const candidates = [...new Set([path.resolve(name), path.resolve(benchDir, name), path.resolve(benchDir, 'results', name)])];
+  let firstError: unknown;
+  for (const file of candidates) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      firstError ??= err;
+      continue;
+    }
+    let result: Partial<BenchResult> | undefined;
+    try {
+      result = JSON.parse(text) as Partial<BenchResult>;
+    } catch {
+      // answered below
+    }
+    if (result?.schema !== 1 || !Array.isArray(result.scenarios))
+      throw new Error(`--compare: ${file} is not a bench results JSON`);
+    return { file, result: result as BenchResult };
+  }
+  const code = (firstError as { code?: string } | undefined)?.code ?? 'unreadable';
+  throw new Error(`--compare: cannot read ${name} (${code}; looked in the current folder, bench/ and bench/results/)`);
 }

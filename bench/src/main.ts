@@ -2,11 +2,11 @@
  * `npm run bench`: starts an isolated PostgreSQL + Redis + the services, runs every scenario
  * `--runs` times (default 3), and writes bench/results/<timestamp>.{json,md,html}. See bench/README.md.
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { SCENARIOS } from './cases/index';
-import { parseCli, USAGE } from './cli';
+import { parseCli, readCompareFile, USAGE } from './cli';
 import { compareResults, formatComparison } from './harness/compare';
 import { extraServiceEnv } from './harness/diagnostics';
 import { describeMachine } from './harness/machine';
@@ -33,12 +33,16 @@ if (unknown.length) {
   console.error(`unknown scenario(s): ${unknown.join(', ')}\n\n${USAGE}`);
   process.exit(2);
 }
-// `--compare results/x.json` works from the repository root (npm run) as well as from bench/.
-const compareFile =
-  options.compare && !existsSync(options.compare) && existsSync(path.join(benchDir, options.compare))
-    ? path.join(benchDir, options.compare)
-    : options.compare;
-const previous: BenchResult | undefined = compareFile ? JSON.parse(readFileSync(compareFile, 'utf8')) : undefined;
+// Read before anything starts: a file that is missing or not a results JSON is a bad argument.
+let compared: ReturnType<typeof readCompareFile> | undefined;
+try {
+  compared = options.compare ? readCompareFile(options.compare, benchDir) : undefined;
+} catch (err) {
+  console.error(err instanceof Error ? err.message : String(err));
+  process.exit(2);
+}
+const compareFile = compared?.file;
+const previous: BenchResult | undefined = compared?.result;
 const selected = options.scenarios.length ? SCENARIOS.filter((s) => options.scenarios.includes(s.name)) : SCENARIOS;
 
 const machine = describeMachine();
