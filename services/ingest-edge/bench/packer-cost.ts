@@ -53,7 +53,7 @@ async function measure(autoPipelining: boolean, round: number): Promise<void> {
   const metrics = createEdgeMetrics({
     ready: () => true,
     inflightBytes: () => 0,
-    cache: () => ({ hits: 0, verified: 0, invalid: 0 }),
+    cache: () => ({ hits: 0, verified: 0, invalid: 0, size: 0 }),
   });
   const packer = new PushPacker(
     { redis, queue, keys, metrics, logger, budget: new InflightBudget(Number.MAX_SAFE_INTEGER) },
