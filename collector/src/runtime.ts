@@ -54,6 +54,7 @@ export async function createRuntime(config: CollectorEnv, logger: Logger, { dryR
     backoff: { baseMs: config.COLLECTOR_BACKOFF_BASE_MS, maxMs: config.COLLECTOR_BACKOFF_MAX_MS },
     // A push refused as disabled pauses collection too (the agent exists by the time a push runs).
     onDisabled: () => agent.markDisabled(),
+    collectorId: () => tokens.current().collectorId,
   });
   const agent = createAgent({
     central,

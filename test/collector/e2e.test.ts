@@ -398,6 +398,22 @@ describe('collector → real ingest edge → writer → PostgreSQL', () => {
     expect(await stack.pushesStored(a.id)).toHaveLength(0);
   });
 
+  it('keeps its own snapshots when its token is another collector’s (403 COLLECTOR_MISMATCH): an ERROR, retried, nothing set aside', async () => {
+    const [a, b] = [await stack.collector(targetOf(target)), await stack.collector(targetOf(target))];
+    const spool = path.join(newStateDir(), 'spool');
+    const own = await spoolOneSnapshot(a, { COLLECTOR_STATE_DIR: newStateDir(), COLLECTOR_SPOOL_DIR: spool });
+    // A's id with B's token (two collectors' credentials mixed up): every push is refused as a
+    // mismatch. Setting the snapshots aside would throw away the backlog a fix of the credentials
+    // would have delivered.
+    await using collector = await runCollector({ ...envOf(b), COLLECTOR_ID: a.id, COLLECTOR_SPOOL_DIR: spool });
+    await until('the refusal logged', () =>
+      collector.logs.some((l) => l.level === 50 && String(l.msg).startsWith('push refused: the token is not this collector')),
+    );
+    expect(spoolFiles(spool)).toContainEqual(expect.stringContaining(own));
+    expect(collector.logs.filter((l) => String(l.msg).includes('set aside'))).toEqual([]);
+    expect(await stack.pushesStored(a.id)).toHaveLength(0);
+  });
+
   it('pushes the snapshots an earlier version left in the shared default spool folder, and leaves other collectors’ there', async () => {
     const [a, b] = [await stack.collector(targetOf(target)), await stack.collector(targetOf(target), { interval: 1 })];
     const stateDir = newStateDir();

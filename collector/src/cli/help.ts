@@ -15,7 +15,7 @@ Environment:
   COLLECTOR_JWT_TOKEN        collector token           }
   REGISTRATION_SECRET        enrollment secret (--enroll only); COLLECTOR_NAME names the collector
   COLLECTOR_STATE_DIR        state folder (default ~/.local/state/pganalytics-collector)
-  COLLECTOR_SPOOL_DIR        spool folder (default <state dir>/spool)
+  COLLECTOR_SPOOL_DIR        spool folder (default <state dir>/spool/<collector id>)
   TARGET_DATABASE_URL        postgresql:// URL overriding the centrally configured target
   LOG_LEVEL                  fatal|error|warn|info|debug|trace|silent (default info; logs go to stderr)
   See collector/README.md for every variable.

@@ -1,5 +1,6 @@
 import type { Logger } from '@pga/logger';
 import { isDisabledAnswer, type CentralClient } from '../central/central-client';
+import { snapshotOwner } from '../spool/adopt-legacy-spool';
 import type { Spool } from '../spool/spool';
 import { backoffDelay } from './backoff';
 
@@ -15,6 +16,8 @@ export interface PusherOptions {
   maxRetryAfterMs?: number;
   /** Called when the edge answers a push 403 COLLECTOR_DISABLED (the pusher has paused itself). */
   onDisabled?: () => void;
+  /** The collector id this agent pushes as (its token's). */
+  collectorId: () => string;
 }
 
 export interface PushStats {
@@ -46,8 +49,9 @@ type Outcome =
 /**
  * Drains the spool oldest-first, one push at a time, at most `maxPerSecond`. Failure handling
  * (CONTRACT.md answers): network errors, timeouts and 5xx back off exponentially with jitter;
- * 429/503 wait for Retry-After; 400/413/415 and 403 COLLECTOR_MISMATCH (the snapshot names another
- * collector) can never succeed, so the snapshot is set aside with an ERROR log; 401 refreshes the
+ * 429/503 wait for Retry-After; 400/413/415 and 403 COLLECTOR_MISMATCH for a snapshot naming another
+ * collector can never succeed, so the snapshot is set aside with an ERROR log (a mismatch of its own
+ * snapshot is the agent's credentials: kept, an ERROR, retried with back-off); 401 refreshes the
  * token once, then waits like any other failure (no tight loop);
  * 403 COLLECTOR_DISABLED pauses pushing (no back-off grows) until the agent sees it enabled again.
  */
@@ -113,14 +117,23 @@ export function createPusher(o: PusherOptions): Pusher {
       return { kind: 'paused', error };
     }
     if (res.status === 403 && res.code === 'COLLECTOR_MISMATCH') {
-      // The snapshot names another collector: no token of ours can ever push it. It came from an
-      // agent of that collector writing into the same spool folder (one COLLECTOR_SPOOL_DIR for two).
-      await o.spool.setAside(
-        entry,
-        `${error} (a snapshot of another collector: is this spool folder shared with another agent?)`,
+      const owner = snapshotOwner(body);
+      if (owner !== undefined && owner !== o.collectorId()) {
+        // The snapshot names another collector: no token of ours can ever push it. It came from an
+        // agent of that collector writing into the same spool folder (one COLLECTOR_SPOOL_DIR for two).
+        await o.spool.setAside(
+          entry,
+          `${error} (a snapshot of another collector, ${owner}: is this spool folder shared with another agent?)`,
+        );
+        stats.lastError = error;
+        return { kind: 'done' };
+      }
+      // Ours, refused: the token is another collector's (COLLECTOR_ID and COLLECTOR_JWT_TOKEN of two
+      // collectors). Kept, and retried with back-off, until the credentials are put right.
+      o.logger.error(
+        { error, collector_id: o.collectorId() },
+        'push refused: the token is not this collector’s (check COLLECTOR_ID and the token); the snapshots are kept',
       );
-      stats.lastError = error;
-      return { kind: 'done' };
     }
     if (res.status === 400 || res.status === 413 || res.status === 415) {
       await o.spool.setAside(entry, error);

@@ -7,19 +7,32 @@ import { SPOOL_FILE_NAME } from './spool';
 /** `"collector_id":"<uuid>"`, the envelope's first field (collect-snapshot.ts writes it first). */
 const OWNER = /"collector_id":"([0-9a-f-]{36})"/;
 
-/** The collector id a spooled snapshot names, read from its first KiB; undefined when unreadable. */
-async function ownerOf(file: string): Promise<string | undefined> {
-  const handle = await fs.open(file, 'r');
+/**
+ * The collector id a spooled snapshot (gzip) names, read from its first KiB; undefined when it cannot
+ * be read. A truncated gzip stream: Z_SYNC_FLUSH returns what it decodes instead of failing at the cut.
+ */
+export function snapshotOwner(snapshot: Buffer): string | undefined {
   try {
-    const head = Buffer.alloc(1024);
-    const { bytesRead } = await handle.read(head, 0, head.length, 0);
-    // A truncated gzip stream: Z_SYNC_FLUSH returns what it decodes instead of failing at the cut.
-    const text = gunzipSync(head.subarray(0, bytesRead), { finishFlush: constants.Z_SYNC_FLUSH }).toString();
+    const text = gunzipSync(snapshot.subarray(0, 1024), { finishFlush: constants.Z_SYNC_FLUSH }).toString();
     return OWNER.exec(text)?.[1];
   } catch {
     return undefined;
-  } finally {
-    await handle.close();
+  }
+}
+
+/** The collector id a spooled file names; undefined when it is unreadable or already gone. */
+async function ownerOf(file: string): Promise<string | undefined> {
+  try {
+    const handle = await fs.open(file, 'r');
+    try {
+      const head = Buffer.alloc(1024);
+      const { bytesRead } = await handle.read(head, 0, head.length, 0);
+      return snapshotOwner(head.subarray(0, bytesRead));
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    return undefined; // pushed and removed by its own (older) agent meanwhile, or unreadable
   }
 }
 
@@ -45,7 +58,13 @@ export async function adoptLegacySpool({
   for (const name of names) {
     if ((await ownerOf(path.join(from, name))) !== collectorId) continue;
     if (moved === 0) mkdirSync(to, { recursive: true, mode: 0o700 });
-    await fs.rename(path.join(from, name), path.join(to, name));
+    try {
+      await fs.rename(path.join(from, name), path.join(to, name));
+    } catch (err) {
+      // Gone meanwhile: an agent of the older version, sharing the folder, pushed it.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw err;
+    }
     moved++;
   }
   if (moved > 0) logger.info({ files: moved, from, to }, 'moved this collector’s snapshots out of the shared spool folder');
