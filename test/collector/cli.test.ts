@@ -196,11 +196,12 @@ describe('pga-collector CLI (package bin)', () => {
     expect(new Set(received).size).toBe(received.length);
   });
 
-  it('stops when a supervisor SIGTERMs the wrapper that started it (npx → sh -c → node), not when started under init', async () => {
+  it('stops when a supervisor SIGTERMs the npx wrapper that started it (npm → sh -c → node), not when started under init or in the background', async () => {
     const { peer, env } = await peerWithCollector();
     await using _peer = peer;
-    // The wrapper exits on SIGTERM without passing it on, as npx and its `sh -c` do.
-    const wrapped = startInShell(`"$0" "$1" & echo $!; wait`, env);
+    // The wrapper exits on SIGTERM without passing it on, as npx and its `sh -c` do (npm sets
+    // npm_command=exec in what it starts).
+    const wrapped = startInShell(`"$0" "$1" & echo $!; wait`, { ...env, npm_command: 'exec' });
     try {
       await until('pushes from the wrapped agent', () => peer.state.pushes.length >= 1 && wrapped.pid());
       process.kill(wrapped.shell.pid!, 'SIGTERM');
@@ -224,6 +225,22 @@ describe('pga-collector CLI (package bin)', () => {
       expect(detached.stderr()).not.toContain('parent process exited');
     } finally {
       detached.killAgent();
+    }
+
+    // Started in the background by a shell that exits later (`nohup … &` from a login shell), not by
+    // npm: it runs on when that shell goes, as it always did.
+    const background = startInShell(`"$0" "$1" & echo $!; wait`, env);
+    try {
+      const pid = await until('the background agent pid', () => background.pid());
+      const before = peer.state.pushes.length;
+      await until('a push from the background agent (it is running)', () => peer.state.pushes.length > before);
+      process.kill(background.shell.pid!, 'SIGTERM');
+      const pushed = peer.state.pushes.length;
+      await until('pushes from the agent after its shell exited', () => peer.state.pushes.length >= pushed + 2);
+      expect(alive(pid)).toBe(true);
+      expect(background.stderr()).not.toContain('parent process exited');
+    } finally {
+      background.killAgent();
     }
   });
 });

@@ -33,7 +33,15 @@ function modeOf(argv: string[]): Mode {
 }
 
 /** The CLI; returns the exit code (the long-running mode resolves only after SIGTERM/SIGINT). */
-export async function main(argv: string[], env: Record<string, string | undefined> = process.env): Promise<number> {
+/**
+ * `parentPid`: the agent's parent when the process started (bin/pga-collector.js reads it before
+ * loading the sources, which with tsx takes a while): one that changes is watched from then on.
+ */
+export async function main(
+  argv: string[],
+  env: Record<string, string | undefined> = process.env,
+  parentPid: number = process.ppid,
+): Promise<number> {
   let mode: Mode;
   try {
     mode = modeOf(argv);
@@ -122,11 +130,14 @@ export async function main(argv: string[], env: Record<string, string | undefine
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
-    // The parent that started us went away without signalling us (e.g. a SIGTERM to npx): stop as on SIGTERM.
-    unwatch = whenOrphaned(() => {
-      logger.warn({ ppid: process.ppid }, 'parent process exited: stopping as on SIGTERM');
-      resolve();
-    });
+    // Started by npx / npm exec, whose wrapper (npm → sh -c → node) exits on a supervisor's SIGTERM
+    // without passing it on: when that parent goes, stop as on SIGTERM. Only then: an agent started
+    // in the background from a shell that exits later (`nohup … &`) runs on, as it always did.
+    if (env.npm_command === 'exec')
+      unwatch = whenOrphaned(() => {
+        logger.warn({ ppid: process.ppid }, 'parent process exited: stopping as on SIGTERM');
+        resolve();
+      }, parentPid);
   });
   unwatch();
   logger.info('stopping');
