@@ -81,6 +81,15 @@ describe('ENCRYPTION_KEY rotation', () => {
     expect(() => createSecretBox(`k1:${k2},k1:${k1}`)).toThrow(
       'ENCRYPTION_KEY: key id "k1" is given twice: give every key an id of its own, e.g. k2:<new key>,k1:<old key> (a single key without an id is k1)',
     );
+    // What such a list stored stays readable under the form the refusal shows: `K2,K1` named K2 "k1"
+    // and K1 "k2" (by position); each key is tried, the tag tells the right one.
+    const positional = createSecretBox(`k1:${k2},k2:${k1}`); // how `K2,K1` was read
+    const storedThen = positional.encrypt('saved-under-K2,K1', 'collector-9');
+    expect(storedThen).toMatch(/^v1\.k1\./);
+    expect(createSecretBox(`k2:${k2},k1:${k1}`).decrypt(storedThen, 'collector-9')).toBe('saved-under-K2,K1');
+    // … and nothing else: another collector's associated data, or no right key, still fails.
+    expect(() => createSecretBox(`k2:${k2},k1:${k1}`).decrypt(storedThen, 'collector-8')).toThrow();
+    expect(() => createSecretBox(`k1:${randomBytes(32).toString('base64')}`).decrypt(storedThen, 'collector-9')).toThrow();
     // the forms README.md shows
     expect(createSecretBox(k1).activeKeyId).toBe('k1');
     expect(createSecretBox(`k1:${k1}`).activeKeyId).toBe('k1');

@@ -78,15 +78,38 @@ export function createSecretBox(spec: string): SecretBox {
     decrypt(stored, associatedData) {
       const [version, keyId, payload] = stored.split('.');
       if (version !== 'v1' || !keyId || payload === undefined) throw new Error('secret-box: unknown ciphertext format');
-      const key = keyring.get(keyId);
-      if (!key) throw new Error(`secret-box: key "${keyId}" is not in ENCRYPTION_KEY`);
       const raw = Buffer.from(payload, 'base64url');
       if (raw.length < IV_BYTES + TAG_BYTES) throw new Error('secret-box: ciphertext too short');
-      const decipher = createDecipheriv('aes-256-gcm', key, raw.subarray(0, IV_BYTES), { authTagLength: TAG_BYTES });
-      decipher.setAAD(Buffer.from(associatedData, 'utf8'));
-      decipher.setAuthTag(raw.subarray(raw.length - TAG_BYTES));
-      // final() throws when the tag does not match: tampered ciphertext, wrong key or wrong collector.
-      return Buffer.concat([decipher.update(raw.subarray(IV_BYTES, raw.length - TAG_BYTES)), decipher.final()]).toString('utf8');
+      const open = (key: Buffer) => {
+        const decipher = createDecipheriv('aes-256-gcm', key, raw.subarray(0, IV_BYTES), { authTagLength: TAG_BYTES });
+        decipher.setAAD(Buffer.from(associatedData, 'utf8'));
+        decipher.setAuthTag(raw.subarray(raw.length - TAG_BYTES));
+        // final() throws when the tag does not match: tampered ciphertext, wrong key or wrong collector.
+        return Buffer.concat([decipher.update(raw.subarray(IV_BYTES, raw.length - TAG_BYTES)), decipher.final()]).toString(
+          'utf8',
+        );
+      };
+      const named = keyring.get(keyId);
+      let failure: unknown = new Error(`secret-box: key "${keyId}" is not in ENCRYPTION_KEY`);
+      if (named) {
+        try {
+          return open(named);
+        } catch (err) {
+          failure = err;
+        }
+      }
+      // The other keys too (GCM's tag tells the right one): until 2026-12-07 a key listed without an id
+      // was named by its position, so a list like `K2,K1` stored secrets under ids the README's form,
+      // `k2:<new key>,k1:<old key>`, gives to the other key.
+      for (const [id, key] of keyring) {
+        if (id === keyId) continue;
+        try {
+          return open(key);
+        } catch {
+          // not this one either
+        }
+      }
+      throw failure;
     },
   };
 }
