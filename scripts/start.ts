@@ -193,16 +193,29 @@ async function assertPortsFree(ports: Record<string, number>): Promise<void> {
  */
 function claimDataDir(dir: string): void {
   const file = path.join(dir, 'start.pid');
-  const holder = existsSync(file) ? Number(readFileSync(file, 'utf8').trim()) : NaN;
-  let holderIsStart = false;
+  const claim = () => writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
   try {
-    holderIsStart = holder !== process.pid && readFileSync(`/proc/${holder}/cmdline`, 'utf8').includes('start.ts');
-  } catch {
-    // gone: the claim is stale
+    claim(); // atomic: of two starts at once, one gets EEXIST
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    const holder = Number(readFileSync(file, 'utf8').trim());
+    let holderIsStart = false;
+    try {
+      holderIsStart = holder !== process.pid && readFileSync(`/proc/${holder}/cmdline`, 'utf8').includes('start.ts');
+    } catch {
+      // gone: the claim is stale
+    }
+    if (holderIsStart)
+      refuse(
+        `another npm start is running with DATA_DIR ${dir} (pid ${holder}): stop it, or start this one with another DATA_DIR`,
+      );
+    rmSync(file, { force: true });
+    try {
+      claim();
+    } catch {
+      refuse(`another npm start is starting with DATA_DIR ${dir}: stop it, or start this one with another DATA_DIR`);
+    }
   }
-  if (holderIsStart)
-    refuse(`another npm start is running with DATA_DIR ${dir} (pid ${holder}): stop it, or start this one with another DATA_DIR`);
-  writeFileSync(file, `${process.pid}\n`);
   process.on('exit', () => {
     if (existsSync(file) && Number(readFileSync(file, 'utf8').trim()) === process.pid) rmSync(file);
   });

@@ -223,7 +223,7 @@ export function createOutageLog(logger: Logger, dependency: string, options: Out
       endedAt = now();
       errors = 0;
     },
-    /** Whether a connection error or refusal was seen since the last `recovered()`. */
+    /** Whether an outage is under way (an error just after the last one ended counts once a probe confirms it). */
     get failing(): boolean {
       return since !== undefined;
     },

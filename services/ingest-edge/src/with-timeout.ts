@@ -17,10 +17,11 @@ const tick = () => {
 /**
  * Milliseconds this process's event loop was free to run (monotonic). It stands still while the loop
  * is blocked — a 64 MiB push parsed, hashed and encoded in one go takes seconds on a busy machine —
- * so a deadline measured with it is missed only by a dependency that did not answer, never because
- * this process could not read the answer (after a block, overdue timers run before the socket reads
- * waiting behind them: a wall-clock deadline answered 503 for pushes Redis had stored, and counted
- * Redis as silent).
+ * save for at most two ticks of each block, so a deadline measured with it (of more than those
+ * 200 ms) is not missed because this process could not read the answer (after a block, overdue
+ * timers run before the socket reads waiting behind them: a wall-clock deadline answered 503 for
+ * pushes Redis had stored, and counted Redis as silent). Under a loop that is busy but not blocked,
+ * ticks come late and it runs slower than the wall clock: deadlines stretch, they do not shrink.
  */
 export function loopClock(): number {
   if (ticker === undefined) {
