@@ -139,8 +139,9 @@ export class PushPacker {
     if (this.batch.length === 0) return;
     const batch = this.batch;
     this.batch = [];
+    const bytes = this.batchBytes;
     this.batchBytes = 0;
-    const work = this.send(batch).catch((err: unknown) => {
+    const work = this.send(batch, bytes).catch((err: unknown) => {
       this.deps.logger.error({ err }, 'push batch failed unexpectedly');
       for (const p of batch) p.reject(unavailable('queue unavailable'));
     });
@@ -157,7 +158,8 @@ export class PushPacker {
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
   }
 
-  private async send(batch: Pending[]): Promise<void> {
+  /** `bytes`: the batch's body bytes (they lengthen its deadline). */
+  private async send(batch: Pending[], bytes: number): Promise<void> {
     const { redis, queue, metrics } = this.deps;
     // One round trip: the claim and the add leave together, in this order, on one connection, so
     // Redis runs the claim first. A claim that finds any marker already set also sets the batch's
@@ -173,7 +175,6 @@ export class PushPacker {
     );
     const optimistic = this.add(batch, batchId);
     optimistic.catch(() => undefined); // answered below, whichever way the claim goes
-    const bytes = batch.reduce((sum, p) => sum + p.bytes, 0);
     const timeoutMs = this.settings.enqueueTimeoutMs + Math.floor(bytes / BYTES_PER_EXTRA_SECOND) * 1000;
     let previous: string[];
     try {
