@@ -123,8 +123,69 @@ describe('idempotency markers (push packer, real Redis)', () => {
     expect(await submit('k:mixed-a', 4, ids[0])).toMatchObject({ duplicate: true });
   });
 
+  it('a replay that reaches Redis before its batch is settled (through another edge process) answers duplicate', async () => {
+    // A second edge process whose settle has not reached Redis yet when its clients' replays come
+    // back through this one: its 200 went out once the job was added.
+    const slow = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: 1 });
+    const settles: unknown[][] = [];
+    slow.set = ((...args: unknown[]) => {
+      settles.push(args);
+      return new Promise(() => undefined);
+    }) as typeof slow.set;
+    const slowQueue = new EncodedQueue(keys.pushQueue, { connection: slow, prefix: keys.bullPrefix });
+    const other = new PushPacker(
+      {
+        redis: slow,
+        queue: slowQueue,
+        keys,
+        metrics: createEdgeMetrics({
+          ready: () => true,
+          inflightBytes: () => 0,
+          cache: () => ({ hits: 0, verified: 0, invalid: 0, size: 0 }),
+        }),
+        logger: createLogger({ name: 'idempotency-test-b', level: 'warn', pretty: false }),
+        budget: new InflightBudget(Number.MAX_SAFE_INTEGER),
+      },
+      { windowMs: 5, maxPushes: 100, maxBytes: 1024 * 1024, enqueueTimeoutMs: 5000, idempotencyTtlSeconds: 3600 },
+    );
+    const submitOther = (key: string, pushId: string, records = 4) =>
+      other.submit(
+        {
+          push_id: pushId,
+          collector_id: collectorId,
+          received_at: new Date().toISOString(),
+          checksum: 'b'.repeat(64),
+          body: Buffer.from('{}'),
+        },
+        key,
+        records,
+      );
+    try {
+      const id = randomUUID();
+      expect(await submitOther('k:unsettled', id, 6)).toEqual({ pushId: id, records: 6, duplicate: false });
+      expect(settles).toHaveLength(1);
+      expect(await submit('k:unsettled', 4, id)).toEqual({ pushId: id, records: 6, duplicate: true });
+
+      // The same for the job of a batch's fresh pushes, added after a veto (under its own key).
+      const done = await submit('k:unsettled-done');
+      const fresh = randomUUID();
+      const [replay, stored] = await Promise.all([
+        submitOther('k:unsettled-done', done.pushId),
+        submitOther('k:unsettled-fresh', fresh),
+      ]);
+      expect([replay.duplicate, stored.duplicate]).toEqual([true, false]);
+      expect(settles).toHaveLength(2);
+      expect(await submit('k:unsettled-fresh', 4, fresh)).toEqual({ pushId: fresh, records: 4, duplicate: true });
+      const queued = await queuedPushIds();
+      expect([id, fresh, done.pushId].map((p) => queued.filter((q) => q === p).length)).toEqual([1, 1, 1]);
+    } finally {
+      await slowQueue.close();
+      slow.disconnect();
+    }
+  });
+
   it('a claim run twice (ioredis resends it after a dropped connection) still owns its batch: no veto, no replay', async () => {
-    const scripts = idempotencyScripts(redis, 'veto', keys.idempotencyBatchPrefix);
+    const scripts = idempotencyScripts(redis, 'veto', keys.idempotencyBatchPrefix, `${queue.keys.de}:`);
     const batch = { id: `resent-${randomUUID()}`, stateKey: '', vetoKey: `${queue.keys.de}:resent-${randomUUID()}` };
     batch.stateKey = keys.idempotencyBatch(batch.id);
     const markers = [keys.idempotency(collectorId, 'k:resent-a'), keys.idempotency(collectorId, 'k:resent-b')];

@@ -11,10 +11,15 @@ import type { Redis } from 'ioredis';
  *
  * CLAIM — KEYS: the batch's marker keys, then its veto key (BullMQ's deduplication key of the
  * batch's job), then its batch-state key. ARGV: marker TTL (s), veto value, veto TTL (ms), pending
- * TTL of the batch state (s), batch id, prefix of batch-state keys, then each push's record count.
+ * TTL of the batch state (s), batch id, prefix of batch-state keys, prefix of BullMQ's
+ * deduplication keys, then each push's record count.
  * Per marker it answers '' when it set the marker (the push is this batch's), else what the replay
- * gets: `d::<records>` (stored), `p:` (in flight). A marker whose batch state has expired belongs to
- * a batch whose edge gave up or died before Redis confirmed it: it is taken over. Markers of the
+ * gets: `d::<records>` (stored), `p:` (in flight). A pending batch whose job is already in Redis —
+ * its deduplication key names a job: BullMQ sets it in the same script that adds the job, `<batch
+ * id>` for the batch's job, `<batch id>+` for the job of its fresh pushes after a veto — is stored:
+ * its edge's settle may still be on the way (the 200 can reach the client, and its replay another
+ * edge process, first). A marker whose batch state has expired belongs to a batch whose edge gave
+ * up or died before Redis confirmed it: it is taken over. Markers of the
  * older format (`d:<push id>:<records>`, `p:…`) are answered as they are. Any replay in the batch
  * also sets the veto key, so the job add that follows on the same connection is refused by BullMQ's
  * deduplication. The batch-state keys of other batches are built from the prefix inside the script
@@ -32,7 +37,7 @@ local vetoed = false
 for i = 1, n do
   local prev = redis.call('GET', KEYS[i])
   local answer = ''
-  local mine = 'b:' .. ARGV[5] .. ':' .. ARGV[i + 6]
+  local mine = 'b:' .. ARGV[5] .. ':' .. ARGV[i + 7]
   if prev == mine then
     -- this very batch's marker: the same claim run again (ioredis resends a command whose answer
     -- a dropped connection lost); it is still this batch's push, not a replay
@@ -43,7 +48,12 @@ for i = 1, n do
     -- b:<batch id>:<records>; the batch id holds ':' itself, the records are the last field
     local sep = string.sub(prev, 1, 2) == 'b:' and string.find(prev, ':%d+$', 3)
     if sep then
-      local state = redis.call('GET', ARGV[6] .. string.sub(prev, 3, sep - 1))
+      local batch = string.sub(prev, 3, sep - 1)
+      local state = redis.call('GET', ARGV[6] .. batch)
+      if state == 'p' then
+        local job = redis.call('GET', ARGV[7] .. batch)
+        if (job and job ~= ARGV[2]) or redis.call('EXISTS', ARGV[7] .. batch .. '+') == 1 then state = 'd' end
+      end
       if state == 'd' then answer = 'd::' .. string.sub(prev, sep + 1)
       elseif state then answer = 'p:'
       else answer = '' end
@@ -63,7 +73,14 @@ return out`;
 /** Lifetime of a batch's deduplication key (veto or stored job): it only has to outlive the claim → add gap. */
 export const VETO_TTL_MS = 10_000;
 
-export function idempotencyScripts(redis: Redis, vetoValue: string, batchStatePrefix: string) {
+/** BullMQ's deduplication id of the job holding a vetoed batch's fresh pushes. */
+export const freshJobDeduplicationId = (batchId: string): string => `${batchId}+`;
+
+/**
+ * `deduplicationPrefix`: the queue's deduplication keys' prefix with its separator
+ * (`${queue.keys.de}:`): a batch's veto key is this prefix and its batch id.
+ */
+export function idempotencyScripts(redis: Redis, vetoValue: string, batchStatePrefix: string, deduplicationPrefix: string) {
   return {
     /**
      * Sets each absent (or abandoned) marker to this batch with `markerTtlSeconds` and the batch
@@ -89,6 +106,7 @@ export function idempotencyScripts(redis: Redis, vetoValue: string, batchStatePr
         pendingTtlSeconds,
         batch.id,
         batchStatePrefix,
+        deduplicationPrefix,
         ...records,
       ) as Promise<string[]>,
     /** Marks the batch stored: every marker it set now answers duplicate, for `ttlSeconds`. */

@@ -8,7 +8,7 @@ import type { EdgeMetrics } from '../ops/edge-metrics';
 import { encodePushJob } from './encode-push-job';
 import { EncodedData, type EncodedQueue } from './encoded-queue';
 import { NoAnswerError, withTimeout } from '../with-timeout';
-import { idempotencyScripts, VETO_TTL_MS, type IdempotencyScripts } from './idempotency-scripts';
+import { freshJobDeduplicationId, idempotencyScripts, VETO_TTL_MS, type IdempotencyScripts } from './idempotency-scripts';
 
 export interface PushOutcome {
   pushId: string;
@@ -75,8 +75,9 @@ const unavailable = (message: string) => new AppError('UNAVAILABLE', message, { 
  * trip. The batch's state key (`keys.idempotencyBatch`) is `p` (pending, short TTL) until Redis
  * confirmed the job, then `d` (24 h): one `SET` per batch, not one per push. A batch holding a
  * replay (a marker already set) is vetoed, nothing of it stored, and its fresh pushes are added as
- * a job of their own. A replay whose batch is done answers duplicate; one whose batch is pending is
- * in flight and gets 503 + Retry-After; one whose batch state expired (its edge died or gave up
+ * a job of their own. A replay whose batch is done — or still pending, but with its job in Redis
+ * (the settle on its way) — answers duplicate; one whose batch is pending is in flight and gets
+ * 503 + Retry-After; one whose batch state expired (its edge died or gave up
  * mid-way) takes the marker over and is stored. If the add fails the markers are deleted, so a retry
  * is stored; if even that fails, the push ids are deterministic and the writer's ledger still stores
  * each push once.
@@ -108,7 +109,7 @@ export class PushPacker {
     private readonly settings: PackerSettings,
   ) {
     this.pendingTtl = Math.max(30, Math.ceil((settings.enqueueTimeoutMs * 3) / 1000));
-    this.scripts = idempotencyScripts(deps.redis, VETO, deps.keys.idempotencyBatchPrefix);
+    this.scripts = idempotencyScripts(deps.redis, VETO, deps.keys.idempotencyBatchPrefix, `${deps.queue.keys.de}:`);
   }
 
   submit(item: PushSubmission, idempotencyKey: string, records: number): Promise<PushOutcome> {
@@ -219,7 +220,7 @@ export class PushPacker {
         () => undefined,
       );
       if (fresh.length === 0) return;
-      added = this.add(fresh);
+      added = this.add(fresh, freshJobDeduplicationId(batchId));
     }
     try {
       if (!(await withTimeout(added, timeoutMs))) throw new Error('push job was not stored');
@@ -267,24 +268,29 @@ export class PushPacker {
   }
 
   /**
-   * Adds one job of these pushes; resolves false when BullMQ's deduplication refused it (the claim
-   * vetoed `batchId`). The dedup key of a stored job expires after VETO_TTL_MS.
+   * Adds one job of these pushes under a deduplication id (the batch id, or its fresh pushes' id);
+   * resolves false when BullMQ's deduplication refused it (the claim vetoed the batch). The key
+   * names the stored job for VETO_TTL_MS: a replay claimed before this batch is settled finds its
+   * job there and answers duplicate.
    */
-  private async add(pushes: Pending[], batchId?: string): Promise<boolean> {
+  private async add(pushes: Pending[], deduplicationId: string): Promise<boolean> {
     const data = new EncodedData(
       encodePushJob(
         pushes.map((p) => p.item),
         this.settings.idempotencyTtlSeconds,
       ),
     );
-    const options = batchId ? { ...JOB_OPTIONS, deduplication: { id: batchId, ttl: VETO_TTL_MS } } : JOB_OPTIONS;
-    const job = await this.deps.queue.add('push', data, options);
+    const job = await this.deps.queue.add('push', data, {
+      ...JOB_OPTIONS,
+      deduplication: { id: deduplicationId, ttl: VETO_TTL_MS },
+    });
     return job.id !== VETO;
   }
 
   /**
    * Marks the batch stored: every marker its claim set now answers duplicate. Sent before the 200s
-   * go out, on the same connection: a replay right after its 200 finds the batch done.
+   * go out; a replay that still reaches Redis first (through another edge process) finds the
+   * batch's job under its deduplication key, which answers duplicate too (CLAIM).
    */
   private markDone(stateKey: string): void {
     this.scripts
