@@ -15,7 +15,7 @@ export interface CliOptions {
 export const USAGE = `npm run bench [-- options]
   --full               full sizes (longer steps, more load levels); default is the quick suite (≤ 5 min on 2 cores)
   --scenario NAME      run only this scenario (repeatable): copy-limit, design-baseline, edge-ceiling,
-                       ingest-edge, ingest-e2e, pg-stall (full suite only unless named), connections,
+                       ingest-edge, ingest-e2e, pg-stall and large-pushes (full suite only unless named), connections,
                        admin-api, bulk-import, collector
   --compare FILE       compare with an earlier results JSON (path from the current folder, bench/ or bench/results/);
                        exit 3 when a figure regressed beyond the tolerance

@@ -23,6 +23,8 @@ export interface ServiceSpec {
   entry: string;
   /** V8/Node flags the service is run with (cluster workers inherit them from the primary). */
   nodeFlags: readonly string[];
+  /** Worker-thread entries (`<service>/src/<file>.ts`), bundled next to the service's own. */
+  workers?: readonly string[];
 }
 
 /**
@@ -49,7 +51,11 @@ const GC_FLAGS = ['--single-threaded-gc'] as const;
 export const EDGE_NODE_FLAGS = ['--heap-growing-percent=50', ...GC_FLAGS] as const;
 
 export const SERVICES: Readonly<Record<string, ServiceSpec>> = {
-  'ingest-edge': { entry: 'services/ingest-edge/src/main.ts', nodeFlags: EDGE_NODE_FLAGS },
+  'ingest-edge': {
+    entry: 'services/ingest-edge/src/main.ts',
+    nodeFlags: EDGE_NODE_FLAGS,
+    workers: ['services/ingest-edge/src/large-push-worker.ts'],
+  },
   writer: { entry: 'services/writer/src/main.ts', nodeFlags: GC_FLAGS },
   'admin-api': { entry: 'services/admin-api/src/main.ts', nodeFlags: [] },
 };
@@ -72,11 +78,19 @@ export function bundlePath(root: string, entry: string): string {
 }
 
 /**
- * Builds the bundle of `entry` (always: it takes well under a second, and a stale bundle is never
- * run) and returns the node arguments that run it. Written to a temporary file and renamed, so a
- * concurrent start never reads a half-written bundle.
+ * Builds the bundles of a service — its entry and its worker-thread entries — (always: it takes
+ * well under a second, and a stale bundle is never run) and returns the node arguments that run it.
  */
-export async function buildService(root: string, entry: string, nodeFlags: readonly string[] = []): Promise<string[]> {
+export async function buildService(root: string, spec: ServiceSpec): Promise<string[]> {
+  const [outfile] = await Promise.all([spec.entry, ...(spec.workers ?? [])].map((entry) => buildBundle(root, entry)));
+  return [...spec.nodeFlags, outfile!];
+}
+
+/**
+ * Bundles one entry to `bundlePath`. Written to a temporary file and renamed, so a concurrent start
+ * never reads a half-written bundle.
+ */
+async function buildBundle(root: string, entry: string): Promise<string> {
   const outfile = bundlePath(root, entry);
   const result = await build({
     entryPoints: [path.join(root, entry)],
@@ -96,7 +110,7 @@ export async function buildService(root: string, entry: string, nodeFlags: reado
   const tmp = `${outfile}.${process.pid}.tmp`;
   writeFileSync(tmp, code);
   renameSync(tmp, outfile);
-  return [...nodeFlags, outfile];
+  return outfile;
 }
 
 const builds = new Map<string, Promise<string[]>>();
@@ -104,7 +118,7 @@ const builds = new Map<string, Promise<string[]>>();
 /** `buildService` once per service per process (a bench starts the same service many times). */
 export function builtServiceArgs(root: string, spec: ServiceSpec): Promise<string[]> {
   let args = builds.get(spec.entry);
-  if (!args) builds.set(spec.entry, (args = buildService(root, spec.entry, spec.nodeFlags)));
+  if (!args) builds.set(spec.entry, (args = buildService(root, spec)));
   return args;
 }
 
@@ -123,7 +137,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   for (const name of names) {
     const spec = SERVICES[name];
     if (!spec) throw new Error(`unknown service ${name}; one of ${Object.keys(SERVICES).join(', ')}`);
-    const args = await buildService(root, spec.entry, spec.nodeFlags);
+    const args = await buildService(root, spec);
     console.log(`${name}: node ${args.map((a) => (path.isAbsolute(a) ? path.relative(root, a) : a)).join(' ')}`);
   }
 }

@@ -12,6 +12,7 @@ const fixtureFor = (id: string) => FIXTURE.replace(FIXTURE_ID, id);
 
 describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
   let world: EdgeWorld;
+  let edge: Awaited<ReturnType<EdgeWorld['startEdge']>>;
   let url: string;
   let c: TestCollector;
   const push = (body: string | Buffer, opts: { token?: string; headers?: Record<string, string> } = {}) =>
@@ -23,7 +24,8 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
 
   beforeAll(async () => {
     world = await EdgeWorld.create();
-    url = (await world.startEdge()).url;
+    edge = await world.startEdge();
+    url = edge.url;
     c = await world.collector();
   });
   afterAll(async () => world?.[Symbol.asyncDispose]());
@@ -59,8 +61,8 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
   });
 
   it('a replay packed with new pushes: it answers duplicate, its batch is vetoed and only the new pushes are queued, once', async () => {
-    // The job that holds a push. Every packed job carries its batch's deduplication id; only the
-    // fresh pushes of a vetoed batch are re-added without one.
+    // The job that holds a push. Every packed job carries its batch's deduplication id; the fresh
+    // pushes of a vetoed batch are re-added under that id and a '+'.
     const jobHolding = async (pushId: string) => {
       const jobs = await world.queue.getJobs(['waiting']);
       return jobs.find((j) => (j.data as { pushes: { push_id: string }[] }).pushes.some((p) => p.push_id === pushId));
@@ -84,7 +86,7 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
       for (const id of freshIds) {
         const job = await jobHolding(id);
         expect(job).toBeDefined();
-        if (job!.opts.deduplication !== undefined) continue;
+        if (!job!.opts.deduplication?.id.endsWith('+')) continue;
         // Re-added after its batch's veto: it holds fresh pushes of this round only, never the replay.
         packed = true;
         const ids = (job!.data as { pushes: { push_id: string }[] }).pushes.map((p) => p.push_id);
@@ -196,6 +198,45 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
     await expect.poll(async () => (await push('{"a":1}', { token: d.token })).json.error?.code).toBe('COLLECTOR_DISABLED');
     await publishCollectorChange(world.redis, world.keys, { collector_id: d.id, kind: 'enabled', allowCollector: true });
     await expect.poll(async () => (await push(`{"a":${Date.now()}}`, { token: d.token })).status).toBe(200);
+  });
+
+  it('a push of 1 MiB or more is prepared in the large-push thread and answered like any other', async () => {
+    const prepared = async () =>
+      Number(/^edge_large_push_prepare_seconds_count (\S+)$/m.exec(await edge.metrics.registry.metrics())?.[1] ?? 'NaN');
+    const before = await prepared();
+    const element = (i: number) =>
+      `{"type":"pg_stat_statements","database":"app","queryid":-9223372036854775808,"i":${i},"q":"${'é'.repeat(400)}"}`;
+    const envelope = (collectorId: string, pushId: string, n = 1200) =>
+      `{"collector_id":"${collectorId}","push_id":"${pushId}","metrics":[${Array.from({ length: n }, (_, i) => element(i)).join(',')}]}`;
+    const body = envelope(c.id, `large-${Date.now()}`);
+    expect(Buffer.byteLength(body)).toBeGreaterThan(1024 * 1024);
+    const res = await push(body);
+    expect(res.json).toEqual({ status: 'accepted', push_id: expect.any(String), records: 1200, duplicate: false });
+    const queued = (await world.queuedPushes()).filter((p) => p.push_id === res.json.push_id);
+    expect(queued).toHaveLength(1);
+    expect(queued[0]!.body).toBe(body);
+    expect(queued[0]!.checksum).toBe(createHash('sha256').update(body).digest('hex'));
+    expect(Date.parse(queued[0]!.received_at)).toBeGreaterThan(Date.now() - 60_000);
+    expect(await push(body)).toMatchObject({ status: 200, json: { ...res.json, duplicate: true } });
+
+    const zipped = envelope(c.id, `large-gz-${Date.now()}`, 1300);
+    const gz = await push(gzipSync(zipped), { headers: { 'content-encoding': 'gzip' } });
+    expect(gz.json).toMatchObject({ status: 'accepted', records: 1300, duplicate: false });
+    expect((await world.queuedPushes()).find((p) => p.push_id === gz.json.push_id)?.body).toBe(zipped);
+
+    // Refused in the thread with the same answers as on the event loop; nothing queued.
+    const queuedBefore = (await world.queuedPushes()).length;
+    for (const [bad, status, code] of [
+      [body.slice(0, -1), 400, 'INVALID_JSON'],
+      [body.replace('"q":"', '"q":"\\u0000'), 400, 'INVALID_PAYLOAD'],
+      [Buffer.concat([Buffer.from(body.slice(0, -2)), Buffer.from([0xff]), Buffer.from(']}')]), 400, 'INVALID_JSON'],
+      [envelope('00000000-0000-4000-8000-000000000000', 'large-other'), 403, 'COLLECTOR_MISMATCH'],
+    ] as const) {
+      const answer = await push(bad);
+      expect([answer.status, answer.json.error.code]).toEqual([status, code]);
+    }
+    expect(await world.queuedPushes()).toHaveLength(queuedBefore);
+    expect(await prepared()).toBe(before + 7);
   });
 
   it('413 PAYLOAD_TOO_LARGE for a big body and a gzip bomb', async () => {

@@ -8,6 +8,7 @@ import { designBaseline } from './design-baseline/design-baseline';
 import { edgeCeiling } from './edge-ceiling/edge-ceiling';
 import { ingestE2e } from './ingest-e2e/ingest-e2e';
 import { ingestEdge } from './ingest-edge/ingest-edge';
+import { largePushes } from './large-pushes/large-pushes';
 import { pgStall } from './pg-stall/pg-stall';
 
 /** Every scenario, in the order the suite runs them. */
@@ -18,6 +19,7 @@ export const SCENARIOS: Scenario[] = [
   ingestEdge,
   ingestE2e,
   pgStall,
+  largePushes,
   connections,
   adminApi,
   bulkImport,

@@ -18,6 +18,7 @@ import { createEdgeMetrics } from './ops/edge-metrics';
 import { opsRoutes } from './ops/ops-routes';
 import { QueueHealth } from './ops/queue-health';
 import { createPushHandler, PUSH_HEADERS } from './push/push-route';
+import { LargePushThread } from './push/large-push-thread';
 import { PushPacker } from './push/push-packer';
 import { createConfigHandler, createV3ConfigHandler } from './routes/config-routes';
 import { createEnrollHandler, createRefreshHandler, SMALL_BODY } from './routes/enroll-routes';
@@ -120,6 +121,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
       idempotencyTtlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
     },
   );
+  const largePushes = new LargePushThread({ logger, metrics, replayWindowSeconds: config.IDEMPOTENCY_TTL_SECONDS });
   const box = createSecretBox(config.ENCRYPTION_KEY);
   const kit = new RouteKit({ metrics, budget, logger, pgOutage });
 
@@ -138,7 +140,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   mountRoutes(app, {
     push: kit.route(
       { name: 'push', headers: PUSH_HEADERS, maxBody: config.MAX_BODY_BYTES, auth: 'bearer' },
-      createPushHandler({ authenticate, limiter, packer, queueHealth, budget, maxBodyBytes: config.MAX_BODY_BYTES }),
+      createPushHandler({ authenticate, limiter, packer, largePushes, queueHealth, budget, maxBodyBytes: config.MAX_BODY_BYTES }),
     ),
     heartbeat: kit.route(
       { name: 'heartbeat', headers: authHeaders, params: 1, maxBody: HEARTBEAT_MAX_BODY, auth: 'bearer' },
@@ -214,6 +216,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
       uWS.us_listen_socket_close(listenSocket);
       await kit.whenIdle(config.DRAIN_TIMEOUT_MS);
       await packer.drain();
+      await largePushes.close();
       queueHealth.stop();
       deny.stop();
       pgOutage.close();

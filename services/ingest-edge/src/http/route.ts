@@ -96,7 +96,7 @@ export class RouteKit {
       const finish = () => {
         if (reader) {
           reader.abort();
-          metrics.bytesIn(options.name, reader.reserved());
+          metrics.bytesIn(options.name, reader.received());
           budget.give(reader.reserved());
         }
         if (!reply.done) reply.error('INTERNAL', 'no answer');

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { ERROR_HTTP_STATUS, type ErrorCode } from '@pga/contracts';
+import { LARGE_PUSH_BYTES } from '../push/large-push-thread';
 
 /** Prometheus metrics of one edge process (issue 4 §4); main.ts aggregates them across processes. */
 export interface MetricSources {
@@ -76,6 +77,12 @@ export function createEdgeMetrics(sources: MetricSources) {
     buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000],
     registers: [registry],
   });
+  const largePushPrepare = new Histogram({
+    name: 'edge_large_push_prepare_seconds',
+    help: `Time to validate, hash and encode a push body of ${LARGE_PUSH_BYTES} bytes or more in the large-push thread, off the event loop (waiting for the thread included).`,
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
   const pushes = new Counter({
     name: 'edge_pushes_total',
     help: 'Pushes answered 200, by outcome: accepted (stored in Redis; counted also when the client hung up before its 200 went out) or duplicate.',
@@ -127,7 +134,19 @@ export function createEdgeMetrics(sources: MetricSources) {
       this.set(1);
     },
   });
-  return { registry, request, bytesIn, rejections, enqueueLatency, pushesPerJob, pushes, cacheLookups, inflightBytes, ready };
+  return {
+    registry,
+    request,
+    bytesIn,
+    rejections,
+    enqueueLatency,
+    pushesPerJob,
+    largePushPrepare,
+    pushes,
+    cacheLookups,
+    inflightBytes,
+    ready,
+  };
 }
 
 export type EdgeMetrics = ReturnType<typeof createEdgeMetrics>;

@@ -3,11 +3,11 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { PushJobSchema } from '@pga/contracts';
 import { encodePushJob } from './encode-push-job';
-import type { PushSubmission } from './push-packer';
+import type { PackedPush } from './push-packer';
 
 const fixture = readFileSync(new URL('../../../../test/fixtures/pganalytics-v3-push.sample.json', import.meta.url));
 
-const push = (body: Buffer, n = 0): PushSubmission => ({
+const push = (body: Buffer, n = 0): PackedPush => ({
   push_id: `0b5a3c1e-1f2a-8b3c-9d4e-${String(n).padStart(12, '0')}`,
   collector_id: '7d1f9a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b',
   received_at: new Date(1_700_000_000_000 + n).toISOString(),
@@ -18,7 +18,7 @@ const push = (body: Buffer, n = 0): PushSubmission => ({
 const WINDOW = 86_400;
 
 /** The same job built as an object and serialised by JSON.stringify. */
-const reference = (pushes: PushSubmission[]) =>
+const reference = (pushes: PackedPush[]) =>
   JSON.stringify({
     v: 2,
     replay_window_s: WINDOW,

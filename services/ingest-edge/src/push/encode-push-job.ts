@@ -1,4 +1,4 @@
-import type { PushSubmission } from './push-packer';
+import type { PackedPush } from './push-packer';
 
 /** The job's own fields are ids, hex and ISO times; anything else is escaped by JSON.stringify. */
 const PLAIN = /^[\w:.+-]*$/;
@@ -16,7 +16,7 @@ const KEEP_SCRATCH_BYTES = 4 * 1024 * 1024;
  * the job's 50–200 KB of text never lives on the JS heap through the Redis round trip. The same
  * text as `JSON.stringify` of the job object (a test holds it to that).
  */
-export function encodePushJob(pushes: readonly PushSubmission[], replayWindowSeconds: number): Buffer {
+export function encodePushJob(pushes: readonly PackedPush[], replayWindowSeconds: number): Buffer {
   let out = scratch;
   let pos = out.write(`{"v":2,"replay_window_s":${Math.trunc(replayWindowSeconds)},"pushes":[`, 0, 'latin1');
   for (let i = 0; i < pushes.length; i++) {

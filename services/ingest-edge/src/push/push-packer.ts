@@ -29,7 +29,16 @@ export interface PackerSettings {
  * per request would live through the packing window and be copied by every young-generation GC on
  * the way; made at send time it dies at once).
  */
-export type PushSubmission = Omit<PushItem, 'body'> & { body: Buffer };
+export type PackedPush = Omit<PushItem, 'body'> & { body: Buffer };
+
+/**
+ * A large push prepared in the large-push thread: `job` is the whole job holding it alone, already
+ * encoded (its body was handed to the thread); `bodyBytes` the body's size. It travels in a batch
+ * of its own.
+ */
+export type PrebuiltPush = Omit<PushItem, 'body'> & { job: Buffer; bodyBytes: number };
+
+export type PushSubmission = PackedPush | PrebuiltPush;
 
 interface Pending {
   item: PushSubmission;
@@ -119,11 +128,12 @@ export class PushPacker {
       // second like any in-flight replay.
       if (this.batch.some((p) => p.idemKey === idemKey))
         return reject(unavailable('a push with this idempotency key is in flight'));
-      const bytes = item.body.length;
-      if (this.batch.length > 0 && this.batchBytes + bytes > this.settings.maxBytes) this.flush();
+      const prebuilt = 'job' in item;
+      const bytes = prebuilt ? item.bodyBytes : item.body.length;
+      if (this.batch.length > 0 && (prebuilt || this.batchBytes + bytes > this.settings.maxBytes)) this.flush();
       this.batch.push({ item, idemKey, records, bytes, startedAt: performance.now(), resolve, reject });
       this.batchBytes += bytes;
-      if (this.batch.length >= this.settings.maxPushes || this.batchBytes >= this.settings.maxBytes) this.flush();
+      if (prebuilt || this.batch.length >= this.settings.maxPushes || this.batchBytes >= this.settings.maxBytes) this.flush();
       // Group commit: with nothing in flight, send at the end of this I/O turn (no added latency
       // when idle); while a batch is in flight, collect until it returns or the window ends.
       else if (this.inFlight.size === 0) this.immediate ??= setImmediate(() => this.flush());
@@ -274,12 +284,7 @@ export class PushPacker {
    * job there and answers duplicate.
    */
   private async add(pushes: Pending[], deduplicationId: string): Promise<boolean> {
-    const data = new EncodedData(
-      encodePushJob(
-        pushes.map((p) => p.item),
-        this.settings.idempotencyTtlSeconds,
-      ),
-    );
+    const data = new EncodedData(encodeBatch(pushes, this.settings.idempotencyTtlSeconds));
     const job = await this.deps.queue.add('push', data, {
       ...JOB_OPTIONS,
       deduplication: { id: deduplicationId, ttl: VETO_TTL_MS },
@@ -297,6 +302,17 @@ export class PushPacker {
       .settle(stateKey, this.settings.idempotencyTtlSeconds)
       .catch((err: unknown) => this.deps.logger.warn({ err: errMessage(err) }, 'idempotency markers not updated'));
   }
+}
+
+/** The job of a batch: a prebuilt push's own job (it travels alone), else the pushes encoded. */
+function encodeBatch(pushes: Pending[], replayWindowSeconds: number): Buffer {
+  const packed: PackedPush[] = [];
+  for (const { item } of pushes) {
+    if (!('job' in item)) packed.push(item);
+    else if (pushes.length === 1) return item.job;
+    else throw new Error('a prebuilt push job must travel alone');
+  }
+  return encodePushJob(packed, replayWindowSeconds);
 }
 
 function errMessage(err: unknown): string {

@@ -1,5 +1,3 @@
-import { isUtf8 } from 'node:buffer';
-import { hash } from 'node:crypto';
 import { AppError, IDEMPOTENCY_KEY_PATTERN } from '@pga/contracts';
 import type { Authenticate } from '../auth/authenticate';
 import type { RateLimiter } from '../auth/rate-limiter';
@@ -7,9 +5,9 @@ import type { InflightBudget } from '../http/read-body';
 import type { RequestContext } from '../http/route';
 import type { QueueHealth } from '../ops/queue-health';
 import { checkEncoding, checkJsonContentType, decodeBody } from './decode-body';
-import { derivePushId } from './push-id';
-import type { PushPacker } from './push-packer';
-import { scanPushJson } from './scan-push-json';
+import { LARGE_PUSH_BYTES, type LargePushThread } from './large-push-thread';
+import { preparePush } from './prepare-push';
+import type { PushOutcome, PushPacker } from './push-packer';
 
 export const PUSH_HEADERS = ['authorization', 'x-collector-id', 'content-type', 'content-encoding', 'idempotency-key'] as const;
 
@@ -17,6 +15,7 @@ interface PushDeps {
   authenticate: Authenticate;
   limiter: RateLimiter;
   packer: PushPacker;
+  largePushes: LargePushThread;
   queueHealth: QueueHealth;
   budget: InflightBudget;
   maxBodyBytes: number;
@@ -42,26 +41,33 @@ export function createPushHandler(deps: PushDeps) {
     const decoded = decoding instanceof Promise ? await decoding : decoding;
     const extra = decoded === raw ? 0 : decoded.length;
     try {
-      if (decoded.length === 0) throw new AppError('INVALID_JSON', 'body is empty');
-      if (!isUtf8(decoded)) throw new AppError('INVALID_JSON', 'body is not UTF-8');
-      const scan = scanPushJson(decoded);
-      if (scan.collectorId !== undefined && scan.collectorId.toLowerCase() !== auth.collectorId)
-        throw new AppError('COLLECTOR_MISMATCH', 'collector_id in the body does not match the token');
-      const checksum = hash('sha256', decoded, 'hex');
-      // CONTRACT.md: Idempotency-Key, else the body's push_id, else the identical body (24 h).
-      const key = idemHeader ? `k:${idemHeader}` : scan.pushId !== undefined ? `k:${scan.pushId}` : `b:${checksum}`;
-      const pushId = derivePushId(auth.collectorId, key);
-      const outcome = await deps.packer.submit(
-        {
-          push_id: pushId,
-          collector_id: auth.collectorId,
-          received_at: new Date().toISOString(),
-          checksum,
-          body: decoded,
-        },
-        key,
-        scan.metricsCount ?? 1,
-      );
+      const request = { body: decoded, collectorId: auth.collectorId, idempotencyHeader: idemHeader };
+      const receivedAt = new Date().toISOString();
+      const size = decoded.length;
+      let outcome: PushOutcome;
+      if (size < LARGE_PUSH_BYTES) {
+        const p = preparePush(request);
+        outcome = await deps.packer.submit(
+          { push_id: p.pushId, collector_id: auth.collectorId, received_at: receivedAt, checksum: p.checksum, body: decoded },
+          p.key,
+          p.records,
+        );
+      } else {
+        // Off the event loop; the body's bytes are handed to the thread (gone from `decoded`).
+        const p = await deps.largePushes.prepare(request, receivedAt);
+        outcome = await deps.packer.submit(
+          {
+            push_id: p.pushId,
+            collector_id: auth.collectorId,
+            received_at: receivedAt,
+            checksum: p.checksum,
+            job: p.job,
+            bodyBytes: size,
+          },
+          p.key,
+          p.records,
+        );
+      }
       reply.json(200, { status: 'accepted', push_id: outcome.pushId, records: outcome.records, duplicate: outcome.duplicate });
     } finally {
       deps.budget.give(extra);
