@@ -6,6 +6,7 @@ import { createLogger } from '@pga/logger';
 import { redisKeys, type RedisKeys } from '@pga/redis-keys';
 import { InflightBudget } from '../../services/ingest-edge/src/http/read-body';
 import { createEdgeMetrics } from '../../services/ingest-edge/src/ops/edge-metrics';
+import { encodePushJob } from '../../services/ingest-edge/src/push/encode-push-job';
 import { EncodedQueue } from '../../services/ingest-edge/src/push/encoded-queue';
 import { idempotencyScripts } from '../../services/ingest-edge/src/push/idempotency-scripts';
 import { PushPacker, type PushOutcome } from '../../services/ingest-edge/src/push/push-packer';
@@ -181,6 +182,68 @@ describe('idempotency markers (push packer, real Redis)', () => {
     } finally {
       await slowQueue.close();
       slow.disconnect();
+    }
+  });
+
+  it('a batch of one prebuilt (large) push is claimed and added on the bulk connection, other batches on the main one', async () => {
+    const main = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: 1 });
+    const bulk = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: 1 });
+    const claims = { main: 0, bulk: 0 };
+    for (const [name, client] of [
+      ['main', main],
+      ['bulk', bulk],
+    ] as const) {
+      const evalOriginal = client.eval.bind(client);
+      client.eval = ((...args: Parameters<typeof client.eval>) => {
+        claims[name]++;
+        return evalOriginal(...args);
+      }) as typeof client.eval;
+    }
+    const mainQueue = new EncodedQueue(keys.pushQueue, { connection: main, prefix: keys.bullPrefix });
+    const bulkQueue = new EncodedQueue(keys.pushQueue, { connection: bulk, prefix: keys.bullPrefix });
+    const lanes = new PushPacker(
+      {
+        redis: main,
+        queue: mainQueue,
+        keys,
+        metrics: createEdgeMetrics({
+          ready: () => true,
+          inflightBytes: () => 0,
+          cache: () => ({ hits: 0, verified: 0, invalid: 0, size: 0 }),
+        }),
+        logger: createLogger({ name: 'idempotency-test-lanes', level: 'warn', pretty: false }),
+        budget: new InflightBudget(Number.MAX_SAFE_INTEGER),
+        bulk: { redis: bulk, queue: bulkQueue },
+      },
+      { windowMs: 5, maxPushes: 100, maxBytes: 1024 * 1024, enqueueTimeoutMs: 5000, idempotencyTtlSeconds: 3600 },
+    );
+    const item = (pushId: string) => ({
+      push_id: pushId,
+      collector_id: collectorId,
+      received_at: new Date().toISOString(),
+      checksum: 'c'.repeat(64),
+    });
+    try {
+      const large = randomUUID();
+      const job = encodePushJob([{ ...item(large), body: Buffer.from('{"large":true}') }], 3600);
+      const small = randomUUID();
+      const answers = await Promise.all([
+        lanes.submit({ ...item(large), job, bodyBytes: 14 }, 'k:lane-large', 1),
+        lanes.submit({ ...item(small), body: Buffer.from('{"small":true}') }, 'k:lane-small', 1),
+      ]);
+      expect(answers.map((a) => a.duplicate)).toEqual([false, false]);
+      expect(claims).toEqual({ main: 1, bulk: 1 });
+      const jobs = await queue.getJobs(['waiting']);
+      const holding = (id: string) => jobs.filter((j) => (j.data as PushJob).pushes.some((p) => p.push_id === id));
+      expect(holding(large).map((j) => (j.data as PushJob).pushes.length)).toEqual([1]);
+      expect(holding(small)).toHaveLength(1);
+      // A replay of the large push, claimed on the bulk connection, answers duplicate.
+      expect(await lanes.submit({ ...item(large), job, bodyBytes: 14 }, 'k:lane-large', 1)).toMatchObject({ duplicate: true });
+      expect(claims).toEqual({ main: 1, bulk: 2 });
+    } finally {
+      await Promise.all([mainQueue.close(), bulkQueue.close()]);
+      main.disconnect();
+      bulk.disconnect();
     }
   });
 

@@ -67,6 +67,9 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   };
   const redis = new Redis(config.REDIS_URL, redisOptions);
   const subscriber = new Redis(config.REDIS_URL, { ...redisOptions, enableOfflineQueue: true });
+  // Batches of one large push (push/large-push-thread.ts) go on their own connection: on the shared
+  // one, every small batch behind a 20–85 MB job waited until Redis had read all of it.
+  const bulk = new Redis(config.REDIS_URL, redisOptions);
   // One warning when Redis goes away (whichever connection notices first), one summary a minute
   // while it stays away, one line when both connections are back: not one per reconnect attempt.
   // Redis up but refusing writes (out of memory, read-only) reconnects nothing: a SET every 2 s
@@ -80,12 +83,18 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   for (const [name, client] of [
     ['redis', redis],
     ['subscriber', subscriber],
+    ['bulk', bulk],
   ] as const) {
     client.on('error', (err: Error) => redisOutage.error(err, 'Redis error', { client: name }));
-    client.on('ready', () => redis.status === 'ready' && subscriber.status === 'ready' && redisOutage.connected());
+    client.on(
+      'ready',
+      () => redis.status === 'ready' && subscriber.status === 'ready' && bulk.status === 'ready' && redisOutage.connected(),
+    );
   }
   const queue = new EncodedQueue(keys.pushQueue, { connection: redis, prefix: keys.bullPrefix });
   queue.on('error', (err) => redisOutage.error(err, 'queue error'));
+  const bulkQueue = new EncodedQueue(keys.pushQueue, { connection: bulk, prefix: keys.bullPrefix });
+  bulkQueue.on('error', (err) => redisOutage.error(err, 'queue error'));
   // A PostgreSQL outage (enrollment, config, refresh answer 503; idle clients cut off) is one warning,
   // a summary a minute and one line when a connection succeeds again: a fleet polling its config is
   // not a line a request, nor a restart a line per pooled client.
@@ -112,7 +121,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   const budget = new InflightBudget(config.MAX_INFLIGHT_BYTES);
   const queueHealth = new QueueHealth(redis, config.REDIS_MEMORY_BUDGET_BYTES, logger);
   const packer = new PushPacker(
-    { redis, queue, keys, metrics, logger, budget, redisOutage },
+    { redis, queue, keys, metrics, logger, budget, redisOutage, bulk: { redis: bulk, queue: bulkQueue } },
     {
       windowMs: config.PACK_WINDOW_MS,
       maxPushes: config.PACK_MAX_PUSHES,
@@ -221,8 +230,8 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
       deny.stop();
       pgOutage.close();
       redisOutage.close();
-      await queue.close().catch(() => undefined);
-      await Promise.all([closeRedis(redis), closeRedis(subscriber), pool.end().catch(() => undefined)]);
+      await Promise.all([queue.close().catch(() => undefined), bulkQueue.close().catch(() => undefined)]);
+      await Promise.all([closeRedis(redis), closeRedis(subscriber), closeRedis(bulk), pool.end().catch(() => undefined)]);
       (app as unknown as { close?: () => void }).close?.();
     })());
   return { port, drain, metrics };

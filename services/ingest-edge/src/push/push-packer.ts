@@ -70,6 +70,13 @@ const VETO = 'veto';
  * would count as a failure: a 503 for a push that was stored).
  */
 const BYTES_PER_EXTRA_SECOND = 16 * 1024 * 1024;
+/** A Redis connection batches are sent on, its queue and its idempotency scripts. */
+interface Lane {
+  redis: Redis;
+  queue: EncodedQueue;
+  scripts: IdempotencyScripts;
+}
+
 const unavailable = (message: string) => new AppError('UNAVAILABLE', message, { retryAfterSeconds: 1 });
 
 /**
@@ -98,7 +105,8 @@ export class PushPacker {
   private immediate: NodeJS.Immediate | undefined;
   private readonly inFlight = new Set<Promise<void>>();
   private readonly pendingTtl: number;
-  private readonly scripts: IdempotencyScripts;
+  private readonly lane: Lane;
+  private readonly bulkLane: Lane;
   /** Batch ids are unique across processes and restarts: a random prefix and a counter. */
   private readonly batchPrefix = `${randomUUID()}:`;
   private batchSeq = 0;
@@ -114,11 +122,22 @@ export class PushPacker {
       budget: InflightBudget;
       /** Where a Redis that is away or refuses writes is told (once, not per batch). */
       redisOutage?: OutageLog;
+      /**
+       * A second connection (and its queue) for batches of one prebuilt large push; without it
+       * they share the connection of every other batch.
+       */
+      bulk?: { redis: Redis; queue: EncodedQueue };
     },
     private readonly settings: PackerSettings,
   ) {
     this.pendingTtl = Math.max(30, Math.ceil((settings.enqueueTimeoutMs * 3) / 1000));
-    this.scripts = idempotencyScripts(deps.redis, VETO, deps.keys.idempotencyBatchPrefix, `${deps.queue.keys.de}:`);
+    const lane = (redis: Redis, queue: EncodedQueue): Lane => ({
+      redis,
+      queue,
+      scripts: idempotencyScripts(redis, VETO, deps.keys.idempotencyBatchPrefix, `${queue.keys.de}:`),
+    });
+    this.lane = lane(deps.redis, deps.queue);
+    this.bulkLane = deps.bulk ? lane(deps.bulk.redis, deps.bulk.queue) : this.lane;
   }
 
   submit(item: PushSubmission, idempotencyKey: string, records: number): Promise<PushOutcome> {
@@ -171,20 +190,24 @@ export class PushPacker {
 
   /** `bytes`: the batch's body bytes (they lengthen its deadline). */
   private async send(batch: Pending[], bytes: number): Promise<void> {
-    const { redis, queue, metrics } = this.deps;
+    const { metrics } = this.deps;
+    // A prebuilt (large) job goes on the bulk connection: Redis takes in its tens of MB at its own
+    // pace, and the small batches behind it on one connection would wait for all of it.
+    const lane = batch.length === 1 && 'job' in batch[0]!.item ? this.bulkLane : this.lane;
+    const { redis, queue } = lane;
     // One round trip: the claim and the add leave together, in this order, on one connection, so
     // Redis runs the claim first. A claim that finds any marker already set also sets the batch's
     // veto key, which is the key BullMQ's own deduplication checks: the add then stores nothing.
     const batchId = `${this.batchPrefix}${++this.batchSeq}`;
     const stateKey = this.deps.keys.idempotencyBatch(batchId);
-    const claim = this.scripts.claim(
+    const claim = lane.scripts.claim(
       batch.map((p) => p.idemKey),
       batch.map((p) => p.records),
       { id: batchId, stateKey, vetoKey: `${queue.keys.de}:${batchId}` },
       this.settings.idempotencyTtlSeconds,
       this.pendingTtl,
     );
-    const optimistic = this.add(batch, batchId);
+    const optimistic = this.add(lane, batch, batchId);
     optimistic.catch(() => undefined); // answered below, whichever way the claim goes
     const timeoutMs = this.settings.enqueueTimeoutMs + Math.floor(bytes / BYTES_PER_EXTRA_SECOND) * 1000;
     let previous: string[];
@@ -203,7 +226,7 @@ export class PushPacker {
           const mine = batch.filter((_, i) => late[i] === '');
           if (mine.length === 0) return;
           const free = () => void redis.del(...mine.map((p) => p.idemKey)).catch(() => undefined);
-          optimistic.then((stored) => (stored ? this.markDone(stateKey) : free()), free);
+          optimistic.then((stored) => (stored ? this.markDone(lane, stateKey) : free()), free);
         },
         () => undefined,
       );
@@ -230,7 +253,7 @@ export class PushPacker {
         () => undefined,
       );
       if (fresh.length === 0) return;
-      added = this.add(fresh, freshJobDeduplicationId(batchId));
+      added = this.add(lane, fresh, freshJobDeduplicationId(batchId));
     }
     try {
       if (!(await withTimeout(added, timeoutMs))) throw new Error('push job was not stored');
@@ -240,10 +263,10 @@ export class PushPacker {
       for (const p of fresh) p.reject(unavailable('queue unavailable'));
       // A late success still counts: mark it done so replays answer duplicate; else free the keys.
       const free = () => void redis.del(...fresh.map((p) => p.idemKey)).catch(() => undefined);
-      added.then((stored) => (stored ? this.markDone(stateKey) : free()), free);
+      added.then((stored) => (stored ? this.markDone(lane, stateKey) : free()), free);
       return;
     }
-    this.markDone(stateKey);
+    this.markDone(lane, stateKey);
     metrics.pushesPerJob.observe(fresh.length);
     const now = performance.now();
     metrics.pushes.inc({ outcome: 'accepted' }, fresh.length);
@@ -283,9 +306,9 @@ export class PushPacker {
    * names the stored job for VETO_TTL_MS: a replay claimed before this batch is settled finds its
    * job there and answers duplicate.
    */
-  private async add(pushes: Pending[], deduplicationId: string): Promise<boolean> {
+  private async add(lane: Lane, pushes: Pending[], deduplicationId: string): Promise<boolean> {
     const data = new EncodedData(encodeBatch(pushes, this.settings.idempotencyTtlSeconds));
-    const job = await this.deps.queue.add('push', data, {
+    const job = await lane.queue.add('push', data, {
       ...JOB_OPTIONS,
       deduplication: { id: deduplicationId, ttl: VETO_TTL_MS },
     });
@@ -297,8 +320,8 @@ export class PushPacker {
    * go out; a replay that still reaches Redis first (through another edge process) finds the
    * batch's job under its deduplication key, which answers duplicate too (CLAIM).
    */
-  private markDone(stateKey: string): void {
-    this.scripts
+  private markDone(lane: Lane, stateKey: string): void {
+    lane.scripts
       .settle(stateKey, this.settings.idempotencyTtlSeconds)
       .catch((err: unknown) => this.deps.logger.warn({ err: errMessage(err) }, 'idempotency markers not updated'));
   }
