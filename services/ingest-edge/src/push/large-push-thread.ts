@@ -35,21 +35,34 @@ export interface LargePush extends PreparedPush {
  * One worker thread per edge process that prepares large push bodies (`preparePush`) and builds
  * their jobs, so a 64 MiB push no longer holds its process's event loop for a second. The body is
  * transferred, not copied (the caller must not use it afterwards), and so is the job coming back.
- * Started on the first large push; a thread that dies fails what it held with 503 (Retry-After)
- * and the next large push starts a new one. Large pushes are prepared one after another.
+ * Started on the first large push and ended after `idleMs` without one (its isolate's memory,
+ * ~10 MiB, given back); a thread that dies fails what it held with 503 (Retry-After) and the next
+ * large push starts a new one. Large pushes are prepared one after another.
  */
 export class LargePushThread {
   private worker: Worker | undefined;
   private nextId = 0;
   private readonly pending = new Map<number, { started: number; resolve(push: LargePush): void; reject(err: AppError): void }>();
   private closed = false;
+  private idle: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly deps: { logger: Logger; replayWindowSeconds: number; metrics: Pick<EdgeMetrics, 'largePushPrepare'> },
+    private readonly deps: {
+      logger: Logger;
+      replayWindowSeconds: number;
+      metrics: Pick<EdgeMetrics, 'largePushPrepare'>;
+      idleMs?: number;
+    },
   ) {}
+
+  /** Whether the thread is running now. */
+  get running(): boolean {
+    return this.worker !== undefined;
+  }
 
   prepare(req: PushRequest, receivedAt: string): Promise<LargePush> {
     if (this.closed) return Promise.reject(unavailable());
+    clearTimeout(this.idle);
     const worker = this.start();
     const id = ++this.nextId;
     return new Promise<LargePush>((resolve, reject) => {
@@ -72,6 +85,7 @@ export class LargePushThread {
   /** Ends the thread (SIGTERM drain: called once no request is in flight). */
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.idle);
     const worker = this.worker;
     this.worker = undefined;
     if (worker) await worker.terminate();
@@ -91,6 +105,16 @@ export class LargePushThread {
       const job = Buffer.from(reply.job.buffer, reply.job.byteOffset, reply.job.byteLength);
       waiting.resolve({ ...reply.prepared, job });
     });
+    worker.on('message', () => {
+      if (this.pending.size > 0) return;
+      clearTimeout(this.idle);
+      this.idle = setTimeout(() => {
+        if (this.worker !== worker || this.pending.size > 0) return;
+        this.worker = undefined;
+        void worker.terminate();
+      }, this.deps.idleMs ?? IDLE_MS);
+      this.idle.unref();
+    });
     const lost = (err: unknown) => {
       if (this.worker !== worker) return;
       this.worker = undefined;
@@ -108,6 +132,9 @@ export class LargePushThread {
     this.pending.clear();
   }
 }
+
+/** A thread without a large push for this long is ended. */
+const IDLE_MS = 60_000;
 
 const unavailable = () => new AppError('UNAVAILABLE', 'the edge could not process the push; retry', { retryAfterSeconds: 1 });
 
