@@ -1,8 +1,10 @@
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPool, runMigrations, MIGRATIONS_DIR, type Pool } from '@pga/db';
+import { createPool, runMigrations, MIGRATIONS_DIR, SUPERSEDED_CHECKSUMS, type Pool } from '@pga/db';
 import { freePort } from '@pga/local-stack';
 import { createTestDatabase, urlFor, type TestDatabase } from '../helpers';
 
@@ -144,4 +146,109 @@ describe('npm run migrate against a PostgreSQL it cannot use', () => {
     ]);
     expect(missing.stdout + refused.stdout + missing.stderr + refused.stderr).not.toContain('not-shown-anywhere');
   }, 60_000);
+});
+
+describe('upgrading a database that applied a migration text edited after its release', () => {
+  const FIXTURES = path.resolve(import.meta.dirname, '../fixtures/superseded-migrations');
+  /**
+   * The migration sets of the commits that had those texts: the files up to `upTo`, with these
+   * earlier texts (fixture `<file>.<checksum prefix>.sql`) in place of the current ones.
+   */
+  const SNAPSHOTS = [
+    { commit: 'afc8e78', upTo: '0035', texts: ['0035_partition_maintenance_retention.4c99a21b67e2.sql'] },
+    { commit: '6dec36c', upTo: '0035', texts: ['0035_partition_maintenance_retention.e66375555240.sql'] },
+    {
+      commit: 'd5da938',
+      upTo: '0037',
+      texts: ['0036_rollup_latest_snapshot.d9adb305f87f.sql', '0037_partition_maintenance_steps.e7ef399676be.sql'],
+    },
+    {
+      commit: '0a2cc22',
+      upTo: '0037',
+      texts: ['0036_rollup_latest_snapshot.0c97012a9f63.sql', '0037_partition_maintenance_steps.e7ef399676be.sql'],
+    },
+    { commit: '7438aff', upTo: '0037', texts: ['0037_partition_maintenance_steps.e7ef399676be.sql'] },
+    { commit: 'd9b5d0f', upTo: '0040', texts: ['0040_collectors_heartbeat_hot_updates.bd24d2128f7b.sql'] },
+  ];
+
+  /** What a schema is made of: functions, views, columns, indexes and constraints, by name. */
+  async function schemaOf(pool: Pool): Promise<Record<string, string>> {
+    const { rows } = await pool.query<{ k: string; v: string }>(`
+      SELECT 'function ' || p.oid::regprocedure::text AS k, pg_get_functiondef(p.oid) AS v
+        FROM pg_proc p WHERE p.pronamespace = current_schema()::regnamespace
+      UNION ALL
+      SELECT 'view ' || viewname, definition FROM pg_views WHERE schemaname = current_schema()
+      UNION ALL
+      SELECT 'column ' || table_name || '.' || column_name,
+             concat_ws(' ', ordinal_position, data_type, is_nullable, column_default)
+        FROM information_schema.columns WHERE table_schema = current_schema()
+      UNION ALL
+      SELECT 'index ' || indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()
+      UNION ALL
+      SELECT 'constraint ' || conrelid::regclass::text || '.' || conname, pg_get_constraintdef(oid)
+        FROM pg_constraint WHERE connamespace = current_schema()::regnamespace`);
+    return Object.fromEntries(rows.map((r) => [r.k, r.v]));
+  }
+
+  let current: Record<string, string>;
+  beforeAll(async () => {
+    await using fresh = await createTestDatabase();
+    const pool = createPool(fresh.url, { max: 1 });
+    current = await schemaOf(pool);
+    await pool.end();
+  });
+
+  it.each(SNAPSHOTS)(
+    'from the migrations of $commit: upgrades, and ends with the schema of a fresh database',
+    async ({ upTo, texts }) => {
+      await using db = await createTestDatabase({ migrated: false });
+      const pool = createPool(db.url, { max: 2 });
+      const dir = mkdtempSync(path.join(tmpdir(), 'pga-migrations-'));
+      try {
+        for (const file of readdirSync(MIGRATIONS_DIR).filter((f) => f.endsWith('.sql') && f.slice(0, 4) <= upTo))
+          copyFileSync(path.join(MIGRATIONS_DIR, file), path.join(dir, file));
+        for (const text of texts)
+          copyFileSync(path.join(FIXTURES, text), path.join(dir, text.replace(/\.[0-9a-f]{12}\.sql$/, '.sql')));
+        await runMigrations(pool, dir);
+        const upgraded = await runMigrations(pool, MIGRATIONS_DIR);
+        expect(upgraded.applied).toEqual(
+          readdirSync(MIGRATIONS_DIR)
+            .filter((f) => f.endsWith('.sql') && f.slice(0, 4) > upTo)
+            .sort(),
+        );
+        expect(await schemaOf(pool)).toEqual(current);
+        // The stored checksums stay those of the texts applied (the release that applied them still starts).
+        const { rows } = await pool.query<{ version: string; checksum: string }>(
+          'SELECT version, checksum FROM schema_migrations',
+        );
+        for (const text of texts) {
+          const stored = rows.find((r) => r.version === text.replace(/\.[0-9a-f]{12}\.sql$/, '.sql'))!.checksum;
+          expect(stored.slice(0, 12)).toBe(text.split('.').at(-2));
+        }
+        // Any other text is still refused, in words an operator can act on.
+        await pool.query(`UPDATE schema_migrations SET checksum = repeat('0', 64) WHERE version = $1`, [
+          texts[0]!.replace(/\.[0-9a-f]{12}\.sql$/, '.sql'),
+        ]);
+        await expect(runMigrations(pool, MIGRATIONS_DIR)).rejects.toThrow(
+          /differs from the text this database applied .*this release cannot upgrade it/,
+        );
+      } finally {
+        await pool.end();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+
+  it('every accepted earlier text is one of these fixtures', () => {
+    const fixtures = readdirSync(FIXTURES).map((f) => {
+      const [, file, prefix] = /^(.+)\.([0-9a-f]{12})\.sql$/.exec(f)!;
+      const checksum = createHash('sha256')
+        .update(readFileSync(path.join(FIXTURES, f)))
+        .digest('hex');
+      expect(checksum.slice(0, 12)).toBe(prefix);
+      return `${file}.sql ${checksum}`;
+    });
+    const accepted = Object.entries(SUPERSEDED_CHECKSUMS).flatMap(([file, sums]) => sums.map((s) => `${file} ${s}`));
+    expect(accepted.sort()).toEqual(fixtures.sort());
+  });
 });

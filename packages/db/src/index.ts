@@ -1,5 +1,5 @@
 export { createPool, describeConnectFailure, poolConfigFromUrl, type Pool, type PoolClient } from './pool';
-export { runMigrations, type MigrationResult } from './migrate';
+export { runMigrations, SUPERSEDED_CHECKSUMS, type MigrationResult } from './migrate';
 export { maintainPartitions, type PartitionMaintenanceResult } from './partitions';
 export { isDatabaseUnavailable, isTransientPgError, isUniqueViolation, pgErrorCode, pgConstraint } from './pg-errors';
 export { withTransaction } from './transaction';
