@@ -252,3 +252,28 @@ describe('upgrading a database that applied a migration text edited after its re
     expect(accepted.sort()).toEqual(fixtures.sort());
   });
 });
+
+describe('migrations are append-only', () => {
+  it('no migration in test/fixtures/migrations.sha256 has changed; new ones come after them (add their line)', () => {
+    const locked = readFileSync(path.resolve(import.meta.dirname, '../fixtures/migrations.sha256'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => line.split(/\s+/) as [string, string]);
+    const files = readdirSync(MIGRATIONS_DIR)
+      .filter((f) => f.endsWith('.sql'))
+      .sort();
+    const checksum = (file: string) =>
+      createHash('sha256')
+        .update(readFileSync(path.join(MIGRATIONS_DIR, file)))
+        .digest('hex');
+    // A released migration is never edited (a database that applied it would refuse the new text): add one.
+    expect(locked.map(([, file]) => `${file} ${files.includes(file) ? checksum(file) : 'missing'}`)).toEqual(
+      locked.map(([sum, file]) => `${file} ${sum}`),
+    );
+    const newest = locked
+      .map(([, file]) => file)
+      .sort()
+      .at(-1)!;
+    expect(files.filter((f) => !locked.some(([, file]) => file === f)).every((f) => f > newest)).toBe(true);
+  });
+});
