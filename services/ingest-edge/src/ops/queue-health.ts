@@ -68,6 +68,12 @@ export class QueueHealth {
     return undefined;
   }
 
+  private answered(): void {
+    this.lastAnsweredAt = loopClock();
+    if (this.stale) this.logger.info('queue health: Redis answering again');
+    this.stale = false;
+  }
+
   private async poll(): Promise<void> {
     if (this.redis.status !== 'ready') return;
     if (this.lastAnsweredAt !== undefined && !this.answering() && !this.stale) {
@@ -83,7 +89,15 @@ export class QueueHealth {
     try {
       // Plain INFO (its default sections hold memory and replication): `INFO memory replication`
       // needs Redis 7, and on 6.x every poll failed — never ready, every push a 503.
-      const info = await withTimeout(this.redis.info(), this.intervalMs);
+      const asked = this.redis.info();
+      // An answer after its poll gave up still shows Redis alive: busy (a script taking in a large
+      // job holds it for a second or more), not silent. Counting only answers within the interval,
+      // a Redis answering every poll in 1.5 s was "not answering" and every push refused for seconds.
+      asked.then(
+        () => this.answered(),
+        () => undefined,
+      );
+      const info = await withTimeout(asked, this.intervalMs);
       const used = Number(/^used_memory:(\d+)/m.exec(info)?.[1] ?? 0);
       const max = Number(/^maxmemory:(\d+)/m.exec(info)?.[1] ?? 0);
       const budget = this.budgetBytes > 0 ? this.budgetBytes : max > 0 ? max * 0.9 : 0;
@@ -101,10 +115,7 @@ export class QueueHealth {
       else if (!readOnly && this.readOnly) this.logger.info('Redis takes writes again');
       this.readOnly = readOnly;
       this.usedMemory = used;
-      this.lastAnsweredAt = loopClock();
       this.pollRefused = false;
-      if (this.stale) this.logger.info('queue health: Redis answering again');
-      this.stale = false;
     } catch (err) {
       // Connection trouble and silence show in `reachable`; an error reply (a Redis that refuses
       // INFO) would too, as "unreachable": say why, once.
