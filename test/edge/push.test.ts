@@ -1,4 +1,4 @@
-import { connect } from 'node:net';
+import { connect, Socket } from 'node:net';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
@@ -330,6 +330,36 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
       expect(small.status).toBe(200); // the budget was given back
       expect((await tight.queuedPushes()).map((p) => p.body)).toEqual(['{"x":"small"}']);
     } finally {
+      await tight[Symbol.asyncDispose]();
+    }
+  });
+
+  it('a refused body still arriving (no token) holds none of the in-flight budget while it drains', async () => {
+    const tight = await EdgeWorld.create();
+    const socket = new Socket();
+    try {
+      const edge = await tight.startEdge({ MAX_INFLIGHT_BYTES: '65536' });
+      const s = await tight.collector();
+      await new Promise<void>((resolve, reject) =>
+        socket.once('error', reject).connect(Number(new URL(edge.url).port), '127.0.0.1', resolve),
+      );
+      let answer = '';
+      socket.on('data', (d: Buffer) => (answer += d.toString()));
+      // 50,000 of a 60,000-byte body, no Authorization: refused (401) at once, answered once it all arrived.
+      socket.write(
+        'POST /api/v1/metrics/push HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n' +
+          `{"x":"${'a'.repeat(49_994)}`,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // Before, the 50,000 bytes stayed reserved until the body ended: this push was over the budget.
+      const ok = await call(`${edge.url}/api/v1/metrics/push`, { token: s.token, body: `{"x":"${'b'.repeat(30_000)}"}` });
+      expect(ok.status).toBe(200);
+      expect(answer).toBe('');
+      socket.write(`${'a'.repeat(9_998)}"}`);
+      await waitUntil(async () => answer.includes('\r\n\r\n'), 5000, 'the 401');
+      expect(answer).toMatch(/^HTTP\/1\.1 401 /);
+    } finally {
+      socket.destroy();
       await tight[Symbol.asyncDispose]();
     }
   });

@@ -37,6 +37,12 @@ export interface BodyReader {
   complete(): boolean;
   /** Called from `onAborted`: the body will never complete. */
   abort(): void;
+  /**
+   * The answer was decided without the body (a refusal waiting for it to finish arriving): from now
+   * on its bytes are counted, not kept, and what it holds is given back to the budget. The body then
+   * resolves empty.
+   */
+  discard(): void;
 }
 
 /**
@@ -50,6 +56,7 @@ export function readBody(res: HttpResponse, maxBytes: number, budget: InflightBu
   let complete = false;
   let failed = false;
   let abort = () => {};
+  let discard = () => {};
   const body = new Promise<Buffer>((resolve, reject) => {
     abort = () => {
       // Called after every request (finish): only an unfinished body needs an error (and its stack).
@@ -74,12 +81,28 @@ export function readBody(res: HttpResponse, maxBytes: number, budget: InflightBu
       reserved = declaredLength;
       whole = Buffer.allocUnsafeSlow(declaredLength);
     }
+    let discarding = false;
+    discard = () => {
+      if (discarding) return;
+      discarding = true;
+      budget.give(reserved);
+      reserved = 0;
+      chunks.length = 0;
+      whole = undefined;
+    };
     res.onData((chunk, isLast) => {
       if (failed) return;
       size += chunk.byteLength;
       if (size > maxBytes) {
         failed = true;
         return reject(new AppError('PAYLOAD_TOO_LARGE', `body is larger than ${maxBytes} bytes`));
+      }
+      if (discarding) {
+        if (isLast) {
+          complete = true;
+          resolve(Buffer.alloc(0));
+        }
+        return;
       }
       if (whole && size > whole.length) {
         // More than declared (uWS frames bodies by Content-Length, so not expected): gather the rest.
@@ -115,5 +138,6 @@ export function readBody(res: HttpResponse, maxBytes: number, budget: InflightBu
     received: () => Math.min(size, maxBytes),
     complete: () => complete,
     abort: () => abort(),
+    discard: () => discard(),
   };
 }

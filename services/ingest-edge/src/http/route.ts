@@ -115,10 +115,15 @@ export class RouteKit {
         else if (!reply.aborted) metrics.rejections.inc({ reason: err.code });
         if (err !== caught) pgOutage.error(caught, 'PostgreSQL unavailable', { route: options.name });
         // A refusal (401, 429, …) of a small body still arriving: let it finish, so the answer
-        // keeps the connection alive and the client is not cut off mid-write. Anything large or
-        // of unknown length is answered at once and the connection closed.
+        // keeps the connection alive and the client is not cut off mid-write — its bytes counted,
+        // not kept: a client with no token trickling bodies held the in-flight budget until uWS's
+        // idle timeout, and refused every collector's pushes. Anything large or of unknown length
+        // is answered at once and the connection closed.
         if (reader && !reader.complete() && !this.draining && declared !== undefined && declared <= KEEP_ALIVE_DRAIN_BYTES) {
-          if (!(err instanceof AppError && err.code === 'PAYLOAD_TOO_LARGE')) await reader.body.catch(() => undefined);
+          if (!(err instanceof AppError && err.code === 'PAYLOAD_TOO_LARGE')) {
+            reader.discard();
+            await reader.body.catch(() => undefined);
+          }
         }
         reply.fail(err, challenge(options.auth, headers));
       };
