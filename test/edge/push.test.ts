@@ -296,6 +296,35 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
     }
   });
 
+  it('429 RATE_LIMITED once a collector sent more push bytes than its byte rate: a push passes while bytes are left, the next waits out the debt', async () => {
+    const limited = await EdgeWorld.create();
+    try {
+      const edge = await limited.startEdge({ RATE_LIMIT_BYTES_PER_SECOND: '100000', RATE_LIMIT_BYTES_BURST: '200000' });
+      const s = await limited.collector();
+      const push = (n: number, size: number) =>
+        call(`${edge.url}/api/v1/metrics/push`, { token: s.token, body: `{"n":${n},"x":"${'a'.repeat(size)}"}` });
+      // 150 KB passes (50 KB left), and so does the next 150 KB (100 KB in debt) …
+      expect([(await push(1, 150_000)).status, (await push(2, 150_000)).status]).toEqual([200, 200]);
+      // … after which even a small push waits about a second.
+      const refused = await push(3, 10);
+      expect([refused.status, refused.json.error.code]).toEqual([429, 'RATE_LIMITED']);
+      expect(refused.json.error.message).toContain('bytes');
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      // gzip is charged by its decoded size: 1 MB of zeros in ~1 KB.
+      const other = await limited.collector();
+      const zipped = gzipSync(`{"x":"${'0'.repeat(1_000_000)}"}`);
+      const opts = { token: other.token, body: zipped, headers: { 'content-encoding': 'gzip' } };
+      expect((await call(`${edge.url}/api/v1/metrics/push`, opts)).status).toBe(200);
+      expect((await call(`${edge.url}/api/v1/metrics/push`, { token: other.token, body: '{"y":1}' })).status).toBe(429);
+      // Another collector, its own bucket; and the first one's debt is paid off after its wait.
+      const third = await limited.collector();
+      expect((await call(`${edge.url}/api/v1/metrics/push`, { token: third.token, body: '{"z":1}' })).status).toBe(200);
+      await waitUntil(async () => (await push(4, 10)).status === 200, 5000, 'the debt paid off');
+    } finally {
+      await limited[Symbol.asyncDispose]();
+    }
+  });
+
   it('503 UNAVAILABLE with Retry-After when Redis is over its memory budget, and /readyz says so', async () => {
     const full = await EdgeWorld.create();
     try {

@@ -38,6 +38,10 @@ export const EdgeConfigSchema = commonSchema
     RATE_LIMIT_PER_SECOND: int(50, 0, 1_000_000),
     /** Token bucket size (burst) per collector; default 100. */
     RATE_LIMIT_BURST: int(100, 1, 1_000_000),
+    /** Per-collector push bytes/s (decoded) per edge process; 0 disables; default 4 MiB. */
+    RATE_LIMIT_BYTES_PER_SECOND: int(4 * MiB, 0, Number.MAX_SAFE_INTEGER),
+    /** Byte bucket size (burst) per collector; a push larger than what is left still passes, leaving debt; default 16 MiB. */
+    RATE_LIMIT_BYTES_BURST: int(16 * MiB, 1, Number.MAX_SAFE_INTEGER),
     /** Redis used_memory above which pushes get 503, in bytes; 0 = 90 % of Redis maxmemory (if set); default 0. */
     REDIS_MEMORY_BUDGET_BYTES: int(0, 0, Number.MAX_SAFE_INTEGER),
     /** Longest SIGTERM drain of in-flight requests, in ms; default 10000. */

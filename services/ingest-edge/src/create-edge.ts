@@ -9,7 +9,7 @@ import { redisKeys } from '@pga/redis-keys';
 import { createCollectorTokens } from '@pga/tokens';
 import { createAuthenticator } from './auth/authenticate';
 import { DenyList } from './auth/deny-list';
-import { RateLimiter } from './auth/rate-limiter';
+import { ByteRateLimiter, RateLimiter } from './auth/rate-limiter';
 import { TokenCache } from './auth/token-cache';
 import type { EdgeConfig } from './config';
 import { InflightBudget } from './http/read-body';
@@ -118,6 +118,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   });
   const authenticate = createAuthenticator({ tokens, cache, deny });
   const limiter = new RateLimiter(config.RATE_LIMIT_PER_SECOND, config.RATE_LIMIT_BURST);
+  const byteLimiter = new ByteRateLimiter(config.RATE_LIMIT_BYTES_PER_SECOND, config.RATE_LIMIT_BYTES_BURST);
   const budget = new InflightBudget(config.MAX_INFLIGHT_BYTES);
   const queueHealth = new QueueHealth(redis, config.REDIS_MEMORY_BUDGET_BYTES, logger);
   const packer = new PushPacker(
@@ -149,7 +150,16 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   mountRoutes(app, {
     push: kit.route(
       { name: 'push', headers: PUSH_HEADERS, maxBody: config.MAX_BODY_BYTES, auth: 'bearer' },
-      createPushHandler({ authenticate, limiter, packer, largePushes, queueHealth, budget, maxBodyBytes: config.MAX_BODY_BYTES }),
+      createPushHandler({
+        authenticate,
+        limiter,
+        byteLimiter,
+        packer,
+        largePushes,
+        queueHealth,
+        budget,
+        maxBodyBytes: config.MAX_BODY_BYTES,
+      }),
     ),
     heartbeat: kit.route(
       { name: 'heartbeat', headers: authHeaders, params: 1, maxBody: HEARTBEAT_MAX_BODY, auth: 'bearer' },

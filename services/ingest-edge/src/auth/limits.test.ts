@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { derivePushId } from '../push/push-id';
-import { RateLimiter } from './rate-limiter';
+import { ByteRateLimiter, RateLimiter } from './rate-limiter';
 import { TokenCache } from './token-cache';
 
 describe('TokenCache', () => {
@@ -27,6 +27,24 @@ describe('RateLimiter', () => {
     expect(limiter.take('x', 499)).toBeGreaterThan(0);
     expect(limiter.take('x', 500)).toBe(0);
     expect(new RateLimiter(0, 1).take('x', 0)).toBe(0);
+  });
+});
+
+describe('ByteRateLimiter', () => {
+  it('lets a push through while the bucket holds bytes, charges it after, and makes the next wait out the debt', () => {
+    const bytes = new ByteRateLimiter(1000, 5000);
+    expect(bytes.wait('x', 0)).toBe(0);
+    bytes.charge('x', 4000, 0);
+    expect(bytes.wait('x', 0)).toBe(0); // 1,000 left
+    bytes.charge('x', 3500, 0); // larger than what was left: through, 2,500 in debt
+    expect(bytes.wait('x', 0)).toBe(3);
+    expect(bytes.wait('y', 0)).toBe(0); // per collector
+    expect(bytes.wait('x', 2400)).toBe(1); // 100 still owed
+    expect(bytes.wait('x', 2600)).toBe(0);
+    // Refills up to the burst, never beyond.
+    bytes.charge('x', 5000, 60_000);
+    expect(bytes.wait('x', 60_000)).toBe(1);
+    expect(new ByteRateLimiter(0, 1).wait('x', 0)).toBe(0);
   });
 });
 

@@ -1,6 +1,6 @@
 import { AppError, IDEMPOTENCY_KEY_PATTERN } from '@pga/contracts';
 import type { Authenticate } from '../auth/authenticate';
-import type { RateLimiter } from '../auth/rate-limiter';
+import type { ByteRateLimiter, RateLimiter } from '../auth/rate-limiter';
 import type { InflightBudget } from '../http/read-body';
 import type { RequestContext } from '../http/route';
 import type { QueueHealth } from '../ops/queue-health';
@@ -14,6 +14,7 @@ export const PUSH_HEADERS = ['authorization', 'x-collector-id', 'content-type', 
 interface PushDeps {
   authenticate: Authenticate;
   limiter: RateLimiter;
+  byteLimiter: ByteRateLimiter;
   packer: PushPacker;
   largePushes: LargePushThread;
   queueHealth: QueueHealth;
@@ -32,6 +33,9 @@ export function createPushHandler(deps: PushDeps) {
     const auth = await deps.authenticate({ authorization: headers.authorization!, collectorId: headers['x-collector-id']! });
     const wait = deps.limiter.take(auth.collectorId);
     if (wait > 0) throw new AppError('RATE_LIMITED', 'too many requests from this collector', { retryAfterSeconds: wait });
+    const owed = deps.byteLimiter.wait(auth.collectorId);
+    if (owed > 0)
+      throw new AppError('RATE_LIMITED', 'this collector sent more push bytes than its rate allows', { retryAfterSeconds: owed });
     deps.queueHealth.assertAccepting();
 
     const raw = await body!.body;
@@ -39,6 +43,7 @@ export function createPushHandler(deps: PushDeps) {
     // An inflated body's bytes are in the budget (reserved as they came out): given back below.
     const decoding = decodeBody(raw, headers['content-encoding']!, deps.maxBodyBytes, deps.budget);
     const decoded = decoding instanceof Promise ? await decoding : decoding;
+    deps.byteLimiter.charge(auth.collectorId, decoded.length);
     const extra = decoded === raw ? 0 : decoded.length;
     try {
       const request = { body: decoded, collectorId: auth.collectorId, idempotencyHeader: idemHeader };
