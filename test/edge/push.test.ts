@@ -201,6 +201,10 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
   });
 
   it('a push of 1 MiB or more is prepared in the large-push thread and answered like any other', async () => {
+    // A collector of its own: ~8 MB of pushes would eat into the shared one's byte bucket.
+    const c = await world.collector();
+    const push = (body: string | Buffer, opts: { headers?: Record<string, string> } = {}) =>
+      call(`${url}/api/v1/metrics/push`, { token: c.token, body, ...(opts.headers ? { headers: opts.headers } : {}) });
     const prepared = async () =>
       Number(/^edge_large_push_prepare_seconds_count (\S+)$/m.exec(await edge.metrics.registry.metrics())?.[1] ?? 'NaN');
     const before = await prepared();
@@ -359,6 +363,32 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
       expect(small.status).toBe(200); // the budget was given back
       expect((await tight.queuedPushes()).map((p) => p.body)).toEqual(['{"x":"small"}']);
     } finally {
+      await tight[Symbol.asyncDispose]();
+    }
+  });
+
+  it('a large declared body holds in the in-flight budget only the bytes that have arrived', async () => {
+    const tight = await EdgeWorld.create();
+    const socket = new Socket();
+    try {
+      const edge = await tight.startEdge({ MAX_INFLIGHT_BYTES: String(4 * 1024 * 1024) });
+      const [slow, other] = [await tight.collector(), await tight.collector()];
+      await new Promise<void>((resolve, reject) =>
+        socket.once('error', reject).connect(Number(new URL(edge.url).port), '127.0.0.1', resolve),
+      );
+      // 3 MiB declared, 100 KB sent (a slow upload, or one holding the budget without sending).
+      socket.write(
+        `POST /api/v1/metrics/push HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer ${slow.token}\r\nContent-Type: application/json\r\n` +
+          `Content-Length: ${3 * 1024 * 1024}\r\n\r\n{"x":"${'a'.repeat(100_000)}`,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const big = await call(`${edge.url}/api/v1/metrics/push`, {
+        token: other.token,
+        body: `{"y":"${'b'.repeat(2 * 1024 * 1024)}"}`,
+      });
+      expect(big.status).toBe(200);
+    } finally {
+      socket.destroy();
       await tight[Symbol.asyncDispose]();
     }
   });

@@ -234,8 +234,9 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
       kit.draining = true;
       uWS.us_listen_socket_close(listenSocket);
       await kit.whenIdle(config.DRAIN_TIMEOUT_MS);
-      await packer.drain();
+      // Large pushes still in the thread are refused (503) rather than sent to a closing queue.
       await largePushes.close();
+      await packer.drain();
       queueHealth.stop();
       deny.stop();
       pgOutage.close();

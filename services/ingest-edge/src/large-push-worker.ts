@@ -35,7 +35,7 @@ port.on('message', (req: LargePushRequest) => {
     reply =
       err instanceof AppError
         ? { id: req.id, error: { code: err.code, message: err.message } }
-        : { id: req.id, error: { code: 'INTERNAL', message: err instanceof Error ? err.message : String(err) } };
+        : { id: req.id, internal: err instanceof Error ? err.message : String(err) };
   }
   port.postMessage(reply, transfer);
 });

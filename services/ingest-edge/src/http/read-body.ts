@@ -23,7 +23,7 @@ export class InflightBudget {
   }
 }
 
-/** Declared bodies from this size on are read into one buffer allocated up front. */
+/** A declared body is read into one buffer of its size once this much of it has arrived. */
 const PREALLOCATE_BYTES = 1024 * 1024;
 
 export interface BodyReader {
@@ -70,17 +70,13 @@ export function readBody(res: HttpResponse, maxBytes: number, budget: InflightBu
       reject(new AppError('PAYLOAD_TOO_LARGE', `body is larger than ${maxBytes} bytes`));
     }
     const chunks: Buffer[] = [];
-    // A large declared body is copied straight into one buffer of its size as it arrives: gathered
-    // chunks were copied again by the final `Buffer.concat`, and for a 64 MiB body that copy into
-    // fresh memory blocked the event loop for ~0.25 s in one piece (page faults, on this VM). Its
-    // bytes are reserved in the budget up front (the buffer is made for all of them); when the
-    // budget has no room yet, the body is gathered chunk by chunk as before, each chunk reserved as
-    // it comes.
+    let gathered = 0;
+    // A large declared body is copied into one buffer of its size once 1 MiB of it has actually
+    // arrived: gathered chunks were copied again by the final `Buffer.concat`, and for a 64 MiB body
+    // that copy into fresh memory blocked the event loop for ~0.25 s in one piece (page faults, on
+    // this VM). Only a body that sends that much gets the buffer (a declared length costs nothing),
+    // and only while the budget has room for the rest; its bytes are reserved as they come either way.
     let whole: Buffer | undefined;
-    if (!failed && declaredLength !== undefined && declaredLength >= PREALLOCATE_BYTES && budget.take(declaredLength)) {
-      reserved = declaredLength;
-      whole = Buffer.allocUnsafeSlow(declaredLength);
-    }
     let discarding = false;
     discard = () => {
       if (discarding) return;
@@ -104,26 +100,34 @@ export function readBody(res: HttpResponse, maxBytes: number, budget: InflightBu
         }
         return;
       }
+      if (!budget.take(chunk.byteLength)) {
+        failed = true;
+        return reject(overBudget());
+      }
+      reserved += chunk.byteLength;
       if (whole && size > whole.length) {
         // More than declared (uWS frames bodies by Content-Length, so not expected): gather the rest.
-        chunks.push(whole.subarray(0, size - chunk.byteLength));
+        chunks.push(whole.subarray(0, gathered));
         whole = undefined;
-        if (!budget.take(size - reserved)) {
-          failed = true;
-          return reject(overBudget());
-        }
-        reserved = size;
-      } else if (!whole) {
-        if (!budget.take(chunk.byteLength)) {
-          failed = true;
-          return reject(overBudget());
-        }
-        reserved += chunk.byteLength;
       }
-      if (whole) whole.set(new Uint8Array(chunk), size - chunk.byteLength);
+      if (whole) whole.set(new Uint8Array(chunk), gathered);
       // Copied into a Buffer (pooled when small): `chunk.slice(0)` made a separate ArrayBuffer per
       // chunk, each with its own backing store for the GC to track (≈ 2 µs against ≈ 1 µs a push).
       else if (chunk.byteLength > 0) chunks.push(Buffer.from(new Uint8Array(chunk)));
+      gathered = size;
+      if (
+        !whole &&
+        !isLast &&
+        declaredLength !== undefined &&
+        size >= PREALLOCATE_BYTES &&
+        declaredLength > size &&
+        budget.limit - budget.used >= declaredLength - size
+      ) {
+        whole = Buffer.allocUnsafeSlow(declaredLength);
+        let at = 0;
+        for (const c of chunks) at += c.copy(whole, at);
+        chunks.length = 0;
+      }
       if (isLast) {
         complete = true;
         if (whole) resolve(size === whole.length ? whole : whole.subarray(0, size));

@@ -68,7 +68,30 @@ export class QueueHealth {
     return undefined;
   }
 
-  private answered(): void {
+  /**
+   * An INFO answer, on time or late: Redis is alive (busy, not silent, if late), and its memory and
+   * role are as it says — also from a late answer, so that the first one after a reconnect does not
+   * take pushes on what was known before it.
+   */
+  private answered(info: string): void {
+    const used = Number(/^used_memory:(\d+)/m.exec(info)?.[1] ?? 0);
+    const max = Number(/^maxmemory:(\d+)/m.exec(info)?.[1] ?? 0);
+    const budget = this.budgetBytes > 0 ? this.budgetBytes : max > 0 ? max * 0.9 : 0;
+    const over = budget > 0 && used > budget;
+    if (over !== this.overBudget)
+      this.logger.warn(
+        { used, budget },
+        over ? 'Redis over its memory budget: refusing pushes' : 'Redis back under its memory budget',
+      );
+    this.overBudget = over;
+    // A failover that left this address on a replica, or REPLICAOF run by mistake: every claim
+    // and add fails with READONLY, so refuse pushes up front and say so once.
+    const readOnly = /^role:slave/m.test(info);
+    if (readOnly && !this.readOnly) this.logger.warn('Redis is a read-only replica: refusing pushes');
+    else if (!readOnly && this.readOnly) this.logger.info('Redis takes writes again');
+    this.readOnly = readOnly;
+    this.usedMemory = used;
+    this.pollRefused = false;
     this.lastAnsweredAt = loopClock();
     if (this.stale) this.logger.info('queue health: Redis answering again');
     this.stale = false;
@@ -94,28 +117,10 @@ export class QueueHealth {
       // job holds it for a second or more), not silent. Counting only answers within the interval,
       // a Redis answering every poll in 1.5 s was "not answering" and every push refused for seconds.
       asked.then(
-        () => this.answered(),
+        (info) => this.answered(info),
         () => undefined,
       );
-      const info = await withTimeout(asked, this.intervalMs);
-      const used = Number(/^used_memory:(\d+)/m.exec(info)?.[1] ?? 0);
-      const max = Number(/^maxmemory:(\d+)/m.exec(info)?.[1] ?? 0);
-      const budget = this.budgetBytes > 0 ? this.budgetBytes : max > 0 ? max * 0.9 : 0;
-      const over = budget > 0 && used > budget;
-      if (over !== this.overBudget)
-        this.logger.warn(
-          { used, budget },
-          over ? 'Redis over its memory budget: refusing pushes' : 'Redis back under its memory budget',
-        );
-      this.overBudget = over;
-      // A failover that left this address on a replica, or REPLICAOF run by mistake: every claim
-      // and add fails with READONLY, so refuse pushes up front and say so once.
-      const readOnly = /^role:slave/m.test(info);
-      if (readOnly && !this.readOnly) this.logger.warn('Redis is a read-only replica: refusing pushes');
-      else if (!readOnly && this.readOnly) this.logger.info('Redis takes writes again');
-      this.readOnly = readOnly;
-      this.usedMemory = used;
-      this.pollRefused = false;
+      await withTimeout(asked, this.intervalMs);
     } catch (err) {
       // Connection trouble and silence show in `reachable`; an error reply (a Redis that refuses
       // INFO) would too, as "unreachable": say why, once.

@@ -64,6 +64,18 @@ describe('LargePushThread', () => {
     expect((other as AppError).code).toBe('COLLECTOR_MISMATCH');
   });
 
+  it('a body that cannot be handed over is a fault (a plain Error for the route to log and answer 500), and nothing is left waiting', async () => {
+    thread = new LargePushThread({ logger, metrics, replayWindowSeconds: 600, idleMs: 50 });
+    const body = envelope();
+    structuredClone(body.buffer, { transfer: [body.buffer as ArrayBuffer] }); // detached: handed over elsewhere
+    const err = await thread.prepare({ body, collectorId, idempotencyHeader: '' }, '').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect(err).not.toBeInstanceOf(AppError);
+    // The thread still works, and goes idle (nothing pending kept it alive).
+    expect((await thread.prepare({ body: envelope(), collectorId, idempotencyHeader: '' }, '')).records).toBe(2000);
+    await expect.poll(() => thread!.running, { timeout: 5000 }).toBe(false);
+  });
+
   it('ends an idle thread and starts a new one for the next large push; after close it answers 503', async () => {
     thread = new LargePushThread({ logger, metrics, replayWindowSeconds: 600, idleMs: 50 });
     expect(thread.running).toBe(false);

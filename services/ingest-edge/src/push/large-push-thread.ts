@@ -24,7 +24,10 @@ export interface LargePushRequest {
 }
 
 export type LargePushReply =
-  { id: number; prepared: PreparedPush; job: Uint8Array } | { id: number; error: { code: ErrorCode; message: string } };
+  | { id: number; prepared: PreparedPush; job: Uint8Array }
+  | { id: number; error: { code: ErrorCode; message: string } }
+  /** Not a refusal: a fault (logged by the route, answered with a plain 500). */
+  | { id: number; internal: string };
 
 export interface LargePush extends PreparedPush {
   /** The packed job (`encodePushJob`) holding this push alone, as bytes. */
@@ -42,7 +45,7 @@ export interface LargePush extends PreparedPush {
 export class LargePushThread {
   private worker: Worker | undefined;
   private nextId = 0;
-  private readonly pending = new Map<number, { started: number; resolve(push: LargePush): void; reject(err: AppError): void }>();
+  private readonly pending = new Map<number, { started: number; resolve(push: LargePush): void; reject(err: Error): void }>();
   private closed = false;
   private idle: NodeJS.Timeout | undefined;
 
@@ -67,18 +70,24 @@ export class LargePushThread {
     const id = ++this.nextId;
     return new Promise<LargePush>((resolve, reject) => {
       this.pending.set(id, { started: performance.now(), resolve, reject });
-      const body = new Uint8Array(req.body.buffer, req.body.byteOffset, req.body.byteLength);
-      const message: LargePushRequest = {
-        id,
-        body,
-        collectorId: req.collectorId,
-        idempotencyHeader: req.idempotencyHeader,
-        receivedAt,
-        replayWindowSeconds: this.deps.replayWindowSeconds,
-      };
-      // A body sharing its memory with others (a slice of a pooled or larger buffer) is copied.
-      const own = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength;
-      worker.postMessage(message, own ? [body.buffer as ArrayBuffer] : []);
+      try {
+        const body = new Uint8Array(req.body.buffer, req.body.byteOffset, req.body.byteLength);
+        const message: LargePushRequest = {
+          id,
+          body,
+          collectorId: req.collectorId,
+          idempotencyHeader: req.idempotencyHeader,
+          receivedAt,
+          replayWindowSeconds: this.deps.replayWindowSeconds,
+        };
+        // A body sharing its memory with others (a slice of a pooled or larger buffer) is copied.
+        const own = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength;
+        worker.postMessage(message, own ? [body.buffer as ArrayBuffer] : []);
+      } catch (err) {
+        // Not sent (a body already handed over elsewhere cannot be): nothing waits for the thread.
+        this.pending.delete(id);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
     });
   }
 
@@ -102,6 +111,7 @@ export class LargePushThread {
       this.pending.delete(reply.id);
       this.deps.metrics.largePushPrepare.observe((performance.now() - waiting.started) / 1000);
       if ('error' in reply) return waiting.reject(new AppError(reply.error.code, reply.error.message));
+      if ('internal' in reply) return waiting.reject(new Error(`large-push thread: ${reply.internal}`));
       const job = Buffer.from(reply.job.buffer, reply.job.byteOffset, reply.job.byteLength);
       waiting.resolve({ ...reply.prepared, job });
     });

@@ -103,7 +103,10 @@ export class PushPacker {
   private batchBytes = 0;
   private timer: NodeJS.Timeout | undefined;
   private immediate: NodeJS.Immediate | undefined;
+  /** Batches in Redis on the main connection (they decide when the next batch goes) … */
   private readonly inFlight = new Set<Promise<void>>();
+  /** … and on the bulk connection (large pushes: a small push does not wait for them). */
+  private readonly bulkInFlight = new Set<Promise<void>>();
   private readonly pendingTtl: number;
   private readonly lane: Lane;
   private readonly bulkLane: Lane;
@@ -175,6 +178,11 @@ export class PushPacker {
       this.deps.logger.error({ err }, 'push batch failed unexpectedly');
       for (const p of batch) p.reject(unavailable('queue unavailable'));
     });
+    if (this.laneOf(batch) !== this.lane) {
+      this.bulkInFlight.add(work);
+      void work.finally(() => this.bulkInFlight.delete(work));
+      return;
+    }
     this.inFlight.add(work);
     void work.finally(() => {
       this.inFlight.delete(work);
@@ -185,7 +193,7 @@ export class PushPacker {
   /** Resolves when every batch handed to Redis has been answered. */
   async drain(): Promise<void> {
     this.flush();
-    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    while (this.inFlight.size + this.bulkInFlight.size > 0) await Promise.allSettled([...this.inFlight, ...this.bulkInFlight]);
   }
 
   /** `bytes`: the batch's body bytes (they lengthen its deadline). */
@@ -193,7 +201,7 @@ export class PushPacker {
     const { metrics } = this.deps;
     // A prebuilt (large) job goes on the bulk connection: Redis takes in its tens of MB at its own
     // pace, and the small batches behind it on one connection would wait for all of it.
-    const lane = batch.length === 1 && 'job' in batch[0]!.item ? this.bulkLane : this.lane;
+    const lane = this.laneOf(batch);
     const { redis, queue } = lane;
     // One round trip: the claim and the add leave together, in this order, on one connection, so
     // Redis runs the claim first. A claim that finds any marker already set also sets the batch's
@@ -226,7 +234,7 @@ export class PushPacker {
           const mine = batch.filter((_, i) => late[i] === '');
           if (mine.length === 0) return;
           const free = () => void redis.del(...mine.map((p) => p.idemKey)).catch(() => undefined);
-          optimistic.then((stored) => (stored ? this.markDone(lane, stateKey) : free()), free);
+          optimistic.then((stored) => (stored ? this.markDone(stateKey) : free()), free);
         },
         () => undefined,
       );
@@ -263,10 +271,10 @@ export class PushPacker {
       for (const p of fresh) p.reject(unavailable('queue unavailable'));
       // A late success still counts: mark it done so replays answer duplicate; else free the keys.
       const free = () => void redis.del(...fresh.map((p) => p.idemKey)).catch(() => undefined);
-      added.then((stored) => (stored ? this.markDone(lane, stateKey) : free()), free);
+      added.then((stored) => (stored ? this.markDone(stateKey) : free()), free);
       return;
     }
-    this.markDone(lane, stateKey);
+    this.markDone(stateKey);
     metrics.pushesPerJob.observe(fresh.length);
     const now = performance.now();
     metrics.pushes.inc({ outcome: 'accepted' }, fresh.length);
@@ -274,6 +282,11 @@ export class PushPacker {
       metrics.enqueueLatency.observe((now - p.startedAt) / 1000);
       p.resolve({ pushId: p.item.push_id, records: p.records, duplicate: false });
     }
+  }
+
+  /** A prebuilt (large) push's batch goes on the bulk connection, every other on the main one. */
+  private laneOf(batch: Pending[]): Lane {
+    return batch.length === 1 && 'job' in batch[0]!.item ? this.bulkLane : this.lane;
   }
 
   /**
@@ -318,10 +331,12 @@ export class PushPacker {
   /**
    * Marks the batch stored: every marker its claim set now answers duplicate. Sent before the 200s
    * go out; a replay that still reaches Redis first (through another edge process) finds the
-   * batch's job under its deduplication key, which answers duplicate too (CLAIM).
+   * batch's job under its deduplication key, which answers duplicate too (CLAIM). Always on the
+   * main connection, also for a large push's batch: on the bulk one it would wait behind the large
+   * jobs sent after it, possibly past that key's VETO_TTL_MS.
    */
-  private markDone(lane: Lane, stateKey: string): void {
-    lane.scripts
+  private markDone(stateKey: string): void {
+    this.lane.scripts
       .settle(stateKey, this.settings.idempotencyTtlSeconds)
       .catch((err: unknown) => this.deps.logger.warn({ err: errMessage(err) }, 'idempotency markers not updated'));
   }
