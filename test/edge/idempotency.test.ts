@@ -16,6 +16,32 @@ import { testEnv, uniquePrefix } from '../helpers';
  * The push packer's idempotency markers against a real Redis: a marker names its batch, and the
  * batch's state (pending → done) decides what a replay gets.
  */
+/** A push packer on these connections, as an edge process builds it (budget unbounded). */
+function packerOn(
+  keys: RedisKeys,
+  redis: Redis,
+  queue: EncodedQueue,
+  name: string,
+  bulk?: { redis: Redis; queue: EncodedQueue },
+) {
+  return new PushPacker(
+    {
+      redis,
+      queue,
+      keys,
+      metrics: createEdgeMetrics({
+        ready: () => true,
+        inflightBytes: () => 0,
+        cache: () => ({ hits: 0, verified: 0, invalid: 0, size: 0 }),
+      }),
+      logger: createLogger({ name, level: 'warn', pretty: false }),
+      budget: new InflightBudget(Number.MAX_SAFE_INTEGER),
+      ...(bulk ? { bulk } : {}),
+    },
+    { windowMs: 5, maxPushes: 100, maxBytes: 1024 * 1024, enqueueTimeoutMs: 5000, idempotencyTtlSeconds: 3600 },
+  );
+}
+
 describe('idempotency markers (push packer, real Redis)', () => {
   let redis: Redis;
   let queue: EncodedQueue;
@@ -28,22 +54,7 @@ describe('idempotency markers (push packer, real Redis)', () => {
     redis = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: 1 });
     queue = new EncodedQueue(keys.pushQueue, { connection: redis, prefix: keys.bullPrefix });
     await queue.waitUntilReady();
-    const metrics = createEdgeMetrics({
-      ready: () => true,
-      inflightBytes: () => 0,
-      cache: () => ({ hits: 0, verified: 0, invalid: 0, size: 0 }),
-    });
-    packer = new PushPacker(
-      {
-        redis,
-        queue,
-        keys,
-        metrics,
-        logger: createLogger({ name: 'idempotency-test', level: 'warn', pretty: false }),
-        budget: new InflightBudget(Number.MAX_SAFE_INTEGER),
-      },
-      { windowMs: 5, maxPushes: 100, maxBytes: 1024 * 1024, enqueueTimeoutMs: 5000, idempotencyTtlSeconds: 3600 },
-    );
+    packer = packerOn(keys, redis, queue, 'idempotency-test');
   });
   afterAll(async () => {
     await queue?.obliterate({ force: true });
@@ -134,21 +145,7 @@ describe('idempotency markers (push packer, real Redis)', () => {
       return new Promise(() => undefined);
     }) as typeof slow.set;
     const slowQueue = new EncodedQueue(keys.pushQueue, { connection: slow, prefix: keys.bullPrefix });
-    const other = new PushPacker(
-      {
-        redis: slow,
-        queue: slowQueue,
-        keys,
-        metrics: createEdgeMetrics({
-          ready: () => true,
-          inflightBytes: () => 0,
-          cache: () => ({ hits: 0, verified: 0, invalid: 0, size: 0 }),
-        }),
-        logger: createLogger({ name: 'idempotency-test-b', level: 'warn', pretty: false }),
-        budget: new InflightBudget(Number.MAX_SAFE_INTEGER),
-      },
-      { windowMs: 5, maxPushes: 100, maxBytes: 1024 * 1024, enqueueTimeoutMs: 5000, idempotencyTtlSeconds: 3600 },
-    );
+    const other = packerOn(keys, slow, slowQueue, 'idempotency-test-b');
     const submitOther = (key: string, pushId: string, records = 4) =>
       other.submit(
         {
@@ -201,22 +198,7 @@ describe('idempotency markers (push packer, real Redis)', () => {
     }
     const mainQueue = new EncodedQueue(keys.pushQueue, { connection: main, prefix: keys.bullPrefix });
     const bulkQueue = new EncodedQueue(keys.pushQueue, { connection: bulk, prefix: keys.bullPrefix });
-    const lanes = new PushPacker(
-      {
-        redis: main,
-        queue: mainQueue,
-        keys,
-        metrics: createEdgeMetrics({
-          ready: () => true,
-          inflightBytes: () => 0,
-          cache: () => ({ hits: 0, verified: 0, invalid: 0, size: 0 }),
-        }),
-        logger: createLogger({ name: 'idempotency-test-lanes', level: 'warn', pretty: false }),
-        budget: new InflightBudget(Number.MAX_SAFE_INTEGER),
-        bulk: { redis: bulk, queue: bulkQueue },
-      },
-      { windowMs: 5, maxPushes: 100, maxBytes: 1024 * 1024, enqueueTimeoutMs: 5000, idempotencyTtlSeconds: 3600 },
-    );
+    const lanes = packerOn(keys, main, mainQueue, 'idempotency-test-lanes', { redis: bulk, queue: bulkQueue });
     const item = (pushId: string) => ({
       push_id: pushId,
       collector_id: collectorId,
