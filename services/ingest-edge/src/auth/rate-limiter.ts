@@ -1,40 +1,66 @@
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
 /**
- * Per-collector token buckets (issue 4 §2): `ratePerSecond` refill, `burst` capacity. In memory per
- * edge process: a collector's keep-alive connection stays on one process, so the effective limit
- * is per process. Idle buckets are swept so the map stays bounded by active collectors.
+ * Per-key token buckets: `rate` tokens a second up to `burst`. In memory per edge process: a
+ * collector's keep-alive connection stays on one process, so the effective limits are per process.
+ * A bucket full again is forgotten (a new one starts full), so the map stays bounded by the
+ * collectors active in the last minute or so.
  */
-export class RateLimiter {
-  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+class TokenBuckets {
+  private readonly buckets = new Map<string, Bucket>();
   private lastSweep = 0;
 
   constructor(
-    private readonly ratePerSecond: number,
+    readonly rate: number,
     private readonly burst: number,
   ) {}
 
-  /** Takes one token; returns 0 when allowed, else the seconds to wait (for Retry-After). */
-  take(key: string, nowMs = Date.now()): number {
-    if (this.ratePerSecond <= 0) return 0;
+  /** The key's bucket refilled up to `nowMs` (a new key's is full; kept once something is taken). */
+  get(key: string, nowMs: number): Bucket {
     if (nowMs - this.lastSweep > 60_000) this.sweep(nowMs);
-    let bucket = this.buckets.get(key);
-    if (!bucket) {
-      bucket = { tokens: this.burst, at: nowMs };
-      this.buckets.set(key, bucket);
-    } else {
-      bucket.tokens = Math.min(this.burst, bucket.tokens + ((nowMs - bucket.at) / 1000) * this.ratePerSecond);
-      bucket.at = nowMs;
-    }
-    if (bucket.tokens >= 1) {
-      bucket.tokens -= 1;
-      return 0;
-    }
-    return Math.max(1, Math.ceil((1 - bucket.tokens) / this.ratePerSecond));
+    const bucket = this.buckets.get(key);
+    if (!bucket) return { tokens: this.burst, at: nowMs };
+    bucket.tokens = Math.min(this.burst, bucket.tokens + ((nowMs - bucket.at) / 1000) * this.rate);
+    bucket.at = nowMs;
+    return bucket;
+  }
+
+  /** Takes `n` tokens from a bucket `get` returned (its level may go below zero). */
+  take(key: string, bucket: Bucket, n: number): void {
+    bucket.tokens -= n;
+    this.buckets.set(key, bucket);
+  }
+
+  /** Whole seconds until the bucket holds `level` tokens again (at least 1). */
+  secondsUntil(bucket: Bucket, level: number): number {
+    return Math.max(1, Math.ceil((level - bucket.tokens) / this.rate));
   }
 
   private sweep(nowMs: number): void {
     this.lastSweep = nowMs;
-    const fullAfterMs = (this.burst / this.ratePerSecond) * 1000;
-    for (const [key, bucket] of this.buckets) if (nowMs - bucket.at > fullAfterMs) this.buckets.delete(key);
+    for (const [key, b] of this.buckets)
+      if (b.tokens + ((nowMs - b.at) / 1000) * this.rate >= this.burst) this.buckets.delete(key);
+  }
+}
+
+/** Per-collector request rate (issue 4 §2): `ratePerSecond` refill, `burst` capacity; 0 disables. */
+export class RateLimiter {
+  private readonly buckets: TokenBuckets;
+
+  constructor(ratePerSecond: number, burst: number) {
+    this.buckets = new TokenBuckets(ratePerSecond, burst);
+  }
+
+  /** Takes one token; returns 0 when allowed, else the seconds to wait (for Retry-After). */
+  take(key: string, nowMs = Date.now()): number {
+    if (this.buckets.rate <= 0) return 0;
+    const bucket = this.buckets.get(key, nowMs);
+    if (bucket.tokens < 1) return this.buckets.secondsUntil(bucket, 1);
+    this.buckets.take(key, bucket, 1);
+    return 0;
   }
 }
 
@@ -47,42 +73,22 @@ export class RateLimiter {
  * of any allowed size can be sent, and the collector's average stays at the rate.
  */
 export class ByteRateLimiter {
-  private readonly buckets = new Map<string, { bytes: number; at: number }>();
-  private lastSweep = 0;
+  private readonly buckets: TokenBuckets;
 
-  constructor(
-    private readonly bytesPerSecond: number,
-    private readonly burst: number,
-  ) {}
+  constructor(bytesPerSecond: number, burst: number) {
+    this.buckets = new TokenBuckets(bytesPerSecond, burst);
+  }
 
   /** 0 when the collector may send now, else the whole seconds until its bucket is out of debt. */
   wait(key: string, nowMs = Date.now()): number {
-    const bucket = this.bucket(key, nowMs);
-    return !bucket || bucket.bytes > 0 ? 0 : Math.max(1, Math.ceil((1 - bucket.bytes) / this.bytesPerSecond));
+    if (this.buckets.rate <= 0) return 0;
+    const bucket = this.buckets.get(key, nowMs);
+    return bucket.tokens > 0 ? 0 : this.buckets.secondsUntil(bucket, 1);
   }
 
   /** Charges `bytes` read for a push of this collector. */
   charge(key: string, bytes: number, nowMs = Date.now()): void {
-    const bucket = this.bucket(key, nowMs);
-    if (!bucket) return;
-    bucket.bytes -= bytes;
-    this.buckets.set(key, bucket);
-  }
-
-  private bucket(key: string, nowMs: number): { bytes: number; at: number } | undefined {
-    if (this.bytesPerSecond <= 0) return undefined;
-    if (nowMs - this.lastSweep > 60_000) this.sweep(nowMs);
-    const bucket = this.buckets.get(key);
-    if (!bucket) return { bytes: this.burst, at: nowMs };
-    bucket.bytes = Math.min(this.burst, bucket.bytes + ((nowMs - bucket.at) / 1000) * this.bytesPerSecond);
-    bucket.at = nowMs;
-    return bucket;
-  }
-
-  /** Buckets full again are forgotten (a new one starts full). */
-  private sweep(nowMs: number): void {
-    this.lastSweep = nowMs;
-    for (const [key, b] of this.buckets)
-      if (b.bytes + ((nowMs - b.at) / 1000) * this.bytesPerSecond >= this.burst) this.buckets.delete(key);
+    if (this.buckets.rate <= 0) return;
+    this.buckets.take(key, this.buckets.get(key, nowMs), bytes);
   }
 }

@@ -70,7 +70,6 @@ export function readBody(res: HttpResponse, maxBytes: number, budget: InflightBu
       reject(new AppError('PAYLOAD_TOO_LARGE', `body is larger than ${maxBytes} bytes`));
     }
     const chunks: Buffer[] = [];
-    let gathered = 0;
     // A large declared body is copied into one buffer of its size once 1 MiB of it has actually
     // arrived: gathered chunks were copied again by the final `Buffer.concat`, and for a 64 MiB body
     // that copy into fresh memory blocked the event loop for ~0.25 s in one piece (page faults, on
@@ -107,14 +106,13 @@ export function readBody(res: HttpResponse, maxBytes: number, budget: InflightBu
       reserved += chunk.byteLength;
       if (whole && size > whole.length) {
         // More than declared (uWS frames bodies by Content-Length, so not expected): gather the rest.
-        chunks.push(whole.subarray(0, gathered));
+        chunks.push(whole.subarray(0, size - chunk.byteLength));
         whole = undefined;
       }
-      if (whole) whole.set(new Uint8Array(chunk), gathered);
+      if (whole) whole.set(new Uint8Array(chunk), size - chunk.byteLength);
       // Copied into a Buffer (pooled when small): `chunk.slice(0)` made a separate ArrayBuffer per
       // chunk, each with its own backing store for the GC to track (≈ 2 µs against ≈ 1 µs a push).
       else if (chunk.byteLength > 0) chunks.push(Buffer.from(new Uint8Array(chunk)));
-      gathered = size;
       if (
         !whole &&
         !isLast &&

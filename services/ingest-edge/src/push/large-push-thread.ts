@@ -107,23 +107,15 @@ export class LargePushThread {
     worker.unref();
     worker.on('message', (reply: LargePushReply) => {
       const waiting = this.pending.get(reply.id);
-      if (!waiting) return;
-      this.pending.delete(reply.id);
-      this.deps.metrics.largePushPrepare.observe((performance.now() - waiting.started) / 1000);
-      if ('error' in reply) return waiting.reject(new AppError(reply.error.code, reply.error.message));
-      if ('internal' in reply) return waiting.reject(new Error(`large-push thread: ${reply.internal}`));
-      const job = Buffer.from(reply.job.buffer, reply.job.byteOffset, reply.job.byteLength);
-      waiting.resolve({ ...reply.prepared, job });
-    });
-    worker.on('message', () => {
-      if (this.pending.size > 0) return;
-      clearTimeout(this.idle);
-      this.idle = setTimeout(() => {
-        if (this.worker !== worker || this.pending.size > 0) return;
-        this.worker = undefined;
-        void worker.terminate();
-      }, this.deps.idleMs ?? IDLE_MS);
-      this.idle.unref();
+      if (waiting) {
+        this.pending.delete(reply.id);
+        this.deps.metrics.largePushPrepare.observe((performance.now() - waiting.started) / 1000);
+        if ('error' in reply) waiting.reject(new AppError(reply.error.code, reply.error.message));
+        else if ('internal' in reply) waiting.reject(new Error(`large-push thread: ${reply.internal}`));
+        else
+          waiting.resolve({ ...reply.prepared, job: Buffer.from(reply.job.buffer, reply.job.byteOffset, reply.job.byteLength) });
+      }
+      if (this.pending.size === 0) this.idleEnd(worker);
     });
     const lost = (err: unknown) => {
       if (this.worker !== worker) return;
@@ -135,6 +127,17 @@ export class LargePushThread {
     worker.on('exit', (code) => lost(new Error(`exit code ${code}`)));
     this.worker = worker;
     return worker;
+  }
+
+  /** Ends the thread after `idleMs` unless a large push comes first (`prepare` clears the timer). */
+  private idleEnd(worker: Worker): void {
+    clearTimeout(this.idle);
+    this.idle = setTimeout(() => {
+      if (this.worker !== worker || this.pending.size > 0) return;
+      this.worker = undefined;
+      void worker.terminate();
+    }, this.deps.idleMs ?? IDLE_MS);
+    this.idle.unref();
   }
 
   private failAll(): void {
