@@ -106,14 +106,29 @@ export class EdgeWorld implements AsyncDisposable {
     return issued;
   }
 
-  /** Every push in the queue (waiting jobs), flattened; v2 bodies decoded to their text. */
+  /**
+   * Every push in the queue (waiting jobs), flattened; v2 bodies decoded to their text, v3 (large)
+   * bodies read from their blob in Redis.
+   */
   async queuedPushes(): Promise<PushItem[]> {
     const jobs = await this.queue.getJobs(['waiting', 'prioritized', 'delayed', 'active', 'paused']);
-    return jobs.flatMap(({ data }): PushItem[] =>
-      data.v === 1
-        ? data.pushes
-        : data.pushes.map(({ body_base64, ...rest }) => ({ ...rest, body: Buffer.from(body_base64, 'base64').toString('utf8') })),
-    );
+    const pushes: PushItem[] = [];
+    for (const { data } of jobs) {
+      if (data.v === 1) pushes.push(...data.pushes);
+      else
+        for (const p of data.pushes) {
+          if ('body_base64' in p) {
+            const { body_base64, ...rest } = p;
+            pushes.push({ ...rest, body: Buffer.from(body_base64, 'base64').toString('utf8') });
+          } else {
+            const { body_ref, ...rest } = p;
+            const fields = Array.from({ length: body_ref.pieces }, (_, i) => String(i));
+            const pieces = await this.redis.hmgetBuffer(body_ref.key, ...fields);
+            pushes.push({ ...rest, body: Buffer.concat(pieces.map((b) => b ?? Buffer.alloc(0))).toString('utf8') });
+          }
+        }
+    }
+    return pushes;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

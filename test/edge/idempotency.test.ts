@@ -6,10 +6,9 @@ import { createLogger } from '@pga/logger';
 import { redisKeys, type RedisKeys } from '@pga/redis-keys';
 import { InflightBudget } from '../../services/ingest-edge/src/http/read-body';
 import { createEdgeMetrics } from '../../services/ingest-edge/src/ops/edge-metrics';
-import { encodePushJob } from '../../services/ingest-edge/src/push/encode-push-job';
 import { EncodedQueue } from '../../services/ingest-edge/src/push/encoded-queue';
 import { idempotencyScripts } from '../../services/ingest-edge/src/push/idempotency-scripts';
-import { PushPacker, type PushOutcome } from '../../services/ingest-edge/src/push/push-packer';
+import { BLOB_PIECE_BYTES, PushPacker, type PushOutcome } from '../../services/ingest-edge/src/push/push-packer';
 import { testEnv, uniquePrefix } from '../helpers';
 
 /**
@@ -182,7 +181,7 @@ describe('idempotency markers (push packer, real Redis)', () => {
     }
   });
 
-  it('a batch of one prebuilt (large) push is claimed and added on the bulk connection, other batches on the main one', async () => {
+  it('a large push: its body goes to Redis in pieces on the bulk connection, then its small job; other batches go on the main one', async () => {
     const main = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: 1 });
     const bulk = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: 1 });
     const claims = { main: 0, bulk: 0 };
@@ -205,26 +204,88 @@ describe('idempotency markers (push packer, real Redis)', () => {
       received_at: new Date().toISOString(),
       checksum: 'c'.repeat(64),
     });
+    // 2.5 pieces: the last one short.
+    const largeBody = Buffer.alloc(BLOB_PIECE_BYTES * 2.5, 'abcdefgh');
     try {
       const large = randomUUID();
-      const job = encodePushJob([{ ...item(large), body: Buffer.from('{"large":true}') }], 3600);
       const small = randomUUID();
       const answers = await Promise.all([
-        lanes.submit({ ...item(large), job, bodyBytes: 14 }, 'k:lane-large', 1),
+        lanes.submit({ ...item(large), body: Buffer.from(largeBody), large: true }, 'k:lane-large', 1),
         lanes.submit({ ...item(small), body: Buffer.from('{"small":true}') }, 'k:lane-small', 1),
       ]);
       expect(answers.map((a) => a.duplicate)).toEqual([false, false]);
       expect(claims).toEqual({ main: 1, bulk: 1 });
       const jobs = await queue.getJobs(['waiting']);
       const holding = (id: string) => jobs.filter((j) => (j.data as PushJob).pushes.some((p) => p.push_id === id));
-      expect(holding(large).map((j) => (j.data as PushJob).pushes.length)).toEqual([1]);
+      const [largeJob] = holding(large);
+      expect(holding(large)).toHaveLength(1);
       expect(holding(small)).toHaveLength(1);
-      // A replay of the large push, claimed on the bulk connection, answers duplicate.
-      expect(await lanes.submit({ ...item(large), job, bodyBytes: 14 }, 'k:lane-large', 1)).toMatchObject({ duplicate: true });
+      // The large push's job is v3, small, and names its blob after itself; the body is there in pieces.
+      const blobKey = keys.pushBlob(largeJob!.id!);
+      expect(largeJob!.data).toEqual({
+        v: 3,
+        replay_window_s: 3600,
+        pushes: [
+          { ...item(large), received_at: expect.any(String), body_ref: { key: blobKey, bytes: largeBody.length, pieces: 3 } },
+        ],
+      });
+      expect(JSON.stringify(largeJob!.data).length).toBeLessThan(1024);
+      const pieces = await redis.hmgetBuffer(blobKey, '0', '1', '2');
+      expect(pieces.map((p) => p?.length)).toEqual([BLOB_PIECE_BYTES, BLOB_PIECE_BYTES, BLOB_PIECE_BYTES / 2]);
+      expect(Buffer.concat(pieces as Buffer[]).equals(largeBody)).toBe(true);
+      expect(await redis.zscore(keys.pushBlobs, blobKey)).not.toBeNull();
+      expect((await queuedPushIds()).filter((id) => id === large)).toHaveLength(1);
+
+      // A replay of the large push, claimed on the bulk connection, answers duplicate, and the body
+      // it wrote is dropped (no job refers to it).
+      const blobsBefore = await redis.zcard(keys.pushBlobs);
+      expect(await lanes.submit({ ...item(large), body: Buffer.from(largeBody), large: true }, 'k:lane-large', 1)).toMatchObject({
+        duplicate: true,
+      });
       expect(claims).toEqual({ main: 1, bulk: 2 });
+      await expect.poll(() => redis.zcard(keys.pushBlobs)).toBe(blobsBefore);
+      const orphans = (await redis.zrange(keys.pushBlobs, 0, -1)).filter((k) => k !== blobKey);
+      expect(await Promise.all(orphans.map((k) => redis.exists(k)))).toEqual(orphans.map(() => 0));
     } finally {
       await Promise.all([mainQueue.close(), bulkQueue.close()]);
       main.disconnect();
+      bulk.disconnect();
+    }
+  });
+
+  it('a large push whose body Redis refuses is answered 503, and what was written of it is dropped', async () => {
+    const bulk = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: 1 });
+    const bulkQueue = new EncodedQueue(keys.pushQueue, { connection: bulk, prefix: keys.bullPrefix });
+    const lanes = packerOn(keys, redis, queue, 'idempotency-test-refused-blob', { redis: bulk, queue: bulkQueue });
+    // Redis refuses the third piece (as it refuses writes when out of memory).
+    const hset = bulk.hset.bind(bulk);
+    let pieces = 0;
+    bulk.hset = ((...args: Parameters<typeof bulk.hset>) =>
+      ++pieces === 3
+        ? Promise.reject(new Error('OOM command not allowed when used memory > maxmemory'))
+        : hset(...args)) as typeof bulk.hset;
+    const pushId = randomUUID();
+    const before = await redis.zcard(keys.pushBlobs);
+    try {
+      const push = {
+        push_id: pushId,
+        collector_id: collectorId,
+        received_at: new Date().toISOString(),
+        checksum: 'd'.repeat(64),
+        body: Buffer.alloc(BLOB_PIECE_BYTES * 4, 'x'),
+        large: true,
+      };
+      await expect(lanes.submit(push, 'k:refused-blob', 1)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+      await expect.poll(() => redis.zcard(keys.pushBlobs)).toBe(before);
+      expect(await queuedPushIds()).not.toContain(pushId);
+      // Nothing claimed: a retry is stored.
+      bulk.hset = hset;
+      expect(await lanes.submit({ ...push, body: Buffer.alloc(BLOB_PIECE_BYTES * 4, 'x') }, 'k:refused-blob', 1)).toMatchObject({
+        duplicate: false,
+      });
+      expect(await queuedPushIds()).toContain(pushId);
+    } finally {
+      await bulkQueue.close();
       bulk.disconnect();
     }
   });

@@ -1,7 +1,8 @@
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EdgeWorld } from '../edge/harness';
-import { fixture, startWriterHarness, waitUntil, type WriterHarness } from './helpers';
+import { LARGE_PUSH_BYTES } from '../../services/ingest-edge/src/push/large-push-thread';
+import { fixture, sha256, startWriterHarness, waitUntil, type WriterHarness } from './helpers';
 
 /** The real pipeline: HTTP push to the ingest edge → BullMQ in Redis → this writer → PostgreSQL. */
 describe('edge → Redis → writer → PostgreSQL', () => {
@@ -66,6 +67,46 @@ describe('edge → Redis → writer → PostgreSQL', () => {
       metrics_collected: String(2 * elements),
       avg_collection_time_ms: 250,
     });
+  });
+
+  it('a large push (LARGE_PUSH_BYTES and more) travels apart from its small job and is stored exactly as sent; its body leaves Redis once committed', async () => {
+    const c = await world.collector();
+    const one = fixture.replace('11111111-2222-4333-8444-555555555555', c.id);
+    const metrics = (JSON.parse(one) as { metrics: unknown[] }).metrics;
+    // ~2.5 MB: the fixture's metrics many times over (three pieces in Redis), 64-bit integers and all.
+    const copies = Math.ceil((2.5 * 1024 * 1024) / one.length);
+    const inner = one.slice(one.indexOf('[', one.indexOf('"metrics"')) + 1, one.lastIndexOf(']'));
+    const body = one.replace(inner, Array.from({ length: copies }, () => inner).join(','));
+    expect(body.length).toBeGreaterThan(2 * LARGE_PUSH_BYTES);
+    const headers = { authorization: `Bearer ${c.token}`, 'content-type': 'application/json' };
+    const answers = await Promise.all([
+      fetch(`${edgeUrl}/api/v1/metrics/push`, {
+        method: 'POST',
+        headers: { ...headers, 'idempotency-key': 'large-plain' },
+        body,
+      }),
+      fetch(`${edgeUrl}/api/v1/metrics/push`, {
+        method: 'POST',
+        headers: { ...headers, 'content-encoding': 'gzip', 'idempotency-key': 'large-gzip' },
+        body: gzipSync(Buffer.from(body)),
+      }),
+    ]);
+    expect(answers.map((a) => a.status)).toEqual([200, 200]);
+    const ids = await Promise.all(answers.map(async (a) => ((await a.json()) as { push_id: string }).push_id));
+    await waitUntil('both large pushes committed', async () => {
+      const { rows } = await h.pool.query('SELECT count(*)::int AS n FROM collector_metrics WHERE collector_id = $1', [c.id]);
+      return rows[0].n === 2 * copies * metrics.length;
+    });
+    const { rows } = await h.pool.query(
+      'SELECT push_id, checksum, count(*)::int AS n FROM collector_metrics WHERE collector_id = $1 GROUP BY 1, 2',
+      [c.id],
+    );
+    expect(rows.map((r) => [r.push_id, r.checksum, r.n]).sort()).toEqual(
+      ids.map((id) => [id, sha256(body), copies * metrics.length]).sort(),
+    );
+    // Their bodies are deleted once their jobs completed; nothing is left for the sweep.
+    await waitUntil('large bodies gone from Redis', async () => (await h.redis.zcard(h.keys.pushBlobs)) === 0);
+    expect(await h.redis.keys(h.keys.pushBlob('*'))).toEqual([]);
   });
 
   it("CONTRACT.md shapes: the answer's records are the rows stored; an object whose metrics are not typed objects is one flat row", async () => {

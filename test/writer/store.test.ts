@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sweepPushBlobs } from '../../services/writer/src/push-blobs';
 import { createTestDatabase, type TestDatabase } from '../helpers';
 import { fixture, insertCollector, pushItem, sha256, startWriterHarness, waitUntil, type WriterHarness } from './helpers';
 
@@ -508,6 +509,95 @@ describe('writer: pushes → collector_metrics', () => {
     const big = fixture.match(/-?\d{18,}/g) ?? [];
     expect(big.length).toBeGreaterThan(0);
     for (const n of big) expect(rows.some((r) => String(r.data).includes(n))).toBe(true);
+  });
+
+  it('reads v3 jobs (a large push, its body in Redis in pieces): stored byte for byte, its body deleted once the job completed; a body gone or not matching is a dead letter', async () => {
+    const piece = 256 * 1024;
+    /** A v3 job as the edge writes it: the body in `pieces` of a hash named after the job. */
+    const addLarge = async (item: ReturnType<typeof pushItem>, bytes: Buffer = Buffer.from(item.body)) => {
+      const jobId = `large-${randomUUID()}`;
+      const key = h.keys.pushBlob(jobId);
+      let pieces = 0;
+      for (let at = 0; at < bytes.length; at += piece) await h.redis.hset(key, String(pieces++), bytes.subarray(at, at + piece));
+      await h.redis.zadd(h.keys.pushBlobs, Date.now(), key);
+      const { body: _body, ...rest } = item;
+      const data = { v: 3, replay_window_s: 600, pushes: [{ ...rest, body_ref: { key, bytes: bytes.length, pieces } }] };
+      await h.queue.add('push', data as never, { jobId, attempts: 5, removeOnComplete: true });
+      return { jobId, key };
+    };
+    // ~1 MB: the fixture's metrics four hundred times over, 64-bit integers and all.
+    const metrics = JSON.stringify(parsedFixture.metrics).slice(1, -1);
+    const big = `{"metrics":[${Array.from({ length: 400 }, () => metrics).join(',')}]}`;
+    expect(big.length).toBeGreaterThan(4 * piece);
+    const good = pushItem(big);
+    const stored = await addLarge(good);
+    await waitUntil('large push stored', async () => {
+      const { rows } = await h.pool.query('SELECT count(*)::int AS n FROM collector_metrics WHERE push_id = $1', [good.push_id]);
+      return rows[0].n === 400 * parsedFixture.metrics.length;
+    });
+    const { rows } = await h.pool.query('SELECT DISTINCT checksum FROM collector_metrics WHERE push_id = $1', [good.push_id]);
+    expect(rows).toEqual([{ checksum: sha256(big) }]);
+    await waitUntil('its body deleted', async () => (await h.redis.exists(stored.key)) === 0);
+    expect(await h.redis.zscore(h.keys.pushBlobs, stored.key)).toBeNull();
+
+    // Its body gone from Redis (or cut short): the job fails once, naming the push and the key.
+    const gone = pushItem('{"metrics":[]}');
+    const missing = await addLarge(gone);
+    await h.redis.del(missing.key);
+    const cut = pushItem(big);
+    const short = await addLarge(cut);
+    await h.redis.hdel(short.key, '2');
+    // Its body not the one the checksum names: a dead letter that keeps its body for a retry.
+    const wrong = pushItem(big);
+    const kept = await addLarge(wrong, Buffer.from(big.replace('"metrics"', '"metricz"')));
+    for (const job of [missing, short, kept]) await h.waitForJob(job.jobId, 'failed');
+    expect((await h.queue.getJob(missing.jobId))?.failedReason).toContain(
+      `push ${gone.push_id}: its body is gone from Redis (key ${missing.key})`,
+    );
+    expect((await h.queue.getJob(short.jobId))?.failedReason).toContain(`push ${cut.push_id}: its body is incomplete in Redis`);
+    expect((await h.queue.getJob(kept.jobId))?.failedReason).toContain('does not match its checksum');
+    expect(await h.redis.exists(kept.key)).toBe(1);
+    const none = await h.pool.query('SELECT count(*)::int AS n FROM collector_metrics WHERE push_id = ANY($1)', [
+      [gone.push_id, cut.push_id, wrong.push_id],
+    ]);
+    expect(none.rows[0].n).toBe(0);
+  });
+
+  it('the sweep deletes large-push bodies whose job is gone once past the grace, and keeps the rest', async () => {
+    const sweep = (graceMs: number) =>
+      sweepPushBlobs(h.redis, {
+        index: h.keys.pushBlobs,
+        blobPrefix: h.keys.pushBlob(''),
+        jobKey: (id) => h.queue.toKey(id),
+        graceMs,
+      });
+    const blob = async (jobId: string, at = Date.now() - 60_000) => {
+      const key = h.keys.pushBlob(jobId);
+      await h.redis.hset(key, '0', 'x');
+      await h.redis.zadd(h.keys.pushBlobs, at, key);
+      return key;
+    };
+    // A blob whose job is a dead letter (it exists), one whose job never came (an orphan), one
+    // written just now (its job may be on its way), and an index entry whose blob is already gone.
+    const dead = await h.queue.add('push', { v: 3 } as never, { jobId: `large-${randomUUID()}`, attempts: 1 });
+    await h.waitForJob(dead.id!, 'failed');
+    const kept = await blob(dead.id!);
+    const orphan = await blob(`large-${randomUUID()}`);
+    const young = await blob(`large-${randomUUID()}`, Date.now());
+    const stale = h.keys.pushBlob(`large-${randomUUID()}`);
+    await h.redis.zadd(h.keys.pushBlobs, Date.now() - 60_000, stale);
+    expect(await sweep(30_000)).toBe(2);
+    expect(await Promise.all([kept, orphan, young].map((k) => h.redis.exists(k)))).toEqual([1, 0, 1]);
+    expect(await h.redis.zscore(h.keys.pushBlobs, stale)).toBeNull();
+    // The dead letter removed (its age passed): its body goes at the next sweep.
+    await h.queue.remove(dead.id!);
+    expect(await sweep(30_000)).toBe(1);
+    expect(await h.redis.exists(kept)).toBe(0);
+    expect(await Promise.all([kept, orphan, young].map((k) => h.redis.zscore(h.keys.pushBlobs, k)))).toEqual([
+      null,
+      null,
+      expect.any(String),
+    ]);
   });
 
   it('rows of a push far in the past land in DEFAULT and move into their partition when maintenance creates it', async () => {

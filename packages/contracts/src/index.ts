@@ -46,11 +46,14 @@ export {
 export {
   PushItemSchema,
   PushItemV2Schema,
+  PushItemRefSchema,
+  PushBodyRefSchema,
   PushJobSchema,
   DEFAULT_REPLAY_WINDOW_SECONDS,
   CollectorChangeSchema,
   type PushItem,
   type PushItemV2,
+  type PushItemRef,
   type PushJob,
   type CollectorChange,
 } from './jobs';

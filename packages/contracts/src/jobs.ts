@@ -31,6 +31,23 @@ export const PushItemV2Schema = PushItemSchema.omit({ body: true }).extend({
 export type PushItemV2 = z.infer<typeof PushItemV2Schema>;
 
 /**
+ * v3 (what the edge writes for a push of LARGE_PUSH_BYTES or more, alone in its job): the body is
+ * not in the job but in Redis, in a hash of 1 MiB pieces (redis-keys `pushBlob`). A 64 MiB body as
+ * one argument of BullMQ's add script held Redis for 1–5 s, every other client waiting; written piece
+ * by piece it never holds it for more than a millisecond or two. Jobs holding no such push stay v2,
+ * so a writer that predates v3 reads them.
+ */
+export const PushBodyRefSchema = z.object({
+  /** The hash's key: fields "0" … String(pieces - 1), each a piece of the body in order. */
+  key: z.string().min(1),
+  /** The body's size in bytes (the pieces added up). */
+  bytes: z.number().int().positive(),
+  pieces: z.number().int().positive(),
+});
+export const PushItemRefSchema = PushItemSchema.omit({ body: true }).extend({ body_ref: PushBodyRefSchema });
+export type PushItemRef = z.infer<typeof PushItemRefSchema>;
+
+/**
  * The edge's replay window (its IDEMPOTENCY_TTL_SECONDS) when the job was written: a push whose id
  * the ledger already holds from an acceptance at least this much earlier is a new push by
  * CONTRACT.md (same `push_id`/key, or the identical body, after the 24 h), not a redelivery. Jobs
@@ -43,6 +60,11 @@ export const DEFAULT_REPLAY_WINDOW_SECONDS = 86_400;
 export const PushJobSchema = z.discriminatedUnion('v', [
   z.object({ v: z.literal(1), replay_window_s: replayWindow, pushes: z.array(PushItemSchema).min(1) }),
   z.object({ v: z.literal(2), replay_window_s: replayWindow, pushes: z.array(PushItemV2Schema).min(1) }),
+  z.object({
+    v: z.literal(3),
+    replay_window_s: replayWindow,
+    pushes: z.array(z.union([PushItemV2Schema, PushItemRefSchema])).min(1),
+  }),
 ]);
 export type PushJob = z.infer<typeof PushJobSchema>;
 

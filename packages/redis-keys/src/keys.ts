@@ -53,6 +53,20 @@ export function redisKeys(prefix = 'pga') {
     idempotencyBatch: (batchId: string) => `${prefix}:idem-batch:${batchId}`,
 
     /**
+     * HASH holding the body of one large push (LARGE_PUSH_BYTES or more) in 1 MiB pieces, fields
+     * "0", "1", …, for the push job `jobId` that refers to it (`body_ref`): written by the edge piece
+     * by piece (one 64 MiB job argument held Redis for seconds), read by the writer, deleted once the
+     * job completed.
+     */
+    pushBlob: (jobId: string) => `${prefix}:push-blob:${jobId}`,
+    /**
+     * ZSET of `pushBlob` keys by the time (epoch ms) the edge began writing them: the writer's sweep
+     * deletes the ones whose job is gone (completed by a writer that died before deleting the blob,
+     * a dead letter past its age, an add that never happened).
+     */
+    pushBlobs: `${prefix}:push-blobs`,
+
+    /**
      * STRING a service SETs (10 s TTL) while Redis refuses its commands (out of memory, read-only
      * replica, failed save): the first that succeeds ends the outage in its log.
      */

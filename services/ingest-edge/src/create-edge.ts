@@ -131,7 +131,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
       idempotencyTtlSeconds: config.IDEMPOTENCY_TTL_SECONDS,
     },
   );
-  const largePushes = new LargePushThread({ logger, metrics, replayWindowSeconds: config.IDEMPOTENCY_TTL_SECONDS });
+  const largePushes = new LargePushThread({ logger, metrics });
   const box = createSecretBox(config.ENCRYPTION_KEY);
   const kit = new RouteKit({ metrics, budget, logger, pgOutage });
 

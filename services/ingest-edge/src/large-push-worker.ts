@@ -1,10 +1,9 @@
 /**
- * The large-push thread (push/large-push-thread.ts): prepares a big push body and builds its job
- * off the edge's event loop. Its own entry (bundled as dist/large-push-worker.mjs next to main.mjs).
+ * The large-push thread (push/large-push-thread.ts): prepares a big push body off the edge's event
+ * loop and hands the body back. Its own entry (bundled as dist/large-push-worker.mjs next to main.mjs).
  */
 import { parentPort } from 'node:worker_threads';
 import { AppError } from '@pga/contracts';
-import { encodePushJob } from './push/encode-push-job';
 import { preparePush } from './push/prepare-push';
 import type { LargePushReply, LargePushRequest } from './push/large-push-thread';
 
@@ -17,20 +16,8 @@ port.on('message', (req: LargePushRequest) => {
   try {
     const body = Buffer.from(req.body.buffer, req.body.byteOffset, req.body.byteLength);
     const prepared = preparePush({ body, collectorId: req.collectorId, idempotencyHeader: req.idempotencyHeader });
-    const job = encodePushJob(
-      [
-        {
-          push_id: prepared.pushId,
-          collector_id: req.collectorId,
-          received_at: req.receivedAt,
-          checksum: prepared.checksum,
-          body,
-        },
-      ],
-      req.replayWindowSeconds,
-    );
-    transfer.push(job.buffer as ArrayBuffer);
-    reply = { id: req.id, prepared, job };
+    transfer.push(req.body.buffer as ArrayBuffer);
+    reply = { id: req.id, prepared, body: req.body };
   } catch (err) {
     reply =
       err instanceof AppError

@@ -92,7 +92,7 @@ try {
 
   // 1. bare COPY on one connection
   {
-    const prepared = items(TOTAL).map(preparePush);
+    const prepared = items(TOTAL).map((p) => preparePush(p));
     const client = await pool.connect();
     const lsn = (await client.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l;
     const cpu0 = treeCpuUs(pg.pid);

@@ -60,7 +60,7 @@ try {
 
   // 1. bare COPY of the same rows (run first and last: the table grows in between)
   const bareCopy = async (label: string) => {
-    const all = items(TOTAL).map(preparePush);
+    const all = items(TOTAL).map((p) => preparePush(p));
     const t = performance.now();
     for (let i = 0; i < all.length; i += BATCH) {
       const client = await pool.connect();
@@ -92,7 +92,7 @@ try {
     const phases = { prepare: 0, ledger: 0, copy: 0, state: 0, rollup: 0, commit: 0 };
     for (let i = 0; i < raw.length; i += BATCH) {
       const p0 = performance.now();
-      const prepared = raw.slice(i, i + BATCH).map(preparePush);
+      const prepared = raw.slice(i, i + BATCH).map((p) => preparePush(p));
       phases.prepare += performance.now() - p0;
       const r = await storeBatch(pool, prepared, { retentionDays: 14 });
       for (const k of ['ledger', 'copy', 'state', 'rollup', 'commit'] as const) phases[k] += r.phases[k];

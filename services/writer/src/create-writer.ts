@@ -9,6 +9,7 @@ import { createHeartbeatFlusher } from './heartbeat-flush';
 import { createMaintenance } from './maintenance';
 import { createWriterMetrics } from './metrics';
 import { createOpsServer } from './ops-server';
+import { BLOB_SWEEP_GRACE_MS } from './push-blobs';
 import { createPushWorker } from './push-worker';
 import { checkRedisSettings } from './redis-check';
 import { createStatusPublisher } from './status-publisher';
@@ -132,6 +133,7 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
     logger,
     redisOutage,
     deadLetterAgeSeconds: config.METRICS_RETENTION_DAYS * 86_400,
+    pushBlobsKey: keys.pushBlobs,
   });
   const heartbeats = createHeartbeatFlusher({ pool, redis, keys, logger, metrics, publish, pgOutage });
   const maintenance = createMaintenance({
@@ -142,6 +144,12 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
     queueName: keys.maintenanceQueue,
     prefix: keys.bullPrefix,
     deniedJtisKey: keys.deniedJtis,
+    blobSweep: {
+      index: keys.pushBlobs,
+      blobPrefix: keys.pushBlob(''),
+      jobKey: (jobId) => pushWorker.queue.toKey(jobId),
+      graceMs: BLOB_SWEEP_GRACE_MS,
+    },
     logger,
     metrics,
     publish,

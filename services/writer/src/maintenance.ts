@@ -5,6 +5,7 @@ import type { Logger, OutageLog } from '@pga/logger';
 import type { WriterMetrics } from './metrics';
 import { pauseAfterFailedFetch } from './prompt-worker';
 import { pruneDeniedJtis } from './prune-deny-set';
+import { sweepPushBlobs, type BlobSweep } from './push-blobs';
 import {
   FOLD_ROLLUP,
   PRUNE_COMMAND_DELIVERIES,
@@ -29,6 +30,8 @@ export interface MaintenanceOptions {
   prefix: string;
   /** Redis's set of revoked jtis (redis-keys `deniedJtis`), pruned of long-expired tokens. */
   deniedJtisKey: string;
+  /** Large-push bodies whose job is gone are deleted by the inactivity sweep's job. */
+  blobSweep: BlobSweep;
   logger: Logger;
   metrics: WriterMetrics;
   publish: PublishStatuses;
@@ -102,6 +105,9 @@ export function createMaintenance(o: MaintenanceOptions) {
   };
 
   const sweep = async () => {
+    // Redis only, first: a PostgreSQL outage does not leave orphaned large-push bodies filling Redis.
+    const pushBlobs = await sweepPushBlobs(o.connection, o.blobSweep);
+    if (pushBlobs > 0) log.info({ pushBlobs }, 'deleted large-push bodies whose job is gone');
     const { rows } = await o.pool.query<StatusRow>(SWEEP_INACTIVE);
     await o.publish(rows);
     const uptime = await o.pool.query(REFRESH_UPTIME, [o.uptimeWindowHours]);
@@ -111,7 +117,7 @@ export function createMaintenance(o: MaintenanceOptions) {
         { count: rows.length, inactive: rows.slice(0, 20).map((r) => r.id) },
         rows.length > 20 ? `${rows.length} collectors became inactive (the first 20 listed)` : 'collectors became inactive',
       );
-    return { inactive: rows.length, uptimeUpdated: uptime.rowCount ?? 0 };
+    return { inactive: rows.length, uptimeUpdated: uptime.rowCount ?? 0, pushBlobs };
   };
 
   const rollup = async () => {

@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { hash } from 'node:crypto';
-import { DEFAULT_REPLAY_WINDOW_SECONDS, PushJobSchema, type PushItem, type PushItemV2 } from '@pga/contracts';
+import { DEFAULT_REPLAY_WINDOW_SECONDS, PushJobSchema, type PushItem, type PushItemRef, type PushItemV2 } from '@pga/contracts';
+import type { PushBlobs } from './push-blobs';
 import { PushShapeError, splitPush, type SplitPush } from './split-push';
 
 /** A push that can never be stored: its job fails once, with BullMQ's UnrecoverableError. */
@@ -33,14 +34,22 @@ export interface PreparedPush {
 /** One-shot SHA-256 (crypto.hash): no Hash object. */
 const sha256 = (data: Buffer) => hash('sha256', data, 'hex');
 
+type AnyPushItem = PushItem | PushItemV2 | PushItemRef;
+
 /**
- * The body's bytes. v2 jobs carry them as base64. v1 jobs carry a UTF-8 string or a latin1 string
+ * The body's bytes. v3 jobs refer to a large push's body in Redis (read beforehand: `blobs`); v2
+ * jobs carry them as base64. v1 jobs carry a UTF-8 string or a latin1 string
  * of the raw bytes (both allowed by @pga/contracts' PushItem); the checksum (SHA-256 of the bytes)
  * tells which: pure ASCII matches both, otherwise exactly one matches. No match → the job was
  * corrupted (anything that is not base64 also decodes to other bytes): poison.
  */
-function bodyBytes(item: PushItem | PushItemV2, checksum: string): Buffer {
-  let bytes = 'body_base64' in item ? Buffer.from(item.body_base64, 'base64') : Buffer.from(item.body, 'utf8');
+function bodyBytes(item: AnyPushItem, checksum: string, blobs: PushBlobs): Buffer {
+  let bytes: Buffer;
+  if ('body_ref' in item) {
+    const blob = blobs.get(item.body_ref.key) ?? 'was not read';
+    if (typeof blob === 'string') throw new PoisonPushError(`push ${item.push_id}: its body ${blob} (key ${item.body_ref.key})`);
+    bytes = blob;
+  } else bytes = 'body_base64' in item ? Buffer.from(item.body_base64, 'base64') : Buffer.from(item.body, 'utf8');
   if (sha256(bytes) !== checksum) {
     if ('body' in item) bytes = Buffer.from(item.body, 'latin1');
     if (!('body' in item) || sha256(bytes) !== checksum)
@@ -51,11 +60,15 @@ function bodyBytes(item: PushItem | PushItemV2, checksum: string): Buffer {
   return bytes;
 }
 
-export function preparePush(item: PushItem | PushItemV2, replayWindowSeconds = DEFAULT_REPLAY_WINDOW_SECONDS): PreparedPush {
+export function preparePush(
+  item: AnyPushItem,
+  replayWindowSeconds = DEFAULT_REPLAY_WINDOW_SECONDS,
+  blobs: PushBlobs = new Map(),
+): PreparedPush {
   const receivedAt = new Date(item.received_at);
   if (Number.isNaN(receivedAt.getTime())) throw new PoisonPushError(`push ${item.push_id}: received_at is not a time`);
   const checksum = item.checksum.toLowerCase();
-  const body = bodyBytes(item, checksum);
+  const body = bodyBytes(item, checksum, blobs);
   let split: SplitPush;
   try {
     split = splitPush(body);
@@ -81,22 +94,23 @@ export function preparePush(item: PushItem | PushItemV2, replayWindowSeconds = D
 }
 
 /**
- * Validates a job's data (PushJob v1 or v2) and prepares every push. A job that is not a PushJob
+ * Validates a job's data (PushJob v1, v2 or v3, whose large bodies `loadPushBlobs` read) and
+ * prepares every push. A job that is not a PushJob
  * throws PoisonPushError; a push that can never be stored (checksum, UTF-8, shape) is reported in
  * `poison` instead, so the job's other pushes are still stored before the job fails.
  */
-export function preparePushJob(data: unknown): { pushes: PreparedPush[]; poison: string[] } {
+export function preparePushJob(data: unknown, blobs: PushBlobs = new Map()): { pushes: PreparedPush[]; poison: string[] } {
   const parsed = PushJobSchema.safeParse(data);
   if (!parsed.success) {
     throw new PoisonPushError(`not a PushJob: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   }
-  const items: (PushItem | PushItemV2)[] = parsed.data.pushes;
+  const items: AnyPushItem[] = parsed.data.pushes;
   const window = parsed.data.replay_window_s ?? DEFAULT_REPLAY_WINDOW_SECONDS;
   const pushes: PreparedPush[] = [];
   const poison: string[] = [];
   for (const item of items) {
     try {
-      pushes.push(preparePush(item, window));
+      pushes.push(preparePush(item, window, blobs));
     } catch (err) {
       if (!(err instanceof PoisonPushError)) throw err;
       poison.push(err.message);

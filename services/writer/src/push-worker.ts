@@ -6,6 +6,7 @@ import type { WriterMetrics } from './metrics';
 import { PoisonPushError, preparePushJob } from './prepare-push';
 import { installPromptLoop, pauseAfterFailedFetch } from './prompt-worker';
 import { createFailureLog } from './failure-log';
+import { dropPushBlobs, loadPushBlobs } from './push-blobs';
 
 export interface PushWorkerOptions {
   connection: Redis;
@@ -24,6 +25,8 @@ export interface PushWorkerOptions {
   redisOutage: OutageLog;
   /** How long a dead letter stays for the admin service to list and retry: the metrics retention. */
   deadLetterAgeSeconds: number;
+  /** redis-keys `pushBlobs`: the index of large-push bodies (deleted from it with their blob). */
+  pushBlobsKey: string;
 }
 
 /**
@@ -46,6 +49,12 @@ export function createPushWorker(o: PushWorkerOptions) {
    * Its size is the number of jobs held.
    */
   const heldSince = new Map<Job, number>();
+  /**
+   * The large-push bodies (blobs) a job read, deleted once BullMQ has marked it completed — not
+   * before: a writer that dies between its commit and that mark has the job redelivered, and the
+   * redelivery needs the body (the ledger then skips it). A dead letter keeps its blobs for a retry.
+   */
+  const blobsOf = new WeakMap<Job, string[]>();
 
   /**
    * BullMQ fetches jobs one at a time, up to its concurrency. A fixed job count capped batches at
@@ -72,7 +81,9 @@ export function createPushWorker(o: PushWorkerOptions) {
     o.metrics.inFlightJobs.set(heldSince.size);
     let bytes = 0;
     try {
-      const { pushes, poison } = preparePushJob(job.data);
+      const blobs = await loadPushBlobs(o.connection, job.data);
+      const { pushes, poison } = preparePushJob(job.data, blobs);
+      if (blobs.size > 0) blobsOf.set(job, [...blobs.keys()]);
       // The parsed job (every body as base64 text) would otherwise stay on the heap until the batch
       // commits, to be copied by each young-generation collection on the way. BullMQ reads nothing
       // of it to complete or fail the job, and a retry fetches the job from Redis again.
@@ -140,6 +151,17 @@ export function createPushWorker(o: PushWorkerOptions) {
       { jobId: missing[1] },
       `job ${missing[1]} was gone from Redis when it finished (Redis emptied, or a failover to a replica without it); what it committed stays stored`,
     );
+  });
+  worker.on('completed', (job) => {
+    const blobs = blobsOf.get(job);
+    if (blobs)
+      // If this fails (or the writer dies first), the maintenance sweep deletes them: their job is gone.
+      void dropPushBlobs(o.connection, o.pushBlobsKey, blobs).catch((err: unknown) =>
+        log.warn(
+          { jobId: job.id, err: err instanceof Error ? err.message : String(err) },
+          'large-push bodies not deleted; the sweep will',
+        ),
+      );
   });
   const failures = createFailureLog(log);
   worker.on('failed', (job, err) => {

@@ -6,10 +6,11 @@ import type { EdgeMetrics } from '../ops/edge-metrics';
 import type { PreparedPush, PushRequest } from './prepare-push';
 
 /**
- * Bodies from this size on are prepared in the large-push thread. Scanning, hashing and base64-
- * encoding a body costs ~15 ms per MiB on the event loop here (a 64 MiB push: ~1 s, during which
- * every other request on that edge process waited); below 1 MiB the thread's round trip (~0.2 ms)
- * would cost more than it saves.
+ * Bodies from this size on are prepared in the large-push thread, and go to Redis apart from their
+ * job, in pieces (the packer's large pushes; contracts' PushItemRef). Scanning and hashing a body
+ * costs ~10 ms per MiB on the event loop here (a 64 MiB push: most of a second, during which every
+ * other request on that edge process waited); below 1 MiB the thread's round trip (~0.2 ms) would
+ * cost more than it saves.
  */
 export const LARGE_PUSH_BYTES = 1024 * 1024;
 
@@ -19,25 +20,24 @@ export interface LargePushRequest {
   body: Uint8Array;
   collectorId: string;
   idempotencyHeader: string;
-  receivedAt: string;
-  replayWindowSeconds: number;
 }
 
 export type LargePushReply =
-  | { id: number; prepared: PreparedPush; job: Uint8Array }
+  /** The body comes back (transferred) with what was worked out from it. */
+  | { id: number; prepared: PreparedPush; body: Uint8Array }
   | { id: number; error: { code: ErrorCode; message: string } }
   /** Not a refusal: a fault (logged by the route, answered with a plain 500). */
   | { id: number; internal: string };
 
 export interface LargePush extends PreparedPush {
-  /** The packed job (`encodePushJob`) holding this push alone, as bytes. */
-  job: Buffer;
+  /** The body, handed back by the thread. */
+  body: Buffer;
 }
 
 /**
- * One worker thread per edge process that prepares large push bodies (`preparePush`) and builds
- * their jobs, so a 64 MiB push no longer holds its process's event loop for a second. The body is
- * transferred, not copied (the caller must not use it afterwards), and so is the job coming back.
+ * One worker thread per edge process that prepares large push bodies (`preparePush`), so a 64 MiB
+ * push no longer holds its process's event loop for most of a second. The body is transferred, not
+ * copied, both ways: the caller must use the one `prepare` resolves with, not the one it passed.
  * Started on the first large push and ended after `idleMs` without one (its isolate's memory,
  * ~10 MiB, given back); a thread that dies fails what it held with 503 (Retry-After) and the next
  * large push starts a new one. Large pushes are prepared one after another.
@@ -52,7 +52,6 @@ export class LargePushThread {
   constructor(
     private readonly deps: {
       logger: Logger;
-      replayWindowSeconds: number;
       metrics: Pick<EdgeMetrics, 'largePushPrepare'>;
       idleMs?: number;
     },
@@ -63,7 +62,7 @@ export class LargePushThread {
     return this.worker !== undefined;
   }
 
-  prepare(req: PushRequest, receivedAt: string): Promise<LargePush> {
+  prepare(req: PushRequest): Promise<LargePush> {
     if (this.closed) return Promise.reject(unavailable());
     clearTimeout(this.idle);
     const worker = this.start();
@@ -77,8 +76,6 @@ export class LargePushThread {
           body,
           collectorId: req.collectorId,
           idempotencyHeader: req.idempotencyHeader,
-          receivedAt,
-          replayWindowSeconds: this.deps.replayWindowSeconds,
         };
         // A body sharing its memory with others (a slice of a pooled or larger buffer) is copied.
         const own = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength;
@@ -113,7 +110,10 @@ export class LargePushThread {
         if ('error' in reply) waiting.reject(new AppError(reply.error.code, reply.error.message));
         else if ('internal' in reply) waiting.reject(new Error(`large-push thread: ${reply.internal}`));
         else
-          waiting.resolve({ ...reply.prepared, job: Buffer.from(reply.job.buffer, reply.job.byteOffset, reply.job.byteLength) });
+          waiting.resolve({
+            ...reply.prepared,
+            body: Buffer.from(reply.body.buffer, reply.body.byteOffset, reply.body.byteLength),
+          });
       }
       if (this.pending.size === 0) this.idleEnd(worker);
     });

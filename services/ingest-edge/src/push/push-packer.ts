@@ -32,13 +32,17 @@ export interface PackerSettings {
 export type PackedPush = Omit<PushItem, 'body'> & { body: Buffer };
 
 /**
- * A large push prepared in the large-push thread: `job` is the whole job holding it alone, already
- * encoded (its body was handed to the thread); `bodyBytes` the body's size. It travels in a batch
- * of its own.
+ * `large`: a push of LARGE_PUSH_BYTES or more. It travels in a batch of its own, on the bulk
+ * connection, and its body goes to Redis apart from its job, in pieces (`writeBlob`).
  */
-export type PrebuiltPush = Omit<PushItem, 'body'> & { job: Buffer; bodyBytes: number };
+export type PushSubmission = PackedPush & { large?: boolean };
 
-export type PushSubmission = PackedPush | PrebuiltPush;
+/** A large push's body in Redis (redis-keys `pushBlob`), for the job that refers to it. */
+interface BlobRef {
+  jobId: string;
+  key: string;
+  pieces: number;
+}
 
 interface Pending {
   item: PushSubmission;
@@ -70,6 +74,12 @@ const VETO = 'veto';
  * would count as a failure: a 503 for a push that was stored).
  */
 const BYTES_PER_EXTRA_SECOND = 16 * 1024 * 1024;
+/**
+ * A large push's body goes to Redis in pieces of this size, each its own command: Redis serves its
+ * other clients between two pieces (~1 ms each), where one 64 MiB argument of BullMQ's add script
+ * held it for 1–5 s.
+ */
+export const BLOB_PIECE_BYTES = 1024 * 1024;
 /** A Redis connection batches are sent on, its queue and its idempotency scripts. */
 interface Lane {
   redis: Redis;
@@ -150,12 +160,12 @@ export class PushPacker {
       // second like any in-flight replay.
       if (this.batch.some((p) => p.idemKey === idemKey))
         return reject(unavailable('a push with this idempotency key is in flight'));
-      const prebuilt = 'job' in item;
-      const bytes = prebuilt ? item.bodyBytes : item.body.length;
-      if (this.batch.length > 0 && (prebuilt || this.batchBytes + bytes > this.settings.maxBytes)) this.flush();
+      const large = item.large === true;
+      const bytes = item.body.length;
+      if (this.batch.length > 0 && (large || this.batchBytes + bytes > this.settings.maxBytes)) this.flush();
       this.batch.push({ item, idemKey, records, bytes, startedAt: performance.now(), resolve, reject });
       this.batchBytes += bytes;
-      if (prebuilt || this.batch.length >= this.settings.maxPushes || this.batchBytes >= this.settings.maxBytes) this.flush();
+      if (large || this.batch.length >= this.settings.maxPushes || this.batchBytes >= this.settings.maxBytes) this.flush();
       // Group commit: with nothing in flight, send at the end of this I/O turn (no added latency
       // when idle); while a batch is in flight, collect until it returns or the window ends.
       else if (this.inFlight.size === 0) this.immediate ??= setImmediate(() => this.flush());
@@ -199,10 +209,18 @@ export class PushPacker {
   /** `bytes`: the batch's body bytes (they lengthen its deadline). */
   private async send(batch: Pending[], bytes: number): Promise<void> {
     const { metrics } = this.deps;
-    // A prebuilt (large) job goes on the bulk connection: Redis takes in its tens of MB at its own
-    // pace, and the small batches behind it on one connection would wait for all of it.
+    // A large push goes on the bulk connection: Redis takes in its tens of MB at its own pace, and
+    // the small batches behind it on one connection would wait for all of it.
     const lane = this.laneOf(batch);
     const { redis, queue } = lane;
+    let timeoutMs = this.settings.enqueueTimeoutMs + Math.floor(bytes / BYTES_PER_EXTRA_SECOND) * 1000;
+    // Its body first, in pieces; the claim and the (small) job once Redis holds all of them.
+    let blob: BlobRef | undefined;
+    if (isLarge(batch)) {
+      blob = await this.writeBlob(lane, batch[0]!, timeoutMs);
+      if (!blob) return;
+      timeoutMs = this.settings.enqueueTimeoutMs;
+    }
     // One round trip: the claim and the add leave together, in this order, on one connection, so
     // Redis runs the claim first. A claim that finds any marker already set also sets the batch's
     // veto key, which is the key BullMQ's own deduplication checks: the add then stores nothing.
@@ -215,9 +233,8 @@ export class PushPacker {
       this.settings.idempotencyTtlSeconds,
       this.pendingTtl,
     );
-    const optimistic = this.add(lane, batch, batchId);
+    const optimistic = this.add(lane, batch, batchId, blob);
     optimistic.catch(() => undefined); // answered below, whichever way the claim goes
-    const timeoutMs = this.settings.enqueueTimeoutMs + Math.floor(bytes / BYTES_PER_EXTRA_SECOND) * 1000;
     let previous: string[];
     try {
       previous = await withTimeout(claim, timeoutMs);
@@ -227,15 +244,16 @@ export class PushPacker {
       this.strand(batch, claim, optimistic);
       for (const p of batch) p.reject(unavailable('queue unavailable'));
       // A slow Redis may still run the claim (and then the add) later. The markers that claim set
-      // are settled by what the add did: stored → done (the client's retry answers duplicate);
-      // not stored → freed, so the retry is stored instead of waiting out the pending TTL.
+      // are settled by what the add did (`settleRefused`).
       claim.then(
-        (late) => {
-          const mine = batch.filter((_, i) => late[i] === '');
-          if (mine.length === 0) return;
-          const free = () => void redis.del(...mine.map((p) => p.idemKey)).catch(() => undefined);
-          optimistic.then((stored) => (stored ? this.markDone(stateKey) : free()), free);
-        },
+        (late) =>
+          this.settleRefused(
+            redis,
+            optimistic,
+            stateKey,
+            batch.filter((_, i) => late[i] === ''),
+            blob,
+          ),
         () => undefined,
       );
       return;
@@ -257,7 +275,10 @@ export class PushPacker {
     let added = optimistic;
     if (fresh.length < batch.length) {
       optimistic.then(
-        (stored) => stored && this.deps.logger.warn({ batchId }, 'a vetoed push job was stored; the ledger dedupes it'),
+        (stored) => {
+          if (stored) this.deps.logger.warn({ batchId }, 'a vetoed push job was stored; the ledger dedupes it');
+          else if (blob) this.dropBlob(redis, blob.key);
+        },
         () => undefined,
       );
       if (fresh.length === 0) return;
@@ -269,9 +290,7 @@ export class PushPacker {
       this.enqueueFailed(err, fresh.length);
       this.strand(batch, optimistic, added);
       for (const p of fresh) p.reject(unavailable('queue unavailable'));
-      // A late success still counts: mark it done so replays answer duplicate; else free the keys.
-      const free = () => void redis.del(...fresh.map((p) => p.idemKey)).catch(() => undefined);
-      added.then((stored) => (stored ? this.markDone(stateKey) : free()), free);
+      this.settleRefused(redis, added, stateKey, fresh, blob);
       return;
     }
     this.markDone(stateKey);
@@ -284,9 +303,67 @@ export class PushPacker {
     }
   }
 
-  /** A prebuilt (large) push's batch goes on the bulk connection, every other on the main one. */
+  /** A large push's batch goes on the bulk connection, every other on the main one. */
   private laneOf(batch: Pending[]): Lane {
-    return batch.length === 1 && 'job' in batch[0]!.item ? this.bulkLane : this.lane;
+    return isLarge(batch) ? this.bulkLane : this.lane;
+  }
+
+  /**
+   * Writes a large push's body to Redis in BLOB_PIECE_BYTES pieces (a hash, redis-keys `pushBlob`,
+   * named after the job that will refer to it), registered in `pushBlobs` first so that the writers'
+   * sweep finds it if its job never comes. Resolves with the blob once Redis holds every piece;
+   * otherwise answers the push 503 itself, drops what was written, and resolves undefined.
+   */
+  private async writeBlob(lane: Lane, p: Pending, timeoutMs: number): Promise<BlobRef | undefined> {
+    const { redis } = lane;
+    const jobId = `large-${randomUUID()}`;
+    const key = this.deps.keys.pushBlob(jobId);
+    const body = p.item.body;
+    const writes: Promise<unknown>[] = [redis.zadd(this.deps.keys.pushBlobs, Date.now(), key)];
+    let pieces = 0;
+    for (let at = 0; at < body.length; at += BLOB_PIECE_BYTES)
+      writes.push(redis.hset(key, String(pieces++), body.subarray(at, at + BLOB_PIECE_BYTES)));
+    const written = Promise.all(writes);
+    try {
+      await withTimeout(written, timeoutMs);
+      return { jobId, key, pieces };
+    } catch (err) {
+      if (!(err instanceof NoAnswerError)) this.enqueueFailed(err, 1);
+      this.strand([p], written);
+      p.reject(unavailable('queue unavailable'));
+      // Sent after the pieces on the same connection: Redis runs it after them, however late.
+      this.dropBlob(redis, key);
+      return undefined;
+    }
+  }
+
+  /** Deletes a blob no job refers to (if this fails, the writers' sweep deletes it later). */
+  private dropBlob(redis: Redis, key: string): void {
+    void Promise.all([redis.unlink(key), redis.zrem(this.deps.keys.pushBlobs, key)]).catch(() => undefined);
+  }
+
+  /**
+   * A batch answered 503 whose job Redis may still take: the markers its claim set (`mine`) are
+   * settled by what the add did. Stored → done (the client's retry answers duplicate); not stored →
+   * freed, so the retry is stored instead of waiting out the pending TTL, and its blob dropped. An
+   * add that failed may still have been stored (a connection lost after sending it): its markers
+   * are freed (the ledger stores each push once), its blob is left to the writers' sweep.
+   */
+  private settleRefused(
+    redis: Redis,
+    added: Promise<boolean>,
+    stateKey: string,
+    mine: Pending[],
+    blob: BlobRef | undefined,
+  ): void {
+    const free = () => {
+      if (mine.length > 0) void redis.del(...mine.map((p) => p.idemKey)).catch(() => undefined);
+    };
+    added.then((stored) => {
+      if (stored) return mine.length > 0 && this.markDone(stateKey);
+      free();
+      if (blob) this.dropBlob(redis, blob.key);
+    }, free);
   }
 
   /**
@@ -319,10 +396,19 @@ export class PushPacker {
    * names the stored job for VETO_TTL_MS: a replay claimed before this batch is settled finds its
    * job there and answers duplicate.
    */
-  private async add(lane: Lane, pushes: Pending[], deduplicationId: string): Promise<boolean> {
-    const data = new EncodedData(encodeBatch(pushes, this.settings.idempotencyTtlSeconds));
+  private async add(lane: Lane, pushes: Pending[], deduplicationId: string, blob?: BlobRef): Promise<boolean> {
+    const window = this.settings.idempotencyTtlSeconds;
+    const data = new EncodedData(
+      blob
+        ? encodeLargeJob(pushes[0]!.item, blob, window)
+        : encodePushJob(
+            pushes.map((p) => p.item),
+            window,
+          ),
+    );
     const job = await lane.queue.add('push', data, {
       ...JOB_OPTIONS,
+      ...(blob && { jobId: blob.jobId }),
       deduplication: { id: deduplicationId, ttl: VETO_TTL_MS },
     });
     return job.id !== VETO;
@@ -342,15 +428,15 @@ export class PushPacker {
   }
 }
 
-/** The job of a batch: a prebuilt push's own job (it travels alone), else the pushes encoded. */
-function encodeBatch(pushes: Pending[], replayWindowSeconds: number): Buffer {
-  const packed: PackedPush[] = [];
-  for (const { item } of pushes) {
-    if (!('job' in item)) packed.push(item);
-    else if (pushes.length === 1) return item.job;
-    else throw new Error('a prebuilt push job must travel alone');
-  }
-  return encodePushJob(packed, replayWindowSeconds);
+/** A batch of one large push (submit sends such a push alone). */
+const isLarge = (batch: Pending[]) => batch.length === 1 && batch[0]!.item.large === true;
+
+/** The (v3) job of a large push: its fields, and where its body is (contracts' PushItemRef). */
+function encodeLargeJob(item: PushSubmission, blob: BlobRef, replayWindowSeconds: number): Buffer {
+  const { push_id, collector_id, received_at, checksum, body } = item;
+  const ref = { key: blob.key, bytes: body.length, pieces: blob.pieces };
+  const pushes = [{ push_id, collector_id, received_at, checksum, body_ref: ref }];
+  return Buffer.from(JSON.stringify({ v: 3, replay_window_s: Math.trunc(replayWindowSeconds), pushes }));
 }
 
 function errMessage(err: unknown): string {

@@ -58,16 +58,16 @@ export function createPushHandler(deps: PushDeps) {
           p.records,
         );
       } else {
-        // Off the event loop; the body's bytes are handed to the thread (gone from `decoded`).
-        const p = await deps.largePushes.prepare(request, receivedAt);
+        // Off the event loop; the body's bytes are handed to the thread and come back with `p`.
+        const p = await deps.largePushes.prepare(request);
         outcome = await deps.packer.submit(
           {
             push_id: p.pushId,
             collector_id: auth.collectorId,
             received_at: receivedAt,
             checksum: p.checksum,
-            job: p.job,
-            bodyBytes: size,
+            body: p.body,
+            large: true,
           },
           p.key,
           p.records,

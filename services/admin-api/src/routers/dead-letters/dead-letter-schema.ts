@@ -15,18 +15,23 @@ export const DeadLetterSchema = z.object({
 });
 export type DeadLetter = z.infer<typeof DeadLetterSchema>;
 
-/** Size of a push's body: v1 carries it as text, v2 as base64. */
-function bodyBytes(p: { body?: unknown; body_base64?: unknown }): number {
+type JobPush = {
+  push_id?: unknown;
+  collector_id?: unknown;
+  body?: unknown;
+  body_base64?: unknown;
+  body_ref?: { bytes?: unknown };
+};
+
+/** Size of a push's body: v1 carries it as text, v2 as base64, v3 a large one's size (its body is apart). */
+function bodyBytes(p: JobPush): number {
   if (typeof p.body === 'string') return Buffer.byteLength(p.body);
+  if (typeof p.body_ref?.bytes === 'number') return p.body_ref.bytes;
   return typeof p.body_base64 === 'string' ? Buffer.byteLength(p.body_base64, 'base64') : 0;
 }
 
 export function toDeadLetter(job: Job): DeadLetter {
-  const pushes: { push_id?: unknown; collector_id?: unknown; body?: unknown; body_base64?: unknown }[] = Array.isArray(
-    job.data?.pushes,
-  )
-    ? job.data.pushes
-    : [];
+  const pushes: JobPush[] = Array.isArray(job.data?.pushes) ? job.data.pushes : [];
   const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : null);
   return {
     id: String(job.id),
