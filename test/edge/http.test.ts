@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EdgeWorld, hangUp, rawRequest, waitUntil, type TestCollector } from './harness';
 
@@ -19,6 +20,33 @@ describe('edge HTTP/1.1 handling (raw sockets)', () => {
     c = await world.collector();
   });
   afterAll(async () => world?.[Symbol.asyncDispose]());
+
+  it('closes a connection whose client pipelines requests and never reads the answers (they no longer pile up in memory); one that reads gets every answer', async () => {
+    const request = 'GET /healthz HTTP/1.1\r\nHost: edge\r\n\r\n';
+    // Reading: 2,000 pipelined requests, 2,000 answers.
+    const reader = net.connect(port, '127.0.0.1');
+    let answers = '';
+    reader.on('data', (d: Buffer) => (answers += d.toString('latin1')));
+    reader.write(request.repeat(2000));
+    await waitUntil(() => answers.split('HTTP/1.1 200 OK').length === 2001, 10_000, '2,000 answers');
+    reader.destroy();
+
+    // Not reading: before, uWS.js kept every answer (~20 s, 60-80 MB) until its idle timeout.
+    const socket = net.connect(port, '127.0.0.1');
+    socket.pause();
+    let closed = false;
+    socket.on('error', () => (closed = true));
+    socket.on('close', () => (closed = true));
+    await new Promise((r) => socket.once('connect', r));
+    const batch = request.repeat(1000);
+    const started = Date.now();
+    while (!closed && Date.now() - started < 8000) {
+      if (!socket.write(batch)) await new Promise((r) => (socket.once('drain', r), setTimeout(r, 50)));
+      else await new Promise((r) => setImmediate(r));
+    }
+    socket.destroy();
+    expect(closed).toBe(true);
+  });
 
   it('accepts a chunked body written piece by piece', async () => {
     const parts = ['{"database":"app",', '"queryid":-5266580654608644134,', `"t":${Date.now()}}`];

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { publishCollectorChange } from '@pga/redis-keys';
-import { call, EdgeWorld, waitUntil, type TestCollector } from './harness';
+import { call, EdgeWorld, rawRequest, waitUntil, type TestCollector } from './harness';
 
 const FIXTURE = readFileSync(new URL('../fixtures/pganalytics-v3-push.sample.json', import.meta.url), 'utf8');
 const FIXTURE_ID = '11111111-2222-4333-8444-555555555555';
@@ -365,6 +365,32 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
     } finally {
       await tight[Symbol.asyncDispose]();
     }
+  });
+
+  it('a refusal of a large body still arriving (a 401 here; 429 and 503 alike) waits for the rest of it: the client reads its answer and the connection is kept', async () => {
+    const size = 3 * 1024 * 1024;
+    const piece = Buffer.alloc(256 * 1024, 'x');
+    const request = (token: string, length: number) =>
+      `POST /api/v1/metrics/push HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n\r\n`;
+    const good = fixtureFor(c.id);
+    let received = '';
+    const res = await rawRequest(edge.port, [
+      request('nope', size),
+      piece,
+      // Refused while the rest is on its way (before, answered at once and closed: the client
+      // writing the rest got EPIPE or a reset, often without the answer).
+      () => new Promise<void>((r) => setTimeout(r, 200)),
+      ...Array.from({ length: size / piece.length - 1 }, () => piece),
+      (s) => s.waitFor('UNAUTHORIZED'),
+      request(c.token, Buffer.byteLength(good)) + good,
+      async (s) => {
+        await s.waitFor('accepted');
+        received = s.received();
+      },
+    ]);
+    expect(res.status).toBe(401);
+    expect(res.closed).toBe(false);
+    expect(received).toMatch(/HTTP\/1\.1 401[\s\S]*HTTP\/1\.1 200 OK/);
   });
 
   it('a large declared body holds in the in-flight budget only the bytes that have arrived', async () => {

@@ -8,6 +8,13 @@ import { Reply } from './respond';
 
 /** Refusals of bodies up to this declared size wait for the body, keeping the connection. */
 const KEEP_ALIVE_DRAIN_BYTES = 1024 * 1024;
+/**
+ * A refusal of a larger body (up to the cap) waits this long at most for the rest of it (counted,
+ * not kept). Answered at once and closed, its client was cut off mid-upload and got EPIPE or a reset
+ * instead of the answer — a 429 or 503 without its Retry-After (a third of the 429s in the
+ * large-pushes bench). What nginx calls a lingering close.
+ */
+const LINGER_MS = 10_000;
 
 export interface RequestContext {
   reply: Reply;
@@ -114,15 +121,22 @@ export class RouteKit {
         // status 0 in edge_http_requests_total, not as a rejection.
         else if (!reply.aborted) metrics.rejections.inc({ reason: err.code });
         if (err !== caught) pgOutage.error(caught, 'PostgreSQL unavailable', { route: options.name });
-        // A refusal (401, 429, …) of a small body still arriving: let it finish, so the answer
-        // keeps the connection alive and the client is not cut off mid-write — its bytes counted,
-        // not kept: a client with no token trickling bodies held the in-flight budget until uWS's
-        // idle timeout, and refused every collector's pushes. Anything large or of unknown length
+        // A refusal (401, 429, …) of a body still arriving: let it finish, so the answer keeps the
+        // connection alive and the client is not cut off mid-write — its bytes counted, not kept: a
+        // client with no token trickling bodies held the in-flight budget until uWS's idle timeout,
+        // and refused every collector's pushes. A body over KEEP_ALIVE_DRAIN_BYTES gets LINGER_MS
+        // to finish (then the answer closes the connection); one over the cap or of unknown length
         // is answered at once and the connection closed.
-        if (reader && !reader.complete() && !this.draining && declared !== undefined && declared <= KEEP_ALIVE_DRAIN_BYTES) {
+        if (reader && !reader.complete() && !this.draining && declared !== undefined) {
           if (!(err instanceof AppError && err.code === 'PAYLOAD_TOO_LARGE')) {
             reader.discard();
-            await reader.body.catch(() => undefined);
+            const drained = reader.body.catch(() => undefined);
+            if (declared <= KEEP_ALIVE_DRAIN_BYTES) await drained;
+            else {
+              let timer: NodeJS.Timeout | undefined;
+              await Promise.race([drained, new Promise((r) => (timer = setTimeout(r, LINGER_MS)))]);
+              clearTimeout(timer);
+            }
           }
         }
         reply.fail(err, challenge(options.auth, headers));

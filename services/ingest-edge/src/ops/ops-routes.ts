@@ -1,4 +1,5 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+import { endOrClose } from '../http/respond';
 
 export interface OpsDeps {
   isReady(): { ready: boolean; reason?: string };
@@ -8,13 +9,18 @@ export interface OpsDeps {
   metricsContentType: string;
 }
 
-/** Writes the answer; to a HEAD request its status and headers only. */
-function write(res: HttpResponse, status: string, contentType: string, body: string, head: boolean): void {
+/**
+ * Writes the answer; to a HEAD request its status and headers only. Small answers (health) close a
+ * connection whose earlier answers are still unsent (`endOrClose`); `/metrics` is large enough to
+ * fill the send buffer of a client that reads, so it is ended whatever is pending.
+ */
+function write(res: HttpResponse, status: string, contentType: string, body: string, head: boolean, large = false): void {
   res.cork(() => {
     res.writeStatus(status).writeHeader('content-type', contentType).writeHeader('cache-control', 'no-store');
     if (head)
       res.endWithoutBody(); // no Content-Length: see Reply.send
-    else res.end(body);
+    else if (large) res.end(body);
+    else endOrClose(res, body);
   });
 }
 
@@ -45,7 +51,7 @@ export function opsRoutes(deps: OpsDeps) {
       let aborted = false;
       res.onAborted(() => (aborted = true));
       deps.metricsText().then(
-        (text) => !aborted && write(res, '200 OK', deps.metricsContentType, text, head),
+        (text) => !aborted && write(res, '200 OK', deps.metricsContentType, text, head, true),
         () => !aborted && write(res, '500 Internal Server Error', 'text/plain', 'metrics unavailable\n', head),
       );
     },
