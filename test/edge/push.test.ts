@@ -393,6 +393,37 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
     expect(received).toMatch(/HTTP\/1\.1 401[\s\S]*HTTP\/1\.1 200 OK/);
   });
 
+  it('a large body refused over the in-flight budget is drained too: the client reads the 503 with Retry-After, and the connection serves the next push', async () => {
+    const tight = await EdgeWorld.create();
+    try {
+      const edge = await tight.startEdge({ MAX_INFLIGHT_BYTES: String(1024 * 1024) });
+      const s = await tight.collector();
+      const size = 3 * 1024 * 1024;
+      const piece = Buffer.alloc(256 * 1024, 'x');
+      const request = (length: number) =>
+        `POST /api/v1/metrics/push HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer ${s.token}\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n\r\n`;
+      const small = '{"x":"after-503"}';
+      let received = '';
+      const res = await rawRequest(edge.port, [
+        request(size),
+        ...Array.from({ length: size / piece.length }, () => piece),
+        (r) => r.waitFor('UNAVAILABLE'),
+        request(small.length) + small,
+        async (r) => {
+          await r.waitFor('accepted');
+          received = r.received();
+        },
+      ]);
+      expect(res.status).toBe(503);
+      expect(res.headers['retry-after']).toBe('1');
+      expect(res.closed).toBe(false);
+      expect(received).toMatch(/HTTP\/1\.1 503[\s\S]*over its memory budget[\s\S]*HTTP\/1\.1 200 OK/);
+      expect((await tight.queuedPushes()).map((p) => p.body)).toEqual([small]);
+    } finally {
+      await tight[Symbol.asyncDispose]();
+    }
+  });
+
   it('a large declared body holds in the in-flight budget only the bytes that have arrived', async () => {
     const tight = await EdgeWorld.create();
     const socket = new Socket();

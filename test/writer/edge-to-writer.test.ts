@@ -1,6 +1,7 @@
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EdgeWorld } from '../edge/harness';
+import type { PushJob } from '@pga/contracts';
 import { LARGE_PUSH_BYTES } from '../../services/ingest-edge/src/push/large-push-thread';
 import { fixture, sha256, startWriterHarness, waitUntil, type WriterHarness } from './helpers';
 
@@ -79,20 +80,35 @@ describe('edge → Redis → writer → PostgreSQL', () => {
     const body = one.replace(inner, Array.from({ length: copies }, () => inner).join(','));
     expect(body.length).toBeGreaterThan(2 * LARGE_PUSH_BYTES);
     const headers = { authorization: `Bearer ${c.token}`, 'content-type': 'application/json' };
-    const answers = await Promise.all([
-      fetch(`${edgeUrl}/api/v1/metrics/push`, {
-        method: 'POST',
-        headers: { ...headers, 'idempotency-key': 'large-plain' },
-        body,
-      }),
-      fetch(`${edgeUrl}/api/v1/metrics/push`, {
-        method: 'POST',
-        headers: { ...headers, 'content-encoding': 'gzip', 'idempotency-key': 'large-gzip' },
-        body: gzipSync(Buffer.from(body)),
-      }),
-    ]);
-    expect(answers.map((a) => a.status)).toEqual([200, 200]);
-    const ids = await Promise.all(answers.map(async (a) => ((await a.json()) as { push_id: string }).push_id));
+    // The queue paused while the edge takes them in, to show what the edge put in Redis.
+    await h.queue.pause();
+    let ids: string[];
+    try {
+      const answers = await Promise.all([
+        fetch(`${edgeUrl}/api/v1/metrics/push`, {
+          method: 'POST',
+          headers: { ...headers, 'idempotency-key': 'large-plain' },
+          body,
+        }),
+        fetch(`${edgeUrl}/api/v1/metrics/push`, {
+          method: 'POST',
+          headers: { ...headers, 'content-encoding': 'gzip', 'idempotency-key': 'large-gzip' },
+          body: gzipSync(Buffer.from(body)),
+        }),
+      ]);
+      expect(answers.map((a) => a.status)).toEqual([200, 200]);
+      ids = await Promise.all(answers.map(async (a) => ((await a.json()) as { push_id: string }).push_id));
+      // Each a v3 job of its own, under 1 KB, its body in 1 MiB pieces in a hash named after the job.
+      const jobs = (await h.queue.getJobs(['paused', 'waiting'])).filter((j) =>
+        ids.includes((j.data as PushJob).pushes[0]!.push_id),
+      );
+      expect(jobs.map((j) => (j.data as PushJob).v)).toEqual([3, 3]);
+      expect(jobs.every((j) => JSON.stringify(j.data).length < 1024)).toBe(true);
+      const pieces = Math.ceil(Buffer.byteLength(body) / (1024 * 1024));
+      expect(await Promise.all(jobs.map((j) => h.redis.hlen(h.keys.pushBlob(j.id!))))).toEqual([pieces, pieces]);
+    } finally {
+      await h.queue.resume();
+    }
     await waitUntil('both large pushes committed', async () => {
       const { rows } = await h.pool.query('SELECT count(*)::int AS n FROM collector_metrics WHERE collector_id = $1', [c.id]);
       return rows[0].n === 2 * copies * metrics.length;

@@ -105,9 +105,15 @@ export function createMaintenance(o: MaintenanceOptions) {
   };
 
   const sweep = async () => {
-    // Redis only, first: a PostgreSQL outage does not leave orphaned large-push bodies filling Redis.
-    const pushBlobs = await sweepPushBlobs(o.connection, o.blobSweep);
-    if (pushBlobs > 0) log.info({ pushBlobs }, 'deleted large-push bodies whose job is gone');
+    // Redis only, first: a PostgreSQL outage does not leave orphaned large-push bodies filling Redis;
+    // nor does a Redis error here keep the collectors' statuses from being swept.
+    let pushBlobs = 0;
+    try {
+      pushBlobs = await sweepPushBlobs(o.connection, o.blobSweep);
+      if (pushBlobs > 0) log.info({ pushBlobs }, 'deleted large-push bodies whose job is gone');
+    } catch (err) {
+      o.redisOutage.error(err, 'large-push body sweep failed; it runs again with the next sweep');
+    }
     const { rows } = await o.pool.query<StatusRow>(SWEEP_INACTIVE);
     await o.publish(rows);
     const uptime = await o.pool.query(REFRESH_UPTIME, [o.uptimeWindowHours]);

@@ -59,7 +59,7 @@ export async function dropPushBlobs(redis: Redis, index: string, keys: string[])
 export const BLOB_SWEEP_GRACE_MS = 15 * 60_000;
 
 export interface BlobSweep {
-  /** redis-keys `pushBlobs`. */
+  /** redis-keys `pushBlobs`: blob keys by when the edge began writing them (Redis's clock, ms). */
   index: string;
   /** redis-keys `pushBlob('')`: a blob's key is this and its job's id. */
   blobPrefix: string;
@@ -77,7 +77,9 @@ export interface BlobSweep {
  * the job right after the last piece, on the same connection). Returns how many it deleted.
  */
 export async function sweepPushBlobs(redis: Redis, o: BlobSweep): Promise<number> {
-  const cutoff = Date.now() - o.graceMs;
+  // Redis's clock, as the edge's index entries use (hosts' clocks may differ).
+  const [seconds, micros] = await redis.time();
+  const cutoff = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000) - o.graceMs;
   let offset = 0;
   let removed = 0;
   for (;;) {

@@ -43,6 +43,12 @@ export interface BodyReader {
    * resolves empty.
    */
   discard(): void;
+  /**
+   * Resolves once the last chunk has arrived (then `complete()`), also after the body was refused
+   * over the budget (its declared rest is counted, not kept), or when it never will (aborted, over
+   * its cap, or refused over the budget without a declared length).
+   */
+  drained: Promise<void>;
 }
 
 /**
@@ -57,8 +63,11 @@ export function readBody(res: HttpResponse, maxBytes: number, budget: InflightBu
   let failed = false;
   let abort = () => {};
   let discard = () => {};
+  let drain = () => {};
+  const drained = new Promise<void>((r) => (drain = r));
   const body = new Promise<Buffer>((resolve, reject) => {
     abort = () => {
+      drain();
       // Called after every request (finish): only an unfinished body needs an error (and its stack).
       // The code is never seen: the client is gone, and route.ts does not count it as a rejection.
       if (complete || failed) return;
@@ -67,6 +76,7 @@ export function readBody(res: HttpResponse, maxBytes: number, budget: InflightBu
     };
     if (declaredLength !== undefined && declaredLength > maxBytes) {
       failed = true;
+      drain();
       reject(new AppError('PAYLOAD_TOO_LARGE', `body is larger than ${maxBytes} bytes`));
     }
     const chunks: Buffer[] = [];
@@ -90,18 +100,31 @@ export function readBody(res: HttpResponse, maxBytes: number, budget: InflightBu
       size += chunk.byteLength;
       if (size > maxBytes) {
         failed = true;
+        drain();
         return reject(new AppError('PAYLOAD_TOO_LARGE', `body is larger than ${maxBytes} bytes`));
       }
       if (discarding) {
         if (isLast) {
           complete = true;
+          drain();
           resolve(Buffer.alloc(0));
         }
         return;
       }
       if (!budget.take(chunk.byteLength)) {
-        failed = true;
-        return reject(overBudget());
+        // Refused; a declared body's rest is counted, not kept, so that its refusal can wait for it
+        // (route.ts) and the client reads the 503 instead of being cut off mid-upload.
+        reject(overBudget());
+        if (declaredLength === undefined) {
+          failed = true;
+          return drain();
+        }
+        discard();
+        if (isLast) {
+          complete = true;
+          drain();
+        }
+        return;
       }
       reserved += chunk.byteLength;
       if (whole && size > whole.length) {
@@ -128,6 +151,7 @@ export function readBody(res: HttpResponse, maxBytes: number, budget: InflightBu
       }
       if (isLast) {
         complete = true;
+        drain();
         if (whole) resolve(size === whole.length ? whole : whole.subarray(0, size));
         else resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
       }
@@ -141,5 +165,6 @@ export function readBody(res: HttpResponse, maxBytes: number, budget: InflightBu
     complete: () => complete,
     abort: () => abort(),
     discard: () => discard(),
+    drained,
   };
 }

@@ -66,7 +66,8 @@ export class Reply {
         // Answering before the body is fully read (auth failure, cap exceeded): close, so the rest
         // of the body is never taken for the next request on this connection.
         // No Content-Length with it (RFC 9110 §8.6 allows that for HEAD): this uWS.js build writes
-        // nothing at all for endWithoutBody(length).
+        // nothing at all for endWithoutBody(length). (Nor can it tell whether the answer went out:
+        // see the edge README on pipelined HEADs.)
         if (this.head) this.res.endWithoutBody();
         else if (this.bodyPending) this.res.end(body, true);
         else endOrClose(this.res, body);

@@ -130,15 +130,16 @@ export class RouteKit {
         if (reader && !reader.complete() && !this.draining && declared !== undefined) {
           if (!(err instanceof AppError && err.code === 'PAYLOAD_TOO_LARGE')) {
             reader.discard();
-            const drained = reader.body.catch(() => undefined);
-            if (declared <= KEEP_ALIVE_DRAIN_BYTES) await drained;
+            if (declared <= KEEP_ALIVE_DRAIN_BYTES) await reader.drained;
             else {
               let timer: NodeJS.Timeout | undefined;
-              await Promise.race([drained, new Promise((r) => (timer = setTimeout(r, LINGER_MS)))]);
+              await Promise.race([reader.drained, new Promise((r) => (timer = setTimeout(r, LINGER_MS)))]);
               clearTimeout(timer);
             }
           }
         }
+        // All of it read (a body refused over the budget never resolves): the connection stays.
+        if (reader?.complete() && !this.draining) reply.bodyPending = false;
         reply.fail(err, challenge(options.auth, headers));
       };
       if (this.draining) {

@@ -12,9 +12,11 @@ import type { Redis } from 'ioredis';
  * CLAIM — KEYS: the batch's marker keys, then its veto key (BullMQ's deduplication key of the
  * batch's job), then its batch-state key. ARGV: marker TTL (s), veto value, veto TTL (ms), pending
  * TTL of the batch state (s), batch id, prefix of batch-state keys, prefix of BullMQ's
- * deduplication keys, then each push's record count.
+ * deduplication keys, the key of the batch's large-push body ('' for none) and its piece count,
+ * then each push's record count.
  * Per marker it answers '' when it set the marker (the push is this batch's), else what the replay
- * gets: `d::<records>` (stored), `p:` (in flight). A pending batch whose job is already in Redis —
+ * gets: `d::<records>` (stored), `p:` (in flight); every marker `x` when the batch's large-push
+ * body is not whole in Redis (nothing claimed, the add vetoed). A pending batch whose job is already in Redis —
  * its deduplication key names a job: BullMQ sets it in the same script that adds the job, `<batch
  * id>` for the batch's job, `<batch id>+` for the job of its fresh pushes after a veto — is stored:
  * its edge's settle may still be on the way (the 200 can reach the client, and its replay another
@@ -34,10 +36,17 @@ const CLAIM = `
 local n = #KEYS - 2
 local out = {}
 local vetoed = false
+if ARGV[8] ~= '' and redis.call('HLEN', ARGV[8]) ~= tonumber(ARGV[9]) then
+  -- the large push's body is not all here (a failover or a crash lost pieces Redis had acknowledged,
+  -- and ioredis resent the claim and the add to the new server): its job must not be stored
+  redis.call('SET', KEYS[n + 1], ARGV[2], 'PX', ARGV[3])
+  for i = 1, n do out[i] = 'x' end
+  return out
+end
 for i = 1, n do
   local prev = redis.call('GET', KEYS[i])
   local answer = ''
-  local mine = 'b:' .. ARGV[5] .. ':' .. ARGV[i + 7]
+  local mine = 'b:' .. ARGV[5] .. ':' .. ARGV[i + 9]
   if prev == mine then
     -- this very batch's marker: the same claim run again (ioredis resends a command whose answer
     -- a dropped connection lost); it is still this batch's push, not a replay
@@ -90,7 +99,7 @@ export function idempotencyScripts(redis: Redis, vetoValue: string, batchStatePr
     claim: (
       keys: string[],
       records: number[],
-      batch: { id: string; stateKey: string; vetoKey: string },
+      batch: { id: string; stateKey: string; vetoKey: string; blob?: { key: string; pieces: number } },
       markerTtlSeconds: number,
       pendingTtlSeconds: number,
     ) =>
@@ -107,6 +116,8 @@ export function idempotencyScripts(redis: Redis, vetoValue: string, batchStatePr
         batch.id,
         batchStatePrefix,
         deduplicationPrefix,
+        batch.blob?.key ?? '',
+        batch.blob?.pieces ?? 0,
         ...records,
       ) as Promise<string[]>,
     /** Marks the batch stored: every marker it set now answers duplicate, for `ttlSeconds`. */

@@ -80,6 +80,14 @@ const BYTES_PER_EXTRA_SECOND = 16 * 1024 * 1024;
  * held it for 1–5 s.
  */
 export const BLOB_PIECE_BYTES = 1024 * 1024;
+/**
+ * Enters a blob in the index at Redis's time (ms): the writers' sweep reads the same clock, so an
+ * edge host whose clock is behind cannot have a blob swept before its job is added.
+ */
+const INDEX_BLOB = `local t = redis.call('TIME')
+return redis.call('ZADD', KEYS[1], t[1] * 1000 + math.floor(t[2] / 1000), ARGV[1])`;
+/** The bodies plus their job (base64 of them) in ioredis's command queue. */
+const JOB_BYTES_FACTOR = 7 / 3;
 /** A Redis connection batches are sent on, its queue and its idempotency scripts. */
 interface Lane {
   redis: Redis;
@@ -229,7 +237,7 @@ export class PushPacker {
     const claim = lane.scripts.claim(
       batch.map((p) => p.idemKey),
       batch.map((p) => p.records),
-      { id: batchId, stateKey, vetoKey: `${queue.keys.de}:${batchId}` },
+      { id: batchId, stateKey, vetoKey: `${queue.keys.de}:${batchId}`, ...(blob && { blob }) },
       this.settings.idempotencyTtlSeconds,
       this.pendingTtl,
     );
@@ -241,7 +249,7 @@ export class PushPacker {
     } catch (err) {
       // A slow Redis is told by the queue health check (it stops taking pushes after 3 s of silence).
       if (!(err instanceof NoAnswerError)) this.enqueueFailed(err, batch.length);
-      this.strand(batch, claim, optimistic);
+      this.strand(batch, blob ? 1 : JOB_BYTES_FACTOR, claim, optimistic);
       for (const p of batch) p.reject(unavailable('queue unavailable'));
       // A slow Redis may still run the claim (and then the add) later. The markers that claim set
       // are settled by what the add did (`settleRefused`).
@@ -269,6 +277,7 @@ export class PushPacker {
         metrics.pushes.inc({ outcome: 'duplicate' });
         return p.resolve({ pushId: pushId || p.item.push_id, records: Number(records) || 0, duplicate: true });
       }
+      if (state === 'x') return p.reject(unavailable('the push did not reach Redis whole; retry'));
       p.reject(unavailable('a push with this idempotency key is in flight'));
     });
     // Replays in the batch: the optimistic add was vetoed; the fresh pushes go in a job of their own.
@@ -288,7 +297,7 @@ export class PushPacker {
       if (!(await withTimeout(added, timeoutMs))) throw new Error('push job was not stored');
     } catch (err) {
       this.enqueueFailed(err, fresh.length);
-      this.strand(batch, optimistic, added);
+      this.strand(batch, blob ? 1 : JOB_BYTES_FACTOR, optimistic, added);
       for (const p of fresh) p.reject(unavailable('queue unavailable'));
       this.settleRefused(redis, added, stateKey, fresh, blob);
       return;
@@ -319,19 +328,20 @@ export class PushPacker {
     const jobId = `large-${randomUUID()}`;
     const key = this.deps.keys.pushBlob(jobId);
     const body = p.item.body;
-    const writes: Promise<unknown>[] = [redis.zadd(this.deps.keys.pushBlobs, Date.now(), key)];
+    const writes: Promise<unknown>[] = [redis.eval(INDEX_BLOB, 1, this.deps.keys.pushBlobs, key)];
     let pieces = 0;
     for (let at = 0; at < body.length; at += BLOB_PIECE_BYTES)
       writes.push(redis.hset(key, String(pieces++), body.subarray(at, at + BLOB_PIECE_BYTES)));
-    const written = Promise.all(writes);
     try {
-      await withTimeout(written, timeoutMs);
+      await withTimeout(Promise.all(writes), timeoutMs);
       return { jobId, key, pieces };
     } catch (err) {
       if (!(err instanceof NoAnswerError)) this.enqueueFailed(err, 1);
-      this.strand([p], written);
+      // The body, and ioredis's copies of the pieces not yet written, until every piece is answered.
+      this.strand([p], 2, ...writes);
       p.reject(unavailable('queue unavailable'));
-      // Sent after the pieces on the same connection: Redis runs it after them, however late.
+      // Sent after the pieces on the same connection, so Redis runs it after them; if the
+      // connection is lost first, the writers' sweep deletes what Redis kept.
       this.dropBlob(redis, key);
       return undefined;
     }
@@ -378,14 +388,16 @@ export class PushPacker {
 
   /**
    * A batch answered 503 before Redis answered for it: its bodies, and its job in ioredis's command
-   * queue (base64, 4/3 of the bodies), stay in memory until Redis answers or the connection fails.
+   * queue, stay in memory until Redis answers or the connection fails — `factor` times the bodies:
+   * JOB_BYTES_FACTOR with the job (base64, 4/3 of the bodies), 1 for a large push whose body is
+   * already in Redis (its job is small), 2 while its pieces (copied by ioredis) are still queued.
    * They are counted in the in-flight budget until then, so the clients' retries (Retry-After: 1)
    * are refused rather than piling up copies of the same bodies for as long as Redis stalls.
    */
-  private strand(batch: Pending[], ...work: Promise<unknown>[]): void {
+  private strand(batch: Pending[], factor: number, ...work: Promise<unknown>[]): void {
     let bytes = 0;
     for (const p of batch) bytes += p.bytes;
-    bytes = Math.ceil((bytes * 7) / 3);
+    bytes = Math.ceil(bytes * factor);
     this.deps.budget.hold(bytes);
     void Promise.allSettled(work).then(() => this.deps.budget.give(bytes));
   }
