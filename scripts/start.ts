@@ -131,24 +131,58 @@ process.on('uncaughtException', (err) => {
   void shutdown(1);
 });
 
-/** Runs a service's bundle (built above) with its node flags: `node <flags> <service>/dist/main.mjs`. */
-function startService(name: string, nodeArgs: string[], env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, nodeArgs, {
-    cwd: root,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  child.on('exit', (code, signal) => {
-    if (stopping) return;
-    // A closed terminal hangs up the services too, maybe before this script hears of it.
-    if (signal === 'SIGHUP') return void shutdown(0);
-    logger.error({ service: name, code, signal }, 'service exited unexpectedly; stopping everything');
-    void shutdown(1);
-  });
+/** Set once everything is up: from then on a crashed service is started again (`startService`). */
+let running = false;
+/** A crashed service is started again after 1 s, doubled per crash in a row up to 30 s … */
+const RESTART_FIRST_MS = 1000;
+const RESTART_MAX_MS = 30_000;
+/** … a run of this long ends the row … */
+const RESTART_STABLE_MS = 60_000;
+/** … and the 6th crash in a row stops everything (a service that cannot run would loop forever). */
+const RESTART_LIMIT = 5;
+
+/**
+ * Runs a service's bundle (built above) with its node flags: `node <flags> <service>/dist/main.mjs`.
+ * A service that exits on its own while the system runs is started again (what a supervisor would
+ * do: one crash of the writer used to stop the edge, the admin service, PostgreSQL and Redis too,
+ * and every collector got connection refused until someone ran `npm start` again); during the start
+ * it stops everything, so that a service that cannot start says so at once.
+ */
+function startService(name: string, nodeArgs: string[], env: Record<string, string>): void {
+  let child: ChildProcess;
+  let crashes = 0;
+  let restart: NodeJS.Timeout | undefined;
+  const run = () => {
+    const startedAt = Date.now();
+    child = spawn(process.execPath, nodeArgs, {
+      cwd: root,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    child.on('exit', (code, signal) => {
+      if (stopping) return;
+      // A closed terminal hangs up the services too, maybe before this script hears of it.
+      if (signal === 'SIGHUP') return void shutdown(0);
+      if (!running) {
+        logger.error({ service: name, code, signal }, 'service exited unexpectedly while starting; stopping everything');
+        return void shutdown(1);
+      }
+      crashes = Date.now() - startedAt >= RESTART_STABLE_MS ? 1 : crashes + 1;
+      if (crashes > RESTART_LIMIT) {
+        logger.error({ service: name, code, signal, crashes }, 'service keeps exiting unexpectedly; stopping everything');
+        return void shutdown(1);
+      }
+      const delayMs = Math.min(RESTART_MAX_MS, RESTART_FIRST_MS * 2 ** (crashes - 1));
+      logger.error({ service: name, code, signal, restartInMs: delayMs }, 'service exited unexpectedly; starting it again');
+      restart = setTimeout(() => stopping || run(), delayMs);
+    });
+  };
+  run();
   started.push({
     name,
     stop: () =>
       new Promise<void>((resolve) => {
+        clearTimeout(restart);
         if (child.exitCode !== null || child.signalCode !== null) return resolve();
         child.once('exit', () => resolve());
         child.kill('SIGTERM');
@@ -158,7 +192,6 @@ function startService(name: string, nodeArgs: string[], env: Record<string, stri
         }, 20_000).unref();
       }),
   });
-  return child;
 }
 
 /** Refuses to start, before anything was started: one line, exit 1. */
@@ -320,6 +353,7 @@ try {
     '',
   ];
   console.log(lines.join('\n'));
+  running = true;
 } catch (err) {
   logger.error({ err }, err instanceof Error ? err.message : 'start failed');
   await shutdown(1);

@@ -1,8 +1,8 @@
-import { chmodSync, existsSync, mkdtempSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { alive, freshGet } from '@pga/local-stack';
+import { alive, freshGet, processTree } from '@pga/local-stack';
 import { createTestDatabase, launchBrowser, startStack, testEnv } from '../helpers';
 
 const healthy = async (url: string) => (await fetch(`${url}/healthz`)).status;
@@ -87,6 +87,31 @@ describe('npm start (scripts/start.ts)', () => {
         const { rows } = await client.query("SELECT username, role FROM users WHERE username = 'ops'");
         await client.end();
         expect(rows).toEqual([{ username: 'ops', role: 'admin' }]);
+
+        // A service that crashes while the system runs is started again; the others keep running.
+        const writerPid = () =>
+          processTree(stack.child.pid!).find((p) =>
+            readFileSync(`/proc/${p.pid}/cmdline`, 'latin1').includes('writer/dist/main.mjs'),
+          )?.pid;
+        const crashed = writerPid()!;
+        expect(crashed).toBeGreaterThan(0);
+        process.kill(crashed, 'SIGKILL');
+        await expect
+          .poll(() => stack.output(), { timeout: 10_000 })
+          .toMatch(/"service":"writer".*service exited unexpectedly; starting it again/);
+        expect(await healthy(stack.ingestUrl)).toBe(200);
+        await expect
+          .poll(
+            () =>
+              fetch(`${stack.writerUrl}/readyz`).then(
+                (r) => r.status,
+                () => 0,
+              ),
+            { timeout: 60_000, interval: 250 },
+          )
+          .toBe(200);
+        expect(writerPid()).not.toBe(crashed);
+        expect(stack.child.exitCode).toBeNull();
       } finally {
         expect(await stack.stop()).toBe(0);
       }

@@ -450,6 +450,49 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
     }
   });
 
+  it("one collector's concurrent pushes stop at its share of the in-flight budget (429), so another collector's push still fits", async () => {
+    const tight = await EdgeWorld.create();
+    const sockets: Socket[] = [];
+    try {
+      // 4 MiB per process, so 2 MiB per collector (MAX_INFLIGHT_BYTES_PER_COLLECTOR unset: half).
+      const edge = await tight.startEdge({ MAX_INFLIGHT_BYTES: String(4 * 1024 * 1024) });
+      const [greedy, other] = [await tight.collector(), await tight.collector()];
+      const declared = Math.floor(1.2 * 1024 * 1024);
+      const sent = Math.floor(1.1 * 1024 * 1024);
+      const answers: string[] = [];
+      // Three slow uploads of 1.2 MiB from one collector, 1.1 MiB of each sent: before, 3.3 MiB held.
+      for (let i = 0; i < 3; i++) {
+        const socket = new Socket();
+        sockets.push(socket);
+        await new Promise<void>((resolve, reject) => socket.once('error', reject).connect(edge.port, '127.0.0.1', resolve));
+        answers.push('');
+        socket.on('data', (d: Buffer) => (answers[i] += d.toString()));
+        socket.write(
+          `POST /api/v1/metrics/push HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer ${greedy.token}\r\nContent-Type: application/json\r\n` +
+            `Content-Length: ${declared}\r\n\r\n{"x":"${'a'.repeat(sent)}`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const big = await call(`${edge.url}/api/v1/metrics/push`, {
+        token: other.token,
+        body: `{"y":"${'b'.repeat(2 * 1024 * 1024)}"}`,
+      });
+      expect(big.status).toBe(200);
+      // The second and third were refused past the share; answered once their bodies arrive.
+      for (const socket of sockets.slice(1)) socket.write(`${'a'.repeat(declared - 6 - sent - 2)}"}`);
+      await waitUntil(() => answers.slice(1).every((a) => a.includes('HTTP/1.1 429')), 5000, 'two 429s');
+      for (const answer of answers.slice(1)) {
+        expect(answer).toMatch(/retry-after: 1/i);
+        expect(answer).toContain('in flight on this edge process (its share: 2.0 MiB)');
+      }
+      expect(answers[0]).toBe('');
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await tight[Symbol.asyncDispose]();
+    }
+  });
+
   it('a refused body still arriving (no token) holds none of the in-flight budget while it drains', async () => {
     const tight = await EdgeWorld.create();
     const socket = new Socket();

@@ -22,6 +22,11 @@ export const EdgeConfigSchema = commonSchema
     MAX_BODY_BYTES: int(64 * MiB, 1024, 1024 * MiB),
     /** Body bytes held in memory across all requests of one process before answering 503; default 256 MiB. */
     MAX_INFLIGHT_BYTES: int(256 * MiB, 1024, 16 * 1024 * MiB),
+    /**
+     * One collector's share of MAX_INFLIGHT_BYTES: past it, its further concurrent pushes get 429
+     * (its only push in flight always passes); 0 = half of MAX_INFLIGHT_BYTES; default 0.
+     */
+    MAX_INFLIGHT_BYTES_PER_COLLECTOR: int(0, 0, 16 * 1024 * MiB),
     /** Longest wait for Redis to confirm a push before answering 503, in ms; default 2000. */
     ENQUEUE_TIMEOUT_MS: int(2000, 50, 60_000),
     /** Packing: while a job is in Redis, the next one waits at most this many ms (default 5) … */

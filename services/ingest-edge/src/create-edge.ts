@@ -12,6 +12,7 @@ import { DenyList } from './auth/deny-list';
 import { ByteRateLimiter, RateLimiter } from './auth/rate-limiter';
 import { TokenCache } from './auth/token-cache';
 import type { EdgeConfig } from './config';
+import { CollectorShares } from './http/collector-shares';
 import { InflightBudget } from './http/read-body';
 import { RouteKit } from './http/route';
 import { createEdgeMetrics } from './ops/edge-metrics';
@@ -120,6 +121,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   const limiter = new RateLimiter(config.RATE_LIMIT_PER_SECOND, config.RATE_LIMIT_BURST);
   const byteLimiter = new ByteRateLimiter(config.RATE_LIMIT_BYTES_PER_SECOND, config.RATE_LIMIT_BYTES_BURST);
   const budget = new InflightBudget(config.MAX_INFLIGHT_BYTES);
+  const shares = new CollectorShares(config.MAX_INFLIGHT_BYTES_PER_COLLECTOR || Math.floor(config.MAX_INFLIGHT_BYTES / 2));
   const queueHealth = new QueueHealth(redis, config.REDIS_MEMORY_BUDGET_BYTES, logger);
   const packer = new PushPacker(
     { redis, queue, keys, metrics, logger, budget, redisOutage, bulk: { redis: bulk, queue: bulkQueue } },
@@ -158,6 +160,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
         largePushes,
         queueHealth,
         budget,
+        shares,
         maxBodyBytes: config.MAX_BODY_BYTES,
       }),
     ),

@@ -102,6 +102,16 @@ export function createWriterMetrics() {
       help: 'Push jobs in the failed set (dead letters)',
       registers: r,
     }),
+    pushBlobs: new Gauge({
+      name: 'writer_push_blobs',
+      help: 'Large-push bodies in Redis apart from their jobs (queued, in flight, dead letters, orphans awaiting the sweep)',
+      registers: r,
+    }),
+    pushBlobOldestAge: new Gauge({
+      name: 'writer_push_blob_oldest_age_seconds',
+      help: 'Age of the oldest large-push body in Redis (0 when none): growing past the dead-letter age or the queue lag means a leak',
+      registers: r,
+    }),
     inFlightJobs: new Gauge({ name: 'writer_in_flight_jobs', help: 'Push jobs held by this process', registers: r }),
     heldBytes: new Gauge({
       name: 'writer_held_push_bytes',

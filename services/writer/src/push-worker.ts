@@ -238,6 +238,20 @@ export function createPushWorker(o: PushWorkerOptions) {
     const [first, last] = await Promise.all([client.lrange(key, 0, 49), client.lrange(key, -50, -1)]);
     return oldestAtEnds([...first, ...last]);
   };
+  /**
+   * How many large-push bodies the index holds, and the oldest one's age in seconds (by Redis's
+   * clock, as the edge's index entries).
+   */
+  const pushBlobStats = async (): Promise<[number, number]> => {
+    const client = o.connection;
+    const [count, oldest, [seconds, micros]] = await Promise.all([
+      client.zcard(o.pushBlobsKey),
+      client.zrange(o.pushBlobsKey, 0, 0, 'WITHSCORES'),
+      client.time(),
+    ]);
+    const now = Number(seconds) * 1000 + Number(micros) / 1000;
+    return [count, oldest[1] === undefined ? 0 : Math.max(0, (now - Number(oldest[1])) / 1000)];
+  };
   /** The oldest enqueue time the last refresh saw: during a Redis outage the lag keeps growing from it. */
   let lastOldest = Infinity;
   const setLag = (oldest: number) =>
@@ -262,16 +276,17 @@ export function createPushWorker(o: PushWorkerOptions) {
       setLag(Math.min(lastOldest, heldOldest()));
       return;
     }
-    let counts: Record<string, number>, waitingSince, retryingSince, activeSince;
+    let counts: Record<string, number>, waitingSince, retryingSince, activeSince, blobs: [number, number];
     let timer: NodeJS.Timeout | undefined;
     const reads = Promise.all([
       queue.getJobCounts('wait', 'delayed', 'failed', 'active'),
       oldestWaitingSince(),
       oldestRetryingSince(),
       oldestActiveSince(),
+      pushBlobStats(),
     ]);
     try {
-      [counts, waitingSince, retryingSince, activeSince] = await Promise.race([
+      [counts, waitingSince, retryingSince, activeSince, blobs] = await Promise.race([
         reads,
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => {
@@ -292,6 +307,8 @@ export function createPushWorker(o: PushWorkerOptions) {
     o.metrics.queueRetrying.set(counts.delayed ?? 0);
     o.metrics.queueActive.set(counts.active ?? 0);
     o.metrics.queueFailed.set(counts.failed ?? 0);
+    o.metrics.pushBlobs.set(blobs[0]);
+    o.metrics.pushBlobOldestAge.set(blobs[1]);
     lastOldest = Math.min(waitingSince ?? Infinity, retryingSince ?? Infinity, activeSince ?? Infinity);
     setLag(Math.min(lastOldest, heldOldest()));
   };

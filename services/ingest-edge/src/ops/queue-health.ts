@@ -76,12 +76,16 @@ export class QueueHealth {
   private answered(info: string): void {
     const used = Number(/^used_memory:(\d+)/m.exec(info)?.[1] ?? 0);
     const max = Number(/^maxmemory:(\d+)/m.exec(info)?.[1] ?? 0);
-    const budget = this.budgetBytes > 0 ? this.budgetBytes : max > 0 ? max * 0.9 : 0;
+    const budget = this.budgetBytes > 0 ? this.budgetBytes : max > 0 ? Math.floor(max * 0.9) : 0;
     const over = budget > 0 && used > budget;
     if (over !== this.overBudget)
       this.logger.warn(
         { used, budget },
-        over ? 'Redis over its memory budget: refusing pushes' : 'Redis back under its memory budget',
+        over
+          ? 'Redis over its memory budget: refusing pushes'
+          : budget > 0
+            ? 'Redis back under its memory budget'
+            : 'Redis memory budget gone (no REDIS_MEMORY_BUDGET_BYTES, and Redis maxmemory is 0 now): taking pushes again',
       );
     this.overBudget = over;
     // A failover that left this address on a replica, or REPLICAOF run by mistake: every claim

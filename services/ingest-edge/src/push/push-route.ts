@@ -1,6 +1,7 @@
 import { AppError, IDEMPOTENCY_KEY_PATTERN } from '@pga/contracts';
 import type { Authenticate } from '../auth/authenticate';
 import type { ByteRateLimiter, RateLimiter } from '../auth/rate-limiter';
+import type { CollectorShares } from '../http/collector-shares';
 import type { InflightBudget } from '../http/read-body';
 import type { RequestContext } from '../http/route';
 import type { QueueHealth } from '../ops/queue-health';
@@ -19,6 +20,8 @@ interface PushDeps {
   largePushes: LargePushThread;
   queueHealth: QueueHealth;
   budget: InflightBudget;
+  /** Each collector's share of the in-flight budget (MAX_INFLIGHT_BYTES_PER_COLLECTOR). */
+  shares: CollectorShares;
   maxBodyBytes: number;
 }
 
@@ -37,45 +40,67 @@ export function createPushHandler(deps: PushDeps) {
     if (owed > 0)
       throw new AppError('RATE_LIMITED', 'this collector sent more push bytes than its rate allows', { retryAfterSeconds: owed });
     deps.queueHealth.assertAccepting();
-
-    const raw = await body!.body;
-    deps.authenticate.recheck(auth);
-    // An inflated body's bytes are in the budget (reserved as they came out): given back below.
-    const decoding = decodeBody(raw, headers['content-encoding']!, deps.maxBodyBytes, deps.budget);
-    const decoded = decoding instanceof Promise ? await decoding : decoding;
-    deps.byteLimiter.charge(auth.collectorId, decoded.length);
-    const extra = decoded === raw ? 0 : decoded.length;
+    // The collector's share of the in-flight budget: its declared bytes now, a chunked body's once
+    // read, an inflated copy once made; all given back when this request ends.
+    const collector = auth.collectorId;
+    let counted = Number(headers['content-length']) || 0;
+    if (counted > deps.maxBodyBytes) await body!.body; // refused already: 413, not 429
+    if (!deps.shares.take(collector, counted))
+      throw new AppError(
+        'RATE_LIMITED',
+        `this collector already has ${formatBytes(deps.shares.usedBy(collector))} of pushes in flight on this edge process (its share: ${formatBytes(deps.shares.share)})`,
+        { retryAfterSeconds: 1 },
+      );
     try {
-      const request = { body: decoded, collectorId: auth.collectorId, idempotencyHeader: idemHeader };
-      const receivedAt = new Date().toISOString();
-      const size = decoded.length;
-      let outcome: PushOutcome;
-      if (size < LARGE_PUSH_BYTES) {
-        const p = preparePush(request);
-        outcome = await deps.packer.submit(
-          { push_id: p.pushId, collector_id: auth.collectorId, received_at: receivedAt, checksum: p.checksum, body: decoded },
-          p.key,
-          p.records,
-        );
-      } else {
-        // Off the event loop; the body's bytes are handed to the thread and come back with `p`.
-        const p = await deps.largePushes.prepare(request);
-        outcome = await deps.packer.submit(
-          {
-            push_id: p.pushId,
-            collector_id: auth.collectorId,
-            received_at: receivedAt,
-            checksum: p.checksum,
-            body: p.body,
-            large: true,
-          },
-          p.key,
-          p.records,
-        );
+      const raw = await body!.body;
+      if (raw.length > counted) {
+        deps.shares.add(collector, raw.length - counted);
+        counted = raw.length;
       }
-      reply.json(200, { status: 'accepted', push_id: outcome.pushId, records: outcome.records, duplicate: outcome.duplicate });
+      deps.authenticate.recheck(auth);
+      // An inflated body's bytes are in the budget (reserved as they came out): given back below.
+      const decoding = decodeBody(raw, headers['content-encoding']!, deps.maxBodyBytes, deps.budget);
+      const decoded = decoding instanceof Promise ? await decoding : decoding;
+      deps.byteLimiter.charge(collector, decoded.length);
+      const extra = decoded === raw ? 0 : decoded.length;
+      deps.shares.add(collector, extra);
+      counted += extra;
+      try {
+        const request = { body: decoded, collectorId: auth.collectorId, idempotencyHeader: idemHeader };
+        const receivedAt = new Date().toISOString();
+        const size = decoded.length;
+        let outcome: PushOutcome;
+        if (size < LARGE_PUSH_BYTES) {
+          const p = preparePush(request);
+          outcome = await deps.packer.submit(
+            { push_id: p.pushId, collector_id: auth.collectorId, received_at: receivedAt, checksum: p.checksum, body: decoded },
+            p.key,
+            p.records,
+          );
+        } else {
+          // Off the event loop; the body's bytes are handed to the thread and come back with `p`.
+          const p = await deps.largePushes.prepare(request);
+          outcome = await deps.packer.submit(
+            {
+              push_id: p.pushId,
+              collector_id: auth.collectorId,
+              received_at: receivedAt,
+              checksum: p.checksum,
+              body: p.body,
+              large: true,
+            },
+            p.key,
+            p.records,
+          );
+        }
+        reply.json(200, { status: 'accepted', push_id: outcome.pushId, records: outcome.records, duplicate: outcome.duplicate });
+      } finally {
+        deps.budget.give(extra);
+      }
     } finally {
-      deps.budget.give(extra);
+      deps.shares.give(collector, counted);
     }
   };
 }
+
+const formatBytes = (n: number) => (n >= 1024 * 1024 ? `${(n / (1024 * 1024)).toFixed(1)} MiB` : `${Math.ceil(n / 1024)} KiB`);
