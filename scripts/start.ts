@@ -133,9 +133,8 @@ process.on('uncaughtException', (err) => {
 
 /** Set once everything is up: from then on a crashed service is started again (`startService`). */
 let running = false;
-/** A crashed service is started again after 1 s, doubled per crash in a row up to 30 s … */
+/** A crashed service is started again after 1 s, doubled per crash in a row (1, 2, 4, 8, 16 s) … */
 const RESTART_FIRST_MS = 1000;
-const RESTART_MAX_MS = 30_000;
 /** … a run of this long ends the row … */
 const RESTART_STABLE_MS = 60_000;
 /** … and the 6th crash in a row stops everything (a service that cannot run would loop forever). */
@@ -172,7 +171,7 @@ function startService(name: string, nodeArgs: string[], env: Record<string, stri
         logger.error({ service: name, code, signal, crashes }, 'service keeps exiting unexpectedly; stopping everything');
         return void shutdown(1);
       }
-      const delayMs = Math.min(RESTART_MAX_MS, RESTART_FIRST_MS * 2 ** (crashes - 1));
+      const delayMs = RESTART_FIRST_MS * 2 ** (crashes - 1);
       logger.error({ service: name, code, signal, restartInMs: delayMs }, 'service exited unexpectedly; starting it again');
       restart = setTimeout(() => stopping || run(), delayMs);
     });

@@ -487,6 +487,41 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
         expect(answer).toContain('in flight on this edge process (its share: 2.0 MiB)');
       }
       expect(answers[0]).toBe('');
+
+      // While the first still uploads: a gzip push inflating past the share, and a chunked one
+      // (counted as MAX_BODY_BYTES until read), are refused too; the other collector's pass.
+      const inflating = gzipSync(Buffer.from(`{"z":"${'c'.repeat(1.5 * 1024 * 1024)}"}`));
+      const gz = await call(`${edge.url}/api/v1/metrics/push`, {
+        token: greedy.token,
+        body: inflating,
+        headers: { 'content-encoding': 'gzip' },
+      });
+      expect([gz.status, gz.json.error?.code, gz.headers.get('retry-after')]).toEqual([429, 'RATE_LIMITED', '1']);
+      const chunked = await rawRequest(edge.port, [
+        `POST /api/v1/metrics/push HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer ${greedy.token}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n`,
+        '7\r\n{"a":1}\r\n0\r\n\r\n',
+      ]);
+      expect(chunked.status).toBe(429);
+      const otherGz = await call(`${edge.url}/api/v1/metrics/push`, {
+        token: other.token,
+        body: inflating,
+        headers: { 'content-encoding': 'gzip' },
+      });
+      expect(otherGz.status).toBe(200);
+      // The first upload gone, the gzip push is the collector's only one: it passes.
+      sockets[0]!.destroy();
+      await waitUntil(
+        async () =>
+          (
+            await call(`${edge.url}/api/v1/metrics/push`, {
+              token: greedy.token,
+              body: inflating,
+              headers: { 'content-encoding': 'gzip' },
+            })
+          ).status === 200,
+        5000,
+        "the collector's only push accepted",
+      );
     } finally {
       for (const socket of sockets) socket.destroy();
       await tight[Symbol.asyncDispose]();

@@ -592,6 +592,7 @@ describe('writer: pushes → collector_metrics', () => {
       Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(await h.writer.metrics.registry.metrics())?.[1]);
     expect(await gauge('writer_push_blobs')).toBe(await h.redis.zcard(h.keys.pushBlobs));
     expect(await gauge('writer_push_blob_oldest_age_seconds')).toBeGreaterThanOrEqual(59);
+    expect(await gauge('writer_push_blob_oldest_age_seconds')).toBeLessThan(120);
     expect(await sweep(30_000)).toBe(2);
     expect(await Promise.all([kept, orphan, young].map((k) => h.redis.exists(k)))).toEqual([1, 0, 1]);
     expect(await h.redis.zscore(h.keys.pushBlobs, stale)).toBeNull();

@@ -157,6 +157,24 @@ describe('createOutageLog', () => {
     expect(probes).toBe(after); // stopped with the outage
   });
 
+  it('a success of work begun before the outage started does not end it (a query already running when PostgreSQL shut down)', () => {
+    const { logger, lines } = capture();
+    let t = 1000;
+    const outage = createOutageLog(logger, 'PostgreSQL', { now: () => t });
+    const begun = t - 5; // the work started before the first error
+    outage.error(refused(), 'idle client error');
+    t += 10;
+    outage.recovered(begun);
+    expect(outage.failing).toBe(true);
+    t += 3000;
+    outage.recovered(t - 100); // work begun during the outage: it is over
+    expect(outage.failing).toBe(false);
+    expect(lines.map((l) => l.msg)).toEqual([
+      'PostgreSQL unreachable: connect ECONNREFUSED 127.0.0.1:6379; retrying (further errors summarised every 60 s)',
+      'PostgreSQL reachable again after 3.0 s',
+    ]);
+  });
+
   it('a probe answered after its outage ended ends no later outage; close() stops probing for good', async () => {
     const { logger, lines } = capture();
     const answers: (() => void)[] = [];

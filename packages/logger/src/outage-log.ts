@@ -206,8 +206,14 @@ export function createOutageLog(logger: Logger, dependency: string, options: Out
     connected(): void {
       if (!refusing) log.recovered();
     },
-    /** The dependency works again: one line if there was an outage. */
-    recovered(): void {
+    /**
+     * The dependency works again: one line if there was an outage. `startedAt` (this log's clock):
+     * when the work that succeeded began; work begun before the outage's first error (a query that
+     * was already running when PostgreSQL began shutting down, its success read after the cut-off
+     * connection's error) says nothing about whether the outage is over, and is ignored.
+     */
+    recovered(startedAt?: number): void {
+      if (since !== undefined && startedAt !== undefined && startedAt < since) return;
       stopProbing();
       if (since === undefined) {
         suspect = undefined;

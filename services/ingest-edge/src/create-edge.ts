@@ -121,7 +121,10 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   const limiter = new RateLimiter(config.RATE_LIMIT_PER_SECOND, config.RATE_LIMIT_BURST);
   const byteLimiter = new ByteRateLimiter(config.RATE_LIMIT_BYTES_PER_SECOND, config.RATE_LIMIT_BYTES_BURST);
   const budget = new InflightBudget(config.MAX_INFLIGHT_BYTES);
-  const shares = new CollectorShares(config.MAX_INFLIGHT_BYTES_PER_COLLECTOR || Math.floor(config.MAX_INFLIGHT_BYTES / 2));
+  const shares = new CollectorShares(
+    config.MAX_INFLIGHT_BYTES_PER_COLLECTOR || Math.floor(config.MAX_INFLIGHT_BYTES / 2),
+    config.MAX_BODY_BYTES,
+  );
   const queueHealth = new QueueHealth(redis, config.REDIS_MEMORY_BUDGET_BYTES, logger);
   const packer = new PushPacker(
     { redis, queue, keys, metrics, logger, budget, redisOutage, bulk: { redis: bulk, queue: bulkQueue } },

@@ -170,10 +170,11 @@ export function createMaintenance(o: MaintenanceOptions) {
     async (job: Job) => {
       const handler = handlers[job.name];
       if (!handler) return { skipped: `unknown job ${job.name}` };
+      const startedAt = Date.now();
       try {
         const result = await handler();
         o.metrics.maintenanceRuns.inc({ job: job.name, outcome: 'ok' });
-        o.pgOutage.recovered();
+        o.pgOutage.recovered(startedAt);
         return result;
       } catch (err) {
         o.metrics.maintenanceRuns.inc({ job: job.name, outcome: 'failed' });

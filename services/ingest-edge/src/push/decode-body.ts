@@ -2,6 +2,12 @@ import { createGunzip, gunzipSync } from 'node:zlib';
 import { AppError } from '@pga/contracts';
 import { overBudget, type InflightBudget } from '../http/read-body';
 
+/**
+ * Where inflated bytes are reserved: the in-flight budget, or a view of it that also counts the
+ * collector's share (`refusal` then says which limit refused, 503 or 429).
+ */
+export type InflateBudget = Pick<InflightBudget, 'take' | 'give'> & { refusal?(): AppError };
+
 /** Compressed bodies up to this size are inflated synchronously … */
 const SYNC_INPUT_BYTES = 64 * 1024;
 /** … into at most this much (≈ 1 ms of the event loop); larger outputs go to the thread pool. */
@@ -22,7 +28,7 @@ const SYNC_OUTPUT_BYTES = 2 * 1024 * 1024;
  * stops there. Without that, every concurrent large gzip push inflated up to MAX_BODY_BYTES (64 MiB)
  * before the budget saw any of it: the budget did not bound memory for gzip bodies.
  */
-export function decodeBody(raw: Buffer, encoding: string, maxBytes: number, budget?: InflightBudget): Promise<Buffer> | Buffer {
+export function decodeBody(raw: Buffer, encoding: string, maxBytes: number, budget?: InflateBudget): Promise<Buffer> | Buffer {
   if (!isGzip(encoding) || raw.length < 2 || raw[0] !== 0x1f || raw[1] !== 0x8b) return raw;
   if (raw.length <= SYNC_INPUT_BYTES) {
     const cap = Math.min(maxBytes, SYNC_OUTPUT_BYTES);
@@ -34,14 +40,14 @@ export function decodeBody(raw: Buffer, encoding: string, maxBytes: number, budg
       if (cap === maxBytes) throw new AppError('PAYLOAD_TOO_LARGE', `decompressed body is larger than ${maxBytes} bytes`);
     }
     if (out) {
-      if (budget && !budget.take(out.length)) throw overBudget();
+      if (budget && !budget.take(out.length)) throw budget.refusal?.() ?? overBudget();
       return out;
     }
   }
   return inflateStream(raw, maxBytes, budget);
 }
 
-function inflateStream(raw: Buffer, maxBytes: number, budget?: InflightBudget): Promise<Buffer> {
+function inflateStream(raw: Buffer, maxBytes: number, budget?: InflateBudget): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const gunzip = createGunzip();
     const chunks: Buffer[] = [];
@@ -58,7 +64,7 @@ function inflateStream(raw: Buffer, maxBytes: number, budget?: InflightBudget): 
       if (settled) return;
       if (size + chunk.length > maxBytes)
         return fail(new AppError('PAYLOAD_TOO_LARGE', `decompressed body is larger than ${maxBytes} bytes`));
-      if (budget && !budget.take(chunk.length)) return fail(overBudget());
+      if (budget && !budget.take(chunk.length)) return fail(budget.refusal?.() ?? overBudget());
       size += chunk.length;
       chunks.push(chunk);
     });

@@ -277,7 +277,14 @@ export class PushPacker {
         metrics.pushes.inc({ outcome: 'duplicate' });
         return p.resolve({ pushId: pushId || p.item.push_id, records: Number(records) || 0, duplicate: true });
       }
-      if (state === 'x') return p.reject(unavailable('the push did not reach Redis whole; retry'));
+      if (state === 'x') {
+        // Pieces Redis had acknowledged are gone (a failover or a crash): say so, it is not a stall.
+        this.deps.logger.warn(
+          { batchId, blob: blob?.key },
+          "a large push's body was not whole in Redis when its job was claimed; answering 503",
+        );
+        return p.reject(unavailable('the push did not reach Redis whole; retry'));
+      }
       p.reject(unavailable('a push with this idempotency key is in flight'));
     });
     // Replays in the batch: the optimistic add was vetoed; the fresh pushes go in a job of their own.

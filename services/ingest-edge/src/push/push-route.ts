@@ -2,10 +2,10 @@ import { AppError, IDEMPOTENCY_KEY_PATTERN } from '@pga/contracts';
 import type { Authenticate } from '../auth/authenticate';
 import type { ByteRateLimiter, RateLimiter } from '../auth/rate-limiter';
 import type { CollectorShares } from '../http/collector-shares';
-import type { InflightBudget } from '../http/read-body';
+import { overBudget, type InflightBudget } from '../http/read-body';
 import type { RequestContext } from '../http/route';
 import type { QueueHealth } from '../ops/queue-health';
-import { checkEncoding, checkJsonContentType, decodeBody } from './decode-body';
+import { checkEncoding, checkJsonContentType, decodeBody, type InflateBudget } from './decode-body';
 import { LARGE_PUSH_BYTES, type LargePushThread } from './large-push-thread';
 import { preparePush } from './prepare-push';
 import type { PushOutcome, PushPacker } from './push-packer';
@@ -40,31 +40,41 @@ export function createPushHandler(deps: PushDeps) {
     if (owed > 0)
       throw new AppError('RATE_LIMITED', 'this collector sent more push bytes than its rate allows', { retryAfterSeconds: owed });
     deps.queueHealth.assertAccepting();
-    // The collector's share of the in-flight budget: its declared bytes now, a chunked body's once
-    // read, an inflated copy once made; all given back when this request ends.
+    // The collector's share of the in-flight budget: its declared bytes now (a chunked body's
+    // maxBodyBytes until read), then its inflated copy as it comes out; all given back at the end.
     const collector = auth.collectorId;
-    let counted = Number(headers['content-length']) || 0;
-    if (counted > deps.maxBodyBytes) await body!.body; // refused already: 413, not 429
-    if (!deps.shares.take(collector, counted))
-      throw new AppError(
-        'RATE_LIMITED',
-        `this collector already has ${formatBytes(deps.shares.usedBy(collector))} of pushes in flight on this edge process (its share: ${formatBytes(deps.shares.share)})`,
-        { retryAfterSeconds: 1 },
-      );
+    const declared = Number(headers['content-length'] || NaN);
+    const length = Number.isFinite(declared) ? declared : undefined;
+    if (length !== undefined && length > deps.maxBodyBytes) await body!.body; // refused already: 413, not 429
+    const admitted = deps.shares.admit(collector, length);
+    if (admitted === false) throw pastShare(collector);
+    let counted = admitted;
     try {
       const raw = await body!.body;
-      if (raw.length > counted) {
-        deps.shares.add(collector, raw.length - counted);
-        counted = raw.length;
-      }
+      deps.shares.adjust(collector, raw.length - counted);
+      counted = raw.length;
       deps.authenticate.recheck(auth);
-      // An inflated body's bytes are in the budget (reserved as they came out): given back below.
-      const decoding = decodeBody(raw, headers['content-encoding']!, deps.maxBodyBytes, deps.budget);
+      // An inflated body's bytes are in the budget and the share (reserved as they come out):
+      // given back below.
+      let pastItsShare = false;
+      const inflating: InflateBudget = {
+        take: (n) => {
+          if (!deps.shares.take(collector, n)) return !(pastItsShare = true);
+          if (deps.budget.take(n)) return ((counted += n), true);
+          deps.shares.give(collector, n);
+          return false;
+        },
+        give: (n) => {
+          deps.budget.give(n);
+          deps.shares.give(collector, n);
+          counted -= n;
+        },
+        refusal: () => (pastItsShare ? pastShare(collector) : overBudget()),
+      };
+      const decoding = decodeBody(raw, headers['content-encoding']!, deps.maxBodyBytes, inflating);
       const decoded = decoding instanceof Promise ? await decoding : decoding;
       deps.byteLimiter.charge(collector, decoded.length);
       const extra = decoded === raw ? 0 : decoded.length;
-      deps.shares.add(collector, extra);
-      counted += extra;
       try {
         const request = { body: decoded, collectorId: auth.collectorId, idempotencyHeader: idemHeader };
         const receivedAt = new Date().toISOString();
@@ -98,9 +108,17 @@ export function createPushHandler(deps: PushDeps) {
         deps.budget.give(extra);
       }
     } finally {
-      deps.shares.give(collector, counted);
+      deps.shares.release(collector, counted);
     }
   };
+
+  function pastShare(collector: string): AppError {
+    return new AppError(
+      'RATE_LIMITED',
+      `this collector already has ${formatBytes(deps.shares.usedBy(collector))} of pushes in flight on this edge process (its share: ${formatBytes(deps.shares.share)})`,
+      { retryAfterSeconds: 1 },
+    );
+  }
 }
 
 const formatBytes = (n: number) => (n >= 1024 * 1024 ? `${(n / (1024 * 1024)).toFixed(1)} MiB` : `${Math.ceil(n / 1024)} KiB`);
