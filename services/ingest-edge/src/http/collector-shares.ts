@@ -43,15 +43,10 @@ export class CollectorShares {
     return true;
   }
 
-  /** Corrects an admitted push's count (a chunked body's real size once read): +/- `bytes`. */
+  /** Corrects an admitted push's count: +/- `bytes` (a chunked body's real size once read, inflated bytes freed). */
   adjust(collectorId: string, bytes: number): void {
     const entry = this.used.get(collectorId);
     if (entry) entry.bytes += bytes;
-  }
-
-  /** Gives back `bytes` of an admitted push (inflated bytes freed early). */
-  give(collectorId: string, bytes: number): void {
-    this.adjust(collectorId, -bytes);
   }
 
   /** An admitted push is done: `bytes` is what it still counts. */
@@ -65,10 +60,5 @@ export class CollectorShares {
   /** Bytes counted for `collectorId` now. */
   usedBy(collectorId: string): number {
     return this.used.get(collectorId)?.bytes ?? 0;
-  }
-
-  /** Collectors with pushes in flight. */
-  get size(): number {
-    return this.used.size;
   }
 }

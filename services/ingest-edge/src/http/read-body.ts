@@ -48,7 +48,7 @@ export interface BodyReader {
    * over the budget (its declared rest is counted, not kept), or when it never will (aborted, over
    * its cap, or refused over the budget without a declared length).
    */
-  drained: Promise<void>;
+  drained(): Promise<void>;
 }
 
 /**
@@ -63,8 +63,14 @@ export function readBody(res: HttpResponse, maxBytes: number, budget: InflightBu
   let failed = false;
   let abort = () => {};
   let discard = () => {};
-  let drain = () => {};
-  const drained = new Promise<void>((r) => (drain = r));
+  // Made only when a refusal waits for it (rare): not a promise per request on the hot path.
+  let isDrained = false;
+  let wake: (() => void) | undefined;
+  const drain = () => {
+    isDrained = true;
+    wake?.();
+  };
+  const drained = () => (isDrained ? Promise.resolve() : new Promise<void>((r) => (wake = r)));
   const body = new Promise<Buffer>((resolve, reject) => {
     abort = () => {
       drain();

@@ -130,10 +130,10 @@ export class RouteKit {
         if (reader && !reader.complete() && !this.draining && declared !== undefined) {
           if (!(err instanceof AppError && err.code === 'PAYLOAD_TOO_LARGE')) {
             reader.discard();
-            if (declared <= KEEP_ALIVE_DRAIN_BYTES) await reader.drained;
+            if (declared <= KEEP_ALIVE_DRAIN_BYTES) await reader.drained();
             else {
               let timer: NodeJS.Timeout | undefined;
-              await Promise.race([reader.drained, new Promise((r) => (timer = setTimeout(r, LINGER_MS)))]);
+              await Promise.race([reader.drained(), new Promise((r) => (timer = setTimeout(r, LINGER_MS)))]);
               clearTimeout(timer);
             }
           }

@@ -61,12 +61,12 @@ export function createPushHandler(deps: PushDeps) {
         take: (n) => {
           if (!deps.shares.take(collector, n)) return !(pastItsShare = true);
           if (deps.budget.take(n)) return ((counted += n), true);
-          deps.shares.give(collector, n);
+          deps.shares.adjust(collector, -n);
           return false;
         },
         give: (n) => {
           deps.budget.give(n);
-          deps.shares.give(collector, n);
+          deps.shares.adjust(collector, -n);
           counted -= n;
         },
         refusal: () => (pastItsShare ? pastShare(collector) : overBudget()),
