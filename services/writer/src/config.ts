@@ -57,6 +57,11 @@ export const WriterConfigSchema = commonSchema.extend({
   WRITER_SWEEP_INTERVAL_MS: int(15_000, 200, 3_600_000),
   /** Period of the job folding rollup deltas into collector_metrics_rollup, in ms; default 5000. */
   WRITER_ROLLUP_FOLD_MS: int(5000, 100, 3_600_000),
+  /**
+   * A large-push body in Redis whose job is gone is deleted by the sweep once it is this many
+   * seconds old (push-blobs.ts: its job may still be on its way before that); default 900.
+   */
+  WRITER_PUSH_BLOB_GRACE_S: int(900, 60, 86_400),
   /** Partition/retention job period in ms (a repeatable job); default 1 hour. */
   WRITER_MAINTENANCE_INTERVAL_MS: int(3_600_000, 1000, 86_400_000),
   /** Rolling window of uptime_percentage in hours; default 24. */

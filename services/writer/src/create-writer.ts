@@ -9,8 +9,8 @@ import { createHeartbeatFlusher } from './heartbeat-flush';
 import { createMaintenance } from './maintenance';
 import { createWriterMetrics } from './metrics';
 import { createOpsServer } from './ops-server';
-import { BLOB_SWEEP_GRACE_MS } from './push-blobs';
 import { createPushWorker } from './push-worker';
+import { createUnreadRetrier } from './retry-unread';
 import { checkRedisSettings } from './redis-check';
 import { createStatusPublisher } from './status-publisher';
 import { BatchDeadlineError, storeBatch } from './store-batch';
@@ -148,8 +148,9 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
       index: keys.pushBlobs,
       blobPrefix: keys.pushBlob(''),
       jobKey: (jobId) => pushWorker.queue.toKey(jobId),
-      graceMs: BLOB_SWEEP_GRACE_MS,
+      graceMs: config.WRITER_PUSH_BLOB_GRACE_S * 1000,
     },
+    retryUnread: createUnreadRetrier(pushWorker.queue, redis, logger),
     logger,
     metrics,
     publish,

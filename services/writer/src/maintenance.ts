@@ -32,6 +32,8 @@ export interface MaintenanceOptions {
   deniedJtisKey: string;
   /** Large-push bodies whose job is gone are deleted by the inactivity sweep's job. */
   blobSweep: BlobSweep;
+  /** Dead letters an older writer could not read, put back once this writer reads them (retry-unread.ts). */
+  retryUnread: () => Promise<number>;
   logger: Logger;
   metrics: WriterMetrics;
   publish: PublishStatuses;
@@ -114,6 +116,15 @@ export function createMaintenance(o: MaintenanceOptions) {
     } catch (err) {
       o.redisOutage.error(err, 'large-push body sweep failed; it runs again with the next sweep');
     }
+    let unreadRetried = 0;
+    try {
+      unreadRetried = await o.retryUnread();
+    } catch (err) {
+      o.redisOutage.error(
+        err,
+        'the check of dead letters an older writer could not read failed; it runs again with the next sweep',
+      );
+    }
     const { rows } = await o.pool.query<StatusRow>(SWEEP_INACTIVE);
     await o.publish(rows);
     const uptime = await o.pool.query(REFRESH_UPTIME, [o.uptimeWindowHours]);
@@ -123,7 +134,7 @@ export function createMaintenance(o: MaintenanceOptions) {
         { count: rows.length, inactive: rows.slice(0, 20).map((r) => r.id) },
         rows.length > 20 ? `${rows.length} collectors became inactive (the first 20 listed)` : 'collectors became inactive',
       );
-    return { inactive: rows.length, uptimeUpdated: uptime.rowCount ?? 0, pushBlobs };
+    return { inactive: rows.length, uptimeUpdated: uptime.rowCount ?? 0, pushBlobs, unreadRetried };
   };
 
   const rollup = async () => {

@@ -51,13 +51,6 @@ export async function dropPushBlobs(redis: Redis, index: string, keys: string[])
   await Promise.all([redis.unlink(...keys), redis.zrem(index, ...keys)]);
 }
 
-/**
- * The sweep's grace: the edge adds a blob's job right after its last piece, on the same connection;
- * an add still not run after this long was answered 503 long ago (its client's retry wrote a blob of
- * its own), and even if Redis ran it later, its job would fail as a dead letter, not store wrongly.
- */
-export const BLOB_SWEEP_GRACE_MS = 15 * 60_000;
-
 export interface BlobSweep {
   /** redis-keys `pushBlobs`: blob keys by when the edge began writing them (Redis's clock, ms). */
   index: string;
@@ -65,7 +58,13 @@ export interface BlobSweep {
   blobPrefix: string;
   /** The Redis key of a push job's hash, by job id. */
   jobKey(jobId: string): string;
-  /** Blobs younger than this are left alone: their job may not be in Redis yet. */
+  /**
+   * Blobs younger than this are left alone: their job may not be in Redis yet (WRITER_PUSH_BLOB_GRACE_S,
+   * 15 minutes by default). The edge adds a blob's job right after its last piece, on the same
+   * connection; an add still not run after this long was answered 503 long ago (its client's retry
+   * wrote a blob of its own), and even if Redis ran it later, its job would fail as a dead letter, not
+   * store wrongly.
+   */
   graceMs: number;
 }
 
