@@ -10,7 +10,17 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { configOrExit, encryptionSchema, loadConfig, logLevel, port, portAvailable, postgresUrl, url } from '@pga/config';
+import {
+  configOrExit,
+  encryptionSchema,
+  jwtSchema,
+  loadConfig,
+  logLevel,
+  port,
+  portAvailable,
+  postgresUrl,
+  url,
+} from '@pga/config';
 import { createLogger } from '@pga/logger';
 import { migrateDatabase } from '@pga/db';
 import { startPostgres, startRedis, freePort, waitForProcesses, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
@@ -32,6 +42,8 @@ const StartConfigSchema = z.object({
   DATA_DIR: z.string().default(path.join(root, '.data')),
   ADMIN_USERNAME: z.string().min(1).default('admin'),
   ADMIN_PASSWORD: z.string().min(12, 'must be at least 12 characters').optional(),
+  /** Collector tokens' key, checked before anything starts; default generated, kept in secrets.json. */
+  JWT_SECRET: jwtSchema.shape.JWT_SECRET.optional(),
   /** The services' keyring, checked before anything starts; default generated, kept in secrets.json. */
   ENCRYPTION_KEY: encryptionSchema.shape.ENCRYPTION_KEY.optional(),
   /** pino level of this script and the services; default info. */
@@ -308,7 +320,7 @@ try {
   const env: Record<string, string> = {
     DATABASE_URL: databaseUrl,
     REDIS_URL: redisUrl,
-    JWT_SECRET: process.env.JWT_SECRET ?? secrets.JWT_SECRET,
+    JWT_SECRET: config.JWT_SECRET ?? secrets.JWT_SECRET,
     ENCRYPTION_KEY: config.ENCRYPTION_KEY ?? secrets.ENCRYPTION_KEY,
     INGEST_PORT: String(config.INGEST_PORT),
     INGEST_HOST: '127.0.0.1',

@@ -203,6 +203,17 @@ describe('npm start (README.md)', () => {
     expect(serverPids(s.output())).toEqual([]);
   }, 180_000);
 
+  it('refuses a short JWT_SECRET in one line before starting anything (the services used to refuse it after PostgreSQL, Redis and the build)', async () => {
+    const s = npmStart({ ...(await ports()), DATA_DIR: dataDir('bad-jwt'), JWT_SECRET: 'too-short' });
+    reap(s);
+    const code = await Promise.race([s.exited, sleep(120_000).then(() => 'still running' as const)]);
+    expect(code, s.output()).toBe(1);
+    expect(s.output().trim().split('\n').at(-1)).toBe(
+      'start: invalid environment: JWT_SECRET: must be at least 32 characters (got "[redacted]")',
+    );
+    expect(serverPids(s.output())).toEqual([]);
+  }, 180_000);
+
   it('refuses an unknown LOG_LEVEL in one line, as the services do (it crashed with a pino stack)', async () => {
     const s = npmStart({ ...(await ports()), DATA_DIR: dataDir('bad-level'), LOG_LEVEL: 'verbose' });
     reap(s);
