@@ -511,20 +511,21 @@ describe('writer: pushes → collector_metrics', () => {
     for (const n of big) expect(rows.some((r) => String(r.data).includes(n))).toBe(true);
   });
 
+  const piece = 256 * 1024;
+  /** A v3 job as the edge writes it: the body in `pieces` of a hash named after the job. */
+  const addLarge = async (item: ReturnType<typeof pushItem>, bytes: Buffer = Buffer.from(item.body)) => {
+    const jobId = `large-${randomUUID()}`;
+    const key = h.keys.pushBlob(jobId);
+    let pieces = 0;
+    for (let at = 0; at < bytes.length; at += piece) await h.redis.hset(key, String(pieces++), bytes.subarray(at, at + piece));
+    await h.redis.zadd(h.keys.pushBlobs, Date.now(), key);
+    const { body: _body, ...rest } = item;
+    const data = { v: 3, replay_window_s: 600, pushes: [{ ...rest, body_ref: { key, bytes: bytes.length, pieces } }] };
+    await h.queue.add('push', data as never, { jobId, attempts: 5, removeOnComplete: true });
+    return { jobId, key };
+  };
+
   it('reads v3 jobs (a large push, its body in Redis in pieces): stored byte for byte, its body deleted once the job completed; a body gone or not matching is a dead letter', async () => {
-    const piece = 256 * 1024;
-    /** A v3 job as the edge writes it: the body in `pieces` of a hash named after the job. */
-    const addLarge = async (item: ReturnType<typeof pushItem>, bytes: Buffer = Buffer.from(item.body)) => {
-      const jobId = `large-${randomUUID()}`;
-      const key = h.keys.pushBlob(jobId);
-      let pieces = 0;
-      for (let at = 0; at < bytes.length; at += piece) await h.redis.hset(key, String(pieces++), bytes.subarray(at, at + piece));
-      await h.redis.zadd(h.keys.pushBlobs, Date.now(), key);
-      const { body: _body, ...rest } = item;
-      const data = { v: 3, replay_window_s: 600, pushes: [{ ...rest, body_ref: { key, bytes: bytes.length, pieces } }] };
-      await h.queue.add('push', data as never, { jobId, attempts: 5, removeOnComplete: true });
-      return { jobId, key };
-    };
     // ~1 MB: the fixture's metrics four hundred times over, 64-bit integers and all.
     const metrics = JSON.stringify(parsedFixture.metrics).slice(1, -1);
     const big = `{"metrics":[${Array.from({ length: 400 }, () => metrics).join(',')}]}`;
@@ -562,6 +563,25 @@ describe('writer: pushes → collector_metrics', () => {
     ]);
     expect(none.rows[0].n).toBe(0);
   });
+
+  it('a row too large for jsonb to parse (an older edge let it through) is a dead letter at once (poison, not retried); a push beside it is stored', async () => {
+    // An array of 2^24 + 1 numbers: PostgreSQL's parser asks palloc for 1 GiB (XX000), not a 54000.
+    const huge = `{"metrics":[{"type":"t","v":[${'1,'.repeat(16_777_216)}1]}]}`;
+    const bad = pushItem(huge);
+    const good = pushItem(fixture);
+    const large = await addLarge(bad);
+    const ok = await h.enqueue([good]);
+    await h.waitForJob(large.jobId, 'failed', 60_000);
+    await h.waitForJob(ok, 'completed', 60_000);
+    const failed = await h.queue.getJob(large.jobId);
+    expect(failed?.failedReason).toContain('invalid memory alloc request size');
+    expect(failed?.attemptsMade).toBe(1);
+    const { rows } = await h.pool.query(
+      'SELECT push_id, count(*)::int AS n FROM collector_metrics WHERE push_id = ANY($1) GROUP BY 1',
+      [[bad.push_id, good.push_id]],
+    );
+    expect(rows).toEqual([{ push_id: good.push_id, n: parsedFixture.metrics.length }]);
+  }, 90_000);
 
   it('the sweep deletes large-push bodies whose job is gone once past the grace, and keeps the rest', async () => {
     const sweep = (graceMs: number) =>

@@ -85,7 +85,7 @@ describe('batcher: a batch that fails for other reasons than a bad push', () => 
     const outcomes = await Promise.allSettled(jobs.map((j) => batcher.submit(j)));
     expect(outcomes.every((o) => o.status === 'rejected' && o.reason === revoked)).toBe(true);
     expect(stored).toEqual([]);
-    // The batch, then the first job alone and its pushes until five failed: 100 pushes are not each tried.
+    // The batch, then jobs and pushes alone until three collectors' failed: 100 pushes are not each tried.
     expect(calls()).toBeLessThanOrEqual(7);
   });
 

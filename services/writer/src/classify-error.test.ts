@@ -17,6 +17,9 @@ describe('classifyError', () => {
     for (const code of ['22P02', '22P05', '23502', '54000']) expect(classifyError(pgError(code)), code).toBe('poison');
     expect(classifyError(new PoisonPushError('bad'))).toBe('poison');
     for (const code of ['42P01', '42501', 'XX000']) expect(classifyError(pgError(code)), code).toBe('fatal');
+    // A jsonb row too large for the parser's palloc (measured on PostgreSQL 15 in a COPY).
+    const alloc = Object.assign(new Error('invalid memory alloc request size 1073741824'), { code: 'XX000' });
+    expect(classifyError(alloc)).toBe('poison');
   });
 });
 

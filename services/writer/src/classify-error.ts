@@ -3,7 +3,8 @@ import { PoisonPushError } from './prepare-push';
 
 /**
  * - `poison`: the data itself cannot be stored (our own checks, or SQLSTATE class 22 data exception,
- *   23 integrity violation, 54 program limit, e.g. jsonb rejecting `\u0000`) → isolate, then dead-letter.
+ *   23 integrity violation, 54 program limit, e.g. jsonb rejecting `\u0000`; XX000 "invalid memory alloc
+ *   request size", a jsonb row too large to parse) → isolate, then dead-letter.
  * - `transient`: worth retrying by SQLSTATE (`isTransientPgError`: 08*, 40001, 40P01, 53*, 55P03, 57P0x, 57014, 25006, 25P03 …), or a
  *   connection-level failure that carries no SQLSTATE at all (the server went away mid-statement:
  *   node-postgres raises "Connection terminated unexpectedly" without a code).
@@ -18,5 +19,9 @@ export function classifyError(err: unknown): ErrorClass {
   if (code === undefined) return 'transient';
   if (isTransientPgError(err)) return 'transient';
   if (code.startsWith('22') || code.startsWith('23') || code.startsWith('54')) return 'poison';
+  // A row jsonb's parser cannot hold (an array of over 2^24 elements, an object of over 2^23 keys)
+  // asks palloc for 1 GiB or more: XX000, not 54000. The edge refuses such rows (scan-push-json.ts);
+  // one that got past it (an older edge) is poison, not an operator's problem retried ten times.
+  if (code === 'XX000' && err instanceof Error && err.message.startsWith('invalid memory alloc request size')) return 'poison';
   return 'fatal';
 }

@@ -123,6 +123,36 @@ describe('scanPushJson', () => {
     expect(codeOf(`{"x":0.${'0'.repeat(16383)}1}`)).toBe('INVALID_PAYLOAD');
   });
 
+  it("refuses a row PostgreSQL's jsonb cannot hold (a metric element, or a flat push whole), on the fast pass too, and accepts the largest it stores", () => {
+    const messageOf = (text: string) => {
+      try {
+        return `ok ${JSON.stringify(scan(text))}`;
+      } catch (err) {
+        return `${(err as { code: string }).code} ${(err as Error).message}`;
+      }
+    };
+    const ones = (n: number) => `[${'1,'.repeat(n - 1)}1]`;
+    // An array of 2^24 elements is the most jsonb takes (measured: one more asks palloc for 1 GiB).
+    expect(messageOf(`{"metrics":[{"type":"a"},{"type":"b","v":${ones(16_777_216)}}]}`)).toBe('ok {"metricsCount":2}');
+    expect(messageOf(`{"metrics":[{"type":"a"},{"type":"b","v":${ones(16_777_217)}}]}`)).toBe(
+      'INVALID_PAYLOAD metrics[1] (32.0 MiB of JSON) cannot be stored: an array of 16,777,217 elements (jsonb holds at most 16,777,216); split it',
+    );
+    // An object of 2^23 keys likewise (duplicates count: they are dropped only after the parse).
+    const keys = (n: number) => `{${'"":0,'.repeat(n - 1)}"":0}`;
+    expect(messageOf(`{"x":${keys(8_388_608)}}`)).toBe('ok {}');
+    expect(messageOf(`{"x":${keys(8_388_609)}}`)).toBe(
+      'INVALID_PAYLOAD this push (40.0 MiB of JSON, stored whole as one row) cannot be stored: an object of 8,388,609 keys (jsonb holds at most 8,388,608); split it',
+    );
+    // Over 268,435,455 bytes as jsonb: 7 million small objects (PostgreSQL: "total size of jsonb
+    // array elements exceeds the maximum").
+    expect(messageOf(`{"metrics":[{"type":"a","v":[${'{"a":1,"b":[]},'.repeat(7_000_000)}{}]}]}`)).toMatch(
+      /^INVALID_PAYLOAD metrics\[0\] \(100\.1 MiB of JSON\) cannot be stored: it would take about 308 MB as jsonb, over the 268,435,455 bytes one jsonb value holds; split it$/,
+    );
+    // The same bytes spread over many elements are many rows, each of them small: stored.
+    const small = Array.from({ length: 1000 }, () => `{"type":"a","v":[${'{"a":1,"b":[]},'.repeat(7000)}{}]}`).join(',');
+    expect(messageOf(`{"metrics":[${small}]}`)).toBe('ok {"metricsCount":1000}');
+  });
+
   it('never needs to parse numbers: 64-bit values pass untouched', () => {
     expect(codeOf('{"queryid":-9223372036854775808,"big":18446744073709551615,"f":1e400}')).toBe('ok');
   });

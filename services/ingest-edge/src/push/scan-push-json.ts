@@ -17,6 +17,23 @@ export interface PushScan {
 // PostgreSQL's own parser gives up far deeper, but nothing a collector sends nests this deep.
 const MAX_DEPTH = 256;
 
+/**
+ * What one jsonb value can hold (PostgreSQL 15, measured with `::jsonb` and in a COPY): at most
+ * 268,435,455 bytes (JENTRY_OFFLENMASK), an array of at most 2^24 elements and an object of at most
+ * 2^23 keys (one more asks palloc for 1 GiB or more of parse nodes: "invalid memory alloc request
+ * size"). Each row the writer stores (a metric element, or a flat push whole) must fit.
+ */
+const JSONB_MAX_BYTES = 268_435_455;
+const JSONB_MAX_ARRAY_ELEMENTS = 16_777_216;
+const JSONB_MAX_OBJECT_KEYS = 8_388_608;
+/**
+ * A row of at most this much JSON text fits whatever it holds: jsonb takes at most ~6 bytes per byte
+ * of text (`1,` → 12 bytes), an array element at least 2 bytes of text, a key and its value at least
+ * 5. Only longer rows (possible when MAX_BODY_BYTES is over 32 MiB: the default is 64) are measured
+ * by `jsonbProblem`.
+ */
+const JSONB_SAFE_ROW_BYTES = 32 * 1024 * 1024;
+
 const enum C {
   QUOTE = 0x22,
   BACKSLASH = 0x5c,
@@ -197,6 +214,8 @@ function quickScan(b: Uint8Array): PushScan | undefined {
   let metricsDepth = 0;
   let metricsCount = 0;
   let typeOk = false;
+  /** Where the metric element being read began: one over JSONB_SAFE_ROW_BYTES is for the exact pass to measure. */
+  let elementStart = 0;
   // After `{` or `,` in an object: a key; after `[` or `,` in an array: a value.
   let first = true;
   for (;;) {
@@ -226,6 +245,7 @@ function quickScan(b: Uint8Array): PushScan | undefined {
       if (ctx === Ctx.ARRAY && depth === metricsDepth) {
         if (c !== C.LBRACE) return undefined;
         typeOk = false;
+        elementStart = i;
       }
       if (c === C.LBRACE || c === C.LBRACKET) {
         if (depth >= MAX_DEPTH - 2) return undefined;
@@ -271,7 +291,7 @@ function quickScan(b: Uint8Array): PushScan | undefined {
       if ((stack[depth] === Ctx.OBJECT) !== (c === C.RBRACE)) return undefined;
       if (metricsDepth > 0) {
         if (depth === metricsDepth + 1) {
-          if (!typeOk) return undefined;
+          if (!typeOk || i - elementStart >= JSONB_SAFE_ROW_BYTES) return undefined;
           metricsCount++;
         } else if (depth === metricsDepth) {
           scan.metricsCount = metricsCount;
@@ -280,7 +300,8 @@ function quickScan(b: Uint8Array): PushScan | undefined {
       }
       depth--;
       i = skipWs(b, i + 1);
-      if (depth === 0) return i === n ? scan : undefined;
+      // A flat push is one row: the whole body.
+      if (depth === 0) return i === n && (scan.metricsCount !== undefined || n <= JSONB_SAFE_ROW_BYTES) ? scan : undefined;
       c = b[i];
     }
     if (c !== C.COMMA) return undefined;
@@ -303,11 +324,92 @@ export function scanBytes(b: Uint8Array): PushScan {
   const scan = s.topObject();
   s.ws();
   if (s.i !== b.length) throw invalid(`unexpected data at byte ${s.i}`);
+  // Each row must fit in one jsonb value: every metric element, or a flat push whole.
+  if (scan.metricsCount !== undefined) {
+    for (const [start, end, index] of s.longElements) {
+      const problem = jsonbProblem(b, start, end);
+      if (problem) throw badPayload(`metrics[${index}] (${mib(end - start)}) cannot be stored: ${problem}; split it`);
+    }
+  } else if (b.length > JSONB_SAFE_ROW_BYTES) {
+    const problem = jsonbProblem(b, 0, b.length);
+    if (problem) throw badPayload(`this push (${mib(b.length)}, stored whole as one row) cannot be stored: ${problem}; split it`);
+  }
   return scan;
+}
+
+const mib = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB of JSON`;
+
+/**
+ * Why the valid JSON value `b[start, end)` would not fit in one PostgreSQL jsonb value, or undefined.
+ * Its jsonb size is estimated from above: 4 bytes per entry (JEntry), a string's bytes as written,
+ * a number's header, digits and alignment, a container's header and alignment (exact for strings and
+ * `1`; a row near the limit may be refused though PostgreSQL would just take it: `[[1],[1],…]`
+ * is 20 bytes per element in jsonb, estimated 23).
+ */
+export function jsonbProblem(b: Uint8Array, start: number, end: number): string | undefined {
+  /** Per open container: 1 = object, 2 = array; and its entries so far (commas + 1, once not empty). */
+  const kinds: number[] = [];
+  const entries: number[] = [];
+  let size = 8; // varlena header, root container header
+  let i = start;
+  const close = () => {
+    const kind = kinds.pop()!;
+    const n = entries.pop()!;
+    if (kind === 2 && n > JSONB_MAX_ARRAY_ELEMENTS)
+      return `an array of ${n.toLocaleString('en-US')} elements (jsonb holds at most ${JSONB_MAX_ARRAY_ELEMENTS.toLocaleString('en-US')})`;
+    if (kind === 1 && n > JSONB_MAX_OBJECT_KEYS)
+      return `an object of ${n.toLocaleString('en-US')} keys (jsonb holds at most ${JSONB_MAX_OBJECT_KEYS.toLocaleString('en-US')})`;
+    return undefined;
+  };
+  /** A value (or key) begins in the innermost container: the first one makes it non-empty. */
+  const begin = () => {
+    const top = entries.length - 1;
+    if (top >= 0 && entries[top] === 0) entries[top] = 1;
+  };
+  while (i < end) {
+    const c = b[i]!;
+    if (c === C.QUOTE) {
+      begin();
+      let j = i + 1;
+      while (b[j] !== C.QUOTE) j += b[j] === C.BACKSLASH ? 2 : 1;
+      size += 4 + (j - i - 1);
+      i = j + 1;
+    } else if (c === C.LBRACE || c === C.LBRACKET) {
+      begin();
+      kinds.push(c === C.LBRACE ? 1 : 2);
+      entries.push(0);
+      size += 11;
+      i++;
+    } else if (c === C.RBRACE || c === C.RBRACKET) {
+      const problem = close();
+      if (problem) return problem;
+      i++;
+    } else if (c === C.COMMA) {
+      entries[entries.length - 1]!++;
+      i++;
+    } else if (c === C.MINUS || isDigit(c)) {
+      begin();
+      const from = i;
+      while (i < end && (isDigit(b[i]) || b[i] === 0x2e || b[i] === 0x65 || b[i] === 0x45 || b[i] === 0x2b || b[i] === C.MINUS))
+        i++;
+      // JEntry 4, alignment ≤ 3, numeric's header 3 (6 past ~200 characters) and its base-10000
+      // digits: L characters hold at most ceil((L + 3) / 4) of them, wherever the point or exponent.
+      size += (i - from > 200 ? 13 : 10) + 2 * Math.ceil((i - from + 3) / 4);
+    } else if (c === 0x74 || c === 0x6e || c === 0x66) {
+      begin();
+      size += 4;
+      i += c === 0x66 ? 5 : 4;
+    } else i++; // whitespace, ':'
+  }
+  if (size > JSONB_MAX_BYTES)
+    return `it would take about ${Math.round(size / 1e6)} MB as jsonb, over the ${JSONB_MAX_BYTES.toLocaleString('en-US')} bytes one jsonb value holds`;
+  return undefined;
 }
 
 class Scanner {
   i = 0;
+  /** Metric elements over JSONB_SAFE_ROW_BYTES: [start, end, index], for `jsonbProblem`. */
+  readonly longElements: [number, number, number][] = [];
   constructor(readonly b: Uint8Array) {}
 
   ws(): void {
@@ -385,8 +487,11 @@ class Scanner {
     }
     for (;;) {
       this.ws();
-      if (this.b[this.i] === C.LBRACE) envelope = this.metricElement() && envelope;
-      else {
+      if (this.b[this.i] === C.LBRACE) {
+        const start = this.i;
+        envelope = this.metricElement() && envelope;
+        if (this.i - start > JSONB_SAFE_ROW_BYTES) this.longElements.push([start, this.i, n]);
+      } else {
         this.value(3);
         envelope = false;
       }
