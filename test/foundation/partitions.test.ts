@@ -197,4 +197,27 @@ describe('collector_metrics partitions', () => {
     expect(rows[0]).toMatchObject({ created: [], dropped: [dayName(-40)] });
     expect(await partitions()).not.toContain(dayName(-40));
   });
+  it('lists every day ahead in a session whose time zone skips midnight today (daylight saving), as in UTC', async () => {
+    // A zone whose clocks go from 00:00 to 01:00 today (America/Santiago did on 2026-09-06): a POSIX
+    // rule on today's zero-based day of the year, so the test needs no particular date.
+    const now = new Date();
+    const yday = Math.floor(
+      (Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()) - Date.UTC(now.getUTCFullYear(), 0, 1)) / 86_400_000,
+    );
+    const zone = `<-04>4<-03>,${yday}/0,${(yday + 180) % 365}/0`;
+    const tomorrow = dayName(1);
+    await pool.query(`DROP TABLE ${tomorrow}`); // empty: nothing in this database is dated tomorrow
+    const client = await pool.connect();
+    try {
+      await client.query(`SET TimeZone = '${zone}'`);
+      const { rows } = await client.query<{ day: string }>(
+        "SELECT to_char(d, 'YYYYMMDD') AS day FROM pga_metric_partition_days_to_create(1) AS d",
+      );
+      expect(rows.map((r) => `collector_metrics_p${r.day}`)).toEqual([tomorrow]);
+    } finally {
+      await client.query('RESET TimeZone');
+      client.release();
+      await pool.query(`SELECT pga_create_metric_partition('${tomorrow.slice(-8)}'::date)`);
+    }
+  });
 });
