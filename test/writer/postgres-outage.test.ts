@@ -169,3 +169,49 @@ it('gives up on a connection gone silent mid-COPY after WRITER_BATCH_DEADLINE_MS
     await db.drop();
   }
 });
+
+/**
+ * A PostgreSQL outage longer than the in-process retries (WRITER_RETRY_MAX_MS) and than every
+ * attempt a job has: the job is put back to wait each time, its attempts untouched, and stored once
+ * PostgreSQL is back — not a dead letter (before, ten attempts of ten minutes each turned every held
+ * job into one after ~110 minutes).
+ */
+it('an outage longer than the retries and all attempts makes no dead letter: jobs are put back, attempts untouched, then stored', async () => {
+  const pg = await ownPostgres('long_outage');
+  const { logger, lines } = capturingLogger('writer-test');
+  const h = await startWriterHarness(pg.url, { WRITER_HEARTBEAT_FLUSH_MS: '60000', WRITER_RETRY_MAX_MS: '300' }, logger);
+  h.pool.on('error', () => undefined);
+  try {
+    await h.waitForJob(await h.enqueue([pushItem(fixture)]), 'completed');
+    await pg.stop();
+    const during = Array.from({ length: 4 }, () => pushItem(fixture));
+    // One attempt each: before, the first run out of retries made each a dead letter.
+    const ids = await Promise.all(during.map((p) => h.enqueue([p], { attempts: 1 })));
+    await waitUntil(
+      'jobs put back twice',
+      async () =>
+        Number(/^writer_jobs_put_back_total (\S+)/m.exec(await (await fetch(`${h.url}/metrics`)).text())?.[1]) >= 2 * ids.length,
+      30_000,
+      100,
+    );
+    for (const id of ids) {
+      const job = await h.queue.getJob(id);
+      expect(await job?.getState()).not.toBe('failed');
+      expect(job?.attemptsMade).toBe(0);
+    }
+    await pg.restart();
+    await Promise.all(ids.map((id) => h.waitForJob(id, 'completed', 90_000)));
+    const { rows } = await h.pool.query(
+      'SELECT push_id, count(*)::int AS n FROM collector_metrics WHERE push_id = ANY($1) GROUP BY push_id',
+      [during.map((p) => p.push_id)],
+    );
+    expect(rows.map((r) => r.n)).toEqual(during.map(() => ELEMENTS));
+    expect(await (await fetch(`${h.url}/metrics`)).text()).toMatch(/^writer_dead_letters_total 0$/m);
+    expect(lines.some((l) => l.msg === 'push job put back to wait: PostgreSQL fails for every push (no attempt used up)')).toBe(
+      true,
+    );
+  } finally {
+    await h.close();
+    await pg.stop();
+  }
+}, 150_000);

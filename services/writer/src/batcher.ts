@@ -57,6 +57,21 @@ const tooSlow = (err: unknown) => pgErrorCode(err) === '57014';
  */
 const isolable = (err: unknown) => classifyError(err) !== 'transient';
 
+/**
+ * A job's failure that is nobody's data: the batch holding it saw PostgreSQL unreachable for longer
+ * than the in-process retries (a transient error), or the same server error for the pushes of three
+ * collectors and not one store (a wrong password after a rotation, a privilege revoked, a table
+ * gone). The push worker puts such a job back to wait without using up one of its attempts: a long
+ * outage used to turn every held job into a dead letter after its ten attempts (~110 minutes; a
+ * revoked privilege, ~9 minutes for the whole queue). Its `cause` is the error itself.
+ */
+export class EveryonesFailure extends Error {
+  constructor(cause: unknown) {
+    super(describe(cause), { cause });
+    this.name = 'EveryonesFailure';
+  }
+}
+
 /** A data error becomes a PoisonPushError (dead-lettered at once); anything else as it is. */
 const asFinal = (err: unknown) =>
   classifyError(err) === 'poison' && !(err instanceof PoisonPushError) ? new PoisonPushError(describe(err)) : err;
@@ -118,7 +133,7 @@ export function createBatcher(options: BatcherOptions) {
     while (running < options.parallelism && sealed.length > 0) {
       const batch = sealed.shift()!;
       running++;
-      void run(batch.entries).finally(() => {
+      void runBatch(batch.entries).finally(() => {
         running--;
         pump();
         if (running === 0 && sealed.length === 0 && !open) {
@@ -167,11 +182,30 @@ export function createBatcher(options: BatcherOptions) {
   };
 
   /**
+   * Stores a sealed batch (`run`), holding back its jobs' failures until every part was tried: when
+   * the batch turned out to fail for everyone (`giveUp`), each job that failed for another reason
+   * than its data fails with EveryonesFailure — also those tried before that was clear.
+   */
+  const runBatch = async (entries: Entry[]): Promise<void> => {
+    const probe = newProbe();
+    const failed: [Entry, unknown][] = [];
+    await run(
+      entries.map((e) => ({ ...e, reject: (err: unknown) => void failed.push([e, err]) })),
+      probe,
+    );
+    const everyone = giveUp(probe) !== undefined;
+    for (const [e, err] of failed)
+      e.reject(
+        everyone && !(err instanceof PoisonPushError) && classifyError(err) !== 'poison' ? new EveryonesFailure(err) : err,
+      );
+  };
+
+  /**
    * Stores a sealed batch; if it fails, in halves (statement timeout) or job by job and push by push
    * (a data error, or a server error that may concern some rows only). `probe` is shared by the parts
    * of one batch.
    */
-  const run = async (entries: Entry[], probe: Probe = newProbe()): Promise<void> => {
+  const run = async (entries: Entry[], probe: Probe): Promise<void> => {
     const stop = giveUp(probe);
     if (stop !== undefined) {
       for (const e of entries) e.reject(stop);

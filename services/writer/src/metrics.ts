@@ -54,6 +54,11 @@ export function createWriterMetrics() {
       help: 'Batch retries after a transient PostgreSQL error',
       registers: r,
     }),
+    outageDelays: new Counter({
+      name: 'writer_jobs_put_back_total',
+      help: 'Jobs put back to wait, without using up an attempt, because PostgreSQL failed for every push (unreachable past the retries, or the same server error for all)',
+      registers: r,
+    }),
     deadLetters: new Counter({
       name: 'writer_dead_letters_total',
       help: 'Jobs this process moved to the failed set for good (poison, or their last attempt failed)',

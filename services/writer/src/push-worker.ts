@@ -1,7 +1,7 @@
-import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger, OutageLog } from '@pga/logger';
-import type { Batcher, JobOutcome } from './batcher';
+import { EveryonesFailure, type Batcher, type JobOutcome } from './batcher';
 import type { WriterMetrics } from './metrics';
 import { PoisonPushError, preparePushJob } from './prepare-push';
 import { installPromptLoop, pauseAfterFailedFetch } from './prompt-worker';
@@ -76,7 +76,7 @@ export function createPushWorker(o: PushWorkerOptions) {
     }
   };
 
-  const processJob = async (job: Job): Promise<JobOutcome> => {
+  const processJob = async (job: Job, token?: string): Promise<JobOutcome> => {
     heldSince.set(job, job.timestamp);
     o.metrics.inFlightJobs.set(heldSince.size);
     let bytes = 0;
@@ -108,6 +108,20 @@ export function createPushWorker(o: PushWorkerOptions) {
       return outcome!;
     } catch (err) {
       if (err instanceof PoisonPushError) throw new UnrecoverableError(err.message);
+      if (err instanceof EveryonesFailure && token !== undefined) {
+        // Not this job's fault: back to wait, its attempts untouched, for 1 s, then 2, 4 … 60 s as
+        // it keeps coming back (BullMQ counts the starts). Nothing becomes a dead letter for it.
+        const waitMs = Math.min(PUT_BACK_MAX_MS, 1000 * 2 ** Math.min(6, Math.max(0, job.attemptsStarted - 1)));
+        await job.moveToDelayed(Date.now() + waitMs, token);
+        o.metrics.outageDelays.inc();
+        failures.report(
+          'warn',
+          err.cause,
+          { jobId: job.id, waitMs },
+          'push job put back to wait: PostgreSQL fails for every push (no attempt used up)',
+        );
+        throw new DelayedError();
+      }
       throw err;
     } finally {
       heldSince.delete(job);
@@ -117,6 +131,8 @@ export function createPushWorker(o: PushWorkerOptions) {
     }
   };
 
+  /** Longest wait of a job put back after a failure that is everyone's. */
+  const PUT_BACK_MAX_MS = 60_000;
   // Until the first jobs show their size, hold few: they may be large.
   const initialJobs = Math.min(o.maxJobs, 16);
   o.metrics.jobConcurrency.set(initialJobs);
