@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '@pga/logger';
+import { createStatusPublisher, CURRENT_STATUSES, type StatusRow } from '../../services/writer/src/status-publisher';
 import { createTestDatabase, type TestDatabase } from '../helpers';
 import { fixture, insertCollector, pushItem, startWriterHarness, waitUntil, type WriterHarness } from './helpers';
 
@@ -392,5 +394,28 @@ describe('writer: collector state from heartbeats, sweeps and uptime', () => {
     await h.redis.sadd(h.keys.heartbeatDirty, id);
     expect(await h.writer.heartbeats.flushHeartbeats()).toBe(1);
     expect(await flushed()).toBe(before + 1);
+  });
+  it("with two writers, one's held counter update does not undo a status the other published since: it goes out with the committed status", async () => {
+    const id = await insertCollector(h.pool, { status: 'active' });
+    const logger = createLogger({ name: 'publisher-test', level: 'silent', pretty: false });
+    const current = async (ids: string[]) => (await h.pool.query<StatusRow>(CURRENT_STATUSES, [ids])).rows;
+    const x = createStatusPublisher(h.redis, h.keys.statusChannel, logger, { counterIntervalMs: 300, current });
+    const y = createStatusPublisher(h.redis, h.keys.statusChannel, logger, { current });
+    const row = (status: string, oldStatus: string): StatusRow => ({
+      id,
+      status,
+      old_status: oldStatus,
+      last_heartbeat: new Date(),
+      last_metric_at: new Date(),
+      metrics_collected: '5',
+    });
+    // Writer X commits a batch of the collector's: counters only (status unchanged), held.
+    expect(await x.publish([row('active', 'active')])).toBe(0);
+    // Writer Y then commits an error heartbeat and publishes the change at once.
+    await h.pool.query("UPDATE collectors SET status = 'error' WHERE id = $1", [id]);
+    expect(await y.publish([row('error', 'active')])).toBe(1);
+    // X's held update goes out after: with the status committed now, not the one its batch saw.
+    await waitUntil('the held update published', async () => messages.filter((m) => m.collector_id === id).length === 2);
+    expect(messages.filter((m) => m.collector_id === id).map((m) => m.status)).toEqual(['error', 'error']);
   });
 });

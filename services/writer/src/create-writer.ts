@@ -12,7 +12,7 @@ import { createOpsServer } from './ops-server';
 import { createPushWorker } from './push-worker';
 import { createUnreadRetrier } from './retry-unread';
 import { checkRedisSettings } from './redis-check';
-import { createStatusPublisher } from './status-publisher';
+import { createStatusPublisher, CURRENT_STATUSES, type StatusRow } from './status-publisher';
 import { BatchDeadlineError, storeBatch } from './store-batch';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -44,6 +44,7 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
   });
   const statusPublisher = createStatusPublisher(redis, keys.statusChannel, logger, {
     onSent: (messages) => metrics.statusPublished.inc(messages),
+    current: async (ids) => (await pool.query<StatusRow>(CURRENT_STATUSES, [ids])).rows,
   });
   const publish = statusPublisher.publish;
 
