@@ -40,6 +40,12 @@ describe("edge vs PostgreSQL: rows at jsonb's limits", () => {
     'an object of 2^23 keys': () => `{${'"":0,'.repeat(8_388_607)}"":0}`,
     'an object of 2^23 + 1 keys': () => `{${'"":0,'.repeat(8_388_608)}"":0}`,
     '14.5 million one-number arrays (~290 MB as jsonb)': () => `[${'[1],'.repeat(14_500_000)}[1]]`,
+    // Numbers after one-character strings: each padded to 4 bytes (a reviewer's case: the first
+    // estimate left the padding out and let this ~57 MB row through).
+    'numbers aligned after odd-length strings (~272 MB as jsonb)': () => {
+      const inner = `[${'1,1,1,1,1,"a",'.repeat(2_024_999)}1,1,1,1,1,"a"]`;
+      return `[${inner},${inner}]`;
+    },
   };
   for (const [name, make] of Object.entries(rows))
     it(`${name}: both store it, or both refuse it`, async () => {

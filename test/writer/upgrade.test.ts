@@ -99,4 +99,39 @@ describe('writer: dead letters an older writer could not read', () => {
     const again = await h.pool.query('SELECT count(*)::int AS n FROM ingest_ledger WHERE push_id = $1', [good.item.push_id]);
     expect(again.rows[0].n).toBe(1);
   });
+  it('finds such a dead letter scored before failures it has already read (another writer whose clock is behind)', async () => {
+    const sweep = async () => ((await h!.writer.maintenance.runNow('sweep')) as { unreadRetried: number }).unreadRetried;
+    /** A dead letter as a writer leaves it: the failed set is scored by the failing writer's clock. */
+    const fail = async (id: string, data: unknown, reason: string, score: number) => {
+      await redis.hset(
+        queue.toKey(id),
+        'name',
+        'push',
+        'data',
+        JSON.stringify(data),
+        'opts',
+        '{}',
+        'failedReason',
+        reason,
+        'finishedOn',
+        String(score),
+      );
+      await redis.zadd(queue.toKey('failed'), score, id);
+    };
+    const t = Date.now();
+    // Another dead letter, by a writer whose clock runs 200 ms ahead: read, left alone.
+    await fail(`poison-${randomUUID()}`, { v: 2, pushes: [] }, 'push x: does not match its checksum', t + 200);
+    expect(await sweep()).toBe(0);
+    // Then an older writer (its clock right) fails a v3 job it could not read: scored before it.
+    const { body: _body, ...rest } = pushItem('{"metrics":[]}');
+    const key = keys.pushBlob(`large-${randomUUID()}`);
+    const v3 = { v: 3, replay_window_s: 600, pushes: [{ ...rest, body_ref: { key, bytes: 14, pieces: 1 } }] };
+    const id = `large-${randomUUID()}`;
+    await fail(id, v3, OLDER_WRITERS_REASON, t + 50);
+    expect(await sweep()).toBe(1);
+    await waitUntil(
+      'tried by this writer',
+      async () => (await queue.getJob(id))?.failedReason?.includes('gone from Redis') === true,
+    );
+  });
 });

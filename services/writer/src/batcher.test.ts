@@ -125,6 +125,28 @@ describe('batcher: a batch that fails for other reasons than a bad push', () => 
     expect(calls()).toBe(2);
   });
 
+  it("what one push or one collector can cause is not everyone's: the job fails as before (an attempt used up), not put back for ever", async () => {
+    // One push over the statement timeout (its retries ran out), or past the batch deadline.
+    const slow = push();
+    for (const err of [
+      pgError('57014', 'canceling statement due to statement timeout'),
+      pgError('ETIMEDOUT', 'batch transaction not done within 120000 ms'),
+      pgError('53200', 'out of memory'),
+    ]) {
+      const { batcher } = batcherWith((pushes) => (pushes.some((p) => p.pushId === slow.pushId) ? err : undefined));
+      const reason = await batcher.submit([slow]).catch((e: unknown) => e);
+      expect(reason, String(err)).toBe(err);
+    }
+    // A trigger refusing three collectors, whose jobs came back together: nothing stored, three
+    // collectors' pushes failed alike — but P0001 is about rows, not about reaching PostgreSQL.
+    const blocked = [push(), push(), push()];
+    const ids = new Set(blocked.map((p) => p.pushId));
+    const trigger = pgError('P0001', 'collector is blocked');
+    const { batcher } = batcherWith((pushes) => (pushes.some((p) => ids.has(p.pushId)) ? trigger : undefined));
+    const outcomes = await Promise.allSettled(blocked.map((p) => batcher.submit([p])));
+    expect(outcomes.every((o) => o.status === 'rejected' && o.reason === trigger)).toBe(true);
+  });
+
   it('a batch over the statement timeout is stored in halves, down to single pushes, and every job resolves', async () => {
     const jobs = Array.from({ length: 9 }, () => [push(), push(), push()]);
     const timeout = pgError('57014', 'canceling statement due to statement timeout');

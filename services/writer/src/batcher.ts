@@ -1,5 +1,5 @@
 import type { Logger } from '@pga/logger';
-import { pgErrorCode } from '@pga/db';
+import { isDatabaseUnavailable, pgErrorCode } from '@pga/db';
 import { classifyError } from './classify-error';
 import type { PreparedPush } from './prepare-push';
 import { PoisonPushError } from './prepare-push';
@@ -59,9 +59,8 @@ const isolable = (err: unknown) => classifyError(err) !== 'transient';
 
 /**
  * A job's failure that is nobody's data: the batch holding it saw PostgreSQL unreachable for longer
- * than the in-process retries (a transient error), or the same server error for the pushes of three
- * collectors and not one store (a wrong password after a rotation, a privilege revoked, a table
- * gone). The push worker puts such a job back to wait without using up one of its attempts: a long
+ * than the in-process retries, or refusing the writer for the pushes of three collectors and not one
+ * store (a wrong password after a rotation, a privilege revoked, a table gone: `isEveryones`). The push worker puts such a job back to wait without using up one of its attempts: a long
  * outage used to turn every held job into a dead letter after its ten attempts (~110 minutes; a
  * revoked privilege, ~9 minutes for the whole queue). Its `cause` is the error itself.
  */
@@ -70,6 +69,30 @@ export class EveryonesFailure extends Error {
     super(describe(cause), { cause });
     this.name = 'EveryonesFailure';
   }
+}
+
+/**
+ * SQLSTATEs that say PostgreSQL is out of reach or refuses the writer as such: connection exceptions
+ * (08), authentication (28: a password rotated without the writer's DATABASE_URL), a shutdown or
+ * crash (57P01–03), too many connections (53300), read-only during a failover (25006), and the
+ * writer's objects or rights gone (3D000 database, 3F000 schema, 42501 privilege, 42P01 table,
+ * 42703 column, 42883 function).
+ */
+const UNAVAILABLE = /^(08...|28...|57P0[123]|53300|25006|3D000|3F000|42501|42P01|42703|42883)$/;
+
+/**
+ * Whether a batch's failure (`giveUp`'s) is everyone's, so that its jobs wait without using up an
+ * attempt: PostgreSQL unreachable or refusing the writer (UNAVAILABLE; a socket error; node-postgres's
+ * errors without a SQLSTATE for a server gone). Not a statement timeout (57014), a batch past its
+ * deadline (ETIMEDOUT), running out of memory (53200) or a trigger's error (P0001): one push, or one
+ * collector's, can cause those, and such a job must still end as a dead letter after its attempts —
+ * put back without one, it came back for ever.
+ */
+function isEveryones(err: unknown): boolean {
+  const code = pgErrorCode(err);
+  if (code === undefined) return isDatabaseUnavailable(err);
+  if (/^E[A-Z]+$/.test(code)) return code !== 'ETIMEDOUT';
+  return UNAVAILABLE.test(code);
 }
 
 /** A data error becomes a PoisonPushError (dead-lettered at once); anything else as it is. */
@@ -183,8 +206,9 @@ export function createBatcher(options: BatcherOptions) {
 
   /**
    * Stores a sealed batch (`run`), holding back its jobs' failures until every part was tried: when
-   * the batch turned out to fail for everyone (`giveUp`), each job that failed for another reason
-   * than its data fails with EveryonesFailure — also those tried before that was clear.
+   * the batch turned out to fail for everyone (`giveUp`, for a reason `isEveryones` accepts), each
+   * job that failed for another reason than its data fails with EveryonesFailure — also those tried
+   * before that was clear.
    */
   const runBatch = async (entries: Entry[]): Promise<void> => {
     const probe = newProbe();
@@ -193,7 +217,8 @@ export function createBatcher(options: BatcherOptions) {
       entries.map((e) => ({ ...e, reject: (err: unknown) => void failed.push([e, err]) })),
       probe,
     );
-    const everyone = giveUp(probe) !== undefined;
+    const reason = giveUp(probe);
+    const everyone = reason !== undefined && isEveryones(reason);
     for (const [e, err] of failed)
       e.reject(
         everyone && !(err instanceof PoisonPushError) && classifyError(err) !== 'poison' ? new EveryonesFailure(err) : err,

@@ -20,6 +20,12 @@ describe('classifyError', () => {
     // A jsonb row too large for the parser's palloc (measured on PostgreSQL 15 in a COPY).
     const alloc = Object.assign(new Error('invalid memory alloc request size 1073741824'), { code: 'XX000' });
     expect(classifyError(alloc)).toBe('poison');
+    // The same from a server speaking another language: told by its source file.
+    const localised = Object.assign(new Error('tamaño de petición de asignación de memoria no válido'), {
+      code: 'XX000',
+      file: 'mcxt.c',
+    });
+    expect(classifyError(localised)).toBe('poison');
   });
 });
 

@@ -22,6 +22,13 @@ export function classifyError(err: unknown): ErrorClass {
   // A row jsonb's parser cannot hold (an array of over 2^24 elements, an object of over 2^23 keys)
   // asks palloc for 1 GiB or more: XX000, not 54000. The edge refuses such rows (scan-push-json.ts);
   // one that got past it (an older edge) is poison, not an operator's problem retried ten times.
-  if (code === 'XX000' && err instanceof Error && err.message.startsWith('invalid memory alloc request size')) return 'poison';
+  // Told by the source file node-postgres reports (`mcxt.c`, PostgreSQL's allocator), whatever the
+  // server's lc_messages; by the English text too, for a server that does not send it.
+  if (
+    code === 'XX000' &&
+    err instanceof Error &&
+    (('file' in err && err.file === 'mcxt.c') || err.message.startsWith('invalid memory alloc request size'))
+  )
+    return 'poison';
   return 'fatal';
 }

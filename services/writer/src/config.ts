@@ -59,9 +59,11 @@ export const WriterConfigSchema = commonSchema.extend({
   WRITER_ROLLUP_FOLD_MS: int(5000, 100, 3_600_000),
   /**
    * A large-push body in Redis whose job is gone is deleted by the sweep once it is this many
-   * seconds old (push-blobs.ts: its job may still be on its way before that); default 900.
+   * seconds old (push-blobs.ts: its job may still be on its way before that); default 900, at least
+   * 300: an edge may take ENQUEUE_TIMEOUT_MS (up to 60 s) plus a second per 16 MiB writing a body's
+   * pieces, then up to ENQUEUE_TIMEOUT_MS more adding its job, and still answer 200.
    */
-  WRITER_PUSH_BLOB_GRACE_S: int(900, 60, 86_400),
+  WRITER_PUSH_BLOB_GRACE_S: int(900, 300, 86_400),
   /** Partition/retention job period in ms (a repeatable job); default 1 hour. */
   WRITER_MAINTENANCE_INTERVAL_MS: int(3_600_000, 1000, 86_400_000),
   /** Rolling window of uptime_percentage in hours; default 24. */

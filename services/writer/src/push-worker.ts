@@ -113,6 +113,7 @@ export function createPushWorker(o: PushWorkerOptions) {
         // it keeps coming back (BullMQ counts the starts). Nothing becomes a dead letter for it.
         const waitMs = Math.min(PUT_BACK_MAX_MS, 1000 * 2 ** Math.min(6, Math.max(0, job.attemptsStarted - 1)));
         await job.moveToDelayed(Date.now() + waitMs, token);
+        putBack(job.id);
         o.metrics.outageDelays.inc();
         failures.report(
           'warn',
@@ -133,6 +134,13 @@ export function createPushWorker(o: PushWorkerOptions) {
 
   /** Longest wait of a job put back after a failure that is everyone's. */
   const PUT_BACK_MAX_MS = 60_000;
+  /** Jobs put back in the last lock duration: a failed renewal of their lock is expected. */
+  const justPutBack = new Set<string>();
+  const putBack = (id: string | undefined) => {
+    if (id === undefined) return;
+    justPutBack.add(id);
+    setTimeout(() => justPutBack.delete(id), o.lockDurationMs).unref();
+  };
   // Until the first jobs show their size, hold few: they may be large.
   const initialJobs = Math.min(o.maxJobs, 16);
   o.metrics.jobConcurrency.set(initialJobs);
@@ -159,6 +167,11 @@ export function createPushWorker(o: PushWorkerOptions) {
   // it): BullMQ reports it twice (marking it completed, then failed), each with a stack. One line.
   let lastMissing = '';
   worker.on('error', (err) => {
+    // BullMQ still renewed the lock of a job this process had just put back (its lock manager lets
+    // go of a job only after the processor returns): nothing is wrong, and during an outage it was
+    // one warning with a stack per job.
+    const renewal = /^could not renew lock for job (\S+)$/.exec(err.message);
+    if (renewal && justPutBack.has(renewal[1]!)) return;
     const missing = /^Missing key for job (\S+)\./.exec(err.message);
     if (!missing) return o.redisOutage.error(err, 'push worker error');
     if (missing[1] === lastMissing) return;

@@ -7,6 +7,8 @@ import type { Logger } from '@pga/logger';
 const UNREAD = 'not a PushJob';
 /** Failed jobs looked at per call: a sweep does not stall on a failed set of a million. */
 const PER_CALL = 1000;
+/** The newest failures of this long ago are read by every call, whatever the cursor. */
+const RECENT_MS = 5 * 60_000;
 /** bullmq's answers for a job that is gone or no longer failed (an admin retried it meanwhile). */
 const NOT_FAILED = /^(Missing key for job|Job .* is not in the failed state)/;
 
@@ -17,26 +19,29 @@ const NOT_FAILED = /^(Missing key for job|Job .* is not in the failed state)/;
  * nothing of it was stored; its large body stays in Redis with it. Other dead letters (a push that
  * can never be stored, a job this writer cannot read either) are left for an admin.
  *
- * Called by each sweep (single-flight across writers). Each writer process remembers up to which
- * failure time it has looked (the failed set is scored by it), so its first call reads the whole
- * failed set, PER_CALL at a time, and later ones only what failed since.
+ * Called by each sweep (single-flight across writers), it reads at most 2 × PER_CALL failed jobs'
+ * `failedReason` (and the data of those that match): the next PER_CALL by failure time from where
+ * this process got to (so its first calls go through the whole failed set, oldest first), and the
+ * newest PER_CALL of the last RECENT_MS. The failed set is scored by the failing writer's clock, so a
+ * failure can arrive scored before others already read (writers' clocks apart, or just later): the
+ * second read finds it, unless its writer's clock was more than RECENT_MS behind.
  */
 export function createUnreadRetrier(queue: Queue, redis: Redis, logger: Logger) {
-  let since = 0;
+  /** Failure time from which this process has not read the failed set yet (inclusive). */
+  let cursor = 0;
   return async function retryUnread(): Promise<number> {
     const key = queue.toKey('failed');
-    const page = await redis.zrangebyscore(key, since, '+inf', 'WITHSCORES', 'LIMIT', 0, PER_CALL);
-    if (page.length === 0) return 0;
-    const ids: string[] = [];
-    for (let i = 0; i < page.length; i += 2) ids.push(page[i]!);
-    const first = Number(page[1]);
-    const last = Number(page.at(-1));
-    // Next time from the last failure time seen (inclusive: others may share its millisecond); a full
-    // page all in one millisecond moves past it, or the next call would read the same page again.
-    since = ids.length === PER_CALL && first === last ? last + 1 : last;
-    const reasons = await Promise.all(ids.map((id) => redis.hget(queue.toKey(id), 'failedReason')));
+    const [page, recent] = await Promise.all([
+      redis.zrangebyscore(key, cursor, '+inf', 'WITHSCORES', 'LIMIT', 0, PER_CALL),
+      redis.zrevrangebyscore(key, '+inf', Date.now() - RECENT_MS, 'LIMIT', 0, PER_CALL),
+    ]);
+    const ids = new Set(recent);
+    for (let i = 0; i < page.length; i += 2) ids.add(page[i]!);
+    if (ids.size === 0) return 0;
+    const list = [...ids];
+    const reasons = await Promise.all(list.map((id) => redis.hget(queue.toKey(id), 'failedReason')));
     const retried: string[] = [];
-    for (const [i, id] of ids.entries()) {
+    for (const [i, id] of list.entries()) {
       if (!reasons[i]?.startsWith(UNREAD)) continue;
       const raw = await redis.hget(queue.toKey(id), 'data');
       if (raw === null || !readable(raw)) continue;
@@ -47,6 +52,14 @@ export function createUnreadRetrier(queue: Queue, redis: Redis, logger: Logger) 
       } catch (err) {
         if (!(err instanceof Error && NOT_FAILED.test(err.message))) throw err;
       }
+    }
+    // Only now, the page done (an error above leaves the cursor for the next sweep): from its last
+    // failure time (inclusive: others may share that millisecond), or past it when a full page is all
+    // one millisecond (the next call would read the same page again).
+    if (page.length > 0) {
+      const first = Number(page[1]);
+      const last = Number(page.at(-1));
+      cursor = page.length === 2 * PER_CALL && first === last ? last + 1 : last;
     }
     if (retried.length > 0)
       logger.warn(
