@@ -215,3 +215,24 @@ it('an outage longer than the retries and all attempts makes no dead letter: job
     await pg.stop();
   }
 }, 150_000);
+
+it('WRITER_PUT_BACK_MAX_HOURS=0: a job is never put back, and uses up its attempts as before the change', async () => {
+  const pg = await ownPostgres('no_put_back');
+  const h = await startWriterHarness(pg.url, {
+    WRITER_HEARTBEAT_FLUSH_MS: '60000',
+    WRITER_RETRY_MAX_MS: '300',
+    WRITER_PUT_BACK_MAX_HOURS: '0',
+  });
+  h.pool.on('error', () => undefined);
+  try {
+    await h.waitForJob(await h.enqueue([pushItem(fixture)]), 'completed');
+    await pg.stop();
+    const id = await h.enqueue([pushItem(fixture)], { attempts: 1 });
+    await h.waitForJob(id, 'failed', 30_000);
+    expect((await h.queue.getJob(id))?.attemptsMade).toBe(1);
+    expect(await (await fetch(`${h.url}/metrics`)).text()).toMatch(/^writer_jobs_put_back_total 0$/m);
+  } finally {
+    await h.close();
+    await pg.stop();
+  }
+}, 60_000);

@@ -25,7 +25,7 @@ export function isUniqueViolation(err: unknown, constraint?: string): boolean {
 export function isTransientPgError(err: unknown): boolean {
   const code = pgErrorCode(err);
   if (code === undefined) return false;
-  if (/^E[A-Z]+$/.test(code)) return true; // ECONNREFUSED, ECONNRESET, ETIMEDOUT ...
+  if (/^(E[A-Z]+|EAI_[A-Z]+)$/.test(code)) return true; // ECONNREFUSED, ECONNRESET, ETIMEDOUT, EAI_AGAIN (DNS) ...
   return (
     code.startsWith('08') ||
     code.startsWith('53') ||

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '@pga/logger';
-import { createBatcher, EveryonesFailure } from './batcher';
+import { createBatcher, EveryonesFailure, isEveryones } from './batcher';
 import { PoisonPushError, type PreparedPush } from './prepare-push';
 import { preparedTestPush } from './test-push';
 import type { StoreBatchResult } from './store-batch';
@@ -125,17 +125,25 @@ describe('batcher: a batch that fails for other reasons than a bad push', () => 
     expect(calls()).toBe(2);
   });
 
-  it("what one push or one collector can cause is not everyone's: the job fails as before (an attempt used up), not put back for ever", async () => {
-    // One push over the statement timeout (its retries ran out), or past the batch deadline.
-    const slow = push();
+  it("what one push or one collector can cause is not everyone's: its job fails as before (an attempt used up), the other jobs of its batch are stored", async () => {
+    // One push over the statement timeout (its retries ran out), past the batch deadline, or out of memory.
+    const deadline = Object.assign(pgError('ETIMEDOUT', 'batch transaction not done within 120000 ms'), {
+      name: 'BatchDeadlineError',
+    });
     for (const err of [
       pgError('57014', 'canceling statement due to statement timeout'),
-      pgError('ETIMEDOUT', 'batch transaction not done within 120000 ms'),
+      deadline,
       pgError('53200', 'out of memory'),
     ]) {
-      const { batcher } = batcherWith((pushes) => (pushes.some((p) => p.pushId === slow.pushId) ? err : undefined));
-      const reason = await batcher.submit([slow]).catch((e: unknown) => e);
-      expect(reason, String(err)).toBe(err);
+      const [slow, a, b] = [push(), push(), push()];
+      const { batcher, stored } = batcherWith((pushes) => (pushes.some((p) => p.pushId === slow.pushId) ? err : undefined));
+      const outcomes = await Promise.allSettled([batcher.submit([a]), batcher.submit([slow]), batcher.submit([b])]);
+      expect(
+        outcomes.map((o) => o.status),
+        String(err),
+      ).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+      expect((outcomes[1] as PromiseRejectedResult).reason, String(err)).toBe(err);
+      expect(stored.sort()).toEqual([a.pushId, b.pushId].sort());
     }
     // A trigger refusing three collectors, whose jobs came back together: nothing stored, three
     // collectors' pushes failed alike — but P0001 is about rows, not about reaching PostgreSQL.
@@ -145,6 +153,26 @@ describe('batcher: a batch that fails for other reasons than a bad push', () => 
     const { batcher } = batcherWith((pushes) => (pushes.some((p) => ids.has(p.pushId)) ? trigger : undefined));
     const outcomes = await Promise.allSettled(blocked.map((p) => batcher.submit([p])));
     expect(outcomes.every((o) => o.status === 'rejected' && o.reason === trigger)).toBe(true);
+  });
+
+  it("tells everyone's failures (PostgreSQL out of reach or refusing the writer) from one push's", () => {
+    const everyones = [
+      pgError('ECONNREFUSED', 'connect ECONNREFUSED 10.0.0.5:5432'),
+      pgError('EAI_AGAIN', 'getaddrinfo EAI_AGAIN db.internal'),
+      pgError('CERT_HAS_EXPIRED', 'certificate has expired'),
+      new Error('Connection terminated unexpectedly'),
+      new Error('timeout exceeded when trying to connect'),
+      ...['08006', '28P01', '57P01', '57P03', '53300', '53100', '55P03', '25006', '3D000', '42501', '42P01'].map((c) =>
+        pgError(c, c),
+      ),
+    ];
+    const own = [
+      Object.assign(pgError('ETIMEDOUT', 'batch transaction not done within 120000 ms'), { name: 'BatchDeadlineError' }),
+      new TypeError('x is undefined'),
+      ...['57014', '53200', '40001', '40P01', 'P0001', '22P02', '23505'].map((c) => pgError(c, c)),
+    ];
+    for (const err of everyones) expect(isEveryones(err), String(err)).toBe(true);
+    for (const err of own) expect(isEveryones(err), String(err)).toBe(false);
   });
 
   it('a batch over the statement timeout is stored in halves, down to single pushes, and every job resolves', async () => {

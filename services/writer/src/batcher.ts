@@ -1,4 +1,4 @@
-import type { Logger } from '@pga/logger';
+import { isConnectionError, type Logger } from '@pga/logger';
 import { isDatabaseUnavailable, pgErrorCode } from '@pga/db';
 import { classifyError } from './classify-error';
 import type { PreparedPush } from './prepare-push';
@@ -51,11 +51,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const tooSlow = (err: unknown) => pgErrorCode(err) === '57014';
 
 /**
- * Worth storing job by job and push by push: a data error (poison), or a server error that is not
- * about the connection (fatal) — it may concern some rows only, e.g. a trigger that refuses one
- * collector's: failing the whole batch stalled every collector, then dead-lettered their pushes.
+ * Worth storing job by job and push by push: a data error (poison), a server error that is not about
+ * the connection (fatal) — it may concern some rows only, e.g. a trigger that refuses one
+ * collector's: failing the whole batch stalled every collector, then dead-lettered their pushes —,
+ * or a transient error one push can cause (a batch past its deadline, 53200: `isEveryones`).
  */
-const isolable = (err: unknown) => classifyError(err) !== 'transient';
+const isolable = (err: unknown) => classifyError(err) !== 'transient' || !isEveryones(err);
 
 /**
  * A job's failure that is nobody's data: the batch holding it saw PostgreSQL unreachable for longer
@@ -74,24 +75,26 @@ export class EveryonesFailure extends Error {
 /**
  * SQLSTATEs that say PostgreSQL is out of reach or refuses the writer as such: connection exceptions
  * (08), authentication (28: a password rotated without the writer's DATABASE_URL), a shutdown or
- * crash (57P01–03), too many connections (53300), read-only during a failover (25006), and the
- * writer's objects or rights gone (3D000 database, 3F000 schema, 42501 privilege, 42P01 table,
- * 42703 column, 42883 function).
+ * crash (57P01–03), too many connections (53300), a full disk (53100), a lock not granted in time
+ * (55P03: a long DDL), read-only during a failover (25006), and the writer's objects or rights gone
+ * (3D000 database, 3F000 schema, 42501 privilege, 42P01 table, 42703 column, 42883 function).
  */
-const UNAVAILABLE = /^(08...|28...|57P0[123]|53300|25006|3D000|3F000|42501|42P01|42703|42883)$/;
+const UNAVAILABLE = /^(08...|28...|57P0[123]|53300|53100|55P03|25006|3D000|3F000|42501|42P01|42703|42883)$/;
 
 /**
- * Whether a batch's failure (`giveUp`'s) is everyone's, so that its jobs wait without using up an
- * attempt: PostgreSQL unreachable or refusing the writer (UNAVAILABLE; a socket error; node-postgres's
- * errors without a SQLSTATE for a server gone). Not a statement timeout (57014), a batch past its
- * deadline (ETIMEDOUT), running out of memory (53200) or a trigger's error (P0001): one push, or one
- * collector's, can cause those, and such a job must still end as a dead letter after its attempts —
- * put back without one, it came back for ever.
+ * Whether a failure is everyone's, so that a batch stops on it and its jobs wait without using up
+ * an attempt: PostgreSQL out of reach or refusing the writer (UNAVAILABLE; a socket, DNS or TLS error;
+ * node-postgres's errors without a SQLSTATE for a server gone). Not what one push can cause: a
+ * statement timeout (57014), a batch past its deadline (BatchDeadlineError), out of memory (53200),
+ * a serialization failure or deadlock (40001, 40P01), a trigger's error (P0001) — such a job must
+ * still end as a dead letter after its attempts (put back without one, it came back for ever), and
+ * the other jobs of its batch are stored.
  */
-function isEveryones(err: unknown): boolean {
+export function isEveryones(err: unknown): boolean {
+  if (err instanceof Error && err.name === 'BatchDeadlineError') return false;
+  if (isConnectionError(err)) return true;
   const code = pgErrorCode(err);
   if (code === undefined) return isDatabaseUnavailable(err);
-  if (/^E[A-Z]+$/.test(code)) return code !== 'ETIMEDOUT';
   return UNAVAILABLE.test(code);
 }
 
@@ -118,8 +121,10 @@ const SYSTEMIC_COLLECTORS = 3;
 /** Records a failure of `pushes` stored on their own (all of one collector's, if it is to count). */
 const count = (probe: Probe, err: unknown, pushes: readonly PreparedPush[]) => {
   const kind = classifyError(err);
-  if (kind === 'transient') probe.transient ??= err;
-  if (kind !== 'fatal') return;
+  // PostgreSQL away: the rest of the batch is not tried now. A transient error one push can cause
+  // (a statement timeout, a deadline, 53200) is that push's own, like a fatal one.
+  if (kind === 'transient' && isEveryones(err)) probe.transient ??= err;
+  if (kind === 'poison' || (kind === 'transient' && isEveryones(err))) return;
   probe.fatal ??= err;
   const collectors = new Set(pushes.map((p) => p.collectorId));
   if (collectors.size === 1) probe.failedCollectors.add(pushes[0]!.collectorId);

@@ -45,6 +45,13 @@ export const WriterConfigSchema = commonSchema.extend({
   WRITER_RETRY_MAX_MS: int(600_000, 0, 86_400_000),
 
   /**
+   * A job whose batch failed for everyone's reason (PostgreSQL out of reach or refusing the writer)
+   * is put back to wait without using up an attempt until it is this many hours old, then uses up its
+   * attempts as before; default 24, 0 = never put back.
+   */
+  WRITER_PUT_BACK_MAX_HOURS: int(24, 0, 24 * 30),
+
+  /**
    * Longest SIGTERM drain (the batch in flight, the final heartbeat flush), in ms; default 10000.
    * After it, or at once when Redis is unreachable, the writer exits anyway: the jobs it holds go
    * back to the queue when their lock expires, and the ingest ledger stores each push once.

@@ -134,6 +134,7 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
     logger,
     redisOutage,
     deadLetterAgeSeconds: config.METRICS_RETENTION_DAYS * 86_400,
+    putBackMaxMs: config.WRITER_PUT_BACK_MAX_HOURS * 3_600_000,
     pushBlobsKey: keys.pushBlobs,
   });
   const heartbeats = createHeartbeatFlusher({ pool, redis, keys, logger, metrics, publish, pgOutage });

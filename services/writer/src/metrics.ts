@@ -56,7 +56,7 @@ export function createWriterMetrics() {
     }),
     outageDelays: new Counter({
       name: 'writer_jobs_put_back_total',
-      help: 'Jobs put back to wait, without using up an attempt, because PostgreSQL failed for every push (unreachable past the retries, or the same server error for all)',
+      help: 'Jobs put back to wait, without using up an attempt, because PostgreSQL was out of reach past the retries or refused the writer (isEveryones in batcher.ts)',
       registers: r,
     }),
     deadLetters: new Counter({

@@ -27,6 +27,8 @@ export interface PushWorkerOptions {
   deadLetterAgeSeconds: number;
   /** redis-keys `pushBlobs`: the index of large-push bodies (deleted from it with their blob). */
   pushBlobsKey: string;
+  /** A job failing for everyone's reason is put back without using up an attempt until it is this old (ms). */
+  putBackMaxMs: number;
 }
 
 /**
@@ -108,12 +110,14 @@ export function createPushWorker(o: PushWorkerOptions) {
       return outcome!;
     } catch (err) {
       if (err instanceof PoisonPushError) throw new UnrecoverableError(err.message);
-      if (err instanceof EveryonesFailure && token !== undefined) {
+      // Put back until the job is `putBackMaxMs` old; after that it uses up its attempts as before
+      // (a push that itself brings PostgreSQL down must not come back for ever).
+      if (err instanceof EveryonesFailure && token !== undefined && Date.now() - job.timestamp < o.putBackMaxMs) {
         // Not this job's fault: back to wait, its attempts untouched, for 1 s, then 2, 4 … 60 s as
         // it keeps coming back (BullMQ counts the starts). Nothing becomes a dead letter for it.
         const waitMs = Math.min(PUT_BACK_MAX_MS, 1000 * 2 ** Math.min(6, Math.max(0, job.attemptsStarted - 1)));
-        await job.moveToDelayed(Date.now() + waitMs, token);
         putBack(job.id);
+        await job.moveToDelayed(Date.now() + waitMs, token);
         o.metrics.outageDelays.inc();
         failures.report(
           'warn',
@@ -134,12 +138,15 @@ export function createPushWorker(o: PushWorkerOptions) {
 
   /** Longest wait of a job put back after a failure that is everyone's. */
   const PUT_BACK_MAX_MS = 60_000;
-  /** Jobs put back in the last lock duration: a failed renewal of their lock is expected. */
-  const justPutBack = new Set<string>();
+  /** Jobs put back in the last lock duration (until when): a failed renewal of their lock is expected. */
+  const justPutBack = new Map<string, number>();
   const putBack = (id: string | undefined) => {
     if (id === undefined) return;
-    justPutBack.add(id);
-    setTimeout(() => justPutBack.delete(id), o.lockDurationMs).unref();
+    const until = Date.now() + o.lockDurationMs;
+    justPutBack.set(id, until);
+    setTimeout(() => {
+      if (justPutBack.get(id) === until) justPutBack.delete(id);
+    }, o.lockDurationMs).unref();
   };
   // Until the first jobs show their size, hold few: they may be large.
   const initialJobs = Math.min(o.maxJobs, 16);

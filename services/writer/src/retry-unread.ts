@@ -27,12 +27,14 @@ const NOT_FAILED = /^(Missing key for job|Job .* is not in the failed state)/;
  * second read finds it, unless its writer's clock was more than RECENT_MS behind.
  */
 export function createUnreadRetrier(queue: Queue, redis: Redis, logger: Logger) {
-  /** Failure time from which this process has not read the failed set yet (inclusive). */
+  /** Failure time from which this process has not read the failed set yet (inclusive)… */
   let cursor = 0;
+  /** …past the first `skip` entries of that very millisecond (read already). */
+  let skip = 0;
   return async function retryUnread(): Promise<number> {
     const key = queue.toKey('failed');
     const [page, recent] = await Promise.all([
-      redis.zrangebyscore(key, cursor, '+inf', 'WITHSCORES', 'LIMIT', 0, PER_CALL),
+      redis.zrangebyscore(key, cursor, '+inf', 'WITHSCORES', 'LIMIT', skip, PER_CALL),
       redis.zrevrangebyscore(key, '+inf', Date.now() - RECENT_MS, 'LIMIT', 0, PER_CALL),
     ]);
     const ids = new Set(recent);
@@ -53,13 +55,16 @@ export function createUnreadRetrier(queue: Queue, redis: Redis, logger: Logger) 
         if (!(err instanceof Error && NOT_FAILED.test(err.message))) throw err;
       }
     }
-    // Only now, the page done (an error above leaves the cursor for the next sweep): from its last
-    // failure time (inclusive: others may share that millisecond), or past it when a full page is all
-    // one millisecond (the next call would read the same page again).
+    // Only now, the page done (an error above leaves the cursor for the next sweep): on from its last
+    // failure time, past the entries of that millisecond it read and left in the failed set (others
+    // may share the millisecond; the ones put back are gone from the set).
     if (page.length > 0) {
-      const first = Number(page[1]);
       const last = Number(page.at(-1));
-      cursor = page.length === 2 * PER_CALL && first === last ? last + 1 : last;
+      const gone = new Set(retried);
+      let atLast = 0;
+      for (let i = page.length - 1; i > 0 && Number(page[i]) === last; i -= 2) if (!gone.has(page[i - 1]!)) atLast++;
+      skip = last === cursor ? skip + atLast : atLast;
+      cursor = last;
     }
     if (retried.length > 0)
       logger.warn(

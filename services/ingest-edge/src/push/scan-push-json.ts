@@ -344,7 +344,8 @@ const mib = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB of JSO
  * Its jsonb size is estimated from above: 4 bytes per entry (JEntry), a string's bytes as written,
  * a number's header, digits and alignment, a container's header and alignment (exact for strings; a
  * row near the limit may be refused though PostgreSQL would just take it: `[1,1,…]` is 12 bytes per
- * element in jsonb, estimated 15 — the alignment a `1` needs after a string of odd length).
+ * element in jsonb, estimated 15 — the alignment a `1` needs after a string of odd length —, so a
+ * row of mostly small numbers is refused from about 80 % of the limit).
  */
 export function jsonbProblem(b: Uint8Array, start: number, end: number): string | undefined {
   /** Per open container: 1 = object, 2 = array; and its entries so far (commas + 1, once not empty). */
@@ -390,12 +391,17 @@ export function jsonbProblem(b: Uint8Array, start: number, end: number): string 
     } else if (c === C.MINUS || isDigit(c)) {
       begin();
       const from = i;
-      while (i < end && (isDigit(b[i]) || b[i] === 0x2e || b[i] === 0x65 || b[i] === 0x45 || b[i] === 0x2b || b[i] === C.MINUS))
-        i++;
+      let exponent = false;
+      for (; i < end; i++) {
+        const d = b[i];
+        if (d === 0x65 || d === 0x45) exponent = true;
+        else if (!(isDigit(d) || d === 0x2e || d === 0x2b || d === C.MINUS)) break;
+      }
       // JEntry 4, alignment ≤ 3 (a numeric starts on 4 bytes: after a string of odd length, say),
-      // numeric's header 6 (jsonb keeps its 4-byte varlena header) and its base-10000 digits: L
-      // characters hold at most ceil((L + 3) / 4) of them, wherever the point or exponent.
-      size += 13 + 2 * Math.ceil((i - from + 3) / 4);
+      // numeric's header — 6 bytes (jsonb keeps its 4-byte varlena header), 8 in numeric's long
+      // format (a scale over 63 or a weight beyond ±63: possible only with an exponent or over 60
+      // characters) — and its base-10000 digits: L characters hold at most ceil((L + 3) / 4) of them.
+      size += (exponent || i - from > 60 ? 15 : 13) + 2 * Math.ceil((i - from + 3) / 4);
     } else if (c === 0x74 || c === 0x6e || c === 0x66) {
       begin();
       size += 4;
