@@ -191,38 +191,35 @@ describe('npm start (README.md)', () => {
     expect(await answers(Number(p.ADMIN_PORT), '/healthz')).toBe(0);
   }, 180_000);
 
-  it('refuses a bad ENCRYPTION_KEY in one line before starting anything (the services used to crash on it after PostgreSQL, Redis and the build)', async () => {
-    const s = npmStart({ ...(await ports()), DATA_DIR: dataDir('bad-key'), ENCRYPTION_KEY: 'abc' });
+  /** `npm start` with a bad setting: it must exit 1 at once; returns its last line and output. */
+  const refusedAtStart = async (folder: string, env: Record<string, string>) => {
+    const s = npmStart({ ...(await ports()), DATA_DIR: dataDir(folder), ...env });
     reap(s);
     const code = await Promise.race([s.exited, sleep(120_000).then(() => 'still running' as const)]);
     expect(code, s.output()).toBe(1);
-    const lines = s.output().trim().split('\n');
-    expect(lines.at(-1)).toBe(
+    return { last: s.output().trim().split('\n').at(-1), output: s.output() };
+  };
+
+  it('refuses a bad ENCRYPTION_KEY in one line before starting anything (the services used to crash on it after PostgreSQL, Redis and the build)', async () => {
+    const { last, output } = await refusedAtStart('bad-key', { ENCRYPTION_KEY: 'abc' });
+    expect(last).toBe(
       'start: invalid environment: ENCRYPTION_KEY: the key must be 32 bytes base64-encoded (it decodes to 2 bytes) (got "[redacted]")',
     );
-    expect(serverPids(s.output())).toEqual([]);
+    expect(serverPids(output)).toEqual([]);
   }, 180_000);
 
   it('refuses a short JWT_SECRET in one line before starting anything (the services used to refuse it after PostgreSQL, Redis and the build)', async () => {
-    const s = npmStart({ ...(await ports()), DATA_DIR: dataDir('bad-jwt'), JWT_SECRET: 'too-short' });
-    reap(s);
-    const code = await Promise.race([s.exited, sleep(120_000).then(() => 'still running' as const)]);
-    expect(code, s.output()).toBe(1);
-    expect(s.output().trim().split('\n').at(-1)).toBe(
-      'start: invalid environment: JWT_SECRET: must be at least 32 characters (got "[redacted]")',
-    );
-    expect(serverPids(s.output())).toEqual([]);
+    const { last, output } = await refusedAtStart('bad-jwt', { JWT_SECRET: 'too-short' });
+    expect(last).toBe('start: invalid environment: JWT_SECRET: must be at least 32 characters (got "[redacted]")');
+    expect(serverPids(output)).toEqual([]);
   }, 180_000);
 
   it('refuses an unknown LOG_LEVEL in one line, as the services do (it crashed with a pino stack)', async () => {
-    const s = npmStart({ ...(await ports()), DATA_DIR: dataDir('bad-level'), LOG_LEVEL: 'verbose' });
-    reap(s);
-    const code = await Promise.race([s.exited, sleep(120_000).then(() => 'still running' as const)]);
-    expect(code, s.output()).toBe(1);
-    expect(s.output().trim().split('\n').at(-1)).toBe(
+    const { last, output } = await refusedAtStart('bad-level', { LOG_LEVEL: 'verbose' });
+    expect(last).toBe(
       'start: invalid environment: LOG_LEVEL: expected one of fatal, error, warn, info, debug, trace, silent (got "verbose")',
     );
-    expect(s.output()).not.toContain('custom levels');
+    expect(output).not.toContain('custom levels');
   }, 180_000);
 
   it('refuses a second npm start on the same DATA_DIR in one line, and leaves the first running', async () => {

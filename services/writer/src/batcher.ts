@@ -121,10 +121,13 @@ const SYSTEMIC_COLLECTORS = 3;
 /** Records a failure of `pushes` stored on their own (all of one collector's, if it is to count). */
 const count = (probe: Probe, err: unknown, pushes: readonly PreparedPush[]) => {
   const kind = classifyError(err);
+  if (kind === 'poison') return;
   // PostgreSQL away: the rest of the batch is not tried now. A transient error one push can cause
   // (a statement timeout, a deadline, 53200) is that push's own, like a fatal one.
-  if (kind === 'transient' && isEveryones(err)) probe.transient ??= err;
-  if (kind === 'poison' || (kind === 'transient' && isEveryones(err))) return;
+  if (kind === 'transient' && isEveryones(err)) {
+    probe.transient ??= err;
+    return;
+  }
   probe.fatal ??= err;
   const collectors = new Set(pushes.map((p) => p.collectorId));
   if (collectors.size === 1) probe.failedCollectors.add(pushes[0]!.collectorId);
@@ -224,10 +227,7 @@ export function createBatcher(options: BatcherOptions) {
     );
     const reason = giveUp(probe);
     const everyone = reason !== undefined && isEveryones(reason);
-    for (const [e, err] of failed)
-      e.reject(
-        everyone && !(err instanceof PoisonPushError) && classifyError(err) !== 'poison' ? new EveryonesFailure(err) : err,
-      );
+    for (const [e, err] of failed) e.reject(everyone && classifyError(err) !== 'poison' ? new EveryonesFailure(err) : err);
   };
 
   /**
