@@ -1,4 +1,6 @@
 import net from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { createPool } from '@pga/db';
 import { expect, it } from 'vitest';
 import { capturingLogger, createTestDatabase } from '../helpers';
 import { fixture, ownPostgres, pushItem, startWriterHarness, waitUntil } from './helpers';
@@ -236,3 +238,57 @@ it('WRITER_PUT_BACK_MAX_HOURS=0: a job is never put back, and uses up its attemp
     await pg.stop();
   }
 }, 60_000);
+
+/**
+ * A refusal at log-in (a password rotated without the writer's DATABASE_URL, the role's LOGIN
+ * revoked) is no push's doing: with one collector's pushes the job is put back, its attempts
+ * untouched, and stored once the writer may log in again. Before, "everyone's" needed the same
+ * refusal for three collectors' pushes: a one- or two-collector install's jobs each used up their
+ * attempts and became dead letters.
+ */
+it("a refused log-in is everyone's with a single collector: its jobs are put back, not dead letters, and stored once it may log in", async () => {
+  const pg = await ownPostgres('refused_login');
+  const admin = createPool(pg.url, { max: 1 });
+  await admin.query('CREATE ROLE pga_writer LOGIN SUPERUSER');
+  const url = new URL(pg.url);
+  url.username = 'pga_writer';
+  const { logger, lines } = capturingLogger('writer-test');
+  const h = await startWriterHarness(url.toString(), { WRITER_HEARTBEAT_FLUSH_MS: '60000', WRITER_RETRY_MAX_MS: '300' }, logger);
+  h.pool.on('error', () => undefined);
+  const collector = randomUUID();
+  try {
+    await h.waitForJob(await h.enqueue([pushItem(fixture, collector)]), 'completed');
+    // Its sessions ended and new ones refused (28000), as after a password rotation (28P01).
+    await admin.query('ALTER ROLE pga_writer NOLOGIN');
+    await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'pga_writer'");
+    const during = Array.from({ length: 3 }, () => pushItem(fixture, collector));
+    const ids = await Promise.all(during.map((p) => h.enqueue([p], { attempts: 1 })));
+    await waitUntil(
+      'jobs put back twice',
+      async () =>
+        Number(/^writer_jobs_put_back_total (\S+)/m.exec(await (await fetch(`${h.url}/metrics`)).text())?.[1]) >= 2 * ids.length,
+      30_000,
+      100,
+    );
+    for (const id of ids) {
+      const job = await h.queue.getJob(id);
+      expect(await job?.getState()).not.toBe('failed');
+      expect(job?.attemptsMade).toBe(0);
+    }
+    expect(lines.some((l) => l.msg === 'push job put back to wait: PostgreSQL fails for every push (no attempt used up)')).toBe(
+      true,
+    );
+    await admin.query('ALTER ROLE pga_writer LOGIN');
+    await Promise.all(ids.map((id) => h.waitForJob(id, 'completed', 90_000)));
+    const { rows } = await admin.query(
+      'SELECT push_id, count(*)::int AS n FROM collector_metrics WHERE push_id = ANY($1) GROUP BY push_id',
+      [during.map((p) => p.push_id)],
+    );
+    expect(rows.map((r) => r.n)).toEqual(during.map(() => ELEMENTS));
+    expect(await (await fetch(`${h.url}/metrics`)).text()).toMatch(/^writer_dead_letters_total 0$/m);
+  } finally {
+    await h.close().catch(() => undefined);
+    await admin.end();
+    await pg.stop();
+  }
+}, 150_000);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '@pga/logger';
 import { createBatcher, EveryonesFailure, isEveryones } from './batcher';
+import { connectFailure } from './classify-error';
 import { PoisonPushError, type PreparedPush } from './prepare-push';
 import { preparedTestPush } from './test-push';
 import type { StoreBatchResult } from './store-batch';
@@ -91,6 +92,27 @@ describe('batcher: a batch that fails for other reasons than a bad push', () => 
     expect(stored).toEqual([]);
     // The batch, then jobs and pushes alone until three collectors' failed: 100 pushes are not each tried.
     expect(calls()).toBeLessThanOrEqual(7);
+  });
+
+  it("a refused log-in (before any push was sent) is everyone's with one collector: the batch is tried once, every job put back", async () => {
+    const collectorId = push().collectorId;
+    const jobs = Array.from({ length: 10 }, () => [
+      { ...push(), collectorId },
+      { ...push(), collectorId },
+    ]);
+    let refused: unknown;
+    const { batcher, stored, calls } = batcherWith(
+      () => (refused = connectFailure(pgError('28P01', 'password authentication failed for user "pga_writer"'))) as Error,
+    );
+    const outcomes = await Promise.allSettled(jobs.map((j) => batcher.submit(j)));
+    expect(outcomes.every((o) => o.status === 'rejected' && everyones(o.reason, refused))).toBe(true);
+    expect(stored).toEqual([]);
+    expect(calls()).toBe(1);
+    // The same SQLSTATE from a statement (not the log-in) still needs three collectors' pushes.
+    const late = pgError('28P01', 'password authentication failed');
+    const one = batcherWith(() => late);
+    const settled = await Promise.allSettled(jobs.map((j) => one.batcher.submit(j.map((p) => ({ ...p })))));
+    expect(settled.every((o) => o.status === 'rejected' && o.reason === late)).toBe(true);
   });
 
   it("one collector's failures coming first (its jobs retried together) are not taken for everyone's", async () => {

@@ -1,6 +1,6 @@
 import { isConnectionError, type Logger } from '@pga/logger';
 import { isDatabaseUnavailable, pgErrorCode } from '@pga/db';
-import { classifyError } from './classify-error';
+import { classifyError, isConnectFailure } from './classify-error';
 import type { PreparedPush } from './prepare-push';
 import { PoisonPushError } from './prepare-push';
 import type { StoreBatchResult } from './store-batch';
@@ -56,12 +56,13 @@ const tooSlow = (err: unknown) => pgErrorCode(err) === '57014';
  * collector's: failing the whole batch stalled every collector, then dead-lettered their pushes —,
  * or a transient error one push can cause (a batch past its deadline, 53200: `isEveryones`).
  */
-const isolable = (err: unknown) => classifyError(err) !== 'transient' || !isEveryones(err);
+const isolable = (err: unknown) => !isConnectFailure(err) && (classifyError(err) !== 'transient' || !isEveryones(err));
 
 /**
  * A job's failure that is nobody's data: the batch holding it saw PostgreSQL unreachable for longer
- * than the in-process retries, or refusing the writer for the pushes of three collectors and not one
- * store (a wrong password after a rotation, a privilege revoked, a table gone: `isEveryones`). The push worker puts such a job back to wait without using up one of its attempts: a long
+ * than the in-process retries, refusing the writer's log-in (a wrong password after a rotation:
+ * `isConnectFailure`), or refusing the writer for the pushes of three collectors and not one store (a
+ * privilege revoked, a table gone: `isEveryones`). The push worker puts such a job back to wait without using up one of its attempts: a long
  * outage used to turn every held job into a dead letter after its ten attempts (~110 minutes; a
  * revoked privilege, ~9 minutes for the whole queue). Its `cause` is the error itself.
  */
@@ -84,7 +85,8 @@ const UNAVAILABLE = /^(08...|28...|57P0[123]|53300|53100|55P03|25006|3D000|3F000
 /**
  * Whether a failure is everyone's, so that a batch stops on it and its jobs wait without using up
  * an attempt: PostgreSQL out of reach or refusing the writer (UNAVAILABLE; a socket, DNS or TLS error;
- * node-postgres's errors without a SQLSTATE for a server gone). Not what one push can cause: a
+ * node-postgres's errors without a SQLSTATE for a server gone; any error opening the batch's
+ * connection, before a push was sent: `isConnectFailure`). Not what one push can cause: a
  * statement timeout (57014), a batch past its deadline (BatchDeadlineError), out of memory (53200),
  * a serialization failure or deadlock (40001, 40P01), a trigger's error (P0001) — such a job must
  * still end as a dead letter after its attempts (put back without one, it came back for ever), and
@@ -92,6 +94,7 @@ const UNAVAILABLE = /^(08...|28...|57P0[123]|53300|53100|55P03|25006|3D000|3F000
  */
 export function isEveryones(err: unknown): boolean {
   if (err instanceof Error && err.name === 'BatchDeadlineError') return false;
+  if (isConnectFailure(err)) return true;
   if (isConnectionError(err)) return true;
   const code = pgErrorCode(err);
   if (code === undefined) return isDatabaseUnavailable(err);
@@ -122,9 +125,9 @@ const SYSTEMIC_COLLECTORS = 3;
 const count = (probe: Probe, err: unknown, pushes: readonly PreparedPush[]) => {
   const kind = classifyError(err);
   if (kind === 'poison') return;
-  // PostgreSQL away: the rest of the batch is not tried now. A transient error one push can cause
+  // PostgreSQL away, or refusing the log-in: the rest of the batch is not tried now. A transient error one push can cause
   // (a statement timeout, a deadline, 53200) is that push's own, like a fatal one.
-  if (kind === 'transient' && isEveryones(err)) {
+  if ((kind === 'transient' || isConnectFailure(err)) && isEveryones(err)) {
     probe.transient ??= err;
     return;
   }

@@ -32,3 +32,19 @@ export function classifyError(err: unknown): ErrorClass {
     return 'poison';
   return 'fatal';
 }
+
+const connectFailures = new WeakSet<object>();
+
+/**
+ * Marks (and returns) an error that opening a batch's connection raised, before any push was sent:
+ * a wrong password after a rotation (28P01), a role no longer allowed to log in (28000), the
+ * database gone (3D000). No push can cause it, so it is everyone's however few collectors the batch
+ * holds (`isEveryones`); a fleet of one or two collectors used to spend every job's attempts on it.
+ */
+export function connectFailure(err: unknown): unknown {
+  if (typeof err === 'object' && err !== null) connectFailures.add(err);
+  return err;
+}
+
+/** Whether `connectFailure` marked this error. */
+export const isConnectFailure = (err: unknown): boolean => typeof err === 'object' && err !== null && connectFailures.has(err);

@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
 import { checkOut, type Pool, type PoolClient } from '@pga/db';
+import { connectFailure } from './classify-error';
 import { copyRows } from './copy-rows';
 import type { PreparedPush } from './prepare-push';
 import { buildRollup } from './rollup';
@@ -80,7 +81,9 @@ function ledgerGroups(pushes: readonly PreparedPush[]): Map<number, PreparedPush
  * leaves no trace.
  */
 export async function storeBatch(pool: Pool, pushes: PreparedPush[], options: StoreBatchOptions): Promise<StoreBatchResult> {
-  const lease = await checkOut(pool);
+  const lease = await checkOut(pool).catch((err: unknown) => {
+    throw connectFailure(err);
+  });
   const { client } = lease;
   // A server gone without a FIN or RST (failover, partition) leaves a half-open socket. Keepalive
   // (createPool) ends a statement waiting for its answer, but not a COPY still writing into it: that
