@@ -13,6 +13,17 @@ describe('classifyError', () => {
     }
     expect(classifyError(new Error('Connection terminated unexpectedly'))).toBe('transient');
   });
+  it('retries a row refused by the bound of the DEFAULT partition (its day attached during the COPY), not a CHECK constraint', () => {
+    const race = Object.assign(new Error('new row for relation "collector_metrics_default" violates partition constraint'), {
+      code: '23514',
+      table: 'collector_metrics_default',
+    });
+    expect(classifyError(race)).toBe('transient');
+    expect(
+      classifyError(Object.assign(new Error('x'), { code: '23514', table: 'collector_metrics_default', constraint: 'c' })),
+    ).toBe('poison');
+    expect(classifyError(Object.assign(new Error('x'), { code: '23514', table: 'collector_metrics_p20261207' }))).toBe('poison');
+  });
   it('treats data errors and our own checks as poison, other server errors as fatal', () => {
     for (const code of ['22P02', '22P05', '23502', '54000']) expect(classifyError(pgError(code)), code).toBe('poison');
     expect(classifyError(new PoisonPushError('bad'))).toBe('poison');
