@@ -194,4 +194,40 @@ describe('writer: a day partition created while its rows keep arriving in DEFAUL
       await h.close();
     }
   });
+
+  it('an edge whose clock is days behind does not keep the partitions ahead from being created', async () => {
+    const h = await startWriterHarness(db.url, { METRICS_RETENTION_DAYS: '14', WRITER_MAINTENANCE_INTERVAL_MS: '3600000' });
+    try {
+      await waitUntil(
+        'first run',
+        async () => (await h.pool.query(`SELECT to_regclass($1) AS t`, [dayName(utcMidnight(7))])).rows[0].t !== null,
+      );
+      await h.writer.maintenance.runNow('partitions');
+      // The day ahead the next run would create (a day later, today + 7 is today + 6).
+      const ahead = dayName(utcMidnight(5));
+      await h.pool.query(`DROP TABLE ${ahead}`);
+      // Its pushes are received three days ago by its clock: a day with no partition, so DEFAULT.
+      const collectors = await Promise.all(Array.from({ length: 3 }, () => insertCollector(h.pool)));
+      const ingest = ingestLoop(h, collectors, { at: () => new Date(Date.now() - 3 * 86_400_000) });
+      await new Promise((r) => setTimeout(r, 1500));
+      const outcomes: string[] = [];
+      for (let run = 0; run < 2; run++) {
+        outcomes.push(
+          await h.writer.maintenance.runNow('partitions').then(
+            () => 'ok',
+            (err: { code?: string }) => `failed ${err.code}`,
+          ),
+        );
+        await new Promise((r) => setTimeout(r, 700));
+      }
+      await ingest.stop();
+      // Until migration 0043: ['failed 23514', 'failed 23514'], and as the days are created oldest
+      // first, the day ahead was never created: in a week every push would have gone to DEFAULT.
+      expect(outcomes).toEqual(['ok', 'ok']);
+      expect((await h.pool.query(`SELECT to_regclass($1)::text AS t`, [ahead])).rows[0].t).toBe(ahead);
+      expect((await h.pool.query(`SELECT to_regclass($1)::text AS t`, [dayName(utcMidnight(-3))])).rows[0].t).not.toBeNull();
+    } finally {
+      await h.close();
+    }
+  });
 });
