@@ -165,6 +165,43 @@ describe('writer: partition and retention job', () => {
     }
   });
 
+  it('retention leaves no rollup of a dropped day: cells not folded yet are folded before the prune, not after it', async () => {
+    const env = { METRICS_RETENTION_DAYS: '14', WRITER_ROLLUP_FOLD_MS: '3600000' };
+    const first = await startWriterHarness(db.url, env);
+    const collector = await insertCollector(first.pool);
+    const push = pushItem(fixture, collector, new Date(Date.now() - 5 * 86_400_000));
+    try {
+      await firstRun(first);
+      await first.waitForJob(await first.enqueue([push]), 'completed');
+    } finally {
+      await first.close();
+    }
+    const cells = (table: string) =>
+      sql(db, `SELECT count(*)::int AS n FROM ${table} WHERE collector_id = $1`, [collector]).then((r) => r.rows[0].n as number);
+    expect(await cells('collector_metrics_rollup_live')).toBeGreaterThan(0);
+    expect(await cells('collector_metrics_rollup')).toBe(0); // pending: no fold since the push
+    // The retention lowered to 2 days: the push's day is dropped at the restart's run.
+    const { logger, lines } = capturingLogger('writer-test');
+    const second = await startWriterHarness(
+      db.url,
+      { ...env, METRICS_RETENTION_DAYS: '2', REDIS_KEY_PREFIX: first.prefix },
+      logger,
+    );
+    try {
+      await waitUntil('the run at start', async () => lines.some((l) => l.msg === 'retention done'), 15_000);
+      await second.writer.maintenance.runNow('rollup');
+      expect(
+        (await sql(db, 'SELECT count(*)::int AS n FROM collector_metrics WHERE push_id = $1', [push.push_id])).rows[0].n,
+      ).toBe(0);
+      // Until now the pending cells were folded in after the prune: 11 rollup rows (13 rows counted)
+      // of a day with no rows left, until the next run an hour later.
+      expect(await cells('collector_metrics_rollup')).toBe(0);
+      expect(await cells('collector_metrics_rollup_live')).toBe(0);
+    } finally {
+      await second.close();
+    }
+  });
+
   it('retention empties the deny set of long-expired tokens and prunes expired token records and finished commands', async () => {
     const h = await startWriterHarness(db.url, { METRICS_RETENTION_DAYS: '14' });
     try {

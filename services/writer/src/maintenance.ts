@@ -82,6 +82,11 @@ export function createMaintenance(o: MaintenanceOptions) {
       ledger += rowCount ?? 0;
       if ((rowCount ?? 0) < 10000) break;
     }
+    // Fold the pending cells first: PRUNE_ROLLUP reaches only collector_metrics_rollup, and a cell
+    // still pending for a day past the retention (its batch committed within the last fold period,
+    // or while no fold ran) was folded in after the prune — a rollup row for a day whose partition
+    // was just dropped, kept until the next run, counted again if that push was ever stored anew.
+    await o.pool.query(FOLD_ROLLUP);
     const rollup = await o.pool.query(PRUNE_ROLLUP, [days]);
     const history = await o.pool.query(pruneActivity('collector_heartbeats'), [days, activityHours]);
     const pushMinutes = await o.pool.query(pruneActivity('collector_push_minutes'), [days, activityHours]);
