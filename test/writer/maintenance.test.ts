@@ -60,7 +60,12 @@ describe('writer: partition and retention job', () => {
       PARTITION_DAYS_AHEAD: '9',
     });
     // second writer on the same Redis prefix (same queues)
-    const b = await startWriterHarness(db.url, { WRITER_MAINTENANCE_INTERVAL_MS: '1000', REDIS_KEY_PREFIX: a.prefix });
+    const b = await startWriterHarness(db.url, {
+      WRITER_MAINTENANCE_INTERVAL_MS: '1000',
+      METRICS_RETENTION_DAYS: '14',
+      PARTITION_DAYS_AHEAD: '9',
+      REDIS_KEY_PREFIX: a.prefix,
+    });
     try {
       // Both writers upserted the same 1 s schedule; over 4 s one schedule yields ~4 runs, two would yield ~8.
       await new Promise((r) => setTimeout(r, 4000));
@@ -302,6 +307,39 @@ describe('writer: partition and retention job', () => {
       expect(said.flatMap((l) => l.jobs as string[]).sort()).toEqual(['partitions', 'rollup', 'sweep']);
     } finally {
       await h.close();
+    }
+  });
+
+  it('keeps what the last writer to start says, on every writer: a writer with another METRICS_RETENTION_DAYS warns, and the others run its settings', async () => {
+    const partition = (offset: number) =>
+      sql(db, `SELECT pga_create_metric_partition($1::date)`, [
+        new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10),
+      ]);
+    const exists = async (offset: number) => (await sql(db, `SELECT to_regclass($1) AS t`, [day(offset)])).rows[0].t !== null;
+    const a = await startWriterHarness(db.url, { METRICS_RETENTION_DAYS: '14' });
+    try {
+      await firstRun(a);
+      const { logger, lines } = capturingLogger('writer-test');
+      const b = await startWriterHarness(db.url, { METRICS_RETENTION_DAYS: '3', REDIS_KEY_PREFIX: a.prefix }, logger);
+      await b.close();
+      expect(lines.filter((l) => l.level === 40).map((l) => l.msg)).toEqual([
+        "partition maintenance, shared by all writers, changes from METRICS_RETENTION_DAYS=14 PARTITION_DAYS_AHEAD=7 to 3 and 7 (this writer's); give every writer the same settings",
+      ]);
+      const [schedule] = (await a.writer.maintenance.queue.getJobSchedulers()).filter((s) => s.key === 'partitions');
+      expect(schedule!.template?.data).toEqual({ retentionDays: 3, daysAhead: 7 });
+      // Writer a (its own setting 14) runs the schedule's next job: a day 5 days old is past the 3 days now.
+      await partition(-5);
+      expect(await exists(-5)).toBe(true);
+      const runs = await metric(a, /^writer_maintenance_runs_total\{job="partitions",outcome="ok"/);
+      await a.writer.maintenance.queue.add('partitions', schedule!.template!.data);
+      await waitUntil(
+        'the run by writer a',
+        async () => (await metric(a, /^writer_maintenance_runs_total\{job="partitions",outcome="ok"/)) > runs,
+        15_000,
+      );
+      expect(await exists(-5)).toBe(false);
+    } finally {
+      await a.close();
     }
   });
 

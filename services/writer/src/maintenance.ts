@@ -51,26 +51,43 @@ export interface MaintenanceOptions {
  * runs one job at a time: single-flight across all writers. The partition steps (migrations/0037) also
  * take an advisory lock, so a manual call from psql cannot race them either.
  */
+/** What the partitions job keeps (METRICS_RETENTION_DAYS, PARTITION_DAYS_AHEAD). */
+interface PartitionSettings {
+  retentionDays: number;
+  daysAhead: number;
+}
+
 export function createMaintenance(o: MaintenanceOptions) {
   const queue = new Queue(o.queueName, { connection: o.connection, prefix: o.prefix });
   queue.on('error', (err) => o.redisOutage.error(err, 'maintenance queue error'));
   const log = o.logger.child({ module: 'maintenance' });
 
-  const partitions = async () => {
+  /**
+   * What the partitions job keeps, carried in its schedule's job data: the last writer to start sets
+   * it for all of them, as with the intervals. Each writer used its own: two writers with different
+   * METRICS_RETENTION_DAYS (a rolling restart to change it) dropped and re-created the same days in
+   * turn, deleting stored pushes one considered kept. A job without them (added by an older writer)
+   * runs with this writer's.
+   */
+  const own: PartitionSettings = { retentionDays: o.retentionDays, daysAhead: o.daysAhead };
+  const settingsOf = (data: unknown): PartitionSettings => {
+    const d = data as Partial<PartitionSettings> | undefined;
+    return Number.isInteger(d?.retentionDays) && Number.isInteger(d?.daysAhead)
+      ? { retentionDays: d!.retentionDays!, daysAhead: d!.daysAhead! }
+      : own;
+  };
+
+  const partitions = async (settings: PartitionSettings) => {
     // Each partition created, dropped or skipped (with the reason) is logged as it happens.
-    const result = await maintainPartitions(o.pool, {
-      daysAhead: o.daysAhead,
-      retentionDays: o.retentionDays,
-      logger: log,
-    });
+    const result = await maintainPartitions(o.pool, { ...settings, logger: log });
     log.info(result, 'partition maintenance done');
     return result;
   };
 
-  const retention = async () => {
+  const retention = async (settings: PartitionSettings) => {
     // Cut where the daily partitions are (RETENTION_START), so nothing outlives or predeceases the
     // rows it describes. Heartbeat history and push minutes are kept for the uptime window too.
-    const days = o.retentionDays;
+    const days = settings.retentionDays;
     const activityHours = o.uptimeWindowHours + 24;
     // Ledger rows are kept as long as the metrics: an admin may retry a dead-lettered job days later,
     // and its already-stored pushes must still be recognised. A push older than that is not stored
@@ -152,17 +169,18 @@ export function createMaintenance(o: MaintenanceOptions) {
    * long query holding it) must not also keep the ledger, rollups and heartbeat history growing.
    * The job fails with the partitions' error (the worker logs it); a retention error too is logged here.
    */
-  const partitionsAndRetention = async () => {
+  const partitionsAndRetention = async (data?: unknown) => {
+    const settings = settingsOf(data);
     let partitionsResult: Awaited<ReturnType<typeof partitions>> | undefined;
     let partitionsFailure: unknown;
     try {
-      partitionsResult = await partitions();
+      partitionsResult = await partitions(settings);
     } catch (err) {
       partitionsFailure = err; // what got done before is committed and logged; the rest is retried next run
     }
     let retained: Awaited<ReturnType<typeof retention>> | undefined;
     try {
-      retained = await retention();
+      retained = await retention(settings);
     } catch (err) {
       if (partitionsFailure === undefined) throw err;
       o.pgOutage.error(err, 'retention failed too; it runs again on its schedule');
@@ -171,7 +189,7 @@ export function createMaintenance(o: MaintenanceOptions) {
     return { ...partitionsResult, ...retained };
   };
 
-  const handlers: Record<string, () => Promise<unknown>> = {
+  const handlers: Record<string, (data?: unknown) => Promise<unknown>> = {
     partitions: partitionsAndRetention,
     sweep,
     rollup,
@@ -188,7 +206,7 @@ export function createMaintenance(o: MaintenanceOptions) {
       if (!handler) return { skipped: `unknown job ${job.name}` };
       const startedAt = Date.now();
       try {
-        const result = await handler();
+        const result = await handler(job.data);
         o.metrics.maintenanceRuns.inc({ job: job.name, outcome: 'ok' });
         o.pgOutage.recovered(startedAt);
         return result;
@@ -215,6 +233,8 @@ export function createMaintenance(o: MaintenanceOptions) {
     ['sweep', o.sweepEveryMs, 'WRITER_SWEEP_INTERVAL_MS'],
     ['rollup', o.rollupEveryMs, 'WRITER_ROLLUP_FOLD_MS'],
   ] as const;
+  /** A schedule's job: the partitions job carries this writer's settings. */
+  const template = (name: string) => (name === 'partitions' ? { name, data: own } : { name });
 
   /**
    * The schedules live only in Redis. A Redis that comes back empty (a failover to a replica that
@@ -232,7 +252,7 @@ export function createMaintenance(o: MaintenanceOptions) {
       const missing: string[] = [];
       for (const [name, every] of schedules) {
         if (await queue.getJobScheduler(name)) continue;
-        await queue.upsertJobScheduler(name, { every }, { name });
+        await queue.upsertJobScheduler(name, { every }, template(name));
         missing.push(name);
       }
       if (missing.length)
@@ -264,13 +284,22 @@ export function createMaintenance(o: MaintenanceOptions) {
             { job: name, previousEveryMs: Number(previous), everyMs: every },
             `the ${name} schedule, shared by all writers, changes from every ${previous} ms to ${every} ms (this writer's ${variable}); give every writer the same setting`,
           );
-        await queue.upsertJobScheduler(name, { every }, { name });
+        if (name === 'partitions' && scheduler) {
+          const previous = settingsOf(scheduler.template?.data);
+          if (previous.retentionDays !== own.retentionDays || previous.daysAhead !== own.daysAhead)
+            log.warn(
+              { previous, settings: own },
+              `partition maintenance, shared by all writers, changes from METRICS_RETENTION_DAYS=${previous.retentionDays} PARTITION_DAYS_AHEAD=${previous.daysAhead} ` +
+                `to ${own.retentionDays} and ${own.daysAhead} (this writer's); give every writer the same settings`,
+            );
+        }
+        await queue.upsertJobScheduler(name, { every }, template(name));
       }
       // A schedule keeps its next run across restarts, up to an interval away: a writer that was
       // down (or a stack restarted) would leave expired partitions, DEFAULT rows and the ledger as
       // they are until then. One run at start too; writers starting together add one between them
       // (deduplicated until it has run).
-      if (kept) await queue.add('partitions', {}, { deduplication: { id: 'partitions-at-start' } });
+      if (kept) await queue.add('partitions', own, { deduplication: { id: 'partitions-at-start' } });
       void worker.run().catch((err: unknown) => log.error({ err }, 'maintenance worker stopped'));
       const checkEvery = Math.max(1000, Math.min(10_000, ...schedules.map(([, every]) => every)));
       checker = setInterval(() => void restoreMissingSchedules(), checkEvery);
