@@ -186,6 +186,24 @@ describe('collector_metrics partitions', () => {
     expect(await partitions()).not.toContain(dayName(-30));
   });
 
+  it('a day that cannot be created does not keep the days after it from being created; the run reports it and fails', async () => {
+    const now = Date.now();
+    const [blocked, after] = [dayName(45, now), dayName(46, now)];
+    // An object in the way of the day's name (not a relation: to_regclass does not see it).
+    await pool.query(`CREATE TYPE ${blocked} AS ENUM ('in the way')`);
+    try {
+      const err = await maintainPartitions(pool, { daysAhead: 46 }).catch((e: unknown) => e);
+      expect((err as { code?: string }).code).toBe('42710');
+      const names = await partitions();
+      expect(names).not.toContain(blocked);
+      expect(names).toContain(after);
+    } finally {
+      await pool.query(`DROP TYPE ${blocked}`);
+    }
+    const result = await maintainPartitions(pool, { daysAhead: 46 });
+    expect(result.created).toEqual([blocked]);
+  });
+
   it('keeps the all-in-one SQL function for psql (the same steps in one transaction)', async () => {
     await pool.query(
       `CREATE TABLE ${dayName(-40)} PARTITION OF collector_metrics FOR VALUES FROM ('${dayStart(-40)}') TO ('${dayStart(-39)}')`,

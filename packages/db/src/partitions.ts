@@ -38,7 +38,9 @@ const partitionOf = (day: string) => `collector_metrics_p${day.replaceAll('-', '
  * for its locks (a lock timeout is SQLSTATE 55P03): a COPY in flight or a long dashboard query must
  * not make ingest queue behind a waiting CREATE or DROP.
  *  - Creating: the first day that times out ends the creating for this run (the next days need the
- *    same lock), and the call rejects with that error — after the drops and the expiry were done.
+ *    same lock), and the call rejects with that error — after the drops and the expiry were done. A
+ *    day that fails otherwise is skipped, the days after it are created, and the call rejects with
+ *    its error in the end.
  *  - Dropping: an expired partition another session uses is skipped without waiting; a DROP that
  *    times out (waiting for collector_metrics itself) is skipped with the ones after it, so a run
  *    holds up COPYs for at most one `lockTimeout`. Skipped drops are in `skipped`, retried next run.
@@ -90,8 +92,17 @@ export async function maintainPartitions(
         result.movedFromDefault += moved;
         logger?.info({ partition, movedFromDefault: moved }, 'partition created');
       } catch (err) {
-        if (isLockTimeout(err)) skip(days.slice(i).map(partitionOf), 'create', `lock timeout (${lockTimeout})`);
-        throw err;
+        if (isLockTimeout(err)) {
+          skip(days.slice(i).map(partitionOf), 'create', `lock timeout (${lockTimeout})`);
+          throw err;
+        }
+        // Another failure is this day's (an object in the way of its name, its DEFAULT rows): the
+        // days after it are still created, and the run rejects with it in the end. It used to end
+        // the run, and the days being created oldest first, a past day that could not be created
+        // kept every partition ahead from being made: within PARTITION_DAYS_AHEAD days, the whole
+        // fleet's rows went into DEFAULT.
+        skip([partition], 'create', err instanceof Error ? err.message : String(err));
+        failure ??= err;
       }
     }
   } catch (err) {
