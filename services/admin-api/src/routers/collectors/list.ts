@@ -52,10 +52,17 @@ export const ListCollectorsInputSchema = z
   .default({ deleted: 'active', sort: 'name', order: 'asc', page: 1, page_size: 50 });
 
 /**
- * Filters, sort and pagination with the total. The page is chosen first from `collectors` alone
- * (ids, and the total by count(*) OVER ()), and only its rows are then read in full with their
- * group and registering user: building every matching row's full answer just to keep 50 of them
- * took ~25 ms for 10,000 collectors against ~5 ms this way (measured with psql \timing).
+ * Filters, sort and pagination with the total, in one statement. The page is chosen first from
+ * `collectors` alone (ids only, walking the sort key's index for as many rows as the page needs),
+ * and only its rows are then read in full with their group and registering user: building every
+ * matching row's full answer just to keep 50 of them took ~25 ms for 10,000 collectors against ~5 ms
+ * this way (measured with psql \timing). The total is a plain count(*) over the same filter, joined
+ * to the page (LEFT JOIN, so a page past the end still brings the total in a row of NULLs). Until
+ * 2026-12-07 the total was count(*) OVER () in the page query: that window made PostgreSQL read and
+ * order every matching row through the sort key's index (10,000 random heap reads for a name sort)
+ * before it could skip to the page, and a page past the end needed a second statement to count;
+ * pgbench with 10,000 collectors, name sort, page 11: 9.9 / 11.3 → 5.8 / 8.4 ms, registered_at
+ * sort 8.5 / 13.7 → 6.1 / 7.5 ms.
  */
 export const list = authedProcedure
   .input(ListCollectorsInputSchema)
@@ -78,23 +85,22 @@ export const list = authedProcedure
     const order = `${SORTS[input.sort]} ${input.order === 'asc' ? 'ASC' : 'DESC'}${NULLABLE_SORTS.has(input.sort) ? ' NULLS LAST' : ''}, c.id`;
     const { rows } = await ctx.deps.pool.query(
       `WITH page AS (
-         SELECT c.id, count(*) OVER () AS total
+         SELECT c.id
            FROM collectors c
           ${f.where}
           ORDER BY ${order}
           LIMIT ${f.after(1)} OFFSET ${f.after(2)}
+       ), counted AS (
+         SELECT count(*) AS total FROM collectors c ${f.where}
        )
-       SELECT ${COLLECTOR_COLUMNS}, page.total
-         FROM page JOIN collectors c ON c.id = page.id
-         ${COLLECTOR_JOINS}
+       SELECT ${COLLECTOR_COLUMNS}, counted.total
+         FROM counted LEFT JOIN (page JOIN collectors c ON c.id = page.id
+         ${COLLECTOR_JOINS}) ON true
         ORDER BY ${order}`,
       [...f.params, input.page_size, (input.page - 1) * input.page_size],
     );
-    let total = Number(rows[0]?.total ?? 0);
-    if (rows.length === 0 && input.page > 1) {
-      // Past the last page: count(*) OVER () saw no rows, so count separately.
-      const count = await ctx.deps.pool.query(`SELECT count(*) AS n FROM collectors c ${f.where}`, f.params);
-      total = Number(count.rows[0].n);
-    }
-    return { items: rows.map(toCollector), total, page: input.page, page_size: input.page_size };
+    const total = Number(rows[0]?.total ?? 0);
+    // Past the last page: the one row carries the total and no collector.
+    const items = rows.filter((r) => r.id !== null).map(toCollector);
+    return { items, total, page: input.page, page_size: input.page_size };
   });
