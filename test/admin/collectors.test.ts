@@ -338,6 +338,17 @@ describe('collectors', () => {
     expect(ascPage2.items.map((c) => c.status)).toEqual(['inactive', 'inactive', 'pending']);
     expect((await byStatusSort('asc', 1)).items.map((c) => c.status)).toEqual(['active', 'active', 'error']);
     expect((await byStatusSort('desc', 1)).items.map((c) => c.status)).toEqual(['pending', 'pending', 'inactive']);
+    // The same through a free-text search (its matching rows are found once, then paged and counted).
+    const searchedPage2 = await admin().collectors.list({
+      tag: 'status-test',
+      search: 'RDS.AMAZONAWS',
+      sort: 'status',
+      order: 'asc',
+      page: 2,
+      page_size: 3,
+    });
+    expect(searchedPage2.total).toBe(7);
+    expect(searchedPage2.items.map((c) => c.status)).toEqual(['inactive', 'inactive', 'pending']);
   });
 
   it('lists with filters, free text, sort and pagination with a total', async () => {
@@ -370,6 +381,16 @@ describe('collectors', () => {
     // descending: gamma, epsilon | delta, beta | alpha
     expect(page2.items.map((c) => c.name)).toEqual([names[3], names[1]]);
     expect((await l({ page: 9, page_size: 2 })).total).toBe(5);
+    // With a free-text search: the same order, pages and total (past the last page too).
+    const searched = await l({ search: '-DB', sort: 'name', order: 'desc', page: 2, page_size: 2 });
+    expect(searched).toMatchObject({ total: 5, page: 2, page_size: 2 });
+    expect(searched.items.map((c) => c.name)).toEqual([names[3], names[1]]);
+    expect(await l({ search: '-db', page: 9, page_size: 2 })).toMatchObject({ total: 5, items: [] });
+    expect((await l({ search: 'example.com', sort: 'registered_at', order: 'asc' })).items.map((c) => c.name)).toEqual(names);
+    expect(
+      (await l({ search: 'example.com', sort: 'registered_at', order: 'desc', page_size: 4 })).items.map((c) => c.name),
+    ).toEqual([...names].reverse().slice(0, 4));
+    expect(await l({ search: 'no-such-collector', page: 1 })).toMatchObject({ total: 0, items: [] });
   });
 
   it('viewers read but cannot change collectors; anonymous callers cannot read', async () => {
