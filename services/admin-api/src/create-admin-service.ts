@@ -5,7 +5,7 @@ import type { AdminConfig } from './config';
 import { createDeps, type Deps } from './deps';
 import { appRouter } from './routers/app-router';
 import { createHttpServer } from './http/create-http-server';
-import { reconcileDenyState } from './collectors/reconcile-deny-state';
+import { reconcileDenyState, repairConfigVersions } from './collectors/reconcile-deny-state';
 import { pruneAuthTables } from './auth/prune';
 import { upgradeLegacyMailboxes } from './collectors/commands';
 
@@ -17,16 +17,56 @@ export interface AdminService {
   close(): Promise<void>;
 }
 
+/** How often a lost write to Redis is repaired from PostgreSQL until Redis takes it. */
+const REPAIR_EVERY_MS = 2000;
+
 export const DEFAULT_WEB_DIST = path.resolve(import.meta.dirname, '../../../web/dist');
 
 /** Wires config → pool, Redis, crypto, tokens → router → HTTP server. `main.ts` and tests use it. */
 export function createAdminService({ config, logger }: { config: AdminConfig; logger: Logger }): AdminService {
   const deps = createDeps(config, logger);
   const server = createHttpServer(deps, appRouter, { webDistDir: config.WEB_DIST_DIR ?? DEFAULT_WEB_DIST });
-  const reconcile = () =>
-    void reconcileDenyState(deps).catch((err: unknown) => logger.warn({ err }, 'deny state reconciliation failed'));
+  const repair = async () => {
+    await reconcileDenyState(deps);
+    await repairConfigVersions(deps);
+  };
+  const reconcile = () => void repair().catch((err: unknown) => logger.warn({ err }, 'deny state reconciliation failed'));
   // On the first connection and after every reconnect (a Redis restart may have lost the sets).
   deps.redis.on('ready', reconcile);
+  // And after a committed change did not reach Redis: a Redis up but refusing writes (out of
+  // memory, MISCONF, READONLY) never reconnects, so the repair is tried every REPAIR_EVERY_MS until
+  // it succeeds — one warning when it first fails, one line when it is done.
+  let repairTimer: NodeJS.Timeout | undefined;
+  let repairSince: number | undefined;
+  let repairWarned = false;
+  let closing = false;
+  const scheduleRepair = () => {
+    if (repairTimer || closing) return;
+    repairSince ??= Date.now();
+    repairTimer = setTimeout(() => {
+      void repair().then(
+        () => {
+          repairTimer = undefined;
+          const seconds = ((Date.now() - (repairSince ?? Date.now())) / 1000).toFixed(1);
+          logger.info(`edges' state in Redis repaired from PostgreSQL after ${seconds} s`);
+          repairSince = undefined;
+          repairWarned = false;
+        },
+        (err: unknown) => {
+          repairTimer = undefined;
+          if (!repairWarned)
+            logger.warn(
+              { err: err instanceof Error ? err.message : String(err) },
+              `repairing the edges' state in Redis failed; retrying every ${REPAIR_EVERY_MS / 1000} s until Redis takes writes`,
+            );
+          repairWarned = true;
+          scheduleRepair();
+        },
+      );
+    }, REPAIR_EVERY_MS);
+    repairTimer.unref();
+  };
+  deps.onRedisWriteLost = scheduleRepair;
   // Once, on the first connection: entries from before migration 0039 get their expiry.
   deps.redis.once(
     'ready',
@@ -52,6 +92,8 @@ export function createAdminService({ config, logger }: { config: AdminConfig; lo
         });
       }),
     async close() {
+      closing = true;
+      clearTimeout(repairTimer);
       clearInterval(housekeeping);
       deps.redis.off('ready', reconcile);
       // SIGTERM (STYLE.md): stop accepting, end the live subscriptions, let in-flight requests

@@ -23,6 +23,12 @@ export interface Deps {
   liveFeed: LiveFeed;
   /** The BullMQ push queue (dead letters), opened on first use. */
   pushQueue(): Queue;
+  /**
+   * A committed change did not reach Redis (publish or config_version): calls `onRedisWriteLost`,
+   * which the admin service sets to schedule its repair from PostgreSQL.
+   */
+  redisWriteLost(): void;
+  onRedisWriteLost: (() => void) | undefined;
   close(): Promise<void>;
 }
 
@@ -38,6 +44,10 @@ export function createDeps(config: AdminConfig, logger: Logger): Deps {
   const liveFeed = createLiveFeed({ redisUrl: config.REDIS_URL, channel: keys.statusChannel, logger, redisOutage });
   let queue: Queue | undefined;
   return {
+    onRedisWriteLost: undefined,
+    redisWriteLost() {
+      this.onRedisWriteLost?.();
+    },
     config,
     logger,
     pool,

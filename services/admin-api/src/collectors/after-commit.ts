@@ -6,24 +6,31 @@ import type { Deps } from '../deps';
 /**
  * Tells every edge about a committed revocation / disable / delete / restore / enable (common
  * conventions). PostgreSQL is already the truth; this makes the edge act within a second. A few
- * retries cover a Redis blip; if Redis stays down the edge still reloads the deny state from Redis
- * after it reconnects — so this is logged as an error an operator must act on.
+ * retries cover a Redis blip. A change still not published (Redis away, or up but refusing writes:
+ * out of memory, MISCONF, READONLY) is logged as an error and handed to `deps.redisWriteLost()`:
+ * the admin service then repairs the edges' state from PostgreSQL (`repairRedisState`) until Redis
+ * takes it — a Redis that refuses writes never reconnects, so waiting for a reconnect left every
+ * edge accepting a disabled collector until its 10-minute reload (and refusing an enabled one for
+ * good). Resolves whether it was published. `quiet`: the repair's own publishes, which it retries.
  */
 export async function publishChange(
   deps: Deps,
   change: CollectorChange & { denyCollector?: boolean; allowCollector?: boolean },
-): Promise<void> {
+  { quiet = false }: { quiet?: boolean } = {},
+): Promise<boolean> {
   for (let attempt = 1; ; attempt++) {
     try {
       await publishCollectorChange(deps.redis, deps.keys, change);
-      return;
+      return true;
     } catch (err) {
       if (attempt >= 3) {
+        if (quiet) return false;
         deps.logger.error(
           { err, collectorId: change.collector_id, kind: change.kind },
-          'collector change committed but not published to the edges',
+          'collector change committed but not published to the edges; repairing from PostgreSQL until Redis takes it',
         );
-        return;
+        deps.redisWriteLost();
+        return false;
       }
       await sleep(100 * attempt);
     }
@@ -35,6 +42,10 @@ export async function setConfigVersion(deps: Deps, collectorId: string, version:
   try {
     await deps.redis.hset(deps.keys.configVersions, collectorId, String(version));
   } catch (err) {
-    deps.logger.error({ err, collectorId, version }, 'config_version committed but not written to Redis');
+    deps.logger.error(
+      { err, collectorId, version },
+      'config_version committed but not written to Redis; repairing from PostgreSQL until Redis takes it',
+    );
+    deps.redisWriteLost();
   }
 }

@@ -13,7 +13,13 @@ import { publishChange } from './after-commit';
  * lock and publishes before releasing it, so it cannot re-deny a collector that an admin enables
  * at the same moment (enable publishes its removal after its own commit, i.e. after this lock is
  * released).
- * Returns the number of collectors it had to re-publish.
+ *
+ * It also takes out what PostgreSQL no longer refuses: a collector in the denied (or deleted) set
+ * that is enabled (or not deleted) there, under the same row lock — an `enabled`/`restored` whose
+ * publish was lost (Redis refusing writes) left it refused by every edge for good, since an edge's
+ * reload takes the union of Redis's sets and PostgreSQL's. (A collector whose row is gone stays.)
+ * Returns the number of collectors it had to re-publish; throws if Redis refused any of them
+ * (the admin service then tries again, create-admin-service.ts).
  */
 export async function reconcileDenyState(deps: Deps): Promise<number> {
   const { pool, redis, keys } = deps;
@@ -31,7 +37,16 @@ export async function reconcileDenyState(deps: Deps): Promise<number> {
       .map((c) => [c.id, c.deleted]),
   );
   const ids = new Set([...[...missingJtis].filter(([, j]) => j.length).map(([id]) => id), ...missingCollectors.keys()]);
-  for (const id of ids) {
+  // In Redis's sets but not refused by PostgreSQL (enabled, or restored): an allow that was lost.
+  const refusedIds = new Map(refused.map((c) => [c.id, c.deleted]));
+  const stale = new Set(
+    [...deniedCollectors, ...deletedCollectors].filter(
+      (id) => !refusedIds.has(id) || (deletedCollectors.has(id) && !refusedIds.get(id)),
+    ),
+  );
+  let lost = 0;
+  let published = 0;
+  for (const id of new Set([...ids, ...stale])) {
     await withTransaction(pool, async (db) => {
       const { rows } = await db.query<{ refused: boolean; deleted: boolean }>(
         'SELECT (NOT enabled OR deleted_at IS NOT NULL) AS refused, deleted_at IS NOT NULL AS deleted FROM collectors WHERE id = $1 FOR UPDATE',
@@ -40,15 +55,54 @@ export async function reconcileDenyState(deps: Deps): Promise<number> {
       const state = rows[0];
       if (!state) return;
       const jtis = (missingJtis.get(id) ?? []).filter(Boolean);
-      if (!state.refused && jtis.length === 0) return;
-      await publishChange(deps, {
-        collector_id: id,
-        kind: state.refused ? (state.deleted ? 'deleted' : 'disabled') : 'revoked',
-        ...(jtis.length ? { jtis } : {}),
-        ...(state.refused ? { denyCollector: true } : {}),
-      });
+      let change: Parameters<typeof publishChange>[1] | undefined;
+      if (ids.has(id) && (state.refused || jtis.length > 0))
+        change = {
+          collector_id: id,
+          kind: state.refused ? (state.deleted ? 'deleted' : 'disabled') : 'revoked',
+          ...(jtis.length ? { jtis } : {}),
+          ...(state.refused ? { denyCollector: true } : {}),
+        };
+      else if (stale.has(id) && !state.deleted && deletedCollectors.has(id))
+        // Restored: out of the deleted set, and out of the denied one too if it is enabled.
+        change = { collector_id: id, kind: 'restored', ...(state.refused ? {} : { allowCollector: true }) };
+      else if (stale.has(id) && !state.refused) change = { collector_id: id, kind: 'enabled', allowCollector: true };
+      if (!change) return;
+      if (await publishChange(deps, change, { quiet: true })) published++;
+      else lost++;
     });
   }
-  if (ids.size) deps.logger.warn({ collectors: ids.size }, 'deny state was missing entries; re-published them');
-  return ids.size;
+  if (published) deps.logger.warn({ collectors: published }, 'deny state was missing or stale entries; re-published them');
+  if (lost) throw new Error(`${lost} collector changes could not be published to Redis`);
+  return published;
 }
+
+/**
+ * Raises `keys.configVersions` entries below collectors.config_version (a `setConfigVersion` lost
+ * while Redis refused writes: the edge then answered heartbeats with the old version, and the
+ * collector never pulled its new config). Only raises, and only entries present (an absent one the
+ * edge reads from PostgreSQL itself), in one script per 1,000 collectors: a bump committed meanwhile
+ * is never undone. Returns how many it raised.
+ */
+export async function repairConfigVersions(deps: Deps): Promise<number> {
+  const { rows } = await deps.pool.query<{ id: string; v: number }>(
+    'SELECT id::text AS id, config_version AS v FROM collectors WHERE deleted_at IS NULL',
+  );
+  let raised = 0;
+  for (let at = 0; at < rows.length; at += 1000) {
+    const args = rows.slice(at, at + 1000).flatMap((r) => [r.id, String(r.v)]);
+    raised += Number(await deps.redis.eval(RAISE_VERSIONS, 1, deps.keys.configVersions, ...args));
+  }
+  if (raised) deps.logger.warn({ collectors: raised }, 'config versions in Redis were behind PostgreSQL; raised them');
+  return raised;
+}
+
+const RAISE_VERSIONS = `local n = 0
+for i = 1, #ARGV, 2 do
+  local cur = redis.call('HGET', KEYS[1], ARGV[i])
+  if cur and tonumber(cur) < tonumber(ARGV[i + 1]) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    n = n + 1
+  end
+end
+return n`;
