@@ -100,3 +100,34 @@ it('Redis stopped: the queue lag keeps growing from the last oldest push seen', 
     await db.drop();
   }
 });
+
+/**
+ * Redis up but refusing writes to the heartbeat flush (a read-only replica here, `REPLICAOF` a primary
+ * that is not there; MISCONF after a failed AOF write alike): its claim script is a Redis write. The
+ * flush's errors went to the PostgreSQL outage log — "PostgreSQL refusing commands: READONLY …", and
+ * "PostgreSQL accepting commands again" once Redis took writes — sending an operator to the wrong
+ * server. Now they are Redis's outage. Uses a Redis of its own.
+ */
+it('Redis refusing the heartbeat flush: told as a Redis outage, never as PostgreSQL', async () => {
+  const server = await startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix('hb-ro-redis')), port: await freePort() });
+  const db = await createTestDatabase();
+  const { logger, lines } = capturingLogger('writer-test');
+  const admin = new Redis(server.url, { maxRetriesPerRequest: 1 });
+  const h = await startWriterHarness(db.url, { REDIS_URL: server.url, WRITER_HEARTBEAT_FLUSH_MS: '100' }, logger);
+  try {
+    await admin.replicaof('127.0.0.1', String(await freePort()));
+    await waitUntil('the refusal logged', async () => lines.some((l) => /refusing commands: READONLY/.test(l.msg)), 10_000);
+    await new Promise((r) => setTimeout(r, 1000)); // ten more ticks
+    await admin.replicaof('NO', 'ONE');
+    await waitUntil('the outage ends', async () => lines.some((l) => /accepting commands again/.test(l.msg)), 10_000);
+    const said = lines.map((l) => l.msg).filter((m) => /refusing commands|accepting commands/.test(m));
+    expect(said.filter((m) => m.startsWith('PostgreSQL'))).toEqual([]);
+    expect(said).toContainEqual(expect.stringMatching(/^Redis refusing commands: READONLY/));
+  } finally {
+    await admin.replicaof('NO', 'ONE').catch(() => undefined);
+    admin.disconnect();
+    await h.close();
+    await server.stop();
+    await db.drop();
+  }
+});

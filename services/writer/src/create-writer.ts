@@ -137,7 +137,7 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
     putBackMaxMs: config.WRITER_PUT_BACK_MAX_HOURS * 3_600_000,
     pushBlobsKey: keys.pushBlobs,
   });
-  const heartbeats = createHeartbeatFlusher({ pool, redis, keys, logger, metrics, publish, pgOutage });
+  const heartbeats = createHeartbeatFlusher({ pool, redis, keys, logger, metrics, publish, pgOutage, redisOutage });
   const maintenance = createMaintenance({
     pool,
     connection: redis,

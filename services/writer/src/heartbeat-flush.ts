@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import { ReplyError, type Redis } from 'ioredis';
 import type { Pool } from '@pga/db';
 import type { Logger, OutageLog } from '@pga/logger';
 import type { RedisKeys } from '@pga/redis-keys';
@@ -72,6 +72,12 @@ export interface HeartbeatFlushOptions {
    * with nothing to move does not touch PostgreSQL: the batches and scheduled jobs report it back.)
    */
   pgOutage: OutageLog;
+  /**
+   * Where a flush that Redis failed goes (its claim, reads and releases are Redis commands): a Redis
+   * refusing writes (MISCONF, READONLY) was logged as "PostgreSQL refusing commands: MISCONF …",
+   * sending the operator to the wrong server, and its end as PostgreSQL "accepting commands again".
+   */
+  redisOutage: OutageLog;
   /** Collectors per statement; default 1000. */
   batchSize?: number;
 }
@@ -169,7 +175,7 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
         await flushHeartbeats();
         await flushDeliveries();
       } catch (err) {
-        o.pgOutage.error(err, 'heartbeat flush failed; retrying next tick');
+        (isRedisError(err) ? o.redisOutage : o.pgOutage).error(err, 'heartbeat flush failed; retrying next tick');
       } finally {
         running = null;
       }
@@ -192,4 +198,9 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
       await flushDeliveries().catch((err: unknown) => log.warn({ err }, 'final delivery flush failed'));
     },
   };
+}
+
+/** An error of an ioredis command: a Redis error reply, or one ioredis gave up on. */
+function isRedisError(err: unknown): boolean {
+  return err instanceof ReplyError || (err instanceof Error && err.name === 'MaxRetriesPerRequestError');
 }
