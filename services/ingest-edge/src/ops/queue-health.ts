@@ -19,6 +19,11 @@ export class QueueHealth {
   overBudget = false;
   /** Redis is a replica (`role:slave`): it refuses every write, so no push can be taken. */
   readOnly = false;
+  /**
+   * Redis cannot write its append-only file (`aof_last_write_status:err`: a full disk, EIO): it
+   * answers every write MISCONF until a write succeeds again, so no push can be taken.
+   */
+  cannotPersist = false;
   usedMemory = 0;
   /** When a poll last answered (`loopClock` ms); none since the last (re)connect: no push is taken blind. */
   private lastAnsweredAt: number | undefined;
@@ -59,12 +64,15 @@ export class QueueHealth {
     if (!this.reachable) throw new AppError('UNAVAILABLE', 'queue unreachable', { retryAfterSeconds: 1 });
     if (this.overBudget) throw new AppError('UNAVAILABLE', 'queue is over its memory budget', { retryAfterSeconds: 5 });
     if (this.readOnly) throw new AppError('UNAVAILABLE', 'queue is a read-only replica', { retryAfterSeconds: 5 });
+    if (this.cannotPersist)
+      throw new AppError('UNAVAILABLE', 'queue cannot write its append-only file', { retryAfterSeconds: 5 });
   }
 
   /** Why no push can be taken though Redis answers (over budget, read-only), or undefined. */
   get refusal(): string | undefined {
     if (this.overBudget) return 'queue over its memory budget';
     if (this.readOnly) return 'queue is a read-only replica';
+    if (this.cannotPersist) return 'queue cannot write its append-only file';
     return undefined;
   }
 
@@ -94,6 +102,15 @@ export class QueueHealth {
     if (readOnly && !this.readOnly) this.logger.warn('Redis is a read-only replica: refusing pushes');
     else if (!readOnly && this.readOnly) this.logger.info('Redis takes writes again');
     this.readOnly = readOnly;
+    // AOF writes failing (the default INFO's persistence section): every write is refused with
+    // MISCONF, and /readyz said ready while every push got 503 — as for a replica, say so and why.
+    const cannotPersist = /^aof_enabled:1/m.test(info) && /^aof_last_write_status:err/m.test(info);
+    if (cannotPersist && !this.cannotPersist)
+      this.logger.warn(
+        "Redis cannot write its append-only file (full disk?): refusing pushes until it can (Redis's log says why)",
+      );
+    else if (!cannotPersist && this.cannotPersist) this.logger.info('Redis writes its append-only file again');
+    this.cannotPersist = cannotPersist;
     this.usedMemory = used;
     this.pollRefused = false;
     this.lastAnsweredAt = loopClock();
