@@ -205,6 +205,40 @@ describe('writer: operations', () => {
     }
   });
 
+  it('many jobs gone from Redis when they finish (FLUSHALL under held jobs) are one warning and one summary, not two lines a job', async () => {
+    const { logger, lines } = capturingLogger('writer');
+    await using h = await startWriterHarness(db.url, {}, logger);
+    const blocker = await h.pool.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE ingest_ledger IN ACCESS EXCLUSIVE MODE');
+      const ids: string[] = [];
+      for (let i = 0; i < 40; i++) ids.push(await h.enqueue([pushItem(fixture)], { attempts: 1 }));
+      await waitUntil('every job held', async () => (await h.queue.getActiveCount()) === 40);
+      await waitUntil('writer waiting on the lock', async () => {
+        const r = await h.pool.query(
+          `SELECT 1 FROM pg_stat_activity WHERE application_name = 'pga-writer' AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO ingest_ledger%'`,
+        );
+        return r.rows.length > 0;
+      });
+      for (const jobId of ids) {
+        const jobKey = `${h.keys.bullPrefix}:${h.keys.pushQueue}:${jobId}`;
+        await h.redis.del(jobKey, `${jobKey}:lock`);
+      }
+      await blocker.query('COMMIT');
+      const gone = () => lines.filter((l) => /gone from Redis when (it|they) finished/.test(String(l.msg)));
+      await waitUntil('the summary', async () => gone().length >= 2, 15_000);
+      await new Promise((r) => setTimeout(r, 300));
+      // Before: 80 lines (BullMQ reports each job twice, and the reports of different jobs interleave).
+      expect(gone().map((l) => l.msg)).toEqual([
+        expect.stringMatching(/^job \S+ was gone from Redis when it finished/),
+        '39 more jobs were gone from Redis when they finished; what they committed stays stored',
+      ]);
+    } finally {
+      blocker.release();
+    }
+  });
+
   it('counts a job that failed its last attempt (not only poison) as a dead letter', async () => {
     // 42P01 (a missing table: an operator must act) is neither poison nor transient: BullMQ's own
     // attempts apply, and after the last one the job sits in the failed set like any dead letter.

@@ -8,6 +8,9 @@ import { installPromptLoop, pauseAfterFailedFetch } from './prompt-worker';
 import { createFailureLog } from './failure-log';
 import { dropPushBlobs, loadPushBlobs } from './push-blobs';
 
+/** After a job found gone from Redis, the others found gone within this long are one summary line. */
+const MISSING_SUMMARY_MS = 5000;
+
 export interface PushWorkerOptions {
   connection: Redis;
   queueName: string;
@@ -171,8 +174,33 @@ export function createPushWorker(o: PushWorkerOptions) {
   installPromptLoop(worker, log);
   pauseAfterFailedFetch(worker);
   // A job whose keys are gone when it finishes (Redis emptied, or a failover to a replica without
-  // it): BullMQ reports it twice (marking it completed, then failed), each with a stack. One line.
-  let lastMissing = '';
+  // it): BullMQ reports it twice (marking it completed, then failed), each with a stack. One line
+  // for the first such job, then one summary of the others gone within MISSING_SUMMARY_MS: a
+  // FLUSHALL under a writer holding its 2,048 jobs wrote two lines per job (the two reports of
+  // different jobs interleave, so the last id alone did not catch the second).
+  const reportedMissing = new Set<string>();
+  let missingMore = 0;
+  let missingTimer: NodeJS.Timeout | undefined;
+  const jobGone = (jobId: string) => {
+    if (reportedMissing.has(jobId)) return;
+    if (reportedMissing.size >= 10_000) reportedMissing.clear();
+    reportedMissing.add(jobId);
+    if (missingTimer) return void missingMore++;
+    log.warn(
+      { jobId },
+      `job ${jobId} was gone from Redis when it finished (Redis emptied, or a failover to a replica without it); what it committed stays stored`,
+    );
+    missingTimer = setTimeout(() => {
+      missingTimer = undefined;
+      if (missingMore > 0)
+        log.warn(
+          { jobs: missingMore },
+          `${missingMore} more jobs were gone from Redis when they finished; what they committed stays stored`,
+        );
+      missingMore = 0;
+    }, MISSING_SUMMARY_MS);
+    missingTimer.unref();
+  };
   worker.on('error', (err) => {
     // BullMQ still renewed the lock of a job this process had just put back (its lock manager lets
     // go of a job only after the processor returns): nothing is wrong, and during an outage it was
@@ -181,12 +209,7 @@ export function createPushWorker(o: PushWorkerOptions) {
     if (renewal && justPutBack.has(renewal[1]!)) return;
     const missing = /^Missing key for job (\S+)\./.exec(err.message);
     if (!missing) return o.redisOutage.error(err, 'push worker error');
-    if (missing[1] === lastMissing) return;
-    lastMissing = missing[1]!;
-    log.warn(
-      { jobId: missing[1] },
-      `job ${missing[1]} was gone from Redis when it finished (Redis emptied, or a failover to a replica without it); what it committed stays stored`,
-    );
+    jobGone(missing[1]!);
   });
   worker.on('completed', (job) => {
     const blobs = blobsOf.get(job);
