@@ -86,6 +86,8 @@ export const BLOB_PIECE_BYTES = 1024 * 1024;
  */
 const INDEX_BLOB = `local t = redis.call('TIME')
 return redis.call('ZADD', KEYS[1], t[1] * 1000 + math.floor(t[2] / 1000), ARGV[1])`;
+/** How often the markers of a refused batch are tried to be freed again when freeing them failed. */
+const FREE_RETRY_MS = 1000;
 /** The bodies plus their job (base64 of them) in ioredis's command queue. */
 const JOB_BYTES_FACTOR = 7 / 3;
 /** A Redis connection batches are sent on, its queue and its idempotency scripts. */
@@ -233,6 +235,9 @@ export class PushPacker {
     // Redis runs the claim first. A claim that finds any marker already set also sets the batch's
     // veto key, which is the key BullMQ's own deduplication checks: the add then stores nothing.
     const batchId = `${this.batchPrefix}${++this.batchSeq}`;
+    // Until when a refused batch's markers may be freed: its state key (`p`, pendingTtl) outlives
+    // this, so no later batch can have taken a marker over by then (settleRefused).
+    const freeUntil = Date.now() + (this.pendingTtl - 2) * 1000;
     const stateKey = this.deps.keys.idempotencyBatch(batchId);
     const claim = lane.scripts.claim(
       batch.map((p) => p.idemKey),
@@ -261,6 +266,7 @@ export class PushPacker {
             stateKey,
             batch.filter((_, i) => late[i] === ''),
             blob,
+            freeUntil,
           ),
         () => undefined,
       );
@@ -306,7 +312,7 @@ export class PushPacker {
       this.enqueueFailed(err, fresh.length);
       this.strand(batch, blob ? 1 : JOB_BYTES_FACTOR, optimistic, added);
       for (const p of fresh) p.reject(unavailable('queue unavailable'));
-      this.settleRefused(redis, added, stateKey, fresh, blob);
+      this.settleRefused(redis, added, stateKey, fresh, blob, freeUntil);
       return;
     }
     this.markDone(stateKey);
@@ -365,6 +371,10 @@ export class PushPacker {
    * freed, so the retry is stored instead of waiting out the pending TTL, and its blob dropped. An
    * add that failed may still have been stored (a connection lost after sending it): its markers
    * are freed (the ledger stores each push once), its blob is left to the writers' sweep.
+   * A `DEL` that fails too (the same Redis refusing writes — MISCONF, READONLY — or the connection
+   * lost) is tried again every second until `freeUntil`: the markers stayed pending, and every retry
+   * of those pushes was answered 503 "in flight" for up to the pending TTL (30 s) after Redis was
+   * fine again.
    */
   private settleRefused(
     redis: Redis,
@@ -372,9 +382,14 @@ export class PushPacker {
     stateKey: string,
     mine: Pending[],
     blob: BlobRef | undefined,
+    freeUntil: number,
   ): void {
+    const keys = mine.map((p) => p.idemKey);
     const free = () => {
-      if (mine.length > 0) void redis.del(...mine.map((p) => p.idemKey)).catch(() => undefined);
+      if (keys.length === 0) return;
+      void redis.del(...keys).catch(() => {
+        if (Date.now() + FREE_RETRY_MS < freeUntil) setTimeout(free, FREE_RETRY_MS).unref();
+      });
     };
     added.then((stored) => {
       if (stored) return mine.length > 0 && this.markDone(stateKey);
