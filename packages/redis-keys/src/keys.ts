@@ -71,6 +71,11 @@ export function redisKeys(prefix = 'pga') {
      * replica, failed save): the first that succeeds ends the outage in its log.
      */
     writeProbe: `${prefix}:write-probe`,
+    /**
+     * STRING random id set by the first process that finds none (`dataEpoch`): another id, or none,
+     * later means Redis lost its data meanwhile (FLUSHALL, a failover to an unsynced replica).
+     */
+    dataEpoch: `${prefix}:data-epoch`,
   };
 }
 

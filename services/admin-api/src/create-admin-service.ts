@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import path from 'node:path';
 import type { Logger } from '@pga/logger';
+import { dataEpoch, DATA_LOST_MESSAGE } from '@pga/redis-keys';
 import type { AdminConfig } from './config';
 import { createDeps, type Deps } from './deps';
 import { appRouter } from './routers/app-router';
@@ -19,6 +20,8 @@ export interface AdminService {
 
 /** How often a lost write to Redis is repaired from PostgreSQL until Redis takes it. */
 const REPAIR_EVERY_MS = 2000;
+/** How often the admin service checks that Redis still holds its data (`dataEpoch`). */
+const DATA_EPOCH_CHECK_MS = 5000;
 
 export const DEFAULT_WEB_DIST = path.resolve(import.meta.dirname, '../../../web/dist');
 
@@ -67,6 +70,21 @@ export function createAdminService({ config, logger }: { config: AdminConfig; lo
     repairTimer.unref();
   };
   deps.onRedisWriteLost = scheduleRepair;
+  // Redis emptied without a reconnect (FLUSHALL, a failover to an unsynced replica behind one
+  // address): the deny sets and config versions are put back from PostgreSQL, as after a reconnect.
+  const epoch = dataEpoch(deps.redis, deps.keys.dataEpoch);
+  const checkEpoch = () =>
+    void epoch.check().then(
+      (lost) => {
+        if (!lost) return;
+        logger.error(`${DATA_LOST_MESSAGE}; putting the deny state and config versions back from PostgreSQL`);
+        reconcile();
+      },
+      () => undefined, // Redis away: its 'ready' runs the repair
+    );
+  deps.redis.on('ready', checkEpoch);
+  const epochTimer = setInterval(checkEpoch, DATA_EPOCH_CHECK_MS);
+  epochTimer.unref();
   // Once, on the first connection: entries from before migration 0039 get their expiry.
   deps.redis.once(
     'ready',
@@ -95,7 +113,9 @@ export function createAdminService({ config, logger }: { config: AdminConfig; lo
       closing = true;
       clearTimeout(repairTimer);
       clearInterval(housekeeping);
+      clearInterval(epochTimer);
       deps.redis.off('ready', reconcile);
+      deps.redis.off('ready', checkEpoch);
       // SIGTERM (STYLE.md): stop accepting, end the live subscriptions, let in-flight requests
       // finish (up to 10 s), then close the pool and Redis.
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

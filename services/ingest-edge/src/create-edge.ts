@@ -5,7 +5,7 @@ import { createSecretBox } from '@pga/crypto';
 import { createPool, readDatabaseDenyState } from '@pga/db';
 import { AppError } from '@pga/contracts';
 import { createOutageLog, type Logger } from '@pga/logger';
-import { redisKeys } from '@pga/redis-keys';
+import { dataEpoch, DATA_LOST_MESSAGE, redisKeys } from '@pga/redis-keys';
 import { createCollectorTokens } from '@pga/tokens';
 import { createAuthenticator } from './auth/authenticate';
 import { DenyList } from './auth/deny-list';
@@ -27,6 +27,8 @@ import { createHeartbeatHandler, HEARTBEAT_MAX_BODY } from './routes/heartbeat-r
 import { mountRoutes } from './routes/mount-routes';
 import { withTimeout } from './with-timeout';
 
+/** How often an edge process checks that Redis still holds its data (`dataEpoch`). */
+const DATA_EPOCH_CHECK_MS = 5000;
 export interface Edge {
   /** The port actually listened on. */
   port: number;
@@ -209,6 +211,22 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   });
 
   queueHealth.start();
+  // Redis emptied under the running edges (FLUSHALL, a failover to an unsynced replica) used to go
+  // unnoticed here: one error line per process and a counter.
+  const epoch = dataEpoch(redis, keys.dataEpoch);
+  const checkEpoch = () =>
+    void epoch.check().then(
+      (lost) => {
+        if (!lost) return;
+        logger.error(DATA_LOST_MESSAGE);
+        metrics.redisDataLost.inc();
+      },
+      () => undefined, // Redis away: queue health and the outage log say so
+    );
+  redis.on('ready', checkEpoch);
+  checkEpoch();
+  const epochTimer = setInterval(checkEpoch, DATA_EPOCH_CHECK_MS);
+  epochTimer.unref();
   void deny.start().catch((err: unknown) => logger.warn({ err }, 'change feed subscription failed; retrying on reconnect'));
   if (listenWhenReady && !isReady().ready) {
     // Nothing to drain meanwhile: a SIGTERM before this resolves simply ends the process. A fresh
@@ -244,6 +262,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
       await largePushes.close();
       await packer.drain();
       queueHealth.stop();
+      clearInterval(epochTimer);
       deny.stop();
       pgOutage.close();
       redisOutage.close();

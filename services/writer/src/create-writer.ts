@@ -146,6 +146,7 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
     queueName: keys.maintenanceQueue,
     prefix: keys.bullPrefix,
     deniedJtisKey: keys.deniedJtis,
+    dataEpochKey: keys.dataEpoch,
     blobSweep: {
       index: keys.pushBlobs,
       blobPrefix: keys.pushBlob(''),

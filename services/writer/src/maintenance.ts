@@ -2,6 +2,7 @@ import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { maintainPartitions, type Pool } from '@pga/db';
 import type { Logger, OutageLog } from '@pga/logger';
+import { dataEpoch, DATA_LOST_MESSAGE } from '@pga/redis-keys';
 import type { WriterMetrics } from './metrics';
 import { pauseAfterFailedFetch } from './prompt-worker';
 import { pruneDeniedJtis } from './prune-deny-set';
@@ -30,6 +31,8 @@ export interface MaintenanceOptions {
   prefix: string;
   /** Redis's set of revoked jtis (redis-keys `deniedJtis`), pruned of long-expired tokens. */
   deniedJtisKey: string;
+  /** `keys.dataEpoch`: Redis emptied under the writer is logged (`dataEpoch`). */
+  dataEpochKey: string;
   /** Large-push bodies whose job is gone are deleted by the inactivity sweep's job. */
   blobSweep: BlobSweep;
   /** Dead letters an older writer could not read, put back once this writer reads them (retry-unread.ts). */
@@ -245,10 +248,12 @@ export function createMaintenance(o: MaintenanceOptions) {
    */
   let checker: NodeJS.Timeout | undefined;
   let checking = false;
+  const epoch = dataEpoch(o.connection, o.dataEpochKey);
   const restoreMissingSchedules = async () => {
     if (checking) return;
     checking = true;
     try {
+      if (await epoch.check()) log.error(`${DATA_LOST_MESSAGE}; jobs this writer holds are stored, then found gone`);
       const missing: string[] = [];
       for (const [name, every] of schedules) {
         if (await queue.getJobScheduler(name)) continue;
@@ -301,6 +306,7 @@ export function createMaintenance(o: MaintenanceOptions) {
       // (deduplicated until it has run).
       if (kept) await queue.add('partitions', own, { deduplication: { id: 'partitions-at-start' } });
       void worker.run().catch((err: unknown) => log.error({ err }, 'maintenance worker stopped'));
+      await epoch.check().catch(() => undefined);
       const checkEvery = Math.max(1000, Math.min(10_000, ...schedules.map(([, every]) => every)));
       checker = setInterval(() => void restoreMissingSchedules(), checkEvery);
       checker.unref();

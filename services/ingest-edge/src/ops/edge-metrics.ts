@@ -89,6 +89,12 @@ export function createEdgeMetrics(sources: MetricSources) {
     labelNames: ['outcome'] as const,
     registers: [registry],
   });
+  const redisDataLost = new Counter({
+    name: 'edge_redis_data_lost_total',
+    help: 'Times this edge found Redis emptied (FLUSHALL, a failover to an unsynced replica, a restart without persistence): accepted pushes not yet stored were lost with it. Alert on any increase.',
+    registers: [registry],
+  });
+  redisDataLost.inc(0);
   const cacheLookups = new Counter({
     name: 'edge_token_cache_lookups_total',
     help: 'Verified-token cache lookups, by result: hit, miss (then verified), invalid (a miss whose token failed verification). Hit ratio = hit / (hit + miss).',
@@ -144,6 +150,7 @@ export function createEdgeMetrics(sources: MetricSources) {
     largePushPrepare,
     pushes,
     cacheLookups,
+    redisDataLost,
     inflightBytes,
     ready,
   };
