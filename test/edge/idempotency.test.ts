@@ -7,7 +7,7 @@ import { redisKeys, type RedisKeys } from '@pga/redis-keys';
 import { InflightBudget } from '../../services/ingest-edge/src/http/read-body';
 import { createEdgeMetrics } from '../../services/ingest-edge/src/ops/edge-metrics';
 import { EncodedQueue } from '../../services/ingest-edge/src/push/encoded-queue';
-import { idempotencyScripts } from '../../services/ingest-edge/src/push/idempotency-scripts';
+import { freeMarkers, idempotencyScripts, markerOf } from '../../services/ingest-edge/src/push/idempotency-scripts';
 import { BLOB_PIECE_BYTES, PushPacker, type PushOutcome } from '../../services/ingest-edge/src/push/push-packer';
 import { testEnv, uniquePrefix } from '../helpers';
 
@@ -320,5 +320,21 @@ describe('idempotency markers (push packer, real Redis)', () => {
     const other = { id: `other-${randomUUID()}`, stateKey: '', vetoKey: `${queue.keys.de}:other-${randomUUID()}` };
     other.stateKey = keys.idempotencyBatch(other.id);
     expect(await scripts.claim(markers, [2, 3], other, 3600, 30)).toEqual(['p:', 'p:']);
+  });
+
+  it("freeing a refused batch's markers deletes only those that still name it (a late free never deletes a later batch's)", async () => {
+    const scripts = idempotencyScripts(redis, 'veto', keys.idempotencyBatchPrefix, `${queue.keys.de}:`);
+    const mine = { id: `refused-${randomUUID()}`, stateKey: '', vetoKey: `${queue.keys.de}:refused-${randomUUID()}` };
+    mine.stateKey = keys.idempotencyBatch(mine.id);
+    const markers = [keys.idempotency(collectorId, 'k:free-a'), keys.idempotency(collectorId, 'k:free-b')];
+    expect(await scripts.claim(markers, [2, 3], mine, 3600, 30)).toEqual(['', '']);
+    // Its pending state expired, and a later batch took the second marker over.
+    await redis.del(mine.stateKey);
+    const later = { id: `later-${randomUUID()}`, stateKey: '', vetoKey: `${queue.keys.de}:later-${randomUUID()}` };
+    later.stateKey = keys.idempotencyBatch(later.id);
+    expect(await scripts.claim([markers[1]!], [3], later, 3600, 30)).toEqual(['']);
+    await freeMarkers(redis, markers, [markerOf(mine.id, 2), markerOf(mine.id, 3)]);
+    expect(await redis.get(markers[0]!)).toBeNull();
+    expect(await redis.get(markers[1]!)).toBe(markerOf(later.id, 3));
   });
 });

@@ -33,7 +33,13 @@ export function createAdminService({ config, logger }: { config: AdminConfig; lo
     await reconcileDenyState(deps);
     await repairConfigVersions(deps);
   };
-  const reconcile = () => void repair().catch((err: unknown) => logger.warn({ err }, 'deny state reconciliation failed'));
+  // A run that fails (Redis up but refusing writes after a reconnect: a read-only replica) joins
+  // the 2 s loop below.
+  const reconcile = () =>
+    void repair().catch((err: unknown) => {
+      logger.warn({ err }, 'deny state reconciliation failed; retrying');
+      scheduleRepair();
+    });
   // On the first connection and after every reconnect (a Redis restart may have lost the sets).
   deps.redis.on('ready', reconcile);
   // And after a committed change did not reach Redis: a Redis up but refusing writes (out of
@@ -43,19 +49,27 @@ export function createAdminService({ config, logger }: { config: AdminConfig; lo
   let repairSince: number | undefined;
   let repairWarned = false;
   let closing = false;
+  let repairRunning = false;
+  let repairAgain = false;
   const scheduleRepair = () => {
+    if (repairRunning) repairAgain = true;
     if (repairTimer || closing) return;
     repairSince ??= Date.now();
     repairTimer = setTimeout(() => {
+      repairRunning = true;
+      repairAgain = false;
       void repair().then(
         () => {
+          repairRunning = false;
           repairTimer = undefined;
+          if (repairAgain) return scheduleRepair();
           const seconds = ((Date.now() - (repairSince ?? Date.now())) / 1000).toFixed(1);
           logger.info(`edges' state in Redis repaired from PostgreSQL after ${seconds} s`);
           repairSince = undefined;
           repairWarned = false;
         },
         (err: unknown) => {
+          repairRunning = false;
           repairTimer = undefined;
           if (!repairWarned)
             logger.warn(

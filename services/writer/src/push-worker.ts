@@ -192,6 +192,8 @@ export function createPushWorker(o: PushWorkerOptions) {
     );
     missingTimer = setTimeout(() => {
       missingTimer = undefined;
+      // A job's two reports come milliseconds apart; ids start again at 1 after a FLUSHALL.
+      reportedMissing.clear();
       if (missingMore > 0)
         log.warn(
           { jobs: missingMore },

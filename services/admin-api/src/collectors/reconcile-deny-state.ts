@@ -7,12 +7,12 @@ import { publishChange } from './after-commit';
  * not more than an hour past its expiry (DENIED_AFTER_EXPIRY; the writer's retention prunes older
  * ones) and every disabled or deleted collector (the deleted ones also in the deleted
  * set), as `readDatabaseDenyState` reads them (the edges union the same read with Redis's at every
- * load). Runs at start and whenever the Redis connection becomes ready again, so a publish lost to a
- * Redis outage (or a Redis that lost its data) is repaired. It only adds — removing is left to
- * enable/restore, which publish it themselves. Each repair re-reads the collector under its row
- * lock and publishes before releasing it, so it cannot re-deny a collector that an admin enables
- * at the same moment (enable publishes its removal after its own commit, i.e. after this lock is
- * released).
+ * load). Runs at start, whenever the Redis connection becomes ready again, when Redis is found
+ * emptied (`dataEpoch`) and every 2 s after a publish Redis refused until a run succeeds
+ * (create-admin-service.ts), so a publish lost to a Redis outage (or a Redis that lost its data) is
+ * repaired. Each repair re-reads the collector under its row lock and publishes before releasing it,
+ * so it cannot re-deny a collector that an admin enables at the same moment (enable publishes its
+ * removal after its own commit, i.e. after this lock is released).
  *
  * It also takes out what PostgreSQL no longer refuses: a collector in the denied (or deleted) set
  * that is enabled (or not deleted) there, under the same row lock — an `enabled`/`restored` whose
@@ -21,6 +21,8 @@ import { publishChange } from './after-commit';
  * Returns the number of collectors it had to re-publish; throws if Redis refused any of them
  * (the admin service then tries again, create-admin-service.ts).
  */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 export async function reconcileDenyState(deps: Deps): Promise<number> {
   const { pool, redis, keys } = deps;
   const [{ tokens, collectors: refused }, deniedJtis, deniedCollectors, deletedCollectors] = await Promise.all([
@@ -39,14 +41,18 @@ export async function reconcileDenyState(deps: Deps): Promise<number> {
   const ids = new Set([...[...missingJtis].filter(([, j]) => j.length).map(([id]) => id), ...missingCollectors.keys()]);
   // In Redis's sets but not refused by PostgreSQL (enabled, or restored): an allow that was lost.
   const refusedIds = new Map(refused.map((c) => [c.id, c.deleted]));
+  // Only collector ids: a stray member (written by hand) would fail the row lookup and every run.
   const stale = new Set(
     [...deniedCollectors, ...deletedCollectors].filter(
-      (id) => !refusedIds.has(id) || (deletedCollectors.has(id) && !refusedIds.get(id)),
+      (id) => UUID.test(id) && (!refusedIds.has(id) || (deletedCollectors.has(id) && !refusedIds.get(id))),
     ),
   );
   let lost = 0;
   let published = 0;
   for (const id of new Set([...ids, ...stale])) {
+    // Redis refusing writes: the next run tries again, rather than each id holding its row lock
+    // through three refused publishes.
+    if (lost > 0) break;
     await withTransaction(pool, async (db) => {
       const { rows } = await db.query<{ refused: boolean; deleted: boolean }>(
         'SELECT (NOT enabled OR deleted_at IS NOT NULL) AS refused, deleted_at IS NOT NULL AS deleted FROM collectors WHERE id = $1 FOR UPDATE',
@@ -56,7 +62,7 @@ export async function reconcileDenyState(deps: Deps): Promise<number> {
       if (!state) return;
       const jtis = (missingJtis.get(id) ?? []).filter(Boolean);
       let change: Parameters<typeof publishChange>[1] | undefined;
-      if (ids.has(id) && (state.refused || jtis.length > 0))
+      if (ids.has(id) && state.refused)
         change = {
           collector_id: id,
           kind: state.refused ? (state.deleted ? 'deleted' : 'disabled') : 'revoked',
@@ -65,15 +71,22 @@ export async function reconcileDenyState(deps: Deps): Promise<number> {
         };
       else if (stale.has(id) && !state.deleted && deletedCollectors.has(id))
         // Restored: out of the deleted set, and out of the denied one too if it is enabled.
-        change = { collector_id: id, kind: 'restored', ...(state.refused ? {} : { allowCollector: true }) };
-      else if (stale.has(id) && !state.refused) change = { collector_id: id, kind: 'enabled', allowCollector: true };
+        change = {
+          collector_id: id,
+          kind: 'restored',
+          ...(jtis.length ? { jtis } : {}),
+          ...(state.refused ? {} : { allowCollector: true }),
+        };
+      else if (stale.has(id) && !state.refused)
+        change = { collector_id: id, kind: 'enabled', ...(jtis.length ? { jtis } : {}), allowCollector: true };
+      else if (jtis.length > 0) change = { collector_id: id, kind: 'revoked', jtis };
       if (!change) return;
       if (await publishChange(deps, change, { quiet: true })) published++;
       else lost++;
     });
   }
   if (published) deps.logger.warn({ collectors: published }, 'deny state was missing or stale entries; re-published them');
-  if (lost) throw new Error(`${lost} collector changes could not be published to Redis`);
+  if (lost) throw new Error('a collector change could not be published to Redis');
   return published;
 }
 

@@ -46,7 +46,7 @@ end
 for i = 1, n do
   local prev = redis.call('GET', KEYS[i])
   local answer = ''
-  local mine = 'b:' .. ARGV[5] .. ':' .. ARGV[i + 9]
+  local mine = 'b:' .. ARGV[5] .. ':' .. ARGV[i + 9] -- markerOf
   if prev == mine then
     -- this very batch's marker: the same claim run again (ioredis resends a command whose answer
     -- a dropped connection lost); it is still this batch's push, not a replay
@@ -78,6 +78,22 @@ end
 redis.call('SET', KEYS[n + 2], 'p', 'EX', ARGV[4])
 if vetoed then redis.call('SET', KEYS[n + 1], ARGV[2], 'PX', ARGV[3]) end
 return out`;
+
+const FREE = `for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[i] then redis.call('DEL', KEYS[i]) end
+end
+return 0`;
+
+/** What CLAIM sets a marker to: its batch and the push's record count. */
+export const markerOf = (batchId: string, records: number): string => `b:${batchId}:${records}`;
+
+/**
+ * Deletes the markers `keys` a refused batch set, each only while it still holds `values` (its
+ * `markerOf`): a DEL that runs late (resent after a reconnect, queued behind a paused Redis) must not
+ * delete a marker that a later batch took over once this batch's pending state expired.
+ */
+export const freeMarkers = (redis: Redis, keys: string[], values: string[]): Promise<unknown> =>
+  redis.eval(FREE, keys.length, ...keys, ...values);
 
 /** Lifetime of a batch's deduplication key (veto or stored job): it only has to outlive the claim → add gap. */
 export const VETO_TTL_MS = 10_000;

@@ -8,7 +8,14 @@ import type { EdgeMetrics } from '../ops/edge-metrics';
 import { encodePushJob } from './encode-push-job';
 import { EncodedData, type EncodedQueue } from './encoded-queue';
 import { NoAnswerError, withTimeout } from '../with-timeout';
-import { freshJobDeduplicationId, idempotencyScripts, VETO_TTL_MS, type IdempotencyScripts } from './idempotency-scripts';
+import {
+  freeMarkers,
+  freshJobDeduplicationId,
+  idempotencyScripts,
+  markerOf,
+  VETO_TTL_MS,
+  type IdempotencyScripts,
+} from './idempotency-scripts';
 
 export interface PushOutcome {
   pushId: string;
@@ -235,9 +242,9 @@ export class PushPacker {
     // Redis runs the claim first. A claim that finds any marker already set also sets the batch's
     // veto key, which is the key BullMQ's own deduplication checks: the add then stores nothing.
     const batchId = `${this.batchPrefix}${++this.batchSeq}`;
-    // Until when a refused batch's markers may be freed: its state key (`p`, pendingTtl) outlives
-    // this, so no later batch can have taken a marker over by then (settleRefused).
-    const freeUntil = Date.now() + (this.pendingTtl - 2) * 1000;
+    // Until when freeing a refused batch's markers is worth retrying: once its state key (`p`,
+    // pendingTtl) has expired, a claim takes its markers over anyway (settleRefused).
+    const freeUntil = Date.now() + this.pendingTtl * 1000;
     const stateKey = this.deps.keys.idempotencyBatch(batchId);
     const claim = lane.scripts.claim(
       batch.map((p) => p.idemKey),
@@ -263,10 +270,9 @@ export class PushPacker {
           this.settleRefused(
             redis,
             optimistic,
-            stateKey,
+            { batchId, stateKey, freeUntil },
             batch.filter((_, i) => late[i] === ''),
             blob,
-            freeUntil,
           ),
         () => undefined,
       );
@@ -312,7 +318,7 @@ export class PushPacker {
       this.enqueueFailed(err, fresh.length);
       this.strand(batch, blob ? 1 : JOB_BYTES_FACTOR, optimistic, added);
       for (const p of fresh) p.reject(unavailable('queue unavailable'));
-      this.settleRefused(redis, added, stateKey, fresh, blob, freeUntil);
+      this.settleRefused(redis, added, { batchId, stateKey, freeUntil }, fresh, blob);
       return;
     }
     this.markDone(stateKey);
@@ -371,23 +377,23 @@ export class PushPacker {
    * freed, so the retry is stored instead of waiting out the pending TTL, and its blob dropped. An
    * add that failed may still have been stored (a connection lost after sending it): its markers
    * are freed (the ledger stores each push once), its blob is left to the writers' sweep.
-   * A `DEL` that fails too (the same Redis refusing writes — MISCONF, READONLY — or the connection
-   * lost) is tried again every second until `freeUntil`: the markers stayed pending, and every retry
-   * of those pushes was answered 503 "in flight" for up to the pending TTL (30 s) after Redis was
-   * fine again.
+   * Freeing deletes a marker only while it still names this batch (`freeMarkers`). One that fails
+   * too (the same Redis refusing writes — MISCONF, READONLY — or the connection lost) is tried again
+   * every second until `freeUntil`: the markers stayed pending, and every retry of those pushes was
+   * answered 503 "in flight" for up to the pending TTL (30 s) after Redis was fine again.
    */
   private settleRefused(
     redis: Redis,
     added: Promise<boolean>,
-    stateKey: string,
+    { batchId, stateKey, freeUntil }: { batchId: string; stateKey: string; freeUntil: number },
     mine: Pending[],
     blob: BlobRef | undefined,
-    freeUntil: number,
   ): void {
     const keys = mine.map((p) => p.idemKey);
+    const values = mine.map((p) => markerOf(batchId, p.records));
     const free = () => {
       if (keys.length === 0) return;
-      void redis.del(...keys).catch(() => {
+      void freeMarkers(redis, keys, values).catch(() => {
         if (Date.now() + FREE_RETRY_MS < freeUntil) setTimeout(free, FREE_RETRY_MS).unref();
       });
     };
