@@ -27,6 +27,12 @@ DECLARE
 BEGIN
     -- Serialise concurrent callers (every process at start; the writer on a schedule).
     PERFORM pg_advisory_xact_lock(7362100422);
+    -- The parent's lock the ATTACH takes, taken before DEFAULT's below (the ATTACH's own order):
+    -- taken after it, an ANALYZE of collector_metrics (the parent, then each partition) queued
+    -- meanwhile deadlocked with this. It conflicts with no COPY or SELECT; and after it this session
+    -- sees a partition another caller has just committed (the check below then skips it; without
+    -- it, two callers at once failed with 42P07 "already exists").
+    LOCK TABLE collector_metrics IN SHARE UPDATE EXCLUSIVE MODE;
     IF to_regclass(format('%I.%I', current_schema(), part)) IS NOT NULL THEN
         RETURN NULL;
     END IF;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classifyError } from './classify-error';
+import { classifyError, connectFailure } from './classify-error';
 import { copyEscape } from './copy-rows';
 import { parseSeen } from './heartbeat-flush';
 import { PoisonPushError } from './prepare-push';
@@ -23,6 +23,12 @@ describe('classifyError', () => {
       classifyError(Object.assign(new Error('x'), { code: '23514', table: 'collector_metrics_default', constraint: 'c' })),
     ).toBe('poison');
     expect(classifyError(Object.assign(new Error('x'), { code: '23514', table: 'collector_metrics_p20261207' }))).toBe('poison');
+  });
+  it('never takes an error opening the connection for the data (a rejected startup option is 22023)', () => {
+    expect(
+      classifyError(connectFailure(Object.assign(new Error('invalid value for parameter "TimeZone"'), { code: '22023' }))),
+    ).toBe('fatal');
+    expect(classifyError(connectFailure(Object.assign(new Error('x'), { code: '57P03' })))).toBe('transient');
   });
   it('treats data errors and our own checks as poison, other server errors as fatal', () => {
     for (const code of ['22P02', '22P05', '23502', '54000']) expect(classifyError(pgError(code)), code).toBe('poison');

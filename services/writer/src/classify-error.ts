@@ -19,6 +19,9 @@ export function classifyError(err: unknown): ErrorClass {
   const code = pgErrorCode(err);
   if (code === undefined) return 'transient';
   if (isTransientPgError(err)) return 'transient';
+  // Refused while logging in, before any push was sent: never the data's fault, whatever the class
+  // (a startup option PostgreSQL rejects is 22023).
+  if (isConnectFailure(err)) return 'fatal';
   if (isDefaultPartitionRace(err)) return 'transient';
   if (code.startsWith('22') || code.startsWith('23') || code.startsWith('54')) return 'poison';
   // A row jsonb's parser cannot hold (an array of over 2^24 elements, an object of over 2^23 keys)
