@@ -130,3 +130,18 @@ export async function httpLogin(baseUrl: string, username: string, password: str
   if (res.status !== 200) throw new Error(`login failed: ${res.status} ${res.text}`);
   return res.setCookie[0]!.split(';')[0]!;
 }
+
+/** An edge's environment for the admin service of `h` (same database, Redis prefix and keys), on `redisUrl`. */
+export function edgeEnvOf(h: Harness, redisUrl: string, logLevel = 'warn'): Record<string, string> {
+  const config = h.service.deps.config;
+  return {
+    DATABASE_URL: config.DATABASE_URL,
+    REDIS_URL: redisUrl,
+    REDIS_KEY_PREFIX: config.REDIS_KEY_PREFIX,
+    JWT_SECRET: config.JWT_SECRET,
+    ENCRYPTION_KEY: config.ENCRYPTION_KEY,
+    INGEST_HOST: '127.0.0.1',
+    EDGE_PROCESSES: '1',
+    LOG_LEVEL: logLevel,
+  };
+}

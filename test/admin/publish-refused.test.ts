@@ -4,7 +4,7 @@ import { freePort, startRedis } from '@pga/local-stack';
 import { expect, it } from 'vitest';
 import { call, spawnEdge, type EdgeProcess } from '../edge/harness';
 import { testEnv, uniquePrefix } from '../helpers';
-import { createHarness } from './harness';
+import { createHarness, edgeEnvOf } from './harness';
 import { form } from './fixtures';
 
 /**
@@ -31,17 +31,7 @@ it(
       const healthy = await caller.collectors.register(form());
       const reenabled = await caller.collectors.register(form());
       await caller.collectors.disable({ id: reenabled.collector.id });
-      const config = h.service.deps.config;
-      edge = await spawnEdge({
-        DATABASE_URL: config.DATABASE_URL,
-        REDIS_URL: server.url,
-        REDIS_KEY_PREFIX: config.REDIS_KEY_PREFIX,
-        JWT_SECRET: config.JWT_SECRET,
-        ENCRYPTION_KEY: config.ENCRYPTION_KEY,
-        INGEST_HOST: '127.0.0.1',
-        EDGE_PROCESSES: '1',
-        LOG_LEVEL: 'warn',
-      });
+      edge = await spawnEdge(edgeEnvOf(h, server.url));
       let n = 0;
       const push = async (token: string) => {
         const res = await call(`${edge!.url}/api/v1/metrics/push`, { token, body: `{"n":${++n}}` });

@@ -4,7 +4,7 @@ import { freePort, startRedis } from '@pga/local-stack';
 import { expect, it } from 'vitest';
 import { call, spawnEdge, type EdgeProcess } from '../edge/harness';
 import { testEnv, uniquePrefix } from '../helpers';
-import { createHarness } from './harness';
+import { createHarness, edgeEnvOf } from './harness';
 import { form } from './fixtures';
 
 /**
@@ -27,17 +27,7 @@ it(
       const caller = h.caller(h.admin);
       const disabled = await caller.collectors.register(form());
       await caller.collectors.disable({ id: disabled.collector.id });
-      const config = h.service.deps.config;
-      edge = await spawnEdge({
-        DATABASE_URL: config.DATABASE_URL,
-        REDIS_URL: server.url,
-        REDIS_KEY_PREFIX: config.REDIS_KEY_PREFIX,
-        JWT_SECRET: config.JWT_SECRET,
-        ENCRYPTION_KEY: config.ENCRYPTION_KEY,
-        INGEST_HOST: '127.0.0.1',
-        EDGE_PROCESSES: '1',
-        LOG_LEVEL: 'info',
-      });
+      edge = await spawnEdge(edgeEnvOf(h, server.url, 'info'));
       const lostCount = async () =>
         Number(/^edge_redis_data_lost_total (\S+)/m.exec((await call(`${edge!.url}/metrics`, { method: 'GET' })).text)?.[1]);
       expect(await lostCount()).toBe(0);

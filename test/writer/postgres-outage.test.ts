@@ -3,9 +3,25 @@ import { randomUUID } from 'node:crypto';
 import { createPool } from '@pga/db';
 import { expect, it } from 'vitest';
 import { capturingLogger, createTestDatabase } from '../helpers';
-import { fixture, ownPostgres, pushItem, startWriterHarness, waitUntil } from './helpers';
+import { fixture, ownPostgres, pushItem, startWriterHarness, waitUntil, type WriterHarness } from './helpers';
 
 const ELEMENTS = (JSON.parse(fixture) as { metrics: unknown[] }).metrics.length;
+
+/** Until each job was put back twice (writer_jobs_put_back_total); none failed, no attempt used up. */
+async function putBackTwice(h: WriterHarness, ids: string[]): Promise<void> {
+  await waitUntil(
+    'jobs put back twice',
+    async () =>
+      Number(/^writer_jobs_put_back_total (\S+)/m.exec(await (await fetch(`${h.url}/metrics`)).text())?.[1]) >= 2 * ids.length,
+    30_000,
+    100,
+  );
+  for (const id of ids) {
+    const job = await h.queue.getJob(id);
+    expect(await job?.getState()).not.toBe('failed');
+    expect(job?.attemptsMade).toBe(0);
+  }
+}
 
 /**
  * PostgreSQL briefly stopped (issue 5 §1/§7): the writer holds its jobs and retries by SQLSTATE /
@@ -189,18 +205,7 @@ it('an outage longer than the retries and all attempts makes no dead letter: job
     const during = Array.from({ length: 4 }, () => pushItem(fixture));
     // One attempt each: before, the first run out of retries made each a dead letter.
     const ids = await Promise.all(during.map((p) => h.enqueue([p], { attempts: 1 })));
-    await waitUntil(
-      'jobs put back twice',
-      async () =>
-        Number(/^writer_jobs_put_back_total (\S+)/m.exec(await (await fetch(`${h.url}/metrics`)).text())?.[1]) >= 2 * ids.length,
-      30_000,
-      100,
-    );
-    for (const id of ids) {
-      const job = await h.queue.getJob(id);
-      expect(await job?.getState()).not.toBe('failed');
-      expect(job?.attemptsMade).toBe(0);
-    }
+    await putBackTwice(h, ids);
     await pg.restart();
     await Promise.all(ids.map((id) => h.waitForJob(id, 'completed', 90_000)));
     const { rows } = await h.pool.query(
@@ -263,18 +268,7 @@ it("a refused log-in is everyone's with a single collector: its jobs are put bac
     await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'pga_writer'");
     const during = Array.from({ length: 3 }, () => pushItem(fixture, collector));
     const ids = await Promise.all(during.map((p) => h.enqueue([p], { attempts: 1 })));
-    await waitUntil(
-      'jobs put back twice',
-      async () =>
-        Number(/^writer_jobs_put_back_total (\S+)/m.exec(await (await fetch(`${h.url}/metrics`)).text())?.[1]) >= 2 * ids.length,
-      30_000,
-      100,
-    );
-    for (const id of ids) {
-      const job = await h.queue.getJob(id);
-      expect(await job?.getState()).not.toBe('failed');
-      expect(job?.attemptsMade).toBe(0);
-    }
+    await putBackTwice(h, ids);
     expect(lines.some((l) => l.msg === 'push job put back to wait: PostgreSQL fails for every push (no attempt used up)')).toBe(
       true,
     );
