@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { freePort, startRedis } from '@pga/local-stack';
 import { hashSecret } from '@pga/crypto';
 import { createLogger } from '@pga/logger';
 import {
@@ -143,5 +146,33 @@ export function edgeEnvOf(h: Harness, redisUrl: string, logLevel = 'warn'): Reco
     INGEST_HOST: '127.0.0.1',
     EDGE_PROCESSES: '1',
     LOG_LEVEL: logLevel,
+  };
+}
+
+/**
+ * An admin service on a Redis of its own (a test that refuses writes, flushes or stops it touches no
+ * other suite), with a client of that Redis; `close()` stops all of it.
+ */
+export async function harnessOnOwnRedis(label: string): Promise<{
+  h: Harness;
+  redisUrl: string;
+  redis: Redis;
+  close(): Promise<void>;
+}> {
+  const server = await startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix(label)), port: await freePort() });
+  const h = await createHarness({ REDIS_URL: server.url });
+  const redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
+  redis.on('error', () => undefined);
+  return {
+    h,
+    redisUrl: server.url,
+    redis,
+    async close() {
+      await redis.config('SET', 'maxmemory', '0').catch(() => undefined);
+      redis.disconnect();
+      await h.service.close().catch(() => undefined);
+      await h.db.drop();
+      await server.stop();
+    },
   };
 }

@@ -1,10 +1,6 @@
-import path from 'node:path';
-import { Redis } from 'ioredis';
-import { freePort, startRedis } from '@pga/local-stack';
 import { expect, it } from 'vitest';
 import { call, spawnEdge, type EdgeProcess } from '../edge/harness';
-import { testEnv, uniquePrefix } from '../helpers';
-import { createHarness, edgeEnvOf } from './harness';
+import { edgeEnvOf, harnessOnOwnRedis } from './harness';
 import { form } from './fixtures';
 
 /**
@@ -19,10 +15,7 @@ it(
   'a change published while Redis refused writes reaches the edges once Redis takes writes again',
   { timeout: 90_000 },
   async () => {
-    const server = await startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix('refused-pub')), port: await freePort() });
-    const h = await createHarness({ REDIS_URL: server.url });
-    const redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
-    redis.on('error', () => undefined);
+    const { h, redis, redisUrl, close } = await harnessOnOwnRedis('refused-pub');
     let edge: EdgeProcess | undefined;
     try {
       const caller = h.caller(h.admin);
@@ -31,7 +24,7 @@ it(
       const healthy = await caller.collectors.register(form());
       const reenabled = await caller.collectors.register(form());
       await caller.collectors.disable({ id: reenabled.collector.id });
-      edge = await spawnEdge(edgeEnvOf(h, server.url));
+      edge = await spawnEdge(edgeEnvOf(h, redisUrl));
       let n = 0;
       const push = async (token: string) => {
         const res = await call(`${edge!.url}/api/v1/metrics/push`, { token, body: `{"n":${++n}}` });
@@ -70,11 +63,7 @@ it(
       await expect.poll(heartbeat, { timeout: 8_000, interval: 250 }).toBe(enabledVersion);
     } finally {
       await edge?.stop();
-      await redis.config('SET', 'maxmemory', '0').catch(() => undefined);
-      redis.disconnect();
-      await h.service.close().catch(() => undefined);
-      await h.db.drop();
-      await server.stop();
+      await close();
     }
   },
 );

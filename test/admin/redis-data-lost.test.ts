@@ -1,10 +1,6 @@
-import path from 'node:path';
-import { Redis } from 'ioredis';
-import { freePort, startRedis } from '@pga/local-stack';
 import { expect, it } from 'vitest';
 import { call, spawnEdge, type EdgeProcess } from '../edge/harness';
-import { testEnv, uniquePrefix } from '../helpers';
-import { createHarness, edgeEnvOf } from './harness';
+import { edgeEnvOf, harnessOnOwnRedis } from './harness';
 import { form } from './fixtures';
 
 /**
@@ -17,17 +13,14 @@ it(
   'Redis emptied: every edge process says so (log line and edge_redis_data_lost_total), and the admin service puts the deny state back',
   { timeout: 90_000 },
   async () => {
-    const server = await startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix('data-lost')), port: await freePort() });
-    const h = await createHarness({ REDIS_URL: server.url });
+    const { h, redis, redisUrl, close } = await harnessOnOwnRedis('data-lost');
     const keys = h.service.deps.keys;
-    const redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
-    redis.on('error', () => undefined);
     let edge: EdgeProcess | undefined;
     try {
       const caller = h.caller(h.admin);
       const disabled = await caller.collectors.register(form());
       await caller.collectors.disable({ id: disabled.collector.id });
-      edge = await spawnEdge(edgeEnvOf(h, server.url, 'info'));
+      edge = await spawnEdge(edgeEnvOf(h, redisUrl, 'info'));
       const lostCount = async () =>
         Number(/^edge_redis_data_lost_total (\S+)/m.exec((await call(`${edge!.url}/metrics`, { method: 'GET' })).text)?.[1]);
       expect(await lostCount()).toBe(0);
@@ -49,10 +42,7 @@ it(
       });
     } finally {
       await edge?.stop();
-      redis.disconnect();
-      await h.service.close().catch(() => undefined);
-      await h.db.drop();
-      await server.stop();
+      await close();
     }
   },
 );

@@ -1,11 +1,7 @@
-import path from 'node:path';
-import { Redis } from 'ioredis';
 import pg from 'pg';
-import { freePort, startRedis } from '@pga/local-stack';
 import { expect, it } from 'vitest';
 import { reconcileDenyState } from '../../services/admin-api/src/collectors/reconcile-deny-state';
-import { testEnv, uniquePrefix } from '../helpers';
-import { createHarness } from './harness';
+import { createHarness, harnessOnOwnRedis } from './harness';
 import { form } from './fixtures';
 
 it('a lost enable together with a lost token rotation is repaired: the collector leaves the denied set', async () => {
@@ -35,10 +31,7 @@ it('a lost enable together with a lost token rotation is repaired: the collector
 });
 
 it('a publish lost while a repair run is under way is repaired too (another run follows it)', { timeout: 60_000 }, async () => {
-  const server = await startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix('repair-lost')), port: await freePort() });
-  const h = await createHarness({ REDIS_URL: server.url });
-  const redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
-  redis.on('error', () => undefined);
+  const { h, redis, close } = await harnessOnOwnRedis('repair-lost');
   const locker = new pg.Client({ connectionString: h.service.deps.config.DATABASE_URL });
   await locker.connect();
   try {
@@ -74,10 +67,6 @@ it('a publish lost while a repair run is under way is repaired too (another run 
     await expect.poll(() => deps.redis.sismember(deps.keys.deniedCollectors, b), { timeout: 8_000 }).toBe(1);
   } finally {
     await locker.end().catch(() => undefined);
-    await redis.config('SET', 'maxmemory', '0').catch(() => undefined);
-    redis.disconnect();
-    await h.service.close().catch(() => undefined);
-    await h.db.drop();
-    await server.stop();
+    await close();
   }
 });

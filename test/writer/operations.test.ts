@@ -10,7 +10,7 @@ import { redisKeys } from '@pga/redis-keys';
 import { createWriter, readWriterConfig } from '@pga/writer';
 import { capturingLogger, createTestDatabase, testEnv, uniquePrefix, type TestDatabase } from '../helpers';
 import { spawnWriter } from './child-writer';
-import { fixture, pushItem, startWriterHarness, waitUntil, writerEnv } from './helpers';
+import { fixture, pushItem, startWriterHarness, waitUntil, writerEnv, type WriterHarness } from './helpers';
 
 /**
  * A writer built but not started on a queue of its own: it consumes nothing, its gauges still read
@@ -41,6 +41,21 @@ async function idleWriter(dbUrl: string, name: string) {
     },
   };
 }
+
+/** Until the writer's ledger insert waits on a lock (a test holds ingest_ledger). */
+const waitingOnLedger = (h: WriterHarness) =>
+  waitUntil('writer waiting on the lock', async () => {
+    const r = await h.pool.query(
+      `SELECT 1 FROM pg_stat_activity WHERE application_name = 'pga-writer' AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO ingest_ledger%'`,
+    );
+    return r.rows.length > 0;
+  });
+
+/** Takes a held job's keys away, as a failover to an empty replica does; resolves how many were there. */
+const dropJobKeys = (h: WriterHarness, jobId: string) => {
+  const jobKey = `${h.keys.bullPrefix}:${h.keys.pushQueue}:${jobId}`;
+  return h.redis.del(jobKey, `${jobKey}:lock`);
+};
 
 describe('writer: operations', () => {
   let db: TestDatabase;
@@ -183,14 +198,8 @@ describe('writer: operations', () => {
       await blocker.query('LOCK TABLE ingest_ledger IN ACCESS EXCLUSIVE MODE');
       const push = pushItem(fixture);
       const jobId = await h.enqueue([push], { attempts: 1 });
-      await waitUntil('writer waiting on the lock', async () => {
-        const r = await h.pool.query(
-          `SELECT 1 FROM pg_stat_activity WHERE application_name = 'pga-writer' AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO ingest_ledger%'`,
-        );
-        return r.rows.length > 0;
-      });
-      const jobKey = `${h.keys.bullPrefix}:${h.keys.pushQueue}:${jobId}`;
-      expect(await h.redis.del(jobKey, `${jobKey}:lock`)).toBe(2);
+      await waitingOnLedger(h);
+      expect(await dropJobKeys(h, jobId)).toBe(2);
       await blocker.query('COMMIT');
       const gone = () => lines.filter((l) => /was gone from Redis when it finished/.test(String(l.msg)));
       await waitUntil('the warning', async () => gone().length > 0);
@@ -215,16 +224,8 @@ describe('writer: operations', () => {
       const ids: string[] = [];
       for (let i = 0; i < 40; i++) ids.push(await h.enqueue([pushItem(fixture)], { attempts: 1 }));
       await waitUntil('every job held', async () => (await h.queue.getActiveCount()) === 40);
-      await waitUntil('writer waiting on the lock', async () => {
-        const r = await h.pool.query(
-          `SELECT 1 FROM pg_stat_activity WHERE application_name = 'pga-writer' AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO ingest_ledger%'`,
-        );
-        return r.rows.length > 0;
-      });
-      for (const jobId of ids) {
-        const jobKey = `${h.keys.bullPrefix}:${h.keys.pushQueue}:${jobId}`;
-        await h.redis.del(jobKey, `${jobKey}:lock`);
-      }
+      await waitingOnLedger(h);
+      for (const jobId of ids) await dropJobKeys(h, jobId);
       await blocker.query('COMMIT');
       const gone = () => lines.filter((l) => /gone from Redis when (it|they) finished/.test(String(l.msg)));
       await waitUntil('the summary', async () => gone().length >= 2, 15_000);

@@ -61,24 +61,14 @@ export async function reconcileDenyState(deps: Deps): Promise<number> {
       const state = rows[0];
       if (!state) return;
       const jtis = (missingJtis.get(id) ?? []).filter(Boolean);
+      const withJtis = jtis.length ? { jtis } : {};
       let change: Parameters<typeof publishChange>[1] | undefined;
       if (ids.has(id) && state.refused)
-        change = {
-          collector_id: id,
-          kind: state.refused ? (state.deleted ? 'deleted' : 'disabled') : 'revoked',
-          ...(jtis.length ? { jtis } : {}),
-          ...(state.refused ? { denyCollector: true } : {}),
-        };
+        change = { collector_id: id, kind: state.deleted ? 'deleted' : 'disabled', ...withJtis, denyCollector: true };
       else if (stale.has(id) && !state.deleted && deletedCollectors.has(id))
         // Restored: out of the deleted set, and out of the denied one too if it is enabled.
-        change = {
-          collector_id: id,
-          kind: 'restored',
-          ...(jtis.length ? { jtis } : {}),
-          ...(state.refused ? {} : { allowCollector: true }),
-        };
-      else if (stale.has(id) && !state.refused)
-        change = { collector_id: id, kind: 'enabled', ...(jtis.length ? { jtis } : {}), allowCollector: true };
+        change = { collector_id: id, kind: 'restored', ...withJtis, ...(state.refused ? {} : { allowCollector: true }) };
+      else if (stale.has(id) && !state.refused) change = { collector_id: id, kind: 'enabled', ...withJtis, allowCollector: true };
       else if (jtis.length > 0) change = { collector_id: id, kind: 'revoked', jtis };
       if (!change) return;
       if (await publishChange(deps, change, { quiet: true })) published++;
