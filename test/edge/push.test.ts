@@ -189,6 +189,13 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
     expect([header.status, header.json.error.code]).toEqual([403, 'COLLECTOR_MISMATCH']);
     const inBody = await push(JSON.stringify({ collector_id: other, metrics: [] }));
     expect([inBody.status, inBody.json.error.code]).toEqual([403, 'COLLECTOR_MISMATCH']);
+    // A collector_id of another type is a malformed body, not another collector's push; null is absent.
+    const number = await push(JSON.stringify({ collector_id: 5, metrics: [] }));
+    expect([number.status, number.json.error]).toEqual([
+      400,
+      { code: 'INVALID_PAYLOAD', message: 'collector_id must be a string (the collector id)' },
+    ]);
+    expect((await push(JSON.stringify({ collector_id: null, metrics: [], n: Date.now() }))).status).toBe(200);
     const matching = await push(JSON.stringify({ collector_id: c.id, metrics: [], n: Date.now() }), {
       headers: { 'x-collector-id': c.id.toUpperCase() },
     });

@@ -74,9 +74,11 @@ describe('scanPushJson', () => {
     expect(scan(`{"metrics":[{"type":"${'x'.repeat(300)}"}]}`).metricsCount).toBe(1);
   });
 
-  it('collector_id that is not a string never matches a token; push_id may be a number (its digits) or null (absent)', () => {
-    expect(scan('{"collector_id":5}')).toEqual({ collectorId: '5' });
-    expect(scan('{"collector_id":null}')).toEqual({ collectorId: 'null' });
+  it('collector_id must be a string or null (absent); push_id may be a number (its digits) or null (absent)', () => {
+    for (const text of ['{"collector_id":5}', '{"collector_id":true}', '{"collector_id":{"id":"x"}}', '{"collector_id":["x"]}'])
+      expect({ text, code: codeOf(text) }).toEqual({ text, code: 'INVALID_PAYLOAD' });
+    expect(scan('{"collector_id":null}')).toEqual({});
+    expect(scan('{"collector_id":"x","collector_id":null}')).toEqual({});
     expect(scan('{"push_id":17,"metrics":[]}')).toEqual({ pushId: '17', metricsCount: 0 });
     expect(scan('{"push_id":-1.5e3}')).toEqual({ pushId: '-1.5e3' });
     expect(scan('{"push_id":"x","push_id":null}')).toEqual({});

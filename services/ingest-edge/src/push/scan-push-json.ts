@@ -2,7 +2,7 @@ import { AppError } from '@pga/contracts';
 
 /** What the edge needs from a push body; everything else stays as the bytes received. */
 export interface PushScan {
-  /** Top-level `collector_id` when it is a string. */
+  /** Top-level `collector_id` (a string: any other type but null is refused). */
   collectorId?: string;
   /** Top-level `push_id` when it is a string. */
   pushId?: string;
@@ -452,9 +452,12 @@ class Scanner {
         const first = this.b[this.i];
         this.value(1);
         if (key === 'collector_id') {
-          // Anything but a string cannot match the token: its JSON text, which never equals an id,
-          // makes the push a 403 COLLECTOR_MISMATCH (CONTRACT.md), not a 400.
-          scan.collectorId = first === C.QUOTE ? this.text(start, this.i) : this.raw(start, this.i);
+          // A string is the collector's id (matched against the token: else 403). Another type is a
+          // malformed body (400, as for push_id), not someone else's push; null is absent (as for
+          // push_id): a collector that has no id to report yet.
+          if (first === C.QUOTE) scan.collectorId = this.text(start, this.i);
+          else if (first === 0x6e) delete scan.collectorId;
+          else throw badPayload('collector_id must be a string (the collector id)');
         } else if (key === 'push_id') {
           if (first === C.QUOTE) {
             const text = this.text(start, this.i);
