@@ -120,6 +120,54 @@ describe('edge HTTP/1.1 handling (raw sockets)', () => {
     expect(await world.queuedPushes()).not.toContainEqual(expect.objectContaining({ body: expect.stringContaining('aaaa') }));
   });
 
+  it('refuses a deciding header sent twice with different values with 400 (two Content-Lengths: unread, and closed); the same value twice is one', async () => {
+    const body = `{"twice":${Date.now()}}`;
+    const base = (lines: string[]) =>
+      `POST /api/v1/metrics/push HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n${lines.map((l) => `${l}\r\n`).join('')}\r\n`;
+    const auth = `Authorization: Bearer ${c.token}`;
+    const length = `Content-Length: ${body.length}`;
+    const refused = async (lines: string[], extra = '') => {
+      const res = await rawRequest(port, [base(lines) + body + extra]);
+      return [res.status, JSON.parse(res.body).error, res.closed];
+    };
+    const twice = (name: string) => ({ code: 'INVALID_PAYLOAD', message: `${name} header sent twice with different values` });
+    // RFC 9112 §6.3: which length frames the body is unknown. uWS.js took the first (a proxy in
+    // front may take the other).
+    expect(await refused([auth, length, `Content-Length: ${body.length + 40}`])).toEqual([400, twice('Content-Length'), true]);
+    // What follows the first length's body was read as a further request on the connection (smuggled
+    // past a proxy that took the second): never served.
+    const smuggled = 'GET /healthz HTTP/1.1\r\nHost: edge\r\n\r\n';
+    const socket = net.connect(port, '127.0.0.1');
+    let received = '';
+    let closed = false;
+    socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+    socket.on('error', () => undefined);
+    socket.on('close', () => (closed = true));
+    socket.write(base([auth, length, `Content-Length: ${body.length + smuggled.length}`]) + body + smuggled);
+    await waitUntil(() => closed, 5000, 'the connection closed');
+    expect(received).not.toContain('"status":"ok"');
+    expect(await refused([auth, `Authorization: Bearer ${c.token}x`, length])).toEqual([400, twice('Authorization'), true]);
+    expect(
+      await refused([auth, 'X-Collector-ID: ' + c.id, 'X-Collector-ID: 00000000-0000-4000-8000-000000000000', length]),
+    ).toEqual([400, twice('X-Collector-ID'), true]);
+    expect(await refused([auth, 'Idempotency-Key: a', 'Idempotency-Key: b', length])).toEqual([
+      400,
+      twice('Idempotency-Key'),
+      true,
+    ]);
+    expect(await refused([auth, 'Content-Encoding: gzip', 'Content-Encoding: identity', length])).toEqual([
+      400,
+      twice('Content-Encoding'),
+      true,
+    ]);
+    expect(await world.queuedPushes()).not.toContainEqual(expect.objectContaining({ body }));
+    // The same value twice is no ambiguity (RFC 9110 §8.6 for Content-Length).
+    const same = await rawRequest(port, [
+      base([auth, auth, length, length, 'Idempotency-Key: k1', 'Idempotency-Key: k1']) + body,
+    ]);
+    expect([same.status, JSON.parse(same.body).status, same.closed]).toEqual([200, 'accepted', false]);
+  });
+
   it('keeps the connection alive across requests', async () => {
     const one = `{"k":1,"t":${Date.now()}}`;
     const two = `{"k":2,"t":${Date.now()}}`;

@@ -40,6 +40,39 @@ export interface RouteOptions {
   auth?: 'bearer' | 'registration-secret';
 }
 
+/**
+ * Headers the edge decides on (framing, identity, idempotency, decoding), by their usual spelling.
+ * uWS.js's `getHeader` returns the first of several; any code behind it, or a proxy in front, may
+ * take another — two different `Content-Length`s are request smuggling (RFC 9112 §6.3: 400). Sent
+ * twice with different values, the request is refused; the same value twice is one value (RFC 9110
+ * §8.6 allows that for Content-Length).
+ */
+const DECIDING_HEADERS: Record<string, string> = {
+  'content-length': 'Content-Length',
+  'content-type': 'Content-Type',
+  'content-encoding': 'Content-Encoding',
+  authorization: 'Authorization',
+  'x-collector-id': 'X-Collector-ID',
+  'idempotency-key': 'Idempotency-Key',
+  'x-registration-secret': 'X-Registration-Secret',
+};
+
+/**
+ * Reads the `wanted` headers into `headers` ('' when absent; the first of several, as `getHeader`),
+ * and returns the name of a deciding one sent twice with different values.
+ */
+function readHeaders(req: HttpRequest, wanted: ReadonlySet<string>, headers: Record<string, string>): string | undefined {
+  let conflict: string | undefined;
+  req.forEach((name, value) => {
+    if (!wanted.has(name)) return;
+    const seen = headers[name];
+    if (seen === undefined) headers[name] = value;
+    else if (seen !== value && DECIDING_HEADERS[name]) conflict ??= DECIDING_HEADERS[name];
+  });
+  for (const name of wanted) headers[name] ??= '';
+  return conflict;
+}
+
 /** The realm of every WWW-Authenticate challenge. */
 const REALM = 'realm="pganalytics"';
 
@@ -74,10 +107,10 @@ export class RouteKit {
    */
   route(options: RouteOptions, handler: (ctx: RequestContext) => Promise<void> | void) {
     const { metrics, budget, logger, pgOutage } = this.deps;
-    const wanted = ['content-length', ...(options.headers ?? [])];
+    const wanted = new Set(['content-length', ...(options.headers ?? [])]);
     return (res: HttpResponse, req: HttpRequest): void => {
       const headers: Record<string, string> = {};
-      for (const name of wanted) headers[name] = req.getHeader(name);
+      const conflict = readHeaders(req, wanted, headers);
       const params: string[] = [];
       for (let i = 0; i < (options.params ?? 0); i++) params.push(req.getParameter(i) ?? '');
       this.inflight++;
@@ -92,7 +125,8 @@ export class RouteKit {
         reply.aborted = true;
         reader?.abort();
       });
-      if (options.maxBody !== undefined) {
+      // A request refused for its headers (below) has its body left unread.
+      if (options.maxBody !== undefined && !conflict) {
         reader = readBody(res, options.maxBody, budget, declared);
         reply.bodyPending = true;
         void reader.body.then(
@@ -142,6 +176,20 @@ export class RouteKit {
         if (reader?.complete() && !this.draining) reply.bodyPending = false;
         reply.fail(err, challenge(options.auth, headers));
       };
+      if (conflict) {
+        // Which one the client (or a proxy in front) meant is unknown — for Content-Length, where
+        // this request's body ends: refused unread, and the connection closed (RFC 9112 §6.3).
+        reply.bodyPending = true;
+        const refuse = () =>
+          void fail(new AppError('INVALID_PAYLOAD', `${conflict} header sent twice with different values`)).finally(finish);
+        // uWS.js framed the body by the first Content-Length and, once this handler returns, reads
+        // what follows it as the next request in the same pass: answered at once, a request smuggled
+        // there was served too. Answered on the next turn of the loop, such a request finds this one
+        // unanswered and uWS.js closes the connection, serving neither (see "HTTP pipelining").
+        if (conflict === 'Content-Length') setImmediate(refuse);
+        else refuse();
+        return;
+      }
       if (this.draining) {
         reply.bodyPending = true; // close the connection: this process is going away
         void fail(new AppError('UNAVAILABLE', 'edge is shutting down', { retryAfterSeconds: 1 })).finally(finish);
