@@ -7,7 +7,8 @@ import { loopClock, withTimeout } from '../with-timeout';
 const STALE_AFTER_POLLS = 3;
 
 /**
- * Whether pushes may be taken: Redis connected, not a read-only replica, and its memory under the budget (issue 4 §3: a
+ * Whether pushes may be taken: Redis connected, not a read-only replica, able to persist (its AOF
+ * written, no failed RDB save it refuses writes for), and its memory under the budget (issue 4 §3: a
  * full Redis must turn into 503 + Retry-After at the edge, not into pushes held in edge memory).
  * Memory is polled once a second with `INFO memory`; the budget is REDIS_MEMORY_BUDGET_BYTES, or
  * 90 % of Redis `maxmemory` when that is set and no budget is configured. A connection that says
@@ -24,6 +25,11 @@ export class QueueHealth {
    * answers every write MISCONF until a write succeeds again, so no push can be taken.
    */
   cannotPersist = false;
+  /**
+   * Redis's last RDB save failed (`rdb_last_bgsave_status:err`: a full disk, EIO) and it refuses
+   * writes with MISCONF for it (`stop-writes-on-bgsave-error yes`, the default, with save points).
+   */
+  cannotSave = false;
   usedMemory = 0;
   /** When a poll last answered (`loopClock` ms); none since the last (re)connect: no push is taken blind. */
   private lastAnsweredAt: number | undefined;
@@ -66,6 +72,7 @@ export class QueueHealth {
     if (this.readOnly) throw new AppError('UNAVAILABLE', 'queue is a read-only replica', { retryAfterSeconds: 5 });
     if (this.cannotPersist)
       throw new AppError('UNAVAILABLE', 'queue cannot write its append-only file', { retryAfterSeconds: 5 });
+    if (this.cannotSave) throw new AppError('UNAVAILABLE', 'queue cannot save its RDB snapshot', { retryAfterSeconds: 5 });
   }
 
   /** Why no push can be taken though Redis answers (over budget, read-only), or undefined. */
@@ -73,6 +80,7 @@ export class QueueHealth {
     if (this.overBudget) return 'queue over its memory budget';
     if (this.readOnly) return 'queue is a read-only replica';
     if (this.cannotPersist) return 'queue cannot write its append-only file';
+    if (this.cannotSave) return 'queue cannot save its RDB snapshot';
     return undefined;
   }
 
@@ -111,11 +119,33 @@ export class QueueHealth {
       );
     else if (!cannotPersist && this.cannotPersist) this.logger.info('Redis writes its append-only file again');
     this.cannotPersist = cannotPersist;
+    // A failed RDB save refuses writes only with stop-writes-on-bgsave-error yes (and save points):
+    // with it off, pushes are taken as ever. CONFIG GET would tell, but managed Redis (ElastiCache)
+    // refuses CONFIG; Redis refuses PING with MISCONF exactly when it refuses writes for a failed
+    // save or AOF write (a master's writeCommandsDeniedByDiskError), so the PING asks Redis itself.
+    if (/^rdb_last_bgsave_status:err/m.test(info))
+      this.redis.ping().then(
+        () => this.saveFailing(false),
+        (err: unknown) => {
+          // A connection error tells nothing: `reachable` covers it.
+          if (err instanceof Error && /^MISCONF /.test(err.message)) this.saveFailing(true);
+        },
+      );
+    else this.saveFailing(false);
     this.usedMemory = used;
     this.pollRefused = false;
     this.lastAnsweredAt = loopClock();
     if (this.stale) this.logger.info('queue health: Redis answering again');
     this.stale = false;
+  }
+
+  private saveFailing(refusing: boolean): void {
+    if (refusing && !this.cannotSave)
+      this.logger.warn(
+        "Redis cannot save its RDB snapshot and refuses writes (stop-writes-on-bgsave-error): refusing pushes until a save succeeds (Redis's log says why)",
+      );
+    else if (!refusing && this.cannotSave) this.logger.info('Redis takes writes again after its failed RDB save');
+    this.cannotSave = refusing;
   }
 
   private async poll(): Promise<void> {
