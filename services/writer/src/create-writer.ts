@@ -5,6 +5,7 @@ import { createOutageLog, isConnectionError, type Logger } from '@pga/logger';
 import { redisKeys } from '@pga/redis-keys';
 import { createBatcher } from './batcher';
 import type { WriterConfig } from './config';
+import { createFuturePushWatch } from './future-pushes';
 import { createHeartbeatFlusher } from './heartbeat-flush';
 import { createMaintenance } from './maintenance';
 import { createWriterMetrics } from './metrics';
@@ -49,6 +50,7 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
   const publish = statusPublisher.publish;
 
   const batchLog = logger.child({ module: 'batcher' });
+  const watchFuture = createFuturePushWatch({ daysAhead: config.PARTITION_DAYS_AHEAD, logger: batchLog, metrics });
   const batcher = createBatcher({
     maxRows: config.WRITER_BATCH_MAX_ROWS,
     maxBytes: config.WRITER_BATCH_MAX_BYTES,
@@ -73,6 +75,7 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
       // (every connection busy) is not counted as a slow transaction.
       const p = result.phases;
       metrics.batchSeconds.observe((p.ledger + p.copy + p.rollup + p.state + p.commit) / 1000);
+      watchFuture(pushes, result.storedIds);
       return result;
     },
     afterCommit: async (result, jobs) => {

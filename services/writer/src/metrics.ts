@@ -24,6 +24,11 @@ export function createWriterMetrics() {
       help: 'Pushes not stored because they were accepted longer ago than METRICS_RETENTION_DAYS (a dead letter retried late)',
       registers: r,
     }),
+    pushesFuture: new Counter({
+      name: 'writer_pushes_received_in_future_total',
+      help: 'Pushes stored whose received_at (the edge clock) was more than PARTITION_DAYS_AHEAD days ahead of the writer clock: their rows are in the DEFAULT partition',
+      registers: r,
+    }),
     batches: new Counter({ name: 'writer_batches_total', help: 'Committed batches (transactions)', registers: r }),
     batchRows: new Histogram({
       name: 'writer_batch_rows',

@@ -31,6 +31,21 @@ export interface PreparedPush {
   replayWindowSeconds: number;
 }
 
+/** An ISO-8601 date and time (the edge writes `toISOString()`), its offset (group 1) optional. */
+const ISO_DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(Z|[+-]\d{2}:\d{2})?$/;
+
+/**
+ * A push's `received_at`: an ISO-8601 date and time, UTC when it has no offset — JavaScript would
+ * read that in this process's time zone, storing the push hours off on a writer not set to UTC. The
+ * edge always writes `Z`; anything else is not a time (undefined).
+ */
+export function parseReceivedAt(text: string): Date | undefined {
+  const iso = ISO_DATE_TIME.exec(text);
+  if (!iso) return undefined;
+  const at = new Date(iso[1] ? text : `${text}Z`);
+  return Number.isNaN(at.getTime()) ? undefined : at;
+}
+
 /** One-shot SHA-256 (crypto.hash): no Hash object. */
 const sha256 = (data: Buffer) => hash('sha256', data, 'hex');
 
@@ -65,8 +80,8 @@ export function preparePush(
   replayWindowSeconds = DEFAULT_REPLAY_WINDOW_SECONDS,
   blobs: PushBlobs = new Map(),
 ): PreparedPush {
-  const receivedAt = new Date(item.received_at);
-  if (Number.isNaN(receivedAt.getTime())) throw new PoisonPushError(`push ${item.push_id}: received_at is not a time`);
+  const receivedAt = parseReceivedAt(item.received_at);
+  if (!receivedAt) throw new PoisonPushError(`push ${item.push_id}: received_at is not an ISO-8601 time`);
   const checksum = item.checksum.toLowerCase();
   const body = bodyBytes(item, checksum, blobs);
   let split: SplitPush;
