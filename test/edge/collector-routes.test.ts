@@ -56,6 +56,20 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
     expect(rows[0].last_heartbeat).toBeNull();
   });
 
+  it('heartbeat: records its minute and status for the heartbeat history, kept until the writer flushes it', async () => {
+    const who = await world.collector();
+    const before = Math.floor(Date.now() / 60_000) * 60_000;
+    expect((await heartbeat(JSON.stringify({ status: 'error', last_error: 'x' }), who.token, who.id)).status).toBe(200);
+    expect((await heartbeat('{}', who.token, who.id)).status).toBe(200);
+    const after = Math.floor(Date.now() / 60_000) * 60_000;
+    const members = await world.redis.smembers(world.keys.heartbeatMinutes(who.id));
+    const allowed = new Set([before, after].flatMap((m) => [`${m}:error`, `${m}:active`]));
+    expect(members.length).toBeGreaterThanOrEqual(2);
+    for (const m of members) expect(allowed.has(m)).toBe(true);
+    expect(members.some((m) => m.endsWith(':error'))).toBe(true);
+    expect(await world.redis.pttl(world.keys.heartbeatMinutes(who.id))).toBeGreaterThan(24 * 3600 * 1000);
+  });
+
   it('heartbeat: answers the admin’s config bump and drains pending commands once', async () => {
     await world.redis.hset(world.keys.configVersions, c.id, '7');
     await world.redis.rpush(

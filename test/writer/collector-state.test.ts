@@ -204,6 +204,38 @@ describe('writer: collector state from heartbeats, sweeps and uptime', () => {
     expect(minutes.rows[0].n).toBe(1);
   });
 
+  it('keeps in the history every minute a heartbeat came, not only the latest heartbeat: a writer down for minutes does not cut uptime', async () => {
+    const registered = new Date(Date.now() - 9.5 * 60_000); // 10 one-minute slots so far
+    const id = await insertCollector(h.pool, { interval: 60, registeredAt: registered });
+    const minute = (agoMin: number) => Math.floor((Date.now() - agoMin * 60_000) / 60_000) * 60_000;
+    // What the edge wrote while no writer flushed: the hash holds the latest heartbeat only, the
+    // minutes set each minute with a heartbeat (one of them reporting an error).
+    await h.redis.sadd(
+      h.keys.heartbeatMinutes(id),
+      `${minute(5)}:active`,
+      `${minute(3)}:active`,
+      `${minute(3)}:error`,
+      `${minute(1)}:active`,
+    );
+    await heartbeat(id, { last_seen: new Date().toISOString(), status: 'active' });
+    await h.redis.sadd(h.keys.heartbeatMinutes(id), `${minute(0)}:active`);
+    expect(await h.writer.heartbeats.flushHeartbeats()).toBe(1);
+    const { rows } = await h.pool.query(
+      'SELECT extract(epoch FROM minute)::bigint * 1000 AS t, status FROM collector_heartbeats WHERE collector_id = $1 ORDER BY minute',
+      [id],
+    );
+    expect(rows.map((r) => [Number(r.t), r.status])).toEqual([
+      [minute(5), 'active'],
+      [minute(3), 'error'],
+      [minute(1), 'active'],
+      [minute(0), 'active'],
+    ]);
+    // Flushed minutes leave Redis; flushing again adds nothing.
+    expect(await h.redis.exists(h.keys.heartbeatMinutes(id))).toBe(0);
+    await h.writer.maintenance.runNow('sweep');
+    expect(Number((await collector(id)).uptime_percentage)).toBe(40);
+  });
+
   it('records command deliveries in PostgreSQL (admin collector_commands.delivered_at) and clears them from Redis', async () => {
     const id = await insertCollector(h.pool);
     const { rows } = await h.pool.query(

@@ -41,6 +41,13 @@ export function redisKeys(prefix = 'pga') {
     heartbeat: (collectorId: string) => `${prefix}:hb:${collectorId}`,
     /** SET of collector ids with a heartbeat not yet flushed to PostgreSQL. */
     heartbeatDirty: `${prefix}:hb:dirty`,
+    /**
+     * SET of one collector's heartbeat minutes not yet flushed, `<minute epoch ms>:<active|error>`
+     * (edge SADDs in the heartbeat's MULTI, writer SREMs after COMMIT): the heartbeat history behind
+     * uptime. The hash above keeps only the latest heartbeat, so minutes the writer did not flush one
+     * by one (a writer down or restarting) were lost from the history.
+     */
+    heartbeatMinutes: (collectorId: string) => `${prefix}:hb:minutes:${collectorId}`,
 
     /**
      * STRING idempotency marker of one push, 24 h TTL: `b:<batch id>:<records>`, the batch whose

@@ -31,6 +31,14 @@ export function storableText(value: string | undefined, max: number): string | n
   return text ? text.slice(0, max) : null;
 }
 
+/** A member of the edge's heartbeatMinutes set, `<epoch ms>:<active|error>`, or undefined. */
+export function parseMinute(member: string): { minute: string; status: 'active' | 'error' } | undefined {
+  const m = /^(\d{1,15}):(active|error)$/.exec(member);
+  if (!m) return undefined;
+  const at = new Date(Number(m[1]));
+  return Number.isNaN(at.getTime()) ? undefined : { minute: at.toISOString(), status: m[2] as 'active' | 'error' };
+}
+
 function intOrNull(value: string | undefined): number | null {
   if (value === undefined || value === '') return null;
   const n = Math.round(Number(value));
@@ -103,16 +111,29 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
       if (ids.length === 0) return total;
       const valid = ids.filter((id) => UUID.test(id));
       const pipe = o.redis.pipeline();
-      for (const id of valid) pipe.hgetall(o.keys.heartbeat(id));
+      for (const id of valid) pipe.hgetall(o.keys.heartbeat(id)).smembers(o.keys.heartbeatMinutes(id));
       const replies = (await pipe.exec()) ?? [];
+      // Every minute with a heartbeat since the last flush (the edge's heartbeatMinutes sets), for the
+      // history: the hash holds only the latest heartbeat.
+      const minutes = { id: [] as string[], minute: [] as string[], status: [] as string[] };
+      const readMinutes: [string, string[]][] = [];
       const cols = { id: [] as string[], seen: [] as string[], status: [] as (string | null)[], err: [] as (string | null)[] };
       const ctime: (number | null)[] = [];
       const count: (number | null)[] = [];
       const version: (string | null)[] = [];
       valid.forEach((id, i) => {
-        const h = (replies[i]?.[1] ?? {}) as Record<string, string>;
+        const h = (replies[2 * i]?.[1] ?? {}) as Record<string, string>;
         const seen = parseSeen(h.last_seen);
         if (!seen) return;
+        const members = (replies[2 * i + 1]?.[1] ?? []) as string[];
+        if (members.length > 0) readMinutes.push([id, members]);
+        for (const member of members) {
+          const parsed = parseMinute(member);
+          if (!parsed) continue;
+          minutes.id.push(id);
+          minutes.minute.push(parsed.minute);
+          minutes.status.push(parsed.status);
+        }
         cols.id.push(id);
         cols.seen.push(seen.toISOString());
         cols.status.push(h.status === 'error' ? 'error' : h.status === 'active' ? 'active' : null);
@@ -131,6 +152,9 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
             ctime,
             count,
             version,
+            minutes.id,
+            minutes.minute,
+            minutes.status,
           ]);
           // One row per heartbeat applied: a hash flushed again (older than last_heartbeat) is not counted.
           o.metrics.heartbeatsFlushed.inc(rows.length);
@@ -139,6 +163,13 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
           await o.redis.eval(RELEASE, 2, o.keys.heartbeatDirty, inflight, ...ids).catch(() => undefined);
           throw err;
         }
+      }
+      // After COMMIT, only the members read (a heartbeat since added its own). Lost (a crash before
+      // this): flushed again with the next heartbeat, which the history's ON CONFLICT absorbs.
+      if (readMinutes.length > 0) {
+        const srem = o.redis.pipeline();
+        for (const [id, members] of readMinutes) srem.srem(o.keys.heartbeatMinutes(id), ...members);
+        await srem.exec();
       }
       await o.redis.zrem(inflight, ...ids);
       total += cols.id.length;

@@ -169,8 +169,16 @@ WITH hb AS (
 ), locked AS MATERIALIZED (
   SELECT c.id, c.status AS old_status FROM collectors c WHERE c.id = ANY($1::uuid[]) ORDER BY c.id FOR UPDATE
 ), history AS (
+  -- The latest heartbeat's minute and every other minute the edge recorded since the last flush
+  -- ($8–$10, its heartbeatMinutes sets): one row per minute, 'error' if any heartbeat in it said so.
   INSERT INTO collector_heartbeats (collector_id, minute, status)
-  SELECT hb.id, date_trunc('minute', hb.seen), coalesce(hb.status, 'active') FROM hb JOIN locked l ON l.id = hb.id
+  SELECT a.id, a.minute, CASE WHEN bool_or(a.status = 'error') THEN 'error' ELSE 'active' END
+    FROM (SELECT hb.id, date_trunc('minute', hb.seen) AS minute, coalesce(hb.status, 'active') AS status FROM hb
+          UNION ALL
+          SELECT m.id, date_trunc('minute', m.minute), m.status
+            FROM unnest($8::uuid[], $9::timestamptz[], $10::text[]) AS m(id, minute, status)) a
+    JOIN locked l ON l.id = a.id
+   GROUP BY a.id, a.minute
   ON CONFLICT (collector_id, minute) DO UPDATE SET status = EXCLUDED.status
    WHERE collector_heartbeats.status <> 'error'
 )

@@ -95,7 +95,11 @@ export async function upgradeLegacyMailboxes(deps: Deps): Promise<number> {
  */
 export async function clearCollectorMailbox(deps: Deps, collectorId: string): Promise<void> {
   try {
-    await deps.redis.del(deps.keys.commands(collectorId), deps.keys.heartbeat(collectorId));
+    await deps.redis.del(
+      deps.keys.commands(collectorId),
+      deps.keys.heartbeat(collectorId),
+      deps.keys.heartbeatMinutes(collectorId),
+    );
   } catch (err) {
     deps.logger.error({ err, collectorId }, 'collector deleted but its pending commands not removed from Redis');
   }

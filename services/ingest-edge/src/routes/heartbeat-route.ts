@@ -11,6 +11,17 @@ import { readJson } from './read-json';
 
 export const HEARTBEAT_MAX_BODY = 256 * 1024;
 
+/**
+ * How long unflushed heartbeat minutes are kept (renewed by each heartbeat): longer than any uptime
+ * window a writer reads back, so a writer down for days still finds them; a deleted collector's go.
+ */
+export const HEARTBEAT_MINUTES_TTL_MS = 8 * 24 * 3600 * 1000;
+
+/** A member of `keys.heartbeatMinutes`: `<epoch ms of the UTC minute>:<active|error>`. */
+export function heartbeatMinute(at: Date, status: 'active' | 'error'): string {
+  return `${Math.floor(at.getTime() / 60_000) * 60_000}:${status}`;
+}
+
 interface HeartbeatDeps {
   authenticate: Authenticate;
   limiter: RateLimiter;
@@ -41,8 +52,10 @@ export function createHeartbeatHandler(deps: HeartbeatDeps) {
     if (deps.redis.status !== 'ready') throw new AppError('UNAVAILABLE', 'queue unreachable', { retryAfterSeconds: 1 });
 
     const id = auth.collectorId;
-    const now = new Date().toISOString();
-    const fields: Record<string, string> = { last_seen: now, status: hb.status ?? 'active' };
+    const nowDate = new Date();
+    const now = nowDate.toISOString();
+    const status = hb.status ?? 'active';
+    const fields: Record<string, string> = { last_seen: now, status };
     if (hb.metrics_count !== undefined) fields.metrics_count = String(hb.metrics_count);
     if (hb.last_error !== undefined) fields.last_error = hb.last_error ?? '';
     if (hb.collection_time_ms !== undefined) fields.collection_time_ms = String(hb.collection_time_ms);
@@ -58,6 +71,10 @@ export function createHeartbeatHandler(deps: HeartbeatDeps) {
       .hget(keys.configVersions, id)
       .lrange(keys.commands(id), 0, -1)
       .del(keys.commands(id))
+      // The minute for the heartbeat history (uptime): the hash above keeps only the latest
+      // heartbeat, so a writer that flushes after several minutes (down, restarting) saw one of them.
+      .sadd(keys.heartbeatMinutes(id), heartbeatMinute(nowDate, status))
+      .pexpire(keys.heartbeatMinutes(id), HEARTBEAT_MINUTES_TTL_MS)
       .exec();
     // Commands taken from Redis but never answered must not be lost: put them back in front of any
     // queued since, in their order, for the collector's next heartbeat.
