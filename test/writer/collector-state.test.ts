@@ -182,6 +182,26 @@ describe('writer: collector state from heartbeats, sweeps and uptime', () => {
     expect((await collector(id)).status).toBe('inactive');
   });
 
+  it('the sweep applies heartbeats waiting in Redis before judging silence: no false inactive (a writer restarting after downtime)', async () => {
+    // Active, and silent in PostgreSQL for 60 s (6 × its interval): the writer was down. The edge
+    // took a heartbeat meanwhile, which no flush applied yet (the first flush is a second after the
+    // start; the overdue sweep runs at once).
+    const id = await insertCollector(h.pool, { interval: 10, status: 'active', registeredAt: new Date(Date.now() - 3_600_000) });
+    await h.pool.query(
+      `UPDATE collectors SET last_metric_at = now() - interval '60 seconds', last_heartbeat = now() - interval '60 seconds' WHERE id = $1`,
+      [id],
+    );
+    const seen = new Date().toISOString();
+    await heartbeat(id, { last_seen: seen, status: 'active' });
+    const from = messages.length;
+    await h.writer.maintenance.runNow('sweep');
+    const c = await collector(id);
+    expect(c.status).toBe('active');
+    expect(c.last_heartbeat.toISOString()).toBe(seen);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(messages.slice(from).filter((m) => m.collector_id === id && m.status === 'inactive')).toEqual([]);
+  });
+
   it('computes uptime_percentage over the rolling window from heartbeat and push history', async () => {
     const registered = new Date(Date.now() - 9.5 * 60_000); // 10 one-minute slots so far
     const id = await insertCollector(h.pool, { interval: 60, registeredAt: registered });

@@ -157,6 +157,7 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
       graceMs: config.WRITER_PUSH_BLOB_GRACE_S * 1000,
     },
     retryUnread: createUnreadRetrier(pushWorker.queue, redis, logger),
+    flushHeartbeats: heartbeats.flushHeartbeats,
     logger,
     metrics,
     publish,

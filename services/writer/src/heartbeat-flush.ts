@@ -232,6 +232,6 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
 }
 
 /** An error of an ioredis command: a Redis error reply, or one ioredis gave up on. */
-function isRedisError(err: unknown): boolean {
+export function isRedisError(err: unknown): boolean {
   return err instanceof ReplyError || (err instanceof Error && err.name === 'MaxRetriesPerRequestError');
 }

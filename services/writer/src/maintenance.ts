@@ -4,6 +4,7 @@ import { maintainPartitions, type Pool } from '@pga/db';
 import type { Logger, OutageLog } from '@pga/logger';
 import { dataEpoch, DATA_LOST_MESSAGE } from '@pga/redis-keys';
 import type { WriterMetrics } from './metrics';
+import { isRedisError } from './heartbeat-flush';
 import { pauseAfterFailedFetch } from './prompt-worker';
 import { pruneDeniedJtis } from './prune-deny-set';
 import { sweepPushBlobs, type BlobSweep } from './push-blobs';
@@ -35,6 +36,13 @@ export interface MaintenanceOptions {
   dataEpochKey: string;
   /** Large-push bodies whose job is gone are deleted by the inactivity sweep's job. */
   blobSweep: BlobSweep;
+  /**
+   * Applies the heartbeats waiting in Redis (the heartbeat flusher's flushHeartbeats), run by the sweep
+   * before it judges silence: otherwise a sweep running before the flush (a writer's first sweep
+   * within a second of its start after downtime, a PostgreSQL back from an outage) took every collector whose heartbeats had
+   * waited in Redis for silent — inactive, published, and back at the next flush.
+   */
+  flushHeartbeats: () => Promise<number>;
   /** Dead letters an older writer could not read, put back once this writer reads them (retry-unread.ts). */
   retryUnread: () => Promise<number>;
   logger: Logger;
@@ -149,6 +157,14 @@ export function createMaintenance(o: MaintenanceOptions) {
         err,
         'the check of dead letters an older writer could not read failed; it runs again with the next sweep',
       );
+    }
+    // Heartbeats the edges took that no flush applied yet are signs of life: applied first. Should
+    // Redis refuse the flush, the sweep goes on with what PostgreSQL has, as it did before (a
+    // PostgreSQL error fails the sweep's own statement next).
+    try {
+      await o.flushHeartbeats();
+    } catch (err) {
+      (isRedisError(err) ? o.redisOutage : o.pgOutage).error(err, 'heartbeat flush before the inactivity sweep failed');
     }
     const { rows } = await o.pool.query<StatusRow>(SWEEP_INACTIVE);
     await o.publish(rows);
