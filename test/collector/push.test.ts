@@ -167,8 +167,23 @@ describe('collector ↔ central protocol peer', () => {
     expect(s.peer.state.heartbeats.length - from).toBeGreaterThanOrEqual(2);
     const last = s.peer.state.heartbeats.at(-1)!.body;
     expect(last).toMatchObject({ status: 'active', version: '0.1.0' });
-    expect(last.collection_time_ms).toBeGreaterThan(0);
+    expect(s.peer.state.heartbeats.some((h) => (h.body.collection_time_ms as number) > 0)).toBe(true);
     s.peer.releaseHanging();
+  });
+
+  it('reports each collection’s time in one accepted heartbeat, not in every heartbeat until the next collection', async () => {
+    // The central folds each reported time into avg/max_collection_time_ms: repeated, one collection
+    // weighed as many times as heartbeats came (here 1 s heartbeats, one collection every 30 s).
+    const s = await setup();
+    await using _peer = s.peer;
+    s.peer.state.config = configFor(target, { collection_interval: 30 });
+    await using _collector = await runCollector(s.env);
+    await until('a push', () => s.peer.state.pushes.length >= 1);
+    await until('three heartbeats after it', () => s.peer.state.heartbeats.length >= 4, 10_000);
+    await sleep(1500);
+    const timed = s.peer.state.heartbeats.filter((h) => h.body.collection_time_ms !== undefined);
+    expect(timed).toHaveLength(1);
+    expect(timed[0]!.body.collection_time_ms).toBeGreaterThan(0);
   });
 
   it('applies a new interval and query limit without a restart, and obeys stop/resume', async () => {
