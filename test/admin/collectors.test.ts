@@ -312,8 +312,15 @@ describe('collectors', () => {
     );
     await q('UPDATE collectors SET last_metric_at = now() WHERE id = $1', [pushOnly]);
     const get = (id: string) => admin().collectors.get({ id });
-    expect(await get(pending)).toMatchObject({ status: 'pending', heartbeat_alive: false, data_fresh: false });
+    // Never heard from: no uptime to measure ("n/a"), not 0 % as if it had been down since registration.
+    expect(await get(pending)).toMatchObject({
+      status: 'pending',
+      heartbeat_alive: false,
+      data_fresh: false,
+      uptime_percentage: null,
+    });
     expect(await get(active)).toMatchObject({ status: 'active', heartbeat_alive: true, data_fresh: true });
+    expect((await get(heartbeatOnly)).uptime_percentage).toBe(0); // heard from: the sweep's figure
     expect(await get(stale)).toMatchObject({ status: 'inactive', heartbeat_alive: false });
     expect(await get(failing)).toMatchObject({
       status: 'error',

@@ -78,6 +78,11 @@ describe('toCollector', () => {
     }
   });
 
+  it('maps a NULL uptime (a collector never heard from) to null, not 0', () => {
+    expect(toCollector(row({ uptime_percentage: null })).uptime_percentage).toBeNull();
+    expect(toCollector(row({ uptime_percentage: '0.00' })).uptime_percentage).toBe(0);
+  });
+
   it('maps numbers, dates, the group and the registering user', () => {
     const c = toCollector(
       row({

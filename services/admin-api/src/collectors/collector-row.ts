@@ -33,7 +33,9 @@ export const COLLECTOR_COLUMNS = `c.id, c.name, c.type, c.environment, c.group_i
   coalesce(${WITHIN('c.last_heartbeat')}, false) AS heartbeat_alive,
   coalesce(${WITHIN('c.last_metric_at')}, false) AS data_fresh,
   c.last_heartbeat, c.last_metric_at, c.last_error, c.error_count, c.success_count, c.metrics_collected,
-  c.avg_collection_time_ms, c.max_collection_time_ms, c.uptime_percentage, c.agent_hostname, c.agent_version,
+  c.avg_collection_time_ms, c.max_collection_time_ms,
+  CASE WHEN c.last_heartbeat IS NULL AND c.last_metric_at IS NULL THEN NULL ELSE c.uptime_percentage END AS uptime_percentage,
+  c.agent_hostname, c.agent_version,
   c.registered_by, ru.username AS registered_by_name, c.enrollment_secret_id, c.registered_at, c.last_modified_at,
   c.deleted_at, c.jwt_token_expires_at, c.jwt_token_rotated_at`;
 
@@ -76,7 +78,7 @@ export function toCollector(r: Record<string, any>): Collector {
     metrics_collected: Number(r.metrics_collected),
     avg_collection_time_ms: r.avg_collection_time_ms,
     max_collection_time_ms: r.max_collection_time_ms,
-    uptime_percentage: Number(r.uptime_percentage),
+    uptime_percentage: r.uptime_percentage === null ? null : Number(r.uptime_percentage),
     agent_hostname: r.agent_hostname,
     agent_version: r.agent_version,
     registered_by: r.registered_by ? { id: r.registered_by, username: r.registered_by_name } : null,

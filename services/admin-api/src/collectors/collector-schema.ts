@@ -37,7 +37,12 @@ export const CollectorSchema = z.object({
   metrics_collected: z.number(),
   avg_collection_time_ms: z.number().nullable(),
   max_collection_time_ms: z.number().nullable(),
-  uptime_percentage: z.number(),
+  /**
+   * Share of the uptime window's slots with a heartbeat or push (the writer's sweep); null ("n/a")
+   * while the collector was never heard from: a collector registered a minute ago whose agent is
+   * not running yet has no uptime to measure, and read 0 %, an outage.
+   */
+  uptime_percentage: z.number().nullable(),
   agent_hostname: z.string().nullable(),
   agent_version: z.string().nullable(),
   registered_by: z.object({ id: z.uuid(), username: z.string() }).nullable(),
