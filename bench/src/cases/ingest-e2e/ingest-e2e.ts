@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import pg from 'pg';
 import { freePort } from '@pga/local-stack';
 import { summarize } from '../../harness/latency-recorder';
 import type { Measurement, RunOutput } from '../../harness/model';
@@ -25,8 +26,32 @@ import { FRESHNESS_POLL_MS, FreshnessProbe } from './freshness-probe';
 const EDGE = 'ingest-edge';
 const WRITER = 'writer';
 const FLEET = 1000;
+/** Processes whose CPU per committed push is reported (closed loop until its queue drained). */
+const PER_PUSH_PROCESSES = [EDGE, WRITER, 'postgres', 'redis'] as const;
 /** The open-loop step at half of the run's sustained (acknowledged and committed) rate. */
 const SUSTAINED_HALF = 'open 50 % of sustained';
+
+/** PostgreSQL's current WAL insert position. */
+async function walLsn(databaseUrl: string): Promise<string> {
+  const c = new pg.Client({ connectionString: databaseUrl, application_name: 'bench-wal' });
+  await c.connect();
+  try {
+    return (await c.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l;
+  } finally {
+    await c.end();
+  }
+}
+
+/** WAL bytes written since `lsn`. */
+async function walBytesSince(databaseUrl: string, lsn: string): Promise<number> {
+  const c = new pg.Client({ connectionString: databaseUrl, application_name: 'bench-wal' });
+  await c.connect();
+  try {
+    return (await c.query<{ b: number }>('SELECT (pg_current_wal_lsn() - $1::pg_lsn)::float8 AS b', [lsn])).rows[0]!.b;
+  } finally {
+    await c.end();
+  }
+}
 
 /** Starts the real writer and edge (as `npm start` would) against the bench stack. */
 export async function startPipeline(
@@ -91,6 +116,13 @@ export const ingestE2e: Scenario = {
     { key: 'drain_s', label: 'queue drain after the closed loop', unit: 's', better: 'lower' },
     { key: 'pushes_per_job', label: 'closed loop: pushes packed per queue job (mean)', unit: 'push', better: 'none' },
     { key: 'pushes_per_tx', label: 'closed loop: pushes per writer transaction (mean)', unit: 'push', better: 'none' },
+    ...PER_PUSH_PROCESSES.map((name) => ({
+      key: `cpu_us_per_push_${name}`,
+      label: `CPU per committed push, closed loop until drained: ${name}`,
+      unit: 'µs',
+      better: 'lower' as const,
+    })),
+    { key: 'wal_bytes_per_push', label: 'WAL per committed push, closed loop until drained', unit: 'B', better: 'lower' },
     { key: 'freshness_50_p50_ms', label: 'freshness (200 → visible) at 50 % of max: p50', unit: 'ms', better: 'lower' },
     {
       key: 'freshness_50_p99_ms',
@@ -174,6 +206,11 @@ export const ingestE2e: Scenario = {
     let committedBefore = 0;
     let countersBefore: Awaited<ReturnType<typeof writerCounters>> | undefined;
     let packing: { perJob: number; perTx: number } | undefined;
+    // CPU and WAL from the closed loop's start until its queue drained, per push committed in it:
+    // what each process spends on a push at saturation, whatever the machine's other load lets
+    // the pipeline reach (throughput moves with it; CPU per push much less).
+    let perPushWindow: { cpu: ReturnType<typeof startCpuWindow>; t0: number; wal: string; pushes: number } | undefined;
+    let perPush: Record<string, number> | undefined;
     const fractions = ctx.mode === 'full' ? FULL_FRACTIONS : QUICK_FRACTIONS;
     const phases = await runPushCampaign({
       ctx,
@@ -195,6 +232,9 @@ export const ingestE2e: Scenario = {
         // The closed loop's CPU and packing, from after the warm-up (and its drain) on.
         if (name === 'closed-loop') {
           countersBefore = await writerCounters(writerUrl);
+          const wal = await walLsn(db);
+          const pushes = await commits.inLedger();
+          perPushWindow = { cpu: startCpuWindow(() => ctx.stack.roots()), t0: Date.now(), wal, pushes };
           cpu = startCpuWindow(() => ctx.stack.roots());
         }
       },
@@ -202,8 +242,20 @@ export const ingestE2e: Scenario = {
         if (phase.name === 'closed-loop') {
           components = cpu?.stop();
           const done = await drain('the closed loop');
+          // Stopped before anything else queries PostgreSQL.
+          const perPushCores = perPushWindow?.cpu.stop();
+          const perPushSeconds = perPushWindow ? (Date.now() - perPushWindow.t0) / 1000 : NaN;
           const r = phase.result;
           const pushes = (await commits.inLedger()) - committedBefore;
+          if (perPushWindow && perPushCores && done !== undefined) {
+            const cores = perPushCores;
+            const seconds = perPushSeconds;
+            const inWindow = (await commits.inLedger()) - perPushWindow.pushes;
+            perPush = Object.fromEntries(
+              PER_PUSH_PROCESSES.map((name) => [`cpu_us_per_push_${name}`, ((cores[name] ?? NaN) * seconds * 1e6) / inWindow]),
+            );
+            perPush.wal_bytes_per_push = (await walBytesSince(db, perPushWindow.wal)) / inWindow;
+          }
           const counters = await writerCounters(writerUrl);
           if (countersBefore) {
             const stored = counters.pushes - countersBefore.pushes;
@@ -284,6 +336,7 @@ export const ingestE2e: Scenario = {
             }
           : {}),
         ...(packing ? { pushes_per_job: { value: packing.perJob }, pushes_per_tx: { value: packing.perTx } } : {}),
+        ...(perPush ? Object.fromEntries(Object.entries(perPush).map(([k, v]) => [k, { value: v }])) : {}),
         freshness_50_p50_ms: m(f50.p50, genOf('open 50 %')),
         freshness_50_p99_ms: m(f50.p99, genOf('open 50 %')),
         freshness_max_p99_ms: m(f100.p99, genOf('open 100 %')),
