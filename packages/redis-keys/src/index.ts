@@ -1,3 +1,3 @@
 export { redisKeys, type RedisKeys } from './keys';
 export { publishCollectorChange, readDenyState, type DenyState } from './collector-changes';
-export { dataEpoch, DATA_LOST_MESSAGE } from './data-epoch';
+export { dataEpoch, dataEpochMessage, DATA_LOST_MESSAGE, DATA_ROLLED_BACK_MESSAGE, type DataEpochFinding } from './data-epoch';

@@ -80,7 +80,9 @@ export function redisKeys(prefix = 'pga') {
     writeProbe: `${prefix}:write-probe`,
     /**
      * STRING random id set by the first process that finds none (`dataEpoch`): another id, or none,
-     * later means Redis lost its data meanwhile (FLUSHALL, a failover to an unsynced replica).
+     * later means Redis lost its data meanwhile (FLUSHALL, a failover to an unsynced replica). Next to
+     * it each process keeps a mark of its own (`<dataEpoch>:mark:<random id>`, 1 h TTL) that tells it
+     * when Redis went back to an older copy of the same data (`dataEpoch`).
      */
     dataEpoch: `${prefix}:data-epoch`,
   };

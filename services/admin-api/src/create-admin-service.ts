@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import path from 'node:path';
 import type { Logger } from '@pga/logger';
-import { dataEpoch, DATA_LOST_MESSAGE } from '@pga/redis-keys';
+import { dataEpoch, dataEpochMessage } from '@pga/redis-keys';
 import type { AdminConfig } from './config';
 import { createDeps, type Deps } from './deps';
 import { appRouter } from './routers/app-router';
@@ -89,9 +89,9 @@ export function createAdminService({ config, logger }: { config: AdminConfig; lo
   const epoch = dataEpoch(deps.redis, deps.keys.dataEpoch);
   const checkEpoch = () =>
     void epoch.check().then(
-      (lost) => {
-        if (!lost) return;
-        logger.error(`${DATA_LOST_MESSAGE}; putting the deny state and config versions back from PostgreSQL`);
+      (finding) => {
+        if (!finding) return;
+        logger.error(`${dataEpochMessage(finding)}; putting the deny state and config versions back from PostgreSQL`);
         reconcile();
       },
       () => undefined, // Redis away: its 'ready' runs the repair

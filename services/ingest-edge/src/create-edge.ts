@@ -5,7 +5,7 @@ import { createSecretBox } from '@pga/crypto';
 import { createPool, readDatabaseDenyState } from '@pga/db';
 import { AppError } from '@pga/contracts';
 import { createOutageLog, type Logger } from '@pga/logger';
-import { dataEpoch, DATA_LOST_MESSAGE, redisKeys } from '@pga/redis-keys';
+import { dataEpoch, dataEpochMessage, redisKeys } from '@pga/redis-keys';
 import { createCollectorTokens } from '@pga/tokens';
 import { createAuthenticator } from './auth/authenticate';
 import { DenyList } from './auth/deny-list';
@@ -216,9 +216,9 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   const epoch = dataEpoch(redis, keys.dataEpoch);
   const checkEpoch = () =>
     void epoch.check().then(
-      (lost) => {
-        if (!lost) return;
-        logger.error(DATA_LOST_MESSAGE);
+      (finding) => {
+        if (!finding) return;
+        logger.error(dataEpochMessage(finding));
         metrics.redisDataLost.inc();
       },
       () => undefined, // Redis away: queue health and the outage log say so

@@ -2,7 +2,7 @@ import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { maintainPartitions, type Pool } from '@pga/db';
 import type { Logger, OutageLog } from '@pga/logger';
-import { dataEpoch, DATA_LOST_MESSAGE } from '@pga/redis-keys';
+import { dataEpoch, dataEpochMessage } from '@pga/redis-keys';
 import type { WriterMetrics } from './metrics';
 import { isRedisError } from './heartbeat-flush';
 import { pauseAfterFailedFetch } from './prompt-worker';
@@ -269,7 +269,8 @@ export function createMaintenance(o: MaintenanceOptions) {
     if (checking) return;
     checking = true;
     try {
-      if (await epoch.check()) log.error(`${DATA_LOST_MESSAGE}; jobs this writer holds are stored, then found gone`);
+      const finding = await epoch.check();
+      if (finding) log.error(`${dataEpochMessage(finding)}; jobs this writer holds are stored, then found gone`);
       const missing: string[] = [];
       for (const [name, every] of schedules) {
         if (await queue.getJobScheduler(name)) continue;

@@ -91,7 +91,7 @@ export function createEdgeMetrics(sources: MetricSources) {
   });
   const redisDataLost = new Counter({
     name: 'edge_redis_data_lost_total',
-    help: 'Times this edge found Redis emptied (FLUSHALL, a failover to an unsynced replica, a restart without persistence): accepted pushes not yet stored were lost with it. Alert on any increase.',
+    help: 'Times this edge found Redis emptied (FLUSHALL, a failover to an unsynced replica, a restart without persistence) or gone back to an older copy of its data (an older AOF/RDB restored, a lagging replica promoted): accepted pushes not yet stored were lost with it. Alert on any increase.',
     registers: [registry],
   });
   redisDataLost.inc(0);
