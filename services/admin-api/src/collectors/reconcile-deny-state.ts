@@ -86,26 +86,61 @@ export async function reconcileDenyState(deps: Deps): Promise<number> {
  * collector never pulled its new config). Only raises, and only entries present (an absent one the
  * edge reads from PostgreSQL itself), in one script per 1,000 collectors: a bump committed meanwhile
  * is never undone. Returns how many it raised.
+ *
+ * An entry *above* PostgreSQL's (only a PostgreSQL restored from a backup older than the bump can
+ * leave one: the admin writes PostgreSQL first) raises PostgreSQL's past it, and then the entry:
+ * the collectors pull their config at a version higher than the one they have (ours compares with
+ * `>`), and get what PostgreSQL holds. Left as it was, every collector edited after the backup kept
+ * the config PostgreSQL no longer has, and ignored the next edits until their version overtook the
+ * lost one. Logged as an error: the edits since the backup are gone from PostgreSQL.
  */
 export async function repairConfigVersions(deps: Deps): Promise<number> {
   const { rows } = await deps.pool.query<{ id: string; v: number }>(
     'SELECT id::text AS id, config_version AS v FROM collectors WHERE deleted_at IS NULL',
   );
   let raised = 0;
+  const ahead: { id: string; v: number }[] = [];
   for (let at = 0; at < rows.length; at += 1000) {
     const args = rows.slice(at, at + 1000).flatMap((r) => [r.id, String(r.v)]);
-    raised += Number(await deps.redis.eval(RAISE_VERSIONS, 1, deps.keys.configVersions, ...args));
+    const [n, ...over] = (await deps.redis.eval(RAISE_VERSIONS, 1, deps.keys.configVersions, ...args)) as [number, ...string[]];
+    raised += Number(n);
+    for (let i = 0; i < over.length; i += 2) ahead.push({ id: over[i]!, v: Number(over[i + 1]) });
   }
   if (raised) deps.logger.warn({ collectors: raised }, 'config versions in Redis were behind PostgreSQL; raised them');
-  return raised;
+  if (ahead.length === 0) return raised;
+  // Past Redis's, also when an admin bumped it meanwhile (GREATEST); not a row bumped past it already.
+  const { rows: bumped } = await deps.pool.query<{ id: string; v: number }>(
+    `UPDATE collectors c SET config_version = GREATEST(c.config_version, a.v) + 1, updated_at = now()
+       FROM unnest($1::uuid[], $2::int[]) AS a(id, v)
+      WHERE c.id = a.id AND c.config_version <= a.v
+     RETURNING c.id::text AS id, c.config_version AS v`,
+    [ahead.map((a) => a.id), ahead.map((a) => a.v)],
+  );
+  for (let at = 0; at < bumped.length; at += 1000) {
+    const args = bumped.slice(at, at + 1000).flatMap((r) => [r.id, String(r.v)]);
+    await deps.redis.eval(RAISE_VERSIONS, 1, deps.keys.configVersions, ...args);
+  }
+  deps.logger.error(
+    { collectors: bumped.length, ids: bumped.slice(0, 20).map((r) => r.id) },
+    'config versions in Redis were ahead of PostgreSQL (PostgreSQL restored from an older backup?): the config ' +
+      'edits made since that backup are gone from PostgreSQL; raised its versions past them so that these ' +
+      'collectors pull the config PostgreSQL holds',
+  );
+  return raised + bumped.length;
 }
 
+/** Raises entries behind PostgreSQL's; answers their count, then each entry ahead of it (id, version). */
 const RAISE_VERSIONS = `local n = 0
+local ahead = {}
 for i = 1, #ARGV, 2 do
   local cur = redis.call('HGET', KEYS[1], ARGV[i])
   if cur and tonumber(cur) < tonumber(ARGV[i + 1]) then
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
     n = n + 1
+  elseif cur and tonumber(cur) > tonumber(ARGV[i + 1]) then
+    ahead[#ahead + 1] = ARGV[i]
+    ahead[#ahead + 1] = cur
   end
 end
-return n`;
+table.insert(ahead, 1, n)
+return ahead`;
