@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { createPool } from '@pga/db';
 import { expect, it } from 'vitest';
 import { capturingLogger, createTestDatabase } from '../helpers';
-import { fixture, ownPostgres, pushItem, startWriterHarness, waitUntil, type WriterHarness } from './helpers';
+import { fixture, insertCollector, ownPostgres, pushItem, startWriterHarness, waitUntil, type WriterHarness } from './helpers';
 
 const ELEMENTS = (JSON.parse(fixture) as { metrics: unknown[] }).metrics.length;
 
@@ -35,11 +35,12 @@ it('rides out a PostgreSQL restart: jobs wait, retry, then every push is stored 
   const h = await startWriterHarness(url, { WRITER_HEARTBEAT_FLUSH_MS: '60000' }, logger);
   h.pool.on('error', () => undefined);
   try {
-    const before = pushItem(fixture);
+    const collector = await insertCollector(h.pool);
+    const before = pushItem(fixture, collector);
     await h.waitForJob(await h.enqueue([before]), 'completed');
 
     await pg.stop();
-    const during = Array.from({ length: 6 }, () => pushItem(fixture));
+    const during = Array.from({ length: 6 }, () => pushItem(fixture, collector));
     const ids = await Promise.all(during.map((p) => h.enqueue([p], { attempts: 1 })));
     await waitUntil('readyz reports PostgreSQL down', async () => (await fetch(`${h.url}/readyz`)).status === 503, 10_000, 100);
     await new Promise((r) => setTimeout(r, 1500));

@@ -7,7 +7,7 @@ import { freePort, startRedis } from '@pga/local-stack';
 import { redisKeys } from '@pga/redis-keys';
 import { createWriter, readWriterConfig } from '@pga/writer';
 import { capturingLogger, createTestDatabase, testEnv, uniquePrefix } from '../helpers';
-import { fixture, pushItem, startWriterHarness, waitUntil, writerEnv } from './helpers';
+import { fixture, insertCollector, pushItem, startWriterHarness, waitUntil, writerEnv } from './helpers';
 
 /**
  * Redis up but refusing writes (here: over its `maxmemory` with `noeviction`; a read-only replica
@@ -24,9 +24,10 @@ it('Redis refusing writes (OOM): no hot loop, one line as it starts and one when
   const admin = new Redis(server.url, { maxRetriesPerRequest: 1 });
   const h = await startWriterHarness(db.url, { REDIS_URL: server.url, WRITER_HEARTBEAT_FLUSH_MS: '60000' }, logger);
   try {
-    await h.waitForJob(await h.enqueue([pushItem(fixture)]), 'completed');
+    const collector = await insertCollector(h.pool);
+    await h.waitForJob(await h.enqueue([pushItem(fixture, collector)]), 'completed');
     // Due in 1.5 s: the writer's fetch then has to move it (a write) while Redis refuses writes.
-    const item = pushItem(fixture);
+    const item = pushItem(fixture, collector);
     const job = await h.queue.add('push', { v: 1, pushes: [item] }, { delay: 1500, attempts: 3, removeOnComplete: false });
     let fetchErrors = 0;
     for (const worker of [h.writer.pushWorker.worker, h.writer.maintenance.worker]) worker.on('error', () => fetchErrors++);

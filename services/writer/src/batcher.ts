@@ -343,6 +343,7 @@ export function createBatcher(options: BatcherOptions) {
         copyMs: 0,
         phases,
         statuses: [],
+        unknown: { pushes: 0, collectorIds: [] },
         storedIds,
         expiredIds,
       });

@@ -14,6 +14,11 @@ export function createWriterMetrics() {
       registers: r,
     }),
     pushesStored: new Counter({ name: 'writer_pushes_stored_total', help: 'Pushes committed', registers: r }),
+    pushesUnknownCollector: new Counter({
+      name: 'writer_pushes_unknown_collector_total',
+      help: 'Pushes committed whose collector has no row in this database (a wrong DATABASE_URL, or a database restored from before their registration): stored, but shown nowhere. Alert on any increase.',
+      registers: r,
+    }),
     pushesDuplicate: new Counter({
       name: 'writer_pushes_duplicate_total',
       help: 'Redelivered pushes skipped because the ingest ledger already had them',

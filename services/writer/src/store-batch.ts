@@ -40,6 +40,14 @@ export interface StoreBatchResult {
   expiredIds: string[];
   /** Collectors whose state this batch changed (to publish after COMMIT). */
   statuses: StatusRow[];
+  /**
+   * Of the pushes stored, those whose collector has no row in `collectors` (no foreign key: see
+   * migrations/0002), and those collectors' ids. None in a healthy system (collectors are only
+   * soft-deleted, and a token is issued after its collector's row is committed): a writer on the
+   * wrong database (a wrong DATABASE_URL), or a database restored from a backup older than their
+   * registration.
+   */
+  unknown: { pushes: number; collectorIds: string[] };
 }
 
 /**
@@ -142,6 +150,7 @@ export async function storeBatch(pool: Pool, pushes: PreparedPush[], options: St
     const copyMs = lap();
 
     let statuses: StatusRow[] = [];
+    const unknown = { pushes: 0, collectorIds: [] as string[] };
     let stateMs = 0;
     let rollupMs = 0;
     if (toStore.length > 0) {
@@ -161,6 +170,13 @@ export async function storeBatch(pool: Pool, pushes: PreparedPush[], options: St
       // so concurrent batches of the same collectors overlap everywhere else.
       statuses = await updateCollectors(client, toStore);
       stateMs = lap();
+      // UPDATE … RETURNING answers every collector of the batch that has a row.
+      const known = new Set(statuses.map((s) => s.id));
+      for (const p of toStore) {
+        if (known.has(p.collectorId)) continue;
+        unknown.pushes++;
+        if (!unknown.collectorIds.includes(p.collectorId)) unknown.collectorIds.push(p.collectorId);
+      }
     }
     await client.query('COMMIT');
     clearTimeout(deadline);
@@ -178,6 +194,7 @@ export async function storeBatch(pool: Pool, pushes: PreparedPush[], options: St
       storedIds: toStore.map((p) => p.pushId),
       expiredIds: [...expired],
       statuses,
+      unknown,
     };
   } catch (err) {
     clearTimeout(deadline);
