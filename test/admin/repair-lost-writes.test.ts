@@ -15,10 +15,14 @@ it('a lost enable together with a lost token rotation is repaired: the collector
     expect(await deps.redis.sismember(deps.keys.deniedCollectors, id)).toBe(1);
     // Redis refusing writes: the enable and the rotation commit in PostgreSQL, their publishes are lost.
     const deniedBefore = await deps.redis.smembers(deps.keys.deniedJtis);
+    const deniedAt = await deps.redis.hget(deps.keys.deniedAt, id);
+    expect(deniedAt).toMatch(/^\d+$/);
     await caller.collectors.enable({ id });
     await caller.collectors.rotateToken({ id });
     // undo what the two publishes did (= they were lost)
+    // (the enable's MULTI removed the member and its recorded deny time together)
     await deps.redis.sadd(deps.keys.deniedCollectors, id);
+    await deps.redis.hset(deps.keys.deniedAt, id, deniedAt!);
     const added = (await deps.redis.smembers(deps.keys.deniedJtis)).filter((j) => !deniedBefore.includes(j));
     expect(added.length).toBeGreaterThan(0);
     await deps.redis.srem(deps.keys.deniedJtis, ...added);

@@ -11,19 +11,24 @@ export interface DenyState {
 }
 
 /**
+ * A change as the admin publishes it. `denyCollector`/`allowCollector`: disable/delete vs
+ * enable/restore. `deniedAtUs`: with `denyCollector`, when PostgreSQL committed the disable or
+ * delete (epoch microseconds, PostgreSQL's clock), recorded in `keys.deniedAt`.
+ */
+export type PublishedChange = CollectorChange & { denyCollector?: boolean; allowCollector?: boolean; deniedAtUs?: string };
+
+/**
  * Admin side: records a change in the deny sets and tells every edge process, in one MULTI.
  * Call it after the PostgreSQL transaction that made the change has committed.
- * `deny`: jtis to refuse from now on; `denyCollector`/`allowCollector`: disable/delete vs enable/restore.
+ * `jtis`: to refuse from now on.
  */
-export async function publishCollectorChange(
-  redis: Redis,
-  keys: RedisKeys,
-  change: CollectorChange & { denyCollector?: boolean; allowCollector?: boolean },
-): Promise<void> {
+export async function publishCollectorChange(redis: Redis, keys: RedisKeys, change: PublishedChange): Promise<void> {
   const multi = redis.multi();
   if (change.jtis?.length) multi.sadd(keys.deniedJtis, ...change.jtis);
   if (change.denyCollector) multi.sadd(keys.deniedCollectors, change.collector_id);
+  if (change.denyCollector && change.deniedAtUs) multi.hset(keys.deniedAt, change.collector_id, change.deniedAtUs);
   if (change.allowCollector) multi.srem(keys.deniedCollectors, change.collector_id);
+  if (change.allowCollector) multi.hdel(keys.deniedAt, change.collector_id);
   if (change.kind === 'deleted') multi.sadd(keys.deletedCollectors, change.collector_id);
   if (change.kind === 'restored') multi.srem(keys.deletedCollectors, change.collector_id);
   multi.incr(keys.denyVersion);

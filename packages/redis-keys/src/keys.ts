@@ -20,6 +20,15 @@ export function redisKeys(prefix = 'pga') {
      * COLLECTOR_DISABLED), so an edge that reloads the deny state still tells the two apart.
      */
     deletedCollectors: `${prefix}:deny:deleted`,
+    /**
+     * HASH collector id → when PostgreSQL committed its disable or delete (epoch µs of the row's
+     * last_modified_at / deleted_at, PostgreSQL's clock), written in the MULTI that adds it to
+     * `deniedCollectors` and removed by the one that takes it out (enable, restore of an enabled
+     * one). The admin's repair takes a collector out of the denied set only when PostgreSQL holds an
+     * enable or restore (audit log) later than this: a PostgreSQL restored from a backup older than
+     * the disable says "enabled" too, and must not admit it again.
+     */
+    deniedAt: `${prefix}:deny:at`,
     /** Counter bumped on every change to the two sets above. */
     denyVersion: `${prefix}:deny:version`,
     /** Pub/sub channel of CollectorChange messages (admin → every edge process). */

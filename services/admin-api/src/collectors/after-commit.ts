@@ -1,6 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { publishCollectorChange } from '@pga/redis-keys';
-import type { CollectorChange } from '@pga/contracts';
+import { publishCollectorChange, type PublishedChange } from '@pga/redis-keys';
 import type { Deps } from '../deps';
 
 /**
@@ -15,7 +14,7 @@ import type { Deps } from '../deps';
  */
 export async function publishChange(
   deps: Deps,
-  change: CollectorChange & { denyCollector?: boolean; allowCollector?: boolean },
+  change: PublishedChange,
   { quiet = false }: { quiet?: boolean } = {},
 ): Promise<boolean> {
   for (let attempt = 1; ; attempt++) {
@@ -36,6 +35,16 @@ export async function publishChange(
     }
   }
 }
+
+/**
+ * SQL of a collectors row's deny time as `keys.deniedAt` records it (`denied_at_us`): epoch µs of
+ * its last modification by an admin (a disable, a delete), on PostgreSQL's clock — the clock of the
+ * audit log's created_at that the repair compares it with. An enable or restore sets
+ * last_modified_at too, so no allow PostgreSQL holds is later than it. Without one (a row changed
+ * by hand), the statement's time.
+ */
+export const DENIED_AT_US =
+  '(extract(epoch FROM coalesce(GREATEST(deleted_at, last_modified_at), now())) * 1000000)::bigint::text AS denied_at_us';
 
 /** Keeps `HGET keys.configVersions id` equal to collectors.config_version (the edge answers heartbeats from it). */
 export async function setConfigVersion(deps: Deps, collectorId: string, version: number): Promise<void> {

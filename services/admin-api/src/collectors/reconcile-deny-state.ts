@@ -1,6 +1,6 @@
 import { readDatabaseDenyState, withTransaction } from '@pga/db';
 import type { Deps } from '../deps';
-import { publishChange } from './after-commit';
+import { DENIED_AT_US, publishChange } from './after-commit';
 
 /**
  * Makes sure the edges' deny sets hold everything PostgreSQL says is refused: every revoked token
@@ -18,6 +18,15 @@ import { publishChange } from './after-commit';
  * that is enabled (or not deleted) there, under the same row lock — an `enabled`/`restored` whose
  * publish was lost (Redis refusing writes) left it refused by every edge for good, since an edge's
  * reload takes the union of Redis's sets and PostgreSQL's. (A collector whose row is gone stays.)
+ * But only when PostgreSQL holds that enable or restore: an audit entry `collector.enabled` or
+ * `collector.restored` later than the deny time Redis recorded beside the set (`keys.deniedAt`,
+ * PostgreSQL's commit time of the disable or delete). PostgreSQL restored from a backup older than
+ * a disable or delete says "enabled / not deleted" too, without such an entry: that collector stays
+ * refused, and each run says so in an error line naming it (the admin enables it again to admit it,
+ * set-enabled.ts). A denied entry without a recorded time (written before the time was recorded, or
+ * by hand) is kept likewise: nothing tells a lost enable from a lost disable there. Denied entries
+ * PostgreSQL also refuses get its time recorded when they lack one.
+ *
  * Returns the number of collectors it had to re-publish; throws if Redis refused any of them
  * (the admin service then tries again, create-admin-service.ts).
  */
@@ -25,11 +34,12 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export async function reconcileDenyState(deps: Deps): Promise<number> {
   const { pool, redis, keys } = deps;
-  const [{ tokens, collectors: refused }, deniedJtis, deniedCollectors, deletedCollectors] = await Promise.all([
+  const [{ tokens, collectors: refused }, deniedJtis, deniedCollectors, deletedCollectors, deniedAt] = await Promise.all([
     readDatabaseDenyState(pool),
     redis.smembers(keys.deniedJtis).then((m) => new Set(m)),
     redis.smembers(keys.deniedCollectors).then((m) => new Set(m)),
     redis.smembers(keys.deletedCollectors).then((m) => new Set(m)),
+    redis.hgetall(keys.deniedAt),
   ]);
   const missingJtis = new Map(tokens.map((t) => [t.collector_id, t.jtis.filter((j) => !deniedJtis.has(j))]));
   // Missing from the denied set, or deleted but not marked so (the edges would answer 403, not 401).
@@ -49,23 +59,50 @@ export async function reconcileDenyState(deps: Deps): Promise<number> {
   );
   let lost = 0;
   let published = 0;
+  /** Enabled (or not deleted) in PostgreSQL, yet no allow there is later than Redis's deny. */
+  const kept: { id: string; denied_at: string | null }[] = [];
   for (const id of new Set([...ids, ...stale])) {
     // Redis refusing writes: the next run tries again, rather than each id holding its row lock
     // through three refused publishes.
     if (lost > 0) break;
     await withTransaction(pool, async (db) => {
-      const { rows } = await db.query<{ refused: boolean; deleted: boolean }>(
-        'SELECT (NOT enabled OR deleted_at IS NOT NULL) AS refused, deleted_at IS NOT NULL AS deleted FROM collectors WHERE id = $1 FOR UPDATE',
+      const { rows } = await db.query<{ refused: boolean; deleted: boolean; denied_at_us: string }>(
+        `SELECT (NOT enabled OR deleted_at IS NOT NULL) AS refused, deleted_at IS NOT NULL AS deleted, ${DENIED_AT_US}
+           FROM collectors WHERE id = $1 FOR UPDATE`,
         [id],
       );
       const state = rows[0];
       if (!state) return;
       const jtis = (missingJtis.get(id) ?? []).filter(Boolean);
       const withJtis = jtis.length ? { jtis } : {};
+      // Taking it out of the denied set (or of the deleted set while denied) needs an allow in
+      // PostgreSQL later than the deny Redis recorded (read under the lock: committed before it).
+      const allowed = async (): Promise<boolean> => {
+        if (!deniedCollectors.has(id)) return true;
+        const at = deniedAt[id];
+        if (at === undefined || !/^\d+$/.test(at)) return false;
+        const { rows: allows } = await db.query(
+          `SELECT 1 FROM collector_audit_log
+            WHERE collector_id = $1 AND action IN ('collector.enabled', 'collector.restored')
+              AND (extract(epoch FROM created_at) * 1000000)::bigint > $2::bigint
+            LIMIT 1`,
+          [id, at],
+        );
+        return allows.length > 0;
+      };
       let change: Parameters<typeof publishChange>[1] | undefined;
       if (ids.has(id) && state.refused)
-        change = { collector_id: id, kind: state.deleted ? 'deleted' : 'disabled', ...withJtis, denyCollector: true };
-      else if (stale.has(id) && !state.deleted && deletedCollectors.has(id))
+        change = {
+          collector_id: id,
+          kind: state.deleted ? 'deleted' : 'disabled',
+          ...withJtis,
+          denyCollector: true,
+          deniedAtUs: state.denied_at_us,
+        };
+      else if (stale.has(id) && !(await allowed())) {
+        kept.push({ id, denied_at: deniedAt[id] ?? null });
+        if (jtis.length > 0) change = { collector_id: id, kind: 'revoked', jtis };
+      } else if (stale.has(id) && !state.deleted && deletedCollectors.has(id))
         // Restored: out of the deleted set, and out of the denied one too if it is enabled.
         change = { collector_id: id, kind: 'restored', ...withJtis, ...(state.refused ? {} : { allowCollector: true }) };
       else if (stale.has(id) && !state.refused) change = { collector_id: id, kind: 'enabled', ...withJtis, allowCollector: true };
@@ -76,8 +113,44 @@ export async function reconcileDenyState(deps: Deps): Promise<number> {
     });
   }
   if (published) deps.logger.warn({ collectors: published }, 'deny state was missing or stale entries; re-published them');
+  if (kept.length)
+    deps.logger.error(
+      {
+        collectors: kept.length,
+        ids: kept.slice(0, 20).map((k) => k.id),
+        denied_at: kept.slice(0, 20).map((k) => (k.denied_at ? new Date(Number(k.denied_at) / 1000).toISOString() : null)),
+      },
+      'PostgreSQL says enabled but Redis holds a later disable: PostgreSQL restored from a backup? ' +
+        're-apply (disable or delete again) or enable again; these collectors stay refused until then',
+    );
   if (lost) throw new Error('a collector change could not be published to Redis');
+  await recordMissingDenyTimes(deps, refused, deniedCollectors, deniedAt);
   return published;
+}
+
+/**
+ * Denied collectors PostgreSQL also refuses, without a recorded deny time (denied before the time
+ * was recorded): records PostgreSQL's (HSETNX: a time recorded meanwhile stays). Best effort.
+ */
+async function recordMissingDenyTimes(
+  deps: Deps,
+  refused: { id: string }[],
+  deniedCollectors: Set<string>,
+  deniedAt: Record<string, string>,
+): Promise<void> {
+  const missing = refused.map((c) => c.id).filter((id) => deniedCollectors.has(id) && deniedAt[id] === undefined);
+  if (missing.length === 0) return;
+  try {
+    const { rows } = await deps.pool.query<{ id: string; denied_at_us: string }>(
+      `SELECT id::text AS id, ${DENIED_AT_US} FROM collectors WHERE id = ANY($1::uuid[]) AND (NOT enabled OR deleted_at IS NOT NULL)`,
+      [missing],
+    );
+    const multi = deps.redis.multi();
+    for (const r of rows) multi.hsetnx(deps.keys.deniedAt, r.id, r.denied_at_us);
+    await multi.exec();
+  } catch (err) {
+    deps.logger.warn({ err }, 'could not record the deny times of collectors denied before they were recorded');
+  }
 }
 
 /**

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { revokeCollectorTokens, withTransaction } from '@pga/db';
 import { adminProcedure } from '../../trpc/init';
 import { lockCollector } from '../../collectors/lock-collector';
-import { publishChange } from '../../collectors/after-commit';
+import { DENIED_AT_US, publishChange } from '../../collectors/after-commit';
 import { writeAudit } from '../../audit/write-audit';
 import { clearCollectorMailbox, DROP_WAITING_COMMANDS } from '../../collectors/commands';
 import { actorOf } from '../../audit/actor';
@@ -19,8 +19,9 @@ export const deleteCollector = adminProcedure
     const { deps } = ctx;
     const result = await withTransaction(deps.pool, async (db) => {
       const row = await lockCollector(db, input.id);
-      const { rows } = await db.query<{ deleted_at: Date }>(
-        'UPDATE collectors SET deleted_at = now(), last_modified_by = $2, last_modified_at = now(), updated_at = now() WHERE id = $1 RETURNING deleted_at',
+      const { rows } = await db.query<{ deleted_at: Date; denied_at_us: string }>(
+        `UPDATE collectors SET deleted_at = now(), last_modified_by = $2, last_modified_at = now(), updated_at = now() WHERE id = $1
+         RETURNING deleted_at, ${DENIED_AT_US}`,
         [row.id, ctx.user.id],
       );
       const jtis = await revokeCollectorTokens(db, row.id, 'deleted');
@@ -31,9 +32,15 @@ export const deleteCollector = adminProcedure
         collectorId: row.id,
         details: { name: row.name, revoked_jtis: jtis },
       });
-      return { deletedAt: rows[0]!.deleted_at, jtis };
+      return { deletedAt: rows[0]!.deleted_at, deniedAtUs: rows[0]!.denied_at_us, jtis };
     });
-    await publishChange(deps, { collector_id: input.id, kind: 'deleted', jtis: result.jtis, denyCollector: true });
+    await publishChange(deps, {
+      collector_id: input.id,
+      kind: 'deleted',
+      jtis: result.jtis,
+      denyCollector: true,
+      deniedAtUs: result.deniedAtUs,
+    });
     await clearCollectorMailbox(deps, input.id);
     return { id: input.id, deleted_at: result.deletedAt.toISOString(), revoked_tokens: result.jtis.length };
   });
