@@ -1,8 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { Queue } from 'bullmq';
+import { expect } from 'vitest';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { createSecretBox } from '@pga/crypto';
@@ -360,4 +362,45 @@ export function freshRequest(
   ];
   for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
   return rawRequest(port, [`${lines.join('\r\n')}\r\n\r\n${body}`]);
+}
+
+/** A redis-server of a test's own whose file writes can be made to fail (`fsize`), and a client of it. */
+export interface FailingDiskRedis {
+  child: ChildProcess;
+  url: string;
+  dir: string;
+  admin: Redis;
+  /** Lowers (or, with 'unlimited', lifts) the size of a file Redis may write: past it, writes fail with EFBIG. */
+  fsize(limit: string): void;
+  stop(): void;
+}
+
+/**
+ * Starts redis-server with `args` under SIGXFSZ ignored (through bash: an ignored signal stays ignored
+ * across exec and in a save's fork), so that a file-size limit set with `prlimit` makes its writes
+ * fail with EFBIG instead of killing it: a full disk, as Redis sees one.
+ */
+export async function startFailingDiskRedis(name: string, args: string[]): Promise<FailingDiskRedis> {
+  const dir = path.join(testEnv.dataDir, uniquePrefix(name));
+  mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  const child = spawn(
+    'bash',
+    ['-c', `trap '' XFSZ; exec redis-server "$@"`, 'redis', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, ...args],
+    { stdio: 'ignore' },
+  );
+  const url = `redis://127.0.0.1:${port}`;
+  const admin = new Redis(url, { maxRetriesPerRequest: 1 });
+  admin.on('error', () => undefined);
+  return {
+    child,
+    url,
+    dir,
+    admin,
+    fsize: (limit) => expect(spawnSync('prlimit', ['--pid', String(child.pid), `--fsize=${limit}:unlimited`]).status).toBe(0),
+    stop: () => {
+      admin.disconnect();
+      child.kill('SIGKILL');
+    },
+  };
 }

@@ -1,11 +1,8 @@
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { Redis } from 'ioredis';
 import { expect, it } from 'vitest';
-import { freePort } from '@pga/local-stack';
-import { capturingLogger, testEnv, uniquePrefix } from '../helpers';
-import { call, EdgeWorld, waitUntil } from './harness';
+import { capturingLogger } from '../helpers';
+import { call, EdgeWorld, startFailingDiskRedis, waitUntil } from './harness';
 
 /**
  * Redis cannot write its append-only file (a full disk, here: its file-size limit lowered with
@@ -16,29 +13,16 @@ import { call, EdgeWorld, waitUntil } from './harness';
  * the reason, /readyz not ready and why, one warning; all of it ends when Redis writes again.
  */
 it('Redis failing its AOF writes: /readyz not ready with the reason, pushes 503 + Retry-After; back by itself', async () => {
-  const dir = path.join(testEnv.dataDir, uniquePrefix('aof-fail-redis'));
-  mkdirSync(dir, { recursive: true });
-  const port = await freePort();
-  // Through bash: an ignored signal stays ignored across exec.
-  const child = spawn(
-    'bash',
-    ['-c', `trap '' XFSZ; exec redis-server "$@"`, 'redis', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir].concat([
-      '--save',
-      '',
-      '--appendonly',
-      'yes',
-      '--appendfsync',
-      'everysec',
-      '--maxmemory-policy',
-      'noeviction',
-    ]),
-    { stdio: 'ignore' },
-  );
-  const url = `redis://127.0.0.1:${port}`;
-  const admin = new Redis(url, { maxRetriesPerRequest: 1 });
-  admin.on('error', () => undefined);
-  const fsize = (limit: string) =>
-    expect(spawnSync('prlimit', ['--pid', String(child.pid), `--fsize=${limit}:unlimited`]).status).toBe(0);
+  const { url, dir, admin, fsize, stop } = await startFailingDiskRedis('aof-fail-redis', [
+    '--save',
+    '',
+    '--appendonly',
+    'yes',
+    '--appendfsync',
+    'everysec',
+    '--maxmemory-policy',
+    'noeviction',
+  ]);
   const { logger, lines } = capturingLogger('edge-test');
   await using world = await EdgeWorld.create();
   try {
@@ -71,7 +55,6 @@ it('Redis failing its AOF writes: /readyz not ready with the reason, pushes 503 
     expect(said.filter((m) => /^Redis cannot write its append-only file/.test(m))).toHaveLength(1);
     expect(said).toContain('Redis writes its append-only file again');
   } finally {
-    admin.disconnect();
-    child.kill('SIGKILL');
+    stop();
   }
 });

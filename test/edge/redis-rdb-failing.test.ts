@@ -1,12 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
-import { Redis } from 'ioredis';
 import { expect, it } from 'vitest';
-import { freePort } from '@pga/local-stack';
-import { capturingLogger, testEnv, uniquePrefix } from '../helpers';
-import { call, EdgeWorld, waitUntil } from './harness';
+import { capturingLogger } from '../helpers';
+import { call, EdgeWorld, startFailingDiskRedis, waitUntil } from './harness';
 
 /**
  * Redis's RDB save fails (its file-size limit lowered with `prlimit`, SIGXFSZ ignored: the save's
@@ -16,32 +11,19 @@ import { call, EdgeWorld, waitUntil } from './harness';
  * is renamed away, as managed Redis (ElastiCache) refuses it: the edge must not need it.
  */
 it('Redis failing its RDB save: not ready and 503 only while Redis refuses writes for it (stop-writes-on-bgsave-error), without CONFIG', async () => {
-  const dir = path.join(testEnv.dataDir, uniquePrefix('rdb-fail-redis'));
-  mkdirSync(dir, { recursive: true });
-  const port = await freePort();
   const config = `config-${randomUUID()}`;
-  // Through bash: an ignored signal stays ignored across exec (and in the save's fork).
-  const child = spawn(
-    'bash',
-    ['-c', `trap '' XFSZ; exec redis-server "$@"`, 'redis', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir].concat([
-      // A save point no test run reaches: Redis does not retry the failed save by itself.
-      '--save',
-      '3600 1',
-      '--appendonly',
-      'no',
-      '--maxmemory-policy',
-      'noeviction',
-      '--rename-command',
-      'CONFIG',
-      config,
-    ]),
-    { stdio: 'ignore' },
-  );
-  const url = `redis://127.0.0.1:${port}`;
-  const admin = new Redis(url, { maxRetriesPerRequest: 1 });
-  admin.on('error', () => undefined);
-  const fsize = (limit: string) =>
-    expect(spawnSync('prlimit', ['--pid', String(child.pid), `--fsize=${limit}:unlimited`]).status).toBe(0);
+  const { url, admin, fsize, stop } = await startFailingDiskRedis('rdb-fail-redis', [
+    // A save point no test run reaches: Redis does not retry the failed save by itself.
+    '--save',
+    '3600 1',
+    '--appendonly',
+    'no',
+    '--maxmemory-policy',
+    'noeviction',
+    '--rename-command',
+    'CONFIG',
+    config,
+  ]);
   const save = async (status: 'ok' | 'err') => {
     await admin.bgsave();
     await waitUntil(
@@ -92,7 +74,6 @@ it('Redis failing its RDB save: not ready and 503 only while Redis refuses write
     expect(said.filter((m) => /^Redis cannot save its RDB snapshot/.test(m))).toHaveLength(2);
     expect(said.filter((m) => m === 'Redis takes writes again after its failed RDB save')).toHaveLength(2);
   } finally {
-    admin.disconnect();
-    child.kill('SIGKILL');
+    stop();
   }
 });
