@@ -137,15 +137,23 @@ describe('edge HTTP/1.1 handling (raw sockets)', () => {
     // What follows the first length's body was read as a further request on the connection (smuggled
     // past a proxy that took the second): never served.
     const smuggled = 'GET /healthz HTTP/1.1\r\nHost: edge\r\n\r\n';
-    const socket = net.connect(port, '127.0.0.1');
-    let received = '';
-    let closed = false;
-    socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
-    socket.on('error', () => undefined);
-    socket.on('close', () => (closed = true));
-    socket.write(base([auth, length, `Content-Length: ${body.length + smuggled.length}`]) + body + smuggled);
-    await waitUntil(() => closed, 5000, 'the connection closed');
-    expect(received).not.toContain('"status":"ok"');
+    const smuggle = async (lines: string[]) => {
+      const socket = net.connect(port, '127.0.0.1');
+      let received = '';
+      let closed = false;
+      socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+      socket.on('error', () => undefined);
+      socket.on('close', () => (closed = true));
+      socket.write(base(lines) + body + smuggled);
+      await waitUntil(() => closed, 5000, 'the connection closed');
+      // uWS.js closes the connection with the first request unanswered: neither is answered.
+      return received.includes('"status":"ok"');
+    };
+    const longer = `Content-Length: ${body.length + smuggled.length}`;
+    expect(await smuggle([auth, length, longer])).toBe(false);
+    // The same behind another header sent twice and named first (that one was answered at once, and
+    // the smuggled request served on the connection left open).
+    expect(await smuggle([auth, `Authorization: Bearer ${c.token}x`, length, longer])).toBe(false);
     expect(await refused([auth, `Authorization: Bearer ${c.token}x`, length])).toEqual([400, twice('Authorization'), true]);
     expect(
       await refused([auth, 'X-Collector-ID: ' + c.id, 'X-Collector-ID: 00000000-0000-4000-8000-000000000000', length]),

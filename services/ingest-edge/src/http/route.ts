@@ -185,9 +185,9 @@ export class RouteKit {
         // uWS.js framed the body by the first Content-Length and, once this handler returns, reads
         // what follows it as the next request in the same pass: answered at once, a request smuggled
         // there was served too. Answered on the next turn of the loop, such a request finds this one
-        // unanswered and uWS.js closes the connection, serving neither (see "HTTP pipelining").
-        if (conflict === 'Content-Length') setImmediate(refuse);
-        else refuse();
+        // unanswered and uWS.js closes the connection, serving neither (see "HTTP pipelining"). Every
+        // conflict waits so: the one named may be another header's, with two Content-Lengths as well.
+        setImmediate(refuse);
         return;
       }
       if (this.draining) {
