@@ -3,7 +3,7 @@ import { capturingLogger, createTestDatabase, type TestDatabase } from '../helpe
 import { fixture, insertCollector, pushItem, startWriterHarness, type WriterHarness } from './helpers';
 
 const FUTURE_WARNING =
-  'pushes received more than PARTITION_DAYS_AHEAD days in the future (an edge clock running ahead?): stored in the DEFAULT partition';
+  'pushes received past the last partition made ahead, PARTITION_DAYS_AHEAD days after today (an edge clock running ahead?): stored in the DEFAULT partition';
 
 /**
  * received_at is the edge's clock, written with `Z`. One without an offset was read in the writer's
@@ -57,7 +57,9 @@ describe('writer: received_at', () => {
     const before = await futureCount();
     const ahead = pushItem(fixture, collectorId, new Date(Date.now() + 10 * day));
     const soon = pushItem(fixture, collectorId, new Date(Date.now() + 2 * day));
-    await h.waitForJob(await h.enqueue([ahead, soon]), 'completed');
+    // In the last partition kept ahead (UTC day today + 3), which ends at that day's midnight.
+    const lastDay = pushItem(fixture, collectorId, new Date((Math.floor(Date.now() / day) + 3) * day + 23 * 3600_000));
+    await h.waitForJob(await h.enqueue([ahead, soon, lastDay]), 'completed');
     expect(await storedAt(ahead.push_id)).toEqual([ahead.received_at]); // stored all the same
     expect((await futureCount()) - before).toBe(1);
     const warned = () => lines.filter((l) => l.msg === FUTURE_WARNING);

@@ -31,7 +31,7 @@ export function createWriterMetrics() {
     }),
     pushesFuture: new Counter({
       name: 'writer_pushes_received_in_future_total',
-      help: 'Pushes stored whose received_at (the edge clock) was more than PARTITION_DAYS_AHEAD days ahead of the writer clock: their rows are in the DEFAULT partition',
+      help: 'Pushes stored whose received_at (the edge clock) was past the last daily partition made ahead (the end of the UTC day PARTITION_DAYS_AHEAD days after the writer clock today): their rows are in the DEFAULT partition',
       registers: r,
     }),
     batches: new Counter({ name: 'writer_batches_total', help: 'Committed batches (transactions)', registers: r }),
