@@ -12,8 +12,8 @@ export interface DenyState {
 
 /**
  * A change as the admin publishes it. `denyCollector`/`allowCollector`: disable/delete vs
- * enable/restore. `deniedAtUs`: with `denyCollector`, when PostgreSQL committed the disable or
- * delete (epoch microseconds, PostgreSQL's clock), recorded in `keys.deniedAt`.
+ * enable/restore. `deniedAtUs`: with `denyCollector`, when PostgreSQL made the disable or
+ * delete (under the row lock) (epoch microseconds, PostgreSQL's clock), recorded in `keys.deniedAt`.
  */
 export type PublishedChange = CollectorChange & { denyCollector?: boolean; allowCollector?: boolean; deniedAtUs?: string };
 

@@ -21,8 +21,9 @@ export function redisKeys(prefix = 'pga') {
      */
     deletedCollectors: `${prefix}:deny:deleted`,
     /**
-     * HASH collector id → when PostgreSQL committed its disable or delete (epoch µs of the row's
-     * last_modified_at / deleted_at, PostgreSQL's clock), written in the MULTI that adds it to
+     * HASH collector id → when PostgreSQL made its disable or delete (epoch µs of the row's
+     * last_modified_at / deleted_at: `clock_timestamp()` under the row lock, so later than any change
+     * committed to the row before, PostgreSQL's clock), written in the MULTI that adds it to
      * `deniedCollectors` and removed by the one that takes it out (enable, restore of an enabled
      * one). The admin's repair takes a collector out of the denied set only when PostgreSQL holds an
      * enable or restore (audit log) later than this: a PostgreSQL restored from a backup older than

@@ -23,8 +23,8 @@ export interface AuditEntry {
 export async function writeAudit(db: Pool | PoolClient, actor: Actor, entry: AuditEntry): Promise<void> {
   await db.query(
     `INSERT INTO collector_audit_log
-       (collector_id, entity_type, entity_id, action, details, actor_id, actor_name, ip_address, user_agent, old_values, new_values)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+       (collector_id, entity_type, entity_id, action, details, actor_id, actor_name, ip_address, user_agent, old_values, new_values, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, clock_timestamp())`,
     [
       entry.collectorId ?? null,
       entry.entityType,

@@ -20,7 +20,8 @@ import { DENIED_AT_US, publishChange } from './after-commit';
  * reload takes the union of Redis's sets and PostgreSQL's. (A collector whose row is gone stays.)
  * But only when PostgreSQL holds that enable or restore: an audit entry `collector.enabled` or
  * `collector.restored` later than the deny time Redis recorded beside the set (`keys.deniedAt`,
- * PostgreSQL's commit time of the disable or delete). PostgreSQL restored from a backup older than
+ * the time PostgreSQL made the disable or delete, under the row lock; the audit entries' times are
+ * taken the same way, `clock_timestamp()`, so an enable that waited for a disable's lock is later). PostgreSQL restored from a backup older than
  * a disable or delete says "enabled / not deleted" too, without such an entry: that collector stays
  * refused, and each run says so in an error line naming it (the admin enables it again to admit it,
  * set-enabled.ts). A denied entry without a recorded time (written before the time was recorded, or
@@ -168,6 +169,10 @@ async function recordMissingDenyTimes(
  * lost one. Logged as an error: the edits since the backup are gone from PostgreSQL.
  */
 export async function repairConfigVersions(deps: Deps): Promise<number> {
+  // Redis first: it is written only after PostgreSQL commits, so an entry read before PostgreSQL's
+  // row that is above it can only come from a PostgreSQL that went back (an edit racing the repair
+  // raises both, PostgreSQL first).
+  const mirrored = await deps.redis.hgetall(deps.keys.configVersions);
   const { rows } = await deps.pool.query<{ id: string; v: number }>(
     'SELECT id::text AS id, config_version AS v FROM collectors WHERE deleted_at IS NULL',
   );
@@ -175,10 +180,11 @@ export async function repairConfigVersions(deps: Deps): Promise<number> {
   const ahead: { id: string; v: number }[] = [];
   for (let at = 0; at < rows.length; at += 1000) {
     const args = rows.slice(at, at + 1000).flatMap((r) => [r.id, String(r.v)]);
-    const [n, ...over] = (await deps.redis.eval(RAISE_VERSIONS, 1, deps.keys.configVersions, ...args)) as [number, ...string[]];
+    const [n] = (await deps.redis.eval(RAISE_VERSIONS, 1, deps.keys.configVersions, ...args)) as [number, ...string[]];
     raised += Number(n);
-    for (let i = 0; i < over.length; i += 2) ahead.push({ id: over[i]!, v: Number(over[i + 1]) });
   }
+  for (const r of rows)
+    if (mirrored[r.id] !== undefined && Number(mirrored[r.id]) > r.v) ahead.push({ id: r.id, v: Number(mirrored[r.id]) });
   if (raised) deps.logger.warn({ collectors: raised }, 'config versions in Redis were behind PostgreSQL; raised them');
   if (ahead.length === 0) return raised;
   // Past Redis's, also when an admin bumped it meanwhile (GREATEST); not a row bumped past it already.
@@ -193,6 +199,7 @@ export async function repairConfigVersions(deps: Deps): Promise<number> {
     const args = bumped.slice(at, at + 1000).flatMap((r) => [r.id, String(r.v)]);
     await deps.redis.eval(RAISE_VERSIONS, 1, deps.keys.configVersions, ...args);
   }
+  if (bumped.length === 0) return raised; // every one raised meanwhile by an edit
   deps.logger.error(
     { collectors: bumped.length, ids: bumped.slice(0, 20).map((r) => r.id) },
     'config versions in Redis were ahead of PostgreSQL (PostgreSQL restored from an older backup?): the config ' +

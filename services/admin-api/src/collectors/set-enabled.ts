@@ -38,7 +38,7 @@ export async function setEnabled(ctx: Context & { user: SessionUser }, id: strin
       return { version: undefined, deniedAtUs: undefined };
     }
     const { rows } = await db.query<{ config_version: number; denied_at_us: string }>(
-      `UPDATE collectors SET enabled = $2, config_version = config_version + 1, last_modified_by = $3, last_modified_at = now(), updated_at = now()
+      `UPDATE collectors SET enabled = $2, config_version = config_version + 1, last_modified_by = $3, last_modified_at = clock_timestamp(), updated_at = now()
         WHERE id = $1 RETURNING config_version, ${DENIED_AT_US}`,
       [id, enabled, ctx.user.id],
     );

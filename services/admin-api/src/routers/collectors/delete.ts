@@ -20,7 +20,7 @@ export const deleteCollector = adminProcedure
     const result = await withTransaction(deps.pool, async (db) => {
       const row = await lockCollector(db, input.id);
       const { rows } = await db.query<{ deleted_at: Date; denied_at_us: string }>(
-        `UPDATE collectors SET deleted_at = now(), last_modified_by = $2, last_modified_at = now(), updated_at = now() WHERE id = $1
+        `UPDATE collectors SET deleted_at = clock_timestamp(), last_modified_by = $2, last_modified_at = clock_timestamp(), updated_at = now() WHERE id = $1
          RETURNING deleted_at, ${DENIED_AT_US}`,
         [row.id, ctx.user.id],
       );

@@ -27,7 +27,7 @@ export const restore = adminProcedure
         const row = await lockCollector(db, input.id, { deleted: true });
         enabled = row.enabled;
         await db.query(
-          'UPDATE collectors SET deleted_at = NULL, last_modified_by = $2, last_modified_at = now(), updated_at = now() WHERE id = $1',
+          'UPDATE collectors SET deleted_at = NULL, last_modified_by = $2, last_modified_at = clock_timestamp(), updated_at = now() WHERE id = $1',
           [row.id, ctx.user.id],
         );
         await recordIssuedToken(db, row.id, issued, { rotated: true });
