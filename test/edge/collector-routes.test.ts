@@ -62,12 +62,33 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
     expect((await heartbeat(JSON.stringify({ status: 'error', last_error: 'x' }), who.token, who.id)).status).toBe(200);
     expect((await heartbeat('{}', who.token, who.id)).status).toBe(200);
     const after = Math.floor(Date.now() / 60_000) * 60_000;
-    const members = await world.redis.smembers(world.keys.heartbeatMinutes(who.id));
+    // A ZSET scored by the minute: `<minute>:<status>` members.
+    const scored = await world.redis.zrange(world.keys.heartbeatMinutes(who.id), 0, -1, 'WITHSCORES');
+    const members = scored.filter((_, i) => i % 2 === 0);
     const allowed = new Set([before, after].flatMap((m) => [`${m}:error`, `${m}:active`]));
     expect(members.length).toBeGreaterThanOrEqual(2);
     for (const m of members) expect(allowed.has(m)).toBe(true);
+    for (let i = 0; i < scored.length; i += 2) expect(`${scored[i + 1]}:`).toBe(scored[i]!.replace(/(active|error)$/, ''));
     expect(members.some((m) => m.endsWith(':error'))).toBe(true);
     expect(await world.redis.pttl(world.keys.heartbeatMinutes(who.id))).toBeGreaterThan(24 * 3600 * 1000);
+  });
+
+  it('heartbeat: the minutes buffer keeps the newest 1,440 entries (a writer away for days cannot grow it)', async () => {
+    const who = await world.collector();
+    const key = world.keys.heartbeatMinutes(who.id);
+    // Two days of minutes no writer flushed (as an edge of this release leaves them).
+    const now = Math.floor(Date.now() / 60_000) * 60_000;
+    const old = Array.from({ length: 2880 }, (_, i) => now - (2880 - i) * 60_000);
+    await world.redis.zadd(key, ...old.flatMap((t) => [t, `${t}:active`]));
+    expect((await heartbeat('{}', who.token, who.id)).status).toBe(200);
+    expect(await world.redis.zcard(key)).toBe(1440);
+    const kept = await world.redis.zrange(key, 0, -1);
+    // The oldest 1,441 went, the newest 1,439 stay with the heartbeat's own minute last.
+    expect(kept[0]).toBe(`${old[1441]}:active`);
+    expect(kept.at(-2)).toBe(`${old.at(-1)}:active`);
+    expect(kept.at(-1)).toMatch(/^\d+:active$/);
+    expect(Number(kept.at(-1)!.split(':')[0])).toBeGreaterThanOrEqual(now);
+    expect(await world.redis.pttl(key)).toBeGreaterThan(24 * 3600 * 1000);
   });
 
   it('heartbeat: answers the admin’s config bump and drains pending commands once', async () => {

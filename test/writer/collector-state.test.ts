@@ -229,16 +229,20 @@ describe('writer: collector state from heartbeats, sweeps and uptime', () => {
     const id = await insertCollector(h.pool, { interval: 60, registeredAt: registered });
     const minute = (agoMin: number) => Math.floor((Date.now() - agoMin * 60_000) / 60_000) * 60_000;
     // What the edge wrote while no writer flushed: the hash holds the latest heartbeat only, the
-    // minutes set each minute with a heartbeat (one of them reporting an error).
-    await h.redis.sadd(
+    // minutes ZSET each minute with a heartbeat (one of them reporting an error), scored by minute.
+    await h.redis.zadd(
       h.keys.heartbeatMinutes(id),
+      minute(5),
       `${minute(5)}:active`,
+      minute(3),
       `${minute(3)}:active`,
+      minute(3),
       `${minute(3)}:error`,
+      minute(1),
       `${minute(1)}:active`,
     );
     await heartbeat(id, { last_seen: new Date().toISOString(), status: 'active' });
-    await h.redis.sadd(h.keys.heartbeatMinutes(id), `${minute(0)}:active`);
+    await h.redis.zadd(h.keys.heartbeatMinutes(id), minute(0), `${minute(0)}:active`);
     expect(await h.writer.heartbeats.flushHeartbeats()).toBe(1);
     const { rows } = await h.pool.query(
       'SELECT extract(epoch FROM minute)::bigint * 1000 AS t, status FROM collector_heartbeats WHERE collector_id = $1 ORDER BY minute',

@@ -52,12 +52,13 @@ export function redisKeys(prefix = 'pga') {
     /** SET of collector ids with a heartbeat not yet flushed to PostgreSQL. */
     heartbeatDirty: `${prefix}:hb:dirty`,
     /**
-     * SET of one collector's heartbeat minutes not yet flushed, `<minute epoch ms>:<active|error>`
-     * (edge SADDs in the heartbeat's MULTI, writer SREMs after COMMIT): the heartbeat history behind
-     * uptime. The hash above keeps only the latest heartbeat, so minutes the writer did not flush one
-     * by one (a writer down or restarting) were lost from the history.
+     * ZSET of one collector's heartbeat minutes not yet flushed, member `<minute epoch ms>:<active|error>`
+     * scored by the minute (edge ZADDs in the heartbeat's MULTI and keeps the newest 1,440 entries;
+     * the writer reads the oldest in bounded slices and ZREMs them after COMMIT): the heartbeat
+     * history behind uptime. The hash above keeps only the latest heartbeat, so minutes the writer did
+     * not flush one by one (a writer down or restarting) were lost from the history.
      */
-    heartbeatMinutes: (collectorId: string) => `${prefix}:hb:minutes:${collectorId}`,
+    heartbeatMinutes: (collectorId: string) => `${prefix}:hb:mins:${collectorId}`,
 
     /**
      * STRING idempotency marker of one push, 24 h TTL: `b:<batch id>:<records>`, the batch whose

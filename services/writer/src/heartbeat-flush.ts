@@ -31,7 +31,18 @@ export function storableText(value: string | undefined, max: number): string | n
   return text ? text.slice(0, max) : null;
 }
 
-/** A member of the edge's heartbeatMinutes set, `<epoch ms>:<active|error>`, or undefined. */
+/**
+ * Heartbeat minutes read per collector per flush statement (the oldest of its `keys.heartbeatMinutes`
+ * ZSET): a collector with more is marked dirty again and its next flush takes the next ones. Bounds
+ * one statement to batchSize × this many history rows (60,000 at the default 1,000 collectors) and
+ * the writer's memory for them: a day of writer downtime (1,440 minutes for each of 1,000 collectors)
+ * made one statement of 1.44 M rows holding every collector's row lock for about a minute. 60 keeps
+ * up with a collector heartbeating every second (one minute's entries) and catches up a day of
+ * backlog in 24 flushes.
+ */
+export const HEARTBEAT_MINUTES_PER_FLUSH = 60;
+
+/** A member of the edge's heartbeatMinutes ZSET, `<epoch ms>:<active|error>`, or undefined. */
 export function parseMinute(member: string): { minute: string; status: 'active' | 'error' } | undefined {
   const m = /^(\d{1,15}):(active|error)$/.exec(member);
   if (!m) return undefined;
@@ -88,6 +99,8 @@ export interface HeartbeatFlushOptions {
   redisOutage: OutageLog;
   /** Collectors per statement; default 1000. */
   batchSize?: number;
+  /** Heartbeat minutes per collector per statement; default HEARTBEAT_MINUTES_PER_FLUSH. */
+  minutesPerFlush?: number;
 }
 
 /**
@@ -100,33 +113,44 @@ export interface HeartbeatFlushOptions {
  */
 export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
   const batchSize = o.batchSize ?? 1000;
+  const minutesPerFlush = o.minutesPerFlush ?? HEARTBEAT_MINUTES_PER_FLUSH;
   // Derived from the shared key (same prefix, writer-private): ids being flushed, scored by claim time.
   const inflight = `${o.keys.heartbeatDirty}:inflight`;
   const log = o.logger.child({ module: 'heartbeats' });
 
+  /** Collectors applied (each counted once, however many statements its minutes took). */
   const flushHeartbeats = async (): Promise<number> => {
-    let total = 0;
+    const flushed = new Set<string>();
     for (;;) {
       const ids = (await o.redis.eval(CLAIM, 2, o.keys.heartbeatDirty, inflight, batchSize, Date.now())) as string[];
-      if (ids.length === 0) return total;
+      if (ids.length === 0) return flushed.size;
       const valid = ids.filter((id) => UUID.test(id));
       const pipe = o.redis.pipeline();
-      for (const id of valid) pipe.hgetall(o.keys.heartbeat(id)).smembers(o.keys.heartbeatMinutes(id));
+      for (const id of valid)
+        pipe
+          .hgetall(o.keys.heartbeat(id))
+          .zrange(o.keys.heartbeatMinutes(id), 0, minutesPerFlush - 1)
+          .zcard(o.keys.heartbeatMinutes(id));
       const replies = (await pipe.exec()) ?? [];
-      // Every minute with a heartbeat since the last flush (the edge's heartbeatMinutes sets), for the
-      // history: the hash holds only the latest heartbeat.
+      // The minutes with a heartbeat since the last flush (the edge's heartbeatMinutes ZSETs), oldest
+      // first and at most minutesPerFlush per collector, for the history: the hash holds only the
+      // latest heartbeat. (An older edge writes none: nothing to read.)
       const minutes = { id: [] as string[], minute: [] as string[], status: [] as string[] };
       const readMinutes: [string, string[]][] = [];
+      // Collectors with minutes left after this statement's: dirty again once it committed.
+      const more: string[] = [];
       const cols = { id: [] as string[], seen: [] as string[], status: [] as (string | null)[], err: [] as (string | null)[] };
       const ctime: (number | null)[] = [];
       const count: (number | null)[] = [];
       const version: (string | null)[] = [];
       valid.forEach((id, i) => {
-        const h = (replies[2 * i]?.[1] ?? {}) as Record<string, string>;
+        const h = (replies[3 * i]?.[1] ?? {}) as Record<string, string>;
         const seen = parseSeen(h.last_seen);
         if (!seen) return;
-        const members = (replies[2 * i + 1]?.[1] ?? []) as string[];
+        const read = replies[3 * i + 1];
+        const members = (read && !read[0] && Array.isArray(read[1]) ? read[1] : []) as string[];
         if (members.length > 0) readMinutes.push([id, members]);
+        if (Number(replies[3 * i + 2]?.[1] ?? 0) > members.length) more.push(id);
         for (const member of members) {
           const parsed = parseMinute(member);
           if (!parsed) continue;
@@ -165,21 +189,39 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
         }
       }
       // After COMMIT, only the members read (a heartbeat since added its own). Lost (a crash before
-      // this): flushed again with the next heartbeat, which the history's ON CONFLICT absorbs.
-      if (readMinutes.length > 0) {
-        const srem = o.redis.pipeline();
-        for (const [id, members] of readMinutes) srem.srem(o.keys.heartbeatMinutes(id), ...members);
-        await srem.exec();
+      // this): flushed again with the next heartbeat, which the history's ON CONFLICT absorbs. A
+      // collector with minutes left goes back to the dirty set before its claim is removed (a crash
+      // in between: the claim is recovered), and its next flush takes the next minutes; its hash,
+      // applied already, is then not applied again (last_seen not newer than last_heartbeat).
+      if (readMinutes.length > 0 || more.length > 0) {
+        const after = o.redis.pipeline();
+        for (const [id, members] of readMinutes) after.zrem(o.keys.heartbeatMinutes(id), ...members);
+        if (more.length > 0) after.sadd(o.keys.heartbeatDirty, ...more);
+        const done = (await after.exec()) ?? [];
+        const failed = done.find(([err]) => err)?.[0];
+        if (failed) throw failed;
       }
       await o.redis.zrem(inflight, ...ids);
-      total += cols.id.length;
-      if (ids.length < batchSize) return total;
+      for (const id of cols.id) flushed.add(id);
+      if (ids.length < batchSize) return flushed.size;
     }
   };
 
   /** Claims older than `staleMs` belong to a writer that died mid-flush: give them back. */
   const recoverStale = async (staleMs = 30_000): Promise<number> =>
     Number(await o.redis.eval(RECOVER, 2, o.keys.heartbeatDirty, inflight, Date.now() - staleMs));
+
+  /**
+   * Ids with heartbeats the edges took that PostgreSQL may not have yet: claimed by a flush in
+   * progress (this writer's or another's: the in-flight ZSET) or waiting in the dirty set. The
+   * inactivity sweep leaves them alone: their flush is under way or next.
+   */
+  const unflushedIds = async (): Promise<string[]> => {
+    const [claimed, dirty] = (await o.redis.pipeline().zrange(inflight, 0, -1).smembers(o.keys.heartbeatDirty).exec()) ?? [];
+    for (const reply of [claimed, dirty]) if (reply?.[0]) throw reply[0];
+    const ids = [...((claimed?.[1] ?? []) as string[]), ...((dirty?.[1] ?? []) as string[])];
+    return [...new Set(ids.filter((id) => UUID.test(id)))];
+  };
 
   const flushDeliveries = async (): Promise<number> => {
     const all = Object.entries(await o.redis.hgetall(o.keys.deliveredCommands)).slice(0, 5000);
@@ -215,6 +257,15 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
 
   return {
     flushHeartbeats,
+    /**
+     * flushHeartbeats once this writer's timer flush in progress (if any) is done: what it claimed is
+     * committed (or given back) before the caller reads PostgreSQL. The inactivity sweep runs this.
+     */
+    async flushHeartbeatsAfterRunning(): Promise<number> {
+      await running;
+      return flushHeartbeats();
+    },
+    unflushedIds,
     flushDeliveries,
     recoverStale,
     start(everyMs: number) {

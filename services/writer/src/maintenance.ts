@@ -43,6 +43,11 @@ export interface MaintenanceOptions {
    * waited in Redis for silent — inactive, published, and back at the next flush.
    */
   flushHeartbeats: () => Promise<number>;
+  /**
+   * Ids whose heartbeats are claimed by a flush in progress (any writer's) or still dirty (the
+   * flusher's unflushedIds): the sweep does not judge them, their heartbeat is not in PostgreSQL yet.
+   */
+  unflushedHeartbeats: () => Promise<string[]>;
   /** Dead letters an older writer could not read, put back once this writer reads them (retry-unread.ts). */
   retryUnread: () => Promise<number>;
   logger: Logger;
@@ -158,7 +163,9 @@ export function createMaintenance(o: MaintenanceOptions) {
         'the check of dead letters an older writer could not read failed; it runs again with the next sweep',
       );
     }
-    // Heartbeats the edges took that no flush applied yet are signs of life: applied first. Should
+    // Heartbeats the edges took that no flush applied yet are signs of life: applied first (after
+    // this writer's flush in progress), and the collectors whose heartbeats are still on their way
+    // (claimed by another writer's flush, or dirty again since) are left out of the sweep. Should
     // Redis refuse the flush, the sweep goes on with what PostgreSQL has, as it did before (a
     // PostgreSQL error fails the sweep's own statement next).
     try {
@@ -166,7 +173,14 @@ export function createMaintenance(o: MaintenanceOptions) {
     } catch (err) {
       (isRedisError(err) ? o.redisOutage : o.pgOutage).error(err, 'heartbeat flush before the inactivity sweep failed');
     }
-    const { rows } = await o.pool.query<StatusRow>(SWEEP_INACTIVE);
+    // Read whether or not the flush got through (a failed one gave its claims back to the dirty set).
+    let unflushed: string[] = [];
+    try {
+      unflushed = await o.unflushedHeartbeats();
+    } catch (err) {
+      o.redisOutage.error(err, 'reading the heartbeats not flushed yet before the inactivity sweep failed');
+    }
+    const { rows } = await o.pool.query<StatusRow>(SWEEP_INACTIVE, [unflushed]);
     await o.publish(rows);
     const uptime = await o.pool.query(REFRESH_UPTIME, [o.uptimeWindowHours]);
     // The first 20 ids: a fleet-wide outage would otherwise write one line of 10,000 ids.

@@ -169,8 +169,10 @@ WITH hb AS (
 ), locked AS MATERIALIZED (
   SELECT c.id, c.status AS old_status FROM collectors c WHERE c.id = ANY($1::uuid[]) ORDER BY c.id FOR UPDATE
 ), history AS (
-  -- The latest heartbeat's minute and every other minute the edge recorded since the last flush
-  -- ($8–$10, its heartbeatMinutes sets): one row per minute, 'error' if any heartbeat in it said so.
+  -- The latest heartbeat's minute and the minutes the edge recorded since the last flush ($8–$10,
+  -- the oldest HEARTBEAT_MINUTES_PER_FLUSH of its heartbeatMinutes ZSET; the rest come with the next
+  -- flushes, the same hash then re-read and its minute upserted again): one row per minute, 'error'
+  -- if any heartbeat in it said so, in this statement or an earlier one.
   INSERT INTO collector_heartbeats (collector_id, minute, status)
   SELECT a.id, a.minute, CASE WHEN bool_or(a.status = 'error') THEN 'error' ELSE 'active' END
     FROM (SELECT hb.id, date_trunc('minute', hb.seen) AS minute, coalesce(hb.status, 'active') AS status FROM hb
@@ -209,12 +211,15 @@ RETURNING c.id, c.status, l.old_status, c.last_heartbeat, c.last_metric_at, c.me
  * The rows are locked in id order like the batch and heartbeat statements, and a row locked by one of
  * them is skipped, not waited for: it is being written right now (so not silent), and waiting would
  * queue the sweep behind every batch in flight, or deadlock with one (40P01). The next sweep sees it.
+ * $1: ids whose heartbeats Redis holds and PostgreSQL may not yet (claimed by a flush in progress,
+ * or dirty): not judged, the next sweep sees them flushed.
  */
 export const SWEEP_INACTIVE = `
 WITH silent AS MATERIALIZED (
   SELECT c.id, c.status AS old_status FROM collectors c
    WHERE (c.status IN ('active', 'error') OR (c.status = 'pending' AND c.last_heartbeat IS NOT NULL))
      AND c.deleted_at IS NULL
+     AND c.id <> ALL($1::uuid[])
      AND NOT (${FRESH('GREATEST(c.last_heartbeat, c.last_metric_at, c.registered_at)')})
    ORDER BY c.id FOR UPDATE SKIP LOCKED
 )

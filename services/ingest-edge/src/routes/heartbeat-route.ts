@@ -12,14 +12,30 @@ import { readJson } from './read-json';
 export const HEARTBEAT_MAX_BODY = 256 * 1024;
 
 /**
- * How long unflushed heartbeat minutes are kept (renewed by each heartbeat): longer than any uptime
- * window a writer reads back, so a writer down for days still finds them; a deleted collector's go.
+ * Entries of `keys.heartbeatMinutes` the edge keeps per collector, the newest: a day of one heartbeat
+ * a minute. The buffer only bridges a writer away (down, restarting, rolled back to a release that
+ * does not read it): a writer away longer than a day loses the older minutes from the history, as
+ * every minute but the latest was lost before this buffer. It bounds Redis (≈ 130 B an entry, so
+ * ≈ 185 KB per collector at the cap) and the writer's catch-up.
+ */
+export const HEARTBEAT_MINUTES_MAX = 1440;
+
+/**
+ * Expiry of a collector's unflushed heartbeat minutes, renewed by each heartbeat: a clean-up for a
+ * collector gone silent or deleted, not what bounds the buffer (HEARTBEAT_MINUTES_MAX does). Longer
+ * than the buffer's day, so a collector that stopped heartbeating keeps its last minutes for a writer
+ * away up to a week; it is no guarantee for uptime windows (WRITER_UPTIME_WINDOW_HOURS, up to 90 days).
  */
 export const HEARTBEAT_MINUTES_TTL_MS = 8 * 24 * 3600 * 1000;
 
+/** The epoch ms of `at`'s UTC minute: the score of its `keys.heartbeatMinutes` entry. */
+export function heartbeatMinuteMs(at: Date): number {
+  return Math.floor(at.getTime() / 60_000) * 60_000;
+}
+
 /** A member of `keys.heartbeatMinutes`: `<epoch ms of the UTC minute>:<active|error>`. */
 export function heartbeatMinute(at: Date, status: 'active' | 'error'): string {
-  return `${Math.floor(at.getTime() / 60_000) * 60_000}:${status}`;
+  return `${heartbeatMinuteMs(at)}:${status}`;
 }
 
 interface HeartbeatDeps {
@@ -35,8 +51,8 @@ interface HeartbeatDeps {
 
 /**
  * `POST /api/v1/collectors/{id}/heartbeat`: one MULTI to Redis (latest heartbeat hash, dirty set,
- * config version, drain of pending commands); the writer flushes heartbeats to PostgreSQL in
- * batches. PostgreSQL is read only when Redis has no config version for the collector yet, and the
+ * config version, drain of pending commands, the heartbeat's minute for the history); the writer
+ * flushes heartbeats to PostgreSQL in batches. PostgreSQL is read only when Redis has no config version for the collector yet, and the
  * value is then cached in Redis (HSETNX, so a concurrent admin bump wins).
  */
 export function createHeartbeatHandler(deps: HeartbeatDeps) {
@@ -73,7 +89,10 @@ export function createHeartbeatHandler(deps: HeartbeatDeps) {
       .del(keys.commands(id))
       // The minute for the heartbeat history (uptime): the hash above keeps only the latest
       // heartbeat, so a writer that flushes after several minutes (down, restarting) saw one of them.
-      .sadd(keys.heartbeatMinutes(id), heartbeatMinute(nowDate, status))
+      // Scored by the minute and cut to the newest HEARTBEAT_MINUTES_MAX entries: a writer away (or
+      // one that does not read it) cannot make it grow without bound, each heartbeat renewing the TTL.
+      .zadd(keys.heartbeatMinutes(id), heartbeatMinuteMs(nowDate), heartbeatMinute(nowDate, status))
+      .zremrangebyrank(keys.heartbeatMinutes(id), 0, -(HEARTBEAT_MINUTES_MAX + 1))
       .pexpire(keys.heartbeatMinutes(id), HEARTBEAT_MINUTES_TTL_MS)
       .exec();
     // Commands taken from Redis but never answered must not be lost: put them back in front of any
