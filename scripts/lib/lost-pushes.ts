@@ -1,3 +1,4 @@
+import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Pool } from '@pga/db';
 import { derivePushId } from '../../services/ingest-edge/src/push/push-id';
@@ -25,18 +26,50 @@ export interface LostPushesOptions {
 }
 
 const UUID_LENGTH = 36;
+/** Every state a push job waits in (failed: a dead letter the admin API can retry). */
+const WAITING_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'paused', 'waiting-children', 'failed'] as const;
+const JOBS_PER_PAGE = 100;
+
+/**
+ * The push ids of every push job still in Redis, in whatever state: not lost, whatever the ledger
+ * says — still to be stored, retrying, or a dead letter to retry (admin API).
+ */
+async function queuedPushIds(redis: Redis, prefix: string): Promise<Set<string>> {
+  const keys = redisKeys(prefix);
+  const connection = redis.duplicate();
+  const queue = new Queue(keys.pushQueue, { connection, prefix: keys.bullPrefix });
+  const ids = new Set<string>();
+  try {
+    // Each state paged alike; a page that finds no job in any of them is past the end of all.
+    for (let start = 0; ; start += JOBS_PER_PAGE) {
+      const jobs = await queue.getJobs([...WAITING_STATES], start, start + JOBS_PER_PAGE - 1, true);
+      if (jobs.length === 0) break;
+      for (const job of jobs) {
+        const pushes = (job?.data as { pushes?: { push_id?: unknown }[] } | undefined)?.pushes ?? [];
+        for (const p of pushes) if (typeof p.push_id === 'string') ids.add(p.push_id);
+      }
+    }
+  } finally {
+    await queue.close();
+    connection.disconnect();
+  }
+  return ids;
+}
 
 /**
  * The pushes the edges acknowledged within the replay window (their idempotency marker is still in
  * Redis and its batch is done) that PostgreSQL's ingest ledger does not have: after PostgreSQL was
  * restored from a backup older than their commit, these are gone, and a collector's replay of one
- * is answered `duplicate: true` and not stored again. Read-only: SCAN of the markers, their batch
- * states, one ledger query per 1,000.
+ * is answered `duplicate: true` and not stored again. Pushes whose job is still in Redis (waiting,
+ * retrying, or a dead letter) are not listed: they are not lost. Read-only: the queue's jobs, SCAN of
+ * the markers, their batch states, one ledger query per 1,000.
  */
 export async function findLostPushes(o: LostPushesOptions): Promise<LostPush[]> {
   const keys = redisKeys(o.prefix);
   const markerPrefix = keys.idempotency('', '').slice(0, -2); // `<prefix>:idem:`
   const now = Date.now();
+  // Read before the markers: a job stored meanwhile is in the ledger by the time its marker is read.
+  const queued = await queuedPushIds(o.redis, o.prefix);
   const lost: LostPush[] = [];
   let cursor = '0';
   do {
@@ -81,7 +114,7 @@ export async function findLostPushes(o: LostPushesOptions): Promise<LostPush[]> 
     );
     const stored = new Set(rows.map((r) => r.push_id));
     done.forEach((c, i) => {
-      if (stored.has(ids[i]!)) return;
+      if (stored.has(ids[i]!) || queued.has(ids[i]!)) return;
       lost.push({ collector_id: c.collector_id, key: c.key, push_id: ids[i]!, records: c.records, accepted_at: c.accepted_at });
     });
   } while (cursor !== '0');

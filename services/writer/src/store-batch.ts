@@ -151,6 +151,7 @@ export async function storeBatch(pool: Pool, pushes: PreparedPush[], options: St
 
     let statuses: StatusRow[] = [];
     const unknown = { pushes: 0, collectorIds: [] as string[] };
+    const unknownIds = new Set<string>();
     let stateMs = 0;
     let rollupMs = 0;
     if (toStore.length > 0) {
@@ -175,7 +176,8 @@ export async function storeBatch(pool: Pool, pushes: PreparedPush[], options: St
       for (const p of toStore) {
         if (known.has(p.collectorId)) continue;
         unknown.pushes++;
-        if (!unknown.collectorIds.includes(p.collectorId)) unknown.collectorIds.push(p.collectorId);
+        if (!unknownIds.has(p.collectorId)) unknown.collectorIds.push(p.collectorId);
+        unknownIds.add(p.collectorId);
       }
     }
     await client.query('COMMIT');
