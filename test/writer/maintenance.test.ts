@@ -177,6 +177,12 @@ describe('writer: partition and retention job', () => {
     const push = pushItem(fixture, collector, new Date(Date.now() - 5 * 86_400_000));
     try {
       await firstRun(first);
+      // The fold's own first run too (its schedule runs at once): one after the push folded it.
+      await waitUntil(
+        'the first fold',
+        async () => (await metric(first, /^writer_maintenance_runs_total\{job="rollup",outcome="ok"/)) >= 1,
+        15_000,
+      );
       await first.waitForJob(await first.enqueue([push]), 'completed');
     } finally {
       await first.close();
