@@ -27,9 +27,8 @@
  * makes the COPY cost 0.8 FPI and 8.9 kB WAL per push (4.0 kB on an empty partition): lz4 5.5 kB,
  * 15,000 pushes per checkpoint 5.7 kB.
  */
-import { readFileSync, readdirSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import type { PoolClient } from 'pg';
 import { createPool, migrateDatabase } from '@pga/db';
 import { startPostgres } from '@pga/local-stack';
 import { makeBodyPool } from '../../../bench/src/load/payloads';
@@ -37,6 +36,7 @@ import { preparePush } from '../src/prepare-push';
 import { FOLD_ROLLUP } from '../src/sql';
 import { storeBatch } from '../src/store-batch';
 import { pushItems } from './push-items';
+import { perPush, postgresCpuByRole, statementSpans, walByStatement } from './statement-cost';
 
 const root = path.resolve(import.meta.dirname, '../../..');
 const dir = path.resolve(root, process.env.LS_DIR ?? '.data/ledger-size');
@@ -48,36 +48,6 @@ const ROUNDS = Number(process.env.LS_ROUNDS ?? 3);
 const METRIC_ROWS_PER_GROUP = Number(process.env.LS_METRIC_ROWS_PER_GROUP ?? 0);
 const FOLD_EVERY = 20;
 const settings = JSON.parse(process.env.LS_SETTINGS ?? '{}') as Record<string, string>;
-
-const cpuNs = (pid: number) => Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
-function others(postmaster: number, exclude: number): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name) || Number(name) === exclude) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid !== postmaster && Number(name) !== postmaster) continue;
-      const title = readFileSync(`/proc/${name}/cmdline`, 'utf8')
-        .split('\0')[0]!
-        .replace(/^postgres: /, '');
-      const role = Number(name) === postmaster ? 'postmaster' : title.replace(/ .*$/, '');
-      out.set(role, (out.get(role) ?? 0) + cpuNs(Number(name)));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
-const label = (sql: string) => {
-  const s = sql.replace(/\s+/g, ' ').trim();
-  if (s.startsWith('COPY')) return 'COPY';
-  if (s.includes('ingest_ledger')) return 'ledger';
-  if (s.includes('collector_metrics_rollup_batch')) return 'rollup row';
-  if (s.includes('UPDATE collectors')) return 'collectors update';
-  if (s.includes('pga_fold_rollup_deltas')) return 'fold';
-  return s.slice(0, 12);
-};
 
 mkdirSync(dir, { recursive: true });
 const pg = await startPostgres({ dataDir: path.join(dir, 'pg'), port: PORT, settings });
@@ -177,38 +147,7 @@ try {
   console.log('config', conf, Object.fromEntries(sizes.map((r) => [r.k, r.v])));
 
   const pool = createPool(url, { max: 1 });
-  const spans = new Map<string, { ns: number; calls: number }>();
-  let open: { name: string; ns: number } | null = null;
-  let backend = 0;
-  let measuring = false;
-  const close = () => {
-    if (!open) return;
-    const s = spans.get(open.name) ?? { ns: 0, calls: 0 };
-    s.ns += cpuNs(backend) - open.ns;
-    s.calls++;
-    spans.set(open.name, s);
-    open = null;
-  };
-  const instrumented = new WeakSet<PoolClient>();
-  const instrument = (client: PoolClient) => {
-    if (instrumented.has(client)) return;
-    instrumented.add(client);
-    const query = client.query.bind(client) as (...a: unknown[]) => unknown;
-    (client as unknown as { query: unknown }).query = (...args: unknown[]) => {
-      if (measuring) {
-        const q = args[0] as string | { text?: string };
-        close();
-        open = { name: label(typeof q === 'string' ? q : (q.text ?? 'COPY')), ns: cpuNs(backend) };
-      }
-      return query(...args);
-    };
-  };
-  {
-    const c = await pool.connect();
-    backend = (await c.query<{ p: number }>('SELECT pg_backend_pid() AS p')).rows[0]!.p;
-    instrument(c);
-    c.release();
-  }
+  const { backend, spans, close, measure, reinstrument } = await statementSpans(pool);
   const walStat = async () =>
     (
       await side.query<{ lsn: string; fpi: number }>(
@@ -221,52 +160,25 @@ try {
     spans.clear();
     await side.query('SELECT pg_stat_statements_reset()');
     const all = items(PUSHES).map((p) => preparePush(p));
-    const bg0 = others(pg.pid, backend);
+    const bg0 = postgresCpuByRole(pg.pid, backend);
     const w0 = await walStat();
     const t0 = performance.now();
-    measuring = true;
+    measure(true);
     for (let b = 0; b * PER_BATCH < PUSHES; b++) {
-      const c = await pool.connect();
-      instrument(c);
-      c.release();
+      await reinstrument();
       await storeBatch(pool, all.slice(b * PER_BATCH, (b + 1) * PER_BATCH), { retentionDays: 14 });
       if ((b + 1) % FOLD_EVERY === 0) await pool.query(FOLD_ROLLUP);
       close();
     }
-    measuring = false;
+    measure(false);
     const wallMs = performance.now() - t0;
     const w1 = await walStat();
     const walTotal = Number(
       (await side.query<{ b: number }>('SELECT ($1::pg_lsn - $2::pg_lsn)::float8 AS b', [w1.lsn, w0.lsn])).rows[0]!.b,
     );
-    const bg1 = others(pg.pid, backend);
+    const bg1 = postgresCpuByRole(pg.pid, backend);
     const n = PUSHES;
-    const out: Record<string, number> = {};
-    const { rows: stmts } = await side.query<{ query: string; wal: number; fpi: number }>(
-      'SELECT query, wal_bytes::float8 AS wal, wal_fpi::float8 AS fpi FROM pg_stat_statements WHERE wal_bytes > 0',
-    );
-    const walOf = new Map<string, { wal: number; fpi: number }>();
-    for (const r of stmts) {
-      const w = walOf.get(label(r.query)) ?? { wal: 0, fpi: 0 };
-      w.wal += r.wal;
-      w.fpi += r.fpi;
-      walOf.set(label(r.query), w);
-    }
-    let backendNs = 0;
-    for (const [name, s] of spans) {
-      out[`${name} µs`] = +(s.ns / 1000 / n).toFixed(1);
-      const w = walOf.get(name);
-      if (w) {
-        out[`${name} WAL B`] = Math.round(w.wal / n);
-        out[`${name} FPI`] = +(w.fpi / n).toFixed(3);
-      }
-      backendNs += s.ns;
-    }
-    out['backend µs'] = +(backendNs / 1000 / n).toFixed(1);
-    for (const [role, ns] of bg1) {
-      const d = (ns - (bg0.get(role) ?? 0)) / 1000 / n;
-      if (d >= 0.05) out[`bg ${role} µs`] = +d.toFixed(1);
-    }
+    const out = perPush(n, spans, await walByStatement(side), { before: bg0, after: bg1 }, { fpi: true });
     out['WAL B'] = Math.round(walTotal / n);
     out['FPI'] = +((w1.fpi - w0.fpi) / n).toFixed(3);
     out['wall µs'] = Math.round((wallMs * 1000) / n);
