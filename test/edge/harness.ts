@@ -376,9 +376,10 @@ export interface FailingDiskRedis {
 }
 
 /**
- * Starts redis-server with `args` under SIGXFSZ ignored (through bash: an ignored signal stays ignored
- * across exec and in a save's fork), so that a file-size limit set with `prlimit` makes its writes
- * fail with EFBIG instead of killing it: a full disk, as Redis sees one.
+ * Starts redis-server with `args` under SIGXFSZ ignored (through bash: an ignored signal stays
+ * ignored across exec and in a save's fork), so that a file-size limit set with `prlimit` makes its
+ * writes fail with EFBIG instead of killing it: a full disk, as Redis sees one. Resolves once it
+ * answers PING.
  */
 export async function startFailingDiskRedis(name: string, args: string[]): Promise<FailingDiskRedis> {
   const dir = path.join(testEnv.dataDir, uniquePrefix(name));
@@ -392,6 +393,7 @@ export async function startFailingDiskRedis(name: string, args: string[]): Promi
   const url = `redis://127.0.0.1:${port}`;
   const admin = new Redis(url, { maxRetriesPerRequest: 1 });
   admin.on('error', () => undefined);
+  await waitUntil(async () => (await admin.ping().catch(() => '')) === 'PONG', 10_000, 'redis up');
   return {
     child,
     url,

@@ -2,7 +2,7 @@ import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { expect, it } from 'vitest';
 import { capturingLogger } from '../helpers';
-import { call, EdgeWorld, startFailingDiskRedis, waitUntil } from './harness';
+import { call, EdgeWorld, startFailingDiskRedis } from './harness';
 
 /**
  * Redis cannot write its append-only file (a full disk, here: its file-size limit lowered with
@@ -13,7 +13,7 @@ import { call, EdgeWorld, startFailingDiskRedis, waitUntil } from './harness';
  * the reason, /readyz not ready and why, one warning; all of it ends when Redis writes again.
  */
 it('Redis failing its AOF writes: /readyz not ready with the reason, pushes 503 + Retry-After; back by itself', async () => {
-  const { url, dir, admin, fsize, stop } = await startFailingDiskRedis('aof-fail-redis', [
+  const { url, dir, fsize, stop } = await startFailingDiskRedis('aof-fail-redis', [
     '--save',
     '',
     '--appendonly',
@@ -26,7 +26,6 @@ it('Redis failing its AOF writes: /readyz not ready with the reason, pushes 503 
   const { logger, lines } = capturingLogger('edge-test');
   await using world = await EdgeWorld.create();
   try {
-    await waitUntil(async () => (await admin.ping()) === 'PONG', 10_000, 'redis up');
     const edge = await world.startEdge({ REDIS_URL: url }, logger);
     const c = await world.collector();
     const push = (i: number) =>

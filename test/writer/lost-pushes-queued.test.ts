@@ -1,11 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import { expect, it } from 'vitest';
-import { createSecretBox } from '@pga/crypto';
-import { recordIssuedToken } from '@pga/db';
-import { createCollectorTokens } from '@pga/tokens';
 import { findLostPushes } from '../../scripts/lib/lost-pushes';
-import { AUDIENCE, call, ENCRYPTION_KEY, ISSUER, JWT_SECRET, spawnEdge } from '../edge/harness';
-import { createTestDatabase, testEnv, uniquePrefix } from '../helpers';
+import { call } from '../edge/harness';
+import { createTestDatabase, uniquePrefix } from '../helpers';
+import { edgeWithCollector } from './edge-collector';
 import { startWriterHarness, waitUntil } from './helpers';
 
 /**
@@ -17,26 +14,9 @@ it('lost-pushes leaves out a push whose job is still in Redis: retrying, or a de
   await using db = await createTestDatabase();
   const prefix = uniquePrefix('lostdl');
   await using writer = await startWriterHarness(db.url, { REDIS_KEY_PREFIX: prefix });
-  const edge = await spawnEdge({
-    DATABASE_URL: db.url,
-    REDIS_URL: testEnv.redisUrl,
-    REDIS_KEY_PREFIX: prefix,
-    JWT_SECRET,
-    ENCRYPTION_KEY,
-    INGEST_HOST: '127.0.0.1',
-    EDGE_PROCESSES: '1',
-    LOG_LEVEL: 'warn',
-  });
+  const pool = writer.pool;
+  const { edge, id, token } = await edgeWithCollector(db.url, pool, prefix);
   try {
-    const pool = writer.pool;
-    const id = randomUUID();
-    await pool.query(
-      `INSERT INTO collectors (id, name, type, environment, host, port, database, username, password_encrypted, ssl_mode)
-       VALUES ($1, $2, 'postgresql', 'production', 'db.internal', 5433, 'app', 'monitor', $3, 'require')`,
-      [id, `c-${id.slice(0, 8)}`, createSecretBox(ENCRYPTION_KEY).encrypt('pw', id)],
-    );
-    const issued = await createCollectorTokens({ secret: JWT_SECRET, issuer: ISSUER, audience: AUDIENCE }).issue(id);
-    await recordIssuedToken(pool, id, issued);
     // PostgreSQL refuses this collector's rows (as in test/writer/store.test.ts): the job fails, retries, ends a dead letter.
     await pool.query(`CREATE FUNCTION pga_test_block() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN IF NEW.collector_id = '${id}' THEN RAISE EXCEPTION 'collector % is blocked', NEW.collector_id; END IF; RETURN NEW; END $$`);
@@ -44,7 +24,7 @@ it('lost-pushes leaves out a push whose job is still in Redis: retrying, or a de
       'CREATE TRIGGER pga_test_block BEFORE INSERT ON collector_metrics FOR EACH ROW EXECUTE FUNCTION pga_test_block()',
     );
     const res = await call(`${edge.url}/api/v1/metrics/push`, {
-      token: issued.token,
+      token,
       body: '{"n":1}',
       headers: { 'idempotency-key': 'refused' },
     });

@@ -3,12 +3,11 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { expect, it } from 'vitest';
-import { createSecretBox } from '@pga/crypto';
-import { createPool, recordIssuedToken } from '@pga/db';
-import { createCollectorTokens } from '@pga/tokens';
+import { createPool } from '@pga/db';
 import { findLostPushes } from '../../scripts/lib/lost-pushes';
-import { AUDIENCE, call, ENCRYPTION_KEY, ISSUER, JWT_SECRET, spawnEdge } from '../edge/harness';
+import { call } from '../edge/harness';
 import { testEnv, uniquePrefix } from '../helpers';
+import { edgeWithCollector } from './edge-collector';
 import { ownPostgres, startWriterHarness, waitUntil } from './helpers';
 
 /** A stopped cluster's folder copied with its owner and modes (PostgreSQL runs as another user under root). */
@@ -36,27 +35,10 @@ it(
     const pool = createPool(pg.url, { max: 2 });
     pool.on('error', () => undefined);
     const writer = await startWriterHarness(pg.url, { REDIS_KEY_PREFIX: prefix });
-    const edge = await spawnEdge({
-      DATABASE_URL: pg.url,
-      REDIS_URL: testEnv.redisUrl,
-      REDIS_KEY_PREFIX: prefix,
-      JWT_SECRET,
-      ENCRYPTION_KEY,
-      INGEST_HOST: '127.0.0.1',
-      EDGE_PROCESSES: '1',
-      LOG_LEVEL: 'warn',
-    });
+    const { edge, id, token } = await edgeWithCollector(pg.url, pool, prefix);
     try {
-      const id = randomUUID();
-      await pool.query(
-        `INSERT INTO collectors (id, name, type, environment, host, port, database, username, password_encrypted, ssl_mode)
-         VALUES ($1, $2, 'postgresql', 'production', 'db.internal', 5433, 'app', 'monitor', $3, 'require')`,
-        [id, `c-${id.slice(0, 8)}`, createSecretBox(ENCRYPTION_KEY).encrypt('pw', id)],
-      );
-      const issued = await createCollectorTokens({ secret: JWT_SECRET, issuer: ISSUER, audience: AUDIENCE }).issue(id);
-      await recordIssuedToken(pool, id, issued);
       const push = (body: string, key?: string) =>
-        call(`${edge.url}/api/v1/metrics/push`, { token: issued.token, body, headers: key ? { 'idempotency-key': key } : {} });
+        call(`${edge.url}/api/v1/metrics/push`, { token, body, headers: key ? { 'idempotency-key': key } : {} });
       const inLedger = async (ids: string[]) =>
         (await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM ingest_ledger WHERE push_id = ANY($1)', [ids])).rows[0]!
           .n;
