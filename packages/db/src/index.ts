@@ -1,4 +1,4 @@
-export { createPool, describeConnectFailure, poolConfigFromUrl, type Pool, type PoolClient } from './pool';
+export { createPool, describeConnectFailure, describeDatabase, poolConfigFromUrl, type Pool, type PoolClient } from './pool';
 export { runMigrations, SUPERSEDED_CHECKSUMS, type MigrationResult } from './migrate';
 export { maintainPartitions, type PartitionMaintenanceResult } from './partitions';
 export { isDatabaseUnavailable, isTransientPgError, isUniqueViolation, pgErrorCode, pgConstraint } from './pg-errors';

@@ -82,6 +82,12 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
   return pool;
 }
 
+/** Which database a `DATABASE_URL` names, for a log line (never the password): server, database, user. */
+export function describeDatabase(databaseUrl: string): string {
+  const url = new URL(databaseUrl);
+  return `PostgreSQL at ${url.hostname}:${url.port || 5432}, database ${decodeURIComponent(url.pathname.slice(1)) || '(default)'}, user ${decodeURIComponent(url.username) || '(default)'}`;
+}
+
 /**
  * A failed first connection as one line an operator can act on: which server (never the password),
  * what it said, and for the TLS mismatches of a managed database what to change in `DATABASE_URL`.
@@ -89,7 +95,7 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
  */
 export function describeConnectFailure(databaseUrl: string, err: unknown): string {
   const url = new URL(databaseUrl);
-  const where = `PostgreSQL at ${url.hostname}:${url.port || 5432}, database ${decodeURIComponent(url.pathname.slice(1)) || '(default)'}, user ${decodeURIComponent(url.username) || '(default)'}`;
+  const where = describeDatabase(databaseUrl);
   const message = err instanceof Error ? err.message : String(err);
   const code = (err as { code?: unknown }).code;
   const sslmode = url.searchParams.get('sslmode');

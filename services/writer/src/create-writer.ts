@@ -15,6 +15,7 @@ import { createUnreadRetrier } from './retry-unread';
 import { checkRedisSettings } from './redis-check';
 import { createStatusPublisher, CURRENT_STATUSES, type StatusRow } from './status-publisher';
 import { BatchDeadlineError, storeBatch } from './store-batch';
+import { createUnknownCollectorWatch } from './unknown-collectors';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -51,33 +52,7 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
 
   const batchLog = logger.child({ module: 'batcher' });
   const watchFuture = createFuturePushWatch({ daysAhead: config.PARTITION_DAYS_AHEAD, logger: batchLog, metrics });
-  // Pushes stored for collectors this database has no row of: said at once, then at most once a
-  // minute with what came meanwhile (a writer on the wrong database stores every push so).
-  let unknownSaidAt = -Infinity;
-  const database = (() => {
-    try {
-      const u = new URL(config.DATABASE_URL);
-      return `${u.hostname}:${u.port || 5432}${u.pathname}`;
-    } catch {
-      return undefined;
-    }
-  })();
-  const unknownSince = { pushes: 0, collectorIds: new Set<string>() };
-  const noteUnknown = ({ pushes, collectorIds }: { pushes: number; collectorIds: string[] }) => {
-    metrics.pushesUnknownCollector.inc(pushes);
-    unknownSince.pushes += pushes;
-    for (const id of collectorIds) if (unknownSince.collectorIds.size < 20) unknownSince.collectorIds.add(id);
-    if (Date.now() - unknownSaidAt < 60_000) return;
-    unknownSaidAt = Date.now();
-    batchLog.error(
-      { pushes: unknownSince.pushes, collectors: [...unknownSince.collectorIds], database },
-      'pushes stored for collectors this database has no row of: a wrong DATABASE_URL, or a database restored from a ' +
-        'backup older than their registration? Their rows are stored here but no collector shows them ' +
-        '(writer_pushes_unknown_collector_total counts them)',
-    );
-    unknownSince.pushes = 0;
-    unknownSince.collectorIds.clear();
-  };
+  const noteUnknown = createUnknownCollectorWatch({ databaseUrl: config.DATABASE_URL, logger: batchLog, metrics });
   const batcher = createBatcher({
     maxRows: config.WRITER_BATCH_MAX_ROWS,
     maxBytes: config.WRITER_BATCH_MAX_BYTES,
@@ -110,7 +85,7 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
       metrics.rows.inc(result.rows);
       metrics.bytes.inc(result.bytes);
       metrics.pushesStored.inc(result.stored);
-      if (result.unknown.pushes > 0) noteUnknown(result.unknown);
+      noteUnknown(result.unknown);
       metrics.pushesDuplicate.inc(result.duplicates);
       if (result.expired > 0) {
         metrics.pushesExpired.inc(result.expired);
