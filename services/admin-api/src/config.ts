@@ -21,7 +21,7 @@ export const AdminConfigSchema = commonSchema
     SESSION_TTL_HOURS: int(12, 1, 24 * 30),
     /** "true": always mark the session cookie Secure; "false": only when the request came over TLS; default false. */
     COOKIE_SECURE: bool(false),
-    /** Honour X-Forwarded-For / X-Forwarded-Proto from a reverse proxy; default false. */
+    /** Honour X-Forwarded-For / -Proto / -Host from a reverse proxy (request-meta.ts); default false. */
     TRUST_PROXY: bool(false),
     /** Extra origins allowed to POST (comma-separated, e.g. the Vite dev server); default none. */
     ALLOWED_ORIGINS: z
