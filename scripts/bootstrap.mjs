@@ -39,6 +39,9 @@ if (command === 'test' || !process.env.DATABASE_URL) needs.push(['postgresql-15'
 if (command === 'test') {
   needs.push(['chromium', existsSync('/usr/bin/chromium')]);
   needs.push(['mariadb-server', onPath('mariadbd')]);
+  // promtool, for test/monitoring (checks and unit-tests monitoring/alerts.yml); installed with
+  // --no-install-recommends, and where systemd runs, Debian's package also starts a Prometheus server.
+  needs.push(['prometheus', onPath('promtool')]);
 }
 const missing = needs.filter(([, present]) => !present).map(([pkg]) => pkg);
 if (missing.length > 0) {

@@ -6,12 +6,14 @@ import { insertCollector } from './helpers';
 
 /**
  * An edge process (one, bundled) on a test's database and Redis prefix, beside its writer, and a
- * collector of that database with a token the edge accepts.
+ * collector of that database with a token the edge accepts. `env` adds to or overrides the edge's
+ * environment.
  */
 export async function edgeWithCollector(
   databaseUrl: string,
   pool: Pool,
   prefix: string,
+  env: Record<string, string> = {},
 ): Promise<{ edge: EdgeProcess; id: string; token: string }> {
   const edge = await spawnEdge({
     DATABASE_URL: databaseUrl,
@@ -22,6 +24,7 @@ export async function edgeWithCollector(
     INGEST_HOST: '127.0.0.1',
     EDGE_PROCESSES: '1',
     LOG_LEVEL: 'warn',
+    ...env,
   });
   try {
     const id = await insertCollector(pool);
