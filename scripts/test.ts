@@ -12,6 +12,7 @@ import path from 'node:path';
 import { migrateDatabase } from '@pga/db';
 import { startPostgres, startRedis, startTogether, freePort, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
 import { ensureDatabase } from './lib/setup';
+import { countVitestResults, type VitestResults } from './lib/vitest-results';
 
 const root = path.resolve(import.meta.dirname, '..');
 const filters = process.argv.slice(2);
@@ -95,22 +96,11 @@ try {
     },
   );
   if (existsSync(resultsFile)) {
-    const results = JSON.parse(readFileSync(resultsFile, 'utf8')) as {
-      numPassedTests: number;
-      numFailedTests: number;
-      numTotalTests: number;
-      testResults: { name: string; status: string; message?: string; assertionResults: unknown[] }[];
-    };
-    passed += results.numPassedTests;
-    failed += results.numFailedTests;
-    // A file that fails to load (syntax error, failing beforeAll) has no test results: count it.
-    for (const file of results.testResults) {
-      if (file.status === 'failed' && file.assertionResults.length === 0) count(path.relative(root, file.name), false);
-    }
-    if (results.numTotalTests === 0) count('vitest ran no test', false);
-    // Unhandled errors (an exception escaping a test) fail vitest without failing a test: count them.
-    const explained = results.numFailedTests > 0 || results.testResults.some((f) => f.status === 'failed');
-    if (!vitestOk && !explained) count('vitest: unhandled errors (see above)', false);
+    const results = JSON.parse(readFileSync(resultsFile, 'utf8')) as VitestResults;
+    const counted = countVitestResults(results, vitestOk, (f) => path.relative(root, f));
+    passed += counted.passed;
+    failed += counted.failed - counted.failures.length;
+    for (const label of counted.failures) count(label, false);
   } else {
     count('vitest (no results written)', false);
   }
