@@ -354,6 +354,11 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
         })
         .toEqual([503, 'UNAVAILABLE', true]);
       expect(await full.queuedPushes()).toHaveLength(0);
+      // /metrics shows how close Redis is to the budget (monitoring/alerts.yml warns before the 503s).
+      const metrics = (await call(`${edge.url}/metrics`, { method: 'GET' })).text;
+      const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1]);
+      expect(gauge('edge_redis_memory_budget_bytes')).toBe(1);
+      expect(gauge('edge_redis_used_memory_bytes')).toBeGreaterThan(1);
     } finally {
       await full[Symbol.asyncDispose]();
     }

@@ -3,9 +3,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
 import { parse, stringify } from 'yaml';
 import { createPool, type Pool } from '@pga/db';
-import { createTestDatabase, uniquePrefix, type TestDatabase } from '../helpers';
+import { createTestDatabase, testEnv, uniquePrefix, type TestDatabase } from '../helpers';
 import { call, type EdgeProcess } from '../edge/harness';
 import { spawnWriter, type ChildWriter } from '../writer/child-writer';
 import { edgeWithCollector } from '../writer/edge-collector';
@@ -167,6 +168,21 @@ describe('monitoring/alerts.yml', () => {
         if (!name || !scraped.has(name)) problems.push(`alerts.test.yml: input series ${s} is not a scraped metric`);
       }
     expect(problems).toEqual([]);
+  });
+
+  it("reads Redis's memory on a two-process edge as Redis's own figure, not a sum over the processes", async () => {
+    // PgaRedisMemoryNearBudget compares it with the budget: a sum would fire at half the budget.
+    const redis = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: 1 });
+    try {
+      const text = await (await fetch(`${edge!.url}/metrics`)).text();
+      const used = Number(/^edge_redis_used_memory_bytes (\S+)$/m.exec(text)?.[1]);
+      const info = Number(/^used_memory:(\d+)/m.exec(await redis.info('memory'))?.[1]);
+      expect(used).toBeGreaterThan(0);
+      expect(used / info).toBeGreaterThan(0.5);
+      expect(used / info).toBeLessThan(1.5);
+    } finally {
+      redis.disconnect();
+    }
   });
 
   it('would catch a renamed metric, label or label value', () => {

@@ -56,7 +56,12 @@ export interface CreateEdgeOptions {
  */
 export async function createEdge({ config, logger, metricsText, listenWhenReady = false }: CreateEdgeOptions): Promise<Edge> {
   const keys = redisKeys(config.REDIS_KEY_PREFIX);
-  const metrics = createEdgeMetrics({ ready: () => isReady().ready, inflightBytes: () => budget.used, cache: () => cache });
+  const metrics = createEdgeMetrics({
+    ready: () => isReady().ready,
+    inflightBytes: () => budget.used,
+    cache: () => cache,
+    redisMemory: () => ({ used: queueHealth.usedMemory, budget: queueHealth.memoryBudget }),
+  });
   const redisOptions = {
     // Fail fast instead of queueing commands in edge memory while Redis is away (→ 503).
     enableOfflineQueue: false,

@@ -7,6 +7,8 @@ export interface MetricSources {
   ready(): boolean;
   inflightBytes(): number;
   cache(): { hits: number; verified: number; invalid: number; size: number };
+  /** Redis `used_memory` and the budget above which pushes get 503 (0: none), as the health check last read them. */
+  redisMemory?(): { used: number; budget: number };
 }
 
 /**
@@ -130,6 +132,26 @@ export function createEdgeMetrics(sources: MetricSources) {
     registers: [registry],
     collect() {
       this.set(sources.ready() ? 1 : 0);
+    },
+  });
+  // Read from Redis, the same on every process and edge of one Redis: the processes' values are
+  // aggregated with max (not summed), and so should be an alert's over several edges.
+  new Gauge({
+    name: 'edge_redis_used_memory_bytes',
+    help: "Redis used_memory as the edge's health check last read it (every second); the same on every edge of one Redis: aggregate with max().",
+    aggregator: 'max',
+    registers: [registry],
+    collect() {
+      this.set(sources.redisMemory?.().used ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'edge_redis_memory_budget_bytes',
+    help: 'Redis used_memory above which pushes get 503 (REDIS_MEMORY_BUDGET_BYTES, or 90 % of Redis maxmemory; 0 = no budget); aggregate with max().',
+    aggregator: 'max',
+    registers: [registry],
+    collect() {
+      this.set(sources.redisMemory?.().budget ?? 0);
     },
   });
   new Gauge({

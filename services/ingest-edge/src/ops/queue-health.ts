@@ -31,6 +31,8 @@ export class QueueHealth {
    */
   cannotSave = false;
   usedMemory = 0;
+  /** The budget last applied: REDIS_MEMORY_BUDGET_BYTES, or 90 % of Redis `maxmemory`; 0 = none. */
+  memoryBudget = 0;
   /** When a poll last answered (`loopClock` ms); none since the last (re)connect: no push is taken blind. */
   private lastAnsweredAt: number | undefined;
   private intervalMs = 1000;
@@ -104,6 +106,7 @@ export class QueueHealth {
             : 'Redis memory budget gone (no REDIS_MEMORY_BUDGET_BYTES, and Redis maxmemory is 0 now): taking pushes again',
       );
     this.overBudget = over;
+    this.memoryBudget = budget;
     // A failover that left this address on a replica, or REPLICAOF run by mistake: every claim
     // and add fails with READONLY, so refuse pushes up front and say so once.
     const readOnly = /^role:slave/m.test(info);
