@@ -5,7 +5,19 @@
 // over to scripts/start.ts or scripts/test.ts.
 import { spawnSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -39,9 +51,6 @@ if (command === 'test' || !process.env.DATABASE_URL) needs.push(['postgresql-15'
 if (command === 'test') {
   needs.push(['chromium', existsSync('/usr/bin/chromium')]);
   needs.push(['mariadb-server', onPath('mariadbd')]);
-  // promtool, for test/monitoring (checks and unit-tests monitoring/alerts.yml); installed with
-  // --no-install-recommends, and where systemd runs, Debian's package also starts a Prometheus server.
-  needs.push(['prometheus', onPath('promtool')]);
 }
 const missing = needs.filter(([, present]) => !present).map(([pkg]) => pkg);
 if (missing.length > 0) {
@@ -58,6 +67,42 @@ if (missing.length > 0) {
     }
   } else {
     console.error(`missing system packages: run  sudo apt-get install -y ${missing.join(' ')}  then run again`);
+    process.exit(1);
+  }
+}
+
+// promtool, for test/monitoring (checks and unit-tests monitoring/alerts.yml): taken out of Debian's
+// prometheus package into .data/tools rather than installing the package, whose service would start
+// a Prometheus server listening on every interface wherever systemd runs. `apt-get download` needs
+// no root, only the package lists (refreshed first when root and they lack it).
+const promtoolPath = path.join(root, '.data', 'tools', 'promtool');
+if (command === 'test' && !onPath('promtool') && !existsSync(promtoolPath)) {
+  console.log('fetching promtool (Debian package prometheus, extracted into .data/tools)…');
+  const tmp = mkdtempSync(path.join(tmpdir(), 'pga-promtool-'));
+  let failure;
+  try {
+    const download = () => spawnSync('apt-get', ['download', '-qq', 'prometheus'], { cwd: tmp, encoding: 'utf8' });
+    let res = download();
+    if (res.status !== 0 && process.getuid?.() === 0) {
+      spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
+      res = download();
+    }
+    const deb = readdirSync(tmp).find((f) => f.endsWith('.deb'));
+    const extracted = deb && spawnSync('dpkg-deb', ['-x', path.join(tmp, deb), path.join(tmp, 'x')], { encoding: 'utf8' });
+    if (!deb || !extracted || extracted.status !== 0) {
+      failure = (res.error?.message || res.stderr || extracted?.stderr || '').trim().split('\n').pop();
+    } else {
+      mkdirSync(path.dirname(promtoolPath), { recursive: true });
+      copyFileSync(path.join(tmp, 'x', 'usr', 'bin', 'promtool'), promtoolPath);
+      chmodSync(promtoolPath, 0o755);
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  if (failure !== undefined) {
+    console.error(
+      `could not fetch promtool (${failure}): install it (apt-get install prometheus, or put promtool on PATH) and run again`,
+    );
     process.exit(1);
   }
 }

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -47,10 +47,18 @@ const scrapeJobs = () =>
   (parse(readFileSync(configFile, 'utf8')) as { scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[] })
     .scrape_configs;
 
+/** promtool on PATH, else where `npm test` puts it (scripts/bootstrap.mjs: .data/tools). */
+const promtoolBin = () => {
+  const fetched = path.join(root, '.data', 'tools', 'promtool');
+  return existsSync(fetched) ? fetched : 'promtool';
+};
+
 function promtool(...args: string[]) {
-  const res = spawnSync('promtool', args, { cwd: monitoring, encoding: 'utf8' });
+  const res = spawnSync(promtoolBin(), args, { cwd: monitoring, encoding: 'utf8' });
   if (res.error)
-    throw new Error(`promtool not found (${res.error.message}): apt-get install prometheus (npm test installs it as root)`);
+    throw new Error(
+      `promtool not found (${res.error.message}): npm test fetches it into .data/tools; or apt-get install prometheus`,
+    );
   return { ok: res.status === 0, output: `${res.stdout}${res.stderr}` };
 }
 
