@@ -353,6 +353,40 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
     expect((await register({ name: 'pg-prod-8', hostname: 'h8' })).status).toBe(401);
   });
 
+  /**
+   * The admin service's repair refuses an id Redis knows and PostgreSQL lacks (PostgreSQL restored
+   * from a backup older than the enrollment): the edge records each enrolled id, after the commit.
+   * Enrollment needs only PostgreSQL: a Redis that refuses the write fails nothing (the admin's
+   * repair adds the id from PostgreSQL).
+   */
+  it('enrollment: the new id joins Redis’s known set; a write Redis refuses does not fail the enrollment', async () => {
+    const secret = `known-${randomUUID()}`;
+    await world.pool.query(`INSERT INTO enrollment_secrets (name, secret_hash, max_uses) VALUES ('known', $1, 5)`, [
+      sha256Hex(secret),
+    ]);
+    const enroll = (name: string) =>
+      call(`${url}/api/v1/collectors/register`, {
+        body: JSON.stringify({ name: `${name}-${randomUUID().slice(0, 6)}`, hostname: 'h' }),
+        headers: { 'x-registration-secret': secret },
+      });
+    const first = await enroll('known');
+    expect(first.status).toBe(200);
+    expect(await world.redis.sismember(world.keys.knownCollectors, first.json.collector_id)).toBe(1);
+
+    // A key of the wrong type: Redis answers the SADD with an error (as it would out of memory).
+    await world.redis.del(world.keys.knownCollectors);
+    await world.redis.set(world.keys.knownCollectors, 'not a set');
+    try {
+      const second = await enroll('unrecorded');
+      expect(second.status).toBe(200);
+      const { rows } = await world.pool.query('SELECT 1 FROM collectors WHERE id = $1', [second.json.collector_id]);
+      expect(rows).toHaveLength(1);
+      expect((await call(`${url}/api/v1/metrics/push`, { token: second.json.token, body: '{"n":1}' })).status).toBe(200);
+    } finally {
+      await world.redis.del(world.keys.knownCollectors);
+    }
+  });
+
   it('enrollment: a taken name is a 409 and does not use up the secret', async () => {
     const secret = `dup-${randomUUID()}`;
     await world.pool.query(`INSERT INTO enrollment_secrets (name, secret_hash, max_uses) VALUES ('dup', $1, 5)`, [

@@ -37,6 +37,15 @@ export function redisKeys(prefix = 'pga') {
     /** Pub/sub channel of collector status/counter updates (writer → admin live feed). */
     statusChannel: `${prefix}:collector-status`,
 
+    /**
+     * SET of every collector id PostgreSQL committed (registration, bulk import, enrollment at an
+     * edge), added after the commit — never before: the admin's repair denies an id here that
+     * PostgreSQL lacks (PostgreSQL restored from a backup older than its registration), and an id
+     * added before its commit would be denied by a repair that ran meanwhile. The repair also adds
+     * every id PostgreSQL holds (an upgrade from before this set, a Redis that lost its data or went
+     * back to an older copy). Never shrinks: collectors are soft-deleted, their rows stay.
+     */
+    knownCollectors: `${prefix}:collectors:known`,
     /** HASH collector id → config_version (admin writes; edge answers heartbeats from it). */
     configVersions: `${prefix}:config-version`,
     /**

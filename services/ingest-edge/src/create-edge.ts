@@ -5,7 +5,7 @@ import { createSecretBox } from '@pga/crypto';
 import { createPool, readDatabaseDenyState } from '@pga/db';
 import { AppError } from '@pga/contracts';
 import { createOutageLog, type Logger } from '@pga/logger';
-import { dataEpoch, dataEpochMessage, redisKeys } from '@pga/redis-keys';
+import { dataEpoch, dataEpochMessage, recordKnownCollectors, redisKeys } from '@pga/redis-keys';
 import { createCollectorTokens } from '@pga/tokens';
 import { createAuthenticator } from './auth/authenticate';
 import { DenyList } from './auth/deny-list';
@@ -146,6 +146,15 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   const largePushes = new LargePushThread({ logger, metrics });
   const box = createSecretBox(config.ENCRYPTION_KEY);
   const kit = new RouteKit({ metrics, budget, logger, pgOutage });
+  // Enrollment needs only PostgreSQL: a Redis away (or silent) delays its answer by 1 s at most and
+  // leaves the id to the admin's repair, which adds every id PostgreSQL holds to the known set.
+  const recordKnown = (collectorId: string): Promise<void> =>
+    withTimeout(recordKnownCollectors(redis, keys, [collectorId]), 1000).catch((err: unknown) =>
+      logger.warn(
+        { err: err instanceof Error ? err.message : String(err), collectorId },
+        'enrolled collector not recorded as known in Redis; the admin service records it at its next repair',
+      ),
+    );
 
   function isReady(): { ready: boolean; reason?: string } {
     if (kit.draining) return { ready: false, reason: 'draining' };
@@ -193,7 +202,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
         maxBody: SMALL_BODY,
         auth: 'registration-secret',
       },
-      createEnrollHandler({ pool, tokens, box }),
+      createEnrollHandler({ pool, tokens, box, recordKnown }),
     ),
     refresh: kit.route(
       { name: 'refresh_token', headers: [...authHeaders, 'user-agent'], maxBody: SMALL_BODY, auth: 'bearer' },

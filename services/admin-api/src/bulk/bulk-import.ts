@@ -8,6 +8,7 @@ import { writeRegisteredAudits } from '../audit/write-audit-many';
 import { testConnection } from '../connection-test/test-connection';
 import type { BulkImportResult, BulkRowResult } from './bulk-result';
 import { insertCollectors } from './insert-collectors';
+import { recordKnown } from '../collectors/after-commit';
 import { readRows } from './read-rows';
 import { toCsvLine } from './parse-csv';
 import { validateRows, type ValidRow } from './validate-rows';
@@ -119,6 +120,8 @@ export async function bulkImport(
       return { created: inserted };
     }));
     if (created.size) {
+      // After the commit, and only the rows that went in (reconcile-deny-state.ts denies a known id PostgreSQL lacks).
+      await recordKnown(deps, [...created.values()]);
       await deps.redis.hset(deps.keys.configVersions, Object.fromEntries([...created.values()].map((id) => [id, '1'])));
       await refreshCollectorStatistics(deps);
     }

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { publishCollectorChange, type PublishedChange } from '@pga/redis-keys';
+import { publishCollectorChange, recordKnownCollectors, type PublishedChange } from '@pga/redis-keys';
 import type { Deps } from '../deps';
 
 /**
@@ -54,6 +54,26 @@ export async function setConfigVersion(deps: Deps, collectorId: string, version:
     deps.logger.error(
       { err, collectorId, version },
       'config_version committed but not written to Redis; repairing from PostgreSQL until Redis takes it',
+    );
+    deps.redisWriteLost();
+  }
+}
+
+/**
+ * Adds newly registered collectors to `keys.knownCollectors`, after their registration committed
+ * (never before: the repair denies a known id PostgreSQL lacks, reconcile-deny-state.ts). Not
+ * written (Redis away or refusing writes): logged, and the repair, which adds every id PostgreSQL
+ * holds, is scheduled until Redis takes it. Until then a PostgreSQL restored from a backup older
+ * than these registrations would leave their tokens accepted, as before the set existed.
+ */
+export async function recordKnown(deps: Deps, collectorIds: readonly string[]): Promise<void> {
+  if (collectorIds.length === 0) return;
+  try {
+    await recordKnownCollectors(deps.redis, deps.keys, collectorIds);
+  } catch (err) {
+    deps.logger.error(
+      { err, collectors: collectorIds.length, ids: collectorIds.slice(0, 20) },
+      'collectors registered but not recorded as known in Redis; repairing from PostgreSQL until Redis takes it',
     );
     deps.redisWriteLost();
   }

@@ -1,4 +1,5 @@
 import { readDatabaseDenyState, withTransaction } from '@pga/db';
+import { recordKnownCollectors } from '@pga/redis-keys';
 import type { Deps } from '../deps';
 import { DENIED_AT_US, publishChange } from './after-commit';
 
@@ -27,6 +28,8 @@ import { DENIED_AT_US, publishChange } from './after-commit';
  * set-enabled.ts). A denied entry without a recorded time (written before the time was recorded, or
  * by hand) is kept likewise: nothing tells a lost enable from a lost disable there. Denied entries
  * PostgreSQL also refuses get its time recorded when they lack one.
+ *
+ * Last, collectors Redis knows and PostgreSQL lacks are refused as deleted (`reconcileKnownCollectors`).
  *
  * Returns the number of collectors it had to re-publish; throws if Redis refused any of them
  * (the admin service then tries again, create-admin-service.ts).
@@ -125,7 +128,81 @@ export async function reconcileDenyState(deps: Deps): Promise<number> {
         're-apply (disable or delete again) or enable again; these collectors stay refused until then',
     );
   if (lost) throw new Error('a collector change could not be published to Redis');
+  const denied = await reconcileKnownCollectors(deps);
   await recordMissingDenyTimes(deps, refused, deniedCollectors, deniedAt);
+  return published + denied;
+}
+
+/**
+ * A collector registered after the backup PostgreSQL was restored from has no row there, yet its
+ * token still verified (the edges refuse what the deny state lists, not what PostgreSQL lacks): its
+ * pushes were accepted and stored without a collector, and no admin could see or revoke it. Every
+ * registration adds its id to `keys.knownCollectors` once it has committed (register, bulk import,
+ * enrollment at an edge), so an id Redis knows and PostgreSQL lacks was registered in a history
+ * PostgreSQL no longer holds: it is refused as a deleted collector is (added to the denied and
+ * deleted sets with the change-feed publish, so every edge answers its token 401 within a second,
+ * and keeps doing so at each reload, which unions Redis's sets with PostgreSQL's), with an error
+ * naming it. Its registration is undone as the restore undid every other admin action since the
+ * backup; the collector registers again (a new id and token). Said once, when it is denied: an id
+ * already in both sets is left as it is.
+ *
+ * Redis is read first: an id is added only after its row committed, so an id in that read is in the
+ * PostgreSQL read that follows unless PostgreSQL went back — a registration racing the repair is
+ * in both reads, or in PostgreSQL's alone. Every id PostgreSQL holds and Redis lacks is added (the
+ * set did not exist before this version; Redis lost its data or went back to an older copy; an
+ * edge could not write it): an id in neither set is never denied, so an empty set denies nothing.
+ * Collectors are soft-deleted (their rows stay), so no id leaves PostgreSQL otherwise.
+ *
+ * Not when PostgreSQL holds none of the collectors Redis knows: that is another installation's
+ * database (a wrong DATABASE_URL, or two installations sharing one Redis prefix), or a backup from
+ * before the first registration. Denying every collector of the fleet on that evidence would take
+ * an admin enabling each one again once the right database is back; nothing is denied or added, and
+ * each run logs an error instead. Returns how many it denied.
+ */
+export async function reconcileKnownCollectors(deps: Deps): Promise<number> {
+  const { pool, redis, keys, logger } = deps;
+  const known = await redis.smembers(keys.knownCollectors);
+  const { rows } = await pool.query<{ id: string }>('SELECT id::text AS id FROM collectors');
+  const held = new Set(rows.map((r) => r.id));
+  const knownIds = new Set(known.filter((id) => UUID.test(id)).map((id) => id.toLowerCase()));
+  const unknown = [...knownIds].filter((id) => !held.has(id));
+  if (knownIds.size > 0 && unknown.length === knownIds.size) {
+    logger.error(
+      { known: knownIds.size, collectors_in_postgresql: held.size, ids: unknown.slice(0, 20) },
+      'PostgreSQL holds none of the collectors Redis knows: a wrong DATABASE_URL, another installation on the same ' +
+        'REDIS_KEY_PREFIX, or PostgreSQL restored from a backup older than every registration? Nothing denied: ' +
+        `refuse a collector registered after the backup by hand (SADD ${keys.deniedCollectors} <id> and ` +
+        `SADD ${keys.deletedCollectors} <id>, then restart the edges)`,
+    );
+    return 0;
+  }
+  const unrecorded = rows.map((r) => r.id).filter((id) => !knownIds.has(id));
+  if (unrecorded.length) await recordKnownCollectors(redis, keys, unrecorded);
+  if (unknown.length === 0) return 0;
+  const [denied, deleted] = await Promise.all([
+    redis.smembers(keys.deniedCollectors).then((m) => new Set(m)),
+    redis.smembers(keys.deletedCollectors).then((m) => new Set(m)),
+  ]);
+  const refuse = unknown.filter((id) => !denied.has(id) || !deleted.has(id));
+  if (refuse.length === 0) return 0;
+  // The deny time Redis records beside the set, on PostgreSQL's clock: should a later restore bring
+  // a row back, the repair keeps it refused until an admin enables it (no enable is later than this).
+  const { rows: now } = await pool.query<{ us: string }>(
+    'SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint::text AS us',
+  );
+  let published = 0;
+  for (const id of refuse) {
+    const change = { collector_id: id, kind: 'deleted' as const, denyCollector: true, deniedAtUs: now[0]!.us };
+    if (!(await publishChange(deps, change, { quiet: true }))) break;
+    published++;
+  }
+  if (published)
+    logger.error(
+      { collectors: published, ids: refuse.slice(0, Math.min(published, 20)) },
+      'collectors Redis knows have no row in PostgreSQL: registered after the backup PostgreSQL was restored from? ' +
+        "their tokens are refused from now on, as a deleted collector's (401); register them again (a new id and token)",
+    );
+  if (published < refuse.length) throw new Error('a collector change could not be published to Redis');
   return published;
 }
 

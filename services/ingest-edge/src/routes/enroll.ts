@@ -27,6 +27,13 @@ export interface EnrollDeps {
   pool: Pool;
   tokens: CollectorTokens;
   box: SecretBox;
+  /**
+   * Adds an enrolled collector to Redis's known set, after its row committed (the admin's repair
+   * denies a known id PostgreSQL lacks: a PostgreSQL restored from a backup older than the
+   * enrollment). Never rejects: a failure is logged, and the admin's repair adds every id
+   * PostgreSQL holds.
+   */
+  recordKnown?: (collectorId: string) => Promise<void>;
 }
 
 export interface RequestMeta {
@@ -37,7 +44,8 @@ export interface RequestMeta {
 /**
  * Enrollment (`POST /api/v1/collectors/register`): one transaction claims a use of the secret
  * (the conditional UPDATE is the check, so two racing enrollments cannot exceed `max_uses`),
- * creates the collector, records its token (hash + jti only) and writes the audit entry.
+ * creates the collector, records its token (hash + jti only) and writes the audit entry. Then,
+ * committed, the collector's id goes into Redis's known set (`recordKnown`).
  */
 export async function enrollCollector(
   deps: EnrollDeps,
@@ -83,6 +91,8 @@ export async function enrollCollector(
       throw new AppError('CONFLICT', `a collector named "${input.name}" already exists`);
     throw err;
   }
+  // After the commit, never before: a repair that ran meanwhile would deny it.
+  await deps.recordKnown?.(id);
   return { id, issued };
 }
 

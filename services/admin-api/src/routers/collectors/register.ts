@@ -8,7 +8,7 @@ import { CollectorSchema, IssuedCredentialsSchema } from '../../collectors/colle
 import { findCollector } from '../../collectors/collector-row';
 import { resolveGroupId } from '../../collectors/resolve-group';
 import { credentialsFor } from '../../collectors/credentials';
-import { setConfigVersion } from '../../collectors/after-commit';
+import { recordKnown, setConfigVersion } from '../../collectors/after-commit';
 import { ConnectionTestResultSchema } from '../../connection-test/result';
 import { MASKED, writeAudit } from '../../audit/write-audit';
 import { actorOf } from '../../audit/actor';
@@ -102,6 +102,8 @@ export const register = adminProcedure
       throw err;
     }
     await setConfigVersion(deps, id, 1);
+    // Only now that the row is committed (reconcile-deny-state.ts denies a known id PostgreSQL lacks).
+    await recordKnown(deps, [id]);
     const collector = (await findCollector(deps.pool, id))!;
     return { collector, connection_test: connectionTest, ...credentialsFor(deps.config, id, issued) };
   });
