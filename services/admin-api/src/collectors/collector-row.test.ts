@@ -31,6 +31,7 @@ const row = (overrides: Record<string, unknown> = {}) => ({
   error_count: '0',
   success_count: '0',
   metrics_collected: '0',
+  last_collection_count: null,
   avg_collection_time_ms: null,
   max_collection_time_ms: null,
   uptime_percentage: '0',

@@ -35,6 +35,11 @@ export const CollectorSchema = z.object({
   error_count: z.number(),
   success_count: z.number(),
   metrics_collected: z.number(),
+  /**
+   * The size of the collector's latest collection: the metric rows of its latest push, or the
+   * `metrics_count` its latest heartbeat reported, whichever the writer applied last; null before either.
+   */
+  last_collection_count: z.number().int().nullable(),
   avg_collection_time_ms: z.number().nullable(),
   max_collection_time_ms: z.number().nullable(),
   /**

@@ -1,0 +1,99 @@
+import { describe, expect, it, beforeAll, afterAll } from 'vitest';
+import { createLogger } from '@pga/logger';
+import { freePort, waitFor } from '@pga/local-stack';
+import { createEdge, readEdgeConfig, type Edge } from '@pga/ingest-edge';
+import { createWriter, readWriterConfig } from '@pga/writer';
+import { CollectorSchema } from '../../services/admin-api/src/collectors/collector-schema';
+import { createHarness, type Harness } from './harness';
+import { form } from './fixtures';
+
+/**
+ * What a fleet admin reads about a collector's state (collectors.get / list, the live feed) against
+ * what the collector sent, through the real edge and writer on one database and Redis prefix. The
+ * writer's timers are off: the test flushes heartbeats and sweeps itself, so heartbeats can pile up
+ * in Redis as they do while a writer is slow or away.
+ */
+describe('collector state as the admin API shows it', () => {
+  let h: Harness;
+  let edge: Edge;
+  let writer: ReturnType<typeof createWriter>;
+  let edgeUrl: string;
+  beforeAll(async () => {
+    h = await createHarness();
+    await h.service.deps.liveFeed.ready();
+    const c = h.service.deps.config;
+    const shared = {
+      DATABASE_URL: c.DATABASE_URL,
+      REDIS_URL: c.REDIS_URL,
+      REDIS_KEY_PREFIX: c.REDIS_KEY_PREFIX,
+      JWT_SECRET: c.JWT_SECRET,
+      ENCRYPTION_KEY: c.ENCRYPTION_KEY,
+      LOG_LEVEL: 'silent',
+    };
+    const silent = createLogger({ name: 'collector-state-api', level: 'silent', pretty: false });
+    edge = await createEdge({
+      config: readEdgeConfig({ ...shared, INGEST_PORT: '0', INGEST_HOST: '127.0.0.1', EDGE_PROCESSES: '1' }),
+      logger: silent,
+    });
+    edgeUrl = `http://127.0.0.1:${edge.port}`;
+    writer = createWriter({
+      config: readWriterConfig({
+        ...shared,
+        WRITER_PORT: String(await freePort()),
+        WRITER_HOST: '127.0.0.1',
+        WRITER_HEARTBEAT_FLUSH_MS: '60000',
+        WRITER_SWEEP_INTERVAL_MS: '3600000',
+      }),
+      logger: silent,
+    });
+    await writer.start();
+    await waitFor('edge /readyz', async () => (await fetch(`${edgeUrl}/readyz`)).status === 200, 10_000);
+    // The sweep's schedule runs once at start (it flushes heartbeats too): let it pass.
+    await new Promise((r) => setTimeout(r, 500));
+  });
+  afterAll(async () => {
+    await writer?.stop().catch(() => undefined);
+    await edge?.drain().catch(() => undefined);
+    await h?.[Symbol.asyncDispose]();
+  });
+
+  const register = async () => {
+    const reg = await h.caller(h.admin).collectors.register(form({ collection_interval: 60 }));
+    return { id: reg.collector.id, token: reg.token };
+  };
+  const push = async (c: { token: string }, elements: number) => {
+    const res = await fetch(`${edgeUrl}/api/v1/metrics/push`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${c.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        metrics: Array.from({ length: elements }, (_, n) => ({ type: 'pg_stats', database: 'app', n, at: Date.now() })),
+      }),
+    });
+    expect(res.status).toBe(200);
+  };
+  const heartbeat = async (c: { id: string; token: string }, body: Record<string, unknown>) => {
+    const res = await fetch(`${edgeUrl}/api/v1/collectors/${c.id}/heartbeat`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${c.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    expect(res.status).toBe(200);
+  };
+  const stored = async (id: string) => (await h.service.deps.pool.query('SELECT * FROM collectors WHERE id = $1', [id])).rows[0];
+  const get = (id: string) => h.caller(h.admin).collectors.get({ id });
+
+  it('collectors.get and list return last_collection_count (the latest push row count, or the heartbeat metrics_count)', async () => {
+    expect(Object.keys(CollectorSchema.shape)).toContain('last_collection_count');
+    const c = await register();
+    expect((await get(c.id)).last_collection_count).toBeNull();
+    await push(c, 3);
+    await waitFor('push stored', async () => (await stored(c.id)).last_collection_count === 3, 10_000);
+    expect(await get(c.id)).toMatchObject({ status: 'active', metrics_collected: 3, last_collection_count: 3 });
+    const list = await h.caller(h.viewer).collectors.list({ page_size: 100 });
+    expect(list.items.find((x) => x.id === c.id)).toMatchObject({ last_collection_count: 3 });
+
+    await heartbeat(c, { status: 'active', metrics_count: 7 });
+    await writer.heartbeats.flushHeartbeats();
+    expect((await get(c.id)).last_collection_count).toBe(7);
+  });
+});
