@@ -96,4 +96,44 @@ describe('collector state as the admin API shows it', () => {
     await writer.heartbeats.flushHeartbeats();
     expect((await get(c.id)).last_collection_count).toBe(7);
   });
+
+  it('an error collector that still pushes but stopped heartbeating reads the same status on the live feed and in collectors.get', async () => {
+    const c = await register();
+    await push(c, 2);
+    await waitFor('active', async () => (await stored(c.id)).status === 'active', 10_000);
+    await heartbeat(c, { status: 'error', last_error: 'pg_stat_statements missing' });
+    await writer.heartbeats.flushHeartbeats();
+    expect((await stored(c.id)).status).toBe('error');
+    expect((await get(c.id)).status).toBe('error');
+
+    // Its heartbeats stopped ten minutes ago (more than 2 × 60 s); it keeps pushing.
+    await h.service.deps.pool.query(`UPDATE collectors SET last_heartbeat = now() - interval '10 minutes' WHERE id = $1`, [c.id]);
+    const stream = await h.caller(h.viewer).live.collectorStatus({ collector_ids: [c.id] });
+    const iterator = stream[Symbol.asyncIterator]();
+    const next = iterator.next();
+    await push(c, 2);
+    const event = (await next).value as { status: string; metrics_collected: number };
+    await iterator.return?.();
+    expect(event.metrics_collected).toBe(4);
+    // The inactivity sweep leaves it alone: it pushed within 2 × interval.
+    await writer.maintenance.runNow('sweep');
+    const after = await get(c.id);
+    expect((await stored(c.id)).status).toBe(event.status);
+    expect(after.status).toBe(event.status);
+    // The contract: only a heartbeat reports health, a push carries no status (and the writer issue
+    // moves a push's collector pending → active only): the reported error stands.
+    expect(after.status).toBe('error');
+    expect(after).toMatchObject({ heartbeat_alive: false, data_fresh: true, last_error: 'pg_stat_statements missing' });
+    const errors = await h.caller(h.viewer).collectors.list({ status: 'error', page_size: 100 });
+    expect(errors.items.map((x) => x.id)).toContain(c.id);
+
+    // Silent altogether: inactive, in both.
+    await h.service.deps.pool.query(
+      `UPDATE collectors SET last_metric_at = now() - interval '10 minutes', registered_at = now() - interval '1 hour' WHERE id = $1`,
+      [c.id],
+    );
+    expect((await get(c.id)).status).toBe('inactive');
+    await writer.maintenance.runNow('sweep');
+    expect((await stored(c.id)).status).toBe('inactive');
+  });
 });

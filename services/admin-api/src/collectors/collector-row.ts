@@ -6,14 +6,19 @@ const WITHIN = (column: string) => `(${column} > now() - make_interval(secs => 2
 
 /**
  * The displayed status, computed when read so it is right even if no sweep ran (issue 3 §2):
- * `error` while the collector's recent heartbeats report an error (stored by the writer), `pending`
+ * `error` while the writer's stored status is `error` (the latest heartbeat applied reported an
+ * error) and the collector is not silent — a heartbeat or a push within 2 × collection_interval. Only
+ * a heartbeat reports health (CONTRACT.md: a push carries no status, and the writer moves a pushing
+ * collector from `pending` to `active` only), so an error stands until a heartbeat clears it, as the
+ * writer keeps it and its live feed publishes it: until 2026-12-07 an `error` collector that kept
+ * pushing after its heartbeats stopped read `active` here and `error` on the live feed. `pending`
  * until the first push (a heartbeat alone does not make a collector active — the writer keeps the
  * same rule) while it heartbeats or was never heard from, `inactive` when neither a heartbeat nor a
  * push arrived within 2 × collection_interval (also for one that heartbeated and never pushed, as
  * the writer's sweep marks it), else `active`.
  */
 export const STATUS_SQL = `CASE
-    WHEN c.status = 'error' AND ${WITHIN('c.last_heartbeat')} THEN 'error'
+    WHEN c.status = 'error' AND ${WITHIN('greatest(c.last_heartbeat, c.last_metric_at)')} THEN 'error'
     WHEN c.last_metric_at IS NULL AND (c.last_heartbeat IS NULL OR ${WITHIN('c.last_heartbeat')}) THEN 'pending'
     WHEN NOT ${WITHIN('greatest(c.last_heartbeat, c.last_metric_at)')} THEN 'inactive'
     ELSE 'active' END`;
