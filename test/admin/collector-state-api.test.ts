@@ -136,4 +136,29 @@ describe('collector state as the admin API shows it', () => {
     await writer.maintenance.runNow('sweep');
     expect((await stored(c.id)).status).toBe('inactive');
   });
+
+  it('keeps every collection time a heartbeat reported, also when a newer heartbeat replaced it before the flush', async () => {
+    const c = await register();
+    await push(c, 1);
+    // Three collections reported while the writer does not flush, then a heartbeat without one (the
+    // collector reports each collection's time once).
+    await heartbeat(c, { status: 'active', collection_time_ms: 100 });
+    await heartbeat(c, { status: 'active', collection_time_ms: 900 });
+    await heartbeat(c, { status: 'active', collection_time_ms: 200 });
+    await heartbeat(c, { status: 'active' });
+    await writer.heartbeats.flushHeartbeats();
+    expect(await get(c.id)).toMatchObject({ max_collection_time_ms: 900, avg_collection_time_ms: 400 });
+
+    // Each applied once: a flush with nothing new changes nothing, the next report moves the mean.
+    await writer.heartbeats.flushHeartbeats();
+    expect(await get(c.id)).toMatchObject({ max_collection_time_ms: 900, avg_collection_time_ms: 400 });
+    await heartbeat(c, { status: 'active', collection_time_ms: 1000 });
+    await writer.heartbeats.flushHeartbeats();
+    await heartbeat(c, { status: 'active' });
+    await writer.heartbeats.flushHeartbeats();
+    expect(await get(c.id)).toMatchObject({
+      max_collection_time_ms: 1000,
+      avg_collection_time_ms: Math.round(400 * 0.8 + 1000 * 0.2),
+    });
+  });
 });

@@ -51,6 +51,17 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
     expect(Date.parse(hb.last_seen!)).toBeGreaterThan(Date.now() - 60_000);
     expect(await world.redis.sismember(world.keys.heartbeatDirty, c.id)).toBe(1);
     expect(await world.redis.hget(world.keys.configVersions, c.id)).toBe('3');
+    // The collection time is also added to the figures not flushed yet, which the next heartbeat
+    // (replacing the hash) does not lose; one without a collection time leaves them as they are.
+    const times = world.keys.heartbeatCollectionTimes(c.id);
+    const figures = async () =>
+      Object.fromEntries(await Promise.all(['n', 'sum', 'max'].map(async (m) => [m, await world.redis.zscore(times, m)])));
+    expect(hb.collection_times).toBe('zset');
+    expect(await figures()).toEqual({ n: '1', sum: '13', max: '13' });
+    expect((await heartbeat(JSON.stringify({ collection_time_ms: 7 }))).status).toBe(200);
+    expect((await heartbeat('{}')).status).toBe(200);
+    expect(await figures()).toEqual({ n: '2', sum: '20', max: '13' });
+    expect(await world.redis.pttl(times)).toBeGreaterThan(7 * 24 * 3600 * 1000);
     // Nothing written to PostgreSQL by the edge: the writer flushes heartbeats.
     const { rows } = await world.pool.query('SELECT last_heartbeat FROM collectors WHERE id = $1', [c.id]);
     expect(rows[0].last_heartbeat).toBeNull();

@@ -451,6 +451,52 @@ describe('writer: collector state from heartbeats, sweeps and uptime', () => {
     expect(await h.writer.heartbeats.flushHeartbeats()).toBe(1);
     expect(await flushed()).toBe(before + 1);
   });
+  it('applies the collection times an edge added up in Redis (all since the last flush) once, and those of an older edge’s hash', async () => {
+    const id = await insertCollector(h.pool);
+    const times = h.keys.heartbeatCollectionTimes(id);
+    const ago = (ms: number) => new Date(Date.now() - ms).toISOString();
+    // What the edge writes for heartbeats reporting 100, 500 and 300 ms, the last one's hash kept.
+    const report = async (seen: string, ms: number) => {
+      await h.redis
+        .multi()
+        .del(h.keys.heartbeat(id))
+        .hset(h.keys.heartbeat(id), {
+          last_seen: seen,
+          status: 'active',
+          collection_times: 'zset',
+          collection_time_ms: String(ms),
+        })
+        .sadd(h.keys.heartbeatDirty, id)
+        .zincrby(times, 1, 'n')
+        .zincrby(times, ms, 'sum')
+        .zadd(times, 'GT', ms, 'max')
+        .exec();
+    };
+    await report(ago(3000), 100);
+    await report(ago(2500), 500);
+    await report(ago(2000), 300);
+    expect(await h.writer.heartbeats.flushHeartbeats()).toBe(1);
+    expect(await collector(id)).toMatchObject({ avg_collection_time_ms: 300, max_collection_time_ms: 500 });
+    expect(await h.redis.exists(times)).toBe(0);
+
+    // A writer died after COMMIT, before subtracting: the same figures and hash come back, and are
+    // not applied again (the hash is not newer than last_heartbeat); then they are gone.
+    await h.redis.multi().zincrby(times, 3, 'n').zincrby(times, 900, 'sum').zadd(times, 'GT', 500, 'max').exec();
+    await h.redis.sadd(h.keys.heartbeatDirty, id);
+    await h.writer.heartbeats.flushHeartbeats();
+    expect(await collector(id)).toMatchObject({ avg_collection_time_ms: 300, max_collection_time_ms: 500 });
+    expect(await h.redis.exists(times)).toBe(0);
+
+    // A hash from an older edge (no collection_times mark) still counts its collection_time_ms.
+    await h.redis.del(h.keys.heartbeat(id));
+    await heartbeat(id, { last_seen: ago(1000), status: 'active', collection_time_ms: '800' });
+    await h.writer.heartbeats.flushHeartbeats();
+    expect(await collector(id)).toMatchObject({
+      avg_collection_time_ms: Math.round(300 * 0.8 + 800 * 0.2),
+      max_collection_time_ms: 800,
+    });
+  });
+
   it("with two writers, one's held counter update does not undo a status the other published since: it goes out with the committed status", async () => {
     const id = await insertCollector(h.pool, { status: 'active' });
     const logger = createLogger({ name: 'publisher-test', level: 'silent', pretty: false });

@@ -56,7 +56,11 @@ export function redisKeys(prefix = 'pga') {
     /** HASH command id → ISO time delivered (edge writes, writer flushes to PostgreSQL). */
     deliveredCommands: `${prefix}:commands:delivered`,
 
-    /** HASH of one collector's latest heartbeat: last_seen, status, metrics_count, last_error, collection_time_ms, version. */
+    /**
+     * HASH of one collector's latest heartbeat: last_seen, status, metrics_count, last_error,
+     * collection_time_ms, version, and `collection_times: zset` when the edge also added its collection
+     * time to `heartbeatCollectionTimes` (an older edge does not: the writer then takes collection_time_ms).
+     */
     heartbeat: (collectorId: string) => `${prefix}:hb:${collectorId}`,
     /** SET of collector ids with a heartbeat not yet flushed to PostgreSQL. */
     heartbeatDirty: `${prefix}:hb:dirty`,
@@ -68,6 +72,15 @@ export function redisKeys(prefix = 'pga') {
      * not flush one by one (a writer down or restarting) were lost from the history.
      */
     heartbeatMinutes: (collectorId: string) => `${prefix}:hb:mins:${collectorId}`,
+    /**
+     * ZSET of one collector's collection times not yet flushed, as three members whose scores are
+     * the running figures: `n` (reports), `sum` (ms), `max` (ms). The edge adds each heartbeat's
+     * `collection_time_ms` in the heartbeat's MULTI (ZINCRBY n / sum, ZADD GT max) and marks the hash
+     * `collection_times: zset`; the writer applies them with the hash and subtracts what it read after
+     * COMMIT. The hash keeps only the latest heartbeat, so a collection time reported by a heartbeat
+     * replaced before the writer's flush was lost from avg/max_collection_time_ms.
+     */
+    heartbeatCollectionTimes: (collectorId: string) => `${prefix}:hb:ct:${collectorId}`,
 
     /**
      * STRING idempotency marker of one push, 24 h TTL: `b:<batch id>:<records>`, the batch whose

@@ -56,6 +56,34 @@ function intOrNull(value: string | undefined): number | null {
   return Number.isFinite(n) && Math.abs(n) < 2 ** 31 ? n : null;
 }
 
+/**
+ * Subtracts the collection times a committed flush applied (ARGV: n, sum, max per key) from the edge's
+ * running figures (keys.heartbeatCollectionTimes), keeping what heartbeats added since: `max` goes
+ * unless a larger one came since, the key once no report is left. A key gone meanwhile is left alone.
+ */
+const SETTLE_COLLECTION_TIMES = `
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    local left = tonumber(redis.call('ZINCRBY', KEYS[i], -tonumber(ARGV[3 * i - 2]), 'n'))
+    redis.call('ZINCRBY', KEYS[i], -tonumber(ARGV[3 * i - 1]), 'sum')
+    local max = redis.call('ZSCORE', KEYS[i], 'max')
+    if max and tonumber(max) <= tonumber(ARGV[3 * i]) then redis.call('ZREM', KEYS[i], 'max') end
+    if left <= 0 then redis.call('DEL', KEYS[i]) end
+  end
+end
+return #KEYS`;
+
+/** The figures of a keys.heartbeatCollectionTimes ZSET (`ZRANGE 0 -1 WITHSCORES`): reports, sum, max. */
+export function parseCollectionTimes(reply: unknown): { n: number; sum: number; max: number | null } {
+  const figures: Record<string, number> = {};
+  if (Array.isArray(reply)) for (let i = 0; i + 1 < reply.length; i += 2) figures[String(reply[i])] = Number(reply[i + 1]);
+  const n = Math.round(figures.n ?? 0);
+  const sum = figures.sum ?? 0;
+  const max = figures.max;
+  if (!(n > 0) || !Number.isFinite(sum) || sum < 0) return { n: 0, sum: 0, max: null };
+  return { n, sum, max: max !== undefined && Number.isFinite(max) && max >= 0 && max < 2 ** 31 ? Math.round(max) : null };
+}
+
 /** Atomically moves up to ARGV[1] ids from the dirty SET to the in-flight ZSET (score = claim time). */
 const CLAIM = `
 local ids = redis.call('SPOP', KEYS[1], ARGV[1])
@@ -130,7 +158,8 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
         pipe
           .hgetall(o.keys.heartbeat(id))
           .zrange(o.keys.heartbeatMinutes(id), 0, minutesPerFlush - 1)
-          .zcard(o.keys.heartbeatMinutes(id));
+          .zcard(o.keys.heartbeatMinutes(id))
+          .zrange(o.keys.heartbeatCollectionTimes(id), 0, -1, 'WITHSCORES');
       const replies = (await pipe.exec()) ?? [];
       // The minutes with a heartbeat since the last flush (the edge's heartbeatMinutes ZSETs), oldest
       // first and at most minutesPerFlush per collector, for the history: the hash holds only the
@@ -140,17 +169,20 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
       // Collectors with minutes left after this statement's: dirty again once it committed.
       const more: string[] = [];
       const cols = { id: [] as string[], seen: [] as string[], status: [] as (string | null)[], err: [] as (string | null)[] };
-      const ctime: (number | null)[] = [];
+      // Collection times to apply: reports, their sum and max (parallel to cols); and the figures read
+      // from keys.heartbeatCollectionTimes, to subtract there after COMMIT.
+      const ct = { n: [] as (number | null)[], sum: [] as (number | null)[], max: [] as (number | null)[] };
+      const readTimes: { key: string; n: number; sum: number; max: number }[] = [];
       const count: (number | null)[] = [];
       const version: (string | null)[] = [];
       valid.forEach((id, i) => {
-        const h = (replies[3 * i]?.[1] ?? {}) as Record<string, string>;
+        const h = (replies[4 * i]?.[1] ?? {}) as Record<string, string>;
         const seen = parseSeen(h.last_seen);
         if (!seen) return;
-        const read = replies[3 * i + 1];
+        const read = replies[4 * i + 1];
         const members = (read && !read[0] && Array.isArray(read[1]) ? read[1] : []) as string[];
         if (members.length > 0) readMinutes.push([id, members]);
-        if (Number(replies[3 * i + 2]?.[1] ?? 0) > members.length) more.push(id);
+        if (Number(replies[4 * i + 2]?.[1] ?? 0) > members.length) more.push(id);
         for (const member of members) {
           const parsed = parseMinute(member);
           if (!parsed) continue;
@@ -162,7 +194,22 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
         cols.seen.push(seen.toISOString());
         cols.status.push(h.status === 'error' ? 'error' : h.status === 'active' ? 'active' : null);
         cols.err.push(storableText(h.last_error, 4000));
-        ctime.push(intOrNull(h.collection_time_ms));
+        if (h.collection_times === 'zset') {
+          // An edge that adds every collection time to the ZSET: all reported since the last flush.
+          const timesReply = replies[4 * i + 3];
+          const times = parseCollectionTimes(timesReply && !timesReply[0] ? timesReply[1] : undefined);
+          ct.n.push(times.n || null);
+          ct.sum.push(times.n ? times.sum : null);
+          ct.max.push(times.max);
+          if (times.n)
+            readTimes.push({ key: o.keys.heartbeatCollectionTimes(id), n: times.n, sum: times.sum, max: times.max ?? -1 });
+        } else {
+          // An older edge: the latest heartbeat's time only.
+          const ctime = intOrNull(h.collection_time_ms);
+          ct.n.push(ctime === null ? null : 1);
+          ct.sum.push(ctime);
+          ct.max.push(ctime);
+        }
         count.push(intOrNull(h.metrics_count));
         version.push(storableText(h.version, 100));
       });
@@ -173,12 +220,14 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
             cols.seen,
             cols.status,
             cols.err,
-            ctime,
+            ct.n,
             count,
             version,
             minutes.id,
             minutes.minute,
             minutes.status,
+            ct.sum,
+            ct.max,
           ]);
           // One row per heartbeat applied: a hash flushed again (older than last_heartbeat) is not counted.
           o.metrics.heartbeatsFlushed.inc(rows.length);
@@ -193,9 +242,18 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
       // collector with minutes left goes back to the dirty set before its claim is removed (a crash
       // in between: the claim is recovered), and its next flush takes the next minutes; its hash,
       // applied already, is then not applied again (last_seen not newer than last_heartbeat).
-      if (readMinutes.length > 0 || more.length > 0) {
+      // The collection times read are subtracted likewise (applied with their hash, or not at all
+      // when it was not newer: flushed before, the crash case below), in the same round trip.
+      if (readMinutes.length > 0 || more.length > 0 || readTimes.length > 0) {
         const after = o.redis.pipeline();
         for (const [id, members] of readMinutes) after.zrem(o.keys.heartbeatMinutes(id), ...members);
+        if (readTimes.length > 0)
+          after.eval(
+            SETTLE_COLLECTION_TIMES,
+            readTimes.length,
+            ...readTimes.map((t) => t.key),
+            ...readTimes.flatMap((t) => [t.n, t.sum, t.max]),
+          );
         if (more.length > 0) after.sadd(o.keys.heartbeatDirty, ...more);
         const done = (await after.exec()) ?? [];
         const failed = done.find(([err]) => err)?.[0];

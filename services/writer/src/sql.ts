@@ -152,7 +152,10 @@ export const FOLD_ROLLUP = 'SELECT pga_fold_rollup_deltas() AS folded';
  * never pushed (admin issue: "pending until the first push"; the admin list computes it the same).
  * An `inactive` collector changes only on a fresh heartbeat (FRESH). A collector in the recycle bin
  * keeps its status (as on a push): the sweep skips it, so nothing would set it back.
- * avg_collection_time_ms is an exponentially weighted mean (weight 0.2 for the newest report).
+ * avg_collection_time_ms is an exponentially weighted mean (weight 0.2 for each report). The
+ * collection times ($5 reports, $11 their sum, $12 their max) are every one reported since the last
+ * flush (the edge's keys.heartbeatCollectionTimes; from an older edge, the hash's one): n reports of
+ * mean m move the mean as n reports of m one after the other would.
  *
  * Applied only when the hash is newer than the last heartbeat applied (`last_heartbeat`, written
  * by nothing else): the same hash can be flushed twice (a heartbeat arriving between a flush's claim
@@ -164,8 +167,9 @@ export const FOLD_ROLLUP = 'SELECT pga_fold_rollup_deltas() AS folded';
  */
 export const FLUSH_HEARTBEATS = `
 WITH hb AS (
-  SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::int[], $6::int[], $7::text[])
-    AS hb(id, seen, status, last_error, ctime, metrics_count, version)
+  SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::int[], $6::int[], $7::text[],
+                       $11::float8[], $12::int[])
+    AS hb(id, seen, status, last_error, ct_n, metrics_count, version, ct_sum, ct_max)
 ), locked AS MATERIALIZED (
   SELECT c.id, c.status AS old_status FROM collectors c WHERE c.id = ANY($1::uuid[]) ORDER BY c.id FOR UPDATE
 ), history AS (
@@ -194,9 +198,12 @@ UPDATE collectors c SET
     ELSE c.status END,
   last_error = CASE WHEN hb.status = 'error' THEN coalesce(hb.last_error, c.last_error) ELSE c.last_error END,
   error_count = c.error_count + CASE WHEN hb.status = 'error' THEN 1 ELSE 0 END,
-  avg_collection_time_ms = CASE WHEN hb.ctime IS NULL THEN c.avg_collection_time_ms
-    ELSE round(coalesce(c.avg_collection_time_ms, hb.ctime) * 0.8 + hb.ctime * 0.2)::int END,
-  max_collection_time_ms = GREATEST(c.max_collection_time_ms, hb.ctime),
+  -- ct_n reports of mean ct_sum / ct_n, each weighted 0.2 in turn (0.8 ^ n of the old mean is left;
+  -- past 200 reports nothing is, and a larger power would underflow float8).
+  avg_collection_time_ms = CASE WHEN coalesce(hb.ct_n, 0) < 1 THEN c.avg_collection_time_ms
+    ELSE round(coalesce(c.avg_collection_time_ms, hb.ct_sum / hb.ct_n) * power(0.8::float8, LEAST(hb.ct_n, 200))
+               + hb.ct_sum / hb.ct_n * (1 - power(0.8::float8, LEAST(hb.ct_n, 200))))::int END,
+  max_collection_time_ms = GREATEST(c.max_collection_time_ms, hb.ct_max),
   last_collection_count = coalesce(hb.metrics_count, c.last_collection_count),
   agent_version = coalesce(hb.version, c.agent_version)
 FROM hb JOIN locked l ON l.id = hb.id

@@ -51,7 +51,8 @@ interface HeartbeatDeps {
 
 /**
  * `POST /api/v1/collectors/{id}/heartbeat`: one MULTI to Redis (latest heartbeat hash, dirty set,
- * config version, drain of pending commands, the heartbeat's minute for the history); the writer
+ * config version, drain of pending commands, the heartbeat's minute for the history, its collection
+ * time added to the running figures not flushed yet); the writer
  * flushes heartbeats to PostgreSQL in batches. PostgreSQL is read only when Redis has no config version for the collector yet, and the
  * value is then cached in Redis (HSETNX, so a concurrent admin bump wins).
  */
@@ -71,7 +72,9 @@ export function createHeartbeatHandler(deps: HeartbeatDeps) {
     const nowDate = new Date();
     const now = nowDate.toISOString();
     const status = hb.status ?? 'active';
-    const fields: Record<string, string> = { last_seen: now, status };
+    // `collection_times`: this edge adds collection times to keys.heartbeatCollectionTimes (below), so
+    // the writer takes them from there and not from collection_time_ms, which stays for an older writer.
+    const fields: Record<string, string> = { last_seen: now, status, collection_times: 'zset' };
     if (hb.metrics_count !== undefined) fields.metrics_count = String(hb.metrics_count);
     if (hb.last_error !== undefined) fields.last_error = hb.last_error ?? '';
     if (hb.collection_time_ms !== undefined) fields.collection_time_ms = String(hb.collection_time_ms);
@@ -79,7 +82,7 @@ export function createHeartbeatHandler(deps: HeartbeatDeps) {
     const { keys, redis } = deps;
     // The hash is replaced, not merged: a field this heartbeat leaves out (collection_time_ms, …)
     // must not be applied again by the writer with an older heartbeat's value.
-    const exec = redis
+    const multi = redis
       .multi()
       .del(keys.heartbeat(id))
       .hset(keys.heartbeat(id), fields)
@@ -93,8 +96,19 @@ export function createHeartbeatHandler(deps: HeartbeatDeps) {
       // one that does not read it) cannot make it grow without bound, each heartbeat renewing the TTL.
       .zadd(keys.heartbeatMinutes(id), heartbeatMinuteMs(nowDate), heartbeatMinute(nowDate, status))
       .zremrangebyrank(keys.heartbeatMinutes(id), 0, -(HEARTBEAT_MINUTES_MAX + 1))
-      .pexpire(keys.heartbeatMinutes(id), HEARTBEAT_MINUTES_TTL_MS)
-      .exec();
+      .pexpire(keys.heartbeatMinutes(id), HEARTBEAT_MINUTES_TTL_MS);
+    // The collection time, added to the figures not flushed yet (count, sum, max) in the same MULTI:
+    // the hash above is replaced by the next heartbeat, and with it a time the writer had not flushed.
+    if (hb.collection_time_ms !== undefined) {
+      const ms = Math.round(hb.collection_time_ms);
+      const times = keys.heartbeatCollectionTimes(id);
+      multi
+        .zincrby(times, 1, 'n')
+        .zincrby(times, ms, 'sum')
+        .zadd(times, 'GT', ms, 'max')
+        .pexpire(times, HEARTBEAT_MINUTES_TTL_MS);
+    }
+    const exec = multi.exec();
     // Commands taken from Redis but never answered must not be lost: put them back in front of any
     // queued since, in their order, for the collector's next heartbeat.
     const putBack = async (drained: string[]) => {
