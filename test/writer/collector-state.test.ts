@@ -327,6 +327,39 @@ describe('writer: collector state from heartbeats, sweeps and uptime', () => {
     expect((await collector(id)).last_heartbeat).not.toBeNull();
   });
 
+  it('while heartbeat flushes keep failing, the sweep counts a dirty heartbeat as a sign of life only within 2 × interval', async () => {
+    const opts = { interval: 60, status: 'active', registeredAt: new Date(Date.now() - 3_600_000) };
+    const [silent, alive] = [await insertCollector(h.pool, opts), await insertCollector(h.pool, opts)];
+    await h.pool.query(
+      `UPDATE collectors SET last_heartbeat = now() - interval '10 minutes', last_metric_at = now() - interval '10 minutes' WHERE id = ANY($1)`,
+      [[silent, alive]],
+    );
+    // Each has a heartbeat in Redis no flush gets into PostgreSQL: the silent one's from 5 minutes
+    // ago (> 2 × 60 s), the other's from now.
+    await heartbeat(silent, { last_seen: new Date(Date.now() - 300_000).toISOString(), status: 'active' });
+    await heartbeat(alive, { last_seen: new Date().toISOString(), status: 'active' });
+    await h.pool.query(`CREATE FUNCTION pga_test_refuse_heartbeat() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.collector_id IN ('${silent}', '${alive}') THEN RAISE EXCEPTION 'heartbeat refused (test)'; END IF; RETURN NEW; END $$`);
+    await h.pool.query(`CREATE TRIGGER pga_test_refuse_heartbeat BEFORE INSERT ON collector_heartbeats
+      FOR EACH ROW EXECUTE FUNCTION pga_test_refuse_heartbeat()`);
+    try {
+      await expect(h.writer.heartbeats.flushHeartbeats()).rejects.toThrow(/heartbeat refused/);
+      await h.writer.maintenance.runNow('sweep');
+      expect(await h.redis.smismember(h.keys.heartbeatDirty, silent, alive)).toEqual([1, 1]);
+      expect((await collector(silent)).status).toBe('inactive');
+      expect((await collector(alive)).status).toBe('active');
+    } finally {
+      await h.pool.query(
+        'DROP TRIGGER pga_test_refuse_heartbeat ON collector_heartbeats; DROP FUNCTION pga_test_refuse_heartbeat()',
+      );
+    }
+    // Flushed at last: the old heartbeat does not bring the silent one back; the fresh one is applied.
+    await h.writer.heartbeats.flushHeartbeats();
+    expect((await collector(silent)).status).toBe('inactive');
+    expect((await collector(alive)).status).toBe('active');
+    expect((await collector(alive)).last_heartbeat.getTime()).toBeGreaterThan(Date.now() - 60_000);
+  });
+
   it('a pending collector that heartbeated and went silent becomes inactive (one never heard from stays pending); a heartbeat brings it back to pending', async () => {
     const silent = await insertCollector(h.pool, { interval: 60 });
     const unheard = await insertCollector(h.pool, { interval: 60 });

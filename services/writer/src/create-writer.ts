@@ -161,7 +161,7 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
     },
     retryUnread: createUnreadRetrier(pushWorker.queue, redis, logger),
     flushHeartbeats: heartbeats.flushHeartbeatsAfterRunning,
-    unflushedHeartbeats: heartbeats.unflushedIds,
+    unflushedHeartbeats: heartbeats.unflushedHeartbeats,
     logger,
     metrics,
     publish,

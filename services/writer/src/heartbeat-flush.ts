@@ -270,15 +270,25 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
     Number(await o.redis.eval(RECOVER, 2, o.keys.heartbeatDirty, inflight, Date.now() - staleMs));
 
   /**
-   * Ids with heartbeats the edges took that PostgreSQL may not have yet: claimed by a flush in
-   * progress (this writer's or another's: the in-flight ZSET) or waiting in the dirty set. The
-   * inactivity sweep leaves them alone: their flush is under way or next.
+   * Collectors with heartbeats the edges took that PostgreSQL may not have yet: claimed by a flush in
+   * progress (this writer's or another's: the in-flight ZSET) or waiting in the dirty set, each with
+   * its latest heartbeat's time (the hash's `last_seen`; null when unreadable: the flush skips such a
+   * hash too). The inactivity sweep counts that time as a sign of life: a heartbeat on its way is not
+   * silence, but one older than 2 × interval is (until 2026-12-07 any dirty entry kept its collector
+   * out of the sweep, so while flushes kept failing a silent collector was never swept).
    */
-  const unflushedIds = async (): Promise<string[]> => {
+  const unflushedHeartbeats = async (): Promise<{ ids: string[]; seen: (string | null)[] }> => {
     const [claimed, dirty] = (await o.redis.pipeline().zrange(inflight, 0, -1).smembers(o.keys.heartbeatDirty).exec()) ?? [];
     for (const reply of [claimed, dirty]) if (reply?.[0]) throw reply[0];
-    const ids = [...((claimed?.[1] ?? []) as string[]), ...((dirty?.[1] ?? []) as string[])];
-    return [...new Set(ids.filter((id) => UUID.test(id)))];
+    const all = [...((claimed?.[1] ?? []) as string[]), ...((dirty?.[1] ?? []) as string[])];
+    const ids = [...new Set(all.filter((id) => UUID.test(id)))];
+    if (ids.length === 0) return { ids, seen: [] };
+    const pipe = o.redis.pipeline();
+    for (const id of ids) pipe.hget(o.keys.heartbeat(id), 'last_seen');
+    const replies = (await pipe.exec()) ?? [];
+    const failed = replies.find(([err]) => err)?.[0];
+    if (failed) throw failed;
+    return { ids, seen: ids.map((_, i) => parseSeen((replies[i]?.[1] as string | null) ?? undefined)?.toISOString() ?? null) };
   };
 
   const flushDeliveries = async (): Promise<number> => {
@@ -323,7 +333,7 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
       await running;
       return flushHeartbeats();
     },
-    unflushedIds,
+    unflushedHeartbeats,
     flushDeliveries,
     recoverStale,
     start(everyMs: number) {

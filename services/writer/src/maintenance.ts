@@ -44,10 +44,11 @@ export interface MaintenanceOptions {
    */
   flushHeartbeats: () => Promise<number>;
   /**
-   * Ids whose heartbeats are claimed by a flush in progress (any writer's) or still dirty (the
-   * flusher's unflushedIds): the sweep does not judge them, their heartbeat is not in PostgreSQL yet.
+   * Collectors whose heartbeats are claimed by a flush in progress (any writer's) or still dirty, with
+   * their latest heartbeat's time (the flusher's unflushedHeartbeats): not in PostgreSQL yet, so the
+   * sweep counts that time as a sign of life.
    */
-  unflushedHeartbeats: () => Promise<string[]>;
+  unflushedHeartbeats: () => Promise<{ ids: string[]; seen: (string | null)[] }>;
   /** Dead letters an older writer could not read, put back once this writer reads them (retry-unread.ts). */
   retryUnread: () => Promise<number>;
   logger: Logger;
@@ -164,8 +165,9 @@ export function createMaintenance(o: MaintenanceOptions) {
       );
     }
     // Heartbeats the edges took that no flush applied yet are signs of life: applied first (after
-    // this writer's flush in progress), and the collectors whose heartbeats are still on their way
-    // (claimed by another writer's flush, or dirty again since) are left out of the sweep. Should
+    // this writer's flush in progress), and those still on their way (claimed by another writer's
+    // flush, dirty again since, or refused by a failing flush) count with their time: within
+    // 2 × interval they keep their collector out of the sweep, older ones do not. Should
     // Redis refuse the flush, the sweep goes on with what PostgreSQL has, as it did before (a
     // PostgreSQL error fails the sweep's own statement next).
     try {
@@ -174,13 +176,13 @@ export function createMaintenance(o: MaintenanceOptions) {
       (isRedisError(err) ? o.redisOutage : o.pgOutage).error(err, 'heartbeat flush before the inactivity sweep failed');
     }
     // Read whether or not the flush got through (a failed one gave its claims back to the dirty set).
-    let unflushed: string[] = [];
+    let unflushed: { ids: string[]; seen: (string | null)[] } = { ids: [], seen: [] };
     try {
       unflushed = await o.unflushedHeartbeats();
     } catch (err) {
       o.redisOutage.error(err, 'reading the heartbeats not flushed yet before the inactivity sweep failed');
     }
-    const { rows } = await o.pool.query<StatusRow>(SWEEP_INACTIVE, [unflushed]);
+    const { rows } = await o.pool.query<StatusRow>(SWEEP_INACTIVE, [unflushed.ids, unflushed.seen]);
     await o.publish(rows);
     const uptime = await o.pool.query(REFRESH_UPTIME, [o.uptimeWindowHours]);
     // The first 20 ids: a fleet-wide outage would otherwise write one line of 10,000 ids.

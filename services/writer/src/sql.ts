@@ -218,17 +218,21 @@ RETURNING c.id, c.status, l.old_status, c.last_heartbeat, c.last_metric_at, c.me
  * The rows are locked in id order like the batch and heartbeat statements, and a row locked by one of
  * them is skipped, not waited for: it is being written right now (so not silent), and waiting would
  * queue the sweep behind every batch in flight, or deadlock with one (40P01). The next sweep sees it.
- * $1: ids whose heartbeats Redis holds and PostgreSQL may not yet (claimed by a flush in progress,
- * or dirty): not judged, the next sweep sees them flushed.
+ * $1, $2: collectors whose heartbeats Redis holds and PostgreSQL may not yet (claimed by a flush in
+ * progress, or dirty) and their latest heartbeat's time (the hash's last_seen, capped at now(): an
+ * edge whose clock runs ahead must not keep a collector fresh): a sign of life like last_heartbeat.
+ * A heartbeat on its way is not silence; one older than 2 × interval is, whether or not a flush gets
+ * it into PostgreSQL (while flushes fail, a dirty entry used to keep a silent collector unswept).
  */
 export const SWEEP_INACTIVE = `
-WITH silent AS MATERIALIZED (
-  SELECT c.id, c.status AS old_status FROM collectors c
+WITH unflushed AS (
+  SELECT id, LEAST(max(seen), now()) AS seen FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, seen) GROUP BY id
+), silent AS MATERIALIZED (
+  SELECT c.id, c.status AS old_status FROM collectors c LEFT JOIN unflushed u ON u.id = c.id
    WHERE (c.status IN ('active', 'error') OR (c.status = 'pending' AND c.last_heartbeat IS NOT NULL))
      AND c.deleted_at IS NULL
-     AND c.id <> ALL($1::uuid[])
-     AND NOT (${FRESH('GREATEST(c.last_heartbeat, c.last_metric_at, c.registered_at)')})
-   ORDER BY c.id FOR UPDATE SKIP LOCKED
+     AND NOT (${FRESH('GREATEST(c.last_heartbeat, c.last_metric_at, c.registered_at, u.seen)')})
+   ORDER BY c.id FOR UPDATE OF c SKIP LOCKED
 )
 UPDATE collectors c SET status = 'inactive'
   FROM silent s WHERE c.id = s.id
