@@ -45,6 +45,8 @@ const { values: args } = parseArgs({
     'port-base': { type: 'string' },
     /** Longest gap between two faults of one injector, seconds (the shortest is a fifth of it). */
     'fault-gap': { type: 'string', default: '15' },
+    /** Injectors running side by side (their faults overlap). */
+    injectors: { type: 'string', default: '2' },
     /** The agents' HTTP timeout (COLLECTOR_HTTP_TIMEOUT_MS), ms. */
     'timeout-ms': { type: 'string', default: '5000' },
     keep: { type: 'boolean', default: false },
@@ -55,9 +57,17 @@ const seed = args.seed !== undefined ? Number(args.seed) : Math.floor(Math.rando
 const collectorCount = Number(args.collectors);
 const faultGapMs = Number(args['fault-gap']) * 1000;
 const timeoutMs = Number(args['timeout-ms']);
-if (!(minutes > 0) || !Number.isInteger(seed) || !(collectorCount > 0) || !(faultGapMs > 0) || !(timeoutMs >= 100)) {
+const lanes = Number(args.injectors);
+if (
+  !(minutes > 0) ||
+  !Number.isInteger(seed) ||
+  !(collectorCount > 0) ||
+  !(faultGapMs > 0) ||
+  !(timeoutMs >= 100) ||
+  !Number.isInteger(lanes)
+) {
   console.error(
-    'usage: npm run chaos -- [--minutes N] [--seed S] [--collectors C] [--port-base P] [--fault-gap SECONDS] [--timeout-ms MS] [--keep]',
+    'usage: npm run chaos -- [--minutes N] [--seed S] [--collectors C] [--port-base P] [--fault-gap SECONDS] [--timeout-ms MS] [--injectors N] [--keep]',
   );
   process.exit(2);
 }
@@ -163,6 +173,26 @@ await waitFor(
   60_000,
 );
 log(`edge ${edge.url} (2 processes), writers on ${writerPorts.join(', ')}`);
+
+/**
+ * Pushes the writers' ledger skipped (a redelivered job stored already: a writer died between COMMIT
+ * and ack, or a job stalled), read from each writer process's /metrics every second: the last value
+ * each process reported, summed.
+ */
+const writerCounters = new Map<number, { duplicates: number; stored: number }>();
+async function scrapeWriters() {
+  for (const [i, w] of writers.entries()) {
+    const text = await fetch(`http://127.0.0.1:${writerPorts[i]}/metrics`, { signal: AbortSignal.timeout(900) }).then(
+      (r) => r.text(),
+      () => '',
+    );
+    const read = (name: string) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+    const duplicates = read('writer_pushes_duplicate_total');
+    const stored = read('writer_pushes_stored_total');
+    if (w.child.pid !== undefined && Number.isFinite(duplicates) && Number.isFinite(stored))
+      writerCounters.set(w.child.pid, { duplicates, stored });
+  }
+}
 
 async function restartWriter(i: number) {
   keepOutput(`writer-${i}`, writers[i]!.output());
@@ -285,6 +315,7 @@ async function collect(agent: Agent) {
 // The faults.
 // ---------------------------------------------------------------------------------------------
 const faults: Record<string, number> = {};
+let crashesDuringRewrite = 0;
 /** A fault skipped because another one holds what it needs. */
 class Busy extends Error {}
 const busy = new Set<string>();
@@ -370,6 +401,15 @@ const injectors: Record<string, () => Promise<boolean>> = {
   },
   'Redis crash (SIGKILL) + restart': () =>
     lock('redis', async () => {
+      // Half the time during an AOF rewrite (a fork writing the new base file while the old one grows).
+      if (random() < 0.5) {
+        const c = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
+        c.on('error', () => undefined);
+        await c.bgrewriteaof().catch(() => undefined);
+        c.disconnect();
+        await sleep(between(0, 500));
+        crashesDuringRewrite++;
+      }
       process.kill(redisServer.pid, 'SIGKILL');
       await exitOf(redisServer.pid);
       await sleep(between(200, 5000));
@@ -422,6 +462,7 @@ async function injectorLane(until: number) {
 async function supervise(until: () => boolean) {
   while (!until()) {
     await sleep(1000);
+    await scrapeWriters();
     if (edge.child.exitCode !== null || edge.child.signalCode !== null) {
       log(`edge primary exited by itself (${edge.child.exitCode ?? edge.child.signalCode}): restarting it`);
       count('edge primary exit (unexpected)');
@@ -468,7 +509,7 @@ const load = (async () => {
 })();
 let drained = false;
 const supervisor = supervise(() => loadDone && drained);
-await Promise.all([load, injectorLane(until), injectorLane(until)]);
+await Promise.all([load, ...Array.from({ length: lanes }, () => injectorLane(until))]);
 log(`load and faults over: ${sent.size} pushes collected; draining`);
 
 // Heal: every server and service up (a fault that ended between checks has been restarted).
@@ -633,22 +674,26 @@ if (lostCli.status !== 0 || lostListed !== lost)
   );
 
 const duplicateAnswers = [...acked.values()].filter((a) => a.duplicate).length;
+await scrapeWriters();
+const ledgerSkips = [...writerCounters.values()].reduce((n, c) => n + c.duplicates, 0);
+const storedByWriters = [...writerCounters.values()].reduce((n, c) => n + c.stored, 0);
 const edgeMetrics = await fetch(`${edge.url}/metrics`).then(
   (r) => r.text(),
   () => '',
 );
 const workerRestarts = /^edge_worker_restarts_total (\d+)/m.exec(edgeMetrics)?.[1] ?? '?';
 console.log(`
-chaos run: seed ${seed}, ${minutes} min, ${agents.length} collectors, a fault every ${faultGapMs / 5000}–${faultGapMs / 1000} s per injector, agent timeout ${timeoutMs} ms
+chaos run: seed ${seed}, ${minutes} min, ${agents.length} collectors, ${lanes} injector(s), a fault every ${faultGapMs / 5000}–${faultGapMs / 1000} s each, agent timeout ${timeoutMs} ms
   pushes sent ${sent.size} (over 1 MiB: ${largePushes}), answered 200 ${acked.size} (first 200 a duplicate: ${duplicateAnswers}), rows ${[...acked.keys()].reduce((n, k) => n + sent.get(k)!.records, 0)}
   answers: ${Object.entries(answers)
     .map(([k, v]) => `${k} ×${v}`)
     .join(', ')}
   heartbeats: ${heartbeats.ok} ok, ${heartbeats.failed} failed; collectors without a stored heartbeat ${noHeartbeat.rows[0].n}
   edge worker restarts (edge_worker_restarts_total): ${workerRestarts}
+  writers (${writerCounters.size} processes, as last scraped): pushes stored ${storedByWriters}, skipped by the ledger as stored already ${ledgerSkips}
   faults injected: ${Object.values(faults).reduce((a, b) => a + b, 0)}
 ${Object.entries(faults)
-  .map(([k, v]) => `    ${k}: ${v}`)
+  .map(([k, v]) => `    ${k}: ${v}${k.startsWith('Redis crash') ? ` (${crashesDuringRewrite} during an AOF rewrite)` : ''}`)
   .join('\n')}
 audit:
   lost ${lost}, duplicated ${duplicated}, partial/corrupt ${corrupt}, stored but never sent ${phantom}
