@@ -13,6 +13,7 @@ import {
   mkdtempSync,
   readFileSync,
   readdirSync,
+  renameSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -74,9 +75,15 @@ if (missing.length > 0) {
 // promtool, for test/monitoring (checks and unit-tests monitoring/alerts.yml): taken out of Debian's
 // prometheus package into .data/tools rather than installing the package, whose service would start
 // a Prometheus server listening on every interface wherever systemd runs. `apt-get download` needs
-// no root, only the package lists (refreshed first when root and they lack it).
+// no root, only the package lists (refreshed first when root and they lack it). Fetched for a whole
+// run or one that names test/monitoring; when it cannot be, the run goes on and that test fails
+// saying so. Copied under a temporary name and renamed: an interrupted copy is never taken for it.
 const promtoolPath = path.join(root, '.data', 'tools', 'promtool');
-if (command === 'test' && !onPath('promtool') && !existsSync(promtoolPath)) {
+const filters = process.argv.slice(3).filter((a) => !a.startsWith('-'));
+const wantsPromtool =
+  filters.length === 0 ||
+  filters.some((f) => 'test/monitoring/alerts.test.ts'.includes(f.replace(/^\.\//, '')) || f.includes('monitoring'));
+if (command === 'test' && wantsPromtool && !onPath('promtool') && !existsSync(promtoolPath)) {
   console.log('fetching promtool (Debian package prometheus, extracted into .data/tools)…');
   const tmp = mkdtempSync(path.join(tmpdir(), 'pga-promtool-'));
   let failure;
@@ -93,18 +100,19 @@ if (command === 'test' && !onPath('promtool') && !existsSync(promtoolPath)) {
       failure = (res.error?.message || res.stderr || extracted?.stderr || '').trim().split('\n').pop();
     } else {
       mkdirSync(path.dirname(promtoolPath), { recursive: true });
-      copyFileSync(path.join(tmp, 'x', 'usr', 'bin', 'promtool'), promtoolPath);
-      chmodSync(promtoolPath, 0o755);
+      const partial = `${promtoolPath}.${process.pid}.partial`;
+      copyFileSync(path.join(tmp, 'x', 'usr', 'bin', 'promtool'), partial);
+      chmodSync(partial, 0o755);
+      renameSync(partial, promtoolPath);
     }
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
-  if (failure !== undefined) {
+  if (failure !== undefined)
     console.error(
-      `could not fetch promtool (${failure}): install it (apt-get install prometheus, or put promtool on PATH) and run again`,
+      `could not fetch promtool (${failure}); test/monitoring will fail without it: ` +
+        (process.getuid?.() === 0 ? 'check apt-get' : 'run  sudo apt-get update  (package lists) and run again'),
     );
-    process.exit(1);
-  }
 }
 
 // npm dependencies: (re)install when node_modules is absent or older than package-lock.json. Our

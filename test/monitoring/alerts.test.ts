@@ -16,8 +16,8 @@ import { asScraped, checkExpr, parseExposition, parseExpr, scrapeSeries, type Se
 /**
  * monitoring/alerts.yml against the real services: every metric and label its rules use must be in
  * the /metrics of a running edge (two processes, so the primary's edge_worker_restarts_total is
- * there) and writer, as Prometheus stores them; a renamed metric or label fails here. promtool (the
- * Debian package `prometheus`, which `npm test` installs) checks the rules and the example scrape
+ * there) and writer, as Prometheus stores them; a renamed metric or label fails here. promtool (from
+ * Debian's package `prometheus`, which `npm test` extracts into .data/tools) checks the rules and the example scrape
  * configuration, and runs monitoring/alerts.test.yml: each alert fires in its scenario and none
  * fires when healthy.
  */
@@ -47,7 +47,7 @@ const scrapeJobs = () =>
   (parse(readFileSync(configFile, 'utf8')) as { scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[] })
     .scrape_configs;
 
-/** promtool on PATH, else where `npm test` puts it (scripts/bootstrap.mjs: .data/tools). */
+/** promtool where `npm test` puts it (scripts/bootstrap.mjs: .data/tools), else on PATH. */
 const promtoolBin = () => {
   const fetched = path.join(root, '.data', 'tools', 'promtool');
   return existsSync(fetched) ? fetched : 'promtool';
@@ -81,13 +81,25 @@ describe('monitoring/alerts.yml', () => {
       async () => (await fetch(`${writerUrl}/readyz`).catch(() => undefined))?.status === 200,
       60_000,
     );
-    const started = await edgeWithCollector(db.url, pool, prefix, { EDGE_PROCESSES: '2' });
+    // One push a second per collector and process, no burst: the replays below are answered 429.
+    const started = await edgeWithCollector(db.url, pool, prefix, {
+      EDGE_PROCESSES: '2',
+      RATE_LIMIT_PER_SECOND: '1',
+      RATE_LIMIT_BURST: '1',
+    });
     edge = started.edge;
     // A push through both, so the series that appear with traffic (edge_pushes_total,
     // edge_http_requests_total, histograms) are there too.
     const body = JSON.stringify({ ...(JSON.parse(fixture) as object), collector_id: started.id });
     const push = await call(`${edge.url}/api/v1/metrics/push`, { token: started.token, body });
     expect(push.status).toBe(200);
+    // And a push answered 429 (edge_http_requests_total{route="push",status="429"}, which the
+    // rate-limit alert reads): the same body again (a replay, never stored twice) until each
+    // process's bucket is empty.
+    const replays: number[] = [];
+    for (let i = 0; i < 20 && !replays.includes(429); i++)
+      replays.push((await call(`${edge.url}/api/v1/metrics/push`, { token: started.token, body })).status);
+    expect(replays).toContain(429);
     const writerText = async () => (await fetch(`${writerUrl}/metrics`)).text();
     await waitUntil('push stored', async () => /^writer_pushes_stored_total 1$/m.test(await writerText()), 30_000);
     const [edgeJob, writerJob] = ['pga-edge', 'pga-writer'];
