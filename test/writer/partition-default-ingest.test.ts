@@ -103,13 +103,16 @@ describe('writer: a day partition created while its rows keep arriving in DEFAUL
       await new Promise((r) => setTimeout(r, 2000));
       const sampler = lockSampler(db.url);
       const outcomes: string[] = [];
+      let firstRunMs = 0;
       for (let run = 0; run < 2; run++) {
+        const started = Date.now();
         outcomes.push(
           await h.writer.maintenance.runNow('partitions').then(
             () => 'ok',
             (err: { code?: string; message?: string }) => `failed ${err.code}: ${err.message}`,
           ),
         );
+        if (run === 0) firstRunMs = Date.now() - started;
         await new Promise((r) => setTimeout(r, 1000));
       }
       await ingest.stop();
@@ -123,8 +126,14 @@ describe('writer: a day partition created while its rows keep arriving in DEFAUL
           .n,
       ).toBe(0);
       expect((await h.pool.query(`SELECT count(*)::int AS n FROM ${part} WHERE metric_type = 'seed'`)).rows[0].n).toBe(200_000);
-      // No COPY waited longer than the DDL's lock timeout (2 s).
-      expect(Math.max(0, ...waits.filter((w) => w.query.startsWith('COPY')).map((w) => w.ms))).toBeLessThan(2000);
+      // The COPYs went on while the day's 200,000 rows were moved (row locks only): they waited
+      // only for the last short move and the attach's scan of DEFAULT (under its lock), never for
+      // the bulk of the run, which took seconds. Relative to the run, not a fixed bound: on a loaded
+      // machine both stretch alike (a COPY waited 2.6 s beside a 20 s run there; with the whole move
+      // under the lock it would wait nearly the whole run).
+      const copyWaitMs = Math.max(0, ...waits.filter((w) => w.query.startsWith('COPY')).map((w) => w.ms));
+      console.log(`partition run ${firstRunMs} ms, longest COPY wait ${copyWaitMs} ms`);
+      expect(copyWaitMs).toBeLessThan(firstRunMs / 2);
       await waitUntil(
         'all jobs done',
         async () => {
