@@ -35,6 +35,7 @@ it('rides out a PostgreSQL restart: jobs wait, retry, then every push is stored 
   const h = await startWriterHarness(url, { WRITER_HEARTBEAT_FLUSH_MS: '60000' }, logger);
   h.pool.on('error', () => undefined);
   try {
+    expect(await (await fetch(`${h.url}/metrics`)).text()).toMatch(/^writer_ready 1$/m);
     const collector = await insertCollector(h.pool);
     const before = pushItem(fixture, collector);
     await h.waitForJob(await h.enqueue([before]), 'completed');
@@ -43,6 +44,11 @@ it('rides out a PostgreSQL restart: jobs wait, retry, then every push is stored 
     const during = Array.from({ length: 6 }, () => pushItem(fixture, collector));
     const ids = await Promise.all(during.map((p) => h.enqueue([p], { attempts: 1 })));
     await waitUntil('readyz reports PostgreSQL down', async () => (await fetch(`${h.url}/readyz`)).status === 503, 10_000, 100);
+    // /metrics says the same (writer_ready, and why), what an alert can use: no /readyz prober needed.
+    const scraped = await (await fetch(`${h.url}/metrics`)).text();
+    expect(scraped).toMatch(/^writer_ready 0$/m);
+    expect(scraped).toMatch(/^writer_not_ready_reason\{reason="postgresql unreachable"\} 1$/m);
+    expect(scraped).toMatch(/^writer_not_ready_reason\{reason="redis unreachable"\} 0$/m);
     await new Promise((r) => setTimeout(r, 1500));
     const states = await Promise.all(ids.map((id) => h.queue.getJobState(id)));
     expect(states.filter((s) => s === 'completed' || s === 'failed')).toEqual([]);
@@ -59,6 +65,9 @@ it('rides out a PostgreSQL restart: jobs wait, retry, then every push is stored 
     expect(Number(/^writer_retries_total (\S+)/m.exec(text)?.[1])).toBeGreaterThanOrEqual(1);
     expect(text).toMatch(/^writer_dead_letters_total 0$/m);
     await waitUntil('ready again', async () => (await fetch(`${h.url}/readyz`)).status === 200, 10_000, 100);
+    const healthy = await (await fetch(`${h.url}/metrics`)).text();
+    expect(healthy).toMatch(/^writer_ready 1$/m);
+    expect(healthy.match(/^writer_not_ready_reason\{reason="[^"]+"\} 0$/gm)).toHaveLength(4);
     // The outage in the log: one warning as it starts (the idle pooled client cut off by the
     // shutdown is part of it, not a warning of its own), the first retry of each batch it caught (the
     // six jobs make one batch, or more on a busy machine: a worker takes jobs as they come), one line

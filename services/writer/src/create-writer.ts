@@ -11,6 +11,7 @@ import { createMaintenance } from './maintenance';
 import { createWriterMetrics } from './metrics';
 import { createOpsServer } from './ops-server';
 import { createPushWorker } from './push-worker';
+import { createReadiness, registerReadinessMetrics } from './readiness';
 import { createUnreadRetrier } from './retry-unread';
 import { checkRedisSettings } from './redis-check';
 import { createStatusPublisher, CURRENT_STATUSES, type StatusRow } from './status-publisher';
@@ -18,10 +19,6 @@ import { BatchDeadlineError, storeBatch } from './store-batch';
 import { createUnknownCollectorWatch } from './unknown-collectors';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error('timeout')), ms).unref())]);
-}
 
 /** Builds the whole writer (STYLE.md: main.ts passes config + logger into one factory). */
 export function createWriter({ config, logger }: { config: WriterConfig; logger: Logger }) {
@@ -175,24 +172,15 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
 
   let draining = false;
   let started = false;
-  const server: Server = createOpsServer({
-    registry: metrics.registry,
-    ready: async () => {
-      if (draining) return { ok: false, reason: 'draining' };
-      if (!started) return { ok: false, reason: 'starting' };
-      try {
-        await withTimeout(pool.query('SELECT 1'), 2000);
-      } catch {
-        return { ok: false, reason: 'postgresql unreachable' };
-      }
-      try {
-        await withTimeout(redis.ping(), 2000);
-      } catch {
-        return { ok: false, reason: 'redis unreachable' };
-      }
-      return { ok: true };
-    },
+  // /readyz and the writer_ready gauge: one check, run per probe and per scrape, never per push.
+  const readiness = createReadiness({
+    isDraining: () => draining,
+    isStarted: () => started,
+    pingPostgres: () => pool.query('SELECT 1'),
+    pingRedis: () => redis.ping(),
   });
+  registerReadinessMetrics(metrics.registry, readiness);
+  const server: Server = createOpsServer({ registry: metrics.registry, ready: readiness });
 
   return {
     config,
