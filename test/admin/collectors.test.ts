@@ -299,13 +299,17 @@ describe('collectors', () => {
       active,
     ]);
     await q(
-      "UPDATE collectors SET last_heartbeat = now() - interval '121 seconds', last_metric_at = now() - interval '125 seconds' WHERE id = $1",
+      "UPDATE collectors SET last_heartbeat = now() - interval '121 seconds', last_metric_at = now() - interval '125 seconds', registered_at = now() - interval '1 hour' WHERE id = $1",
       [stale],
     );
     // Heartbeats alone do not make a collector active: pending until its first push (issue 3 §2).
     await q('UPDATE collectors SET last_heartbeat = now() WHERE id = $1', [heartbeatOnly]);
-    // ... but one that heartbeated and went silent is inactive, as the writer's sweep marks it.
-    await q("UPDATE collectors SET last_heartbeat = now() - interval '5 minutes' WHERE id = $1", [heartbeatGone]);
+    // ... but one that heartbeated and went silent is inactive, as the writer's sweep marks it. (Both
+    // registered an hour ago: the registration is a sign of life too, as for the sweep.)
+    await q(
+      "UPDATE collectors SET last_heartbeat = now() - interval '5 minutes', registered_at = now() - interval '1 hour' WHERE id = $1",
+      [heartbeatGone],
+    );
     await q(
       "UPDATE collectors SET last_heartbeat = now(), status = 'error', last_error = 'permission denied for pg_stat_statements' WHERE id = $1",
       [failing],

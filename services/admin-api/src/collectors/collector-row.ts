@@ -1,26 +1,39 @@
 import type { Pool, PoolClient } from '@pga/db';
 import type { Collector } from './collector-schema';
 
-/** Alive/fresh = seen within 2 × collection_interval (issue 3 §2). */
-const WITHIN = (column: string) => `(${column} > now() - make_interval(secs => 2 * c.collection_interval))`;
+/**
+ * Alive/fresh = seen within 2 × collection_interval (issue 3 §2), boundary included: the writer's
+ * FRESH (services/writer/src/sql.ts), so a sign of life exactly 2 × interval old counts in both.
+ */
+const WITHIN = (column: string) => `(${column} >= now() - make_interval(secs => 2 * c.collection_interval))`;
 
 /**
- * The displayed status, computed when read so it is right even if no sweep ran (issue 3 §2):
+ * The last sign of life the writer's inactivity sweep (SWEEP_INACTIVE) judges silence by: the latest
+ * heartbeat or push applied, or the registration. A heartbeat's and a push's time are the accepting
+ * edge's clock, the registration PostgreSQL's: with an edge running behind, a new collector's first
+ * reports are stamped before its registration, and the sweep does not call it silent until
+ * 2 × interval after it registered. (The sweep also counts heartbeats still waiting in Redis, which
+ * the writer flushes within WRITER_HEARTBEAT_FLUSH_MS, 1 s; this reads PostgreSQL only.)
+ */
+const LAST_SIGN_OF_LIFE = 'greatest(c.last_heartbeat, c.last_metric_at, c.registered_at)';
+
+/**
+ * The displayed status, computed when read so it is right even if no sweep ran (issue 3 §2), by the
+ * rule the writer stores it by (test/admin/collector-status-rule.test.ts holds the two together):
  * `error` while the writer's stored status is `error` (the latest heartbeat applied reported an
- * error) and the collector is not silent — a heartbeat or a push within 2 × collection_interval. Only
- * a heartbeat reports health (CONTRACT.md: a push carries no status, and the writer moves a pushing
- * collector from `pending` to `active` only), so an error stands until a heartbeat clears it, as the
- * writer keeps it and its live feed publishes it: until 2026-12-07 an `error` collector that kept
- * pushing after its heartbeats stopped read `active` here and `error` on the live feed. `pending`
- * until the first push (a heartbeat alone does not make a collector active — the writer keeps the
- * same rule) while it heartbeats or was never heard from, `inactive` when neither a heartbeat nor a
- * push arrived within 2 × collection_interval (also for one that heartbeated and never pushed, as
- * the writer's sweep marks it), else `active`.
+ * error) and the collector is not silent. Only a heartbeat reports health (CONTRACT.md: a push
+ * carries no status, and the writer moves a pushing collector from `pending` to `active` only), so an
+ * error stands until a heartbeat clears it, as the writer keeps it and its live feed publishes it:
+ * until 2026-12-07 an `error` collector that kept pushing after its heartbeats stopped read `active`
+ * here and `error` on the live feed. `pending` until the first push (a heartbeat alone does not make
+ * a collector active — the writer keeps the same rule) while it is not silent or was never heard
+ * from, `inactive` when silent (also for one that heartbeated and never pushed, as the writer's sweep
+ * marks it), else `active`. Silent = no sign of life (LAST_SIGN_OF_LIFE) within 2 × interval.
  */
 export const STATUS_SQL = `CASE
-    WHEN c.status = 'error' AND ${WITHIN('greatest(c.last_heartbeat, c.last_metric_at)')} THEN 'error'
-    WHEN c.last_metric_at IS NULL AND (c.last_heartbeat IS NULL OR ${WITHIN('c.last_heartbeat')}) THEN 'pending'
-    WHEN NOT ${WITHIN('greatest(c.last_heartbeat, c.last_metric_at)')} THEN 'inactive'
+    WHEN c.status = 'error' AND ${WITHIN(LAST_SIGN_OF_LIFE)} THEN 'error'
+    WHEN c.last_metric_at IS NULL AND (c.last_heartbeat IS NULL OR ${WITHIN(LAST_SIGN_OF_LIFE)}) THEN 'pending'
+    WHEN NOT ${WITHIN(LAST_SIGN_OF_LIFE)} THEN 'inactive'
     ELSE 'active' END`;
 
 /** What COLLECTOR_COLUMNS reads besides `collectors c`: its group and who registered it. */
