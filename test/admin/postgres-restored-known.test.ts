@@ -241,28 +241,28 @@ it('an empty known set (upgrade) denies nothing and is filled from PostgreSQL; a
 });
 
 /**
- * A PostgreSQL that holds none of the collectors Redis knows is no backup of this installation's
- * (or one older than every registration): a wrong DATABASE_URL would otherwise have the whole fleet
- * refused, each one to be enabled again by hand once the right database is back.
+ * A PostgreSQL that holds none of the collectors Redis knows, with this installation's id: a backup
+ * older than every registration. Before the installation id the repair denied nothing here (it could
+ * be a wrong DATABASE_URL), and one collector registered in that database lifted the guard — for a
+ * wrong database too, refusing the whole real fleet (test/admin/installation-id.test.ts). The id
+ * tells the two apart: this installation's backup has every lost registration refused at once.
  */
-it('denies nothing when PostgreSQL holds none of the collectors Redis knows, and says so', async () => {
+it('a backup of this installation older than every registration: every collector Redis knows is refused', async () => {
   await using h = await createHarness();
   const { deps } = h.service;
   const { redis, keys } = deps;
   const caller = h.caller(h.admin);
   const a = (await caller.collectors.register(form())).collector.id;
   const b = (await caller.collectors.register(form())).collector.id;
+  expect(await reconcileDenyState(deps)).toBe(0); // Redis holds the installation id
   await restoreBefore(h, new Date(), [a, b]);
   const error = vi.spyOn(deps.logger, 'error');
-  expect(await reconcileDenyState(deps)).toBe(0);
-  expect(await redis.scard(keys.deniedCollectors)).toBe(0);
-  expect(errorsSaying(error, 'PostgreSQL holds none of the collectors Redis knows')).toHaveLength(1);
-  expect(errorsSaying(error, REGISTERED_AFTER)).toHaveLength(0);
-
-  // Once PostgreSQL holds one of them, the others are what the restore lost.
-  const c = (await caller.collectors.register(form())).collector.id;
   await redis.sadd(keys.knownCollectors, 'not-a-collector-id'); // written by hand: ignored
   expect(await reconcileDenyState(deps)).toBe(2);
   for (const id of [a, b]) expect(await redis.sismember(keys.deletedCollectors, id)).toBe(1);
+  expect(errorsSaying(error, 'PostgreSQL holds none of the collectors Redis knows')).toHaveLength(0);
+  expect(errorsSaying(error, REGISTERED_AFTER)).toHaveLength(1);
+  const c = (await caller.collectors.register(form())).collector.id;
+  expect(await reconcileDenyState(deps)).toBe(0);
   expect(await redis.sismember(keys.deniedCollectors, c)).toBe(0);
 });

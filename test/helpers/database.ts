@@ -31,6 +31,17 @@ async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
 export async function createTestDatabase({ migrated = true }: { migrated?: boolean } = {}): Promise<TestDatabase> {
   const name = `t_${randomUUID().replaceAll('-', '').slice(0, 16)}`;
   await admin((c) => c.query(`CREATE DATABASE ${name}${migrated ? ` TEMPLATE ${pg.escapeIdentifier(testEnv.templateDb)}` : ''}`));
+  // A copy of the template is a clone of one database, its installation id included (migration
+  // 0044): each suite's database gets an id of its own, as one migrated from nothing does.
+  if (migrated) {
+    const client = new pg.Client({ connectionString: urlFor(name) });
+    await client.connect();
+    try {
+      await client.query('UPDATE installation SET id = gen_random_uuid(), created_at = now()');
+    } finally {
+      await client.end();
+    }
+  }
   const drop = () => admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined);
   return { name, url: urlFor(name), drop, [Symbol.asyncDispose]: drop };
 }

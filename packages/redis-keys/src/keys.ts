@@ -46,6 +46,13 @@ export function redisKeys(prefix = 'pga') {
      * back to an older copy). Never shrinks: collectors are soft-deleted, their rows stay.
      */
     knownCollectors: `${prefix}:collectors:known`,
+    /**
+     * STRING the installation's id (PostgreSQL's `installation` table, migration 0044), copied here
+     * by the admin service when Redis holds none. The repair of `knownCollectors` acts only while
+     * it equals PostgreSQL's: another id is a wrong DATABASE_URL, another installation on this
+     * prefix, or a database re-created from nothing (`npm run adopt-installation` adopts its id).
+     */
+    installation: `${prefix}:installation`,
     /** HASH collector id → config_version (admin writes; edge answers heartbeats from it). */
     configVersions: `${prefix}:config-version`,
     /**

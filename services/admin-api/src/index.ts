@@ -5,3 +5,4 @@ export { readAdminConfig, AdminConfigSchema, type AdminConfig } from './config';
 export { createCallerFactory } from './trpc/init';
 export type { Context, SessionUser } from './trpc/context';
 export { createDeps, type Deps } from './deps';
+export { adoptInstallation, readInstallationId } from './collectors/installation';

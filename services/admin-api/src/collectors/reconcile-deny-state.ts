@@ -2,6 +2,7 @@ import { readDatabaseDenyState, withTransaction } from '@pga/db';
 import { recordKnownCollectors } from '@pga/redis-keys';
 import type { Deps } from '../deps';
 import { DENIED_AT_US, publishChange } from './after-commit';
+import { ADOPT_COMMAND, readInstallationId } from './installation';
 
 /**
  * Makes sure the edges' deny sets hold everything PostgreSQL says is refused: every revoked token
@@ -153,28 +154,85 @@ export async function reconcileDenyState(deps: Deps): Promise<number> {
  * edge could not write it): an id in neither set is never denied, so an empty set denies nothing.
  * Collectors are soft-deleted (their rows stay), so no id leaves PostgreSQL otherwise.
  *
- * Not when PostgreSQL holds none of the collectors Redis knows: that is another installation's
- * database (a wrong DATABASE_URL, or two installations sharing one Redis prefix), or a backup from
- * before the first registration. Denying every collector of the fleet on that evidence would take
- * an admin enabling each one again once the right database is back; nothing is denied or added, and
- * each run logs an error instead. Returns how many it denied.
+ * Only while PostgreSQL is this installation's (installation.ts): when Redis's installation id is
+ * not PostgreSQL's — a wrong DATABASE_URL, another installation on the same Redis prefix, a database
+ * re-created from nothing — nothing is denied or added, and each run logs an error instead (the
+ * operator adopts PostgreSQL's id when it is the right one, `npm run adopt-installation`). Before,
+ * the only guard was "PostgreSQL holds none of the ids Redis knows", and one collector registered in
+ * the wrong database lifted it: the next run refused the whole fleet as deleted, and each collector
+ * had to be enabled by hand once the right database was back. A restore from this installation's
+ * backup keeps the id. When Redis holds no id (an upgrade from before it, a Redis that lost its
+ * data) PostgreSQL's is copied there if PostgreSQL holds every id the known set holds (none to
+ * deny), or one of them created before PostgreSQL's installation row (the fleet of the upgraded
+ * installation: a wrong or new database created its row before any of its collectors); otherwise
+ * nothing is adopted, denied or added, with an error at each run (it may be another's database).
+ * With the ids the same, a PostgreSQL holding none of them is a backup of this installation older
+ * than every registration (or a database the operator adopted): they are all denied. Returns how
+ * many it denied.
  */
 export async function reconcileKnownCollectors(deps: Deps): Promise<number> {
   const { pool, redis, keys, logger } = deps;
+  const inRedis = await redis.get(keys.installation);
   const known = await redis.smembers(keys.knownCollectors);
-  const { rows } = await pool.query<{ id: string }>('SELECT id::text AS id FROM collectors');
+  const installation = await readInstallationId(pool);
+  // `older`: created before the installation row, i.e. before the upgrade that created it (0044).
+  const { rows } = await pool.query<{ id: string; older: boolean }>(
+    `SELECT id::text AS id, coalesce(created_at < (SELECT created_at FROM installation), false) AS older FROM collectors`,
+  );
   const held = new Set(rows.map((r) => r.id));
   const knownIds = new Set(known.filter((id) => UUID.test(id)).map((id) => id.toLowerCase()));
   const unknown = [...knownIds].filter((id) => !held.has(id));
-  if (knownIds.size > 0 && unknown.length === knownIds.size) {
+  const differs = (redisId: string) =>
     logger.error(
-      { known: knownIds.size, collectors_in_postgresql: held.size, ids: unknown.slice(0, 20) },
-      'PostgreSQL holds none of the collectors Redis knows: a wrong DATABASE_URL, another installation on the same ' +
-        'REDIS_KEY_PREFIX, or PostgreSQL restored from a backup older than every registration? Nothing denied: ' +
-        `refuse a collector registered after the backup by hand (SADD ${keys.deniedCollectors} <id> and ` +
-        `SADD ${keys.deletedCollectors} <id>, then restart the edges)`,
+      {
+        installation_in_redis: redisId,
+        installation_in_postgresql: installation,
+        known: knownIds.size,
+        collectors_in_postgresql: held.size,
+      },
+      `Redis belongs to another installation than PostgreSQL (${keys.installation} is not the id in PostgreSQL's table ` +
+        'installation): a wrong DATABASE_URL, another installation on the same REDIS_KEY_PREFIX, or a database re-created ' +
+        'from nothing? Nothing denied: the collectors Redis knows are not checked against this PostgreSQL. If it is the ' +
+        `right one, adopt its id (${ADOPT_COMMAND}; every collector Redis knows and it lacks is then refused as deleted)`,
+    );
+  if (installation === null) {
+    logger.error(
+      { installation_in_redis: inRedis },
+      "PostgreSQL holds no installation id (its table installation is empty: restored without that table's data?): " +
+        'nothing denied; the collectors Redis knows are not checked against it until the row is back',
     );
     return 0;
+  }
+  if (inRedis !== null && inRedis !== installation) {
+    differs(inRedis);
+    return 0;
+  }
+  if (inRedis === null) {
+    // Adopted when that denies nothing (PostgreSQL holds every id Redis knows), or from a database
+    // holding a collector Redis knows from before the database had its id (the upgrade that
+    // created it): a wrong or new database created its id before any of its collectors, so one
+    // registered there does not make it this installation's.
+    const older = new Set(rows.filter((r) => r.older).map((r) => r.id));
+    if (unknown.length > 0 && ![...knownIds].some((id) => older.has(id))) {
+      logger.error(
+        { known: knownIds.size, lacking: unknown.length, collectors_in_postgresql: held.size, ids: unknown.slice(0, 20) },
+        `Redis holds no installation id (${keys.installation}) and PostgreSQL lacks ${unknown.length} of the collectors ` +
+          'Redis knows, holding none of them from before its own id: a wrong DATABASE_URL, another installation on the ' +
+          'same REDIS_KEY_PREFIX, or PostgreSQL restored from a backup older than every registration? Nothing adopted or ' +
+          `denied. If it is the right one, adopt its id (${ADOPT_COMMAND}; every collector Redis knows and it lacks is ` +
+          'then refused as deleted)',
+      );
+      return 0;
+    }
+    // An upgrade from before the id, or a Redis that lost its data: PostgreSQL's becomes Redis's
+    // (NX: another admin service adopting its own at the same moment wins, and this one says so).
+    await redis.set(keys.installation, installation, 'NX');
+    const adopted = await redis.get(keys.installation);
+    if (adopted !== installation) {
+      differs(adopted ?? '(none)');
+      return 0;
+    }
+    logger.info({ installation }, `Redis held no installation id; copied PostgreSQL's to ${keys.installation}`);
   }
   const unrecorded = rows.map((r) => r.id).filter((id) => !knownIds.has(id));
   if (unrecorded.length) await recordKnownCollectors(redis, keys, unrecorded);
