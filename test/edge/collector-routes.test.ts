@@ -51,17 +51,26 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
     expect(Date.parse(hb.last_seen!)).toBeGreaterThan(Date.now() - 60_000);
     expect(await world.redis.sismember(world.keys.heartbeatDirty, c.id)).toBe(1);
     expect(await world.redis.hget(world.keys.configVersions, c.id)).toBe('3');
-    // The collection time is also added to the figures not flushed yet, which the next heartbeat
-    // (replacing the hash) does not lose; one without a collection time leaves them as they are.
+    // The collection time is also kept as one report scored by the heartbeat's time (its last_seen),
+    // which the next heartbeat (replacing the hash) does not lose; one without a time adds none.
     const times = world.keys.heartbeatCollectionTimes(c.id);
-    const figures = async () =>
-      Object.fromEntries(await Promise.all(['n', 'sum', 'max'].map(async (m) => [m, await world.redis.zscore(times, m)])));
-    expect(hb.collection_times).toBe('zset');
-    expect(await figures()).toEqual({ n: '1', sum: '13', max: '13' });
+    const reports = async () => {
+      const r = await world.redis.zrange(times, 0, -1, 'WITHSCORES');
+      return Array.from({ length: r.length / 2 }, (_, i) => [r[2 * i]!, Number(r[2 * i + 1])] as const);
+    };
+    expect(hb.collection_times).toBe('reports');
+    const first = Date.parse(hb.last_seen!);
+    expect(await reports()).toEqual([[`${first}:13`, first]]);
     expect((await heartbeat(JSON.stringify({ collection_time_ms: 7 }))).status).toBe(200);
+    const second = Date.parse((await world.redis.hget(world.keys.heartbeat(c.id), 'last_seen'))!);
     expect((await heartbeat('{}')).status).toBe(200);
-    expect(await figures()).toEqual({ n: '2', sum: '20', max: '13' });
+    expect(await reports()).toEqual([
+      [`${first}:13`, first],
+      [`${second}:7`, second],
+    ]);
     expect(await world.redis.pttl(times)).toBeGreaterThan(7 * 24 * 3600 * 1000);
+    // Plain ZADD, no running figures under the earlier key (ZADD GT there needed Redis 6.2).
+    expect(await world.redis.exists(`${world.keys.heartbeatDirty.slice(0, -'hb:dirty'.length)}hb:ct:${c.id}`)).toBe(0);
     // Nothing written to PostgreSQL by the edge: the writer flushes heartbeats.
     const { rows } = await world.pool.query('SELECT last_heartbeat FROM collectors WHERE id = $1', [c.id]);
     expect(rows[0].last_heartbeat).toBeNull();
@@ -100,6 +109,19 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
     expect(kept.at(-1)).toMatch(/^\d+:active$/);
     expect(Number(kept.at(-1)!.split(':')[0])).toBeGreaterThanOrEqual(now);
     expect(await world.redis.pttl(key)).toBeGreaterThan(24 * 3600 * 1000);
+  });
+
+  it('heartbeat: the collection-time reports keep the newest 200 (a writer away cannot grow them)', async () => {
+    const who = await world.collector();
+    const key = world.keys.heartbeatCollectionTimes(who.id);
+    const now = Date.now();
+    const old = Array.from({ length: 300 }, (_, i) => now - (300 - i) * 60_000);
+    await world.redis.zadd(key, ...old.flatMap((t) => [t, `${t}:50`]));
+    expect((await heartbeat(JSON.stringify({ collection_time_ms: 70 }), who.token, who.id)).status).toBe(200);
+    const kept = await world.redis.zrange(key, 0, -1);
+    expect(kept).toHaveLength(200);
+    expect(kept[0]).toBe(`${old[101]}:50`);
+    expect(kept.at(-1)).toMatch(/^\d+:70$/);
   });
 
   it('heartbeat: answers the admin’s config bump and drains pending commands once', async () => {

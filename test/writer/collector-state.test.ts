@@ -484,37 +484,36 @@ describe('writer: collector state from heartbeats, sweeps and uptime', () => {
     expect(await h.writer.heartbeats.flushHeartbeats()).toBe(1);
     expect(await flushed()).toBe(before + 1);
   });
-  it('applies the collection times an edge added up in Redis (all since the last flush) once, and those of an older edge’s hash', async () => {
+  it('applies the collection times an edge added to Redis (all since the last flush) once, and those of an older edge’s hash', async () => {
     const id = await insertCollector(h.pool);
     const times = h.keys.heartbeatCollectionTimes(id);
-    const ago = (ms: number) => new Date(Date.now() - ms).toISOString();
+    const ago = (ms: number) => new Date(Date.now() - ms);
     // What the edge writes for heartbeats reporting 100, 500 and 300 ms, the last one's hash kept.
-    const report = async (seen: string, ms: number) => {
+    const report = async (seen: Date, ms: number) => {
       await h.redis
         .multi()
         .del(h.keys.heartbeat(id))
         .hset(h.keys.heartbeat(id), {
-          last_seen: seen,
+          last_seen: seen.toISOString(),
           status: 'active',
-          collection_times: 'zset',
+          collection_times: 'reports',
           collection_time_ms: String(ms),
         })
         .sadd(h.keys.heartbeatDirty, id)
-        .zincrby(times, 1, 'n')
-        .zincrby(times, ms, 'sum')
-        .zadd(times, 'GT', ms, 'max')
+        .zadd(times, seen.getTime(), `${seen.getTime()}:${ms}`)
         .exec();
     };
     await report(ago(3000), 100);
     await report(ago(2500), 500);
     await report(ago(2000), 300);
+    const left = await h.redis.zrange(times, 0, -1, 'WITHSCORES');
     expect(await h.writer.heartbeats.flushHeartbeats()).toBe(1);
     expect(await collector(id)).toMatchObject({ avg_collection_time_ms: 300, max_collection_time_ms: 500 });
     expect(await h.redis.exists(times)).toBe(0);
 
-    // A writer died after COMMIT, before subtracting: the same figures and hash come back, and are
-    // not applied again (the hash is not newer than last_heartbeat); then they are gone.
-    await h.redis.multi().zincrby(times, 3, 'n').zincrby(times, 900, 'sum').zadd(times, 'GT', 500, 'max').exec();
+    // A writer died after COMMIT, before removing them: the same reports and hash come back, and are
+    // not applied again (not newer than last_heartbeat); then they are gone.
+    await h.redis.zadd(times, ...left.toReversed());
     await h.redis.sadd(h.keys.heartbeatDirty, id);
     await h.writer.heartbeats.flushHeartbeats();
     expect(await collector(id)).toMatchObject({ avg_collection_time_ms: 300, max_collection_time_ms: 500 });
@@ -522,7 +521,7 @@ describe('writer: collector state from heartbeats, sweeps and uptime', () => {
 
     // A hash from an older edge (no collection_times mark) still counts its collection_time_ms.
     await h.redis.del(h.keys.heartbeat(id));
-    await heartbeat(id, { last_seen: ago(1000), status: 'active', collection_time_ms: '800' });
+    await heartbeat(id, { last_seen: ago(1000).toISOString(), status: 'active', collection_time_ms: '800' });
     await h.writer.heartbeats.flushHeartbeats();
     expect(await collector(id)).toMatchObject({
       avg_collection_time_ms: Math.round(300 * 0.8 + 800 * 0.2),

@@ -109,7 +109,8 @@ describe('writer: heartbeat minutes flushed in bounded slices; the sweep and flu
     const pool = {
       query: (text: string, params: unknown[]) => {
         const count = new Map<string, number>();
-        for (const id of (params[7] as string[] | undefined) ?? []) count.set(id, (count.get(id) ?? 0) + 1);
+        // $7: the minutes' collector ids.
+        for (const id of (params[6] as string[] | undefined) ?? []) count.set(id, (count.get(id) ?? 0) + 1);
         perStatement.push(count);
         return h.pool.query(text, params);
       },

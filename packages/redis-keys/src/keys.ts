@@ -65,7 +65,7 @@ export function redisKeys(prefix = 'pga') {
 
     /**
      * HASH of one collector's latest heartbeat: last_seen, status, metrics_count, last_error,
-     * collection_time_ms, version, and `collection_times: zset` when the edge also added its collection
+     * collection_time_ms, version, and `collection_times: reports` when the edge also added its collection
      * time to `heartbeatCollectionTimes` (an older edge does not: the writer then takes collection_time_ms).
      */
     heartbeat: (collectorId: string) => `${prefix}:hb:${collectorId}`,
@@ -80,14 +80,17 @@ export function redisKeys(prefix = 'pga') {
      */
     heartbeatMinutes: (collectorId: string) => `${prefix}:hb:mins:${collectorId}`,
     /**
-     * ZSET of one collector's collection times not yet flushed, as three members whose scores are
-     * the running figures: `n` (reports), `sum` (ms), `max` (ms). The edge adds each heartbeat's
-     * `collection_time_ms` in the heartbeat's MULTI (ZINCRBY n / sum, ZADD GT max) and marks the hash
-     * `collection_times: zset`; the writer applies them with the hash and subtracts what it read after
-     * COMMIT. The hash keeps only the latest heartbeat, so a collection time reported by a heartbeat
-     * replaced before the writer's flush was lost from avg/max_collection_time_ms.
+     * ZSET of one collector's collection times not yet flushed, one member per report,
+     * `<heartbeat epoch ms>:<collection ms>` scored by the heartbeat's time (its hash's `last_seen`).
+     * The edge ZADDs it in the heartbeat's MULTI (keeping the newest 200) and marks the hash
+     * `collection_times: reports`; the writer applies, with a hash, the reports newer than the
+     * collector's last heartbeat applied and not newer than that hash (so none twice), then removes the
+     * reports up to the hash's time after COMMIT. The hash keeps only the latest heartbeat, so a
+     * collection time reported by a heartbeat replaced before the flush was lost from
+     * avg/max_collection_time_ms. (A new key: `hb:ct:{id}` held running figures `n`/`sum`/`max` in
+     * this round's earlier, unreleased format, which nothing reads; it expires.)
      */
-    heartbeatCollectionTimes: (collectorId: string) => `${prefix}:hb:ct:${collectorId}`,
+    heartbeatCollectionTimes: (collectorId: string) => `${prefix}:hb:cts:${collectorId}`,
 
     /**
      * STRING idempotency marker of one push, 24 h TTL: `b:<batch id>:<records>`, the batch whose

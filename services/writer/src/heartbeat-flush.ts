@@ -57,38 +57,43 @@ function intOrNull(value: string | undefined): number | null {
 }
 
 /**
- * Subtracts the collection times a committed flush applied (ARGV: n, sum, max per key) from the edge's
- * running figures (keys.heartbeatCollectionTimes), keeping what heartbeats added since: `max` goes
- * unless a larger one came since, the key once no report is left. A key gone meanwhile is left alone.
+ * Collection-time reports read per collector per flush statement, the newest of its
+ * `keys.heartbeatCollectionTimes` ZSET: as many as the edge keeps (HEARTBEAT_COLLECTION_TIMES_MAX),
+ * so normally all of them; it bounds the statement to batchSize × this many reports should a key hold
+ * more (hand-made, another edge's cap).
  */
-const SETTLE_COLLECTION_TIMES = `
-for i = 1, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    local left = tonumber(redis.call('ZINCRBY', KEYS[i], -tonumber(ARGV[3 * i - 2]), 'n'))
-    redis.call('ZINCRBY', KEYS[i], -tonumber(ARGV[3 * i - 1]), 'sum')
-    local max = redis.call('ZSCORE', KEYS[i], 'max')
-    if max and tonumber(max) <= tonumber(ARGV[3 * i]) then redis.call('ZREM', KEYS[i], 'max') end
-    if left <= 0 then redis.call('DEL', KEYS[i]) end
-  end
-end
-return #KEYS`;
+export const COLLECTION_TIMES_PER_FLUSH = 200;
 
-/** The figures of a keys.heartbeatCollectionTimes ZSET (`ZRANGE 0 -1 WITHSCORES`): reports, sum, max. */
-export function parseCollectionTimes(reply: unknown): { n: number; sum: number; max: number | null } {
-  const figures: Record<string, number> = {};
-  if (Array.isArray(reply)) for (let i = 0; i + 1 < reply.length; i += 2) figures[String(reply[i])] = Number(reply[i + 1]);
-  const n = Math.round(figures.n ?? 0);
-  const sum = figures.sum ?? 0;
-  const max = figures.max;
-  if (!(n > 0) || !Number.isFinite(sum) || sum < 0) return { n: 0, sum: 0, max: null };
-  return { n, sum, max: max !== undefined && Number.isFinite(max) && max >= 0 && max < 2 ** 31 ? Math.round(max) : null };
+/**
+ * A member of the edge's heartbeatCollectionTimes ZSET, `<heartbeat epoch ms>:<collection ms>`, or
+ * undefined (also for a time PostgreSQL's `int` cannot hold: one such value would fail the batch).
+ */
+export function parseCollectionTime(member: string): { at: number; ms: number } | undefined {
+  const m = /^(\d{1,15}):(\d{1,10})$/.exec(member);
+  if (!m) return undefined;
+  const at = Number(m[1]);
+  const ms = Number(m[2]);
+  return ms < 2 ** 31 && !Number.isNaN(new Date(at).getTime()) ? { at, ms } : undefined;
 }
 
-/** Atomically moves up to ARGV[1] ids from the dirty SET to the in-flight ZSET (score = claim time). */
+/**
+ * Atomically moves up to ARGV[1] ids from the dirty SET to the in-flight ZSET (score = claim time),
+ * returning how many it popped and the ids it claimed. An id in flight already (another flush has it,
+ * and a heartbeat since marked it dirty again) stays dirty: the flush that has it may still be
+ * writing, and the next tick after it ends takes it (a dead flush's claim is recovered after 30 s).
+ */
 const CLAIM = `
 local ids = redis.call('SPOP', KEYS[1], ARGV[1])
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[2], ARGV[2], id) end
-return ids`;
+local claimed = {}
+for _, id in ipairs(ids) do
+  if redis.call('ZSCORE', KEYS[2], id) then
+    redis.call('SADD', KEYS[1], id)
+  else
+    redis.call('ZADD', KEYS[2], ARGV[2], id)
+    claimed[#claimed + 1] = id
+  end
+end
+return {#ids, claimed}`;
 
 /** Gives claimed ids back to the dirty SET (the flush statement failed). */
 const RELEASE = `
@@ -150,7 +155,10 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
   const flushHeartbeats = async (): Promise<number> => {
     const flushed = new Set<string>();
     for (;;) {
-      const ids = (await o.redis.eval(CLAIM, 2, o.keys.heartbeatDirty, inflight, batchSize, Date.now())) as string[];
+      const [popped, ids] = (await o.redis.eval(CLAIM, 2, o.keys.heartbeatDirty, inflight, batchSize, Date.now())) as [
+        number,
+        string[],
+      ];
       if (ids.length === 0) return flushed.size;
       const valid = ids.filter((id) => UUID.test(id));
       const pipe = o.redis.pipeline();
@@ -159,7 +167,7 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
           .hgetall(o.keys.heartbeat(id))
           .zrange(o.keys.heartbeatMinutes(id), 0, minutesPerFlush - 1)
           .zcard(o.keys.heartbeatMinutes(id))
-          .zrange(o.keys.heartbeatCollectionTimes(id), 0, -1, 'WITHSCORES');
+          .zrevrange(o.keys.heartbeatCollectionTimes(id), 0, COLLECTION_TIMES_PER_FLUSH - 1);
       const replies = (await pipe.exec()) ?? [];
       // The minutes with a heartbeat since the last flush (the edge's heartbeatMinutes ZSETs), oldest
       // first and at most minutesPerFlush per collector, for the history: the hash holds only the
@@ -169,10 +177,12 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
       // Collectors with minutes left after this statement's: dirty again once it committed.
       const more: string[] = [];
       const cols = { id: [] as string[], seen: [] as string[], status: [] as (string | null)[], err: [] as (string | null)[] };
-      // Collection times to apply: reports, their sum and max (parallel to cols); and the figures read
-      // from keys.heartbeatCollectionTimes, to subtract there after COMMIT.
-      const ct = { n: [] as (number | null)[], sum: [] as (number | null)[], max: [] as (number | null)[] };
-      const readTimes: { key: string; n: number; sum: number; max: number }[] = [];
+      // Collection-time reports, one row each: the statement applies those newer than the collector's
+      // last_heartbeat, so none twice. After COMMIT every report up to the hash's time is removed
+      // (keys.heartbeatCollectionTimes, score ≤ that ms): applied now or before (last_heartbeat is now
+      // at least that time, so no flush would apply it); newer ones stay for the hash they came with.
+      const reports = { id: [] as string[], at: [] as string[], ms: [] as number[] };
+      const settle: [string, number][] = [];
       const count: (number | null)[] = [];
       const version: (string | null)[] = [];
       valid.forEach((id, i) => {
@@ -194,21 +204,25 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
         cols.seen.push(seen.toISOString());
         cols.status.push(h.status === 'error' ? 'error' : h.status === 'active' ? 'active' : null);
         cols.err.push(storableText(h.last_error, 4000));
-        if (h.collection_times === 'zset') {
-          // An edge that adds every collection time to the ZSET: all reported since the last flush.
-          const timesReply = replies[4 * i + 3];
-          const times = parseCollectionTimes(timesReply && !timesReply[0] ? timesReply[1] : undefined);
-          ct.n.push(times.n || null);
-          ct.sum.push(times.n ? times.sum : null);
-          ct.max.push(times.max);
-          if (times.n)
-            readTimes.push({ key: o.keys.heartbeatCollectionTimes(id), n: times.n, sum: times.sum, max: times.max ?? -1 });
-        } else {
-          // An older edge: the latest heartbeat's time only.
-          const ctime = intOrNull(h.collection_time_ms);
-          ct.n.push(ctime === null ? null : 1);
-          ct.sum.push(ctime);
-          ct.max.push(ctime);
+        const seenMs = seen.getTime();
+        const timesReply = replies[4 * i + 3];
+        const times = (timesReply && !timesReply[0] && Array.isArray(timesReply[1]) ? timesReply[1] : []) as string[];
+        if (times.length > 0) settle.push([o.keys.heartbeatCollectionTimes(id), seenMs]);
+        for (const member of times) {
+          const report = parseCollectionTime(member);
+          // Newer than this hash: a heartbeat since (its hash read next time) brought it.
+          if (!report || report.at > seenMs) continue;
+          reports.id.push(id);
+          reports.at.push(new Date(report.at).toISOString());
+          reports.ms.push(report.ms);
+        }
+        // A hash from an edge that does not add its time to the reports (an older edge, or this
+        // round's earlier `collection_times: zset`): the hash's own time, a report at its last_seen.
+        const ctime = h.collection_times === 'reports' ? null : intOrNull(h.collection_time_ms);
+        if (ctime !== null && ctime >= 0) {
+          reports.id.push(id);
+          reports.at.push(seen.toISOString());
+          reports.ms.push(ctime);
         }
         count.push(intOrNull(h.metrics_count));
         version.push(storableText(h.version, 100));
@@ -220,14 +234,14 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
             cols.seen,
             cols.status,
             cols.err,
-            ct.n,
             count,
             version,
             minutes.id,
             minutes.minute,
             minutes.status,
-            ct.sum,
-            ct.max,
+            reports.id,
+            reports.at,
+            reports.ms,
           ]);
           // One row per heartbeat applied: a hash flushed again (older than last_heartbeat) is not counted.
           o.metrics.heartbeatsFlushed.inc(rows.length);
@@ -242,18 +256,13 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
       // collector with minutes left goes back to the dirty set before its claim is removed (a crash
       // in between: the claim is recovered), and its next flush takes the next minutes; its hash,
       // applied already, is then not applied again (last_seen not newer than last_heartbeat).
-      // The collection times read are subtracted likewise (applied with their hash, or not at all
-      // when it was not newer: flushed before, the crash case below), in the same round trip.
-      if (readMinutes.length > 0 || more.length > 0 || readTimes.length > 0) {
+      // The collection-time reports up to each hash's time likewise (whether this statement applied
+      // them or one before did), in the same round trip: ZREMRANGEBYSCORE, so the reports a heartbeat
+      // added since (newer) stay. Lost (a crash before this): read again and not applied again.
+      if (readMinutes.length > 0 || more.length > 0 || settle.length > 0) {
         const after = o.redis.pipeline();
         for (const [id, members] of readMinutes) after.zrem(o.keys.heartbeatMinutes(id), ...members);
-        if (readTimes.length > 0)
-          after.eval(
-            SETTLE_COLLECTION_TIMES,
-            readTimes.length,
-            ...readTimes.map((t) => t.key),
-            ...readTimes.flatMap((t) => [t.n, t.sum, t.max]),
-          );
+        for (const [key, seenMs] of settle) after.zremrangebyscore(key, '-inf', seenMs);
         if (more.length > 0) after.sadd(o.keys.heartbeatDirty, ...more);
         const done = (await after.exec()) ?? [];
         const failed = done.find(([err]) => err)?.[0];
@@ -261,7 +270,9 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
       }
       await o.redis.zrem(inflight, ...ids);
       for (const id of cols.id) flushed.add(id);
-      if (ids.length < batchSize) return flushed.size;
+      // Dirty set drained (popped fewer than a batch): done; ids left dirty as in flight elsewhere
+      // wait for the next tick.
+      if (Number(popped) < batchSize) return flushed.size;
     }
   };
 

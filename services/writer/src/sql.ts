@@ -153,9 +153,12 @@ export const FOLD_ROLLUP = 'SELECT pga_fold_rollup_deltas() AS folded';
  * An `inactive` collector changes only on a fresh heartbeat (FRESH). A collector in the recycle bin
  * keeps its status (as on a push): the sweep skips it, so nothing would set it back.
  * avg_collection_time_ms is an exponentially weighted mean (weight 0.2 for each report). The
- * collection times ($5 reports, $11 their sum, $12 their max) are every one reported since the last
- * flush (the edge's keys.heartbeatCollectionTimes; from an older edge, the hash's one): n reports of
- * mean m move the mean as n reports of m one after the other would.
+ * collection times ($10–$12: collector, heartbeat time, ms; one row per report, the edge's
+ * keys.heartbeatCollectionTimes, and from an older edge the hash's one at its last_seen) applied are
+ * those newer than the collector's last_heartbeat (as locked: a flush that committed meanwhile
+ * counts) and not newer than the flushed hash: so none twice, whichever writer flushes which hash
+ * when, and none after its hash (the reports up to a hash's time are removed after COMMIT). n reports
+ * of mean m move the mean as n reports of m one after the other would.
  *
  * Applied only when the hash is newer than the last heartbeat applied (`last_heartbeat`, written
  * by nothing else): the same hash can be flushed twice (a heartbeat arriving between a flush's claim
@@ -167,13 +170,21 @@ export const FOLD_ROLLUP = 'SELECT pga_fold_rollup_deltas() AS folded';
  */
 export const FLUSH_HEARTBEATS = `
 WITH hb AS (
-  SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::int[], $6::int[], $7::text[],
-                       $11::float8[], $12::int[])
-    AS hb(id, seen, status, last_error, ct_n, metrics_count, version, ct_sum, ct_max)
+  SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::int[], $6::text[])
+    AS hb(id, seen, status, last_error, metrics_count, version)
 ), locked AS MATERIALIZED (
-  SELECT c.id, c.status AS old_status FROM collectors c WHERE c.id = ANY($1::uuid[]) ORDER BY c.id FOR UPDATE
+  SELECT c.id, c.status AS old_status, c.last_heartbeat
+    FROM collectors c WHERE c.id = ANY($1::uuid[]) ORDER BY c.id FOR UPDATE
+), ct AS (
+  -- The reports this hash brings: after the last heartbeat applied, up to the hash's time.
+  SELECT r.id, count(*) AS n, avg(r.ms::float8) AS mean, max(r.ms) AS max
+    FROM unnest($10::uuid[], $11::timestamptz[], $12::int[]) AS r(id, at, ms)
+    JOIN hb ON hb.id = r.id
+    JOIN locked l ON l.id = r.id
+   WHERE r.at <= hb.seen AND (l.last_heartbeat IS NULL OR r.at > l.last_heartbeat)
+   GROUP BY r.id
 ), history AS (
-  -- The latest heartbeat's minute and the minutes the edge recorded since the last flush ($8–$10,
+  -- The latest heartbeat's minute and the minutes the edge recorded since the last flush ($7–$9,
   -- the oldest HEARTBEAT_MINUTES_PER_FLUSH of its heartbeatMinutes ZSET; the rest come with the next
   -- flushes, the same hash then re-read and its minute upserted again): one row per minute, 'error'
   -- if any heartbeat in it said so, in this statement or an earlier one.
@@ -182,7 +193,7 @@ WITH hb AS (
     FROM (SELECT hb.id, date_trunc('minute', hb.seen) AS minute, coalesce(hb.status, 'active') AS status FROM hb
           UNION ALL
           SELECT m.id, date_trunc('minute', m.minute), m.status
-            FROM unnest($8::uuid[], $9::timestamptz[], $10::text[]) AS m(id, minute, status)) a
+            FROM unnest($7::uuid[], $8::timestamptz[], $9::text[]) AS m(id, minute, status)) a
     JOIN locked l ON l.id = a.id
    GROUP BY a.id, a.minute
   ON CONFLICT (collector_id, minute) DO UPDATE SET status = EXCLUDED.status
@@ -198,15 +209,16 @@ UPDATE collectors c SET
     ELSE c.status END,
   last_error = CASE WHEN hb.status = 'error' THEN coalesce(hb.last_error, c.last_error) ELSE c.last_error END,
   error_count = c.error_count + CASE WHEN hb.status = 'error' THEN 1 ELSE 0 END,
-  -- ct_n reports of mean ct_sum / ct_n, each weighted 0.2 in turn (0.8 ^ n of the old mean is left;
-  -- past 200 reports nothing is, and a larger power would underflow float8).
-  avg_collection_time_ms = CASE WHEN coalesce(hb.ct_n, 0) < 1 THEN c.avg_collection_time_ms
-    ELSE round(coalesce(c.avg_collection_time_ms, hb.ct_sum / hb.ct_n) * power(0.8::float8, LEAST(hb.ct_n, 200))
-               + hb.ct_sum / hb.ct_n * (1 - power(0.8::float8, LEAST(hb.ct_n, 200))))::int END,
-  max_collection_time_ms = GREATEST(c.max_collection_time_ms, hb.ct_max),
+  -- ct.n reports of mean ct.mean, each weighted 0.2 in turn (0.8 ^ n of the old mean is left; past
+  -- 200 reports nothing is, and a larger power would underflow float8). Capped to int: a value out
+  -- of range would fail the statement of the whole batch.
+  avg_collection_time_ms = CASE WHEN ct.n IS NULL THEN c.avg_collection_time_ms
+    ELSE LEAST(round(coalesce(c.avg_collection_time_ms, ct.mean) * power(0.8::float8, LEAST(ct.n, 200))
+                     + ct.mean * (1 - power(0.8::float8, LEAST(ct.n, 200)))), 2147483647)::int END,
+  max_collection_time_ms = GREATEST(c.max_collection_time_ms, ct.max),
   last_collection_count = coalesce(hb.metrics_count, c.last_collection_count),
   agent_version = coalesce(hb.version, c.agent_version)
-FROM hb JOIN locked l ON l.id = hb.id
+FROM hb JOIN locked l ON l.id = hb.id LEFT JOIN ct ON ct.id = hb.id
 WHERE c.id = hb.id AND (c.last_heartbeat IS NULL OR hb.seen > c.last_heartbeat)
 RETURNING c.id, c.status, l.old_status, c.last_heartbeat, c.last_metric_at, c.metrics_collected`;
 

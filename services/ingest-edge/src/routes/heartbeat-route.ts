@@ -28,6 +28,22 @@ export const HEARTBEAT_MINUTES_MAX = 1440;
  */
 export const HEARTBEAT_MINUTES_TTL_MS = 8 * 24 * 3600 * 1000;
 
+/**
+ * Collection-time reports (`keys.heartbeatCollectionTimes`) the edge keeps per collector, the newest:
+ * 200 reports weigh all but 0.8²⁰⁰ of the writer's weighted mean, so a writer away longer counts the
+ * mean of the newest 200 and loses only older maxima. It bounds Redis and the writer's read (the
+ * writer reads at most as many: COLLECTION_TIMES_PER_FLUSH).
+ */
+export const HEARTBEAT_COLLECTION_TIMES_MAX = 200;
+
+/**
+ * A member of `keys.heartbeatCollectionTimes`: `<epoch ms of the heartbeat>:<collection ms>`, scored
+ * by the heartbeat's ms (its `last_seen`), so each report is one member the writer applies once.
+ */
+export function collectionTimeReport(at: Date, ms: number): string {
+  return `${at.getTime()}:${ms}`;
+}
+
 /** The epoch ms of `at`'s UTC minute: the score of its `keys.heartbeatMinutes` entry. */
 export function heartbeatMinuteMs(at: Date): number {
   return Math.floor(at.getTime() / 60_000) * 60_000;
@@ -72,9 +88,10 @@ export function createHeartbeatHandler(deps: HeartbeatDeps) {
     const nowDate = new Date();
     const now = nowDate.toISOString();
     const status = hb.status ?? 'active';
-    // `collection_times`: this edge adds collection times to keys.heartbeatCollectionTimes (below), so
-    // the writer takes them from there and not from collection_time_ms, which stays for an older writer.
-    const fields: Record<string, string> = { last_seen: now, status, collection_times: 'zset' };
+    // `collection_times: reports`: this edge adds each collection time to keys.heartbeatCollectionTimes
+    // (below), so the writer takes them from there and not from collection_time_ms, which stays for an
+    // older writer. (`zset` marked this round's earlier format, running figures under another key.)
+    const fields: Record<string, string> = { last_seen: now, status, collection_times: 'reports' };
     if (hb.metrics_count !== undefined) fields.metrics_count = String(hb.metrics_count);
     if (hb.last_error !== undefined) fields.last_error = hb.last_error ?? '';
     if (hb.collection_time_ms !== undefined) fields.collection_time_ms = String(hb.collection_time_ms);
@@ -97,15 +114,16 @@ export function createHeartbeatHandler(deps: HeartbeatDeps) {
       .zadd(keys.heartbeatMinutes(id), heartbeatMinuteMs(nowDate), heartbeatMinute(nowDate, status))
       .zremrangebyrank(keys.heartbeatMinutes(id), 0, -(HEARTBEAT_MINUTES_MAX + 1))
       .pexpire(keys.heartbeatMinutes(id), HEARTBEAT_MINUTES_TTL_MS);
-    // The collection time, added to the figures not flushed yet (count, sum, max) in the same MULTI:
-    // the hash above is replaced by the next heartbeat, and with it a time the writer had not flushed.
+    // The collection time, one report scored by this heartbeat's time, in the same MULTI: the hash
+    // above is replaced by the next heartbeat, and with it a time the writer had not flushed. The
+    // writer applies the reports newer than the last heartbeat it applied and not newer than the hash
+    // it flushes, so none twice (two writers, a redelivery after a crash). Plain ZADD and
+    // ZREMRANGEBYRANK, as for the minutes: nothing newer than Redis 5 (ZADD GT needs 6.2).
     if (hb.collection_time_ms !== undefined) {
-      const ms = Math.round(hb.collection_time_ms);
       const times = keys.heartbeatCollectionTimes(id);
       multi
-        .zincrby(times, 1, 'n')
-        .zincrby(times, ms, 'sum')
-        .zadd(times, 'GT', ms, 'max')
+        .zadd(times, nowDate.getTime(), collectionTimeReport(nowDate, Math.round(hb.collection_time_ms)))
+        .zremrangebyrank(times, 0, -(HEARTBEAT_COLLECTION_TIMES_MAX + 1))
         .pexpire(times, HEARTBEAT_MINUTES_TTL_MS);
     }
     const exec = multi.exec();
