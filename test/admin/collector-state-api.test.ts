@@ -47,9 +47,17 @@ describe('collector state as the admin API shows it', () => {
       logger: silent,
     });
     await writer.start();
+    // The heartbeat timer off for good (60 s is the longest WRITER_HEARTBEAT_FLUSH_MS, which a loaded
+    // run can reach): the tests flush themselves, so heartbeats pile up as they do for a writer away.
+    await writer.heartbeats.stop();
     await waitFor('edge /readyz', async () => (await fetch(`${edgeUrl}/readyz`)).status === 200, 10_000);
-    // The sweep's schedule runs once at start (it flushes heartbeats too): let it pass.
-    await new Promise((r) => setTimeout(r, 500));
+    // The sweep's schedule runs once at start (it flushes heartbeats too): wait until it has run,
+    // not a fixed time that a loaded machine can overrun.
+    await waitFor(
+      'the start-up sweep',
+      async () => (await writer.maintenance.queue.getJobs(['completed', 'failed'])).some((j) => j.name === 'sweep'),
+      30_000,
+    );
   });
   afterAll(async () => {
     await writer?.stop().catch(() => undefined);
