@@ -5,7 +5,7 @@ import path from 'node:path';
 import { expect, it, vi } from 'vitest';
 import { findExecutable, POSTGRES_BIN_DIRS } from '@pga/local-stack';
 import { createLogger } from '@pga/logger';
-import { createAdminService, readAdminConfig, readInstallationId, type AdminService } from '@pga/admin-api';
+import { adoptInstallation, createAdminService, readAdminConfig, readInstallationId, type AdminService } from '@pga/admin-api';
 import { reconcileDenyState } from '../../services/admin-api/src/collectors/reconcile-deny-state';
 import { call, spawnEdge } from '../edge/harness';
 import { createTestDatabase, testEnv } from '../helpers';
@@ -250,4 +250,23 @@ it('npm run adopt-installation -- --help prints its usage without an environment
   const bogus = run(['--bogus']);
   expect(bogus.status).toBe(2);
   expect(bogus.stderr).toMatch(/^adopt-installation: Unknown option '--bogus'/);
+});
+
+it('an installation table left empty (a partial restore): the repair does nothing; adopting creates the row and adopts it', async () => {
+  await using h = await createHarness();
+  const { redis, keys, pool } = h.service.deps;
+  await h.caller(h.admin).collectors.register(form());
+  expect(await reconcileDenyState(h.service.deps)).toBe(0);
+  await pool.query('DELETE FROM installation');
+  await redis.del(keys.installation);
+  const error = vi.spyOn(h.service.deps.logger, 'error');
+  expect(await reconcileDenyState(h.service.deps)).toBe(0);
+  expect(error.mock.calls.some((c) => /installation/i.test(String(c[1])))).toBe(true);
+  expect(await redis.get(keys.installation)).toBeNull();
+  // Migration 0044 is recorded as applied and will not run again: adopting creates the row.
+  const adopted = await adoptInstallation(pool, redis, keys);
+  expect(adopted.id).toBe(await readInstallationId(pool));
+  expect(adopted.id).toMatch(/^[0-9a-f-]{36}$/);
+  expect(await redis.get(keys.installation)).toBe(adopted.id);
+  expect(adopted.lacking).toBe(0);
 });

@@ -23,7 +23,7 @@ export const CollectorSchema = z.object({
   enabled: z.boolean(),
   tags: z.array(z.string()),
   config_version: z.number().int(),
-  /** pending until the first push/heartbeat; active within 2 × collection_interval; then inactive; error when reported. */
+  /** pending until the first push; active within 2 × collection_interval; then inactive; error when reported. */
   status: CollectorStatusSchema,
   /** Heartbeat liveness: a heartbeat arrived within 2 × collection_interval. */
   heartbeat_alive: z.boolean(),

@@ -22,7 +22,8 @@ export const ADOPT_COMMAND = 'npm run adopt-installation';
 /**
  * Makes PostgreSQL's installation id Redis's (`npm run adopt-installation`, scripts/adopt-installation.ts):
  * from then on the admin service's repair takes this PostgreSQL for the installation's truth, and
- * refuses as deleted every collector Redis knows that it lacks. Answers the id Redis held before
+ * refuses as deleted every collector Redis knows that it lacks (an empty `installation` table gets
+ * its row first). Answers the id Redis held before
  * (null: none), the id adopted and how many known collectors PostgreSQL lacks.
  */
 export async function adoptInstallation(
@@ -30,11 +31,11 @@ export async function adoptInstallation(
   redis: Redis,
   keys: RedisKeys,
 ): Promise<{ previous: string | null; id: string; lacking: number }> {
+  // A table left empty (a schema-only or partial restore): migration 0044 is recorded as applied and
+  // will not run again, so the row is created here, as that migration does.
+  await pool.query('INSERT INTO installation DEFAULT VALUES ON CONFLICT DO NOTHING');
   const id = await readInstallationId(pool);
-  if (id === null)
-    throw new Error(
-      'PostgreSQL holds no installation id (the table installation is empty): run the migrations, or restore its data',
-    );
+  if (id === null) throw new Error('PostgreSQL holds no installation id and none could be created');
   const previous = await redis.get(keys.installation);
   await redis.set(keys.installation, id);
   const known = await redis.smembers(keys.knownCollectors);

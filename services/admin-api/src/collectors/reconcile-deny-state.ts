@@ -191,8 +191,8 @@ export async function reconcileKnownCollectors(deps: Deps): Promise<number> {
         collectors_in_postgresql: held.size,
       },
       `Redis belongs to another installation than PostgreSQL (${keys.installation} is not the id in PostgreSQL's table ` +
-        'installation): a wrong DATABASE_URL, another installation on the same REDIS_KEY_PREFIX, or a database re-created ' +
-        'from nothing? Nothing denied: the collectors Redis knows are not checked against this PostgreSQL. If it is the ' +
+        'installation): a wrong DATABASE_URL, another installation on the same REDIS_KEY_PREFIX, a database re-created ' +
+        'from nothing, or one restored from a backup taken before migration 0044 (it got a new id)? Nothing denied: the collectors Redis knows are not checked against this PostgreSQL. If it is the ' +
         `right one, adopt its id (${ADOPT_COMMAND}; every collector Redis knows and it lacks is then refused as deleted)`,
     );
   if (installation === null) {
