@@ -97,6 +97,12 @@ export function createAgent(o: AgentOptions) {
   let lastCollectStart = 0;
   let lastHeartbeatStart = 0;
   let heartbeatInFlight = false;
+  /**
+   * The heartbeat in flight, commands included: `stop()` waits for it, so a `stop` its answer carried
+   * is recorded on disk before the process exits (a SIGTERM right after an admin's stop started the
+   * agent collecting again), and commands the edge handed over are not dropped half-handled.
+   */
+  let heartbeating: Promise<unknown> = Promise.resolve();
   let collecting: Promise<unknown> = Promise.resolve();
 
   /** Pulls the config and applies it in place: new interval, limit, target or enabled flag. */
@@ -304,7 +310,8 @@ export function createAgent(o: AgentOptions) {
     heartbeatTimer = setTimeout(async () => {
       lastHeartbeatStart = Date.now();
       heartbeatInFlight = true;
-      await heartbeat().catch((err: Error) => log.warn({ error: err.message }, 'heartbeat failed'));
+      heartbeating = heartbeat().catch((err: Error) => log.warn({ error: err.message }, 'heartbeat failed'));
+      await heartbeating;
       heartbeatInFlight = false;
       if (running) heartbeatLoop(Math.max(0, lastHeartbeatStart + heartbeatPeriodMs() - Date.now()));
     }, delayMs);
@@ -346,7 +353,7 @@ export function createAgent(o: AgentOptions) {
       schedule(0);
       lastHeartbeatStart = Date.now();
       heartbeatInFlight = true;
-      void heartbeat()
+      heartbeating = heartbeat()
         .catch(() => undefined)
         .finally(() => (heartbeatInFlight = false));
       heartbeatLoop();
@@ -357,6 +364,7 @@ export function createAgent(o: AgentOptions) {
       clearTimeout(collectTimer);
       clearTimeout(heartbeatTimer);
       clearTimeout(refreshTimer);
+      await heartbeating;
       await collecting;
       await o.pusher.stop();
       await conn?.close();
