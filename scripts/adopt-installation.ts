@@ -5,13 +5,13 @@
  * but log an error (`Redis belongs to another installation than PostgreSQL …`). README "Restoring
  * Redis or PostgreSQL from a backup".
  */
-import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { Redis } from 'ioredis';
 import { configOrExit, loadConfig, postgresUrl, url } from '@pga/config';
 import { createPool } from '@pga/db';
 import { redisKeys } from '@pga/redis-keys';
 import { adoptInstallation } from '@pga/admin-api';
+import { helpOrExit } from './lib/help-option';
 
 const USAGE = `npm run adopt-installation   (no options; configured by the environment)
   Makes PostgreSQL's installation id Redis's (<prefix>:installation): from the admin service's next
@@ -24,16 +24,7 @@ const USAGE = `npm run adopt-installation   (no options; configured by the envir
   REDIS_KEY_PREFIX   default pga
 README.md, "Restoring Redis or PostgreSQL from a backup".`;
 
-try {
-  const { values } = parseArgs({ options: { help: { type: 'boolean', short: 'h' } }, strict: true });
-  if (values.help) {
-    console.log(USAGE);
-    process.exit(0);
-  }
-} catch (err) {
-  console.error(`adopt-installation: ${(err as Error).message}\n\n${USAGE}`);
-  process.exit(2);
-}
+helpOrExit('adopt-installation', USAGE);
 
 const config = configOrExit('adopt-installation', () =>
   loadConfig(

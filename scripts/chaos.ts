@@ -27,9 +27,19 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { createCentralClient, createPusher, openSpool, type Pusher, type Spool } from '@pga/collector';
 import { migrateDatabase } from '@pga/db';
-import { alive, freePort, processTree, startPostgres, startRedis, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
+import {
+  alive,
+  freePort,
+  processTree,
+  startPostgres,
+  startRedis,
+  waitFor,
+  type PostgresHandle,
+  type RedisHandle,
+} from '@pga/local-stack';
 import { createLogger } from '@pga/logger';
 import { redisKeys } from '@pga/redis-keys';
+import { seededRandom } from '../bench/src/load/payloads';
 import { createHarness, edgeEnvOf, type Harness } from '../test/admin/harness';
 import { form } from '../test/admin/fixtures';
 import { spawnEdge, type EdgeProcess } from '../test/edge/harness';
@@ -72,18 +82,8 @@ if (
   process.exit(2);
 }
 
-/** mulberry32: the fault schedule and the load's shape follow from the seed. */
-function prng(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const random = prng(seed);
+// The fault schedule and the load's shape follow from the seed.
+const random = seededRandom(seed);
 const between = (lo: number, hi: number) => lo + random() * (hi - lo);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const sha256 = (b: string | Buffer) => createHash('sha256').update(b).digest('hex');
@@ -93,18 +93,6 @@ const log = (msg: string) => console.log(`[chaos ${((Date.now() - started) / 100
 let nextPort = args['port-base'] !== undefined ? Number(args['port-base']) : undefined;
 const port = async () => (nextPort !== undefined ? nextPort++ : freePort());
 
-async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs: number, everyMs = 200) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
 const exitOf = (pid: number, timeoutMs = 60_000) => waitFor(`pid ${pid} to exit`, () => !alive(pid), timeoutMs, 50);
 
 // ---------------------------------------------------------------------------------------------
@@ -171,6 +159,7 @@ await waitFor(
   'writers ready',
   async () => (await Promise.all(writerPorts.map((p) => fetch(`http://127.0.0.1:${p}/readyz`)))).every((r) => r.ok),
   60_000,
+  200,
 );
 log(`edge ${edge.url} (2 processes), writers on ${writerPorts.join(', ')}`);
 

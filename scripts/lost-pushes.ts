@@ -4,12 +4,12 @@
  * line each on stdout, a count on stderr). Their collectors' replays are answered duplicate and not
  * stored again; this is what the restore lost. README "Restoring Redis or PostgreSQL from a backup".
  */
-import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { Redis } from 'ioredis';
 import { configOrExit, int, loadConfig, postgresUrl, url } from '@pga/config';
 import { createPool } from '@pga/db';
 import { findLostPushes } from './lib/lost-pushes';
+import { helpOrExit } from './lib/help-option';
 
 const USAGE = `npm run lost-pushes   (no options; configured by the environment)
   Lists the pushes the edges acknowledged within the replay window that PostgreSQL's ingest ledger
@@ -24,16 +24,7 @@ README.md, "Restoring Redis or PostgreSQL from a backup".`;
 
 // `--help` before the environment is read: without DATABASE_URL it used to answer with a
 // configuration error, and with it it ran the scan.
-try {
-  const { values } = parseArgs({ options: { help: { type: 'boolean', short: 'h' } }, strict: true });
-  if (values.help) {
-    console.log(USAGE);
-    process.exit(0);
-  }
-} catch (err) {
-  console.error(`lost-pushes: ${(err as Error).message}\n\n${USAGE}`);
-  process.exit(2);
-}
+helpOrExit('lost-pushes', USAGE);
 
 const config = configOrExit('lost-pushes', () =>
   loadConfig(

@@ -1,11 +1,10 @@
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
-import { createLogger } from '@pga/logger';
-import { freePort, waitFor } from '@pga/local-stack';
-import { createEdge, readEdgeConfig, type Edge } from '@pga/ingest-edge';
-import { createWriter, readWriterConfig } from '@pga/writer';
+import { waitFor } from '@pga/local-stack';
+import type { Writer } from '@pga/writer';
 import { CollectorSchema } from '../../services/admin-api/src/collectors/collector-schema';
 import { createHarness, type Harness } from './harness';
 import { form } from './fixtures';
+import { startPipeline } from './pipeline-stack';
 
 /**
  * What a fleet admin reads about a collector's state (collectors.get / list, the live feed) against
@@ -15,42 +14,19 @@ import { form } from './fixtures';
  */
 describe('collector state as the admin API shows it', () => {
   let h: Harness;
-  let edge: Edge;
-  let writer: ReturnType<typeof createWriter>;
+  let pipeline: Awaited<ReturnType<typeof startPipeline>>;
+  let writer: Writer;
   let edgeUrl: string;
   beforeAll(async () => {
     h = await createHarness();
-    await h.service.deps.liveFeed.ready();
-    const c = h.service.deps.config;
-    const shared = {
-      DATABASE_URL: c.DATABASE_URL,
-      REDIS_URL: c.REDIS_URL,
-      REDIS_KEY_PREFIX: c.REDIS_KEY_PREFIX,
-      JWT_SECRET: c.JWT_SECRET,
-      ENCRYPTION_KEY: c.ENCRYPTION_KEY,
-      LOG_LEVEL: 'silent',
-    };
-    const silent = createLogger({ name: 'collector-state-api', level: 'silent', pretty: false });
-    edge = await createEdge({
-      config: readEdgeConfig({ ...shared, INGEST_PORT: '0', INGEST_HOST: '127.0.0.1', EDGE_PROCESSES: '1' }),
-      logger: silent,
+    pipeline = await startPipeline(h, 'collector-state-api', {
+      WRITER_HEARTBEAT_FLUSH_MS: '60000',
+      WRITER_SWEEP_INTERVAL_MS: '3600000',
     });
-    edgeUrl = `http://127.0.0.1:${edge.port}`;
-    writer = createWriter({
-      config: readWriterConfig({
-        ...shared,
-        WRITER_PORT: String(await freePort()),
-        WRITER_HOST: '127.0.0.1',
-        WRITER_HEARTBEAT_FLUSH_MS: '60000',
-        WRITER_SWEEP_INTERVAL_MS: '3600000',
-      }),
-      logger: silent,
-    });
-    await writer.start();
+    ({ writer, edgeUrl } = pipeline);
     // The heartbeat timer off for good (60 s is the longest WRITER_HEARTBEAT_FLUSH_MS, which a loaded
     // run can reach): the tests flush themselves, so heartbeats pile up as they do for a writer away.
     await writer.heartbeats.stop();
-    await waitFor('edge /readyz', async () => (await fetch(`${edgeUrl}/readyz`)).status === 200, 10_000);
     // The sweep's schedule runs once at start (it flushes heartbeats too): wait until it has run,
     // not a fixed time that a loaded machine can overrun.
     await waitFor(
@@ -60,8 +36,7 @@ describe('collector state as the admin API shows it', () => {
     );
   });
   afterAll(async () => {
-    await writer?.stop().catch(() => undefined);
-    await edge?.drain().catch(() => undefined);
+    await pipeline?.stop();
     await h?.[Symbol.asyncDispose]();
   });
 

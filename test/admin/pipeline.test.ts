@@ -1,51 +1,20 @@
-import { waitFor } from '@pga/local-stack';
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
-import { createLogger } from '@pga/logger';
-import { freePort } from '@pga/local-stack';
-import { createEdge, readEdgeConfig, type Edge } from '@pga/ingest-edge';
-import { createWriter, readWriterConfig } from '@pga/writer';
 import { createHarness, type Harness } from './harness';
 import { form } from './fixtures';
+import { startPipeline } from './pipeline-stack';
 
 /** admin → edge → queue → writer → status channel → admin live feed, all real, one database and Redis prefix. */
 describe('live status through the whole pipeline', () => {
   let h: Harness;
-  let edge: Edge;
-  let writer: ReturnType<typeof createWriter>;
+  let pipeline: Awaited<ReturnType<typeof startPipeline>>;
   let edgeUrl: string;
   beforeAll(async () => {
     h = await createHarness();
-    await h.service.deps.liveFeed.ready();
-    const c = h.service.deps.config;
-    const shared = {
-      DATABASE_URL: c.DATABASE_URL,
-      REDIS_URL: c.REDIS_URL,
-      REDIS_KEY_PREFIX: c.REDIS_KEY_PREFIX,
-      JWT_SECRET: c.JWT_SECRET,
-      ENCRYPTION_KEY: c.ENCRYPTION_KEY,
-      LOG_LEVEL: 'silent',
-    };
-    const silent = createLogger({ name: 'pipeline', level: 'silent', pretty: false });
-    edge = await createEdge({
-      config: readEdgeConfig({ ...shared, INGEST_PORT: '0', INGEST_HOST: '127.0.0.1', EDGE_PROCESSES: '1' }),
-      logger: silent,
-    });
-    edgeUrl = `http://127.0.0.1:${edge.port}`;
-    writer = createWriter({
-      config: readWriterConfig({
-        ...shared,
-        WRITER_PORT: String(await freePort()),
-        WRITER_HOST: '127.0.0.1',
-        WRITER_HEARTBEAT_FLUSH_MS: '200',
-      }),
-      logger: silent,
-    });
-    await writer.start();
-    await waitFor('edge /readyz', async () => (await fetch(`${edgeUrl}/readyz`)).status === 200, 10_000);
+    pipeline = await startPipeline(h, 'pipeline', { WRITER_HEARTBEAT_FLUSH_MS: '200' });
+    ({ edgeUrl } = pipeline);
   });
   afterAll(async () => {
-    await writer?.stop().catch(() => undefined);
-    await edge?.drain().catch(() => undefined);
+    await pipeline?.stop();
     await h?.[Symbol.asyncDispose]();
   });
 

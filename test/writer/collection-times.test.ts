@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers';
-import { insertCollector, startWriterHarness, type WriterHarness } from './helpers';
+import { insertCollector, startWriterHarness, writeHeartbeatReport, type WriterHarness } from './helpers';
 
 /**
  * The collection-time reports (keys.heartbeatCollectionTimes) with two writers on one Redis prefix
@@ -25,23 +25,7 @@ describe('writer: collection times applied once with two writers and after a cra
   });
   const collector = async (id: string) => (await h.pool.query('SELECT * FROM collectors WHERE id = $1', [id])).rows[0];
   const ago = (ms: number) => new Date(Date.now() - ms);
-  /** What the edge's heartbeat MULTI writes for a heartbeat at `seen` reporting `ms`. */
-  const report = async (id: string, seen: Date, ms: number) => {
-    const times = h.keys.heartbeatCollectionTimes(id);
-    await h.redis
-      .multi()
-      .del(h.keys.heartbeat(id))
-      .hset(h.keys.heartbeat(id), {
-        last_seen: seen.toISOString(),
-        status: 'active',
-        collection_times: 'reports',
-        collection_time_ms: String(ms),
-      })
-      .sadd(h.keys.heartbeatDirty, id)
-      .zadd(times, seen.getTime(), `${seen.getTime()}:${ms}`)
-      .zremrangebyrank(times, 0, -201)
-      .exec();
-  };
+  const report = (id: string, seen: Date, ms: number) => writeHeartbeatReport(h, id, seen, ms);
   /** Holds the collector's row so a flush waits in its statement after it read Redis. */
   const holdRow = async (id: string) => {
     const lock = await h.pool.connect();

@@ -3,7 +3,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '@pga/logger';
 import { createStatusPublisher, CURRENT_STATUSES, type StatusRow } from '../../services/writer/src/status-publisher';
 import { createTestDatabase, type TestDatabase } from '../helpers';
-import { fixture, insertCollector, pushItem, startWriterHarness, waitUntil, type WriterHarness } from './helpers';
+import {
+  fixture,
+  insertCollector,
+  pushItem,
+  startWriterHarness,
+  waitUntil,
+  writeHeartbeatReport,
+  type WriterHarness,
+} from './helpers';
 
 describe('writer: collector state from heartbeats, sweeps and uptime', () => {
   let db: TestDatabase;
@@ -489,20 +497,7 @@ describe('writer: collector state from heartbeats, sweeps and uptime', () => {
     const times = h.keys.heartbeatCollectionTimes(id);
     const ago = (ms: number) => new Date(Date.now() - ms);
     // What the edge writes for heartbeats reporting 100, 500 and 300 ms, the last one's hash kept.
-    const report = async (seen: Date, ms: number) => {
-      await h.redis
-        .multi()
-        .del(h.keys.heartbeat(id))
-        .hset(h.keys.heartbeat(id), {
-          last_seen: seen.toISOString(),
-          status: 'active',
-          collection_times: 'reports',
-          collection_time_ms: String(ms),
-        })
-        .sadd(h.keys.heartbeatDirty, id)
-        .zadd(times, seen.getTime(), `${seen.getTime()}:${ms}`)
-        .exec();
-    };
+    const report = (seen: Date, ms: number) => writeHeartbeatReport(h, id, seen, ms);
     await report(ago(3000), 100);
     await report(ago(2500), 500);
     await report(ago(2000), 300);

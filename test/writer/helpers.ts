@@ -151,3 +151,30 @@ export async function ownPostgres(database: string): Promise<{ url: string; stop
     },
   };
 }
+
+/**
+ * What the edge's heartbeat MULTI writes (services/ingest-edge/src/routes/heartbeat-route.ts) for a
+ * heartbeat of collector `id` at `seen` reporting a collection time of `ms`: the hash (replaced),
+ * the dirty mark and the report, capped to the newest 200.
+ */
+export async function writeHeartbeatReport(
+  h: { redis: Redis; keys: RedisKeys },
+  id: string,
+  seen: Date,
+  ms: number,
+): Promise<void> {
+  const times = h.keys.heartbeatCollectionTimes(id);
+  await h.redis
+    .multi()
+    .del(h.keys.heartbeat(id))
+    .hset(h.keys.heartbeat(id), {
+      last_seen: seen.toISOString(),
+      status: 'active',
+      collection_times: 'reports',
+      collection_time_ms: String(ms),
+    })
+    .sadd(h.keys.heartbeatDirty, id)
+    .zadd(times, seen.getTime(), `${seen.getTime()}:${ms}`)
+    .zremrangebyrank(times, 0, -201)
+    .exec();
+}
