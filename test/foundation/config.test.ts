@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { ConfigError, int, loadConfig, portAvailable } from '@pga/config';
 import { poolConfigFromUrl } from '@pga/db';
+import { createCollectorTokens } from '@pga/tokens';
 import { readEdgeConfig } from '../../services/ingest-edge/src/config';
 import { readWriterConfig } from '../../services/writer/src/config';
 import { readAdminConfig } from '../../services/admin-api/src/config';
@@ -226,6 +227,66 @@ describe('ENCRYPTION_KEY at start-up', () => {
       expect(res.status, res.stderr).toBe(1);
       expect(res.stderr.trim()).toBe(
         `${service}: invalid environment: ENCRYPTION_KEY: key "k1" must be 32 bytes base64-encoded (it decodes to 2 bytes) (got "[redacted]")`,
+      );
+    }
+  });
+});
+
+describe('JWT_SECRET keyring at start-up', () => {
+  const prefix = 'invalid environment: JWT_SECRET: ';
+  const [oldSecret, newSecret] = ['o'.repeat(40), 'n'.repeat(40)];
+  const config = (secret: string) => readEdgeConfig({ ...goodEnv, JWT_SECRET: secret });
+
+  it('accepts one secret (k1) or id:secret,… with the first signing, as @pga/tokens reads it', () => {
+    expect(config(oldSecret).JWT_SECRET).toBe(oldSecret);
+    expect(createCollectorTokens({ secret: oldSecret, issuer: 'i', audience: 'a' })).toMatchObject({
+      activeKeyId: 'k1',
+      keyIds: ['k1'],
+    });
+    const rotated = `k2:${newSecret}, k1:${oldSecret}`;
+    expect(config(rotated).JWT_SECRET).toBe(rotated);
+    expect(createCollectorTokens({ secret: rotated, issuer: 'i', audience: 'a' })).toMatchObject({
+      activeKeyId: 'k2',
+      keyIds: ['k2', 'k1'],
+    });
+  });
+
+  it('refuses a short secret, an id given twice, a key without an id in a list and a bad id, in one line each', () => {
+    const rotationForm = 'e.g. k2:<new secret>,k1:<old secret> (a single secret without an id is k1)';
+    for (const [secret, problem] of [
+      // as before key ids
+      ['short-secret-value', 'must be at least 32 characters'],
+      [`k2:${'n'.repeat(20)},k1:${oldSecret}`, 'secret "k2" must be at least 32 bytes (it has 20)'],
+      [`k1:${newSecret},k1:${oldSecret}`, `key id "k1" is given twice: give every secret an id of its own, ${rotationForm}`],
+      [`k2:${newSecret},${oldSecret}`, `give every secret an id when listing several, ${rotationForm}`],
+      [`${newSecret},${oldSecret}`, `give every secret an id when listing several, ${rotationForm}`],
+      [`new key:${newSecret}`, 'key id "new key" must be 1-32 letters, digits, _ or -'],
+    ] as const) {
+      expect(() => config(secret)).toThrowError(`${prefix}${problem} (got "[redacted]")`);
+      expect(() => readAdminConfig({ ...goodEnv, JWT_SECRET: secret })).toThrowError(`${prefix}${problem}`);
+    }
+    expect(() => createCollectorTokens({ secret: `k1:${newSecret},k1:${oldSecret}`, issuer: 'i', audience: 'a' })).toThrowError(
+      /^JWT_SECRET: key id "k1" is given twice/,
+    );
+  });
+
+  it('a bad keyring stops the admin service and the edge with one line, not a stack', () => {
+    for (const service of ['admin-api', 'ingest-edge']) {
+      const res = spawnSync(path.join(root, 'node_modules/.bin/tsx'), [path.join(root, `services/${service}/src/main.ts`)], {
+        env: {
+          PATH: process.env.PATH,
+          ...goodEnv,
+          JWT_SECRET: `k2:${'n'.repeat(31)},k1:${oldSecret}`,
+          ADMIN_PORT: '0',
+          INGEST_PORT: '0',
+          EDGE_PROCESSES: '1',
+        },
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      expect(res.status, res.stderr).toBe(1);
+      expect(res.stderr.trim()).toBe(
+        `${service}: invalid environment: JWT_SECRET: secret "k2" must be at least 32 bytes (it has 31) (got "[redacted]")`,
       );
     }
   });

@@ -37,6 +37,7 @@ it('stop() waits for the heartbeat in flight: a stop its answer carries is recor
       current: () => ({ collectorId, token: 'test' }),
       refresh: () => Promise.resolve(false),
       refreshDueAt: () => undefined,
+      refreshWhenAsked: () => Promise.resolve(false),
     },
     spool: {} as Spool,
     pusher: pusher as unknown as Pusher,

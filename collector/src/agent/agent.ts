@@ -302,6 +302,8 @@ export function createAgent(o: AgentOptions) {
     collectionReported = collection;
     if (res.body.config_version > config.configVersion) await pullConfig();
     for (const command of res.body.commands) await handleCommand(command);
+    // JWT_SECRET rotated: move to a token of the key that signs now (once; see refreshWhenAsked).
+    if (res.body.token_refresh) await o.tokens.refreshWhenAsked(o.central);
   }
 
   /** One timer at a time: each call replaces the pending heartbeat. Periods count from a heartbeat's start. */

@@ -62,3 +62,13 @@ export function tokenTimes(token: string): { iat?: number; exp?: number } {
     return {};
   }
 }
+
+/** `kid` of a JWT's header (the central's signing key id), read without verifying; undefined when none. */
+export function tokenKeyId(token: string): string | undefined {
+  try {
+    const header = JSON.parse(Buffer.from(token.split('.')[0] ?? '', 'base64url').toString('utf8')) as { kid?: unknown };
+    return typeof header.kid === 'string' ? header.kid : undefined;
+  } catch {
+    return undefined;
+  }
+}

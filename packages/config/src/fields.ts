@@ -1,6 +1,6 @@
 import { accessSync, constants } from 'node:fs';
 import { z } from 'zod';
-import { keyringProblem } from '@pga/crypto';
+import { jwtSecretProblem, keyringProblem } from '@pga/crypto';
 
 /**
  * `NAME=` (set but empty, as a compose file or a shell script with an unset variable writes it)
@@ -124,8 +124,17 @@ export const commonSchema = z.object({
 
 /** Collector-token settings shared by the admin service (issues) and the edge (verifies). */
 export const jwtSchema = z.object({
-  /** HMAC-SHA256 key for collector JWTs; at least 32 characters. */
-  JWT_SECRET: z.string().min(32, 'must be at least 32 characters'),
+  /**
+   * HMAC-SHA256 key(s) for collector JWTs: one secret of 32+ bytes (key id "k1"), or
+   * `id:secret,id:secret` (first signs, all verify: rotation). Checked by the parser @pga/tokens uses.
+   */
+  JWT_SECRET: z
+    .string()
+    .min(32, { message: 'must be at least 32 characters', abort: true })
+    .superRefine((value, ctx) => {
+      const problem = jwtSecretProblem(value);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
   /** `iss` claim of this installation; default "pganalytics-central". */
   JWT_ISSUER: z.string().min(1).default('pganalytics-central'),
   /** `aud` claim of this installation; default "pganalytics-collectors". */

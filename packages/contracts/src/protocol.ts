@@ -133,6 +133,13 @@ export const HeartbeatAnswerSchema = z.object({
   status: z.literal('ok'),
   config_version: z.number().int(),
   commands: z.array(z.object({ id: z.string(), action: CollectorCommandActionSchema })),
+  /**
+   * Present (true) only when the request's token was signed by a JWT_SECRET key other than the one
+   * that signs now: refresh the token (POST /api/v1/collectors/refresh-token) to move to the new key.
+   * Additive: a collector that ignores it keeps its token until its own refresh (README "Rotating
+   * JWT_SECRET").
+   */
+  token_refresh: z.boolean().optional(),
 });
 export type HeartbeatAnswer = z.infer<typeof HeartbeatAnswerSchema>;
 

@@ -1,4 +1,5 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { keyringProblemOf, parseKeyringOf, type Keyring, type KeyringFormat } from './keyring';
 
 /**
  * AES-256-GCM for target passwords and certificates at rest.
@@ -14,53 +15,30 @@ export interface SecretBox {
   readonly activeKeyId: string;
 }
 
-export type Keyring = ReadonlyMap<string, Buffer>;
-
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
+/** `ENCRYPTION_KEY`: base64 of exactly 32 bytes per key. */
+const ENCRYPTION_KEY_FORMAT: KeyringFormat = {
+  variable: 'ENCRYPTION_KEY',
+  noun: 'key',
+  decode: (text) => Buffer.from(text, 'base64'),
+  problem: (key, which) =>
+    key.length === 32 ? undefined : `${which} must be 32 bytes base64-encoded (it decodes to ${key.length} bytes)`,
+};
+
 /**
  * Parses `ENCRYPTION_KEY`: either one base64 key of 32 bytes (key id "k1"), or a ring
- * `id1:base64key,id2:base64key` whose first entry is the active key. In a ring every key has an id
- * of its own: a key without one used to get `k<position>`, so `new:K2,K1` or `K2,K1` (rotating away
- * from a plain key) left no key named "k1" for the stored values, or another key under that name.
+ * `id1:base64key,id2:base64key` whose first entry is the active key (see ./keyring.ts).
  * Throws one line starting `ENCRYPTION_KEY: ` (the config schemas check it first: `keyringProblem`).
  */
 export function parseKeyring(spec: string): { keyring: Keyring; activeKeyId: string } {
-  const read = readKeyring(spec);
-  if (typeof read === 'string') throw new Error(`ENCRYPTION_KEY: ${read}`);
-  return read;
+  return parseKeyringOf(spec, ENCRYPTION_KEY_FORMAT);
 }
-
-const ROTATION_FORM = 'e.g. k2:<new key>,k1:<old key> (a single key without an id is k1)';
 
 /** Why `spec` is not a valid `ENCRYPTION_KEY` (without the variable's name), or undefined when it is. */
 export function keyringProblem(spec: string): string | undefined {
-  const read = readKeyring(spec);
-  return typeof read === 'string' ? read : undefined;
-}
-
-function readKeyring(spec: string): { keyring: Keyring; activeKeyId: string } | string {
-  const parts = spec
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  if (parts.length === 0) return 'no key given';
-  if (parts.length > 1 && parts.some((part) => !part.includes(':')))
-    return `give every key an id when listing several, ${ROTATION_FORM}`;
-  const keyring = new Map<string, Buffer>();
-  for (const part of parts) {
-    const colon = part.indexOf(':');
-    const id = colon === -1 ? 'k1' : part.slice(0, colon);
-    if (!/^[A-Za-z0-9_-]{1,32}$/.test(id)) return `key id "${id}" must be 1-32 letters, digits, _ or -`;
-    if (keyring.has(id)) return `key id "${id}" is given twice: give every key an id of its own, ${ROTATION_FORM}`;
-    const key = Buffer.from(part.slice(colon + 1), 'base64');
-    // A plain key is not named: "k1" is no name its owner wrote.
-    const which = colon === -1 ? 'the key' : `key "${id}"`;
-    if (key.length !== 32) return `${which} must be 32 bytes base64-encoded (it decodes to ${key.length} bytes)`;
-    keyring.set(id, key);
-  }
-  return { keyring, activeKeyId: [...keyring.keys()][0]! };
+  return keyringProblemOf(spec, ENCRYPTION_KEY_FORMAT);
 }
 
 export function createSecretBox(spec: string): SecretBox {

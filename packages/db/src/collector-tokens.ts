@@ -6,6 +6,8 @@ export interface IssuedTokenRecord {
   tokenHash: string;
   issuedAt: Date;
   expiresAt: Date;
+  /** Id of the JWT_SECRET key that signed it (its `kid`): what `tokenKeyUsage` counts. */
+  keyId: string;
 }
 
 /**
@@ -20,12 +22,13 @@ export async function recordIssuedToken(
 ): Promise<void> {
   await db.query(
     `WITH t AS (
-       INSERT INTO collector_tokens (jti, collector_id, token_hash, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5)
+       INSERT INTO collector_tokens (jti, collector_id, token_hash, issued_at, expires_at, key_id)
+       VALUES ($1, $2, $3, $4, $5, $7)
      )
      UPDATE collectors SET jwt_token_expires_at = $5,
             jwt_token_rotated_at = CASE WHEN $6 THEN $4 ELSE jwt_token_rotated_at END
       WHERE id = $2`,
-    [token.jti, collectorId, token.tokenHash, token.issuedAt, token.expiresAt, rotated],
+    [token.jti, collectorId, token.tokenHash, token.issuedAt, token.expiresAt, rotated, token.keyId],
   );
 }
 

@@ -7,4 +7,5 @@ export { checkOut, type CheckedOutClient } from './check-out';
 export { MIGRATIONS_DIR, migrateDatabase } from './migrations-dir';
 export { recordIssuedToken, revokeCollectorTokens, type IssuedTokenRecord } from './collector-tokens';
 export { recordIssuedTokens } from './collector-tokens-bulk';
+export { tokenKeyUsage, type TokenKeyUsage } from './token-key-usage';
 export { DENIED_AFTER_EXPIRY, readDatabaseDenyState, type DatabaseDenyState } from './deny-state';

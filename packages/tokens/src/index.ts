@@ -1,1 +1,8 @@
-export { hashToken, createCollectorTokens, type CollectorTokens, type IssuedToken, type TokenSettings } from './collector-tokens';
+export {
+  hashToken,
+  createCollectorTokens,
+  type CollectorTokens,
+  type IssuedToken,
+  type TokenSettings,
+  type VerifiedToken,
+} from './collector-tokens';

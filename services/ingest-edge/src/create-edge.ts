@@ -60,6 +60,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
     ready: () => isReady().ready,
     inflightBytes: () => budget.used,
     cache: () => cache,
+    tokenKeys: () => authenticate.keyUses,
     redisMemory: () => ({ used: queueHealth.usedMemory, budget: queueHealth.memoryBudget }),
   });
   const redisOptions = {

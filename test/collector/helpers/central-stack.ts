@@ -12,7 +12,8 @@ import { createTestDatabase, testEnv, uniquePrefix } from '../../helpers';
 import { until } from './run-collector';
 
 const root = path.resolve(import.meta.dirname, '../../..');
-const JWT_SECRET = 'collector-e2e-secret-'.padEnd(48, 'x');
+/** The edge's JWT_SECRET unless `startEdge` is given another: one secret, so its key id is k1. */
+export const JWT_SECRET = 'collector-e2e-secret-'.padEnd(48, 'x');
 const ENCRYPTION_KEY = `k1:${Buffer.alloc(32, 9).toString('base64')}`;
 
 interface Child {
@@ -78,7 +79,9 @@ export async function startCentralStack() {
   const url = `http://127.0.0.1:${edgePort}`;
 
   let edge: Child | undefined;
-  const startEdge = async () => {
+  /** Starts the edge; `env` replaces its variables (JWT_SECRET for a key rotation, say) from now on. */
+  const startEdge = async (env: Record<string, string> = {}) => {
+    Object.assign(edgeEnv, env);
     edge = spawnService('services/ingest-edge/src/main.ts', edgeEnv);
     const e = edge;
     await until(

@@ -87,8 +87,8 @@ export async function benchCollectors(ctx: ScenarioContext, count: number): Prom
         // The same rows recordIssuedToken writes, 500 per statement (it is one row per call).
         await client.query(
           `WITH t AS (
-             INSERT INTO collector_tokens (jti, collector_id, token_hash, issued_at, expires_at)
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::timestamptz[])
+             INSERT INTO collector_tokens (jti, collector_id, token_hash, issued_at, expires_at, key_id)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::text[])
            )
            UPDATE collectors c SET jwt_token_expires_at = x.exp
              FROM unnest($2::uuid[], $5::timestamptz[]) AS x(id, exp) WHERE c.id = x.id`,
@@ -98,6 +98,7 @@ export async function benchCollectors(ctx: ScenarioContext, count: number): Prom
             issued.map((t) => t.tokenHash),
             issued.map((t) => t.issuedAt),
             issued.map((t) => t.expiresAt),
+            issued.map((t) => t.keyId),
           ],
         );
       });

@@ -15,9 +15,9 @@ function setup() {
   let verifications = 0;
   const counted = {
     ...tokens,
-    verify: (token: string) => {
+    verifyWithKeyId: (token: string) => {
       verifications++;
-      return tokens.verify(token);
+      return tokens.verifyWithKeyId(token);
     },
   };
   // The deny state is only read here (its Redis connections are used by start(), never called).

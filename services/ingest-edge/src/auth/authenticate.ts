@@ -2,7 +2,7 @@ import { AppError } from '@pga/contracts';
 import { hash } from 'node:crypto';
 import type { CollectorTokens } from '@pga/tokens';
 import type { DenyList } from './deny-list';
-import type { CachedToken, TokenCache } from './token-cache';
+import type { CachedToken, KeyUse, TokenCache } from './token-cache';
 
 export interface AuthHeaders {
   authorization: string;
@@ -15,6 +15,14 @@ export interface AuthHeaders {
  * aud, exp, nbf — see @pga/tokens), then the live deny state, then the ids that must match.
  */
 export function createAuthenticator({ tokens, cache, deny }: { tokens: CollectorTokens; cache: TokenCache; deny: DenyList }) {
+  /** JWT_SECRET's keys, the active one first: the edge's metrics by key id (a fixed, small set). */
+  const keyUses: readonly KeyUse[] = tokens.keyIds.map((id) => ({
+    id,
+    active: id === tokens.activeKeyId,
+    verifications: 0,
+    requests: 0,
+  }));
+  const keyUse = new Map(keyUses.map((k) => [k.id, k]));
   /**
    * Verifications in progress by token hash: the requests of one collector that arrive together
    * with a token not yet cached (after an edge restart, every collector at once) wait for one
@@ -24,8 +32,10 @@ export function createAuthenticator({ tokens, cache, deny }: { tokens: Collector
   const verify = (key: string, token: string): Promise<CachedToken> => {
     let pending = verifying.get(key);
     if (!pending) {
-      pending = tokens.verify(token).then((claims) => {
-        const entry = { collectorId: claims.sub, jti: claims.jti, expiresAtMs: claims.exp * 1000 };
+      pending = tokens.verifyWithKeyId(token).then(({ claims, keyId }) => {
+        const use = keyUse.get(keyId)!;
+        use.verifications++;
+        const entry = { collectorId: claims.sub, jti: claims.jti, expiresAtMs: claims.exp * 1000, key: use };
         cache.set(key, entry);
         return entry;
       });
@@ -53,7 +63,7 @@ export function createAuthenticator({ tokens, cache, deny }: { tokens: Collector
     if (entry.expiresAtMs <= nowMs) throw new AppError('UNAUTHORIZED', 'token expired');
   };
 
-  return Object.assign(authenticate, { recheck });
+  return Object.assign(authenticate, { recheck, keyUses });
 
   async function authenticate(headers: AuthHeaders, pathId?: string): Promise<CachedToken> {
     const match = /^Bearer[ ]+([A-Za-z0-9._~+/=-]+)$/i.exec(headers.authorization.trim());
@@ -81,6 +91,7 @@ export function createAuthenticator({ tokens, cache, deny }: { tokens: Collector
       throw new AppError('COLLECTOR_MISMATCH', 'X-Collector-ID does not match the token');
     if (pathId !== undefined && pathId.toLowerCase() !== entry.collectorId)
       throw new AppError('COLLECTOR_MISMATCH', 'collector id in the path does not match the token');
+    entry.key.requests++;
     return entry;
   }
 }

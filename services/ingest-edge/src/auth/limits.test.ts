@@ -3,15 +3,17 @@ import { derivePushId } from '../push/push-id';
 import { ByteRateLimiter, RateLimiter } from './rate-limiter';
 import { TokenCache } from './token-cache';
 
+const key = { id: 'k1', active: true, verifications: 0, requests: 0 };
+
 describe('TokenCache', () => {
   it('honours exp, evicts the oldest past its size, counts hits and misses', () => {
     const cache = new TokenCache(2);
-    cache.set('a', { collectorId: 'c', jti: 'j1', expiresAtMs: 1000 });
+    cache.set('a', { collectorId: 'c', jti: 'j1', expiresAtMs: 1000, key });
     expect(cache.get('a', 999)?.jti).toBe('j1');
     expect(cache.get('a', 1000)).toBeUndefined();
-    cache.set('b', { collectorId: 'c', jti: 'j2', expiresAtMs: 5000 });
-    cache.set('c', { collectorId: 'c', jti: 'j3', expiresAtMs: 5000 });
-    cache.set('d', { collectorId: 'c', jti: 'j4', expiresAtMs: 5000 });
+    cache.set('b', { collectorId: 'c', jti: 'j2', expiresAtMs: 5000, key });
+    cache.set('c', { collectorId: 'c', jti: 'j3', expiresAtMs: 5000, key });
+    cache.set('d', { collectorId: 'c', jti: 'j4', expiresAtMs: 5000, key });
     expect(cache.size).toBe(2);
     expect(cache.get('b', 0)).toBeUndefined();
     expect(cache.get('d', 0)?.jti).toBe('j4');

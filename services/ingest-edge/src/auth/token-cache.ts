@@ -1,9 +1,25 @@
+/**
+ * One JWT_SECRET key as the edge uses it: counted by reference from each cached token, so a
+ * request adds to its key's count without a lookup (the kid is looked up once, on a cache miss).
+ */
+export interface KeyUse {
+  readonly id: string;
+  /** The key that signs new tokens: a token signed by another one is told to refresh (heartbeat). */
+  readonly active: boolean;
+  /** Tokens this key verified (cache misses). */
+  verifications: number;
+  /** Requests authenticated with a token of this key (hits and misses). */
+  requests: number;
+}
+
 /** What the edge remembers about a verified token. */
 export interface CachedToken {
   collectorId: string;
   jti: string;
   /** `exp` in ms since the epoch. */
   expiresAtMs: number;
+  /** The key that verified it. */
+  key: KeyUse;
 }
 
 /**

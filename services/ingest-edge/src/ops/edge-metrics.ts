@@ -7,6 +7,8 @@ export interface MetricSources {
   ready(): boolean;
   inflightBytes(): number;
   cache(): { hits: number; verified: number; invalid: number; size: number };
+  /** JWT_SECRET's keys with their counts (a fixed, small set: the configured key ids). */
+  tokenKeys?(): readonly { id: string; verifications: number; requests: number }[];
   /** Redis `used_memory` and the budget above which pushes get 503 (0: none), as the health check last read them. */
   redisMemory?(): { used: number; budget: number };
 }
@@ -108,6 +110,28 @@ export function createEdgeMetrics(sources: MetricSources) {
       this.inc({ result: 'hit' }, hits);
       this.inc({ result: 'miss' }, verified);
       this.inc({ result: 'invalid' }, invalid);
+    },
+  });
+  // Labelled by the configured key ids only (a token naming another one is refused, and counted
+  // invalid above): a handful of series, for rotating JWT_SECRET (README "Rotating JWT_SECRET").
+  new Counter({
+    name: 'edge_token_verifications_total',
+    help: 'Collector tokens verified (signature checked on a token-cache miss), by the JWT_SECRET key id that verified them ("k1" for tokens without a kid).',
+    labelNames: ['key_id'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const key of sources.tokenKeys?.() ?? []) this.inc({ key_id: key.id }, key.verifications);
+    },
+  });
+  new Counter({
+    name: 'edge_token_key_requests_total',
+    help: 'Requests authenticated, by the JWT_SECRET key id that verified their token: an old key may be dropped once its rate stays 0 on every edge.',
+    labelNames: ['key_id'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const key of sources.tokenKeys?.() ?? []) this.inc({ key_id: key.id }, key.requests);
     },
   });
   const inflightBytes = new Gauge({

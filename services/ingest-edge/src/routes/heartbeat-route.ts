@@ -195,7 +195,11 @@ export function createHeartbeatHandler(deps: HeartbeatDeps) {
       redis
         .hset(keys.deliveredCommands, Object.fromEntries(commands.map((c) => [c.id, now])))
         .catch((err: unknown) => deps.logger.warn({ err, collectorId: id }, 'command delivery not recorded'));
-    reply.json(200, { status: 'ok', config_version: configVersion, commands } satisfies HeartbeatAnswer);
+    // Signed by a key JWT_SECRET still lists but no longer signs with (rotation): ask for a refresh,
+    // which the answer's other fields leave as they were (an additive field, CONTRACT.md).
+    const answer: HeartbeatAnswer = { status: 'ok', config_version: configVersion, commands };
+    if (!auth.key.active) answer.token_refresh = true;
+    reply.json(200, answer);
   };
 }
 

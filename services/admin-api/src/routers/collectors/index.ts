@@ -11,6 +11,7 @@ import { enable } from './enable';
 import { sendCommand } from './send-command';
 import { testConnection } from './test-connection';
 import { bulkImport } from './bulk-import';
+import { tokenKeys } from './token-keys';
 
 export const collectorsRouter = router({
   register,
@@ -25,4 +26,5 @@ export const collectorsRouter = router({
   sendCommand,
   testConnection,
   bulkImport,
+  tokenKeys,
 });
