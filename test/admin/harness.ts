@@ -97,6 +97,30 @@ export async function createHarness(env: Record<string, string> = {}): Promise<H
   return harness;
 }
 
+/**
+ * Another admin service on `h`'s database, Redis and prefix, with `env` over `h`'s settings: what a
+ * restart with another `ENCRYPTION_KEY` gives. Logs to `logger` (default: nowhere).
+ */
+export function restartedService(
+  h: Harness,
+  env: Record<string, string>,
+  logger = createLogger({ name: 'admin-test', level: 'silent', pretty: false }),
+): AdminService & AsyncDisposable {
+  const c = h.service.deps.config;
+  const config = readAdminConfig({
+    DATABASE_URL: c.DATABASE_URL,
+    REDIS_URL: c.REDIS_URL,
+    REDIS_KEY_PREFIX: c.REDIS_KEY_PREFIX,
+    JWT_SECRET: c.JWT_SECRET,
+    ENCRYPTION_KEY: c.ENCRYPTION_KEY,
+    ADMIN_PORT: '0',
+    ADMIN_HOST: '127.0.0.1',
+    ...env,
+  });
+  const service = createAdminService({ config, logger });
+  return Object.assign(service, { [Symbol.asyncDispose]: () => service.close() });
+}
+
 /** POST/GET helper for /trpc over HTTP (non-batched), sending the same-origin Origin by default. */
 export async function trpcHttp(
   baseUrl: string,

@@ -9,3 +9,10 @@ export { recordIssuedToken, revokeCollectorTokens, type IssuedTokenRecord } from
 export { recordIssuedTokens } from './collector-tokens-bulk';
 export { tokenKeyUsage, type TokenKeyUsage } from './token-key-usage';
 export { DENIED_AFTER_EXPIRY, readDatabaseDenyState, type DatabaseDenyState } from './deny-state';
+export {
+  checkStoredKeyIds,
+  countSecretsByKeyId,
+  SECRET_COLUMNS,
+  type SecretColumn,
+  type SecretKeyIdCount,
+} from './secret-key-ids';

@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import path from 'node:path';
+import { checkStoredKeyIds } from '@pga/db';
 import type { Logger } from '@pga/logger';
 import { dataEpoch, dataEpochMessage } from '@pga/redis-keys';
 import type { AdminConfig } from './config';
@@ -107,6 +108,9 @@ export function createAdminService({ config, logger }: { config: AdminConfig; lo
         logger.warn({ err }, 'command mailboxes not upgraded; retried at the next start'),
       ),
   );
+  // Secrets under a key id ENCRYPTION_KEY lacks: their connection tests (and the edges' config
+  // answers) fail until the key is listed again. One grouped query.
+  const keyCheck = checkStoredKeyIds(deps.pool, deps.secretBox.keyIds, logger);
   const housekeeping = setInterval(
     () => void pruneAuthTables(deps.pool).catch((err: unknown) => logger.warn({ err }, 'pruning sessions failed')),
     3_600_000,
@@ -141,6 +145,7 @@ export function createAdminService({ config, logger }: { config: AdminConfig; lo
       await closed;
       clearInterval(idle);
       clearTimeout(force);
+      await keyCheck;
       await deps.close();
     },
   };

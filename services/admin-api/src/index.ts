@@ -6,3 +6,10 @@ export { createCallerFactory } from './trpc/init';
 export type { Context, SessionUser } from './trpc/context';
 export { createDeps, type Deps } from './deps';
 export { adoptInstallation, readInstallationId } from './collectors/installation';
+export {
+  reencryptSecrets,
+  allCurrent,
+  REENCRYPT_AUDIT_ACTION,
+  type ReencryptSummary,
+  type UndecryptableSecret,
+} from './collectors/reencrypt-secrets';

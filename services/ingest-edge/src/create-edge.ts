@@ -1,8 +1,9 @@
+import cluster from 'node:cluster';
 import uWS from 'uWebSockets.js';
 import { Redis } from 'ioredis';
 import { EncodedQueue } from './push/encoded-queue';
 import { createSecretBox } from '@pga/crypto';
-import { createPool, readDatabaseDenyState } from '@pga/db';
+import { checkStoredKeyIds, createPool, readDatabaseDenyState } from '@pga/db';
 import { AppError } from '@pga/contracts';
 import { createOutageLog, type Logger } from '@pga/logger';
 import { dataEpoch, dataEpochMessage, recordKnownCollectors, redisKeys } from '@pga/redis-keys';
@@ -22,6 +23,7 @@ import { createPushHandler, PUSH_HEADERS } from './push/push-route';
 import { LargePushThread } from './push/large-push-thread';
 import { PushPacker } from './push/push-packer';
 import { createConfigHandler, createV3ConfigHandler } from './routes/config-routes';
+import { undecryptableSecretLog } from './routes/load-collector-config';
 import { createEnrollHandler, createRefreshHandler, SMALL_BODY } from './routes/enroll-routes';
 import { createHeartbeatHandler, HEARTBEAT_MAX_BODY } from './routes/heartbeat-route';
 import { mountRoutes } from './routes/mount-routes';
@@ -146,6 +148,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   );
   const largePushes = new LargePushThread({ logger, metrics });
   const box = createSecretBox(config.ENCRYPTION_KEY);
+  const onUndecryptable = undecryptableSecretLog(logger.child({ module: 'config' }));
   const kit = new RouteKit({ metrics, budget, logger, pgOutage });
   // Enrollment needs only PostgreSQL: a Redis away (or silent) delays its answer by 1 s at most and
   // leaves the id to the admin's repair, which adds every id PostgreSQL holds to the known set.
@@ -190,11 +193,11 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
     ),
     config: kit.route(
       { name: 'config', headers: authHeaders, params: 1, auth: 'bearer' },
-      createConfigHandler({ authenticate, limiter, pool, box, centralApiUrl: config.CENTRAL_API_URL }),
+      createConfigHandler({ authenticate, limiter, pool, box, onUndecryptable, centralApiUrl: config.CENTRAL_API_URL }),
     ),
     v3Config: kit.route(
       { name: 'config_v3', headers: authHeaders, params: 1, auth: 'bearer' },
-      createV3ConfigHandler({ authenticate, limiter, pool, box, centralApiUrl: config.CENTRAL_API_URL }),
+      createV3ConfigHandler({ authenticate, limiter, pool, box, onUndecryptable, centralApiUrl: config.CENTRAL_API_URL }),
     ),
     register: kit.route(
       {
@@ -243,6 +246,9 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   const epochTimer = setInterval(checkEpoch, DATA_EPOCH_CHECK_MS);
   epochTimer.unref();
   void deny.start().catch((err: unknown) => logger.warn({ err }, 'change feed subscription failed; retrying on reconnect'));
+  // Secrets under a key id this ring lacks: the config endpoint cannot answer their collectors. Said
+  // once per edge (its primary), not once per process.
+  const keyCheck = cluster.isPrimary ? checkStoredKeyIds(pool, box.keyIds, logger) : Promise.resolve();
   if (listenWhenReady && !isReady().ready) {
     // Nothing to drain meanwhile: a SIGTERM before this resolves simply ends the process. A fresh
     // process is not ready for its first few milliseconds (no Redis poll answered yet): that is not
@@ -282,6 +288,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
       pgOutage.close();
       redisOutage.close();
       await Promise.all([queue.close().catch(() => undefined), bulkQueue.close().catch(() => undefined)]);
+      await keyCheck;
       await Promise.all([closeRedis(redis), closeRedis(subscriber), closeRedis(bulk), pool.end().catch(() => undefined)]);
       (app as unknown as { close?: () => void }).close?.();
     })());

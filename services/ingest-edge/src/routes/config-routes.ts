@@ -13,6 +13,8 @@ interface ConfigDeps {
   pool: Pool;
   box: SecretBox;
   centralApiUrl: string;
+  /** Logs a secret the ring cannot decrypt (load-collector-config.ts, `undecryptableSecretLog`). */
+  onUndecryptable: (collectorId: string, field: string, err: unknown) => void;
 }
 
 const NO_STORE = { 'cache-control': 'no-store' };
@@ -25,7 +27,7 @@ async function authorizedConfig(deps: ConfigDeps, headers: RequestContext['heade
   );
   const wait = deps.limiter.take(auth.collectorId);
   if (wait > 0) throw new AppError('RATE_LIMITED', 'too many requests from this collector', { retryAfterSeconds: wait });
-  return { auth, loaded: await loadCollectorConfig(deps.pool, deps.box, auth.collectorId) };
+  return { auth, loaded: await loadCollectorConfig(deps.pool, deps.box, auth.collectorId, deps.onUndecryptable) };
 }
 
 /** `GET /api/v1/collectors/{id}/config`: JSON (CONTRACT.md). */
