@@ -475,6 +475,79 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
     expect(rows[0].n).toBe(2);
   });
 
+  /**
+   * The edge's deny state learns a rotation, revocation, disable or delete from a Redis publish sent
+   * after the admin's commit: a refresh arriving in between passed it and minted a live one-year
+   * token from a revoked one (security review M3). Here the database says so and the edge's deny
+   * state does not (nothing published): the refresh must ask the database.
+   */
+  it('refresh-token: refused when the database revoked the token, disabled or deleted the collector, before the edge heard', async () => {
+    const refresh = (who: TestCollector) => call(`${url}/api/v1/collectors/refresh-token`, { token: who.token, body: '' });
+    const tokensOf = async (id: string) =>
+      (await world.pool.query('SELECT count(*)::int AS n FROM collector_tokens WHERE collector_id = $1', [id])).rows[0].n;
+
+    const revoked = await world.collector();
+    await world.pool.query(`UPDATE collector_tokens SET revoked_at = now(), revoked_reason = 'rotated' WHERE jti = $1`, [
+      revoked.issued.jti,
+    ]);
+    const r1 = await refresh(revoked);
+    expect([r1.status, r1.json.error?.code, r1.json.error?.message]).toEqual([401, 'UNAUTHORIZED', 'token was revoked']);
+    expect(await tokensOf(revoked.id)).toBe(1);
+
+    const disabled = await world.collector();
+    await world.pool.query('UPDATE collectors SET enabled = false WHERE id = $1', [disabled.id]);
+    const r2 = await refresh(disabled);
+    expect([r2.status, r2.json.error?.code, r2.json.error?.message]).toEqual([
+      403,
+      'COLLECTOR_DISABLED',
+      'collector is disabled',
+    ]);
+    expect(await tokensOf(disabled.id)).toBe(1);
+
+    const deleted = await world.collector();
+    await world.pool.query('UPDATE collectors SET deleted_at = now() WHERE id = $1', [deleted.id]);
+    const r3 = await refresh(deleted);
+    expect([r3.status, r3.json.error?.code, r3.json.error?.message]).toEqual([401, 'UNAUTHORIZED', 'collector was deleted']);
+    expect(await tokensOf(deleted.id)).toBe(1);
+  });
+
+  /**
+   * The race itself, made deterministic: an admin's rotation holds the collector's row lock (as
+   * rotateToken does) and has revoked the token, not committed; the refresh waits for the lock; the
+   * rotation commits. The refresh must see the commit (its check runs in a statement after the lock,
+   * with a snapshot taken then) and refuse.
+   */
+  it('refresh-token: a refresh waiting on a rotation’s row lock sees the revocation once it commits', async () => {
+    const r = await world.collector();
+    const admin = await world.pool.connect();
+    try {
+      await admin.query('BEGIN');
+      await admin.query('SELECT 1 FROM collectors WHERE id = $1 FOR UPDATE', [r.id]);
+      await admin.query(`UPDATE collector_tokens SET revoked_at = now(), revoked_reason = 'rotated' WHERE jti = $1`, [
+        r.issued.jti,
+      ]);
+      const pending = call(`${url}/api/v1/collectors/refresh-token`, { token: r.token, body: '' });
+      await waitUntil(
+        async () =>
+          (
+            await world.pool.query(
+              `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%'`,
+            )
+          ).rowCount === 1,
+        10_000,
+        'the refresh to wait for the row lock',
+      );
+      await admin.query('COMMIT');
+      const res = await pending;
+      expect([res.status, res.json.error?.message]).toEqual([401, 'token was revoked']);
+    } finally {
+      await admin.query('ROLLBACK').catch(() => undefined);
+      admin.release();
+    }
+    const { rows } = await world.pool.query('SELECT count(*)::int AS n FROM collector_tokens WHERE collector_id = $1', [r.id]);
+    expect(rows[0].n).toBe(1);
+  });
+
   it('refresh-token: a burst of 5 per collector, then 429 with Retry-After (one valid token cannot mint without limit)', async () => {
     const r = await world.collector();
     const refresh = (token = r.token) => call(`${url}/api/v1/collectors/refresh-token`, { token, body: '' });

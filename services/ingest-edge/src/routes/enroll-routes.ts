@@ -49,7 +49,7 @@ export function createRefreshHandler(deps: EnrollDeps & { authenticate: Authenti
     if (wait > 0) throw new AppError('RATE_LIMITED', 'too many token refreshes for this collector', { retryAfterSeconds: wait });
     await ctx.body!.body;
     deps.authenticate.recheck(auth);
-    const issued = await refreshCollectorToken(deps, auth.collectorId, requestMeta(ctx));
+    const issued = await refreshCollectorToken(deps, auth, requestMeta(ctx));
     ctx.reply.json(200, { token: issued.token, expires_at: issued.expiresAt.toISOString() });
   };
 }

@@ -96,14 +96,53 @@ export async function enrollCollector(
   return { id, issued };
 }
 
-/** A new token for a collector whose token is still valid; the old one stays valid until it expires. */
-export async function refreshCollectorToken(deps: EnrollDeps, collectorId: string, meta: RequestMeta): Promise<IssuedToken> {
+// Read in its own statement, after the lock: under READ COMMITTED a statement takes its snapshot
+// when it starts, so a check inside the locking statement would not see a rotation, revocation,
+// disable or delete that committed while it waited for the lock.
+const REFRESH_STATE_SQL = `
+  SELECT c.enabled, c.deleted_at IS NOT NULL AS deleted, t.jti IS NOT NULL AS token_known,
+         t.revoked_at IS NOT NULL AS token_revoked
+    FROM collectors c
+    LEFT JOIN collector_tokens t ON t.jti = $2 AND t.collector_id = c.id
+   WHERE c.id = $1`;
+
+interface RefreshState {
+  enabled: boolean;
+  deleted: boolean;
+  token_known: boolean;
+  token_revoked: boolean;
+}
+
+/** The presenting token of a refresh: its collector and its jti (the edge's verified claims). */
+export interface RefreshingToken {
+  collectorId: string;
+  jti: string;
+}
+
+/**
+ * A new token for a collector whose token is still valid; the old one stays valid until it expires.
+ * The edge's deny state lags a commit by the time its publish takes to arrive: a refresh with a
+ * token an admin just rotated away or revoked, or of a collector just disabled or deleted, would
+ * pass it and mint a live token. So, inside the transaction and after locking the collector's row
+ * (the lock the admin's rotate, disable and delete take first, so they serialise with this), the
+ * database is asked again: the presenting jti unrevoked, the collector enabled and not deleted.
+ */
+export async function refreshCollectorToken(
+  deps: EnrollDeps,
+  presenting: RefreshingToken,
+  meta: RequestMeta,
+): Promise<IssuedToken> {
+  const { collectorId, jti } = presenting;
   const issued = await deps.tokens.issue(collectorId);
   await withTransaction(deps.pool, async (client) => {
-    const { rowCount } = await client.query('SELECT 1 FROM collectors WHERE id = $1 AND deleted_at IS NULL FOR UPDATE', [
-      collectorId,
-    ]);
+    const { rowCount } = await client.query('SELECT 1 FROM collectors WHERE id = $1 FOR UPDATE', [collectorId]);
     if (!rowCount) throw new AppError('UNAUTHORIZED', 'collector was deleted');
+    const { rows } = await client.query<RefreshState>(REFRESH_STATE_SQL, [collectorId, jti]);
+    const state = rows[0];
+    if (!state || state.deleted) throw new AppError('UNAUTHORIZED', 'collector was deleted');
+    if (state.token_revoked) throw new AppError('UNAUTHORIZED', 'token was revoked');
+    if (!state.token_known) throw new AppError('UNAUTHORIZED', 'token is not on record for this collector');
+    if (!state.enabled) throw new AppError('COLLECTOR_DISABLED', 'collector is disabled');
     await recordIssuedToken(client, collectorId, issued);
     await client.query(AUDIT_SQL, [
       collectorId,
