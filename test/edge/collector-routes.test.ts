@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '@pga/crypto';
+import { publishCollectorChange } from '@pga/redis-keys';
 import { hashToken } from '@pga/tokens';
 import { freePort } from '@pga/local-stack';
 import { call, EdgeWorld, rawRequest, waitUntil, type TestCollector } from './harness';
@@ -292,6 +293,27 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
         ssl_mode: 'require',
       },
     });
+  });
+
+  /**
+   * Security review M4: the edge's deny state is fed by Redis; a forged "enabled" change on it (a
+   * local user on a Redis without a password) made a disabled collector's config answer 200 with its
+   * plaintext password. PostgreSQL's row decides: 403, and the password is not even read.
+   */
+  it('config: a disabled collector is refused from PostgreSQL’s row even when the edge’s deny state says enabled', async () => {
+    const off = await world.collector();
+    await world.pool.query('UPDATE collectors SET enabled = false WHERE id = $1', [off.id]);
+    await publishCollectorChange(world.redis, world.keys, { collector_id: off.id, kind: 'disabled', denyCollector: true });
+    const json = () => call(`${url}/api/v1/collectors/${off.id}/config`, { token: off.token, method: 'GET' });
+    await waitUntil(async () => (await json()).status === 403, 5000, 'the edge to hear of the disable');
+    // The forged change: what the admin publishes when it enables the collector again.
+    await publishCollectorChange(world.redis, world.keys, { collector_id: off.id, kind: 'enabled', allowCollector: true });
+    const pushed = () => call(`${url}/api/v1/metrics/push`, { token: off.token, body: '{"forged":true}' });
+    await waitUntil(async () => (await pushed()).status === 200, 5000, 'the edge to take the forged change');
+    for (const res of [await json(), await call(`${url}/api/v1/config/${off.id}`, { token: off.token, method: 'GET' })]) {
+      expect([res.status, res.json?.error?.code]).toEqual([403, 'COLLECTOR_DISABLED']);
+      expect(res.text).not.toContain('s3cret');
+    }
   });
 
   it('config (v3 TOML): text/plain, 404 when there is nothing to send', async () => {

@@ -3,9 +3,12 @@ import { UndecryptableSecretError, type SecretBox } from '@pga/crypto';
 import type { Pool } from '@pga/db';
 import type { Logger } from '@pga/logger';
 
+// A disabled collector's secrets are not even read: the database refuses them, whatever the edge's
+// deny state says (a forged or replayed "enabled" change on Redis must not release a password).
 const CONFIG_SQL = `
   SELECT config_version, enabled, collection_interval, query_limit, type, host, port, database, username,
-         password_encrypted, ssl_mode, ssl_certificate_encrypted, name, agent_hostname
+         CASE WHEN enabled THEN password_encrypted END AS password_encrypted, ssl_mode,
+         CASE WHEN enabled THEN ssl_certificate_encrypted END AS ssl_certificate_encrypted, name, agent_hostname
     FROM collectors
    WHERE id = $1 AND deleted_at IS NULL`;
 
@@ -19,7 +22,8 @@ interface ConfigRow {
   port: number;
   database: string;
   username: string;
-  password_encrypted: string;
+  /** Null when the collector is disabled. */
+  password_encrypted: string | null;
   ssl_mode: string | null;
   ssl_certificate_encrypted: string | null;
   name: string;
@@ -66,10 +70,12 @@ export function undecryptableSecretLog(logger: Logger): (collectorId: string, fi
 /**
  * A collector's config with its target password decrypted (AES-256-GCM, collector id as associated
  * data — the admin service's @pga/crypto box). The only place a password leaves the central, and
- * only to the collector that owns it. Undefined when the collector does not exist (or was deleted).
- * A secret no key of the ring decrypts is `UNAVAILABLE` (503 with Retry-After: the collector keeps
- * its config and asks again; never 500, nor 401, which the v3 collector retries in a tight loop)
- * and reported through `onUndecryptable`.
+ * only to the collector that owns it. Undefined when the collector does not exist (or was deleted);
+ * 403 `COLLECTOR_DISABLED` when it is disabled, decided by PostgreSQL's row, not only by the edge's
+ * deny state (fed by Redis, which a forged "enabled" change could sway). A secret no key of the
+ * ring decrypts is `UNAVAILABLE` (503 with Retry-After: the collector keeps its config and asks
+ * again; never 500, nor 401, which the v3 collector retries in a tight loop) and reported through
+ * `onUndecryptable`.
  */
 export async function loadCollectorConfig(
   pool: Pool,
@@ -80,6 +86,7 @@ export async function loadCollectorConfig(
   const { rows } = await pool.query<ConfigRow>(CONFIG_SQL, [collectorId]);
   const row = rows[0];
   if (!row) return undefined;
+  if (!row.enabled || row.password_encrypted === null) throw new AppError('COLLECTOR_DISABLED', 'collector is disabled');
   let field = 'password';
   let password: string;
   let certificate: string | null = null;
