@@ -53,16 +53,37 @@ const StartConfigSchema = z.object({
 const config = configOrExit('start', () => loadConfig(StartConfigSchema));
 const logger = createLogger({ name: 'start', level: config.LOG_LEVEL });
 
-/** Secrets generated on first run and kept (0600) so tokens and ciphertexts stay valid across restarts. */
-function localSecrets(dataDir: string): { JWT_SECRET: string; ENCRYPTION_KEY: string; PG_PASSWORD: string } {
+interface LocalSecrets {
+  JWT_SECRET: string;
+  ENCRYPTION_KEY: string;
+  PG_PASSWORD: string;
+  /** The local Redis's `requirepass` (security review M4); added to a secrets.json written before it. */
+  REDIS_PASSWORD: string;
+}
+
+const generators: { [K in keyof LocalSecrets]: () => string } = {
+  JWT_SECRET: () => randomBytes(48).toString('base64url'),
+  ENCRYPTION_KEY: () => `k1:${randomBytes(32).toString('base64')}`,
+  PG_PASSWORD: () => randomBytes(18).toString('base64url'),
+  REDIS_PASSWORD: () => randomBytes(24).toString('base64url'),
+};
+
+/**
+ * Secrets generated on first run and kept (0600) so tokens and ciphertexts stay valid across
+ * restarts. One missing from an existing file (written by an earlier version) is generated and
+ * added; those present are never changed.
+ */
+function localSecrets(dataDir: string): LocalSecrets {
   const file = path.join(dataDir, 'secrets.json');
-  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8'));
-  const secrets = {
-    JWT_SECRET: randomBytes(48).toString('base64url'),
-    ENCRYPTION_KEY: `k1:${randomBytes(32).toString('base64')}`,
-    PG_PASSWORD: randomBytes(18).toString('base64url'),
-  };
-  writeFileSync(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+  const kept: Partial<LocalSecrets> = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {};
+  const missing = (Object.keys(generators) as (keyof LocalSecrets)[]).filter((name) => typeof kept[name] !== 'string');
+  if (missing.length === 0) return kept as LocalSecrets;
+  const secrets = { ...kept } as LocalSecrets;
+  for (const name of missing) secrets[name] = generators[name]();
+  const tmp = `${file}.tmp`;
+  rmSync(tmp, { force: true }); // a leftover keeps its mode: the new file must be created 0600
+  writeFileSync(tmp, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+  renameSync(tmp, file);
   return secrets;
 }
 
@@ -299,6 +320,9 @@ try {
     const redis: RedisHandle = await startRedis({
       dataDir: path.join(config.DATA_DIR, 'redis'),
       port: redisPort.port,
+      // Not open to every local user: a forged PUBLISH on the change channel re-enabled a disabled
+      // collector at the edges; any client could also read push bodies or FLUSHALL.
+      password: secrets.REDIS_PASSWORD,
       ownProcessGroup: true,
     });
     started.push({ name: 'redis', stop: redis.stop });

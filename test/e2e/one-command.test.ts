@@ -1,4 +1,5 @@
-import { chmodSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import pg from 'pg';
@@ -12,6 +13,40 @@ const refused = async (url: string) =>
     () => true,
   );
 
+/** Redis's first answer line to `commands` (inline, on a fresh connection). */
+const redisSays = (port: number, ...commands: string[]) =>
+  new Promise<string>((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let data = '';
+    socket.once('connect', () => socket.write(commands.map((c) => `${c}\r\n`).join('')));
+    socket.on('data', (chunk) => {
+      data += chunk.toString();
+      const lines = data.split('\r\n');
+      if (lines.length > commands.length) {
+        socket.destroy();
+        resolve(lines[commands.length - 1]!);
+      }
+    });
+    socket.once('error', reject);
+  });
+
+/**
+ * The local Redis asks for the password kept in secrets.json (security review M4: without one any
+ * local user could PUBLISH a forged "enabled" change or FLUSHALL); the services were given it (the
+ * stack is ready, so they reached Redis).
+ */
+const expectRedisLocked = async (dataDir: string): Promise<string> => {
+  const secretsFile = path.join(dataDir, 'secrets.json');
+  expect(statSync(secretsFile).mode & 0o777).toBe(0o600);
+  const password = (JSON.parse(readFileSync(secretsFile, 'utf8')) as { REDIS_PASSWORD?: string }).REDIS_PASSWORD;
+  expect(password).toMatch(/^[A-Za-z0-9_-]{32}$/);
+  const { redis: port } = JSON.parse(readFileSync(path.join(dataDir, 'ports.json'), 'utf8')) as { redis: number };
+  expect(await redisSays(port, 'PING')).toMatch(/^-NOAUTH/);
+  expect(await redisSays(port, 'PUBLISH pga:collector-changes x')).toMatch(/^-NOAUTH/);
+  expect(await redisSays(port, `AUTH ${password}`, 'PING')).toBe('+PONG');
+  return password!;
+};
+
 describe('npm start (scripts/start.ts)', () => {
   // Starting three services (each compiling TypeScript at start) plus initdb takes a while on 2 busy cores.
   it(
@@ -22,6 +57,7 @@ describe('npm start (scripts/start.ts)', () => {
       chmodSync(dataDir, 0o755); // reachable by the postgres account when the tests run as root
       const stack = await startStack({ DATA_DIR: dataDir });
       let shutdownFrom: number;
+      let firstPassword: string | undefined;
       try {
         expect(stack.output()).toMatch(/First admin\s+admin \/ \S{12,}/);
         expect(await healthy(stack.adminUrl)).toBe(200);
@@ -29,6 +65,7 @@ describe('npm start (scripts/start.ts)', () => {
         expect(await healthy(stack.writerUrl)).toBe(200);
         // "Running" means usable: the writer and every edge process (fresh connections reach each) ready.
         expect((await fetch(`${stack.writerUrl}/readyz`)).status).toBe(200);
+        firstPassword = await expectRedisLocked(dataDir);
         const edgePort = Number(new URL(stack.ingestUrl).port);
         const ready = await Promise.all(Array.from({ length: 16 }, () => freshGet(edgePort, '/readyz')));
         expect(ready.map((r) => r.status)).toEqual(Array(16).fill(200));
@@ -54,9 +91,15 @@ describe('npm start (scripts/start.ts)', () => {
 
       // Second run reuses the cluster: the admin exists, no new password is printed. This one ends
       // with its terminal closed (SIGHUP): that too stops PostgreSQL and Redis.
+      // A secrets.json from before the Redis password (an earlier version's) gains one; the others stay.
+      const secretsFile = path.join(dataDir, 'secrets.json');
+      const { REDIS_PASSWORD: _dropped, ...older } = JSON.parse(readFileSync(secretsFile, 'utf8')) as Record<string, string>;
+      writeFileSync(secretsFile, JSON.stringify(older, null, 2));
       const again = await startStack({ DATA_DIR: dataDir });
       try {
         expect(again.output()).toMatch(/Admin account\s+admin \(already exists\)/);
+        expect(await expectRedisLocked(dataDir)).not.toBe(firstPassword);
+        expect(JSON.parse(readFileSync(secretsFile, 'utf8'))).toMatchObject(older);
       } finally {
         expect(await again.stop('SIGHUP')).toBe(0);
       }

@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { Redis } from 'ioredis';
@@ -111,5 +111,49 @@ describe('@pga/local-stack: a server log', () => {
     await new Promise((resolve) => child.once('close', resolve));
     await new Promise((resolve) => setTimeout(resolve, 100)); // the log's own write reaches the file
     expect(readFileSync(logFile, 'utf8')).toBe('first\nlast words\n');
+  });
+});
+
+/** One inline command on a fresh connection, without AUTH; Redis's first answer line. */
+const rawCommand = (port: number, command: string) =>
+  new Promise<string>((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let data = '';
+    socket.once('connect', () => socket.write(`${command}\r\n`));
+    socket.on('data', (chunk) => {
+      data += chunk.toString();
+      if (data.includes('\r\n')) {
+        socket.destroy();
+        resolve(data.split('\r\n')[0]!);
+      }
+    });
+    socket.once('error', reject);
+  });
+
+/**
+ * `npm start`'s Redis has a password (security review M4: without one any local user could
+ * PUBLISH a forged "enabled" change, read push bodies or FLUSHALL). It is in a 0600 config file,
+ * not on the command line every local user can read.
+ */
+describe('@pga/local-stack: Redis with a password', () => {
+  it('refuses an unauthenticated PING, answers with the password, and keeps it off the command line', async () => {
+    const dir = path.join(testEnv.dataDir, `local-stack-auth-${process.pid}`);
+    const password = 'p@ss "word" \\ with spaces é';
+    const redis = await startRedis({ dataDir: dir, port: await freePort(), password });
+    try {
+      expect(await rawCommand(redis.port, 'PING')).toMatch(/^-NOAUTH/);
+      expect(await rawCommand(redis.port, 'PUBLISH pga:collector-changes x')).toMatch(/^-NOAUTH/);
+      const client = new Redis(redis.url);
+      try {
+        expect(await client.ping()).toBe('PONG');
+      } finally {
+        client.disconnect();
+      }
+      expect(decodeURIComponent(new URL(redis.url).password)).toBe(password);
+      expect(readFileSync(`/proc/${redis.pid}/cmdline`, 'utf8')).not.toContain('word');
+      expect(statSync(path.join(dir, 'auth.conf')).mode & 0o777).toBe(0o600);
+    } finally {
+      await redis.stop();
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { outputTail, readyOrStopped, spawnServer, stopChild, type ServerProcessOptions } from './child';
@@ -10,6 +10,11 @@ export interface StartRedisOptions extends ServerProcessOptions {
   port: number;
   /** Append-only file on (durable queue); default true. */
   appendOnly?: boolean;
+  /**
+   * `requirepass`: every client must AUTH. Written to `auth.conf` (mode 0600) in `dataDir` and
+   * given to redis-server as its config file, never on its command line (which any local user
+   * reads in `ps` / `/proc/<pid>/cmdline`).
+   */
   password?: string;
   /** `maxmemory`, e.g. "1gb"; default unlimited. */
   maxMemory?: string;
@@ -36,7 +41,14 @@ export async function startRedis(options: StartRedisOptions): Promise<RedisHandl
   const dir = path.resolve(options.dataDir);
   mkdirSync(dir, { recursive: true });
   const logFile = path.join(dir, 'redis.log');
+  const authFile = path.join(dir, 'auth.conf');
+  if (options.password) {
+    writeFileSync(authFile, `requirepass ${quoteConfigValue(options.password)}\n`, { mode: 0o600 });
+    chmodSync(authFile, 0o600); // an existing file keeps its mode through writeFileSync
+  } else rmSync(authFile, { force: true });
   const args = [
+    // A config file, when given, must be redis-server's first argument.
+    ...(options.password ? [authFile] : []),
     '--port',
     String(options.port),
     '--bind',
@@ -62,7 +74,6 @@ export async function startRedis(options: StartRedisOptions): Promise<RedisHandl
     '--maxmemory-policy',
     'noeviction',
     ...(options.maxMemory ? ['--maxmemory', options.maxMemory] : []),
-    ...(options.password ? ['--requirepass', options.password] : []),
   ];
   const child = spawnServer(redisBinary(), args, logFile, { cwd: dir, detached: options.ownProcessGroup === true });
   let exited = false;
@@ -84,6 +95,21 @@ export async function startRedis(options: StartRedisOptions): Promise<RedisHandl
   };
 }
 
+/**
+ * A redis.conf value in double quotes: printable ASCII as it is, any other byte (and the quote and
+ * backslash) as a hex escape, which Redis's config parser (sdssplitargs) reads inside quotes.
+ */
+function quoteConfigValue(value: string): string {
+  const plain = (b: number) => b >= 0x20 && b < 0x7f && b !== 0x22 && b !== 0x5c;
+  const bytes = [...Buffer.from(value, 'utf8')];
+  return `"${bytes.map((b) => (plain(b) ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join('')}"`;
+}
+
+/** A command as a RESP array: any bytes in its arguments (spaces, quotes) reach Redis as they are. */
+function resp(...args: string[]): string {
+  return `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
+}
+
 function ping(port: number, password?: string): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1');
@@ -92,7 +118,7 @@ function ping(port: number, password?: string): Promise<boolean> {
       socket.destroy();
       resolve(false);
     });
-    socket.once('connect', () => socket.write(`${password ? `AUTH ${password}\r\n` : ''}PING\r\n`));
+    socket.once('connect', () => socket.write(`${password ? resp('AUTH', password) : ''}${resp('PING')}`));
     socket.on('data', (chunk) => {
       data += chunk.toString();
       if (data.includes('+PONG') || data.includes('-')) {
