@@ -5,6 +5,7 @@ import { sha256Hex } from '@pga/crypto';
 import { publishCollectorChange } from '@pga/redis-keys';
 import { hashToken } from '@pga/tokens';
 import { freePort } from '@pga/local-stack';
+import { enrollCollector, InvalidEnrollmentSecret } from '../../services/ingest-edge/src/routes/enroll';
 import { call, EdgeWorld, rawRequest, waitUntil, type TestCollector } from './harness';
 
 describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
@@ -480,6 +481,64 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
       headers: { 'x-registration-secret': secret },
     });
     expect([res.status, res.json.error.code]).toEqual([401, 'UNAUTHORIZED']);
+  });
+
+  /**
+   * Security review L4: a wrong secret cost a JWT signature (the token was signed before the secret
+   * was checked) and a transaction, without limit. The token is now signed only for a good secret,
+   * and an address past 10 failed enrollments gets 429 + Retry-After (an edge of its own here: the
+   * limiter is per process, and the other tests enroll from this address too).
+   */
+  it('enrollment: no token is signed for a wrong secret', async () => {
+    let signed = 0;
+    const tokens = {
+      ...world.tokens,
+      issue: (...args: Parameters<typeof world.tokens.issue>) => (signed++, world.tokens.issue(...args)),
+    };
+    const deps = { pool: world.pool, tokens, box: world.box };
+    const meta = { ip: '192.0.2.1', userAgent: null };
+    await expect(
+      enrollCollector(deps, 'not-a-secret', { name: `w-${randomUUID().slice(0, 6)}`, hostname: 'h' }, meta),
+    ).rejects.toThrow(InvalidEnrollmentSecret);
+    expect(signed).toBe(0);
+    const secret = `sign-${randomUUID()}`;
+    await world.pool.query(`INSERT INTO enrollment_secrets (name, secret_hash) VALUES ('sign', $1)`, [sha256Hex(secret)]);
+    const ok = await enrollCollector(deps, secret, { name: `s-${randomUUID().slice(0, 6)}`, hostname: 'h' }, meta);
+    expect(signed).toBe(1);
+    expect((await world.tokens.verify(ok.issued.token)).sub).toBe(ok.id);
+  });
+
+  it('enrollment: 10 failed enrollments from one address, then 429 with Retry-After; counted by reason', async () => {
+    const edge = await world.startEdge();
+    const secret = `limited-${randomUUID()}`;
+    await world.pool.query(`INSERT INTO enrollment_secrets (name, secret_hash) VALUES ('limited', $1)`, [sha256Hex(secret)]);
+    const register = (s: string | null) =>
+      call(`${edge.url}/api/v1/collectors/register`, {
+        body: JSON.stringify({ name: `l-${randomUUID().slice(0, 8)}`, hostname: 'h' }),
+        headers: s === null ? {} : { 'x-registration-secret': s },
+      });
+    // A good secret and a missing one are not failures the limit counts.
+    expect((await register(secret)).status).toBe(200);
+    expect((await register(null)).status).toBe(401);
+    for (let i = 0; i < 10; i++) expect((await register(`wrong-${i}`)).status).toBe(401);
+    const limited = await register('wrong-again');
+    expect([limited.status, limited.json.error.code]).toEqual([429, 'RATE_LIMITED']);
+    expect(Number(limited.headers.get('retry-after'))).toBe(30);
+    // From that address even a good secret waits: the limit cannot tell a guess that happens to be right.
+    expect((await register(secret)).status).toBe(429);
+    const metrics = await (await fetch(`${edge.url}/metrics`)).text();
+    const failures = (reason: string) =>
+      Number(new RegExp(`^edge_enrollment_failures_total\\{reason="${reason}"\\} (\\d+)$`, 'm').exec(metrics)?.[1]);
+    expect([failures('missing_secret'), failures('invalid_secret'), failures('rate_limited')]).toEqual([1, 10, 2]);
+    // The other edge (another process, in production) keeps its own count.
+    expect(
+      (
+        await call(`${url}/api/v1/collectors/register`, {
+          body: '{"name":"x","hostname":"h"}',
+          headers: { 'x-registration-secret': 'wrong' },
+        })
+      ).status,
+    ).toBe(401);
   });
 
   it('refresh-token: empty chunked body; both tokens work afterwards', async () => {

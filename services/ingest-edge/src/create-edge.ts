@@ -206,7 +206,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
         maxBody: SMALL_BODY,
         auth: 'registration-secret',
       },
-      createEnrollHandler({ pool, tokens, box, recordKnown }),
+      createEnrollHandler({ pool, tokens, box, recordKnown, onFailure: (reason) => metrics.enrollmentFailures.inc({ reason }) }),
     ),
     refresh: kit.route(
       { name: 'refresh_token', headers: [...authHeaders, 'user-agent'], maxBody: SMALL_BODY, auth: 'bearer' },

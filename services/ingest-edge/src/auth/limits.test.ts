@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { derivePushId } from '../push/push-id';
-import { ByteRateLimiter, RateLimiter } from './rate-limiter';
+import { ByteRateLimiter, FailureLimiter, RateLimiter } from './rate-limiter';
 import { TokenCache } from './token-cache';
 
 const key = { id: 'k1', active: true, verifications: 0, requests: 0 };
@@ -56,5 +56,23 @@ describe('derivePushId', () => {
     expect(a).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     expect(derivePushId('c1', 'k:1')).toBe(a);
     expect(derivePushId('c2', 'k:1')).not.toBe(a);
+  });
+});
+
+describe('FailureLimiter', () => {
+  it('lets `burst` failures through, then waits for one to refill; successes cost nothing', () => {
+    const limiter = new FailureLimiter(1 / 30, 3);
+    for (let i = 0; i < 3; i++) {
+      expect(limiter.wait('ip', 1000)).toBe(0);
+      limiter.fail('ip', 1000);
+    }
+    expect(limiter.wait('ip', 1000)).toBe(30);
+    expect(limiter.wait('other', 1000)).toBe(0);
+    expect(limiter.wait('ip', 1000 + 29_000)).toBe(1);
+    expect(limiter.wait('ip', 1000 + 30_000)).toBe(0);
+    // Failures already in flight when it emptied leave a debt the next attempts wait out.
+    limiter.fail('ip', 31_000);
+    limiter.fail('ip', 31_000);
+    expect(limiter.wait('ip', 31_000)).toBe(60);
   });
 });

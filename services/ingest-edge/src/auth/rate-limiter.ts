@@ -92,3 +92,30 @@ export class ByteRateLimiter {
     this.buckets.take(key, this.buckets.get(key, nowMs), bytes);
   }
 }
+
+/**
+ * Failures per key (e.g. failed enrollments per client IP), per edge process: `burst` failures
+ * pass, then one more each `1 / ratePerSecond` seconds. Only a failure is charged (`fail`), so a
+ * client that keeps succeeding is never held up; failures that were already in flight when the
+ * bucket emptied leave it in debt, which the next attempts wait out.
+ */
+export class FailureLimiter {
+  private readonly buckets: TokenBuckets;
+
+  constructor(ratePerSecond: number, burst: number) {
+    this.buckets = new TokenBuckets(ratePerSecond, burst);
+  }
+
+  /** 0 when the key may try now, else the whole seconds until it may (for Retry-After). */
+  wait(key: string, nowMs = Date.now()): number {
+    if (this.buckets.rate <= 0) return 0;
+    const bucket = this.buckets.get(key, nowMs);
+    return bucket.tokens >= 1 ? 0 : this.buckets.secondsUntil(bucket, 1);
+  }
+
+  /** Charges one failure to the key. */
+  fail(key: string, nowMs = Date.now()): void {
+    if (this.buckets.rate <= 0) return;
+    this.buckets.take(key, this.buckets.get(key, nowMs), 1);
+  }
+}

@@ -69,6 +69,13 @@ export function createEdgeMetrics(sources: MetricSources) {
   // Every code at 0 from the start: an alert on rate(…{reason="UNAVAILABLE"}) missed the first 503s,
   // the series appearing with them. (/metrics sums the processes' series, zeros included.)
   for (const reason of Object.keys(ERROR_HTTP_STATUS) as ErrorCode[]) rejections.inc({ reason }, 0);
+  const enrollmentFailures = new Counter({
+    name: 'edge_enrollment_failures_total',
+    help: 'Enrollments refused, by reason: missing_secret, invalid_secret (wrong, expired, revoked or used up), rate_limited (too many failed enrollments from the address).',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  for (const reason of ['missing_secret', 'invalid_secret', 'rate_limited']) enrollmentFailures.inc({ reason }, 0);
   const enqueueLatency = new Histogram({
     name: 'edge_enqueue_latency_seconds',
     help: 'Time from a push being ready to Redis confirming its job (includes the packing window).',
@@ -191,6 +198,7 @@ export function createEdgeMetrics(sources: MetricSources) {
     request,
     bytesIn,
     rejections,
+    enrollmentFailures,
     enqueueLatency,
     pushesPerJob,
     largePushPrepare,

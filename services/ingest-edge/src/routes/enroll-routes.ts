@@ -1,8 +1,8 @@
 import { AppError, EnrollRequestSchema } from '@pga/contracts';
-import { RateLimiter } from '../auth/rate-limiter';
+import { FailureLimiter, RateLimiter } from '../auth/rate-limiter';
 import type { Authenticate } from '../auth/authenticate';
 import type { RequestContext } from '../http/route';
-import { enrollCollector, refreshCollectorToken, type EnrollDeps, type RequestMeta } from './enroll';
+import { enrollCollector, InvalidEnrollmentSecret, refreshCollectorToken, type EnrollDeps, type RequestMeta } from './enroll';
 import { readJson } from './read-json';
 
 export const SMALL_BODY = 64 * 1024;
@@ -12,13 +12,51 @@ function requestMeta({ reply, headers }: RequestContext): RequestMeta {
   return { ip: /^[0-9a-fA-F:.]+$/.test(ip) ? ip : null, userAgent: headers['user-agent']?.slice(0, 500) || null };
 }
 
+/**
+ * Failed enrollments (a wrong, expired, revoked or used-up secret) per client IP and process: a
+ * burst of 10, then one more every 30 s; past them the IP gets 429 `RATE_LIMITED` with Retry-After
+ * until its bucket refills. CONTRACT.md lists 401 and 400 for enrollment, and 429 only as the
+ * per-collector limit: a client that never fails (a collector with a good secret) never sees it, and
+ * only guessing from one address does. Each guess cost a transaction (and, before, a JWT signature).
+ */
+export const ENROLL_FAILURE_BURST = 10;
+export const ENROLL_FAILURES_PER_SECOND = 1 / 30;
+
+/** Why an enrollment was refused, for `edge_enrollment_failures_total{reason}`. */
+export type EnrollFailureReason = 'missing_secret' | 'invalid_secret' | 'rate_limited';
+
 /** `POST /api/v1/collectors/register` (CONTRACT.md enrollment). */
-export function createEnrollHandler(deps: EnrollDeps) {
+export function createEnrollHandler(
+  deps: EnrollDeps & { failures?: FailureLimiter; onFailure?: (reason: EnrollFailureReason) => void },
+) {
+  const failures = deps.failures ?? new FailureLimiter(ENROLL_FAILURES_PER_SECOND, ENROLL_FAILURE_BURST);
+  const failed = (reason: EnrollFailureReason) => deps.onFailure?.(reason);
   return async (ctx: RequestContext): Promise<void> => {
     // A missing secret is a 401 before the body is read or judged (CONTRACT.md).
-    if (!ctx.headers['x-registration-secret']) throw new AppError('UNAUTHORIZED', 'missing X-Registration-Secret');
+    if (!ctx.headers['x-registration-secret']) {
+      failed('missing_secret');
+      throw new AppError('UNAUTHORIZED', 'missing X-Registration-Secret');
+    }
+    const meta = requestMeta(ctx);
+    // Connections whose address cannot be read share one bucket: they cannot escape the limit.
+    const client = meta.ip ?? 'unknown';
+    const wait = failures.wait(client);
+    if (wait > 0) {
+      failed('rate_limited');
+      throw new AppError('RATE_LIMITED', 'too many failed enrollments from this address', { retryAfterSeconds: wait });
+    }
     const input = await readJson(await ctx.body!.body, ctx.headers['content-encoding']!, SMALL_BODY, EnrollRequestSchema);
-    const { id, issued } = await enrollCollector(deps, ctx.headers['x-registration-secret']!, input, requestMeta(ctx));
+    let enrolled: Awaited<ReturnType<typeof enrollCollector>>;
+    try {
+      enrolled = await enrollCollector(deps, ctx.headers['x-registration-secret']!, input, meta);
+    } catch (err) {
+      if (err instanceof InvalidEnrollmentSecret) {
+        failures.fail(client);
+        failed('invalid_secret');
+      }
+      throw err;
+    }
+    const { id, issued } = enrolled;
     ctx.reply.json(200, {
       collector_id: id,
       token: issued.token,

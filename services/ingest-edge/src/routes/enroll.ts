@@ -23,6 +23,13 @@ const AUDIT_SQL = `
   INSERT INTO collector_audit_log (collector_id, entity_type, entity_id, action, details, actor_name, ip_address, user_agent, new_values)
   VALUES ($1::uuid, 'collector', $1::uuid::text, $2, $3, $4, $5::inet, $6, $7)`;
 
+/** A wrong, expired, revoked or used-up enrollment secret (401): what the per-IP limiter counts. */
+export class InvalidEnrollmentSecret extends AppError {
+  constructor() {
+    super('UNAUTHORIZED', 'enrollment secret is not valid (wrong, expired, revoked or used up)');
+  }
+}
+
 export interface EnrollDeps {
   pool: Pool;
   tokens: CollectorTokens;
@@ -44,7 +51,7 @@ export interface RequestMeta {
 /**
  * Enrollment (`POST /api/v1/collectors/register`): one transaction claims a use of the secret
  * (the conditional UPDATE is the check, so two racing enrollments cannot exceed `max_uses`),
- * creates the collector, records its token (hash + jti only) and writes the audit entry. Then,
+ * then (the secret good) signs the token, creates the collector, records its token (hash + jti only) and writes the audit entry. Then,
  * committed, the collector's id goes into Redis's known set (`recordKnown`).
  */
 export async function enrollCollector(
@@ -55,7 +62,7 @@ export async function enrollCollector(
 ): Promise<{ id: string; issued: IssuedToken }> {
   if (!secret) throw new AppError('UNAUTHORIZED', 'missing X-Registration-Secret');
   const id = randomUUID();
-  const issued = await deps.tokens.issue(id);
+  let issued: IssuedToken | undefined;
   try {
     await withTransaction(deps.pool, async (client) => {
       const { rows } = await client.query<{ id: string; name: string; group_id: string | null; environment: string }>(
@@ -63,7 +70,9 @@ export async function enrollCollector(
         [sha256Hex(secret)],
       );
       const enrollment = rows[0];
-      if (!enrollment) throw new AppError('UNAUTHORIZED', 'enrollment secret is not valid (wrong, expired, revoked or used up)');
+      if (!enrollment) throw new InvalidEnrollmentSecret();
+      // Signed only once the secret is good: a wrong guess must not cost a JWT signature.
+      issued = await deps.tokens.issue(id);
       await client.query(INSERT_COLLECTOR_SQL, [
         id,
         input.name,
@@ -93,7 +102,7 @@ export async function enrollCollector(
   }
   // After the commit, never before: a repair that ran meanwhile would deny it.
   await deps.recordKnown?.(id);
-  return { id, issued };
+  return { id, issued: issued! };
 }
 
 // Read in its own statement, after the lock: under READ COMMITTED a statement takes its snapshot
