@@ -1,3 +1,4 @@
+import { TLSSocket } from 'node:tls';
 import pg from 'pg';
 import type { CollectorConfig } from '@pga/contracts';
 
@@ -37,21 +38,82 @@ export class StageError extends Error {
   }
 }
 
-function clientConfig(spec: TargetSpec): pg.ClientConfig {
-  if ('url' in spec) return { connectionString: spec.url };
+/**
+ * How a target is reached: pg's client config, whether a server that answers the SSLRequest with
+ * 'N' is tried again without TLS (libpq's `prefer`), and whether a cleartext password may go over
+ * a connection without TLS (only when the operator chose `disable`, or a URL without TLS).
+ */
+interface ConnectPlan {
+  config: pg.ClientConfig;
+  plainFallback: boolean;
+  cleartextWithoutTls: boolean;
+  mode: string;
+}
+
+function connectPlan(spec: TargetSpec): ConnectPlan {
+  if ('url' in spec) {
+    // A URL given on the command line: pg reads its sslmode (no fallback); without one, no TLS.
+    const mode = URL.parse(spec.url)?.searchParams.get('sslmode') ?? 'disable';
+    return { config: { connectionString: spec.url }, plainFallback: false, cleartextWithoutTls: mode === 'disable', mode };
+  }
   const t = spec.target;
   if (t.type !== 'postgresql') throw new StageError('config', `target type "${t.type}" is not supported by this collector`);
   const mode = (t.ssl_mode ?? 'prefer').toLowerCase();
-  // libpq's "prefer"/"allow" fall back to plain text; pg has no fallback, so they mean plain here.
   let ssl: pg.ClientConfig['ssl'] = false;
-  if (mode === 'require') ssl = { rejectUnauthorized: false };
+  // libpq's "prefer" (its default): TLS when the server offers it, plain text only when it answers
+  // the SSLRequest with 'N'. "allow" is folded into it: libpq tries plain text first and TLS only
+  // when the server refuses that; TLS first reaches the same servers and is never less safe.
+  if (mode === 'require' || mode === 'prefer' || mode === 'allow') ssl = { rejectUnauthorized: false };
   else if (mode === 'verify-ca' || mode === 'verify-full')
     ssl = {
       rejectUnauthorized: true,
       ...(t.ssl_certificate ? { ca: t.ssl_certificate } : {}),
       ...(mode === 'verify-ca' ? { checkServerIdentity: () => undefined } : {}),
     };
-  return { host: t.host, port: t.port, database: t.database, user: t.username, password: t.password, ssl };
+  return {
+    config: { host: t.host, port: t.port, database: t.database, user: t.username, password: t.password, ssl },
+    plainFallback: mode === 'prefer' || mode === 'allow',
+    cleartextWithoutTls: mode === 'disable',
+    mode,
+  };
+}
+
+/** pg's answer when the server says 'N' to the SSLRequest (pg/lib/connection.js). */
+const NO_SSL_MESSAGE = 'The server does not support SSL connections';
+
+/**
+ * A pg client that refuses to send a password in cleartext (AuthenticationCleartextPassword) over
+ * a connection without TLS, unless allowed: a server that says 'N' to TLS (or anything on the path
+ * that answers for it) and then asks for the password in clear would be handed it. MD5 and SCRAM
+ * are answered as before (the password itself never crosses the wire). Overrides pg 8's handler
+ * of that message (Client#_handleAuthCleartextPassword).
+ */
+class GuardedClient extends pg.Client {
+  constructor(
+    config: pg.ClientConfig,
+    private readonly guard: { cleartextWithoutTls: boolean; mode: string },
+  ) {
+    super(config);
+  }
+
+  _handleAuthCleartextPassword(msg: unknown): void {
+    const connection = (this as unknown as { connection: { stream: unknown; emit(e: string, err: Error): void } }).connection;
+    if (!this.guard.cleartextWithoutTls && !(connection.stream instanceof TLSSocket)) {
+      (connection.stream as { destroy(): void }).destroy();
+      connection.emit(
+        'error',
+        new Error(
+          `the server asked for the password in cleartext over a connection without TLS; not sent (ssl_mode "${this.guard.mode}"): ` +
+            'turn TLS on at the server (ssl = on), have it ask for scram-sha-256 or md5, or set ssl_mode "disable" to send it in cleartext anyway',
+        ),
+      );
+      return;
+    }
+    (pg.Client.prototype as unknown as { _handleAuthCleartextPassword(m: unknown): void })._handleAuthCleartextPassword.call(
+      this,
+      msg,
+    );
+  }
 }
 
 /** A stable description of a target (no password) to tell whether a new config changes it. */
@@ -68,24 +130,42 @@ export async function openTargetConnection(
   spec: TargetSpec,
   { statementTimeoutMs, connectTimeoutMs = 10_000 }: { statementTimeoutMs: number; connectTimeoutMs?: number },
 ): Promise<TargetConnection> {
-  const client = new pg.Client({
-    ...clientConfig(spec),
-    application_name: COLLECTOR_APPLICATION_NAME,
-    statement_timeout: statementTimeoutMs,
-    // Never wait long behind another session's lock: monitoring must not add to a lock queue.
-    lock_timeout: Math.min(1000, statementTimeoutMs),
-    connectionTimeoutMillis: connectTimeoutMs,
-  });
+  const plan = connectPlan(spec);
+  const connectWith = async (ssl: pg.ClientConfig['ssl']): Promise<pg.Client> => {
+    const client = new GuardedClient(
+      {
+        ...plan.config,
+        ssl,
+        application_name: COLLECTOR_APPLICATION_NAME,
+        statement_timeout: statementTimeoutMs,
+        // Never wait long behind another session's lock: monitoring must not add to a lock queue.
+        lock_timeout: Math.min(1000, statementTimeoutMs),
+        connectionTimeoutMillis: connectTimeoutMs,
+      },
+      plan,
+    );
+    try {
+      await client.connect();
+      return client;
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw err;
+    }
+  };
+  let client: pg.Client;
+  try {
+    client = await connectWith(plan.config.ssl).catch((err: unknown) => {
+      // libpq's prefer: plain text only when the server said no to TLS, not after any other failure.
+      if (plan.plainFallback && (err as Error).message === NO_SSL_MESSAGE) return connectWith(false);
+      throw err;
+    });
+  } catch (err) {
+    throw new StageError('target-connect', (err as Error).message);
+  }
   let closed = false;
   // An idle session can be cut by the server; the next interval then reconnects.
   client.on('error', () => (closed = true));
   client.on('end', () => (closed = true));
-  try {
-    await client.connect();
-  } catch (err) {
-    await client.end().catch(() => undefined);
-    throw new StageError('target-connect', (err as Error).message);
-  }
   const run = async <R extends pg.QueryResultRow>(sql: string, params?: unknown[]) =>
     (await client.query<R>(`${SQL_MARKER} ${sql}`, params)).rows;
   let info: { v: string; db: string; su: boolean };
