@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { Redis } from 'ioredis';
 import { hashToken } from '@pga/tokens';
@@ -185,6 +186,54 @@ describe('collectors', () => {
     expect(JSON.stringify(audits)).not.toContain('new-password-1');
     await expectRejected(admin().collectors.update({ id: collector.id, query_limit: 0 }), 'BAD_REQUEST', 'query_limit');
     await expectRejected(admin().collectors.update({ id: '00000000-0000-4000-8000-000000000000', name: 'x' }), 'NOT_FOUND');
+  });
+
+  it("update needs the password typed in to move the stored one to another server or weaker TLS (testConnection's rule)", async () => {
+    const { collector } = await admin().collectors.register(form());
+    const id = collector.id;
+    const PEM = '-----BEGIN CERTIFICATE-----\nMIIBattacker\n-----END CERTIFICATE-----';
+    for (const [patch, because] of [
+      [{ port: 5433 }, /^password: is required when port changes \(5432 → 5433\)/],
+      [{ host: 'evil.example', ssl_mode: 'disable' }, /^password: is required when host changes/],
+      [{ type: 'mysql' }, /^password: is required when type changes/],
+      [{ ssl_mode: 'prefer' }, /^password: is required when ssl_mode is weakened \(require → prefer\)/],
+      [{ ssl_certificate: PEM }, /^password: is required when ssl_certificate changes/],
+    ] as const) {
+      const err: any = await admin()
+        .collectors.update({ id, ...patch } as any)
+        .catch((e: unknown) => e);
+      expect(err?.code, JSON.stringify(patch)).toBe('BAD_REQUEST');
+      expect(err.cause.details).toEqual({ field: 'password' });
+      expect(err.message).toMatch(because);
+    }
+    // nothing was written: the row still points where its password was saved for
+    const [row] = await q('SELECT host, port, ssl_mode, config_version FROM collectors WHERE id = $1', [id]);
+    expect(row).toEqual({ host: collector.host, port: 5432, ssl_mode: 'require', config_version: 1 });
+
+    // the same server (database, username), or stronger TLS: no password needed
+    expect(
+      await admin().collectors.update({ id, host: collector.host, port: 5432, database: 'other', username: 'reader' }),
+    ).toMatchObject({ database: 'other', username: 'reader' });
+    expect(await admin().collectors.update({ id, ssl_mode: 'verify-full' })).toMatchObject({ ssl_mode: 'verify-full' });
+    // with the password typed in, the move is accepted and the new password stored
+    expect(await admin().collectors.update({ id, port: 5433, password: 'typed-for-5433' })).toMatchObject({ port: 5433 });
+    const [moved] = await q('SELECT password_encrypted FROM collectors WHERE id = $1', [id]);
+    expect(h.service.deps.secretBox.decrypt(moved.password_encrypted, id)).toBe('typed-for-5433');
+    expect(
+      await admin().collectors.update({ id, ssl_certificate: PEM, ssl_mode: 'require', password: 'typed-again' }),
+    ).toMatchObject({ has_ssl_certificate: true, ssl_mode: 'require' });
+    await expectRejected(admin().collectors.update({ id, ssl_certificate: null }), 'BAD_REQUEST', 'password');
+
+    // an enrolled collector's placeholder (empty password) has nothing to protect: the admin completes it
+    const enrolled = randomUUID();
+    await q(
+      `INSERT INTO collectors (id, name, type, environment, host, port, database, username, password_encrypted, status)
+       VALUES ($1, $2, 'postgresql', 'production', 'agent-host', 5432, 'postgres', 'postgres', $3, 'pending')`,
+      [enrolled, `enrolled-${enrolled.slice(0, 8)}`, h.service.deps.secretBox.encrypt('', enrolled)],
+    );
+    expect(await admin().collectors.update({ id: enrolled, host: 'db.internal', port: 6432, ssl_mode: 'disable' })).toMatchObject(
+      { host: 'db.internal', port: 6432, ssl_mode: 'disable' },
+    );
   });
 
   it('soft-deletes (revokes tokens, denies at the edge within a second) and restores with a new token', async () => {

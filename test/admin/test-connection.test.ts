@@ -142,7 +142,14 @@ describe('collectors.testConnection', () => {
     // the stored password is never sent to another host or over weaker TLS than configured
     await expectRejected(test({ collector_id: collector.id, host: 'attacker.example.com' }), 'BAD_REQUEST', 'password');
     await expectRejected(test({ collector_id: collector.id, port: 1 }), 'BAD_REQUEST', 'password');
-    await expectRejected(test({ collector_id: collector.id, ssl_mode: 'allow' }), 'BAD_REQUEST', 'password');
+    await expectRejected(
+      test({ collector_id: collector.id, ssl_certificate: '-----BEGIN CERTIFICATE-----\nMIIBx\n-----END CERTIFICATE-----' }),
+      'BAD_REQUEST',
+      'password',
+    );
+    // a stronger ssl_mode than the stored one (disable) protects the password more: allowed (one rule
+    // with collectors.update, collectors/password-guard.ts; weakening is refused there and here)
+    expect(await test({ collector_id: collector.id, ssl_mode: 'allow' })).toMatchObject({ ok: true });
     expect(await test({ collector_id: collector.id, port: 1, password: 'typed-in' })).toMatchObject({
       ok: false,
       failed_stage: 'tcp',

@@ -3,6 +3,7 @@ import { AppError } from '@pga/contracts';
 import { adminProcedure } from '../../trpc/init';
 import { TargetFields, DEFAULT_PORTS } from '../../collectors/field-schemas';
 import { loadTarget } from '../../collectors/load-target';
+import { requirePasswordForRedirect } from '../../collectors/password-guard';
 import { ConnectionTestResultSchema, type ConnectionTarget } from '../../connection-test/result';
 import { testConnection as runTest } from '../../connection-test/test-connection';
 import type { Deps } from '../../deps';
@@ -33,18 +34,9 @@ export const testConnection = adminProcedure
     const stored = input.collector_id ? await loadTarget(ctx.deps.pool, ctx.deps.secretBox, input.collector_id) : undefined;
     // The stored password may only go where it is already configured to go: pointing a test at
     // another server (or weakening TLS) needs the password typed in, so the endpoint cannot be
-    // used to send a collector's secret to a host of the caller's choosing.
-    const redirected = (['type', 'host', 'port', 'ssl_mode', 'ssl_certificate'] as const).find(
-      (k) => input[k] !== undefined && input[k] !== stored?.[k],
-    );
-    if (stored && redirected && input.password === undefined)
-      throw new AppError(
-        'VALIDATION_FAILED',
-        `password: is required when ${redirected} differs from the collector's stored settings`,
-        {
-          field: 'password',
-        },
-      );
+    // used to send a collector's secret to a host of the caller's choosing (collectors.update has
+    // the same rule).
+    if (stored) requirePasswordForRedirect(stored, stored.password, input);
     const pick = <K extends 'type' | 'host' | 'database' | 'username' | 'password'>(
       key: K,
     ): NonNullable<TestConnectionInput[K]> => {

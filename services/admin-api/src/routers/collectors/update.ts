@@ -16,6 +16,7 @@ import {
 import { CollectorSchema } from '../../collectors/collector-schema';
 import { findCollector } from '../../collectors/collector-row';
 import { lockCollector } from '../../collectors/lock-collector';
+import { requirePasswordForRedirect } from '../../collectors/password-guard';
 import { resolveGroupId } from '../../collectors/resolve-group';
 import { setConfigVersion } from '../../collectors/after-commit';
 import { MASKED, diffValues, writeAudit } from '../../audit/write-audit';
@@ -81,6 +82,27 @@ export const update = adminProcedure
     try {
       await withTransaction(deps.pool, async (db) => {
         const row = await lockCollector(db, input.id);
+        const decrypt = (ciphertext: unknown) => {
+          if (typeof ciphertext !== 'string') return undefined;
+          try {
+            return deps.secretBox.decrypt(ciphertext, row.id);
+          } catch {
+            return undefined; // undecryptable: treated as a password to protect / a certificate that differs
+          }
+        };
+        // The edge gives the stored password to the agent, which sends it to these settings: moving
+        // it elsewhere or weakening its protection needs it typed in (the rule testConnection has).
+        requirePasswordForRedirect(
+          {
+            type: row.type as string,
+            host: row.host as string,
+            port: row.port as number,
+            ssl_mode: (row.ssl_mode as string | null) ?? 'prefer',
+            ssl_certificate: input.ssl_certificate === undefined ? undefined : decrypt(row.ssl_certificate_encrypted),
+          },
+          input.password === undefined ? decrypt(row.password_encrypted) : input.password,
+          input,
+        );
         const before: Record<string, unknown> = { group_id: row.group_id };
         const after: Record<string, unknown> = {};
         for (const f of PLAIN_FIELDS) {
