@@ -93,6 +93,48 @@ describe('admin accounts, sessions, roles, CSRF', () => {
     }
   });
 
+  it('behind a trusted proxy, takes the client IP from the right of X-Forwarded-For: a spoofed first entry does not dodge the per-IP limit', async () => {
+    // what nginx's $proxy_add_x_forwarded_for forwards: the client's own header, then the peer it saw
+    const h2 = await createHarness({ TRUST_PROXY: 'true', LOGIN_MAX_FAILURES_PER_IP: '3', LOGIN_MAX_FAILURES_PER_USER: '1000' });
+    try {
+      await h2.listen();
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        const res = await trpcHttp(
+          h2.url,
+          'mutation',
+          'auth.login',
+          { username: `spray${i}`, password: 'x' },
+          { headers: { 'x-forwarded-for': `203.0.113.${i + 1}, 198.51.100.9` } },
+        );
+        statuses.push(res.status);
+      }
+      expect(statuses).toEqual([401, 401, 401, 429, 429, 429]);
+      const { rows } = await h2.service.deps.pool.query('SELECT DISTINCT host(ip_address) AS ip FROM login_attempts');
+      expect(rows).toEqual([{ ip: '198.51.100.9' }]);
+    } finally {
+      await h2[Symbol.asyncDispose]();
+    }
+    // two proxies (TRUST_PROXY_HOPS=2): the entry before the last proxy's is the client
+    const h3 = await createHarness({ TRUST_PROXY: 'true', TRUST_PROXY_HOPS: '2' });
+    try {
+      await h3.listen();
+      await trpcHttp(
+        h3.url,
+        'mutation',
+        'auth.login',
+        { username: 'nobody', password: 'x' },
+        {
+          headers: { 'x-forwarded-for': '203.0.113.7, 198.51.100.10, 10.0.0.2' },
+        },
+      );
+      const { rows } = await h3.service.deps.pool.query('SELECT host(ip_address) AS ip FROM login_attempts');
+      expect(rows).toEqual([{ ip: '198.51.100.10' }]);
+    } finally {
+      await h3[Symbol.asyncDispose]();
+    }
+  });
+
   it('refuses a tRPC batch of more than 10 calls whole: 10 guesses and the password in one request do not sign in', async () => {
     const h2 = await createHarness({ LOGIN_MAX_FAILURES_PER_USER: '3' });
     try {

@@ -23,6 +23,11 @@ export const AdminConfigSchema = commonSchema
     COOKIE_SECURE: bool(false),
     /** Honour X-Forwarded-For / -Proto / -Host from a reverse proxy (request-meta.ts); default false. */
     TRUST_PROXY: bool(false),
+    /**
+     * Proxies in front of the service that append to X-Forwarded-For: the client IP is the entry this
+     * many from the right (request-meta.ts clientIp); default 1. Read only with TRUST_PROXY.
+     */
+    TRUST_PROXY_HOPS: int(1, 1, 32),
     /** Extra origins allowed to POST (comma-separated, e.g. the Vite dev server); default none. */
     ALLOWED_ORIGINS: z
       .string()

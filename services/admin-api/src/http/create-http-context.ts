@@ -14,7 +14,7 @@ export async function createHttpContext(deps: Deps, req: IncomingMessage, res: S
     deps,
     user: session?.user ?? null,
     sessionHash: session?.hash ?? null,
-    ip: clientIp(req, trustProxy),
+    ip: clientIp(req, trustProxy, deps.config.TRUST_PROXY_HOPS),
     userAgent: req.headers['user-agent'] ?? null,
     secureCookies: deps.config.COOKIE_SECURE || isTls(req, trustProxy),
     setCookie(cookie) {

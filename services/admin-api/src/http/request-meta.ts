@@ -2,13 +2,24 @@ import { isIP } from 'node:net';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 
-/** Client IP (X-Forwarded-For's first entry only behind a trusted proxy), validated as an address. */
-export function clientIp(req: IncomingMessage, trustProxy: boolean): string | null {
-  const forwarded = trustProxy
-    ? String(req.headers['x-forwarded-for'] ?? '')
-        .split(',')[0]
-        ?.trim()
-    : undefined;
+/**
+ * Client IP, validated as an address. Behind trusted proxies (`trustProxy`, TRUST_PROXY) it is the
+ * X-Forwarded-For entry `hops` from the right (TRUST_PROXY_HOPS): each proxy appends the address it
+ * received the request from (nginx's `$proxy_add_x_forwarded_for`), so the right-most `hops` entries
+ * were written by our proxies and everything left of them by the client, who can put anything
+ * there. With fewer entries than `hops` the left-most is taken (the first proxy's peer).
+ * Several X-Forwarded-For headers count as one list, in order.
+ */
+export function clientIp(req: IncomingMessage, trustProxy: boolean, hops = 1): string | null {
+  let forwarded: string | undefined;
+  if (trustProxy) {
+    const header = req.headers['x-forwarded-for'];
+    const entries = (Array.isArray(header) ? header.join(',') : (header ?? ''))
+      .split(',')
+      .map((e) => e.trim())
+      .filter(Boolean);
+    forwarded = entries[Math.max(0, entries.length - Math.max(1, hops))];
+  }
   const ip = forwarded || req.socket.remoteAddress || '';
   return isIP(ip) ? ip : null;
 }
