@@ -51,7 +51,11 @@ describe('admin accounts, sessions, roles, CSRF', () => {
     expect(rows).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ actor_id: h.viewer.id, actor_name: 'victor', details: { reason: 'wrong_password' } }),
-        expect.objectContaining({ actor_id: null, actor_name: 'nobody', details: { reason: 'unknown_user' } }),
+        expect.objectContaining({
+          actor_id: null,
+          actor_name: expect.stringMatching(/^unknown user #[0-9a-f]{12}$/),
+          details: { reason: 'unknown_user' },
+        }),
       ]),
     );
     expect(rows[0].ip).toMatch(/127\.0\.0\.1/);
@@ -135,6 +139,88 @@ describe('admin accounts, sessions, roles, CSRF', () => {
     }
   });
 
+  it('never stores text typed as an unknown username in the audit log: viewers see a keyed hash of it', async () => {
+    const typed = 'MyS3cret-Passw0rd!';
+    const h2 = await createHarness();
+    try {
+      await h2.listen();
+      expect((await trpcHttp(h2.url, 'mutation', 'auth.login', { username: typed, password: 'alice' })).status).toBe(401);
+      expect((await trpcHttp(h2.url, 'mutation', 'auth.login', { username: typed.toUpperCase(), password: 'x' })).status).toBe(
+        401,
+      );
+      const viewerCookie = await httpLogin(h2.url, 'victor', VIEWER_PASSWORD);
+      const audit = await trpcHttp(h2.url, 'query', 'audit.list', { action: 'user.login_failed' }, { cookie: viewerCookie });
+      expect(audit.status).toBe(200);
+      expect(audit.text.toLowerCase()).not.toContain(typed.toLowerCase());
+      const names = audit.body.result.data.items
+        .filter((i: any) => i.details?.reason === 'unknown_user')
+        .map((i: any) => i.actor_name as string);
+      // the same text (any case) gives the same marker, so repeated attempts at one name show as such
+      expect(names.length).toBeGreaterThanOrEqual(2);
+      expect(names[0]).toMatch(/^unknown user #[0-9a-f]{12}$/);
+      expect(names.filter((n: string) => n === names[0]).length).toBeGreaterThanOrEqual(2);
+      const { rows } = await h2.service.deps.pool.query('SELECT row_to_json(a)::text AS j FROM collector_audit_log a');
+      expect(
+        rows
+          .map((r) => r.j)
+          .join('\n')
+          .toLowerCase(),
+      ).not.toContain(typed.toLowerCase());
+    } finally {
+      await h2[Symbol.asyncDispose]();
+    }
+  });
+
+  it('100 refused attempts add a bounded number of audit rows (one per username / IP per window); they are counted in login_attempts', async () => {
+    const h2 = await createHarness({ LOGIN_MAX_FAILURES_PER_USER: '3', LOGIN_MAX_FAILURES_PER_IP: '5' });
+    try {
+      const audited = async () =>
+        (
+          await h2.service.deps.pool.query<{ reason: string; n: number }>(
+            `SELECT details->>'reason' AS reason, count(*)::int AS n FROM collector_audit_log
+              WHERE action = 'user.login_failed' GROUP BY 1 ORDER BY 1`,
+          )
+        ).rows;
+      // one account under attack, from one address
+      const caller = h2.caller(null, { ip: '10.2.2.2', userAgent: 'x'.repeat(1000) });
+      const codes: string[] = [];
+      for (let i = 0; i < 100; i++)
+        codes.push(
+          await caller.auth.login({ username: 'alice', password: `guess-${i}` }).then(
+            () => 'OK',
+            (e) => e.code,
+          ),
+        );
+      expect(codes.filter((c) => c === 'UNAUTHORIZED')).toHaveLength(3);
+      expect(codes.filter((c) => c === 'TOO_MANY_REQUESTS')).toHaveLength(97);
+      expect(await audited()).toEqual([
+        { reason: 'rate_limited', n: 1 },
+        { reason: 'wrong_password', n: 3 },
+      ]);
+      // a spray across usernames from another address: the IP's limit, one more row
+      const sprayer = h2.caller(null, { ip: '10.3.3.3' });
+      for (let i = 0; i < 100; i++)
+        await expect(sprayer.auth.login({ username: `spray-${i}`, password: 'x' })).rejects.toBeTruthy();
+      expect(await audited()).toEqual([
+        { reason: 'rate_limited', n: 2 },
+        { reason: 'unknown_user', n: 5 },
+        { reason: 'wrong_password', n: 3 },
+      ]);
+      // every refused attempt is in login_attempts, marked so that it does not extend the lock-out
+      const { rows } = await h2.service.deps.pool.query(
+        `SELECT host(ip_address) AS ip, count(*) FILTER (WHERE refused)::int AS refused,
+                count(*) FILTER (WHERE NOT refused AND NOT succeeded)::int AS failed
+           FROM login_attempts GROUP BY 1 ORDER BY 1`,
+      );
+      expect(rows).toEqual([
+        { ip: '10.2.2.2', refused: 97, failed: 3 },
+        { ip: '10.3.3.3', refused: 95, failed: 5 },
+      ]);
+    } finally {
+      await h2[Symbol.asyncDispose]();
+    }
+  });
+
   it('refuses a tRPC batch of more than 10 calls whole: 10 guesses and the password in one request do not sign in', async () => {
     const h2 = await createHarness({ LOGIN_MAX_FAILURES_PER_USER: '3' });
     try {
@@ -162,7 +248,7 @@ describe('admin accounts, sessions, roles, CSRF', () => {
       const failures = async (username: string) =>
         (
           await h2.service.deps.pool.query(
-            'SELECT count(*)::int AS n FROM login_attempts WHERE username = $1 AND NOT succeeded',
+            'SELECT count(*)::int AS n FROM login_attempts WHERE username = $1 AND NOT succeeded AND NOT refused',
             [username],
           )
         ).rows[0].n;
@@ -178,7 +264,8 @@ describe('admin accounts, sessions, roles, CSRF', () => {
       const checked = statuses.filter((s) => s === 401).length;
       expect(checked).toBeLessThanOrEqual(3);
       expect(statuses.filter((s) => s === 429)).toHaveLength(10 - checked);
-      // Only the guesses checked are failures (a refused attempt does not extend the lock-out).
+      // Only the guesses checked are failures (a refused attempt is kept, marked refused: it does not
+      // extend the lock-out).
       expect(await failures('victor')).toBe(checked);
 
       const parallel = await Promise.all(

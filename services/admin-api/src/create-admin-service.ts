@@ -111,10 +111,11 @@ export function createAdminService({ config, logger }: { config: AdminConfig; lo
   // Secrets under a key id ENCRYPTION_KEY lacks: their connection tests (and the edges' config
   // answers) fail until the key is listed again. One grouped query.
   const keyCheck = checkStoredKeyIds(deps.pool, deps.secretBox.keyIds, logger);
-  const housekeeping = setInterval(
-    () => void pruneAuthTables(deps.pool).catch((err: unknown) => logger.warn({ err }, 'pruning sessions failed')),
-    3_600_000,
-  );
+  // Hourly, and once at start (a service restarted more often than hourly pruned nothing): the
+  // login attempts refused by the rate limit are kept there, so this bounds them to a day's.
+  const prune = () => void pruneAuthTables(deps.pool).catch((err: unknown) => logger.warn({ err }, 'pruning sessions failed'));
+  const housekeeping = setInterval(prune, 3_600_000);
+  prune();
   housekeeping.unref();
   return {
     deps,

@@ -16,7 +16,7 @@ async function recentFailures(db: Pool, username: string, ip: string | null, win
     `SELECT count(*) FILTER (WHERE username = $1) AS by_user,
             count(*) FILTER (WHERE $2::inet IS NOT NULL AND ip_address = $2::inet) AS by_ip
        FROM login_attempts
-      WHERE NOT succeeded AND attempted_at > now() - make_interval(mins => $3)
+      WHERE NOT succeeded AND NOT refused AND attempted_at > now() - make_interval(mins => $3)
         AND (username = $1 OR ip_address = $2::inet)`,
     [username, ip, windowMinutes],
   );
@@ -31,27 +31,54 @@ async function recentFailures(db: Pool, username: string, ip: string | null, win
  * all 11 checked. Each row here is committed before its count is taken, so of any number of
  * concurrent attempts at most the limit find themselves within it.
  *
- * The caller then keeps the row as the failure, replaces it (recordLoginSuccess), or drops it when
- * `limited` (forgetLoginAttempt): a refused attempt is not a failure, so retrying while locked out
- * does not extend the lock-out.
+ * The caller then keeps the row as the failure, replaces it (recordLoginSuccess), or marks it
+ * refused when `limited` (refuseLoginAttempt): a refused attempt is not a failure, so retrying while
+ * locked out does not extend the lock-out, but it stays counted in login_attempts (pruned after a
+ * day, auth/prune.ts) rather than in the audit log. `limited` names the limit that refused it: the
+ * username's first (one account under attack), else the IP's (a spray across usernames).
  */
 export async function beginLoginAttempt(
   db: Pool,
   username: string,
   ip: string | null,
   limits: LoginLimits,
-): Promise<{ id: string; limited: boolean }> {
+): Promise<{ id: string; limited: 'username' | 'ip' | null }> {
   const { rows } = await db.query<{ id: string }>(
     'INSERT INTO login_attempts (username, ip_address, succeeded) VALUES ($1, $2, false) RETURNING id',
     [username, ip],
   );
   const failures = await recentFailures(db, username, ip, limits.windowMinutes);
-  return { id: rows[0]!.id, limited: failures.byUser > limits.maxPerUser || failures.byIp > limits.maxPerIp };
+  const limited = failures.byUser > limits.maxPerUser ? 'username' : failures.byIp > limits.maxPerIp ? 'ip' : null;
+  return { id: rows[0]!.id, limited };
 }
 
-/** Drops an attempt refused by the limit (see beginLoginAttempt). */
-export async function forgetLoginAttempt(db: PoolClient, id: string): Promise<void> {
-  await db.query('DELETE FROM login_attempts WHERE id = $1', [id]);
+/** Marks an attempt refused by the limit (see beginLoginAttempt): kept, but not a failure. */
+export async function refuseLoginAttempt(db: PoolClient, id: string): Promise<void> {
+  await db.query('UPDATE login_attempts SET refused = true WHERE id = $1', [id]);
+}
+
+/**
+ * Whether this refusal is the first of its window for the limit that refused it (the username, or
+ * the IP): only that one is audited, so anonymous callers add at most one audit row per username
+ * and per IP per window however often they retry (the rest are counted in login_attempts). Takes a
+ * transaction-scoped advisory lock on the key, so concurrent refusals audit once too.
+ */
+export async function firstRefusalInWindow(
+  db: PoolClient,
+  by: { limited: 'username' | 'ip'; actorName: string; ip: string | null },
+  windowMinutes: number,
+): Promise<boolean> {
+  const key = by.limited === 'username' ? by.actorName : String(by.ip);
+  await db.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`pga:login-refused:${by.limited}:${key}`]);
+  const { rows } = await db.query(
+    `SELECT 1 FROM collector_audit_log
+      WHERE action = 'user.login_failed' AND created_at > now() - make_interval(mins => $1)
+        AND details->>'reason' = 'rate_limited' AND details->>'limited_by' = $2
+        AND CASE WHEN $2 = 'username' THEN actor_name = $3 ELSE ip_address IS NOT DISTINCT FROM $4::inet END
+      LIMIT 1`,
+    [windowMinutes, by.limited, by.actorName, by.ip],
+  );
+  return rows.length === 0;
 }
 
 /** A successful login: the username's failures (this attempt's row among them) are cleared. */

@@ -3,10 +3,11 @@ import { AppError } from '@pga/contracts';
 import { hashSecret, verifySecret } from '@pga/crypto';
 import { withTransaction } from '@pga/db';
 import { publicProcedure } from '../../trpc/init';
-import { beginLoginAttempt, forgetLoginAttempt, recordLoginSuccess } from '../../auth/login-limit';
+import { beginLoginAttempt, firstRefusalInWindow, recordLoginSuccess, refuseLoginAttempt } from '../../auth/login-limit';
 import { createSession } from '../../auth/sessions';
 import { sessionCookie } from '../../auth/session-cookie';
 import { writeAudit } from '../../audit/write-audit';
+import { unknownUserName } from '../../audit/actor';
 import { SessionUserSchema } from '../users/user-schema';
 
 export const LoginInputSchema = z.object({
@@ -29,21 +30,6 @@ export const login = publicProcedure
       maxPerIp: config.LOGIN_MAX_FAILURES_PER_IP,
       windowMinutes: config.LOGIN_WINDOW_MINUTES,
     });
-    const failedAudit = (userId: string | null, reason: string) =>
-      withTransaction(pool, async (db) => {
-        if (reason === 'rate_limited') await forgetLoginAttempt(db, attempt.id);
-        await writeAudit(
-          db,
-          { id: userId, name: input.username, ip: ctx.ip, userAgent: ctx.userAgent },
-          { action: 'user.login_failed', entityType: 'user', entityId: userId, details: { reason } },
-        );
-      });
-    if (attempt.limited) {
-      await failedAudit(null, 'rate_limited');
-      throw new AppError('RATE_LIMITED', `too many failed sign-ins; try again in ${config.LOGIN_WINDOW_MINUTES} minutes`, {
-        retryAfterSeconds: config.LOGIN_WINDOW_MINUTES * 60,
-      });
-    }
     const { rows } = await pool.query<{
       id: string;
       username: string;
@@ -53,9 +39,41 @@ export const login = publicProcedure
       disabled: boolean;
     }>('SELECT id, username, display_name, role, password_hash, disabled FROM users WHERE lower(username) = $1', [username]);
     const found = rows[0];
+    // An account's name as stored, or a keyed hash of text that names no account (L2: it may be a
+    // password typed into the wrong field, and viewers read the audit log).
+    const actorName = found ? found.username : unknownUserName(config.JWT_SECRET, username);
+    const failedAudit = (reason: string) =>
+      withTransaction(pool, async (db) => {
+        if (attempt.limited) {
+          // Refused: counted in login_attempts; audited once per username / IP per window (L3).
+          await refuseLoginAttempt(db, attempt.id);
+          const first = await firstRefusalInWindow(
+            db,
+            { limited: attempt.limited, actorName, ip: ctx.ip },
+            config.LOGIN_WINDOW_MINUTES,
+          );
+          if (!first) return;
+        }
+        await writeAudit(
+          db,
+          { id: found?.id ?? null, name: actorName, ip: ctx.ip, userAgent: ctx.userAgent },
+          {
+            action: 'user.login_failed',
+            entityType: 'user',
+            entityId: found?.id ?? null,
+            details: attempt.limited ? { reason, limited_by: attempt.limited } : { reason },
+          },
+        );
+      });
+    if (attempt.limited) {
+      await failedAudit('rate_limited');
+      throw new AppError('RATE_LIMITED', `too many failed sign-ins; try again in ${config.LOGIN_WINDOW_MINUTES} minutes`, {
+        retryAfterSeconds: config.LOGIN_WINDOW_MINUTES * 60,
+      });
+    }
     const ok = await verifySecret(input.password, found?.password_hash ?? (await (dummyHash ??= hashSecret('not a password'))));
     if (!found || !ok || found.disabled) {
-      await failedAudit(found?.id ?? null, !found ? 'unknown_user' : found.disabled ? 'disabled' : 'wrong_password');
+      await failedAudit(!found ? 'unknown_user' : found.disabled ? 'disabled' : 'wrong_password');
       throw new AppError('UNAUTHORIZED', 'wrong username or password');
     }
     const user = { id: found.id, username: found.username, display_name: found.display_name, role: found.role };
