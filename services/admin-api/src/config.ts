@@ -28,6 +28,20 @@ export const AdminConfigSchema = commonSchema
      * many from the right (request-meta.ts clientIp); default 1. Read only with TRUST_PROXY.
      */
     TRUST_PROXY_HOPS: int(1, 1, 32),
+    /**
+     * Host names (comma-separated, a port is ignored) the service answers to besides IP addresses,
+     * localhost and *.localhost: the public name an operator reaches it by; `*` answers to any
+     * (http/security-headers.ts hostAllowed); default none.
+     */
+    ADMIN_ALLOWED_HOSTS: z
+      .string()
+      .default('')
+      .transform((s) =>
+        s
+          .split(',')
+          .map((h) => h.trim().toLowerCase())
+          .filter(Boolean),
+      ),
     /** Extra origins allowed to POST (comma-separated, e.g. the Vite dev server); default none. */
     ALLOWED_ORIGINS: z
       .string()

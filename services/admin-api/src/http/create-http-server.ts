@@ -7,6 +7,7 @@ import { createHttpContext } from './create-http-context';
 import { csrfRefusal } from './csrf';
 import { readiness } from './readiness';
 import { requestPathname } from './request-meta';
+import { hostAllowed, requestHost, setSecurityHeaders } from './security-headers';
 import { createStaticHandler } from './static-files';
 
 /**
@@ -40,11 +41,22 @@ export function createHttpServer(deps: Deps, appRouter: AppRouter, { webDistDir 
   const serveUi = createStaticHandler(webDistDir);
   if (!serveUi) logger.warn({ webDistDir }, 'web UI not built; serving the API only');
   return createServer((req, res) => {
+    setSecurityHeaders(res);
     // Routed on the parsed URL, as tRPC reads it: splitting req.url sent an absolute-form target
     // (`GET http://host/trpc/auth.me`) past the CSRF guard and tRPC to the static files.
     const pathname = requestPathname(req);
     if (pathname === undefined) {
       res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' }).end('unparsable request URL\n');
+      req.resume();
+      return;
+    }
+    // Probes (/healthz, /readyz: no data, no cookie) answer whatever the Host; the rest only to
+    // the names this service is reached by (DNS rebinding, security-headers.ts hostAllowed).
+    const host = requestHost(req, config.TRUST_PROXY);
+    if (pathname !== '/healthz' && pathname !== '/readyz' && !hostAllowed(host, config.ADMIN_ALLOWED_HOSTS)) {
+      res
+        .writeHead(421, { 'content-type': 'text/plain; charset=utf-8' })
+        .end('this service does not answer to the host name in the request; add it to ADMIN_ALLOWED_HOSTS\n');
       req.resume();
       return;
     }
