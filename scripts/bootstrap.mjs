@@ -21,6 +21,7 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runsMonitoringTests } from './lib/test-args.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const command = process.argv[2];
@@ -79,10 +80,9 @@ if (missing.length > 0) {
 // run or one that names test/monitoring; when it cannot be, the run goes on and that test fails
 // saying so. Copied under a temporary name and renamed: an interrupted copy is never taken for it.
 const promtoolPath = path.join(root, '.data', 'tools', 'promtool');
-const filters = process.argv.slice(3).filter((a) => !a.startsWith('-'));
-const wantsPromtool =
-  filters.length === 0 ||
-  filters.some((f) => 'test/monitoring/alerts.test.ts'.includes(f.replace(/^\.\//, '')) || f.includes('monitoring'));
+// Only the file filters count, not an option's value: `-t monitoring` names no file, and `-t heartbeat`
+// alone runs every file, test/monitoring included (lib/test-args.mjs).
+const wantsPromtool = runsMonitoringTests(process.argv.slice(3));
 if (command === 'test' && wantsPromtool && !onPath('promtool') && !existsSync(promtoolPath)) {
   console.log('fetching promtool (Debian package prometheus, extracted into .data/tools)…');
   const tmp = mkdtempSync(path.join(tmpdir(), 'pga-promtool-'));

@@ -5,6 +5,7 @@
  *
  *   npm test                      everything
  *   npm test -- test/foundation   only test files matching the filter (checks are skipped)
+ *   npm test -- test/writer -t heartbeat   and only tests named so (`-t`'s value is no file filter)
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
