@@ -190,6 +190,15 @@ describe('monitoring/alerts.yml', () => {
     expect(problems).toEqual([]);
   });
 
+  it('exports no metric with a label of its own named job or instance (Prometheus would rename it exported_…)', () => {
+    const clashing = series.filter((s) => 'exported_job' in s.labels || 'exported_instance' in s.labels);
+    expect([...new Set(clashing.map((s) => `${s.name}{${Object.keys(s.labels).join(',')}}`))]).toEqual([]);
+    // Nor do the promtool scenarios feed such series.
+    const unit = readFileSync(unitTestsFile, 'utf8');
+    expect(unit).not.toMatch(/exported_(job|instance)/);
+    expect(readFileSync(rulesFile, 'utf8')).not.toMatch(/\$labels\.exported_|exported_(job|instance)\s*[=!~]/);
+  });
+
   it("reads Redis's memory on a two-process edge as Redis's own figure, not a sum over the processes", async () => {
     // PgaRedisMemoryNearBudget compares it with the budget: a sum would fire at half the budget.
     const redis = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: 1 });
@@ -215,9 +224,9 @@ describe('monitoring/alerts.yml', () => {
       /matches no scraped series/,
     );
     expect(checkExpr('rate(edge_token_cache_lookups_total{result=~"hit|mis"}[5m]) > 0', series)[0]).toMatch(/mis not scraped/);
-    // The writer's own `job` label arrives as exported_job (honor_labels false).
+    // A label of the target's (job) selects the scrape target, not the maintenance task.
     expect(checkExpr('writer_maintenance_runs_total{job="partitions"}', series)[0]).toMatch(/matches no scraped series/);
-    expect(checkExpr('writer_maintenance_runs_total{exported_job="partitions"}', series)).toEqual([]);
+    expect(checkExpr('writer_maintenance_runs_total{task="partitions"}', series)).toEqual([]);
     expect(checkExpr('sum by (reason) (edge_pushes_total)', series)[0]).toMatch(/grouping label reason/);
   });
 

@@ -17,7 +17,7 @@ describe('writer: heartbeat flushes', () => {
     // After the writer's maintenance run at start (a transaction running beside the flushes keeps
     // the old row versions from being pruned, and so the pages from having room).
     await waitUntil('the maintenance run at start', async () =>
-      /^writer_maintenance_runs_total\{job="partitions",outcome="ok"\} [1-9]/m.test(
+      /^writer_maintenance_runs_total\{task="partitions",outcome="ok"\} [1-9]/m.test(
         await (await fetch(`${h.url}/metrics`)).text(),
       ),
     );

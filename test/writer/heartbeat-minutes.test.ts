@@ -10,7 +10,7 @@ import { insertCollector, startWriterHarness, waitUntil, type WriterHarness } fr
 async function firstSweepDone(h: WriterHarness) {
   await waitUntil('the first sweep', async () => {
     const runs = (await h.writer.metrics.maintenanceRuns.get()).values;
-    return runs.some((v) => v.labels.job === 'sweep' && v.value > 0);
+    return runs.some((v) => v.labels.task === 'sweep' && v.value > 0);
   });
 }
 

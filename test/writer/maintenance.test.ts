@@ -27,7 +27,7 @@ async function metric(h: WriterHarness, pattern: RegExp): Promise<number> {
 
 /** Until the partitions job's run at start is done. */
 const firstRun = (h: WriterHarness) =>
-  waitUntil('the first run', async () => (await metric(h, /^writer_maintenance_runs_total\{job="partitions"/)) >= 1, 15_000);
+  waitUntil('the first run', async () => (await metric(h, /^writer_maintenance_runs_total\{task="partitions"/)) >= 1, 15_000);
 
 describe('writer: partition and retention job', () => {
   let db: TestDatabase;
@@ -80,8 +80,8 @@ describe('writer: partition and retention job', () => {
         (await a.pool.query(`SELECT count(*)::int AS n FROM collector_metrics_rollup WHERE bucket < now() - interval '15 days'`))
           .rows[0].n,
       ).toBe(0);
-      const runsA = await metric(a, /^writer_maintenance_runs_total\{job="partitions"/);
-      const runsB = await metric(b, /^writer_maintenance_runs_total\{job="partitions"/);
+      const runsA = await metric(a, /^writer_maintenance_runs_total\{task="partitions"/);
+      const runsB = await metric(b, /^writer_maintenance_runs_total\{task="partitions"/);
       expect(runsA + runsB).toBeGreaterThanOrEqual(2);
       expect(runsA + runsB).toBeLessThanOrEqual(6);
       expect((await a.writer.maintenance.queue.getJobSchedulers()).map((s) => s.key).sort()).toEqual([
@@ -117,7 +117,7 @@ describe('writer: partition and retention job', () => {
         15_000,
       );
       // Counted once retention is done too; one run, not one per schedule and start.
-      const runs = () => metric(again, /^writer_maintenance_runs_total\{job="partitions",outcome="ok"/);
+      const runs = () => metric(again, /^writer_maintenance_runs_total\{task="partitions",outcome="ok"/);
       await waitUntil('the run counted', async () => (await runs()) === 1, 15_000);
       await new Promise((r) => setTimeout(r, 500));
       expect(await runs()).toBe(1);
@@ -180,7 +180,7 @@ describe('writer: partition and retention job', () => {
       // The fold's own first run too (its schedule runs at once): one after the push folded it.
       await waitUntil(
         'the first fold',
-        async () => (await metric(first, /^writer_maintenance_runs_total\{job="rollup",outcome="ok"/)) >= 1,
+        async () => (await metric(first, /^writer_maintenance_runs_total\{task="rollup",outcome="ok"/)) >= 1,
         15_000,
       );
       await first.waitForJob(await first.enqueue([push]), 'completed');
@@ -282,14 +282,14 @@ describe('writer: partition and retention job', () => {
       const queue = h.writer.maintenance.queue;
       await waitUntil(
         'the first rollup',
-        async () => (await metric(h, /^writer_maintenance_runs_total\{job="rollup"/)) >= 1,
+        async () => (await metric(h, /^writer_maintenance_runs_total\{task="rollup"/)) >= 1,
         15_000,
       );
       // What an empty Redis holds of the maintenance queue: nothing (this Redis is shared by other
       // tests, so only this writer's maintenance keys go).
       const stale = await h.redis.keys(`${h.keys.bullPrefix}:${h.keys.maintenanceQueue}:*`);
       await h.redis.del(...stale);
-      const before = await metric(h, /^writer_maintenance_runs_total\{job="rollup"/);
+      const before = await metric(h, /^writer_maintenance_runs_total\{task="rollup"/);
       await waitUntil(
         'all three schedules back',
         async () =>
@@ -302,7 +302,7 @@ describe('writer: partition and retention job', () => {
       expect((await queue.getJobScheduler('rollup'))?.every).toBe(1000);
       await waitUntil(
         'the rollup running again',
-        async () => (await metric(h, /^writer_maintenance_runs_total\{job="rollup"/)) > before,
+        async () => (await metric(h, /^writer_maintenance_runs_total\{task="rollup"/)) > before,
         10_000,
       );
       // Said in one warning, or two if a check was half-way through when the keys went. (A rollup
@@ -345,11 +345,11 @@ describe('writer: partition and retention job', () => {
       // Writer a (its own setting 14) runs the schedule's next job: a day 5 days old is past the 3 days now.
       await partition(-5);
       expect(await exists(-5)).toBe(true);
-      const runs = await metric(a, /^writer_maintenance_runs_total\{job="partitions",outcome="ok"/);
+      const runs = await metric(a, /^writer_maintenance_runs_total\{task="partitions",outcome="ok"/);
       await a.writer.maintenance.queue.add('partitions', schedule!.template!.data);
       await waitUntil(
         'the run by writer a',
-        async () => (await metric(a, /^writer_maintenance_runs_total\{job="partitions",outcome="ok"/)) > runs,
+        async () => (await metric(a, /^writer_maintenance_runs_total\{task="partitions",outcome="ok"/)) > runs,
         15_000,
       );
       expect(await exists(-5)).toBe(false);
@@ -395,7 +395,7 @@ describe('writer: partition and retention job', () => {
     try {
       await waitUntil(
         'first scheduled partitions run',
-        async () => (await metric(h, /^writer_maintenance_runs_total\{job="partitions"/)) >= 1,
+        async () => (await metric(h, /^writer_maintenance_runs_total\{task="partitions"/)) >= 1,
       );
       // Two expired days, a missing day ahead and an expired ledger entry.
       for (const d of [-26, -25])
@@ -450,7 +450,7 @@ describe('writer: partition and retention job', () => {
       // Let the scheduled run at start finish first, so it cannot create the partition behind our back.
       await waitUntil(
         'first scheduled partitions run',
-        async () => (await metric(h, /^writer_maintenance_runs_total\{job="partitions"/)) >= 1,
+        async () => (await metric(h, /^writer_maintenance_runs_total\{task="partitions"/)) >= 1,
       );
       await h.pool.query(`DROP TABLE IF EXISTS ${day(6)}`);
       const pushId = (

@@ -103,8 +103,8 @@ describe('writer: operations', () => {
     await using h = await startWriterHarness(db.url);
     const text = await (await fetch(`${h.url}/metrics`)).text();
     for (const job of ['partitions', 'sweep', 'rollup']) {
-      expect(text).toMatch(new RegExp(`^writer_maintenance_runs_total\\{job="${job}",outcome="failed"\\} 0$`, 'm'));
-      expect(text).toMatch(new RegExp(`^writer_maintenance_runs_total\\{job="${job}",outcome="ok"\\} \\d+$`, 'm'));
+      expect(text).toMatch(new RegExp(`^writer_maintenance_runs_total\\{task="${job}",outcome="failed"\\} 0$`, 'm'));
+      expect(text).toMatch(new RegExp(`^writer_maintenance_runs_total\\{task="${job}",outcome="ok"\\} \\d+$`, 'm'));
     }
   });
 

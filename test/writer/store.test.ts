@@ -422,7 +422,7 @@ describe('writer: pushes → collector_metrics', () => {
 
     // The scheduled retention run at start must not prune what is seeded below before the job runs.
     await waitUntil('first scheduled partitions run', async () =>
-      /^writer_maintenance_runs_total\{job="partitions",outcome="ok"\} [1-9]/m.test(
+      /^writer_maintenance_runs_total\{task="partitions",outcome="ok"\} [1-9]/m.test(
         await (await fetch(`${h.url}/metrics`)).text(),
       ),
     );

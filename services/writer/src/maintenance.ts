@@ -231,8 +231,8 @@ export function createMaintenance(o: MaintenanceOptions) {
   };
   // Every series at 0 from the start: an alert on increase(…{outcome="failed"}) missed the first
   // failure, the series appearing with it (no change from "absent" to 1).
-  for (const job of Object.keys(handlers))
-    for (const outcome of ['ok', 'failed']) o.metrics.maintenanceRuns.inc({ job, outcome }, 0);
+  for (const task of Object.keys(handlers))
+    for (const outcome of ['ok', 'failed']) o.metrics.maintenanceRuns.inc({ task, outcome }, 0);
 
   const worker = new Worker(
     o.queueName,
@@ -242,11 +242,11 @@ export function createMaintenance(o: MaintenanceOptions) {
       const startedAt = Date.now();
       try {
         const result = await handler(job.data);
-        o.metrics.maintenanceRuns.inc({ job: job.name, outcome: 'ok' });
+        o.metrics.maintenanceRuns.inc({ task: job.name, outcome: 'ok' });
         o.pgOutage.recovered(startedAt);
         return result;
       } catch (err) {
-        o.metrics.maintenanceRuns.inc({ job: job.name, outcome: 'failed' });
+        o.metrics.maintenanceRuns.inc({ task: job.name, outcome: 'failed' });
         o.pgOutage.error(err, 'maintenance job failed; it runs again on its schedule', { job: job.name });
         throw err;
       }

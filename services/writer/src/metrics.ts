@@ -92,8 +92,8 @@ export function createWriterMetrics() {
     }),
     maintenanceRuns: new Counter({
       name: 'writer_maintenance_runs_total',
-      help: 'Maintenance jobs run by this process',
-      labelNames: ['job', 'outcome'] as const,
+      help: 'Maintenance jobs run by this process, by task (partitions, sweep, rollup) and outcome (ok, failed)',
+      labelNames: ['task', 'outcome'] as const,
       registers: r,
     }),
     queueLag: new Gauge({
