@@ -10,6 +10,7 @@ import { createHeartbeatFlusher } from './heartbeat-flush';
 import { createMaintenance } from './maintenance';
 import { createWriterMetrics } from './metrics';
 import { createOpsServer } from './ops-server';
+import { createPgProbe } from './pg-probe';
 import { createPushWorker } from './push-worker';
 import { createReadiness, registerReadinessMetrics } from './readiness';
 import { createUnreadRetrier } from './retry-unread';
@@ -19,6 +20,8 @@ import { BatchDeadlineError, storeBatch } from './store-batch';
 import { createUnknownCollectorWatch } from './unknown-collectors';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Longest each of readiness's round trips (PostgreSQL, Redis) may take before it counts as unreachable. */
+const READINESS_TIMEOUT_MS = 2000;
 
 /** Builds the whole writer (STYLE.md: main.ts passes config + logger into one factory). */
 export function createWriter({ config, logger }: { config: WriterConfig; logger: Logger }) {
@@ -173,10 +176,14 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
   let draining = false;
   let started = false;
   // /readyz and the writer_ready gauge: one check, run per probe and per scrape, never per push.
+  // PostgreSQL is pinged on a connection of its own, not through the pool: a pool whose every
+  // connection is held (statements behind a lock) is busy, not away (pg-probe.ts).
+  const pgProbe = createPgProbe(config.DATABASE_URL, { timeoutMs: READINESS_TIMEOUT_MS });
   const readiness = createReadiness({
     isDraining: () => draining,
     isStarted: () => started,
-    pingPostgres: () => pool.query('SELECT 1'),
+    timeoutMs: READINESS_TIMEOUT_MS,
+    pingPostgres: () => pgProbe.ping(),
     pingRedis: () => redis.ping(),
   });
   registerReadinessMetrics(metrics.registry, readiness);
@@ -243,6 +250,7 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
       clearTimeout(timer);
       redisOutage.close();
       pgOutage.close();
+      await pgProbe.close();
       if (onClose) redis.off('close', onClose);
       await new Promise<void>((resolve) => server.close(() => resolve()));
       if (outcome !== 'drained') {

@@ -3,7 +3,10 @@ import type { Registry } from 'prom-client';
 
 export interface OpsServerOptions {
   registry: Registry;
-  /** Ready = PostgreSQL and Redis answer and the writer is not draining. */
+  /**
+   * Ready = started, not draining, and PostgreSQL (on readiness's own connection, not the pool) and
+   * Redis answer within 2 s (readiness.ts).
+   */
   ready: () => Promise<{ ok: boolean; reason?: string }>;
 }
 

@@ -8,7 +8,10 @@ export type Readiness = { ok: true } | { ok: false; reason: NotReadyReason };
 export interface ReadinessOptions {
   isDraining: () => boolean;
   isStarted: () => boolean;
-  /** A round trip to PostgreSQL (a pooled `SELECT 1`). */
+  /**
+   * A round trip to PostgreSQL: `SELECT 1` on readiness's own connection (pg-probe.ts), not through
+   * the writer's pool, whose connections may all be held by statements waiting on a lock.
+   */
   pingPostgres: () => Promise<unknown>;
   /** A round trip to Redis (`PING`). */
   pingRedis: () => Promise<unknown>;
@@ -22,9 +25,10 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 
 /**
  * The one readiness check behind /readyz and the writer_ready gauge: not draining, started,
- * PostgreSQL and Redis each answering within `timeoutMs` (checked together, so a scrape waits at
- * most that long; PostgreSQL's failure is named first). Calls made while a check is running share
- * its answer, so a frozen PostgreSQL does not collect a pending `SELECT 1` per probe and per scrape.
+ * PostgreSQL (on a connection of its own: a busy pool is not an absent PostgreSQL) and Redis each
+ * answering within `timeoutMs` (checked together, so a scrape waits at most that long; PostgreSQL's
+ * failure is named first). Calls made while a check is running share its answer, so a frozen
+ * PostgreSQL does not collect a pending `SELECT 1` per probe and per scrape.
  */
 export function createReadiness(o: ReadinessOptions): () => Promise<Readiness> {
   const timeoutMs = o.timeoutMs ?? 2000;
