@@ -6,7 +6,14 @@ import { createSecretBox } from '@pga/crypto';
 import { checkStoredKeyIds, createPool, readDatabaseDenyState } from '@pga/db';
 import { AppError } from '@pga/contracts';
 import { createOutageLog, type Logger } from '@pga/logger';
-import { dataEpoch, dataEpochMessage, recordKnownCollectors, redisKeys } from '@pga/redis-keys';
+import {
+  checkRedisVersion,
+  dataEpoch,
+  dataEpochMessage,
+  RedisTooOldError,
+  recordKnownCollectors,
+  redisKeys,
+} from '@pga/redis-keys';
 import { createCollectorTokens } from '@pga/tokens';
 import { createAuthenticator } from './auth/authenticate';
 import { DenyList } from './auth/deny-list';
@@ -227,6 +234,29 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
       metricsContentType: metrics.registry.contentType,
     }),
   });
+
+  // A Redis older than MIN_REDIS_VERSION is refused at start, one line (main.ts exits), when it
+  // answers within connectTimeout; one met later (away at start, or a failover onto an older
+  // server) is said as an error on each connection.
+  const redisAnswers = await new Promise<boolean>((resolve) => {
+    if (redis.status === 'ready') return resolve(true);
+    const timer = setTimeout(() => (redis.off('ready', onReady), resolve(false)), redisOptions.connectTimeout);
+    const onReady = () => (clearTimeout(timer), resolve(true));
+    redis.once('ready', onReady);
+  });
+  if (redisAnswers)
+    await checkRedisVersion(redis).catch((err: unknown) => {
+      if (err instanceof RedisTooOldError) {
+        redis.disconnect();
+        subscriber.disconnect();
+        bulk.disconnect();
+        throw err;
+      }
+    });
+  redis.on(
+    'ready',
+    () => void checkRedisVersion(redis).catch((err: unknown) => err instanceof RedisTooOldError && logger.error(err.message)),
+  );
 
   queueHealth.start();
   // Redis emptied under the running edges (FLUSHALL, a failover to an unsynced replica) used to go

@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import { Redis } from 'ioredis';
 import { createPool, migrateDatabase, type Pool } from '@pga/db';
 import { createOutageLog, isConnectionError, type Logger } from '@pga/logger';
-import { redisKeys } from '@pga/redis-keys';
+import { checkRedisVersion, redisKeys } from '@pga/redis-keys';
 import { createBatcher } from './batcher';
 import type { WriterConfig } from './config';
 import { createFuturePushWatch } from './future-pushes';
@@ -207,6 +207,7 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
         server.listen(config.WRITER_PORT, config.WRITER_HOST, () => resolve());
       });
       await redis.ping();
+      await checkRedisVersion(redis);
       await checkRedisSettings(redis, logger, { require: config.WRITER_REQUIRE_NOEVICTION });
       if (config.WRITER_MIGRATE) await migrateDatabase(config.DATABASE_URL, logger);
       pushWorker.start();
