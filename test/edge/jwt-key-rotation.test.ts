@@ -1,7 +1,7 @@
-import { SignJWT, decodeProtectedHeader } from 'jose';
+import { SignJWT, decodeJwt, decodeProtectedHeader } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordIssuedToken } from '@pga/db';
-import { createCollectorTokens } from '@pga/tokens';
+import { createCollectorTokens, hashToken } from '@pga/tokens';
 import { AUDIENCE, call, EdgeWorld, ISSUER, JWT_SECRET, spawnEdge, type EdgeProcess, type TestCollector } from './harness';
 
 /**
@@ -43,6 +43,14 @@ describe('JWT_SECRET rotation at the edge', () => {
       .setExpirationTime(now + 3600)
       .setJti(crypto.randomUUID())
       .sign(new TextEncoder().encode(JWT_SECRET));
+    // Recorded as every issued token is (a refresh checks its jti is on record and unrevoked), with
+    // no key id, as migration 0045 left the tokens issued before it.
+    const { jti } = decodeJwt(legacy);
+    await world.pool.query(
+      `INSERT INTO collector_tokens (jti, collector_id, token_hash, issued_at, expires_at, key_id)
+       VALUES ($1, $2, $3, to_timestamp($4), to_timestamp($5), NULL)`,
+      [jti, c.id, hashToken(legacy), now - 10, now + 3600],
+    );
   });
   afterAll(async () => world?.[Symbol.asyncDispose]());
 
@@ -68,10 +76,11 @@ describe('JWT_SECRET rotation at the edge', () => {
     expect(refreshed.status, refreshed.text).toBe(200);
     const token = refreshed.json.token as string;
     expect(decodeProtectedHeader(token).kid).toBe('k2');
-    const { rows } = await world.pool.query('SELECT key_id FROM collector_tokens WHERE collector_id = $1 ORDER BY issued_at', [
-      c.id,
-    ]);
-    expect(rows.map((r) => r.key_id)).toEqual(['k1', 'k2']);
+    const { rows } = await world.pool.query(
+      'SELECT key_id FROM collector_tokens WHERE collector_id = $1 ORDER BY issued_at, key_id NULLS FIRST',
+      [c.id],
+    );
+    expect(rows.map((r) => r.key_id)).toEqual([null, 'k1', 'k2']);
     const res = await heartbeat(edge, token);
     expect([res.status, res.json]).toEqual([200, { status: 'ok', config_version: 3, commands: [] }]);
     expect((await push(edge, token)).status).toBe(200);
