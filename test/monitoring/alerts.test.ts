@@ -68,6 +68,7 @@ describe('monitoring/alerts.yml', () => {
   let edge: EdgeProcess | undefined;
   let writer: ChildWriter | undefined;
   let series: Series[] = [];
+  let writerUrl = '';
 
   beforeAll(async () => {
     db = await createTestDatabase();
@@ -75,7 +76,7 @@ describe('monitoring/alerts.yml', () => {
     const prefix = uniquePrefix('alerts');
     const env = await writerEnv(db.url, prefix);
     writer = spawnWriter(env);
-    const writerUrl = `http://127.0.0.1:${env.WRITER_PORT}`;
+    writerUrl = `http://127.0.0.1:${env.WRITER_PORT}`;
     await waitUntil(
       'writer ready',
       async () => (await fetch(`${writerUrl}/readyz`).catch(() => undefined))?.status === 200,
@@ -211,6 +212,22 @@ describe('monitoring/alerts.yml', () => {
       expect(used / info).toBeLessThan(1.5);
     } finally {
       redis.disconnect();
+    }
+  });
+
+  it("reads the clocks on the running edge and writer: measured (not the 0 before a first reading), near 0 on one machine, and averaged over the edge's processes", async () => {
+    // PgaClockSkew fires past 5 s. The edge reads Redis's server_time_usec from its health check's
+    // INFO every second; the writer PostgreSQL's clock_timestamp() from its readiness check, which
+    // the /readyz probe (and each scrape) runs.
+    const read = (text: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+    await fetch(`${writerUrl}/readyz`);
+    const edgeOffset = read(await (await fetch(`${edge!.url}/metrics`)).text(), 'edge_clock_offset_seconds');
+    const writerOffset = read(await (await fetch(`${writerUrl}/metrics`)).text(), 'writer_clock_offset_seconds');
+    for (const offset of [edgeOffset, writerOffset]) {
+      expect(Number.isFinite(offset)).toBe(true);
+      // same host, same clock: within the round trip's half (a reading slower than 250 ms is skipped)
+      expect(Math.abs(offset)).toBeLessThan(0.2);
+      expect(offset).not.toBe(0);
     }
   });
 

@@ -71,6 +71,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
     cache: () => cache,
     tokenKeys: () => authenticate.keyUses,
     redisMemory: () => ({ used: queueHealth.usedMemory, budget: queueHealth.memoryBudget }),
+    clockOffsetSeconds: () => queueHealth.clock.offsetSeconds,
   });
   const redisOptions = {
     // Fail fast instead of queueing commands in edge memory while Redis is away (→ 503).

@@ -1,7 +1,8 @@
 import type { Server } from 'node:http';
 import { Redis } from 'ioredis';
+import { Gauge } from 'prom-client';
 import { createPool, migrateDatabase, type Pool } from '@pga/db';
-import { createOutageLog, isConnectionError, type Logger } from '@pga/logger';
+import { ClockSkewWatch, createOutageLog, isConnectionError, type Logger } from '@pga/logger';
 import { checkRedisVersion, redisKeys } from '@pga/redis-keys';
 import { createBatcher } from './batcher';
 import type { WriterConfig } from './config';
@@ -178,7 +179,21 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
   // /readyz and the writer_ready gauge: one check, run per probe and per scrape, never per push.
   // PostgreSQL is pinged on a connection of its own, not through the pool: a pool whose every
   // connection is held (statements behind a lock) is busy, not away (pg-probe.ts).
-  const pgProbe = createPgProbe(config.DATABASE_URL, { timeoutMs: READINESS_TIMEOUT_MS });
+  // Its answers also read PostgreSQL's clock: heartbeat and push times are the edges' clocks, which
+  // the sweep compares with PostgreSQL's, and this host's own drift shows here (PgaClockSkew).
+  const clock = new ClockSkewWatch(logger, 'PostgreSQL');
+  const pgProbe = createPgProbe(config.DATABASE_URL, {
+    timeoutMs: READINESS_TIMEOUT_MS,
+    onClock: (sentAt, serverMs, answeredAt) => clock.observe(sentAt, serverMs, answeredAt),
+  });
+  new Gauge({
+    name: 'writer_clock_offset_seconds',
+    help: "PostgreSQL's clock minus this writer's (seconds; positive: the writer is behind), read by the readiness check (each scrape and /readyz probe); 0 before the first",
+    registers: [metrics.registry],
+    collect() {
+      this.set(clock.offsetSeconds);
+    },
+  });
   const readiness = createReadiness({
     isDraining: () => draining,
     isStarted: () => started,

@@ -3,7 +3,7 @@ import { poolConfigFromUrl } from '@pga/db';
 
 export interface PgProbe {
   /**
-   * `SELECT 1` on the probe's own connection (opened first if there is none), within `timeoutMs`
+   * A `SELECT 1` (reading PostgreSQL's clock) on the probe's own connection (opened first if there is none), within `timeoutMs`
    * from the call, connecting included; rejects otherwise.
    */
   ping(): Promise<void>;
@@ -24,7 +24,16 @@ export interface PgProbe {
  */
 export function createPgProbe(
   databaseUrl: string,
-  { timeoutMs = 2000, applicationName = 'pga-writer-readiness' }: { timeoutMs?: number; applicationName?: string } = {},
+  {
+    timeoutMs = 2000,
+    applicationName = 'pga-writer-readiness',
+    onClock,
+  }: {
+    timeoutMs?: number;
+    applicationName?: string;
+    /** Each answered ping's clock reading: local ms before it, PostgreSQL's `clock_timestamp()` in ms, local ms after. */
+    onClock?: (sentAt: number, serverMs: number, answeredAt: number) => void;
+  } = {},
 ): PgProbe {
   let client: pg.Client | undefined;
   // The connection being opened, and the promise of it, shared by the pings that wait for it.
@@ -86,7 +95,10 @@ export function createPgProbe(
             const c = await open();
             used = c;
             try {
-              await c.query('SELECT 1');
+              // `SELECT 1` that also says PostgreSQL's time (the writer's clock against it).
+              const sentAt = Date.now();
+              const { rows } = await c.query<{ ms: number }>('SELECT extract(epoch FROM clock_timestamp())::float8 * 1000 AS ms');
+              onClock?.(sentAt, Number(rows[0]?.ms), Date.now());
             } catch (err) {
               // `SELECT 1` fails only when the connection does (terminated, reset): the FATAL that
               // ends it can come as this query's error, before the socket's end, and the next ping

@@ -11,6 +11,8 @@ export interface MetricSources {
   tokenKeys?(): readonly { id: string; verifications: number; requests: number }[];
   /** Redis `used_memory` and the budget above which pushes get 503 (0: none), as the health check last read them. */
   redisMemory?(): { used: number; budget: number };
+  /** Redis's clock minus this host's, in seconds, as the health check last read it (0 before). */
+  clockOffsetSeconds?(): number;
 }
 
 /**
@@ -183,6 +185,16 @@ export function createEdgeMetrics(sources: MetricSources) {
     registers: [registry],
     collect() {
       this.set(sources.redisMemory?.().budget ?? 0);
+    },
+  });
+  // The processes of one edge share its clock: averaged, not summed.
+  new Gauge({
+    name: 'edge_clock_offset_seconds',
+    help: "Redis's clock minus this edge's (seconds; positive: the edge is behind), read from the health check's INFO every second; heartbeat and push times are the edge's clock, compared with PostgreSQL's by the writer's sweep (PgaClockSkew).",
+    aggregator: 'average',
+    registers: [registry],
+    collect() {
+      this.set(sources.clockOffsetSeconds?.() ?? 0);
     },
   });
   new Gauge({

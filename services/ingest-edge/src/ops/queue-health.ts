@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { AppError } from '@pga/contracts';
-import type { Logger } from '@pga/logger';
+import { ClockSkewWatch, type Logger } from '@pga/logger';
 import { loopClock, withTimeout } from '../with-timeout';
 
 /** Polls that may go unanswered before Redis counts as unreachable (≈ 3 s at the default interval). */
@@ -33,6 +33,11 @@ export class QueueHealth {
   usedMemory = 0;
   /** The budget last applied: REDIS_MEMORY_BUDGET_BYTES, or 90 % of Redis `maxmemory`; 0 = none. */
   memoryBudget = 0;
+  /**
+   * This host's clock against Redis's (`server_time_usec` in the INFO every poll reads anyway):
+   * heartbeat and push times are this clock's (edge_clock_offset_seconds, PgaClockSkew).
+   */
+  readonly clock: ClockSkewWatch;
   /** When a poll last answered (`loopClock` ms); none since the last (re)connect: no push is taken blind. */
   private lastAnsweredAt: number | undefined;
   private intervalMs = 1000;
@@ -45,7 +50,9 @@ export class QueueHealth {
     private readonly redis: Redis,
     private readonly budgetBytes: number,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.clock = new ClockSkewWatch(logger, 'Redis');
+  }
 
   start(intervalMs = 1000): void {
     this.intervalMs = intervalMs;
@@ -91,7 +98,10 @@ export class QueueHealth {
    * role are as it says — also from a late answer, so that the first one after a reconnect does not
    * take pushes on what was known before it.
    */
-  private answered(info: string): void {
+  private answered(info: string, sentAt: number): void {
+    // Redis 6.2+ (the minimum, README) says its time in every INFO's server section.
+    const serverUsec = /^server_time_usec:(\d+)/m.exec(info)?.[1];
+    if (serverUsec !== undefined) this.clock.observe(sentAt, Number(serverUsec) / 1000, Date.now());
     const used = Number(/^used_memory:(\d+)/m.exec(info)?.[1] ?? 0);
     const max = Number(/^maxmemory:(\d+)/m.exec(info)?.[1] ?? 0);
     const budget = this.budgetBytes > 0 ? this.budgetBytes : max > 0 ? Math.floor(max * 0.9) : 0;
@@ -166,12 +176,13 @@ export class QueueHealth {
     try {
       // Plain INFO (its default sections hold memory and replication): `INFO memory replication`
       // needs Redis 7, and on 6.x every poll failed — never ready, every push a 503.
+      const sentAt = Date.now();
       const asked = this.redis.info();
       // An answer after its poll gave up still shows Redis alive: busy (a script taking in a large
       // job holds it for a second or more), not silent. Counting only answers within the interval,
       // a Redis answering every poll in 1.5 s was "not answering" and every push refused for seconds.
       asked.then(
-        (info) => this.answered(info),
+        (info) => this.answered(info, sentAt),
         () => undefined,
       );
       await withTimeout(asked, this.intervalMs);
