@@ -1,12 +1,13 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTargetConnection } from '@pga/collector';
 import type { CollectorConfig } from '@pga/contracts';
-import { freePort, startPostgres, type PostgresHandle } from '@pga/local-stack';
+import { findExecutable, freePort, POSTGRES_BIN_DIRS, startPostgres, type PostgresHandle } from '@pga/local-stack';
 import { testEnv } from '../helpers';
 
 /**
@@ -16,19 +17,23 @@ import { testEnv } from '../helpers';
  * unless ssl_mode is "disable"; SCRAM and MD5 work as before.
  */
 const PASSWORD = 'target "pw" 1';
-const target = (port: number, ssl_mode: string): { target: CollectorConfig['target'] } => ({
+const target = (
+  port: number,
+  ssl_mode: string,
+  who: { username?: string; password?: string; database?: string } = {},
+): { target: CollectorConfig['target'] } => ({
   target: {
     type: 'postgresql',
     host: '127.0.0.1',
     port,
-    database: 'postgres',
-    username: 'postgres',
-    password: PASSWORD,
+    database: who.database ?? 'postgres',
+    username: who.username ?? 'postgres',
+    password: who.password ?? PASSWORD,
     ssl_mode,
   },
 });
-const usesTls = async (port: number, mode: string) => {
-  const conn = await openTargetConnection(target(port, mode), { statementTimeoutMs: 5000 });
+const usesTls = async (port: number, mode: string, who: { username?: string; password?: string } = {}) => {
+  const conn = await openTargetConnection(target(port, mode, who), { statementTimeoutMs: 5000 });
   try {
     const [row] = await conn.query<{ ssl: boolean }>('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()');
     return row!.ssl;
@@ -60,13 +65,31 @@ function certificate(dir: string): { cert: string; key: string } {
   return { cert, key };
 }
 
+/**
+ * Review 28 item 3: a server with TLS on whose pg_hba.conf has only hostnossl lines for us (or a
+ * hostssl … reject line) refuses the TLS session with an ErrorResponse during startup, before
+ * authentication. libpq's prefer connects again without TLS then (psql does); the collector gave
+ * up with "no pg_hba.conf entry … SSL encryption".
+ */
+const HBA = [
+  'local all all trust',
+  'hostssl all postgres 127.0.0.1/32 reject',
+  'hostnossl all cleartext 127.0.0.1/32 password',
+  'hostnossl all all 127.0.0.1/32 scram-sha-256',
+  '',
+].join('\n');
+
 describe('collector target connection: TLS and password safety', () => {
   let withTls: PostgresHandle;
   let withoutTls: PostgresHandle;
+  let noSslHba: PostgresHandle;
   beforeAll(async () => {
     const base = path.join(testEnv.dataDir, `target-tls-${randomUUID().slice(0, 8)}`);
     const { cert, key } = certificate(path.join(base, 'tls'));
-    [withTls, withoutTls] = await Promise.all([
+    const hba = path.join(base, 'tls', 'pg_hba.conf');
+    writeFileSync(hba, HBA);
+    chmodSync(hba, 0o644);
+    [withTls, withoutTls, noSslHba] = await Promise.all([
       freePort().then((port) =>
         startPostgres({
           dataDir: path.join(base, 'tls-on'),
@@ -79,9 +102,27 @@ describe('collector target connection: TLS and password safety', () => {
       freePort().then((port) =>
         startPostgres({ dataDir: path.join(base, 'tls-off'), port, password: PASSWORD, ephemeral: true }),
       ),
+      freePort().then((port) =>
+        startPostgres({
+          dataDir: path.join(base, 'tls-on-hostnossl'),
+          port,
+          password: PASSWORD,
+          ephemeral: true,
+          settings: { ssl: 'on', ssl_cert_file: cert, ssl_key_file: key, hba_file: hba },
+        }),
+      ),
     ]);
+    // Its url is plain text (hostnossl): the roles the hostnossl tests log in as.
+    const admin = new pg.Client({ connectionString: noSslHba.url });
+    await admin.connect();
+    try {
+      await admin.query(`CREATE ROLE nossl LOGIN PASSWORD '${PASSWORD.replace(/'/g, "''")}'`);
+      await admin.query(`CREATE ROLE cleartext LOGIN PASSWORD '${PASSWORD.replace(/'/g, "''")}'`);
+    } finally {
+      await admin.end();
+    }
   }, 180_000);
-  afterAll(async () => Promise.all([withTls?.stop(), withoutTls?.stop()]));
+  afterAll(async () => Promise.all([withTls?.stop(), withoutTls?.stop(), noSslHba?.stop()]));
 
   it('prefer and allow use TLS when the server offers it (SCRAM over it); disable does not', async () => {
     expect(await usesTls(withTls.port, 'prefer')).toBe(true);
@@ -94,6 +135,62 @@ describe('collector target connection: TLS and password safety', () => {
     expect(await usesTls(withoutTls.port, 'prefer')).toBe(false);
     expect(await usesTls(withoutTls.port, 'allow')).toBe(false);
     await expect(usesTls(withoutTls.port, 'require')).rejects.toThrow(/does not support SSL/);
+  });
+
+  it('prefer and allow connect without TLS when the server refuses the TLS session before authentication (hostnossl only), as psql does', async () => {
+    // libpq's prefer, for reference: connects, without TLS.
+    const psql = spawnSync(
+      findExecutable('psql', POSTGRES_BIN_DIRS)!,
+      [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(noSslHba.port),
+        '-U',
+        'postgres',
+        '-d',
+        'postgres',
+        '-Atc',
+        'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()',
+      ],
+      { encoding: 'utf8', env: { ...process.env, PGPASSWORD: PASSWORD, PGSSLMODE: 'prefer' } },
+    );
+    expect([psql.status, psql.stdout.trim()]).toEqual([0, 'f']);
+    // "pg_hba.conf rejects connection … SSL encryption" (hostssl … reject), then SCRAM in plain text.
+    expect(await usesTls(noSslHba.port, 'prefer')).toBe(false);
+    expect(await usesTls(noSslHba.port, 'allow')).toBe(false);
+    // "no pg_hba.conf entry … SSL encryption" (no hostssl line for the role).
+    expect(await usesTls(noSslHba.port, 'prefer', { username: 'nossl' })).toBe(false);
+    // require, verify-*: TLS or nothing.
+    await expect(usesTls(noSslHba.port, 'require')).rejects.toThrow(
+      /^target-connect: pg_hba\.conf rejects connection for host "127\.0\.0\.1", user "postgres", database "postgres", SSL encryption$/,
+    );
+    await expect(usesTls(noSslHba.port, 'require', { username: 'nossl' })).rejects.toThrow(
+      /no pg_hba\.conf entry .*SSL encryption$/,
+    );
+  });
+
+  it('after such a refusal, the plain-text attempt still sends no cleartext password, and both refusals are reported', async () => {
+    const err = await usesTls(noSslHba.port, 'prefer', { username: 'cleartext' }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(err?.message).toMatch(
+      /^target-connect: no pg_hba\.conf entry for host "127\.0\.0\.1", user "cleartext", database "postgres", SSL encryption \(with TLS\); without TLS: the server asked for the password in cleartext over a connection without TLS; not sent \(ssl_mode "prefer"\)/,
+    );
+    // A wrong password: refused over TLS by pg_hba.conf, then by the password check.
+    await expect(usesTls(noSslHba.port, 'prefer', { password: 'wrong' })).rejects.toThrow(
+      /^target-connect: pg_hba\.conf rejects connection .*SSL encryption \(with TLS\); without TLS: password authentication failed for user "postgres"$/,
+    );
+  });
+
+  it('an error after authentication over TLS is no reason to try plain text; one before it is, as in libpq', async () => {
+    await expect(
+      openTargetConnection(target(withTls.port, 'prefer', { database: 'no_such_db' }), { statementTimeoutMs: 5000 }),
+    ).rejects.toThrow(/^target-connect: database "no_such_db" does not exist$/);
+    await expect(usesTls(withTls.port, 'prefer', { password: 'wrong' })).rejects.toThrow(
+      /^target-connect: password authentication failed for user "postgres" \(with TLS\); without TLS: /,
+    );
   });
 
   describe('a server that says no to TLS and asks for the password', () => {

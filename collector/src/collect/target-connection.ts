@@ -39,9 +39,10 @@ export class StageError extends Error {
 }
 
 /**
- * How a target is reached: pg's client config, whether a server that answers the SSLRequest with
- * 'N' is tried again without TLS (libpq's `prefer`), and whether a cleartext password may go over
- * a connection without TLS (only when the operator chose `disable`, or a URL without TLS).
+ * How a target is reached: pg's client config, whether a server that refuses TLS (answers the
+ * SSLRequest with 'N', or ends the TLS session with an error before authentication completed) is
+ * tried again without TLS (libpq's `prefer`), and whether a cleartext password may go over a
+ * connection without TLS (only when the operator chose `disable`, or a URL without TLS).
  */
 interface ConnectPlan {
   config: pg.ClientConfig;
@@ -60,9 +61,11 @@ function connectPlan(spec: TargetSpec): ConnectPlan {
   if (t.type !== 'postgresql') throw new StageError('config', `target type "${t.type}" is not supported by this collector`);
   const mode = (t.ssl_mode ?? 'prefer').toLowerCase();
   let ssl: pg.ClientConfig['ssl'] = false;
-  // libpq's "prefer" (its default): TLS when the server offers it, plain text only when it answers
-  // the SSLRequest with 'N'. "allow" is folded into it: libpq tries plain text first and TLS only
-  // when the server refuses that; TLS first reaches the same servers and is never less safe.
+  // libpq's "prefer" (its default): TLS when the server offers it, plain text when it answers the
+  // SSLRequest with 'N' or refuses the TLS session before authentication completed (a pg_hba.conf
+  // with only hostnossl lines for us, or hostssl … reject). "allow" is folded into it: libpq tries
+  // plain text first and TLS only when the server refuses that; TLS first reaches the same servers
+  // and is never less safe.
   if (mode === 'require' || mode === 'prefer' || mode === 'allow') ssl = { rejectUnauthorized: false };
   else if (mode === 'verify-ca' || mode === 'verify-full')
     ssl = {
@@ -89,11 +92,17 @@ const NO_SSL_MESSAGE = 'The server does not support SSL connections';
  * of that message (Client#_handleAuthCleartextPassword).
  */
 class GuardedClient extends pg.Client {
+  /** Set by the server's AuthenticationOk: an error after it is not about how we connected. */
+  authenticated = false;
+
   constructor(
     config: pg.ClientConfig,
     private readonly guard: { cleartextWithoutTls: boolean; mode: string },
   ) {
     super(config);
+    (this as unknown as { connection: NodeJS.EventEmitter }).connection.once('authenticationOk', () => {
+      this.authenticated = true;
+    });
   }
 
   _handleAuthCleartextPassword(msg: unknown): void {
@@ -131,7 +140,9 @@ export async function openTargetConnection(
   { statementTimeoutMs, connectTimeoutMs = 10_000 }: { statementTimeoutMs: number; connectTimeoutMs?: number },
 ): Promise<TargetConnection> {
   const plan = connectPlan(spec);
-  const connectWith = async (ssl: pg.ClientConfig['ssl']): Promise<pg.Client> => {
+  /** Connected, or why not and whether the server refused the session before authentication completed. */
+  type Attempt = { client: pg.Client } | { err: Error; refusedBeforeAuth: boolean };
+  const connectWith = async (ssl: pg.ClientConfig['ssl']): Promise<Attempt> => {
     const client = new GuardedClient(
       {
         ...plan.config,
@@ -146,22 +157,30 @@ export async function openTargetConnection(
     );
     try {
       await client.connect();
-      return client;
+      return { client };
     } catch (err) {
       await client.end().catch(() => undefined);
-      throw err;
+      // An ErrorResponse from the server (pg's DatabaseError, not a socket, TLS or guard error).
+      return { err: err as Error, refusedBeforeAuth: err instanceof pg.DatabaseError && !client.authenticated };
     }
   };
-  let client: pg.Client;
-  try {
-    client = await connectWith(plan.config.ssl).catch((err: unknown) => {
-      // libpq's prefer: plain text only when the server said no to TLS, not after any other failure.
-      if (plan.plainFallback && (err as Error).message === NO_SSL_MESSAGE) return connectWith(false);
-      throw err;
-    });
-  } catch (err) {
-    throw new StageError('target-connect', (err as Error).message);
+  let attempt = await connectWith(plan.config.ssl);
+  if ('err' in attempt && plan.plainFallback && plan.config.ssl) {
+    // libpq's prefer: again in plain text when the server said no to TLS ('N'), or when it refused
+    // the session over TLS before authentication completed (libpq's retry on an ErrorResponse
+    // then: a pg_hba.conf with only hostnossl lines for us answers "no pg_hba.conf entry … SSL
+    // encryption"); not after a timeout, a refused connection or a failed TLS handshake. The
+    // cleartext guard still holds on the plain-text attempt.
+    const first = attempt;
+    if (first.err.message === NO_SSL_MESSAGE) attempt = await connectWith(false);
+    else if (first.refusedBeforeAuth) {
+      attempt = await connectWith(false);
+      // Both refusals, as libpq reports them: the TLS one alone would hide why plain text failed.
+      if ('err' in attempt) attempt.err = new Error(`${first.err.message} (with TLS); without TLS: ${attempt.err.message}`);
+    }
   }
+  if ('err' in attempt) throw new StageError('target-connect', attempt.err.message);
+  const { client } = attempt;
   let closed = false;
   // An idle session can be cut by the server; the next interval then reconnects.
   client.on('error', () => (closed = true));
