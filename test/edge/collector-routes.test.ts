@@ -486,8 +486,9 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
   /**
    * Security review L4: a wrong secret cost a JWT signature (the token was signed before the secret
    * was checked) and a transaction, without limit. The token is now signed only for a good secret,
-   * and an address past 10 failed enrollments gets 429 + Retry-After (an edge of its own here: the
-   * limiter is per process, and the other tests enroll from this address too).
+   * and an address past 10 failed enrollments gets 429 + Retry-After unless its secret is live (an
+   * edge of its own here: the limiter is per process, and the other tests enroll from this address
+   * too).
    */
   it('enrollment: no token is signed for a wrong secret', async () => {
     let signed = 0;
@@ -508,7 +509,7 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
     expect((await world.tokens.verify(ok.issued.token)).sub).toBe(ok.id);
   });
 
-  it('enrollment: 10 failed enrollments from one address, then 429 with Retry-After; counted by reason', async () => {
+  it('enrollment: 10 failed enrollments from one address, then 429 with Retry-After but for a live secret; counted by reason', async () => {
     const edge = await world.startEdge();
     const secret = `limited-${randomUUID()}`;
     await world.pool.query(`INSERT INTO enrollment_secrets (name, secret_hash) VALUES ('limited', $1)`, [sha256Hex(secret)]);
@@ -524,12 +525,24 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
     const limited = await register('wrong-again');
     expect([limited.status, limited.json.error.code]).toEqual([429, 'RATE_LIMITED']);
     expect(Number(limited.headers.get('retry-after'))).toBe(30);
-    // From that address even a good secret waits: the limit cannot tell a guess that happens to be right.
-    expect((await register(secret)).status).toBe(429);
+    // Review 28 item 5: many collectors can share an address (a proxy, a load balancer, a NAT), so
+    // wrong secrets from some must not lock the others out: a live secret still enrolls from it
+    // (it got 429 too), and only secrets that cannot enroll wait.
+    expect((await register(secret)).status).toBe(200);
+    const dead = await Promise.all(
+      [`expires_at = now() - interval '1 minute'`, `revoked_at = now()`, `max_uses = 1, uses = 1`].map(async (state, i) => {
+        const s = `dead-${i}-${randomUUID()}`;
+        await world.pool.query(`INSERT INTO enrollment_secrets (name, secret_hash) VALUES ('dead', $1)`, [sha256Hex(s)]);
+        await world.pool.query(`UPDATE enrollment_secrets SET ${state} WHERE secret_hash = $1`, [sha256Hex(s)]);
+        return s;
+      }),
+    );
+    for (const s of dead) expect((await register(s)).status).toBe(429);
+    expect((await register(secret)).status).toBe(200);
     const metrics = await (await fetch(`${edge.url}/metrics`)).text();
     const failures = (reason: string) =>
       Number(new RegExp(`^edge_enrollment_failures_total\\{reason="${reason}"\\} (\\d+)$`, 'm').exec(metrics)?.[1]);
-    expect([failures('missing_secret'), failures('invalid_secret'), failures('rate_limited')]).toEqual([1, 10, 2]);
+    expect([failures('missing_secret'), failures('invalid_secret'), failures('rate_limited')]).toEqual([1, 10, 4]);
     // The other edge (another process, in production) keeps its own count.
     expect(
       (

@@ -73,7 +73,7 @@ export function createEdgeMetrics(sources: MetricSources) {
   for (const reason of Object.keys(ERROR_HTTP_STATUS) as ErrorCode[]) rejections.inc({ reason }, 0);
   const enrollmentFailures = new Counter({
     name: 'edge_enrollment_failures_total',
-    help: 'Enrollments refused, by reason: missing_secret, invalid_secret (wrong, expired, revoked or used up), rate_limited (too many failed enrollments from the address).',
+    help: 'Enrollments refused, by reason: missing_secret, invalid_secret (wrong, expired, revoked or used up), rate_limited (a secret that is not live, from an address past its failed-enrollment limit).',
     labelNames: ['reason'] as const,
     registers: [registry],
   });

@@ -2,7 +2,14 @@ import { AppError, EnrollRequestSchema } from '@pga/contracts';
 import { FailureLimiter, RateLimiter } from '../auth/rate-limiter';
 import type { Authenticate } from '../auth/authenticate';
 import type { RequestContext } from '../http/route';
-import { enrollCollector, InvalidEnrollmentSecret, refreshCollectorToken, type EnrollDeps, type RequestMeta } from './enroll';
+import {
+  enrollCollector,
+  InvalidEnrollmentSecret,
+  isLiveEnrollmentSecret,
+  refreshCollectorToken,
+  type EnrollDeps,
+  type RequestMeta,
+} from './enroll';
 import { readJson } from './read-json';
 
 export const SMALL_BODY = 64 * 1024;
@@ -15,9 +22,12 @@ function requestMeta({ reply, headers }: RequestContext): RequestMeta {
 /**
  * Failed enrollments (a wrong, expired, revoked or used-up secret) per client IP and process: a
  * burst of 10, then one more every 30 s; past them the IP gets 429 `RATE_LIMITED` with Retry-After
- * until its bucket refills. CONTRACT.md lists 401 and 400 for enrollment, and 429 only as the
- * per-collector limit: a client that never fails (a collector with a good secret) never sees it, and
- * only guessing from one address does. Each guess cost a transaction (and, before, a JWT signature).
+ * until its bucket refills — unless its secret is a live one (one indexed SELECT, no transaction):
+ * many collectors can share an address (a proxy, a load balancer, a NAT), and wrong secrets from
+ * some must not lock the others out. CONTRACT.md lists 401 and 400 for enrollment, and 429 only as
+ * the per-collector limit: a collector with a good secret never sees it; only wrong, expired,
+ * revoked or used-up secrets from a limited address do. Each guess cost a transaction (and,
+ * before, a JWT signature); past the limit, one read.
  */
 export const ENROLL_FAILURE_BURST = 10;
 export const ENROLL_FAILURES_PER_SECOND = 1 / 30;
@@ -33,7 +43,8 @@ export function createEnrollHandler(
   const failed = (reason: EnrollFailureReason) => deps.onFailure?.(reason);
   return async (ctx: RequestContext): Promise<void> => {
     // A missing secret is a 401 before the body is read or judged (CONTRACT.md).
-    if (!ctx.headers['x-registration-secret']) {
+    const secret = ctx.headers['x-registration-secret'];
+    if (!secret) {
       failed('missing_secret');
       throw new AppError('UNAUTHORIZED', 'missing X-Registration-Secret');
     }
@@ -41,14 +52,15 @@ export function createEnrollHandler(
     // Connections whose address cannot be read share one bucket: they cannot escape the limit.
     const client = meta.ip ?? 'unknown';
     const wait = failures.wait(client);
-    if (wait > 0) {
+    // A limited address still enrolls with a live secret: only its wrong guesses wait.
+    if (wait > 0 && !(await isLiveEnrollmentSecret(deps.pool, secret))) {
       failed('rate_limited');
       throw new AppError('RATE_LIMITED', 'too many failed enrollments from this address', { retryAfterSeconds: wait });
     }
     const input = await readJson(await ctx.body!.body, ctx.headers['content-encoding']!, SMALL_BODY, EnrollRequestSchema);
     let enrolled: Awaited<ReturnType<typeof enrollCollector>>;
     try {
-      enrolled = await enrollCollector(deps, ctx.headers['x-registration-secret']!, input, meta);
+      enrolled = await enrollCollector(deps, secret, input, meta);
     } catch (err) {
       if (err instanceof InvalidEnrollmentSecret) {
         failures.fail(client);

@@ -4,12 +4,27 @@ import { sha256Hex, type SecretBox } from '@pga/crypto';
 import { isUniqueViolation, recordIssuedToken, withTransaction, type Pool } from '@pga/db';
 import type { CollectorTokens, IssuedToken } from '@pga/tokens';
 
+/** An enrollment secret that can still enroll: not revoked, not expired, not used up. */
+const LIVE_SECRET = `secret_hash = $1 AND revoked_at IS NULL
+     AND (expires_at IS NULL OR expires_at > now())
+     AND (max_uses IS NULL OR uses < max_uses)`;
+
 const CLAIM_SECRET_SQL = `
   UPDATE enrollment_secrets SET uses = uses + 1
-   WHERE secret_hash = $1 AND revoked_at IS NULL
-     AND (expires_at IS NULL OR expires_at > now())
-     AND (max_uses IS NULL OR uses < max_uses)
+   WHERE ${LIVE_SECRET}
   RETURNING id, name, group_id, environment`;
+
+/**
+ * Whether `secret` is a live enrollment secret: one read by the unique index on secret_hash, no
+ * transaction, no lock, no signature. What an address past its failure limit may still pass with
+ * (enrollment secrets are 256-bit: the limit saves the edge's and PostgreSQL's work on wrong
+ * guesses; it protects nothing a right guess could reveal), so wrong secrets from the same address
+ * (a proxy, a load balancer, a NAT) cannot lock out the collectors with a good one.
+ */
+export async function isLiveEnrollmentSecret(pool: Pool, secret: string): Promise<boolean> {
+  const { rowCount } = await pool.query(`SELECT 1 FROM enrollment_secrets WHERE ${LIVE_SECRET}`, [sha256Hex(secret)]);
+  return (rowCount ?? 0) > 0;
+}
 
 // Enrolled collectors know only their name and host; the target (this host's PostgreSQL, an
 // empty password) is a placeholder the admin completes (collectors.update). Status stays `pending` until
