@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTargetConnection } from '@pga/collector';
 import type { CollectorConfig } from '@pga/contracts';
 import { findExecutable, freePort, POSTGRES_BIN_DIRS, startPostgres, type PostgresHandle } from '@pga/local-stack';
+import { testConnection } from '../../services/admin-api/src/connection-test/test-connection';
 import { testEnv } from '../helpers';
 
 /**
@@ -168,6 +169,22 @@ describe('collector target connection: TLS and password safety', () => {
     await expect(usesTls(noSslHba.port, 'require', { username: 'nossl' })).rejects.toThrow(
       /no pg_hba\.conf entry .*SSL encryption$/,
     );
+  });
+
+  it("the admin's connection test agrees with the collector there: prefer and allow connect (without TLS), require does not", async () => {
+    const probe = (ssl_mode: string, who: { username?: string; password?: string } = {}) =>
+      testConnection({ ...target(noSslHba.port, ssl_mode, who).target, type: 'postgresql' });
+    for (const mode of ['prefer', 'allow']) {
+      expect(await probe(mode)).toMatchObject({ ok: true, failed_stage: null });
+      expect(await probe(mode, { username: 'nossl' })).toMatchObject({ ok: true, failed_stage: null });
+    }
+    const refused = await probe('require');
+    expect(refused).toMatchObject({ ok: false, failed_stage: 'auth' });
+    expect(refused.message).toMatch(/refused the login of user "postgres" \(SQLSTATE 28000\)/);
+    // a wrong password: refused without TLS too, said once
+    const wrong = await probe('prefer', { password: 'wrong' });
+    expect(wrong).toMatchObject({ ok: false, failed_stage: 'auth' });
+    expect(wrong.message).toMatch(/SQLSTATE 28P01/);
   });
 
   it('after such a refusal, the plain-text attempt still sends no cleartext password, and both refusals are reported', async () => {

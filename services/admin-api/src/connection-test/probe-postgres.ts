@@ -101,14 +101,14 @@ export async function probePostgres(target: ConnectionTarget, socket: Socket, st
     });
   }
   socket.destroy();
-  const client = await step('auth', async (remaining) => {
+  const login = async (tls: boolean, remaining: () => number) => {
     const c = new pg.Client({
       host: target.host,
       port: target.port,
       user: target.username,
       password: target.password,
       database: target.database,
-      ssl: useTls ? tlsOptions(target) : false,
+      ssl: tls ? tlsOptions(target) : false,
       connectionTimeoutMillis: Math.max(1, remaining()),
       application_name: 'pganalytics-connection-test',
     });
@@ -118,7 +118,29 @@ export async function probePostgres(target: ConnectionTarget, socket: Socket, st
       return c;
     } catch (err) {
       await c.end().catch(() => undefined);
-      throw loginFailure(err, target);
+      throw err;
+    }
+  };
+  const client = await step('auth', async (remaining) => {
+    try {
+      return await login(useTls, remaining);
+    } catch (err) {
+      // prefer/allow as libpq (and the collector, collector/src/collect/target-connection.ts) do
+      // them: a server that takes the TLS session but refuses the login over it before
+      // authentication (pg_hba.conf with only hostnossl lines for us, or hostssl … reject: SQLSTATE
+      // 28000), or a failed password over TLS (28P01), is asked again without TLS. The collector
+      // would connect so, and the test must not say it cannot.
+      const code = pgErrorCode(err);
+      const lenient = target.ssl_mode === 'prefer' || target.ssl_mode === 'allow';
+      if (!(useTls && lenient && (code === '28000' || code === '28P01'))) throw loginFailure(err, target);
+      try {
+        return await login(false, remaining);
+      } catch (plainErr) {
+        const failure = loginFailure(plainErr, target);
+        const overTls = loginFailure(err, target).message;
+        if (overTls === failure.message) throw failure;
+        throw new StageFailure(failure.stage, `${failure.message} (and over TLS: ${overTls})`);
+      }
     }
   });
   try {
