@@ -7,7 +7,7 @@ import { createHttpContext } from './create-http-context';
 import { csrfRefusal } from './csrf';
 import { readiness } from './readiness';
 import { requestPathname } from './request-meta';
-import { hostAllowed, requestHost, setSecurityHeaders } from './security-headers';
+import { hostRefusals, setSecurityHeaders } from './security-headers';
 import { createStaticHandler } from './static-files';
 
 /**
@@ -51,9 +51,16 @@ export function createHttpServer(deps: Deps, appRouter: AppRouter, { webDistDir 
       return;
     }
     // Probes (/healthz, /readyz: no data, no cookie) answer whatever the Host; the rest only to
-    // the names this service is reached by (DNS rebinding, security-headers.ts hostAllowed).
-    const host = requestHost(req, config.TRUST_PROXY);
-    if (pathname !== '/healthz' && pathname !== '/readyz' && !hostAllowed(host, config.ADMIN_ALLOWED_HOSTS)) {
+    // the names this service is reached by (DNS rebinding, security-headers.ts hostRefusals).
+    const refused =
+      pathname === '/healthz' || pathname === '/readyz'
+        ? []
+        : hostRefusals(req, {
+            trustProxy: config.TRUST_PROXY,
+            hops: config.TRUST_PROXY_HOPS,
+            allowedHosts: config.ADMIN_ALLOWED_HOSTS,
+          });
+    if (refused.length > 0) {
       res
         .writeHead(421, { 'content-type': 'text/plain; charset=utf-8' })
         .end('this service does not answer to the host name in the request; add it to ADMIN_ALLOWED_HOSTS\n');
@@ -72,7 +79,11 @@ export function createHttpServer(deps: Deps, appRouter: AppRouter, { webDistDir 
       return;
     }
     if (pathname === '/trpc' || pathname.startsWith('/trpc/')) {
-      const refusal = csrfRefusal(req, { trustProxy: config.TRUST_PROXY, allowedOrigins: config.ALLOWED_ORIGINS });
+      const refusal = csrfRefusal(req, {
+        trustProxy: config.TRUST_PROXY,
+        hops: config.TRUST_PROXY_HOPS,
+        allowedOrigins: config.ALLOWED_ORIGINS,
+      });
       if (refusal) {
         res.writeHead(refusal.httpStatus, { 'content-type': 'application/json' }).end(JSON.stringify(refusal.toBody()));
         req.resume();

@@ -12,7 +12,7 @@ import { ownOrigin } from './request-meta';
  */
 export function csrfRefusal(
   req: IncomingMessage,
-  { trustProxy, allowedOrigins }: { trustProxy: boolean; allowedOrigins: string[] },
+  { trustProxy, hops = 1, allowedOrigins }: { trustProxy: boolean; hops?: number; allowedOrigins: string[] },
 ): AppError | undefined {
   if (req.method === 'GET' || req.method === 'HEAD') return undefined;
   if (req.method !== 'POST') return new AppError('METHOD_NOT_ALLOWED', 'use GET for queries and POST for mutations');
@@ -23,7 +23,7 @@ export function csrfRefusal(
   if (type !== 'application/json') return new AppError('UNSUPPORTED_MEDIA_TYPE', 'send the request body as application/json');
   const origin = req.headers.origin;
   if (!origin) return new AppError('FORBIDDEN', 'an Origin header is required on POST requests');
-  if (origin !== ownOrigin(req, trustProxy) && !allowedOrigins.includes(origin))
+  if (origin !== ownOrigin(req, trustProxy, hops) && !allowedOrigins.includes(origin))
     return new AppError('FORBIDDEN', 'cross-origin request refused');
   return undefined;
 }

@@ -11,17 +11,32 @@ import type { TLSSocket } from 'node:tls';
  * Several X-Forwarded-For headers count as one list, in order.
  */
 export function clientIp(req: IncomingMessage, trustProxy: boolean, hops = 1): string | null {
-  let forwarded: string | undefined;
-  if (trustProxy) {
-    const header = req.headers['x-forwarded-for'];
-    const entries = (Array.isArray(header) ? header.join(',') : (header ?? ''))
-      .split(',')
-      .map((e) => e.trim())
-      .filter(Boolean);
-    forwarded = entries[Math.max(0, entries.length - Math.max(1, hops))];
-  }
+  const forwarded = trustProxy ? fromTheRight(req.headers['x-forwarded-for'], hops) : undefined;
   const ip = forwarded || req.socket.remoteAddress || '';
   return isIP(ip) ? ip : null;
+}
+
+/**
+ * The entry `hops` from the right of a header our proxies append to (the left-most with fewer
+ * entries); several headers count as one list, in order. Undefined when there is none.
+ */
+function fromTheRight(header: string | string[] | undefined, hops: number): string | undefined {
+  const entries = (Array.isArray(header) ? header.join(',') : (header ?? ''))
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean);
+  return entries[Math.max(0, entries.length - Math.max(1, hops))];
+}
+
+/**
+ * The host a client addressed as the proxies in front of us report it: X-Forwarded-Host's entry
+ * `hops` from the right (TRUST_PROXY_HOPS), as clientIp reads X-Forwarded-For. A proxy that sets the
+ * header (nginx `proxy_set_header X-Forwarded-Host $host`) leaves one entry, its own; one that
+ * appends (Apache) puts its own right of whatever the client sent; the entries left of the ones our
+ * proxies wrote are the client's own text. Undefined without the header.
+ */
+export function forwardedHost(req: IncomingMessage, hops = 1): string | undefined {
+  return fromTheRight(req.headers['x-forwarded-host'], hops);
 }
 
 /** Whether the client reached us over TLS (directly, or per X-Forwarded-Proto behind a trusted proxy). */
@@ -35,14 +50,12 @@ export function isTls(req: IncomingMessage, trustProxy: boolean): boolean {
   );
 }
 
-/** The origin this request addressed (scheme + Host header). */
-export function ownOrigin(req: IncomingMessage, trustProxy: boolean): string | undefined {
-  const host =
-    (trustProxy &&
-      String(req.headers['x-forwarded-host'] ?? '')
-        .split(',')[0]
-        ?.trim()) ||
-    req.headers.host;
+/**
+ * The origin this request addressed: scheme + Host, or behind trusted proxies + the X-Forwarded-Host
+ * entry they wrote (forwardedHost), the one the Host check (security-headers.ts hostRefusals) reads.
+ */
+export function ownOrigin(req: IncomingMessage, trustProxy: boolean, hops = 1): string | undefined {
+  const host = (trustProxy && forwardedHost(req, hops)) || req.headers.host;
   return host ? `${isTls(req, trustProxy) ? 'https' : 'http'}://${host}` : undefined;
 }
 

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { forwardedHost } from './request-meta';
 
 /**
  * The Content-Security-Policy of every answer (UI and API). The built UI (vite) is one module
@@ -56,12 +57,26 @@ export function hostAllowed(host: string | undefined, allowedHosts: readonly str
   return allowedHosts.some((allowed) => hostName(allowed) === name);
 }
 
-/** The Host a request addressed: X-Forwarded-Host's first entry behind a trusted proxy, else Host. */
-export function requestHost(req: IncomingMessage, trustProxy: boolean): string | undefined {
-  const forwarded = trustProxy
-    ? String(req.headers['x-forwarded-host'] ?? '')
-        .split(',')[0]
-        ?.trim()
-    : '';
-  return forwarded || req.headers.host;
+/** A Host check's refusal: the name refused and the header it came in. */
+export interface HostRefusal {
+  name: string;
+  header: 'Host' | 'X-Forwarded-Host';
+}
+
+/**
+ * The host names of a request the service does not answer to (empty: it may proceed). Host always
+ * counts; behind trusted proxies (TRUST_PROXY) so does the X-Forwarded-Host entry they wrote
+ * (request-meta.ts forwardedHost, TRUST_PROXY_HOPS from the right), and both must pass: a rebound
+ * page is same-origin with the service and may add any X-Forwarded-Host it likes, which a proxy
+ * that does not set the header passes on, with the Host (attacker.example) it was sent.
+ */
+export function hostRefusals(
+  req: IncomingMessage,
+  { trustProxy, hops, allowedHosts }: { trustProxy: boolean; hops: number; allowedHosts: readonly string[] },
+): HostRefusal[] {
+  const checked: [HostRefusal['header'], string | undefined][] = [['Host', req.headers.host]];
+  if (trustProxy) checked.push(['X-Forwarded-Host', forwardedHost(req, hops)]);
+  return checked
+    .filter(([, host]) => !hostAllowed(host, allowedHosts))
+    .map(([header, host]) => ({ header, name: hostName(host!) }));
 }

@@ -1,0 +1,94 @@
+import { request } from 'node:http';
+import { describe, expect, it, beforeAll, afterAll } from 'vitest';
+import { createHarness, restartedService, trpcHttp, type Harness } from './harness';
+
+/** GET with headers of our choosing, Host included (fetch does not let us set it). */
+function get(url: string, p: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
+  const { port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: p, headers }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode!, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('the Host check behind a trusted proxy (TRUST_PROXY)', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await createHarness({ TRUST_PROXY: 'true', ADMIN_ALLOWED_HOSTS: 'admin.example.com' });
+    await h.listen();
+  }, 120_000);
+  afterAll(async () => h?.[Symbol.asyncDispose]());
+
+  const status = async (headers: Record<string, string>, p = '/trpc/auth.me') => (await get(h.url, p, headers)).status;
+
+  it('a rebound page (Host attacker.example) is refused whatever X-Forwarded-Host it adds', async () => {
+    expect(await status({ host: 'attacker.example' })).toBe(421);
+    // review28's repro: this was 200
+    expect(await status({ host: 'attacker.example', 'x-forwarded-host': 'localhost' })).toBe(421);
+    expect(await status({ host: 'attacker.example', 'x-forwarded-host': 'admin.example.com' })).toBe(421);
+    expect(await status({ host: 'attacker.example:8443', 'x-forwarded-host': '127.0.0.1' }, '/')).toBe(421);
+    // probes still answer any Host
+    expect(await status({ host: 'attacker.example', 'x-forwarded-host': 'localhost' }, '/healthz')).toBe(200);
+  });
+
+  it('both Host and the X-Forwarded-Host entry our proxy wrote (the right-most) must be allowed', async () => {
+    const { port } = new URL(h.url);
+    // a proxy forwarding Host: <upstream address> and X-Forwarded-Host: <public name>
+    expect(await status({ host: `127.0.0.1:${port}`, 'x-forwarded-host': 'admin.example.com' })).toBe(200);
+    expect(await status({ host: 'admin.example.com', 'x-forwarded-host': 'admin.example.com' })).toBe(200);
+    expect(await status({ host: `127.0.0.1:${port}` })).toBe(200);
+    expect(await status({ host: `127.0.0.1:${port}`, 'x-forwarded-host': 'attacker.example' })).toBe(421);
+    // an upstream name not listed
+    expect(await status({ host: 'admin-api:3000', 'x-forwarded-host': 'admin.example.com' })).toBe(421);
+    // a proxy that appends (Apache): the client's own entry is on the left, ours on the right
+    expect(await status({ host: `127.0.0.1:${port}`, 'x-forwarded-host': 'attacker.example, admin.example.com' })).toBe(200);
+    expect(await status({ host: `127.0.0.1:${port}`, 'x-forwarded-host': 'admin.example.com, attacker.example' })).toBe(421);
+  });
+
+  it('the CSRF check compares Origin with the same X-Forwarded-Host entry', async () => {
+    const logout = (origin: string, xfh: string) =>
+      trpcHttp(h.url, 'mutation', 'auth.logout', undefined, { headers: { origin, 'x-forwarded-host': xfh } });
+    expect((await logout('http://admin.example.com', 'evil.example, admin.example.com')).status).toBe(200);
+    const refused = await logout('http://evil.example', 'evil.example, admin.example.com');
+    expect(refused.status).toBe(403);
+    expect(refused.text).toContain('cross-origin request refused');
+  });
+
+  it('with TRUST_PROXY_HOPS=2 the entry the first of two appending proxies wrote is checked', async () => {
+    await using two = restartedService(h, {
+      TRUST_PROXY: 'true',
+      TRUST_PROXY_HOPS: '2',
+      ADMIN_ALLOWED_HOSTS: 'admin.example.com',
+    });
+    const url = `http://127.0.0.1:${await two.listen()}`;
+    const { port } = new URL(url);
+    const at = async (xfh: string) =>
+      (await get(url, '/trpc/auth.me', { host: `127.0.0.1:${port}`, 'x-forwarded-host': xfh })).status;
+    expect(await at('attacker.example, admin.example.com, 10.0.0.2:8080')).toBe(200);
+    expect(await at('admin.example.com, attacker.example, 10.0.0.2:8080')).toBe(421);
+    expect(await at('admin.example.com')).toBe(200);
+  });
+});
+
+describe('the Host check without TRUST_PROXY', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await createHarness({ ADMIN_ALLOWED_HOSTS: 'admin.example.com' });
+    await h.listen();
+  }, 120_000);
+  afterAll(async () => h?.[Symbol.asyncDispose]());
+
+  it('ignores X-Forwarded-Host', async () => {
+    const { port } = new URL(h.url);
+    expect(
+      (await get(h.url, '/trpc/auth.me', { host: `127.0.0.1:${port}`, 'x-forwarded-host': 'attacker.example' })).status,
+    ).toBe(200);
+    expect((await get(h.url, '/trpc/auth.me', { host: 'attacker.example', 'x-forwarded-host': 'localhost' })).status).toBe(421);
+  });
+});
