@@ -1,5 +1,6 @@
 import { request } from 'node:http';
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
+import { capturingLogger } from '../helpers';
 import { createHarness, restartedService, trpcHttp, type Harness } from './harness';
 
 /** GET with headers of our choosing, Host included (fetch does not let us set it). */
@@ -51,6 +52,23 @@ describe('the Host check behind a trusted proxy (TRUST_PROXY)', () => {
     expect(await status({ host: `127.0.0.1:${port}`, 'x-forwarded-host': 'admin.example.com, attacker.example' })).toBe(421);
   });
 
+  it('the 421 names each host refused and the header it came in', async () => {
+    const { port } = new URL(h.url);
+    const NOT_IN = 'not in ADMIN_ALLOWED_HOSTS (comma-separated names, or * for any)\n';
+    expect((await get(h.url, '/', { host: 'attacker.example', 'x-forwarded-host': 'localhost' })).body).toBe(
+      `host "attacker.example" (Host) is ${NOT_IN}`,
+    );
+    expect((await get(h.url, '/', { host: 'Attacker.Example.:8443', 'x-forwarded-host': 'attacker.example' })).body).toBe(
+      `host "attacker.example" (Host, X-Forwarded-Host) is ${NOT_IN}`,
+    );
+    expect((await get(h.url, '/', { host: `127.0.0.1:${port}`, 'x-forwarded-host': 'pga.internal:443' })).body).toBe(
+      `host "pga.internal" (X-Forwarded-Host) is ${NOT_IN}`,
+    );
+    expect((await get(h.url, '/', { host: 'admin-api:3000', 'x-forwarded-host': 'pga.internal' })).body).toBe(
+      `hosts "admin-api" (Host) and "pga.internal" (X-Forwarded-Host) are ${NOT_IN}`,
+    );
+  });
+
   it('the CSRF check compares Origin with the same X-Forwarded-Host entry', async () => {
     const logout = (origin: string, xfh: string) =>
       trpcHttp(h.url, 'mutation', 'auth.logout', undefined, { headers: { origin, 'x-forwarded-host': xfh } });
@@ -83,6 +101,33 @@ describe('the Host check without TRUST_PROXY', () => {
     await h.listen();
   }, 120_000);
   afterAll(async () => h?.[Symbol.asyncDispose]());
+
+  it('says which name arrived (quoted as the client sent it, sanitised) and logs one warning per name', async () => {
+    const { logger, lines } = capturingLogger('admin-test');
+    await using svc = restartedService(h, { ADMIN_ALLOWED_HOSTS: 'admin.example.com' }, logger);
+    const url = `http://127.0.0.1:${await svc.listen()}`;
+    const NOT_IN = 'not in ADMIN_ALLOWED_HOSTS (comma-separated names, or * for any)\n';
+    for (let i = 0; i < 3; i++)
+      expect(await get(url, '/trpc/auth.me', { host: 'PGA.internal:3000' })).toEqual({
+        status: 421,
+        body: `host "pga.internal" is ${NOT_IN}`,
+      });
+    expect((await get(url, '/', { host: 'pga.internal.' })).status).toBe(421);
+    expect(await get(url, '/', { host: 'Evil<b>"x\'.example' })).toEqual({
+      status: 421,
+      body: `host "evil?b??x?.example" is ${NOT_IN}`,
+    });
+    expect((await get(url, '/', { host: `${'a'.repeat(300)}.example` })).body).toBe(`host "${'a'.repeat(100)}…" is ${NOT_IN}`);
+    expect((await get(url, '/healthz', { host: 'probe.internal' })).status).toBe(200);
+    const warnings = lines.filter((l) => String(l.msg).includes('ADMIN_ALLOWED_HOSTS'));
+    expect(warnings.map((l) => [l.level, l.host, l.headers, l.allowedHosts])).toEqual([
+      [40, 'pga.internal', ['Host'], ['admin.example.com']],
+      [40, 'evil?b??x?.example', ['Host'], ['admin.example.com']],
+      [40, `${'a'.repeat(100)}…`, ['Host'], ['admin.example.com']],
+    ]);
+    expect(warnings[0]!.msg).toContain('"pga.internal"');
+    expect(warnings[0]!.msg).toContain('* for any');
+  });
 
   it('ignores X-Forwarded-Host', async () => {
     const { port } = new URL(h.url);

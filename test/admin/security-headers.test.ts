@@ -56,7 +56,7 @@ describe('security headers and the Host check', () => {
     const rebound = await getWithHost(h.url, '/trpc/auth.me', `attacker.example:${port}`);
     expect(rebound).toEqual({
       status: 421,
-      body: 'this service does not answer to the host name in the request; add it to ADMIN_ALLOWED_HOSTS\n',
+      body: 'host "attacker.example" is not in ADMIN_ALLOWED_HOSTS (comma-separated names, or * for any)\n',
     });
     expect((await getWithHost(h.url, '/', 'attacker.example')).status).toBe(421);
     expect((await getWithHost(h.url, '/healthz', 'attacker.example')).status).toBe(200);

@@ -7,7 +7,7 @@ import { createHttpContext } from './create-http-context';
 import { csrfRefusal } from './csrf';
 import { readiness } from './readiness';
 import { requestPathname } from './request-meta';
-import { hostRefusals, setSecurityHeaders } from './security-headers';
+import { hostRefusalMessage, hostRefusalWarnings, hostRefusals, setSecurityHeaders } from './security-headers';
 import { createStaticHandler } from './static-files';
 
 /**
@@ -38,6 +38,7 @@ export function createHttpServer(deps: Deps, appRouter: AppRouter, { webDistDir 
       if (error.code === 'INTERNAL_SERVER_ERROR') logger.error({ err: error.cause ?? error, path }, 'procedure failed');
     },
   });
+  const warnRefusedHost = hostRefusalWarnings(logger, config.ADMIN_ALLOWED_HOSTS);
   const serveUi = createStaticHandler(webDistDir);
   if (!serveUi) logger.warn({ webDistDir }, 'web UI not built; serving the API only');
   return createServer((req, res) => {
@@ -61,9 +62,8 @@ export function createHttpServer(deps: Deps, appRouter: AppRouter, { webDistDir 
             allowedHosts: config.ADMIN_ALLOWED_HOSTS,
           });
     if (refused.length > 0) {
-      res
-        .writeHead(421, { 'content-type': 'text/plain; charset=utf-8' })
-        .end('this service does not answer to the host name in the request; add it to ADMIN_ALLOWED_HOSTS\n');
+      warnRefusedHost(refused);
+      res.writeHead(421, { 'content-type': 'text/plain; charset=utf-8' }).end(hostRefusalMessage(refused, config.TRUST_PROXY));
       req.resume();
       return;
     }

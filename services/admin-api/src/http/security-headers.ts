@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from '@pga/logger';
 import { forwardedHost } from './request-meta';
 
 /**
@@ -78,5 +79,64 @@ export function hostRefusals(
   if (trustProxy) checked.push(['X-Forwarded-Host', forwardedHost(req, hops)]);
   return checked
     .filter(([, host]) => !hostAllowed(host, allowedHosts))
-    .map(([header, host]) => ({ header, name: hostName(host!) }));
+    .map(([header, host]) => ({ header, name: printable(hostName(host!)) }));
+}
+
+/**
+ * A host name as the client sent it, fit to quote in an answer or a log line: characters a host
+ * name (or a bracketed IPv6 address) has, any other as `?`, at most 100 of them.
+ */
+function printable(name: string): string {
+  const safe = name.replace(/[^a-z0-9._:[\]-]/g, '?');
+  return safe.length > 100 ? `${safe.slice(0, 100)}…` : safe;
+}
+
+/** The names refused, each with the header(s) it came in, in order. */
+function byName(refused: readonly HostRefusal[]): Map<string, string[]> {
+  const names = new Map<string, string[]>();
+  for (const { name, header } of refused) names.set(name, [...(names.get(name) ?? []), header]);
+  return names;
+}
+
+/**
+ * The 421 answer's text: the name(s) refused, quoted, and what to do (an operator who reaches the
+ * service by a name of its own meets this first). Behind TRUST_PROXY, two headers are checked, so
+ * each name says which it came in.
+ */
+export function hostRefusalMessage(refused: readonly HostRefusal[], trustProxy: boolean): string {
+  const names = [...byName(refused)].map(([name, headers]) => `"${name}"${trustProxy ? ` (${headers.join(', ')})` : ''}`);
+  const [subject, verb] = names.length === 1 ? [`host ${names[0]}`, 'is'] : [`hosts ${names.join(' and ')}`, 'are'];
+  return `${subject} ${verb} not in ADMIN_ALLOWED_HOSTS (comma-separated names, or * for any)\n`;
+}
+
+/** Host names refused that get a warning line of their own; past them, one line says no more will. */
+export const HOST_WARNINGS_MAX = 100;
+
+/**
+ * Logs a warning the first time each host name is refused (an operator's name missing from
+ * ADMIN_ALLOWED_HOSTS after an upgrade shows once, not per request), for up to `max` names: the
+ * names are the client's choice, so the set of those already logged is bounded.
+ */
+export function hostRefusalWarnings(
+  logger: Logger,
+  allowedHosts: readonly string[],
+  max = HOST_WARNINGS_MAX,
+): (refused: readonly HostRefusal[]) => void {
+  const logged = new Set<string>();
+  let full = false;
+  return (refused) => {
+    for (const [host, headers] of byName(refused)) {
+      if (logged.has(host) || full) continue;
+      if (logged.size >= max) {
+        full = true;
+        logger.warn({ max }, `${max} host names refused (421) already logged; the others are not`);
+        continue;
+      }
+      logged.add(host);
+      logger.warn(
+        { host, headers, allowedHosts },
+        `refused a request (421) for host "${host}": not in ADMIN_ALLOWED_HOSTS; if users reach the service by this name, add it (comma-separated names, or * for any). Logged once per name`,
+      );
+    }
+  };
 }
