@@ -2,10 +2,12 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
+import { SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { ConfigError, int, loadConfig, portAvailable } from '@pga/config';
 import { poolConfigFromUrl } from '@pga/db';
+import { parseJwtSecret } from '@pga/crypto';
 import { createCollectorTokens } from '@pga/tokens';
 import { readEdgeConfig } from '../../services/ingest-edge/src/config';
 import { readWriterConfig } from '../../services/writer/src/config';
@@ -251,8 +253,39 @@ describe('JWT_SECRET keyring at start-up', () => {
     });
   });
 
+  it('uses each secret byte for byte, as before key ids: a trailing newline stays part of the key', async () => {
+    const withNewline = `${oldSecret}\n`;
+    // one secret: the whole value, untouched (also spaces around it)
+    for (const secret of [withNewline, ` ${oldSecret} `]) {
+      const { keyring, activeKeyId } = parseJwtSecret(secret);
+      expect([activeKeyId, keyring.get('k1')?.toString()]).toEqual(['k1', secret]);
+    }
+    // in a list: spaces before an id are dropped, the secret after the ":" is kept as written
+    const { keyring } = parseJwtSecret(`k2:${newSecret}, k1:${withNewline}`);
+    expect([...keyring].map(([id, key]) => [id, key.toString()])).toEqual([
+      ['k2', newSecret],
+      ['k1', withNewline],
+    ]);
+    expect(config(withNewline).JWT_SECRET).toBe(withNewline);
+    // a token signed as before key ids (no kid, the raw bytes) verifies with both
+    const collectorId = crypto.randomUUID();
+    const legacy = await new SignJWT({ type: 'collector', collector_id: collectorId })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject(collectorId)
+      .setIssuer('i')
+      .setAudience('a')
+      .setIssuedAt()
+      .setExpirationTime('1h')
+      .setJti(crypto.randomUUID())
+      .sign(new TextEncoder().encode(withNewline));
+    for (const secret of [withNewline, `k2:${newSecret},k1:${withNewline}`])
+      expect((await createCollectorTokens({ secret, issuer: 'i', audience: 'a' }).verifyWithKeyId(legacy)).keyId).toBe('k1');
+  });
+
   it('refuses a short secret, an id given twice, a key without an id in a list and a bad id, in one line each', () => {
     const rotationForm = 'e.g. k2:<new secret>,k1:<old secret> (a single secret without an id is k1)';
+    const singleHint =
+      ' A single secret containing ":" reads as <id>:<secret>; to use the whole value as one secret, as before key ids, write k1:<it>';
     for (const [secret, problem] of [
       // as before key ids
       ['short-secret-value', 'must be at least 32 characters'],
@@ -260,7 +293,12 @@ describe('JWT_SECRET keyring at start-up', () => {
       [`k1:${newSecret},k1:${oldSecret}`, `key id "k1" is given twice: give every secret an id of its own, ${rotationForm}`],
       [`k2:${newSecret},${oldSecret}`, `give every secret an id when listing several, ${rotationForm}`],
       [`${newSecret},${oldSecret}`, `give every secret an id when listing several, ${rotationForm}`],
-      [`new key:${newSecret}`, 'key id "new key" must be 1-32 letters, digits, _ or -'],
+      [`k2:${newSecret},new key:${oldSecret}`, 'key id "new key" must be 1-32 letters, digits, _ or -'],
+      [`k2:${newSecret},,k1:${oldSecret}`, `an entry is empty (two commas in a row, or one at an end): ${rotationForm}`],
+      // One value with a ":" reads as <id>:<secret>: its text before the ":" (which may be a piece of
+      // a secret of before key ids) is not echoed, and the line says how to keep it as one secret.
+      [`new key:${newSecret}`, `the text before the first ":" is no key id (1-32 letters, digits, _ or -).${singleHint}`],
+      [`prod:${'p'.repeat(30)}`, `secret "prod" must be at least 32 bytes (it has 30).${singleHint}`],
     ] as const) {
       expect(() => config(secret)).toThrowError(`${prefix}${problem} (got "[redacted]")`);
       expect(() => readAdminConfig({ ...goodEnv, JWT_SECRET: secret })).toThrowError(`${prefix}${problem}`);

@@ -18,6 +18,17 @@ export interface KeyringFormat {
   problem(key: Buffer, which: string): string | undefined;
   /** Name of one key in the refusals' rotation example: `k2:<new key>,k1:<old key>`. */
   noun: string;
+  /**
+   * Keys used byte for byte (JWT_SECRET: a secret was used as written before key ids, a trailing
+   * newline included): a value without `:` is the one key as it stands, and of `id:key` entries only
+   * the spaces before the id are dropped. Otherwise spaces around every entry are dropped.
+   */
+  exact?: boolean;
+  /**
+   * Added to a refusal of a value without `,` that reads as `id:key` (a single key written before
+   * key ids may contain `:`): how to keep it as one key.
+   */
+  singleHint?: string;
 }
 
 /** Id a single key written without one gets; tokens signed before key ids are verified with it. */
@@ -45,23 +56,32 @@ export function parseKeyringOf(spec: string, format: KeyringFormat): { keyring: 
 
 function readKeyring(spec: string, format: KeyringFormat): { keyring: Keyring; activeKeyId: string } | string {
   const rotationForm = `e.g. k2:<new ${format.noun}>,k1:<old ${format.noun}> (a single ${format.noun} without an id is ${DEFAULT_KEY_ID})`;
-  const parts = spec
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  if (parts.length === 0) return `no ${format.noun} given`;
+  const entries = spec.split(',');
+  const parts = !format.exact
+    ? entries.map((s) => s.trim()).filter(Boolean)
+    : entries.length === 1 && !spec.includes(':')
+      ? [spec]
+      : entries.map((s) => s.trimStart());
+  if (parts.length === 0 || (parts.length === 1 && parts[0] === '')) return `no ${format.noun} given`;
+  if (parts.some((part) => part === '')) return `an entry is empty (two commas in a row, or one at an end): ${rotationForm}`;
   if (parts.length > 1 && parts.some((part) => !part.includes(':')))
     return `give every ${format.noun} an id when listing several, ${rotationForm}`;
+  // One entry with a `:` (`prod:…`) is a key with an id, but may be a key of before key ids.
+  const hint = parts.length === 1 && parts[0]!.includes(':') && format.singleHint ? ` ${format.singleHint}` : '';
   const keyring = new Map<string, Buffer>();
   for (const part of parts) {
     const colon = part.indexOf(':');
     const id = colon === -1 ? DEFAULT_KEY_ID : part.slice(0, colon);
-    if (!isKeyId(id)) return `key id "${id}" must be 1-32 letters, digits, _ or -`;
+    if (!isKeyId(id))
+      // Not echoed when it may be a piece of a secret written before key ids.
+      return hint
+        ? `the text before the first ":" is no key id (1-32 letters, digits, _ or -).${hint}`
+        : `key id "${id}" must be 1-32 letters, digits, _ or -`;
     if (keyring.has(id)) return `key id "${id}" is given twice: give every ${format.noun} an id of its own, ${rotationForm}`;
     const key = format.decode(part.slice(colon + 1));
     // A plain key is not named: "k1" is no name its owner wrote.
     const problem = format.problem(key, colon === -1 ? `the ${format.noun}` : `${format.noun} "${id}"`);
-    if (problem) return problem;
+    if (problem) return `${problem}${hint ? `.${hint}` : ''}`;
     keyring.set(id, key);
   }
   return { keyring, activeKeyId: [...keyring.keys()][0]! };

@@ -8,6 +8,7 @@ export { MIGRATIONS_DIR, migrateDatabase } from './migrations-dir';
 export { recordIssuedToken, revokeCollectorTokens, type IssuedTokenRecord } from './collector-tokens';
 export { recordIssuedTokens } from './collector-tokens-bulk';
 export { tokenKeyUsage, type TokenKeyUsage } from './token-key-usage';
+export { checkTokenKeyIds, checkTokenKeyIdsAtStart } from './token-key-check';
 export { DENIED_AFTER_EXPIRY, readDatabaseDenyState, type DatabaseDenyState } from './deny-state';
 export {
   checkStoredKeyIds,

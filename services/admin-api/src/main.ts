@@ -1,6 +1,7 @@
 import { configOrExit } from '@pga/config';
 import { createLogger } from '@pga/logger';
-import { migrateDatabase } from '@pga/db';
+import { parseJwtSecret } from '@pga/crypto';
+import { checkTokenKeyIdsAtStart, migrateDatabase } from '@pga/db';
 import { readAdminConfig } from './config';
 import { createAdminService } from './create-admin-service';
 
@@ -10,6 +11,18 @@ await migrateDatabase(config.DATABASE_URL, logger).catch((err: unknown) => {
   logger.fatal(err instanceof Error ? err.message : String(err));
   process.exit(1);
 });
+// JWT_SECRET must still verify the fleet's tokens: a key id in use it does not list is an error
+// line, and none of the collectors' newest tokens verifiable refuses the start (a locked-out fleet).
+const jwt = parseJwtSecret(config.JWT_SECRET);
+const refusal = await checkTokenKeyIdsAtStart(
+  config.DATABASE_URL,
+  { keyIds: [...jwt.keyring.keys()], activeKeyId: jwt.activeKeyId },
+  logger,
+);
+if (refusal) {
+  logger.fatal(refusal);
+  process.exit(1);
+}
 const service = createAdminService({ config, logger });
 const port = await service.listen();
 logger.info({ port, host: config.ADMIN_HOST }, 'admin service listening');

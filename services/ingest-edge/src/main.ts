@@ -1,5 +1,7 @@
 import cluster from 'node:cluster';
 import { ConfigError, configOrExit, portAvailable } from '@pga/config';
+import { parseJwtSecret } from '@pga/crypto';
+import { checkTokenKeyIdsAtStart } from '@pga/db';
 import { createLogger } from '@pga/logger';
 import { startWorkers, workerMetricsBridge, type MetricsJson } from './cluster';
 import { readEdgeConfig } from './config';
@@ -32,6 +34,24 @@ if (!portFree) {
     `cannot listen: port ${config.INGEST_PORT} on ${config.INGEST_HOST} is in use (another edge or program); set INGEST_PORT`,
   );
   process.exit(1);
+}
+
+// JWT_SECRET must still verify the fleet's tokens (checked once per edge, by its primary, before any
+// process serves): a key id in use it does not list is an error line, and none of the collectors'
+// newest tokens verifiable refuses the start, rather than answering the whole fleet 401.
+if (cluster.isPrimary) {
+  const jwt = parseJwtSecret(config.JWT_SECRET);
+  const refusal = await checkTokenKeyIdsAtStart(
+    config.DATABASE_URL,
+    { keyIds: [...jwt.keyring.keys()], activeKeyId: jwt.activeKeyId },
+    logger,
+    // A PostgreSQL outage must not keep the edge from serving for long: not checked then.
+    { timeoutMs: 5000 },
+  );
+  if (refusal) {
+    logger.fatal(refusal);
+    process.exit(1);
+  }
 }
 
 let ownMetrics: (() => Promise<MetricsJson>) | undefined;
