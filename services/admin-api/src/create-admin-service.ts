@@ -111,6 +111,16 @@ export function createAdminService({ config, logger }: { config: AdminConfig; lo
   // Secrets under a key id ENCRYPTION_KEY lacks: their connection tests (and the edges' config
   // answers) fail until the key is listed again. One grouped query.
   const keyCheck = checkStoredKeyIds(deps.pool, deps.secretBox.keyIds, logger);
+  // The audit marker key, read (and moved under ENCRYPTION_KEY's active key) at start: not at the
+  // first failed sign-in only, so a rotated ENCRYPTION_KEY's old key can go once the admin restarted.
+  const markerKey = deps.auditMarkerKey().then(
+    () => undefined,
+    (err: unknown) =>
+      logger.warn(
+        { err: err instanceof Error ? err.message : String(err) },
+        "the audit log's marker key was not read (read again at first use)",
+      ),
+  );
   // Hourly, and once at start (a service restarted more often than hourly pruned nothing): the
   // login attempts refused by the rate limit are kept there, so this bounds them to a day's.
   const prune = () => void pruneAuthTables(deps.pool).catch((err: unknown) => logger.warn({ err }, 'pruning sessions failed'));
@@ -147,6 +157,7 @@ export function createAdminService({ config, logger }: { config: AdminConfig; lo
       clearInterval(idle);
       clearTimeout(force);
       await keyCheck;
+      await markerKey;
       await deps.close();
     },
   };

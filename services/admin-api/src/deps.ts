@@ -8,6 +8,7 @@ import { redisKeys, type RedisKeys } from '@pga/redis-keys';
 import type { AdminConfig } from './config';
 import { createSemaphore, type Semaphore } from './connection-test/semaphore';
 import { createLiveFeed, type LiveFeed } from './live/live-feed';
+import { loadAuditMarkerKey } from './audit/marker-key';
 
 /** Everything a procedure may use; built once per process by `createDeps`. */
 export interface Deps {
@@ -21,6 +22,8 @@ export interface Deps {
   /** Bounds concurrent connection tests across every caller. */
   connectionTests: Semaphore;
   liveFeed: LiveFeed;
+  /** The key of the audit log's `unknown user #…` markers (audit/marker-key.ts), read once (again after a failure). */
+  auditMarkerKey(): Promise<Buffer>;
   /** The BullMQ push queue (dead letters), opened on first use. */
   pushQueue(): Queue;
   /**
@@ -43,6 +46,8 @@ export function createDeps(config: AdminConfig, logger: Logger): Deps {
   const keys = redisKeys(config.REDIS_KEY_PREFIX);
   const liveFeed = createLiveFeed({ redisUrl: config.REDIS_URL, channel: keys.statusChannel, logger, redisOutage });
   let queue: Queue | undefined;
+  const secretBox = createSecretBox(config.ENCRYPTION_KEY);
+  let markerKey: Promise<Buffer> | undefined;
   return {
     onRedisWriteLost: undefined,
     redisWriteLost() {
@@ -53,10 +58,17 @@ export function createDeps(config: AdminConfig, logger: Logger): Deps {
     pool,
     redis,
     keys,
-    secretBox: createSecretBox(config.ENCRYPTION_KEY),
+    secretBox,
     tokens: createCollectorTokens({ secret: config.JWT_SECRET, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE }),
     connectionTests: createSemaphore(config.CONNECTION_TEST_CONCURRENCY),
     liveFeed,
+    auditMarkerKey() {
+      markerKey ??= loadAuditMarkerKey(pool, secretBox, logger).catch((err: unknown) => {
+        markerKey = undefined;
+        throw err;
+      });
+      return markerKey;
+    },
     pushQueue() {
       if (!queue) {
         queue = new Queue(keys.pushQueue, {

@@ -41,7 +41,7 @@ export const login = publicProcedure
     const found = rows[0];
     // An account's name as stored, or a keyed hash of text that names no account (L2: it may be a
     // password typed into the wrong field, and viewers read the audit log).
-    const actorName = found ? found.username : unknownUserName(config.JWT_SECRET, username);
+    const actorName = found ? found.username : unknownUserName(await ctx.deps.auditMarkerKey(), username);
     const failedAudit = (reason: string) =>
       withTransaction(pool, async (db) => {
         if (attempt.limited) {

@@ -22,7 +22,8 @@ export const TokenKeySchema = z.object({
 /**
  * Which JWT_SECRET keys live collector tokens depend on, for rotating it (README "Rotating
  * JWT_SECRET"): an old key may be dropped once no collector's newest token uses it and the edges'
- * `pga_edge_token_verifications_total` shows none for it. Every configured key is listed, unused ones
+ * `edge_token_key_requests_total{key_id}` (requests; `edge_token_verifications_total`, token-cache
+ * misses) shows none for it. Every configured key is listed, unused ones
  * with zeros, and so is a key that tokens name but JWT_SECRET lacks.
  */
 export const tokenKeys = adminProcedure
