@@ -173,7 +173,15 @@ describe('collector target connection: TLS and password safety', () => {
 
   it("the admin's connection test agrees with the collector there: prefer and allow connect (without TLS), require does not", async () => {
     const probe = (ssl_mode: string, who: { username?: string; password?: string } = {}) =>
-      testConnection({ ...target(noSslHba.port, ssl_mode, who).target, type: 'postgresql' });
+      testConnection({
+        type: 'postgresql',
+        host: '127.0.0.1',
+        port: noSslHba.port,
+        database: 'postgres',
+        username: who.username ?? 'postgres',
+        password: who.password ?? PASSWORD,
+        ssl_mode,
+      });
     for (const mode of ['prefer', 'allow']) {
       expect(await probe(mode)).toMatchObject({ ok: true, failed_stage: null });
       expect(await probe(mode, { username: 'nossl' })).toMatchObject({ ok: true, failed_stage: null });
