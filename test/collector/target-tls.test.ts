@@ -193,6 +193,17 @@ describe('collector target connection: TLS and password safety', () => {
     const wrong = await probe('prefer', { password: 'wrong' });
     expect(wrong).toMatchObject({ ok: false, failed_stage: 'auth' });
     expect(wrong.message).toMatch(/SQLSTATE 28P01/);
+    // The answer says the login was made without TLS (its TLS stage passed).
+    expect((await probe('prefer')).message).toMatch(/^connected to .* without TLS: the server refused the login over TLS/);
+    // Review 29: the plain-text retry handed a password asked for in cleartext to the server (ok: true
+    // where the collector refuses); now refused as the collector refuses it.
+    const cleartext = await probe('prefer', { username: 'cleartext' });
+    expect(cleartext).toMatchObject({ ok: false, failed_stage: 'auth' });
+    expect(cleartext.message).toMatch(
+      /asked for the password in cleartext over a connection without TLS; not sent \(ssl_mode "prefer"\)/,
+    );
+    // ssl_mode "disable" sends it, as the collector does (the operator's explicit choice)
+    expect(await probe('disable', { username: 'cleartext' })).toMatchObject({ ok: true });
   });
 
   it('after such a refusal, the plain-text attempt still sends no cleartext password, and both refusals are reported', async () => {

@@ -1,4 +1,4 @@
-import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
+import { connect as tlsConnect, TLSSocket, type ConnectionOptions } from 'node:tls';
 import { isIP, type Socket } from 'node:net';
 import pg from 'pg';
 import { pgErrorCode } from '@pga/db';
@@ -59,6 +59,7 @@ function handshake(socket: Socket, options: ConnectionOptions, host: string, tim
 
 /** Login errors by SQLSTATE (never by message text). */
 function loginFailure(err: unknown, target: ConnectionTarget): StageFailure {
+  if (err instanceof CleartextRefused) return new StageFailure('auth', err.message);
   const code = pgErrorCode(err);
   switch (code) {
     case '28P01':
@@ -83,6 +84,45 @@ function loginFailure(err: unknown, target: ConnectionTarget): StageFailure {
   }
 }
 
+/**
+ * A pg client that refuses to send a password in cleartext (AuthenticationCleartextPassword) over
+ * a connection without TLS unless ssl_mode is "disable" — the collector's rule
+ * (collector/src/collect/target-connection.ts GuardedClient: the agent is deployed apart from the
+ * central and shares no package with it): a server that declines TLS, or refuses the login over it
+ * (the plain-text retry below), and then asks for the password in clear is not handed it. MD5 and
+ * SCRAM are answered as before. Overrides pg 8's handler of that message.
+ */
+class CleartextGuardedClient extends pg.Client {
+  constructor(
+    private readonly sslMode: string,
+    config: pg.ClientConfig,
+  ) {
+    super(config);
+  }
+
+  _handleAuthCleartextPassword(msg: unknown): void {
+    const connection = (this as unknown as { connection: { stream: unknown; emit(e: string, err: Error): void } }).connection;
+    if (this.sslMode !== 'disable' && !(connection.stream instanceof TLSSocket)) {
+      (connection.stream as { destroy(): void }).destroy();
+      connection.emit('error', new CleartextRefused(this.sslMode));
+      return;
+    }
+    (pg.Client.prototype as unknown as { _handleAuthCleartextPassword(m: unknown): void })._handleAuthCleartextPassword.call(
+      this,
+      msg,
+    );
+  }
+}
+
+class CleartextRefused extends Error {
+  constructor(mode: string) {
+    super(
+      `the server asked for the password in cleartext over a connection without TLS; not sent (ssl_mode "${mode}"): ` +
+        'turn TLS on at the server (ssl = on), have it ask for scram-sha-256 or md5, or set ssl_mode "disable" to send it in cleartext anyway',
+    );
+  }
+}
+
 /** TLS (per ssl_mode), login, `SELECT version()`, and whether pg_stat_statements is readable. */
 export async function probePostgres(target: ConnectionTarget, socket: Socket, step: StepRunner) {
   let useTls = false;
@@ -101,8 +141,9 @@ export async function probePostgres(target: ConnectionTarget, socket: Socket, st
     });
   }
   socket.destroy();
+  let fellBack = false;
   const login = async (tls: boolean, remaining: () => number) => {
-    const c = new pg.Client({
+    const c = new CleartextGuardedClient(target.ssl_mode, {
       host: target.host,
       port: target.port,
       user: target.username,
@@ -134,7 +175,9 @@ export async function probePostgres(target: ConnectionTarget, socket: Socket, st
       const lenient = target.ssl_mode === 'prefer' || target.ssl_mode === 'allow';
       if (!(useTls && lenient && (code === '28000' || code === '28P01'))) throw loginFailure(err, target);
       try {
-        return await login(false, remaining);
+        const plain = await login(false, remaining);
+        fellBack = true;
+        return plain;
       } catch (plainErr) {
         const failure = loginFailure(plainErr, target);
         const overTls = loginFailure(err, target).message;
@@ -148,7 +191,12 @@ export async function probePostgres(target: ConnectionTarget, socket: Socket, st
       const { rows } = await client.query<{ version: string }>('SELECT version() AS version');
       return rows[0]!.version;
     });
-    return { server_version: version, pg_stat_statements: await checkPgStatStatements(client, target.database) };
+    return {
+      server_version: version,
+      pg_stat_statements: await checkPgStatStatements(client, target.database),
+      // The TLS stage passed, but the login was made without TLS: said in the answer's message.
+      ...(fellBack ? { note: 'without TLS: the server refused the login over TLS, as the collector would find too' } : {}),
+    };
   } finally {
     await client.end().catch(() => undefined);
   }

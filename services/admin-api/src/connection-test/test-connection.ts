@@ -31,13 +31,15 @@ export async function testConnection(
   try {
     const address = await step('dns', (remaining) => resolveHost(target.host, remaining()));
     const socket = await step('tcp', (remaining) => connectTcp(address, target.port, target.host, remaining()));
-    const details =
+    const probed =
       target.type === 'postgresql' ? await probePostgres(target, socket, step) : await probeMysql(target, socket, step);
+    const note = 'note' in probed ? probed.note : undefined;
+    const details = { server_version: probed.server_version, pg_stat_statements: probed.pg_stat_statements };
     return {
       ok: true,
       supported: true,
       failed_stage: null,
-      message: `connected to ${target.host}:${target.port} as "${target.username}"`,
+      message: `connected to ${target.host}:${target.port} as "${target.username}"${note ? ` ${note}` : ''}`,
       ...details,
       stages,
       duration_ms: elapsed(),
