@@ -11,8 +11,8 @@ export interface MetricSources {
   tokenKeys?(): readonly { id: string; verifications: number; requests: number }[];
   /** Redis `used_memory` and the budget above which pushes get 503 (0: none), as the health check last read them. */
   redisMemory?(): { used: number; budget: number };
-  /** Redis's clock minus this host's, in seconds, as the health check last read it (0 before). */
-  clockOffsetSeconds?(): number;
+  /** Redis's clock minus this host's, in seconds, as the health check last read it (undefined: no reading in the last minute). */
+  clockOffsetSeconds?(): number | undefined;
 }
 
 /**
@@ -194,7 +194,10 @@ export function createEdgeMetrics(sources: MetricSources) {
     aggregator: 'average',
     registers: [registry],
     collect() {
-      this.set(sources.clockOffsetSeconds?.() ?? 0);
+      // No recent reading: no sample (a 0 would read as "in sync"; the processes that have one are averaged).
+      const offset = sources.clockOffsetSeconds?.();
+      if (offset === undefined) this.reset();
+      else this.set(offset);
     },
   });
   new Gauge({

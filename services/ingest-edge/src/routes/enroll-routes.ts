@@ -4,8 +4,8 @@ import type { Authenticate } from '../auth/authenticate';
 import type { RequestContext } from '../http/route';
 import {
   enrollCollector,
+  createLiveSecretCheck,
   InvalidEnrollmentSecret,
-  isLiveEnrollmentSecret,
   refreshCollectorToken,
   type EnrollDeps,
   type RequestMeta,
@@ -22,12 +22,13 @@ function requestMeta({ reply, headers }: RequestContext): RequestMeta {
 /**
  * Failed enrollments (a wrong, expired, revoked or used-up secret) per client IP and process: a
  * burst of 10, then one more every 30 s; past them the IP gets 429 `RATE_LIMITED` with Retry-After
- * until its bucket refills — unless its secret is a live one (one indexed SELECT, no transaction):
+ * until its bucket refills — unless its secret is a live one (checked against the live secrets'
+ * hashes, read at most every 5 s: createLiveSecretCheck):
  * many collectors can share an address (a proxy, a load balancer, a NAT), and wrong secrets from
  * some must not lock the others out. CONTRACT.md lists 401 and 400 for enrollment, and 429 only as
  * the per-collector limit: a collector with a good secret never sees it; only wrong, expired,
  * revoked or used-up secrets from a limited address do. Each guess cost a transaction (and,
- * before, a JWT signature); past the limit, one read.
+ * before, a JWT signature); past the limit, at most one read per 5 s whatever the flood.
  */
 export const ENROLL_FAILURE_BURST = 10;
 export const ENROLL_FAILURES_PER_SECOND = 1 / 30;
@@ -37,9 +38,14 @@ export type EnrollFailureReason = 'missing_secret' | 'invalid_secret' | 'rate_li
 
 /** `POST /api/v1/collectors/register` (CONTRACT.md enrollment). */
 export function createEnrollHandler(
-  deps: EnrollDeps & { failures?: FailureLimiter; onFailure?: (reason: EnrollFailureReason) => void },
+  deps: EnrollDeps & {
+    failures?: FailureLimiter;
+    onFailure?: (reason: EnrollFailureReason) => void;
+    isLiveSecret?: (secret: string) => Promise<boolean>;
+  },
 ) {
   const failures = deps.failures ?? new FailureLimiter(ENROLL_FAILURES_PER_SECOND, ENROLL_FAILURE_BURST);
+  const isLive = deps.isLiveSecret ?? createLiveSecretCheck(deps.pool);
   const failed = (reason: EnrollFailureReason) => deps.onFailure?.(reason);
   return async (ctx: RequestContext): Promise<void> => {
     // A missing secret is a 401 before the body is read or judged (CONTRACT.md).
@@ -53,7 +59,7 @@ export function createEnrollHandler(
     const client = meta.ip ?? 'unknown';
     const wait = failures.wait(client);
     // A limited address still enrolls with a live secret: only its wrong guesses wait.
-    if (wait > 0 && !(await isLiveEnrollmentSecret(deps.pool, secret))) {
+    if (wait > 0 && !(await isLive(secret))) {
       failed('rate_limited');
       throw new AppError('RATE_LIMITED', 'too many failed enrollments from this address', { retryAfterSeconds: wait });
     }
