@@ -40,7 +40,9 @@ export async function checkTokenKeyIds(
     return undefined;
   }
   const listed = (u: TokenKeyUsage) => jwt.keyIds.includes(u.keyId ?? LEGACY_KEY_ID);
-  const unlisted = usage.filter((u) => !listed(u));
+  // A dropped key whose live tokens are no collector's newest is the README's rotation done right
+  // (a refresh leaves the previous token valid until it expires): nothing to say about it.
+  const unlisted = usage.filter((u) => !listed(u) && u.collectors > 0);
   if (unlisted.length === 0) return undefined;
   const verifiable = usage.filter(listed).reduce((n, u) => n + u.collectors, 0);
   if (verifiable === 0) {

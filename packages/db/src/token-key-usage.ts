@@ -18,7 +18,8 @@ export interface TokenKeyUsage {
 // A refresh leaves the previous token valid (CONTRACT.md), so live tokens alone do not reach zero
 // once every collector moved to the new key: the collectors count looks at each one's newest token.
 // issued_at is the token's iat (whole seconds): of two tokens of one second, the active key's is the
-// newer (a refresh moves to the active key, never away from it).
+// newer (a refresh moves to the active key, never away from it). `newest` is counted once per key
+// (a correlated count re-sorted it per key group: ~1 s with JIT on 10,000 collectors, review 29).
 const TOKEN_KEY_USAGE_SQL = `
   WITH live AS (
     SELECT t.jti, t.collector_id, t.key_id, t.issued_at, t.expires_at
@@ -27,10 +28,13 @@ const TOKEN_KEY_USAGE_SQL = `
   ), newest AS (
     SELECT DISTINCT ON (collector_id) collector_id, key_id FROM live
      ORDER BY collector_id, issued_at DESC, key_id IS NOT DISTINCT FROM $1 DESC, jti
+  ), newest_counts AS (
+    SELECT key_id, count(*)::int AS collectors FROM newest GROUP BY key_id
   )
   SELECT l.key_id, count(*)::int AS live_tokens, max(l.expires_at) AS last_expires_at,
-         (SELECT count(*)::int FROM newest n WHERE n.key_id IS NOT DISTINCT FROM l.key_id) AS collectors
-    FROM live l GROUP BY l.key_id ORDER BY l.key_id NULLS LAST`;
+         coalesce(max(nc.collectors), 0) AS collectors
+    FROM live l LEFT JOIN newest_counts nc ON nc.key_id IS NOT DISTINCT FROM l.key_id
+   GROUP BY l.key_id ORDER BY l.key_id NULLS LAST`;
 
 /**
  * Live collector tokens and the collectors using them, per signing key id (JWT_SECRET rotation);
