@@ -19,7 +19,7 @@ describe('ClockSkewWatch', () => {
     const { logger } = capture();
     const watch = new ClockSkewWatch(logger, 'Redis');
     expect(watch.offsetMs).toBeUndefined();
-    expect(watch.offsetSeconds).toBe(0);
+    expect(watch.offsetSeconds).toBeUndefined();
     // sent at 1,000, answered at 1,040: the server's 1,020 is no offset at all
     watch.observe(1_000, 1_020, 1_040);
     expect(watch.offsetMs).toBe(0);
@@ -59,5 +59,17 @@ describe('ClockSkewWatch', () => {
       [30, "this host's clock agrees with Redis's again"],
     ]);
     expect(lines[0]!.offset_ms).toBe(9_000);
+  });
+
+  it('stands for the offset only while fresh: no reading for a minute is none, not 0 ("in sync")', () => {
+    const { logger } = capture();
+    let t = 1_000_000;
+    const watch = new ClockSkewWatch(logger, 'Redis', 5_000, 60_000, () => t);
+    watch.observe(0, 8_010, 20);
+    expect(watch.offsetSeconds).toBe(8);
+    t += 60_000;
+    expect(watch.offsetSeconds).toBe(8);
+    t += 1;
+    expect(watch.offsetSeconds).toBeUndefined();
   });
 });

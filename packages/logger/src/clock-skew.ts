@@ -4,6 +4,8 @@ import type { Logger } from 'pino';
 export const CLOCK_SKEW_WARN_MS = 5_000;
 /** A reading whose round trip took longer than this says too little about the offset: skipped. */
 export const CLOCK_READING_MAX_ROUND_TRIP_MS = 250;
+/** A reading older than this no longer stands for the offset. */
+export const CLOCK_READING_STALE_MS = 60_000;
 
 /**
  * This host's clock against a server's (Redis for the edge, PostgreSQL for the writer), read
@@ -19,6 +21,7 @@ export const CLOCK_READING_MAX_ROUND_TRIP_MS = 250;
 export class ClockSkewWatch {
   /** The last reading's offset in ms (server − this host), or undefined before the first. */
   offsetMs: number | undefined;
+  private readAt = -Infinity;
   private skewed = false;
 
   constructor(
@@ -26,6 +29,9 @@ export class ClockSkewWatch {
     /** The server's name in the log line, e.g. "Redis". */
     private readonly server: string,
     private readonly warnMs = CLOCK_SKEW_WARN_MS,
+    /** How long a reading stands for the offset: after it, none (a gauge then exports nothing). */
+    private readonly staleMs = CLOCK_READING_STALE_MS,
+    private readonly now: () => number = Date.now,
   ) {}
 
   /** One reading: local ms before the request, the server's ms in its answer, local ms after it. */
@@ -33,6 +39,7 @@ export class ClockSkewWatch {
     if (!Number.isFinite(serverMs) || answeredAt - sentAt > CLOCK_READING_MAX_ROUND_TRIP_MS || answeredAt < sentAt) return;
     const offset = serverMs - (sentAt + answeredAt) / 2;
     this.offsetMs = offset;
+    this.readAt = this.now();
     const skewed = Math.abs(offset) > this.warnMs;
     if (skewed && !this.skewed)
       this.logger.warn(
@@ -45,8 +52,12 @@ export class ClockSkewWatch {
     this.skewed = skewed;
   }
 
-  /** For a gauge: the offset in seconds, 0 before the first reading. */
-  get offsetSeconds(): number {
-    return (this.offsetMs ?? 0) / 1000;
+  /**
+   * For a gauge: the offset in seconds, or undefined without a reading in the last `staleMs` (none
+   * yet, every round trip too slow, a server that does not say its time): not a 0 that reads as
+   * "in sync" (review 29).
+   */
+  get offsetSeconds(): number | undefined {
+    return this.offsetMs !== undefined && this.now() - this.readAt <= this.staleMs ? this.offsetMs / 1000 : undefined;
   }
 }

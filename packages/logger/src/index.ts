@@ -61,4 +61,4 @@ export {
   type OutageLog,
   type OutageLogOptions,
 } from './outage-log';
-export { ClockSkewWatch, CLOCK_SKEW_WARN_MS, CLOCK_READING_MAX_ROUND_TRIP_MS } from './clock-skew';
+export { ClockSkewWatch, CLOCK_SKEW_WARN_MS, CLOCK_READING_MAX_ROUND_TRIP_MS, CLOCK_READING_STALE_MS } from './clock-skew';

@@ -188,10 +188,13 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
   });
   new Gauge({
     name: 'writer_clock_offset_seconds',
-    help: "PostgreSQL's clock minus this writer's (seconds; positive: the writer is behind), read by the readiness check (each scrape and /readyz probe); 0 before the first",
+    help: "PostgreSQL's clock minus this writer's (seconds; positive: the writer is behind), read by the readiness check (each scrape and /readyz probe); no sample without a reading in the last minute",
     registers: [metrics.registry],
     collect() {
-      this.set(clock.offsetSeconds);
+      // No reading in the last minute: no sample, not a 0 that reads as "in sync".
+      const offset = clock.offsetSeconds;
+      if (offset === undefined) this.reset();
+      else this.set(offset);
     },
   });
   const readiness = createReadiness({
