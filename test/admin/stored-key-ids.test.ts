@@ -51,5 +51,11 @@ it('a label left by a list read by position warns until `reencrypt-secrets` rela
   lines.length = 0;
   await restartedService(h, { ENCRYPTION_KEY: `k2:${K2}` }, logger).close();
   expect(warned()).toBe(false);
-  expect(lines.filter((l) => l.level >= 40 && /ENCRYPTION_KEY|secret/.test(l.msg))).toEqual([]);
+  // No warning about the collectors' secrets. The audit log's unknown-username key (migration 0047)
+  // was stored under the real K1, which this story drops without any service having run with
+  // `k2,k1` (README: roll the list out first, which re-encrypts it at the admin's start): that one
+  // warning is right here, and says so.
+  const warnings = lines.filter((l) => l.level >= 40 && /ENCRYPTION_KEY|secret/.test(l.msg));
+  expect(warnings.filter((l) => !l.msg.startsWith("the audit log's key for unknown usernames"))).toEqual([]);
+  expect(warnings.length).toBeLessThanOrEqual(1);
 });
