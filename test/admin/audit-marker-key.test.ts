@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { createCallerFactory, appRouter, type AdminService } from '@pga/admin-api';
+import type { AdminService } from '@pga/admin-api';
 import { capturingLogger } from '../helpers';
-import { createHarness, restartedService } from './harness';
+import { callerOf, createHarness, restartedService } from './harness';
 
 /**
  * The audit log's `unknown user #…` marker (review28 item 7) is keyed on a random key of the
@@ -13,15 +13,7 @@ describe('unknown-username markers in the audit log', () => {
   // A dozen failed sign-ins at one name: not this test's concern, the rate limit.
   const limits = { LOGIN_MAX_FAILURES_PER_USER: '1000', LOGIN_MAX_FAILURES_PER_IP: '1000' };
   const marker = async (service: AdminService, typed: string) => {
-    const caller = createCallerFactory(appRouter)({
-      deps: service.deps,
-      user: null,
-      sessionHash: null,
-      ip: '127.0.0.1',
-      userAgent: 'vitest',
-      secureCookies: false,
-      setCookie: () => undefined,
-    });
+    const caller = callerOf(service, null);
     await expect(caller.auth.login({ username: typed, password: 'x' })).rejects.toThrow('wrong username or password');
     const { rows } = await service.deps.pool.query<{ actor_name: string }>(
       "SELECT actor_name FROM collector_audit_log WHERE action = 'user.login_failed' ORDER BY id DESC LIMIT 1",

@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { Redis } from 'ioredis';
@@ -73,16 +74,7 @@ export async function createHarness(env: Record<string, string> = {}): Promise<H
     viewer,
     url: '',
     caller(user, extra = {}) {
-      return createCaller({
-        deps: service.deps,
-        user,
-        sessionHash: null,
-        ip: '127.0.0.1',
-        userAgent: 'vitest',
-        secureCookies: false,
-        setCookie: () => undefined,
-        ...extra,
-      });
+      return callerOf(service, user, extra);
     },
     async listen() {
       const port = await service.listen();
@@ -95,6 +87,24 @@ export async function createHarness(env: Record<string, string> = {}): Promise<H
     },
   };
   return harness;
+}
+
+/** A tRPC caller of `service` as `user` (null: signed out), from 127.0.0.1 (`h.caller` for the harness's own service). */
+export function callerOf(
+  service: AdminService,
+  user: Parameters<Harness['caller']>[0],
+  extra: Parameters<Harness['caller']>[1] = {},
+) {
+  return createCaller({
+    deps: service.deps,
+    user,
+    sessionHash: null,
+    ip: '127.0.0.1',
+    userAgent: 'vitest',
+    secureCookies: false,
+    setCookie: () => undefined,
+    ...extra,
+  });
 }
 
 /**
@@ -119,6 +129,25 @@ export function restartedService(
   });
   const service = createAdminService({ config, logger });
   return Object.assign(service, { [Symbol.asyncDispose]: () => service.close() });
+}
+
+/** GET with headers of our choosing, Host included (fetch does not let us set it): the Host check's tests. */
+export function getWithHeaders(
+  url: string,
+  p: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; body: string }> {
+  const { port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: p, headers }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode!, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 /** POST/GET helper for /trpc over HTTP (non-batched), sending the same-origin Origin by default. */

@@ -1,22 +1,6 @@
-import { request } from 'node:http';
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { capturingLogger } from '../helpers';
-import { createHarness, restartedService, trpcHttp, type Harness } from './harness';
-
-/** GET with headers of our choosing, Host included (fetch does not let us set it). */
-function get(url: string, p: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
-  const { port } = new URL(url);
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: p, headers }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode!, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+import { createHarness, getWithHeaders as get, restartedService, trpcHttp, type Harness } from './harness';
 
 describe('the Host check behind a trusted proxy (TRUST_PROXY)', () => {
   let h: Harness;

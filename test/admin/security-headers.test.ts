@@ -1,25 +1,11 @@
-import { request } from 'node:http';
 import path from 'node:path';
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { createLogger } from '@pga/logger';
 import { ensureWebBuild } from '../../scripts/lib/web-build';
 import { launchBrowser } from '../helpers';
-import { createHarness, type Harness } from './harness';
+import { createHarness, getWithHeaders, type Harness } from './harness';
 
-/** GET with a Host header of our choosing (fetch does not let us set it). */
-function getWithHost(url: string, p: string, host: string): Promise<{ status: number; body: string }> {
-  const { port } = new URL(url);
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: p, headers: { host } }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode!, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const getWithHostOf = (url: string, p: string, host: string) => getWithHeaders(url, p, { host });
 
 describe('security headers and the Host check', () => {
   let h: Harness;
@@ -52,14 +38,14 @@ describe('security headers and the Host check', () => {
   it('answers only to IP addresses, localhost and ADMIN_ALLOWED_HOSTS (DNS rebinding); probes to any', async () => {
     const { port } = new URL(h.url);
     for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, `admin.example.com`, 'ADMIN.example.com.:443'])
-      expect((await getWithHost(h.url, '/trpc/auth.me', host)).status, host).toBe(200);
-    const rebound = await getWithHost(h.url, '/trpc/auth.me', `attacker.example:${port}`);
+      expect((await getWithHostOf(h.url, '/trpc/auth.me', host)).status, host).toBe(200);
+    const rebound = await getWithHostOf(h.url, '/trpc/auth.me', `attacker.example:${port}`);
     expect(rebound).toEqual({
       status: 421,
       body: 'host "attacker.example" is not in ADMIN_ALLOWED_HOSTS (comma-separated names, or * for any)\n',
     });
-    expect((await getWithHost(h.url, '/', 'attacker.example')).status).toBe(421);
-    expect((await getWithHost(h.url, '/healthz', 'attacker.example')).status).toBe(200);
+    expect((await getWithHostOf(h.url, '/', 'attacker.example')).status).toBe(421);
+    expect((await getWithHostOf(h.url, '/healthz', 'attacker.example')).status).toBe(200);
   });
 
   it('the built UI works under the policy in Chromium, with no CSP violation; a violation would show', async () => {

@@ -4,6 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { Queue } from 'bullmq';
+import { SignJWT, decodeJwt } from 'jose';
 import { expect } from 'vitest';
 import { Redis } from 'ioredis';
 import pg from 'pg';
@@ -12,7 +13,7 @@ import { recordIssuedToken } from '@pga/db';
 import { freePort, GiveUp, waitForProcesses } from '@pga/local-stack';
 import { createLogger, type Logger } from '@pga/logger';
 import { redisKeys, type RedisKeys } from '@pga/redis-keys';
-import { createCollectorTokens, type CollectorTokens, type IssuedToken } from '@pga/tokens';
+import { createCollectorTokens, hashToken, type CollectorTokens, type IssuedToken } from '@pga/tokens';
 import type { PushItem, PushJob } from '@pga/contracts';
 import { createEdge, readEdgeConfig, type Edge } from '@pga/ingest-edge';
 import { createTestDatabase, testEnv, uniquePrefix, type TestDatabase } from '../helpers';
@@ -405,4 +406,29 @@ export async function startFailingDiskRedis(name: string, args: string[]): Promi
       child.kill('SIGKILL');
     },
   };
+}
+
+/**
+ * A token as every token before key ids was (no `kid`, signed with the one secret `secret`, an hour
+ * long), recorded in collector_tokens with no key id, as migration 0045 left those: a refresh
+ * checks its jti is on record.
+ */
+export async function legacyCollectorToken(db: pg.Pool, secret: string, collectorId: string): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  const token = await new SignJWT({ type: 'collector', collector_id: collectorId })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setSubject(collectorId)
+    .setIssuer(ISSUER)
+    .setAudience(AUDIENCE)
+    .setIssuedAt(now)
+    .setNotBefore(now - 60)
+    .setExpirationTime(now + 3600)
+    .setJti(randomUUID())
+    .sign(new TextEncoder().encode(secret));
+  await db.query(
+    `INSERT INTO collector_tokens (jti, collector_id, token_hash, issued_at, expires_at, key_id)
+     VALUES ($1, $2, $3, to_timestamp($4), to_timestamp($5), NULL)`,
+    [decodeJwt(token).jti, collectorId, hashToken(token), now - 10, now + 3600],
+  );
+  return token;
 }

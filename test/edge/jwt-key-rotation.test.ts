@@ -1,8 +1,18 @@
-import { SignJWT, decodeJwt, decodeProtectedHeader } from 'jose';
+import { SignJWT, decodeProtectedHeader } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordIssuedToken } from '@pga/db';
-import { createCollectorTokens, hashToken } from '@pga/tokens';
-import { AUDIENCE, call, EdgeWorld, ISSUER, JWT_SECRET, spawnEdge, type EdgeProcess, type TestCollector } from './harness';
+import { createCollectorTokens } from '@pga/tokens';
+import {
+  AUDIENCE,
+  call,
+  EdgeWorld,
+  ISSUER,
+  JWT_SECRET,
+  legacyCollectorToken,
+  spawnEdge,
+  type EdgeProcess,
+  type TestCollector,
+} from './harness';
 
 /**
  * Rotating JWT_SECRET (README "Rotating JWT_SECRET") against real edge processes: the world's
@@ -32,25 +42,7 @@ describe('JWT_SECRET rotation at the edge', () => {
   beforeAll(async () => {
     world = await EdgeWorld.create();
     c = await world.collector();
-    const now = Math.floor(Date.now() / 1000);
-    legacy = await new SignJWT({ type: 'collector', collector_id: c.id })
-      .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
-      .setSubject(c.id)
-      .setIssuer(ISSUER)
-      .setAudience(AUDIENCE)
-      .setIssuedAt(now)
-      .setNotBefore(now - 60)
-      .setExpirationTime(now + 3600)
-      .setJti(crypto.randomUUID())
-      .sign(new TextEncoder().encode(JWT_SECRET));
-    // Recorded as every issued token is (a refresh checks its jti is on record and unrevoked), with
-    // no key id, as migration 0045 left the tokens issued before it.
-    const { jti } = decodeJwt(legacy);
-    await world.pool.query(
-      `INSERT INTO collector_tokens (jti, collector_id, token_hash, issued_at, expires_at, key_id)
-       VALUES ($1, $2, $3, to_timestamp($4), to_timestamp($5), NULL)`,
-      [jti, c.id, hashToken(legacy), now - 10, now + 3600],
-    );
+    legacy = await legacyCollectorToken(world.pool, JWT_SECRET, c.id);
   });
   afterAll(async () => world?.[Symbol.asyncDispose]());
 

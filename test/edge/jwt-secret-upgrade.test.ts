@@ -1,11 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { SignJWT, decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordIssuedToken } from '@pga/db';
 import { freePort } from '@pga/local-stack';
-import { createCollectorTokens, hashToken } from '@pga/tokens';
-import { AUDIENCE, call, EdgeWorld, ISSUER, spawnEdge, type EdgeProcess } from './harness';
+import { createCollectorTokens } from '@pga/tokens';
+import { AUDIENCE, call, EdgeWorld, ISSUER, legacyCollectorToken, spawnEdge, type EdgeProcess } from './harness';
 import { testEnv } from '../helpers';
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -21,25 +20,7 @@ describe('JWT_SECRET of before key ids, after the upgrade (real edge and admin p
   let world: EdgeWorld;
 
   /** A token as every token before key ids was: no `kid`, signed with the secret's bytes as written, recorded with key_id NULL. */
-  const legacyToken = async (secret: string, collectorId: string) => {
-    const now = Math.floor(Date.now() / 1000);
-    const token = await new SignJWT({ type: 'collector', collector_id: collectorId })
-      .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
-      .setSubject(collectorId)
-      .setIssuer(ISSUER)
-      .setAudience(AUDIENCE)
-      .setIssuedAt(now)
-      .setNotBefore(now - 60)
-      .setExpirationTime(now + 3600)
-      .setJti(crypto.randomUUID())
-      .sign(new TextEncoder().encode(secret));
-    await world.pool.query(
-      `INSERT INTO collector_tokens (jti, collector_id, token_hash, issued_at, expires_at, key_id)
-       VALUES ($1, $2, $3, to_timestamp($4), to_timestamp($5), NULL)`,
-      [decodeJwt(token).jti, collectorId, hashToken(token), now - 10, now + 3600],
-    );
-    return token;
-  };
+  const legacyToken = (secret: string, collectorId: string) => legacyCollectorToken(world.pool, secret, collectorId);
   const heartbeat = (edge: EdgeProcess, token: string, id: string) =>
     call(`${edge.url}/api/v1/collectors/${id}/heartbeat`, { token, body: '{"status":"active"}' });
   /** Only the pre-key-id tokens live: the world's own (kid k1) ones revoked. */
