@@ -146,6 +146,11 @@ let stopping: Promise<never> | undefined;
  */
 function shutdown(code: number): Promise<never> {
   return (stopping ??= (async () => {
+    if (unshownAdmin)
+      console.log(
+        `\n  First admin        ${unshownAdmin.username} / ${unshownAdmin.password}   (created before the start failed; ` +
+          'shown once: write it down, the next start says "already exists")\n',
+      );
     logger.info('stopping…');
     for (const item of started.reverse()) {
       await item.stop().catch((err: unknown) => logger.warn({ err, part: item.name }, 'stop failed'));
@@ -166,6 +171,12 @@ process.on('uncaughtException', (err) => {
 
 /** Set once everything is up: from then on a crashed service is started again (`startService`). */
 let running = false;
+/**
+ * The first admin's generated password, until the banner shows it: a start that fails after
+ * creating the account (a service refusing its environment) prints it on the way out, or nobody
+ * could ever sign in as that account (the next start says "already exists").
+ */
+let unshownAdmin: { username: string; password: string } | undefined;
 /** A crashed service is started again after 1 s, doubled per crash in a row (1, 2, 4, 8, 16 s) … */
 const RESTART_FIRST_MS = 1000;
 /** … a run of this long ends the row … */
@@ -340,6 +351,7 @@ try {
   await stopBuilding();
 
   const admin = await ensureFirstAdmin(databaseUrl, config.ADMIN_USERNAME, config.ADMIN_PASSWORD);
+  if (admin.generatedPassword) unshownAdmin = { username: admin.username, password: admin.generatedPassword };
 
   const env: Record<string, string> = {
     DATABASE_URL: databaseUrl,
@@ -388,6 +400,7 @@ try {
     '',
   ];
   console.log(lines.join('\n'));
+  unshownAdmin = undefined;
   running = true;
 } catch (err) {
   logger.error({ err }, err instanceof Error ? err.message : 'start failed');

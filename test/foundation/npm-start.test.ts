@@ -232,6 +232,37 @@ describe('npm start (README.md)', () => {
     expect(output).not.toContain('custom levels');
   }, 180_000);
 
+  it('prints the first admin\'s generated password when a service fails to start after the account was created (it was lost: the next start said "already exists")', async () => {
+    const dir = dataDir('admin-unshown');
+    // The writer refuses this variable (npm start does not read it): a service exiting while starting.
+    const failed = npmStart({ ...(await ports()), DATA_DIR: dir, ADMIN_USERNAME: 'ops', METRICS_RETENTION_DAYS: 'abc' });
+    reap(failed);
+    const code = await Promise.race([failed.exited, sleep(180_000).then(() => 'still running' as const)]);
+    expect(code, failed.output()).toBe(1);
+    expect(failed.output()).toContain('service exited unexpectedly while starting');
+    const shown = /First admin {8}ops \/ (\S+) {3}\(created before the start failed/.exec(failed.output());
+    expect(shown, failed.output()).not.toBeNull();
+
+    // The account exists and the printed password signs in.
+    const p = await ports();
+    const s = npmStart({ ...p, DATA_DIR: dir, ADMIN_USERNAME: 'ops', LOG_LEVEL: 'info' });
+    reap(s);
+    await until(
+      'the "running" banner',
+      () => s.output().includes('pgAnalytics Central is running') || s.npm.exitCode !== null,
+      180_000,
+    );
+    expect(s.output()).toContain('Admin account      ops (already exists)');
+    const origin = `http://127.0.0.1:${p.ADMIN_PORT}`;
+    const login = await fetch(`${origin}/trpc/auth.login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', origin },
+      body: JSON.stringify({ username: 'ops', password: shown![1] }),
+    });
+    expect(login.status).toBe(200);
+    await stop(s);
+  }, 400_000);
+
   it('refuses a second npm start on the same DATA_DIR in one line, and leaves the first running', async () => {
     const dir = dataDir('second');
     const first = await running(dir);
