@@ -54,6 +54,8 @@ export class DenyList {
   /** The connection on which Redis confirmed our SUBSCRIBE (-1: none yet). */
   private subscribedOn = -1;
   private lastSubscribeWarning = -Infinity;
+  /** The resync the subscriber's last 'ready' began (start waits for the first). */
+  private readyResync: Promise<void> | undefined;
   /** A load again, set after a load that could not read PostgreSQL. */
   private databaseRetry: NodeJS.Timeout | undefined;
   private periodicReload: NodeJS.Timeout | undefined;
@@ -71,7 +73,10 @@ export class DenyList {
   /** Subscribes and loads; resolves once trusted (or rejects if Redis is unreachable at start). */
   async start(): Promise<void> {
     this.subscriber.on('message', (channel: string, message: string) => this.onMessage(channel, message));
-    this.subscriber.on('ready', () => void this.resync().catch(() => undefined));
+    this.subscriber.on('ready', () => {
+      this.readyResync = this.resync();
+      this.readyResync.catch(() => undefined);
+    });
     this.subscriber.on('close', () => {
       if (this.trusted && !this.stopped)
         this.logger.warn('change feed disconnected: refusing authenticated requests until it is back');
@@ -83,7 +88,25 @@ export class DenyList {
     // then makes the edge trusted): the periodic reload must run in that process too.
     const every = this.options.reloadEveryMs ?? 600_000;
     if (every > 0) this.periodicReload = setInterval(() => void this.reload(), every).unref();
-    await this.resync();
+    if (this.subscriber.status === 'ready') return this.resync();
+    if (this.subscriber.status === 'end') throw new Error('change feed connection closed');
+    // Connected but not ready yet (the ready check's INFO under way): a SUBSCRIBE sent now goes out
+    // at once (ioredis writes commands Redis takes while loading before the check ends), puts the
+    // connection in subscriber mode, and the check's INFO then fails ("Connection in subscriber
+    // mode"): a warning with a stack and a reconnect at start. The 'ready' handler subscribes.
+    await new Promise<void>((resolve, reject) => {
+      const settle = (err?: Error) => {
+        this.subscriber.off('ready', onReady);
+        this.subscriber.off('close', onClose);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onReady = () => settle();
+      const onClose = () => settle(new Error('Redis unreachable: change feed not connected'));
+      this.subscriber.on('ready', onReady);
+      this.subscriber.on('close', onClose);
+    });
+    await this.readyResync;
   }
 
   /** Before closing the subscriber on purpose (drain): no warning, no reload. */
