@@ -238,4 +238,35 @@ describe('collector_metrics partitions', () => {
       await pool.query(`SELECT pga_create_metric_partition('${tomorrow.slice(-8)}'::date)`);
     }
   });
+
+  it("bounds a day's partition at midnight UTC in a session whose DateStyle is not ISO (zone abbreviations read back otherwise)", async () => {
+    // Asia/Kolkata's abbreviation IST, as the Postgres DateStyle writes it, reads back as Israel's
+    // +02:00 (timezone_abbreviations' Default): the bounds were 3.5 h late (the day's first hours went
+    // to DEFAULT), and a day then bounded right by an ISO session overlapped and could not be attached.
+    const [first, second] = [dayName(60), dayName(61)];
+    const client = await pool.connect();
+    try {
+      await client.query("SET TimeZone = 'Asia/Kolkata'");
+      await client.query("SET DateStyle = 'Postgres, DMY'");
+      for (const part of [first, second]) await client.query(`SELECT pga_create_metric_partition('${part.slice(-8)}'::date)`);
+    } finally {
+      await client.query('RESET TimeZone');
+      await client.query('RESET DateStyle');
+      client.release();
+    }
+    try {
+      const at = (ms: number) => new Date(Date.parse(dayStart(60)) + ms).toISOString();
+      expect((await insertAt(at(-1))).rows[0].part).not.toBe(first);
+      expect((await insertAt(at(0))).rows[0].part).toBe(first);
+      expect((await insertAt(at(3 * 3_600_000))).rows[0].part).toBe(first);
+      expect((await insertAt(at(86_400_000 - 1))).rows[0].part).toBe(first);
+      expect((await insertAt(at(86_400_000))).rows[0].part).toBe(second);
+    } finally {
+      await pool.query(`DROP TABLE IF EXISTS ${first}, ${second}`);
+      await pool.query(`DELETE FROM collector_metrics WHERE received_at >= $1 AND received_at < $2`, [
+        dayStart(59),
+        dayStart(62),
+      ]);
+    }
+  });
 });

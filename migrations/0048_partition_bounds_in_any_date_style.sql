@@ -1,0 +1,16 @@
+-- 0048: a day's partition gets the bounds of its UTC day whatever the session's DateStyle.
+--
+-- pga_create_metric_partition (0037, 0043) writes its bounds into the ATTACH statement with
+-- format('%L', lo), the text of a timestamptz in the session's DateStyle and TimeZone. Under ISO that
+-- is '2026-06-10 05:30:00+05:30', read back exactly. Under any other DateStyle ('Postgres', 'SQL' or
+-- 'German', from a parameter group, ALTER DATABASE / ROLE, or psql's PGDATESTYLE) the offset is
+-- written as the zone's abbreviation, read back through timezone_abbreviations: Asia/Kolkata's 'IST'
+-- reads as Israel's +02:00, so the partition of 2026-06-10 covered 03:30 to 03:30 UTC. After a day
+-- bounded right, the first 3.5 h of that day went to DEFAULT and stayed there (their day has its
+-- partition); a day to be bounded right after it (an ISO session, or a zone whose abbreviation reads
+-- back right) failed to attach, "would overlap partition", on every run, its rows left in DEFAULT;
+-- and a partition held the first hours of the next UTC day, dropped by retention a day early. The
+-- function now runs with DateStyle ISO and TimeZone UTC of its own (bounds '2026-06-10 00:00:00+00').
+-- Nothing else changes. A later CREATE OR REPLACE of this function must repeat these SET clauses
+-- (test/foundation/partitions.test.ts creates partitions in such a session).
+ALTER FUNCTION pga_create_metric_partition(date) SET DateStyle = 'ISO' SET TimeZone = 'UTC';
