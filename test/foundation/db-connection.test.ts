@@ -138,3 +138,38 @@ describe('@pga/db: a PostgreSQL connection lost while a client is checked out', 
     }
   });
 });
+
+/**
+ * A server, database or role whose DateStyle is not ISO (an RDS parameter group may set one):
+ * node-postgres reads dates and times in ISO only, and read every timestamptz as null.
+ */
+describe('@pga/db: a database whose DateStyle is not ISO', () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    const admin = createPool(db.url, { max: 1 });
+    try {
+      await admin.query(`ALTER DATABASE ${db.name} SET DateStyle = 'Postgres, DMY'`);
+      await admin.query(`ALTER DATABASE ${db.name} SET TimeZone = 'Asia/Kolkata'`);
+    } finally {
+      await admin.end();
+    }
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  it("reads timestamptz values as the right Dates, keeping the database's time zone and the URL's own options", async () => {
+    const pool = createPool(`${db.url}?options=${encodeURIComponent('-c statement_timeout=1234')}`, { max: 1 });
+    try {
+      const { rows } = await pool.query<{ t: Date | null; zone: string; timeout: string }>(
+        `SELECT '2026-06-10T00:00:00Z'::timestamptz AS t, current_setting('TimeZone') AS zone,
+                current_setting('statement_timeout') AS timeout`,
+      );
+      expect(rows[0]!.t?.toISOString()).toBe('2026-06-10T00:00:00.000Z');
+      expect(rows[0]).toMatchObject({ zone: 'Asia/Kolkata', timeout: '1234ms' });
+    } finally {
+      await pool.end();
+    }
+  });
+});

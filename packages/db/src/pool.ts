@@ -6,6 +6,15 @@ export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
 
 /**
+ * Settings every connection starts with. DateStyle ISO: node-postgres reads dates and times only
+ * in ISO; under the server's, the database's or the role's other DateStyle (RDS takes one from the
+ * parameter group: 'Postgres', 'SQL', 'German') every timestamptz read back was null — the
+ * collectors' last heartbeat and push, sessions' expiry, tokens' — with no error. TimeZone is left to
+ * the server (the SQL is written for any zone).
+ */
+export const SESSION_OPTIONS = '-c DateStyle=ISO';
+
+/**
  * Turns a `DATABASE_URL` into pg options. libpq's `sslmode`/`sslrootcert` are honoured so RDS works
  * with `?sslmode=verify-full&sslrootcert=/path/global-bundle.pem`: `verify-full` checks the chain
  * and the host name, `verify-ca` the chain; `require` encrypts without verifying, unless an
@@ -20,9 +29,16 @@ export function poolConfigFromUrl(databaseUrl: string): pg.PoolConfig {
   const url = new URL(databaseUrl);
   const sslmode = url.searchParams.get('sslmode');
   const rootcert = url.searchParams.get('sslrootcert');
+  // libpq's `options` (else PGOPTIONS), then SESSION_OPTIONS, which win: taken out of the URL, whose
+  // parameters node-postgres would put over the config's.
+  const options = url.searchParams.get('options') ?? process.env.PGOPTIONS;
   url.searchParams.delete('sslmode');
   url.searchParams.delete('sslrootcert');
-  const config: pg.PoolConfig = { connectionString: url.toString() };
+  url.searchParams.delete('options');
+  const config: pg.PoolConfig = {
+    connectionString: url.toString(),
+    options: options ? `${options} ${SESSION_OPTIONS}` : SESSION_OPTIONS,
+  };
   // `sslrootcert=system` (libpq 16): Node's own CAs, verify-full.
   const system = rootcert === 'system';
   const verify = system ? 'verify-full' : sslmode === 'require' && rootcert ? 'verify-ca' : sslmode;
