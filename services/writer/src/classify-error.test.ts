@@ -62,4 +62,16 @@ describe('parseSeen', () => {
     expect(parseSeen('nonsense')).toBeNull();
     expect(parseSeen(undefined)).toBeNull();
   });
+  it('reads an ISO string without an offset as UTC, not in the time zone of the writer (TZ)', () => {
+    const tz = process.env.TZ;
+    process.env.TZ = 'Asia/Kolkata';
+    try {
+      expect(parseSeen('2026-11-27T03:06:45.000')?.toISOString()).toBe('2026-11-27T03:06:45.000Z');
+      expect(parseSeen('2026-11-27T03:06')?.toISOString()).toBe('2026-11-27T03:06:00.000Z');
+      expect(parseSeen('2026-11-27T03:06:45+05:30')?.toISOString()).toBe('2026-11-26T21:36:45.000Z');
+    } finally {
+      if (tz === undefined) delete process.env.TZ;
+      else process.env.TZ = tz;
+    }
+  });
 });

@@ -9,14 +9,21 @@ import type { PublishStatuses, StatusRow } from './status-publisher';
 /** A uuid as PostgreSQL's `uuid` input takes it (ids read back from Redis sets may be anything). */
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-/** last_seen as the edge wrote it: epoch ms, epoch seconds, or an ISO string. */
+/** An ISO-8601 date and time without `Z` or an offset, which JavaScript reads in the process's zone. */
+const ZONELESS_ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?$/;
+
+/**
+ * last_seen as the edge wrote it: epoch ms, epoch seconds, or an ISO string (the edge writes
+ * `toISOString()`); one without an offset is UTC, as a push's received_at (parseReceivedAt), not the
+ * writer's local time — hours off on a writer with TZ set, which could take a live collector for silent.
+ */
 export function parseSeen(value: string | undefined): Date | null {
   if (!value) return null;
   if (/^\d+(\.\d+)?$/.test(value)) {
     const n = Number(value);
     return new Date(n < 1e11 ? n * 1000 : n);
   }
-  const d = new Date(value);
+  const d = new Date(ZONELESS_ISO.test(value) ? `${value}Z` : value);
   return Number.isNaN(d.getTime()) ? null : d;
 }
 
