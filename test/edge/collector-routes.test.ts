@@ -554,6 +554,51 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
     ).toBe(401);
   });
 
+  it('enrollment behind a load balancer (TRUST_PROXY): each forwarded client has its own failure limit and audit address', async () => {
+    const edge = await world.startEdge({ TRUST_PROXY: 'true' });
+    const secret = `lb-${randomUUID()}`;
+    await world.pool.query(`INSERT INTO enrollment_secrets (name, secret_hash) VALUES ('lb', $1)`, [sha256Hex(secret)]);
+    // Raw: fetch cannot send X-Forwarded-For twice.
+    const register = (s: string, forwardedFor: string | string[]) => {
+      const body = JSON.stringify({ name: `b-${randomUUID().slice(0, 8)}`, hostname: 'h' });
+      return rawRequest(edge.port, [
+        `POST /api/v1/collectors/register HTTP/1.1\r\nHost: edge\r\nConnection: close\r\nContent-Type: application/json\r\n` +
+          [forwardedFor]
+            .flat()
+            .map((f) => `X-Forwarded-For: ${f}\r\n`)
+            .join('') +
+          `X-Registration-Secret: ${s}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      ]);
+    };
+    // Every request comes from the balancer's address (127.0.0.1); the client is the entry it appended.
+    // The first client's ten failures lock out that client, and its own text left of the balancer's entry changes nothing.
+    for (let i = 0; i < 10; i++) expect((await register(`wrong-${i}`, `203.0.113.${i}, 198.51.100.1`)).status).toBe(401);
+    expect((await register('wrong', '198.51.100.1')).status).toBe(429);
+    expect((await register('wrong', '10.9.9.9, 198.51.100.1')).status).toBe(429);
+    // A second client behind the same balancer is not: its wrong secret is a 401, its good one enrolls…
+    expect((await register('wrong', '198.51.100.2')).status).toBe(401);
+    const ok = await register(secret, ['10.0.0.1', '198.51.100.2']);
+    expect(ok.status).toBe(200);
+    // …and its audit entry names it, not the balancer (the last of two X-Forwarded-For headers).
+    const { collector_id } = JSON.parse(ok.body) as { collector_id: string };
+    const audit = await world.pool.query('SELECT host(ip_address) AS ip FROM collector_audit_log WHERE collector_id = $1', [
+      collector_id,
+    ]);
+    expect(audit.rows).toEqual([{ ip: '198.51.100.2' }]);
+  });
+
+  it('enrollment without TRUST_PROXY: X-Forwarded-For is ignored, a client cannot leave its limit by writing one', async () => {
+    const edge = await world.startEdge();
+    const register = (s: string, forwardedFor: string) =>
+      call(`${edge.url}/api/v1/collectors/register`, {
+        body: '{"name":"x","hostname":"h"}',
+        headers: { 'x-registration-secret': s, 'x-forwarded-for': forwardedFor },
+      });
+    for (let i = 0; i < 10; i++) expect((await register(`wrong-${i}`, `203.0.113.${i}`)).status).toBe(401);
+    const limited = await register('wrong', '198.51.100.77');
+    expect([limited.status, limited.json.error.code]).toEqual([429, 'RATE_LIMITED']);
+  });
+
   it('refresh-token: empty chunked body; both tokens work afterwards', async () => {
     const r = await world.collector();
     const res = await rawRequest(port, [

@@ -13,3 +13,4 @@ export {
   encryptionSchema,
 } from './fields';
 export { portAvailable } from './port-available';
+export { trustProxySchema, forwardedEntry, clientAddress } from './trusted-proxies';

@@ -1,11 +1,24 @@
 import { z } from 'zod';
-import { loadConfig, commonSchema, jwtSchema, encryptionSchema, port, url, bool, int, optionalInt } from '@pga/config';
+import {
+  loadConfig,
+  commonSchema,
+  jwtSchema,
+  encryptionSchema,
+  port,
+  url,
+  bool,
+  int,
+  optionalInt,
+  trustProxySchema,
+} from '@pga/config';
 
 const MiB = 1024 * 1024;
 
 export const AdminConfigSchema = commonSchema
   .extend(jwtSchema.shape)
   .extend(encryptionSchema.shape)
+  // TRUST_PROXY (X-Forwarded-For / -Proto / -Host from a reverse proxy: http/request-meta.ts), TRUST_PROXY_HOPS
+  .extend(trustProxySchema.shape)
   .extend({
     /** Port of the API (/trpc) and the UI; default 3000. */
     ADMIN_PORT: port(3000),
@@ -21,13 +34,6 @@ export const AdminConfigSchema = commonSchema
     SESSION_TTL_HOURS: int(12, 1, 24 * 30),
     /** "true": always mark the session cookie Secure; "false": only when the request came over TLS; default false. */
     COOKIE_SECURE: bool(false),
-    /** Honour X-Forwarded-For / -Proto / -Host from a reverse proxy (request-meta.ts); default false. */
-    TRUST_PROXY: bool(false),
-    /**
-     * Proxies in front of the service that append to X-Forwarded-For: the client IP is the entry this
-     * many from the right (request-meta.ts clientIp); default 1. Read only with TRUST_PROXY.
-     */
-    TRUST_PROXY_HOPS: int(1, 1, 32),
     /**
      * Host names (comma-separated, a port is ignored) the service answers to besides IP addresses,
      * localhost and *.localhost: the public name an operator reaches it by; `*` answers to any

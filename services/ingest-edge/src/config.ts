@@ -1,12 +1,15 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { loadConfig, commonSchema, jwtSchema, encryptionSchema, port, url, int } from '@pga/config';
+import { loadConfig, commonSchema, jwtSchema, encryptionSchema, trustProxySchema, port, url, int } from '@pga/config';
 
 const MiB = 1024 * 1024;
 
 export const EdgeConfigSchema = commonSchema
   .extend(jwtSchema.shape)
   .extend(encryptionSchema.shape)
+  // TRUST_PROXY, TRUST_PROXY_HOPS: the client address (enrollment limit, audit) behind load balancers
+  // that write X-Forwarded-For, read as the admin service reads it (@pga/config clientAddress).
+  .extend(trustProxySchema.shape)
   .extend({
     /** Port collectors push to; default 8080. */
     INGEST_PORT: port(8080),

@@ -157,7 +157,13 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
   const largePushes = new LargePushThread({ logger, metrics });
   const box = createSecretBox(config.ENCRYPTION_KEY);
   const onUndecryptable = undecryptableSecretLog(logger.child({ module: 'config' }));
-  const kit = new RouteKit({ metrics, budget, logger, pgOutage });
+  const kit = new RouteKit({
+    metrics,
+    budget,
+    logger,
+    pgOutage,
+    proxies: { trustProxy: config.TRUST_PROXY, hops: config.TRUST_PROXY_HOPS },
+  });
   // Enrollment needs only PostgreSQL: a Redis away (or silent) delays its answer by 1 s at most and
   // leaves the id to the admin's repair, which adds every id PostgreSQL holds to the known set.
   const recordKnown = (collectorId: string): Promise<void> =>
@@ -213,11 +219,18 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
         headers: ['x-registration-secret', 'content-encoding', 'user-agent'],
         maxBody: SMALL_BODY,
         auth: 'registration-secret',
+        clientAddress: true,
       },
       createEnrollHandler({ pool, tokens, box, recordKnown, onFailure: (reason) => metrics.enrollmentFailures.inc({ reason }) }),
     ),
     refresh: kit.route(
-      { name: 'refresh_token', headers: [...authHeaders, 'user-agent'], maxBody: SMALL_BODY, auth: 'bearer' },
+      {
+        name: 'refresh_token',
+        headers: [...authHeaders, 'user-agent'],
+        maxBody: SMALL_BODY,
+        auth: 'bearer',
+        clientAddress: true,
+      },
       createRefreshHandler({ pool, tokens, box, authenticate }),
     ),
     // Thrown like every other refusal: answered and counted in edge_rejections_total by the kit.

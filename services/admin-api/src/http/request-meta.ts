@@ -1,31 +1,14 @@
-import { isIP } from 'node:net';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
+import { clientAddress, forwardedEntry } from '@pga/config';
 
 /**
- * Client IP, validated as an address. Behind trusted proxies (`trustProxy`, TRUST_PROXY) it is the
- * X-Forwarded-For entry `hops` from the right (TRUST_PROXY_HOPS): each proxy appends the address it
- * received the request from (nginx's `$proxy_add_x_forwarded_for`), so the right-most `hops` entries
- * were written by our proxies and everything left of them by the client, who can put anything
- * there. With fewer entries than `hops` the left-most is taken (the first proxy's peer).
- * Several X-Forwarded-For headers count as one list, in order.
+ * Client IP, validated as an address: behind trusted proxies (`trustProxy`, TRUST_PROXY) the
+ * X-Forwarded-For entry `hops` from the right (TRUST_PROXY_HOPS), else the socket's peer — the rule
+ * the ingest edge follows too (@pga/config clientAddress).
  */
 export function clientIp(req: IncomingMessage, trustProxy: boolean, hops = 1): string | null {
-  const forwarded = trustProxy ? fromTheRight(req.headers['x-forwarded-for'], hops) : undefined;
-  const ip = forwarded || req.socket.remoteAddress || '';
-  return isIP(ip) ? ip : null;
-}
-
-/**
- * The entry `hops` from the right of a header our proxies append to (the left-most with fewer
- * entries); several headers count as one list, in order. Undefined when there is none.
- */
-function fromTheRight(header: string | string[] | undefined, hops: number): string | undefined {
-  const entries = (Array.isArray(header) ? header.join(',') : (header ?? ''))
-    .split(',')
-    .map((e) => e.trim())
-    .filter(Boolean);
-  return entries[Math.max(0, entries.length - Math.max(1, hops))];
+  return clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], { trustProxy, hops });
 }
 
 /**
@@ -36,7 +19,7 @@ function fromTheRight(header: string | string[] | undefined, hops: number): stri
  * proxies wrote are the client's own text. Undefined without the header.
  */
 export function forwardedHost(req: IncomingMessage, hops = 1): string | undefined {
-  return fromTheRight(req.headers['x-forwarded-host'], hops);
+  return forwardedEntry(req.headers['x-forwarded-host'], hops);
 }
 
 /** Whether the client reached us over TLS (directly, or per X-Forwarded-Proto behind a trusted proxy). */

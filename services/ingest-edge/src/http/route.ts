@@ -1,6 +1,7 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { AppError } from '@pga/contracts';
 import { isDatabaseUnavailable } from '@pga/db';
+import { clientAddress } from '@pga/config';
 import type { Logger, OutageLog } from '@pga/logger';
 import type { EdgeMetrics } from '../ops/edge-metrics';
 import { readBody, type BodyReader, type InflightBudget } from './read-body';
@@ -23,6 +24,12 @@ export interface RequestContext {
   params: string[];
   /** Present when the route reads a body. */
   body?: BodyReader;
+  /**
+   * With `clientAddress`: the client's IP address (null when it is none), read before the handler
+   * ran (uWS: `req` only lives until the handler returns, `res` until it is answered or aborted):
+   * behind TRUST_PROXY X-Forwarded-For's entry TRUST_PROXY_HOPS from the right, else the TCP peer's.
+   */
+  client?: string | null;
 }
 
 export interface RouteOptions {
@@ -38,6 +45,8 @@ export interface RouteOptions {
    * or the enrollment's `X-Registration-Secret` header.
    */
   auth?: 'bearer' | 'registration-secret';
+  /** Read the client's address into `ctx.client` (with TRUST_PROXY, from X-Forwarded-For). */
+  clientAddress?: boolean;
 }
 
 /**
@@ -58,8 +67,16 @@ const DECIDING_HEADERS: Record<string, string> = {
 };
 
 /**
- * Reads the `wanted` headers into `headers` ('' when absent; the first of several, as `getHeader`),
- * and returns the name of a deciding one sent twice with different values.
+ * Headers that are one list however many times they are sent (RFC 9110 §5.3): several read as one,
+ * joined with commas in order (X-Forwarded-For: proxies may add a header of their own rather than
+ * append to the client's).
+ */
+const LIST_HEADERS: ReadonlySet<string> = new Set(['x-forwarded-for']);
+
+/**
+ * Reads the `wanted` headers into `headers` ('' when absent; the first of several, as `getHeader`,
+ * but a LIST_HEADERS one joined), and returns the name of a deciding one sent twice with different
+ * values.
  */
 function readHeaders(req: HttpRequest, wanted: ReadonlySet<string>, headers: Record<string, string>): string | undefined {
   let conflict: string | undefined;
@@ -67,6 +84,7 @@ function readHeaders(req: HttpRequest, wanted: ReadonlySet<string>, headers: Rec
     if (!wanted.has(name)) return;
     const seen = headers[name];
     if (seen === undefined) headers[name] = value;
+    else if (LIST_HEADERS.has(name)) headers[name] = `${seen},${value}`;
     else if (seen !== value && DECIDING_HEADERS[name]) conflict ??= DECIDING_HEADERS[name];
   });
   for (const name of wanted) headers[name] ??= '';
@@ -97,6 +115,8 @@ export class RouteKit {
       logger: Logger;
       /** Where a request's PostgreSQL connection failure goes: one line per outage, not per request. */
       pgOutage: OutageLog;
+      /** TRUST_PROXY and TRUST_PROXY_HOPS, for `ctx.client`; default: the TCP peer's address. */
+      proxies?: { trustProxy: boolean; hops: number };
     },
   ) {}
 
@@ -107,12 +127,18 @@ export class RouteKit {
    */
   route(options: RouteOptions, handler: (ctx: RequestContext) => Promise<void> | void) {
     const { metrics, budget, logger, pgOutage } = this.deps;
+    const proxies = this.deps.proxies ?? { trustProxy: false, hops: 1 };
     const wanted = new Set(['content-length', ...(options.headers ?? [])]);
+    // Without TRUST_PROXY the header is not even read: the client wrote it.
+    if (options.clientAddress && proxies.trustProxy) wanted.add('x-forwarded-for');
     return (res: HttpResponse, req: HttpRequest): void => {
       const headers: Record<string, string> = {};
       const conflict = readHeaders(req, wanted, headers);
       const params: string[] = [];
       for (let i = 0; i < (options.params ?? 0); i++) params.push(req.getParameter(i) ?? '');
+      const client = options.clientAddress
+        ? clientAddress(Buffer.from(res.getRemoteAddressAsText()).toString(), headers['x-forwarded-for'], proxies)
+        : undefined;
       this.inflight++;
       const reply = new Reply(res, (status) => {
         metrics.request(options.name, status);
@@ -197,7 +223,13 @@ export class RouteKit {
       }
       let result: Promise<void> | void;
       try {
-        result = handler({ reply, headers, params, ...(reader ? { body: reader } : {}) });
+        result = handler({
+          reply,
+          headers,
+          params,
+          ...(reader ? { body: reader } : {}),
+          ...(client !== undefined ? { client } : {}),
+        });
       } catch (err) {
         void fail(err).finally(finish);
         return;

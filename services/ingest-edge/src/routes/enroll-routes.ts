@@ -14,9 +14,12 @@ import { readJson } from './read-json';
 
 export const SMALL_BODY = 64 * 1024;
 
-function requestMeta({ reply, headers }: RequestContext): RequestMeta {
-  const ip = reply.aborted ? '' : Buffer.from(reply.res.getRemoteAddressAsText()).toString();
-  return { ip: /^[0-9a-fA-F:.]+$/.test(ip) ? ip : null, userAgent: headers['user-agent']?.slice(0, 500) || null };
+/**
+ * The client's address (the route's `clientAddress`: behind TRUST_PROXY the X-Forwarded-For entry
+ * our load balancers wrote, else the TCP peer's) and User-Agent, for the failure limit and the audit entry.
+ */
+function requestMeta({ client, headers }: RequestContext): RequestMeta {
+  return { ip: client ?? null, userAgent: headers['user-agent']?.slice(0, 500) || null };
 }
 
 /**
