@@ -38,6 +38,50 @@ describe('admin accounts, sessions, roles, CSRF', () => {
     expect(cookies[0]).toMatch(/; Secure$/);
   });
 
+  it('behind a trusted proxy, reads X-Forwarded-Proto from the right: a client can turn the Secure flag neither off nor on', async () => {
+    const login = async (url: string, forwardedProto: string) => {
+      const secure = await trpcHttp(
+        url,
+        'mutation',
+        'auth.login',
+        { username: 'alice', password: ADMIN_PASSWORD },
+        // The Origin of the scheme the client used: the CSRF check compares it with ownOrigin, which reads the same entry.
+        { headers: { 'x-forwarded-proto': forwardedProto, origin: url.replace('http:', 'https:') } },
+      );
+      const plain = await trpcHttp(
+        url,
+        'mutation',
+        'auth.login',
+        { username: 'alice', password: ADMIN_PASSWORD },
+        { headers: { 'x-forwarded-proto': forwardedProto } },
+      );
+      // Exactly one of the two Origins is this site's: the other is refused as cross-origin.
+      expect([secure.status, plain.status].sort()).toEqual([200, 403]);
+      const ok = secure.status === 200 ? secure : plain;
+      return { tls: ok === secure, secureFlag: /; Secure(;|$)/.test(ok.setCookie[0] ?? '') };
+    };
+    const h2 = await createHarness({ TRUST_PROXY: 'true' });
+    try {
+      await h2.listen();
+      // A proxy that sets the header, or appends its https to the client's "http": TLS, Secure.
+      expect(await login(h2.url, 'https')).toEqual({ tls: true, secureFlag: true });
+      expect(await login(h2.url, 'http, https')).toEqual({ tls: true, secureFlag: true });
+      // A client over plain HTTP that writes "https" left of the proxy's entry: not TLS, no Secure flag.
+      expect(await login(h2.url, 'https, http')).toEqual({ tls: false, secureFlag: false });
+    } finally {
+      await h2[Symbol.asyncDispose]();
+    }
+    // Two appending proxies (TRUST_PROXY_HOPS=2): the outer one's entry says what the client used.
+    const h3 = await createHarness({ TRUST_PROXY: 'true', TRUST_PROXY_HOPS: '2' });
+    try {
+      await h3.listen();
+      expect(await login(h3.url, 'https, http')).toEqual({ tls: true, secureFlag: true });
+      expect(await login(h3.url, 'https, http, http')).toEqual({ tls: false, secureFlag: false });
+    } finally {
+      await h3[Symbol.asyncDispose]();
+    }
+  });
+
   it('refuses a wrong password and an unknown user with the same answer, and audits both', async () => {
     const wrong = await trpcHttp(h.url, 'mutation', 'auth.login', { username: 'victor', password: 'nope' });
     const unknown = await trpcHttp(h.url, 'mutation', 'auth.login', { username: 'nobody', password: 'nope' });

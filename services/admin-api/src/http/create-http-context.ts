@@ -7,16 +7,16 @@ import { clientIp, isTls } from './request-meta';
 
 /** Builds the tRPC context of one HTTP request: the session user (if any), IP, user agent. */
 export async function createHttpContext(deps: Deps, req: IncomingMessage, res: ServerResponse): Promise<Context> {
-  const trustProxy = deps.config.TRUST_PROXY;
+  const { TRUST_PROXY: trustProxy, TRUST_PROXY_HOPS: hops } = deps.config;
   const sessionId = readCookie(req.headers.cookie, SESSION_COOKIE);
   const session = sessionId ? await lookupSession(deps.pool, sessionId) : undefined;
   return {
     deps,
     user: session?.user ?? null,
     sessionHash: session?.hash ?? null,
-    ip: clientIp(req, trustProxy, deps.config.TRUST_PROXY_HOPS),
+    ip: clientIp(req, trustProxy, hops),
     userAgent: req.headers['user-agent'] ?? null,
-    secureCookies: deps.config.COOKIE_SECURE || isTls(req, trustProxy),
+    secureCookies: deps.config.COOKIE_SECURE || isTls(req, trustProxy, hops),
     setCookie(cookie) {
       const previous = res.getHeader('set-cookie');
       res.setHeader('set-cookie', [...(Array.isArray(previous) ? previous : previous ? [String(previous)] : []), cookie]);

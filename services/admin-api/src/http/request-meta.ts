@@ -22,15 +22,18 @@ export function forwardedHost(req: IncomingMessage, hops = 1): string | undefine
   return forwardedEntry(req.headers['x-forwarded-host'], hops);
 }
 
-/** Whether the client reached us over TLS (directly, or per X-Forwarded-Proto behind a trusted proxy). */
-export function isTls(req: IncomingMessage, trustProxy: boolean): boolean {
+/**
+ * Whether the client reached us over TLS: directly, or behind trusted proxies (TRUST_PROXY) per the
+ * X-Forwarded-Proto entry `hops` from the right (TRUST_PROXY_HOPS), as X-Forwarded-For is read: a
+ * proxy that sets it (nginx `proxy_set_header X-Forwarded-Proto $scheme`) leaves its own entry only,
+ * one that appends puts its own right of the client's text. Decides the session cookie's Secure flag
+ * (without COOKIE_SECURE) and the scheme of ownOrigin (the CSRF Origin check): until 2026-12-07 the
+ * first entry was read, which behind an appending proxy is the client's, so a client could turn
+ * Secure off (and a proxy that saw https, on: `http, https` read as plain HTTP).
+ */
+export function isTls(req: IncomingMessage, trustProxy: boolean, hops = 1): boolean {
   if ((req.socket as TLSSocket).encrypted) return true;
-  return (
-    trustProxy &&
-    String(req.headers['x-forwarded-proto'] ?? '')
-      .split(',')[0]
-      ?.trim() === 'https'
-  );
+  return trustProxy && forwardedEntry(req.headers['x-forwarded-proto'], hops)?.toLowerCase() === 'https';
 }
 
 /**
@@ -39,7 +42,7 @@ export function isTls(req: IncomingMessage, trustProxy: boolean): boolean {
  */
 export function ownOrigin(req: IncomingMessage, trustProxy: boolean, hops = 1): string | undefined {
   const host = (trustProxy && forwardedHost(req, hops)) || req.headers.host;
-  return host ? `${isTls(req, trustProxy) ? 'https' : 'http'}://${host}` : undefined;
+  return host ? `${isTls(req, trustProxy, hops) ? 'https' : 'http'}://${host}` : undefined;
 }
 
 /**
