@@ -166,6 +166,30 @@ describe('admin service → ingest edge', () => {
     expect((await admin.enrollment.list()).items.find((s) => s.id === item.id)).toMatchObject({ uses: 1, state: 'used_up' });
   });
 
+  it('a secret created in the admin service enrolls at once from an address the edge has locked out (not 429 for up to 5 s)', async () => {
+    // An edge of its own: its failure limit (per process) locks out 127.0.0.1, which the others' tests share.
+    const locked = await startEdge(h);
+    try {
+      const register = (secret: string) =>
+        fetch(`${locked.edgeUrl}/api/v1/collectors/register`, {
+          method: 'POST',
+          headers: { 'x-registration-secret': secret, 'content-type': 'application/json' },
+          body: JSON.stringify({ name: `fresh-${Math.random().toString(36).slice(2, 10)}`, hostname: 'db.internal' }),
+        });
+      for (let i = 0; i < 10; i++) expect((await register(`wrong-${i}`)).status).toBe(401);
+      // Locked out: this refusal read the live secrets' hashes (the edge keeps them for 5 s).
+      expect((await register('wrong-again')).status).toBe(429);
+      // The edge reads again for an unknown secret at most once a second (guesses cannot make it read more).
+      await new Promise((r) => setTimeout(r, 1_100));
+      const { secret } = await h.caller(h.admin).enrollment.create({ name: 'fresh', environment: 'production', max_uses: 1 });
+      const enrolled = await register(secret);
+      expect(enrolled.status).toBe(200);
+      expect((await register('wrong-after')).status).toBe(429);
+    } finally {
+      await locked.edge.drain().catch(() => undefined);
+    }
+  });
+
   it('a deleted collector’s pending commands are dropped: restored, its next heartbeat carries none of them', async () => {
     const admin = h.caller(h.admin);
     const { keys } = h.service.deps;
