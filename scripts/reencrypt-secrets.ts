@@ -1,6 +1,6 @@
 /**
  * `npm run reencrypt-secrets`: after a rotation of ENCRYPTION_KEY, writes every collector's stored
- * password and certificate (deleted collectors' too) again under the active key, so the old keys can
+ * password and certificate (deleted collectors' too), and the audit log's marker key, again under the active key, so the old keys can
  * leave the list; `--check` only counts, for "may I drop k1?". README "Rotating ENCRYPTION_KEY".
  */
 import { z } from 'zod';
@@ -12,10 +12,11 @@ import { allCurrent, reencryptSecrets, type ReencryptSummary } from '../services
 import { helpOrExit } from './lib/help-option';
 
 const USAGE = `npm run reencrypt-secrets [-- --check] [-- --batch-size N]
-  Writes every stored collector password and certificate (deleted collectors' too) that is not
-  under ENCRYPTION_KEY's active (first) key again under it, N collectors at a time (default 500),
-  each by compare-and-set: a secret an admin saves meanwhile is kept and read again. A secret no
-  listed key decrypts is named and left unchanged. Safe to run while the services run, and again.
+  Writes every stored collector password and certificate (deleted collectors' too), and the audit
+  log's key for unknown usernames, that is not under ENCRYPTION_KEY's active (first) key again under
+  it, N collectors at a time (default 500), each by compare-and-set: a secret an admin saves (or an
+  admin service moves) meanwhile is kept and read again. A secret no listed key decrypts is named
+  and left unchanged. Safe to run while the services run, and again.
   Prints a line per batch on stderr and the counts on stdout; records them in the audit log
   (collector.secrets_reencrypted).
   --check, --dry-run   only count the secrets by the key that decrypts them; writes nothing
@@ -51,6 +52,20 @@ const counts = (byKey: Record<string, number>) =>
     .sort(([a], [b]) => (a === box.activeKeyId ? -1 : b === box.activeKeyId ? 1 : a.localeCompare(b)))
     .map(([id, n]) => `"${id}"${id === box.activeKeyId ? ' (active)' : ''} ${n}`)
     .join(', ') || 'none';
+const markerKeyLine = (m: NonNullable<ReencryptSummary['auditMarkerKey']>): string => {
+  switch (m.state) {
+    case 'absent':
+      return 'none stored yet';
+    case 'current':
+      return `under the active key "${m.keyId}"`;
+    case 'reencrypted':
+      return `re-encrypted (from "${m.fromKeyId}")`;
+    case 'not_current':
+      return `under "${m.keyId}", ${check ? 'to re-encrypt' : 'changed on every attempt (run again)'}`;
+    case 'undecryptable':
+      return `${m.keyId === null ? 'no key id' : `key "${m.keyId}"`}, decrypted by no key in ENCRYPTION_KEY; left unchanged`;
+  }
+};
 const progress = (s: Readonly<ReencryptSummary>) =>
   console.error(
     `reencrypt-secrets: ${s.collectors} collectors read, ${s.secrets} secrets: ` +
@@ -84,6 +99,8 @@ try {
           (s.changedMeanwhile ? `, ${s.changedMeanwhile} changed by an admin meanwhile (kept, read again)` : '') +
           (s.notCurrent ? `, ${s.notCurrent} changed on every attempt (run again)` : ''),
   );
+  if (s.auditMarkerKey)
+    console.log(`reencrypt-secrets: the audit log's key for unknown usernames: ${markerKeyLine(s.auditMarkerKey)}`);
   const others = box.keyIds.filter((id) => id !== box.activeKeyId);
   if (allCurrent(s))
     console.log(

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { createSecretBox } from '@pga/crypto';
 import type { Pool } from '@pga/db';
 import { reencryptSecrets, REENCRYPT_AUDIT_ACTION } from '@pga/admin-api';
+import { loadAuditMarkerKey } from '../../services/admin-api/src/audit/marker-key';
 import { createHarness, restartedService, type Harness } from './harness';
 import { form } from './fixtures';
 
@@ -45,7 +46,73 @@ async function fleetUnderK1(h: Harness, count = 5): Promise<Map<string, { passwo
   return plain;
 }
 
+const storedMarkerKey = async (pool: Pool) =>
+  (await pool.query<{ key_encrypted: string }>('SELECT key_encrypted FROM audit_marker_key')).rows[0]!.key_encrypted;
+
 describe('npm run reencrypt-secrets', () => {
+  it(
+    "moves the audit log's marker key too: --check refuses while it alone is under the old key; the admin service with the new key alone keeps it",
+    { timeout: 180_000 },
+    async () => {
+      const k1 = newKey();
+      const k2 = newKey();
+      await using h = await createHarness({ ENCRYPTION_KEY: `k1:${k1}` });
+      const key = await h.service.deps.auditMarkerKey(); // stored at the admin service's start, under k1
+      const pool = h.service.deps.pool;
+      expect(await storedMarkerKey(pool)).toMatch(/^v1\.k1\./);
+      const env = { DATABASE_URL: h.db.url, ENCRYPTION_KEY: `k2:${k2},k1:${k1}` };
+
+      // No collector secret at all: only the marker key is under k1, and k1 may not leave yet.
+      const checked = reencrypt(env, ['--check']);
+      expect(checked.status, checked.stdout).toBe(1);
+      expect(checked.stdout).toContain(`the audit log's key for unknown usernames: under "k1", to re-encrypt`);
+      expect(checked.stdout).toContain("keep ENCRYPTION_KEY's other keys");
+      expect(await storedMarkerKey(pool)).toMatch(/^v1\.k1\./);
+
+      const run = reencrypt(env);
+      expect(run.status, run.stderr).toBe(0);
+      expect(run.stdout).toContain(`the audit log's key for unknown usernames: re-encrypted (from "k1")`);
+      expect(run.stdout).toContain('"k1" may leave ENCRYPTION_KEY');
+      expect(await storedMarkerKey(pool)).toMatch(/^v1\.k2\./);
+      const { rows: audits } = await pool.query('SELECT details FROM collector_audit_log WHERE action = $1', [
+        REENCRYPT_AUDIT_ACTION,
+      ]);
+      expect(audits.map((a) => a.details.audit_marker_key)).toEqual([{ state: 'reencrypted', fromKeyId: 'k1' }]);
+      expect(JSON.stringify(audits)).not.toContain(key.toString('base64'));
+      expect(reencrypt({ ...env, ENCRYPTION_KEY: `k2:${k2}` }, ['--check']).status).toBe(0);
+
+      // k1 dropped: the admin service reads the same key (not a new one, which would break the markers' link).
+      await using rotated = restartedService(h, { ENCRYPTION_KEY: `k2:${k2}` });
+      expect((await rotated.deps.auditMarkerKey()).equals(key)).toBe(true);
+    },
+  );
+
+  it("an admin service's start that moves the marker key between the command's read and write: neither overwrites the other, the key stays", async () => {
+    const k1 = newKey();
+    const k2 = newKey();
+    await using h = await createHarness({ ENCRYPTION_KEY: `k1:${k1}` });
+    const key = await h.service.deps.auditMarkerKey();
+    const pool = h.service.deps.pool;
+    const box = createSecretBox(`k2:${k2},k1:${k1}`);
+    let admin: string | undefined;
+    const racing = {
+      query: async (sql: string, params?: unknown[]) => {
+        if (admin === undefined && /UPDATE audit_marker_key/.test(sql)) {
+          // An admin service restarted with the new list starts here, and moves the key first.
+          expect((await loadAuditMarkerKey(pool, box, { warn: () => undefined })).equals(key)).toBe(true);
+          admin = await storedMarkerKey(pool);
+        }
+        return pool.query(sql, params);
+      },
+    } as unknown as Pool;
+    const summary = await reencryptSecrets({ pool: racing, box });
+    expect(admin).toMatch(/^v1\.k2\./);
+    // The command's write missed (compare-and-set), read again and found it current: the admin's value stays.
+    expect(summary.auditMarkerKey).toEqual({ state: 'current', keyId: 'k2' });
+    expect(await storedMarkerKey(pool)).toBe(admin);
+    expect(box.open(admin!, 'audit marker key').plaintext).toBe(key.toString('base64'));
+  });
+
   it(
     're-encrypts every secret under k1 with k2 (deleted collectors too): k1 can then leave the list; --check says so by its exit status',
     { timeout: 180_000 },

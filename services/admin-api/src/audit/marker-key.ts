@@ -5,6 +5,57 @@ import type { Logger } from '@pga/logger';
 
 /** Associated data of the stored key: the value cannot be copied into a collector's column, or back. */
 const AD = 'audit marker key';
+/** Reads of a stored key that keeps changing under the compare-and-set before it is given up. */
+const MAX_ATTEMPTS = 5;
+
+/** What reencryptAuditMarkerKey found, and did. */
+export type AuditMarkerKeyState =
+  /** No key stored yet (the admin service creates it at its first start). */
+  | { state: 'absent' }
+  /** Under the active key already. */
+  | { state: 'current'; keyId: string }
+  /** Written again under the active key (it was under `fromKeyId`). */
+  | { state: 'reencrypted'; fromKeyId: string }
+  /** Under another key and left so: `check`, or changed by another writer on every attempt. */
+  | { state: 'not_current'; keyId: string }
+  /** No listed key decrypts it: left as it is (only an admin service's start replaces it). */
+  | { state: 'undecryptable'; keyId: string | null; reason: string };
+
+/**
+ * Moves the stored audit marker key under ENCRYPTION_KEY's active key: what the admin service does
+ * at start (loadAuditMarkerKey) and `npm run reencrypt-secrets` (with `check`, only looks), one
+ * rule for both so the two cannot fight. Compare-and-set on the ciphertext read: a write that finds
+ * the value changed (the other one moved it first, or an admin replaced it) writes nothing and reads
+ * it again; the plaintext is never changed here, so whichever wins, the key is the same. A value no
+ * listed key opens is reported and left as it is: never replaced here.
+ */
+export async function reencryptAuditMarkerKey(
+  pool: Pool,
+  box: SecretBox,
+  { check = false }: { check?: boolean } = {},
+): Promise<AuditMarkerKeyState & { plaintext?: string }> {
+  for (let attempt = 1; ; attempt++) {
+    const { rows } = await pool.query<{ key_encrypted: string }>('SELECT key_encrypted FROM audit_marker_key');
+    const stored = rows[0]?.key_encrypted;
+    if (stored === undefined) return { state: 'absent' };
+    let opened: { plaintext: string; keyId: string };
+    try {
+      opened = box.open(stored, AD);
+    } catch (err) {
+      if (!(err instanceof UndecryptableSecretError)) throw err;
+      return { state: 'undecryptable', keyId: err.keyId ?? storedKeyId(stored) ?? null, reason: err.message };
+    }
+    const { plaintext, keyId } = opened;
+    if (keyId === box.activeKeyId && storedKeyId(stored) === box.activeKeyId) return { state: 'current', keyId, plaintext };
+    if (check || attempt > MAX_ATTEMPTS) return { state: 'not_current', keyId, plaintext };
+    const { rowCount } = await pool.query('UPDATE audit_marker_key SET key_encrypted = $1 WHERE key_encrypted = $2', [
+      box.encrypt(plaintext, AD),
+      stored,
+    ]);
+    if (rowCount) return { state: 'reencrypted', fromKeyId: keyId, plaintext };
+    // Changed meanwhile (the other writer moved it, or an admin service replaced it): read again.
+  }
+}
 
 /**
  * The key of the audit log's `unknown user #…` markers (./actor.ts): one per installation, random,
@@ -24,16 +75,14 @@ export async function loadAuditMarkerKey(pool: Pool, box: SecretBox, logger: Pic
   await pool.query('INSERT INTO audit_marker_key (key_encrypted) VALUES ($1) ON CONFLICT DO NOTHING', [
     box.encrypt(randomBytes(32).toString('base64'), AD),
   ]);
+  // Moved under the active key as `npm run reencrypt-secrets` moves it (one rule: the two cannot fight).
+  const found = await reencryptAuditMarkerKey(pool, box);
+  if (found.plaintext !== undefined) return Buffer.from(found.plaintext, 'base64');
   const { rows } = await pool.query<{ key_encrypted: string }>('SELECT key_encrypted FROM audit_marker_key');
   const stored = rows[0]!.key_encrypted;
   try {
-    const { plaintext, keyId } = box.open(stored, AD);
-    if (keyId !== box.activeKeyId)
-      await pool.query('UPDATE audit_marker_key SET key_encrypted = $1 WHERE key_encrypted = $2', [
-        box.encrypt(plaintext, AD),
-        stored,
-      ]);
-    return Buffer.from(plaintext, 'base64');
+    // Opened now (replaced meanwhile by another admin service): use it.
+    return Buffer.from(box.open(stored, AD).plaintext, 'base64');
   } catch (err) {
     if (!(err instanceof UndecryptableSecretError)) throw err;
     const label = storedKeyId(stored);

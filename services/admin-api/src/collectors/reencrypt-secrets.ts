@@ -1,6 +1,7 @@
 import type { SecretBox } from '@pga/crypto';
 import { UndecryptableSecretError, storedKeyId } from '@pga/crypto';
 import { SECRET_COLUMNS, type Pool, type SecretColumn } from '@pga/db';
+import { reencryptAuditMarkerKey, type AuditMarkerKeyState } from '../audit/marker-key';
 import { writeAudit, type Actor } from '../audit/write-audit';
 
 /** A stored secret no key of the ring decrypts: reported, never changed. */
@@ -34,6 +35,11 @@ export interface ReencryptSummary {
   /** Secrets an admin changed between this run's read and its write: read again (never overwritten). */
   changedMeanwhile: number;
   failed: UndecryptableSecret[];
+  /**
+   * The audit log's marker key (migration 0047, audit/marker-key.ts), moved by the same rule as the
+   * admin service's start moves it (reencryptAuditMarkerKey); read after the collectors' secrets.
+   */
+  auditMarkerKey?: AuditMarkerKeyState;
 }
 
 export interface ReencryptOptions {
@@ -212,6 +218,11 @@ export async function reencryptSecrets(o: ReencryptOptions): Promise<ReencryptSu
       o.onBatch?.(summary);
       if (rows.length < batchSize) break;
     }
+    // The audit marker key too: until 2026-12-07 only the admin service's start moved it, so --check
+    // said "every secret under the active key" while it was still under the old one, and dropping
+    // that key made the admin service replace it (markers before and after no longer matched).
+    const { plaintext: _key, ...markerKey } = await reencryptAuditMarkerKey(pool, box, { check: o.check ?? false });
+    summary.auditMarkerKey = markerKey;
   } catch (err) {
     if (!o.check) await audit(o, summary, err).catch(() => undefined);
     throw err;
@@ -222,7 +233,8 @@ export async function reencryptSecrets(o: ReencryptOptions): Promise<ReencryptSu
 
 /** Nothing left under another key, and nothing undecryptable: the other keys can leave the ring. */
 export function allCurrent(s: ReencryptSummary): boolean {
-  return s.failed.length === 0 && s.notCurrent === 0;
+  const marker = s.auditMarkerKey?.state;
+  return s.failed.length === 0 && s.notCurrent === 0 && marker !== 'not_current' && marker !== 'undecryptable';
 }
 
 async function audit(o: ReencryptOptions, s: ReencryptSummary, err?: unknown): Promise<void> {
@@ -244,6 +256,7 @@ async function audit(o: ReencryptOptions, s: ReencryptSummary, err?: unknown): P
       failed_secrets: s.failed
         .slice(0, AUDITED_FAILURES)
         .map((f) => ({ collector_id: f.collectorId, field: f.field, key_id: f.keyId })),
+      ...(s.auditMarkerKey ? { audit_marker_key: s.auditMarkerKey } : {}),
       ...(err === undefined ? {} : { interrupted: err instanceof Error ? err.message : String(err) }),
     },
   });
