@@ -65,4 +65,25 @@ describe('DenyList start (real Redis)', () => {
     deny.stop();
     expect(deny.trusted).toBe(false);
   });
+  it('started on a lazyConnect connection not yet connected: connects, subscribes, trusted', async () => {
+    const reader = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: 1 });
+    const subscriber = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: true, lazyConnect: true });
+    connections.push(reader, subscriber);
+    expect(subscriber.status).toBe('wait');
+    const deny = new DenyList(
+      subscriber,
+      reader,
+      redisKeys(uniquePrefix('deny-lazy')),
+      createLogger({ name: 'deny-start', level: 'silent', pretty: false }),
+      {
+        reloadEveryMs: 0,
+      },
+    );
+    await deny.start();
+    deny.stop();
+    expect(deny.trusted).toBe(true);
+    // start's own waiting listeners are gone (the class's 'ready' handler stays).
+    expect(subscriber.listenerCount('ready')).toBe(1);
+    expect(subscriber.listenerCount('close')).toBe(1);
+  });
 });

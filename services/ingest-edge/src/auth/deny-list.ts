@@ -90,6 +90,8 @@ export class DenyList {
     if (every > 0) this.periodicReload = setInterval(() => void this.reload(), every).unref();
     if (this.subscriber.status === 'ready') return this.resync();
     if (this.subscriber.status === 'end') throw new Error('change feed connection closed');
+    // lazyConnect: the SUBSCRIBE used to open the connection; nothing else would now.
+    if (this.subscriber.status === 'wait') void this.subscriber.connect().catch(() => undefined);
     // Connected but not ready yet (the ready check's INFO under way): a SUBSCRIBE sent now goes out
     // at once (ioredis writes commands Redis takes while loading before the check ends), puts the
     // connection in subscriber mode, and the check's INFO then fails ("Connection in subscriber
