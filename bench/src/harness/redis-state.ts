@@ -5,12 +5,12 @@ export const PUSH_QUEUE = 'pga:bull:pushes';
 
 /**
  * Everything a push leaves in Redis (@pga/redis-keys, prefix "pga"): its idempotency marker
- * (24 h TTL), its batch's state key (24 h once stored) and the push queue's keys (jobs, events,
+ * (24 h TTL), its batch's state key (24 h once stored), its collector's push quota counter (1 h) and the push queue's keys (jobs, events,
  * deduplication keys; BullMQ recreates its `meta` and `id` at the next add). Not the deny sets,
  * the deny version, config versions, heartbeats or the maintenance queue: services write those at
  * start or on admin actions and keep reading them.
  */
-const PUSH_DERIVED = ['pga:idem:*', 'pga:idem-batch:*', `${PUSH_QUEUE}:*`];
+const PUSH_DERIVED = ['pga:idem:*', 'pga:idem-batch:*', 'pga:quota:push:*', `${PUSH_QUEUE}:*`];
 
 /**
  * `INFO persistence` as numbers: whether the AOF is on, the AOF rewrites done since Redis started

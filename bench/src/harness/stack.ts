@@ -123,6 +123,10 @@ export class BenchStack {
       REDIS_URL: this.redis.url,
       REDIS_KEY_PREFIX: 'pga',
       LOG_LEVEL: 'warn',
+      // The load generator pushes ~15/s per collector for minutes (a load test, not a collector's
+      // pattern): far past the edge's default push quota. Set, not 0, so that the claim still counts
+      // every push, as an edge with the default quota does.
+      PUSH_QUOTA_PER_HOUR: '1000000000',
       ...this.secrets,
     };
   }

@@ -33,8 +33,12 @@ export class AppError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
-    /** `allow`: the methods a 405 names in its Allow header (HTTP answers only). */
-    readonly details: { field?: string; retryAfterSeconds?: number; allow?: string } = {},
+    /**
+     * `allow`: the methods a 405 names in its Allow header (HTTP answers only). `reason`: what a
+     * service's rejection metrics count the refusal as when not its code (the edge's push quota is
+     * answered RATE_LIMITED and counted as PUSH_QUOTA); never on the wire.
+     */
+    readonly details: { field?: string; retryAfterSeconds?: number; allow?: string; reason?: string } = {},
   ) {
     super(message);
   }

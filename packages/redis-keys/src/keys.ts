@@ -93,10 +93,19 @@ export function redisKeys(prefix = 'pga') {
     heartbeatCollectionTimes: (collectorId: string) => `${prefix}:hb:cts:${collectorId}`,
 
     /**
-     * STRING idempotency marker of one push, 24 h TTL: `b:<batch id>:<records>`, the batch whose
-     * state says whether the push is stored (the edge's push/idempotency-scripts.ts).
+     * STRING idempotency marker of one push, 24 h TTL (the edge's claim script reads the collector
+     * id, 36 characters, after `<prefix>:idem:` to find its push quota counter): `b:<batch id>:<records>`, the batch whose
+     * state says whether the push is stored (the edge's push/idempotency-scripts.ts). The batch id is
+     * `<12 base64url characters, random per process>:<counter>` (an older edge's: a UUID, not a
+     * counter), so that the value stays within Redis's 44-byte embedded strings.
      */
     idempotency: (collectorId: string, key: string) => `${prefix}:idem:${collectorId}:${key}`,
+    /**
+     * STRING counter of one collector's new pushes (idempotency markers set) in its current push
+     * quota window (PUSH_QUOTA_PER_HOUR), expiring at the window's end: INCR'd by the edge's claim
+     * script, across every edge process.
+     */
+    pushQuota: (collectorId: string) => `${prefix}:quota:push:${collectorId}`,
     /** Prefix of `idempotencyBatch` keys (the claim script builds them from a marker's batch id). */
     idempotencyBatchPrefix: `${prefix}:idem-batch:`,
     /** STRING state of one packed batch: `p` (pending, short TTL) until Redis holds its job, then `d` (24 h). */

@@ -10,6 +10,8 @@
  * of that many clients), so a packed job holds up to that many pushes. `modes`: `on`, `off` or
  * `on,off` (the default), the auto-pipelining settings measured. With PACKER_COST_STATS=1 it also
  * prints Redis's `INFO commandstats` lines of each round (the commands that took ≥ 10 ms in all).
+ * PACKER_COST_QUOTA: the push quota the claim counts (PUSH_QUOTA_PER_HOUR; default 1000000000, so
+ * it counts every push and refuses none, as an edge with a quota does below it; 0: no quota).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -23,12 +25,14 @@ import { InflightBudget } from '../src/http/read-body';
 import { createEdgeMetrics } from '../src/ops/edge-metrics';
 import { EncodedQueue } from '../src/push/encoded-queue';
 import { PushPacker } from '../src/push/push-packer';
+import { PushQuota } from '../src/push/push-quota';
 
 const TOTAL = Number(process.argv[2] ?? 40_000);
 const CONCURRENT = Number(process.argv[3] ?? 50);
 const ROUNDS = Number(process.argv[4] ?? 3);
 /** `on`, `off` or `on,off` (default): which auto-pipelining settings to measure. */
 const MODES = (process.argv[5] ?? 'on,off').split(',');
+const QUOTA = Number(process.env.PACKER_COST_QUOTA ?? 1_000_000_000);
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'pga-packer-cost-'));
 const server = await startRedis({ dataDir: path.join(dir, 'redis'), port: await freePort() });
@@ -56,7 +60,7 @@ async function measure(autoPipelining: boolean, round: number): Promise<void> {
     cache: () => ({ hits: 0, verified: 0, invalid: 0, size: 0 }),
   });
   const packer = new PushPacker(
-    { redis, queue, keys, metrics, logger, budget: new InflightBudget(Number.MAX_SAFE_INTEGER) },
+    { redis, queue, keys, metrics, logger, budget: new InflightBudget(Number.MAX_SAFE_INTEGER), quota: new PushQuota(QUOTA) },
     { windowMs: 5, maxPushes: 100, maxBytes: 1024 * 1024, enqueueTimeoutMs: 5000, idempotencyTtlSeconds: 3600 },
   );
   const submitWave = (from: number, n: number) =>

@@ -50,6 +50,12 @@ export const EdgeConfigSchema = commonSchema
     RATE_LIMIT_BYTES_PER_SECOND: int(4 * MiB, 0, Number.MAX_SAFE_INTEGER),
     /** Byte bucket size (burst) per collector; a push larger than what is left still passes, leaving debt; default 16 MiB. */
     RATE_LIMIT_BYTES_BURST: int(16 * MiB, 1, Number.MAX_SAFE_INTEGER),
+    /**
+     * New pushes per collector per hour, across all edge processes (each keeps an idempotency marker
+     * in Redis for IDEMPOTENCY_TTL_SECONDS); past it 429 + Retry-After until the hour's end; replays
+     * do not count; 0 disables; default 3600 (10× a 10 s collection interval, the admin's shortest).
+     */
+    PUSH_QUOTA_PER_HOUR: int(3600, 0, 1_000_000_000),
     /** Redis used_memory above which pushes get 503, in bytes; 0 = 90 % of Redis maxmemory (if set); default 0. */
     REDIS_MEMORY_BUDGET_BYTES: int(0, 0, Number.MAX_SAFE_INTEGER),
     /** Longest SIGTERM drain of in-flight requests, in ms; default 10000. */

@@ -29,6 +29,7 @@ import { QueueHealth } from './ops/queue-health';
 import { createPushHandler, PUSH_HEADERS } from './push/push-route';
 import { LargePushThread } from './push/large-push-thread';
 import { PushPacker } from './push/push-packer';
+import { PushQuota } from './push/push-quota';
 import { createConfigHandler, createV3ConfigHandler } from './routes/config-routes';
 import { undecryptableSecretLog } from './routes/load-collector-config';
 import { createEnrollHandler, createRefreshHandler, SMALL_BODY } from './routes/enroll-routes';
@@ -144,8 +145,9 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
     config.MAX_BODY_BYTES,
   );
   const queueHealth = new QueueHealth(redis, config.REDIS_MEMORY_BUDGET_BYTES, logger);
+  const quota = new PushQuota(config.PUSH_QUOTA_PER_HOUR);
   const packer = new PushPacker(
-    { redis, queue, keys, metrics, logger, budget, redisOutage, bulk: { redis: bulk, queue: bulkQueue } },
+    { redis, queue, keys, metrics, logger, budget, redisOutage, bulk: { redis: bulk, queue: bulkQueue }, quota },
     {
       windowMs: config.PACK_WINDOW_MS,
       maxPushes: config.PACK_MAX_PUSHES,
@@ -194,6 +196,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
         limiter,
         byteLimiter,
         packer,
+        quota,
         largePushes,
         queueHealth,
         budget,

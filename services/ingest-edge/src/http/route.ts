@@ -179,7 +179,7 @@ export class RouteKit {
         if (!(err instanceof AppError)) logger.error({ err, route: options.name }, 'request failed');
         // A client that hung up was refused nothing (its body "aborted" included): it counts as
         // status 0 in edge_http_requests_total, not as a rejection.
-        else if (!reply.aborted) metrics.rejections.inc({ reason: err.code });
+        else if (!reply.aborted) metrics.rejections.inc({ reason: err.details.reason ?? err.code });
         if (err !== caught) pgOutage.error(caught, 'PostgreSQL unavailable', { route: options.name });
         // A refusal (401, 429, …) of a body still arriving: let it finish, so the answer keeps the
         // connection alive and the client is not cut off mid-write — its bytes counted, not kept: a

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { ERROR_HTTP_STATUS, type ErrorCode } from '@pga/contracts';
 import { LARGE_PUSH_BYTES } from '../push/large-push-thread';
+import { PUSH_QUOTA_REASON } from '../push/push-quota';
 
 /** Prometheus metrics of one edge process (issue 4 §4); main.ts aggregates them across processes. */
 export interface MetricSources {
@@ -64,13 +65,13 @@ export function createEdgeMetrics(sources: MetricSources) {
   const bytesIn = (route: string, n: number) => bytesTally.add({ route }, route, n);
   const rejections = new Counter({
     name: 'edge_rejections_total',
-    help: 'Requests refused, by error code.',
+    help: 'Requests refused, by error code; PUSH_QUOTA: pushes of a collector past its push quota (PUSH_QUOTA_PER_HOUR, answered 429 RATE_LIMITED).',
     labelNames: ['reason'] as const,
     registers: [registry],
   });
   // Every code at 0 from the start: an alert on rate(…{reason="UNAVAILABLE"}) missed the first 503s,
   // the series appearing with them. (/metrics sums the processes' series, zeros included.)
-  for (const reason of Object.keys(ERROR_HTTP_STATUS) as ErrorCode[]) rejections.inc({ reason }, 0);
+  for (const reason of [...(Object.keys(ERROR_HTTP_STATUS) as ErrorCode[]), PUSH_QUOTA_REASON]) rejections.inc({ reason }, 0);
   const enrollmentFailures = new Counter({
     name: 'edge_enrollment_failures_total',
     help: 'Enrollments refused, by reason: missing_secret, invalid_secret (wrong, expired, revoked or used up), rate_limited (a secret that is not live, from an address past its failed-enrollment limit).',

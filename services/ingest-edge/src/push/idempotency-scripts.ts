@@ -13,9 +13,13 @@ import type { Redis } from 'ioredis';
  * batch's job), then its batch-state key. ARGV: marker TTL (s), veto value, veto TTL (ms), pending
  * TTL of the batch state (s), batch id, prefix of batch-state keys, prefix of BullMQ's
  * deduplication keys, the key of the batch's large-push body ('' for none) and its piece count,
- * then each push's record count.
+ * the push quota (new markers per collector per window; 0 = none), its window (s), the length of
+ * the markers' prefix (`<prefix>:idem:`, followed by the 36 characters of the collector id) and the
+ * prefix of the quota counters (`keys.pushQuota` without the id), then each push's record count. The
+ * quota counter of a push is found from its marker key, so the quota adds no argument per push.
  * Per marker it answers '' when it set the marker (the push is this batch's), else what the replay
- * gets: `d::<records>` (stored), `p:` (in flight); every marker `x` when the batch's large-push
+ * gets: `d::<records>` (stored), `p:` (in flight), `q:<seconds>` (its collector used its push quota:
+ * the seconds until its window ends; no marker set, the batch vetoed like for a replay); every marker `x` when the batch's large-push
  * body is not whole in Redis (nothing claimed, the add vetoed). A pending batch whose job is already in Redis —
  * its deduplication key names a job: BullMQ sets it in the same script that adds the job, `<batch
  * id>` for the batch's job, `<batch id>+` for the job of its fresh pushes after a veto — is stored:
@@ -43,10 +47,11 @@ if ARGV[8] ~= '' and redis.call('HLEN', ARGV[8]) ~= tonumber(ARGV[9]) then
   for i = 1, n do out[i] = 'x' end
   return out
 end
+local limit = tonumber(ARGV[10])
 for i = 1, n do
   local prev = redis.call('GET', KEYS[i])
   local answer = ''
-  local mine = 'b:' .. ARGV[5] .. ':' .. ARGV[i + 9] -- markerOf
+  local mine = 'b:' .. ARGV[5] .. ':' .. ARGV[i + 13] -- markerOf
   if prev == mine then
     -- this very batch's marker: the same claim run again (ioredis resends a command whose answer
     -- a dropped connection lost); it is still this batch's push, not a replay
@@ -66,6 +71,21 @@ for i = 1, n do
       if state == 'd' then answer = 'd::' .. string.sub(prev, sep + 1)
       elseif state then answer = 'p:'
       else answer = '' end
+    end
+  end
+  if answer == '' and limit > 0 then
+    -- the push quota counts the markers set (what a collector keeps in Redis), not replays
+    local quota = ARGV[13] .. string.sub(KEYS[i], ARGV[12] + 1, ARGV[12] + 36)
+    local used = redis.call('INCR', quota)
+    if used == 1 then redis.call('EXPIRE', quota, ARGV[11]) end
+    if used > limit then
+      redis.call('DECR', quota)
+      local ttl = redis.call('TTL', quota)
+      if ttl < 0 then
+        redis.call('EXPIRE', quota, ARGV[11])
+        ttl = ARGV[11]
+      end
+      answer = 'q:' .. ttl
     end
   end
   if answer == '' then
@@ -102,6 +122,20 @@ export const VETO_TTL_MS = 10_000;
 export const freshJobDeduplicationId = (batchId: string): string => `${batchId}+`;
 
 /**
+ * The push quota a claim enforces: at most `limit` markers set per collector per `windowSeconds`
+ * (`limit` 0: none), counted in `<counterPrefix><collector id>`; the collector id is read from the
+ * marker key, after its first `markerPrefixLength` characters (redis-keys `idempotency`).
+ */
+export interface PushQuotaClaim {
+  limit: number;
+  windowSeconds: number;
+  markerPrefixLength: number;
+  counterPrefix: string;
+}
+
+const NO_QUOTA: PushQuotaClaim = { limit: 0, windowSeconds: 0, markerPrefixLength: 0, counterPrefix: '' };
+
+/**
  * `deduplicationPrefix`: the queue's deduplication keys' prefix with its separator
  * (`${queue.keys.de}:`): a batch's veto key is this prefix and its batch id.
  */
@@ -118,6 +152,7 @@ export function idempotencyScripts(redis: Redis, vetoValue: string, batchStatePr
       batch: { id: string; stateKey: string; vetoKey: string; blob?: { key: string; pieces: number } },
       markerTtlSeconds: number,
       pendingTtlSeconds: number,
+      quota: PushQuotaClaim = NO_QUOTA,
     ) =>
       redis.eval(
         CLAIM,
@@ -134,6 +169,10 @@ export function idempotencyScripts(redis: Redis, vetoValue: string, batchStatePr
         deduplicationPrefix,
         batch.blob?.key ?? '',
         batch.blob?.pieces ?? 0,
+        quota.limit,
+        quota.windowSeconds,
+        quota.markerPrefixLength,
+        quota.counterPrefix,
         ...records,
       ) as Promise<string[]>,
     /** Marks the batch stored: every marker it set now answers duplicate, for `ttlSeconds`. */

@@ -9,6 +9,7 @@ import { checkEncoding, checkJsonContentType, decodeBody, type InflateBudget } f
 import { LARGE_PUSH_BYTES, type LargePushThread } from './large-push-thread';
 import { preparePush } from './prepare-push';
 import type { PushOutcome, PushPacker } from './push-packer';
+import type { PushQuota } from './push-quota';
 
 export const PUSH_HEADERS = ['authorization', 'x-collector-id', 'content-type', 'content-encoding', 'idempotency-key'] as const;
 
@@ -17,6 +18,8 @@ interface PushDeps {
   limiter: RateLimiter;
   byteLimiter: ByteRateLimiter;
   packer: PushPacker;
+  /** Collectors past their push quota are refused before their body is read. */
+  quota?: PushQuota;
   largePushes: LargePushThread;
   queueHealth: QueueHealth;
   budget: InflightBudget;
@@ -39,6 +42,7 @@ export function createPushHandler(deps: PushDeps) {
     const owed = deps.byteLimiter.wait(auth.collectorId);
     if (owed > 0)
       throw new AppError('RATE_LIMITED', 'this collector sent more push bytes than its rate allows', { retryAfterSeconds: owed });
+    deps.quota?.check(auth.collectorId);
     deps.queueHealth.assertAccepting();
     // The collector's share of the in-flight budget: its declared bytes now (a chunked body's
     // maxBodyBytes until read), then its inflated copy as it comes out; all given back at the end.
