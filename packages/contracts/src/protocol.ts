@@ -85,6 +85,27 @@ const wellFormed = (s: string) => !LONE_SURROGATE.test(s);
 const storableText = (max: number) =>
   z.string().max(max, `must be at most ${max} characters`).refine(noNul, NUL_MESSAGE).refine(wellFormed, SURROGATE_MESSAGE);
 
+/**
+ * Control characters (C0, DEL, C1: Unicode Cc) and the bidirectional controls (U+061C, U+200E/F,
+ * U+202A–U+202E, U+2066–U+2069) in free text a collector reports and admins read (its version, its
+ * last error): an ESC starts a terminal escape (clearing the screen of whoever `cat`s an export), a
+ * newline forges a line of a log or a CSV, U+202E shows what follows backwards.
+ */
+const CONTROLS = /[\p{Cc}\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/u;
+const CONTROLS_ALL = new RegExp(CONTROLS.source, 'gu');
+const LINE_BREAKS_ALL = /\r\n|[\t\n\v\f\r\x85]/g;
+/**
+ * `text` as one line without controls: tabs and line breaks become a space (an error message's
+ * lines stay apart), every other control character is removed (an escape sequence leaves its
+ * printable rest, e.g. `[2J`). Stored this way, so nothing downstream has to remember to escape it.
+ */
+export const plainText = (text: string): string =>
+  CONTROLS.test(text) ? text.replace(LINE_BREAKS_ALL, ' ').replace(CONTROLS_ALL, '') : text;
+
+/** A format character (Unicode Cf: zero-width space and joiners, bidi overrides, soft hyphen, BOM …). */
+const FORMAT_CHAR = /\p{Cf}/u;
+const codePoint = (c: string) => `U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+
 /** Kept to its first `max` characters: a long error text (a stack trace) must not cost the heartbeat. */
 export const HEARTBEAT_ERROR_MAX = 4000;
 const truncatedText = (max: number) =>
@@ -94,13 +115,15 @@ const truncatedText = (max: number) =>
     // Free text (an error message): a lone surrogate is stored as U+FFFD rather than refusing the
     // whole heartbeat, and the text is not cut between the two halves of a pair.
     .transform((s) => {
-      const text = s.replace(LONE_SURROGATE_ALL, '\uFFFD');
+      const text = plainText(s.replace(LONE_SURROGATE_ALL, '\uFFFD'));
       return text.slice(0, /[\uD800-\uDBFF]/.test(text.charAt(max - 1)) ? max - 1 : max);
     });
 
 /**
  * A collector's name as the admin UI shows it, wherever it is given (admin forms, enrollment at the
- * edge): 1–255 characters, no control characters at all.
+ * edge): 1–255 characters, no control characters at all, and no format characters (Unicode Cf):
+ * they are invisible or reorder the text, so `name` + U+200B, or U+202E + a reversed name, showed
+ * in lists as another collector's name. The refusal names the character's code point.
  */
 export const CollectorNameSchema = z
   .string()
@@ -108,7 +131,18 @@ export const CollectorNameSchema = z
   .min(1, 'is required')
   .max(255, 'must be at most 255 characters')
   .regex(/^[^\p{Cc}]+$/u, 'must not contain control characters')
+  .superRefine((s, ctx) => {
+    const found = FORMAT_CHAR.exec(s);
+    if (found)
+      ctx.addIssue({
+        code: 'custom',
+        message: `must not contain invisible or formatting characters: ${codePoint(found[0])} at character ${found.index + 1}`,
+      });
+  })
   .refine(wellFormed, SURROGATE_MESSAGE);
+
+/** A version string as reported (enrollment, heartbeat): at most 100 characters, stored as `plainText`. */
+const versionText = () => storableText(100).transform(plainText);
 
 /** The largest count or duration a heartbeat may report: PostgreSQL's `integer`. */
 const HEARTBEAT_INT_MAX = 2_147_483_647;
@@ -122,7 +156,7 @@ export const HeartbeatBodySchema = z.object({
   last_error: truncatedText(HEARTBEAT_ERROR_MAX).nullable().optional(),
   collection_time_ms: z.number().nonnegative().max(HEARTBEAT_INT_MAX).optional(),
   /** `null` counts as not reported. */
-  version: storableText(100).nullable().optional(),
+  version: versionText().nullable().optional(),
 });
 export type HeartbeatBody = z.infer<typeof HeartbeatBodySchema>;
 
@@ -168,7 +202,7 @@ export const EnrollRequestSchema = z.object({
   /** The agent's host name as it reports it (free text, shown in the UI): the same rules as a name. */
   hostname: CollectorNameSchema,
   /** `null` counts as not reported (as in a heartbeat). */
-  version: storableText(100).nullable().optional(),
+  version: versionText().nullable().optional(),
 });
 export type EnrollRequest = z.infer<typeof EnrollRequestSchema>;
 
