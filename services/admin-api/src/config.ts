@@ -68,7 +68,11 @@ export const AdminConfigSchema = commonSchema
     CONNECTION_TEST_CONCURRENCY: int(4, 1, 64),
     /** Timeout of one connection test, in milliseconds; default 5000. */
     CONNECTION_TEST_TIMEOUT_MS: int(5000, 100, 60_000),
-    /** Largest tRPC request body in bytes (bulk import text), at most 512 MiB; default MAX_BODY_BYTES's, or 32 MiB. */
+    /**
+     * Largest collectors.bulkImport request body in bytes, at most 512 MiB; default MAX_BODY_BYTES's,
+     * or 32 MiB. Admins only: every other procedure, and a caller not signed in as an admin, has
+     * 1 MiB (http/request-body.ts MAX_CALL_BODY_BYTES).
+     */
     ADMIN_MAX_BODY_BYTES: optionalInt(1024, 512 * MiB),
     /**
      * The fallback of ADMIN_MAX_BODY_BYTES (this service's variable before it), held to 512 MiB. The
@@ -76,6 +80,11 @@ export const AdminConfigSchema = commonSchema
      * a cap above 512 MiB for the edge must not stop this service.
      */
     MAX_BODY_BYTES: optionalInt(1024, 1024 * MiB),
+    /**
+     * Bulk imports with a body over 1 MiB at once (read, parsed and run); one more gets 429 with
+     * Retry-After before its body is read; default 2.
+     */
+    ADMIN_BULK_IMPORTS_AT_ONCE: int(2, 1, 64),
     /** Seconds a collector command waits for a heartbeat before it expires undelivered; default 86400 (24 h). */
     COMMAND_TTL_SECONDS: int(86_400, 1, 30 * 86_400),
     /** Undelivered, unexpired commands one collector may have before sendCommand refuses more; default 100. */

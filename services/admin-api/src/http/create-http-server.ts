@@ -6,6 +6,7 @@ import type { AppRouter } from '../routers/app-router';
 import { createHttpContext } from './create-http-context';
 import { csrfRefusal } from './csrf';
 import { readiness } from './readiness';
+import { BodySlots, MAX_CALL_BODY_BYTES, admitBody, refuse } from './request-body';
 import { requestPathname } from './request-meta';
 import { hostRefusalMessage, hostRefusalWarnings, hostRefusals, setSecurityHeaders } from './security-headers';
 import { createStaticHandler } from './static-files';
@@ -24,7 +25,8 @@ export function createHttpServer(deps: Deps, appRouter: AppRouter, { webDistDir 
   const trpc = createHTTPHandler({
     router: appRouter,
     basePath: '/trpc/',
-    maxBodySize: config.ADMIN_MAX_BODY_BYTES,
+    // A backstop only: admitBody reads every body first, within its limit, and hands tRPC the text.
+    maxBodySize: Math.max(config.ADMIN_MAX_BODY_BYTES, MAX_CALL_BODY_BYTES),
     maxBatchSize: MAX_BATCH_SIZE,
     createContext: ({ req, res }) => createHttpContext(deps, req, res),
     // RATE_LIMITED answers carry Retry-After (e.g. login lock-outs), like the edge's 429s.
@@ -38,6 +40,7 @@ export function createHttpServer(deps: Deps, appRouter: AppRouter, { webDistDir 
       if (error.code === 'INTERNAL_SERVER_ERROR') logger.error({ err: error.cause ?? error, path }, 'procedure failed');
     },
   });
+  const bulkImportSlots = new BodySlots(config.ADMIN_BULK_IMPORTS_AT_ONCE);
   const warnRefusedHost = hostRefusalWarnings(logger, config.ADMIN_ALLOWED_HOSTS);
   const serveUi = createStaticHandler(webDistDir);
   if (!serveUi) logger.warn({ webDistDir }, 'web UI not built; serving the API only');
@@ -91,7 +94,21 @@ export function createHttpServer(deps: Deps, appRouter: AppRouter, { webDistDir 
       }
       res.setHeader('cache-control', 'no-store');
       res.setHeader('x-content-type-options', 'nosniff');
-      trpc(req, res);
+      if (req.method === 'GET' || req.method === 'HEAD') {
+        trpc(req, res);
+        return;
+      }
+      // The body is read here, within the limit of the procedure it calls and, for a large bulk
+      // import, only once its session is an admin's (http/request-body.ts); tRPC takes the text.
+      admitBody(deps, req, res, pathname, bulkImportSlots).then(
+        (admitted) => {
+          if (admitted) trpc(req, res);
+        },
+        (err: unknown) => {
+          logger.error({ err, pathname }, 'reading a request body failed');
+          refuse(req, res, new AppError('UNAVAILABLE', 'the service could not check this request; try again'));
+        },
+      );
       return;
     }
     if (serveUi) return serveUi(req, res);

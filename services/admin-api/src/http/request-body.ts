@@ -1,0 +1,197 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { AppError } from '@pga/contracts';
+import type { Deps } from '../deps';
+import { lookupSession } from '../auth/sessions';
+import { SESSION_COOKIE, readCookie } from '../auth/session-cookie';
+
+const KiB = 1024;
+
+/**
+ * Largest request body of every procedure but collectors.bulkImport, whoever calls. The largest
+ * legitimate input is a `collectors.register` (or `update`, `testConnection`) with a certificate at
+ * its 64 KiB limit (SslCertificateSchema; its newlines escaped in JSON), a 1,000-character
+ * description, 32 tags of 64 characters, host/database/username at 255 and a 512-character password:
+ * 77 KB a call with the description's and password's characters at their longest JSON escapes,
+ * 767 KB for a batch of 10
+ * (MAX_BATCH_SIZE) — test/admin/request-body.test.ts sends that batch. Until 2026-12-07 every
+ * procedure took ADMIN_MAX_BODY_BYTES (32 MiB by default, up to 512 MiB), read and parsed before the
+ * session or the input schema was looked at: 60 anonymous logins with a 31 MiB username took the
+ * service from 0.6 to 2 GB (authzrev F4).
+ */
+export const MAX_CALL_BODY_BYTES = 1024 * KiB;
+
+/** The one procedure whose body may be larger (up to ADMIN_MAX_BODY_BYTES), for admins only. */
+export const BULK_IMPORT = 'collectors.bulkImport';
+
+/** Seconds a bulk import refused for want of a slot is told to wait (Retry-After). */
+const SLOT_RETRY_SECONDS = 5;
+
+/**
+ * The procedures a /trpc path calls (`/trpc/a.b,c.d?batch=1`), as tRPC's standalone adapter and
+ * resolveResponse read them (slashes trimmed, percent-decoded, split on commas).
+ */
+export function trpcCalls(pathname: string): string[] {
+  const raw = pathname
+    .replace(/^\/+|\/+$/g, '')
+    .slice('trpc'.length)
+    .replace(/^\/+/, '');
+  try {
+    return decodeURIComponent(raw).split(',');
+  } catch {
+    return [raw];
+  }
+}
+
+/** A request that calls only collectors.bulkImport (once, or a batch of them). */
+export const callsOnlyBulkImport = (pathname: string): boolean => trpcCalls(pathname).every((c) => c === BULK_IMPORT);
+
+/** Content-Length as a number; undefined for a chunked body (Node's parser refuses a malformed one). */
+function declaredLength(req: IncomingMessage): number | undefined {
+  const header = req.headers['content-length'];
+  return header === undefined ? undefined : Number(header);
+}
+
+/**
+ * At most `max` bulk-import bodies at once, each holding its slot from before its body is read until
+ * its answer is sent: an import's memory (the body, its text, the parsed rows, the report) lives that
+ * long, so admins' imports together hold at most `max` × ADMIN_MAX_BODY_BYTES of bodies (and a few
+ * times that while they are parsed), however many are sent.
+ */
+export class BodySlots {
+  private used = 0;
+  constructor(readonly max: number) {}
+  get inUse(): number {
+    return this.used;
+  }
+  /** A release function, or undefined when every slot is taken. */
+  tryAcquire(): (() => void) | undefined {
+    if (this.used >= this.max) return undefined;
+    this.used++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.used--;
+    };
+  }
+}
+
+/**
+ * A refused request's body still on its way is read and dropped for at most this long, then its
+ * connection is closed: closed at once, the client still sending got a reset (EPIPE, ECONNRESET)
+ * instead of the answer, as the edge found (ingest-edge http/route.ts LINGER_MS). Nothing of it is
+ * kept; a client still sending after this loses the connection.
+ */
+const LINGER_MS = 5_000;
+
+/**
+ * Answers a /trpc request whose body was not (or not all) read. The rest of the body is dropped as it
+ * arrives (a lingering close), never buffered.
+ */
+export function refuse(req: IncomingMessage, res: ServerResponse, error: AppError): void {
+  if (res.headersSent || res.destroyed) return;
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (error.details.retryAfterSeconds) headers['retry-after'] = String(error.details.retryAfterSeconds);
+  res.writeHead(error.httpStatus, headers).end(JSON.stringify(error.toBody()));
+  if (req.complete) return;
+  const socket = req.socket;
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  const stop = () => clearTimeout(timer);
+  req.once('end', stop);
+  socket.once('close', stop);
+  req.resume(); // flowing with no 'data' listener: each chunk dropped
+}
+
+const tooLarge = (what: string, limit: number, setting: string) =>
+  new AppError('PAYLOAD_TOO_LARGE', `request body ${what} is over the ${limit}-byte limit ${setting}`);
+
+type Read = { text: string } | { tooLarge: true } | undefined;
+
+/**
+ * Reads a request body of at most `limit` bytes into a string. `{ tooLarge }` as soon as more
+ * arrived (a chunked body has no Content-Length to check first); undefined when the client went away.
+ */
+function readBody(req: IncomingMessage, limit: number): Promise<Read> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (result: Read) => {
+      req.off('data', onData).off('end', onEnd).off('error', onGone).off('close', onGone);
+      resolve(result);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        chunks.length = 0;
+        return done({ tooLarge: true });
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => done({ text: Buffer.concat(chunks, size).toString('utf8') });
+    const onGone = () => done(undefined);
+    req.on('data', onData).on('end', onEnd).on('error', onGone).on('close', onGone);
+  });
+}
+
+/**
+ * Reads the body of a /trpc POST within its limit and hands it to tRPC (`req.body`, which tRPC's
+ * adapter takes instead of reading the stream); true when tRPC may go on, false when this answered.
+ *
+ * Every procedure but collectors.bulkImport: MAX_CALL_BODY_BYTES, whoever calls. A request calling
+ * only collectors.bulkImport: ADMIN_MAX_BODY_BYTES, and with a body over MAX_CALL_BODY_BYTES (or a
+ * chunked one) its session is looked up before a byte of the body is read: no session → 401, not
+ * an admin → 403; then it needs one of the `slots` (ADMIN_BULK_IMPORTS_AT_ONCE; all taken → 429
+ * with Retry-After). A declared length over the limit is refused with 413 before reading, a chunked
+ * body as soon as it passes the limit.
+ */
+export async function admitBody(
+  deps: Deps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  pathname: string,
+  slots: BodySlots,
+): Promise<boolean> {
+  const declared = declaredLength(req);
+  const bulk = callsOnlyBulkImport(pathname);
+  const limit = bulk ? deps.config.ADMIN_MAX_BODY_BYTES : MAX_CALL_BODY_BYTES;
+  const setting = bulk ? `of ${BULK_IMPORT} (ADMIN_MAX_BODY_BYTES)` : `of every procedure but ${BULK_IMPORT}`;
+  const large = bulk && (declared === undefined || declared > MAX_CALL_BODY_BYTES);
+  if (large) {
+    const sessionId = readCookie(req.headers.cookie, SESSION_COOKIE);
+    const session = sessionId ? await lookupSession(deps.pool, sessionId) : undefined;
+    if (!session) {
+      refuse(req, res, new AppError('UNAUTHORIZED', 'sign in first'));
+      return false;
+    }
+    if (session.user.role !== 'admin') {
+      refuse(req, res, new AppError('FORBIDDEN', 'this needs the admin role'));
+      return false;
+    }
+  }
+  if (declared !== undefined && declared > limit) {
+    refuse(req, res, tooLarge(`of ${declared} bytes`, limit, setting));
+    return false;
+  }
+  if (large) {
+    const release = slots.tryAcquire();
+    if (!release) {
+      const message = `${slots.max} bulk imports are running already (ADMIN_BULK_IMPORTS_AT_ONCE); send this one when one of them has finished`;
+      refuse(req, res, new AppError('RATE_LIMITED', message, { retryAfterSeconds: SLOT_RETRY_SECONDS }));
+      return false;
+    }
+    if (req.socket.destroyed) {
+      release(); // gone while its session was looked up: 'close' was emitted already
+      return false;
+    }
+    res.once('close', release);
+  }
+  if (req.socket.destroyed) return false;
+  const read = await readBody(req, limit);
+  if (!read) return false;
+  if ('tooLarge' in read) {
+    refuse(req, res, tooLarge('(chunked)', limit, setting));
+    return false;
+  }
+  (req as IncomingMessage & { body?: string }).body = read.text;
+  return true;
+}
