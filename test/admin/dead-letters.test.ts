@@ -54,7 +54,8 @@ describe('deadLetters', () => {
     expect(await queue.getFailedCount()).toBe(1);
     expect(await queue.getWaitingCount()).toBe(1);
     const other = (await h.caller(h.viewer).deadLetters.list()).items.find((i) => i.id !== big.id)!;
-    expect(await h.caller(h.admin).deadLetters.retry({ all: true })).toEqual({ retried: 1 });
+    const all = await h.caller(h.admin).deadLetters.retry({ all: true });
+    expect(all).toEqual({ retried: 1, remaining: 0, cutoff: expect.any(Number) });
     expect(await queue.getFailedCount()).toBe(0);
     expect(await queue.getWaitingCount()).toBe(2);
     const { rows } = await h.service.deps.pool.query(
@@ -63,7 +64,7 @@ describe('deadLetters', () => {
     expect(rows).toEqual([
       { entity_id: big.id, details: { retried: 1, all: false } },
       // Which jobs "all" moved: the audit row says, not only how many.
-      { entity_id: null, details: { retried: 1, all: true, job_ids: [other.id] } },
+      { entity_id: null, details: { retried: 1, all: true, remaining: 0, cutoff: all.cutoff, job_ids: [other.id] } },
     ]);
   });
 
@@ -96,5 +97,56 @@ describe('deadLetters', () => {
     const again = await queue.getJob(job.id!);
     expect([await again?.getState(), again?.attemptsMade]).toEqual(['waiting', 0]);
     await again?.remove();
+  });
+
+  it('retries "all" at most `limit` (default 1,000) jobs a call and says how many remain; `cutoff` goes on; a job failing again is left (authzrev F7)', async () => {
+    const { keys } = h.service.deps;
+    const connection = { url: process.env.PGA_TEST_REDIS_URL!, maxRetriesPerRequest: null };
+    const failAll = async (want: number) => {
+      const worker = new Worker(
+        keys.pushQueue,
+        async () => {
+          throw new UnrecoverableError('invalid JSON in push');
+        },
+        { connection, prefix: keys.bullPrefix, concurrency: 100 },
+      );
+      for (let i = 0; i < 600 && (await queue.getFailedCount()) < want; i++) await new Promise((r) => setTimeout(r, 50));
+      await worker.close();
+      expect(await queue.getFailedCount()).toBe(want);
+    };
+    // None to start with (the tests above leave failed jobs: the one above failed the two put back).
+    await queue.drain();
+    await queue.clean(0, 0, 'failed');
+    expect([await queue.getFailedCount(), await queue.count()]).toEqual([0, 0]);
+    await queue.addBulk(Array.from({ length: 1050 }, () => ({ name: 'push', data: { v: 1, pushes: [] } })));
+    await failAll(1050);
+    const admin = h.caller(h.admin);
+
+    // One call moves 1,000 (pipelined, not one round trip each) and says 50 remain.
+    const first = await admin.deadLetters.retry({ all: true });
+    expect(first).toEqual({ retried: 1000, remaining: 50, cutoff: expect.any(Number) });
+    expect(await queue.getWaitingCount()).toBe(1000);
+    // The 1,000 fail again at once (poison): going on with the first call's cutoff moves only the 50.
+    await failAll(1050);
+    const rest = await admin.deadLetters.retry({ all: true, cutoff: first.cutoff! });
+    expect(rest).toEqual({ retried: 50, remaining: 0, cutoff: first.cutoff });
+    expect(await queue.getFailedCount()).toBe(1000);
+    // A new "all" takes the 1,000, `limit` at a time.
+    const next = await admin.deadLetters.retry({ all: true, limit: 10 });
+    expect(next).toMatchObject({ retried: 10, remaining: 990 });
+    expect(next.cutoff).toBeGreaterThan(first.cutoff!);
+    await expectRejected(admin.deadLetters.retry({ all: true, limit: 1001 }), 'BAD_REQUEST', 'limit');
+
+    // One audit row a call, with its count, what remains and the ids it moved.
+    const { rows } = await h.service.deps.pool.query(
+      `SELECT details FROM collector_audit_log WHERE action = 'dead_letter.retried' AND (details->>'retried')::int >= 10
+        ORDER BY id`,
+    );
+    expect(rows.map((r) => [r.details.retried, r.details.remaining, r.details.job_ids.length])).toEqual([
+      [1000, 50, 1000],
+      [50, 0, 50],
+      [10, 990, 10],
+    ]);
+    await queue.drain();
   });
 });
