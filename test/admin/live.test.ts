@@ -2,7 +2,7 @@ import { connect } from 'node:net';
 import { once } from 'node:events';
 import { describe, expect, it, beforeAll, afterAll, vi } from 'vitest';
 import { Redis } from 'ioredis';
-import { VIEWER_PASSWORD, createHarness, httpLogin, type Harness } from './harness';
+import { ADMIN_PASSWORD, VIEWER_PASSWORD, createHarness, httpLogin, type Harness } from './harness';
 
 const A = '11111111-1111-4111-8111-111111111111';
 const B = '22222222-2222-4222-8222-222222222222';
@@ -31,7 +31,7 @@ describe('live.collectorStatus', () => {
         if (received.length === 2) break;
       }
     })();
-    await new Promise((r) => setTimeout(r, 50));
+    await vi.waitFor(() => expect(h.service.deps.liveFeed.hub.stats().subscribers).toBe(1));
     await publish({ collector_id: B, status: 'active' });
     await publish({ collector_id: A, status: 'bogus' });
     await pub.publish(h.service.deps.keys.statusChannel, 'not json');
@@ -42,9 +42,11 @@ describe('live.collectorStatus', () => {
       last_metric_at: null,
       metrics_collected: 12,
     });
+    // Read before the next update of the same collector: one not yet read is replaced by the next.
+    await vi.waitFor(() => expect(received).toHaveLength(1));
     await publish({ collector_id: A, status: 'inactive', metrics_collected: 12 });
     await reading; // leaving the loop ends the subscription
-    expect(h.service.deps.liveFeed.events.listenerCount('status')).toBe(0);
+    expect(h.service.deps.liveFeed.hub.stats().subscribers).toBe(0);
     expect(received).toEqual([
       {
         collector_id: A,
@@ -113,35 +115,50 @@ describe('live.collectorStatus', () => {
     console.log(`service closed ${Math.round(performance.now() - started)} ms after its SSE stream ended`);
   });
 
-  it('cuts off a subscriber that stops reading once it is too far behind, instead of buffering without limit', async () => {
-    const h2 = await createHarness({ LIVE_FEED_MAX_BACKLOG: '100', LIVE_FEED_CUTOFF_GRACE_MS: '5000' });
+  it('keeps only the latest update per collector for a subscriber that stops reading, without holding up the others', async () => {
+    const h2 = await createHarness();
     try {
       const url = new URL(await h2.listen());
       await h2.service.deps.liveFeed.ready();
+      const { hub } = h2.service.deps.liveFeed;
       const cookie = await httpLogin(url.origin, 'victor', VIEWER_PASSWORD);
-      const { events } = h2.service.deps.liveFeed;
-      const subscribe = async () => {
-        const socket = connect(Number(url.port), url.hostname);
-        await once(socket, 'connect');
-        socket.setEncoding('utf8');
-        const read = { text: '', ended: false, closed: false };
-        socket.on('data', (chunk: string) => (read.text += chunk));
-        socket.on('end', () => (read.ended = true));
-        socket.on('close', () => (read.closed = true));
-        socket.on('error', () => undefined);
-        socket.write(
-          `GET /trpc/live.collectorStatus HTTP/1.1\r\nHost: ${url.host}\r\nCookie: ${cookie}\r\nAccept: text/event-stream\r\n\r\n`,
-        );
-        await vi.waitFor(() => expect(read.text).toContain('connected'), { timeout: 10_000 });
-        socket.pause(); // stops reading: the kernel buffers fill up, then the server's writes wait for 'drain'
-        return { socket, read };
+      // The slow subscriber: a raw socket that stops reading once its stream is open.
+      const socket = connect(Number(url.port), url.hostname);
+      await once(socket, 'connect');
+      socket.setEncoding('utf8');
+      const slow = { text: '', ended: false };
+      socket.on('data', (chunk: string) => (slow.text += chunk));
+      socket.on('end', () => (slow.ended = true));
+      socket.on('error', () => undefined);
+      socket.write(
+        `GET /trpc/live.collectorStatus HTTP/1.1\r\nHost: ${url.host}\r\nCookie: ${cookie}\r\nAccept: text/event-stream\r\n\r\n`,
+      );
+      await vi.waitFor(() => expect(slow.text).toContain('connected'), { timeout: 10_000 });
+      socket.pause(); // stops reading: the kernel buffers fill up, then the server's writes wait for 'drain'
+      // The fast subscriber reads everything; only the tail of what it read is kept.
+      const controller = new AbortController();
+      const res = await fetch(`${url.origin}/trpc/live.collectorStatus`, {
+        headers: { cookie, accept: 'text/event-stream' },
+        signal: controller.signal,
+      });
+      const reader = res.body!.getReader();
+      const decoder = new TextDecoder();
+      let fast = '';
+      const readFast = async (until: string) => {
+        while (!fast.includes(until)) {
+          const { value, done } = await reader.read();
+          if (done) throw new Error("the fast subscriber's stream ended");
+          fast += decoder.decode(value, { stream: true });
+          if (fast.length > 200_000) fast = fast.slice(-100_000);
+        }
       };
-      // Large events (30 KB each), up to 3,000 of them (90 MB: far more than the loopback socket
-      // buffers hold, so the server's writes wait for 'drain'), until the subscriber is cut off.
+      await readFast('connected');
+      await vi.waitFor(() => expect(hub.stats().subscribers).toBe(2));
+
+      // 1,500 updates of 30 KB (45 MB: far more than the loopback socket buffers hold), collectors
+      // A and B in turn. Redis cuts off a pub/sub client whose output buffer passes 32 MB: publish only
+      // while the service's subscription holds under 8 MB there.
       const pad = 'x'.repeat(30_000);
-      // Redis cuts off a subscriber whose output buffer passes 32 MB (client-output-buffer-limit
-      // pubsub): on a busy machine the service reads slower than this publishes, and lost the feed
-      // instead of falling behind. So publish only while the subscribers' buffers hold under 8 MB.
       const pubsubBuffered = async () =>
         Math.max(
           0,
@@ -149,9 +166,10 @@ describe('live.collectorStatus', () => {
             .split('\n')
             .map((l) => Number(/ omem=(\d+)/.exec(l)?.[1] ?? 0)),
         );
-      const flood = async () => {
-        let sent = 0;
-        while (sent < 3000 && events.listenerCount('status') > 0) {
+      const total = 1500;
+      let sent = 0;
+      const flooding = (async () => {
+        while (sent < total) {
           if ((await pubsubBuffered()) > 8 * 1024 * 1024) {
             await new Promise((r) => setTimeout(r, 20));
             continue;
@@ -160,35 +178,94 @@ describe('live.collectorStatus', () => {
           for (const end = sent + 50; sent < end; sent++)
             pipe.publish(
               h2.service.deps.keys.statusChannel,
-              JSON.stringify({ collector_id: A, status: 'active', last_heartbeat: pad, metrics_collected: sent }),
+              JSON.stringify({ collector_id: sent % 2 ? B : A, status: 'active', last_heartbeat: pad, metrics_collected: sent }),
             );
           await pipe.exec();
         }
-        return sent;
+      })();
+      // The fast subscriber gets the last update while the slow one still reads nothing.
+      await readFast(`"metrics_collected":${total - 1}}`);
+      await flooding;
+      // What the service holds for the slow one: at most the latest update of each collector.
+      expect(hub.stats()).toEqual({ subscribers: 2, pending: expect.any(Number) });
+      expect(hub.stats().pending).toBeLessThanOrEqual(2);
+      socket.resume();
+      await vi.waitFor(() => expect(slow.text).toContain(`"metrics_collected":${total - 1}}`), { timeout: 20_000 });
+      await vi.waitFor(() => expect(slow.text).toContain(`"metrics_collected":${total - 2}}`), { timeout: 20_000 });
+      const delivered = slow.text.split('\n').filter((l) => l.startsWith('data: {"collector_id"')).length;
+      console.log(`slow subscriber: ${delivered} of ${total} updates delivered (the rest coalesced)`);
+      expect(delivered).toBeLessThan(total);
+      expect(slow.text).not.toMatch(/serialized-error/);
+      expect(slow.ended).toBe(false);
+      controller.abort();
+      socket.destroy();
+      await vi.waitFor(() => expect(hub.stats()).toEqual({ subscribers: 0, pending: 0 }));
+    } finally {
+      await h2[Symbol.asyncDispose]();
+    }
+  });
+
+  it('caps open feeds per session, per user and per process, naming the cap that refused', async () => {
+    const h2 = await createHarness({
+      LIVE_FEED_MAX_PER_SESSION: '2',
+      LIVE_FEED_MAX_PER_USER: '3',
+      LIVE_FEED_MAX_SUBSCRIBERS: '4',
+    });
+    try {
+      const url = await h2.listen();
+      const { hub } = h2.service.deps.liveFeed;
+      const open = async (cookie: string) => {
+        const controller = new AbortController();
+        const res = await fetch(`${url}/trpc/live.collectorStatus`, {
+          headers: { cookie, accept: 'text/event-stream' },
+          signal: controller.signal,
+        });
+        const reader = res.body!.getReader();
+        const decoder = new TextDecoder();
+        let text = '';
+        while (!text.includes('connected')) text += decoder.decode((await reader.read()).value);
+        return {
+          close: () => controller.abort(),
+          /** The rest of a stream that ends (a refused one). */
+          async rest() {
+            for (;;) {
+              const { value, done } = await reader.read();
+              if (done) return text;
+              text += decoder.decode(value);
+            }
+          },
+        };
       };
-
-      // 1. A subscriber that stops reading, then catches up: its subscription ended while it was
-      // behind (the feed holds nothing more for it), and once it reads it gets the reason and the end.
-      const slow = await subscribe();
-      expect(events.listenerCount('status')).toBe(1);
-      const sent = await flood();
-      await vi.waitFor(() => expect(events.listenerCount('status')).toBe(0), { timeout: 20_000 });
-      slow.socket.resume();
-      await vi.waitFor(() => expect(slow.read.ended).toBe(true), { timeout: 20_000 });
-      const delivered = slow.read.text.split('\n').filter((l) => l.startsWith('data: {"collector_id"')).length;
-      expect(delivered).toBeLessThan(sent);
-      expect(slow.read.text).toMatch(/event: serialized-error/);
-      expect(slow.read.text).toContain('fell more than 100 status updates behind');
-
-      // 2. A subscriber that never reads again is disconnected after the grace period.
-      const stuck = await subscribe();
-      await flood();
-      await vi.waitFor(() => expect(events.listenerCount('status')).toBe(0), { timeout: 20_000 });
-      await vi.waitFor(async () => expect(await new Promise((r) => h2.service.server.getConnections((_e, n) => r(n)))).toBe(0), {
-        timeout: 20_000,
-      });
-      stuck.socket.destroy();
-      slow.socket.destroy();
+      const accepted = async (cookie: string) => {
+        const before = hub.stats().subscribers;
+        const feed = await open(cookie);
+        await vi.waitFor(() => expect(hub.stats().subscribers).toBe(before + 1));
+        return feed;
+      };
+      const refused = async (cookie: string, setting: string) => {
+        const text = await (await open(cookie)).rest();
+        expect(text).toMatch(/event: serialized-error/);
+        expect(text).toContain('"code":"TOO_MANY_REQUESTS"');
+        expect(text).toContain(`(${setting})`);
+        expect(text).not.toMatch(/^data: \{"collector_id"/m);
+      };
+      const session1 = await httpLogin(url, 'victor', VIEWER_PASSWORD);
+      const session2 = await httpLogin(url, 'victor', VIEWER_PASSWORD);
+      const admin = await httpLogin(url, 'alice', ADMIN_PASSWORD);
+      const a = await accepted(session1);
+      const b = await accepted(session1);
+      await refused(session1, 'LIVE_FEED_MAX_PER_SESSION');
+      const c = await accepted(session2);
+      await refused(session2, 'LIVE_FEED_MAX_PER_USER');
+      const d = await accepted(admin);
+      await refused(admin, 'LIVE_FEED_MAX_SUBSCRIBERS');
+      expect(hub.stats().subscribers).toBe(4);
+      // A closed feed frees its slot.
+      a.close();
+      await vi.waitFor(() => expect(hub.stats().subscribers).toBe(3));
+      const e = await accepted(session1);
+      for (const feed of [b, c, d, e]) feed.close();
+      await vi.waitFor(() => expect(hub.stats().subscribers).toBe(0));
     } finally {
       await h2[Symbol.asyncDispose]();
     }

@@ -89,9 +89,13 @@ export const AdminConfigSchema = commonSchema
     COMMAND_TTL_SECONDS: int(86_400, 1, 30 * 86_400),
     /** Undelivered, unexpired commands one collector may have before sendCommand refuses more; default 100. */
     COMMAND_MAX_PENDING: int(100, 1, 10_000),
-    /** Status updates a live-feed subscriber may fall behind before it is cut off; default 1000. */
-    LIVE_FEED_MAX_BACKLOG: int(1000, 10, 1_000_000),
-    /** Milliseconds a cut-off subscriber gets to read the reason before its connection is closed; default 10000. */
+    /** Live feeds (`live.collectorStatus` streams) one session may have open at once; default 5. */
+    LIVE_FEED_MAX_PER_SESSION: int(5, 1, 1000),
+    /** Live feeds one user may have open at once, all sessions together, in this process; default 20. */
+    LIVE_FEED_MAX_PER_USER: int(20, 1, 10_000),
+    /** Live feeds this process serves at once, all users together; default 200. */
+    LIVE_FEED_MAX_SUBSCRIBERS: int(200, 1, 100_000),
+    /** Milliseconds a live feed ended by the service gets to read the reason before its connection is closed; default 10000. */
     LIVE_FEED_CUTOFF_GRACE_MS: int(10_000, 100, 600_000),
   })
   .transform(({ MAX_BODY_BYTES, ADMIN_MAX_BODY_BYTES, ...config }) => ({

@@ -44,7 +44,17 @@ export function createDeps(config: AdminConfig, logger: Logger): Deps {
   redis.on('error', (err) => redisOutage.error(err, 'redis error'));
   redis.on('ready', () => redisOutage.recovered());
   const keys = redisKeys(config.REDIS_KEY_PREFIX);
-  const liveFeed = createLiveFeed({ redisUrl: config.REDIS_URL, channel: keys.statusChannel, logger, redisOutage });
+  const liveFeed = createLiveFeed({
+    redisUrl: config.REDIS_URL,
+    channel: keys.statusChannel,
+    limits: {
+      perSession: config.LIVE_FEED_MAX_PER_SESSION,
+      perUser: config.LIVE_FEED_MAX_PER_USER,
+      perProcess: config.LIVE_FEED_MAX_SUBSCRIBERS,
+    },
+    logger,
+    redisOutage,
+  });
   let queue: Queue | undefined;
   const secretBox = createSecretBox(config.ENCRYPTION_KEY);
   let markerKey: Promise<Buffer> | undefined;
