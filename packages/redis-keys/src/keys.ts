@@ -36,6 +36,11 @@ export function redisKeys(prefix = 'pga') {
     changesChannel: `${prefix}:collector-changes`,
     /** Pub/sub channel of collector status/counter updates (writer → admin live feed). */
     statusChannel: `${prefix}:collector-status`,
+    /**
+     * Pub/sub channel of ended admin sessions, `{"user_id"}` or `{"session_hash"}` (admin → every
+     * admin process): each ends the live feeds it serves for them (logout, disable, password reset).
+     */
+    sessionsEndedChannel: `${prefix}:admin-sessions-ended`,
 
     /**
      * SET of every collector id PostgreSQL committed (registration, bulk import, enrollment at an

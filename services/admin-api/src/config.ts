@@ -95,6 +95,8 @@ export const AdminConfigSchema = commonSchema
     LIVE_FEED_MAX_PER_USER: int(20, 1, 10_000),
     /** Live feeds this process serves at once, all users together; default 200. */
     LIVE_FEED_MAX_SUBSCRIBERS: int(200, 1, 100_000),
+    /** How often the sessions of open live feeds are read again (a feed of a session gone ends), in ms; default 30000. */
+    LIVE_FEED_SESSION_CHECK_MS: int(30_000, 100, 3_600_000),
     /** Milliseconds a live feed ended by the service gets to read the reason before its connection is closed; default 10000. */
     LIVE_FEED_CUTOFF_GRACE_MS: int(10_000, 100, 600_000),
   })

@@ -9,6 +9,7 @@ import type { AdminConfig } from './config';
 import { createSemaphore, type Semaphore } from './connection-test/semaphore';
 import { createLiveFeed, type LiveFeed } from './live/live-feed';
 import { loadAuditMarkerKey } from './audit/marker-key';
+import { validSessions } from './auth/sessions';
 
 /** Everything a procedure may use; built once per process by `createDeps`. */
 export interface Deps {
@@ -47,6 +48,9 @@ export function createDeps(config: AdminConfig, logger: Logger): Deps {
   const liveFeed = createLiveFeed({
     redisUrl: config.REDIS_URL,
     channel: keys.statusChannel,
+    sessionsChannel: keys.sessionsEndedChannel,
+    checkSessions: (hashes) => validSessions(pool, hashes),
+    sessionCheckMs: config.LIVE_FEED_SESSION_CHECK_MS,
     limits: {
       perSession: config.LIVE_FEED_MAX_PER_SESSION,
       perUser: config.LIVE_FEED_MAX_PER_USER,

@@ -22,16 +22,33 @@ export async function createSession(
   return { id, hash };
 }
 
-export async function lookupSession(db: Pool, sessionId: string): Promise<{ user: SessionUser; hash: string } | undefined> {
+export async function lookupSession(
+  db: Pool,
+  sessionId: string,
+): Promise<{ user: SessionUser; hash: string; expiresAt: Date } | undefined> {
   if (!/^[A-Za-z0-9_-]{20,100}$/.test(sessionId)) return undefined;
   const hash = sha256Hex(sessionId);
-  const { rows } = await db.query<SessionUser>(
-    `SELECT u.id, u.username, u.display_name, u.role
+  const { rows } = await db.query<SessionUser & { expires_at: Date }>(
+    `SELECT u.id, u.username, u.display_name, u.role, s.expires_at
        FROM admin_sessions s JOIN users u ON u.id = s.user_id
       WHERE s.id_hash = $1 AND s.expires_at > now() AND NOT u.disabled`,
     [hash],
   );
-  return rows[0] ? { user: rows[0], hash } : undefined;
+  const row = rows[0];
+  if (!row) return undefined;
+  const { expires_at: expiresAt, ...user } = row;
+  return { user, hash, expiresAt };
+}
+
+/** Which of these session hashes are still valid (not deleted, not expired, user enabled): one query. */
+export async function validSessions(db: Pool, hashes: readonly string[]): Promise<Set<string>> {
+  if (hashes.length === 0) return new Set();
+  const { rows } = await db.query<{ id_hash: string }>(
+    `SELECT s.id_hash FROM admin_sessions s JOIN users u ON u.id = s.user_id
+      WHERE s.id_hash = ANY($1::char(64)[]) AND s.expires_at > now() AND NOT u.disabled`,
+    [hashes],
+  );
+  return new Set(rows.map((r) => r.id_hash));
 }
 
 export async function deleteSession(db: Pool | PoolClient, hash: string): Promise<void> {

@@ -14,6 +14,7 @@ export async function createHttpContext(deps: Deps, req: IncomingMessage, res: S
     deps,
     user: session?.user ?? null,
     sessionHash: session?.hash ?? null,
+    sessionExpiresAt: session?.expiresAt ?? null,
     ip: clientIp(req, trustProxy, hops),
     userAgent: req.headers['user-agent'] ?? null,
     secureCookies: deps.config.COOKIE_SECURE || isTls(req, trustProxy, hops),

@@ -21,7 +21,19 @@ export interface LiveStreamOptions {
   only?: ReadonlySet<string>;
   /** Called once when the hub ends this stream (its session ended): the caller may close the connection later. */
   onEnded?: () => void;
+  /** When the stream's session expires: it ends then (UNAUTHORIZED). */
+  expiresAt?: Date | null;
 }
+
+/** Why a stream whose session ended gets no more updates (logout, disable, re-role, password reset, expiry). */
+export const sessionEnded = () =>
+  new AppError(
+    'UNAUTHORIZED',
+    'your session ended (signed out, account disabled or changed, or expired); sign in again to follow the live status',
+  );
+
+/** Longest delay setTimeout takes (about 24.8 days); a later expiry is left to the periodic session check. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 interface Subscriber extends LiveOwner {
   only: ReadonlySet<string> | undefined;
@@ -45,6 +57,8 @@ export interface LiveHub {
   end(match: { userId?: string; sessionHash?: string }, reason: AppError): number;
   /** Session hashes with an open stream (the periodic session check). */
   sessions(): string[];
+  /** Ends the streams of every session in the list that is not in `valid` (the periodic session check). */
+  endSessionsNotIn(hashes: readonly string[], valid: ReadonlySet<string>, reason: AppError): number;
   /** Open streams, and the updates held for them (at most one per collector each). */
   stats(): { subscribers: number; pending: number };
 }
@@ -87,8 +101,16 @@ export function createLiveHub(limits: LiveLimits): LiveHub {
     return undefined;
   };
 
+  const endOne = (sub: Subscriber, reason: AppError) => {
+    if (sub.ended || !subscribers.has(sub)) return;
+    sub.ended = reason;
+    sub.pending.clear();
+    sub.wake?.();
+    sub.onEnded?.();
+  };
+
   return {
-    async *stream(owner, { signal, only, onEnded }) {
+    async *stream(owner, { signal, only, onEnded, expiresAt }) {
       if (signal.aborted) return;
       const refused = refusal(owner);
       if (refused) throw refused;
@@ -98,6 +120,12 @@ export function createLiveHub(limits: LiveLimits): LiveHub {
       if (owner.sessionHash) bump(perSession, owner.sessionHash, 1);
       const onAbort = () => sub.wake?.();
       signal.addEventListener('abort', onAbort);
+      const untilExpiry = expiresAt ? expiresAt.getTime() - Date.now() : undefined;
+      const expiry =
+        untilExpiry !== undefined && untilExpiry < MAX_TIMER_MS
+          ? setTimeout(() => endOne(sub, sessionEnded()), Math.max(0, untilExpiry))
+          : undefined;
+      expiry?.unref();
       try {
         for (;;) {
           if (signal.aborted) return;
@@ -112,6 +140,7 @@ export function createLiveHub(limits: LiveLimits): LiveHub {
           sub.wake = undefined;
         }
       } finally {
+        clearTimeout(expiry);
         signal.removeEventListener('abort', onAbort);
         if (subscribers.delete(sub)) {
           bump(perUser, owner.userId, -1);
@@ -134,16 +163,24 @@ export function createLiveHub(limits: LiveLimits): LiveHub {
         if (match.userId !== undefined && sub.userId !== match.userId) continue;
         if (match.sessionHash !== undefined && sub.sessionHash !== match.sessionHash) continue;
         if (match.userId === undefined && match.sessionHash === undefined) continue;
-        sub.ended = reason;
-        sub.pending.clear();
+        endOne(sub, reason);
         ended++;
-        sub.wake?.();
-        sub.onEnded?.();
       }
       return ended;
     },
     sessions() {
       return [...perSession.keys()];
+    },
+    endSessionsNotIn(hashes, valid, reason) {
+      const gone = new Set(hashes.filter((h) => !valid.has(h)));
+      let ended = 0;
+      if (gone.size === 0) return 0;
+      for (const sub of subscribers)
+        if (sub.sessionHash && gone.has(sub.sessionHash) && !sub.ended) {
+          endOne(sub, reason);
+          ended++;
+        }
+      return ended;
     },
     stats() {
       let pending = 0;

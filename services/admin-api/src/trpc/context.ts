@@ -15,6 +15,8 @@ export interface Context {
   user: SessionUser | null;
   /** SHA-256 of the session id, when signed in through a session. */
   sessionHash: string | null;
+  /** When that session expires (live feeds end then). */
+  sessionExpiresAt?: Date | null;
   ip: string | null;
   userAgent: string | null;
   /** Whether the session cookie must carry `Secure`. */

@@ -5,6 +5,7 @@ import { deleteSession } from '../../auth/sessions';
 import { sessionCookie } from '../../auth/session-cookie';
 import { writeAudit } from '../../audit/write-audit';
 import { actorOf } from '../../audit/actor';
+import { endLiveFeeds } from '../../live/end-live-feeds';
 
 /** Ends the current session (idempotent: signing out twice is fine). */
 export const logout = publicProcedure
@@ -17,6 +18,8 @@ export const logout = publicProcedure
         await deleteSession(db, sessionHash);
         if (user) await writeAudit(db, actorOf(ctx), { action: 'user.logout', entityType: 'user', entityId: user.id });
       });
+    // Its open live feeds too, in every admin process (a stolen cookie's stream outlived the logout).
+    if (sessionHash) await endLiveFeeds(ctx.deps, { sessionHash });
     ctx.setCookie(sessionCookie('', { maxAgeSeconds: 0, secure: ctx.secureCookies }));
     return { ok: true as const };
   });

@@ -11,6 +11,8 @@ import type { LiveStatusEvent } from '../../live/live-status-event';
  * updates arrive gets the latest update of each collector, not every one (live/live-hub.ts). Open
  * feeds are capped per session, user and process (LIVE_FEED_MAX_PER_SESSION, _PER_USER,
  * LIVE_FEED_MAX_SUBSCRIBERS): past a cap the stream ends at once with TOO_MANY_REQUESTS naming it.
+ * A stream ends with UNAUTHORIZED when its session ends (logout, disable, … in any admin process;
+ * expiry; the periodic session check: live/live-feed.ts).
  */
 export const collectorStatus = authedProcedure
   .input(z.object({ collector_ids: z.array(z.uuid()).max(1000).optional() }).optional())
@@ -25,6 +27,7 @@ export const collectorStatus = authedProcedure
         {
           signal: stop,
           ...(only ? { only } : {}),
+          expiresAt: ctx.sessionExpiresAt ?? null,
           onEnded: () => ctx.closeConnectionAfter?.(deps.config.LIVE_FEED_CUTOFF_GRACE_MS),
         },
       );

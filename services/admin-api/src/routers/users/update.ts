@@ -6,6 +6,7 @@ import { adminProcedure } from '../../trpc/init';
 import { MASKED, diffValues, writeAudit } from '../../audit/write-audit';
 import { actorOf } from '../../audit/actor';
 import { deleteUserSessions } from '../../auth/sessions';
+import { endLiveFeeds } from '../../live/end-live-feeds';
 import { NewPasswordSchema, USER_COLUMNS, UserSchema, toUser } from './user-schema';
 
 export const UpdateUserInputSchema = z.object({
@@ -27,8 +28,9 @@ export const update = adminProcedure
   .output(UserSchema)
   .mutation(async ({ ctx, input }) => {
     const passwordHash = input.password ? await hashSecret(input.password) : undefined;
+    let sessionsEnded = false;
     try {
-      return await withTransaction(ctx.deps.pool, async (db) => {
+      const updated = await withTransaction(ctx.deps.pool, async (db) => {
         // Serialises concurrent admin changes, so two admins cannot demote each other at once.
         await db.query("SELECT id FROM users WHERE role = 'admin' FOR UPDATE");
         const { rows: before } = await db.query(`SELECT ${USER_COLUMNS} FROM users WHERE id = $1 FOR UPDATE`, [input.id]);
@@ -54,7 +56,8 @@ export const update = adminProcedure
           [old.id, next.role, next.disabled, next.display_name, next.email, passwordHash ?? null],
         );
         const user = toUser(rows[0]);
-        if (next.disabled || next.role !== old.role || passwordHash) await deleteUserSessions(db, user.id);
+        sessionsEnded = next.disabled || next.role !== old.role || passwordHash !== undefined;
+        if (sessionsEnded) await deleteUserSessions(db, user.id);
         const diff = diffValues(old, next) ?? { oldValues: {}, newValues: {} };
         if (passwordHash) {
           diff.oldValues.password = MASKED;
@@ -63,6 +66,9 @@ export const update = adminProcedure
         await writeAudit(db, actorOf(ctx), { action: 'user.updated', entityType: 'user', entityId: user.id, ...diff });
         return user;
       });
+      // Committed: the user's open live feeds end too, in every admin process.
+      if (sessionsEnded) await endLiveFeeds(ctx.deps, { userId: updated.id });
+      return updated;
     } catch (err) {
       if (isUniqueViolation(err, 'users_email_key'))
         throw new AppError('CONFLICT', 'another user has this e-mail address', { field: 'email' });
