@@ -32,6 +32,10 @@ export const AdminConfigSchema = commonSchema
     REDIS_KEY_PREFIX: z.string().min(1).default('pga'),
     /** Session lifetime in hours (absolute, not sliding); default 12. */
     SESSION_TTL_HOURS: int(12, 1, 24 * 30),
+    /** Session lookups (one per request with a session cookie) running at once, of the pool's 10 connections; default 4. */
+    SESSION_LOOKUP_CONCURRENCY: int(4, 1, 10),
+    /** Milliseconds a request waits for a session-lookup slot before it is answered 503; default 1000. */
+    SESSION_LOOKUP_WAIT_MS: int(1000, 10, 60_000),
     /** "true": always mark the session cookie Secure; "false": only when the request came over TLS; default false. */
     COOKIE_SECURE: bool(false),
     /**

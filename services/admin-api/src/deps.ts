@@ -10,6 +10,7 @@ import { createSemaphore, type Semaphore } from './connection-test/semaphore';
 import { createLiveFeed, type LiveFeed } from './live/live-feed';
 import { loadAuditMarkerKey } from './audit/marker-key';
 import { validSessions } from './auth/sessions';
+import { createSessionLookup, type SessionLookup } from './auth/session-lookup';
 
 /** Everything a procedure may use; built once per process by `createDeps`. */
 export interface Deps {
@@ -23,6 +24,8 @@ export interface Deps {
   /** Bounds concurrent connection tests across every caller. */
   connectionTests: Semaphore;
   liveFeed: LiveFeed;
+  /** Session lookups of requests: bounded concurrency and wait, unknown ids remembered a few seconds. */
+  sessionLookup: SessionLookup;
   /** The key of the audit log's `unknown user #…` markers (audit/marker-key.ts), read once (again after a failure). */
   auditMarkerKey(): Promise<Buffer>;
   /** The BullMQ push queue (dead letters), opened on first use. */
@@ -76,6 +79,10 @@ export function createDeps(config: AdminConfig, logger: Logger): Deps {
     tokens: createCollectorTokens({ secret: config.JWT_SECRET, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE }),
     connectionTests: createSemaphore(config.CONNECTION_TEST_CONCURRENCY),
     liveFeed,
+    sessionLookup: createSessionLookup(pool, {
+      maxConcurrent: config.SESSION_LOOKUP_CONCURRENCY,
+      waitMs: config.SESSION_LOOKUP_WAIT_MS,
+    }),
     auditMarkerKey() {
       markerKey ??= loadAuditMarkerKey(pool, secretBox, logger).catch((err: unknown) => {
         markerKey = undefined;

@@ -1,11 +1,10 @@
 import { randomSecret, sha256Hex } from '@pga/crypto';
 import type { Pool, PoolClient } from '@pga/db';
-import type { SessionUser } from '../trpc/context';
 
 /**
  * Opaque session ids: 256 random bits in the cookie, only their SHA-256 in `admin_sessions`
- * (migrations/0010). Looking one up also checks the user is still enabled, so disabling a user or
- * changing their role takes effect on their next request.
+ * (migrations/0010). Looking one up (auth/session-lookup.ts) also checks the user is still enabled,
+ * so disabling a user or changing their role takes effect on their next request.
  */
 export async function createSession(
   db: PoolClient,
@@ -20,24 +19,6 @@ export async function createSession(
     [hash, userId, ttlHours, ip, userAgent?.slice(0, 1000) ?? null],
   );
   return { id, hash };
-}
-
-export async function lookupSession(
-  db: Pool,
-  sessionId: string,
-): Promise<{ user: SessionUser; hash: string; expiresAt: Date } | undefined> {
-  if (!/^[A-Za-z0-9_-]{20,100}$/.test(sessionId)) return undefined;
-  const hash = sha256Hex(sessionId);
-  const { rows } = await db.query<SessionUser & { expires_at: Date }>(
-    `SELECT u.id, u.username, u.display_name, u.role, s.expires_at
-       FROM admin_sessions s JOIN users u ON u.id = s.user_id
-      WHERE s.id_hash = $1 AND s.expires_at > now() AND NOT u.disabled`,
-    [hash],
-  );
-  const row = rows[0];
-  if (!row) return undefined;
-  const { expires_at: expiresAt, ...user } = row;
-  return { user, hash, expiresAt };
 }
 
 /** Which of these session hashes are still valid (not deleted, not expired, user enabled): one query. */

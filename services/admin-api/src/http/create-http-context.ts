@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Deps } from '../deps';
 import type { Context } from '../trpc/context';
-import { lookupSession } from '../auth/sessions';
+import { AppError } from '@pga/contracts';
+import { toTRPCError } from '../trpc/init';
 import { SESSION_COOKIE, readCookie } from '../auth/session-cookie';
 import { clientIp, isTls } from './request-meta';
 
@@ -9,7 +10,14 @@ import { clientIp, isTls } from './request-meta';
 export async function createHttpContext(deps: Deps, req: IncomingMessage, res: ServerResponse): Promise<Context> {
   const { TRUST_PROXY: trustProxy, TRUST_PROXY_HOPS: hops } = deps.config;
   const sessionId = readCookie(req.headers.cookie, SESSION_COOKIE);
-  const session = sessionId ? await lookupSession(deps.pool, sessionId) : undefined;
+  let session;
+  try {
+    session = sessionId ? await deps.sessionLookup.lookup(sessionId) : undefined;
+  } catch (err) {
+    // Too many lookups at once: 503 with Retry-After (auth/session-lookup.ts), not a 500.
+    if (err instanceof AppError) throw toTRPCError(err);
+    throw err;
+  }
   return {
     deps,
     user: session?.user ?? null,

@@ -91,6 +91,7 @@ export const login = publicProcedure
       );
       return createSession(db, user.id, { ttlHours: config.SESSION_TTL_HOURS, ip: ctx.ip, userAgent: ctx.userAgent });
     });
+    ctx.deps.sessionLookup.forget(session.hash);
     ctx.setCookie(sessionCookie(session.id, { maxAgeSeconds: config.SESSION_TTL_HOURS * 3600, secure: ctx.secureCookies }));
     return { user };
   });
