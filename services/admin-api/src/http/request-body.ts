@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AppError } from '@pga/contracts';
 import type { Deps } from '../deps';
-import { lookupSession } from '../auth/sessions';
 import { SESSION_COOKIE, readCookie } from '../auth/session-cookie';
 
 const KiB = 1024;
@@ -158,7 +157,18 @@ export async function admitBody(
   const large = bulk && (declared === undefined || declared > MAX_CALL_BODY_BYTES);
   if (large) {
     const sessionId = readCookie(req.headers.cookie, SESSION_COOKIE);
-    const session = sessionId ? await lookupSession(deps.pool, sessionId) : undefined;
+    let session;
+    try {
+      session = sessionId ? await deps.sessionLookup.lookup(sessionId) : undefined;
+    } catch (err) {
+      // The session lookups' bound (503, Retry-After) as any request meets it; anything else too.
+      refuse(
+        req,
+        res,
+        err instanceof AppError ? err : new AppError('UNAVAILABLE', 'could not check the session; try again shortly'),
+      );
+      return false;
+    }
     if (!session) {
       refuse(req, res, new AppError('UNAUTHORIZED', 'sign in first'));
       return false;
