@@ -24,6 +24,19 @@ export interface PartitionMaintenanceResult {
 export const PARTITION_DDL_LOCK_TIMEOUT = '2s';
 
 const isLockTimeout = (err: unknown) => (err as { code?: unknown } | null)?.code === '55P03';
+/**
+ * Why a day's partition could not be created. An overlap (42P17, "would overlap partition …", naming
+ * the partition in the way) is a partition bounded off its UTC day: the daily ones are repaired by
+ * pga_repair_metric_partition_bounds() (each run calls it first); any other is for an operator.
+ */
+const describeCreateFailure = (err: unknown) => {
+  const message = err instanceof Error ? err.message : String(err);
+  if ((err as { code?: unknown } | null)?.code !== '42P17') return message;
+  return (
+    `${message}: that partition's bounds are not those of a UTC day. A daily one (collector_metrics_pYYYYMMDD) ` +
+    `is repaired by SELECT * FROM pga_repair_metric_partition_bounds() (migrations/0049); detach or drop any other`
+  );
+};
 const partitionOf = (day: string) => `collector_metrics_p${day.replaceAll('-', '')}`;
 
 /**
@@ -31,6 +44,12 @@ const partitionOf = (day: string) => `collector_metrics_p${day.replaceAll('-', '
  * waiting in the DEFAULT partition) and, only when `retentionDays` is given, drops partitions
  * entirely older than that and deletes DEFAULT rows as old. Without `retentionDays` nothing is
  * dropped: only the writer knows METRICS_RETENTION_DAYS (migrations/0035).
+ *
+ * First, daily partitions bounded off their UTC day (made before migration 0048 in a session whose
+ * DateStyle was not ISO) are bounded to it, their rows moved to their day's partition
+ * (pga_repair_metric_partition_bounds, migrations/0049; nothing to do is one catalog query): the day
+ * after such a one overlapped it and could not be created. Should it time out, nothing is created
+ * this run (the call rejects with 55P03).
  *
  * Each step is its own transaction (the SQL functions of migrations/0037), so what one step did
  * stays done whatever the next one meets: each day's partition ahead (with its DEFAULT rows moved
@@ -76,6 +95,29 @@ export async function maintainPartitions(
   let failure: unknown;
 
   try {
+    // Daily partitions an earlier release bounded off their UTC day (migrations/0049) first: the day
+    // after such a one, bounded right, overlaps it and cannot be created. Nothing to do is one catalog
+    // query; a lock timeout ends the creating for this run, as below.
+    try {
+      for (const { partition, action } of await step<{ partition: string; action: string }>(
+        'SELECT partition, action FROM pga_repair_metric_partition_bounds()',
+        [],
+      )) {
+        if (action === 'created') result.created.push(partition);
+        logger?.warn({ partition, action }, `partition ${action}: its bounds were not those of its UTC day`);
+      }
+    } catch (err) {
+      if (isLockTimeout(err)) {
+        logger?.warn({ err }, `partition bounds repair skipped: lock timeout (${lockTimeout}); retried next run`);
+        throw err;
+      }
+      // Another failure: the days are still created (those the repair was for then fail, with 42P17).
+      // 42883: a database this release has not migrated yet (a writer without WRITER_MIGRATE first).
+      if ((err as { code?: unknown } | null)?.code !== '42883') {
+        logger?.error({ err }, 'partition bounds repair failed; retried next run');
+        failure ??= err;
+      }
+    }
     const days = (
       await step<{ day: string }>(
         "SELECT to_char(d, 'YYYY-MM-DD') AS day FROM pga_metric_partition_days_to_create($1, $2) AS d",
@@ -101,8 +143,14 @@ export async function maintainPartitions(
         // the run, and the days being created oldest first, a past day that could not be created
         // kept every partition ahead from being made: within PARTITION_DAYS_AHEAD days, the whole
         // fleet's rows went into DEFAULT.
-        skip([partition], 'create', err instanceof Error ? err.message : String(err));
-        failure ??= err;
+        // An overlap (42P17) rejects with the partition in the way and the repair in its message
+        // (a start exits with it), keeping its code.
+        const reason = describeCreateFailure(err);
+        skip([partition], 'create', reason);
+        failure ??=
+          (err as { code?: unknown } | null)?.code === '42P17'
+            ? Object.assign(new Error(reason, { cause: err }), { code: '42P17' })
+            : err;
       }
     }
   } catch (err) {
