@@ -1,4 +1,4 @@
-import { describe, expect, it, beforeAll, afterAll } from 'vitest';
+import { describe, expect, it, beforeAll, afterAll, vi } from 'vitest';
 import { ADMIN_PASSWORD, VIEWER_PASSWORD, createHarness, httpLogin, trpcHttp, type Harness } from './harness';
 
 describe('admin accounts, sessions, roles, CSRF', () => {
@@ -180,6 +180,46 @@ describe('admin accounts, sessions, roles, CSRF', () => {
       expect(rows).toEqual([{ ip: '198.51.100.10' }]);
     } finally {
       await h3[Symbol.asyncDispose]();
+    }
+  });
+
+  it('behind a trusted proxy, an X-Forwarded-For entry with a port or IPv4-mapped is the client address; one that is none is the peer, warned of once', async () => {
+    const h2 = await createHarness({ TRUST_PROXY: 'true', LOGIN_MAX_FAILURES_PER_IP: '3', LOGIN_MAX_FAILURES_PER_USER: '1000' });
+    const warn = vi.spyOn(h2.service.deps.logger, 'warn');
+    try {
+      await h2.listen();
+      const login = async (i: number, forwardedFor: string) =>
+        (
+          await trpcHttp(
+            h2.url,
+            'mutation',
+            'auth.login',
+            { username: `port${i}`, password: 'x' },
+            { headers: { 'x-forwarded-for': forwardedFor } },
+          )
+        ).status;
+      // One client, three spellings (Azure Application Gateway appends ip:port): one per-IP count.
+      const statuses = [];
+      for (const [i, f] of ['203.0.113.20:51234', '[::ffff:203.0.113.20]:443', '::ffff:203.0.113.20', '203.0.113.20'].entries())
+        statuses.push(await login(i, f));
+      expect(statuses).toEqual([401, 401, 401, 429]);
+      expect(await login(9, '[2001:db8::7]:443')).toBe(401);
+      // Not an address: the TCP peer's (the proxy's), as IPv4, and one warning for any number of them.
+      for (let i = 0; i < 3; i++) expect(await login(10 + i, 'unknown')).toBe(401);
+      const { rows } = await h2.service.deps.pool.query(
+        'SELECT host(ip_address) AS ip, count(*)::int AS n FROM login_attempts GROUP BY 1 ORDER BY 1',
+      );
+      expect(rows).toEqual([
+        { ip: '127.0.0.1', n: 3 },
+        { ip: '2001:db8::7', n: 1 },
+        { ip: '203.0.113.20', n: 4 },
+      ]);
+      const unreadable = warn.mock.calls.filter(([, message]) => /X-Forwarded-For/.test(String(message)));
+      expect(unreadable).toHaveLength(1);
+      expect(unreadable[0]![0]).toEqual({ entry: 'unknown', hops: 1 });
+    } finally {
+      warn.mockRestore();
+      await h2[Symbol.asyncDispose]();
     }
   });
 

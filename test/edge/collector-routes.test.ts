@@ -588,6 +588,37 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
     expect(audit.rows).toEqual([{ ip: '198.51.100.2' }]);
   });
 
+  it('enrollment behind a balancer that appends ip:port (TRUST_PROXY): each client its own limit; an entry that is no address is the peer', async () => {
+    const edge = await world.startEdge({ TRUST_PROXY: 'true' });
+    const secret = `port-${randomUUID()}`;
+    await world.pool.query(`INSERT INTO enrollment_secrets (name, secret_hash) VALUES ('port', $1)`, [sha256Hex(secret)]);
+    const register = (s: string, forwardedFor: string) =>
+      call(`${edge.url}/api/v1/collectors/register`, {
+        body: JSON.stringify({ name: `p-${randomUUID().slice(0, 8)}`, hostname: 'h' }),
+        headers: { 'x-registration-secret': s, 'x-forwarded-for': forwardedFor },
+      });
+    const auditIp = async (res: { json: { collector_id: string } }) =>
+      (
+        await world.pool.query('SELECT host(ip_address) AS ip FROM collector_audit_log WHERE collector_id = $1', [
+          res.json.collector_id,
+        ])
+      ).rows;
+    // Ten clients, one wrong secret each (Azure Application Gateway: ip:port): not one shared 'unknown' bucket…
+    for (let i = 0; i < 10; i++) expect((await register(`wrong-${i}`, `198.51.100.${i}:5${i}000`)).status).toBe(401);
+    expect((await register('wrong', '198.51.100.50:4431')).status).toBe(401);
+    // …and one client, however its address is written, is one.
+    for (let i = 0; i < 9; i++) expect((await register(`wrong-${i}`, `203.0.113.77:${1000 + i}`)).status).toBe(401);
+    expect((await register('wrong', '[::ffff:203.0.113.77]:443')).status).toBe(401);
+    expect((await register('wrong', '203.0.113.77')).status).toBe(429);
+    const ok = await register(secret, '[2001:db8::5]:443');
+    expect(ok.status).toBe(200);
+    expect(await auditIp(ok)).toEqual([{ ip: '2001:db8::5' }]);
+    // Not an address: the balancer's own (the TCP peer, written as IPv4), not null.
+    const peer = await register(secret, 'unknown');
+    expect(peer.status).toBe(200);
+    expect(await auditIp(peer)).toEqual([{ ip: '127.0.0.1' }]);
+  });
+
   it('enrollment without TRUST_PROXY: X-Forwarded-For is ignored, a client cannot leave its limit by writing one', async () => {
     const edge = await world.startEdge();
     const register = (s: string, forwardedFor: string) =>

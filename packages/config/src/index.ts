@@ -13,4 +13,4 @@ export {
   encryptionSchema,
 } from './fields';
 export { portAvailable } from './port-available';
-export { trustProxySchema, forwardedEntry, clientAddress } from './trusted-proxies';
+export { trustProxySchema, forwardedEntry, clientAddress, normalizeAddress, unreadableForwardedWarning } from './trusted-proxies';

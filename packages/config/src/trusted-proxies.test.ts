@@ -1,10 +1,13 @@
-import { describe, expect, it } from 'vitest';
-import { clientAddress, forwardedEntry } from './trusted-proxies';
+import { describe, expect, it, vi } from 'vitest';
+import { clientAddress, forwardedEntry, normalizeAddress, unreadableForwardedWarning } from './trusted-proxies';
 
 describe('clientAddress (TRUST_PROXY, TRUST_PROXY_HOPS: the admin service and the ingest edge)', () => {
   it('without TRUST_PROXY is the socket peer, whatever X-Forwarded-For says', () => {
     expect(clientAddress('10.0.0.5', '203.0.113.9', { trustProxy: false })).toBe('10.0.0.5');
-    expect(clientAddress('::ffff:10.0.0.5', undefined, { trustProxy: false })).toBe('::ffff:10.0.0.5');
+    // A dual-stack socket's IPv4 peer (Node writes '::ffff:…', uWS.js eight 4-digit groups) is the IPv4 address.
+    expect(clientAddress('::ffff:10.0.0.5', undefined, { trustProxy: false })).toBe('10.0.0.5');
+    expect(clientAddress('0000:0000:0000:0000:0000:ffff:7f00:0001', undefined, { trustProxy: false })).toBe('127.0.0.1');
+    expect(clientAddress('0000:0000:0000:0000:0000:0000:0000:0001', undefined, { trustProxy: false })).toBe('::1');
     expect(clientAddress('not-an-address', undefined, { trustProxy: false })).toBeNull();
   });
 
@@ -17,7 +20,50 @@ describe('clientAddress (TRUST_PROXY, TRUST_PROXY_HOPS: the admin service and th
     expect(trusted('203.0.113.9', 3)).toBe('203.0.113.9');
     expect(trusted(undefined)).toBe('10.0.0.5');
     expect(trusted('')).toBe('10.0.0.5');
-    expect(trusted('1.1.1.1, bogus')).toBeNull();
+    expect(trusted('1.1.1.1, bogus')).toBe('10.0.0.5');
+  });
+
+  it('reads an entry with a port, and an IPv4-mapped one, as the address: one key per client (review 30 item 2)', () => {
+    const trusted = (forwarded: string, hops = 1) => clientAddress('10.0.0.5', forwarded, { trustProxy: true, hops });
+    // Azure Application Gateway appends ip:port.
+    expect(trusted('203.0.113.5:51234')).toBe('203.0.113.5');
+    expect(trusted('198.51.100.1, 203.0.113.5:51234')).toBe('203.0.113.5');
+    expect(trusted('[2001:db8::1]:443')).toBe('2001:db8::1');
+    expect(trusted('[2001:db8::1]')).toBe('2001:db8::1');
+    expect(trusted('2001:DB8:0:0::1')).toBe('2001:db8::1');
+    expect(trusted('::ffff:203.0.113.5')).toBe('203.0.113.5');
+    expect(trusted('[::ffff:203.0.113.5]:80, 10.0.0.4', 2)).toBe('203.0.113.5');
+    expect(trusted('203.0.113.5:port')).toBe('10.0.0.5'); // not a port: not an address
+  });
+
+  it('an entry that is not an address falls back to the socket peer, and says so', () => {
+    const unreadable: string[] = [];
+    const trusted = (forwarded: string) =>
+      clientAddress('::ffff:10.0.0.5', forwarded, { trustProxy: true, onUnreadable: (e) => unreadable.push(e) });
+    expect(trusted('unknown')).toBe('10.0.0.5');
+    expect(trusted('203.0.113.9, _hidden')).toBe('10.0.0.5');
+    expect(trusted('203.0.113.9')).toBe('203.0.113.9');
+    expect(unreadable).toEqual(['unknown', '_hidden']);
+    expect(clientAddress('bogus', 'unknown', { trustProxy: true })).toBeNull();
+  });
+
+  it('unreadableForwardedWarning warns once, not per request', () => {
+    const warn = vi.fn();
+    const onUnreadable = unreadableForwardedWarning({ warn }, 2);
+    for (let i = 0; i < 100; i++) clientAddress('10.0.0.5', `x-${i}, 10.0.0.4`, { trustProxy: true, hops: 2, onUnreadable });
+    expect(warn).toHaveBeenCalledTimes(1);
+    expect(warn.mock.calls[0]![0]).toEqual({ entry: 'x-0', hops: 2 });
+    expect(warn.mock.calls[0]![1]).toMatch(/entry 2 from the right \(TRUST_PROXY_HOPS\) is not an IP address/);
+  });
+
+  it('normalizeAddress: one spelling per address, null for what is none', () => {
+    expect(normalizeAddress(' 192.0.2.1 ')).toBe('192.0.2.1');
+    expect(normalizeAddress('::FFFF:c000:0201')).toBe('192.0.2.1');
+    expect(normalizeAddress('::1')).toBe('::1');
+    expect(normalizeAddress('fe80::1%eth0')).toBe('fe80::1%eth0');
+    expect(normalizeAddress('[::1')).toBeNull();
+    expect(normalizeAddress('192.0.2.1:')).toBeNull();
+    expect(normalizeAddress('')).toBeNull();
   });
 
   it('forwardedEntry reads the other forwarded headers the same way', () => {

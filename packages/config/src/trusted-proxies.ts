@@ -37,17 +37,73 @@ export function forwardedEntry(header: string | readonly string[] | undefined, h
 }
 
 /**
- * The client's address, validated as an IP address (null when it is none). Behind trusted proxies
- * (`trustProxy`, TRUST_PROXY) it is X-Forwarded-For's entry `hops` from the right (TRUST_PROXY_HOPS,
- * forwardedEntry); without the header, or without TRUST_PROXY, the socket's peer address. Without
- * TRUST_PROXY the header is never read: a client cannot choose the address it is limited by.
+ * An address as text, as one key per address, or null when it is none: a port is taken off
+ * ('203.0.113.5:51234', '[2001:db8::1]:443': Azure Application Gateway appends ip:port to
+ * X-Forwarded-For), IPv6 is written in its short form (uWS.js writes the peer as eight 4-digit
+ * groups), and an IPv4-mapped IPv6 address ('::ffff:203.0.113.5', a dual-stack socket's IPv4 peer)
+ * as the IPv4 address. Otherwise one client would have two keys in a limit (and two spellings in
+ * the audit log).
+ */
+export function normalizeAddress(text: string): string | null {
+  let address = text.trim();
+  const bracketed = /^\[([^\]]+)\](?::\d{1,5})?$/.exec(address);
+  const v4WithPort = /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/.exec(address);
+  if (bracketed) address = bracketed[1]!;
+  else if (v4WithPort) address = v4WithPort[1]!;
+  const family = isIP(address);
+  if (family === 4) return address;
+  if (family !== 6) return null;
+  let short: string;
+  try {
+    short = new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  } catch {
+    return address; // with a zone ('fe80::1%eth0'), which URL does not take: as written
+  }
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(short);
+  if (!mapped) return short;
+  const [high, low] = [parseInt(mapped[1]!, 16), parseInt(mapped[2]!, 16)];
+  return `${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`;
+}
+
+/**
+ * The client's address (normalizeAddress: no port, one spelling), null when there is none. Behind
+ * trusted proxies (`trustProxy`, TRUST_PROXY) it is X-Forwarded-For's entry `hops` from the right
+ * (TRUST_PROXY_HOPS, forwardedEntry); without the header, without TRUST_PROXY, or when that entry is
+ * not an address ('unknown', an obfuscated name: `onUnreadable` is told), the socket's peer
+ * address. Without TRUST_PROXY the header is never read: a client cannot choose the address it is
+ * limited by.
  */
 export function clientAddress(
   socketAddress: string | undefined,
   forwardedFor: string | readonly string[] | undefined,
-  { trustProxy, hops = 1 }: { trustProxy: boolean; hops?: number },
+  { trustProxy, hops = 1, onUnreadable }: { trustProxy: boolean; hops?: number; onUnreadable?: (entry: string) => void },
 ): string | null {
   const forwarded = trustProxy ? forwardedEntry(forwardedFor, hops) : undefined;
-  const ip = forwarded || socketAddress || '';
-  return isIP(ip) ? ip : null;
+  if (forwarded) {
+    const address = normalizeAddress(forwarded);
+    if (address) return address;
+    onUnreadable?.(forwarded);
+  }
+  return socketAddress ? normalizeAddress(socketAddress) : null;
+}
+
+/**
+ * An `onUnreadable` for clientAddress that warns once (make one per service, at its start): an
+ * X-Forwarded-For entry that is not an address is what the proxies write (their configuration), not
+ * a request's doing, so the first says it all; the clients then share the proxy's address in the
+ * limits and the audit log.
+ */
+export function unreadableForwardedWarning(
+  logger: { warn(fields: object, message: string): void },
+  hops: number,
+): (entry: string) => void {
+  let warned = false;
+  return (entry) => {
+    if (warned) return;
+    warned = true;
+    logger.warn(
+      { entry: entry.slice(0, 100), hops },
+      `X-Forwarded-For's entry ${hops} from the right (TRUST_PROXY_HOPS) is not an IP address: the TCP peer's address is used instead, so the clients behind that proxy share one address in the failure limits and the audit log; make the proxies write the client's address (or correct TRUST_PROXY_HOPS). Logged once`,
+    );
+  };
 }

@@ -6,8 +6,16 @@ import { toTRPCError } from '../trpc/init';
 import { SESSION_COOKIE, readCookie } from '../auth/session-cookie';
 import { clientIp, isTls } from './request-meta';
 
-/** Builds the tRPC context of one HTTP request: the session user (if any), IP, user agent. */
-export async function createHttpContext(deps: Deps, req: IncomingMessage, res: ServerResponse): Promise<Context> {
+/**
+ * Builds the tRPC context of one HTTP request: the session user (if any), IP, user agent.
+ * `onUnreadableForwarded` hears of an X-Forwarded-For entry that is not an address (clientIp).
+ */
+export async function createHttpContext(
+  deps: Deps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  onUnreadableForwarded?: (entry: string) => void,
+): Promise<Context> {
   const { TRUST_PROXY: trustProxy, TRUST_PROXY_HOPS: hops } = deps.config;
   const sessionId = readCookie(req.headers.cookie, SESSION_COOKIE);
   let session;
@@ -23,7 +31,7 @@ export async function createHttpContext(deps: Deps, req: IncomingMessage, res: S
     user: session?.user ?? null,
     sessionHash: session?.hash ?? null,
     sessionExpiresAt: session?.expiresAt ?? null,
-    ip: clientIp(req, trustProxy, hops),
+    ip: clientIp(req, trustProxy, hops, onUnreadableForwarded),
     userAgent: req.headers['user-agent'] ?? null,
     secureCookies: deps.config.COOKIE_SECURE || isTls(req, trustProxy, hops),
     setCookie(cookie) {

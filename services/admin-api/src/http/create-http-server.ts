@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
+import { unreadableForwardedWarning } from '@pga/config';
 import { AppError } from '@pga/contracts';
 import type { Deps } from '../deps';
 import type { AppRouter } from '../routers/app-router';
@@ -22,13 +23,14 @@ const MAX_BATCH_SIZE = 10;
 /** The admin service's one HTTP server: /healthz, /readyz, /trpc/*, and the built web UI for everything else. */
 export function createHttpServer(deps: Deps, appRouter: AppRouter, { webDistDir }: { webDistDir: string }): Server {
   const { logger, config } = deps;
+  const onUnreadableForwarded = unreadableForwardedWarning(logger, config.TRUST_PROXY_HOPS);
   const trpc = createHTTPHandler({
     router: appRouter,
     basePath: '/trpc/',
     // A backstop only: admitBody reads every body first, within its limit, and hands tRPC the text.
     maxBodySize: Math.max(config.ADMIN_MAX_BODY_BYTES, MAX_CALL_BODY_BYTES),
     maxBatchSize: MAX_BATCH_SIZE,
-    createContext: ({ req, res }) => createHttpContext(deps, req, res),
+    createContext: ({ req, res }) => createHttpContext(deps, req, res, onUnreadableForwarded),
     // RATE_LIMITED answers carry Retry-After (e.g. login lock-outs), like the edge's 429s.
     responseMeta({ errors }) {
       const retry = errors

@@ -3,12 +3,18 @@ import type { TLSSocket } from 'node:tls';
 import { clientAddress, forwardedEntry } from '@pga/config';
 
 /**
- * Client IP, validated as an address: behind trusted proxies (`trustProxy`, TRUST_PROXY) the
- * X-Forwarded-For entry `hops` from the right (TRUST_PROXY_HOPS), else the socket's peer — the rule
- * the ingest edge follows too (@pga/config clientAddress).
+ * Client IP, validated as an address (without a port; an IPv4-mapped one as IPv4): behind trusted
+ * proxies (`trustProxy`, TRUST_PROXY) the X-Forwarded-For entry `hops` from the right
+ * (TRUST_PROXY_HOPS), else — or when that entry is not an address (`onUnreadable` is told) — the
+ * socket's peer: the rule the ingest edge follows too (@pga/config clientAddress).
  */
-export function clientIp(req: IncomingMessage, trustProxy: boolean, hops = 1): string | null {
-  return clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], { trustProxy, hops });
+export function clientIp(
+  req: IncomingMessage,
+  trustProxy: boolean,
+  hops = 1,
+  onUnreadable?: (entry: string) => void,
+): string | null {
+  return clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], { trustProxy, hops, onUnreadable });
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { AppError } from '@pga/contracts';
 import { isDatabaseUnavailable } from '@pga/db';
-import { clientAddress } from '@pga/config';
+import { clientAddress, unreadableForwardedWarning } from '@pga/config';
 import type { Logger, OutageLog } from '@pga/logger';
 import type { EdgeMetrics } from '../ops/edge-metrics';
 import { readBody, type BodyReader, type InflightBudget } from './read-body';
@@ -107,6 +107,8 @@ export class RouteKit {
   inflight = 0;
   draining = false;
   private idle: (() => void)[] = [];
+  /** Warns once about an X-Forwarded-For entry that is not an address (clientAddress). */
+  private readonly onUnreadableForwarded: (entry: string) => void;
 
   constructor(
     readonly deps: {
@@ -118,7 +120,9 @@ export class RouteKit {
       /** TRUST_PROXY and TRUST_PROXY_HOPS, for `ctx.client`; default: the TCP peer's address. */
       proxies?: { trustProxy: boolean; hops: number };
     },
-  ) {}
+  ) {
+    this.onUnreadableForwarded = unreadableForwardedWarning(deps.logger, deps.proxies?.hops ?? 1);
+  }
 
   /**
    * Wraps a handler with what uWS needs synchronously (onAborted, onData, header reads — `req` is
@@ -127,7 +131,7 @@ export class RouteKit {
    */
   route(options: RouteOptions, handler: (ctx: RequestContext) => Promise<void> | void) {
     const { metrics, budget, logger, pgOutage } = this.deps;
-    const proxies = this.deps.proxies ?? { trustProxy: false, hops: 1 };
+    const proxies = { ...(this.deps.proxies ?? { trustProxy: false, hops: 1 }), onUnreadable: this.onUnreadableForwarded };
     const wanted = new Set(['content-length', ...(options.headers ?? [])]);
     // Without TRUST_PROXY the header is not even read: the client wrote it.
     if (options.clientAddress && proxies.trustProxy) wanted.add('x-forwarded-for');
