@@ -26,8 +26,8 @@ function requestMeta({ client, headers }: RequestContext): RequestMeta {
  * Failed enrollments (a wrong, expired, revoked or used-up secret) per client IP and process: a
  * burst of 10, then one more every 30 s; past them the IP gets 429 `RATE_LIMITED` with Retry-After
  * until its bucket refills — unless its secret is a live one (checked against the live secrets'
- * hashes, read at most every 5 s, and again for a secret not among them once 1 s has passed since
- * the last read, so a secret an admin just created passes: createLiveSecretCheck):
+ * hashes, read at most every 5 s; a secret not among them waits, at most a second and the read, for
+ * a read started after its request, so a secret an admin just created passes: createLiveSecretCheck):
  * many collectors can share an address (a proxy, a load balancer, a NAT), and wrong secrets from
  * some must not lock the others out. CONTRACT.md lists 401 and 400 for enrollment, and 429 only as
  * the per-collector limit: a collector with a good secret never sees it; only wrong, expired,

@@ -23,45 +23,75 @@ const CLAIM_SECRET_SQL = `
  * with a good one. Answered from the live secrets' hashes, read at most once per `maxAgeMs` (one
  * query shared by the requests waiting on it): a flood of wrong guesses from a limited address
  * costs PostgreSQL a bounded number of reads, not one each (review 29: 1,000 guesses were 1,000
- * reads on the edge's pool of 2). A secret missing from the hashes read is looked up once more in a
- * fresh read when the last one started `missRereadMs` ago or more: a secret created since then (an
- * admin just made it) passes at once instead of waiting up to `maxAgeMs` for the next read, while a
- * flood of guesses still costs at most one read per `missRereadMs` (only a secret used within
- * `missRereadMs` of a read that did not see it waits, its Retry-After).
+ * reads on the edge's pool of 2).
+ *
+ * A secret missing from the hashes is decided by a read that started after its request arrived (a
+ * secret an admin just created is then seen, whatever was read before): the one under way if it
+ * started since, else the next one, scheduled `missRereadMs` after the last read started and shared
+ * by every request waiting for it. So a flood of guesses still costs at most one read per
+ * `missRereadMs` and process, and a miss waits at most `missRereadMs` plus the read, which is given up
+ * after `readTimeoutMs` (the secret then counts as not live: the request gets its 429, it does not
+ * hang). Until review 30 a secret used within `missRereadMs` of a read, or while a read that started
+ * before its commit was under way, was refused with the limiter's Retry-After (~30 s).
  */
 export function createLiveSecretCheck(
   pool: Pool,
   {
     maxAgeMs = 5_000,
     missRereadMs = 1_000,
+    readTimeoutMs = 10_000,
     now = Date.now,
-  }: { maxAgeMs?: number; missRereadMs?: number; now?: () => number } = {},
+  }: { maxAgeMs?: number; missRereadMs?: number; readTimeoutMs?: number; now?: () => number } = {},
 ) {
+  /** The newest hashes read, from the `applied`th read, finished at `readAt`. */
   let hashes: Set<string> | undefined;
+  let applied = 0;
   let readAt = -Infinity;
+  /** Reads started, the last at `startedAt`, and that one while it runs. */
+  let started = 0;
   let startedAt = -Infinity;
-  let reading: Promise<Set<string>> | undefined;
-  const read = () => {
-    if (reading) return reading;
+  let reading: Promise<Set<string> | undefined> | undefined;
+  /** The read scheduled for the misses waiting on it, before it starts. */
+  let next: Promise<Set<string> | undefined> | undefined;
+
+  /** A new read (undefined when given up after readTimeoutMs), kept unless a later one finished first. */
+  const read = (): Promise<Set<string> | undefined> => {
+    const seq = ++started;
     startedAt = now();
-    return (reading = pool
+    const query = pool
       .query<{ secret_hash: string }>(`SELECT secret_hash FROM enrollment_secrets WHERE ${LIVE}`)
       .then(({ rows }) => {
-        hashes = new Set(rows.map((r) => r.secret_hash));
-        readAt = now();
-        return hashes;
-      })
-      .finally(() => {
-        reading = undefined;
-      }));
+        const live = new Set(rows.map((r) => r.secret_hash));
+        if (seq > applied) [hashes, applied, readAt] = [live, seq, now()];
+        return live;
+      });
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(resolve, readTimeoutMs, undefined)));
+    const bounded: Promise<Set<string> | undefined> = Promise.race([query, timeout]).finally(() => {
+      clearTimeout(timer);
+      if (reading === bounded) reading = undefined;
+    });
+    reading = bounded;
+    return bounded;
   };
+
+  /** A read that started after the `seen`th: shared, and at most one per missRereadMs. */
+  const readAfter = (seen: number): Promise<Set<string> | undefined> => {
+    if (reading && started > seen) return reading;
+    next ??= new Promise<void>((resolve) =>
+      setTimeout(resolve, Math.min(missRereadMs, Math.max(0, startedAt + missRereadMs - now()))),
+    ).then(() => {
+      next = undefined;
+      return read();
+    });
+    return next;
+  };
+
   return async (secret: string): Promise<boolean> => {
+    const seen = started; // reads started before this request: they may predate its secret
     const hash = sha256Hex(secret);
-    const live = hashes !== undefined && now() - readAt < maxAgeMs ? hashes : await read();
-    if (live.has(hash)) return true;
-    // Not among those read: created since? One more read, shared and at most one per missRereadMs.
-    if (now() - startedAt < missRereadMs) return false;
-    return (await read()).has(hash);
+    if (hashes?.has(hash) && now() - readAt < maxAgeMs) return true;
+    return (await readAfter(seen))?.has(hash) ?? false;
   };
 }
 
