@@ -16,7 +16,9 @@ export const trustProxySchema = z.object({
   TRUST_PROXY: bool(false),
   /**
    * Proxies in front of the service that append to X-Forwarded-For: the client address is the entry
-   * this many from the right (clientAddress); default 1. Read only with TRUST_PROXY.
+   * this many from the right (clientAddress), X-Forwarded-Proto and -Host are read at the same entry
+   * (forwardedEntry); default 1. It must hold on every path to the service (forwardedEntry). Read
+   * only with TRUST_PROXY.
    */
   TRUST_PROXY_HOPS: int(1, 1, 32),
 });
@@ -25,8 +27,11 @@ export const trustProxySchema = z.object({
  * The entry `hops` from the right of a header our proxies append to (X-Forwarded-For, -Proto,
  * -Host): each proxy appends what it saw (nginx's `$proxy_add_x_forwarded_for`), so the right-most
  * `hops` entries were written by our proxies and everything left of them by the client, who can put
- * anything there. With fewer entries than `hops` the left-most is taken (the first proxy's). Several
- * headers count as one list, in order. Undefined when there is none.
+ * anything there. `hops` must be the number of proxies on every path to the service: a request
+ * that came by a path with fewer (one that skipped a CDN, reached an internal balancer directly)
+ * has the client's own text at that entry, or, with fewer entries than `hops`, at the left-most,
+ * which is what is then taken — the address the first proxy saw only when the client sent no
+ * header. Several headers count as one list, in order. Undefined when there is none.
  */
 export function forwardedEntry(header: string | readonly string[] | undefined, hops = 1): string | undefined {
   const entries = (typeof header === 'string' ? header : (header ?? []).join(','))
