@@ -3,9 +3,18 @@ import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createPool, runMigrations, withTransaction, type Pool, type PoolClient } from '@pga/db';
+import {
+  checkTokenKeyIdsAtStart,
+  createPool,
+  dateStyleRefusal,
+  migrateDatabase,
+  runMigrations,
+  withTransaction,
+  type Pool,
+  type PoolClient,
+} from '@pga/db';
 import { createLogger } from '@pga/logger';
-import { createTestDatabase, type TestDatabase } from '../helpers';
+import { createTestDatabase, optionsDroppingProxy, type OptionsDroppingProxy, type TestDatabase } from '../helpers';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -171,5 +180,71 @@ describe('@pga/db: a database whose DateStyle is not ISO', () => {
     } finally {
       await pool.end();
     }
+  });
+});
+
+/**
+ * Review 30 item 6: behind a pooler that drops our `options=-c DateStyle=ISO`, a role (database,
+ * server) whose DateStyle is not ISO made every time read back null, silently. The services refuse
+ * to start then, saying what they found and what to set.
+ */
+describe('@pga/db: a pooler that drops the DateStyle=ISO startup option', () => {
+  let db: TestDatabase;
+  let proxy: OptionsDroppingProxy;
+  let proxied: string;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    const admin = createPool(db.url, { max: 1 });
+    try {
+      await admin.query(`ALTER ROLE CURRENT_USER IN DATABASE ${db.name} SET DateStyle = 'Postgres, DMY'`);
+    } finally {
+      await admin.end();
+    }
+    proxy = await optionsDroppingProxy(new URL(db.url));
+    proxied = proxy.url(db.url);
+  });
+  afterAll(async () => {
+    await proxy?.close();
+    await db?.drop();
+  });
+
+  it('the proxy is such a pooler: through it the role’s DateStyle applies and a timestamptz reads as null', async () => {
+    const pool = createPool(proxied, { max: 1 });
+    try {
+      const { rows } = await pool.query<{ t: Date | null; style: string }>(
+        `SELECT '2026-06-10T00:00:00Z'::timestamptz AS t, current_setting('DateStyle') AS style`,
+      );
+      expect(rows[0]).toEqual({ t: null, style: 'Postgres, DMY' });
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('dateStyleRefusal says what it found and what to set; nothing when the option reaches the server', async () => {
+    const through = createPool(proxied, { max: 1 });
+    const direct = createPool(db.url, { max: 1 });
+    try {
+      const refusal = await dateStyleRefusal(through);
+      expect(refusal).toMatch(/DateStyle on this service's connections is "Postgres, DMY", not ISO/);
+      expect(refusal).toMatch(/ignore_startup_parameters/);
+      expect(refusal).toMatch(/ALTER ROLE <user> SET DateStyle = 'ISO, MDY'/);
+      expect(refusal).not.toMatch(/\n/);
+      expect(await dateStyleRefusal(direct)).toBeUndefined();
+    } finally {
+      await through.end();
+      await direct.end();
+    }
+  });
+
+  it('migrateDatabase (the admin service, the writer, npm run migrate) and checkTokenKeyIdsAtStart (the edge) refuse the start', async () => {
+    await expect(migrateDatabase(proxied)).rejects.toThrow(
+      new RegExp(`^PostgreSQL at 127\\.0\\.0\\.1:\\d+, database ${db.name}, .*DateStyle .* is "Postgres, DMY", not ISO`),
+    );
+    const logger = createLogger({ name: 'date-style-test', level: 'silent', pretty: false });
+    const jwt = { keyIds: ['k1'], activeKeyId: 'k1' };
+    expect(await checkTokenKeyIdsAtStart(proxied, jwt, logger)).toMatch(/is "Postgres, DMY", not ISO/);
+    // Directly (the option reaches the server): no refusal.
+    await expect(migrateDatabase(db.url)).resolves.toBeDefined();
+    expect(await checkTokenKeyIdsAtStart(db.url, jwt, logger)).toBeUndefined();
   });
 });

@@ -3,3 +3,4 @@ export { createTestDatabase, uniquePrefix, urlFor, type TestDatabase } from './d
 export { launchBrowser } from './browser';
 export { startStack, type RunningStack } from './stack';
 export { capturingLogger, type LogLine } from './log-lines';
+export { optionsDroppingProxy, type OptionsDroppingProxy } from './options-dropping-proxy';

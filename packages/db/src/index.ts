@@ -5,6 +5,7 @@ export { isDatabaseUnavailable, isTransientPgError, isUniqueViolation, pgErrorCo
 export { withTransaction } from './transaction';
 export { checkOut, type CheckedOutClient } from './check-out';
 export { MIGRATIONS_DIR, migrateDatabase } from './migrations-dir';
+export { dateStyleRefusal } from './date-style';
 export { recordIssuedToken, revokeCollectorTokens, type IssuedTokenRecord } from './collector-tokens';
 export { recordIssuedTokens } from './collector-tokens-bulk';
 export { tokenKeyUsage, type TokenKeyUsage } from './token-key-usage';

@@ -1,5 +1,6 @@
 import type { Logger } from '@pga/logger';
-import { createPool, type Pool, type PoolClient } from './pool';
+import { dateStyleRefusal } from './date-style';
+import { createPool, describeDatabase, type Pool, type PoolClient } from './pool';
 import { tokenKeyUsage, type TokenKeyUsage } from './token-key-usage';
 
 /** Key id that verifies tokens without one (issued before key ids); @pga/crypto's DEFAULT_KEY_ID. */
@@ -75,7 +76,9 @@ export async function checkTokenKeyIds(
 /**
  * `checkTokenKeyIds` for a process's `main.ts`, before it serves: on a connection of its own, closed
  * after; a database that does not answer within `timeoutMs` is a warning (not checked), not a
- * refused start. Resolves with the refusal line, if any.
+ * refused start. First the connection's DateStyle (dateStyleRefusal: a pooler that dropped our
+ * DateStyle=ISO refuses the start too; the edge runs no migrateDatabase). Resolves with the refusal
+ * line, if any.
  */
 export async function checkTokenKeyIdsAtStart(
   databaseUrl: string,
@@ -95,7 +98,12 @@ export async function checkTokenKeyIdsAtStart(
     }, timeoutMs);
   });
   try {
-    return await Promise.race([checkTokenKeyIds(pool, jwt, logger), timedOut]);
+    const checks = async () => {
+      // A failed query here fails the key check too, which says so.
+      const dateStyle = await dateStyleRefusal(pool).catch(() => undefined);
+      return dateStyle ? `${describeDatabase(databaseUrl)}: ${dateStyle}` : checkTokenKeyIds(pool, jwt, logger);
+    };
+    return await Promise.race([checks(), timedOut]);
   } finally {
     clearTimeout(timer);
     void pool.end().catch(() => undefined);

@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import { Redis } from 'ioredis';
 import { Gauge } from 'prom-client';
-import { createPool, migrateDatabase, type Pool } from '@pga/db';
+import { createPool, dateStyleRefusal, describeDatabase, migrateDatabase, type Pool } from '@pga/db';
 import { ClockSkewWatch, createOutageLog, isConnectionError, type Logger } from '@pga/logger';
 import { checkRedisVersion, redisKeys } from '@pga/redis-keys';
 import { createBatcher } from './batcher';
@@ -227,7 +227,19 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
       await redis.ping();
       await checkRedisVersion(redis);
       await checkRedisSettings(redis, logger, { require: config.WRITER_REQUIRE_NOEVICTION });
+      // migrateDatabase refuses a connection whose DateStyle is not ISO (a pooler dropped ours: every
+      // time read back would be null); without it, the same check here, a PostgreSQL outage aside.
       if (config.WRITER_MIGRATE) await migrateDatabase(config.DATABASE_URL, logger);
+      else {
+        const refusal = await dateStyleRefusal(pool).catch((err: unknown) => {
+          logger.warn(
+            { err },
+            "PostgreSQL's DateStyle was not checked at start: the query failed (checked again at the next start)",
+          );
+          return undefined;
+        });
+        if (refusal) throw new Error(`${describeDatabase(config.DATABASE_URL)}: ${refusal}`);
+      }
       pushWorker.start();
       heartbeats.start(config.WRITER_HEARTBEAT_FLUSH_MS);
       await maintenance.start();
