@@ -55,18 +55,20 @@ DECLARE
     moved_days date[] := '{}';
 BEGIN
     -- Serialise with the other partition steps (before reading the bounds: DROP takes this lock
-    -- before its locks on the table, which pg_get_expr's below would otherwise wait for in turn).
+    -- before its locks on the table).
     PERFORM pg_advisory_xact_lock(7362100422);
     -- The daily partitions bounded other than their UTC day, compared as text (DateStyle ISO and
     -- TimeZone UTC, set on this function, make pg_get_expr's and format's texts the same).
-    -- pg_get_expr takes ACCESS SHARE on each partition, as a SELECT does: nothing waits for it.
+    -- pg_get_expr with relation 0: a partition bound holds only constants, and with the partition's
+    -- oid it would take ACCESS SHARE on each one, waiting behind any VACUUM FULL, CLUSTER, TRUNCATE
+    -- or pg_repack swap of a single day (so would every maintenance run, at its lock_timeout).
     misbounded := ARRAY(
         SELECT c.relname::text
           FROM pg_inherits i
           JOIN pg_class c ON c.oid = i.inhrelid
          WHERE i.inhparent = to_regclass(format('%I.%I', current_schema(), 'collector_metrics'))
            AND c.relname ~ '^collector_metrics_p[0-9]{8}$'
-           AND pg_get_expr(c.relpartbound, c.oid) IS DISTINCT FROM format(
+           AND pg_get_expr(c.relpartbound, 0) IS DISTINCT FROM format(
                    'FOR VALUES FROM (%L) TO (%L)',
                    to_date(right(c.relname, 8), 'YYYYMMDD')::timestamp AT TIME ZONE 'UTC',
                    (to_date(right(c.relname, 8), 'YYYYMMDD') + 1)::timestamp AT TIME ZONE 'UTC')

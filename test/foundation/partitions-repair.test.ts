@@ -335,4 +335,33 @@ describe('0049 on a healthy installation', () => {
       await pool.end();
     }
   });
+  it('waits for no lock on a single day partition (a VACUUM FULL, CLUSTER or TRUNCATE of one day)', async () => {
+    await using db = await createTestDatabase();
+    const pool = createPool(db.url, { max: 2 });
+    try {
+      await maintainPartitions(pool, { daysAhead: 3 });
+      const { rows } = await pool.query<{ relname: string }>(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'collector_metrics'::regclass AND c.relname ~ '^collector_metrics_p[0-9]{8}$' ORDER BY 1 LIMIT 1",
+      );
+      const day = rows[0]!.relname;
+      const blocker = await pool.connect();
+      try {
+        await blocker.query('BEGIN');
+        await blocker.query(`LOCK TABLE ${day} IN ACCESS EXCLUSIVE MODE`);
+        const client = await pool.connect();
+        try {
+          await client.query("SET lock_timeout = '200ms'");
+          expect((await client.query('SELECT * FROM pga_repair_metric_partition_bounds()')).rows).toEqual([]);
+        } finally {
+          await client.query('RESET ALL');
+          client.release();
+        }
+      } finally {
+        await blocker.query('ROLLBACK');
+        blocker.release();
+      }
+    } finally {
+      await pool.end();
+    }
+  });
 });
