@@ -1,4 +1,9 @@
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { redisKeys } from '@pga/redis-keys';
+import { freeMarkers, idempotencyScripts, markerOf } from '../../services/ingest-edge/src/push/idempotency-scripts';
+import { testEnv, uniquePrefix } from '../helpers';
 import { call, EdgeWorld, type TestCollector } from './harness';
 
 /**
@@ -102,5 +107,100 @@ describe('push quota 0: no quota', () => {
     for (let i = 0; i < 8; i++)
       expect((await call(`${url}/api/v1/metrics/push`, { token: c.token, body: `{"i":${i}}` })).status).toBe(200);
     expect(await world.redis.exists(world.keys.pushQuota(c.id))).toBe(0);
+  });
+});
+
+/**
+ * The quota counts markers a collector keeps (review31 F3): a marker set once counts once, whether
+ * its claim was resent or it was taken over after its edge died; freeing a refused batch's marker
+ * (settleRefused after a 503) gives its count back.
+ */
+describe('push quota: the claim and free scripts (real Redis)', () => {
+  const prefix = uniquePrefix('quota');
+  const keys = redisKeys(prefix);
+  let redis: Redis;
+  const quota = {
+    limit: 3,
+    windowSeconds: 3600,
+    markerPrefixLength: keys.idempotency('', '').length - 1,
+    counterPrefix: keys.pushQuota(''),
+  };
+  const scripts = () => idempotencyScripts(redis, 'veto', keys.idempotencyBatchPrefix, `${keys.bullPrefix}:de:`);
+  const batch = () => {
+    const id = `b-${randomUUID()}`;
+    return { id, stateKey: keys.idempotencyBatch(id), vetoKey: `${keys.bullPrefix}:de:${id}` };
+  };
+  const counter = async (collectorId: string) => Number((await redis.get(keys.pushQuota(collectorId))) ?? 0);
+
+  beforeAll(() => {
+    redis = new Redis(testEnv.redisUrl, { maxRetriesPerRequest: 1 });
+  });
+  afterAll(async () => {
+    if (!redis) return;
+    const left = await redis.keys(`${prefix}:*`);
+    if (left.length > 0) await redis.del(...left);
+    redis.disconnect();
+  });
+
+  it('a push freed after a refused add and retried many times counts once, and is not refused by a quota of 3', async () => {
+    const collectorId = randomUUID();
+    const marker = keys.idempotency(collectorId, 'k:retried');
+    for (let attempt = 1; attempt <= 6; attempt++) {
+      const b = batch();
+      expect(await scripts().claim([marker], [1], b, 3600, 30, quota)).toEqual(['']);
+      expect(await counter(collectorId)).toBe(1);
+      if (attempt < 6) {
+        // The add was refused (a 503): settleRefused frees the marker, and its count.
+        await freeMarkers(redis, [marker], [markerOf(b.id, 1)], quota);
+        expect(await redis.exists(marker)).toBe(0);
+        expect(await counter(collectorId)).toBe(0);
+      }
+    }
+    // The quota still holds two more new pushes, then refuses.
+    for (const k of ['k:a', 'k:b'])
+      expect(await scripts().claim([keys.idempotency(collectorId, k)], [1], batch(), 3600, 30, quota)).toEqual(['']);
+    expect(await scripts().claim([keys.idempotency(collectorId, 'k:c')], [1], batch(), 3600, 30, quota)).toEqual([
+      expect.stringMatching(/^q:\d+$/),
+    ]);
+    expect(await counter(collectorId)).toBe(3);
+  });
+
+  it('a claim resent by ioredis, or a marker taken over after its edge died, does not count again', async () => {
+    const collectorId = randomUUID();
+    const markers = [keys.idempotency(collectorId, 'k:x'), keys.idempotency(collectorId, 'k:y')];
+    const first = batch();
+    expect(await scripts().claim(markers, [1, 2], first, 3600, 30, quota)).toEqual(['', '']);
+    expect(await scripts().claim(markers, [1, 2], first, 3600, 30, quota)).toEqual(['', '']);
+    expect(await counter(collectorId)).toBe(2);
+    // Its edge died: its pending state expires, and the retries' batch takes the markers over.
+    await redis.del(first.stateKey);
+    const second = batch();
+    expect(await scripts().claim(markers, [1, 2], second, 3600, 30, quota)).toEqual(['', '']);
+    expect(await counter(collectorId)).toBe(2);
+  });
+
+  it('freeing never takes the counter below 0, decrements only for the markers it deletes, and leaves it alone without a quota', async () => {
+    const collectorId = randomUUID();
+    const [a, b] = [keys.idempotency(collectorId, 'k:a'), keys.idempotency(collectorId, 'k:b')];
+    const mine = batch();
+    expect(await scripts().claim([a, b], [1, 1], mine, 3600, 30, quota)).toEqual(['', '']);
+    // A later batch took b over (mine's state expired): the free deletes only a, so gives back one.
+    await redis.del(mine.stateKey);
+    const later = batch();
+    expect(await scripts().claim([b], [1], later, 3600, 30, quota)).toEqual(['']);
+    await freeMarkers(redis, [a, b], [markerOf(mine.id, 1), markerOf(mine.id, 1)], quota);
+    expect(await counter(collectorId)).toBe(1);
+    // Its window ended (the counter expired) before the free ran: nothing goes negative.
+    await redis.del(keys.pushQuota(collectorId));
+    await freeMarkers(redis, [b], [markerOf(later.id, 1)], quota);
+    expect(await redis.exists(b)).toBe(0);
+    expect(await redis.exists(keys.pushQuota(collectorId))).toBe(0);
+    // Without a quota the free touches no counter.
+    const c = keys.idempotency(collectorId, 'k:c');
+    const free = batch();
+    expect(await scripts().claim([c], [1], free, 3600, 30, quota)).toEqual(['']);
+    await freeMarkers(redis, [c], [markerOf(free.id, 1)]);
+    expect(await redis.exists(c)).toBe(0);
+    expect(await counter(collectorId)).toBe(1);
   });
 });

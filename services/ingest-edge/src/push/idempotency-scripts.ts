@@ -17,6 +17,8 @@ import type { Redis } from 'ioredis';
  * the markers' prefix (`<prefix>:idem:`, followed by the 36 characters of the collector id) and the
  * prefix of the quota counters (`keys.pushQuota` without the id), then each push's record count. The
  * quota counter of a push is found from its marker key, so the quota adds no argument per push.
+ * Only a marker set where there was none counts: not one set again by a resent claim, nor one taken
+ * over from a batch whose edge died (counted when first set); FREE gives a freed marker's count back.
  * Per marker it answers '' when it set the marker (the push is this batch's), else what the replay
  * gets: `d::<records>` (stored), `p:` (in flight), `q:<seconds>` (its collector used its push quota:
  * the seconds until its window ends; no marker set, the batch vetoed like for a replay); every marker `x` when the batch's large-push
@@ -50,6 +52,9 @@ end
 local limit = tonumber(ARGV[10])
 for i = 1, n do
   local prev = redis.call('GET', KEYS[i])
+  -- only a marker set where there was none counts against the quota: one resent (below) or taken
+  -- over from a batch whose edge died was counted when it was first set
+  local fresh = not prev
   local answer = ''
   local mine = 'b:' .. ARGV[5] .. ':' .. ARGV[i + 13] -- markerOf
   if prev == mine then
@@ -73,7 +78,7 @@ for i = 1, n do
       else answer = '' end
     end
   end
-  if answer == '' and limit > 0 then
+  if fresh and limit > 0 then
     -- the push quota counts the markers set (what a collector keeps in Redis), not replays
     local quota = ARGV[13] .. string.sub(KEYS[i], ARGV[12] + 1, ARGV[12] + 36)
     local used = redis.call('INCR', quota)
@@ -99,8 +104,21 @@ redis.call('SET', KEYS[n + 2], 'p', 'EX', ARGV[4])
 if vetoed then redis.call('SET', KEYS[n + 1], ARGV[2], 'PX', ARGV[3]) end
 return out`;
 
-const FREE = `for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[i] then redis.call('DEL', KEYS[i]) end
+/**
+ * FREE — KEYS: the markers; ARGV: their values, then (with a push quota) the length of the markers'
+ * prefix and the prefix of the quota counters, as CLAIM. Each deleted marker gives its count back
+ * to its collector's counter (never below 0: a counter whose window ended is not recreated).
+ */
+const FREE = `local n = #KEYS
+local quota = ARGV[n + 2]
+for i = 1, n do
+  if redis.call('GET', KEYS[i]) == ARGV[i] then
+    redis.call('DEL', KEYS[i])
+    if quota and quota ~= '' then
+      local counter = quota .. string.sub(KEYS[i], ARGV[n + 1] + 1, ARGV[n + 1] + 36)
+      if (tonumber(redis.call('GET', counter)) or 0) > 0 then redis.call('DECR', counter) end
+    end
+  end
 end
 return 0`;
 
@@ -110,10 +128,14 @@ export const markerOf = (batchId: string, records: number): string => `b:${batch
 /**
  * Deletes the markers `keys` a refused batch set, each only while it still holds `values` (its
  * `markerOf`): a DEL that runs late (resent after a reconnect, queued behind a paused Redis) must not
- * delete a marker that a later batch took over once this batch's pending state expired.
+ * delete a marker that a later batch took over once this batch's pending state expired. With the
+ * claim's push `quota`, each marker deleted is taken off its collector's count: a push refused
+ * (503) and retried counts once, however many times it was freed.
  */
-export const freeMarkers = (redis: Redis, keys: string[], values: string[]): Promise<unknown> =>
-  redis.eval(FREE, keys.length, ...keys, ...values);
+export const freeMarkers = (redis: Redis, keys: string[], values: string[], quota?: PushQuotaClaim): Promise<unknown> =>
+  quota && quota.limit > 0
+    ? redis.eval(FREE, keys.length, ...keys, ...values, quota.markerPrefixLength, quota.counterPrefix)
+    : redis.eval(FREE, keys.length, ...keys, ...values);
 
 /** Lifetime of a batch's deduplication key (veto or stored job): it only has to outlive the claim → add gap. */
 export const VETO_TTL_MS = 10_000;

@@ -413,7 +413,7 @@ export class PushPacker {
     const values = mine.map((p) => markerOf(batchId, p.records));
     const free = () => {
       if (keys.length === 0) return;
-      void freeMarkers(redis, keys, values).catch(() => {
+      void freeMarkers(redis, keys, values, this.quotaClaim).catch(() => {
         if (Date.now() + FREE_RETRY_MS < freeUntil) setTimeout(free, FREE_RETRY_MS).unref();
       });
     };
