@@ -36,6 +36,10 @@ describe('collector-chosen text (enrollment, heartbeat)', () => {
       ['name', { name: 'db\u00adprod', hostname: 'h' }, 'U+00AD at character 3'],
       ['hostname', { name: 'fine-name', hostname: 'host\u202e' }, 'U+202E at character 5'],
       ['hostname', { name: 'fine-name', hostname: 'a\ufeffb' }, 'U+FEFF at character 2'],
+      ['name', { name: 'prod\u200d', hostname: 'h' }, 'U+200D at character 5'],
+      ['name', { name: 'pr\u200cod', hostname: 'h' }, 'U+200C at character 3'],
+      ['hostname', { name: 'fine-name', hostname: '\u{1d51e}\u{1d51f}-\u200dx' }, 'U+200D at character 4'],
+      ['hostname', { name: 'fine-name', hostname: '\u{1f418}\u200d\u{1f418}' }, 'U+200D at character 2'],
     ] as const) {
       const res = await register(body);
       expect([res.status, res.json.error.code]).toEqual([400, 'VALIDATION_FAILED']);
@@ -52,6 +56,21 @@ describe('collector-chosen text (enrollment, heartbeat)', () => {
     for (const name of ['db-7.prod.internal', 'Продакшн база', '数据库 1', 'café ☕', 'pg 🐘']) {
       const res = await register({ name, hostname: name, version: '1.0.0' });
       expect(res.status).toBe(200);
+    }
+    // Format characters that are part of the text: a whole emoji (ZWJ, tag characters), ZWNJ/ZWJ
+    // inside a Persian or Hindi word. Stored as given.
+    for (const name of [
+      'db-👨\u200d👩\u200d👧',
+      'می\u200cخواهم',
+      'क्\u200dष',
+      '🏴\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f}',
+    ]) {
+      const res = await register({ name, hostname: name, version: '1.0.0' });
+      expect([name, res.status]).toEqual([name, 200]);
+      const { rows } = await world.pool.query('SELECT name, agent_hostname AS hostname FROM collectors WHERE id = $1', [
+        res.json.collector_id,
+      ]);
+      expect(rows[0]).toEqual({ name, hostname: name });
     }
     const res = await register({ name: `v-${randomUUID()}`, hostname: 'h', version: '1.0\u001b[2J\n\u202e\u0085x' });
     expect(res.status).toBe(200);

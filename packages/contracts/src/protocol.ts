@@ -103,8 +103,71 @@ export const plainText = (text: string): string =>
   CONTROLS.test(text) ? text.replace(LINE_BREAKS_ALL, ' ').replace(CONTROLS_ALL, '') : text;
 
 /** A format character (Unicode Cf: zero-width space and joiners, bidi overrides, soft hyphen, BOM …). */
-const FORMAT_CHAR = /\p{Cf}/u;
+const FORMAT_CHARS_ALL = /\p{Cf}/gu;
+/**
+ * A whole emoji as Unicode recommends it (RGI: family U+1F468 U+200D U+1F469 …, a flag's tag
+ * sequence U+1F3F4 U+E0067 … U+E007F): the format characters inside it draw one picture, hiding
+ * nothing. Built at run time: the `v` flag is ES2024, above the TS target (Node 20 has it).
+ */
+const RGI_EMOJI_ALL = new RegExp('\\p{RGI_Emoji}', 'gv');
+/**
+ * The viramas (Canonical_Combining_Class 9, UnicodeData.txt of Unicode 16: Devanagari U+094D,
+ * Bengali U+09CD, Tamil U+0BCD, Myanmar asat U+103A, Khmer coeng U+17D2 …).
+ */
+const VIRAMAS =
+  '\\u094D\\u09CD\\u0A4D\\u0ACD\\u0B4D\\u0BCD\\u0C4D\\u0CCD\\u0D3B\\u0D3C\\u0D4D\\u0DCA\\u0E3A\\u0EBA\\u0F84\\u1039\\u103A' +
+  '\\u1714\\u1715\\u1734\\u17D2\\u1A60\\u1B44\\u1BAA\\u1BAB\\u1BF2\\u1BF3\\u2D7F\\uA806\\uA82C\\uA8C4\\uA953\\uA9C0' +
+  '\\uAAF6\\uABED\\u{10A3F}\\u{11046}\\u{11070}\\u{1107F}\\u{110B9}\\u{11133}\\u{11134}\\u{111C0}\\u{11235}\\u{112EA}' +
+  '\\u{1134D}\\u{113CE}\\u{113CF}\\u{113D0}\\u{11442}\\u{114C2}\\u{115BF}\\u{1163F}\\u{116B6}\\u{1172B}\\u{11839}' +
+  '\\u{1193D}\\u{1193E}\\u{119E0}\\u{11A34}\\u{11A47}\\u{11A99}\\u{11C3F}\\u{11D44}\\u{11D45}\\u{11D97}\\u{11F41}' +
+  '\\u{11F42}\\u{1612F}';
+/** A letter of a cursively joined script (Joining_Type D, L or R in ArabicShaping.txt). */
+const JOINING_LETTER = `(?=\\p{L})[${[
+  'Arabic',
+  'Syriac',
+  'Nko',
+  'Mongolian',
+  'Phags_Pa',
+  'Mandaic',
+  'Manichaean',
+  'Psalter_Pahlavi',
+  'Hanifi_Rohingya',
+  'Sogdian',
+  'Adlam',
+  'Chorasmian',
+  'Old_Uyghur',
+]
+  .map((script) => `\\p{Script=${script}}`)
+  .join('')}]`;
+/**
+ * U+200C (ZWNJ) and U+200D (ZWJ) where they spell a word rather than hide in it, after IDNA's
+ * CONTEXTJ rules (RFC 5892 A.1, A.2; UAX #31 A1, A2, B), and only between two letters: either
+ * after a letter whose marks end in a virama (Hindi क् + U+200D + ष, a half form), or a ZWNJ
+ * between two letters of a cursive script (Persian می + U+200C + خواهم, a letter left unjoined).
+ * Between Latin letters, at either end or next to a space or a hyphen they change nothing visible,
+ * so `pr` + U+200C + `od` would show as `prod`: those are refused as before.
+ */
+const JOINER_IN_WORD_ALL = new RegExp(
+  `(?<=\\p{L}\\p{M}*[${VIRAMAS}])[\\u200C\\u200D](?=\\p{L})|(?<=${JOINING_LETTER}\\p{M}*)\\u200C(?=${JOINING_LETTER})`,
+  'gu',
+);
 const codePoint = (c: string) => `U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+/**
+ * The first format character of `name` that is not part of a whole emoji nor a joiner inside a
+ * word (`JOINER_IN_WORD_ALL`), with its position in code points (1-based): what a user counts as
+ * characters, not UTF-16 units (`𝔞` + U+200B is U+200B at character 2, not 3).
+ */
+export const hiddenFormatChar = (name: string): { codePoint: string; position: number } | undefined => {
+  if (!/\p{Cf}/u.test(name)) return undefined;
+  const allowed = new Set<number>();
+  for (const emoji of name.matchAll(RGI_EMOJI_ALL))
+    for (let i = emoji.index; i < emoji.index + emoji[0].length; i++) allowed.add(i);
+  for (const joiner of name.matchAll(JOINER_IN_WORD_ALL)) allowed.add(joiner.index);
+  for (const found of name.matchAll(FORMAT_CHARS_ALL))
+    if (!allowed.has(found.index))
+      return { codePoint: codePoint(found[0]), position: [...name.slice(0, found.index)].length + 1 };
+  return undefined;
+};
 
 /** Kept to its first `max` characters: a long error text (a stack trace) must not cost the heartbeat. */
 export const HEARTBEAT_ERROR_MAX = 4000;
@@ -123,7 +186,9 @@ const truncatedText = (max: number) =>
  * A collector's name as the admin UI shows it, wherever it is given (admin forms, enrollment at the
  * edge): 1–255 characters, no control characters at all, and no format characters (Unicode Cf):
  * they are invisible or reorder the text, so `name` + U+200B, or U+202E + a reversed name, showed
- * in lists as another collector's name. The refusal names the character's code point.
+ * in lists as another collector's name. Except where they are part of the text (`hiddenFormatChar`):
+ * inside a whole emoji (a family, a flag of a subdivision) and ZWNJ/ZWJ inside a Persian or Indic word. The refusal names the
+ * character's code point and its position in code points.
  */
 export const CollectorNameSchema = z
   .string()
@@ -132,11 +197,11 @@ export const CollectorNameSchema = z
   .max(255, 'must be at most 255 characters')
   .regex(/^[^\p{Cc}]+$/u, 'must not contain control characters')
   .superRefine((s, ctx) => {
-    const found = FORMAT_CHAR.exec(s);
+    const found = hiddenFormatChar(s);
     if (found)
       ctx.addIssue({
         code: 'custom',
-        message: `must not contain invisible or formatting characters: ${codePoint(found[0])} at character ${found.index + 1}`,
+        message: `must not contain invisible or formatting characters: ${found.codePoint} at character ${found.position}`,
       });
   })
   .refine(wellFormed, SURROGATE_MESSAGE);
