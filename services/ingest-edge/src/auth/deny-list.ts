@@ -88,14 +88,13 @@ export class DenyList {
     // then makes the edge trusted): the periodic reload must run in that process too.
     const every = this.options.reloadEveryMs ?? 600_000;
     if (every > 0) this.periodicReload = setInterval(() => void this.reload(), every).unref();
-    if (this.subscriber.status === 'ready') return this.resync();
-    if (this.subscriber.status === 'end') throw new Error('change feed connection closed');
-    // lazyConnect: the SUBSCRIBE used to open the connection; nothing else would now.
-    if (this.subscriber.status === 'wait') void this.subscriber.connect().catch(() => undefined);
     // Connected but not ready yet (the ready check's INFO under way): a SUBSCRIBE sent now goes out
     // at once (ioredis writes commands Redis takes while loading before the check ends), puts the
     // connection in subscriber mode, and the check's INFO then fails ("Connection in subscriber
     // mode"): a warning with a stack and a reconnect at start. The 'ready' handler subscribes.
+    // In any other state the SUBSCRIBE is sent now, or queued until ready (and opens a lazyConnect
+    // connection), or fails: as before.
+    if (this.subscriber.status !== 'connect') return this.resync();
     await new Promise<void>((resolve, reject) => {
       const settle = (err?: Error) => {
         this.subscriber.off('ready', onReady);
