@@ -153,7 +153,9 @@ describe('scanPushJson', () => {
     // The same bytes spread over many elements are many rows, each of them small: stored.
     const small = Array.from({ length: 1000 }, () => `{"type":"a","v":[${'{"a":1,"b":[]},'.repeat(7000)}{}]}`).join(',');
     expect(messageOf(`{"metrics":[${small}]}`)).toBe('ok {"metricsCount":1000}');
-  });
+    // ~19 s alone on the 2-core machine (hundreds of MB of JSON text): the default 60 s ran out once
+    // beside other suites and helpers' work.
+  }, 180_000);
 
   it('never needs to parse numbers: 64-bit values pass untouched', () => {
     expect(codeOf('{"queryid":-9223372036854775808,"big":18446744073709551615,"f":1e400}')).toBe('ok');
