@@ -231,8 +231,15 @@ it(
     expect(adopt.stdout).toContain('2 collector(s)');
     expect(await redis.get(keys.installation)).toBe(id);
 
-    expect(await reconcileDenyState(admin.deps)).toBe(2);
+    // The service's own repair (its 'ready' run, or one retried every 2 s after a failure) may take
+    // some of them at the same moment (it did once in a loaded CI run: this call counted 1): what
+    // must hold is that both are refused as deleted after it, and that nothing is left to repair.
+    const repaired = await reconcileDenyState(admin.deps);
+    expect(repaired).toBeGreaterThanOrEqual(0);
+    expect(repaired).toBeLessThanOrEqual(2);
     for (const c of fleet) expect(await redis.sismember(keys.deletedCollectors, c)).toBe(1);
+    for (const c of fleet) expect(await redis.sismember(keys.deniedCollectors, c)).toBe(1);
+    expect(await reconcileDenyState(admin.deps)).toBe(0);
   },
 );
 
