@@ -128,20 +128,26 @@ const relfilenodes = async (pool: Pool) =>
     )
   ).rows;
 
+/** A database migrated up to, not including, 0048 (the pre-0048 pga_create_metric_partition), and a pool on it. */
+async function databaseBefore0048(): Promise<{ db: TestDatabase; pool: Pool }> {
+  const db = await createTestDatabase({ migrated: false });
+  const pool = createPool(db.url, { max: 3 });
+  const dir = migrationsBefore('0048');
+  try {
+    await runMigrations(pool, dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return { db, pool };
+}
+
 describe('0049 on an installation whose partitions were bounded off their UTC day before 0048', () => {
   let db: TestDatabase;
   let pool: Pool;
   let before: { n: number; h: string };
 
   beforeAll(async () => {
-    db = await createTestDatabase({ migrated: false });
-    pool = createPool(db.url, { max: 3 });
-    const dir = migrationsBefore('0048');
-    try {
-      await runMigrations(pool, dir);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    ({ db, pool } = await databaseBefore0048());
     // Rows waiting in DEFAULT before the partitions are made (moved in by the old function, by its bounds).
     await insertRows(pool, 18, 31, 53);
     await insertRows(pool, 37, 45, 53);
@@ -251,14 +257,7 @@ describe('0049 while collector_metrics is in use', () => {
   let pool: Pool;
 
   beforeAll(async () => {
-    db = await createTestDatabase({ migrated: false });
-    pool = createPool(db.url, { max: 3 });
-    const dir = migrationsBefore('0048');
-    try {
-      await runMigrations(pool, dir);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    ({ db, pool } = await databaseBefore0048());
     await createIn(pool, 'Asia/Kolkata', 'Postgres, DMY', [10, 11, 12, 13]);
     await insertRows(pool, 9, 15, 30);
   });
