@@ -235,7 +235,9 @@ describe('writer: collector state from heartbeats, sweeps and uptime', () => {
   it('keeps in the history every minute a heartbeat came, not only the latest heartbeat: a writer down for minutes does not cut uptime', async () => {
     const registered = new Date(Date.now() - 9.5 * 60_000); // 10 one-minute slots so far
     const id = await insertCollector(h.pool, { interval: 60, registeredAt: registered });
-    const minute = (agoMin: number) => Math.floor((Date.now() - agoMin * 60_000) / 60_000) * 60_000;
+    // One clock reading: crossing a minute boundary mid-test does not shift the expected minutes.
+    const now = Date.now();
+    const minute = (agoMin: number) => Math.floor((now - agoMin * 60_000) / 60_000) * 60_000;
     // What the edge wrote while no writer flushed: the hash holds the latest heartbeat only, the
     // minutes ZSET each minute with a heartbeat (one of them reporting an error), scored by minute.
     await h.redis.zadd(
@@ -249,7 +251,7 @@ describe('writer: collector state from heartbeats, sweeps and uptime', () => {
       minute(1),
       `${minute(1)}:active`,
     );
-    await heartbeat(id, { last_seen: new Date().toISOString(), status: 'active' });
+    await heartbeat(id, { last_seen: new Date(now).toISOString(), status: 'active' });
     await h.redis.zadd(h.keys.heartbeatMinutes(id), minute(0), `${minute(0)}:active`);
     expect(await h.writer.heartbeats.flushHeartbeats()).toBe(1);
     const { rows } = await h.pool.query(

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Pool } from '@pga/db';
 import { createLogger, createOutageLog } from '@pga/logger';
 import { createHeartbeatFlusher, HEARTBEAT_MINUTES_PER_FLUSH } from '../../services/writer/src/heartbeat-flush';
@@ -30,7 +30,13 @@ describe('writer: heartbeat minutes flushed in bounded slices; the sweep and flu
   });
 
   const K = HEARTBEAT_MINUTES_PER_FLUSH;
-  const minute = (agoMin: number) => Math.floor((Date.now() - agoMin * 60_000) / 60_000) * 60_000;
+  // One clock reading per test: a test that crosses a minute boundary still names the same minutes
+  // when it writes the buffer, the heartbeat's last_seen, and its expectations.
+  let now = Date.now();
+  beforeEach(() => {
+    now = Date.now();
+  });
+  const minute = (agoMin: number) => Math.floor((now - agoMin * 60_000) / 60_000) * 60_000;
   const collector = async (id: string) => (await h.pool.query('SELECT * FROM collectors WHERE id = $1', [id])).rows[0];
   const history = async (id: string) =>
     (
@@ -58,7 +64,7 @@ describe('writer: heartbeat minutes flushed in bounded slices; the sweep and flu
     const entries: [number, 'active' | 'error'][] = [];
     for (let m = 199; m >= 0; m--) entries.push([minute(m), 'active']);
     entries.push([minute(140), 'error']);
-    const seen = new Date().toISOString();
+    const seen = new Date(now).toISOString();
     await buffer(id, entries, { last_seen: seen, status: 'error', last_error: 'boom' });
 
     const rows = async () => (await history(id)).length;
@@ -102,7 +108,7 @@ describe('writer: heartbeat minutes flushed in bounded slices; the sweep and flu
       await buffer(
         id,
         Array.from({ length: 12 }, (_, i) => [minute(11 - i), 'active'] as [number, 'active']),
-        { last_seen: new Date().toISOString(), status: 'active' },
+        { last_seen: new Date(now).toISOString(), status: 'active' },
       );
     // A flusher of 3 collectors and 5 minutes per statement, its statements recorded.
     const perStatement: Map<string, number>[] = [];
