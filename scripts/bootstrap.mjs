@@ -53,6 +53,8 @@ if (command === 'test' || !process.env.DATABASE_URL) needs.push(['postgresql-15'
 if (command === 'test') {
   needs.push(['chromium', existsSync('/usr/bin/chromium')]);
   needs.push(['mariadb-server', onPath('mariadbd')]);
+  // test/foundation/pgbouncer.test.ts runs its own PgBouncer (never the package's service).
+  needs.push(['pgbouncer', onPath('pgbouncer')]);
 }
 const missing = needs.filter(([, present]) => !present).map(([pkg]) => pkg);
 if (missing.length > 0) {

@@ -8,7 +8,13 @@ import type { Pool } from './pool';
 /**
  * A small forward-only runner (chosen over a library: ~60 lines, plain numbered .sql files, no
  * down-migrations to maintain). Files `NNNN_name.sql` run in order, each in its own transaction,
- * under a session advisory lock so concurrent starters (edge, writer, admin) apply each file once.
+ * which first takes a transaction-scoped advisory lock and reads again whether the file is applied,
+ * so concurrent starters (edge, writer, admin) apply each file once, in order. Transaction-scoped,
+ * not a session lock held across the run: behind a pooler in transaction mode (PgBouncer
+ * `pool_mode = transaction`, RDS Proxy) each transaction may run on another server connection, and a
+ * session lock was taken on one and "released" on another (`pg_advisory_unlock` answering false),
+ * left held on the first until that connection closed: another starter then waited for it, or took
+ * it again on the same connection and migrated beside the first.
  * An applied file whose checksum changed is an error: migrations are append-only (the few texts
  * edited after a release are accepted by SUPERSEDED_CHECKSUMS).
  */
@@ -47,45 +53,71 @@ export async function runMigrations(pool: Pool, dir: string, logger?: Logger): P
   const files = (await readdir(dir)).filter((f) => FILE_PATTERN.test(f)).sort();
   const lease = await checkOut(pool);
   const { client } = lease;
+  // One transaction under the migrations' lock; nothing of it stays on the session (see above).
+  const locked = async <T>(fn: () => Promise<T>): Promise<T> => {
+    await client.query('BEGIN');
+    try {
+      await client.query('SELECT pg_advisory_xact_lock($1)', [LOCK_KEY]);
+      const result = await fn();
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+  };
+  const refuseChanged = (file: string, previous: string, checksum: string) => {
+    if (previous !== checksum && !SUPERSEDED_CHECKSUMS[file]?.includes(previous))
+      throw new Error(
+        `migration ${file} differs from the text this database applied (checksum ${previous.slice(0, 12)}…, ` +
+          `this release's ${checksum.slice(0, 12)}…): this release cannot upgrade it; start the release that ` +
+          `applied it, or report both checksums (a released migration must never be edited: add a new one)`,
+      );
+  };
   try {
-    await client.query('SELECT pg_advisory_lock($1)', [LOCK_KEY]);
-    await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    const done = await locked(async () => {
+      await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
       version text PRIMARY KEY,
       checksum text NOT NULL,
       applied_at timestamptz NOT NULL DEFAULT now()
     )`);
-    const { rows } = await client.query<{ version: string; checksum: string }>('SELECT version, checksum FROM schema_migrations');
-    const done = new Map(rows.map((r) => [r.version, r.checksum]));
+      const { rows } = await client.query<{ version: string; checksum: string }>(
+        'SELECT version, checksum FROM schema_migrations',
+      );
+      return new Map(rows.map((r) => [r.version, r.checksum]));
+    });
     const applied: string[] = [];
     for (const file of files) {
       const sql = await readFile(path.join(dir, file), 'utf8');
       const checksum = createHash('sha256').update(sql).digest('hex');
       const previous = done.get(file);
       if (previous !== undefined) {
-        if (previous !== checksum && !SUPERSEDED_CHECKSUMS[file]?.includes(previous))
-          throw new Error(
-            `migration ${file} differs from the text this database applied (checksum ${previous.slice(0, 12)}…, ` +
-              `this release's ${checksum.slice(0, 12)}…): this release cannot upgrade it; start the release that ` +
-              `applied it, or report both checksums (a released migration must never be edited: add a new one)`,
-          );
+        refuseChanged(file, previous, checksum);
         continue;
       }
-      try {
-        await client.query('BEGIN');
-        await client.query(sql);
-        await client.query('INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)', [file, checksum]);
-        await client.query('COMMIT');
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw new Error(`migration ${file} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-      }
+      // Under the lock, read again: another starter may have applied it since.
+      const ran = await locked(async () => {
+        const { rows } = await client.query<{ checksum: string }>('SELECT checksum FROM schema_migrations WHERE version = $1', [
+          file,
+        ]);
+        if (rows[0]) {
+          refuseChanged(file, rows[0].checksum, checksum);
+          return false;
+        }
+        try {
+          await client.query(sql);
+          await client.query('INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)', [file, checksum]);
+        } catch (err) {
+          throw new Error(`migration ${file} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+        }
+        return true;
+      });
+      if (!ran) continue;
       applied.push(file);
       logger?.info({ migration: file }, 'applied migration');
     }
     return { applied, alreadyApplied: files.length - applied.length };
   } finally {
-    // A lost session has released its lock with it.
-    if (!lease.lost) await client.query('SELECT pg_advisory_unlock($1)', [LOCK_KEY]).catch(() => undefined);
     lease.release();
   }
 }

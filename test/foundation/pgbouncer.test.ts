@@ -1,0 +1,92 @@
+import { readdirSync } from 'node:fs';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { migrateDatabase, MIGRATIONS_DIR } from '@pga/db';
+import { createTestDatabase, startPgBouncer, testEnv, type PgBouncer } from '../helpers';
+
+/**
+ * The system through a real PgBouncer in transaction mode (README "Through a connection pooler"):
+ * each transaction may run on another server connection. `server_round_robin = 1` hands a client's
+ * consecutive transactions to different server connections whenever more than one is idle, as a busy
+ * pool does, instead of PgBouncer's default of the connection used last (which hides state left on a
+ * session in a quiet test).
+ */
+describe('through PgBouncer in transaction mode', () => {
+  let bouncer: PgBouncer;
+  const files = readdirSync(MIGRATIONS_DIR).filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f));
+
+  beforeAll(async () => {
+    bouncer = await startPgBouncer({
+      target: new URL(testEnv.pgUrl),
+      poolMode: 'transaction',
+      settings: { server_round_robin: '1', default_pool_size: '6' },
+    });
+  });
+  afterAll(async () => {
+    await bouncer?.stop();
+  });
+
+  /** Opens `n` server connections to the database behind the bouncer (each client holding one at once). */
+  async function warm(url: string, n: number): Promise<void> {
+    const clients = Array.from({ length: n }, () => new pg.Client({ connectionString: url }));
+    await Promise.all(clients.map((c) => c.connect()));
+    try {
+      await Promise.all(clients.map((c) => c.query('SELECT pg_sleep(0.2)')));
+    } finally {
+      await Promise.all(clients.map((c) => c.end()));
+    }
+  }
+
+  /** Advisory locks held (or waited for) in `database`, read on a direct connection. */
+  async function advisoryLocks(database: string): Promise<unknown[]> {
+    const direct = new pg.Client({ connectionString: testEnv.pgUrl });
+    await direct.connect();
+    try {
+      const { rows } = await direct.query(
+        `SELECT l.classid, l.objid, l.granted, a.state
+           FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+          WHERE l.locktype = 'advisory' AND l.database = (SELECT oid FROM pg_database WHERE datname = $1)`,
+        [database],
+      );
+      return rows;
+    } finally {
+      await direct.end();
+    }
+  }
+
+  it('npm run migrate (migrateDatabase) leaves no advisory lock held on a server connection', async () => {
+    await using db = await createTestDatabase({ migrated: false });
+    const url = bouncer.url(db.url);
+    await warm(url, 3);
+    const first = await migrateDatabase(url);
+    expect(first.applied).toHaveLength(files.length);
+    // The old runner's session lock was taken on one server connection and "released" on another
+    // (pg_advisory_unlock answering false): held on the first until PgBouncer closed it.
+    expect(await advisoryLocks(db.name)).toEqual([]);
+    const again = await migrateDatabase(url);
+    expect(again).toEqual({ applied: [], alreadyApplied: files.length });
+    expect(await advisoryLocks(db.name)).toEqual([]);
+  });
+
+  it('starters migrating at once apply each file once, in order', async () => {
+    await using db = await createTestDatabase({ migrated: false });
+    const url = bouncer.url(db.url);
+    await warm(url, 4);
+    const results = await Promise.allSettled([migrateDatabase(url), migrateDatabase(url), migrateDatabase(url)]);
+    expect(results.map((r) => (r.status === 'rejected' ? String(r.reason) : 'ok'))).toEqual(['ok', 'ok', 'ok']);
+    const applied = results.flatMap((r) => (r.status === 'fulfilled' ? r.value.applied : []));
+    expect(applied.sort()).toEqual([...files].sort());
+    const direct = new pg.Client({ connectionString: db.url });
+    await direct.connect();
+    try {
+      const { rows } = await direct.query<{ version: string }>(
+        'SELECT version FROM schema_migrations ORDER BY applied_at, version',
+      );
+      expect(rows.map((r) => r.version)).toEqual([...files].sort());
+    } finally {
+      await direct.end();
+    }
+    expect(await advisoryLocks(db.name)).toEqual([]);
+    // The old runner waited here for ever: a starter's lock left on a server connection.
+  }, 20_000);
+});
