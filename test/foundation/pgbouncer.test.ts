@@ -1,7 +1,7 @@
 import { readdirSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrateDatabase, MIGRATIONS_DIR } from '@pga/db';
+import { createPool, migrateDatabase, MIGRATIONS_DIR } from '@pga/db';
 import { createTestDatabase, startPgBouncer, testEnv, type PgBouncer } from '../helpers';
 
 /**
@@ -53,6 +53,23 @@ describe('through PgBouncer in transaction mode', () => {
       await direct.end();
     }
   }
+
+  it("a pool with a statement timeout (the edge's) connects, and keeps its timeout without a pooler", async () => {
+    await using db = await createTestDatabase();
+    // The edge's pool asked for statement_timeout as a startup parameter of its own, which PgBouncer
+    // refuses: "unsupported startup parameter: statement_timeout" for every connection.
+    const pooled = createPool(bouncer.url(db.url), { max: 1, statementTimeoutMs: 10_000 });
+    const direct = createPool(db.url, { max: 1, statementTimeoutMs: 10_000 });
+    try {
+      expect((await pooled.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+      expect((await pooled.query('SHOW DateStyle')).rows[0].DateStyle).toMatch(/^ISO/);
+      expect((await direct.query('SHOW statement_timeout')).rows[0].statement_timeout).toBe('10s');
+      expect((await direct.query('SHOW DateStyle')).rows[0].DateStyle).toMatch(/^ISO/);
+    } finally {
+      await pooled.end();
+      await direct.end();
+    }
+  });
 
   it('npm run migrate (migrateDatabase) leaves no advisory lock held on a server connection', async () => {
     await using db = await createTestDatabase({ migrated: false });

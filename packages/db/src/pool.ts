@@ -70,8 +70,9 @@ export interface CreatePoolOptions {
 }
 
 export function createPool(databaseUrl: string, options: CreatePoolOptions = {}): Pool {
+  const config = poolConfigFromUrl(databaseUrl);
   const pool = new pg.Pool({
-    ...poolConfigFromUrl(databaseUrl),
+    ...config,
     max: options.max ?? 10,
     application_name: options.applicationName ?? 'pganalytics-central',
     connectionTimeoutMillis: 10_000,
@@ -82,7 +83,13 @@ export function createPool(databaseUrl: string, options: CreatePoolOptions = {})
     // probes (net.Socket#setKeepAlive), failing the query with a socket error.
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
-    ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
+    // In `options` with DateStyle, not node-postgres's `statement_timeout` (a startup parameter of its
+    // own): PgBouncer refuses a startup parameter it does not know ("unsupported startup parameter:
+    // statement_timeout", every connection of the edge), while `options` is the one the README's
+    // `ignore_startup_parameters = options` lets through (the timeout then does not reach the server).
+    ...(options.statementTimeoutMs
+      ? { options: `${config.options} -c statement_timeout=${Math.trunc(options.statementTimeoutMs)}` }
+      : {}),
   });
   // An idle client losing its connection must not crash the process (STYLE.md). pg-pool attaches
   // the client to the error (`err.client`: its connection, parameters and buffers, ~4 KB a line):
