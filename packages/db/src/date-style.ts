@@ -8,7 +8,7 @@ import { SESSION_OPTIONS } from './pool';
  * `options` startup parameter), and node-postgres reads dates and times only in ISO: under another
  * DateStyle every timestamptz reads back as null, with no error. A pooler can drop the parameter
  * silently (PgBouncer with `options` in `ignore_startup_parameters`, what a PgBouncer before 1.20
- * needs to accept the connection at all); then the server's, database's or role's DateStyle
+ * needs to accept the connection at all, and 1.20 or later to accept the edge's statement timeout); then the server's, database's or role's DateStyle
  * applies. Returns the one line to refuse the start with — what was found, and what to set — or
  * undefined when it begins with ISO. A failed query rejects: the caller decides.
  */
@@ -20,7 +20,7 @@ export async function dateStyleRefusal(db: Pool | PoolClient): Promise<string | 
     `PostgreSQL's DateStyle on this service's connections is "${found}", not ISO: every date and time read back would be null. ` +
     `Not starting: the "${SESSION_OPTIONS}" each connection sends (the options startup parameter) did not reach the server ` +
     '(a pooler dropped it: PgBouncer with options in ignore_startup_parameters). Set DateStyle to ISO on the server, database or role ' +
-    "(ALTER ROLE <user> SET DateStyle = 'ISO, MDY'; RDS: the parameter group's DateStyle), or connect through a pooler that passes options " +
-    '(PgBouncer 1.20 or later, options not in ignore_startup_parameters)'
+    "(ALTER ROLE <user> SET DateStyle = 'ISO, MDY'; RDS: the parameter group's DateStyle, whose default is ISO, MDY): " +
+    'behind a pooler that drops options, the server must speak ISO itself'
   );
 }
