@@ -14,3 +14,11 @@ export {
 } from './fields';
 export { portAvailable } from './port-available';
 export { trustProxySchema, forwardedEntry, clientAddress, normalizeAddress, unreadableForwardedWarning } from './trusted-proxies';
+export {
+  metricsTokenSchema,
+  metricsAuth,
+  isLoopbackHost,
+  METRICS_TOKEN_MIN_LENGTH,
+  type MetricsAuth,
+  type MetricsRefusal,
+} from './metrics-token';

@@ -1,6 +1,17 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { loadConfig, commonSchema, jwtSchema, encryptionSchema, trustProxySchema, port, url, int } from '@pga/config';
+import {
+  loadConfig,
+  commonSchema,
+  jwtSchema,
+  encryptionSchema,
+  trustProxySchema,
+  metricsTokenSchema,
+  isLoopbackHost,
+  port,
+  url,
+  int,
+} from '@pga/config';
 
 const MiB = 1024 * 1024;
 
@@ -10,6 +21,8 @@ export const EdgeConfigSchema = commonSchema
   // TRUST_PROXY, TRUST_PROXY_HOPS: the client address (enrollment limit, audit) behind load balancers
   // that write X-Forwarded-For, read as the admin service reads it (@pga/config clientAddress).
   .extend(trustProxySchema.shape)
+  // METRICS_TOKEN: when set, /metrics answers only `Authorization: Bearer <one of its tokens>`.
+  .extend(metricsTokenSchema.shape)
   .extend({
     /** Port collectors push to; default 8080. */
     INGEST_PORT: port(8080),
@@ -67,3 +80,15 @@ export type EdgeConfig = z.infer<typeof EdgeConfigSchema>;
 
 export const readEdgeConfig = (env: Record<string, string | undefined> = process.env): EdgeConfig =>
   loadConfig(EdgeConfigSchema, env);
+
+/**
+ * The start-up warning of an edge whose `/metrics` anyone reaching the collectors' port may read:
+ * no METRICS_TOKEN, and INGEST_HOST not a loopback address. Undefined when there is nothing to say.
+ */
+export function openMetricsWarning(config: Pick<EdgeConfig, 'METRICS_TOKEN' | 'INGEST_HOST'>): string | undefined {
+  if (config.METRICS_TOKEN.length > 0 || isLoopbackHost(config.INGEST_HOST)) return undefined;
+  return (
+    `/metrics is open to anyone who reaches the collectors' port (INGEST_HOST ${config.INGEST_HOST}): ` +
+    'set METRICS_TOKEN (`openssl rand -hex 32`) and scrape with Authorization: Bearer <token>'
+  );
+}

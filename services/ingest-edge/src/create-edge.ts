@@ -5,6 +5,7 @@ import { EncodedQueue } from './push/encoded-queue';
 import { createSecretBox } from '@pga/crypto';
 import { checkStoredKeyIds, createPool, readDatabaseDenyState } from '@pga/db';
 import { AppError } from '@pga/contracts';
+import { metricsAuth } from '@pga/config';
 import { createOutageLog, type Logger } from '@pga/logger';
 import {
   checkRedisVersion,
@@ -249,6 +250,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
       processes: config.EDGE_PROCESSES,
       metricsText: metricsText ?? (() => metrics.registry.metrics()),
       metricsContentType: metrics.registry.contentType,
+      ...(config.METRICS_TOKEN.length > 0 ? { metricsAuth: metricsAuth(config.METRICS_TOKEN) } : {}),
     }),
   });
 

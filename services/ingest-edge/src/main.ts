@@ -4,7 +4,7 @@ import { parseJwtSecret } from '@pga/crypto';
 import { checkTokenKeyIdsAtStart } from '@pga/db';
 import { createLogger } from '@pga/logger';
 import { startWorkers, workerMetricsBridge, type MetricsJson } from './cluster';
-import { readEdgeConfig } from './config';
+import { openMetricsWarning, readEdgeConfig } from './config';
 import { createEdge } from './create-edge';
 
 const config = configOrExit('ingest-edge', () => {
@@ -65,6 +65,9 @@ try {
   const edge = await createEdge({ config, logger, listenWhenReady: cluster.isWorker, ...(metricsText ? { metricsText } : {}) });
   ownMetrics = () => edge.metrics.registry.getMetricsAsJSON();
   logger.info({ port: edge.port, host: config.INGEST_HOST, processes: config.EDGE_PROCESSES }, 'ingest edge listening');
+  // Once per edge (its primary), not once per process.
+  const openMetrics = cluster.isPrimary ? openMetricsWarning(config) : undefined;
+  if (openMetrics) logger.warn({ host: config.INGEST_HOST, port: edge.port }, openMetrics);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -1,7 +1,8 @@
 import { z } from 'zod';
-import { loadConfig, commonSchema, port, int, bool } from '@pga/config';
+import { loadConfig, commonSchema, metricsTokenSchema, port, int, bool } from '@pga/config';
 
-export const WriterConfigSchema = commonSchema.extend({
+// METRICS_TOKEN: when set, /metrics answers only `Authorization: Bearer <one of its tokens>`.
+export const WriterConfigSchema = commonSchema.extend(metricsTokenSchema.shape).extend({
   /** Port of /healthz, /readyz and /metrics; default 9091. */
   WRITER_PORT: port(9091),
   /** Address for the operations port; default 127.0.0.1. */

@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import { Redis } from 'ioredis';
 import { Gauge } from 'prom-client';
+import { metricsAuth } from '@pga/config';
 import { createPool, dateStyleRefusal, describeDatabase, migrateDatabase, type Pool } from '@pga/db';
 import { ClockSkewWatch, createOutageLog, isConnectionError, type Logger } from '@pga/logger';
 import { checkRedisVersion, redisKeys } from '@pga/redis-keys';
@@ -205,7 +206,11 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
     pingRedis: () => redis.ping(),
   });
   registerReadinessMetrics(metrics.registry, readiness);
-  const server: Server = createOpsServer({ registry: metrics.registry, ready: readiness });
+  const server: Server = createOpsServer({
+    registry: metrics.registry,
+    ready: readiness,
+    ...(config.METRICS_TOKEN.length > 0 ? { metricsAuth: metricsAuth(config.METRICS_TOKEN) } : {}),
+  });
 
   return {
     config,

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
+import type { MetricsAuth } from '@pga/config';
 
 export interface OpsServerOptions {
   registry: Registry;
@@ -8,6 +9,8 @@ export interface OpsServerOptions {
    * Redis answer within 2 s (readiness.ts).
    */
   ready: () => Promise<{ ok: boolean; reason?: string }>;
+  /** METRICS_TOKEN's check of `/metrics` (only: /healthz and /readyz stay open); absent = open. */
+  metricsAuth?: MetricsAuth;
 }
 
 /** /healthz (process alive), /readyz (dependencies reachable, not draining), /metrics (Prometheus). */
@@ -34,6 +37,16 @@ export function createOpsServer(o: OpsServerOptions): Server {
       return;
     }
     if (url === '/metrics') {
+      const refusal = o.metricsAuth?.check(req.headers.authorization);
+      if (refusal) {
+        res.writeHead(401, {
+          'content-type': 'application/json',
+          'cache-control': 'no-store',
+          'www-authenticate': o.metricsAuth!.challenge(refusal),
+        });
+        res.end(req.method === 'HEAD' ? undefined : o.metricsAuth!.body(refusal));
+        return;
+      }
       void o.registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': o.registry.contentType }).end(text),
         () => res.writeHead(500).end(),

@@ -1,4 +1,5 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+import type { MetricsAuth } from '@pga/config';
 import { endOrClose } from '../http/respond';
 
 export interface OpsDeps {
@@ -7,6 +8,11 @@ export interface OpsDeps {
   processes: number;
   metricsText(): Promise<string>;
   metricsContentType: string;
+  /**
+   * METRICS_TOKEN's check of `/metrics` (and of nothing else: /healthz and /readyz stay open, and
+   * no collector route reads it). Absent or without tokens: /metrics is open.
+   */
+  metricsAuth?: MetricsAuth;
 }
 
 /**
@@ -14,9 +20,18 @@ export interface OpsDeps {
  * connection whose earlier answers are still unsent (`endOrClose`); `/metrics` is large enough to
  * fill the send buffer of a client that reads, so it is ended whatever is pending.
  */
-function write(res: HttpResponse, status: string, contentType: string, body: string, head: boolean, large = false): void {
+function write(
+  res: HttpResponse,
+  status: string,
+  contentType: string,
+  body: string,
+  head: boolean,
+  large = false,
+  challenge?: string,
+): void {
   res.cork(() => {
     res.writeStatus(status).writeHeader('content-type', contentType).writeHeader('cache-control', 'no-store');
+    if (challenge) res.writeHeader('www-authenticate', challenge);
     if (head)
       res.endWithoutBody(); // no Content-Length: see Reply.send
     else if (large) res.end(body);
@@ -48,6 +63,13 @@ export function opsRoutes(deps: OpsDeps) {
     },
     metrics(res: HttpResponse, req: HttpRequest): void {
       const head = isHead(req);
+      // Read only with a token configured: without one, this route is what it always was.
+      const refusal = deps.metricsAuth?.check(req.getHeader('authorization'));
+      if (refusal) {
+        const auth = deps.metricsAuth!;
+        write(res, '401 Unauthorized', 'application/json', auth.body(refusal), head, false, auth.challenge(refusal));
+        return;
+      }
       let aborted = false;
       res.onAborted(() => (aborted = true));
       deps.metricsText().then(
