@@ -254,6 +254,41 @@ describe('monitoring/alerts.yml', () => {
     expect(configCheck.ok, configCheck.output).toBe(true);
   });
 
+  it('the scrape configuration with METRICS_TOKEN (README, monitoring/prometheus.yml uncommented) passes promtool check config', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pga-metrics-token-'));
+    try {
+      const tokenFile = path.join(dir, 'pga-metrics-token');
+      writeFileSync(tokenFile, `${'t'.repeat(64)}\n`);
+      const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+      const section = readme.slice(readme.indexOf('**Protecting `/metrics`.**'));
+      const documented = /```yaml\n([\s\S]*?)```/.exec(section)?.[1];
+      expect(documented, 'README: the scrape configuration under "Protecting /metrics"').toBeDefined();
+      // The example file with its `authorization` lines uncommented, the rules beside it.
+      const uncommented = readFileSync(configFile, 'utf8').replace(
+        /^(\s*)# (authorization:| {2}type: Bearer| {2}credentials_file:)/gm,
+        '$1$2',
+      );
+      writeFileSync(path.join(dir, 'alerts.yml'), readFileSync(rulesFile));
+      for (const [name, text] of [
+        ['readme.yml', documented!],
+        ['prometheus.yml', uncommented],
+      ] as const) {
+        const config = text.replaceAll('/etc/prometheus/pga-metrics-token', tokenFile);
+        const jobs = (parse(config) as { scrape_configs: { authorization?: { type: string; credentials_file: string } }[] })
+          .scrape_configs;
+        expect(jobs.map((j) => j.authorization)).toEqual(jobs.map(() => ({ type: 'Bearer', credentials_file: tokenFile })));
+        writeFileSync(path.join(dir, name), config);
+        const check = promtool('check', 'config', path.join(dir, name));
+        expect(check.ok, `${name}: ${check.output}`).toBe(true);
+      }
+      // promtool reads the credentials file: a missing one fails, so the check above is not vacuous.
+      rmSync(tokenFile);
+      expect(promtool('check', 'config', path.join(dir, 'readme.yml')).ok).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('fires each alert in its scenario and none when healthy (promtool test rules)', () => {
     const unit = parse(readFileSync(unitTestsFile, 'utf8')) as {
       tests: { name?: string; alert_rule_test?: { alertname: string; exp_alerts: unknown[] }[] }[];

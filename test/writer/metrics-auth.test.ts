@@ -1,6 +1,7 @@
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readWriterConfig } from '@pga/writer';
+import { scrapeMetrics } from '../../bench/src/cases/shared/prom-text';
 import { createTestDatabase, type TestDatabase } from '../helpers';
 import { startWriterHarness, writerEnv, type WriterHarness } from './helpers';
 
@@ -72,6 +73,14 @@ describe('METRICS_TOKEN at the writer', () => {
       expect(res.status).toBe(200);
       expect(res.text).toMatch(/^writer_ready 1$/m);
     }
+  });
+
+  it("the bench's scrape sends the token it gave the services (BENCH_SERVICE_ENV), and says a 401 as one", async () => {
+    expect(await scrapeMetrics(guarded.url, { BENCH_SERVICE_ENV: `WRITER_FLUSH_PARALLELISM=1 METRICS_TOKEN=${OLD}` })).toMatch(
+      /^writer_ready 1$/m,
+    );
+    await expect(scrapeMetrics(guarded.url, {})).rejects.toThrowError(/\/metrics answered 401: .*METRICS_TOKEN/);
+    expect(await scrapeMetrics(open.url, {})).toMatch(/^writer_ready 1$/m);
   });
 
   it('keeps /healthz and /readyz open', async () => {

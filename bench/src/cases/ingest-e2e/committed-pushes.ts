@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { sampleValue } from '../shared/prom-text';
+import { sampleValue, scrapeMetrics } from '../shared/prom-text';
 
 /**
  * How often a drain is polled. Each poll is one scrape of the writer's /metrics (about 1 ms of the
@@ -12,7 +12,7 @@ export const DRAIN_POLL_MS = 50;
 
 /** The writer's counters (its /metrics): pushes committed, batches (transactions), jobs in them. */
 export async function writerCounters(url: string): Promise<{ batches: number; jobs: number; pushes: number }> {
-  const text = await (await fetch(`${url}/metrics`)).text();
+  const text = await scrapeMetrics(url);
   const value = (name: string) => sampleValue(text, name) ?? NaN;
   return {
     batches: value('writer_batches_total'),

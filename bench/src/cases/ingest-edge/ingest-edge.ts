@@ -7,7 +7,7 @@ import { campaignFigureDefs, campaignOutput, fixedRateFigureDefs } from '../shar
 import { benchCollectors } from '../shared/collectors';
 import { AckLog, runPushCampaign, type PushTarget } from '../shared/push-campaign';
 import { bodyPool2k } from '../shared/workload';
-import { histogramQuantile, lagBeyondSampling, sampleValue } from '../shared/prom-text';
+import { histogramQuantile, lagBeyondSampling, sampleValue, scrapeMetrics } from '../shared/prom-text';
 import { pipelineMissing, startPipeline } from '../ingest-e2e/ingest-e2e';
 
 const EDGE = 'ingest-edge';
@@ -74,7 +74,7 @@ const startEdge = (ctx: ScenarioContext) => startPipeline(ctx, {}, undefined, { 
 
 /** The edge's event-loop lag p99 and max (seconds) in its /metrics; reading them restarts them. */
 async function scrapeEdgeLag(url: string): Promise<{ p99?: number; max?: number }> {
-  const text = await fetch(`${url}/metrics`).then((r) => r.text());
+  const text = await scrapeMetrics(url);
   return {
     p99: sampleValue(text, 'edge_nodejs_eventloop_lag_p99_seconds'),
     max: sampleValue(text, 'edge_nodejs_eventloop_lag_max_seconds'),
@@ -181,7 +181,7 @@ export const ingestEdge: Scenario = {
           rewritesAtStart = (await aofState(redis)).rewrites;
         },
       });
-      const metricsText = await fetch(`${edge.url}/metrics`).then((r) => r.text());
+      const metricsText = await scrapeMetrics(edge.url);
       const enqueue = (p: number) => histogramQuantile(metricsText, 'edge_enqueue_latency_seconds', p);
       const redisStalls = (await redis.latency('LATEST')) as [string, number, number, number][];
       let lost = 0;

@@ -1,6 +1,6 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { expect, it } from 'vitest';
-import { lagBeyondSampling, sampleValue } from './prom-text';
+import { lagBeyondSampling, metricsHeaders, sampleValue } from './prom-text';
 
 /**
  * The edge's event-loop lag figures subtract prom-client's sampling interval, because its histogram
@@ -22,4 +22,12 @@ it('reads prom-client’s lag histogram as the time between 10 ms samples: its o
   expect(mean * 1000).toBeGreaterThan(9);
   expect(min * 1000).toBeLessThan(12);
   expect(lagBeyondSampling(min)).toBeLessThan(1);
+});
+
+it('scrapes with the METRICS_TOKEN the bench gave its services (BENCH_SERVICE_ENV), its first token of a list', () => {
+  expect(metricsHeaders({})).toEqual({});
+  expect(metricsHeaders({ BENCH_SERVICE_ENV: 'EDGE_PROCESSES=1' })).toEqual({});
+  expect(metricsHeaders({ BENCH_SERVICE_ENV: `EDGE_PROCESSES=1 METRICS_TOKEN=${'n'.repeat(20)},${'o'.repeat(20)}` })).toEqual({
+    authorization: `Bearer ${'n'.repeat(20)}`,
+  });
 });

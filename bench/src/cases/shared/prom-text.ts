@@ -1,4 +1,25 @@
 /** Reading the Prometheus text a service's `/metrics` answers. */
+import { extraServiceEnv } from '../../harness/diagnostics';
+
+/**
+ * The Authorization header of a scrape of the services the bench starts: their METRICS_TOKEN comes
+ * only from BENCH_SERVICE_ENV (the bench gives them no other environment); its first token, if any.
+ */
+export function metricsHeaders(env: Record<string, string | undefined> = process.env): Record<string, string> {
+  const token = (extraServiceEnv(env).METRICS_TOKEN ?? '')
+    .split(',')
+    .map((t) => t.trim())
+    .find(Boolean);
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
+/** A service's `/metrics` text (`url` without the path), with the services' METRICS_TOKEN if they have one. */
+export async function scrapeMetrics(url: string, env: Record<string, string | undefined> = process.env): Promise<string> {
+  const res = await fetch(`${url}/metrics`, { headers: metricsHeaders(env) });
+  // Not the metrics: said as such rather than read as a text without the series (NaN, undefined).
+  if (res.status === 401) throw new Error(`${url}/metrics answered 401: ${await res.text()}`);
+  return res.text();
+}
 
 /**
  * Percentile `p` (0–1) of a Prometheus histogram in a service's /metrics text, as the upper bound of
