@@ -74,6 +74,11 @@ export function createWriterMetrics() {
       help: 'Jobs this process moved to the failed set for good (poison, or their last attempt failed)',
       registers: r,
     }),
+    locksLost: new Counter({
+      name: 'writer_job_locks_lost_total',
+      help: 'Held push jobs whose BullMQ lock this process lost (Redis refused or did not answer the renewals for longer than WRITER_LOCK_DURATION_MS, e.g. MISCONF on a full disk): each goes back to the queue and is stored once, its second delivery skipped by the ledger',
+      registers: r,
+    }),
     jobFailures: new Counter({ name: 'writer_job_failures_total', help: 'Jobs failed for any reason', registers: r }),
     heartbeatsFlushed: new Counter({
       name: 'writer_heartbeats_flushed_total',

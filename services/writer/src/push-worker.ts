@@ -203,12 +203,45 @@ export function createPushWorker(o: PushWorkerOptions) {
     }, MISSING_SUMMARY_MS);
     missingTimer.unref();
   };
+  /**
+   * Held jobs whose lock this process lost, and when that was last seen (ms). Redis refusing writes
+   * (MISCONF: its disk full under the AOF) or silent for longer than the lock duration, while the
+   * jobs wait for PostgreSQL (its own disk full): every renewal fails from then on, the stalled check
+   * puts the jobs back in the queue, and they are stored once (the ledger skips the second delivery).
+   * BullMQ said so as one error per job at every renewal round (seconds apart), then once or twice
+   * more per job as it finished ("Missing lock for job N. moveToFinished", or "Lock mismatch …" when
+   * its redelivery holds it): a writer holding 2,048
+   * jobs wrote 45,000 warnings with stacks in five minutes of a full disk. Now one line per round
+   * that loses locks, and nothing more about those jobs.
+   */
+  const lostLocks = new Map<string, number>();
+  /** How long a lost lock's later errors stay expected after it was last seen failing. */
+  const LOST_LOCK_MEMORY_MS = Math.max(10 * 60_000, 4 * o.lockDurationMs);
+  worker.on('lockRenewalFailed', (jobIds) => {
+    const now = Date.now();
+    for (const [id, at] of lostLocks) if (now - at > LOST_LOCK_MEMORY_MS) lostLocks.delete(id);
+    const lost = jobIds.filter((id) => !justPutBack.has(id));
+    const fresh = lost.filter((id) => !lostLocks.has(id));
+    for (const id of lost) lostLocks.set(id, now);
+    if (fresh.length === 0) return;
+    o.metrics.locksLost.inc(fresh.length);
+    log.warn(
+      { jobs: fresh.length, jobIds: fresh.slice(0, 10) },
+      `lost the lock of ${fresh.length} held push job${fresh.length === 1 ? '' : 's'}: Redis refused or did not answer ` +
+        `their renewal for longer than WRITER_LOCK_DURATION_MS (${o.lockDurationMs} ms); they go back to the queue and are ` +
+        'stored once (the ledger skips their second delivery)',
+    );
+  });
   worker.on('error', (err) => {
     // BullMQ still renewed the lock of a job this process had just put back (its lock manager lets
     // go of a job only after the processor returns): nothing is wrong, and during an outage it was
-    // one warning with a stack per job.
+    // one warning with a stack per job. A lock lost (lockRenewalFailed, said once above) fails every
+    // later renewal and the job's end as well.
     const renewal = /^could not renew lock for job (\S+)$/.exec(err.message);
-    if (renewal && justPutBack.has(renewal[1]!)) return;
+    if (renewal && (justPutBack.has(renewal[1]!) || lostLocks.has(renewal[1]!))) return;
+    // Its end: the lock gone ("Missing lock"), or the job's redelivery holding it ("Lock mismatch").
+    const lockGone = /^(?:Missing lock|Lock mismatch) for job (\S+)\./.exec(err.message);
+    if (lockGone && lostLocks.has(lockGone[1]!)) return;
     const missing = /^Missing key for job (\S+)\./.exec(err.message);
     if (!missing) return o.redisOutage.error(err, 'push worker error');
     jobGone(missing[1]!);
