@@ -4,7 +4,8 @@ import type { Context } from '../trpc/context';
 import { AppError } from '@pga/contracts';
 import { toTRPCError } from '../trpc/init';
 import { SESSION_COOKIE, readCookie } from '../auth/session-cookie';
-import { clientIp, isTls } from './request-meta';
+import { clientIp, isTls, requestPathname } from './request-meta';
+import { databaseUnavailable, logDatabaseUnavailable } from '../db/unavailable';
 
 /**
  * Builds the tRPC context of one HTTP request: the session user (if any), IP, user agent.
@@ -24,6 +25,12 @@ export async function createHttpContext(
   } catch (err) {
     // Too many lookups at once: 503 with Retry-After (auth/session-lookup.ts), not a 500.
     if (err instanceof AppError) throw toTRPCError(err);
+    // PostgreSQL unreachable, restarting, out of disk …: the same, for every signed-in request.
+    const unavailable = databaseUnavailable(err);
+    if (unavailable) {
+      logDatabaseUnavailable(deps.logger, err, requestPathname(req));
+      throw toTRPCError(unavailable);
+    }
     throw err;
   }
   return {

@@ -3,6 +3,7 @@ import { AppError, type ErrorCode } from '@pga/contracts';
 import type { Context } from './context';
 import { APP_CODE, TRPC_CODE } from './error-codes';
 import { findUnstorableInput } from '../db/unstorable-input';
+import { databaseUnavailable, logDatabaseUnavailable } from '../db/unavailable';
 
 interface Issue {
   path?: readonly PropertyKey[];
@@ -58,9 +59,16 @@ export const toTRPCError = (cause: AppError): TRPCError =>
   new TRPCError({ code: TRPC_CODE[cause.code], message: cause.message, cause });
 
 /** Domain code throws AppError; only here (and in a stream, after it started) does it become a TRPCError (STYLE.md). */
-const appErrors = t.middleware(async ({ next }) => {
+const appErrors = t.middleware(async ({ ctx, path, next }) => {
   const result = await next();
-  if (!result.ok && result.error.cause instanceof AppError) throw toTRPCError(result.error.cause);
+  if (result.ok) return result;
+  if (result.error.cause instanceof AppError) throw toTRPCError(result.error.cause);
+  // PostgreSQL unreachable, restarting, out of disk …: 503 with Retry-After, not a 500 "internal error".
+  const unavailable = databaseUnavailable(result.error.cause);
+  if (unavailable) {
+    logDatabaseUnavailable(ctx.deps.logger, result.error.cause, path);
+    throw toTRPCError(unavailable);
+  }
   return result;
 });
 

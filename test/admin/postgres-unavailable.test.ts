@@ -1,0 +1,65 @@
+import { expect, it, vi } from 'vitest';
+import { createPool } from '@pga/db';
+import { ADMIN_PASSWORD, createHarness, httpLogin, trpcHttp } from './harness';
+
+/**
+ * PostgreSQL that cannot serve a request: seen by hand with its disk really full (`could not extend
+ * file …: No space left on device`, 53100), then after the PANIC that left it stopped (ECONNREFUSED).
+ * The admin service answered every such request 500 INTERNAL "internal error" with an error and a
+ * stack in its log — the session lookup of every signed-in request included — so the UI and any
+ * client saw a bug, with no Retry-After. Now: 503 UNAVAILABLE with Retry-After and the reason (never
+ * the driver's message), one warning a minute per reason in the log.
+ */
+it('PostgreSQL disk full or away: 503 UNAVAILABLE with Retry-After and the reason, not a 500', async () => {
+  const h = await createHarness();
+  const db = createPool(h.db.url, { max: 1 });
+  try {
+    await h.listen();
+    const cookie = await httpLogin(h.url, 'alice', ADMIN_PASSWORD);
+    const warn = vi.spyOn(h.service.deps.logger, 'warn');
+    const error = vi.spyOn(h.service.deps.logger, 'error');
+
+    // The disk full under a write: a trigger raises what PostgreSQL raises then.
+    await db.query(`
+      CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        RAISE EXCEPTION 'could not extend file "base/16384/16575": No space left on device'
+          USING ERRCODE = 'disk_full', HINT = 'Check free disk space.';
+      END $$;
+      CREATE TRIGGER disk_full BEFORE INSERT ON collector_groups FOR EACH ROW EXECUTE FUNCTION disk_full();`);
+    for (const name of ['g1', 'g2']) {
+      const res = await trpcHttp(h.url, 'mutation', 'groups.create', { name }, { cookie });
+      expect([res.status, res.body.error.data.appCode, res.headers.get('retry-after')]).toEqual([503, 'UNAVAILABLE', '5']);
+      expect(res.body.error.message).toBe('PostgreSQL is out of disk space (disk full); try again shortly');
+      expect(res.text).not.toContain('No space left');
+    }
+
+    // PostgreSQL stopped (after a WAL PANIC on a full disk): the session lookup itself cannot connect.
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    const lookup = vi.spyOn(h.service.deps.sessionLookup, 'lookup').mockRejectedValue(refused);
+    const query = vi.spyOn(h.service.deps.pool, 'query').mockRejectedValue(refused);
+    const me = await trpcHttp(h.url, 'query', 'collectors.list', {}, { cookie });
+    expect([me.status, me.body.error.data.appCode, me.headers.get('retry-after')]).toEqual([503, 'UNAVAILABLE', '5']);
+    expect(me.body.error.message).toBe('PostgreSQL is unavailable; try again shortly');
+    lookup.mockRestore();
+    const list = await trpcHttp(h.url, 'query', 'collectors.list', {}, { cookie });
+    expect([list.status, list.body.error?.data.appCode, list.headers.get('retry-after')]).toEqual([503, 'UNAVAILABLE', '5']);
+    query.mockRestore();
+
+    // Said in the log once per reason, without a stack; no "procedure failed" error.
+    expect(error.mock.calls).toEqual([]);
+    const said = warn.mock.calls.map((c) => c[1]);
+    expect(said).toEqual([
+      'PostgreSQL is out of disk space (disk full): answering 503 UNAVAILABLE with Retry-After 5 (at most one line a minute per reason)',
+      'PostgreSQL is unavailable: answering 503 UNAVAILABLE with Retry-After 5 (at most one line a minute per reason)',
+    ]);
+    expect(warn.mock.calls[0]![0]).toMatchObject({ sqlstate: '53100', path: 'groups.create' });
+
+    // Space back: the write goes through.
+    await db.query('DROP TRIGGER disk_full ON collector_groups');
+    expect((await trpcHttp(h.url, 'mutation', 'groups.create', { name: 'g3' }, { cookie })).status).toBe(200);
+  } finally {
+    await db.end();
+    await h[Symbol.asyncDispose]();
+  }
+});
