@@ -77,14 +77,15 @@ export async function checkTokenKeyIds(
  * `checkTokenKeyIds` for a process's `main.ts`, before it serves: on a connection of its own, closed
  * after; a database that does not answer within `timeoutMs` is a warning (not checked), not a
  * refused start. First the connection's DateStyle (dateStyleRefusal: a pooler that dropped our
- * DateStyle=ISO refuses the start too; the edge runs no migrateDatabase). Resolves with the refusal
- * line, if any.
+ * DateStyle=ISO refuses the start too; the edge runs no migrateDatabase), unless `dateStyleChecked`:
+ * the caller's migrateDatabase checked it a moment ago at the same DATABASE_URL (the admin service's
+ * start), and one start asks once. Resolves with the refusal line, if any.
  */
 export async function checkTokenKeyIdsAtStart(
   databaseUrl: string,
   jwt: { keyIds: readonly string[]; activeKeyId: string },
   logger: Pick<Logger, 'error' | 'warn'>,
-  { timeoutMs = 10_000 }: { timeoutMs?: number } = {},
+  { timeoutMs = 10_000, dateStyleChecked = false }: { timeoutMs?: number; dateStyleChecked?: boolean } = {},
 ): Promise<string | undefined> {
   const pool = createPool(databaseUrl, { max: 1, applicationName: 'pga-token-key-check', statementTimeoutMs: timeoutMs });
   pool.on('error', () => undefined);
@@ -100,7 +101,7 @@ export async function checkTokenKeyIdsAtStart(
   try {
     const checks = async () => {
       // A failed query here fails the key check too, which says so.
-      const dateStyle = await dateStyleRefusal(pool).catch(() => undefined);
+      const dateStyle = dateStyleChecked ? undefined : await dateStyleRefusal(pool).catch(() => undefined);
       return dateStyle ? `${describeDatabase(databaseUrl)}: ${dateStyle}` : checkTokenKeyIds(pool, jwt, logger);
     };
     return await Promise.race([checks(), timedOut]);

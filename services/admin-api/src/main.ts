@@ -13,11 +13,14 @@ await migrateDatabase(config.DATABASE_URL, logger).catch((err: unknown) => {
 });
 // JWT_SECRET must still verify the fleet's tokens: a key id in use it does not list is an error
 // line, and none of the collectors' newest tokens verifiable refuses the start (a locked-out fleet).
+// PostgreSQL's DateStyle is not asked again: migrateDatabase just refused a non-ISO one on the same
+// DATABASE_URL (test/admin/start-checks.test.ts counts one SHOW DateStyle a start).
 const jwt = parseJwtSecret(config.JWT_SECRET);
 const refusal = await checkTokenKeyIdsAtStart(
   config.DATABASE_URL,
   { keyIds: [...jwt.keyring.keys()], activeKeyId: jwt.activeKeyId },
   logger,
+  { dateStyleChecked: true },
 );
 if (refusal) {
   logger.fatal(refusal);
