@@ -14,12 +14,16 @@ describe('admin accounts, sessions, roles, CSRF', () => {
     expect(login.status).toBe(200);
     expect(login.body.result.data.user).toMatchObject({ username: 'alice', role: 'admin' });
     const setCookie = login.setCookie[0]!;
-    expect(setCookie).toMatch(/^pga_session=[A-Za-z0-9_-]{40,}; Path=\/; HttpOnly; SameSite=Lax; Max-Age=43200$/);
+    // `<keyId>.<sessionId>.<mac>` (auth/session-signer.ts): k1 is the harness's ENCRYPTION_KEY's id
+    expect(setCookie).toMatch(
+      /^pga_session=k1\.[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax; Max-Age=43200$/,
+    );
     expect(login.text).not.toContain(ADMIN_PASSWORD);
     const cookie = setCookie.split(';')[0]!;
     // only the hash of the session id is stored
     const { rows } = await h.service.deps.pool.query('SELECT id_hash FROM admin_sessions');
     expect(rows.map((r) => r.id_hash)).not.toContain(cookie.split('=')[1]);
+    expect(rows.map((r) => r.id_hash)).not.toContain(cookie.split('=')[1]!.split('.')[1]);
 
     const me = await trpcHttp(h.url, 'query', 'auth.me', undefined, { cookie });
     expect(me.body.result.data.user).toMatchObject({ username: 'alice', role: 'admin' });

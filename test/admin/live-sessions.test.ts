@@ -27,7 +27,8 @@ async function openFeed(url: string, cookie: string) {
 }
 
 const dataLines = (text: string) => text.split('\n').filter((l) => l.startsWith('data: {"collector_id"'));
-const sessionHashOf = (cookie: string) => sha256Hex(cookie.split('=')[1]!);
+/** The stored hash of a cookie's session id (`pga_session=<keyId>.<sessionId>.<mac>`). */
+const sessionHashOf = (cookie: string) => sha256Hex(cookie.split('=')[1]!.split('.')[1]!);
 
 /**
  * Live feeds end with their session: logout, disable (and re-role, password reset: the same

@@ -1,12 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it, vi } from 'vitest';
-import { ADMIN_PASSWORD, createHarness, httpLogin, restartedService, trpcHttp } from './harness';
+import { ADMIN_PASSWORD, createHarness, httpLogin, restartedService, trpcHttp, type Harness } from './harness';
 
+/** A made-up cookie of the form before signatures (a bare 256-bit id): looked up until 2026-12-07. */
 const fakeCookie = () => `pga_session=${randomBytes(32).toString('base64url')}`;
+/** A cookie this installation signed for an id no session has: what a logged-out session's cookie is. */
+const signedUnknown = (h: Harness) =>
+  `pga_session=${h.service.deps.sessionLookup.cookieValue(randomBytes(32).toString('base64url'))}`;
 
-/** Session lookups of requests: a made-up cookie repeated costs one query; lookups wait a bounded time for the pool. */
+/**
+ * Session lookups of requests: a cookie this installation did not sign costs no query; a signed one
+ * of no session one query, then none for a few seconds; lookups wait a bounded time for the pool.
+ */
 describe('session lookups', () => {
-  it('asks PostgreSQL once about a made-up session id sent again and again, and never refuses a new session', async () => {
+  it('looks up no made-up cookie, whatever its form; a signed one of no session once; new sessions work at once', async () => {
     const h = await createHarness();
     const other = restartedService(h, {});
     try {
@@ -15,10 +22,25 @@ describe('session lookups', () => {
       const lookups = vi.spyOn(h.service.deps.pool, 'query');
       const sessionQueries = () =>
         lookups.mock.calls.filter(([sql]) => typeof sql === 'string' && /FROM admin_sessions s JOIN users/.test(sql)).length;
-      const fake = fakeCookie();
+      // Bare ids (the cookie before signatures), the signed form with a made-up MAC, an unlisted key id:
+      // each a query until now (the first kind), none now.
+      const forms = [
+        fakeCookie,
+        () => `pga_session=k1.${randomBytes(32).toString('base64url')}.${randomBytes(32).toString('base64url')}`,
+        () => `pga_session=k9.${randomBytes(32).toString('base64url')}.${randomBytes(32).toString('base64url')}`,
+      ];
+      for (const form of forms)
+        for (let i = 0; i < 30; i++) {
+          const me = await trpcHttp(h.url, 'query', 'auth.me', undefined, { cookie: form() });
+          expect(me.status).toBe(200);
+          expect(me.body.result.data).toEqual({ user: null });
+        }
+      expect(sessionQueries()).toBe(0);
+      // A cookie this installation signed for an id of no session (logged out, expired): one query,
+      // then remembered as unknown for a few seconds.
+      const signed = signedUnknown(h);
       for (let i = 0; i < 20; i++) {
-        const me = await trpcHttp(h.url, 'query', 'auth.me', undefined, { cookie: fake });
-        expect(me.status).toBe(200);
+        const me = await trpcHttp(h.url, 'query', 'auth.me', undefined, { cookie: signed });
         expect(me.body.result.data).toEqual({ user: null });
       }
       expect(sessionQueries()).toBe(1);
@@ -34,6 +56,43 @@ describe('session lookups', () => {
       await h[Symbol.asyncDispose]();
     }
   });
+
+  it(
+    "keeps answering an admin's requests while made-up cookies flood the service (authzrev F5's leftover)",
+    { timeout: 60_000 },
+    async () => {
+      // One lookup at a time, 100 ms of wait: until now a flood of random well-formed ids filled the
+      // lookups' queue and the admin's own lookup was answered 503.
+      const h = await createHarness({ SESSION_LOOKUP_CONCURRENCY: '1', SESSION_LOOKUP_WAIT_MS: '100' });
+      try {
+        await h.listen();
+        const admin = await httpLogin(h.url, 'alice', ADMIN_PASSWORD);
+        const until = Date.now() + 4000;
+        let flooded = 0;
+        const flood = async () => {
+          while (Date.now() < until) {
+            await trpcHttp(h.url, 'query', 'auth.me', undefined, { cookie: fakeCookie() }).catch(() => undefined);
+            flooded++;
+          }
+        };
+        const statuses: number[] = [];
+        const measure = async () => {
+          await new Promise((r) => setTimeout(r, 300));
+          while (Date.now() < until - 200) {
+            statuses.push((await trpcHttp(h.url, 'query', 'collectors.list', {}, { cookie: admin })).status);
+            await new Promise((r) => setTimeout(r, 50));
+          }
+        };
+        await Promise.all([...Array.from({ length: 200 }, flood), measure()]);
+        expect(flooded).toBeGreaterThan(500);
+        expect(statuses.length).toBeGreaterThan(5);
+        expect(statuses.filter((s) => s !== 200)).toEqual([]);
+        expect(h.service.deps.sessionLookup.stats()).toMatchObject({ unknown: 0 });
+      } finally {
+        await h[Symbol.asyncDispose]();
+      }
+    },
+  );
 
   it('answers 503 with Retry-After when session lookups cannot get to PostgreSQL in time, instead of queueing', async () => {
     const h = await createHarness({ SESSION_LOOKUP_CONCURRENCY: '1', SESSION_LOOKUP_WAIT_MS: '300' });
@@ -53,7 +112,7 @@ describe('session lookups', () => {
       await locker.query('LOCK TABLE admin_sessions IN ACCESS EXCLUSIVE MODE');
       const me = (cookie: string) =>
         trpcHttp(h.url, 'query', 'auth.me', undefined, { cookie }).catch((err: unknown) => ({ err }));
-      const first = me(fakeCookie());
+      const first = me(signedUnknown(h));
       await vi.waitFor(async () => {
         const { rows } = await h.service.deps.pool.query(
           "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%admin_sessions s JOIN%'",
@@ -61,7 +120,7 @@ describe('session lookups', () => {
         expect(rows[0].n).toBe(1);
       });
       const answers = await Promise.all(
-        [...Array.from({ length: 5 }, () => me(fakeCookie())), me(admin)].map((p) => withTimeout(p)),
+        [...Array.from({ length: 5 }, () => me(signedUnknown(h))), me(admin)].map((p) => withTimeout(p)),
       );
       for (const answer of answers) {
         expect(answer).toMatchObject({ status: 503 });

@@ -11,6 +11,7 @@ import { createLiveFeed, type LiveFeed } from './live/live-feed';
 import { loadAuditMarkerKey } from './audit/marker-key';
 import { validSessions } from './auth/sessions';
 import { createSessionLookup, type SessionLookup } from './auth/session-lookup';
+import { createSessionSigner } from './auth/session-signer';
 
 /** Everything a procedure may use; built once per process by `createDeps`. */
 export interface Deps {
@@ -24,7 +25,10 @@ export interface Deps {
   /** Bounds concurrent connection tests across every caller. */
   connectionTests: Semaphore;
   liveFeed: LiveFeed;
-  /** Session lookups of requests: bounded concurrency and wait, unknown ids remembered a few seconds. */
+  /**
+   * Session lookups of requests: only cookies this installation signed (a MAC under a key derived
+   * from ENCRYPTION_KEY), bounded concurrency and wait, unknown ids remembered a few seconds.
+   */
   sessionLookup: SessionLookup;
   /** The key of the audit log's `unknown user #…` markers (audit/marker-key.ts), read once (again after a failure). */
   auditMarkerKey(): Promise<Buffer>;
@@ -79,7 +83,7 @@ export function createDeps(config: AdminConfig, logger: Logger): Deps {
     tokens: createCollectorTokens({ secret: config.JWT_SECRET, issuer: config.JWT_ISSUER, audience: config.JWT_AUDIENCE }),
     connectionTests: createSemaphore(config.CONNECTION_TEST_CONCURRENCY),
     liveFeed,
-    sessionLookup: createSessionLookup(pool, {
+    sessionLookup: createSessionLookup(pool, createSessionSigner(config.ENCRYPTION_KEY), {
       maxConcurrent: config.SESSION_LOOKUP_CONCURRENCY,
       waitMs: config.SESSION_LOOKUP_WAIT_MS,
     }),

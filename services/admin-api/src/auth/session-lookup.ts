@@ -2,6 +2,7 @@ import { sha256Hex } from '@pga/crypto';
 import { AppError } from '@pga/contracts';
 import type { Pool } from '@pga/db';
 import type { SessionUser } from '../trpc/context';
+import type { SessionSigner } from './session-signer';
 
 export interface FoundSession {
   user: SessionUser;
@@ -11,10 +12,13 @@ export interface FoundSession {
 
 export interface SessionLookup {
   /**
-   * The valid session of a cookie's id, or undefined. Throws UNAVAILABLE (503, Retry-After 1) when
+   * The valid session of a session cookie's value, or undefined: a value this installation did not
+   * sign (auth/session-signer.ts) is undefined at once, without a query. Throws UNAVAILABLE (503, Retry-After 1) when
    * SESSION_LOOKUP_CONCURRENCY lookups already run and no slot frees up within SESSION_LOOKUP_WAIT_MS.
    */
-  lookup(sessionId: string): Promise<FoundSession | undefined>;
+  lookup(cookieValue: string): Promise<FoundSession | undefined>;
+  /** The cookie value of a new session's id (signed). */
+  cookieValue(sessionId: string): string;
   /** Drops a hash from the cache of unknown ids (a session just created with it). */
   forget(hash: string): void;
   /** Lookups running and waiting, ids remembered as unknown (tests, diagnostics). */
@@ -41,9 +45,14 @@ export const UNKNOWN_SESSION_MAX = 10_000;
  *   can carry it before PostgreSQL knows it, and no process can have it remembered as unknown. Only
  *   ids without any row are remembered: a row that exists but is expired or of a disabled user is
  *   asked again (a user enabled again by hand gets their session back at once, as before).
+ *
+ * And before all that, since 2026-12-07: only a cookie signed by this installation (`signer`) is
+ * looked up at all, so made-up cookies cost one HMAC and no query, however many; the bounds above
+ * now only meet cookies once issued (a session logged out or expired).
  */
 export function createSessionLookup(
   pool: Pool,
+  signer: SessionSigner,
   { maxConcurrent, waitMs }: { maxConcurrent: number; waitMs: number },
 ): SessionLookup {
   const maxWaiting = maxConcurrent * 50;
@@ -94,8 +103,9 @@ export function createSessionLookup(
     return false;
   };
   return {
-    async lookup(sessionId) {
-      if (!/^[A-Za-z0-9_-]{20,100}$/.test(sessionId)) return undefined;
+    async lookup(cookieValue) {
+      const sessionId = signer.open(cookieValue);
+      if (sessionId === undefined) return undefined;
       const hash = sha256Hex(sessionId);
       if (isUnknown(hash)) return undefined;
       await acquire();
@@ -118,6 +128,9 @@ export function createSessionLookup(
       } finally {
         release();
       }
+    },
+    cookieValue(sessionId) {
+      return signer.sign(sessionId);
     },
     forget(hash) {
       unknown.delete(hash);

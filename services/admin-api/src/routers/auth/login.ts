@@ -92,6 +92,12 @@ export const login = publicProcedure
       return createSession(db, user.id, { ttlHours: config.SESSION_TTL_HOURS, ip: ctx.ip, userAgent: ctx.userAgent });
     });
     ctx.deps.sessionLookup.forget(session.hash);
-    ctx.setCookie(sessionCookie(session.id, { maxAgeSeconds: config.SESSION_TTL_HOURS * 3600, secure: ctx.secureCookies }));
+    // Signed (auth/session-signer.ts): a cookie this installation did not sign costs no lookup.
+    ctx.setCookie(
+      sessionCookie(ctx.deps.sessionLookup.cookieValue(session.id), {
+        maxAgeSeconds: config.SESSION_TTL_HOURS * 3600,
+        secure: ctx.secureCookies,
+      }),
+    );
     return { user };
   });
