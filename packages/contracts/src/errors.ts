@@ -12,6 +12,8 @@ export const ERROR_HTTP_STATUS = {
   COLLECTOR_DISABLED: 403,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
+  /** The request's body did not arrive in time (the admin service's ADMIN_BODY_TIMEOUT_MS). */
+  REQUEST_TIMEOUT: 408,
   CONFLICT: 409,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,

@@ -89,6 +89,20 @@ export const AdminConfigSchema = commonSchema
      * Retry-After before its body is read; default 2.
      */
     ADMIN_BULK_IMPORTS_AT_ONCE: int(2, 1, 64),
+    /**
+     * Bytes of request bodies all requests together may hold at once, from their admission until
+     * their answer (a body's declared length, or its limit when chunked); a request that would pass
+     * it is answered 503 with Retry-After before its body is read, and an accepted one is never cut
+     * for it. At least ADMIN_MAX_BODY_BYTES, at most 2 GiB; default ADMIN_MAX_BODY_BYTES + 32 MiB, at
+     * least 64 MiB.
+     */
+    ADMIN_BODY_BUDGET_BYTES: optionalInt(MiB, 2048 * MiB),
+    /**
+     * Milliseconds a request's body may take to arrive, from its admission (a slow sender holds its
+     * share of ADMIN_BODY_BUDGET_BYTES this long at most: 408 REQUEST_TIMEOUT); default 60000. The
+     * whole request (Node's requestTimeout) has 300 s.
+     */
+    ADMIN_BODY_TIMEOUT_MS: int(60_000, 100, 600_000),
     /** Seconds a collector command waits for a heartbeat before it expires undelivered; default 86400 (24 h). */
     COMMAND_TTL_SECONDS: int(86_400, 1, 30 * 86_400),
     /** Undelivered, unexpired commands one collector may have before sendCommand refuses more; default 100. */
@@ -104,10 +118,19 @@ export const AdminConfigSchema = commonSchema
     /** Milliseconds a live feed ended by the service gets to read the reason before its connection is closed; default 10000. */
     LIVE_FEED_CUTOFF_GRACE_MS: int(10_000, 100, 600_000),
   })
-  .transform(({ MAX_BODY_BYTES, ADMIN_MAX_BODY_BYTES, ...config }) => ({
-    ...config,
-    ADMIN_MAX_BODY_BYTES: ADMIN_MAX_BODY_BYTES ?? Math.min(MAX_BODY_BYTES ?? 32 * MiB, 512 * MiB),
-  }));
+  .transform(({ MAX_BODY_BYTES, ADMIN_MAX_BODY_BYTES, ADMIN_BODY_BUDGET_BYTES, ...config }) => {
+    const maxBody = ADMIN_MAX_BODY_BYTES ?? Math.min(MAX_BODY_BYTES ?? 32 * MiB, 512 * MiB);
+    return {
+      ...config,
+      ADMIN_MAX_BODY_BYTES: maxBody,
+      ADMIN_BODY_BUDGET_BYTES: ADMIN_BODY_BUDGET_BYTES ?? Math.max(64 * MiB, maxBody + 32 * MiB),
+    };
+  })
+  .refine((c) => c.ADMIN_BODY_BUDGET_BYTES >= c.ADMIN_MAX_BODY_BYTES, {
+    message:
+      'must be at least ADMIN_MAX_BODY_BYTES (the largest bulk import body): a bulk import at its limit could never be taken',
+    path: ['ADMIN_BODY_BUDGET_BYTES'],
+  });
 export type AdminConfig = z.infer<typeof AdminConfigSchema>;
 
 export const readAdminConfig = (env: Record<string, string | undefined> = process.env): AdminConfig =>

@@ -7,7 +7,7 @@ import type { AppRouter } from '../routers/app-router';
 import { createHttpContext } from './create-http-context';
 import { csrfRefusal } from './csrf';
 import { readiness } from './readiness';
-import { BodySlots, MAX_CALL_BODY_BYTES, admitBody, refuse } from './request-body';
+import { BodyBudget, BodySlots, MAX_CALL_BODY_BYTES, admitBody, refuse } from './request-body';
 import { requestPathname } from './request-meta';
 import { hostRefusalMessage, hostRefusalWarnings, hostRefusals, setSecurityHeaders } from './security-headers';
 import { createStaticHandler } from './static-files';
@@ -43,6 +43,7 @@ export function createHttpServer(deps: Deps, appRouter: AppRouter, { webDistDir 
     },
   });
   const bulkImportSlots = new BodySlots(config.ADMIN_BULK_IMPORTS_AT_ONCE);
+  const bodyBudget = new BodyBudget(config.ADMIN_BODY_BUDGET_BYTES);
   const warnRefusedHost = hostRefusalWarnings(logger, config.ADMIN_ALLOWED_HOSTS);
   const serveUi = createStaticHandler(webDistDir);
   if (!serveUi) logger.warn({ webDistDir }, 'web UI not built; serving the API only');
@@ -102,7 +103,7 @@ export function createHttpServer(deps: Deps, appRouter: AppRouter, { webDistDir 
       }
       // The body is read here, within the limit of the procedure it calls and, for a large bulk
       // import, only once its session is an admin's (http/request-body.ts); tRPC takes the text.
-      admitBody(deps, req, res, pathname, bulkImportSlots).then(
+      admitBody(deps, req, res, pathname, bulkImportSlots, bodyBudget).then(
         (admitted) => {
           if (admitted) trpc(req, res);
         },

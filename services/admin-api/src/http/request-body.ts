@@ -75,6 +75,36 @@ export class BodySlots {
   }
 }
 
+/** Seconds a request refused for want of body budget is told to wait (Retry-After). */
+const BUDGET_RETRY_SECONDS = 2;
+
+/**
+ * The process's budget of request-body bytes (ADMIN_BODY_BUDGET_BYTES): each admitted body reserves
+ * its declared length (a chunked one its limit) before a byte is read, and gives it back when its
+ * answer is sent or its connection closes. Until 2026-12-07 only each body was capped (1 MiB, and
+ * ADMIN_BULK_IMPORTS_AT_ONCE × ADMIN_MAX_BODY_BYTES for imports): N slow uploads held N MiB for up to
+ * the 300 s requestTimeout, however many. A request that does not fit is refused before its body is
+ * read; one admitted is never cut for the budget's sake.
+ */
+export class BodyBudget {
+  private used = 0;
+  constructor(readonly max: number) {}
+  get inUse(): number {
+    return this.used;
+  }
+  /** A release function, or undefined when `bytes` more would pass the budget. */
+  tryReserve(bytes: number): (() => void) | undefined {
+    if (bytes > 0 && this.used + bytes > this.max) return undefined;
+    this.used += bytes;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.used -= bytes;
+    };
+  }
+}
+
 /**
  * A refused request's body still on its way is read and dropped for at most this long, then its
  * connection is closed: closed at once, the client still sending got a reset (EPIPE, ECONNRESET)
@@ -104,17 +134,23 @@ export function refuse(req: IncomingMessage, res: ServerResponse, error: AppErro
 const tooLarge = (what: string, limit: number, setting: string) =>
   new AppError('PAYLOAD_TOO_LARGE', `request body ${what} is over the ${limit}-byte limit ${setting}`);
 
-type Read = { text: string } | { tooLarge: true } | undefined;
+type Read = { text: string } | { tooLarge: true } | { timedOut: true } | undefined;
 
 /**
  * Reads a request body of at most `limit` bytes into a string. `{ tooLarge }` as soon as more
- * arrived (a chunked body has no Content-Length to check first); undefined when the client went away.
+ * arrived (a chunked body has no Content-Length to check first); `{ timedOut }` when it had not all
+ * arrived after `timeoutMs` (what was read is dropped); undefined when the client went away.
  */
-function readBody(req: IncomingMessage, limit: number): Promise<Read> {
+function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promise<Read> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    const timer = setTimeout(() => {
+      chunks.length = 0;
+      done({ timedOut: true });
+    }, timeoutMs);
     const done = (result: Read) => {
+      clearTimeout(timer);
       req.off('data', onData).off('end', onEnd).off('error', onGone).off('close', onGone);
       resolve(result);
     };
@@ -141,7 +177,10 @@ function readBody(req: IncomingMessage, limit: number): Promise<Read> {
  * chunked one) its session is looked up before a byte of the body is read: no session → 401, not
  * an admin → 403; then it needs one of the `slots` (ADMIN_BULK_IMPORTS_AT_ONCE; all taken → 429
  * with Retry-After). A declared length over the limit is refused with 413 before reading, a chunked
- * body as soon as it passes the limit.
+ * body as soon as it passes the limit. Then its bytes are reserved in `budget` (ADMIN_BODY_BUDGET_BYTES;
+ * full → 503 with Retry-After, before reading), and the body must arrive within ADMIN_BODY_TIMEOUT_MS
+ * of the request's admission (408 REQUEST_TIMEOUT otherwise: a slow sender holds its reservation no
+ * longer).
  */
 export async function admitBody(
   deps: Deps,
@@ -149,7 +188,9 @@ export async function admitBody(
   res: ServerResponse,
   pathname: string,
   slots: BodySlots,
+  budget: BodyBudget,
 ): Promise<boolean> {
+  const admittedAt = Date.now();
   const declared = declaredLength(req);
   const bulk = callsOnlyBulkImport(pathname);
   const limit = bulk ? deps.config.ADMIN_MAX_BODY_BYTES : MAX_CALL_BODY_BYTES;
@@ -195,9 +236,31 @@ export async function admitBody(
     }
     res.once('close', release);
   }
-  if (req.socket.destroyed) return false;
-  const read = await readBody(req, limit);
+  // The body's bytes, reserved before it is read: a request that would pass the budget waits for
+  // nothing and holds nothing (503, Retry-After); one taken is read to its end whatever comes next.
+  const reserved = declared ?? limit;
+  const release = budget.tryReserve(reserved);
+  if (!release) {
+    const what = declared === undefined ? `a chunked body (reserved at its ${limit}-byte limit)` : `a ${declared}-byte body`;
+    const message =
+      `the service holds ${budget.inUse} bytes of request bodies already; ${what} would pass ADMIN_BODY_BUDGET_BYTES ` +
+      `(${budget.max}): send it again shortly`;
+    refuse(req, res, new AppError('UNAVAILABLE', message, { retryAfterSeconds: BUDGET_RETRY_SECONDS }));
+    return false;
+  }
+  if (req.socket.destroyed) {
+    release();
+    return false;
+  }
+  res.once('close', release);
+  const timeoutMs = deps.config.ADMIN_BODY_TIMEOUT_MS;
+  const read = await readBody(req, limit, Math.max(0, admittedAt + timeoutMs - Date.now()));
   if (!read) return false;
+  if ('timedOut' in read) {
+    const message = `the request body did not arrive within ${timeoutMs} ms (ADMIN_BODY_TIMEOUT_MS)`;
+    refuse(req, res, new AppError('REQUEST_TIMEOUT', message));
+    return false;
+  }
   if ('tooLarge' in read) {
     refuse(req, res, tooLarge('(chunked)', limit, setting));
     return false;
