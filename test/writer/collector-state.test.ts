@@ -211,16 +211,17 @@ describe('writer: collector state from heartbeats, sweeps and uptime', () => {
   });
 
   it('computes uptime_percentage over the rolling window from heartbeat and push history', async () => {
-    const registered = new Date(Date.now() - 9.5 * 60_000); // 10 one-minute slots so far
+    // One clock reading: each heartbeat's minute is taken from it, not from a now() per INSERT, so a
+    // minute boundary passing between two INSERTs cannot give two of them the same minute.
+    const now = Date.now();
+    const registered = new Date(now - 9.5 * 60_000); // 10 one-minute slots so far
     const id = await insertCollector(h.pool, { interval: 60, registeredAt: registered });
+    const minute = (agoMin: number) => new Date(Math.floor((now - agoMin * 60_000) / 60_000) * 60_000);
     // Heartbeats in 4 distinct minutes and a push in a 5th: 5 of 10 slots.
     for (const agoMin of [1, 2, 3, 4]) {
-      await h.pool.query(
-        `INSERT INTO collector_heartbeats VALUES ($1, date_trunc('minute', now() - make_interval(mins => $2)), 'active')`,
-        [id, agoMin],
-      );
+      await h.pool.query(`INSERT INTO collector_heartbeats VALUES ($1, $2, 'active')`, [id, minute(agoMin)]);
     }
-    await h.waitForJob(await h.enqueue([pushItem(fixture, id, new Date(Date.now() - 6 * 60_000))]), 'completed');
+    await h.waitForJob(await h.enqueue([pushItem(fixture, id, new Date(now - 6 * 60_000))]), 'completed');
     await h.writer.maintenance.runNow('sweep');
     expect(Number((await collector(id)).uptime_percentage)).toBe(50);
     // Folded, the push's minute is read from collector_push_minutes (one row per minute, not per type).
