@@ -3,8 +3,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capturingLogger, createTestDatabase, type TestDatabase } from '../helpers';
 import { fixture, insertCollector, pushItem, startWriterHarness, waitUntil, type WriterHarness } from './helpers';
 
-const day = (offset: number) =>
-  `collector_metrics_p${new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10).replaceAll('-', '')}`;
+/** The UTC date `offset` days from `base` (a time in ms): a test reads the clock once and passes it. */
+const dateOf = (offset: number, base: number) => new Date(base + offset * 86_400_000).toISOString().slice(0, 10);
+/**
+ * The partition of the UTC day `offset` days from `base`. A test names its days from one clock
+ * reading: one that crosses midnight UTC still names the same partitions in its set-up and its
+ * expectations (what the writer's run makes of them is by its own, later, date).
+ */
+const day = (offset: number, base: number) => `collector_metrics_p${dateOf(offset, base).replaceAll('-', '')}`;
 
 /** One statement on a connection of its own (no writer needs to be running). */
 async function sql(db: TestDatabase, text: string, params: unknown[] = []): Promise<pg.QueryResult> {
@@ -42,11 +48,12 @@ describe('writer: partition and retention job', () => {
   it('runs single-flight across two writers: creates partitions ahead, drops expired ones, prunes old rollups', async () => {
     // Seed an expired partition and rollup before the writers start, so this DDL cannot race (and
     // deadlock with) their own maintenance run.
+    const now = Date.now();
     const seed = new pg.Client({ connectionString: db.url });
     await seed.connect();
     try {
       await seed.query(
-        `CREATE TABLE ${day(-20)} PARTITION OF collector_metrics FOR VALUES FROM ('${new Date(Date.now() - 20 * 86_400_000).toISOString().slice(0, 10)}') TO ('${new Date(Date.now() - 19 * 86_400_000).toISOString().slice(0, 10)}')`,
+        `CREATE TABLE ${day(-20, now)} PARTITION OF collector_metrics FOR VALUES FROM ('${dateOf(-20, now)}') TO ('${dateOf(-19, now)}')`,
       );
       await seed.query(
         `INSERT INTO collector_metrics_rollup (collector_id, metric_type, bucket, row_count, record_count) VALUES (gen_random_uuid(), 'x', now() - interval '20 days', 1, 1)`,
@@ -74,8 +81,8 @@ describe('writer: partition and retention job', () => {
           `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'collector_metrics'::regclass`,
         )
       ).rows.map((r) => r.relname);
-      expect(parts).toContain(day(9));
-      expect(parts).not.toContain(day(-20));
+      expect(parts).toContain(day(9, now));
+      expect(parts).not.toContain(day(-20, now));
       expect(
         (await a.pool.query(`SELECT count(*)::int AS n FROM collector_metrics_rollup WHERE bucket < now() - interval '15 days'`))
           .rows[0].n,
@@ -103,9 +110,10 @@ describe('writer: partition and retention job', () => {
       await first.close();
     }
     // Expired while no writer ran; the hourly schedule's next run is still most of an hour away.
+    const now = Date.now();
     await sql(
       db,
-      `CREATE TABLE ${day(-25)} PARTITION OF collector_metrics FOR VALUES FROM ('${new Date(Date.now() - 25 * 86_400_000).toISOString().slice(0, 10)}') TO ('${new Date(Date.now() - 24 * 86_400_000).toISOString().slice(0, 10)}')`,
+      `CREATE TABLE ${day(-25, now)} PARTITION OF collector_metrics FOR VALUES FROM ('${dateOf(-25, now)}') TO ('${dateOf(-24, now)}')`,
     );
     const again = await startWriterHarness(db.url, { METRICS_RETENTION_DAYS: '14', REDIS_KEY_PREFIX: first.prefix });
     try {
@@ -113,7 +121,7 @@ describe('writer: partition and retention job', () => {
       expect(schedule!.next! - Date.now()).toBeGreaterThan(30 * 60_000);
       await waitUntil(
         'the expired partition dropped',
-        async () => (await sql(db, `SELECT to_regclass($1) AS t`, [day(-25)])).rows[0].t === null,
+        async () => (await sql(db, `SELECT to_regclass($1) AS t`, [day(-25, now)])).rows[0].t === null,
         15_000,
       );
       // Counted once retention is done too; one run, not one per schedule and start.
@@ -130,33 +138,43 @@ describe('writer: partition and retention job', () => {
     const h = await startWriterHarness(db.url, { METRICS_RETENTION_DAYS: '14' });
     try {
       await firstRun(h);
-      // The oldest day the partitions keep starts at midnight UTC 14 days before today (PostgreSQL's).
-      const start = (
-        await h.pool.query<{ t: Date }>(`SELECT (((now() AT TIME ZONE 'UTC')::date - 14)::timestamp AT TIME ZONE 'UTC') AS t`)
-      ).rows[0]!.t.getTime();
-      const kept = new Date(start + 60_000); // the partition of this day stays: so does what describes it
-      const gone = new Date(start - 60_000); // its day's partition is dropped
       const collector = '6f1f0a52-0000-4000-8000-000000000001';
-      for (const [at, tag] of [
-        [kept, 'kept'],
-        [gone, 'gone'],
-      ] as const) {
-        await h.pool.query(
-          `INSERT INTO collector_metrics_rollup (collector_id, metric_type, bucket, row_count, record_count) VALUES ($1, $2, $3, 1, 1)`,
-          [collector, tag, at],
-        );
-        await h.pool.query(
-          `INSERT INTO ingest_ledger (push_id, collector_id, received_at, row_count, checksum, committed_at)
-           VALUES (gen_random_uuid(), $1, $2, 1, $3, $2)`,
-          [collector, at, tag.padEnd(64, '0')],
-        );
-        await h.pool.query(`INSERT INTO collector_heartbeats (collector_id, minute, status) VALUES ($1, $2, 'active')`, [
-          collector,
-          at,
-        ]);
-        await h.pool.query(`INSERT INTO collector_push_minutes (collector_id, minute) VALUES ($1, $2)`, [collector, at]);
+      const retentionStart = async () =>
+        (
+          await h.pool.query<{ t: Date }>(`SELECT (((now() AT TIME ZONE 'UTC')::date - 14)::timestamp AT TIME ZONE 'UTC') AS t`)
+        ).rows[0]!.t.getTime();
+      let kept: Date;
+      for (;;) {
+        // The oldest day the partitions keep starts at midnight UTC 14 days before today (PostgreSQL's).
+        const start = await retentionStart();
+        kept = new Date(start + 60_000); // the partition of this day stays: so does what describes it
+        const gone = new Date(start - 60_000); // its day's partition is dropped
+        for (const table of ['collector_metrics_rollup', 'ingest_ledger', 'collector_heartbeats', 'collector_push_minutes'])
+          await h.pool.query(`DELETE FROM ${table} WHERE collector_id = $1`, [collector]);
+        for (const [at, tag] of [
+          [kept, 'kept'],
+          [gone, 'gone'],
+        ] as const) {
+          await h.pool.query(
+            `INSERT INTO collector_metrics_rollup (collector_id, metric_type, bucket, row_count, record_count) VALUES ($1, $2, $3, 1, 1)`,
+            [collector, tag, at],
+          );
+          await h.pool.query(
+            `INSERT INTO ingest_ledger (push_id, collector_id, received_at, row_count, checksum, committed_at)
+             VALUES (gen_random_uuid(), $1, $2, 1, $3, $2)`,
+            [collector, at, tag.padEnd(64, '0')],
+          );
+          await h.pool.query(`INSERT INTO collector_heartbeats (collector_id, minute, status) VALUES ($1, $2, 'active')`, [
+            collector,
+            at,
+          ]);
+          await h.pool.query(`INSERT INTO collector_push_minutes (collector_id, minute) VALUES ($1, $2)`, [collector, at]);
+        }
+        await h.writer.maintenance.runNow('partitions');
+        // Midnight UTC passed meanwhile: the run cut a day later than these rows were placed around
+        // (`kept` went too); again, from the new date.
+        if ((await retentionStart()) === start) break;
       }
-      await h.writer.maintenance.runNow('partitions');
       const left = async (table: string, column: string) =>
         (await h.pool.query(`SELECT ${column} AS t FROM ${table} WHERE collector_id = $1 ORDER BY 1`, [collector])).rows.map(
           (r: { t: Date }) => r.t.getTime(),
@@ -317,11 +335,10 @@ describe('writer: partition and retention job', () => {
   });
 
   it('keeps what the last writer to start says, on every writer: a writer with another METRICS_RETENTION_DAYS warns, and the others run its settings', async () => {
-    const partition = (offset: number) =>
-      sql(db, `SELECT pga_create_metric_partition($1::date)`, [
-        new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10),
-      ]);
-    const exists = async (offset: number) => (await sql(db, `SELECT to_regclass($1) AS t`, [day(offset)])).rows[0].t !== null;
+    const now = Date.now();
+    const partition = (offset: number) => sql(db, `SELECT pga_create_metric_partition($1::date)`, [dateOf(offset, now)]);
+    const exists = async (offset: number) =>
+      (await sql(db, `SELECT to_regclass($1) AS t`, [day(offset, now)])).rows[0].t !== null;
     const a = await startWriterHarness(db.url, { METRICS_RETENTION_DAYS: '14' });
     try {
       await firstRun(a);
@@ -382,7 +399,7 @@ describe('writer: partition and retention job', () => {
     const h = await startWriterHarness(db.url, { METRICS_RETENTION_DAYS: '14', PARTITION_DAYS_AHEAD: '7' });
     const blocker = new pg.Client({ connectionString: db.url });
     await blocker.connect();
-    const dayStart = (offset: number) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
+    const now = Date.now();
     const partitionNames = async () =>
       (
         await h.pool.query<{ relname: string }>(
@@ -400,9 +417,9 @@ describe('writer: partition and retention job', () => {
       // Two expired days, a missing day ahead and an expired ledger entry.
       for (const d of [-26, -25])
         await h.pool.query(
-          `CREATE TABLE ${day(d)} PARTITION OF collector_metrics FOR VALUES FROM ('${dayStart(d)}') TO ('${dayStart(d + 1)}')`,
+          `CREATE TABLE ${day(d, now)} PARTITION OF collector_metrics FOR VALUES FROM ('${dateOf(d, now)}') TO ('${dateOf(d + 1, now)}')`,
         );
-      await h.pool.query(`DROP TABLE IF EXISTS ${day(5)}`);
+      await h.pool.query(`DROP TABLE IF EXISTS ${day(5, now)}`);
       await h.pool.query(
         `INSERT INTO ingest_ledger (push_id, collector_id, received_at, row_count, checksum, committed_at)
          VALUES (gen_random_uuid(), gen_random_uuid(), now() - interval '20 days', 1, repeat('0', 64), now() - interval '20 days')`,
@@ -410,7 +427,7 @@ describe('writer: partition and retention job', () => {
       expect(await expiredLedger()).toBe(1);
       // A long query on the older expired day: its ACCESS SHARE lock blocks DROP TABLE.
       await blocker.query('BEGIN');
-      await blocker.query(`SELECT * FROM ${day(-26)} LIMIT 1`);
+      await blocker.query(`SELECT * FROM ${day(-26, now)} LIMIT 1`);
 
       const started = Date.now();
       const first = (await h.writer.maintenance.runNow('partitions')) as {
@@ -421,22 +438,22 @@ describe('writer: partition and retention job', () => {
       };
       // Nothing waited for the blocked partition's lock (so no ACCESS EXCLUSIVE was queued before the COPYs).
       expect(Date.now() - started).toBeLessThan(2000);
-      expect(first.created).toContain(day(5));
-      expect(first.dropped).toEqual([day(-25)]);
-      expect(first.skipped).toEqual([expect.objectContaining({ partition: day(-26), action: 'drop' })]);
+      expect(first.created).toContain(day(5, now));
+      expect(first.dropped).toEqual([day(-25, now)]);
+      expect(first.skipped).toEqual([expect.objectContaining({ partition: day(-26, now), action: 'drop' })]);
       expect(first.ledger).toBeGreaterThanOrEqual(1);
       const parts = await partitionNames();
-      expect(parts).toContain(day(5));
-      expect(parts).toContain(day(-26));
-      expect(parts).not.toContain(day(-25));
+      expect(parts).toContain(day(5, now));
+      expect(parts).toContain(day(-26, now));
+      expect(parts).not.toContain(day(-25, now));
       expect(await expiredLedger()).toBe(0);
 
       // The blocker is gone: the next run drops it.
       await blocker.query('ROLLBACK');
       const second = (await h.writer.maintenance.runNow('partitions')) as { dropped: string[]; skipped: unknown[] };
-      expect(second.dropped).toEqual([day(-26)]);
+      expect(second.dropped).toEqual([day(-26, now)]);
       expect(second.skipped).toEqual([]);
-      expect(await partitionNames()).not.toContain(day(-26));
+      expect(await partitionNames()).not.toContain(day(-26, now));
     } finally {
       await blocker.end();
       await h.close();
@@ -452,7 +469,8 @@ describe('writer: partition and retention job', () => {
         'first scheduled partitions run',
         async () => (await metric(h, /^writer_maintenance_runs_total\{task="partitions"/)) >= 1,
       );
-      await h.pool.query(`DROP TABLE IF EXISTS ${day(6)}`);
+      const now = Date.now();
+      await h.pool.query(`DROP TABLE IF EXISTS ${day(6, now)}`);
       const pushId = (
         await h.pool.query<{ push_id: string }>(
           `INSERT INTO ingest_ledger (push_id, collector_id, received_at, row_count, checksum, committed_at)
@@ -476,7 +494,7 @@ describe('writer: partition and retention job', () => {
       await h.waitForJob(jobId, 'completed', 10_000);
       await blocker.query('ROLLBACK');
       const result = (await h.writer.maintenance.runNow('partitions')) as { created: string[] };
-      expect(result.created).toContain(day(6));
+      expect(result.created).toContain(day(6, now));
     } finally {
       blocker.release();
       await h.close();
