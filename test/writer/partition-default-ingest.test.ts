@@ -99,7 +99,10 @@ describe('writer: a day partition created while its rows keep arriving in DEFAUL
         [today.toISOString()],
       );
       const collectors = await Promise.all(Array.from({ length: 5 }, () => insertCollector(h.pool)));
-      const ingest = ingestLoop(h, collectors);
+      // Pushes of today, received now: a run crossing midnight UTC still sends today's (the last
+      // millisecond of it), all expected in this day's partition.
+      const endOfToday = today.getTime() + 86_400_000 - 1;
+      const ingest = ingestLoop(h, collectors, { at: () => new Date(Math.min(Date.now(), endOfToday)) });
       await new Promise((r) => setTimeout(r, 2000));
       const sampler = lockSampler(db.url);
       const outcomes: string[] = [];
