@@ -244,8 +244,9 @@ describe('writer: pushes → collector_metrics', () => {
     const rowsPerPush = parsedFixture.metrics.length;
     // Small jobs: the budget (4 batches of 10,000 rows) allows far more than WRITER_CONCURRENCY,
     // so the writer holds that many, and 300 one-push jobs fit one or two batches (a fixed 16
-    // held jobs would have needed at least 19).
-    const wide = await startWriterHarness(db.url, { WRITER_BATCH_WINDOW_MS: '3000', WRITER_CONCURRENCY: '1000' });
+    // held jobs would have needed at least 19). A 10 s window: under load the writer took more than
+    // 3 s to take 300 jobs, and a third batch began (a holder of 16 still needs 19 whatever the window).
+    const wide = await startWriterHarness(db.url, { WRITER_BATCH_WINDOW_MS: '10000', WRITER_CONCURRENCY: '1000' });
     try {
       await storeOnePushJobs(wide, 300);
       expect(await metricValue(wide, 'writer_job_concurrency')).toBe(1000);
@@ -713,9 +714,20 @@ describe('writer: pushes → collector_metrics', () => {
 });
 
 /** Enqueues `n` jobs of one push each (one new collector) and waits until all are completed. */
+/**
+ * Enqueues `n` one-push jobs while the queue is paused, then lets the writer take them: they are all
+ * waiting at once, so how many share a batch depends on what the writer holds, not on how fast this
+ * process could add them (300 adds beside other load took longer than the batch window: 3 batches).
+ */
 async function storeOnePushJobs(h: WriterHarness, n: number): Promise<void> {
   const collectorId = await insertCollector(h.pool);
-  const ids = await Promise.all(Array.from({ length: n }, () => h.enqueue([pushItem(fixture, collectorId)])));
+  await h.queue.pause();
+  let ids: string[];
+  try {
+    ids = await Promise.all(Array.from({ length: n }, () => h.enqueue([pushItem(fixture, collectorId)])));
+  } finally {
+    await h.queue.resume();
+  }
   await Promise.all(ids.map((id) => h.waitForJob(id, 'completed', 30_000)));
 }
 
