@@ -130,6 +130,7 @@ describe('request body limits of the admin service (authzrev F4)', () => {
   });
 
   it('stops reading a chunked body at the limit and answers 413 (no Content-Length to check first)', async () => {
+    // Without a session: 64 KiB (review33 F2); signed in: the call limit.
     const { status, body } = await upload(h.url, 'auth.login', {
       prefix: '{"username":"',
       sendAtMost: 3 * MiB,
@@ -137,6 +138,16 @@ describe('request body limits of the admin service (authzrev F4)', () => {
     }).answer;
     expect(status).toBe(413);
     expect(body.error.message).toBe(
+      `request body (chunked) is over the ${64 * KiB}-byte limit of a request without a session (sign in first)`,
+    );
+    const signedIn = await upload(h.url, 'groups.create', {
+      prefix: '{"name":"',
+      sendAtMost: 3 * MiB,
+      cookie: adminCookie,
+      ms: 10_000,
+    }).answer;
+    expect(signedIn.status).toBe(413);
+    expect(signedIn.body.error.message).toBe(
       `request body (chunked) is over the ${CALL_LIMIT}-byte limit of every procedure but collectors.bulkImport`,
     );
   });

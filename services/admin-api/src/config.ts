@@ -90,16 +90,18 @@ export const AdminConfigSchema = commonSchema
      */
     ADMIN_BULK_IMPORTS_AT_ONCE: int(2, 1, 64),
     /**
-     * Bytes of request bodies all requests together may hold at once, from their admission until
-     * their answer (a body's declared length, or its limit when chunked); a request that would pass
-     * it is answered 503 with Retry-After before its body is read, and an accepted one is never cut
-     * for it. At least ADMIN_MAX_BODY_BYTES, at most 2 GiB; default ADMIN_MAX_BODY_BYTES + 32 MiB, at
-     * least 64 MiB.
+     * Bytes of request bodies signed-in requests together may hold at once, from their admission
+     * until their answer (a body's declared length, or its limit when chunked): only bodies over
+     * 64 KiB (or chunked) sent with a session take a share, bulk imports holding a slot
+     * (ADMIN_BULK_IMPORTS_AT_ONCE) excepted; a request that would pass it is answered 503 with
+     * Retry-After before its body is read, and an accepted one is never cut for it. At least 1 MiB
+     * (the largest body it covers), at most 2 GiB; default 64 MiB.
      */
-    ADMIN_BODY_BUDGET_BYTES: optionalInt(MiB, 2048 * MiB),
+    ADMIN_BODY_BUDGET_BYTES: int(64 * MiB, MiB, 2048 * MiB),
     /**
-     * Milliseconds a request's body may take to arrive, from its admission (a slow sender holds its
-     * share of ADMIN_BODY_BUDGET_BYTES this long at most: 408 REQUEST_TIMEOUT); default 60000. The
+     * Milliseconds a request's body may go without a byte arriving (an idle timeout, as nginx's
+     * client_body_timeout: a stalled sender holds its share of ADMIN_BODY_BUDGET_BYTES, or its slot,
+     * this long at most; a slow but steady one is not cut): 408 REQUEST_TIMEOUT; default 60000. The
      * whole request (Node's requestTimeout) has 300 s.
      */
     ADMIN_BODY_TIMEOUT_MS: int(60_000, 100, 600_000),
@@ -118,19 +120,10 @@ export const AdminConfigSchema = commonSchema
     /** Milliseconds a live feed ended by the service gets to read the reason before its connection is closed; default 10000. */
     LIVE_FEED_CUTOFF_GRACE_MS: int(10_000, 100, 600_000),
   })
-  .transform(({ MAX_BODY_BYTES, ADMIN_MAX_BODY_BYTES, ADMIN_BODY_BUDGET_BYTES, ...config }) => {
-    const maxBody = ADMIN_MAX_BODY_BYTES ?? Math.min(MAX_BODY_BYTES ?? 32 * MiB, 512 * MiB);
-    return {
-      ...config,
-      ADMIN_MAX_BODY_BYTES: maxBody,
-      ADMIN_BODY_BUDGET_BYTES: ADMIN_BODY_BUDGET_BYTES ?? Math.max(64 * MiB, maxBody + 32 * MiB),
-    };
-  })
-  .refine((c) => c.ADMIN_BODY_BUDGET_BYTES >= c.ADMIN_MAX_BODY_BYTES, {
-    message:
-      'must be at least ADMIN_MAX_BODY_BYTES (the largest bulk import body): a bulk import at its limit could never be taken',
-    path: ['ADMIN_BODY_BUDGET_BYTES'],
-  });
+  .transform(({ MAX_BODY_BYTES, ADMIN_MAX_BODY_BYTES, ...config }) => ({
+    ...config,
+    ADMIN_MAX_BODY_BYTES: ADMIN_MAX_BODY_BYTES ?? Math.min(MAX_BODY_BYTES ?? 32 * MiB, 512 * MiB),
+  }));
 export type AdminConfig = z.infer<typeof AdminConfigSchema>;
 
 export const readAdminConfig = (env: Record<string, string | undefined> = process.env): AdminConfig =>

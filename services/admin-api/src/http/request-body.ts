@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { AppError } from '@pga/contracts';
 import type { Deps } from '../deps';
 import { SESSION_COOKIE, readCookie } from '../auth/session-cookie';
@@ -18,6 +19,18 @@ const KiB = 1024;
  * service from 0.6 to 2 GB (authzrev F4).
  */
 export const MAX_CALL_BODY_BYTES = 1024 * KiB;
+
+/**
+ * Largest request body without a session (no cookie, or one that is no live session's), and the
+ * size up to which a body needs no session lookup and no share of the body budget. The only
+ * procedures anyone may call are auth.login (a username of 255 and a password of 1,024 characters:
+ * under 8 KiB at their longest JSON escapes), auth.logout and auth.me; everything else answers 401
+ * anyway. A larger declared body without a session is answered 413 before a byte is read, a chunked
+ * one as soon as it passes this. Until 2026-12-08 anonymous bodies of up to MAX_CALL_BODY_BYTES each
+ * reserved their declared length from the budget before a byte arrived: 64 connections sending
+ * headers only held all of it, and every admin's POST answered 503 (review33 F2).
+ */
+export const ANONYMOUS_BODY_BYTES = 64 * KiB;
 
 /** The one procedure whose body may be larger (up to ADMIN_MAX_BODY_BYTES), for admins only. */
 export const BULK_IMPORT = 'collectors.bulkImport';
@@ -79,12 +92,14 @@ export class BodySlots {
 const BUDGET_RETRY_SECONDS = 2;
 
 /**
- * The process's budget of request-body bytes (ADMIN_BODY_BUDGET_BYTES): each admitted body reserves
- * its declared length (a chunked one its limit) before a byte is read, and gives it back when its
- * answer is sent or its connection closes. Until 2026-12-07 only each body was capped (1 MiB, and
- * ADMIN_BULK_IMPORTS_AT_ONCE × ADMIN_MAX_BODY_BYTES for imports): N slow uploads held N MiB for up to
- * the 300 s requestTimeout, however many. A request that does not fit is refused before its body is
- * read; one admitted is never cut for the budget's sake.
+ * The process's budget of request-body bytes (ADMIN_BODY_BUDGET_BYTES) for signed-in requests:
+ * each body over ANONYMOUS_BODY_BYTES (or chunked) sent with a session, bulk imports holding a slot
+ * excepted, reserves its declared length (a chunked one its limit) before a byte is read, and gives
+ * it back when its answer is sent or its connection closes. A request that does not fit is refused
+ * before its body is read; one admitted is never cut for the budget's sake. Until 2026-12-07 only
+ * each body was capped: N slow uploads held N MiB for up to the 300 s requestTimeout, however many.
+ * Until 2026-12-08 every body reserved, whoever sent it, and bulk imports too: 64 anonymous
+ * connections sending headers only, or two admins' imports, held all of it (review33 F2, F3).
  */
 export class BodyBudget {
   private used = 0;
@@ -103,6 +118,48 @@ export class BodyBudget {
       this.used -= bytes;
     };
   }
+}
+
+/** Per socket, the releases waiting for its 'close' (one listener a socket, however many requests it carries). */
+const releasesOnClose = new WeakMap<Socket, Set<() => void>>();
+
+function releasesOf(socket: Socket): Set<() => void> {
+  let waiting = releasesOnClose.get(socket);
+  if (!waiting) {
+    const set = new Set<() => void>();
+    releasesOnClose.set(socket, set);
+    socket.once('close', () => {
+      releasesOnClose.delete(socket);
+      for (const release of set) release();
+    });
+    waiting = set;
+  }
+  return waiting;
+}
+
+/**
+ * Calls `release` once, on the first of: the answer sent or given up (the response's 'close'), the
+ * connection gone (its socket's 'close'); both listeners are removed then. The response of a
+ * pipelined request waits in Node's queue without a socket and emits no 'close' when the connection
+ * dies: until 2026-12-08 its share (or slot) stayed taken for the life of the process, and a few
+ * hundred anonymous pipelined requests made every POST answer 503 (review33 F1). False, released at
+ * once, when the connection is gone already.
+ */
+export function holdUntilAnsweredOrGone(req: IncomingMessage, res: ServerResponse, release: () => void): boolean {
+  const socket = req.socket;
+  if (socket.destroyed) {
+    release();
+    return false;
+  }
+  const waiting = releasesOf(socket);
+  const done = () => {
+    res.off('close', done);
+    waiting.delete(done);
+    release();
+  };
+  waiting.add(done);
+  res.once('close', done);
+  return true;
 }
 
 /**
@@ -138,17 +195,18 @@ type Read = { text: string } | { tooLarge: true } | { timedOut: true } | undefin
 
 /**
  * Reads a request body of at most `limit` bytes into a string. `{ tooLarge }` as soon as more
- * arrived (a chunked body has no Content-Length to check first); `{ timedOut }` when it had not all
- * arrived after `timeoutMs` (what was read is dropped); undefined when the client went away.
+ * arrived (a chunked body has no Content-Length to check first); `{ timedOut }` when no byte came
+ * for `idleMs` (as nginx's client_body_timeout; what was read is dropped); undefined when the client
+ * went away.
  */
-function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promise<Read> {
+function readBody(req: IncomingMessage, limit: number, idleMs: number): Promise<Read> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
     const timer = setTimeout(() => {
       chunks.length = 0;
       done({ timedOut: true });
-    }, timeoutMs);
+    }, idleMs);
     const done = (result: Read) => {
       clearTimeout(timer);
       req.off('data', onData).off('end', onEnd).off('error', onGone).off('close', onGone);
@@ -161,6 +219,7 @@ function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promi
         return done({ tooLarge: true });
       }
       chunks.push(chunk);
+      timer.refresh();
     };
     const onEnd = () => done({ text: Buffer.concat(chunks, size).toString('utf8') });
     const onGone = () => done(undefined);
@@ -172,15 +231,23 @@ function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promi
  * Reads the body of a /trpc POST within its limit and hands it to tRPC (`req.body`, which tRPC's
  * adapter takes instead of reading the stream); true when tRPC may go on, false when this answered.
  *
- * Every procedure but collectors.bulkImport: MAX_CALL_BODY_BYTES, whoever calls. A request calling
- * only collectors.bulkImport: ADMIN_MAX_BODY_BYTES, and with a body over MAX_CALL_BODY_BYTES (or a
- * chunked one) its session is looked up before a byte of the body is read: no session → 401, not
- * an admin → 403; then it needs one of the `slots` (ADMIN_BULK_IMPORTS_AT_ONCE; all taken → 429
- * with Retry-After). A declared length over the limit is refused with 413 before reading, a chunked
- * body as soon as it passes the limit. Then its bytes are reserved in `budget` (ADMIN_BODY_BUDGET_BYTES;
- * full → 503 with Retry-After, before reading), and the body must arrive within ADMIN_BODY_TIMEOUT_MS
- * of the request's admission (408 REQUEST_TIMEOUT otherwise: a slow sender holds its reservation no
- * longer).
+ * A declared body of at most ANONYMOUS_BODY_BYTES (sign-in, most mutations) is read at once: no
+ * session lookup, no share of the budget. A larger one (or a chunked one) has its session looked up
+ * before a byte of it is read:
+ * - no session: collectors.bulkImport → 401; anything else → 413 for a declared length over
+ *   ANONYMOUS_BODY_BYTES, a chunked body read up to that and 413 past it, with no share of the budget;
+ * - every procedure but collectors.bulkImport: MAX_CALL_BODY_BYTES, whoever calls (a larger
+ *   declared length → 413 before any lookup);
+ * - a request calling only collectors.bulkImport: ADMIN_MAX_BODY_BYTES, and with a body over
+ *   MAX_CALL_BODY_BYTES (or a chunked one) only an admin's (else 403, over the limit 413); it then
+ *   needs one of the `slots` (ADMIN_BULK_IMPORTS_AT_ONCE; all taken → 429 with Retry-After), which
+ *   bound imports on their own: they take no share of the budget;
+ * - any other signed-in body reserves its declared length (a chunked one its limit) in `budget`
+ *   (ADMIN_BODY_BUDGET_BYTES; full → 503 with Retry-After, before reading).
+ * A share and a slot are held until the answer is sent or the connection is gone. While reading, no
+ * byte for ADMIN_BODY_TIMEOUT_MS → 408 REQUEST_TIMEOUT: a stalled sender holds nothing longer, a slow
+ * but steady one (a large import on a slow link) gets through; Node's requestTimeout (300 s)
+ * bounds the whole request.
  */
 export async function admitBody(
   deps: Deps,
@@ -190,56 +257,66 @@ export async function admitBody(
   slots: BodySlots,
   budget: BodyBudget,
 ): Promise<boolean> {
-  const admittedAt = Date.now();
   const declared = declaredLength(req);
   const bulk = callsOnlyBulkImport(pathname);
-  const limit = bulk ? deps.config.ADMIN_MAX_BODY_BYTES : MAX_CALL_BODY_BYTES;
-  const setting = bulk ? `of ${BULK_IMPORT} (ADMIN_MAX_BODY_BYTES)` : `of every procedure but ${BULK_IMPORT}`;
-  const large = bulk && (declared === undefined || declared > MAX_CALL_BODY_BYTES);
-  if (large) {
-    const sessionId = readCookie(req.headers.cookie, SESSION_COOKIE);
-    let session;
-    try {
-      session = sessionId ? await deps.sessionLookup.lookup(sessionId) : undefined;
-    } catch (err) {
-      // The session lookups' bound (503, Retry-After) as any request meets it; anything else too.
-      refuse(
-        req,
-        res,
-        err instanceof AppError ? err : new AppError('UNAVAILABLE', 'could not check the session; try again shortly'),
-      );
-      return false;
-    }
-    if (!session) {
+  let limit = bulk ? deps.config.ADMIN_MAX_BODY_BYTES : MAX_CALL_BODY_BYTES;
+  let setting = bulk ? `of ${BULK_IMPORT} (ADMIN_MAX_BODY_BYTES)` : `of every procedure but ${BULK_IMPORT}`;
+  if (declared !== undefined && declared <= ANONYMOUS_BODY_BYTES) return read(deps, req, res, limit, setting);
+  if (!bulk && declared !== undefined && declared > limit) {
+    refuse(req, res, tooLarge(`of ${declared} bytes`, limit, setting));
+    return false;
+  }
+  const sessionId = readCookie(req.headers.cookie, SESSION_COOKIE);
+  let session;
+  try {
+    session = sessionId ? await deps.sessionLookup.lookup(sessionId) : undefined;
+  } catch (err) {
+    // The session lookups' bound (503, Retry-After) as any request meets it; anything else too.
+    refuse(
+      req,
+      res,
+      err instanceof AppError ? err : new AppError('UNAVAILABLE', 'could not check the session; try again shortly'),
+    );
+    return false;
+  }
+  if (!session) {
+    if (bulk) {
       refuse(req, res, new AppError('UNAUTHORIZED', 'sign in first'));
       return false;
     }
-    if (session.user.role !== 'admin') {
-      refuse(req, res, new AppError('FORBIDDEN', 'this needs the admin role'));
+    limit = ANONYMOUS_BODY_BYTES;
+    setting = 'of a request without a session (sign in first)';
+    if (declared !== undefined) {
+      refuse(req, res, tooLarge(`of ${declared} bytes`, limit, setting));
       return false;
     }
+    return read(deps, req, res, limit, setting); // chunked: cut at the limit, no share of the budget
+  }
+  const large = bulk && (declared === undefined || declared > MAX_CALL_BODY_BYTES);
+  if (large && session.user.role !== 'admin') {
+    refuse(req, res, new AppError('FORBIDDEN', 'this needs the admin role'));
+    return false;
   }
   if (declared !== undefined && declared > limit) {
     refuse(req, res, tooLarge(`of ${declared} bytes`, limit, setting));
     return false;
   }
   if (large) {
+    // Bounded by the slots (ADMIN_BULK_IMPORTS_AT_ONCE × ADMIN_MAX_BODY_BYTES), not the budget: two
+    // imports at 32 MiB took the default 64 MiB and every other body got 503 (review33 F3).
     const release = slots.tryAcquire();
     if (!release) {
       const message = `${slots.max} bulk imports are running already (ADMIN_BULK_IMPORTS_AT_ONCE); send this one when one of them has finished`;
       refuse(req, res, new AppError('RATE_LIMITED', message, { retryAfterSeconds: SLOT_RETRY_SECONDS }));
       return false;
     }
-    if (req.socket.destroyed) {
-      release(); // gone while its session was looked up: 'close' was emitted already
-      return false;
-    }
-    res.once('close', release);
+    // Gone while its session was looked up: released at once.
+    if (!holdUntilAnsweredOrGone(req, res, release)) return false;
+    return read(deps, req, res, limit, setting);
   }
   // The body's bytes, reserved before it is read: a request that would pass the budget waits for
   // nothing and holds nothing (503, Retry-After); one taken is read to its end whatever comes next.
-  const reserved = declared ?? limit;
-  const release = budget.tryReserve(reserved);
+  const release = budget.tryReserve(declared ?? limit);
   if (!release) {
     const what = declared === undefined ? `a chunked body (reserved at its ${limit}-byte limit)` : `a ${declared}-byte body`;
     const message =
@@ -248,23 +325,24 @@ export async function admitBody(
     refuse(req, res, new AppError('UNAVAILABLE', message, { retryAfterSeconds: BUDGET_RETRY_SECONDS }));
     return false;
   }
-  if (req.socket.destroyed) {
-    release();
-    return false;
-  }
-  res.once('close', release);
-  const timeoutMs = deps.config.ADMIN_BODY_TIMEOUT_MS;
-  const read = await readBody(req, limit, Math.max(0, admittedAt + timeoutMs - Date.now()));
-  if (!read) return false;
-  if ('timedOut' in read) {
-    const message = `the request body did not arrive within ${timeoutMs} ms (ADMIN_BODY_TIMEOUT_MS)`;
+  if (!holdUntilAnsweredOrGone(req, res, release)) return false;
+  return read(deps, req, res, limit, setting);
+}
+
+/** Reads the body (readBody) and hands it to tRPC; answers 408 or 413 itself (false). */
+async function read(deps: Deps, req: IncomingMessage, res: ServerResponse, limit: number, setting: string): Promise<boolean> {
+  const idleMs = deps.config.ADMIN_BODY_TIMEOUT_MS;
+  const body = await readBody(req, limit, idleMs);
+  if (!body) return false;
+  if ('timedOut' in body) {
+    const message = `no byte of the request body arrived for ${idleMs} ms (ADMIN_BODY_TIMEOUT_MS)`;
     refuse(req, res, new AppError('REQUEST_TIMEOUT', message));
     return false;
   }
-  if ('tooLarge' in read) {
+  if ('tooLarge' in body) {
     refuse(req, res, tooLarge('(chunked)', limit, setting));
     return false;
   }
-  (req as IncomingMessage & { body?: string }).body = read.text;
+  (req as IncomingMessage & { body?: string }).body = body.text;
   return true;
 }
