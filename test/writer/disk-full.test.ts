@@ -3,7 +3,7 @@ import path from 'node:path';
 import { expect, it } from 'vitest';
 import { capturingLogger, createTestDatabase, type LogLine } from '../helpers';
 import { startFailingDiskRedis } from '../edge/harness';
-import { fixture, insertCollector, pushItem, startWriterHarness, waitUntil } from './helpers';
+import { fixture, insertCollector, pushItem, startWriterHarness, waitUntil, writeHeartbeatReport } from './helpers';
 
 const ELEMENTS = (JSON.parse(fixture) as { metrics: unknown[] }).metrics.length;
 
@@ -119,3 +119,100 @@ it('PostgreSQL disk full, then Redis MISCONF past the lock duration: one line fo
     await db.drop();
   }
 }, 120_000);
+
+/**
+ * The scheduled jobs while PostgreSQL's disk is full (53100, the trigger below on the tables they
+ * write): the rollup fold every 5 s, the sweep, retention, the heartbeat flush every second. Each
+ * failure was a warning with a stack and the statement's whole SQL (the error's `where`), for as long
+ * as the disk stayed full (about 90 lines in 5 s at these intervals). Now: one line per task as it
+ * starts failing, with the error in full, a summary a minute, and one line per task when it succeeds
+ * again.
+ */
+it('PostgreSQL disk full under the maintenance jobs and the heartbeat flush: one line per task, and one when it works again', async () => {
+  const db = await createTestDatabase();
+  const { logger, lines } = capturingLogger('writer-test');
+  const h = await startWriterHarness(
+    db.url,
+    {
+      WRITER_ROLLUP_FOLD_MS: '200',
+      WRITER_SWEEP_INTERVAL_MS: '300',
+      WRITER_MAINTENANCE_INTERVAL_MS: '1000',
+      WRITER_HEARTBEAT_FLUSH_MS: '200',
+    },
+    logger,
+  );
+  let beating: NodeJS.Timeout | undefined;
+  try {
+    const collector = await insertCollector(h.pool);
+    await h.pool.query(`
+      CREATE TABLE disk_full (since timestamptz);
+      CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF EXISTS (SELECT FROM disk_full) THEN
+          RAISE EXCEPTION 'could not extend file "base/16384/16575": No space left on device'
+            USING ERRCODE = 'disk_full', HINT = 'Check free disk space.';
+        END IF;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER disk_full BEFORE INSERT OR UPDATE OR DELETE ON collector_metrics_rollup
+        FOR EACH STATEMENT EXECUTE FUNCTION disk_full();
+      CREATE TRIGGER disk_full BEFORE INSERT OR UPDATE OR DELETE ON collectors
+        FOR EACH STATEMENT EXECUTE FUNCTION disk_full();`);
+    // Heartbeats keep arriving (the edges take them), so the flush has work every tick.
+    beating = setInterval(() => void writeHeartbeatReport(h, collector, new Date(), 5).catch(() => undefined), 100);
+    await waitUntil('a heartbeat flushed', async () => {
+      const { rows } = await h.pool.query('SELECT last_heartbeat FROM collectors WHERE id = $1', [collector]);
+      return rows[0]?.last_heartbeat != null;
+    });
+    const from = lines.length;
+    await h.pool.query('INSERT INTO disk_full VALUES (now())');
+    await new Promise((r) => setTimeout(r, 4000));
+    const during = lines.slice(from).filter((l) => l.level >= 40);
+    const runs = async (task: string) =>
+      Number(
+        new RegExp(`^writer_maintenance_runs_total\\{task="${task}",outcome="failed"\\} (\\S+)$`, 'm').exec(
+          await (await fetch(`${h.url}/metrics`)).text(),
+        )?.[1],
+      );
+    // It did fail, many times.
+    expect(await runs('rollup')).toBeGreaterThanOrEqual(5);
+    expect(await runs('sweep')).toBeGreaterThanOrEqual(3);
+    const tasks = during.map((l) => l.task);
+    expect([...new Set(tasks)].sort()).toEqual(
+      [
+        'heartbeat flush',
+        'heartbeat flush before the inactivity sweep',
+        'maintenance job partitions',
+        'maintenance job rollup',
+        'maintenance job sweep',
+      ].sort(),
+    );
+    // One line each: the first failure, in full (SQLSTATE, hint and the statement's context).
+    expect(tasks.length).toBe(new Set(tasks).size);
+    for (const l of during) {
+      expect(l.sqlstate).toBe('53100');
+      expect(l.msg).toMatch(/ failed: PostgreSQL is out of disk space \(disk full\) \(SQLSTATE 53100\): could not extend file/);
+      expect((l.err as { hint?: string }).hint).toBe('Check free disk space.');
+    }
+    expect(during.find((l) => l.task === 'maintenance job rollup')?.msg).toMatch(/^maintenance job rollup failed: /);
+
+    await h.pool.query('DELETE FROM disk_full');
+    const recovered = (task: string) =>
+      lines.some((l) => l.level === 30 && l.task === task && / succeeded again after /.test(l.msg));
+    await waitUntil(
+      'every task working again',
+      async () =>
+        ['heartbeat flush', 'maintenance job rollup', 'maintenance job sweep', 'maintenance job partitions'].every(recovered),
+      10_000,
+      100,
+    );
+    expect(lines.find((l) => l.task === 'maintenance job rollup' && l.level === 30)?.msg).toMatch(
+      /^maintenance job rollup succeeded again after [\d.]+ s of failing: PostgreSQL is out of disk space \(disk full\) \(\d+ failures\)$/,
+    );
+    expect(lines.slice(from).filter((l) => l.level >= 40 && !during.includes(l))).toEqual([]);
+  } finally {
+    clearInterval(beating);
+    await h.close();
+    await db.drop();
+  }
+}, 60_000);

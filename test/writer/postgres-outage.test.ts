@@ -296,3 +296,46 @@ it("a refused log-in is everyone's with a single collector: its jobs are put bac
     await pg.stop();
   }
 }, 150_000);
+
+/**
+ * PostgreSQL stopped under the scheduled jobs (partitions every second here): the outage is the one
+ * "PostgreSQL unreachable" line and the one "reachable again". Partition maintenance also wrote
+ * `partition bounds repair failed; retried next run`, an error with a stack, at every run while
+ * PostgreSQL was away (its first step's ECONNREFUSED), beside the outage's lines.
+ */
+it('PostgreSQL away under the maintenance jobs: the outage is one line, and one when it is back', async () => {
+  const pg = await ownPostgres('maintenance_outage');
+  const { logger, lines } = capturingLogger('writer-test');
+  const h = await startWriterHarness(
+    pg.url,
+    {
+      WRITER_ROLLUP_FOLD_MS: '200',
+      WRITER_SWEEP_INTERVAL_MS: '300',
+      WRITER_MAINTENANCE_INTERVAL_MS: '1000',
+      WRITER_HEARTBEAT_FLUSH_MS: '200',
+    },
+    logger,
+  );
+  h.pool.on('error', () => undefined);
+  try {
+    await waitUntil('partition maintenance ran', async () => lines.some((l) => l.msg === 'retention done'), 10_000, 100);
+    const from = lines.length;
+    await pg.stop();
+    await new Promise((r) => setTimeout(r, 4000));
+    await pg.restart();
+    await waitUntil(
+      'partition maintenance again',
+      async () => lines.slice(from).some((l) => l.msg === 'retention done'),
+      20_000,
+      100,
+    );
+    const said = lines.slice(from).filter((l) => l.level >= 40 || /^PostgreSQL /.test(l.msg));
+    expect(said.map((l) => l.msg.replace(/: .*$/, '').replace(/[\d.]+ s$/, 'N s'))).toEqual([
+      'PostgreSQL unreachable',
+      'PostgreSQL reachable again after N s',
+    ]);
+  } finally {
+    await h.close();
+    await pg.stop();
+  }
+}, 60_000);

@@ -1,7 +1,14 @@
 export { createPool, describeConnectFailure, describeDatabase, poolConfigFromUrl, type Pool, type PoolClient } from './pool';
 export { runMigrations, SUPERSEDED_CHECKSUMS, type MigrationResult } from './migrate';
 export { maintainPartitions, type PartitionMaintenanceResult } from './partitions';
-export { isDatabaseUnavailable, isTransientPgError, isUniqueViolation, pgErrorCode, pgConstraint } from './pg-errors';
+export {
+  isDatabaseUnavailable,
+  isTransientPgError,
+  isUniqueViolation,
+  pgErrorCode,
+  pgConstraint,
+  unavailableReason,
+} from './pg-errors';
 export { withTransaction } from './transaction';
 export { checkOut, type CheckedOutClient } from './check-out';
 export { MIGRATIONS_DIR, migrateDatabase } from './migrations-dir';

@@ -1,4 +1,5 @@
 import type { Logger } from '@pga/logger';
+import { isDatabaseUnavailable } from './pg-errors';
 import type { Pool } from './pool';
 import { withTransaction } from './transaction';
 
@@ -113,8 +114,10 @@ export async function maintainPartitions(
       }
       // Another failure: the days are still created (those the repair was for then fail, with 42P17).
       // 42883: a database this release has not migrated yet (a writer without WRITER_MIGRATE first).
+      // PostgreSQL away or refusing (disk full): the run fails with it, and the caller says so once
+      // for the outage; it was an error with a stack at every run.
       if ((err as { code?: unknown } | null)?.code !== '42883') {
-        logger?.error({ err }, 'partition bounds repair failed; retried next run');
+        if (!isDatabaseUnavailable(err)) logger?.error({ err }, 'partition bounds repair failed; retried next run');
         failure ??= err;
       }
     }

@@ -57,3 +57,19 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   if (isTransientPgError(err)) return true;
   return pgErrorCode(err) === undefined && err instanceof Error && NO_SQLSTATE_CONNECTION_ERRORS.test(err.message);
 }
+
+/**
+ * What a PostgreSQL that cannot serve a request now is doing, by SQLSTATE, for a log line or an
+ * answer (never the driver's message): a full disk (53100) is not a PostgreSQL that is away.
+ */
+export function unavailableReason(err: unknown): string {
+  const code = pgErrorCode(err);
+  if (code === '53100') return 'PostgreSQL is out of disk space (disk full)';
+  if (code === '53300') return 'PostgreSQL has no free connection (too many connections)';
+  if (code === '53200') return 'PostgreSQL is out of memory';
+  if (code === '25006') return 'PostgreSQL is read-only (a failover in progress?)';
+  if (code === '57014') return 'PostgreSQL cancelled the statement (a statement timeout)';
+  if (code === '40001' || code === '40P01') return 'PostgreSQL could not serialise the request with another one';
+  if (code === '55P03') return 'PostgreSQL could not take a lock in time';
+  return 'PostgreSQL is unavailable';
+}

@@ -3,6 +3,7 @@ import type { Pool } from '@pga/db';
 import type { Logger, OutageLog } from '@pga/logger';
 import type { RedisKeys } from '@pga/redis-keys';
 import type { WriterMetrics } from './metrics';
+import { createPgTaskLog } from './pg-task-log';
 import { FLUSH_HEARTBEATS } from './sql';
 import type { PublishStatuses, StatusRow } from './status-publisher';
 
@@ -324,6 +325,7 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
     return entries.length;
   };
 
+  const pgFailures = createPgTaskLog(log, o.pgOutage);
   let timer: NodeJS.Timeout | null = null;
   let running: Promise<void> | null = null;
   const tick = () => {
@@ -331,10 +333,14 @@ export function createHeartbeatFlusher(o: HeartbeatFlushOptions) {
     running = (async () => {
       try {
         await recoverStale();
-        await flushHeartbeats();
-        await flushDeliveries();
+        const applied = (await flushHeartbeats()) + (await flushDeliveries());
+        // Only a flush that wrote to PostgreSQL says it works again: one with nothing to write (another
+        // flush holding the heartbeats) came through a full disk as well.
+        if (applied > 0) pgFailures.succeeded('heartbeat flush');
       } catch (err) {
-        (isRedisError(err) ? o.redisOutage : o.pgOutage).error(err, 'heartbeat flush failed; retrying next tick');
+        // PostgreSQL up but refusing (a full disk): one line for as long as it lasts, not one a tick.
+        if (isRedisError(err)) o.redisOutage.error(err, 'heartbeat flush failed; retrying next tick');
+        else pgFailures.failed('heartbeat flush', err, 'heartbeat flush failed; retrying next tick');
       } finally {
         running = null;
       }

@@ -5,6 +5,7 @@ import type { Logger, OutageLog } from '@pga/logger';
 import { dataEpoch, dataEpochMessage } from '@pga/redis-keys';
 import type { WriterMetrics } from './metrics';
 import { isRedisError } from './heartbeat-flush';
+import { createPgTaskLog } from './pg-task-log';
 import { pauseAfterFailedFetch } from './prompt-worker';
 import { pruneDeniedJtis } from './prune-deny-set';
 import { sweepPushBlobs, type BlobSweep } from './push-blobs';
@@ -78,6 +79,8 @@ export function createMaintenance(o: MaintenanceOptions) {
   const queue = new Queue(o.queueName, { connection: o.connection, prefix: o.prefix });
   queue.on('error', (err) => o.redisOutage.error(err, 'maintenance queue error'));
   const log = o.logger.child({ module: 'maintenance' });
+  // PostgreSQL up but refusing the jobs (a full disk): a line per job and reason, not one per run.
+  const pgFailures = createPgTaskLog(log, o.pgOutage);
 
   /**
    * What the partitions job keeps, carried in its schedule's job data: the last writer to start sets
@@ -171,9 +174,16 @@ export function createMaintenance(o: MaintenanceOptions) {
     // Redis refuse the flush, the sweep goes on with what PostgreSQL has, as it did before (a
     // PostgreSQL error fails the sweep's own statement next).
     try {
-      await o.flushHeartbeats();
+      // (Nothing to write says nothing of PostgreSQL.)
+      if ((await o.flushHeartbeats()) > 0) pgFailures.succeeded('heartbeat flush before the inactivity sweep');
     } catch (err) {
-      (isRedisError(err) ? o.redisOutage : o.pgOutage).error(err, 'heartbeat flush before the inactivity sweep failed');
+      if (isRedisError(err)) o.redisOutage.error(err, 'heartbeat flush before the inactivity sweep failed');
+      else
+        pgFailures.failed(
+          'heartbeat flush before the inactivity sweep',
+          err,
+          'heartbeat flush before the inactivity sweep failed',
+        );
     }
     // Read whether or not the flush got through (a failed one gave its claims back to the dirty set).
     let unflushed: { ids: string[]; seen: (string | null)[] } = { ids: [], seen: [] };
@@ -216,9 +226,10 @@ export function createMaintenance(o: MaintenanceOptions) {
     let retained: Awaited<ReturnType<typeof retention>> | undefined;
     try {
       retained = await retention(settings);
+      pgFailures.succeeded('retention');
     } catch (err) {
       if (partitionsFailure === undefined) throw err;
-      o.pgOutage.error(err, 'retention failed too; it runs again on its schedule');
+      pgFailures.failed('retention', err, 'retention failed too; it runs again on its schedule');
     }
     if (partitionsFailure !== undefined) throw partitionsFailure;
     return { ...partitionsResult, ...retained };
@@ -244,10 +255,13 @@ export function createMaintenance(o: MaintenanceOptions) {
         const result = await handler(job.data);
         o.metrics.maintenanceRuns.inc({ task: job.name, outcome: 'ok' });
         o.pgOutage.recovered(startedAt);
+        pgFailures.succeeded(`maintenance job ${job.name}`);
         return result;
       } catch (err) {
         o.metrics.maintenanceRuns.inc({ task: job.name, outcome: 'failed' });
-        o.pgOutage.error(err, 'maintenance job failed; it runs again on its schedule', { job: job.name });
+        pgFailures.failed(`maintenance job ${job.name}`, err, 'maintenance job failed; it runs again on its schedule', {
+          job: job.name,
+        });
         throw err;
       }
     },

@@ -1,26 +1,12 @@
 import { AppError } from '@pga/contracts';
-import { isDatabaseUnavailable, pgErrorCode } from '@pga/db';
+import { isDatabaseUnavailable, pgErrorCode, unavailableReason } from '@pga/db';
 import type { Logger } from '@pga/logger';
 
 /** Seconds a client is told to wait (Retry-After) when PostgreSQL cannot take its request now. */
 export const DATABASE_RETRY_AFTER_SECONDS = 5;
 
-/**
- * What an answer says of a PostgreSQL that cannot serve a request now, by SQLSTATE: never the
- * driver's message (no answer carries one), but precise enough to act on — a full disk (53100) is
- * not a PostgreSQL that is away.
- */
-function reasonOf(err: unknown): string {
-  const code = pgErrorCode(err);
-  if (code === '53100') return 'PostgreSQL is out of disk space (disk full)';
-  if (code === '53300') return 'PostgreSQL has no free connection (too many connections)';
-  if (code === '53200') return 'PostgreSQL is out of memory';
-  if (code === '25006') return 'PostgreSQL is read-only (a failover in progress?)';
-  if (code === '57014') return 'PostgreSQL cancelled the statement (a statement timeout)';
-  if (code === '40001' || code === '40P01') return 'PostgreSQL could not serialise the request with another one';
-  if (code === '55P03') return 'PostgreSQL could not take a lock in time';
-  return 'PostgreSQL is unavailable';
-}
+/** What an answer says of a PostgreSQL that cannot serve a request now, by SQLSTATE (@pga/db). */
+const reasonOf = unavailableReason;
 
 /**
  * A request that failed because PostgreSQL cannot serve it now (`isDatabaseUnavailable`: unreachable,
