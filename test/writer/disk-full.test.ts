@@ -63,6 +63,19 @@ it('PostgreSQL disk full, then Redis MISCONF past the lock duration: one line fo
       Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(await (await fetch(`${h.url}/metrics`)).text())?.[1]);
     await waitUntil('the writer retries the full disk', async () => (await metric('writer_retries_total')) >= 2, 20_000, 100);
     await waitUntil('every job held', async () => (await metric('writer_in_flight_jobs')) === ids.length, 20_000, 100);
+    // Why the writer retries, for PgaWriterRetrying: the push path's PostgreSQL errors by kind.
+    const errors = [
+      ...(await (await fetch(`${h.url}/metrics`)).text()).matchAll(/^writer_postgres_errors_total\{reason="(\w+)"\} (\S+)$/gm),
+    ];
+    expect(Object.fromEntries(errors.map(([, reason, n]) => [reason, Number(n) > 0]))).toEqual({
+      disk_full: true,
+      out_of_resources: false,
+      unreachable: false,
+      read_only: false,
+      timeout: false,
+      conflict: false,
+      other: false,
+    });
 
     // Redis's disk full: its next AOF write fails, and every write is refused (MISCONF) from then on.
     const aofDir = path.join(redis.dir, 'appendonlydir');

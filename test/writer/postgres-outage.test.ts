@@ -49,6 +49,19 @@ it('rides out a PostgreSQL restart: jobs wait, retry, then every push is stored 
     expect(scraped).toMatch(/^writer_ready 0$/m);
     expect(scraped).toMatch(/^writer_not_ready_reason\{reason="postgresql unreachable"\} 1$/m);
     expect(scraped).toMatch(/^writer_not_ready_reason\{reason="redis unreachable"\} 0$/m);
+    // Why it retries: writer_postgres_errors_total{reason="unreachable"} (PgaWriterRetrying's description).
+    await waitUntil(
+      'the push path counts PostgreSQL unreachable',
+      async () =>
+        Number(
+          /^writer_postgres_errors_total\{reason="unreachable"\} (\S+)$/m.exec(
+            await (await fetch(`${h.url}/metrics`)).text(),
+          )?.[1],
+        ) >= 1,
+      10_000,
+      100,
+    );
+    expect(await (await fetch(`${h.url}/metrics`)).text()).toMatch(/^writer_postgres_errors_total\{reason="disk_full"\} 0$/m);
     await new Promise((r) => setTimeout(r, 1500));
     const states = await Promise.all(ids.map((id) => h.queue.getJobState(id)));
     expect(states.filter((s) => s === 'completed' || s === 'failed')).toEqual([]);

@@ -7,7 +7,10 @@ export {
   isUniqueViolation,
   pgErrorCode,
   pgConstraint,
+  pgErrorKind,
+  PG_ERROR_KINDS,
   unavailableReason,
+  type PgErrorKind,
 } from './pg-errors';
 export { withTransaction } from './transaction';
 export { checkOut, type CheckedOutClient } from './check-out';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isDatabaseUnavailable, isTransientPgError } from './pg-errors';
+import { isDatabaseUnavailable, isTransientPgError, PG_ERROR_KINDS, pgErrorKind } from './pg-errors';
 
 const pgError = (code: string) => Object.assign(new Error(code), { code });
 
@@ -26,5 +26,61 @@ describe('isDatabaseUnavailable', () => {
     expect(isDatabaseUnavailable(new TypeError("Cannot read properties of undefined (reading 'rows')"))).toBe(false);
     // A server error with a SQLSTATE is judged by it, whatever its text says.
     expect(isDatabaseUnavailable(Object.assign(new Error('Connection terminated by trigger'), { code: 'P0001' }))).toBe(false);
+  });
+});
+
+describe('pgErrorKind', () => {
+  it('sorts PostgreSQL errors into a few kinds, and says nothing of an error that is not one', () => {
+    const kinds = Object.fromEntries(
+      [
+        '53100',
+        '53200',
+        '53300',
+        '08006',
+        '57P01',
+        '57P03',
+        'ECONNREFUSED',
+        'EAI_AGAIN',
+        'SELF_SIGNED_CERT_IN_CHAIN',
+        '25006',
+        '57014',
+        '55P03',
+        '25P03',
+        '40001',
+        '40P01',
+        '42501',
+        '22P02',
+        'P0001',
+        'XX000',
+        'ERR_STREAM_PREMATURE_CLOSE',
+      ].map((code) => [code, pgErrorKind(pgError(code))]),
+    );
+    expect(kinds).toEqual({
+      '53100': 'disk_full',
+      '53200': 'out_of_resources',
+      '53300': 'out_of_resources',
+      '08006': 'unreachable',
+      '57P01': 'unreachable',
+      '57P03': 'unreachable',
+      ECONNREFUSED: 'unreachable',
+      EAI_AGAIN: 'unreachable',
+      SELF_SIGNED_CERT_IN_CHAIN: 'unreachable',
+      '25006': 'read_only',
+      '57014': 'timeout',
+      '55P03': 'timeout',
+      '25P03': 'timeout',
+      '40001': 'conflict',
+      '40P01': 'conflict',
+      '42501': 'other',
+      '22P02': 'other',
+      P0001: 'other',
+      XX000: 'other',
+      ERR_STREAM_PREMATURE_CLOSE: undefined,
+    });
+    expect(Object.values(kinds).every((k) => k === undefined || PG_ERROR_KINDS.includes(k))).toBe(true);
+    expect(pgErrorKind(new Error('Connection terminated unexpectedly'))).toBe('unreachable');
+    expect(pgErrorKind(new Error('timeout exceeded when trying to connect'))).toBe('timeout');
+    expect(pgErrorKind(new TypeError("Cannot read properties of undefined (reading 'rows')"))).toBeUndefined();
+    expect(pgErrorKind('53100')).toBeUndefined();
   });
 });

@@ -1,3 +1,5 @@
+import { isConnectionError } from '@pga/logger';
+
 /** SQLSTATE helpers: errors are classified by code and constraint name, never by message text. */
 
 export function pgErrorCode(err: unknown): string | undefined {
@@ -72,4 +74,48 @@ export function unavailableReason(err: unknown): string {
   if (code === '40001' || code === '40P01') return 'PostgreSQL could not serialise the request with another one';
   if (code === '55P03') return 'PostgreSQL could not take a lock in time';
   return 'PostgreSQL is unavailable';
+}
+
+/** What `pgErrorKind` tells apart: a metric label's whole set. */
+export const PG_ERROR_KINDS = [
+  'disk_full',
+  'out_of_resources',
+  'unreachable',
+  'read_only',
+  'timeout',
+  'conflict',
+  'other',
+] as const;
+export type PgErrorKind = (typeof PG_ERROR_KINDS)[number];
+
+/**
+ * Which of a few kinds a PostgreSQL error is, for a metric's label (a bounded set, where SQLSTATEs
+ * and messages are not):
+ * - `disk_full`: 53100;
+ * - `out_of_resources`: any other 53 (out of memory 53200, too many connections 53300, a
+ *   configuration limit 53400);
+ * - `unreachable`: a connection exception (08), PostgreSQL shutting down, restarting or starting
+ *   (57P01-57P03), a socket, DNS or TLS error, node-postgres's errors of a connection gone (no SQLSTATE);
+ * - `read_only`: 25006 (a failover: the old primary, or a replica);
+ * - `timeout`: a statement cancelled (57014, a statement timeout), a lock not granted in time
+ *   (55P03), a session ended for idling in a transaction (25P03), a pool that found no connection in time;
+ * - `conflict`: a serialization failure or deadlock (40001, 40P01);
+ * - `other`: any other SQLSTATE (a permission, a missing table, a data error, a trigger's).
+ * Undefined for an error that is not PostgreSQL's: no SQLSTATE and not about the connection (a bug).
+ */
+export function pgErrorKind(err: unknown): PgErrorKind | undefined {
+  const code = pgErrorCode(err);
+  if (code === undefined) {
+    if (!(err instanceof Error)) return undefined;
+    if (/^(timeout exceeded when trying to connect|timeout expired)/.test(err.message)) return 'timeout';
+    return isDatabaseUnavailable(err) || isConnectionError(err) ? 'unreachable' : undefined;
+  }
+  if (code === '53100') return 'disk_full';
+  if (code.startsWith('53')) return 'out_of_resources';
+  // (isConnectionError: 08, 57P01-57P03, socket and TLS codes.)
+  if (isConnectionError(err) || /^(E[A-Z]+|EAI_[A-Z]+)$/.test(code)) return 'unreachable';
+  if (code === '25006') return 'read_only';
+  if (code === '57014' || code === '55P03' || code === '25P03') return 'timeout';
+  if (code === '40001' || code === '40P01') return 'conflict';
+  return /^[0-9A-Z]{5}$/.test(code) ? 'other' : undefined;
 }

@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import { Redis } from 'ioredis';
 import { Gauge } from 'prom-client';
 import { metricsAuth } from '@pga/config';
-import { createPool, dateStyleRefusal, describeDatabase, migrateDatabase, type Pool } from '@pga/db';
+import { createPool, dateStyleRefusal, describeDatabase, migrateDatabase, pgErrorKind, type Pool } from '@pga/db';
 import { ClockSkewWatch, createOutageLog, isConnectionError, type Logger } from '@pga/logger';
 import { checkRedisVersion, redisKeys } from '@pga/redis-keys';
 import { createBatcher } from './batcher';
@@ -63,6 +63,7 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
     retryMaxMs: config.WRITER_RETRY_MAX_MS,
     logger: batchLog,
     store: async (pushes) => {
+      // Why the push path fails, for PgaWriterRetrying (writer_postgres_errors_total{reason}).
       const result = await storeBatch(pool, pushes, {
         retentionDays: config.METRICS_RETENTION_DAYS,
         deadlineMs: config.WRITER_BATCH_DEADLINE_MS,
@@ -74,6 +75,10 @@ export function createWriter({ config, logger }: { config: WriterConfig; logger:
               },
             }
           : {}),
+      }).catch((err: unknown) => {
+        const reason = err instanceof BatchDeadlineError ? 'timeout' : pgErrorKind(err);
+        if (reason) metrics.postgresErrors.inc({ reason });
+        throw err;
       });
       // BEGIN to COMMIT: the phases are timed from checkout on, so waiting for a pool connection
       // (every connection busy) is not counted as a slow transaction.

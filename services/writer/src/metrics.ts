@@ -1,12 +1,22 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { PG_ERROR_KINDS } from '@pga/db';
 
 /** Everything /metrics exposes (issue 5 §6). One registry per writer instance (tests run several). */
 export function createWriterMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'writer_' });
   const r = [registry];
+  const postgresErrors = new Counter({
+    name: 'writer_postgres_errors_total',
+    help: `PostgreSQL errors met storing batches (the push path: each failed attempt, retried or not), by kind (pgErrorKind): ${PG_ERROR_KINDS.join(', ')}`,
+    labelNames: ['reason'] as const,
+    registers: r,
+  });
+  // Every kind at 0 from the start: increase() sees the first one.
+  for (const reason of PG_ERROR_KINDS) postgresErrors.inc({ reason }, 0);
   return {
     registry,
+    postgresErrors,
     rows: new Counter({ name: 'writer_rows_written_total', help: 'Metric rows committed to collector_metrics', registers: r }),
     bytes: new Counter({
       name: 'writer_bytes_written_total',
