@@ -1,8 +1,9 @@
 import { readdirSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPool, migrateDatabase, MIGRATIONS_DIR } from '@pga/db';
-import { createTestDatabase, startPgBouncer, testEnv, type PgBouncer } from '../helpers';
+import { checkTokenKeyIdsAtStart, createPool, migrateDatabase, MIGRATIONS_DIR } from '@pga/db';
+import { capturingLogger, createTestDatabase, startPgBouncer, testEnv, type PgBouncer } from '../helpers';
+import { EdgeWorld, spawnEdge } from '../edge/harness';
 
 /**
  * The system through a real PgBouncer in transaction mode (README "Through a connection pooler"):
@@ -70,6 +71,51 @@ describe('through PgBouncer in transaction mode', () => {
       await direct.end();
     }
   });
+
+  it("the edge's start says once that the pooler dropped its statement timeout (options ignored), and nothing without a pooler", async () => {
+    const jwt = { keyIds: ['k1'], activeKeyId: 'k1' };
+    const warnings = async (url: string) => {
+      const { logger, lines } = capturingLogger('edge-test');
+      expect(await checkTokenKeyIdsAtStart(url, jwt, logger, { timeoutMs: 5000, statementTimeoutMs: 10_000 })).toBeUndefined();
+      return lines.filter((l) => l.level >= 40).map((l) => l.msg);
+    };
+    await using db = await createTestDatabase();
+    // Through PgBouncer the connection has the server's statement_timeout (0), silently.
+    expect(await warnings(bouncer.url(db.url))).toEqual([
+      "statement_timeout is 0 (none) on this service's PostgreSQL connections, not the 10s it asks for in the options startup parameter: " +
+        'a connection pooler in between (PgBouncer with ignore_startup_parameters = options) dropped the parameter, so its statements run ' +
+        "without that limit. To have one anyway: PgBouncer's query_timeout, or ALTER ROLE postgres SET statement_timeout = '10s' " +
+        '(new server connections take it) (README "Through a connection pooler")',
+    ]);
+    expect(await warnings(db.url)).toEqual([]);
+    // The advice followed (here for one database, not the role: the cluster is shared): no warning.
+    await using set = await createTestDatabase();
+    const admin = new pg.Client({ connectionString: testEnv.pgUrl });
+    await admin.connect();
+    try {
+      await admin.query(`ALTER DATABASE ${set.name} SET statement_timeout = '10s'`);
+    } finally {
+      await admin.end();
+    }
+    expect(await warnings(bouncer.url(set.url))).toEqual([]);
+
+    // The real edge's start (services/ingest-edge/src/main.ts): the warning once, and it serves.
+    await using world = await EdgeWorld.create();
+    const said = async (url: string) => {
+      await using edge = await spawnEdge(world.env({ DATABASE_URL: url, LOG_LEVEL: 'warn' }));
+      expect((await fetch(`${edge.url}/readyz`)).status).toBe(200);
+      return edge
+        .output()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => (JSON.parse(l) as { msg: string }).msg)
+        .filter((m) => m.startsWith('statement_timeout '));
+    };
+    expect(await said(bouncer.url(world.db.url))).toEqual([
+      expect.stringMatching(/^statement_timeout is 0 \(none\) on this service's/),
+    ]);
+    expect(await said(world.db.url)).toEqual([]);
+  }, 60_000);
 
   it('npm run migrate (migrateDatabase) leaves no advisory lock held on a server connection', async () => {
     await using db = await createTestDatabase({ migrated: false });

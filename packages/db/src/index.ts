@@ -20,6 +20,7 @@ export { recordIssuedToken, revokeCollectorTokens, type IssuedTokenRecord } from
 export { recordIssuedTokens } from './collector-tokens-bulk';
 export { tokenKeyUsage, type TokenKeyUsage } from './token-key-usage';
 export { checkTokenKeyIds, checkTokenKeyIdsAtStart } from './token-key-check';
+export { settingMs, statementTimeoutDropped, warnIfStatementTimeoutDropped } from './statement-timeout-check';
 export { DENIED_AFTER_EXPIRY, readDatabaseDenyState, type DatabaseDenyState } from './deny-state';
 export {
   checkStoredKeyIds,

@@ -1,6 +1,7 @@
 import type { Logger } from '@pga/logger';
 import { dateStyleRefusal } from './date-style';
 import { createPool, describeDatabase, type Pool, type PoolClient } from './pool';
+import { warnIfStatementTimeoutDropped } from './statement-timeout-check';
 import { tokenKeyUsage, type TokenKeyUsage } from './token-key-usage';
 
 /** Key id that verifies tokens without one (issued before key ids); @pga/crypto's DEFAULT_KEY_ID. */
@@ -79,15 +80,26 @@ export async function checkTokenKeyIds(
  * refused start. First the connection's DateStyle (dateStyleRefusal: a pooler that dropped our
  * DateStyle=ISO refuses the start too; the edge runs no migrateDatabase), unless `dateStyleChecked`:
  * the caller's migrateDatabase checked it a moment ago at the same DATABASE_URL (the admin service's
- * start), and one start asks once. Resolves with the refusal line, if any.
+ * start), and one start asks once. With `statementTimeoutMs` (the edge's pool's), the connection asks
+ * for that timeout as the service's pool does, and a connection without it (a pooler dropped
+ * `options`) is one warning saying how to have one anyway (`statementTimeoutDropped`), never a refused
+ * start. Resolves with the refusal line, if any.
  */
 export async function checkTokenKeyIdsAtStart(
   databaseUrl: string,
   jwt: { keyIds: readonly string[]; activeKeyId: string },
   logger: Pick<Logger, 'error' | 'warn'>,
-  { timeoutMs = 10_000, dateStyleChecked = false }: { timeoutMs?: number; dateStyleChecked?: boolean } = {},
+  {
+    timeoutMs = 10_000,
+    dateStyleChecked = false,
+    statementTimeoutMs,
+  }: { timeoutMs?: number; dateStyleChecked?: boolean; statementTimeoutMs?: number } = {},
 ): Promise<string | undefined> {
-  const pool = createPool(databaseUrl, { max: 1, applicationName: 'pga-token-key-check', statementTimeoutMs: timeoutMs });
+  const pool = createPool(databaseUrl, {
+    max: 1,
+    applicationName: 'pga-token-key-check',
+    statementTimeoutMs: statementTimeoutMs ?? timeoutMs,
+  });
   pool.on('error', () => undefined);
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<undefined>((resolve) => {
@@ -102,7 +114,10 @@ export async function checkTokenKeyIdsAtStart(
     const checks = async () => {
       // A failed query here fails the key check too, which says so.
       const dateStyle = dateStyleChecked ? undefined : await dateStyleRefusal(pool).catch(() => undefined);
-      return dateStyle ? `${describeDatabase(databaseUrl)}: ${dateStyle}` : checkTokenKeyIds(pool, jwt, logger);
+      if (dateStyle) return `${describeDatabase(databaseUrl)}: ${dateStyle}`;
+      if (statementTimeoutMs !== undefined)
+        await warnIfStatementTimeoutDropped(pool, statementTimeoutMs, decodeURIComponent(new URL(databaseUrl).username), logger);
+      return checkTokenKeyIds(pool, jwt, logger);
     };
     return await Promise.race([checks(), timedOut]);
   } finally {

@@ -40,6 +40,11 @@ import { withTimeout } from './with-timeout';
 
 /** How often an edge process checks that Redis still holds its data (`dataEpoch`). */
 const DATA_EPOCH_CHECK_MS = 5000;
+/**
+ * Longest statement of the edge's pool (in `options`, pool.ts). Behind a pooler that drops `options`
+ * it does not reach the server: the start checks (main.ts, `statementTimeoutDropped`) and says so.
+ */
+export const EDGE_STATEMENT_TIMEOUT_MS = 10_000;
 export interface Edge {
   /** The port actually listened on. */
   port: number;
@@ -125,7 +130,7 @@ export async function createEdge({ config, logger, metricsText, listenWhenReady 
     max: config.DB_POOL_SIZE,
     applicationName: 'pga-ingest-edge',
     logger,
-    statementTimeoutMs: 10_000,
+    statementTimeoutMs: EDGE_STATEMENT_TIMEOUT_MS,
     onIdleError: (err) => pgOutage.error(err, 'idle PostgreSQL client error'),
   });
   pool.on('connect', () => pgOutage.recovered());

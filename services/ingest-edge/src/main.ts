@@ -5,7 +5,7 @@ import { checkTokenKeyIdsAtStart } from '@pga/db';
 import { createLogger } from '@pga/logger';
 import { startWorkers, workerMetricsBridge, type MetricsJson } from './cluster';
 import { openMetricsWarning, readEdgeConfig } from './config';
-import { createEdge } from './create-edge';
+import { createEdge, EDGE_STATEMENT_TIMEOUT_MS } from './create-edge';
 
 const config = configOrExit('ingest-edge', () => {
   const read = readEdgeConfig();
@@ -45,8 +45,10 @@ if (cluster.isPrimary) {
     config.DATABASE_URL,
     { keyIds: [...jwt.keyring.keys()], activeKeyId: jwt.activeKeyId },
     logger,
-    // A PostgreSQL outage must not keep the edge from serving for long: not checked then.
-    { timeoutMs: 5000 },
+    // A PostgreSQL outage must not keep the edge from serving for long: not checked then. Its pool's
+    // statement timeout is asked for on the check's connection too: a pooler that dropped it (one
+    // ignoring `options`) is one warning, not a refused start.
+    { timeoutMs: 5000, statementTimeoutMs: EDGE_STATEMENT_TIMEOUT_MS },
   );
   if (refusal) {
     logger.fatal(refusal);
