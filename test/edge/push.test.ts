@@ -10,6 +10,14 @@ const FIXTURE = readFileSync(new URL('../fixtures/pganalytics-v3-push.sample.jso
 const FIXTURE_ID = '11111111-2222-4333-8444-555555555555';
 const fixtureFor = (id: string) => FIXTURE.replace(FIXTURE_ID, id);
 
+/** One series of an edge process's /metrics (`edge_inflight_body_bytes`, `edge_rejections_total{reason="…"}`). */
+async function edgeMetric(edgeUrl: string, series: string): Promise<number> {
+  const line = (await (await fetch(`${edgeUrl}/metrics`)).text()).split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? NaN : Number(line.slice(series.length + 1));
+}
+const INFLIGHT = 'edge_inflight_body_bytes';
+const refusals = (reason: string) => `edge_rejections_total{reason="${reason}"}`;
+
 describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
   let world: EdgeWorld;
   let edge: Awaited<ReturnType<EdgeWorld['startEdge']>>;
@@ -446,11 +454,15 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
         socket.once('error', reject).connect(Number(new URL(edge.url).port), '127.0.0.1', resolve),
       );
       // 3 MiB declared, 100 KB sent (a slow upload, or one holding the budget without sending).
+      const arrived = '{"x":"'.length + 100_000;
       socket.write(
         `POST /api/v1/metrics/push HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer ${slow.token}\r\nContent-Type: application/json\r\n` +
           `Content-Length: ${3 * 1024 * 1024}\r\n\r\n{"x":"${'a'.repeat(100_000)}`,
       );
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // Until the edge holds what was sent (not a guess at when it has read it): the push below
+      // tests the budget only against an upload the edge is in the middle of.
+      await waitUntil(async () => (await edgeMetric(edge.url, INFLIGHT)) >= arrived, 10_000, 'the 100 KB held');
+      expect(await edgeMetric(edge.url, INFLIGHT)).toBe(arrived);
       const big = await call(`${edge.url}/api/v1/metrics/push`, {
         token: other.token,
         body: `{"y":"${'b'.repeat(2 * 1024 * 1024)}"}`,
@@ -472,7 +484,10 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
       const declared = Math.floor(1.2 * 1024 * 1024);
       const sent = Math.floor(1.1 * 1024 * 1024);
       const answers: string[] = [];
+      const refusedBefore = await edgeMetric(edge.url, refusals('RATE_LIMITED'));
       // Three slow uploads of 1.2 MiB from one collector, 1.1 MiB of each sent: before, 3.3 MiB held.
+      // Each waits for the edge to have taken the one before (its bytes held, or it refused), so they
+      // arrive in this order and all three are decided before the other collector's push.
       for (let i = 0; i < 3; i++) {
         const socket = new Socket();
         sockets.push(socket);
@@ -483,9 +498,21 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
           `POST /api/v1/metrics/push HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer ${greedy.token}\r\nContent-Type: application/json\r\n` +
             `Content-Length: ${declared}\r\n\r\n{"x":"${'a'.repeat(sent)}`,
         );
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        if (i === 0)
+          await waitUntil(
+            async () => (await edgeMetric(edge.url, INFLIGHT)) >= '{"x":"'.length + sent,
+            10_000,
+            'the first upload held',
+          );
+        else
+          await waitUntil(
+            async () => (await edgeMetric(edge.url, refusals('RATE_LIMITED'))) === refusedBefore + i,
+            10_000,
+            `upload ${i + 1} refused`,
+          );
       }
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // Only the first upload's bytes are held.
+      expect(await edgeMetric(edge.url, INFLIGHT)).toBe('{"x":"'.length + sent);
       const big = await call(`${edge.url}/api/v1/metrics/push`, {
         token: other.token,
         body: `{"y":"${'b'.repeat(2 * 1024 * 1024)}"}`,
@@ -546,6 +573,7 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
     try {
       const edge = await tight.startEdge({ MAX_INFLIGHT_BYTES: '65536' });
       const s = await tight.collector();
+      const refusedBefore = await edgeMetric(edge.url, refusals('UNAUTHORIZED'));
       await new Promise<void>((resolve, reject) =>
         socket.once('error', reject).connect(Number(new URL(edge.url).port), '127.0.0.1', resolve),
       );
@@ -556,7 +584,14 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
         'POST /api/v1/metrics/push HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n' +
           `{"x":"${'a'.repeat(49_994)}`,
       );
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // Until the edge has refused it (counted at once; answered once the body is in): not a guess at
+      // when it has read the request.
+      await waitUntil(
+        async () => (await edgeMetric(edge.url, refusals('UNAUTHORIZED'))) === refusedBefore + 1,
+        10_000,
+        'the body refused',
+      );
+      expect(await edgeMetric(edge.url, INFLIGHT)).toBe(0);
       // Before, the 50,000 bytes stayed reserved until the body ended: this push was over the budget.
       const ok = await call(`${edge.url}/api/v1/metrics/push`, { token: s.token, body: `{"x":"${'b'.repeat(30_000)}"}` });
       expect(ok.status).toBe(200);
