@@ -188,6 +188,94 @@ describe('writer: partition and retention job', () => {
     }
   });
 
+  it('one UTC date for a whole run: midnight passing between the partition drops and the retention cuts nothing of the oldest partition kept', async () => {
+    // PostgreSQL's clock, as this database's sessions read it: with test_clock ahead of pg_catalog in
+    // the search path, now() (in the writer's SQL and in the partition functions alike) is
+    // test_clock.now(), the time in test_clock.fake. Column defaults keep pg_catalog's.
+    await using own = await createTestDatabase();
+    await sql(own, 'CREATE SCHEMA test_clock');
+    await sql(own, 'CREATE TABLE test_clock.fake (at timestamptz NOT NULL)');
+    await sql(
+      own,
+      'CREATE FUNCTION test_clock.now() RETURNS timestamptz LANGUAGE sql STABLE AS $$ SELECT at FROM test_clock.fake $$',
+    );
+    // One second before the coming midnight UTC, then one second after it.
+    const midnight = Math.ceil((Date.now() + 1) / 86_400_000) * 86_400_000;
+    const [before, after] = [new Date(midnight - 1000), new Date(midnight + 1000)];
+    await sql(own, 'INSERT INTO test_clock.fake (at) VALUES ($1)', [before]);
+    await sql(own, `ALTER DATABASE ${own.name} SET search_path = public, test_clock, pg_catalog`);
+    const base = before.getTime(); // today is the day before that midnight
+
+    const h = await startWriterHarness(own.url, { METRICS_RETENTION_DAYS: '14' });
+    const pool = h.writer.pool as unknown as { query: (...args: unknown[]) => Promise<unknown> };
+    const query = pool.query;
+    try {
+      await firstRun(h);
+      expect((await sql(own, 'SELECT now() AS t')).rows[0].t).toEqual(before);
+      // Day -15 is past the 14 days, day -14 the oldest kept: a row of each, and what describes it.
+      const collector = '6f1f0a52-0000-4000-8000-000000000002';
+      for (const offset of [-15, -14])
+        await sql(
+          own,
+          `CREATE TABLE ${day(offset, base)} PARTITION OF collector_metrics FOR VALUES FROM ('${dateOf(offset, base)}') TO ('${dateOf(offset + 1, base)}')`,
+        );
+      const noon = (offset: number) => new Date(Date.parse(`${dateOf(offset, base)}T12:00:00Z`));
+      for (const [at, tag] of [
+        [noon(-14), 'kept'],
+        [noon(-15), 'gone'],
+      ] as const) {
+        await sql(
+          own,
+          `INSERT INTO collector_metrics_rollup (collector_id, metric_type, bucket, row_count, record_count) VALUES ($1, $2, $3, 1, 1)`,
+          [collector, tag, at],
+        );
+        await sql(
+          own,
+          `INSERT INTO ingest_ledger (push_id, collector_id, received_at, row_count, checksum, committed_at)
+           VALUES (gen_random_uuid(), $1, $2, 1, $3, $2)`,
+          [collector, at, tag.padEnd(64, '0')],
+        );
+        await sql(own, `INSERT INTO collector_heartbeats (collector_id, minute, status) VALUES ($1, $2, 'active')`, [
+          collector,
+          at,
+        ]);
+        await sql(own, `INSERT INTO collector_push_minutes (collector_id, minute) VALUES ($1, $2)`, [collector, at]);
+      }
+      // Midnight passes once the partition steps are done, as the retention begins (its first statement
+      // deletes from the ledger).
+      let passed = false;
+      pool.query = async (...args: unknown[]) => {
+        if (!passed && typeof args[0] === 'string' && args[0].includes('DELETE FROM ingest_ledger')) {
+          passed = true;
+          await sql(own, 'UPDATE test_clock.fake SET at = $1', [after]);
+        }
+        return query.apply(h.writer.pool, args);
+      };
+      const result = (await h.writer.maintenance.runNow('partitions')) as { dropped: string[] };
+      expect(passed).toBe(true);
+      expect(result.dropped).toEqual([day(-15, base)]);
+      expect((await sql(own, 'SELECT to_regclass($1) AS t', [day(-14, base)])).rows[0].t).not.toBeNull();
+      // The oldest partition kept keeps its rollups, ledger entries and activity: the run cut them by
+      // the date its drops used, not by the date the clock had reached meanwhile.
+      const left = async (table: string, column: string) =>
+        (await sql(own, `SELECT ${column} AS t FROM ${table} WHERE collector_id = $1 ORDER BY 1`, [collector])).rows.map(
+          (r: { t: Date }) => r.t.toISOString(),
+        );
+      const kept = [noon(-14).toISOString()];
+      expect(await left('collector_metrics_rollup', 'bucket')).toEqual(kept);
+      expect(await left('ingest_ledger', 'received_at')).toEqual(kept);
+      expect(await left('collector_heartbeats', 'minute')).toEqual(kept);
+      expect(await left('collector_push_minutes', 'minute')).toEqual(kept);
+      // A date after PostgreSQL's is refused: it would drop days still within the retention.
+      await expect(sql(own, `SELECT pga_expired_metric_partitions(14, $1::date)`, [dateOf(2, base)])).rejects.toThrow(
+        /after today/,
+      );
+    } finally {
+      pool.query = query;
+      await h.close();
+    }
+  });
+
   it('retention leaves no rollup of a dropped day: cells not folded yet are folded before the prune, not after it', async () => {
     const env = { METRICS_RETENTION_DAYS: '14', WRITER_ROLLUP_FOLD_MS: '3600000' };
     const first = await startWriterHarness(db.url, env);

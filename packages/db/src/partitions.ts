@@ -65,6 +65,11 @@ const partitionOf = (day: string) => `collector_metrics_p${day.replaceAll('-', '
  *    times out (waiting for collector_metrics itself) is skipped with the ones after it, so a run
  *    holds up COPYs for at most one `lockTimeout`. Skipped drops are in `skipped`, retried next run.
  * With a `logger`, each partition created, dropped or skipped is logged.
+ *
+ * `today` ('YYYY-MM-DD', UTC): the date every step counts from, read once by the caller (the writer's
+ * run, whose retention cuts by the same date); not after PostgreSQL's own (refused). Without it, each
+ * step reads PostgreSQL's date itself, so a call straddling midnight UTC uses two. A database not
+ * migrated to 0051 yet has no steps that take a date: they then read their own, as before.
  */
 export async function maintainPartitions(
   pool: Pool,
@@ -73,13 +78,21 @@ export async function maintainPartitions(
     retentionDays,
     lockTimeout = PARTITION_DDL_LOCK_TIMEOUT,
     logger,
-  }: { daysAhead?: number; retentionDays?: number; lockTimeout?: string; logger?: Logger } = {},
+    today,
+  }: { daysAhead?: number; retentionDays?: number; lockTimeout?: string; logger?: Logger; today?: string } = {},
 ): Promise<PartitionMaintenanceResult> {
   const step = <R>(sql: string, params: unknown[]) =>
     withTransaction(pool, async (client) => {
       await client.query("SELECT set_config('lock_timeout', $1, true)", [lockTimeout]);
       return (await client.query<R & Record<string, unknown>>(sql, params)).rows;
     });
+  // The steps of migration 0051 take the date (NULL: PostgreSQL's); those of 0037 read their own.
+  const dated =
+    today !== undefined &&
+    (await pool.query<{ ok: boolean }>("SELECT to_regprocedure('pga_expired_metric_partitions(integer,date)') IS NOT NULL AS ok"))
+      .rows[0]!.ok;
+  const on = (params: unknown[]) => (dated ? [...params, today] : params);
+  const withDate = (call: string, next: number) => (dated ? call.replace(/\)$/, `, $${next}::date)`) : call);
   const result: PartitionMaintenanceResult = {
     created: [],
     dropped: [],
@@ -123,8 +136,8 @@ export async function maintainPartitions(
     }
     const days = (
       await step<{ day: string }>(
-        "SELECT to_char(d, 'YYYY-MM-DD') AS day FROM pga_metric_partition_days_to_create($1, $2) AS d",
-        [daysAhead, retentionDays ?? null],
+        `SELECT to_char(d, 'YYYY-MM-DD') AS day FROM ${withDate('pga_metric_partition_days_to_create($1, $2)', 3)} AS d`,
+        on([daysAhead, retentionDays ?? null]),
       )
     ).map((r) => r.day);
     for (const [i, day] of days.entries()) {
@@ -163,15 +176,18 @@ export async function maintainPartitions(
   if (retentionDays !== undefined) {
     try {
       const expired = (
-        await step<{ part: string }>('SELECT part FROM pga_expired_metric_partitions($1) AS part', [retentionDays])
+        await step<{ part: string }>(
+          `SELECT part FROM ${withDate('pga_expired_metric_partitions($1)', 2)} AS part`,
+          on([retentionDays]),
+        )
       ).map((r) => r.part);
       for (const [i, partition] of expired.entries()) {
         let status: string;
         try {
-          const [row] = await step<{ status: string }>('SELECT pga_drop_metric_partition($1, $2) AS status', [
-            partition,
-            retentionDays,
-          ]);
+          const [row] = await step<{ status: string }>(
+            `SELECT ${withDate('pga_drop_metric_partition($1, $2)', 3)} AS status`,
+            on([partition, retentionDays]),
+          );
           status = row!.status;
         } catch (err) {
           if (!isLockTimeout(err)) throw err;
@@ -192,7 +208,10 @@ export async function maintainPartitions(
       failure ??= err;
     }
     try {
-      const [row] = await step<{ n: string }>('SELECT pga_expire_metric_default_rows($1) AS n', [retentionDays]);
+      const [row] = await step<{ n: string }>(
+        `SELECT ${withDate('pga_expire_metric_default_rows($1)', 2)} AS n`,
+        on([retentionDays]),
+      );
       result.expiredFromDefault = Number(row!.n);
     } catch (err) {
       failure ??= err;

@@ -19,6 +19,7 @@ import {
   pruneActivity,
   REFRESH_UPTIME,
   SWEEP_INACTIVE,
+  UTC_TODAY,
 } from './sql';
 import type { PublishStatuses, StatusRow } from './status-publisher';
 
@@ -97,14 +98,15 @@ export function createMaintenance(o: MaintenanceOptions) {
       : own;
   };
 
-  const partitions = async (settings: PartitionSettings) => {
+  /** `today`: the run's UTC date ('YYYY-MM-DD'), read once for the partitions and the retention. */
+  const partitions = async (settings: PartitionSettings, today: string) => {
     // Each partition created, dropped or skipped (with the reason) is logged as it happens.
-    const result = await maintainPartitions(o.pool, { ...settings, logger: log });
+    const result = await maintainPartitions(o.pool, { ...settings, today, logger: log });
     log.info(result, 'partition maintenance done');
     return result;
   };
 
-  const retention = async (settings: PartitionSettings) => {
+  const retention = async (settings: PartitionSettings, today: string) => {
     // Cut where the daily partitions are (RETENTION_START), so nothing outlives or predeceases the
     // rows it describes. Heartbeat history and push minutes are kept for the uptime window too.
     const days = settings.retentionDays;
@@ -115,7 +117,7 @@ export function createMaintenance(o: MaintenanceOptions) {
     // locks short.
     let ledger = 0;
     for (;;) {
-      const { rowCount } = await o.pool.query(PRUNE_LEDGER, [days]);
+      const { rowCount } = await o.pool.query(PRUNE_LEDGER, [days, today]);
       ledger += rowCount ?? 0;
       if ((rowCount ?? 0) < 10000) break;
     }
@@ -124,16 +126,16 @@ export function createMaintenance(o: MaintenanceOptions) {
     // or while no fold ran) was folded in after the prune — a rollup row for a day whose partition
     // was just dropped, kept until the next run, counted again if that push was ever stored anew.
     await o.pool.query(FOLD_ROLLUP);
-    const rollup = await o.pool.query(PRUNE_ROLLUP, [days]);
-    const history = await o.pool.query(pruneActivity('collector_heartbeats'), [days, activityHours]);
-    const pushMinutes = await o.pool.query(pruneActivity('collector_push_minutes'), [days, activityHours]);
-    const commands = await o.pool.query(PRUNE_COMMANDS, [days]);
-    const deliveries = await o.pool.query(PRUNE_COMMAND_DELIVERIES, [days]);
+    const rollup = await o.pool.query(PRUNE_ROLLUP, [days, today]);
+    const history = await o.pool.query(pruneActivity('collector_heartbeats'), [days, activityHours, today]);
+    const pushMinutes = await o.pool.query(pruneActivity('collector_push_minutes'), [days, activityHours, today]);
+    const commands = await o.pool.query(PRUNE_COMMANDS, [days, today]);
+    const deliveries = await o.pool.query(PRUNE_COMMAND_DELIVERIES, [days, today]);
     // Revoked tokens an hour past their expiry leave the deny set (the edges drop them at their next
     // load); then token records that expired before the retention's start go. In this order, so the
     // deny set never holds a jti whose record, the proof that it expired, is gone.
     const deniedJtis = await pruneDeniedJtis(o.pool, o.connection, o.deniedJtisKey);
-    const tokens = await o.pool.query(PRUNE_TOKENS, [days]);
+    const tokens = await o.pool.query(PRUNE_TOKENS, [days, today]);
     const result = {
       ledger,
       rollup: rollup.rowCount ?? 0,
@@ -213,19 +215,24 @@ export function createMaintenance(o: MaintenanceOptions) {
    * Retention runs whether or not the partition work got through: a lock timeout on a partition (a
    * long query holding it) must not also keep the ledger, rollups and heartbeat history growing.
    * The job fails with the partitions' error (the worker logs it); a retention error too is logged here.
+   * One UTC date for the whole run, read from PostgreSQL once: each step reading its own, a run
+   * straddling midnight UTC dropped the partitions by one date and cut the rollups, ledger and
+   * activity of the oldest partition it kept by the next.
    */
   const partitionsAndRetention = async (data?: unknown) => {
     const settings = settingsOf(data);
+    const { rows } = await o.pool.query<{ today: string }>(UTC_TODAY);
+    const today = rows[0]!.today;
     let partitionsResult: Awaited<ReturnType<typeof partitions>> | undefined;
     let partitionsFailure: unknown;
     try {
-      partitionsResult = await partitions(settings);
+      partitionsResult = await partitions(settings, today);
     } catch (err) {
       partitionsFailure = err; // what got done before is committed and logged; the rest is retried next run
     }
     let retained: Awaited<ReturnType<typeof retention>> | undefined;
     try {
-      retained = await retention(settings);
+      retained = await retention(settings, today);
       pgFailures.succeeded('retention');
     } catch (err) {
       if (partitionsFailure === undefined) throw err;

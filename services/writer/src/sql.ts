@@ -4,11 +4,18 @@ import { DENIED_AFTER_EXPIRY } from '@pga/db';
 
 /**
  * The start of what `METRICS_RETENTION_DAYS` (`days`, a SQL expression) keeps: midnight UTC `days`
- * days before today, the bound of the daily partitions (migration 0037 drops a day's partition once
- * `day < today - days`). Everything retention prunes is cut there: a rolling `now() - days` deleted
- * rollups and ledger entries up to a day before the rows they belong to, which were still stored.
+ * days before `today` (a SQL date; by default PostgreSQL's UTC date), the bound of the daily
+ * partitions (migration 0037 drops a day's partition once `day < today - days`). Everything
+ * retention prunes is cut there: a rolling `now() - days` deleted rollups and ledger entries up to a
+ * day before the rows they belong to, which were still stored. The partitions job passes the date
+ * its run read once, the one its partition drops used (migrations/0051): each statement reading its
+ * own now(), a run straddling midnight UTC cut these a day later than the partitions.
  */
-export const RETENTION_START = (days: string) => `(((now() AT TIME ZONE 'UTC')::date - ${days})::timestamp AT TIME ZONE 'UTC')`;
+export const RETENTION_START = (days: string, today = "(now() AT TIME ZONE 'UTC')::date") =>
+  `((${today} - ${days})::timestamp AT TIME ZONE 'UTC')`;
+
+/** The UTC date of PostgreSQL's clock ('YYYY-MM-DD', whatever the session's DateStyle): a partitions run reads it once. */
+export const UTC_TODAY = `SELECT to_char((now() AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD') AS today`;
 
 /**
  * Records the batch's push ids; returns each id with `expired`, and stores only the ids returned not
@@ -43,7 +50,7 @@ UNION ALL
 SELECT push_id, true FROM push WHERE push.received_at < ${RETENTION_START('$7::int')}`;
 
 /**
- * Deletes up to 10,000 ledger entries past the retention ($1 days, RETENTION_START). Both times must be past
+ * Deletes up to 10,000 ledger entries past the retention ($1 days before the date $2, RETENTION_START). Both times must be past
  * it: committed_at for the BRIN index (0034), received_at because that is what INSERT_LEDGER's expiry
  * compares, and received_at is the edge's clock — an edge running ahead of PostgreSQL can give a push a
  * received_at later than its committed_at, and its entry must outlive the push's retention.
@@ -51,17 +58,17 @@ SELECT push_id, true FROM push WHERE push.received_at < ${RETENTION_START('$7::i
 export const PRUNE_LEDGER = `
 DELETE FROM ingest_ledger WHERE push_id IN (
   SELECT push_id FROM ingest_ledger
-   WHERE committed_at < ${RETENTION_START('$1::int')} AND received_at < ${RETENTION_START('$1::int')} LIMIT 10000)`;
+   WHERE committed_at < ${RETENTION_START('$1::int', '$2::date')} AND received_at < ${RETENTION_START('$1::int', '$2::date')} LIMIT 10000)`;
 
-/** Rollup cells past the retention ($1 days), cut where the rows' partitions are. */
-export const PRUNE_ROLLUP = `DELETE FROM collector_metrics_rollup WHERE bucket < ${RETENTION_START('$1::int')}`;
+/** Rollup cells past the retention ($1 days before the date $2), cut where the rows' partitions are. */
+export const PRUNE_ROLLUP = `DELETE FROM collector_metrics_rollup WHERE bucket < ${RETENTION_START('$1::int', '$2::date')}`;
 
 /**
- * Heartbeat history or push minutes past both the retention ($1 days) and the uptime window plus a
- * day ($2 hours): uptime reads them back that far.
+ * Heartbeat history or push minutes past both the retention ($1 days before the date $3) and the
+ * uptime window plus a day ($2 hours): uptime reads them back that far.
  */
 export const pruneActivity = (table: 'collector_heartbeats' | 'collector_push_minutes') =>
-  `DELETE FROM ${table} WHERE minute < LEAST(${RETENTION_START('$1::int')}, now() - make_interval(hours => $2))`;
+  `DELETE FROM ${table} WHERE minute < LEAST(${RETENTION_START('$1::int', '$3::date')}, now() - make_interval(hours => $2))`;
 
 /**
  * Of the jtis $1 (from Redis's deny set), those whose token expired over DENIED_AFTER_EXPIRY ago:
@@ -72,16 +79,16 @@ export const EXPIRED_DENIED_JTIS = `
 SELECT jti::text FROM collector_tokens WHERE jti = ANY($1::uuid[]) AND expires_at < now() - ${DENIED_AFTER_EXPIRY}`;
 
 /**
- * Issued-token records that expired before the retention's start ($1 days): an expired token is
+ * Issued-token records that expired before the retention's start ($1 days before the date $2): an expired token is
  * refused by its `exp` whether or not its row exists. Run only after the deny set was pruned, so no
  * jti stays in it without the row that says it expired.
  */
-export const PRUNE_TOKENS = `DELETE FROM collector_tokens WHERE expires_at < ${RETENTION_START('$1::int')}`;
+export const PRUNE_TOKENS = `DELETE FROM collector_tokens WHERE expires_at < ${RETENTION_START('$1::int', '$2::date')}`;
 
-/** Commands past the retention ($1 days) that no longer wait: delivered, dropped or expired. */
+/** Commands past the retention ($1 days before the date $2) that no longer wait: delivered, dropped or expired. */
 export const PRUNE_COMMANDS = `
 DELETE FROM collector_commands
- WHERE requested_at < ${RETENTION_START('$1::int')}
+ WHERE requested_at < ${RETENTION_START('$1::int', '$2::date')}
    AND (delivered_at IS NOT NULL OR dropped_at IS NOT NULL OR expires_at < now())`;
 
 /**
@@ -90,7 +97,7 @@ DELETE FROM collector_commands
  * that, went too (PRUNE_COMMANDS). It was kept for good.
  */
 export const PRUNE_COMMAND_DELIVERIES = `
-DELETE FROM collector_command_deliveries WHERE delivered_at < ${RETENTION_START('$1::int')}`;
+DELETE FROM collector_command_deliveries WHERE delivered_at < ${RETENTION_START('$1::int', '$2::date')}`;
 
 export const COPY_METRICS = `COPY collector_metrics
   (collector_id, push_id, metric_type, database_name, metric_data, received_at, record_count, checksum, processed, processed_at)
