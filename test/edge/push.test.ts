@@ -520,7 +520,7 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
       expect(big.status).toBe(200);
       // The second and third were refused past the share; answered once their bodies arrive.
       for (const socket of sockets.slice(1)) socket.write(`${'a'.repeat(declared - 6 - sent - 2)}"}`);
-      await waitUntil(() => answers.slice(1).every((a) => a.includes('HTTP/1.1 429')), 5000, 'two 429s');
+      await waitUntil(() => answers.slice(1).every((a) => a.includes('HTTP/1.1 429')), 20_000, 'two 429s');
       for (const answer of answers.slice(1)) {
         expect(answer).toMatch(/retry-after: 1/i);
         expect(answer).toContain('in flight on this edge process (its share: 2.0 MiB)');
@@ -558,7 +558,7 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
               headers: { 'content-encoding': 'gzip' },
             })
           ).status === 200,
-        5000,
+        20_000,
         "the collector's only push accepted",
       );
     } finally {
@@ -597,7 +597,7 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
       expect(ok.status).toBe(200);
       expect(answer).toBe('');
       socket.write(`${'a'.repeat(9_998)}"}`);
-      await waitUntil(async () => answer.includes('\r\n\r\n'), 5000, 'the 401');
+      await waitUntil(async () => answer.includes('\r\n\r\n'), 20_000, 'the 401');
       expect(answer).toMatch(/^HTTP\/1\.1 401 /);
     } finally {
       socket.destroy();
