@@ -63,3 +63,52 @@ it('PostgreSQL disk full or away: 503 UNAVAILABLE with Retry-After and the reaso
     await h[Symbol.asyncDispose]();
   }
 });
+
+/**
+ * A statement timeout (57014), deadlock (40P01), serialisation failure (40001), lock timeout
+ * (55P03) or out of shared memory (53200) can fail the same way every time (a slow query, a
+ * lock-order bug, a limit): answered 500 with the error and its stack in the log, as before the
+ * 503 mapping — not 503 "try again shortly" with one stack-less line a minute (review32 F1).
+ */
+it('a statement timeout, deadlock or lock timeout is not an outage: 500 with the error logged, no Retry-After', async () => {
+  const h = await createHarness();
+  const db = createPool(h.db.url, { max: 1 });
+  try {
+    await h.listen();
+    const cookie = await httpLogin(h.url, 'alice', ADMIN_PASSWORD);
+    const warn = vi.spyOn(h.service.deps.logger, 'warn');
+    const error = vi.spyOn(h.service.deps.logger, 'error');
+    const seen: unknown[] = [];
+    for (const [i, errcode] of [
+      'query_canceled',
+      'deadlock_detected',
+      'serialization_failure',
+      'lock_not_available',
+      'out_of_memory',
+    ].entries()) {
+      await db.query(`
+        CREATE OR REPLACE FUNCTION fails() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          RAISE EXCEPTION 'simulated' USING ERRCODE = '${errcode}';
+        END $$;
+        CREATE OR REPLACE TRIGGER fails BEFORE INSERT ON collector_groups FOR EACH ROW EXECUTE FUNCTION fails();`);
+      const res = await trpcHttp(h.url, 'mutation', 'groups.create', { name: `g${i}` }, { cookie });
+      seen.push([errcode, res.status, res.body.error.data.appCode, res.headers.get('retry-after')]);
+    }
+    expect(seen).toEqual(
+      ['query_canceled', 'deadlock_detected', 'serialization_failure', 'lock_not_available', 'out_of_memory'].map((c) => [
+        c,
+        500,
+        'INTERNAL',
+        null,
+      ]),
+    );
+    expect(warn.mock.calls.map((c) => c[1])).not.toContainEqual(expect.stringContaining('503'));
+    expect(error.mock.calls.map((c) => [(c[0] as { err: { code?: string } }).err.code, c[1]])).toEqual(
+      ['57014', '40P01', '40001', '55P03', '53200'].map((code) => [code, 'procedure failed']),
+    );
+  } finally {
+    await db.end();
+    await h[Symbol.asyncDispose]();
+  }
+});

@@ -2,6 +2,7 @@ export { createPool, describeConnectFailure, describeDatabase, poolConfigFromUrl
 export { runMigrations, SUPERSEDED_CHECKSUMS, type MigrationResult } from './migrate';
 export { maintainPartitions, type PartitionMaintenanceResult } from './partitions';
 export {
+  isConnectionError,
   isDatabaseUnavailable,
   isTransientPgError,
   isUniqueViolation,

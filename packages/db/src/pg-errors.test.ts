@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isDatabaseUnavailable, isTransientPgError, PG_ERROR_KINDS, pgErrorKind } from './pg-errors';
+import { isConnectionError, isDatabaseUnavailable, isTransientPgError, PG_ERROR_KINDS, pgErrorKind } from './pg-errors';
 
 const pgError = (code: string) => Object.assign(new Error(code), { code });
 
@@ -82,5 +82,16 @@ describe('pgErrorKind', () => {
     expect(pgErrorKind(new Error('timeout exceeded when trying to connect'))).toBe('timeout');
     expect(pgErrorKind(new TypeError("Cannot read properties of undefined (reading 'rows')"))).toBeUndefined();
     expect(pgErrorKind('53100')).toBeUndefined();
+  });
+});
+
+describe('isConnectionError', () => {
+  it('a socket/DNS error or a node-postgres connection error without a SQLSTATE, never a SQLSTATE', () => {
+    expect(isConnectionError(pgError('ECONNREFUSED'))).toBe(true);
+    expect(isConnectionError(pgError('EAI_AGAIN'))).toBe(true);
+    expect(isConnectionError(new Error('Connection terminated unexpectedly'))).toBe(true);
+    expect(isConnectionError(pgError('08006'))).toBe(false);
+    expect(isConnectionError(Object.assign(new Error('Connection terminated by trigger'), { code: 'P0001' }))).toBe(false);
+    expect(isConnectionError(new Error('boom'))).toBe(false);
   });
 });

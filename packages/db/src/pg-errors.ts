@@ -27,7 +27,7 @@ export function isUniqueViolation(err: unknown, constraint?: string): boolean {
 export function isTransientPgError(err: unknown): boolean {
   const code = pgErrorCode(err);
   if (code === undefined) return false;
-  if (/^(E[A-Z]+|EAI_[A-Z]+)$/.test(code)) return true; // ECONNREFUSED, ECONNRESET, ETIMEDOUT, EAI_AGAIN (DNS) ...
+  if (isSocketErrorCode(code)) return true;
   return (
     code.startsWith('08') ||
     code.startsWith('53') ||
@@ -50,14 +50,29 @@ export function isTransientPgError(err: unknown): boolean {
 const NO_SQLSTATE_CONNECTION_ERRORS =
   /^(Connection terminated|timeout exceeded when trying to connect|timeout expired|Client has encountered a connection error|Client was closed and is not queryable)/;
 
+/** A Node socket or DNS error code (ECONNREFUSED, ECONNRESET, ETIMEDOUT, EAI_AGAIN …), never a SQLSTATE. */
+function isSocketErrorCode(code: string): boolean {
+  return /^(E[A-Z]+|EAI_[A-Z]+)$/.test(code);
+}
+
+/**
+ * The connection itself failed, whatever PostgreSQL would have said: a Node socket or DNS error
+ * (ECONNREFUSED, ECONNRESET, EAI_AGAIN …), or one of node-postgres's / pg-pool's connection errors
+ * that have no SQLSTATE (Connection terminated, a connect timeout …). No SQLSTATE is one.
+ */
+export function isConnectionError(err: unknown): boolean {
+  const code = pgErrorCode(err);
+  if (code !== undefined) return isSocketErrorCode(code);
+  return err instanceof Error && NO_SQLSTATE_CONNECTION_ERRORS.test(err.message);
+}
+
 /**
  * The database is unavailable rather than the request wrong: a transient SQLSTATE or Node socket
  * error (`isTransientPgError`), or one of node-postgres's connection errors that have no SQLSTATE.
  * What a service answers with 503 + Retry-After instead of 500.
  */
 export function isDatabaseUnavailable(err: unknown): boolean {
-  if (isTransientPgError(err)) return true;
-  return pgErrorCode(err) === undefined && err instanceof Error && NO_SQLSTATE_CONNECTION_ERRORS.test(err.message);
+  return isTransientPgError(err) || isConnectionError(err);
 }
 
 /**

@@ -1,34 +1,62 @@
 import { AppError } from '@pga/contracts';
-import { isDatabaseUnavailable, pgErrorCode, unavailableReason } from '@pga/db';
+import { isConnectionError, pgErrorCode } from '@pga/db';
 import type { Logger } from '@pga/logger';
 
 /** Seconds a client is told to wait (Retry-After) when PostgreSQL cannot take its request now. */
 export const DATABASE_RETRY_AFTER_SECONDS = 5;
 
-/** What an answer says of a PostgreSQL that cannot serve a request now, by SQLSTATE (@pga/db). */
-const reasonOf = unavailableReason;
+/**
+ * PostgreSQL cannot serve a request now, whatever the request: the connection failed or went away
+ * (`isConnectionError`: a socket/DNS error, node-postgres's connection errors without a SQLSTATE;
+ * 08* connection exceptions), the server is shutting down, crashed or starting (57P01-57P03), its
+ * disk is full (53100), it has no free connection (53300), or it is read-only (25006: the old primary
+ * or a replica during a failover). Narrower than the writer's retry classification
+ * (`isTransientPgError`): a statement timeout (57014), a serialisation failure or deadlock
+ * (40001/40P01), a lock timeout (55P03) and the other insufficient-resources errors (53200 out of
+ * shared memory, 53400 a configured limit) can fail the same way every time — a slow query, a
+ * lock-order bug, a limit — and stay a 500 with a stack in the log, never a "try again shortly".
+ */
+export function isPostgresUnavailable(err: unknown): boolean {
+  if (isConnectionError(err)) return true;
+  const code = pgErrorCode(err);
+  if (code === undefined) return false;
+  return code.startsWith('08') || ['57P01', '57P02', '57P03', '53100', '53300', '25006'].includes(code);
+}
 
 /**
- * A request that failed because PostgreSQL cannot serve it now (`isDatabaseUnavailable`: unreachable,
- * shutting down or restarting, disk full, too many connections, read-only …) as an UNAVAILABLE
+ * What an answer says of a PostgreSQL that cannot serve a request now, by SQLSTATE: never the
+ * driver's message (no answer carries one), but precise enough to act on — a full disk (53100) is
+ * not a PostgreSQL that is away.
+ */
+function reasonOf(err: unknown): string {
+  const code = pgErrorCode(err);
+  if (code === '53100') return 'PostgreSQL is out of disk space (disk full)';
+  if (code === '53300') return 'PostgreSQL has no free connection (too many connections)';
+  if (code === '25006') return 'PostgreSQL is read-only (a failover in progress?)';
+  return 'PostgreSQL is unavailable';
+}
+
+/**
+ * A request that failed because PostgreSQL cannot serve it now (`isPostgresUnavailable`: unreachable,
+ * shutting down or restarting, disk full, too many connections, read-only) as an UNAVAILABLE
  * AppError (503 with Retry-After), or undefined for any other error. Until 2026-12-07 every such
  * request was answered 500 INTERNAL ("internal error") with a stack in the log, the session lookup
  * of every signed-in request included: a full disk or a restart looked like a bug to the UI and to
  * any client, which had no Retry-After to go by.
  */
 export function databaseUnavailable(err: unknown): AppError | undefined {
-  if (err instanceof AppError || !isDatabaseUnavailable(err)) return undefined;
+  if (err instanceof AppError || !isPostgresUnavailable(err)) return undefined;
   return new AppError('UNAVAILABLE', `${reasonOf(err)}; try again shortly`, { retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS });
 }
 
-/** Each logger's last warning time per reason (ms): one line per reason and minute, not one per request. */
-const warned = new WeakMap<Logger, Map<string, number>>();
+/** Per logger and reason: the last warning's time (ms) and how many 503s were not logged since. */
+const warned = new WeakMap<Logger, Map<string, { last: number; suppressed: number }>>();
 
 /**
  * Logs a request answered 503 for PostgreSQL: one warning per reason (SQLSTATE, or the driver's text
  * for an error without one) and minute, with the driver's message and how many were answered so
- * meanwhile — every request of a signed-in UI while PostgreSQL's disk is full must not each be a
- * line with a stack.
+ * meanwhile (`suppressed`: since the previous line of that reason) — every request of a signed-in UI
+ * while PostgreSQL's disk is full must not each be a line with a stack.
  */
 export function logDatabaseUnavailable(logger: Logger, err: unknown, path: string | undefined, everyMs = 60_000): void {
   const code = pgErrorCode(err);
@@ -37,11 +65,15 @@ export function logDatabaseUnavailable(logger: Logger, err: unknown, path: strin
   let byReason = warned.get(logger);
   if (!byReason) warned.set(logger, (byReason = new Map()));
   const now = Date.now();
-  const last = byReason.get(key);
-  if (last !== undefined && now - last < everyMs) return;
-  byReason.set(key, now);
+  const seen = byReason.get(key);
+  if (seen && now - seen.last < everyMs) {
+    seen.suppressed++;
+    return;
+  }
+  const suppressed = seen?.suppressed ?? 0;
+  byReason.set(key, { last: now, suppressed: 0 });
   logger.warn(
-    { err: text, sqlstate: code, path },
+    { err: text, sqlstate: code, path, suppressed },
     `${reasonOf(err)}: answering 503 UNAVAILABLE with Retry-After ${DATABASE_RETRY_AFTER_SECONDS} (at most one line a minute per reason)`,
   );
 }
