@@ -1,6 +1,7 @@
 import { expect, it, vi } from 'vitest';
 import { createPool } from '@pga/db';
 import { ADMIN_PASSWORD, createHarness, httpLogin, trpcHttp } from './harness';
+import { form } from './fixtures';
 
 /**
  * PostgreSQL that cannot serve a request: seen by hand with its disk really full (`could not extend
@@ -30,7 +31,10 @@ it('PostgreSQL disk full or away: 503 UNAVAILABLE with Retry-After and the reaso
     for (const name of ['g1', 'g2']) {
       const res = await trpcHttp(h.url, 'mutation', 'groups.create', { name }, { cookie });
       expect([res.status, res.body.error.data.appCode, res.headers.get('retry-after')]).toEqual([503, 'UNAVAILABLE', '5']);
-      expect(res.body.error.message).toBe('PostgreSQL is out of disk space (disk full); try again shortly');
+      // A mutation: the connection may have been lost after its COMMIT, so no blind "try again".
+      expect(res.body.error.message).toBe(
+        'PostgreSQL is out of disk space (disk full); the change may have been saved: check before retrying',
+      );
       expect(res.text).not.toContain('No space left');
     }
 
@@ -109,6 +113,29 @@ it('a statement timeout, deadlock or lock timeout is not an outage: 500 with the
     );
   } finally {
     await db.end();
+    await h[Symbol.asyncDispose]();
+  }
+});
+
+/**
+ * collectors.register read the new collector back from the pool after its transaction committed: a
+ * PostgreSQL lost right then answered 503 "try again shortly" for a registration that was saved, the
+ * retry got 409 "already exists", and the token was shown nowhere (review32 F2). Now it reads the
+ * row back inside its transaction, so nothing in PostgreSQL follows the COMMIT.
+ */
+it('collectors.register: no PostgreSQL step after the COMMIT can turn a saved registration into an error', async () => {
+  const h = await createHarness();
+  try {
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    // Every query made on the pool outside a checked-out transaction fails, as after a connection loss.
+    const query = vi.spyOn(h.service.deps.pool, 'query').mockRejectedValue(refused);
+    const out = await h.caller(h.admin).collectors.register(form({ name: 'saved-once' }));
+    query.mockRestore();
+    expect(out.collector).toMatchObject({ id: expect.any(String), name: 'saved-once' });
+    expect(out.token).toEqual(expect.any(String));
+    const { rows } = await h.service.deps.pool.query('SELECT name FROM collectors WHERE id = $1', [out.collector.id]);
+    expect(rows).toEqual([{ name: 'saved-once' }]);
+  } finally {
     await h[Symbol.asyncDispose]();
   }
 });

@@ -42,11 +42,14 @@ function reasonOf(err: unknown): string {
  * AppError (503 with Retry-After), or undefined for any other error. Until 2026-12-07 every such
  * request was answered 500 INTERNAL ("internal error") with a stack in the log, the session lookup
  * of every signed-in request included: a full disk or a restart looked like a bug to the UI and to
- * any client, which had no Retry-After to go by.
+ * any client, which had no Retry-After to go by. `mutation`: the request may have changed data, and
+ * the connection may have been lost after its COMMIT (or a later step failed): the answer says the
+ * change may have been saved, so that nobody retries blindly.
  */
-export function databaseUnavailable(err: unknown): AppError | undefined {
+export function databaseUnavailable(err: unknown, { mutation = false }: { mutation?: boolean } = {}): AppError | undefined {
   if (err instanceof AppError || !isPostgresUnavailable(err)) return undefined;
-  return new AppError('UNAVAILABLE', `${reasonOf(err)}; try again shortly`, { retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS });
+  const advice = mutation ? 'the change may have been saved: check before retrying' : 'try again shortly';
+  return new AppError('UNAVAILABLE', `${reasonOf(err)}; ${advice}`, { retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS });
 }
 
 /** Per logger and reason: the last warning's time (ms) and how many 503s were not logged since. */

@@ -59,12 +59,13 @@ export const toTRPCError = (cause: AppError): TRPCError =>
   new TRPCError({ code: TRPC_CODE[cause.code], message: cause.message, cause });
 
 /** Domain code throws AppError; only here (and in a stream, after it started) does it become a TRPCError (STYLE.md). */
-const appErrors = t.middleware(async ({ ctx, path, next }) => {
+const appErrors = t.middleware(async ({ ctx, path, type, next }) => {
   const result = await next();
   if (result.ok) return result;
   if (result.error.cause instanceof AppError) throw toTRPCError(result.error.cause);
-  // PostgreSQL unreachable, restarting, out of disk …: 503 with Retry-After, not a 500 "internal error".
-  const unavailable = databaseUnavailable(result.error.cause);
+  // PostgreSQL unreachable, restarting, out of disk …: 503 with Retry-After, not a 500 "internal error"
+  // (a mutation's answer says the change may have been saved: it may have committed before the loss).
+  const unavailable = databaseUnavailable(result.error.cause, { mutation: type === 'mutation' });
   if (unavailable) {
     logDatabaseUnavailable(ctx.deps.logger, result.error.cause, path);
     throw toTRPCError(unavailable);

@@ -45,8 +45,11 @@ export const register = adminProcedure
     }
     const id = randomUUID();
     const issued = await deps.tokens.issue(id);
+    let collector;
     try {
-      await withTransaction(deps.pool, async (db) => {
+      // Read back inside the transaction: no PostgreSQL step follows the COMMIT, so a connection lost
+      // after it cannot turn a registration that was saved (its token shown nowhere) into an error.
+      collector = await withTransaction(deps.pool, async (db) => {
         const groupId = await resolveGroupId(db, input);
         await db.query(
           `INSERT INTO collectors (id, name, type, environment, group_id, description, host, port, database, username,
@@ -95,6 +98,7 @@ export const register = adminProcedure
             tags: input.tags,
           },
         });
+        return (await findCollector(db, id))!;
       });
     } catch (err) {
       if (isUniqueViolation(err, 'collectors_name_key'))
@@ -104,6 +108,5 @@ export const register = adminProcedure
     await setConfigVersion(deps, id, 1);
     // Only now that the row is committed (reconcile-deny-state.ts denies a known id PostgreSQL lacks).
     await recordKnown(deps, [id]);
-    const collector = (await findCollector(deps.pool, id))!;
     return { collector, connection_test: connectionTest, ...credentialsFor(deps.config, id, issued) };
   });
