@@ -86,7 +86,7 @@ export function createWriterMetrics() {
     }),
     locksLost: new Counter({
       name: 'writer_job_locks_lost_total',
-      help: 'Held push jobs whose BullMQ lock this process lost (Redis refused or did not answer the renewals for longer than WRITER_LOCK_DURATION_MS, e.g. MISCONF on a full disk): each goes back to the queue and is stored once, its second delivery skipped by the ledger',
+      help: 'Held push jobs whose BullMQ lock this process lost, once per delivery (Redis refused or did not answer the renewals for longer than WRITER_LOCK_DURATION_MS, e.g. MISCONF on a full disk, or this process stalled as long): each goes back to the queue and is stored once, its second delivery skipped by the ledger',
       registers: r,
     }),
     jobFailures: new Counter({ name: 'writer_job_failures_total', help: 'Jobs failed for any reason', registers: r }),

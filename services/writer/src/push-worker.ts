@@ -82,6 +82,10 @@ export function createPushWorker(o: PushWorkerOptions) {
   };
 
   const processJob = async (job: Job, token?: string): Promise<JobOutcome> => {
+    // A job whose lock was lost is delivered again: a loss of this delivery's lock is news again
+    // (logged and counted), while the old delivery's end errors stay expected (lostLocks keeps the id).
+    const lostBefore = job.id === undefined ? undefined : lostLocks.get(job.id);
+    if (lostBefore) lostBefore.redelivered = true;
     heldSince.set(job, job.timestamp);
     o.metrics.inFlightJobs.set(heldSince.size);
     let bytes = 0;
@@ -204,32 +208,35 @@ export function createPushWorker(o: PushWorkerOptions) {
     missingTimer.unref();
   };
   /**
-   * Held jobs whose lock this process lost, and when that was last seen (ms). Redis refusing writes
-   * (MISCONF: its disk full under the AOF) or silent for longer than the lock duration, while the
-   * jobs wait for PostgreSQL (its own disk full): every renewal fails from then on, the stalled check
-   * puts the jobs back in the queue, and they are stored once (the ledger skips the second delivery).
+   * Held jobs whose lock this process lost, when that was last seen (ms), and whether the job was
+   * delivered again since. Redis refusing writes (MISCONF: its disk full under the AOF) or silent for
+   * longer than the lock duration, or this process stalling as long, while the jobs wait for
+   * PostgreSQL (its own disk full): every renewal fails from then on, the stalled check puts the jobs
+   * back in the queue, and they are stored once (the ledger skips the second delivery).
    * BullMQ said so as one error per job at every renewal round (seconds apart), then once or twice
    * more per job as it finished ("Missing lock for job N. moveToFinished", or "Lock mismatch …" when
    * its redelivery holds it): a writer holding 2,048
    * jobs wrote 45,000 warnings with stacks in five minutes of a full disk. Now one line per round
-   * that loses locks, and nothing more about those jobs.
+   * that loses locks, and nothing more about those jobs — until a job is delivered again: a loss
+   * of its next delivery's lock is logged and counted again (a loss recurring at every delivery
+   * stayed silent for good when the memory only refreshed).
    */
-  const lostLocks = new Map<string, number>();
+  const lostLocks = new Map<string, { at: number; redelivered: boolean }>();
   /** How long a lost lock's later errors stay expected after it was last seen failing. */
   const LOST_LOCK_MEMORY_MS = Math.max(10 * 60_000, 4 * o.lockDurationMs);
   worker.on('lockRenewalFailed', (jobIds) => {
     const now = Date.now();
-    for (const [id, at] of lostLocks) if (now - at > LOST_LOCK_MEMORY_MS) lostLocks.delete(id);
+    for (const [id, seen] of lostLocks) if (now - seen.at > LOST_LOCK_MEMORY_MS) lostLocks.delete(id);
     const lost = jobIds.filter((id) => !justPutBack.has(id));
-    const fresh = lost.filter((id) => !lostLocks.has(id));
-    for (const id of lost) lostLocks.set(id, now);
+    const fresh = lost.filter((id) => lostLocks.get(id)?.redelivered ?? true);
+    for (const id of lost) lostLocks.set(id, { at: now, redelivered: false });
     if (fresh.length === 0) return;
     o.metrics.locksLost.inc(fresh.length);
     log.warn(
       { jobs: fresh.length, jobIds: fresh.slice(0, 10) },
-      `lost the lock of ${fresh.length} held push job${fresh.length === 1 ? '' : 's'}: Redis refused or did not answer ` +
-        `their renewal for longer than WRITER_LOCK_DURATION_MS (${o.lockDurationMs} ms); they go back to the queue and are ` +
-        'stored once (the ledger skips their second delivery)',
+      `lost the lock of ${fresh.length} held push job${fresh.length === 1 ? '' : 's'}: it expired before it was renewed ` +
+        `(Redis refused or did not answer the renewal, or this process stalled, for longer than WRITER_LOCK_DURATION_MS, ` +
+        `${o.lockDurationMs} ms); they go back to the queue and are stored once (the ledger skips their second delivery)`,
     );
   });
   worker.on('error', (err) => {
