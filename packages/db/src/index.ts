@@ -1,5 +1,5 @@
 export { createPool, describeConnectFailure, describeDatabase, poolConfigFromUrl, type Pool, type PoolClient } from './pool';
-export { runMigrations, SUPERSEDED_CHECKSUMS, type MigrationResult } from './migrate';
+export { runMigrations, SUPERSEDED_CHECKSUMS, type MigrationOptions, type MigrationResult } from './migrate';
 export { maintainPartitions, type PartitionMaintenanceResult } from './partitions';
 export {
   isConnectionError,

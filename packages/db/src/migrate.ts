@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '@pga/logger';
 import { checkOut } from './check-out';
 import type { Pool } from './pool';
@@ -48,16 +49,70 @@ export const SUPERSEDED_CHECKSUMS: Readonly<Record<string, readonly string[]>> =
 
 const LOCK_KEY = 7_362_100_421; // arbitrary, constant: "pga migrations"
 const FILE_PATTERN = /^(\d{4})_[a-z0-9_]+\.sql$/;
+/** The lock in pg_locks: a bigint key's high half in classid, its low half in objid, objsubid 1. */
+const LOCK_ROW = `locktype = 'advisory' AND classid = ${Math.floor(LOCK_KEY / 2 ** 32)} AND objid = ${LOCK_KEY % 2 ** 32} AND objsubid = 1`;
+/** How often a runner waiting for the lock tries it again. */
+const LOCK_RETRY_MS = 200;
 
-export async function runMigrations(pool: Pool, dir: string, logger?: Logger): Promise<MigrationResult> {
+export interface MigrationOptions {
+  /** After this long waiting for the migrations' lock, log once who holds it (and keep waiting). */
+  lockWaitLogMs?: number;
+}
+
+export async function runMigrations(
+  pool: Pool,
+  dir: string,
+  logger?: Logger,
+  { lockWaitLogMs = 10_000 }: MigrationOptions = {},
+): Promise<MigrationResult> {
   const files = (await readdir(dir)).filter((f) => FILE_PATTERN.test(f)).sort();
   const lease = await checkOut(pool);
   const { client } = lease;
   // One transaction under the migrations' lock; nothing of it stays on the session (see above).
+  /**
+   * Takes the lock, waiting for it without limit (a live older release or another starter is
+   * migrating), but not silently: after `lockWaitLogMs`, one warning names the holder. A lock left
+   * held by a dead holder — an older release's session lock on a server connection PgBouncer kept
+   * (README "Through a connection pooler") — would otherwise hang the start with nothing logged.
+   */
+  const takeLock = async () => {
+    const since = Date.now();
+    let said = false;
+    for (;;) {
+      const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS ok', [LOCK_KEY]);
+      if (rows[0]!.ok) return;
+      if (!said && Date.now() - since >= lockWaitLogMs) {
+        said = true;
+        const holders = await client.query<{
+          pid: number;
+          application_name: string | null;
+          state: string | null;
+          since: Date | null;
+        }>(
+          `SELECT l.pid, a.application_name, a.state, coalesce(a.xact_start, a.state_change) AS since
+             FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE l.${LOCK_ROW} AND l.granted`,
+        );
+        logger?.warn(
+          { waitedMs: Date.now() - since, holders: holders.rows },
+          `waiting for the migrations' lock, held by ${
+            holders.rows
+              .map(
+                (h) =>
+                  `pid ${h.pid} (${h.application_name || 'no application_name'}, ${h.state ?? 'state unknown'}, since ${h.since?.toISOString() ?? '?'})`,
+              )
+              .join(', ') || 'nobody visible'
+          }; still waiting. Another starter migrating: wait. Nobody migrating (an idle holder): an older release's ` +
+            'session lock left on a pooled server connection: restart PgBouncer or pg_terminate_backend(pid) (README "Through a connection pooler")',
+        );
+      }
+      await sleep(LOCK_RETRY_MS);
+    }
+  };
   const locked = async <T>(fn: () => Promise<T>): Promise<T> => {
     await client.query('BEGIN');
     try {
-      await client.query('SELECT pg_advisory_xact_lock($1)', [LOCK_KEY]);
+      await takeLock();
       const result = await fn();
       await client.query('COMMIT');
       return result;
@@ -106,6 +161,16 @@ export async function runMigrations(pool: Pool, dir: string, logger?: Logger): P
         }
         try {
           await client.query(sql);
+          // A file that ended the transaction itself (a top-level COMMIT, END or ROLLBACK) released the
+          // lock mid-file, and the rest of it ran outside the lock: refused, not recorded as applied.
+          const { rows: held } = await client.query(
+            `SELECT 1 FROM pg_locks WHERE ${LOCK_ROW} AND pid = pg_backend_pid() AND granted`,
+          );
+          if (held.length === 0)
+            throw new Error(
+              'it ended its own transaction (a top-level COMMIT, END or ROLLBACK), releasing the migrations lock mid-file: ' +
+                'a migration file must not; remove it (each file runs in one transaction under the lock)',
+            );
           await client.query('INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)', [file, checksum]);
         } catch (err) {
           throw new Error(`migration ${file} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
