@@ -161,6 +161,13 @@ describe('monitoring/alerts.yml', () => {
     expect(named.filter((n) => !names.includes(n))).toEqual([]);
   });
 
+  it('the down alerts name a METRICS_TOKEN mismatch (a scrape answered 401) as a cause, not only a crash', () => {
+    for (const name of ['PgaWriterDown', 'PgaEdgeDown']) {
+      const description = alerts().find((r) => r.alert === name)?.annotations?.description ?? '';
+      expect(description, name).toMatch(/401: METRICS_TOKEN and Prometheus's\s+credentials_file differ/);
+    }
+  });
+
   it('uses only metrics and labels that the running edge and writer export', () => {
     const problems: string[] = [];
     for (const rule of alerts()) {
