@@ -21,6 +21,11 @@ describe('METRICS_TOKEN', () => {
       /METRICS_TOKEN: token 2 has a character a Bearer token cannot carry/,
     );
     expect(() => loadConfig(metricsTokenSchema, { METRICS_TOKEN: `${A}"` })).toThrowError(/cannot carry/);
+    // Only commas and spaces: no token, yet not meant as "open".
+    for (const value of [',', ' , ', ',,'])
+      expect(() => loadConfig(metricsTokenSchema, { METRICS_TOKEN: value }), value).toThrowError(
+        /^invalid environment: METRICS_TOKEN: is only commas and spaces: no token in it;[^\n]*$/,
+      );
   });
 });
 

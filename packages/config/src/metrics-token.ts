@@ -9,7 +9,8 @@ export const METRICS_TOKEN_MIN_LENGTH = 16;
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 
 /**
- * METRICS_TOKEN: unset or empty = `/metrics` open (as before); else `token` or `new,old` (every
+ * METRICS_TOKEN: unset, empty or blank = `/metrics` open (as before); only commas and spaces (`,`)
+ * is refused, not read as no token; else `token` or `new,old` (every
  * token listed is accepted: rotation, as JWT_SECRET's and ENCRYPTION_KEY's lists). Each token
  * `METRICS_TOKEN_MIN_LENGTH`+ characters of RFC 6750's token alphabet. Parsed to the list.
  */
@@ -22,6 +23,13 @@ export const metricsTokenSchema = z.object({
         .split(',')
         .map((t) => t.trim())
         .filter(Boolean);
+      // "," or " , ": meant as a list, yet no token in it — /metrics would be silently open.
+      if (tokens.length === 0 && (value ?? '').includes(','))
+        ctx.addIssue({
+          code: 'custom',
+          message:
+            'is only commas and spaces: no token in it; unset it (or leave it empty) for an open /metrics, or give a token',
+        });
       for (const [i, token] of tokens.entries()) {
         const which = tokens.length > 1 ? `token ${i + 1}` : 'the token';
         if (!B64TOKEN.test(token))
