@@ -1,4 +1,5 @@
-import { isConnectionError } from '@pga/logger';
+// @pga/logger's test of an outage (08, 57P01-57P03, socket and TLS codes, no-SQLSTATE connection errors).
+import { isConnectionError as isOutageError } from '@pga/logger';
 
 /** SQLSTATE helpers: errors are classified by code and constraint name, never by message text. */
 
@@ -123,12 +124,12 @@ export function pgErrorKind(err: unknown): PgErrorKind | undefined {
   if (code === undefined) {
     if (!(err instanceof Error)) return undefined;
     if (/^(timeout exceeded when trying to connect|timeout expired)/.test(err.message)) return 'timeout';
-    return isDatabaseUnavailable(err) || isConnectionError(err) ? 'unreachable' : undefined;
+    return isDatabaseUnavailable(err) || isOutageError(err) ? 'unreachable' : undefined;
   }
   if (code === '53100') return 'disk_full';
   if (code.startsWith('53')) return 'out_of_resources';
-  // (isConnectionError: 08, 57P01-57P03, socket and TLS codes.)
-  if (isConnectionError(err) || /^(E[A-Z]+|EAI_[A-Z]+)$/.test(code)) return 'unreachable';
+  // (isOutageError: 08, 57P01-57P03, socket and TLS codes.)
+  if (isOutageError(err) || /^(E[A-Z]+|EAI_[A-Z]+)$/.test(code)) return 'unreachable';
   if (code === '25006') return 'read_only';
   if (code === '57014' || code === '55P03' || code === '25P03') return 'timeout';
   if (code === '40001' || code === '40P01') return 'conflict';
