@@ -2,7 +2,7 @@ export { createPool, describeConnectFailure, describeDatabase, poolConfigFromUrl
 export { runMigrations, SUPERSEDED_CHECKSUMS, type MigrationOptions, type MigrationResult } from './migrate';
 export { maintainPartitions, type PartitionMaintenanceResult } from './partitions';
 export {
-  isConnectionError,
+  isLostConnection,
   isDatabaseUnavailable,
   isTransientPgError,
   isUniqueViolation,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isConnectionError, isDatabaseUnavailable, isTransientPgError, PG_ERROR_KINDS, pgErrorKind } from './pg-errors';
+import { isLostConnection, isDatabaseUnavailable, isTransientPgError, PG_ERROR_KINDS, pgErrorKind } from './pg-errors';
 
 const pgError = (code: string) => Object.assign(new Error(code), { code });
 
@@ -85,13 +85,13 @@ describe('pgErrorKind', () => {
   });
 });
 
-describe('isConnectionError', () => {
+describe('isLostConnection', () => {
   it('a socket/DNS error or a node-postgres connection error without a SQLSTATE, never a SQLSTATE', () => {
-    expect(isConnectionError(pgError('ECONNREFUSED'))).toBe(true);
-    expect(isConnectionError(pgError('EAI_AGAIN'))).toBe(true);
-    expect(isConnectionError(new Error('Connection terminated unexpectedly'))).toBe(true);
-    expect(isConnectionError(pgError('08006'))).toBe(false);
-    expect(isConnectionError(Object.assign(new Error('Connection terminated by trigger'), { code: 'P0001' }))).toBe(false);
-    expect(isConnectionError(new Error('boom'))).toBe(false);
+    expect(isLostConnection(pgError('ECONNREFUSED'))).toBe(true);
+    expect(isLostConnection(pgError('EAI_AGAIN'))).toBe(true);
+    expect(isLostConnection(new Error('Connection terminated unexpectedly'))).toBe(true);
+    expect(isLostConnection(pgError('08006'))).toBe(false);
+    expect(isLostConnection(Object.assign(new Error('Connection terminated by trigger'), { code: 'P0001' }))).toBe(false);
+    expect(isLostConnection(new Error('boom'))).toBe(false);
   });
 });

@@ -1,5 +1,5 @@
-// @pga/logger's test of an outage (08, 57P01-57P03, socket and TLS codes, no-SQLSTATE connection errors).
-import { isConnectionError as isOutageError } from '@pga/logger';
+// @pga/logger's wider test: 08, 57P01-57P03, socket and TLS codes, no-SQLSTATE connection errors.
+import { isConnectionError } from '@pga/logger';
 
 /** SQLSTATE helpers: errors are classified by code and constraint name, never by message text. */
 
@@ -61,7 +61,7 @@ function isSocketErrorCode(code: string): boolean {
  * (ECONNREFUSED, ECONNRESET, EAI_AGAIN …), or one of node-postgres's / pg-pool's connection errors
  * that have no SQLSTATE (Connection terminated, a connect timeout …). No SQLSTATE is one.
  */
-export function isConnectionError(err: unknown): boolean {
+export function isLostConnection(err: unknown): boolean {
   const code = pgErrorCode(err);
   if (code !== undefined) return isSocketErrorCode(code);
   return err instanceof Error && NO_SQLSTATE_CONNECTION_ERRORS.test(err.message);
@@ -73,7 +73,7 @@ export function isConnectionError(err: unknown): boolean {
  * What a service answers with 503 + Retry-After instead of 500.
  */
 export function isDatabaseUnavailable(err: unknown): boolean {
-  return isTransientPgError(err) || isConnectionError(err);
+  return isTransientPgError(err) || isLostConnection(err);
 }
 
 /**
@@ -124,12 +124,12 @@ export function pgErrorKind(err: unknown): PgErrorKind | undefined {
   if (code === undefined) {
     if (!(err instanceof Error)) return undefined;
     if (/^(timeout exceeded when trying to connect|timeout expired)/.test(err.message)) return 'timeout';
-    return isDatabaseUnavailable(err) || isOutageError(err) ? 'unreachable' : undefined;
+    return isDatabaseUnavailable(err) || isConnectionError(err) ? 'unreachable' : undefined;
   }
   if (code === '53100') return 'disk_full';
   if (code.startsWith('53')) return 'out_of_resources';
-  // (isOutageError: 08, 57P01-57P03, socket and TLS codes.)
-  if (isOutageError(err) || /^(E[A-Z]+|EAI_[A-Z]+)$/.test(code)) return 'unreachable';
+  // (isConnectionError: 08, 57P01-57P03, socket and TLS codes.)
+  if (isConnectionError(err) || isSocketErrorCode(code)) return 'unreachable';
   if (code === '25006') return 'read_only';
   if (code === '57014' || code === '55P03' || code === '25P03') return 'timeout';
   if (code === '40001' || code === '40P01') return 'conflict';

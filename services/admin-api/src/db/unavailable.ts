@@ -1,5 +1,5 @@
 import { AppError } from '@pga/contracts';
-import { isConnectionError, pgErrorCode } from '@pga/db';
+import { isLostConnection, pgErrorCode, unavailableReason } from '@pga/db';
 import type { Logger } from '@pga/logger';
 
 /** Seconds a client is told to wait (Retry-After) when PostgreSQL cannot take its request now. */
@@ -7,7 +7,7 @@ export const DATABASE_RETRY_AFTER_SECONDS = 5;
 
 /**
  * PostgreSQL cannot serve a request now, whatever the request: the connection failed or went away
- * (`isConnectionError`: a socket/DNS error, node-postgres's connection errors without a SQLSTATE;
+ * (`isLostConnection`: a socket/DNS error, node-postgres's connection errors without a SQLSTATE;
  * 08* connection exceptions), the server is shutting down, crashed or starting (57P01-57P03), its
  * disk is full (53100), it has no free connection (53300), or it is read-only (25006: the old primary
  * or a replica during a failover). Narrower than the writer's retry classification
@@ -17,24 +17,14 @@ export const DATABASE_RETRY_AFTER_SECONDS = 5;
  * lock-order bug, a limit — and stay a 500 with a stack in the log, never a "try again shortly".
  */
 export function isPostgresUnavailable(err: unknown): boolean {
-  if (isConnectionError(err)) return true;
+  if (isLostConnection(err)) return true;
   const code = pgErrorCode(err);
   if (code === undefined) return false;
   return code.startsWith('08') || ['57P01', '57P02', '57P03', '53100', '53300', '25006'].includes(code);
 }
 
-/**
- * What an answer says of a PostgreSQL that cannot serve a request now, by SQLSTATE: never the
- * driver's message (no answer carries one), but precise enough to act on — a full disk (53100) is
- * not a PostgreSQL that is away.
- */
-function reasonOf(err: unknown): string {
-  const code = pgErrorCode(err);
-  if (code === '53100') return 'PostgreSQL is out of disk space (disk full)';
-  if (code === '53300') return 'PostgreSQL has no free connection (too many connections)';
-  if (code === '25006') return 'PostgreSQL is read-only (a failover in progress?)';
-  return 'PostgreSQL is unavailable';
-}
+/** What an answer says of it, by SQLSTATE (@pga/db; never the driver's message). */
+const reasonOf = unavailableReason;
 
 /**
  * A request that failed because PostgreSQL cannot serve it now (`isPostgresUnavailable`: unreachable,
