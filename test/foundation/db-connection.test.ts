@@ -7,7 +7,9 @@ import {
   checkTokenKeyIdsAtStart,
   createPool,
   dateStyleRefusal,
+  isTransientPgError,
   migrateDatabase,
+  pgErrorKind,
   runMigrations,
   withTransaction,
   type Pool,
@@ -142,6 +144,31 @@ describe('@pga/db: a PostgreSQL connection lost while a client is checked out', 
       expect(JSON.stringify(line).length).toBeLessThan(1500);
       expect(uncaught).toEqual([]);
       expect((await watched.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await watched.end();
+    }
+  });
+
+  it('a session PostgreSQL closes for idling (idle_session_timeout, 57P05) is transient, of kind timeout, and the pool goes on', async () => {
+    const idleErrors: (Error & { code?: string })[] = [];
+    const watched = createPool(db.url, {
+      max: 1,
+      applicationName: 'pga-idle-session-test',
+      onIdleError: (e) => idleErrors.push(e),
+    });
+    try {
+      const client = await watched.connect();
+      await client.query("SET idle_session_timeout = '200ms'");
+      client.release(); // idle in the pool: the server ends the session after 200 ms
+      await expect.poll(() => idleErrors.length, { timeout: 5000 }).toBeGreaterThan(0);
+      const [err] = idleErrors;
+      expect(err!.code).toBe('57P05');
+      expect(isTransientPgError(err)).toBe(true);
+      expect(pgErrorKind(err)).toBe('timeout');
+      expect(uncaught).toEqual([]);
+      expect((await watched.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+      await sleep(300);
+      expect(idleErrors.map((e) => e.code ?? e.message)).toEqual(['57P05']);
     } finally {
       await watched.end();
     }

@@ -4,6 +4,7 @@ export { maintainPartitions, type PartitionMaintenanceResult } from './partition
 export {
   isLostConnection,
   isDatabaseUnavailable,
+  isDiskFull,
   isTransientPgError,
   isUniqueViolation,
   pgErrorCode,

@@ -1,7 +1,20 @@
 import { describe, expect, it } from 'vitest';
-import { isLostConnection, isDatabaseUnavailable, isTransientPgError, PG_ERROR_KINDS, pgErrorKind } from './pg-errors';
+import {
+  isDatabaseUnavailable,
+  isDiskFull,
+  isLostConnection,
+  isTransientPgError,
+  PG_ERROR_KINDS,
+  pgErrorKind,
+  unavailableReason,
+} from './pg-errors';
 
 const pgError = (code: string) => Object.assign(new Error(code), { code });
+/** An error as node-postgres gives it: the server's message, SQLSTATE, source file and function. */
+const serverError = (code: string, message: string, file?: string, routine?: string) =>
+  Object.assign(new Error(message), { code, severity: 'FATAL', ...(file ? { file, routine } : {}) });
+/** PostgreSQL 15/16 (relcache.c, write_item: `elog(FATAL, ...)`) on a full disk, at connection start. */
+const initFileNotWritten = () => serverError('XX000', 'could not write init file', 'relcache.c', 'write_item');
 
 describe('isTransientPgError', () => {
   it('retries what passes (connections, failover, locks, cancels), not what a retry repeats', () => {
@@ -10,6 +23,38 @@ describe('isTransientPgError', () => {
     expect(transient.filter((c) => !isTransientPgError(pgError(c)))).toEqual([]);
     expect(permanent.filter((c) => isTransientPgError(pgError(c)))).toEqual([]);
     expect(isTransientPgError(new Error('no code'))).toBe(false);
+  });
+
+  it('PostgreSQL 14+ closing an idle session (57P05) is retried; the database dropped, class 58 and XX are not', () => {
+    expect(isTransientPgError(pgError('57P05'))).toBe(true);
+    // 57P04 database dropped; 58030 EIO, 58P01 ENOENT, 58P02 EEXIST (errcode_for_file_access); XX001/XX002 corruption.
+    const machineOrBug = ['57P04', '58000', '58030', '58P01', '58P02', 'XX000', 'XX001', 'XX002'];
+    expect(machineOrBug.filter((c) => isTransientPgError(pgError(c)))).toEqual([]);
+  });
+});
+
+describe('PostgreSQL 15/16\'s "could not write init file" (XX000 of a full disk at connection start)', () => {
+  it('is a full disk, told by relcache.c and its function (any lc_messages), or by its English text', () => {
+    const translated = serverError('XX000', 'konnte Init-Datei nicht schreiben', 'relcache.c', 'write_relcache_init_file');
+    const noFields = serverError('XX000', 'could not write init file');
+    for (const err of [initFileNotWritten(), translated, noFields]) {
+      expect(isDiskFull(err), err.message).toBe(true);
+      expect(isTransientPgError(err), err.message).toBe(true);
+      expect(isDatabaseUnavailable(err), err.message).toBe(true);
+      expect(pgErrorKind(err), err.message).toBe('disk_full');
+      expect(unavailableReason(err), err.message).toBe('PostgreSQL cannot write to its data directory (disk full?)');
+    }
+    expect(isDiskFull(pgError('53100'))).toBe(true);
+    // Any other internal error stays one: another function of relcache.c, the same text from elsewhere.
+    for (const err of [
+      serverError('XX000', 'could not write init file', 'relcache.c', 'RelationBuildDesc'),
+      serverError('XX000', 'could not write init file', 'pl_exec.c', 'exec_stmt_raise'),
+      serverError('XX000', 'cache lookup failed for relation 16384', 'relcache.c', 'RelationReloadIndexInfo'),
+      serverError('58030', 'could not write init file', 'relcache.c', 'write_item'),
+    ]) {
+      expect(isDiskFull(err), err.message).toBe(false);
+      expect(isDatabaseUnavailable(err), err.message).toBe(false);
+    }
   });
 });
 
@@ -52,6 +97,10 @@ describe('pgErrorKind', () => {
         '22P02',
         'P0001',
         'XX000',
+        '57P05',
+        '57P04',
+        '58030',
+        '58P01',
         'ERR_STREAM_PREMATURE_CLOSE',
       ].map((code) => [code, pgErrorKind(pgError(code))]),
     );
@@ -75,6 +124,10 @@ describe('pgErrorKind', () => {
       '22P02': 'other',
       P0001: 'other',
       XX000: 'other',
+      '57P05': 'timeout',
+      '57P04': 'other',
+      '58030': 'other',
+      '58P01': 'other',
       ERR_STREAM_PREMATURE_CLOSE: undefined,
     });
     expect(Object.values(kinds).every((k) => k === undefined || PG_ERROR_KINDS.includes(k))).toBe(true);

@@ -1,5 +1,5 @@
 import { AppError } from '@pga/contracts';
-import { isLostConnection, pgErrorCode, unavailableReason } from '@pga/db';
+import { isDiskFull, isLostConnection, pgErrorCode, unavailableReason } from '@pga/db';
 import type { Logger } from '@pga/logger';
 
 /** Seconds a client is told to wait (Retry-After) when PostgreSQL cannot take its request now. */
@@ -8,19 +8,20 @@ export const DATABASE_RETRY_AFTER_SECONDS = 5;
 /**
  * PostgreSQL cannot serve a request now, whatever the request: the connection failed or went away
  * (`isLostConnection`: a socket/DNS error, node-postgres's connection errors without a SQLSTATE;
- * 08* connection exceptions), the server is shutting down, crashed or starting (57P01-57P03), its
- * disk is full (53100), it has no free connection (53300), or it is read-only (25006: the old primary
- * or a replica during a failover). Narrower than the writer's retry classification
+ * 08* connection exceptions), the server is shutting down, crashed or starting (57P01-57P03) or closed
+ * the pooled session for idling (57P05, idle_session_timeout), its disk is full (53100, or PostgreSQL
+ * 15/16's XX000 "could not write init file" at connection start: `isDiskFull`), it has no free
+ * connection (53300), or it is read-only (25006: the old primary or a replica during a failover). Narrower than the writer's retry classification
  * (`isTransientPgError`): a statement timeout (57014), a serialisation failure or deadlock
  * (40001/40P01), a lock timeout (55P03) and the other insufficient-resources errors (53200 out of
  * shared memory, 53400 a configured limit) can fail the same way every time — a slow query, a
  * lock-order bug, a limit — and stay a 500 with a stack in the log, never a "try again shortly".
  */
 export function isPostgresUnavailable(err: unknown): boolean {
-  if (isLostConnection(err)) return true;
+  if (isLostConnection(err) || isDiskFull(err)) return true;
   const code = pgErrorCode(err);
   if (code === undefined) return false;
-  return code.startsWith('08') || ['57P01', '57P02', '57P03', '53100', '53300', '25006'].includes(code);
+  return code.startsWith('08') || ['57P01', '57P02', '57P03', '57P05', '53300', '25006'].includes(code);
 }
 
 /** What an answer says of it, by SQLSTATE (@pga/db; never the driver's message). */
