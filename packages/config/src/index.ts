@@ -18,6 +18,7 @@ export {
   metricsTokenSchema,
   metricsAuth,
   isLoopbackHost,
+  openMetricsWarningFor,
   METRICS_TOKEN_MIN_LENGTH,
   type MetricsAuth,
   type MetricsRefusal,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from './load-config';
-import { isLoopbackHost, metricsAuth, metricsTokenSchema } from './metrics-token';
+import { isLoopbackHost, metricsAuth, metricsTokenSchema, openMetricsWarningFor } from './metrics-token';
 
 const A = 'a'.repeat(32);
 const B = 'B0-._~+/'.repeat(3) + '==';
@@ -72,5 +72,16 @@ describe('isLoopbackHost', () => {
       expect(isLoopbackHost(h), h).toBe(true);
     for (const h of ['0.0.0.0', '::', '10.0.0.5', '192.168.1.1', '::ffff:10.0.0.1', 'edge.example.com', '128.0.0.1'])
       expect(isLoopbackHost(h), h).toBe(false);
+  });
+});
+
+describe('openMetricsWarningFor', () => {
+  it('says /metrics is open only when there is no token and the address is not loopback', () => {
+    expect(openMetricsWarningFor([], '0.0.0.0', 'port 9 (HOST 0.0.0.0)')).toBe(
+      '/metrics is open to anyone who reaches port 9 (HOST 0.0.0.0): set METRICS_TOKEN (`openssl rand -hex 32`) and scrape with Authorization: Bearer <token>',
+    );
+    expect(openMetricsWarningFor([], '10.1.2.3', 'x')).toBeDefined();
+    expect(openMetricsWarningFor([A], '0.0.0.0', 'x')).toBeUndefined();
+    for (const host of ['127.0.0.1', '::1', 'localhost']) expect(openMetricsWarningFor([], host, 'x'), host).toBeUndefined();
   });
 });

@@ -110,3 +110,17 @@ export function isLoopbackHost(host: string): boolean {
   const canonical = new URL(`http://[${h}]/`).hostname;
   return canonical === '[::1]' || canonical.startsWith('[::ffff:7f');
 }
+
+/**
+ * The start-up warning of a service whose `/metrics` anyone reaching its port may read: no
+ * METRICS_TOKEN (`tokens` empty), and `host` (the address it listens on) not a loopback address.
+ * `port`: which port that is, for the line (e.g. "the collectors' port (INGEST_HOST 0.0.0.0)").
+ * Undefined when there is nothing to say. The edge and the writer say it alike.
+ */
+export function openMetricsWarningFor(tokens: readonly string[], host: string, port: string): string | undefined {
+  if (tokens.length > 0 || isLoopbackHost(host)) return undefined;
+  return (
+    `/metrics is open to anyone who reaches ${port}: ` +
+    'set METRICS_TOKEN (`openssl rand -hex 32`) and scrape with Authorization: Bearer <token>'
+  );
+}

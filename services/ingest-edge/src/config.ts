@@ -7,7 +7,7 @@ import {
   encryptionSchema,
   trustProxySchema,
   metricsTokenSchema,
-  isLoopbackHost,
+  openMetricsWarningFor,
   port,
   url,
   int,
@@ -86,9 +86,9 @@ export const readEdgeConfig = (env: Record<string, string | undefined> = process
  * no METRICS_TOKEN, and INGEST_HOST not a loopback address. Undefined when there is nothing to say.
  */
 export function openMetricsWarning(config: Pick<EdgeConfig, 'METRICS_TOKEN' | 'INGEST_HOST'>): string | undefined {
-  if (config.METRICS_TOKEN.length > 0 || isLoopbackHost(config.INGEST_HOST)) return undefined;
-  return (
-    `/metrics is open to anyone who reaches the collectors' port (INGEST_HOST ${config.INGEST_HOST}): ` +
-    'set METRICS_TOKEN (`openssl rand -hex 32`) and scrape with Authorization: Bearer <token>'
+  return openMetricsWarningFor(
+    config.METRICS_TOKEN,
+    config.INGEST_HOST,
+    `the collectors' port (INGEST_HOST ${config.INGEST_HOST})`,
   );
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { loadConfig, commonSchema, metricsTokenSchema, port, int, bool } from '@pga/config';
+import { loadConfig, commonSchema, metricsTokenSchema, openMetricsWarningFor, port, int, bool } from '@pga/config';
 
 // METRICS_TOKEN: when set, /metrics answers only `Authorization: Bearer <one of its tokens>`.
 export const WriterConfigSchema = commonSchema.extend(metricsTokenSchema.shape).extend({
@@ -88,3 +88,16 @@ export type WriterConfig = z.infer<typeof WriterConfigSchema>;
 
 export const readWriterConfig = (env: Record<string, string | undefined> = process.env): WriterConfig =>
   loadConfig(WriterConfigSchema, env);
+
+/**
+ * The start-up warning of a writer whose `/metrics` anyone reaching its operations port may read: no
+ * METRICS_TOKEN, and WRITER_HOST not a loopback address (as the edge's, `openMetricsWarning`).
+ * Undefined when there is nothing to say.
+ */
+export function openMetricsWarning(config: Pick<WriterConfig, 'METRICS_TOKEN' | 'WRITER_HOST'>): string | undefined {
+  return openMetricsWarningFor(
+    config.METRICS_TOKEN,
+    config.WRITER_HOST,
+    `the writer's operations port (WRITER_HOST ${config.WRITER_HOST})`,
+  );
+}

@@ -1,10 +1,12 @@
 import { configOrExit } from '@pga/config';
 import { createLogger } from '@pga/logger';
-import { readWriterConfig } from './config';
+import { openMetricsWarning, readWriterConfig } from './config';
 import { createWriter } from './create-writer';
 
 const config = configOrExit('writer', readWriterConfig);
 const logger = createLogger({ name: 'writer', level: config.LOG_LEVEL });
+const openMetrics = openMetricsWarning(config);
+if (openMetrics) logger.warn({ host: config.WRITER_HOST, port: config.WRITER_PORT }, openMetrics);
 const writer = createWriter({ config, logger });
 
 let stopping = false;
