@@ -61,4 +61,5 @@ export {
   type OutageLog,
   type OutageLogOptions,
 } from './outage-log';
+export { createReasonThrottle, type ReasonThrottle, type ThrottledReason, type ThrottleLine } from './reason-throttle';
 export { ClockSkewWatch, CLOCK_SKEW_WARN_MS, CLOCK_READING_MAX_ROUND_TRIP_MS, CLOCK_READING_STALE_MS } from './clock-skew';

@@ -1,15 +1,9 @@
 import { isDatabaseUnavailable, pgErrorCode, unavailableReason } from '@pga/db';
-import { isConnectionError, type Logger, type OutageLog } from '@pga/logger';
+import { createReasonThrottle, isConnectionError, type Logger, type OutageLog, type ReasonThrottle } from '@pga/logger';
 
+/** What a task's failure for one reason keeps of its first: what it says, its SQLSTATE if any. */
 interface Failing {
-  /** When this reason's first failure of the task came (ms, `now`). */
-  since: number;
-  /** When its last line was written. */
-  lastLine: number;
-  /** Failures since it began. */
-  failures: number;
   reason: string;
-  /** Its SQLSTATE, if it has one. */
   code: string | undefined;
 }
 
@@ -28,7 +22,7 @@ interface Failing {
  *   the task's first failure for that reason is a warning with the error in full (its stack,
  *   SQLSTATE, hint and where); later ones are counted, with one summary per `everyMs` while it lasts
  *   (written at the first failure after that time); `succeeded(task)` ends it with one line saying
- *   how long it lasted.
+ *   how long it lasted (when: @pga/logger's `createReasonThrottle`, one per failing task).
  * - Any other error is logged as it comes, with the caller's message (a bug, a permission revoked:
  *   for an operator).
  */
@@ -37,7 +31,7 @@ export function createPgTaskLog(
   pgOutage: OutageLog,
   { everyMs = 60_000, now = Date.now }: { everyMs?: number; now?: () => number } = {},
 ) {
-  const failing = new Map<string, Map<string, Failing>>();
+  const failing = new Map<string, ReasonThrottle<Failing>>();
   const seconds = (ms: number) => Math.round(ms / 100) / 10;
   const failures = (n: number) => `${n} failure${n === 1 ? '' : 's'}`;
   return {
@@ -55,26 +49,22 @@ export function createPgTaskLog(
       // Errors without a SQLSTATE (a pool's "timeout exceeded when trying to connect") by their text.
       const key = code ?? (err instanceof Error ? err.message : String(err));
       const text = err instanceof Error ? err.message : String(err);
-      const t = now();
       let reasons = failing.get(task);
-      if (!reasons) failing.set(task, (reasons = new Map()));
-      const state = reasons.get(key);
-      if (!state) {
-        const reason = unavailableReason(err);
-        reasons.set(key, { since: t, lastLine: t, failures: 1, reason, code });
+      if (!reasons) failing.set(task, (reasons = createReasonThrottle<Failing>({ everyMs, now })));
+      const line = reasons.note(key, () => ({ reason: unavailableReason(err), code }));
+      if (!line) return;
+      const { since, lastLine, count, data } = line.reason;
+      if (line.first) {
         logger.warn(
           { ...fields, task, sqlstate: code, err },
-          `${task} failed: ${reason}${code ? ` (SQLSTATE ${code})` : ''}: ${text}; it is retried as before, ` +
+          `${task} failed: ${data.reason}${code ? ` (SQLSTATE ${code})` : ''}: ${text}; it is retried as before, ` +
             `and the same failure is summarised once a minute until it succeeds`,
         );
         return;
       }
-      state.failures++;
-      if (t - state.lastLine < everyMs) return;
-      state.lastLine = t;
       logger.warn(
-        { ...fields, task, sqlstate: code, err: text, failures: state.failures, seconds: seconds(t - state.since) },
-        `${task} still failing after ${seconds(t - state.since)} s: ${state.reason} (${failures(state.failures)})`,
+        { ...fields, task, sqlstate: code, err: text, failures: count, seconds: seconds(lastLine - since) },
+        `${task} still failing after ${seconds(lastLine - since)} s: ${data.reason} (${failures(count)})`,
       );
     },
     /** `task` succeeded: one line for each reason it was failing for. */
@@ -82,11 +72,11 @@ export function createPgTaskLog(
       const reasons = failing.get(task);
       if (!reasons) return;
       failing.delete(task);
-      const t = now();
-      for (const state of reasons.values())
+      const t = reasons.now();
+      for (const { since, count, data } of reasons.end())
         logger.info(
-          { task, sqlstate: state.code, failures: state.failures, seconds: seconds(t - state.since) },
-          `${task} succeeded again after ${seconds(t - state.since)} s of failing: ${state.reason} (${failures(state.failures)})`,
+          { task, sqlstate: data.code, failures: count, seconds: seconds(t - since) },
+          `${task} succeeded again after ${seconds(t - since)} s of failing: ${data.reason} (${failures(count)})`,
         );
     },
     /** Whether `task` is failing for a reason of this log's (not the outage log's). */

@@ -1,6 +1,6 @@
 import { AppError } from '@pga/contracts';
 import { isDiskFull, isLostConnection, pgErrorCode, unavailableReason } from '@pga/db';
-import type { Logger } from '@pga/logger';
+import { createReasonThrottle, type Logger, type ReasonThrottle } from '@pga/logger';
 
 /** Seconds a client is told to wait (Retry-After) when PostgreSQL cannot take its request now. */
 export const DATABASE_RETRY_AFTER_SECONDS = 5;
@@ -43,31 +43,26 @@ export function databaseUnavailable(err: unknown, { mutation = false }: { mutati
   return new AppError('UNAVAILABLE', `${reasonOf(err)}; ${advice}`, { retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS });
 }
 
-/** Per logger and reason: the last warning's time (ms) and how many 503s were not logged since. */
-const warned = new WeakMap<Logger, Map<string, { last: number; suppressed: number }>>();
+/** Per logger: when to write a line per reason (@pga/logger's `createReasonThrottle`; never ended). */
+const warned = new WeakMap<Logger, ReasonThrottle<undefined>>();
 
 /**
  * Logs a request answered 503 for PostgreSQL: one warning per reason (SQLSTATE, or the driver's text
  * for an error without one) and minute, with the driver's message and how many were answered so
  * meanwhile (`suppressed`: since the previous line of that reason) — every request of a signed-in UI
- * while PostgreSQL's disk is full must not each be a line with a stack.
+ * while PostgreSQL's disk is full must not each be a line with a stack. No "recovered" line: a
+ * request that succeeds says nothing of the reason another one failed for, so a reason is never
+ * ended, and its next line, however much later, counts what went unlogged since its last.
  */
 export function logDatabaseUnavailable(logger: Logger, err: unknown, path: string | undefined, everyMs = 60_000): void {
   const code = pgErrorCode(err);
   const text = err instanceof Error ? err.message : String(err);
-  const key = code ?? text;
-  let byReason = warned.get(logger);
-  if (!byReason) warned.set(logger, (byReason = new Map()));
-  const now = Date.now();
-  const seen = byReason.get(key);
-  if (seen && now - seen.last < everyMs) {
-    seen.suppressed++;
-    return;
-  }
-  const suppressed = seen?.suppressed ?? 0;
-  byReason.set(key, { last: now, suppressed: 0 });
+  let throttle = warned.get(logger);
+  if (!throttle) warned.set(logger, (throttle = createReasonThrottle()));
+  const line = throttle.note(code ?? text, () => undefined, everyMs);
+  if (!line) return;
   logger.warn(
-    { err: text, sqlstate: code, path, suppressed },
+    { err: text, sqlstate: code, path, suppressed: line.first ? 0 : line.suppressed },
     `${reasonOf(err)}: answering 503 UNAVAILABLE with Retry-After ${DATABASE_RETRY_AFTER_SECONDS} (at most one line a minute per reason)`,
   );
 }
