@@ -18,6 +18,58 @@ async function edgeMetric(edgeUrl: string, series: string): Promise<number> {
 const INFLIGHT = 'edge_inflight_body_bytes';
 const refusals = (reason: string) => `edge_rejections_total{reason="${reason}"}`;
 
+/**
+ * A slow upload on `socket` of a `{"x":"aaa…"}` body of `declared` bytes: `request` (its head), the
+ * body's first `initial` bytes, then 160 KiB every 5 s, never its last 2 (`finish` sends the rest).
+ * uWS.js cuts off a connection whose request body brings it less than 160 KiB in 8–12 s (16 KiB/s over
+ * its 10 s idle timeout, checked in 4 s ticks: HttpContext.h HTTP_RECEIVE_THROUGHPUT_BYTES), and the
+ * edge then rightly gives the upload's bytes and share back. Sent once and left, an upload did not
+ * outlive a test slowed by a loaded machine: the share test got 200 where it expected 429.
+ */
+function slowUpload(socket: Socket, request: string, declared: number, initial: number) {
+  const piece = 160 * 1024;
+  let written = 0;
+  let quiet = 0;
+  let owed = false;
+  const send = (n: number, end = '') => {
+    // After the edge answered and closed it (a refused body past LINGER_MS): nothing to keep.
+    if (socket.writable) socket.write('a'.repeat(n) + end);
+    written += n + end.length;
+  };
+  // A write to a connection the edge closed (EPIPE) fails nothing: the test checks the answer.
+  socket.on('error', () => undefined);
+  socket.write(request + '{"x":"');
+  written = '{"x":"'.length;
+  send(initial - written);
+  const feed = () => {
+    const n = Math.min(piece, declared - 2 - written);
+    if (quiet > 0) owed = true;
+    else if (n > 0) send(n);
+  };
+  const timer = setInterval(feed, 5000);
+  return {
+    /** Body bytes sent so far. */
+    written: () => written,
+    /** Runs `check` with nothing sent meanwhile (a write due is sent after it). */
+    async quiet<T>(check: () => Promise<T>): Promise<T> {
+      quiet++;
+      try {
+        return await check();
+      } finally {
+        if (--quiet === 0 && owed) {
+          owed = false;
+          feed();
+        }
+      }
+    },
+    finish() {
+      clearInterval(timer);
+      send(declared - 2 - written, '"}');
+    },
+    stop: () => clearInterval(timer),
+  };
+}
+
 describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
   let world: EdgeWorld;
   let edge: Awaited<ReturnType<EdgeWorld['startEdge']>>;
@@ -477,33 +529,36 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
   it("one collector's concurrent pushes stop at its share of the in-flight budget (429), so another collector's push still fits", async () => {
     const tight = await EdgeWorld.create();
     const sockets: Socket[] = [];
+    const uploads: ReturnType<typeof slowUpload>[] = [];
     try {
       // 4 MiB per process, so 2 MiB per collector (MAX_INFLIGHT_BYTES_PER_COLLECTOR unset: half).
       const edge = await tight.startEdge({ MAX_INFLIGHT_BYTES: String(4 * 1024 * 1024) });
       const [greedy, other] = [await tight.collector(), await tight.collector()];
-      const declared = Math.floor(1.2 * 1024 * 1024);
-      const sent = Math.floor(1.1 * 1024 * 1024);
+      const declared = Math.floor(1.9 * 1024 * 1024);
+      const sent = [512 * 1024, Math.floor(1.1 * 1024 * 1024), Math.floor(1.1 * 1024 * 1024)];
       const answers: string[] = [];
       const refusedBefore = await edgeMetric(edge.url, refusals('RATE_LIMITED'));
-      // Three slow uploads of 1.2 MiB from one collector, 1.1 MiB of each sent: before, 3.3 MiB held.
-      // Each waits for the edge to have taken the one before (its bytes held, or it refused), so they
-      // arrive in this order and all three are decided before the other collector's push.
+      // Three slow uploads of 1.9 MiB from one collector, 0.5, 1.1 and 1.1 MiB of them sent: before,
+      // 2.7 MiB held. Each waits for the edge to have taken the one before (its bytes held, or it
+      // refused), so they arrive in this order and all three are decided before the other collector's
+      // push. All three stay in flight until the test ends them (slowUpload).
       for (let i = 0; i < 3; i++) {
         const socket = new Socket();
         sockets.push(socket);
         await new Promise<void>((resolve, reject) => socket.once('error', reject).connect(edge.port, '127.0.0.1', resolve));
         answers.push('');
         socket.on('data', (d: Buffer) => (answers[i] += d.toString()));
-        socket.write(
-          `POST /api/v1/metrics/push HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer ${greedy.token}\r\nContent-Type: application/json\r\n` +
-            `Content-Length: ${declared}\r\n\r\n{"x":"${'a'.repeat(sent)}`,
+        uploads.push(
+          slowUpload(
+            socket,
+            `POST /api/v1/metrics/push HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer ${greedy.token}\r\nContent-Type: application/json\r\n` +
+              `Content-Length: ${declared}\r\n\r\n`,
+            declared,
+            sent[i]!,
+          ),
         );
         if (i === 0)
-          await waitUntil(
-            async () => (await edgeMetric(edge.url, INFLIGHT)) >= '{"x":"'.length + sent,
-            10_000,
-            'the first upload held',
-          );
+          await waitUntil(async () => (await edgeMetric(edge.url, INFLIGHT)) >= sent[0]!, 10_000, 'the first upload held');
         else
           await waitUntil(
             async () => (await edgeMetric(edge.url, refusals('RATE_LIMITED'))) === refusedBefore + i,
@@ -511,15 +566,26 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
             `upload ${i + 1} refused`,
           );
       }
-      // Only the first upload's bytes are held.
-      expect(await edgeMetric(edge.url, INFLIGHT)).toBe('{"x":"'.length + sent);
+      // Exactly the bytes the first upload has sent are held (none of the refused two's): so it is
+      // still in flight, and the pushes decided next are decided against it.
+      const first = uploads[0]!;
+      const onlyTheFirstHeld = (when: string) =>
+        first.quiet(async () => {
+          await waitUntil(
+            async () => (await edgeMetric(edge.url, INFLIGHT)) >= first.written(),
+            10_000,
+            `the first upload's ${first.written()} bytes held ${when} (cut off?)`,
+          );
+          expect(await edgeMetric(edge.url, INFLIGHT), `held ${when}`).toBe(first.written());
+        });
+      await onlyTheFirstHeld('after the two refusals');
       const big = await call(`${edge.url}/api/v1/metrics/push`, {
         token: other.token,
         body: `{"y":"${'b'.repeat(2 * 1024 * 1024)}"}`,
       });
       expect(big.status).toBe(200);
       // The second and third were refused past the share; answered once their bodies arrive.
-      for (const socket of sockets.slice(1)) socket.write(`${'a'.repeat(declared - 6 - sent - 2)}"}`);
+      for (const upload of uploads.slice(1)) upload.finish();
       await waitUntil(() => answers.slice(1).every((a) => a.includes('HTTP/1.1 429')), 20_000, 'two 429s');
       for (const answer of answers.slice(1)) {
         expect(answer).toMatch(/retry-after: 1/i);
@@ -529,6 +595,7 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
 
       // While the first still uploads: a gzip push inflating past the share, and a chunked one
       // (counted as MAX_BODY_BYTES until read), are refused too; the other collector's pass.
+      await onlyTheFirstHeld('before the gzip and chunked pushes');
       const inflating = gzipSync(Buffer.from(`{"z":"${'c'.repeat(1.5 * 1024 * 1024)}"}`));
       const gz = await call(`${edge.url}/api/v1/metrics/push`, {
         token: greedy.token,
@@ -541,6 +608,7 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
         '7\r\n{"a":1}\r\n0\r\n\r\n',
       ]);
       expect(chunked.status).toBe(429);
+      await onlyTheFirstHeld('after the gzip and chunked pushes');
       const otherGz = await call(`${edge.url}/api/v1/metrics/push`, {
         token: other.token,
         body: inflating,
@@ -548,6 +616,7 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
       });
       expect(otherGz.status).toBe(200);
       // The first upload gone, the gzip push is the collector's only one: it passes.
+      first.stop();
       sockets[0]!.destroy();
       await waitUntil(
         async () =>
@@ -562,6 +631,7 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
         "the collector's only push accepted",
       );
     } finally {
+      for (const upload of uploads) upload.stop();
       for (const socket of sockets) socket.destroy();
       await tight[Symbol.asyncDispose]();
     }
