@@ -227,6 +227,34 @@ describe('admin accounts, sessions, roles, CSRF', () => {
     }
   });
 
+  it('behind a trusted proxy, a link-local X-Forwarded-For entry with a zone is the address without it (inet refuses the zone)', async () => {
+    // A Node proxy forwards its peer's remoteAddress, which names the interface of a link-local peer.
+    const h2 = await createHarness({ TRUST_PROXY: 'true' });
+    try {
+      await h2.listen();
+      const statuses = [];
+      for (const f of ['fe80::1%eth0', '[fe80::1%25eth0]:443'])
+        statuses.push(
+          (
+            await trpcHttp(
+              h2.url,
+              'mutation',
+              'auth.login',
+              { username: 'nobody', password: 'x' },
+              { headers: { 'x-forwarded-for': f } },
+            )
+          ).status,
+        );
+      expect(statuses).toEqual([401, 401]);
+      const { rows } = await h2.service.deps.pool.query(
+        'SELECT host(ip_address) AS ip, count(*)::int AS n FROM login_attempts GROUP BY 1',
+      );
+      expect(rows).toEqual([{ ip: 'fe80::1', n: 2 }]);
+    } finally {
+      await h2[Symbol.asyncDispose]();
+    }
+  });
+
   it('never stores text typed as an unknown username in the audit log: viewers see a keyed hash of it', async () => {
     const typed = 'MyS3cret-Passw0rd!';
     const h2 = await createHarness();

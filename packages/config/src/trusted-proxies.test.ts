@@ -60,7 +60,10 @@ describe('clientAddress (TRUST_PROXY, TRUST_PROXY_HOPS: the admin service and th
     expect(normalizeAddress(' 192.0.2.1 ')).toBe('192.0.2.1');
     expect(normalizeAddress('::FFFF:c000:0201')).toBe('192.0.2.1');
     expect(normalizeAddress('::1')).toBe('::1');
-    expect(normalizeAddress('fe80::1%eth0')).toBe('fe80::1%eth0');
+    // The zone names this host's interface (Node's remoteAddress of a link-local peer); inet refuses it.
+    expect(normalizeAddress('fe80::1%eth0')).toBe('fe80::1');
+    expect(normalizeAddress('[FE80::0:1%25eth0]:443')).toBe('fe80::1');
+    expect(normalizeAddress('fe80::1%2')).toBe('fe80::1');
     expect(normalizeAddress('[::1')).toBeNull();
     expect(normalizeAddress('192.0.2.1:')).toBeNull();
     expect(normalizeAddress('')).toBeNull();

@@ -44,9 +44,9 @@ export function forwardedEntry(header: string | readonly string[] | undefined, h
 /**
  * An address as text, as one key per address, or null when it is none: a port is taken off
  * ('203.0.113.5:51234', '[2001:db8::1]:443': Azure Application Gateway appends ip:port to
- * X-Forwarded-For), IPv6 is written in its short form (uWS.js writes the peer as eight 4-digit
- * groups), and an IPv4-mapped IPv6 address ('::ffff:203.0.113.5', a dual-stack socket's IPv4 peer)
- * as the IPv4 address. Otherwise one client would have two keys in a limit (and two spellings in
+ * X-Forwarded-For), and so is an IPv6 zone ('fe80::1%eth0'), IPv6 is written in its short form
+ * (uWS.js writes the peer as eight 4-digit groups), and an IPv4-mapped IPv6 address
+ * ('::ffff:203.0.113.5', a dual-stack socket's IPv4 peer) as the IPv4 address. Otherwise one client would have two keys in a limit (and two spellings in
  * the audit log).
  */
 export function normalizeAddress(text: string): string | null {
@@ -58,11 +58,15 @@ export function normalizeAddress(text: string): string | null {
   const family = isIP(address);
   if (family === 4) return address;
   if (family !== 6) return null;
+  // A zone ('fe80::1%eth0': Node names the interface of a link-local peer in remoteAddress, and a
+  // Node proxy writes that into X-Forwarded-For) names this host's interface, not the client, and
+  // PostgreSQL's inet refuses it: every login (and enrollment) from such a client failed with 500.
+  address = address.replace(/%.*$/s, '');
   let short: string;
   try {
     short = new URL(`http://[${address}]/`).hostname.slice(1, -1);
   } catch {
-    return address; // with a zone ('fe80::1%eth0'), which URL does not take: as written
+    return null;
   }
   const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(short);
   if (!mapped) return short;
