@@ -2,6 +2,9 @@ import { lookup } from 'node:dns/promises';
 import { isIP, connect, type Socket } from 'node:net';
 import { StageFailure } from './result';
 
+/** `host:port` as an admin reads it: an IPv6 address in brackets (`[::1]:5432`, not `::1:5432`). */
+export const hostPort = (host: string, port: number): string => (isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`);
+
 /** Resolves the host (DNS stage); an IP literal passes through. */
 export async function resolveHost(host: string, timeoutMs: number): Promise<string> {
   if (isIP(host)) return host;
@@ -31,7 +34,7 @@ export function connectTcp(address: string, port: number, host: string, timeoutM
       reject(
         new StageFailure(
           'tcp',
-          `no answer from ${host}:${port} within ${Math.round(timeoutMs / 100) / 10} s: a firewall or security group may drop the traffic`,
+          `no answer from ${hostPort(host, port)} within ${Math.round(timeoutMs / 100) / 10} s: a firewall or security group may drop the traffic`,
         ),
       );
     }, timeoutMs);
@@ -42,7 +45,7 @@ export function connectTcp(address: string, port: number, host: string, timeoutM
     socket.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       socket.destroy();
-      const where = `${host}:${port}`;
+      const where = hostPort(host, port);
       if (err.code === 'ECONNREFUSED')
         reject(
           new StageFailure(

@@ -1,6 +1,6 @@
 import { probeMysql } from './probe-mysql';
 import { probePostgres } from './probe-postgres';
-import { connectTcp, resolveHost } from './network';
+import { connectTcp, hostPort, resolveHost } from './network';
 import { StageFailure, type ConnectionTarget, type ConnectionTestResult } from './result';
 import { createStepRunner } from './step-runner';
 
@@ -39,7 +39,7 @@ export async function testConnection(
       ok: true,
       supported: true,
       failed_stage: null,
-      message: `connected to ${target.host}:${target.port} as "${target.username}"${note ? ` ${note}` : ''}`,
+      message: `connected to ${hostPort(target.host, target.port)} as "${target.username}"${note ? ` ${note}` : ''}`,
       ...details,
       stages,
       duration_ms: elapsed(),
