@@ -36,6 +36,15 @@ describe('process configuration', () => {
     expect(() => readEdgeConfig({ ...goodEnv, DATABASE_URL: undefined })).toThrowError(/DATABASE_URL: .*not set/);
   });
 
+  it('a listen address may be an IPv6 one in brackets, as in a URL ([::1], [::]): the brackets are taken off', () => {
+    expect(readEdgeConfig({ ...goodEnv, INGEST_HOST: '[::]' }).INGEST_HOST).toBe('::');
+    expect(readAdminConfig({ ...goodEnv, ADMIN_HOST: ' [::1] ' }).ADMIN_HOST).toBe('::1');
+    expect(readWriterConfig({ ...goodEnv, WRITER_HOST: '[::1]' }).WRITER_HOST).toBe('::1');
+    expect(readWriterConfig({ ...goodEnv, WRITER_HOST: '::' }).WRITER_HOST).toBe('::');
+    expect(readEdgeConfig(goodEnv).INGEST_HOST).toBe('0.0.0.0');
+    expect(readWriterConfig(goodEnv).WRITER_HOST).toBe('127.0.0.1');
+  });
+
   it('an empty variable means its default, as an unset one does', () => {
     const config = readEdgeConfig({ ...goodEnv, INGEST_PORT: '', ENQUEUE_TIMEOUT_MS: ' ', PACK_MAX_PUSHES: '' });
     expect([config.INGEST_PORT, config.ENQUEUE_TIMEOUT_MS, config.PACK_MAX_PUSHES]).toEqual([8080, 2000, 100]);

@@ -32,6 +32,17 @@ export const port = (fallback: number) =>
       .default(fallback),
   );
 
+/**
+ * An address to listen on (ADMIN_HOST, INGEST_HOST, WRITER_HOST), with a default. An IPv6 address
+ * may be written as in a URL, `[::1]` or `[::]`: the brackets are taken off (Node and uWS.js look
+ * the bracketed text up as a host name, and the service did not start).
+ */
+export const listenHost = (fallback: string) =>
+  z
+    .string()
+    .transform((h) => h.trim().replace(/^\[(.*)\]$/s, '$1'))
+    .default(fallback);
+
 /** A URL with one of the given schemes. */
 export const url = (...schemes: string[]) =>
   z.string().refine(

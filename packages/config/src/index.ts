@@ -1,6 +1,7 @@
 export { loadConfig, configOrExit, ConfigError } from './load-config';
 export {
   port,
+  listenHost,
   url,
   postgresUrl,
   SSL_MODES,

@@ -5,6 +5,7 @@ import {
   jwtSchema,
   encryptionSchema,
   port,
+  listenHost,
   url,
   bool,
   int,
@@ -23,7 +24,7 @@ export const AdminConfigSchema = commonSchema
     /** Port of the API (/trpc) and the UI; default 3000. */
     ADMIN_PORT: port(3000),
     /** Address to listen on; default 0.0.0.0 (`npm start` uses 127.0.0.1). */
-    ADMIN_HOST: z.string().default('0.0.0.0'),
+    ADMIN_HOST: listenHost('0.0.0.0'),
     /** The ingest edge's URL as collectors reach it, for setup instructions; default http://127.0.0.1:8080. */
     CENTRAL_API_URL: url('http', 'https').default('http://127.0.0.1:8080'),
     /** Folder of the built web UI; default web/dist. */

@@ -9,6 +9,7 @@ import {
   metricsTokenSchema,
   openMetricsWarningFor,
   port,
+  listenHost,
   url,
   int,
 } from '@pga/config';
@@ -27,7 +28,7 @@ export const EdgeConfigSchema = commonSchema
     /** Port collectors push to; default 8080. */
     INGEST_PORT: port(8080),
     /** Address to listen on; default 0.0.0.0 (`npm start` uses 127.0.0.1). */
-    INGEST_HOST: z.string().default('0.0.0.0'),
+    INGEST_HOST: listenHost('0.0.0.0'),
     /** Public URL collectors use, shown in setup instructions; default http://127.0.0.1:8080. */
     CENTRAL_API_URL: url('http', 'https').default('http://127.0.0.1:8080'),
     /** Prefix of every shared Redis key (@pga/redis-keys); default "pga". */

@@ -1,12 +1,12 @@
 import { z } from 'zod';
-import { loadConfig, commonSchema, metricsTokenSchema, openMetricsWarningFor, port, int, bool } from '@pga/config';
+import { loadConfig, commonSchema, metricsTokenSchema, openMetricsWarningFor, port, listenHost, int, bool } from '@pga/config';
 
 // METRICS_TOKEN: when set, /metrics answers only `Authorization: Bearer <one of its tokens>`.
 export const WriterConfigSchema = commonSchema.extend(metricsTokenSchema.shape).extend({
   /** Port of /healthz, /readyz and /metrics; default 9091. */
   WRITER_PORT: port(9091),
   /** Address for the operations port; default 127.0.0.1. */
-  WRITER_HOST: z.string().default('127.0.0.1'),
+  WRITER_HOST: listenHost('127.0.0.1'),
   /** Prefix of every shared Redis key (@pga/redis-keys); default pga. */
   REDIS_KEY_PREFIX: z.string().min(1).default('pga'),
   /** Days of collector_metrics (and rollups, heartbeat history) kept; default 14. */
