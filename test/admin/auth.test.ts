@@ -227,6 +227,38 @@ describe('admin accounts, sessions, roles, CSRF', () => {
     }
   });
 
+  it('counts an IPv6 client by its /64 in the per-IP limit (one host holds all of it), and keeps each address in the rows', async () => {
+    const h2 = await createHarness({ TRUST_PROXY: 'true', LOGIN_MAX_FAILURES_PER_IP: '3', LOGIN_MAX_FAILURES_PER_USER: '1000' });
+    try {
+      await h2.listen();
+      const login = async (i: number, forwardedFor: string) =>
+        (
+          await trpcHttp(
+            h2.url,
+            'mutation',
+            'auth.login',
+            { username: `v6spray${i}`, password: 'x' },
+            { headers: { 'x-forwarded-for': forwardedFor } },
+          )
+        ).status;
+      const statuses = [];
+      for (let i = 0; i < 5; i++) statuses.push(await login(i, `2001:db8:5:5::${i + 1}`));
+      expect(statuses).toEqual([401, 401, 401, 429, 429]);
+      expect(await login(9, '2001:db8:5:6::1')).toBe(401); // another /64
+      const { rows } = await h2.service.deps.pool.query(
+        "SELECT count(DISTINCT ip_address)::int AS n FROM login_attempts WHERE ip_address <<= '2001:db8:5:5::/64'",
+      );
+      expect(rows).toEqual([{ n: 5 }]);
+      // One audit entry of the refusal for the /64, not one per address.
+      const audit = await h2.service.deps.pool.query(
+        "SELECT count(*)::int AS n FROM collector_audit_log WHERE action = 'user.login_failed' AND details->>'reason' = 'rate_limited'",
+      );
+      expect(audit.rows).toEqual([{ n: 1 }]);
+    } finally {
+      await h2[Symbol.asyncDispose]();
+    }
+  });
+
   it('behind a trusted proxy, a link-local X-Forwarded-For entry with a zone is the address without it (inet refuses the zone)', async () => {
     // A Node proxy forwards its peer's remoteAddress, which names the interface of a link-local peer.
     const h2 = await createHarness({ TRUST_PROXY: 'true' });

@@ -619,6 +619,20 @@ describe('heartbeat, config, enrollment and refresh-token endpoints', () => {
     expect(await auditIp(peer)).toEqual([{ ip: '127.0.0.1' }]);
   });
 
+  it('enrollment behind TRUST_PROXY: an IPv6 client is its /64, it cannot leave the limit by taking another address of it', async () => {
+    const edge = await world.startEdge({ TRUST_PROXY: 'true' });
+    const register = (s: string, forwardedFor: string) =>
+      call(`${edge.url}/api/v1/collectors/register`, {
+        body: '{"name":"x","hostname":"h"}',
+        headers: { 'x-registration-secret': s, 'x-forwarded-for': forwardedFor },
+      });
+    for (let i = 0; i < 10; i++) expect((await register(`wrong-${i}`, `2001:db8:7:7::${i + 1}`)).status).toBe(401);
+    const limited = await register('wrong', '2001:db8:7:7:abcd:1234:5678:9');
+    expect([limited.status, limited.json.error.code]).toEqual([429, 'RATE_LIMITED']);
+    // The next /64 is another client.
+    expect((await register('wrong', '2001:db8:7:8::1')).status).toBe(401);
+  });
+
   it('enrollment without TRUST_PROXY: X-Forwarded-For is ignored, a client cannot leave its limit by writing one', async () => {
     const edge = await world.startEdge();
     const register = (s: string, forwardedFor: string) =>

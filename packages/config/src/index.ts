@@ -14,7 +14,14 @@ export {
   encryptionSchema,
 } from './fields';
 export { portAvailable } from './port-available';
-export { trustProxySchema, forwardedEntry, clientAddress, normalizeAddress, unreadableForwardedWarning } from './trusted-proxies';
+export {
+  trustProxySchema,
+  forwardedEntry,
+  clientAddress,
+  normalizeAddress,
+  limitKey,
+  unreadableForwardedWarning,
+} from './trusted-proxies';
 export {
   metricsTokenSchema,
   metricsAuth,

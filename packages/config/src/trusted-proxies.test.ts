@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { clientAddress, forwardedEntry, normalizeAddress, unreadableForwardedWarning } from './trusted-proxies';
+import { clientAddress, forwardedEntry, limitKey, normalizeAddress, unreadableForwardedWarning } from './trusted-proxies';
 
 describe('clientAddress (TRUST_PROXY, TRUST_PROXY_HOPS: the admin service and the ingest edge)', () => {
   it('without TRUST_PROXY is the socket peer, whatever X-Forwarded-For says', () => {
@@ -67,6 +67,16 @@ describe('clientAddress (TRUST_PROXY, TRUST_PROXY_HOPS: the admin service and th
     expect(normalizeAddress('[::1')).toBeNull();
     expect(normalizeAddress('192.0.2.1:')).toBeNull();
     expect(normalizeAddress('')).toBeNull();
+  });
+
+  it('limitKey: an IPv4 address itself, an IPv6 one its /64 as PostgreSQL writes the network', () => {
+    expect(limitKey('203.0.113.5')).toBe('203.0.113.5');
+    expect(limitKey('2001:db8:1:2:3:4:5:6')).toBe('2001:db8:1:2::/64');
+    expect(limitKey('2001:db8:1:2::9')).toBe('2001:db8:1:2::/64');
+    expect(limitKey('2001:db8::1')).toBe('2001:db8::/64');
+    expect(limitKey('2001:db8:0:0:1::')).toBe('2001:db8::/64');
+    expect(limitKey('2001:0:0:7::1')).toBe('2001:0:0:7::/64');
+    expect(limitKey('::1')).toBe('::/64');
   });
 
   it('forwardedEntry reads the other forwarded headers the same way', () => {

@@ -75,6 +75,25 @@ export function normalizeAddress(text: string): string | null {
 }
 
 /**
+ * The key of a client address (normalizeAddress's) in the per-address failure limits (the admin's
+ * failed logins per IP, the edge's failed enrollments): an IPv4 address itself, an IPv6 address its
+ * /64 (`2001:db8:1:2::/64`), in PostgreSQL's cidr text. One IPv6 host holds a whole /64 (SLAAC,
+ * privacy addresses, a cloud VM's prefix) and can send each guess from another address of it: keyed
+ * by the /128 the limit never filled. The audit log keeps the whole address.
+ */
+export function limitKey(address: string): string {
+  if (!address.includes(':')) return address;
+  const [head, tail] = address.split('::') as [string, string | undefined];
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
+  const prefix = groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16));
+  // As PostgreSQL writes the network: trailing zero groups folded into '::'.
+  while (prefix.length > 0 && prefix[prefix.length - 1] === '0') prefix.pop();
+  return `${prefix.join(':')}::/64`;
+}
+
+/**
  * The client's address (normalizeAddress: no port, one spelling), null when there is none. Behind
  * trusted proxies (`trustProxy`, TRUST_PROXY) it is X-Forwarded-For's entry `hops` from the right
  * (TRUST_PROXY_HOPS, forwardedEntry); without the header, without TRUST_PROXY, or when that entry is

@@ -1,3 +1,4 @@
+import { limitKey } from '@pga/config';
 import type { Pool, PoolClient } from '@pga/db';
 
 export interface LoginLimits {
@@ -7,18 +8,19 @@ export interface LoginLimits {
 }
 
 /**
- * Failed logins in the window, per username and per client IP (migrations/0010 login_attempts).
+ * Failed logins in the window, per username and per client IP (migrations/0010 login_attempts); an
+ * IPv6 client is its /64 (limitKey: it holds every address in it), the rows keep its own address.
  * A successful login clears the username's failures, so a user who mistyped four times and then
  * got it right starts afresh; the per-IP count still bounds a spray across many usernames.
  */
 async function recentFailures(db: Pool, username: string, ip: string | null, windowMinutes: number) {
   const { rows } = await db.query<{ by_user: string; by_ip: string }>(
     `SELECT count(*) FILTER (WHERE username = $1) AS by_user,
-            count(*) FILTER (WHERE $2::inet IS NOT NULL AND ip_address = $2::inet) AS by_ip
+            count(*) FILTER (WHERE $2::cidr IS NOT NULL AND ip_address <<= $2::cidr) AS by_ip
        FROM login_attempts
       WHERE NOT succeeded AND NOT refused AND attempted_at > now() - make_interval(mins => $3)
-        AND (username = $1 OR ip_address = $2::inet)`,
-    [username, ip, windowMinutes],
+        AND (username = $1 OR ip_address <<= $2::cidr)`,
+    [username, ip === null ? null : limitKey(ip), windowMinutes],
   );
   return { byUser: Number(rows[0]?.by_user ?? 0), byIp: Number(rows[0]?.by_ip ?? 0) };
 }
@@ -68,15 +70,18 @@ export async function firstRefusalInWindow(
   by: { limited: 'username' | 'ip'; actorName: string; ip: string | null },
   windowMinutes: number,
 ): Promise<boolean> {
-  const key = by.limited === 'username' ? by.actorName : String(by.ip);
+  const network = by.ip === null ? null : limitKey(by.ip);
+  const key = by.limited === 'username' ? by.actorName : String(network);
   await db.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`pga:login-refused:${by.limited}:${key}`]);
   const { rows } = await db.query(
     `SELECT 1 FROM collector_audit_log
       WHERE action = 'user.login_failed' AND created_at > now() - make_interval(mins => $1)
         AND details->>'reason' = 'rate_limited' AND details->>'limited_by' = $2
-        AND CASE WHEN $2 = 'username' THEN actor_name = $3 ELSE ip_address IS NOT DISTINCT FROM $4::inet END
+        AND CASE WHEN $2 = 'username' THEN actor_name = $3
+                 WHEN $4::cidr IS NULL THEN ip_address IS NULL
+                 ELSE ip_address <<= $4::cidr END
       LIMIT 1`,
-    [windowMinutes, by.limited, by.actorName, by.ip],
+    [windowMinutes, by.limited, by.actorName, network],
   );
   return rows.length === 0;
 }

@@ -1,3 +1,4 @@
+import { limitKey } from '@pga/config';
 import { AppError, EnrollRequestSchema } from '@pga/contracts';
 import { FailureLimiter, RateLimiter } from '../auth/rate-limiter';
 import type { Authenticate } from '../auth/authenticate';
@@ -23,7 +24,7 @@ function requestMeta({ client, headers }: RequestContext): RequestMeta {
 }
 
 /**
- * Failed enrollments (a wrong, expired, revoked or used-up secret) per client IP and process: a
+ * Failed enrollments (a wrong, expired, revoked or used-up secret) per client IP (an IPv6 one's /64) and process: a
  * burst of 10, then one more every 30 s; past them the IP gets 429 `RATE_LIMITED` with Retry-After
  * until its bucket refills — unless its secret is a live one (checked against the live secrets'
  * hashes, read at most every 5 s; a secret not among them waits, at most a second and the read, for
@@ -59,8 +60,9 @@ export function createEnrollHandler(
       throw new AppError('UNAUTHORIZED', 'missing X-Registration-Secret');
     }
     const meta = requestMeta(ctx);
-    // Connections whose address cannot be read share one bucket: they cannot escape the limit.
-    const client = meta.ip ?? 'unknown';
+    // Connections whose address cannot be read share one bucket: they cannot escape the limit. An
+    // IPv6 client is its /64 (limitKey): it holds all of it.
+    const client = meta.ip ? limitKey(meta.ip) : 'unknown';
     const wait = failures.wait(client);
     // A limited address still enrolls with a live secret: only its wrong guesses wait.
     if (wait > 0 && !(await isLive(secret))) {
