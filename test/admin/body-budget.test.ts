@@ -1,7 +1,8 @@
 import { request, type IncomingHttpHeaders } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { ADMIN_PASSWORD, createHarness, httpLogin, trpcHttp } from './harness';
+import { hashSecret } from '@pga/crypto';
+import { ADMIN_PASSWORD, createHarness, httpLogin, trpcHttp, type Harness } from './harness';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -60,6 +61,15 @@ const groupBody = (name: string, bytes: number) => {
   const json = JSON.stringify({ name });
   return json + ' '.repeat(bytes - json.length);
 };
+
+/** Another admin than the harness's alice, signed in over HTTP: their cookie. */
+async function secondAdmin(h: Harness): Promise<string> {
+  await h.service.deps.pool.query(
+    "INSERT INTO users (username, display_name, password_hash, role) VALUES ('bob', 'bob', $1, 'admin')",
+    [await hashSecret('bob password 1234')],
+  );
+  return httpLogin(h.url, 'bob', 'bob password 1234');
+}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -135,7 +145,12 @@ function trickle(
 
 describe('request bodies in flight share one budget (ADMIN_BODY_BUDGET_BYTES) and a receive timeout (ADMIN_BODY_TIMEOUT_MS)', () => {
   it('answers 503 with Retry-After before reading a body that would pass the budget, and cuts none it took', async () => {
-    const h = await createHarness({ ADMIN_MAX_BODY_BYTES: String(2 * MiB), ADMIN_BODY_BUDGET_BYTES: String(3 * MiB) });
+    // One user fills the whole budget here: their share is all of it.
+    const h = await createHarness({
+      ADMIN_MAX_BODY_BYTES: String(2 * MiB),
+      ADMIN_BODY_BUDGET_BYTES: String(3 * MiB),
+      ADMIN_BODY_BUDGET_PER_USER_BYTES: String(3 * MiB),
+    });
     const slow: ReturnType<typeof slowPost>[] = [];
     try {
       await h.listen();
@@ -173,6 +188,55 @@ describe('request bodies in flight share one budget (ADMIN_BODY_BUDGET_BYTES) an
       await h[Symbol.asyncDispose]();
     }
   });
+
+  it("holds one user's bodies to ADMIN_BODY_BUDGET_PER_USER_BYTES: their next one gets 429 with Retry-After, another admin's still fits", async () => {
+    const h = await createHarness({
+      ADMIN_MAX_BODY_BYTES: String(2 * MiB),
+      ADMIN_BODY_BUDGET_BYTES: String(4 * MiB),
+      ADMIN_BODY_BUDGET_PER_USER_BYTES: String(2 * MiB),
+    });
+    const slow: ReturnType<typeof slowPost>[] = [];
+    try {
+      await h.listen();
+      const alice = await httpLogin(h.url, 'alice', ADMIN_PASSWORD);
+      const aliceAgain = await httpLogin(h.url, 'alice', ADMIN_PASSWORD); // a second session of hers
+      const bob = await secondAdmin(h);
+      // Alice's two slow 1,000,000-byte uploads: 2,000,000 of her 2 MiB (2,097,152) held, of the 4 MiB budget.
+      for (const name of ['alice-1', 'alice-2'])
+        slow.push(slowPost(h.url, 'groups.create', groupBody(name, 1_000_000), { first: 64 * KiB, cookie: alice }));
+      for (const s of slow) expect(await within(s.answer, 500)).toBe('pending');
+      // Her third, from either of her sessions, is refused before its body: 429, what she holds, the setting.
+      for (const cookie of [alice, aliceAgain]) {
+        const third = slowPost(h.url, 'groups.create', groupBody('alice-3', 1_000_000), { first: 0, cookie });
+        const refused = await within(third.answer, 5000);
+        expect(refused).not.toBe('pending');
+        const { status, body, headers } = refused as Answer;
+        expect(status).toBe(429);
+        expect(headers['retry-after']).toBe('2');
+        expect(body.error).toEqual({
+          code: 'RATE_LIMITED',
+          message:
+            "your requests hold 2000000 bytes of request bodies already; a 1000000-byte body would pass ADMIN_BODY_BUDGET_PER_USER_BYTES (2097152), one user's share of the service's request-body budget: send it when one of them has been answered",
+        });
+        third.abort();
+      }
+      // Another admin's body of the same size still fits the budget (it got 503 when one user could hold all of it) …
+      const bobs = slowPost(h.url, 'groups.create', groupBody('bob-1', 1_000_000), { first: 64 * KiB, cookie: bob });
+      slow.push(bobs);
+      expect(await within(bobs.answer, 500)).toBe('pending');
+      expect((await bobs.finish()).status).toBe(200);
+      // … and her own small bodies take no share.
+      expect((await trpcHttp(h.url, 'mutation', 'groups.create', { name: 'alice-small' }, { cookie: alice })).status).toBe(200);
+      // Hers taken are answered, and her share is free again.
+      for (const s of slow.slice(0, 2)) expect((await s.finish()).status).toBe(200);
+      const again = slowPost(h.url, 'groups.create', groupBody('alice-3', 1_000_000), { first: 0, cookie: aliceAgain });
+      expect((await again.finish()).status).toBe(200);
+      expect(h.service.deps.config.ADMIN_BODY_BUDGET_PER_USER_BYTES).toBe(2 * MiB);
+    } finally {
+      for (const s of slow) s.abort();
+      await h[Symbol.asyncDispose]();
+    }
+  }, 60_000);
 
   it('answers 408 to a body of which no byte arrives for ADMIN_BODY_TIMEOUT_MS, and frees its share of the budget', async () => {
     const h = await createHarness({
@@ -214,6 +278,18 @@ describe('request bodies in flight share one budget (ADMIN_BODY_BUDGET_BYTES) an
     expect(readAdminConfig(env).ADMIN_BODY_BUDGET_BYTES).toBe(64 * MiB);
     expect(readAdminConfig({ ...env, ADMIN_MAX_BODY_BYTES: String(100 * MiB) }).ADMIN_BODY_BUDGET_BYTES).toBe(64 * MiB);
     expect(readAdminConfig(env).ADMIN_BODY_TIMEOUT_MS).toBe(60_000);
+    // One user's share: a quarter of the budget, at least 1 MiB; a value of its own is kept.
+    expect(readAdminConfig(env).ADMIN_BODY_BUDGET_PER_USER_BYTES).toBe(16 * MiB);
+    expect(readAdminConfig({ ...env, ADMIN_BODY_BUDGET_BYTES: String(100 * MiB) }).ADMIN_BODY_BUDGET_PER_USER_BYTES).toBe(
+      25 * MiB,
+    );
+    expect(readAdminConfig({ ...env, ADMIN_BODY_BUDGET_BYTES: String(2 * MiB) }).ADMIN_BODY_BUDGET_PER_USER_BYTES).toBe(MiB);
+    expect(readAdminConfig({ ...env, ADMIN_BODY_BUDGET_PER_USER_BYTES: String(8 * MiB) }).ADMIN_BODY_BUDGET_PER_USER_BYTES).toBe(
+      8 * MiB,
+    );
+    expect(() => readAdminConfig({ ...env, ADMIN_BODY_BUDGET_PER_USER_BYTES: String(MiB - 1) })).toThrow(
+      /ADMIN_BODY_BUDGET_PER_USER_BYTES/,
+    );
     // Below ADMIN_MAX_BODY_BYTES is fine now: imports hold slots, not budget.
     expect(
       readAdminConfig({ ...env, ADMIN_MAX_BODY_BYTES: String(8 * MiB), ADMIN_BODY_BUDGET_BYTES: String(4 * MiB) })
@@ -226,6 +302,7 @@ describe('request bodies in flight share one budget (ADMIN_BODY_BUDGET_BYTES) an
     const h = await createHarness({
       ADMIN_MAX_BODY_BYTES: String(2 * MiB),
       ADMIN_BODY_BUDGET_BYTES: String(4 * MiB),
+      ADMIN_BODY_BUDGET_PER_USER_BYTES: String(4 * MiB),
       ADMIN_BODY_TIMEOUT_MS: '5000',
       ADMIN_BULK_IMPORTS_AT_ONCE: '1',
     });

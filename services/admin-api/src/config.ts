@@ -100,6 +100,14 @@ export const AdminConfigSchema = commonSchema
      */
     ADMIN_BODY_BUDGET_BYTES: int(64 * MiB, MiB, 2048 * MiB),
     /**
+     * Bytes of ADMIN_BODY_BUDGET_BYTES the requests of one user (all their sessions together, in this
+     * process) may hold at once: one more body that would pass it is answered 429 with Retry-After
+     * before it is read, while other users' bodies still fit. At least 1 MiB (the largest body the
+     * budget covers), at most 2 GiB (above the budget it never binds); default a quarter of the
+     * budget, at least 1 MiB (16 MiB with the default budget: 16 bodies of 1 MiB at once).
+     */
+    ADMIN_BODY_BUDGET_PER_USER_BYTES: optionalInt(MiB, 2048 * MiB),
+    /**
      * Milliseconds a request's body may go without a byte arriving (an idle timeout, as nginx's
      * client_body_timeout: a stalled sender holds its share of ADMIN_BODY_BUDGET_BYTES, or its slot,
      * this long at most; a slow but steady one is not cut): 408 REQUEST_TIMEOUT; default 60000. The
@@ -121,9 +129,11 @@ export const AdminConfigSchema = commonSchema
     /** Milliseconds a live feed ended by the service gets to read the reason before its connection is closed; default 10000. */
     LIVE_FEED_CUTOFF_GRACE_MS: int(10_000, 100, 600_000),
   })
-  .transform(({ MAX_BODY_BYTES, ADMIN_MAX_BODY_BYTES, ...config }) => ({
+  .transform(({ MAX_BODY_BYTES, ADMIN_MAX_BODY_BYTES, ADMIN_BODY_BUDGET_PER_USER_BYTES, ...config }) => ({
     ...config,
     ADMIN_MAX_BODY_BYTES: ADMIN_MAX_BODY_BYTES ?? Math.min(MAX_BODY_BYTES ?? 32 * MiB, 512 * MiB),
+    ADMIN_BODY_BUDGET_PER_USER_BYTES:
+      ADMIN_BODY_BUDGET_PER_USER_BYTES ?? Math.max(MiB, Math.floor(config.ADMIN_BODY_BUDGET_BYTES / 4)),
   }));
 export type AdminConfig = z.infer<typeof AdminConfigSchema>;
 

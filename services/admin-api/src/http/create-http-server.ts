@@ -43,7 +43,7 @@ export function createHttpServer(deps: Deps, appRouter: AppRouter, { webDistDir 
     },
   });
   const bulkImportSlots = new BodySlots(config.ADMIN_BULK_IMPORTS_AT_ONCE);
-  const bodyBudget = new BodyBudget(config.ADMIN_BODY_BUDGET_BYTES);
+  const bodyBudget = new BodyBudget(config.ADMIN_BODY_BUDGET_BYTES, config.ADMIN_BODY_BUDGET_PER_USER_BYTES);
   const warnRefusedHost = hostRefusalWarnings(logger, config.ADMIN_ALLOWED_HOSTS);
   const serveUi = createStaticHandler(webDistDir);
   if (!serveUi) logger.warn({ webDistDir }, 'web UI not built; serving the API only');

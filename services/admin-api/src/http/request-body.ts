@@ -96,26 +96,47 @@ const BUDGET_RETRY_SECONDS = 2;
  * each body over ANONYMOUS_BODY_BYTES (or chunked) sent with a session, bulk imports holding a slot
  * excepted, reserves its declared length (a chunked one its limit) before a byte is read, and gives
  * it back when its answer is sent or its connection closes. A request that does not fit is refused
- * before its body is read; one admitted is never cut for the budget's sake. Until 2026-12-07 only
- * each body was capped: N slow uploads held N MiB for up to the 300 s requestTimeout, however many.
- * Until 2026-12-08 every body reserved, whoever sent it, and bulk imports too: 64 anonymous
- * connections sending headers only, or two admins' imports, held all of it (review33 F2, F3).
+ * before its body is read; one admitted is never cut for the budget's sake. Each user's bodies
+ * together may hold at most `perUser` of it (ADMIN_BODY_BUDGET_PER_USER_BYTES, all their sessions
+ * counted together), so one user's slow uploads (or a stolen session's) leave the rest to others.
+ * Until 2026-12-07 only each body was capped: N slow uploads held N MiB for up to the 300 s
+ * requestTimeout, however many. Until 2026-12-08 every body reserved, whoever sent it, and bulk
+ * imports too: 64 anonymous connections sending headers only, or two admins' imports, held all of
+ * it (review33 F2, F3); and one signed-in user could hold all of it, every other admin's bodies over
+ * 64 KiB answered 503 meanwhile.
  */
 export class BodyBudget {
   private used = 0;
-  constructor(readonly max: number) {}
+  private readonly byUser = new Map<string, number>();
+  constructor(
+    readonly max: number,
+    readonly perUser: number,
+  ) {}
   get inUse(): number {
     return this.used;
   }
-  /** A release function, or undefined when `bytes` more would pass the budget. */
-  tryReserve(bytes: number): (() => void) | undefined {
-    if (bytes > 0 && this.used + bytes > this.max) return undefined;
+  /** Bytes `userId`'s bodies hold. */
+  heldBy(userId: string): number {
+    return this.byUser.get(userId) ?? 0;
+  }
+  /**
+   * A release function; or why `bytes` more for `userId` do not fit: `budget` when they would pass
+   * the whole budget, else `user` when that user's share (a share of at least the budget never binds).
+   */
+  tryReserve(bytes: number, userId: string): (() => void) | 'user' | 'budget' {
+    const mine = this.heldBy(userId);
+    if (bytes > 0 && this.used + bytes > this.max) return 'budget';
+    if (bytes > 0 && mine + bytes > this.perUser) return 'user';
     this.used += bytes;
+    this.byUser.set(userId, mine + bytes);
     let released = false;
     return () => {
       if (released) return;
       released = true;
       this.used -= bytes;
+      const left = this.heldBy(userId) - bytes;
+      if (left > 0) this.byUser.set(userId, left);
+      else this.byUser.delete(userId);
     };
   }
 }
@@ -243,7 +264,9 @@ function readBody(req: IncomingMessage, limit: number, idleMs: number): Promise<
  *   needs one of the `slots` (ADMIN_BULK_IMPORTS_AT_ONCE; all taken → 429 with Retry-After), which
  *   bound imports on their own: they take no share of the budget;
  * - any other signed-in body reserves its declared length (a chunked one its limit) in `budget`
- *   (ADMIN_BODY_BUDGET_BYTES; full → 503 with Retry-After, before reading).
+ *   (ADMIN_BODY_BUDGET_BYTES; full → 503 with Retry-After, before reading), at most
+ *   ADMIN_BODY_BUDGET_PER_USER_BYTES of it for one user's bodies together (past it → 429 with
+ *   Retry-After, before reading).
  * A share and a slot are held until the answer is sent or the connection is gone. While reading, no
  * byte for ADMIN_BODY_TIMEOUT_MS → 408 REQUEST_TIMEOUT: a stalled sender holds nothing longer, a slow
  * but steady one (a large import on a slow link) gets through; Node's requestTimeout (300 s)
@@ -314,15 +337,29 @@ export async function admitBody(
     if (!holdUntilAnsweredOrGone(req, res, release)) return false;
     return read(deps, req, res, limit, setting);
   }
-  // The body's bytes, reserved before it is read: a request that would pass the budget waits for
-  // nothing and holds nothing (503, Retry-After); one taken is read to its end whatever comes next.
-  const release = budget.tryReserve(declared ?? limit);
-  if (!release) {
+  // The body's bytes, reserved before it is read: a request that would pass the budget (or its
+  // user's share of it) waits for nothing and holds nothing (503 / 429, Retry-After); one taken is
+  // read to its end whatever comes next.
+  const bytes = declared ?? limit;
+  const release = budget.tryReserve(bytes, session.user.id);
+  if (typeof release !== 'function') {
     const what = declared === undefined ? `a chunked body (reserved at its ${limit}-byte limit)` : `a ${declared}-byte body`;
-    const message =
-      `the service holds ${budget.inUse} bytes of request bodies already; ${what} would pass ADMIN_BODY_BUDGET_BYTES ` +
-      `(${budget.max}): send it again shortly`;
-    refuse(req, res, new AppError('UNAVAILABLE', message, { retryAfterSeconds: BUDGET_RETRY_SECONDS }));
+    const refusal =
+      release === 'user'
+        ? new AppError(
+            'RATE_LIMITED',
+            `your requests hold ${budget.heldBy(session.user.id)} bytes of request bodies already; ${what} would pass ` +
+              `ADMIN_BODY_BUDGET_PER_USER_BYTES (${budget.perUser}), one user's share of the service's request-body budget: ` +
+              'send it when one of them has been answered',
+            { retryAfterSeconds: BUDGET_RETRY_SECONDS },
+          )
+        : new AppError(
+            'UNAVAILABLE',
+            `the service holds ${budget.inUse} bytes of request bodies already; ${what} would pass ADMIN_BODY_BUDGET_BYTES ` +
+              `(${budget.max}): send it again shortly`,
+            { retryAfterSeconds: BUDGET_RETRY_SECONDS },
+          );
+    refuse(req, res, refusal);
     return false;
   }
   if (!holdUntilAnsweredOrGone(req, res, release)) return false;
