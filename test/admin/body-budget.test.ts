@@ -1,6 +1,6 @@
 import { request, type IncomingHttpHeaders } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { hashSecret } from '@pga/crypto';
 import { ADMIN_PASSWORD, createHarness, httpLogin, trpcHttp, type Harness } from './harness';
 
@@ -233,6 +233,47 @@ describe('request bodies in flight share one budget (ADMIN_BODY_BUDGET_BYTES) an
       expect((await again.finish()).status).toBe(200);
       expect(h.service.deps.config.ADMIN_BODY_BUDGET_PER_USER_BYTES).toBe(2 * MiB);
     } finally {
+      for (const s of slow) s.abort();
+      await h[Symbol.asyncDispose]();
+    }
+  }, 60_000);
+
+  it("looks a large body's session up once, before reading it; again only when the body took over 5 s (a user disabled meanwhile is refused)", async () => {
+    const h = await createHarness({});
+    const slow: ReturnType<typeof slowPost>[] = [];
+    const queries = vi.spyOn(h.service.deps.pool, 'query');
+    const sessionLookups = () =>
+      queries.mock.calls.filter(([sql]) => typeof sql === 'string' && /FROM admin_sessions s JOIN users/.test(sql)).length;
+    try {
+      await h.listen();
+      const cookie = await httpLogin(h.url, 'alice', ADMIN_PASSWORD);
+      // Five bodies over 64 KiB (looked up before reading) and five small ones (looked up by the
+      // context only): one lookup each. Until now the large ones cost two.
+      let before = sessionLookups();
+      for (let i = 0; i < 5; i++) {
+        const large = slowPost(h.url, 'groups.create', groupBody(`large-${i}`, 100_000), { first: 0, cookie });
+        expect((await large.finish()).status).toBe(200);
+      }
+      expect(sessionLookups() - before).toBe(5);
+      before = sessionLookups();
+      for (let i = 0; i < 5; i++)
+        expect((await trpcHttp(h.url, 'mutation', 'groups.create', { name: `small-${i}` }, { cookie })).status).toBe(200);
+      expect(sessionLookups() - before).toBe(5);
+      // A body still arriving 5 s after its session was looked up: looked up again, and alice,
+      // disabled meanwhile, is refused (401) rather than acting on the session of its start.
+      before = sessionLookups();
+      const late = slowPost(h.url, 'groups.create', groupBody('late', 100_000), { first: 64 * KiB, cookie });
+      slow.push(late);
+      expect(await within(late.answer, 500)).toBe('pending');
+      await h.service.deps.pool.query("UPDATE users SET disabled = true WHERE username = 'alice'");
+      await sleep(5200);
+      const refused = await late.finish();
+      expect(refused.status).toBe(401);
+      expect(sessionLookups() - before).toBe(2);
+      const { rows } = await h.service.deps.pool.query("SELECT count(*)::int AS n FROM collector_groups WHERE name = 'late'");
+      expect(rows[0].n).toBe(0);
+    } finally {
+      queries.mockRestore();
       for (const s of slow) s.abort();
       await h[Symbol.asyncDispose]();
     }

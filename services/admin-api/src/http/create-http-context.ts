@@ -5,6 +5,7 @@ import { AppError } from '@pga/contracts';
 import { toTRPCError } from '../trpc/init';
 import { SESSION_COOKIE, readCookie } from '../auth/session-cookie';
 import { clientIp, isTls, requestPathname } from './request-meta';
+import { admittedSession } from './request-body';
 import { databaseUnavailable, logDatabaseUnavailable } from '../db/unavailable';
 
 /**
@@ -19,9 +20,12 @@ export async function createHttpContext(
 ): Promise<Context> {
   const { TRUST_PROXY: trustProxy, TRUST_PROXY_HOPS: hops } = deps.config;
   const sessionId = readCookie(req.headers.cookie, SESSION_COOKIE);
+  // A body over 64 KiB had its session looked up before it was read (admitBody): that answer, unless
+  // the body took longer than ADMITTED_SESSION_REUSE_MS to arrive.
+  const admitted = admittedSession(req);
   let session;
   try {
-    session = sessionId ? await deps.sessionLookup.lookup(sessionId) : undefined;
+    session = admitted ? admitted.session : sessionId ? await deps.sessionLookup.lookup(sessionId) : undefined;
   } catch (err) {
     // Too many lookups at once: 503 with Retry-After (auth/session-lookup.ts), not a 500.
     if (err instanceof AppError) throw toTRPCError(err);

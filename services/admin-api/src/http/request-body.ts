@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { AppError } from '@pga/contracts';
 import type { Deps } from '../deps';
 import { SESSION_COOKIE, readCookie } from '../auth/session-cookie';
+import type { FoundSession } from '../auth/session-lookup';
 
 const KiB = 1024;
 
@@ -139,6 +140,27 @@ export class BodyBudget {
       else this.byUser.delete(userId);
     };
   }
+}
+
+/**
+ * How long the session admitBody found for a request (before reading its body) stands for that
+ * request's tRPC context (createHttpContext): a body that took longer to arrive has its session
+ * looked up again, so a user disabled, re-roled or signed out during a slow upload is refused as
+ * before; one that arrived in time costs one lookup, not two.
+ */
+export const ADMITTED_SESSION_REUSE_MS = 5000;
+
+/** The session admitBody looked up for a request (undefined: none), and when. */
+const admittedSessions = new WeakMap<IncomingMessage, { session: FoundSession | undefined; at: number }>();
+
+/**
+ * The session admitBody found for `req` (`{ session: undefined }`: it found none) when it looked it
+ * up at most ADMITTED_SESSION_REUSE_MS ago; undefined when it did not look (or too long ago).
+ */
+export function admittedSession(req: IncomingMessage): { session: FoundSession | undefined } | undefined {
+  const found = admittedSessions.get(req);
+  if (!found || Date.now() - found.at > ADMITTED_SESSION_REUSE_MS) return undefined;
+  return { session: found.session };
 }
 
 /** Per socket, the releases waiting for its 'close' (one listener a socket, however many requests it carries). */
@@ -302,6 +324,8 @@ export async function admitBody(
     );
     return false;
   }
+  // The tRPC context takes it from here (admittedSession): until 2026-12-08 it looked it up again.
+  admittedSessions.set(req, { session, at: Date.now() });
   if (!session) {
     if (bulk) {
       refuse(req, res, new AppError('UNAUTHORIZED', 'sign in first'));
