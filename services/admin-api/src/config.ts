@@ -114,6 +114,12 @@ export const AdminConfigSchema = commonSchema
      * whole request (Node's requestTimeout) has 300 s.
      */
     ADMIN_BODY_TIMEOUT_MS: int(60_000, 100, 600_000),
+    /**
+     * /trpc requests one session may have in progress at once in this process (live feeds, capped by
+     * LIVE_FEED_MAX_PER_SESSION, not counted): one more is answered 429 with Retry-After before its
+     * session is looked up or its body read; default 16 (a browser opens at most 6 connections to a site).
+     */
+    ADMIN_SESSION_MAX_IN_FLIGHT: int(16, 1, 10_000),
     /** Seconds a collector command waits for a heartbeat before it expires undelivered; default 86400 (24 h). */
     COMMAND_TTL_SECONDS: int(86_400, 1, 30 * 86_400),
     /** Undelivered, unexpired commands one collector may have before sendCommand refuses more; default 100. */

@@ -17,6 +17,12 @@ export interface SessionLookup {
    * SESSION_LOOKUP_CONCURRENCY lookups already run and no slot frees up within SESSION_LOOKUP_WAIT_MS.
    */
   lookup(cookieValue: string): Promise<FoundSession | undefined>;
+  /**
+   * The SHA-256 of the session id a cookie value carries when this installation signed it (what
+   * `admin_sessions.id_hash` holds), without a query; undefined for any other value. What the
+   * per-session in-flight cap (http/in-flight.ts) counts by, before the session is looked up.
+   */
+  sessionHash(cookieValue: string): string | undefined;
   /** The cookie value of a new session's id (signed). */
   cookieValue(sessionId: string): string;
   /** Drops a hash from the cache of unknown ids (a session just created with it). */
@@ -128,6 +134,10 @@ export function createSessionLookup(
       } finally {
         release();
       }
+    },
+    sessionHash(cookieValue) {
+      const sessionId = signer.open(cookieValue);
+      return sessionId === undefined ? undefined : sha256Hex(sessionId);
     },
     cookieValue(sessionId) {
       return signer.sign(sessionId);

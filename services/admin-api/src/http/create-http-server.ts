@@ -6,6 +6,7 @@ import type { Deps } from '../deps';
 import type { AppRouter } from '../routers/app-router';
 import { createHttpContext } from './create-http-context';
 import { csrfRefusal } from './csrf';
+import { SessionInFlight, admitInFlight } from './in-flight';
 import { readiness } from './readiness';
 import { BodyBudget, BodySlots, MAX_CALL_BODY_BYTES, admitBody, refuse } from './request-body';
 import { requestPathname } from './request-meta';
@@ -43,6 +44,7 @@ export function createHttpServer(deps: Deps, appRouter: AppRouter, { webDistDir 
     },
   });
   const bulkImportSlots = new BodySlots(config.ADMIN_BULK_IMPORTS_AT_ONCE);
+  const sessionInFlight = new SessionInFlight(config.ADMIN_SESSION_MAX_IN_FLIGHT);
   const bodyBudget = new BodyBudget(config.ADMIN_BODY_BUDGET_BYTES, config.ADMIN_BODY_BUDGET_PER_USER_BYTES);
   const warnRefusedHost = hostRefusalWarnings(logger, config.ADMIN_ALLOWED_HOSTS);
   const serveUi = createStaticHandler(webDistDir);
@@ -97,6 +99,9 @@ export function createHttpServer(deps: Deps, appRouter: AppRouter, { webDistDir 
       }
       res.setHeader('cache-control', 'no-store');
       res.setHeader('x-content-type-options', 'nosniff');
+      // At most ADMIN_SESSION_MAX_IN_FLIGHT requests of one session at once (429 beyond), before its
+      // session lookup and its body (http/in-flight.ts).
+      if (!admitInFlight(deps, req, res, pathname, sessionInFlight, (error) => refuse(req, res, error))) return;
       if (req.method === 'GET' || req.method === 'HEAD') {
         trpc(req, res);
         return;
