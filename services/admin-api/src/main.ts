@@ -27,7 +27,17 @@ if (refusal) {
   process.exit(1);
 }
 const service = createAdminService({ config, logger });
-const port = await service.listen();
+// A port in use or an address this host lacks: one fatal line naming it, not an uncaught stack.
+const port = await service.listen().catch((err: NodeJS.ErrnoException) => {
+  const where = `${config.ADMIN_HOST.includes(':') ? `[${config.ADMIN_HOST}]` : config.ADMIN_HOST}:${config.ADMIN_PORT}`;
+  logger.fatal(
+    { host: config.ADMIN_HOST, port: config.ADMIN_PORT, code: err.code },
+    err.code === 'EADDRINUSE'
+      ? `cannot listen: port ${config.ADMIN_PORT} on ${config.ADMIN_HOST} is in use (another admin service or program); set ADMIN_PORT`
+      : `cannot listen on ${where}: ${err.code ?? err.message}; check ADMIN_HOST and ADMIN_PORT`,
+  );
+  return process.exit(1);
+});
 logger.info({ port, host: config.ADMIN_HOST }, 'admin service listening');
 
 let stopping = false;
