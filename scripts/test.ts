@@ -11,7 +11,14 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { migrateDatabase } from '@pga/db';
-import { startPostgres, startRedis, startTogether, freePort, type PostgresHandle, type RedisHandle } from '@pga/local-stack';
+import {
+  startPostgres,
+  startRedis,
+  startTogether,
+  startOnFreePort,
+  type PostgresHandle,
+  type RedisHandle,
+} from '@pga/local-stack';
 import { ensureDatabase } from './lib/setup';
 import { countVitestResults, type VitestResults } from './lib/vitest-results';
 
@@ -74,8 +81,8 @@ try {
   console.log('\n▶ starting test PostgreSQL and Redis');
   // Both or neither: a Redis that fails to start stops the PostgreSQL that did.
   [pg, redis] = (await startTogether<PostgresHandle | RedisHandle>([
-    freePort().then((port) => startPostgres({ dataDir: path.join(workDir, 'postgres'), port, ephemeral: true })),
-    freePort().then((port) => startRedis({ dataDir: path.join(workDir, 'redis'), port })),
+    startOnFreePort((port) => startPostgres({ dataDir: path.join(workDir, 'postgres'), port, ephemeral: true })),
+    startOnFreePort((port) => startRedis({ dataDir: path.join(workDir, 'redis'), port })),
   ])) as [PostgresHandle, RedisHandle];
   // Each suite gets its own database cloned from this migrated template (test/helpers).
   await ensureDatabase(pg.url, 'pga_template');

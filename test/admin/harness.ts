@@ -2,7 +2,7 @@ import { request } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { freePort, startRedis } from '@pga/local-stack';
+import { startRedis, startOnFreePort } from '@pga/local-stack';
 import { hashSecret } from '@pga/crypto';
 import { createLogger } from '@pga/logger';
 import {
@@ -212,7 +212,7 @@ export async function harnessOnOwnRedis(label: string): Promise<{
   redis: Redis;
   close(): Promise<void>;
 }> {
-  const server = await startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix(label)), port: await freePort() });
+  const server = await startOnFreePort((port) => startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix(label)), port }));
   const h = await createHarness({ REDIS_URL: server.url });
   const redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
   redis.on('error', () => undefined);

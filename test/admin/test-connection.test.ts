@@ -1,7 +1,7 @@
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import path from 'node:path';
 import pg from 'pg';
-import { freePort, startPostgres, type PostgresHandle } from '@pga/local-stack';
+import { startPostgres, startOnFreePort, type PostgresHandle } from '@pga/local-stack';
 import { testEnv } from '../helpers';
 import { createHarness, type Harness } from './harness';
 import { expectRejected, form } from './fixtures';
@@ -18,7 +18,7 @@ describe('collectors.testConnection', () => {
     const dir = path.join(testEnv.dataDir, `conn-${process.pid}`);
     [h, target, maria] = await Promise.all([
       createHarness(),
-      freePort().then((port) =>
+      startOnFreePort((port) =>
         startPostgres({ dataDir: path.join(dir, 'pg'), port, password: 'superuser-pw', ephemeral: true }),
       ),
       startMariaDb(path.join(dir, 'maria')),

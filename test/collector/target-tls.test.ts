@@ -7,7 +7,14 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTargetConnection } from '@pga/collector';
 import type { CollectorConfig } from '@pga/contracts';
-import { findExecutable, freePort, POSTGRES_BIN_DIRS, startPostgres, type PostgresHandle } from '@pga/local-stack';
+import {
+  findExecutable,
+  freePort,
+  POSTGRES_BIN_DIRS,
+  startPostgres,
+  startOnFreePort,
+  type PostgresHandle,
+} from '@pga/local-stack';
 import { testConnection } from '../../services/admin-api/src/connection-test/test-connection';
 import { testEnv } from '../helpers';
 
@@ -91,7 +98,7 @@ describe('collector target connection: TLS and password safety', () => {
     writeFileSync(hba, HBA);
     chmodSync(hba, 0o644);
     [withTls, withoutTls, noSslHba] = await Promise.all([
-      freePort().then((port) =>
+      startOnFreePort((port) =>
         startPostgres({
           dataDir: path.join(base, 'tls-on'),
           port,
@@ -100,10 +107,10 @@ describe('collector target connection: TLS and password safety', () => {
           settings: { ssl: 'on', ssl_cert_file: cert, ssl_key_file: key },
         }),
       ),
-      freePort().then((port) =>
+      startOnFreePort((port) =>
         startPostgres({ dataDir: path.join(base, 'tls-off'), port, password: PASSWORD, ephemeral: true }),
       ),
-      freePort().then((port) =>
+      startOnFreePort((port) =>
         startPostgres({
           dataDir: path.join(base, 'tls-on-hostnossl'),
           port,

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { freePort, startRedis } from '@pga/local-stack';
+import { freePort, startRedis, startOnFreePort } from '@pga/local-stack';
 import { describe, expect, it } from 'vitest';
 import { createHarness } from '../admin/harness';
 import { form } from '../admin/fixtures';
@@ -15,10 +15,9 @@ import { call, spawnEdge, waitUntil, type EdgeProcess } from './harness';
  */
 describe('deny state lost by Redis while the admin service is away', () => {
   it('a reloading and a newly started edge still refuse disabled, revoked and deleted (403 / 401 / 401)', async () => {
-    const redisServer = await startRedis({
-      dataDir: path.join(testEnv.dataDir, uniquePrefix('deny-lost-redis')),
-      port: await freePort(),
-    });
+    const redisServer = await startOnFreePort((port) =>
+      startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix('deny-lost-redis')), port }),
+    );
     const h = await createHarness({ REDIS_URL: redisServer.url });
     const admin = h.service.deps.config;
     const redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });

@@ -1,7 +1,16 @@
 import path from 'node:path';
 import { ERROR_HTTP_STATUS } from '@pga/contracts';
 import { revokeCollectorTokens } from '@pga/db';
-import { answeringPid, freePort, freshGet, processTree, readProc, startRedis, type RedisHandle } from '@pga/local-stack';
+import {
+  answeringPid,
+  freePort,
+  freshGet,
+  processTree,
+  readProc,
+  startRedis,
+  startOnFreePort,
+  type RedisHandle,
+} from '@pga/local-stack';
 import { publishCollectorChange } from '@pga/redis-keys';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EdgeWorld, freshRequest, spawnEdge, waitUntil, type EdgeProcess, type TestCollector } from './harness';
@@ -289,7 +298,9 @@ describe('a starting edge worker', () => {
 describe('SIGTERM drain', () => {
   it('turns readiness off, finishes the in-flight push, exits 0', async () => {
     // A Redis of its own: its writes are paused below, which must not stall other suites' Redis.
-    const redis = await startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix('drain-redis')), port: await freePort() });
+    const redis = await startOnFreePort((port) =>
+      startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix('drain-redis')), port }),
+    );
     await using _stopRedis = { [Symbol.asyncDispose]: () => redis.stop() };
     await using world = await EdgeWorld.create({ redisUrl: redis.url });
     const c = await world.collector();

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { freePort, startRedis, type RedisHandle } from '@pga/local-stack';
+import { freePort, startOnFreePort, startRedis, type RedisHandle } from '@pga/local-stack';
 import { describe, expect, it } from 'vitest';
 import { revokeCollectorTokens } from '@pga/db';
 import { publishCollectorChange } from '@pga/redis-keys';
@@ -14,7 +14,8 @@ import { capturingLogger, testEnv, uniquePrefix } from '../helpers';
 /** A Redis of the test's own (to pause or stop without touching the shared one), with a world on it. */
 async function withOwnRedis(fn: (world: EdgeWorld) => Promise<void>): Promise<void> {
   const dataDir = path.join(testEnv.dataDir, uniquePrefix('edge-redis'));
-  const redis = await startRedis({ dataDir, port: await freePort() });
+  // Any port: a start that loses its port to another process picks another (startOnFreePort).
+  const redis = await startOnFreePort((port) => startRedis({ dataDir, port }));
   try {
     await using world = await EdgeWorld.create({ redisUrl: redis.url });
     await fn(world);

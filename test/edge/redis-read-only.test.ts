@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { expect, it } from 'vitest';
-import { freePort, startRedis } from '@pga/local-stack';
+import { freePort, startRedis, startOnFreePort } from '@pga/local-stack';
 import { capturingLogger, testEnv, uniquePrefix } from '../helpers';
 import { call, EdgeWorld } from './harness';
 
@@ -14,7 +14,9 @@ import { call, EdgeWorld } from './harness';
  * Uses a Redis of its own (the replica switch would stop every other suite).
  */
 it('Redis a read-only replica: 503 + Retry-After with the reason, /readyz not ready, one warning; back when it takes writes', async () => {
-  const server = await startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix('ro-redis')), port: await freePort() });
+  const server = await startOnFreePort((port) =>
+    startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix('ro-redis')), port }),
+  );
   const { logger, lines } = capturingLogger('edge-test');
   const admin = new Redis(server.url, { maxRetriesPerRequest: 1 });
   await using world = await EdgeWorld.create();

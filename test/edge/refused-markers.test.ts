@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { expect, it } from 'vitest';
-import { freePort, startRedis } from '@pga/local-stack';
+import { startRedis, startOnFreePort } from '@pga/local-stack';
 import { testEnv, uniquePrefix } from '../helpers';
 import { call, EdgeWorld } from './harness';
 
@@ -14,7 +14,9 @@ import { call, EdgeWorld } from './harness';
  * again, not refused until the batch's pending state (30 s) expires. Uses a Redis of its own.
  */
 it("a refused batch's markers are freed once Redis takes the DEL again: the retry is stored at once", async () => {
-  const server = await startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix('markers-redis')), port: await freePort() });
+  const server = await startOnFreePort((port) =>
+    startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix('markers-redis')), port }),
+  );
   const admin = new Redis(server.url, { maxRetriesPerRequest: 1 });
   await using world = await EdgeWorld.create({ redisUrl: server.url });
   try {

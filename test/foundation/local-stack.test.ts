@@ -5,10 +5,12 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   freePort,
+  PortInUseError,
   spawnServer,
   startPostgres,
   startRedis,
   startTogether,
+  startOnFreePort,
   type PostgresHandle,
   type RedisHandle,
 } from '@pga/local-stack';
@@ -155,5 +157,47 @@ describe('@pga/local-stack: Redis with a password', () => {
     } finally {
       await redis.stop();
     }
+  });
+});
+
+/**
+ * A port taken by another process between freePort() and the server's listen, or while a server
+ * was stopped to be started again on it (this machine's tests share 127.0.0.1 with other users').
+ */
+describe('@pga/local-stack: a port another server took', () => {
+  const dir = path.join(testEnv.dataDir, `local-stack-ports-${process.pid}`);
+
+  it("a Redis whose port another Redis holds fails with PortInUseError (it used to return that other Redis's URL as its own)", async () => {
+    const other = await startRedis({ dataDir: path.join(dir, 'holder'), port: await freePort() });
+    try {
+      const start = startRedis({ dataDir: path.join(dir, 'loser'), port: other.port });
+      await expect(start).rejects.toBeInstanceOf(PortInUseError);
+      await expect(start).rejects.toThrow(/Address already in use/);
+      // Picking again: the start on a free port's second pick succeeds, and is the server it says.
+      const picks = [other.port, await freePort()];
+      const redis = await startOnFreePort((port) => startRedis({ dataDir: path.join(dir, 'retried'), port }), {
+        pick: async () => picks.shift()!,
+      });
+      try {
+        expect(redis.port).not.toBe(other.port);
+        const client = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+        try {
+          expect(/^process_id:(\d+)/m.exec(await client.info('server'))?.[1]).toBe(String(redis.pid));
+        } finally {
+          client.disconnect();
+        }
+      } finally {
+        await redis.stop();
+      }
+    } finally {
+      await other.stop();
+    }
+  });
+
+  it('a PostgreSQL whose port another PostgreSQL holds fails with PortInUseError (it used to answer as that other one)', async () => {
+    const taken = Number(new URL(testEnv.pgUrl).port); // the tests' own PostgreSQL
+    const start = startPostgres({ dataDir: path.join(dir, 'pg-loser'), port: taken, ephemeral: true });
+    await expect(start).rejects.toBeInstanceOf(PortInUseError);
+    await expect(start).rejects.toThrow(/Address already in use/);
   });
 });

@@ -3,7 +3,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { PushJob } from '@pga/contracts';
 import { expect, it } from 'vitest';
-import { freePort, startRedis } from '@pga/local-stack';
+import { freePort, startRedis, startOnFreePort } from '@pga/local-stack';
 import { redisKeys } from '@pga/redis-keys';
 import { createWriter, readWriterConfig } from '@pga/writer';
 import { capturingLogger, createTestDatabase, testEnv, uniquePrefix } from '../helpers';
@@ -18,7 +18,9 @@ import { fixture, insertCollector, pushItem, startWriterHarness, waitUntil, writ
  * Uses a Redis of its own: the memory limit would refuse every other suite's writes.
  */
 it('Redis refusing writes (OOM): no hot loop, one line as it starts and one when it is over, then the job is stored', async () => {
-  const server = await startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix('oom-redis')), port: await freePort() });
+  const server = await startOnFreePort((port) =>
+    startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix('oom-redis')), port }),
+  );
   const db = await createTestDatabase();
   const { logger, lines } = capturingLogger('writer-test');
   const admin = new Redis(server.url, { maxRetriesPerRequest: 1 });
@@ -67,7 +69,9 @@ it('Redis refusing writes (OOM): no hot loop, one line as it starts and one when
  * last answer showed.
  */
 it('Redis stopped: the queue lag keeps growing from the last oldest push seen', async () => {
-  const server = await startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix('lag-redis')), port: await freePort() });
+  const server = await startOnFreePort((port) =>
+    startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix('lag-redis')), port }),
+  );
   const db = await createTestDatabase();
   const prefix = uniquePrefix('lagdown');
   const keys = redisKeys(prefix);
@@ -110,7 +114,9 @@ it('Redis stopped: the queue lag keeps growing from the last oldest push seen', 
  * server. Now they are Redis's outage. Uses a Redis of its own.
  */
 it('Redis refusing the heartbeat flush: told as a Redis outage, never as PostgreSQL', async () => {
-  const server = await startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix('hb-ro-redis')), port: await freePort() });
+  const server = await startOnFreePort((port) =>
+    startRedis({ dataDir: path.join(testEnv.dataDir, uniquePrefix('hb-ro-redis')), port }),
+  );
   const db = await createTestDatabase();
   const { logger, lines } = capturingLogger('writer-test');
   const admin = new Redis(server.url, { maxRetriesPerRequest: 1 });

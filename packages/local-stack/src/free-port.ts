@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { GiveUp } from './wait-for';
 
 /** The kernel's range for outgoing connections' local ports (Linux); the usual default elsewhere. */
 function ephemeralRange(): [number, number] {
@@ -44,4 +45,40 @@ export async function freePort(): Promise<number> {
   const port = await tryListen(0);
   if (port === undefined) throw new Error('no free port on 127.0.0.1');
   return port;
+}
+
+/**
+ * A server's start that failed because its port was taken: it exited saying "Address already in use"
+ * (between `freePort()` and its listen, or while it was stopped, another process listened there).
+ * A GiveUp: waiting longer cannot help.
+ */
+export class PortInUseError extends GiveUp {
+  readonly code = 'EADDRINUSE';
+  constructor(
+    readonly port: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Whether a server's output says its listen failed for a port in use. */
+export const saysPortInUse = (output: string) => /Address already in use/i.test(output);
+
+/**
+ * Starts a server on a port of `freePort()`, and on another when the start loses that port to
+ * another process (PortInUseError), up to `attempts` ports. For servers whose callers take any
+ * port; one restarted on the port its clients know cannot pick again (its PortInUseError says so).
+ */
+export async function startOnFreePort<T>(
+  start: (port: number) => Promise<T>,
+  { attempts = 5, pick = freePort }: { attempts?: number; pick?: () => Promise<number> } = {},
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start(await pick());
+    } catch (err) {
+      if (!(err instanceof PortInUseError) || attempt >= attempts) throw err;
+    }
+  }
 }

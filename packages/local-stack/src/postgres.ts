@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, chownSync, writeFileSync, rmSync } from 'node:fs
 import path from 'node:path';
 import { outputTail, readyOrStopped, spawnServer, stopChild, type ServerProcessOptions } from './child';
 import { findExecutable, POSTGRES_BIN_DIRS } from './find-executable';
+import { PortInUseError, saysPortInUse } from './free-port';
 import { GiveUp, waitFor } from './wait-for';
 import { connect } from 'node:net';
 
@@ -130,8 +131,14 @@ export async function startPostgres(options: StartPostgresOptions): Promise<Post
   const urlFor = (db: string) => `postgresql://${auth}127.0.0.1:${options.port}/${db}`;
   await readyOrStopped(child, () =>
     waitFor(`PostgreSQL on 127.0.0.1:${options.port} (log: ${logFile})`, async () => {
-      if (exited) throw new GiveUp(`PostgreSQL exited at start (log: ${logFile})${outputTail(child)}`);
-      return (await canConnect(options.port)) && pgIsReady(options.port);
+      if (exited) {
+        const message = `PostgreSQL exited at start (log: ${logFile})${outputTail(child)}`;
+        throw saysPortInUse(outputTail(child, 20)) ? new PortInUseError(options.port, message) : new GiveUp(message);
+      }
+      // Ready on the TCP port and on this child's own socket: the postmaster makes its socket file
+      // only after it got its TCP port, so another PostgreSQL on the port (ours then exits, "Address
+      // already in use") no longer passes for it, as it did through the TCP check alone.
+      return (await canConnect(options.port)) && pgIsReady('127.0.0.1', options.port) && pgIsReady(socketDir, options.port);
     }),
   );
   return {
@@ -156,7 +163,8 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
-function pgIsReady(port: number): boolean {
-  const res = spawnSync(postgresBinary('pg_isready'), ['-h', '127.0.0.1', '-p', String(port), '-q'], { stdio: 'ignore' });
+/** `host`: an address, or a folder holding the server's socket. */
+function pgIsReady(host: string, port: number): boolean {
+  const res = spawnSync(postgresBinary('pg_isready'), ['-h', host, '-p', String(port), '-q'], { stdio: 'ignore' });
   return res.status === 0;
 }

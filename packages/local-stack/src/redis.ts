@@ -3,6 +3,7 @@ import { connect } from 'node:net';
 import path from 'node:path';
 import { outputTail, readyOrStopped, spawnServer, stopChild, type ServerProcessOptions } from './child';
 import { findExecutable } from './find-executable';
+import { PortInUseError, saysPortInUse } from './free-port';
 import { GiveUp, waitFor } from './wait-for';
 
 export interface StartRedisOptions extends ServerProcessOptions {
@@ -81,8 +82,14 @@ export async function startRedis(options: StartRedisOptions): Promise<RedisHandl
   child.once('close', () => (exited = true));
   await readyOrStopped(child, () =>
     waitFor(`Redis on 127.0.0.1:${options.port} (log: ${logFile})`, async () => {
-      if (exited) throw new GiveUp(`redis-server exited at start (log: ${logFile})${outputTail(child)}`);
-      return ping(options.port, options.password);
+      if (exited) {
+        const message = `redis-server exited at start (log: ${logFile})${outputTail(child)}`;
+        throw saysPortInUse(outputTail(child, 20)) ? new PortInUseError(options.port, message) : new GiveUp(message);
+      }
+      // Ready once it answers PING and is this child: another process's Redis listening on the port
+      // (ours then exits, "Address already in use") answered PONG too, and the start returned a
+      // handle to a server that was not running, its URL leading to someone else's data.
+      return (await answeringPid(options.port, options.password)) === child.pid;
     }),
   );
   const auth = options.password ? `:${encodeURIComponent(options.password)}@` : '';
@@ -110,22 +117,54 @@ function resp(...args: string[]): string {
   return `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
 }
 
-function ping(port: number, password?: string): Promise<boolean> {
+/**
+ * The pid of the Redis answering on 127.0.0.1:`port` once it serves commands (PING answered PONG,
+ * not LOADING), from INFO server's process_id; undefined otherwise.
+ */
+function answeringPid(port: number, password?: string): Promise<number | undefined> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1');
-    let data = '';
-    socket.setTimeout(1000, () => {
+    const expected = password ? 3 : 2;
+    let data = Buffer.alloc(0);
+    const done = (pid: number | undefined) => {
       socket.destroy();
-      resolve(false);
+      resolve(pid);
+    };
+    socket.setTimeout(1000, () => done(undefined));
+    socket.once('connect', () =>
+      socket.write(`${password ? resp('AUTH', password) : ''}${resp('PING')}${resp('INFO', 'server')}`),
+    );
+    socket.on('data', (chunk: Buffer) => {
+      data = Buffer.concat([data, chunk]);
+      const replies = respReplies(data);
+      if (replies === undefined) return;
+      if (replies.some((r) => r.error)) return done(undefined);
+      if (replies.length < expected) return;
+      if (replies[expected - 2]!.text !== 'PONG') return done(undefined);
+      const pid = /^process_id:(\d+)/m.exec(replies[expected - 1]!.text)?.[1];
+      done(pid === undefined ? undefined : Number(pid));
     });
-    socket.once('connect', () => socket.write(`${password ? resp('AUTH', password) : ''}${resp('PING')}`));
-    socket.on('data', (chunk) => {
-      data += chunk.toString();
-      if (data.includes('+PONG') || data.includes('-')) {
-        socket.destroy();
-        resolve(data.includes('+PONG'));
-      }
-    });
-    socket.once('error', () => resolve(false));
+    socket.once('error', () => resolve(undefined));
   });
+}
+
+/** The complete simple, error and bulk replies at the start of `data` (undefined: one it cannot read). */
+function respReplies(data: Buffer): { error: boolean; text: string }[] | undefined {
+  const replies: { error: boolean; text: string }[] = [];
+  let at = 0;
+  for (;;) {
+    const eol = data.indexOf('\r\n', at);
+    if (eol < 0) return replies;
+    const line = data.toString('utf8', at + 1, eol);
+    const kind = String.fromCharCode(data[at]!);
+    if (kind === '+' || kind === '-') {
+      replies.push({ error: kind === '-', text: line });
+      at = eol + 2;
+    } else if (kind === '$') {
+      const length = Number(line);
+      if (data.length < eol + 2 + length + 2) return replies;
+      replies.push({ error: false, text: data.toString('utf8', eol + 2, eol + 2 + length) });
+      at = eol + 2 + length + 2;
+    } else return undefined;
+  }
 }

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { findExecutable, freePort, POSTGRES_BIN_DIRS, startPostgres, type PostgresHandle } from '@pga/local-stack';
+import { findExecutable, POSTGRES_BIN_DIRS, startPostgres, startOnFreePort, type PostgresHandle } from '@pga/local-stack';
 import { testEnv } from '../../helpers';
 
 const run = promisify(execFile);
@@ -22,12 +22,8 @@ export interface TargetPostgres extends AsyncDisposable {
  * tables initialised), so its statement statistics see only this suite's traffic.
  */
 export async function startTargetPostgres(): Promise<TargetPostgres> {
-  const port = await freePort();
-  const handle = await startPostgres({
-    dataDir: path.join(testEnv.dataDir, `collector-target-${randomUUID().slice(0, 8)}`),
-    port,
-    ephemeral: true,
-  });
+  const dataDir = path.join(testEnv.dataDir, `collector-target-${randomUUID().slice(0, 8)}`);
+  const handle = await startOnFreePort((port) => startPostgres({ dataDir, port, ephemeral: true }));
   const sql = async <R extends pg.QueryResultRow>(text: string, params?: unknown[], database = 'postgres') => {
     const client = new pg.Client({ connectionString: handle.urlFor(database) });
     await client.connect();
@@ -40,7 +36,7 @@ export async function startTargetPostgres(): Promise<TargetPostgres> {
   const pgbenchBin = findExecutable('pgbench', POSTGRES_BIN_DIRS);
   if (!pgbenchBin) throw new Error('pgbench not found');
   const pgbench = async (args: string[]) => {
-    await run(pgbenchBin, ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', ...args, 'postgres'], {
+    await run(pgbenchBin, ['-h', '127.0.0.1', '-p', String(handle.port), '-U', 'postgres', ...args, 'postgres'], {
       env: { ...process.env, PGPASSWORD: '' },
     });
   };
