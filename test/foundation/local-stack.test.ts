@@ -1,5 +1,5 @@
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -173,6 +173,17 @@ describe('@pga/local-stack: a port another server took', () => {
       const start = startRedis({ dataDir: path.join(dir, 'loser'), port: other.port });
       await expect(start).rejects.toBeInstanceOf(PortInUseError);
       await expect(start).rejects.toThrow(/Address already in use/);
+      // Said as what it is, port first (it printed as "GiveUp: redis-server exited at start ...").
+      expect(String(await start.catch((err: unknown) => err))).toMatch(
+        new RegExp(`^PortInUseError: 127\\.0\\.0\\.1:${other.port} is taken by another process: redis-server exited at start`),
+      );
+      // Every pick taken: the error names the ports tried.
+      await expect(
+        startOnFreePort((port) => startRedis({ dataDir: path.join(dir, 'loser'), port }), {
+          attempts: 2,
+          pick: async () => other.port,
+        }),
+      ).rejects.toThrow(`every port tried was taken (${other.port}, ${other.port})`);
       // Picking again: the start on a free port's second pick succeeds, and is the server it says.
       const picks = [other.port, await freePort()];
       const redis = await startOnFreePort((port) => startRedis({ dataDir: path.join(dir, 'retried'), port }), {
@@ -199,5 +210,35 @@ describe('@pga/local-stack: a port another server took', () => {
     const start = startPostgres({ dataDir: path.join(dir, 'pg-loser'), port: taken, ephemeral: true });
     await expect(start).rejects.toBeInstanceOf(PortInUseError);
     await expect(start).rejects.toThrow(/Address already in use/);
+    expect(String(await start.catch((err: unknown) => err))).toMatch(
+      new RegExp(`^PortInUseError: 127\\.0\\.0\\.1:${taken} is taken by another process: PostgreSQL exited at start`),
+    );
   });
+
+  it('a Redis whose port a server that is not Redis holds fails with PortInUseError too (it used to wait forever)', async () => {
+    // One closes every connection at once, one answers something else and closes: the readiness
+    // check's connection ended without an answer, and nothing ended its wait.
+    for (const answer of [(s: Socket) => s.destroy(), (s: Socket) => s.resume().end('HTTP/1.1 400 Bad Request\r\n\r\n')]) {
+      const holder = createServer(answer);
+      await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+      const port = (holder.address() as AddressInfo).port;
+      try {
+        const t0 = Date.now();
+        const start = startRedis({ dataDir: path.join(dir, 'not-redis'), port });
+        // A bound of its own: the old wait never ended, not even at waitFor's 30 s.
+        let timer: NodeJS.Timeout | undefined;
+        const bound = new Promise(
+          (_, reject) => (timer = setTimeout(() => reject(new Error('still waiting after 20 s')), 20_000)),
+        );
+        try {
+          await expect(Promise.race([start, bound])).rejects.toBeInstanceOf(PortInUseError);
+        } finally {
+          clearTimeout(timer);
+        }
+        expect(Date.now() - t0).toBeLessThan(20_000);
+      } finally {
+        holder.close();
+      }
+    }
+  }, 60_000);
 });

@@ -53,6 +53,7 @@ export async function freePort(): Promise<number> {
  * A GiveUp: waiting longer cannot help.
  */
 export class PortInUseError extends GiveUp {
+  override readonly name: string = 'PortInUseError';
   readonly code = 'EADDRINUSE';
   constructor(
     readonly port: number,
@@ -66,6 +67,17 @@ export class PortInUseError extends GiveUp {
 export const saysPortInUse = (output: string) => /Address already in use/i.test(output);
 
 /**
+ * The error for a server that exited at start, with the end of what it printed (`outputTail`): a
+ * PortInUseError, naming the port first, when that says its port was taken; a GiveUp otherwise.
+ */
+export function exitedAtStart(server: string, port: number, logFile: string, outputTail: (lines: number) => string): GiveUp {
+  const message = `${server} exited at start (log: ${logFile})${outputTail(5)}`;
+  return saysPortInUse(outputTail(20))
+    ? new PortInUseError(port, `127.0.0.1:${port} is taken by another process: ${message}`)
+    : new GiveUp(message);
+}
+
+/**
  * Starts a server on a port of `freePort()`, and on another when the start loses that port to
  * another process (PortInUseError), up to `attempts` ports. For servers whose callers take any
  * port; one restarted on the port its clients know cannot pick again (its PortInUseError says so).
@@ -74,11 +86,17 @@ export async function startOnFreePort<T>(
   start: (port: number) => Promise<T>,
   { attempts = 5, pick = freePort }: { attempts?: number; pick?: () => Promise<number> } = {},
 ): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
+  const tried: number[] = [];
+  for (;;) {
+    const port = await pick();
+    tried.push(port);
     try {
-      return await start(await pick());
+      return await start(port);
     } catch (err) {
-      if (!(err instanceof PortInUseError) || attempt >= attempts) throw err;
+      if (!(err instanceof PortInUseError)) throw err;
+      if (tried.length >= attempts) {
+        throw new PortInUseError(err.port, `every port tried was taken (${tried.join(', ')}); the last: ${err.message}`);
+      }
     }
   }
 }

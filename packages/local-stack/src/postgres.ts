@@ -4,8 +4,8 @@ import { existsSync, mkdirSync, chownSync, writeFileSync, rmSync } from 'node:fs
 import path from 'node:path';
 import { outputTail, readyOrStopped, spawnServer, stopChild, type ServerProcessOptions } from './child';
 import { findExecutable, POSTGRES_BIN_DIRS } from './find-executable';
-import { PortInUseError, saysPortInUse } from './free-port';
-import { GiveUp, waitFor } from './wait-for';
+import { exitedAtStart } from './free-port';
+import { waitFor } from './wait-for';
 import { connect } from 'node:net';
 
 export interface StartPostgresOptions extends ServerProcessOptions {
@@ -131,14 +131,12 @@ export async function startPostgres(options: StartPostgresOptions): Promise<Post
   const urlFor = (db: string) => `postgresql://${auth}127.0.0.1:${options.port}/${db}`;
   await readyOrStopped(child, () =>
     waitFor(`PostgreSQL on 127.0.0.1:${options.port} (log: ${logFile})`, async () => {
-      if (exited) {
-        const message = `PostgreSQL exited at start (log: ${logFile})${outputTail(child)}`;
-        throw saysPortInUse(outputTail(child, 20)) ? new PortInUseError(options.port, message) : new GiveUp(message);
-      }
-      // Ready on the TCP port and on this child's own socket: the postmaster makes its socket file
-      // only after it got its TCP port, so another PostgreSQL on the port (ours then exits, "Address
-      // already in use") no longer passes for it, as it did through the TCP check alone.
-      return (await canConnect(options.port)) && pgIsReady('127.0.0.1', options.port) && pgIsReady(socketDir, options.port);
+      if (exited) throw exitedAtStart('PostgreSQL', options.port, logFile, (lines) => outputTail(child, lines));
+      // Ready when the TCP port answers and this child accepts connections on its own socket: the
+      // postmaster makes its socket file only after it got its TCP port (without one it stops, "could
+      // not create any TCP/IP sockets"), so another PostgreSQL on the port no longer passes for it, as
+      // it did through pg_isready over TCP. That one is not run too: one pg_isready per check, as before.
+      return (await canConnect(options.port)) && pgIsReady(socketDir, options.port);
     }),
   );
   return {

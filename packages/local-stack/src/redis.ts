@@ -3,8 +3,8 @@ import { connect } from 'node:net';
 import path from 'node:path';
 import { outputTail, readyOrStopped, spawnServer, stopChild, type ServerProcessOptions } from './child';
 import { findExecutable } from './find-executable';
-import { PortInUseError, saysPortInUse } from './free-port';
-import { GiveUp, waitFor } from './wait-for';
+import { exitedAtStart } from './free-port';
+import { waitFor } from './wait-for';
 
 export interface StartRedisOptions extends ServerProcessOptions {
   dataDir: string;
@@ -82,14 +82,15 @@ export async function startRedis(options: StartRedisOptions): Promise<RedisHandl
   child.once('close', () => (exited = true));
   await readyOrStopped(child, () =>
     waitFor(`Redis on 127.0.0.1:${options.port} (log: ${logFile})`, async () => {
-      if (exited) {
-        const message = `redis-server exited at start (log: ${logFile})${outputTail(child)}`;
-        throw saysPortInUse(outputTail(child, 20)) ? new PortInUseError(options.port, message) : new GiveUp(message);
-      }
+      if (exited) throw exitedAtStart('redis-server', options.port, logFile, (lines) => outputTail(child, lines));
       // Ready once it answers PING and is this child: another process's Redis listening on the port
       // (ours then exits, "Address already in use") answered PONG too, and the start returned a
       // handle to a server that was not running, its URL leading to someone else's data.
-      return (await answeringPid(options.port, options.password)) === child.pid;
+      const pid = await answeringPid(options.port, options.password);
+      // Thrown, not false: should this last until the wait times out, its error says why.
+      if (pid !== undefined && pid !== child.pid)
+        throw new Error(`the Redis answering is pid ${pid}, not redis-server's ${child.pid}`);
+      return pid === child.pid;
     }),
   );
   const auth = options.password ? `:${encodeURIComponent(options.password)}@` : '';
@@ -119,7 +120,9 @@ function resp(...args: string[]): string {
 
 /**
  * The pid of the Redis answering on 127.0.0.1:`port` once it serves commands (PING answered PONG,
- * not LOADING), from INFO server's process_id; undefined otherwise.
+ * not LOADING), from INFO server's process_id; undefined otherwise: no answer within 1 s, an error
+ * reply, something not Redis, or the connection closed before the answers (without that last case a
+ * server that closed the connection left the promise, and the start, waiting forever).
  */
 function answeringPid(port: number, password?: string): Promise<number | undefined> {
   return new Promise((resolve) => {
@@ -137,14 +140,15 @@ function answeringPid(port: number, password?: string): Promise<number | undefin
     socket.on('data', (chunk: Buffer) => {
       data = Buffer.concat([data, chunk]);
       const replies = respReplies(data);
-      if (replies === undefined) return;
+      if (replies === undefined) return done(undefined);
       if (replies.some((r) => r.error)) return done(undefined);
       if (replies.length < expected) return;
       if (replies[expected - 2]!.text !== 'PONG') return done(undefined);
       const pid = /^process_id:(\d+)/m.exec(replies[expected - 1]!.text)?.[1];
       done(pid === undefined ? undefined : Number(pid));
     });
-    socket.once('error', () => resolve(undefined));
+    socket.once('error', () => done(undefined));
+    socket.once('close', () => done(undefined));
   });
 }
 

@@ -1,6 +1,6 @@
 /** Thrown by a `waitFor` check that knows waiting longer cannot help (the server exited): ends the wait at once. */
 export class GiveUp extends Error {
-  override readonly name = 'GiveUp';
+  override readonly name: string = 'GiveUp';
 }
 
 /** Polls `check` until it returns true or `timeoutMs` passes; throws naming `what` (a GiveUp as it is). */
