@@ -2,7 +2,7 @@ import { cpSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { expect, it } from 'vitest';
-import { freePort, startRedis, type RedisHandle } from '@pga/local-stack';
+import { startOnFreePort, startRedis, type RedisHandle } from '@pga/local-stack';
 import { testEnv, uniquePrefix } from '../helpers';
 import { call, spawnEdge, type EdgeProcess } from '../edge/harness';
 import { createHarness, edgeEnvOf } from './harness';
@@ -23,8 +23,9 @@ it(
   async () => {
     const dataDir = path.join(testEnv.dataDir, uniquePrefix('rolled-back'));
     const backup = `${dataDir}-backup`;
-    const port = await freePort();
-    let server: RedisHandle = await startRedis({ dataDir, port });
+    // Any port first; the restarts below must take the same one (its clients know it).
+    let server: RedisHandle = await startOnFreePort((port) => startRedis({ dataDir, port }));
+    const port = server.port;
     const h = await createHarness({ REDIS_URL: server.url });
     const redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
     redis.on('error', () => undefined);

@@ -10,7 +10,16 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { createSecretBox } from '@pga/crypto';
 import { recordIssuedToken } from '@pga/db';
-import { freePort, GiveUp, waitForProcesses } from '@pga/local-stack';
+import {
+  exitedAtStart,
+  freePort,
+  GiveUp,
+  outputTail,
+  spawnServer,
+  startOnFreePort,
+  waitFor,
+  waitForProcesses,
+} from '@pga/local-stack';
 import { createLogger, type Logger } from '@pga/logger';
 import { redisKeys, type RedisKeys } from '@pga/redis-keys';
 import { createCollectorTokens, hashToken, type CollectorTokens, type IssuedToken } from '@pga/tokens';
@@ -380,32 +389,60 @@ export interface FailingDiskRedis {
  * Starts redis-server with `args` under SIGXFSZ ignored (through bash: an ignored signal stays
  * ignored across exec and in a save's fork), so that a file-size limit set with `prlimit` makes its
  * writes fail with EFBIG instead of killing it: a full disk, as Redis sees one. Resolves once it
- * answers PING.
+ * answers PING and is this child (INFO's process_id: bash exec'd it), on another port when its
+ * port was taken (startOnFreePort; a PING answered by another process's Redis passed for it).
  */
 export async function startFailingDiskRedis(name: string, args: string[]): Promise<FailingDiskRedis> {
   const dir = path.join(testEnv.dataDir, uniquePrefix(name));
   mkdirSync(dir, { recursive: true });
-  const port = await freePort();
-  const child = spawn(
-    'bash',
-    ['-c', `trap '' XFSZ; exec redis-server "$@"`, 'redis', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, ...args],
-    { stdio: 'ignore' },
-  );
-  const url = `redis://127.0.0.1:${port}`;
-  const admin = new Redis(url, { maxRetriesPerRequest: 1 });
-  admin.on('error', () => undefined);
-  await waitUntil(async () => (await admin.ping().catch(() => '')) === 'PONG', 10_000, 'redis up');
-  return {
-    child,
-    url,
-    dir,
-    admin,
-    fsize: (limit) => expect(spawnSync('prlimit', ['--pid', String(child.pid), `--fsize=${limit}:unlimited`]).status).toBe(0),
-    stop: () => {
+  const logFile = path.join(dir, 'redis.log');
+  return startOnFreePort(async (port) => {
+    const child = spawnServer(
+      'bash',
+      [
+        '-c',
+        `trap '' XFSZ; exec redis-server "$@"`,
+        'redis',
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        ...args,
+      ],
+      logFile,
+    );
+    let exited = false;
+    child.once('close', () => (exited = true));
+    const url = `redis://127.0.0.1:${port}`;
+    const admin = new Redis(url, { maxRetriesPerRequest: 1 });
+    admin.on('error', () => undefined);
+    const stop = () => {
       admin.disconnect();
       child.kill('SIGKILL');
-    },
-  };
+    };
+    try {
+      await waitFor(`Redis on 127.0.0.1:${port} (log: ${logFile})`, async () => {
+        if (exited) throw exitedAtStart('redis-server', port, logFile, (lines) => outputTail(child, lines));
+        if ((await admin.ping().catch(() => '')) !== 'PONG') return false;
+        const pid = Number(/^process_id:(\d+)/m.exec(await admin.info('server'))?.[1]);
+        if (pid !== child.pid) throw new Error(`the Redis answering is pid ${pid}, not redis-server's ${child.pid}`);
+        return true;
+      });
+    } catch (err) {
+      stop();
+      throw err;
+    }
+    return {
+      child,
+      url,
+      dir,
+      admin,
+      fsize: (limit) => expect(spawnSync('prlimit', ['--pid', String(child.pid), `--fsize=${limit}:unlimited`]).status).toBe(0),
+      stop,
+    };
+  });
 }
 
 /**

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { freePort, startOnFreePort, startRedis, type RedisHandle } from '@pga/local-stack';
+import { startOnFreePort, startRedis, type RedisHandle } from '@pga/local-stack';
 import { describe, expect, it } from 'vitest';
 import { revokeCollectorTokens } from '@pga/db';
 import { publishCollectorChange } from '@pga/redis-keys';
@@ -40,8 +40,9 @@ const SLOW_PAUSE_MS = 6000;
 describe('Redis stopped, slow, or reconnecting', () => {
   it('answers 503 quickly and never a 200 for a push that is not in Redis', async () => {
     const dataDir = path.join(testEnv.dataDir, uniquePrefix('edge-redis'));
-    const port = await freePort();
-    let redis: RedisHandle = await startRedis({ dataDir, port });
+    // Any port first; the restart below must take the same one (its clients know it).
+    let redis: RedisHandle = await startOnFreePort((port) => startRedis({ dataDir, port }));
+    const port = redis.port;
     await using world = await EdgeWorld.create({ redisUrl: redis.url });
     try {
       const edge = await world.startEdge({ ENQUEUE_TIMEOUT_MS: '1000', RATE_LIMIT_PER_SECOND: '0' });
@@ -100,8 +101,9 @@ describe('Redis stopped, slow, or reconnecting', () => {
     // Both connections (commands and change feed) retry several times a second each: that must not
     // become a line per attempt, nor stay silent (it was: connection errors went out at debug).
     const dataDir = path.join(testEnv.dataDir, uniquePrefix('edge-redis'));
-    const port = await freePort();
-    let redis: RedisHandle = await startRedis({ dataDir, port });
+    // Any port first; the restart below must take the same one (its clients know it).
+    let redis: RedisHandle = await startOnFreePort((port) => startRedis({ dataDir, port }));
+    const port = redis.port;
     const { logger, lines } = capturingLogger('edge-test');
     await using world = await EdgeWorld.create({ redisUrl: redis.url });
     try {

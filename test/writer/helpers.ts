@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import type { PushItem, PushJob } from '@pga/contracts';
 import { createPool, migrateDatabase, type Pool } from '@pga/db';
 import { createLogger, type Logger } from '@pga/logger';
-import { freePort, startPostgres } from '@pga/local-stack';
+import { freePort, startOnFreePort, startPostgres } from '@pga/local-stack';
 import { redisKeys, type RedisKeys } from '@pga/redis-keys';
 import { createWriter, readWriterConfig, type Writer } from '@pga/writer';
 import { testEnv, uniquePrefix } from '../helpers';
@@ -132,12 +132,16 @@ export async function waitUntil(what: string, check: () => Promise<boolean>, tim
 
 /**
  * A PostgreSQL of the test's own, to stop and start again without touching the shared one: one
- * migrated database `database`; `restart()` starts it again on the same port and folder.
+ * migrated database `database`; `restart()` starts it again on the same port and folder. `dataDir`:
+ * the cluster's folder (to copy while it is stopped).
  */
-export async function ownPostgres(database: string): Promise<{ url: string; stop(): Promise<void>; restart(): Promise<void> }> {
-  const port = await freePort();
-  const dataDir = path.join(testEnv.dataDir, `pg-${database}-${port}`);
-  let pg = await startPostgres({ dataDir, port, ephemeral: true });
+export async function ownPostgres(
+  database: string,
+): Promise<{ url: string; dataDir: string; stop(): Promise<void>; restart(): Promise<void> }> {
+  const dataDir = path.join(testEnv.dataDir, uniquePrefix(`pg-${database}`));
+  // Any port first; restart() must take the same one (its clients know it).
+  let pg = await startOnFreePort((port) => startPostgres({ dataDir, port, ephemeral: true }));
+  const port = pg.port;
   const admin = createPool(pg.url, { max: 1 });
   await admin.query(`CREATE DATABASE ${database}`);
   await admin.end();
@@ -145,6 +149,7 @@ export async function ownPostgres(database: string): Promise<{ url: string; stop
   await migrateDatabase(url);
   return {
     url,
+    dataDir: pg.dataDir,
     stop: () => pg.stop(),
     async restart() {
       pg = await startPostgres({ dataDir, port, ephemeral: true });

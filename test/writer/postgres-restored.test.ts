@@ -1,12 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { expect, it } from 'vitest';
 import { createPool } from '@pga/db';
 import { findLostPushes } from '../../scripts/lib/lost-pushes';
 import { call } from '../edge/harness';
-import { testEnv, uniquePrefix } from '../helpers';
+import { uniquePrefix } from '../helpers';
 import { edgeWithCollector } from './edge-collector';
 import { ownPostgres, startWriterHarness, waitUntil } from './helpers';
 
@@ -28,8 +27,7 @@ it(
   async () => {
     const database = `restored_${randomUUID().slice(0, 8)}`;
     const pg = await ownPostgres(database);
-    const port = new URL(pg.url).port;
-    const dataDir = path.join(testEnv.dataDir, `pg-${database}-${port}`);
+    const dataDir = pg.dataDir;
     const backup = `${dataDir}-backup`;
     const prefix = uniquePrefix('restored');
     const pool = createPool(pg.url, { max: 2 });

@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import type { PushJob } from '@pga/contracts';
 import { createPool } from '@pga/db';
-import { freePort, startRedis } from '@pga/local-stack';
+import { freePort, startOnFreePort, startRedis } from '@pga/local-stack';
 import { redisKeys } from '@pga/redis-keys';
 import { createTestDatabase, testEnv, uniquePrefix } from '../helpers';
 import { spawnWriter, type ChildWriter } from './child-writer';
@@ -39,8 +39,9 @@ function logLines(w: ChildWriter) {
 describe('writer: stopping while a dependency is gone', () => {
   it('logs a Redis outage as one line when it starts and one when it is over, and stops at once while Redis is unreachable', async () => {
     const dataDir = path.join(testEnv.dataDir, uniquePrefix('writer-redis'));
-    const port = await freePort();
-    let redis = await startRedis({ dataDir, port });
+    // Any port first; the restart below must take the same one (its clients know it).
+    let redis = await startOnFreePort((port) => startRedis({ dataDir, port }));
+    const port = redis.port;
     const db = await createTestDatabase();
     const w = spawnWriter({
       ...(await writerEnv(db.url, uniquePrefix('redis-gone'), { LOG_LEVEL: 'info' })),
