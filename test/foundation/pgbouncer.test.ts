@@ -1,7 +1,9 @@
 import { readdirSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkTokenKeyIdsAtStart, createPool, migrateDatabase, MIGRATIONS_DIR } from '@pga/db';
+import { freePort } from '@pga/local-stack';
 import { capturingLogger, createTestDatabase, startPgBouncer, testEnv, type PgBouncer } from '../helpers';
 import { EdgeWorld, spawnEdge } from '../edge/harness';
 
@@ -152,4 +154,41 @@ describe('through PgBouncer in transaction mode', () => {
     expect(await advisoryLocks(db.name)).toEqual([]);
     // The old runner waited here for ever: a starter's lock left on a server connection.
   }, 20_000);
+});
+
+/**
+ * The helper's own port handling: a PgBouncer whose port another process holds exits "Address already
+ * in use"; readiness used to be any TCP connect, so the start could pass on the holder's socket and
+ * hand out a URL that reached no PgBouncer. Now it waits for PgBouncer's "listening on" line and
+ * starts again on another port.
+ */
+it('the PgBouncer helper starts on another port when its port is taken, never on the holder', { timeout: 60_000 }, async () => {
+  const holder = createServer((socket) => socket.destroy());
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+  const held = (holder.address() as AddressInfo).port;
+  const picked: number[] = [];
+  let bouncer: PgBouncer | undefined;
+  try {
+    bouncer = await startPgBouncer({
+      target: new URL(testEnv.pgUrl),
+      poolMode: 'session',
+      pickPort: async () => {
+        const port = picked.length === 0 ? held : await freePort();
+        picked.push(port);
+        return port;
+      },
+    });
+    expect(picked).toHaveLength(2);
+    expect(bouncer.port).toBe(picked[1]);
+    const client = new pg.Client({ connectionString: bouncer.url(testEnv.pgUrl) });
+    await client.connect();
+    try {
+      expect((await client.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await client.end();
+    }
+  } finally {
+    await bouncer?.stop();
+    holder.close();
+  }
 });

@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { findExecutable, freePort, GiveUp, stopChild, waitFor } from '@pga/local-stack';
+import { findExecutable, freePort, GiveUp, PortInUseError, startOnFreePort, stopChild, waitFor } from '@pga/local-stack';
 
 export interface PgBouncer {
   /** `databaseUrl` (a database of the server the bouncer fronts) through the bouncer. */
@@ -18,6 +18,8 @@ export interface StartPgBouncerOptions {
   poolMode: 'session' | 'transaction';
   /** Extra `[pgbouncer]` settings. */
   settings?: Record<string, string>;
+  /** Picks the port to try first (tests of the port handling); `freePort()` by default. */
+  pickPort?: () => Promise<number>;
 }
 
 export function pgbouncerBinary(): string {
@@ -34,8 +36,12 @@ export function pgbouncerBinary(): string {
  * `nobody` (PgBouncer refuses to run as root).
  */
 export async function startPgBouncer(options: StartPgBouncerOptions): Promise<PgBouncer> {
+  // Its port may be taken between freePort() and PgBouncer's listen: then again on another port.
+  return startOnFreePort((port) => startPgBouncerOn(port, options), { pick: options.pickPort ?? freePort });
+}
+
+async function startPgBouncerOn(port: number, options: StartPgBouncerOptions): Promise<PgBouncer> {
   const binary = pgbouncerBinary();
-  const port = await freePort();
   const dir = mkdtempSync(path.join(tmpdir(), 'pga-pgbouncer-'));
   chmodSync(dir, 0o755);
   const user = decodeURIComponent(options.target.username) || 'postgres';
@@ -76,9 +82,16 @@ export async function startPgBouncer(options: StartPgBouncerOptions): Promise<Pg
   let exited = false;
   child.once('exit', () => (exited = true));
   try {
+    // Ready when it says it listens on its port and that port answers: a connect alone may reach
+    // another process holding the port before this PgBouncer exits with "Address already in use".
     await waitFor(`PgBouncer on 127.0.0.1:${port}`, async () => {
-      if (exited) throw new GiveUp(`pgbouncer exited at start: ${output.trim() || '(no output)'}`);
-      return canConnect(port);
+      if (exited) {
+        const said = output.trim() || '(no output)';
+        throw /Address already in use/i.test(said)
+          ? new PortInUseError(port, `127.0.0.1:${port} is taken by another process: pgbouncer exited at start: ${said}`)
+          : new GiveUp(`pgbouncer exited at start: ${said}`);
+      }
+      return output.includes(`listening on 127.0.0.1:${port}`) && canConnect(port);
     });
   } catch (err) {
     child.kill('SIGKILL');
