@@ -499,28 +499,43 @@ describe('POST /api/v1/metrics/push (CONTRACT.md status table)', () => {
   it('a large declared body holds in the in-flight budget only the bytes that have arrived', async () => {
     const tight = await EdgeWorld.create();
     const socket = new Socket();
+    let upload: ReturnType<typeof slowUpload> | undefined;
     try {
       const edge = await tight.startEdge({ MAX_INFLIGHT_BYTES: String(4 * 1024 * 1024) });
       const [slow, other] = [await tight.collector(), await tight.collector()];
-      await new Promise<void>((resolve, reject) =>
-        socket.once('error', reject).connect(Number(new URL(edge.url).port), '127.0.0.1', resolve),
-      );
-      // 3 MiB declared, 100 KB sent (a slow upload, or one holding the budget without sending).
-      const arrived = '{"x":"'.length + 100_000;
-      socket.write(
+      await new Promise<void>((resolve, reject) => socket.once('error', reject).connect(edge.port, '127.0.0.1', resolve));
+      // 3 MiB declared, 100 KB sent (a slow upload, or one holding the budget without sending),
+      // then 160 KiB every 5 s. Sent once and left, it was cut off by uWS.js 8-12 s later (slowUpload)
+      // and its bytes given back: on a slow machine the 2 MiB push below then got its 200 whatever
+      // the edge would have counted for the upload, and the test passed without testing.
+      upload = slowUpload(
+        socket,
         `POST /api/v1/metrics/push HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer ${slow.token}\r\nContent-Type: application/json\r\n` +
-          `Content-Length: ${3 * 1024 * 1024}\r\n\r\n{"x":"${'a'.repeat(100_000)}`,
+          `Content-Length: ${3 * 1024 * 1024}\r\n\r\n`,
+        3 * 1024 * 1024,
+        '{"x":"'.length + 100_000,
       );
-      // Until the edge holds what was sent (not a guess at when it has read it): the push below
-      // tests the budget only against an upload the edge is in the middle of.
-      await waitUntil(async () => (await edgeMetric(edge.url, INFLIGHT)) >= arrived, 10_000, 'the 100 KB held');
-      expect(await edgeMetric(edge.url, INFLIGHT)).toBe(arrived);
+      const first = upload;
+      // Exactly what it has sent (not a guess at when the edge has read it), with no write in
+      // between: the push below is decided against an upload the edge is in the middle of.
+      const onlyItsBytesHeld = (when: string) =>
+        first.quiet(async () => {
+          await waitUntil(
+            async () => (await edgeMetric(edge.url, INFLIGHT)) >= first.written(),
+            10_000,
+            `the upload's ${first.written()} bytes held ${when} (cut off?)`,
+          );
+          expect(await edgeMetric(edge.url, INFLIGHT), `held ${when}`).toBe(first.written());
+        });
+      await onlyItsBytesHeld('before the push');
       const big = await call(`${edge.url}/api/v1/metrics/push`, {
         token: other.token,
         body: `{"y":"${'b'.repeat(2 * 1024 * 1024)}"}`,
       });
       expect(big.status).toBe(200);
+      await onlyItsBytesHeld('after the push');
     } finally {
+      upload?.stop();
       socket.destroy();
       await tight[Symbol.asyncDispose]();
     }
