@@ -26,6 +26,19 @@ export class InflightBudget {
 /** A declared body is read into one buffer of its size once this much of it has arrived. */
 const PREALLOCATE_BYTES = 1024 * 1024;
 
+/**
+ * A body still being kept restarts uWS.js's idle timeout once this much more of it has arrived (and
+ * at most once a second): a body is cut off only once 8–12 s pass with less than this arriving (the
+ * timeout's 10 s, checked in 4 s ticks): one arriving faster than 1 KiB/s never is. uWS.js alone
+ * restarts the timeout only after 160 KiB more (HttpContext.h HTTP_RECEIVE_THROUGHPUT_BYTES × 10 s):
+ * a push arriving slower than ~16 KiB/s (a 100 kbit/s uplink sends 12.5) was cut off without an
+ * answer 8–12 s after its last 160 KiB, and its collector retried it forever. A refused body (its
+ * rest only counted: `discard`, a client without a token included) keeps uWS.js's ~16 KiB/s: no
+ * connection is kept open longer for a trickle the edge has refused.
+ */
+const PROGRESS_BYTES = 8 * 1024;
+const REARM_EVERY_MS = 1000;
+
 export interface BodyReader {
   /** Resolves with the whole body; rejects with AppError 413 / 503 as soon as a cap is crossed. */
   body: Promise<Buffer>;
@@ -56,9 +69,37 @@ export interface BodyReader {
  * that arrives before `onData` is attached). The cap is enforced as bytes arrive, so a chunked body
  * without Content-Length cannot grow past it; each chunk is copied because uWS reuses its buffer.
  */
-export function readBody(res: HttpResponse, maxBytes: number, budget: InflightBudget, declaredLength?: number): BodyReader {
+export function readBody(
+  res: HttpResponse,
+  maxBytes: number,
+  budget: InflightBudget,
+  declaredLength?: number,
+  /** True once the request was answered (`res` must not be touched then). */
+  answered: () => boolean = () => false,
+): BodyReader {
   let reserved = 0;
   let size = 0;
+  // Bytes kept since the idle timeout was last restarted (keepAlive), and when that was.
+  let progress = 0;
+  let rearmedAt = 0;
+  let rearm = true;
+  const keepAlive = (n: number) => {
+    progress += n;
+    if (progress < PROGRESS_BYTES || !rearm || answered()) return;
+    const now = Date.now();
+    if (now - rearmedAt < REARM_EVERY_MS) return;
+    progress = 0;
+    rearmedAt = now;
+    try {
+      // This uWS.js build's only way to restart the timeout: resume() sets it to 10 s again
+      // (HttpResponse.h; pause() clears it). Both at once leave reading as it was.
+      res.pause();
+      res.resume();
+    } catch {
+      // uWS.js's Node fallback (no binary for this Node) has neither: its own timeouts apply.
+      rearm = false;
+    }
+  };
   let complete = false;
   let failed = false;
   let abort = () => {};
@@ -133,6 +174,7 @@ export function readBody(res: HttpResponse, maxBytes: number, budget: InflightBu
         return;
       }
       reserved += chunk.byteLength;
+      if (!isLast) keepAlive(chunk.byteLength);
       if (whole && size > whole.length) {
         // More than declared (uWS frames bodies by Content-Length, so not expected): gather the rest.
         chunks.push(whole.subarray(0, size - chunk.byteLength));

@@ -157,7 +157,7 @@ export class RouteKit {
       });
       // A request refused for its headers (below) has its body left unread.
       if (options.maxBody !== undefined && !conflict) {
-        reader = readBody(res, options.maxBody, budget, declared);
+        reader = readBody(res, options.maxBody, budget, declared, () => reply.done || reply.aborted);
         reply.bodyPending = true;
         void reader.body.then(
           () => (reply.bodyPending = false),
