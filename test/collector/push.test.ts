@@ -114,6 +114,35 @@ describe('collector ↔ central protocol peer', () => {
     expect(s.peer.state.pushes[0]!.pushId).toBe(a!.pushId);
   });
 
+  it('retries a push whose connection was cut mid-upload without an answer: back-off, the same Idempotency-Key, stored once and in order', async () => {
+    // What a collector sees when the edge (uWS.js) cuts off an upload arriving too slowly: the
+    // connection closed with no answer. The snapshot stays first in the spool and is pushed again.
+    const s = await setup();
+    await using _peer = s.peer;
+    let first: string | undefined;
+    s.peer.state.cutPush = (pushId) => {
+      first ??= pushId;
+      return pushId === first && s.peer.state.cuts.length < 2;
+    };
+    await using collector = await runCollector(s.env);
+    await until('the cut push stored', () => s.peer.state.pushes.some((p) => p.pushId === first));
+    const [cut1, cut2] = s.peer.state.cuts;
+    expect(s.peer.state.cuts.map((c) => c.pushId)).toEqual([first, first]);
+    const stored = s.peer.state.pushAttempts.filter((a) => a.pushId === first);
+    expect(stored.map((a) => a.status)).toEqual([200]);
+    // Back-off (FAST_ENV: 200 ms doubling, equal jitter): 100-200 ms, then 200-400 ms.
+    expect(cut2!.at - cut1!.at).toBeGreaterThanOrEqual(90);
+    expect(stored[0]!.at - cut2!.at).toBeGreaterThanOrEqual(190);
+    // Nothing overtook it, and it was stored once.
+    expect(s.peer.state.pushes[0]!.pushId).toBe(first);
+    expect(s.peer.state.pushes.filter((p) => p.pushId === first)).toHaveLength(1);
+    const failures = collector.logs.filter((l) => l.msg === 'push failed; will retry');
+    expect(failures.slice(0, 2).map((l) => [l.attempt, String(l.error).startsWith('push: network NETWORK')])).toEqual([
+      [1, true],
+      [2, true],
+    ]);
+  });
+
   it('sets aside a snapshot the central rejects with 400 or 413 and goes on with the next', async () => {
     const s = await setup();
     await using _peer = s.peer;

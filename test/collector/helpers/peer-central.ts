@@ -41,6 +41,10 @@ export async function startPeerCentral({ tokenTtlSeconds = 3600 }: { tokenTtlSec
     configPulls: 0,
     registered: [] as { name: string; hostname: string }[],
     onPush: undefined as ((pushId: string) => Override | undefined) | undefined,
+    /** True: the push's connection is closed as it arrives, body unread and no answer (an edge cutting off a slow upload). */
+    cutPush: undefined as ((pushId: string) => boolean) | undefined,
+    /** When and which pushes were cut (cutPush). */
+    cuts: [] as { at: number; pushId: string }[],
     onHeartbeat: undefined as (() => Override | undefined) | undefined,
   };
   const hanging = new Set<ServerResponse>();
@@ -74,6 +78,12 @@ export async function startPeerCentral({ tokenTtlSeconds = 3600 }: { tokenTtlSec
 
   async function handle(req: IncomingMessage, res: ServerResponse) {
     const url = new URL(req.url ?? '/', 'http://peer');
+    const pushKey = String(req.headers['idempotency-key'] ?? '');
+    if (url.pathname === '/api/v1/metrics/push' && state.cutPush?.(pushKey)) {
+      state.cuts.push({ at: Date.now(), pushId: pushKey });
+      req.socket.destroy();
+      return;
+    }
     const body = await readBody(req);
     if (url.pathname === '/healthz') return send(res, 200, { status: 'ok' });
     if (url.pathname === '/api/v1/collectors/register' && req.method === 'POST') {
