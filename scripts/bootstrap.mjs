@@ -31,8 +31,12 @@ if (command !== 'start' && command !== 'test') {
 }
 
 const [major, minor] = process.versions.node.split('.').map(Number);
-if (major < 20 || (major === 20 && minor < 19) || major === 21 || (major === 22 && minor < 12)) {
-  console.error(`pganalytics-central needs Node 20.19+ or 22.12+; this is ${process.version}`);
+// Node 20 only: the ingest edge's uWebSockets.js (20.30) has native binaries up to Node 20 (ABI 115);
+// on a newer Node it would fall back to its slow, incomplete Node implementation (the edge refuses it).
+if (major !== 20 || minor < 19) {
+  console.error(
+    `pganalytics-central needs Node 20.19+ (20.x; the ingest edge's uWebSockets.js has no build for newer Node); this is ${process.version}`,
+  );
   process.exit(1);
 }
 

@@ -6,6 +6,7 @@ import { createLogger } from '@pga/logger';
 import { startWorkers, workerMetricsBridge, type MetricsJson } from './cluster';
 import { openMetricsWarning, readEdgeConfig } from './config';
 import { createEdge, EDGE_STATEMENT_TIMEOUT_MS } from './create-edge';
+import { uwsFallbackRefusal } from './uws-native';
 
 const config = configOrExit('ingest-edge', () => {
   const read = readEdgeConfig();
@@ -17,6 +18,14 @@ const config = configOrExit('ingest-edge', () => {
   return read;
 });
 const logger = createLogger({ name: 'ingest-edge', level: config.LOG_LEVEL });
+
+// uWebSockets.js falls back to a slow Node implementation, with only a warning, on a Node it has no
+// binary for (Node 22 here): parts of the edge would throw mid-request. Refused at once instead.
+const fallback = uwsFallbackRefusal();
+if (fallback) {
+  logger.fatal(fallback);
+  process.exit(1);
+}
 
 // The processes of one edge share the port with SO_REUSEPORT (uWebSockets.js always sets it), which
 // would also let this edge silently join a port another edge (another install) holds: the kernel
