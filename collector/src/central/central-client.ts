@@ -82,6 +82,18 @@ async function exchange<T>(
 }
 
 /**
+ * The slowest upload a push is given time for, bytes/s: over a link this slow (a quarter of a
+ * 128 kbit/s uplink), a push's timeout is COLLECTOR_HTTP_TIMEOUT_MS plus its upload time. A whole
+ * request within COLLECTOR_HTTP_TIMEOUT_MS alone aborted every push over ~180 KiB on a 100 kbit/s
+ * link, retried for ever; the edge keeps a body arriving faster than 1 KiB/s.
+ */
+export const PUSH_MIN_UPLOAD_BYTES_PER_S = 4096;
+
+/** A push's timeout: the base plus its gzipped body's upload time at PUSH_MIN_UPLOAD_BYTES_PER_S. */
+export const pushTimeoutMs = (timeoutMs: number, bytes: number) =>
+  timeoutMs + Math.ceil((bytes * 1000) / PUSH_MIN_UPLOAD_BYTES_PER_S);
+
+/**
  * The collector's side of CONTRACT.md. `credentials()` is read on every call, so a refreshed token
  * is used from the next request on.
  */
@@ -109,7 +121,7 @@ export function createCentralClient({
           headers: { ...auth(), 'content-type': 'application/json', 'content-encoding': 'gzip', 'idempotency-key': pushId },
           body: Uint8Array.from(gzipped),
         },
-        timeoutMs,
+        pushTimeoutMs(timeoutMs, gzipped.length),
         (j) => (j ?? {}) as { records?: number; duplicate?: boolean },
       ),
     heartbeat: (body) =>
