@@ -15,8 +15,10 @@ export interface SessionLookup {
    * The valid session of a session cookie's value, or undefined: a value this installation did not
    * sign (auth/session-signer.ts) is undefined at once, without a query. Throws UNAVAILABLE (503, Retry-After 1) when
    * SESSION_LOOKUP_CONCURRENCY lookups already run and no slot frees up within SESSION_LOOKUP_WAIT_MS.
+   * `signal` (the request's client gone): a lookup still waiting for a slot leaves the queue at once
+   * and rejects with its reason; one running is not stopped.
    */
-  lookup(cookieValue: string): Promise<FoundSession | undefined>;
+  lookup(cookieValue: string, signal?: AbortSignal): Promise<FoundSession | undefined>;
   /**
    * The SHA-256 of the session id a cookie value carries when this installation signed it (what
    * `admin_sessions.id_hash` holds), without a query; undefined for any other value. What the
@@ -71,23 +73,30 @@ export function createSessionLookup(
       'too many requests are checking their session at once; try again shortly (SESSION_LOOKUP_CONCURRENCY, SESSION_LOOKUP_WAIT_MS)',
       { retryAfterSeconds: 1 },
     );
-  const acquire = async () => {
+  const acquire = async (signal: AbortSignal | undefined) => {
+    signal?.throwIfAborted();
     if (active < maxConcurrent) {
       active++;
       return;
     }
     if (waiting.length >= maxWaiting) throw busy();
     await new Promise<void>((resolve, reject) => {
+      const leave = (reason: unknown) => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        waiting.splice(waiting.indexOf(entry), 1);
+        reject(reason);
+      };
+      const onAbort = () => leave(signal!.reason);
       const entry = {
         grant: () => {
           clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
           resolve();
         },
       };
-      const timer = setTimeout(() => {
-        waiting.splice(waiting.indexOf(entry), 1);
-        reject(busy());
-      }, waitMs);
+      const timer = setTimeout(() => leave(busy()), waitMs);
+      signal?.addEventListener('abort', onAbort, { once: true });
       waiting.push(entry);
     });
   };
@@ -109,12 +118,12 @@ export function createSessionLookup(
     return false;
   };
   return {
-    async lookup(cookieValue) {
+    async lookup(cookieValue, signal) {
       const sessionId = signer.open(cookieValue);
       if (sessionId === undefined) return undefined;
       const hash = sha256Hex(sessionId);
       if (isUnknown(hash)) return undefined;
-      await acquire();
+      await acquire(signal);
       try {
         const { rows } = await pool.query<SessionUser & { expires_at: Date; valid: boolean }>(
           `SELECT u.id, u.username, u.display_name, u.role, s.expires_at,

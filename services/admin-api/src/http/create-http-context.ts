@@ -6,6 +6,7 @@ import { toTRPCError } from '../trpc/init';
 import { SESSION_COOKIE, readCookie } from '../auth/session-cookie';
 import { clientIp, isTls, requestPathname } from './request-meta';
 import { admittedSession } from './request-body';
+import { whileInProgress } from './request-hold';
 import { databaseUnavailable, logDatabaseUnavailable } from '../db/unavailable';
 
 /**
@@ -25,7 +26,13 @@ export async function createHttpContext(
   const admitted = admittedSession(req);
   let session;
   try {
-    session = admitted ? admitted.session : sessionId ? await deps.sessionLookup.lookup(sessionId) : undefined;
+    // Holding the request's place in ADMIN_SESSION_MAX_IN_FLIGHT until it settles; not started (nor
+    // waiting on) for a client gone already (http/request-hold.ts).
+    session = admitted
+      ? admitted.session
+      : sessionId
+        ? await whileInProgress(req, (signal) => deps.sessionLookup.lookup(sessionId, signal))
+        : undefined;
   } catch (err) {
     // Too many lookups at once: 503 with Retry-After (auth/session-lookup.ts), not a 500.
     if (err instanceof AppError) throw toTRPCError(err);
@@ -49,6 +56,7 @@ export async function createHttpContext(
       const previous = res.getHeader('set-cookie');
       res.setHeader('set-cookie', [...(Array.isArray(previous) ? previous : previous ? [String(previous)] : []), cookie]);
     },
+    inProgress: (run) => whileInProgress(req, run),
     closeConnectionAfter(ms) {
       if (res.writableFinished || res.destroyed) return;
       const timer = setTimeout(() => res.destroy(), ms).unref();

@@ -2,7 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AppError } from '@pga/contracts';
 import type { Deps } from '../deps';
 import { SESSION_COOKIE, readCookie } from '../auth/session-cookie';
-import { holdUntilAnsweredOrGone, trpcCalls } from './request-body';
+import { trpcCalls } from './request-body';
+import { holdRequest } from './request-hold';
 
 /** Seconds a request refused for its session's in-flight cap is told to wait (Retry-After). */
 const IN_FLIGHT_RETRY_SECONDS = 1;
@@ -12,7 +13,8 @@ const LIVE_FEED = 'live.collectorStatus';
 
 /**
  * /trpc requests in progress per session (ADMIN_SESSION_MAX_IN_FLIGHT), counted from their arrival
- * to their answer (or their connection's end), before their session is looked up: the session is
+ * to their answer (or their connection's end) and until the session lookup and procedures they
+ * started have settled (http/request-hold.ts), from before their session is looked up: the session is
  * the one a cookie this installation signed names (SessionLookup.sessionHash, one HMAC), so a
  * made-up cookie is counted nowhere (it is no session anyway) and a real one cannot be multiplied.
  * Until 2026-12-08 one session's 200 concurrent requests (a script, a stolen cookie) took the
@@ -68,5 +70,5 @@ export function admitInFlight(
     refuse(new AppError('RATE_LIMITED', message, { retryAfterSeconds: IN_FLIGHT_RETRY_SECONDS }));
     return false;
   }
-  return holdUntilAnsweredOrGone(req, res, release);
+  return holdRequest(req, res, release);
 }

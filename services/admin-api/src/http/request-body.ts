@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 import { AppError } from '@pga/contracts';
 import type { Deps } from '../deps';
 import { SESSION_COOKIE, readCookie } from '../auth/session-cookie';
 import type { FoundSession } from '../auth/session-lookup';
+import { holdUntilAnsweredOrGone, whileInProgress } from './request-hold';
 
 const KiB = 1024;
 
@@ -163,48 +163,6 @@ export function admittedSession(req: IncomingMessage): { session: FoundSession |
   return { session: found.session };
 }
 
-/** Per socket, the releases waiting for its 'close' (one listener a socket, however many requests it carries). */
-const releasesOnClose = new WeakMap<Socket, Set<() => void>>();
-
-function releasesOf(socket: Socket): Set<() => void> {
-  let waiting = releasesOnClose.get(socket);
-  if (!waiting) {
-    const set = new Set<() => void>();
-    releasesOnClose.set(socket, set);
-    socket.once('close', () => {
-      releasesOnClose.delete(socket);
-      for (const release of set) release();
-    });
-    waiting = set;
-  }
-  return waiting;
-}
-
-/**
- * Calls `release` once, on the first of: the answer sent or given up (the response's 'close'), the
- * connection gone (its socket's 'close'); both listeners are removed then. The response of a
- * pipelined request waits in Node's queue without a socket and emits no 'close' when the connection
- * dies: until 2026-12-08 its share (or slot) stayed taken for the life of the process, and a few
- * hundred anonymous pipelined requests made every POST answer 503 (review33 F1). False, released at
- * once, when the connection is gone already.
- */
-export function holdUntilAnsweredOrGone(req: IncomingMessage, res: ServerResponse, release: () => void): boolean {
-  const socket = req.socket;
-  if (socket.destroyed) {
-    release();
-    return false;
-  }
-  const waiting = releasesOf(socket);
-  const done = () => {
-    res.off('close', done);
-    waiting.delete(done);
-    release();
-  };
-  waiting.add(done);
-  res.once('close', done);
-  return true;
-}
-
 /**
  * A refused request's body still on its way is read and dropped for at most this long, then its
  * connection is closed: closed at once, the client still sending got a reset (EPIPE, ECONNRESET)
@@ -314,7 +272,7 @@ export async function admitBody(
   const sessionId = readCookie(req.headers.cookie, SESSION_COOKIE);
   let session;
   try {
-    session = sessionId ? await deps.sessionLookup.lookup(sessionId) : undefined;
+    session = sessionId ? await whileInProgress(req, (signal) => deps.sessionLookup.lookup(sessionId, signal)) : undefined;
   } catch (err) {
     // The session lookups' bound (503, Retry-After) as any request meets it; anything else too.
     refuse(

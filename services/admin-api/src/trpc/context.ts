@@ -23,6 +23,12 @@ export interface Context {
   secureCookies: boolean;
   /** Adds a Set-Cookie header to the answer (a no-op outside HTTP). */
   setCookie(cookie: string): void;
+  /**
+   * Runs a procedure holding its HTTP request's place in ADMIN_SESSION_MAX_IN_FLIGHT until it
+   * settles; refuses to start it when the client is gone already (http/request-hold.ts). Absent
+   * outside HTTP.
+   */
+  inProgress?<T>(run: () => Promise<T>): Promise<T>;
   /** Closes the HTTP connection in `ms` unless its answer has ended by then (absent outside HTTP). */
   closeConnectionAfter?(ms: number): void;
 }

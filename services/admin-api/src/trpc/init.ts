@@ -87,9 +87,17 @@ const storableInput = t.middleware(async ({ getRawInput, next }) => {
   return next();
 });
 
+/**
+ * Over HTTP a procedure holds its request's place in ADMIN_SESSION_MAX_IN_FLIGHT until it settles,
+ * and does not start for a request whose client went away (while its session was looked up, say):
+ * until 2026-12-08 it ran uncounted once the client had closed (review34 F2). A subscription's
+ * resolver returns its stream at once: a live feed is held only while it starts.
+ */
+const inProgress = t.middleware(({ ctx, next }) => (ctx.inProgress ? ctx.inProgress(() => next()) : next()));
+
 export const router = t.router;
 export const createCallerFactory = t.createCallerFactory;
-export const publicProcedure = t.procedure.use(appErrors).use(storableInput);
+export const publicProcedure = t.procedure.use(appErrors).use(inProgress).use(storableInput);
 
 /** Any signed-in user (admin or viewer): reads. */
 export const authedProcedure = publicProcedure.use(({ ctx, next }) => {
