@@ -76,7 +76,33 @@ describe('clientAddress (TRUST_PROXY, TRUST_PROXY_HOPS: the admin service and th
     expect(limitKey('2001:db8::1')).toBe('2001:db8::/64');
     expect(limitKey('2001:db8:0:0:1::')).toBe('2001:db8::/64');
     expect(limitKey('2001:0:0:7::1')).toBe('2001:0:0:7::/64');
-    expect(limitKey('::1')).toBe('::/64');
+  });
+
+  it('limitKey: where one /64 is many unrelated clients, the whole address (or the IPv4 client of a NAT64 address)', () => {
+    // Link-local (fe80::/10): every neighbour is in fe80::/64.
+    expect(limitKey('fe80::1')).toBe('fe80::1');
+    expect(limitKey('fe80::2')).toBe('fe80::2');
+    expect(limitKey('febf:0:0:0:1:2:3:4')).toBe('febf:0:0:0:1:2:3:4');
+    expect(limitKey(normalizeAddress('fe80::1%eth0')!)).toBe('fe80::1');
+    // The /64 of zeros: loopback, unspecified, IPv4-compatible, SIIT.
+    expect(limitKey('::1')).toBe('::1');
+    expect(limitKey('::')).toBe('::');
+    expect(limitKey(normalizeAddress('::1.2.3.4')!)).toBe('::102:304');
+    expect(limitKey(normalizeAddress('::ffff:0:1.2.3.4')!)).toBe('::ffff:0:102:304');
+    // NAT64's well-known prefix: the IPv4 client, as it would be keyed reaching the service over IPv4.
+    expect(normalizeAddress('64:ff9b::1.2.3.4')).toBe('1.2.3.4');
+    expect(normalizeAddress('[64:FF9B::102:304]:443')).toBe('1.2.3.4');
+    expect(limitKey(normalizeAddress('64:ff9b::1.2.3.4')!)).toBe('1.2.3.4');
+    expect(limitKey(normalizeAddress('64:ff9b::5.6.7.8')!)).toBe('5.6.7.8');
+    expect(limitKey('64:ff9b::102:304')).toBe('1.2.3.4');
+    // Not the well-known /96 (64:ff9b:1::/48 local use, a /64 with other bits set): a /64 as any other.
+    expect(normalizeAddress('64:ff9b:1::102:304')).toBe('64:ff9b:1::102:304');
+    expect(limitKey('64:ff9b:1::102:304')).toBe('64:ff9b:1::/64');
+    expect(limitKey('64:ff9b::1:0:102:304')).toBe('64:ff9b::/64');
+    // Global unicast and unique local addresses stay keyed by their /64; so does fec0:: (not link-local).
+    expect(limitKey('fd00:1:2:3::4')).toBe('fd00:1:2:3::/64');
+    expect(limitKey('fec0::1')).toBe('fec0::/64');
+    expect(limitKey('0:0:0:1::1')).toBe('0:0:0:1::/64');
   });
 
   it('forwardedEntry reads the other forwarded headers the same way', () => {

@@ -46,7 +46,8 @@ export function forwardedEntry(header: string | readonly string[] | undefined, h
  * ('203.0.113.5:51234', '[2001:db8::1]:443': Azure Application Gateway appends ip:port to
  * X-Forwarded-For), and so is an IPv6 zone ('fe80::1%eth0'), IPv6 is written in its short form
  * (uWS.js writes the peer as eight 4-digit groups), and an IPv4-mapped IPv6 address
- * ('::ffff:203.0.113.5', a dual-stack socket's IPv4 peer) as the IPv4 address. Otherwise one client would have two keys in a limit (and two spellings in
+ * ('::ffff:203.0.113.5', a dual-stack socket's IPv4 peer) or a NAT64 one of the well-known prefix
+ * ('64:ff9b::203.0.113.5', an IPv4 client translated on its way in) as the IPv4 address. Otherwise one client would have two keys in a limit (and two spellings in
  * the audit log).
  */
 export function normalizeAddress(text: string): string | null {
@@ -68,9 +69,28 @@ export function normalizeAddress(text: string): string | null {
   } catch {
     return null;
   }
-  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(short);
-  if (!mapped) return short;
-  const [high, low] = [parseInt(mapped[1]!, 16), parseInt(mapped[2]!, 16)];
+  return embeddedIpv4(ipv6Groups(short)) ?? short;
+}
+
+/** The eight 16-bit groups of an IPv6 address in any valid spelling (no zone, no dotted tail). */
+function ipv6Groups(address: string): number[] {
+  const [head, tail] = address.split('::') as [string, string | undefined];
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
+  return groups.map((g) => parseInt(g, 16));
+}
+
+/**
+ * The IPv4 client an IPv6 address stands for, when it is one: an IPv4-mapped address
+ * (`::ffff:a.b.c.d`, a dual-stack socket's IPv4 peer) or one of NAT64's well-known prefix
+ * (`64:ff9b::a.b.c.d`, RFC 6052: an IPv4 client translated by a NAT64/SIIT in front of the service).
+ */
+function embeddedIpv4(groups: readonly number[]): string | undefined {
+  const mapped = groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff;
+  const nat64 = groups[0] === 0x64 && groups[1] === 0xff9b && groups.slice(2, 6).every((g) => g === 0);
+  if (!mapped && !nat64) return undefined;
+  const [high, low] = [groups[6]!, groups[7]!];
   return `${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`;
 }
 
@@ -80,14 +100,24 @@ export function normalizeAddress(text: string): string | null {
  * /64 (`2001:db8:1:2::/64`), in PostgreSQL's cidr text. One IPv6 host holds a whole /64 (SLAAC,
  * privacy addresses, a cloud VM's prefix) and can send each guess from another address of it: keyed
  * by the /128 the limit never filled. The audit log keeps the whole address.
+ *
+ * Except where one /64 is many unrelated clients, keyed by their whole address (a /128): link-local
+ * addresses (`fe80::/10`: every neighbour on every link is in `fe80::/64`), and the /64 of zeros
+ * (`::1`, `::`, the deprecated IPv4-compatible `::a.b.c.d`, SIIT's `::ffff:0:a.b.c.d`). A NAT64
+ * address of the well-known prefix (`64:ff9b::/96`: all of the IPv4 Internet in one /64) is its IPv4
+ * client's address (normalizeAddress writes it so). Until 2026-12-08 these were one key each, and
+ * one client's failures locked out all the others (review34 F3). Teredo (`2001::/32`) and
+ * network-specific NAT64 prefixes are keyed by /64 like any global address.
  */
 export function limitKey(address: string): string {
   if (!address.includes(':')) return address;
-  const [head, tail] = address.split('::') as [string, string | undefined];
-  const left = head ? head.split(':') : [];
-  const right = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
-  const prefix = groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16));
+  const groups = ipv6Groups(address);
+  const ipv4 = embeddedIpv4(groups);
+  if (ipv4) return ipv4;
+  const linkLocal = (groups[0]! & 0xffc0) === 0xfe80;
+  const zeros = groups.slice(0, 4).every((g) => g === 0);
+  if (linkLocal || zeros) return address;
+  const prefix = groups.slice(0, 4).map((g) => g.toString(16));
   // As PostgreSQL writes the network: trailing zero groups folded into '::'.
   while (prefix.length > 0 && prefix[prefix.length - 1] === '0') prefix.pop();
   return `${prefix.join(':')}::/64`;
