@@ -232,4 +232,60 @@ describe('ADMIN_SESSION_MAX_IN_FLIGHT and clients that go away', () => {
       await h[Symbol.asyncDispose]();
     }
   }, 60_000);
+
+  it("counts one session's live-feed requests until their session lookup has settled: they do not fill the lookups' queue", async () => {
+    const h = await createHarness({ SESSION_LOOKUP_CONCURRENCY: '1', SESSION_LOOKUP_WAIT_MS: '60000' });
+    await h.listen();
+    const server = watchServer(h);
+    const alice = await httpLogin(h.url, 'alice', ADMIN_PASSWORD);
+    const bob = await secondAdmin(h);
+    const unlock = await lockTable(h, 'admin_sessions');
+    const feeds: ReturnType<typeof rawRequest>[] = [];
+    try {
+      // 60 of alice's live-feed requests at once: until now none was counted, and each was looked up
+      // (1 running, 50 waiting, 9 answered 503) before LIVE_FEED_MAX_PER_SESSION could refuse it.
+      const statuses: number[] = [];
+      for (let i = 0; i < 60; i++) {
+        const feed = rawRequest(h, server, alice, '/trpc/live.collectorStatus', { accept: 'text/event-stream' });
+        void feed.response.then((r) => statuses.push(r.status));
+        feeds.push(feed);
+      }
+      await vi.waitFor(() => expect(statuses).toHaveLength(44), { timeout: 20_000 });
+      expect(statuses.every((s) => s === 429)).toBe(true);
+      expect(lookups(h)).toMatchObject({ active: 1, waiting: 15 });
+      const bobs = list(h, bob);
+      await vi.waitFor(() => expect(lookups(h).waiting).toBe(16));
+      expect(await within(bobs, 0)).toBe('pending'); // waiting its turn, not refused
+      await unlock();
+      expect((await bobs).status).toBe(200);
+      // The 16 looked up have started (5 feeds open, the rest ended by the feed cap) and hold no place.
+      await vi.waitFor(() => expect(statuses).toHaveLength(60), { timeout: 20_000 });
+      expect(statuses.filter((s) => s === 200)).toHaveLength(16);
+      expect((await list(h, alice)).status).toBe(200);
+    } finally {
+      for (const feed of feeds) await feed.abort();
+      await unlock();
+      await h[Symbol.asyncDispose]();
+    }
+  }, 120_000);
+
+  it('an open live feed holds no place once its session is known, and its close leaks none', async () => {
+    const h = await createHarness({ ADMIN_SESSION_MAX_IN_FLIGHT: '1' });
+    await h.listen();
+    const server = watchServer(h);
+    const alice = await httpLogin(h.url, 'alice', ADMIN_PASSWORD);
+    try {
+      for (let i = 0; i < 3; i++) {
+        const feed = rawRequest(h, server, alice, '/trpc/live.collectorStatus', { accept: 'text/event-stream' });
+        expect((await feed.response).status).toBe(200);
+        await vi.waitFor(() => expect(h.service.deps.liveFeed.hub.stats().subscribers).toBe(1));
+        expect((await list(h, alice)).status).toBe(200);
+        await feed.abort();
+        await vi.waitFor(() => expect(h.service.deps.liveFeed.hub.stats().subscribers).toBe(0));
+        expect((await list(h, alice)).status).toBe(200);
+      }
+    } finally {
+      await h[Symbol.asyncDispose]();
+    }
+  }, 60_000);
 });

@@ -115,9 +115,11 @@ export const AdminConfigSchema = commonSchema
      */
     ADMIN_BODY_TIMEOUT_MS: int(60_000, 100, 600_000),
     /**
-     * /trpc requests one session may have in progress at once in this process (live feeds, capped by
-     * LIVE_FEED_MAX_PER_SESSION, not counted): one more is answered 429 with Retry-After before its
-     * session is looked up or its body read; default 16 (a browser opens at most 6 connections to a site).
+     * /trpc requests one session may have in progress at once in this process, each counted until it
+     * is answered (or its client gone) and its session lookup and procedure have settled (a live feed
+     * only until its lookup has: LIVE_FEED_MAX_PER_SESSION caps open ones): one more is answered 429
+     * with Retry-After before its session is looked up or its body read; default 16 (a browser opens
+     * at most 6 connections to a site).
      */
     ADMIN_SESSION_MAX_IN_FLIGHT: int(16, 1, 10_000),
     /** Seconds a collector command waits for a heartbeat before it expires undelivered; default 86400 (24 h). */

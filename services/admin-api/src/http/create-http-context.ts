@@ -31,7 +31,7 @@ export async function createHttpContext(
     session = admitted
       ? admitted.session
       : sessionId
-        ? await whileInProgress(req, (signal) => deps.sessionLookup.lookup(sessionId, signal))
+        ? await whileInProgress(req, (signal) => deps.sessionLookup.lookup(sessionId, signal), 'lookup')
         : undefined;
   } catch (err) {
     // Too many lookups at once: 503 with Retry-After (auth/session-lookup.ts), not a 500.

@@ -272,7 +272,9 @@ export async function admitBody(
   const sessionId = readCookie(req.headers.cookie, SESSION_COOKIE);
   let session;
   try {
-    session = sessionId ? await whileInProgress(req, (signal) => deps.sessionLookup.lookup(sessionId, signal)) : undefined;
+    session = sessionId
+      ? await whileInProgress(req, (signal) => deps.sessionLookup.lookup(sessionId, signal), 'lookup')
+      : undefined;
   } catch (err) {
     // The session lookups' bound (503, Retry-After) as any request meets it; anything else too.
     refuse(

@@ -52,6 +52,8 @@ interface Held {
   ended: boolean;
   /** Aborted when it ended: a session lookup still waiting for its turn gives it up. */
   gone: AbortController;
+  /** Released once its session lookup has settled, answered or not (a live feed). */
+  untilLookedUp: boolean;
   release: () => void;
 }
 
@@ -60,14 +62,21 @@ const heldRequests = new WeakMap<IncomingMessage, Held>();
 /**
  * Holds `release` (a request's place in ADMIN_SESSION_MAX_IN_FLIGHT) until the request is answered
  * or its connection gone (holdUntilAnsweredOrGone) *and* the session lookup and procedures it started
- * (whileInProgress) have settled. Until 2026-12-08 the place was given back when the client closed its
+ * (whileInProgress) have settled; with `untilLookedUp` (a live feed: open for as long as it is
+ * watched, and capped by LIVE_FEED_MAX_PER_SESSION once its session is known) also as soon as its
+ * session lookup has settled. Until 2026-12-08 the place was given back when the client closed its
  * connection, while the request's lookup kept its place in the lookups' queue and its procedure
  * still ran: a client that sent and closed at once, over and over, filled the queue with one session
  * and other admins were answered 503 (review34 F2). False, released at once, when the connection is
  * gone already.
  */
-export function holdRequest(req: IncomingMessage, res: ServerResponse, release: () => void): boolean {
-  const held: Held = { running: 0, ended: false, gone: new AbortController(), release };
+export function holdRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  release: () => void,
+  { untilLookedUp = false }: { untilLookedUp?: boolean } = {},
+): boolean {
+  const held: Held = { running: 0, ended: false, gone: new AbortController(), untilLookedUp, release };
   const kept = holdUntilAnsweredOrGone(req, res, () => {
     held.ended = true;
     held.gone.abort(requestGone());
@@ -84,11 +93,13 @@ export const requestGone = () => new AppError('UNAVAILABLE', 'the client closed 
  * Runs `work` (a session lookup, a procedure) for `req`, its place held (holdRequest) until `work`
  * settles; `signal` is aborted when the client goes away (a lookup still waiting gives up its turn).
  * Throws requestGone without running it when the request was answered or its client went away
- * already. A request holding no place (no signed session cookie) runs it as it is.
+ * already. A request holding no place (no signed session cookie) runs it as it is. `kind`: a
+ * 'lookup' settled releases a live feed's place (holdRequest's `untilLookedUp`).
  */
 export async function whileInProgress<T>(
   req: IncomingMessage,
   work: (signal: AbortSignal | undefined) => Promise<T>,
+  kind: 'lookup' | 'procedure' = 'procedure',
 ): Promise<T> {
   const held = heldRequests.get(req);
   if (!held) return work(undefined);
@@ -99,6 +110,6 @@ export async function whileInProgress<T>(
     return await work(held.gone.signal);
   } finally {
     held.running--;
-    if (held.running === 0 && held.ended) release();
+    if (held.running === 0 && (held.ended || (kind === 'lookup' && held.untilLookedUp))) release();
   }
 }
