@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelay } from './backoff';
+import { backoffDelay, retryAfterDelay } from './backoff';
 
 describe('backoffDelay', () => {
   const opts = { baseMs: 1000, maxMs: 60_000 };
@@ -14,5 +14,15 @@ describe('backoffDelay', () => {
     expect(backoffDelay(40, opts, () => 0)).toBe(30_000);
     const seen = new Set(Array.from({ length: 20 }, () => backoffDelay(3, opts)));
     expect(seen.size).toBeGreaterThan(1);
+  });
+});
+
+describe('retryAfterDelay', () => {
+  const opts = { baseMs: 1000, maxMs: 60_000 };
+  it('is Retry-After plus full jitter over the exponential step', () => {
+    expect(retryAfterDelay(5000, 1, opts, () => 0)).toBe(5000);
+    expect(retryAfterDelay(5000, 1, opts, () => 1)).toBe(6000);
+    expect(retryAfterDelay(1000, 4, opts, () => 0.5)).toBe(5000);
+    expect(retryAfterDelay(1000, 40, opts, () => 1)).toBe(61_000);
   });
 });

@@ -11,3 +11,21 @@ export function backoffDelay(
   const exp = Math.min(maxMs, baseMs * 2 ** Math.min(attempt - 1, 30));
   return Math.round(exp / 2 + random() * (exp / 2));
 }
+
+/**
+ * Delay before retry number `attempt` (1-based) of a push answered 429/503 with `Retry-After`:
+ * never earlier than the edge asked, plus "full jitter" over the exponential step of `attempt`
+ * (`baseMs` doubling per failure, capped at `maxMs`). The edge gives every collector the same
+ * `Retry-After` (1 s while Redis is unreachable, 5 s while it is over its memory budget): waiting
+ * exactly that long kept a whole fleet retrying in step, once a second for the whole outage, and
+ * brought every collector's backlog back within the same second when it ended.
+ */
+export function retryAfterDelay(
+  retryAfterMs: number,
+  attempt: number,
+  { baseMs, maxMs }: { baseMs: number; maxMs: number },
+  random = Math.random,
+): number {
+  const exp = Math.min(maxMs, baseMs * 2 ** Math.min(attempt - 1, 30));
+  return Math.round(retryAfterMs + random() * exp);
+}

@@ -2,7 +2,7 @@ import type { Logger } from '@pga/logger';
 import { isDisabledAnswer, type CentralClient } from '../central/central-client';
 import { snapshotOwner } from '../spool/adopt-legacy-spool';
 import type { Spool } from '../spool/spool';
-import { backoffDelay } from './backoff';
+import { backoffDelay, retryAfterDelay } from './backoff';
 
 export interface PusherOptions {
   spool: Spool;
@@ -18,6 +18,8 @@ export interface PusherOptions {
   onDisabled?: () => void;
   /** The collector id this agent pushes as (its token's). */
   collectorId: () => string;
+  /** Source of the retry jitter, in [0, 1); default Math.random (tests pin it). */
+  random?: () => number;
 }
 
 export interface PushStats {
@@ -49,7 +51,8 @@ type Outcome =
 /**
  * Drains the spool oldest-first, one push at a time, at most `maxPerSecond`. Failure handling
  * (CONTRACT.md answers): network errors, timeouts and 5xx back off exponentially with jitter;
- * 429/503 wait for Retry-After; 400/413/415 and 403 COLLECTOR_MISMATCH for a snapshot naming another
+ * 429/503 wait for Retry-After plus a random share of the same exponential step (never earlier
+ * than the edge asked, never in step with the rest of the fleet); 400/413/415 and 403 COLLECTOR_MISMATCH for a snapshot naming another
  * collector can never succeed, so the snapshot is set aside with an ERROR log (a mismatch of its own
  * snapshot is the agent's credentials: kept, an ERROR, retried with back-off); 401 refreshes the
  * token once, then waits like any other failure (no tight loop);
@@ -57,6 +60,7 @@ type Outcome =
  */
 export function createPusher(o: PusherOptions): Pusher {
   const maxRetryAfter = o.maxRetryAfterMs ?? 600_000;
+  const random = o.random ?? Math.random;
   const stats: PushStats = { pushed: 0, duplicates: 0, failures: 0, lastError: null, lastPushAt: null };
   let attempt = 0;
   let refreshedSinceSuccess = false;
@@ -80,7 +84,10 @@ export function createPusher(o: PusherOptions): Pusher {
     attempt++;
     stats.failures++;
     stats.lastError = error;
-    const delay = afterMs !== undefined ? Math.min(afterMs, maxRetryAfter) : backoffDelay(attempt, o.backoff);
+    const delay =
+      afterMs !== undefined
+        ? retryAfterDelay(Math.min(afterMs, maxRetryAfter), attempt, o.backoff, random)
+        : backoffDelay(attempt, o.backoff, random);
     o.logger.warn({ attempt, retry_in_ms: delay, error }, 'push failed; will retry');
     return { kind: 'retry', afterMs: delay, error };
   };
