@@ -25,7 +25,11 @@ it('a PostgreSQL outage: 503 + Retry-After for every request that needs it, one 
     await pg.stop();
     for (let i = 0; i < 5; i++) {
       const res = await enroll();
-      expect([res.status, res.json.error.code, res.headers.get('retry-after')]).toEqual([503, 'UNAVAILABLE', '5']);
+      expect([res.status, res.json.error.code, res.headers.get('retry-after')]).toEqual([
+        503,
+        'UNAVAILABLE',
+        expect.stringMatching(/^([5-9]|10)$/),
+      ]);
     }
     await pg.restart();
     // No request needs PostgreSQL now, yet the edge notices within its 2 s probe: the line does not

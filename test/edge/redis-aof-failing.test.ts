@@ -43,7 +43,7 @@ it('Redis failing its AOF writes: /readyz not ready with the reason, pushes 503 
         },
         { timeout: 10_000 },
       )
-      .toEqual([503, 'queue cannot write its append-only file', '5']);
+      .toEqual([503, 'queue cannot write its append-only file', expect.stringMatching(/^([5-9]|10)$/)]);
     const ready = await call(`${edge.url}/readyz`, { method: 'GET' });
     expect([ready.status, ready.json.reason]).toEqual([503, 'queue cannot write its append-only file']);
 

@@ -198,7 +198,11 @@ describe('Redis stopped, slow, or reconnecting', () => {
       await world.redis.client('PAUSE', SLOW_PAUSE_MS, 'WRITE');
       const started = Date.now();
       const res = await call(`${edge.url}/api/v1/collectors/${c.id}/heartbeat`, { token: c.token, body: '{}' });
-      expect([res.status, res.json.error.code, res.headers.get('retry-after')]).toEqual([503, 'UNAVAILABLE', '1']);
+      expect([res.status, res.json.error.code, res.headers.get('retry-after')]).toEqual([
+        503,
+        'UNAVAILABLE',
+        expect.stringMatching(/^[12]$/),
+      ]);
       expect(Date.now() - started).toBeLessThan(SLOW_ANSWER_BOUND_MS);
       // The MULTI runs once the pause ends (a write of ours waits for that), draining the command
       // with nobody to answer: it goes back.
@@ -232,7 +236,11 @@ describe('Redis stopped, slow, or reconnecting', () => {
       // Refused at once, not after ENQUEUE_TIMEOUT_MS.
       const started = Date.now();
       const res = await call(`${edge.url}/api/v1/metrics/push`, { token: c.token, body: '{"paused":true}' });
-      expect([res.status, res.json.error.code, res.headers.get('retry-after')]).toEqual([503, 'UNAVAILABLE', '1']);
+      expect([res.status, res.json.error.code, res.headers.get('retry-after')]).toEqual([
+        503,
+        'UNAVAILABLE',
+        expect.stringMatching(/^[12]$/),
+      ]);
       expect(Date.now() - started).toBeLessThan(1000);
       // Recovers by itself once INFO answers again.
       await waitUntil(async () => (await readyz()) === 200, 10_000, '/readyz 200 after the pause');

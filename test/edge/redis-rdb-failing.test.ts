@@ -53,7 +53,9 @@ it('Redis failing its RDB save: not ready and 503 only while Redis refuses write
 
     fsize('1024');
     await save('err');
-    await expect.poll(push, { timeout: 10_000 }).toEqual([503, 'queue cannot save its RDB snapshot', '5']);
+    await expect
+      .poll(push, { timeout: 10_000 })
+      .toEqual([503, 'queue cannot save its RDB snapshot', expect.stringMatching(/^([5-9]|10)$/)]);
     expect(await ready()).toEqual([503, 'queue cannot save its RDB snapshot']);
 
     // stop-writes-on-bgsave-error off: the save still failed, but Redis takes writes, and so does the edge.
@@ -62,7 +64,9 @@ it('Redis failing its RDB save: not ready and 503 only while Redis refuses write
     expect(await ready()).toEqual([200, undefined]);
     expect(await admin.info('persistence')).toContain('rdb_last_bgsave_status:err');
     await admin.call(config, 'SET', 'stop-writes-on-bgsave-error', 'yes');
-    await expect.poll(push, { timeout: 10_000 }).toEqual([503, 'queue cannot save its RDB snapshot', '5']);
+    await expect
+      .poll(push, { timeout: 10_000 })
+      .toEqual([503, 'queue cannot save its RDB snapshot', expect.stringMatching(/^([5-9]|10)$/)]);
 
     // A save that succeeds ends it.
     fsize('unlimited');

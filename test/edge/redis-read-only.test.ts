@@ -32,7 +32,7 @@ it('Redis a read-only replica: 503 + Retry-After with the reason, /readyz not re
         const res = await push(1);
         return [res.status, res.json.error?.code, res.json.error?.message, res.headers.get('retry-after')];
       })
-      .toEqual([503, 'UNAVAILABLE', 'queue is a read-only replica', '5']);
+      .toEqual([503, 'UNAVAILABLE', 'queue is a read-only replica', expect.stringMatching(/^([5-9]|10)$/)]);
     const ready = await call(`${edge.url}/readyz`, { method: 'GET' });
     expect([ready.status, ready.json.reason]).toEqual([503, 'queue is a read-only replica']);
     for (let i = 2; i < 12; i++) expect((await push(i)).status).toBe(503);

@@ -35,6 +35,24 @@ export function endOrClose(res: HttpResponse, body: string): void {
   if (!ok) res.close();
 }
 
+/**
+ * The random source of `spreadRetryAfter` (tests pin `next`). A 503 says something every collector
+ * meets at once — Redis unreachable or over its memory budget, the edge over its own, draining, or
+ * PostgreSQL away — so the same `Retry-After` for all of them brought the whole fleet back in the
+ * same second, and an agent that waits exactly what it is told (pganalytics-v3's) kept retrying in
+ * step for the whole outage.
+ */
+export const retryAfterRandom = { next: Math.random };
+
+/**
+ * The `Retry-After` of a 503: whole seconds drawn uniformly from [seconds, 2 × seconds] (1 → 1 or 2,
+ * 5 → 5 … 10, 60 → 60 … 120): never sooner than the cause asks, spread over as long again. A 429's
+ * (one collector's own rate, bytes or quota) is exact: it is that collector's, not the fleet's.
+ */
+export function spreadRetryAfter(seconds: number, random: () => number = retryAfterRandom.next): number {
+  return seconds + Math.min(seconds, Math.floor(random() * (seconds + 1)));
+}
+
 /** uWS.js's cork buffer: an answer up to this size is written in one piece with its headers. */
 const SMALL_ANSWER_BYTES = 16 * 1024;
 
@@ -81,8 +99,10 @@ export class Reply {
   }
 
   error(code: ErrorCode, message: string, retryAfterSeconds?: number, headers?: Record<string, string>): void {
-    const all = retryAfterSeconds ? { ...headers, 'retry-after': String(retryAfterSeconds) } : headers;
-    this.json(ERROR_HTTP_STATUS[code], { error: { code, message } }, all);
+    const status = ERROR_HTTP_STATUS[code];
+    const wait = retryAfterSeconds && status === 503 ? spreadRetryAfter(retryAfterSeconds) : retryAfterSeconds;
+    const all = wait ? { ...headers, 'retry-after': String(wait) } : headers;
+    this.json(status, { error: { code, message } }, all);
   }
 
   /**
