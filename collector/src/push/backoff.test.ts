@@ -19,10 +19,12 @@ describe('backoffDelay', () => {
 
 describe('retryAfterDelay', () => {
   const opts = { baseMs: 1000, maxMs: 60_000 };
-  it('is Retry-After plus full jitter over the exponential step', () => {
+  it('is Retry-After plus full jitter over the exponential step, capped at 30 s', () => {
     expect(retryAfterDelay(5000, 1, opts, () => 0)).toBe(5000);
     expect(retryAfterDelay(5000, 1, opts, () => 1)).toBe(6000);
     expect(retryAfterDelay(1000, 4, opts, () => 0.5)).toBe(5000);
-    expect(retryAfterDelay(1000, 40, opts, () => 1)).toBe(61_000);
+    expect(retryAfterDelay(1000, 40, opts, () => 1)).toBe(31_000);
+    expect(retryAfterDelay(1000, 6, opts, () => 1)).toBe(31_000);
+    expect(retryAfterDelay(1000, 5, opts, () => 1)).toBe(17_000);
   });
 });

@@ -12,6 +12,9 @@ export function backoffDelay(
   return Math.round(exp / 2 + random() * (exp / 2));
 }
 
+/** Longest random share added to a `Retry-After` (the jitter step's cap), ms. */
+export const RETRY_AFTER_JITTER_MAX_MS = 30_000;
+
 /**
  * Delay before retry number `attempt` (1-based) of a push answered 429/503 with `Retry-After`:
  * never earlier than the edge asked, plus "full jitter" over the exponential step of `attempt`
@@ -26,6 +29,8 @@ export function retryAfterDelay(
   { baseMs, maxMs }: { baseMs: number; maxMs: number },
   random = Math.random,
 ): number {
-  const exp = Math.min(maxMs, baseMs * 2 ** Math.min(attempt - 1, 30));
+  // The step is capped at RETRY_AFTER_JITTER_MAX_MS: the edge already said when to come back, and a
+  // step grown to minutes through a long outage left a few collectors minutes behind the others.
+  const exp = Math.min(maxMs, RETRY_AFTER_JITTER_MAX_MS, baseMs * 2 ** Math.min(attempt - 1, 30));
   return Math.round(retryAfterMs + random() * exp);
 }
