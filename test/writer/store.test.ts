@@ -12,7 +12,9 @@ describe('writer: pushes → collector_metrics', () => {
 
   beforeAll(async () => {
     db = await createTestDatabase();
-    h = await startWriterHarness(db.url, { WRITER_BATCH_WINDOW_MS: '30' });
+    // The rollup fold runs only when a test asks (runNow): on its 5 s schedule it could fold a test's
+    // deltas first, and 'folded by the job' would read 0 (a loaded CI machine did).
+    h = await startWriterHarness(db.url, { WRITER_BATCH_WINDOW_MS: '30', WRITER_ROLLUP_FOLD_MS: '3600000' });
   });
   afterAll(async () => {
     await h?.close();
