@@ -3,7 +3,16 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { findExecutable, freePort, GiveUp, PortInUseError, startOnFreePort, stopChild, waitFor } from '@pga/local-stack';
+import {
+  findExecutable,
+  freePort,
+  GiveUp,
+  PortInUseError,
+  saysPortInUse,
+  startOnFreePort,
+  stopChild,
+  waitFor,
+} from '@pga/local-stack';
 
 export interface PgBouncer {
   /** `databaseUrl` (a database of the server the bouncer fronts) through the bouncer. */
@@ -87,7 +96,7 @@ async function startPgBouncerOn(port: number, options: StartPgBouncerOptions): P
     await waitFor(`PgBouncer on 127.0.0.1:${port}`, async () => {
       if (exited) {
         const said = output.trim() || '(no output)';
-        throw /Address already in use/i.test(said)
+        throw saysPortInUse(said)
           ? new PortInUseError(port, `127.0.0.1:${port} is taken by another process: pgbouncer exited at start: ${said}`)
           : new GiveUp(`pgbouncer exited at start: ${said}`);
       }

@@ -3,6 +3,7 @@ import { createLogger } from '@pga/logger';
 import { parseJwtSecret } from '@pga/crypto';
 import { checkTokenKeyIdsAtStart, migrateDatabase } from '@pga/db';
 import { readAdminConfig } from './config';
+import { hostPort } from './connection-test/network';
 import { createAdminService } from './create-admin-service';
 
 const config = configOrExit('admin-api', readAdminConfig);
@@ -29,12 +30,11 @@ if (refusal) {
 const service = createAdminService({ config, logger });
 // A port in use or an address this host lacks: one fatal line naming it, not an uncaught stack.
 const port = await service.listen().catch((err: NodeJS.ErrnoException) => {
-  const where = `${config.ADMIN_HOST.includes(':') ? `[${config.ADMIN_HOST}]` : config.ADMIN_HOST}:${config.ADMIN_PORT}`;
   logger.fatal(
     { host: config.ADMIN_HOST, port: config.ADMIN_PORT, code: err.code },
     err.code === 'EADDRINUSE'
       ? `cannot listen: port ${config.ADMIN_PORT} on ${config.ADMIN_HOST} is in use (another admin service or program); set ADMIN_PORT`
-      : `cannot listen on ${where}: ${err.code ?? err.message}; check ADMIN_HOST and ADMIN_PORT`,
+      : `cannot listen on ${hostPort(config.ADMIN_HOST, config.ADMIN_PORT)}: ${err.code ?? err.message}; check ADMIN_HOST and ADMIN_PORT`,
   );
   return process.exit(1);
 });
